@@ -1,0 +1,39 @@
+"""The control vocabulary shared by the data, the model and the plan.
+
+Every control value the model sees lies in [0, 1]. Dynamic and density-like controls are
+*quantiles* of their distribution over POP909 training segments (0.5 = a typical POP909
+segment), so a plan made from a video and a segment cut from a song speak the same units.
+The quantile tables that turn raw values (onsets per bar, MIDI pitch, ...) into these units
+live in the calibration file written when the training cache is built.
+"""
+
+from __future__ import annotations
+
+# Per segment, "how busy": these steer the late (fine) denoising steps.
+DYNAMIC_CONTROLS: tuple[str, ...] = (
+    "density",  # onsets per bar, as a POP909 quantile
+    "velocity",  # mean MIDI velocity of onsets, as a quantile
+    "register",  # mean MIDI pitch of onsets, as a quantile
+    "polyphony",  # mean number of sounding pitches per 16th step, as a quantile
+)
+
+# Per segment, "what it is": these steer the early (coarse) denoising steps.
+SEMANTIC_CONTROLS: tuple[str, ...] = (
+    "melodic",  # 1 if the segment carries a lead melody (POP909 uppercase phrase), else 0
+    "intro",  # 1 for an opening segment (POP909 phrase 'i')
+    "outro",  # 1 for a closing segment (POP909 phrase 'o')
+    "minor_share",  # share of the segment's chord time on minor-type chords, in [0, 1]
+    "harmonic_rhythm",  # chord changes per bar, as a quantile
+    "position",  # segment start / piece length, in [0, 1]: where in the piece we are
+)
+
+# Global tokens, visible to every music frame: the key.
+N_KEY_FEATURES = 14  # tonic pitch class one-hot (12) + mode one-hot (major, minor)
+
+
+def key_features(tonic_pc: int, minor: bool) -> list[float]:
+    """One-hot key vector of length N_KEY_FEATURES: 12 tonic pitch classes, then major/minor."""
+    vec = [0.0] * N_KEY_FEATURES
+    vec[tonic_pc % 12] = 1.0
+    vec[13 if minor else 12] = 1.0
+    return vec

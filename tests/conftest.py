@@ -1,0 +1,30 @@
+"""Shared fixtures: where the read-only shared data lives, skipping with a reason when absent."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path:
+    return Path(os.environ.get("DIFFBGM_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def pop909_dir() -> Path:
+    path = shared_data_dir() / "pop909"
+    if not (path / "001" / "001.mid").exists():
+        pytest.skip(f"POP909 not found at {path} (set DIFFBGM_SHARED_DATA)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def bbb_video() -> Path:
+    path = shared_data_dir() / "videos" / "big_buck_bunny_0_30.webm"
+    if not path.exists():
+        pytest.skip(f"the 30 s test clip is not at {path} (set DIFFBGM_SHARED_DATA)")
+    return path
