@@ -1,0 +1,442 @@
+"""Video in, music out: probe -> shots -> features -> plan -> diffusion -> MIDI -> WAV -> MP4.
+
+`Composer` holds one loaded model (build it once, reuse it; it is not thread-safe — the web app
+serialises calls through its queue and a lock). Every stage reports progress through a
+callback `(done, total, stage)` so the CLI shows a bar and the web app a progress indicator,
+and nothing here imports a UI.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from diffbgm.errors import DiffBGMError, PlanError
+from diffbgm.video.mux import AudioMode
+
+ProgressFn = Callable[[int, int, str], None]
+
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "checkpoints" / "diffbgm-small"
+STAGES: tuple[str, ...] = ("analyse", "plan", "compose", "score", "audio", "video")
+
+
+@dataclass(frozen=True)
+class ComposeOptions:
+    """What a user may choose; None means "let the video and the model decide"."""
+
+    seed: int = 0
+    tempo_bpm: float | None = None
+    key: str | None = None  # e.g. "D minor"
+    mood: str | None = None  # free text, e.g. "calm and warm"
+    density: float | None = None  # 0..1 quantile target for every segment (0.5 = typical POP909)
+    guidance: float | None = None
+    steps: int | None = None
+    variants: int = 1
+    audio: AudioMode = "duck"
+    shot_detector: str = "content"
+    onset_threshold: float | None = None
+
+
+@dataclass
+class Variant:
+    """One generated soundtrack and its files."""
+
+    seed: int
+    midi_path: Path
+    wav_path: Path
+    video_path: Path
+    pianoroll_path: Path
+
+
+@dataclass
+class Result:
+    """Everything one call produced. `report` is what report.json holds."""
+
+    out_dir: Path
+    variants: list[Variant]
+    report_path: Path
+    report: dict[str, Any]
+    thumbnails: list[Path] = field(default_factory=list)
+
+    @property
+    def midi_path(self) -> Path:
+        return self.variants[0].midi_path
+
+    @property
+    def wav_path(self) -> Path:
+        return self.variants[0].wav_path
+
+    @property
+    def video_path(self) -> Path:
+        return self.variants[0].video_path
+
+    @property
+    def pianoroll_path(self) -> Path:
+        return self.variants[0].pianoroll_path
+
+
+def _no_progress(done: int, total: int, stage: str) -> None:
+    return None
+
+
+class _StageClock:
+    """Times stages and forwards progress; keeps the per-stage seconds for report.json."""
+
+    def __init__(self, progress: ProgressFn, total: int) -> None:
+        self.progress, self.total, self.done = progress, total, 0
+        self.seconds: dict[str, float] = {}
+
+    def run(self, stage: str, fn: Callable[[], Any]) -> Any:
+        self.progress(self.done, self.total, stage)
+        start = time.perf_counter()
+        value = fn()
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
+        self.done += 1
+        self.progress(self.done, self.total, stage)
+        return value
+
+
+class Composer:
+    """Composes background music for videos with one loaded diffusion model."""
+
+    def __init__(self, loaded: Any, model_id: str) -> None:
+        from diffbgm.model.diffusion import Diffusion
+
+        self.model = loaded.model
+        self.config = loaded.config
+        self.extra: dict[str, Any] = dict(loaded.extra or {})
+        self.diffusion = Diffusion(self.config.diffusion)
+        self.model_id = model_id
+        self._lock = threading.Lock()
+        self._sentence_encoder: Any = None
+
+    @classmethod
+    def from_pretrained(cls, path_or_hub_id: str | Path | None = None) -> Composer:
+        """Load a checkpoint folder or a Hugging Face Hub id; default: the shipped model."""
+        from diffbgm.checkpoint import load_checkpoint
+
+        source = str(path_or_hub_id) if path_or_hub_id is not None else str(DEFAULT_MODEL)
+        return cls(load_checkpoint(source), model_id=source)
+
+    # --- generation defaults stored with the checkpoint -------------------------------
+    def _generation(self, options: ComposeOptions) -> dict[str, float]:
+        defaults = self.extra.get("generation", {})
+        return {
+            "steps": float(options.steps or defaults.get("steps", 50)),
+            "guidance": float(
+                options.guidance if options.guidance is not None else defaults.get("guidance", 3.0)
+            ),
+            "onset_threshold": float(
+                options.onset_threshold
+                if options.onset_threshold is not None
+                else defaults.get("onset_threshold", 0.0)
+            ),
+            "sustain_threshold": float(defaults.get("sustain_threshold", 0.0)),
+        }
+
+    def __call__(
+        self,
+        video: str | Path,
+        out_dir: str | Path,
+        options: ComposeOptions | None = None,
+        progress: ProgressFn | None = None,
+    ) -> Result:
+        """Compose music for `video`; write score.mid, music.wav, video.mp4, pianoroll.png,
+        report.json (and thumbnails/) into `out_dir`.
+
+        All files are written to a temporary folder first and moved into `out_dir` only when
+        every stage succeeded, so a failure leaves nothing half-written behind.
+        """
+        options = options or ComposeOptions()
+        if options.variants < 1 or options.variants > 8:
+            raise PlanError("variants must be between 1 and 8")
+        with self._lock:
+            return self._compose(Path(video), Path(out_dir), options, progress or _no_progress)
+
+    def _compose(
+        self, video: Path, out_dir: Path, options: ComposeOptions, progress: ProgressFn
+    ) -> Result:
+        from diffbgm.video.analyze import AnalysisOptions, analyze_video
+        from diffbgm.video.probe import probe_video
+
+        total = 3 + 4 * options.variants
+        clock = _StageClock(progress, total)
+        info = probe_video(video)  # fails fast, before any work, with a clear VideoError
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=".diffbgm-", dir=out_dir.parent))
+        try:
+            analysis = clock.run(
+                "analyse",
+                lambda: analyze_video(
+                    video,
+                    AnalysisOptions(shot_method=options.shot_detector, mood_text=options.mood),
+                    thumbnails_dir=work / "thumbnails",
+                ),
+            )
+            plan = clock.run("plan", lambda: self._plan(analysis, options))
+            variants = []
+            for v in range(options.variants):
+                seed = options.seed + v
+                folder = work if v == 0 else work / f"variant-{v + 1}"
+                folder.mkdir(parents=True, exist_ok=True)
+                variants.append(
+                    self._render_variant(video, info, analysis, plan, seed, options, folder, clock)
+                )
+            report = self._report(video, info, analysis, plan, options, variants, clock.seconds)
+            (work / "report.json").write_text(json.dumps(report, indent=2))
+            clock.done = total
+            progress(total, total, "done")
+            return self._publish(work, out_dir, variants, report, analysis)
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+
+    def _plan(self, analysis: Any, options: ComposeOptions) -> Any:
+        from diffbgm.plan import PlanOverrides, make_plan
+
+        overrides = PlanOverrides(
+            tempo_bpm=options.tempo_bpm,
+            key=options.key,
+            density=options.density,
+        )
+        return make_plan(analysis, overrides, seed=options.seed)
+
+    def _sample_roll(
+        self,
+        plan: Any,
+        seed: int,
+        options: ComposeOptions,
+        known_roll: np.ndarray | None = None,
+        known_mask: np.ndarray | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Diffusion over the whole plan, window by window -> (onset, sustain) (T, P) bool."""
+        import torch
+
+        from diffbgm.model.sampling import decode_roll, sample_piece
+        from diffbgm.music.roll import RollSpec
+
+        gen = self._generation(options)
+        spec = RollSpec(pitch_low=self.config.pitch_low, n_pitches=self.config.n_pitches)
+        piece = plan.to_piece_conditions(spec)
+        generator = torch.Generator().manual_seed(seed)
+        x = sample_piece(
+            self.model,
+            self.diffusion,
+            piece,
+            self.config,
+            generator,
+            steps=int(gen["steps"]),
+            guidance=gen["guidance"],
+            known_roll=known_roll,
+            known_mask=known_mask,
+            progress=progress,
+        )
+        onset, sustain = decode_roll(
+            x, onset_threshold=gen["onset_threshold"], sustain_threshold=gen["sustain_threshold"]
+        )
+        return onset, sustain
+
+    def _render_variant(
+        self,
+        video: Path,
+        info: Any,
+        analysis: Any,
+        plan: Any,
+        seed: int,
+        options: ComposeOptions,
+        folder: Path,
+        clock: _StageClock,
+        known: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> Variant:
+        known_roll, known_mask = known if known is not None else (None, None)
+        onset, sustain = clock.run(
+            "compose", lambda: self._sample_roll(plan, seed, options, known_roll, known_mask)
+        )
+        np.savez_compressed(folder / "roll.npz", onset=onset, sustain=sustain)
+        midi_path = clock.run(
+            "score", lambda: self._write_midi(onset, sustain, plan, folder / "score.mid")
+        )
+        wav_path = clock.run("audio", lambda: self._write_wav(midi_path, plan, folder / "music.wav"))
+
+        def video_and_picture() -> tuple[Path, Path]:
+            from diffbgm.video.mux import mux_music
+
+            mp4 = mux_music(
+                video,
+                wav_path,
+                folder / "video.mp4",
+                duration_s=plan.duration_s,
+                audio=options.audio,
+                has_original_audio=bool(info.has_audio),
+            )
+            png = self._plot(onset, sustain, plan, analysis, folder / "pianoroll.png", seed)
+            return mp4, png
+
+        mp4, png = clock.run("video", video_and_picture)
+        return Variant(seed, midi_path, wav_path, mp4, png)
+
+    def _write_midi(self, onset: np.ndarray, sustain: np.ndarray, plan: Any, path: Path) -> Path:
+        """Score in video time: notes shifted by the plan's offset, cut at the video's end."""
+        from diffbgm.music.roll import PianoRoll, RollSpec, roll_to_midi
+
+        spec = RollSpec(pitch_low=self.config.pitch_low, n_pitches=self.config.n_pitches)
+        velocity = self._velocities(onset, plan)
+        midi = roll_to_midi(PianoRoll(onset, sustain, velocity), plan.tempo_bpm, spec)
+        for inst in midi.instruments:
+            kept = []
+            for note in inst.notes:
+                note.start += plan.offset_s
+                note.end = min(note.end + plan.offset_s, plan.duration_s)
+                if note.start >= 0 and note.end - note.start > 0.02:
+                    kept.append(note)
+            inst.notes = kept
+        midi.write(str(path))
+        return path
+
+    def _velocities(self, onset: np.ndarray, plan: Any) -> np.ndarray:
+        """MIDI velocity per onset from each segment's velocity control (quantile -> raw)."""
+        from diffbgm.music.calibration import Calibration
+
+        calibration = Calibration.load()
+        piece_ids = plan.to_piece_conditions_segment_ids(onset.shape[0])
+        per_segment = np.array(
+            [calibration.to_raw("velocity", seg.dynamic["velocity"]) for seg in plan.segments]
+        )
+        step_velocity = np.clip(per_segment[piece_ids], 30, 120)
+        # Accents on the beat, softer off-beat notes: the roll has no velocity channel.
+        steps = np.arange(onset.shape[0])
+        accent = np.where(steps % 4 == 0, 8.0, np.where(steps % 2 == 0, 0.0, -8.0))
+        vel = np.clip(step_velocity + accent, 1, 127).astype(np.uint8)
+        return np.where(onset, vel[:, None], 0).astype(np.uint8)
+
+    def _write_wav(self, midi_path: Path, plan: Any, path: Path) -> Path:
+        from diffbgm.music.render import fit_to_duration, render_wav
+
+        render_wav(midi_path, path)
+        fit_to_duration(path, plan.duration_s)
+        return path
+
+    def _plot(
+        self,
+        onset: np.ndarray,
+        sustain: np.ndarray,
+        plan: Any,
+        analysis: Any,
+        path: Path,
+        seed: int,
+    ) -> Path:
+        from diffbgm.plot import plot_pianoroll
+
+        times = plan.step_times_s()[: onset.shape[0]]
+        cuts = [shot.start_s for shot in analysis.shots[1:]]
+        title = f"{plan.key_name} · {plan.tempo_bpm:.1f} BPM · seed {seed}"
+        return plot_pianoroll(
+            onset,
+            sustain,
+            times,
+            self.config.pitch_low,
+            path,
+            segment_bounds_s=plan.segment_bounds_s(),
+            cut_times_s=cuts,
+            title=title,
+        )
+
+    def _report(
+        self,
+        video: Path,
+        info: Any,
+        analysis: Any,
+        plan: Any,
+        options: ComposeOptions,
+        variants: Sequence[Variant],
+        seconds: dict[str, float],
+    ) -> dict[str, Any]:
+        from diffbgm.metrics import cut_alignment
+
+        cuts = [shot.start_s for shot in analysis.shots[1:]]
+        beat_s = 60.0 / plan.tempo_bpm
+        boundaries = [start for start, _ in plan.segment_bounds_s()[1:]]
+        total = sum(seconds.values())
+        return {
+            "video": video.name,
+            "model_id": self.model_id,
+            "options": asdict(options),
+            "generation": self._generation(options),
+            "seeds": [v.seed for v in variants],
+            "video_info": info.to_dict(),
+            "analysis": analysis.to_dict(),
+            "plan": plan.to_dict(),
+            "timings_s": {**{k: round(v, 3) for k, v in seconds.items()}, "total": round(total, 3)},
+            "real_time_factor": round(total / max(plan.duration_s, 1e-6), 4),
+            "metrics": {
+                "cut_alignment": cut_alignment(cuts, boundaries, tolerance_s=beat_s),
+                "n_cuts": len(cuts),
+                "n_segments": len(plan.segments),
+            },
+            "files": [
+                {
+                    "seed": v.seed,
+                    "midi": v.midi_path.name,
+                    "wav": v.wav_path.name,
+                    "video": v.video_path.name,
+                    "pianoroll": v.pianoroll_path.name,
+                }
+                for v in variants
+            ],
+        }
+
+    def _publish(
+        self,
+        work: Path,
+        out_dir: Path,
+        variants: list[Variant],
+        report: dict[str, Any],
+        analysis: Any,
+    ) -> Result:
+        """Move the finished files from the work folder into out_dir (replacing old ones)."""
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for item in work.iterdir():
+            target = out_dir / item.name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+            shutil.move(str(item), str(target))
+        shutil.rmtree(work, ignore_errors=True)
+
+        def moved(p: Path) -> Path:
+            return out_dir / p.relative_to(work)
+
+        published = [
+            replace(
+                v,
+                midi_path=moved(v.midi_path),
+                wav_path=moved(v.wav_path),
+                video_path=moved(v.video_path),
+                pianoroll_path=moved(v.pianoroll_path),
+            )
+            for v in variants
+        ]
+        thumbs = sorted((out_dir / "thumbnails").glob("*.jpg")) if (out_dir / "thumbnails").exists() else []
+        return Result(out_dir, published, out_dir / "report.json", report, thumbs)
+
+
+def load_report(path: str | Path) -> dict[str, Any]:
+    """Read a report.json written by Composer; clear error when it is not one."""
+    try:
+        report = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise DiffBGMError(f"cannot read report {path}: {exc}") from exc
+    if not isinstance(report, dict) or "plan" not in report:
+        raise DiffBGMError(f"{path} is not a Diff-BGM report.json (no plan in it)")
+    return report
