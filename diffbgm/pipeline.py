@@ -369,6 +369,7 @@ class Composer:
         total = sum(seconds.values())
         return {
             "video": video.name,
+            "video_path": str(video.resolve()),
             "model_id": self.model_id,
             "options": asdict(options),
             "generation": self._generation(options),
@@ -394,6 +395,89 @@ class Composer:
                 for v in variants
             ],
         }
+
+    def regenerate(
+        self,
+        result_dir: str | Path,
+        segment_index: int,
+        seed: int = 1,
+        density: float | None = None,
+        out_dir: str | Path | None = None,
+        video: str | Path | None = None,
+        progress: ProgressFn | None = None,
+    ) -> Result:
+        """Compose segment `segment_index` (from 0) again, keeping every other note.
+
+        Reads report.json and roll.npz from `result_dir`; the kept music is in-painted around
+        the new segment so the joins stay smooth. Writes to `out_dir` (default: result_dir).
+        """
+        with self._lock:
+            return self._regenerate(
+                Path(result_dir),
+                segment_index,
+                seed,
+                density,
+                Path(out_dir) if out_dir else Path(result_dir),
+                Path(video) if video else None,
+                progress or _no_progress,
+            )
+
+    def _regenerate(
+        self,
+        result_dir: Path,
+        segment_index: int,
+        seed: int,
+        density: float | None,
+        out_dir: Path,
+        video: Path | None,
+        progress: ProgressFn,
+    ) -> Result:
+        from diffbgm.plan import MusicPlan, replan_segment
+        from diffbgm.video.analyze import VideoAnalysis
+        from diffbgm.video.probe import probe_video
+
+        report = load_report(result_dir / "report.json")
+        roll_path = result_dir / "roll.npz"
+        if not roll_path.exists():
+            raise DiffBGMError(f"{result_dir} has no roll.npz: regenerate needs a full result folder")
+        plan = MusicPlan.from_dict(report["plan"])
+        if not 0 <= segment_index < len(plan.segments):
+            raise PlanError(
+                f"segment {segment_index + 1} does not exist: the piece has {len(plan.segments)} segments"
+            )
+        if density is not None:
+            plan = replan_segment(plan, segment_index, dynamic={"density": density})
+        source = video or Path(report.get("video_path", ""))
+        info = probe_video(source)
+        analysis = VideoAnalysis.from_dict(report["analysis"])
+        with np.load(roll_path) as saved:
+            onset, sustain = saved["onset"], saved["sustain"]
+        keep = plan.to_piece_conditions_segment_ids(onset.shape[0]) != segment_index
+        known_roll = np.stack([onset, sustain]).astype(np.float32) * 2.0 - 1.0  # (2, T, P)
+        known_mask = np.broadcast_to(keep[None, :, None], known_roll.shape).astype(np.float32)
+        options = replace(
+            ComposeOptions(**{k: v for k, v in report["options"].items() if k in _OPTION_FIELDS}),
+            seed=seed,
+            variants=1,
+        )
+        clock = _StageClock(progress, 4)
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=".diffbgm-", dir=out_dir.parent))
+        try:
+            thumbs = result_dir / "thumbnails"
+            if thumbs.exists():
+                shutil.copytree(thumbs, work / "thumbnails")
+            variant = self._render_variant(
+                source, info, analysis, plan, seed, options, work, clock, (known_roll, known_mask)
+            )
+            new_report = self._report(source, info, analysis, plan, options, [variant], clock.seconds)
+            new_report["regenerated_segment"] = segment_index
+            (work / "report.json").write_text(json.dumps(new_report, indent=2))
+            progress(4, 4, "done")
+            return self._publish(work, out_dir, [variant], new_report, analysis)
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
 
     def _publish(
         self,
@@ -429,6 +513,9 @@ class Composer:
         ]
         thumbs = sorted((out_dir / "thumbnails").glob("*.jpg")) if (out_dir / "thumbnails").exists() else []
         return Result(out_dir, published, out_dir / "report.json", report, thumbs)
+
+
+_OPTION_FIELDS = {f for f in ComposeOptions.__dataclass_fields__}
 
 
 def load_report(path: str | Path) -> dict[str, Any]:

@@ -1,0 +1,163 @@
+"""Command line: `python -m diffbgm generate VIDEO... --out DIR` and `regenerate`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from diffbgm.errors import DiffBGMError
+
+VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ogv", ".wmv"}
+
+
+def _expand_videos(paths: Sequence[str]) -> list[Path]:
+    """Files as given; folders expand to the videos directly inside them (sorted)."""
+    videos: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+            if not found:
+                raise DiffBGMError(f"no video files ({', '.join(sorted(VIDEO_SUFFIXES))}) in {path}")
+            videos.extend(found)
+        else:
+            videos.append(path)
+    return videos
+
+
+def _density(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError("density is a quantile between 0 (sparse) and 1 (busy)")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m diffbgm",
+        description="Compose piano background music for videos with the Diff-BGM model.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser(
+        "generate",
+        help="compose music for one or more videos (or folders of videos)",
+        description="For each video writes score.mid, music.wav, video.mp4, pianoroll.png and "
+        "report.json into OUT (OUT/<video name>/ when several videos are given).",
+    )
+    gen.add_argument("videos", nargs="+", help="video files or folders of videos")
+    gen.add_argument("--out", required=True, help="output folder")
+    gen.add_argument("--seed", type=int, default=0, help="random seed (same seed, same music)")
+    gen.add_argument("--tempo", type=float, default=None, help="tempo in BPM (default: chosen so cuts fall on bar lines)")
+    gen.add_argument("--key", default=None, help="key such as 'D minor' or 'Eb major' (default: from the mood)")
+    gen.add_argument("--mood", default=None, help="free text mood, e.g. 'calm and warm' (steers key, tempo, energy)")
+    gen.add_argument("--density", type=_density, default=None, help="note density for every segment, 0..1 (0.5 = typical pop piano)")
+    gen.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (default: the model's)")
+    gen.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's, tens not hundreds)")
+    gen.add_argument("--variants", type=int, default=1, help="how many versions to compose (seeds seed, seed+1, ...)")
+    gen.add_argument("--model", default=None, help="checkpoint folder or Hugging Face Hub id (default: the shipped model)")
+    gen.add_argument("--audio", choices=["keep", "duck", "replace"], default="duck", help="the video's own sound: keep it, duck it under the music, or replace it")
+    gen.add_argument("--shots", choices=["content", "transnetv2"], default="content", help="shot detector")
+    gen.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+    regen = sub.add_parser(
+        "regenerate",
+        help="compose one segment again, keeping the rest of a previous result",
+        description="Reads DIR/report.json and DIR/roll.npz of a previous `generate` and writes "
+        "the new version into DIR (or --out).",
+    )
+    regen.add_argument("result_dir", help="folder of a previous result (with report.json)")
+    regen.add_argument("--segment", type=int, required=True, help="segment number, from 1")
+    regen.add_argument("--seed", type=int, default=1, help="seed for the new segment")
+    regen.add_argument("--density", type=_density, default=None, help="new density for that segment, 0..1")
+    regen.add_argument("--out", default=None, help="write here instead of overwriting DIR")
+    regen.add_argument("--model", default=None, help="checkpoint (default: the one in the report)")
+    regen.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def _progress_bar(enabled: bool, label: str):  # type: ignore[no-untyped-def]
+    from tqdm import tqdm
+
+    bar = tqdm(total=1, desc=label, disable=not enabled, unit="stage", leave=True)
+
+    def update(done: int, total: int, stage: str) -> None:
+        bar.total = total
+        bar.n = done
+        bar.set_postfix_str(stage)
+        bar.refresh()
+
+    return bar, update
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from diffbgm.pipeline import Composer, ComposeOptions
+
+    videos = _expand_videos(args.videos)
+    composer = Composer.from_pretrained(args.model)
+    options = ComposeOptions(
+        seed=args.seed,
+        tempo_bpm=args.tempo,
+        key=args.key,
+        mood=args.mood,
+        density=args.density,
+        guidance=args.guidance,
+        steps=args.steps,
+        variants=args.variants,
+        audio=args.audio,
+        shot_detector=args.shots,
+    )
+    out = Path(args.out)
+    failures = 0
+    for video in videos:
+        target = out / video.stem if len(videos) > 1 else out
+        bar, update = _progress_bar(not args.quiet, video.name)
+        try:
+            result = composer(video, target, options, progress=update)
+        except DiffBGMError as exc:
+            bar.close()
+            print(f"error: {video}: {exc}", file=sys.stderr)
+            failures += 1
+            continue
+        bar.close()
+        timings = result.report["timings_s"]
+        print(f"{video.name}: {result.out_dir} ({timings['total']:.1f} s)")
+    return 1 if failures else 0
+
+
+def _regenerate(args: argparse.Namespace) -> int:
+    from diffbgm.pipeline import Composer, load_report
+
+    report = load_report(Path(args.result_dir) / "report.json")
+    composer = Composer.from_pretrained(args.model or report.get("model_id"))
+    bar, update = _progress_bar(not args.quiet, f"segment {args.segment}")
+    result = composer.regenerate(
+        args.result_dir,
+        segment_index=args.segment - 1,
+        seed=args.seed,
+        density=args.density,
+        out_dir=args.out,
+        progress=update,
+    )
+    bar.close()
+    print(f"segment {args.segment} regenerated: {result.out_dir}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "generate":
+            return _generate(args)
+        return _regenerate(args)
+    except DiffBGMError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
