@@ -1,0 +1,124 @@
+"""Engines, sessions and start-up migrations for the ratings store.
+
+`DATABASE_URL` picks the database; without it the store is a SQLite file in the app's data
+folder (`DIFFBGM_DATA_DIR`, default `./data`). SQLite runs in WAL mode with foreign keys on
+and every transaction begun IMMEDIATE, so concurrent writers queue on the busy timeout
+instead of failing; PostgreSQL is for several app replicas.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ALEMBIC_INI = REPO_ROOT / "alembic.ini"
+MIGRATIONS_DIR = REPO_ROOT / "migrations"
+DATABASE_FILE_NAME = "diffbgm.db"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def data_dir() -> Path:
+    """The app's data folder (database file, study media): `DIFFBGM_DATA_DIR` or `./data`."""
+    return Path(os.environ.get("DIFFBGM_DATA_DIR", "data")).resolve()
+
+
+def normalise_url(url: str) -> str:
+    """Points bare PostgreSQL URLs at psycopg 3, the driver the project installs."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def database_url() -> str:
+    """`DATABASE_URL`, or a SQLite file in the data folder (the folder is created)."""
+    url = os.environ.get("DATABASE_URL", "").strip()
+    if url:
+        return normalise_url(url)
+    folder = data_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{folder / DATABASE_FILE_NAME}"
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # The driver's own BEGIN is deferred: a transaction that reads and then writes can
+        # hit SQLITE_BUSY without waiting. Turning it off lets `on_begin` issue IMMEDIATE.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_engine(url: str | None = None) -> Engine:
+    """An engine for `url` (default: `database_url()`), with SQLite tuned for concurrency."""
+    resolved = normalise_url(url) if url else database_url()
+    is_sqlite = resolved.startswith("sqlite")
+    options: dict[str, Any] = {"pool_pre_ping": not is_sqlite}
+    if is_sqlite:
+        options["connect_args"] = {"check_same_thread": False, "timeout": 30}
+    engine = create_engine(resolved, **options)
+    if is_sqlite:
+        _configure_sqlite(engine)
+    return engine
+
+
+def alembic_config(url: str | None = None) -> Config:
+    """Alembic's configuration with absolute paths, so it works from any working directory."""
+    config = Config(str(ALEMBIC_INI))
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if url is not None:
+        # configparser treats '%' as interpolation; URLs may carry percent-escapes.
+        config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def migrate(engine_or_url: Engine | str | None = None, revision: str = "head") -> None:
+    """Brings the database schema up to `revision` (default: the newest migration)."""
+    engine = engine_or_url if isinstance(engine_or_url, Engine) else make_engine(engine_or_url)
+    config = alembic_config()
+    with engine.begin() as connection:
+        # env.py reuses this connection and leaves the app's logging configuration alone.
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+    if not isinstance(engine_or_url, Engine):
+        engine.dispose()
+
+
+def downgrade(engine: Engine, revision: str = "base") -> None:
+    """Takes the schema back to `revision` (default: empty); for tests and maintenance."""
+    config = alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
+
+
+@contextmanager
+def session_scope(engine: Engine) -> Iterator[Session]:
+    """A session that commits when the block ends and rolls back if it raises."""
+    session = Session(engine, expire_on_commit=False)
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
