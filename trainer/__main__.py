@@ -1,0 +1,338 @@
+"""`python -m trainer cache|train|sample|evaluate|export`: train and study the Diff-BGM model.
+
+Every subcommand has its own --help. Heavy modules are imported only by the subcommand that
+needs them, so `python -m trainer --help` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from diffbgm.errors import DiffBGMError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def default_pop909_dir() -> Path:
+    shared = Path(os.environ.get("DIFFBGM_SHARED_DATA", REPO.parent / "shared" / "data"))
+    return shared / "pop909"
+
+
+def parse_song_range(text: str) -> list[int]:
+    """'801-803,810' -> [801, 802, 803, 810] (POP909 song numbers)."""
+    songs: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if "-" in part:
+            first, last = (int(v) for v in part.split("-", 1))
+            if last < first:
+                raise argparse.ArgumentTypeError(f"empty song range {part!r}")
+            songs.extend(range(first, last + 1))
+        else:
+            songs.append(int(part))
+    if not songs:
+        raise argparse.ArgumentTypeError(f"no songs in {text!r}")
+    return songs
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """'sac=false' -> ('sac', False); the value is read as JSON, else kept as a string."""
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    key, raw = text.split("=", 1)
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    if isinstance(value, list):
+        value = tuple(value)
+    return key.strip(), value
+
+
+# ---------------------------------------------------------------------------- subcommands
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from trainer.cache import build_cache
+
+    build_cache(Path(args.pop909), Path(args.out))
+    print(f"cache written to {args.out}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from trainer.train import TrainConfig, run_training
+
+    config = TrainConfig(
+        preset=args.preset,
+        data=args.data,
+        run=args.run,
+        bgm909=args.bgm909,
+        model_overrides=dict(args.set or []),
+        steps=args.steps,
+        batch=args.batch,
+        accum=args.accum,
+        lr=args.lr,
+        warmup_steps=args.warmup,
+        schedule=args.schedule,
+        weight_decay=args.weight_decay,
+        grad_clip=args.grad_clip,
+        ema_decay=args.ema_decay,
+        bf16=args.bf16,
+        val_every=args.val_every,
+        val_windows=args.val_windows,
+        ckpt_every=args.ckpt_every,
+        log_every=args.log_every,
+        seed=args.seed,
+        threads=args.threads,
+        device=args.device,
+        augment=args.augment,
+        progress=not args.no_progress,
+    )
+    result = run_training(config, resume=args.resume)
+    state = "stopped early" if result.stopped_early else "finished"
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(
+            f"{state} at step {result.step}, last loss {result.last_loss:.5f}; run: {result.run_dir}"
+        )
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from trainer.sample import SampleOptions, sample_to_folder
+
+    options = SampleOptions(
+        model=args.model,
+        data=args.data,
+        out=args.out,
+        songs=tuple(args.songs) if args.songs else (),
+        n_random=args.random,
+        bars=args.bars,
+        steps=args.steps,
+        guidance=args.guidance,
+        onset_threshold=args.onset_threshold,
+        sustain_threshold=args.sustain_threshold,
+        tempo_bpm=args.tempo,
+        seed=args.seed,
+        wav=args.wav,
+        bgm909=args.bgm909,
+    )
+    for path in sample_to_folder(options):
+        print(path)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from trainer.evaluate import EvalOptions, run_evaluation
+
+    options = EvalOptions(
+        model=args.model,
+        data=args.data,
+        songs=tuple(args.songs),
+        bars=args.bars,
+        steps=args.steps,
+        guidance=args.guidance,
+        onset_threshold=args.onset_threshold,
+        sustain_threshold=args.sustain_threshold,
+        ablation=args.ablation,
+        seed=args.seed,
+        boundary_threshold=args.boundary_threshold,
+        out_json=args.json,
+        midi_dir=args.midi_dir,
+        bgm909=args.bgm909,
+    )
+    report = run_evaluation(options)
+    print(report.markdown)
+    if args.json:
+        print(f"\nJSON written to {args.json}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from trainer.export import export_run
+
+    folder = export_run(Path(args.run), Path(args.out), weights=args.weights, dtype=args.dtype)
+    print(f"exported {args.weights} weights of {args.run} to {folder}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- parser
+
+
+def _add_sampling_options(parser: argparse.ArgumentParser, default_bars: int) -> None:
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="a run folder (its EMA weights are used), a checkpoint folder or a Hub id",
+    )
+    parser.add_argument("--data", default="data_cache/pop909", help="POP909 cache folder")
+    parser.add_argument("--bars", type=int, default=default_bars, help="bars per piece (4/4)")
+    parser.add_argument("--steps", type=int, default=50, help="sampler steps (DDIM)")
+    parser.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance")
+    parser.add_argument(
+        "--onset-threshold",
+        type=float,
+        default=0.5,
+        help="onset channel value in [-1, 1] above which a note starts",
+    )
+    parser.add_argument(
+        "--sustain-threshold",
+        type=float,
+        default=0.0,
+        help="sustain channel value in [-1, 1] above which a note keeps sounding",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the sampler")
+    parser.add_argument(
+        "--bgm909",
+        default=None,
+        help="BGM909 feature folder: condition on the songs' video features (BGM909 models)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m trainer",
+        description="Train, sample, evaluate and export the Diff-BGM piano-roll diffusion model.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    cache = sub.add_parser(
+        "cache",
+        help="build the POP909 training cache (rolls, chords, phrase segments, controls)",
+        description="Read POP909 (MIDI + annotations) once and write the training cache and "
+        "the control calibration file.",
+    )
+    cache.add_argument("--pop909", default=str(default_pop909_dir()), help="POP909 folder")
+    cache.add_argument("--out", default="data_cache/pop909", help="cache folder to write")
+    cache.set_defaults(func=cmd_cache)
+
+    train = sub.add_parser(
+        "train",
+        help="train (or resume) a model; runs under torchrun for DDP",
+        description="Train the denoiser on the POP909 cache (or BGM909 features). Writes "
+        "RUN/log.csv and RUN/last/ (checkpoint). Touch RUN/STOP or send SIGTERM to checkpoint "
+        "and stop. Multi-process: torchrun --nproc_per_node=N -m trainer train ...",
+    )
+    train.add_argument("--preset", default="small", help="model preset: tiny, small or base")
+    train.add_argument("--data", default="data_cache/pop909", help="POP909 cache folder")
+    train.add_argument("--run", default="runs/small", help="run folder (log + checkpoints)")
+    train.add_argument("--resume", action="store_true", help="continue RUN/last if it exists")
+    train.add_argument("--steps", type=int, default=20_000, help="total optimizer steps")
+    train.add_argument(
+        "--batch", type=int, default=32, help="windows per process per step (global = x ranks)"
+    )
+    train.add_argument("--accum", type=int, default=1, help="micro-batches per step per process")
+    train.add_argument("--lr", type=float, default=3e-4, help="peak learning rate (AdamW)")
+    train.add_argument("--warmup", type=int, default=500, help="linear warm-up steps")
+    train.add_argument("--schedule", choices=("cosine", "constant"), default="cosine")
+    train.add_argument("--weight-decay", type=float, default=0.01)
+    train.add_argument("--grad-clip", type=float, default=1.0, help="max grad norm (0 = off)")
+    train.add_argument("--ema-decay", type=float, default=0.999, help="EMA decay per step")
+    train.add_argument(
+        "--bf16",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="bfloat16 autocast (default on; fast on CPUs with AMX)",
+    )
+    train.add_argument("--val-every", type=int, default=500, help="steps between validations")
+    train.add_argument("--val-windows", type=int, default=64, help="fixed validation windows")
+    train.add_argument("--ckpt-every", type=int, default=200, help="steps between checkpoints")
+    train.add_argument("--log-every", type=int, default=10, help="steps per log.csv row")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
+    train.add_argument("--device", default="auto", help="auto (GPU if present), cpu or cuda")
+    train.add_argument(
+        "--augment",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="random transposition of training windows",
+    )
+    train.add_argument(
+        "--set",
+        type=parse_override,
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a model config field, e.g. --set sac=false --set selector=none",
+    )
+    train.add_argument(
+        "--bgm909", default=None, help="BGM909 feature folder: train on video features"
+    )
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.set_defaults(func=cmd_train)
+
+    sample = sub.add_parser(
+        "sample",
+        help="generate MIDI (and WAV) from a model",
+        description="Generate pieces conditioned on validation songs' chords, phrases and "
+        "controls (--songs) or on random conditions (--random N).",
+    )
+    _add_sampling_options(sample, default_bars=16)
+    sample.add_argument("--out", required=True, help="folder for the MIDI/WAV files")
+    sample.add_argument("--songs", type=parse_song_range, help="e.g. 801-804")
+    sample.add_argument("--random", type=int, default=0, help="pieces with random conditions")
+    sample.add_argument("--tempo", type=float, default=None, help="BPM (default: the song's)")
+    sample.add_argument("--wav", action="store_true", help="also render WAV (FluidSynth)")
+    sample.set_defaults(func=cmd_sample)
+
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="metrics of generated vs real music on validation songs",
+        description="Generate each validation song's first bars from its real chords, phrase "
+        "segments and controls, then compare metrics of generated and real music; also "
+        "control obedience (Spearman of requested vs realised density) and boundary "
+        "audibility. Prints a Markdown table.",
+    )
+    _add_sampling_options(evaluate, default_bars=32)
+    evaluate.add_argument(
+        "--songs", type=parse_song_range, default=parse_song_range("801-859"), help="e.g. 801-803"
+    )
+    evaluate.add_argument(
+        "--ablation",
+        choices=("none", "no-sac", "no-selector", "no-guidance"),
+        default="none",
+        help="switch a component off at inference (no-guidance: guidance 1)",
+    )
+    evaluate.add_argument(
+        "--boundary-threshold",
+        type=float,
+        default=0.25,
+        help="relative change of onset density (or register, in octaves) that makes a "
+        "segment boundary audible",
+    )
+    evaluate.add_argument("--json", default=None, help="write the full report here")
+    evaluate.add_argument("--midi-dir", default=None, help="also write the generated MIDI here")
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    export = sub.add_parser(
+        "export",
+        help="turn a run into a checkpoint folder (config.json + model.safetensors + README)",
+        description="Copy a run's EMA weights into a checkpoint folder that "
+        "diffbgm.checkpoint.load_checkpoint (and the app) can load.",
+    )
+    export.add_argument("run", help="run folder (holding last/)")
+    export.add_argument("out", help="checkpoint folder to write, e.g. checkpoints/diffbgm-small")
+    export.add_argument("--weights", choices=("ema", "model"), default="ema")
+    export.add_argument("--dtype", choices=("bf16", "fp32"), default="bf16")
+    export.set_defaults(func=cmd_export)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except DiffBGMError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

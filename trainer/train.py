@@ -1,0 +1,432 @@
+"""The training loop: AdamW, warm-up + cosine LR, gradient clipping, EMA, bf16, DDP, resume.
+
+Determinism: every random choice of a step is derived from (seed, step, shard), never from a
+random stream carried across steps. A shard is one micro-batch of `micro_batch` windows; the
+global batch of a step is `n_shards = world_size * accum` shards. Hence
+  * `--resume` gives exactly the losses an uninterrupted run would (no RNG stream to restore);
+  * N processes with per-rank batch b give the same step as 1 process with batch N*b and
+    `--accum N` (same shards, same noise; only the order of floating-point sums differs).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from diffbgm.errors import CheckpointError, DiffBGMError
+from diffbgm.model.conditions import Conditions
+from diffbgm.model.config import ModelConfig, preset
+from trainer.distributed import (
+    DistInfo,
+    any_rank,
+    barrier,
+    init_distributed,
+    mean_over_ranks,
+    shutdown,
+)
+from trainer.run_state import RunState, find_run_state, load_run_state, save_run_state
+from trainer.runlog import RunLog
+from trainer.sources import DataBundle, load_data
+
+STOP_FILE = "STOP"
+# Validation noise is drawn from this seed (plus the chunk index) so val losses are comparable.
+VALIDATION_SEED = 20240601
+
+Batch = tuple[torch.Tensor, Conditions]  # roll (B, 2, T, P), conditions of B windows
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a training run. Steps count optimizer updates."""
+
+    preset: str = "small"
+    data: str = "data_cache/pop909"  # POP909 cache folder (from `python -m trainer cache`)
+    run: str = "runs/small"  # run folder: log.csv, last/ (checkpoint), README of the run
+    bgm909: str | None = None  # BGM909 feature folder: train on video features instead
+    model_overrides: dict[str, Any] = field(default_factory=dict)  # ModelConfig fields
+    steps: int = 20_000
+    batch: int = 32  # windows per rank per step (global batch = batch * world size)
+    accum: int = 1  # micro-batches per rank per step (gradient accumulation)
+    lr: float = 3e-4
+    warmup_steps: int = 500
+    schedule: Literal["cosine", "constant"] = "cosine"
+    min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio at the last step
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0  # max global L2 norm of the gradient; 0 disables clipping
+    ema_decay: float = 0.999
+    bf16: bool = True  # bfloat16 autocast (pays on CPUs with AMX and on recent GPUs)
+    val_every: int = 500
+    val_windows: int = 64  # fixed validation windows (same ones every time)
+    ckpt_every: int = 200
+    log_every: int = 10
+    seed: int = 0
+    threads: int = 0  # torch intra-op threads per process; 0 = torch's default
+    device: str = "auto"  # auto | cpu | cuda
+    augment: bool = True  # random transposition of training windows
+    progress: bool = True  # tqdm bar on rank 0
+
+    def __post_init__(self) -> None:
+        if self.batch < 1 or self.accum < 1 or self.batch % self.accum:
+            raise ValueError(
+                f"--batch ({self.batch}) must be a positive multiple of --accum ({self.accum})"
+            )
+        if self.schedule not in ("cosine", "constant"):
+            raise ValueError(f"unknown LR schedule {self.schedule!r} (cosine or constant)")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError("ema_decay must be in [0, 1)")
+        if min(self.steps, self.val_every, self.ckpt_every, self.log_every) < 1:
+            raise ValueError("steps, val_every, ckpt_every and log_every must be >= 1")
+
+    @property
+    def micro_batch(self) -> int:
+        return self.batch // self.accum
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_dir: Path
+    step: int  # optimizer steps done when the run stopped
+    stopped_early: bool  # a stop file or a signal ended it before config.steps
+    last_loss: float
+
+
+def lr_at(step: int, config: TrainConfig) -> float:
+    """Learning rate for optimizer step `step` (0-based): linear warm-up, then cosine/constant."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    if config.schedule == "constant":
+        return config.lr
+    span = max(config.steps - config.warmup_steps, 1)
+    progress = min((step - config.warmup_steps) / span, 1.0)
+    floor = config.lr * config.min_lr_ratio
+    return floor + (config.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def ema_decay_at(step: int, decay: float) -> float:
+    """EMA decay ramped up over the first steps so early averages are not stuck at the init."""
+    return min(decay, (1.0 + step) / (10.0 + step))
+
+
+@torch.no_grad()
+def update_ema(ema_model: nn.Module, model: nn.Module, decay: float) -> None:
+    """ema <- decay * ema + (1 - decay) * weights; buffers are copied as they are."""
+    for ema_param, param in zip(ema_model.parameters(), model.parameters(), strict=True):
+        ema_param.lerp_(param.detach(), 1.0 - decay)
+    for ema_buf, buf in zip(ema_model.buffers(), model.buffers(), strict=True):
+        ema_buf.copy_(buf)
+
+
+def derived_seed(*parts: int) -> int:
+    """A 63-bit seed from integers, stable across processes and Python runs."""
+    return int(np.random.SeedSequence([abs(p) for p in parts]).generate_state(2, np.uint64)[0] >> 1)
+
+
+def global_batch_indices(step: int, global_batch: int, n_items: int, seed: int) -> np.ndarray:
+    """Dataset indices of step `step`'s global batch: epochs of seeded permutations, in order."""
+    first = step * global_batch
+    positions = np.arange(first, first + global_batch)
+    epochs = positions // n_items
+    out = np.empty(global_batch, dtype=np.int64)
+    for epoch in np.unique(epochs):
+        perm = np.random.default_rng([seed, int(epoch)]).permutation(n_items)
+        chosen = epochs == epoch
+        out[chosen] = perm[positions[chosen] % n_items]
+    return out
+
+
+def autocast_for(device: torch.device, bf16: bool) -> AbstractContextManager[Any]:
+    if not bf16:
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def build_model_config(config: TrainConfig, data: DataBundle) -> ModelConfig:
+    """The preset, then the data's needs (e.g. BGM909 feature sizes), then the user's overrides."""
+    overrides = {**data.model_overrides, **config.model_overrides}
+    return preset(config.preset, **overrides)
+
+
+def _load_batch(data: DataBundle, split: Literal["train", "valid"], indices: np.ndarray) -> Batch:
+    source = data.train if split == "train" else data.valid
+    return data.collate([source[int(i)] for i in indices])
+
+
+class _StopRequest:
+    """Set by SIGTERM/SIGINT so the loop checkpoints at the end of the current step."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __call__(self, signum: int, frame: object) -> None:
+        self.requested = True
+
+
+def _install_stop_handlers(stop: _StopRequest) -> Callable[[], None]:
+    """Route SIGTERM/SIGINT to `stop`; returns a function that restores the old handlers."""
+    old = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def restore() -> None:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+    return restore
+
+
+class Trainer:
+    """One training run on this rank. Use `run_training(config)` rather than this directly."""
+
+    def __init__(self, config: TrainConfig, info: DistInfo, data: DataBundle) -> None:
+        from diffbgm.model.diffusion import Diffusion
+        from diffbgm.model.unet import Denoiser
+
+        self.config = config
+        self.info = info
+        self.data = data
+        self.run_dir = Path(config.run)
+        self.model_config = build_model_config(config, data)
+        torch.manual_seed(config.seed)  # identical initial weights on every rank
+        self.model = Denoiser(self.model_config).to(info.device)
+        self.ema_model = copy.deepcopy(self.model).requires_grad_(False)
+        self.diffusion = Diffusion(self.model_config.diffusion)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        )
+        self.step = 0
+        self.best_val: float | None = None
+        self.wrapped: nn.Module = self.model
+        if info.is_distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.wrapped = DistributedDataParallel(
+                self.model,
+                device_ids=[info.device.index] if info.device.type == "cuda" else None,
+                # Condition dropout and the selector can leave some token projections unused.
+                find_unused_parameters=True,
+            )
+
+    # ---- checkpoints -------------------------------------------------------------------
+
+    def restore(self, state: RunState) -> None:
+        saved = ModelConfig.from_dict(state.model_config)
+        if saved != self.model_config:
+            raise CheckpointError(
+                f"{self.run_dir / 'last'} was trained with a different model config "
+                f"(preset/overrides); resume with the same --preset and --set options"
+            )
+        self.model.load_state_dict(state.model)
+        self.ema_model.load_state_dict(state.ema)
+        self.optimizer.load_state_dict(state.optimizer)
+        self.step = state.step
+        best = state.extra.get("best_val")
+        self.best_val = None if best is None else float(best)
+
+    def save(self) -> None:
+        if not self.info.is_main:
+            return
+        save_run_state(
+            self.run_dir,
+            RunState(
+                step=self.step,
+                train_config=self.config.to_dict(),
+                model_config=self.model_config.to_dict(),
+                model=self.model.state_dict(),
+                ema=self.ema_model.state_dict(),
+                optimizer=self.optimizer.state_dict(),
+                extra={"best_val": self.best_val, "world_size": self.info.world_size},
+            ),
+        )
+
+    # ---- one step ----------------------------------------------------------------------
+
+    def _shards_of_step(self) -> Iterator[tuple[int, np.ndarray]]:
+        """(shard id, dataset indices) of this rank's micro-batches for the current step."""
+        cfg = self.config
+        n_shards = self.info.world_size * cfg.accum
+        indices = global_batch_indices(
+            self.step, n_shards * cfg.micro_batch, len(self.data.train), cfg.seed
+        )
+        for micro in range(cfg.accum):
+            shard = self.info.rank * cfg.accum + micro
+            yield shard, indices[shard * cfg.micro_batch : (shard + 1) * cfg.micro_batch]
+
+    def train_step(self) -> float:
+        """One optimizer step; returns the mean loss over the global batch."""
+        cfg = self.config
+        self.model.train()
+        lr = lr_at(self.step, cfg)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.zero_grad(set_to_none=True)
+        loss_sum = 0.0
+        for micro, (shard, indices) in enumerate(self._shards_of_step()):
+            seed = derived_seed(cfg.seed, self.step, shard)
+            self.data.seed_augmentation(seed)
+            roll, cond = _load_batch(self.data, "train", indices)
+            roll, cond = roll.to(self.info.device), cond.to(self.info.device)
+            torch.manual_seed(seed)  # anything in the model that draws from the global RNG
+            generator = torch.Generator(device=self.info.device).manual_seed(seed)
+            last_micro = micro == cfg.accum - 1
+            sync = (
+                nullcontext()
+                if last_micro or not self.info.is_distributed
+                else self.wrapped.no_sync()  # type: ignore[operator]
+            )
+            with sync:
+                with autocast_for(self.info.device, cfg.bf16):
+                    # p_uncond is passed because the DDP wrapper hides model.config.
+                    loss = self.diffusion.training_terms(
+                        self.wrapped, roll, cond, generator, self.model_config.p_uncond
+                    ).loss
+                (loss.float() / cfg.accum).backward()
+            loss_sum += float(loss.detach().float())
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.optimizer.step()
+        update_ema(self.ema_model, self.model, ema_decay_at(self.step, cfg.ema_decay))
+        self.step += 1
+        return mean_over_ranks(loss_sum / cfg.accum, self.info)
+
+    # ---- validation --------------------------------------------------------------------
+
+    def validation_indices(self) -> np.ndarray:
+        """The fixed validation windows: evenly spread over the valid split."""
+        n_valid = len(self.data.valid)
+        count = min(self.config.val_windows, n_valid)
+        return np.unique(np.linspace(0, n_valid - 1, count).round().astype(np.int64))
+
+    @torch.no_grad()
+    def validation_loss(self, model: nn.Module) -> float | None:
+        """Mean loss of `model` on the fixed validation windows with fixed noise (None: no data)."""
+        if len(self.data.valid) == 0:
+            return None
+        model.eval()
+        indices = self.validation_indices()
+        total, count = 0.0, 0
+        for chunk, start in enumerate(range(0, len(indices), self.config.micro_batch)):
+            chunk_indices = indices[start : start + self.config.micro_batch]
+            roll, cond = _load_batch(self.data, "valid", chunk_indices)
+            roll, cond = roll.to(self.info.device), cond.to(self.info.device)
+            seed = derived_seed(VALIDATION_SEED, chunk)
+            torch.manual_seed(seed)
+            generator = torch.Generator(device=self.info.device).manual_seed(seed)
+            with autocast_for(self.info.device, self.config.bf16):
+                loss = self.diffusion.training_loss(model, roll, cond, generator)
+            total += float(loss.float()) * len(chunk_indices)
+            count += len(chunk_indices)
+        return total / count
+
+
+def _stop_file_present(run_dir: Path) -> bool:
+    return (run_dir / STOP_FILE).exists()
+
+
+def _prepare_run_dir(config: TrainConfig, resume: bool, info: DistInfo) -> RunState | None:
+    run_dir = Path(config.run)
+    found = find_run_state(run_dir)
+    if found is not None and not resume:
+        raise DiffBGMError(
+            f"{run_dir} already holds a checkpoint (step "
+            f"{load_run_state(found).step}); pass --resume to continue it or choose another --run"
+        )
+    if info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    barrier(info)
+    return load_run_state(found) if found is not None and resume else None
+
+
+def run_training(config: TrainConfig, resume: bool = False) -> TrainResult:
+    """Train (or continue training) the run described by `config`; returns where it stopped."""
+    info = init_distributed(config.device)
+    try:
+        return _train(config, resume, info)
+    finally:
+        shutdown(info)
+
+
+def _train(config: TrainConfig, resume: bool, info: DistInfo) -> TrainResult:
+    if config.threads > 0:
+        torch.set_num_threads(config.threads)
+    run_dir = Path(config.run)
+    state = _prepare_run_dir(config, resume, info)
+    data = load_data(config)
+    trainer = Trainer(config, info, data)
+    if state is not None:
+        trainer.restore(state)
+    log = RunLog(run_dir, trainer.step) if info.is_main else None
+    stop = _StopRequest()
+    restore_handlers = _install_stop_handlers(stop)
+    bar = tqdm(
+        total=config.steps,
+        initial=trainer.step,
+        disable=not (info.is_main and config.progress),
+        desc=f"train {run_dir.name}",
+        file=sys.stderr,
+    )
+    losses: list[float] = []
+    last_loss = math.nan
+    stopped_early = False
+    tick = time.perf_counter()
+    try:
+        while trainer.step < config.steps:
+            loss = trainer.train_step()
+            losses.append(loss)
+            last_loss = loss
+            step = trainer.step
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr_at(step - 1, config):.2e}")
+            validate = step % config.val_every == 0 or step == config.steps
+            values: dict[str, float | None] = {}
+            if validate and info.is_main:
+                values["val_loss"] = trainer.validation_loss(trainer.model)
+                values["val_loss_ema"] = trainer.validation_loss(trainer.ema_model)
+                val_ema = values["val_loss_ema"]
+                if val_ema is not None and (trainer.best_val is None or val_ema < trainer.best_val):
+                    trainer.best_val = val_ema
+            if (step % config.log_every == 0 or validate) and log is not None:
+                now = time.perf_counter()
+                values.update(
+                    loss=float(np.mean(losses)),
+                    lr=lr_at(step - 1, config),
+                    sec_per_step=(now - tick) / len(losses),
+                )
+                log.write(step, values)
+                losses, tick = [], now
+            wants_stop = stop.requested or (info.is_main and _stop_file_present(run_dir))
+            stopped_early = any_rank(wants_stop, info) and step < config.steps
+            if step % config.ckpt_every == 0 or step == config.steps or stopped_early:
+                trainer.save()
+            if stopped_early:
+                if info.is_main:
+                    (run_dir / STOP_FILE).unlink(missing_ok=True)
+                    print(f"stopped at step {step}; checkpoint in {run_dir / 'last'}")
+                break
+    finally:
+        bar.close()
+        restore_handlers()
+        if log is not None:
+            log.close()
+    barrier(info)
+    return TrainResult(
+        run_dir=run_dir, step=trainer.step, stopped_early=stopped_early, last_loss=last_loss
+    )
