@@ -1,0 +1,668 @@
+"""Thin event handlers of the web app: check the request, call the library, shape the answer.
+
+All the work lives in `diffbgm` (composing) and `webapp.studies` (listening studies). Errors a
+user can cause (`DiffBGMError`) become a `gr.Error` with their human message; anything else
+is logged with its traceback and shown as a short generic message with a reference, and the
+app keeps serving.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import gradio as gr
+
+from diffbgm.errors import DiffBGMError, PlanError
+from webapp import media
+from webapp.settings import AppSettings
+
+log = logging.getLogger("diffbgm.webapp")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+STAGE_LABELS = {
+    "analyse": "Analysing the video (shots, motion, colour)",
+    "plan": "Planning tempo, bars and segments",
+    "compose": "Composing the piano roll (diffusion)",
+    "score": "Writing the score (MIDI)",
+    "audio": "Rendering the audio",
+    "video": "Laying the music under the video",
+    "done": "Done",
+}
+KEY_TONICS = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+KEY_CHOICES: tuple[str, ...] = ("auto",) + tuple(
+    f"{tonic} {mode}" for mode in ("major", "minor") for tonic in KEY_TONICS
+)
+AUDIO_CHOICES = ("duck", "keep", "replace")
+GENERIC_ERROR = "Something went wrong on our side (reference {ref}). The app is still running; please try again."
+
+
+def user_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """Turn a handler's exceptions into messages for people (see the module docstring)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except DiffBGMError as exc:
+            log.info("%s refused: %s", fn.__name__, exc)
+            raise gr.Error(str(exc), title="Cannot do that", print_exception=False) from exc
+        except Exception as exc:
+            ref = uuid.uuid4().hex[:8]
+            log.exception("unexpected error in %s (reference %s)", fn.__name__, ref)
+            raise gr.Error(GENERIC_ERROR.format(ref=ref), print_exception=False) from exc
+
+    return wrapper
+
+
+class ComposerHolder:
+    """One model for the whole app: loaded on first use, then shared behind a lock.
+
+    `load` builds the composer (e.g. `lambda: Composer.from_pretrained(path)`); it runs at the
+    first compose, never at import or start-up, so the page opens at once.
+    """
+
+    def __init__(self, load: Callable[[], Any]) -> None:
+        self._load = load
+        self._composer: Any = None
+        self._lock = threading.Lock()
+
+    def run(self, work: Callable[[Any], R]) -> R:
+        """Call `work(composer)` while holding the model exclusively."""
+        with self._lock:
+            if self._composer is None:
+                self._composer = self._load()
+            return work(self._composer)
+
+    @property
+    def loaded(self) -> bool:
+        return self._composer is not None
+
+
+def progress_reporter(progress: gr.Progress) -> Callable[[int, int, str], None]:
+    """Adapt the composer's `(done, total, stage)` callback to a Gradio progress bar."""
+
+    def report(done: int, total: int, stage: str) -> None:
+        progress((done, max(total, 1)), desc=STAGE_LABELS.get(stage, stage), unit="stages")
+
+    return report
+
+
+# --- views of a finished result folder --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ResultView:
+    """What the Compose tab shows for one result folder (paths are strings for Gradio)."""
+
+    gallery: list[tuple[str, str]]
+    shots: list[list[Any]]
+    segments: list[list[Any]]
+    segment_columns: list[str]
+    pianoroll: str
+    audio: str
+    video: str
+    downloads: list[str]
+    summary: str
+    n_segments: int
+
+
+SHOT_COLUMNS = ["shot", "start (s)", "end (s)", "length (s)", "motion", "brightness"]
+
+
+def shot_rows(report: dict[str, Any]) -> list[list[Any]]:
+    """One row per shot: number (from 1), times in seconds, motion and brightness in [0, 1]."""
+    analysis = report.get("analysis", {})
+    features = {f.get("shot_index"): f for f in analysis.get("features", [])}
+    rows = []
+    for n, shot in enumerate(analysis.get("shots", []), start=1):
+        feat = features.get(shot.get("index"), {})
+        start, end = float(shot["start_s"]), float(shot["end_s"])
+        rows.append(
+            [
+                n,
+                round(start, 2),
+                round(end, 2),
+                round(end - start, 2),
+                _rounded(feat.get("motion")),
+                _rounded(feat.get("brightness")),
+            ]
+        )
+    return rows
+
+
+def _rounded(value: Any) -> Any:
+    return round(float(value), 3) if isinstance(value, int | float) else value
+
+
+def _flatten_scalars(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Scalar fields of a (nested) plan record, e.g. {'dynamic': {'density': .4}} -> 'density'."""
+    flat: dict[str, Any] = {}
+    for key, value in record.items():
+        if isinstance(value, dict):
+            flat.update(_flatten_scalars(value, prefix))
+        elif isinstance(value, bool | int | float | str) or value is None:
+            flat[f"{prefix}{key}"] = _rounded(value) if isinstance(value, float) else value
+    return flat
+
+
+def segment_table(report: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+    """(columns, rows) of the plan's segments, numbered from 1 as the Regenerate box expects.
+
+    The columns are whatever scalar fields the plan stores per segment (times, bars, control
+    values), so the table follows the plan format without restating it here.
+    """
+    segments = report.get("plan", {}).get("segments", [])
+    flat = [_flatten_scalars(seg) for seg in segments if isinstance(seg, dict)]
+    columns: list[str] = []
+    for row in flat:
+        columns.extend(key for key in row if key not in columns)
+    return ["segment", *columns], [
+        [n, *(row.get(c) for c in columns)] for n, row in enumerate(flat, start=1)
+    ]
+
+
+def shot_gallery(folder: Path, report: dict[str, Any]) -> list[tuple[str, str]]:
+    """(thumbnail, caption) per shot, captions like 'Shot 2 · 3.20-7.85 s'."""
+    thumbs_dir = folder / "thumbnails"
+    thumbs = sorted(thumbs_dir.glob("*.jpg")) if thumbs_dir.is_dir() else []
+    shots = report.get("analysis", {}).get("shots", [])
+    gallery = []
+    for n, thumb in enumerate(thumbs, start=1):
+        if n <= len(shots):
+            shot = shots[n - 1]
+            caption = f"Shot {n} · {float(shot['start_s']):.2f}-{float(shot['end_s']):.2f} s"
+        else:
+            caption = thumb.stem
+        gallery.append((str(thumb), caption))
+    return gallery
+
+
+def summary_markdown(report: dict[str, Any]) -> str:
+    """A few lines about the result: key, tempo, shots, segments, cut alignment, timings."""
+    plan = report.get("plan", {})
+    metrics = report.get("metrics", {})
+    timings = report.get("timings_s", {})
+    info = report.get("video_info", {})
+    lines = [
+        f"**{plan.get('key_name', plan.get('key', '?'))}**, "
+        f"**{float(plan.get('tempo_bpm', 0)):.1f} BPM**, "
+        f"{float(info.get('duration_s', plan.get('duration_s', 0))):.1f} s of video",
+        f"{len(report.get('analysis', {}).get('shots', []))} shots -> "
+        f"{metrics.get('n_segments', len(plan.get('segments', [])))} music segments; "
+        f"cut alignment {_percent(metrics.get('cut_alignment'))}",
+        f"seeds {report.get('seeds', [])}; composed in {float(timings.get('total', 0)):.1f} s "
+        f"(real-time factor {report.get('real_time_factor', '?')})",
+    ]
+    return "\n\n".join(lines)
+
+
+def _percent(value: Any) -> str:
+    return f"{100 * float(value):.0f} %" if isinstance(value, int | float) else "n/a"
+
+
+def download_files(folder: Path, report: dict[str, Any]) -> list[str]:
+    """MIDI, WAV and MP4 of every variant, then report.json."""
+    paths = []
+    for n, files in enumerate(report.get("files", [])):
+        variant_dir = folder if n == 0 else folder / f"variant-{n + 1}"
+        for kind in ("midi", "wav", "video"):
+            path = variant_dir / files[kind]
+            if path.is_file():
+                paths.append(str(path))
+    paths.append(str(folder / "report.json"))
+    return paths
+
+
+def result_view(folder: Path) -> ResultView:
+    """Everything the Compose tab shows, read back from a finished result folder."""
+    from diffbgm.pipeline import load_report
+
+    report = load_report(folder / "report.json")
+    first = report.get("files", [{}])[0]
+    columns, rows = segment_table(report)
+    return ResultView(
+        gallery=shot_gallery(folder, report),
+        shots=shot_rows(report),
+        segments=rows,
+        segment_columns=columns,
+        pianoroll=str(folder / first.get("pianoroll", "pianoroll.png")),
+        audio=str(folder / first.get("wav", "music.wav")),
+        video=str(folder / first.get("video", "video.mp4")),
+        downloads=download_files(folder, report),
+        summary=summary_markdown(report),
+        n_segments=len(rows),
+    )
+
+
+# --- compose and regenerate ---------------------------------------------------------------
+
+
+def compose_options(
+    mood: str | None,
+    tempo_bpm: float | None,
+    key: str | None,
+    density: float | None,
+    seed: float | None,
+    guidance: float | None,
+    steps: float | None,
+    variants: float | None,
+    audio: str | None,
+) -> Any:
+    """ComposeOptions from the form; 0 / empty / 'auto' mean "let the video decide"."""
+    from diffbgm.pipeline import ComposeOptions
+
+    if audio not in AUDIO_CHOICES:
+        raise PlanError(f"audio must be one of {', '.join(AUDIO_CHOICES)}, not {audio!r}")
+    if key and key != "auto" and key not in KEY_CHOICES:
+        raise PlanError(f"unknown key {key!r}; choose e.g. 'D minor' or 'auto'")
+    if tempo_bpm and not 40 <= float(tempo_bpm) <= 220:
+        raise PlanError(f"tempo {tempo_bpm} BPM is outside 40-220 (0 = choose from the video)")
+    if density and not 0 < float(density) <= 1:
+        raise PlanError(f"density {density} is outside 0-1 (0 = follow the video)")
+    if steps is not None and not 1 <= int(steps) <= 1000:
+        raise PlanError(f"steps {steps} is outside 1-1000")
+    return ComposeOptions(
+        seed=int(seed or 0),
+        tempo_bpm=float(tempo_bpm) if tempo_bpm else None,
+        key=key if key and key != "auto" else None,
+        mood=(mood or "").strip()[:300] or None,
+        density=float(density) if density else None,
+        guidance=float(guidance) if guidance is not None else None,
+        steps=int(steps) if steps else None,
+        variants=int(variants or 1),
+        audio=audio,  # type: ignore[arg-type]
+        shot_detector="content",
+    )
+
+
+class Handlers:
+    """The app's event handlers, bound to its settings, model holder and studies engine."""
+
+    def __init__(self, settings: AppSettings, composers: ComposerHolder, engine: Any) -> None:
+        self.settings = settings
+        self.composers = composers
+        self.engine = engine
+
+    @classmethod
+    def create(cls, settings: AppSettings) -> Handlers:
+        """The real handlers: migrate the ratings store, load the model on first compose."""
+        from diffbgm.pipeline import Composer
+        from webapp.store import make_engine, migrate
+        from webapp.store.db import DATABASE_FILE_NAME
+
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        url = settings.database_url or f"sqlite:///{settings.data_dir / DATABASE_FILE_NAME}"
+        engine = make_engine(url)
+        migrate(engine)
+        composers = ComposerHolder(lambda: Composer.from_pretrained(settings.model_path))
+        return cls(settings, composers, engine)
+
+    def _view_outputs(self, folder: Path) -> tuple[Any, ...]:
+        view = result_view(folder)
+        return (
+            view.summary,
+            view.gallery,
+            {"headers": SHOT_COLUMNS, "data": view.shots},
+            {"headers": view.segment_columns, "data": view.segments},
+            view.pianoroll,
+            view.audio,
+            view.video,
+            view.downloads,
+            folder.name,
+            gr.update(maximum=max(view.n_segments, 1), value=1),
+        )
+
+    def _cleanup(self) -> None:
+        removed = media.cleanup_old_outputs(
+            self.settings.outputs_dir, self.settings.output_max_age_h * 3600
+        )
+        if removed:
+            log.info("removed %d old result folders", len(removed))
+
+    @user_errors
+    def compose(
+        self,
+        video: str | None,
+        mood: str,
+        tempo_bpm: float,
+        key: str,
+        density: float,
+        seed: float,
+        guidance: float | None,
+        steps: float | None,
+        variants: float,
+        audio: str,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio injects it by default value
+    ) -> tuple[Any, ...]:
+        """Compose music for the uploaded video into a fresh result folder."""
+        options = compose_options(
+            mood, tempo_bpm, key, density, seed, guidance, steps, variants, audio
+        )
+        self._cleanup()
+        folder = media.new_request_dir(self.settings.outputs_dir)
+        try:
+            staged = media.stage_upload(video, folder, self.settings.max_upload_bytes)
+            progress((0, 1), desc="Waiting for the model")
+            report = progress_reporter(progress)
+            self.composers.run(lambda composer: composer(staged, folder, options, progress=report))
+        except BaseException:
+            media.remove_request_dir(folder)
+            raise
+        return self._view_outputs(folder)
+
+    @user_errors
+    def regenerate(
+        self,
+        result_name: str | None,
+        segment_number: float,
+        seed: float,
+        density: float,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008
+    ) -> tuple[Any, ...]:
+        """Compose one segment (numbered from 1) again, keeping the rest, into a new folder."""
+        if not result_name:
+            raise DiffBGMError("Compose a piece first; then one of its segments can be redone.")
+        source = media.resolve_result_dir(self.settings.outputs_dir, result_name)
+        if density and not 0 < float(density) <= 1:
+            raise PlanError(f"density {density} is outside 0-1 (0 = keep the segment's own)")
+        folder = media.new_request_dir(self.settings.outputs_dir)
+        try:
+            report = progress_reporter(progress)
+            self.composers.run(
+                lambda composer: composer.regenerate(
+                    source,
+                    segment_index=int(segment_number) - 1,
+                    seed=int(seed or 0),
+                    density=float(density) if density else None,
+                    out_dir=folder,
+                    progress=report,
+                )
+            )
+        except BaseException:
+            media.remove_request_dir(folder)
+            raise
+        return self._view_outputs(folder)
+
+    # --- listening study: participants ----------------------------------------------------
+
+    def _media_path(self, ref: str) -> str:
+        from webapp.studies import resolve_ref
+
+        return str(resolve_ref(ref, root=self.settings.data_dir))
+
+    def _track_media(self, ref: str) -> tuple[str | None, str]:
+        """(video with this music or None, the music) for one blind track."""
+        music = Path(self._media_path(ref))
+        with_music = music.parent / media.STUDY_VIDEO_WITH_MUSIC_NAME
+        return (str(with_music) if with_music.is_file() else None), str(music)
+
+    def _trial_outputs(self, token: str) -> tuple[Any, ...]:
+        from webapp.store import session_scope
+        from webapp.studies import next_item
+
+        with session_scope(self.engine) as session:
+            trial = next_item(session, token)
+        if trial is None:
+            return done_outputs()
+        tracks = [self._track_media(track.media_ref) for track in trial.tracks]
+        original = self._media_path(trial.video_ref)
+        video_a, audio_a = tracks[0]
+        video_b, audio_b = tracks[1] if len(tracks) > 1 else (None, None)
+        likert = trial.kind != "ab"
+        key = f"rate:{trial.tracks[0].stimulus_key}" if likert else f"ab:{trial.item_id}"
+        label = trial.tracks[0].label if likert else "A or B?"
+        status = f"Item {trial.answered + 1} of {trial.total} · **{label}** — " + (
+            "watch the video with this music, then rate it."
+            if likert
+            else "watch both versions, then pick the one you prefer."
+        )
+        return (
+            status,
+            key,
+            video_a or original,
+            audio_a,
+            gr.update(value=video_b, visible=not likert),
+            gr.update(value=audio_b, visible=not likert),
+            *(gr.update(value=None, visible=likert) for _ in range(3)),
+            gr.update(value=None, visible=not likert),
+        )
+
+    @user_errors
+    def join_study(self, study_code: str) -> tuple[Any, ...]:
+        """Enrol a new anonymous participant; return their token and their first item."""
+        from webapp.store import session_scope
+        from webapp.studies import join
+
+        code = (study_code or "").strip().lower()
+        if not code:
+            raise DiffBGMError("Enter the study code you were given (e.g. 'pilot-3f9a2c').")
+        with session_scope(self.engine) as session:
+            token = join(session, code)
+        return (token, *self._trial_outputs(token))
+
+    @user_errors
+    def next_item(self, participant_token: str) -> tuple[Any, ...]:
+        """The participant's next unanswered item (or a thank-you when all are done)."""
+        if not participant_token:
+            raise DiffBGMError("Join a study first (enter its code and press Join).")
+        return self._trial_outputs(participant_token)
+
+    @user_errors
+    def rate(
+        self,
+        participant_token: str,
+        trial_key: str,
+        musicality: float | None,
+        fit: float | None,
+        overall: float | None,
+        choice: str | None,
+    ) -> tuple[Any, ...]:
+        """Store the answer for `trial_key` (a re-submit replaces it), then show the next item."""
+        from webapp.store import session_scope
+        from webapp.studies import submit_choice, submit_rating
+
+        if not participant_token:
+            raise DiffBGMError("Join a study first (enter its code and press Join).")
+        kind, _, ref = (trial_key or "").partition(":")
+        with session_scope(self.engine) as session:
+            if kind == "rate":
+                if musicality is None or fit is None or overall is None:
+                    raise DiffBGMError("Please give all three ratings (1 = poor, 5 = excellent).")
+                submit_rating(
+                    session, participant_token, ref, int(musicality), int(fit), int(overall)
+                )
+            elif kind == "ab" and ref.isdigit():
+                if not choice:
+                    raise DiffBGMError("Please pick A or B.")
+                submit_choice(session, participant_token, int(ref), choice)
+            else:
+                raise DiffBGMError("There is no item to answer; press Join or Next.")
+        return self._trial_outputs(participant_token)
+
+    # --- listening study: admin -----------------------------------------------------------
+
+    def result_choices(self) -> Any:
+        """Refresh the list of finished results an admin can put into a study."""
+        return gr.update(choices=media.list_result_dirs(self.settings.outputs_dir))
+
+    @user_errors
+    def create_study(
+        self,
+        admin_token: str,
+        title: str,
+        kind: str,
+        result_names: list[str] | str | None,
+        conditions_text: str,
+    ) -> tuple[str, str]:
+        """Create a study from result folders, one condition name per folder (same order).
+
+        Results composed for the same video (same bytes) become one item with several
+        soundtracks. Returns (message, study code).
+        """
+        from webapp.store import session_scope
+        from webapp.studies import check_admin, create_study
+
+        check_admin(admin_token)
+        names = [result_names] if isinstance(result_names, str) else list(result_names or [])
+        conditions = [c.strip() for c in (conditions_text or "").replace("\n", ",").split(",")]
+        conditions = [c for c in conditions if c]
+        if not names:
+            raise DiffBGMError("Choose one or more results to put into the study.")
+        if len(conditions) != len(names):
+            raise DiffBGMError(
+                f"Give one condition name per chosen result: {len(names)} results, "
+                f"{len(conditions)} condition names."
+            )
+        target = self.settings.studies_dir / uuid.uuid4().hex
+        try:
+            items = self._study_items(names, conditions, target)
+            with session_scope(self.engine) as session:
+                info = create_study(
+                    session, admin_token, title, kind, list(dict.fromkeys(conditions)), items
+                )
+        except BaseException:
+            media.remove_request_dir(target)
+            raise
+        message = (
+            f"Created **{info.title}** ({info.kind}): {info.n_items} item(s), conditions "
+            f"{', '.join(info.conditions)}. Study code **`{info.slug}`** — share the link "
+            f"`?study={info.slug}` added to this page's address."
+        )
+        return message, info.slug
+
+    def _study_items(self, names: list[str], conditions: list[str], target: Path) -> list[Any]:
+        from diffbgm.pipeline import load_report
+        from webapp.studies import ItemSpec
+
+        by_video: dict[str, dict[str, Any]] = {}
+        for n, (name, condition) in enumerate(zip(names, conditions, strict=True)):
+            folder = media.resolve_result_dir(self.settings.outputs_dir, name)
+            report = load_report(folder / "report.json")
+            fingerprint = media.file_fingerprint(media.source_video(folder, report))
+            item = by_video.setdefault(
+                fingerprint, {"name": f"video-{len(by_video) + 1}", "video": "", "stimuli": {}}
+            )
+            if condition in item["stimuli"]:
+                raise DiffBGMError(
+                    f"{item['name']} has two results for condition {condition!r}; "
+                    "each video needs one result per condition."
+                )
+            copied = media.copy_for_study(folder, report, self.settings.data_dir, target / str(n))
+            item["video"] = item["video"] or copied.video
+            item["stimuli"][condition] = copied.music
+        return [ItemSpec(i["name"], i["video"], dict(i["stimuli"])) for i in by_video.values()]
+
+    @user_errors
+    def study_results(self, admin_token: str, study_code: str) -> tuple[Any, ...]:
+        """(summary, table, bar plot with 95 % CIs, CSV file) of a study; admin only."""
+        from webapp.store import session_scope
+        from webapp.studies import export_csv, results
+
+        code = (study_code or "").strip().lower()
+        with session_scope(self.engine) as session:
+            found = results(session, admin_token, code)
+            csv_text = export_csv(session, admin_token, code)
+        rows = found.rows()
+        columns = list(dict.fromkeys(key for row in rows for key in row))
+        table = [[_rounded(row.get(c)) for c in columns] for row in rows]
+        export = self.settings.exports_dir / uuid.uuid4().hex / f"{found.slug}.csv"
+        export.parent.mkdir(parents=True, exist_ok=True)
+        export.write_text(csv_text)
+        summary = (
+            f"**{found.title}** ({found.kind}) · {found.n_participants} participant(s) · "
+            f"{int(found.confidence * 100)} % confidence intervals"
+        )
+        return (
+            summary,
+            {"headers": columns or ["condition"], "data": table},
+            results_figure(found),
+            str(export),
+        )
+
+    @user_errors
+    def close_study(self, admin_token: str, study_code: str) -> str:
+        """Stop a study taking answers; its data stay for results and export."""
+        from webapp.store import session_scope
+        from webapp.studies import close_study
+
+        code = (study_code or "").strip().lower()
+        with session_scope(self.engine) as session:
+            close_study(session, admin_token, code)
+        return f"Study `{code}` is closed; results and CSV stay available."
+
+
+def done_outputs() -> tuple[Any, ...]:
+    """Trial outputs once a participant has answered everything."""
+    hidden = gr.update(value=None, visible=False)
+    return (
+        "All done — thank you for taking part!",
+        "",
+        None,
+        None,
+        hidden,
+        hidden,
+        hidden,
+        hidden,
+        hidden,
+        hidden,
+    )
+
+
+def results_figure(found: Any) -> Any:
+    """Bar plot of a study's results with 95 % CI error bars (Likert means or A/B win rates)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(7, 3.6), dpi=100)
+    if found.kind == "ab":
+        series = {
+            "win rate": [(w.condition, w.wins.rate, w.wins.low, w.wins.high) for w in found.ab]
+        }
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("share preferred")
+    else:
+        series = {
+            scale: [
+                (s.condition, s.scales[scale].mean, s.scales[scale].low, s.scales[scale].high)
+                for s in found.likert
+            ]
+            for scale in ("musicality", "fit", "overall")
+        }
+        ax.set_ylim(0, 5.5)
+        ax.set_ylabel("mean rating (1-5)")
+    conditions = [row[0] for row in next(iter(series.values()), [])]
+    x = np.arange(len(conditions))
+    width = 0.8 / max(len(series), 1)
+    for n, (name, rows) in enumerate(series.items()):
+        means = np.array([r[1] if r[1] is not None else np.nan for r in rows], dtype=float)
+        low = np.array([r[2] if r[2] is not None else m for r, m in zip(rows, means, strict=True)])
+        high = np.array([r[3] if r[3] is not None else m for r, m in zip(rows, means, strict=True)])
+        errors = np.nan_to_num(np.vstack([means - low, high - means]))
+        ax.bar(
+            x + (n - (len(series) - 1) / 2) * width,
+            np.nan_to_num(means),
+            width,
+            label=name,
+            yerr=errors,
+            capsize=4,
+        )
+    ax.set_xticks(x, conditions)
+    ax.set_title(f"{found.title}: means with {int(found.confidence * 100)} % CI")
+    ax.legend(loc="upper right", fontsize="small")
+    fig.tight_layout()
+    plt.close(fig)
+    return fig

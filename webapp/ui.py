@@ -1,0 +1,259 @@
+"""The Gradio Blocks of the web app: tabs Compose, Listening study and Results/Admin.
+
+Only layout and wiring live here; every event calls a method of `webapp.handlers.Handlers`.
+The main events have stable API names (compose, regenerate, join_study, next_item, rate,
+create_study, study_results, close_study) so scripts and tests drive them with
+`gradio_client`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from webapp.handlers import AUDIO_CHOICES, KEY_CHOICES, SHOT_COLUMNS, Handlers
+from webapp.settings import AppSettings
+
+INTRO = """# Diff-BGM · piano background music for your video
+Upload a clip: the app finds its shots, plans music whose sections change where the shots
+change, and composes it with a diffusion model — offline, on this machine's CPU."""
+
+STUDY_INTRO = """Watch each clip with its music and rate it. You do not learn which system
+made which track, and your answers are stored without any personal data."""
+
+CSS = """
+#status-line {min-height: 2.5em}
+.rating-row {gap: 1.5em}
+"""
+
+
+def study_code_from_url(request: gr.Request) -> str:
+    """The `?study=CODE` of the page address, so a shared link opens the right study."""
+    params = dict(request.query_params) if request is not None else {}
+    return str(params.get("study", "")).strip().lower()[:64]
+
+
+def _compose_tab(handlers: Handlers, settings: AppSettings) -> None:
+    with gr.Row():
+        with gr.Column(scale=1):
+            video = gr.Video(label="Your video", sources=["upload"], elem_id="video-in")
+            if settings.example_video is not None:
+                gr.Examples(
+                    examples=[[str(settings.example_video)]],
+                    inputs=[video],
+                    label="Example: Big Buck Bunny, first 30 s",
+                    cache_examples=False,
+                )
+            mood = gr.Textbox(label="Mood (optional)", placeholder="e.g. calm and warm, playful")
+            with gr.Row():
+                tempo = gr.Number(label="Tempo BPM (0 = from the video)", value=0, minimum=0)
+                key = gr.Dropdown(list(KEY_CHOICES), value="auto", label="Key")
+            density = gr.Slider(0, 1, value=0, step=0.05, label="Density (0 = follow the video)")
+            with gr.Accordion("More settings", open=False):
+                with gr.Row():
+                    seed = gr.Number(label="Seed", value=0, precision=0)
+                    variants = gr.Slider(1, 4, value=1, step=1, label="Variants")
+                with gr.Row():
+                    guidance = gr.Number(label="Guidance (empty = model default)", value=None)
+                    steps = gr.Number(
+                        label="Steps (empty = model default)", value=None, precision=0
+                    )
+                audio_mode = gr.Radio(
+                    list(AUDIO_CHOICES), value="duck", label="Original sound: duck, keep or replace"
+                )
+            compose_btn = gr.Button("Compose music", variant="primary", elem_id="compose-btn")
+        with gr.Column(scale=2):
+            summary = gr.Markdown(elem_id="result-summary")
+            gallery = gr.Gallery(
+                label="Shot timeline", columns=6, height=180, object_fit="cover", elem_id="shots"
+            )
+            with gr.Row():
+                video_out = gr.Video(label="Video with music", elem_id="video-out")
+                with gr.Column():
+                    audio_out = gr.Audio(label="Music", type="filepath", elem_id="audio-out")
+                    downloads = gr.File(label="Downloads", file_count="multiple")
+            pianoroll = gr.Image(label="Piano roll (red lines: shot cuts)", type="filepath")
+            with gr.Accordion("Shots and music segments", open=False):
+                shots_table = gr.Dataframe(headers=SHOT_COLUMNS, label="Shots", interactive=False)
+                segments_table = gr.Dataframe(label="Segments", interactive=False)
+            with gr.Group():
+                gr.Markdown("**Regenerate one segment** (the rest of the music is kept)")
+                with gr.Row():
+                    segment = gr.Number(label="Segment", value=1, minimum=1, precision=0)
+                    regen_seed = gr.Number(label="New seed", value=1, precision=0)
+                    regen_density = gr.Slider(0, 1, value=0, step=0.05, label="Density (0 = keep)")
+                regen_btn = gr.Button("Regenerate segment", elem_id="regen-btn")
+            result_name = gr.Textbox(visible=False, label="result")
+
+    outputs = [
+        summary,
+        gallery,
+        shots_table,
+        segments_table,
+        pianoroll,
+        audio_out,
+        video_out,
+        downloads,
+        result_name,
+        segment,
+    ]
+    compose_btn.click(
+        handlers.compose,
+        inputs=[video, mood, tempo, key, density, seed, guidance, steps, variants, audio_mode],
+        outputs=outputs,
+        api_name="compose",
+        concurrency_limit=settings.compose_concurrency,
+        concurrency_id="model",
+    )
+    regen_btn.click(
+        handlers.regenerate,
+        inputs=[result_name, segment, regen_seed, regen_density],
+        outputs=outputs,
+        api_name="regenerate",
+        concurrency_limit=settings.compose_concurrency,
+        concurrency_id="model",
+    )
+
+
+def _study_tab(handlers: Handlers, demo: gr.Blocks) -> None:
+    gr.Markdown(STUDY_INTRO)
+    with gr.Row():
+        code = gr.Textbox(label="Study code", placeholder="e.g. pilot-3f9a2c", elem_id="study-code")
+        join_btn = gr.Button("Join", variant="primary", elem_id="join-btn")
+    token = gr.Textbox(visible=False, label="participant")
+    trial_key = gr.Textbox(visible=False, label="trial")
+    status = gr.Markdown(elem_id="trial-status")
+    with gr.Row():
+        with gr.Column():
+            video_a = gr.Video(label="Video with music (A)", interactive=False)
+            audio_a = gr.Audio(label="Music (A)", type="filepath", interactive=False)
+        with gr.Column():
+            video_b = gr.Video(label="Video with music (B)", interactive=False, visible=False)
+            audio_b = gr.Audio(label="Music (B)", type="filepath", interactive=False, visible=False)
+    scale = [(str(n), n) for n in range(1, 6)]
+    with gr.Row(elem_classes="rating-row"):
+        musicality = gr.Radio(
+            scale,
+            label="Musicality (1 poor - 5 excellent)",
+            visible=False,
+            type="value",
+            elem_id="rate-musicality",
+        )
+        fit = gr.Radio(scale, label="Fit to the video", visible=False, elem_id="rate-fit")
+        overall = gr.Radio(scale, label="Overall", visible=False, elem_id="rate-overall")
+        choice = gr.Radio(
+            ["A", "B"], label="Which do you prefer?", visible=False, elem_id="rate-choice"
+        )
+    with gr.Row():
+        submit_btn = gr.Button("Submit and next", variant="primary", elem_id="rate-btn")
+        next_btn = gr.Button("Skip to my next item")
+
+    trial_outputs = [
+        status,
+        trial_key,
+        video_a,
+        audio_a,
+        video_b,
+        audio_b,
+        musicality,
+        fit,
+        overall,
+        choice,
+    ]
+    join_btn.click(
+        handlers.join_study, inputs=[code], outputs=[token, *trial_outputs], api_name="join_study"
+    )
+    next_btn.click(handlers.next_item, inputs=[token], outputs=trial_outputs, api_name="next_item")
+    submit_btn.click(
+        handlers.rate,
+        inputs=[token, trial_key, musicality, fit, overall, choice],
+        outputs=trial_outputs,
+        api_name="rate",
+    )
+    demo.load(study_code_from_url, inputs=None, outputs=[code], api_visibility="private")
+
+
+def _admin_tab(handlers: Handlers, settings: AppSettings) -> None:
+    if not settings.admin_enabled:
+        gr.Markdown(
+            "Admin actions are **off**: set `DIFFBGM_ADMIN_TOKEN` to a long random secret and "
+            "restart the app to create studies and see results."
+        )
+    admin_token = gr.Textbox(label="Admin token", type="password", elem_id="admin-token")
+    with gr.Accordion("Create a study from composed results", open=True):
+        with gr.Row():
+            title = gr.Textbox(label="Title", value="Listening study")
+            kind = gr.Radio(["likert", "ab"], value="likert", label="Kind (rate 1-5 or A/B)")
+        with gr.Row():
+            results = gr.Dropdown(
+                choices=[], multiselect=True, label="Results (folders under the output dir)"
+            )
+            refresh_btn = gr.Button("Refresh list", size="sm")
+        conditions = gr.Textbox(
+            label="Condition per chosen result, same order, comma-separated",
+            placeholder="e.g. full, no-sac, full, no-sac",
+        )
+        create_btn = gr.Button("Create study", variant="primary")
+        created = gr.Markdown()
+    with gr.Row():
+        code = gr.Textbox(label="Study code")
+        results_btn = gr.Button("Show results")
+        close_btn = gr.Button("Close study", variant="stop")
+    summary = gr.Markdown()
+    table = gr.Dataframe(label="Per condition (means, 95 % CI)", interactive=False)
+    plot = gr.Plot(label="Means with 95 % confidence intervals")
+    csv_file = gr.File(label="CSV export")
+
+    refresh_btn.click(handlers.result_choices, outputs=[results], api_visibility="private")
+    create_btn.click(
+        handlers.create_study,
+        inputs=[admin_token, title, kind, results, conditions],
+        outputs=[created, code],
+        api_name="create_study",
+    )
+    results_btn.click(
+        handlers.study_results,
+        inputs=[admin_token, code],
+        outputs=[summary, table, plot, csv_file],
+        api_name="study_results",
+    )
+    close_btn.click(
+        handlers.close_study, inputs=[admin_token, code], outputs=[summary], api_name="close_study"
+    )
+
+
+def build_app(settings: AppSettings, handlers: Handlers | None = None) -> gr.Blocks:
+    """The whole app as Gradio Blocks, queued but not launched (see app.py).
+
+    Without `handlers`, the real ones are made: the ratings store is migrated and the model
+    is loaded lazily on the first compose.
+    """
+    handlers = handlers or Handlers.create(settings)
+    with gr.Blocks(title="Diff-BGM", analytics_enabled=False) as demo:
+        gr.Markdown(INTRO)
+        with gr.Tabs():
+            with gr.Tab("Compose", id="compose"):
+                _compose_tab(handlers, settings)
+            with gr.Tab("Listening study", id="study"):
+                _study_tab(handlers, demo)
+            with gr.Tab("Results/Admin", id="admin"):
+                _admin_tab(handlers, settings)
+    demo.queue(
+        max_size=settings.queue_size,
+        default_concurrency_limit=8,  # study and admin events are light database work
+    )
+    return demo
+
+
+def launch_options(settings: AppSettings) -> dict[str, Any]:
+    """Keyword arguments for `Blocks.launch` that the settings decide."""
+    return {
+        "server_name": settings.host,
+        "server_port": settings.port,
+        "max_file_size": settings.max_upload_bytes,
+        "allowed_paths": settings.served_dirs,
+        "show_error": False,
+        "footer_links": ["api"],
+        "css": CSS,
+    }
