@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import overload
 
 import numpy as np
 
@@ -77,17 +78,30 @@ class Calibration:
             )
         return self.tables[name]
 
-    def to_quantile(self, name: str, raw: float | np.ndarray) -> np.ndarray:
+    @overload
+    def to_quantile(self, name: str, raw: float) -> float: ...
+    @overload
+    def to_quantile(self, name: str, raw: np.ndarray) -> np.ndarray: ...
+    def to_quantile(self, name: str, raw: float | np.ndarray) -> float | np.ndarray:
         """Raw value(s) -> quantile in [0, 1]. Runs of equal table values map to their middle."""
         table = self.table(name)
         values, first = np.unique(table, return_index=True)
         last = np.append(first[1:], len(table)) - 1
         middle = (first + last) / 2 / (N_QUANTILES - 1)
         if len(values) == 1:
-            return np.full(np.shape(raw), 0.5)
-        return np.interp(np.asarray(raw, dtype=np.float64), values, middle, left=0.0, right=1.0)
+            result = np.full(np.shape(raw), 0.5)
+        else:
+            result = np.interp(
+                np.asarray(raw, dtype=np.float64), values, middle, left=0.0, right=1.0
+            )
+        return float(result) if np.ndim(raw) == 0 else result
 
-    def to_raw(self, name: str, quantile: float | np.ndarray) -> np.ndarray:
+    @overload
+    def to_raw(self, name: str, quantile: float) -> float: ...
+    @overload
+    def to_raw(self, name: str, quantile: np.ndarray) -> np.ndarray: ...
+    def to_raw(self, name: str, quantile: float | np.ndarray) -> float | np.ndarray:
         """Quantile(s) in [0, 1] -> raw value(s)."""
         q = np.clip(np.asarray(quantile, dtype=np.float64), 0.0, 1.0)
-        return np.interp(q, quantile_levels(), self.table(name))
+        result = np.interp(q, quantile_levels(), self.table(name))
+        return float(result) if np.ndim(quantile) == 0 else result

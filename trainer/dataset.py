@@ -1,0 +1,320 @@
+"""POP909 windows for training: rolls on bar lines with their segment conditions.
+
+Segments stand in for a video's shots: the phrases of the song, and with augmentation
+phrases cut into random pieces of 1-4 bars (shots are often short). Each segment's
+dynamic controls are measured on its own notes and turned into POP909 quantiles by the
+calibration; the semantic ones come from the phrase labels and chords.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from diffbgm.controls import DYNAMIC_CONTROLS, SEMANTIC_CONTROLS, key_features
+from diffbgm.errors import DiffBGMError
+from diffbgm.model.conditions import Conditions, PieceConditions, WindowConditions, stack_windows
+from diffbgm.music.calibration import Calibration
+from diffbgm.music.pop909 import COLUMN, UNLABELLED, segment_raw_controls
+from diffbgm.music.roll import RollSpec
+
+MAX_TRANSPOSE = 5  # semitones either way
+SUB_SEGMENT_BARS = (1, 4)  # length range of the pieces a phrase is cut into
+SPLIT_PROBABILITY = 0.5  # share of phrases cut into pieces when augmenting
+
+Segment = tuple[int, int, str]  # first bar, end bar (exclusive), phrase letter
+
+
+@dataclass(frozen=True)
+class CachedSong:
+    """One song of the cache, in memory. T steps, B bars, P pitches."""
+
+    song_id: str
+    onset: np.ndarray  # (T, P) bool
+    sustain: np.ndarray  # (T, P) bool
+    chord_pcs: np.ndarray  # (T, 12) float32
+    bar_starts: np.ndarray  # (B,) int64
+    bar_segment: np.ndarray  # (B,) int64 phrase segment of each bar
+    segment_labels: tuple[str, ...]  # (N,) phrase letters
+    bar_cumsum: np.ndarray  # (B + 1, K) float64 running sums of the per-bar table
+    key_tonic_pc: int
+    key_minor: bool
+    tempo_bpm: float
+
+    @property
+    def n_steps(self) -> int:
+        return int(self.onset.shape[0])
+
+    @property
+    def n_bars(self) -> int:
+        return int(self.bar_starts.shape[0])
+
+    def bar_end_step(self, bar: int) -> int:
+        """First step after bar `bar - 1`, i.e. where bar `bar` starts (T past the last)."""
+        return int(self.bar_starts[bar]) if bar < self.n_bars else self.n_steps
+
+    def phrase_segments(self) -> list[Segment]:
+        """The song's phrase segments in order, as (first bar, end bar, letter)."""
+        changes = np.flatnonzero(np.diff(self.bar_segment)) + 1
+        firsts = np.concatenate([[0], changes])
+        ends = np.append(changes, self.n_bars)
+        return [
+            (int(a), int(b), self.segment_labels[int(self.bar_segment[a])])
+            for a, b in zip(firsts, ends, strict=True)
+        ]
+
+
+def load_cached_song(path: str | Path) -> CachedSong:
+    """Read one `songs/NNN.npz` of the cache."""
+    file = Path(path)
+    try:
+        with np.load(file) as data:
+            table = data["bar_table"].astype(np.float64)
+            return CachedSong(
+                song_id=file.stem,
+                onset=data["onset"].astype(bool),
+                sustain=data["sustain"].astype(bool),
+                chord_pcs=data["chord_pcs"].astype(np.float32),
+                bar_starts=data["bar_starts"].astype(np.int64),
+                bar_segment=data["bar_segment"].astype(np.int64),
+                segment_labels=tuple(str(x) for x in data["segment_labels"]),
+                bar_cumsum=np.vstack([np.zeros((1, table.shape[1])), np.cumsum(table, axis=0)]),
+                key_tonic_pc=int(data["key"][0]),
+                key_minor=bool(data["key"][1]),
+                tempo_bpm=float(data["tempo_bpm"]),
+            )
+    except (OSError, KeyError, ValueError) as exc:
+        raise DiffBGMError(f"cannot read cached song {file}: {exc}") from exc
+
+
+def load_split(cache_dir: str | Path, split: str) -> list[CachedSong]:
+    """All cached songs of a split ('train' or 'valid') listed in the cache's index.json."""
+    folder = Path(cache_dir)
+    index_file = folder / "index.json"
+    if not index_file.is_file():
+        raise DiffBGMError(f"no POP909 cache at {folder} (run `python -m trainer cache`)")
+    splits = json.loads(index_file.read_text(encoding="utf-8"))["splits"]
+    if split not in splits:
+        raise DiffBGMError(f"{index_file} has no split {split!r}; it has {sorted(splits)}")
+    return [load_cached_song(folder / "songs" / f"{song_id}.npz") for song_id in splits[split]]
+
+
+def segment_features(
+    song: CachedSong, segment: Segment, calibration: Calibration, spec: RollSpec
+) -> tuple[np.ndarray, np.ndarray]:
+    """(Dd,) dynamic and (Ds,) semantic controls of one run of bars, all in [0, 1]."""
+    first, end, letter = segment
+    sums = song.bar_cumsum[end] - song.bar_cumsum[first]
+    raw = segment_raw_controls(sums, spec.steps_per_bar)
+    silent = not np.isfinite(raw["velocity"])
+    dynamic = {
+        "density": calibration.to_quantile("density", raw["density"]),
+        "velocity": 0.0 if silent else calibration.to_quantile("velocity", raw["velocity"]),
+        "register": 0.5 if silent else calibration.to_quantile("register", raw["register"]),
+        "polyphony": calibration.to_quantile("polyphony", raw["polyphony"]),
+    }
+    melodic = letter.isupper() or (letter == UNLABELLED and sums[COLUMN["melody_onsets"]] > 0)
+    semantic = {
+        "melodic": float(melodic),
+        "intro": float(letter == "i"),
+        "outro": float(letter == "o"),
+        "minor_share": raw["minor_share"],
+        "harmonic_rhythm": calibration.to_quantile("harmonic_rhythm", raw["harmonic_rhythm"]),
+        "position": song.bar_end_step(first) / max(song.n_steps, 1),
+    }
+    return (
+        np.array([dynamic[name] for name in DYNAMIC_CONTROLS], dtype=np.float32),
+        np.array([semantic[name] for name in SEMANTIC_CONTROLS], dtype=np.float32),
+    )
+
+
+def conditions_from_segments(
+    song: CachedSong,
+    segments: list[Segment],
+    first_step: int,
+    n_steps: int,
+    calibration: Calibration,
+    spec: RollSpec,
+) -> PieceConditions:
+    """PieceConditions of steps [first_step, first_step + n_steps) cut into `segments`.
+
+    The segments must cover those steps, in order; their features use their full bars.
+    """
+    step_ids = np.zeros(n_steps, dtype=np.int64)
+    dynamic, semantic = [], []
+    for i, segment in enumerate(segments):
+        a = max(song.bar_end_step(segment[0]) - first_step, 0)
+        step_ids[a:] = i
+        dyn, sem = segment_features(song, segment, calibration, spec)
+        dynamic.append(dyn)
+        semantic.append(sem)
+    chords = song.chord_pcs[first_step : first_step + n_steps]
+    return PieceConditions(
+        chord_pcs=chords,
+        segment_ids=step_ids,
+        dynamic=np.stack(dynamic),
+        semantic=np.stack(semantic),
+        global_=np.asarray(key_features(song.key_tonic_pc, song.key_minor), dtype=np.float32),
+    )
+
+
+def piece_conditions_for_song(
+    song: CachedSong,
+    calibration: Calibration,
+    segments: Literal["phrases", "bars"] = "phrases",
+    spec: RollSpec | None = None,
+) -> PieceConditions:
+    """Conditions of a whole cached song, segments = its phrases or its single bars."""
+    spec = spec or RollSpec()
+    if segments == "phrases":
+        parts = song.phrase_segments()
+    elif segments == "bars":
+        labels = [song.segment_labels[int(s)] for s in song.bar_segment]
+        parts = [(b, b + 1, labels[b]) for b in range(song.n_bars)]
+    else:
+        raise ValueError(f"segments must be 'phrases' or 'bars', not {segments!r}")
+    return conditions_from_segments(song, parts, 0, song.n_steps, calibration, spec)
+
+
+def split_segment(segment: Segment, rng: np.random.Generator) -> list[Segment]:
+    """Cut a phrase into consecutive pieces of SUB_SEGMENT_BARS bars (the last may be shorter)."""
+    first, end, letter = segment
+    pieces = []
+    while first < end:
+        length = int(rng.integers(SUB_SEGMENT_BARS[0], SUB_SEGMENT_BARS[1] + 1))
+        pieces.append((first, min(first + length, end), letter))
+        first += length
+    return pieces
+
+
+def shift_pitch(roll: np.ndarray, semitones: int) -> np.ndarray:
+    """(T, P) roll moved up by `semitones` (down if negative); notes leaving the range drop."""
+    if semitones == 0:
+        return roll
+    out = np.zeros_like(roll)
+    if semitones > 0:
+        out[:, semitones:] = roll[:, :-semitones]
+    else:
+        out[:, :semitones] = roll[:, -semitones:]
+    return out
+
+
+def regular_window_starts(song: CachedSong, window_bars: int, steps_per_bar: int) -> np.ndarray:
+    """Bars where `window_bars` full bars of exactly `steps_per_bar` steps begin."""
+    lengths = np.diff(np.append(song.bar_starts, song.n_steps))
+    regular = (lengths == steps_per_bar).astype(np.int64)
+    if len(regular) < window_bars:
+        return np.zeros(0, dtype=np.int64)
+    runs = np.convolve(regular, np.ones(window_bars, dtype=np.int64), mode="valid")
+    return np.flatnonzero(runs == window_bars)
+
+
+class Pop909Windows(Dataset):
+    """Windows of `window_bars` bars (starting on bar lines) from a split of the POP909 cache.
+
+    Item: dict(roll=(2, T, P) float32 in {-1, +1} (onset, sustain), cond=WindowConditions,
+    song_id, bar). Windows span only regular 16-step bars. With `augment`, each item is
+    transposed by a random -5..+5 semitones and its phrases randomly cut into 1-4 bar
+    pieces; the random draws depend on (seed, epoch, index), so call `set_epoch` each epoch.
+    """
+
+    def __init__(
+        self,
+        cache_dir: str | Path,
+        split: str,
+        spec: RollSpec | None = None,
+        window_bars: int = 4,
+        max_segments: int = 8,
+        augment: bool = True,
+        seed: int = 0,
+        calibration: Calibration | None = None,
+    ) -> None:
+        self.spec = spec or RollSpec()
+        self.window_bars = window_bars
+        self.window_steps = window_bars * self.spec.steps_per_bar
+        self.max_segments = max_segments
+        self.augment = augment
+        self.seed = seed
+        self.epoch = 0
+        cache = Path(cache_dir)
+        self.calibration = calibration or Calibration.load(cache / "calibration.json")
+        self.songs = load_split(cache, split)
+        for song in self.songs:
+            if song.onset.shape[1] != self.spec.n_pitches:
+                raise DiffBGMError(
+                    f"cache {cache} has {song.onset.shape[1]} pitches, the spec wants "
+                    f"{self.spec.n_pitches}: rebuild it with this spec"
+                )
+        self.phrases = [song.phrase_segments() for song in self.songs]
+        self.phrase_of_bar = [song.bar_segment for song in self.songs]
+        starts = [
+            regular_window_starts(song, window_bars, self.spec.steps_per_bar) for song in self.songs
+        ]
+        self.index = np.concatenate(
+            [np.stack([np.full(len(s), i), s], axis=1) for i, s in enumerate(starts)]
+            + [np.zeros((0, 2), dtype=np.int64)]
+        ).astype(np.int64)  # (N, 2): song number, first bar
+
+    def __len__(self) -> int:
+        return int(self.index.shape[0])
+
+    def set_epoch(self, epoch: int) -> None:
+        """Change the augmentation draws (transposition, phrase cuts) for a new epoch."""
+        self.epoch = epoch
+
+    def window_segments(
+        self, song_no: int, first_bar: int, rng: np.random.Generator | None
+    ) -> list[Segment]:
+        """Segments covering the window's bars: whole phrases, or random pieces of them."""
+        song_phrases = self.phrases[song_no]
+        bar_phrase = self.phrase_of_bar[song_no]
+        # Phrase segments are numbered in order, so the window's phrases are a range.
+        first_phrase = int(bar_phrase[first_bar])
+        last_phrase = int(bar_phrase[first_bar + self.window_bars - 1])
+        segments: list[Segment] = []
+        for phrase in song_phrases[first_phrase : last_phrase + 1]:
+            cut = rng is not None and rng.random() < SPLIT_PROBABILITY
+            segments.extend(split_segment(phrase, rng) if cut and rng is not None else [phrase])
+        end_bar = first_bar + self.window_bars
+        return [s for s in segments if s[1] > first_bar and s[0] < end_bar]
+
+    def __getitem__(self, item: int) -> dict[str, object]:
+        song_no, first_bar = (int(x) for x in self.index[item])
+        song = self.songs[song_no]
+        rng = np.random.default_rng([self.seed, self.epoch, item]) if self.augment else None
+        start = int(song.bar_starts[first_bar])
+        stop = start + self.window_steps
+        segments = self.window_segments(song_no, first_bar, rng)
+        piece = conditions_from_segments(
+            song, segments, start, self.window_steps, self.calibration, self.spec
+        )
+        onset, sustain = song.onset[start:stop], song.sustain[start:stop]
+        if rng is not None:
+            semitones = int(rng.integers(-MAX_TRANSPOSE, MAX_TRANSPOSE + 1))
+            onset, sustain = shift_pitch(onset, semitones), shift_pitch(sustain, semitones)
+            piece = piece.transpose(semitones)
+        roll = np.stack([onset, sustain]).astype(np.float32) * 2.0 - 1.0  # (2, T, P)
+        return {
+            "roll": roll,
+            "cond": piece.window(0, self.window_steps, self.max_segments),
+            "song_id": song.song_id,
+            "bar": first_bar,
+        }
+
+
+def collate_windows(
+    items: list[dict[str, object]], spec: RollSpec
+) -> tuple[torch.Tensor, Conditions]:
+    """Items of Pop909Windows -> (roll (B, 2, T, P) float32, Conditions of the batch)."""
+    rolls = torch.from_numpy(np.stack([np.asarray(item["roll"]) for item in items]))
+    windows = [item["cond"] for item in items]
+    if not all(isinstance(w, WindowConditions) for w in windows):
+        raise TypeError("collate_windows needs items with a WindowConditions under 'cond'")
+    conds = stack_windows(windows, spec.pitch_low, spec.n_pitches)  # type: ignore[arg-type]
+    return rolls, conds
