@@ -61,10 +61,14 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from trainer.cache import build_cache
+    from trainer.cache import DEFAULT_CALIBRATION_PATH, build_cache
 
-    build_cache(Path(args.pop909), Path(args.out))
-    print(f"cache written to {args.out}")
+    calibration = None if args.no_calibration else (args.calibration or DEFAULT_CALIBRATION_PATH)
+    index = build_cache(args.pop909, args.out, None, args.songs, args.workers, calibration)
+    splits = index["splits"]
+    assert isinstance(splits, dict)
+    counts = ", ".join(f"{len(ids)} {name}" for name, ids in splits.items())
+    print(f"cache written to {args.out}: {counts} songs, {len(index['skipped'])} skipped")  # type: ignore[arg-type]
     return 0
 
 
@@ -96,6 +100,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         device=args.device,
         augment=args.augment,
         progress=not args.no_progress,
+        stop_after=args.stop_after,
     )
     result = run_training(config, resume=args.resume)
     state = "stopped early" if result.stopped_early else "finished"
@@ -212,6 +217,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cache.add_argument("--pop909", default=str(default_pop909_dir()), help="POP909 folder")
     cache.add_argument("--out", default="data_cache/pop909", help="cache folder to write")
+    cache.add_argument("--workers", type=int, default=2, help="processes reading songs")
+    cache.add_argument("--songs", nargs="*", help="song ids such as 001 002 (default: all)")
+    cache.add_argument(
+        "--calibration",
+        default=None,
+        help="where to write the control calibration (default: diffbgm/assets, what the app uses)",
+    )
+    cache.add_argument(
+        "--no-calibration", action="store_true", help="keep the calibration in the cache only"
+    )
     cache.set_defaults(func=cmd_cache)
 
     train = sub.add_parser(
@@ -266,6 +281,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--bgm909", default=None, help="BGM909 feature folder: train on video features"
     )
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument(
+        "--stop-after",
+        type=int,
+        default=None,
+        help="checkpoint and stop after this many steps of this invocation (resume later)",
+    )
     train.set_defaults(func=cmd_train)
 
     sample = sub.add_parser(

@@ -77,6 +77,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     augment: bool = True  # random transposition of training windows
     progress: bool = True  # tqdm bar on rank 0
+    stop_after: int | None = None  # stop (with a checkpoint) after this many steps of this call
 
     def __post_init__(self) -> None:
         if self.batch < 1 or self.accum < 1 or self.batch % self.accum:
@@ -281,7 +282,7 @@ class Trainer:
         loss_sum = 0.0
         for micro, (shard, indices) in enumerate(self._shards_of_step()):
             seed = derived_seed(cfg.seed, self.step, shard)
-            self.data.seed_augmentation(seed)
+            self.data.reseed(seed)
             roll, cond = _load_batch(self.data, "train", indices)
             roll, cond = roll.to(self.info.device), cond.to(self.info.device)
             torch.manual_seed(seed)  # anything in the model that draws from the global RNG
@@ -386,10 +387,13 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> TrainResult:
     losses: list[float] = []
     last_loss = math.nan
     stopped_early = False
-    tick = time.perf_counter()
+    first_step = trainer.step
+    step_seconds = 0.0  # training time since the last log row (validation excluded)
     try:
         while trainer.step < config.steps:
+            tick = time.perf_counter()
             loss = trainer.train_step()
+            step_seconds += time.perf_counter() - tick
             losses.append(loss)
             last_loss = loss
             step = trainer.step
@@ -404,15 +408,16 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> TrainResult:
                 if val_ema is not None and (trainer.best_val is None or val_ema < trainer.best_val):
                     trainer.best_val = val_ema
             if (step % config.log_every == 0 or validate) and log is not None:
-                now = time.perf_counter()
                 values.update(
                     loss=float(np.mean(losses)),
                     lr=lr_at(step - 1, config),
-                    sec_per_step=(now - tick) / len(losses),
+                    sec_per_step=step_seconds / len(losses),
                 )
                 log.write(step, values)
-                losses, tick = [], now
+                losses, step_seconds = [], 0.0
             wants_stop = stop.requested or (info.is_main and _stop_file_present(run_dir))
+            if config.stop_after is not None and step - first_step >= config.stop_after:
+                wants_stop = True
             stopped_early = any_rank(wants_stop, info) and step < config.steps
             if step % config.ckpt_every == 0 or step == config.steps or stopped_early:
                 trainer.save()
