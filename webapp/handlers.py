@@ -145,31 +145,27 @@ def _rounded(value: Any) -> Any:
     return round(float(value), 3) if isinstance(value, int | float) else value
 
 
-def _flatten_scalars(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Scalar fields of a (nested) plan record, e.g. {'dynamic': {'density': .4}} -> 'density'."""
-    flat: dict[str, Any] = {}
-    for key, value in record.items():
-        if isinstance(value, dict):
-            flat.update(_flatten_scalars(value, prefix))
-        elif isinstance(value, bool | int | float | str) or value is None:
-            flat[f"{prefix}{key}"] = _rounded(value) if isinstance(value, float) else value
-    return flat
-
-
 def segment_table(report: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
-    """(columns, rows) of the plan's segments, numbered from 1 as the Regenerate box expects.
+    """(columns, rows) of the plan's segments, numbered from 1 as the Regenerate box expects:
+    times in seconds, length in bars, the shots each follows, then every control value."""
+    from diffbgm.plan import MusicPlan
 
-    The columns are whatever scalar fields the plan stores per segment (times, bars, control
-    values), so the table follows the plan format without restating it here.
-    """
-    segments = report.get("plan", {}).get("segments", [])
-    flat = [_flatten_scalars(seg) for seg in segments if isinstance(seg, dict)]
-    columns: list[str] = []
-    for row in flat:
-        columns.extend(key for key in row if key not in columns)
-    return ["segment", *columns], [
-        [n, *(row.get(c) for c in columns)] for n, row in enumerate(flat, start=1)
-    ]
+    if not report.get("plan", {}).get("segments"):
+        return ["segment"], []
+    plan = MusicPlan.from_dict(report["plan"])
+    controls = [*plan.segments[0].dynamic, *plan.segments[0].semantic]
+    columns = ["segment", "start (s)", "end (s)", "bars", "shots", *controls]
+    rows = []
+    for n, (segment, (start, end)) in enumerate(
+        zip(plan.segments, plan.segment_bounds_s(), strict=True), start=1
+    ):
+        values = {**segment.dynamic, **segment.semantic}
+        shots = ", ".join(str(i + 1) for i in segment.shot_indices)
+        rows.append(
+            [n, round(start, 2), round(end, 2), segment.n_bars, shots]
+            + [_rounded(values.get(name)) for name in controls]
+        )
+    return columns, rows
 
 
 def shot_gallery(folder: Path, report: dict[str, Any]) -> list[tuple[str, str]]:
@@ -195,7 +191,7 @@ def summary_markdown(report: dict[str, Any]) -> str:
     timings = report.get("timings_s", {})
     info = report.get("video_info", {})
     lines = [
-        f"**{plan.get('key_name', plan.get('key', '?'))}**, "
+        f"**{plan.get('key', {}).get('name', '?')}**, "
         f"**{float(plan.get('tempo_bpm', 0)):.1f} BPM**, "
         f"{float(info.get('duration_s', plan.get('duration_s', 0))):.1f} s of video",
         f"{len(report.get('analysis', {}).get('shots', []))} shots -> "
@@ -346,6 +342,8 @@ class Handlers:
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio injects it by default value
     ) -> tuple[Any, ...]:
         """Compose music for the uploaded video into a fresh result folder."""
+        from diffbgm.video.probe import probe_video
+
         options = compose_options(
             mood, tempo_bpm, key, density, seed, guidance, steps, variants, audio
         )
@@ -353,6 +351,8 @@ class Handlers:
         folder = media.new_request_dir(self.settings.outputs_dir)
         try:
             staged = media.stage_upload(video, folder, self.settings.max_upload_bytes)
+            # Checked before queueing for the model, so a bad upload is refused at once.
+            probe_video(staged, self.settings.probe_limits)
             progress((0, 1), desc="Waiting for the model")
             report = progress_reporter(progress)
             self.composers.run(lambda composer: composer(staged, folder, options, progress=report))

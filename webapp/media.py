@@ -1,14 +1,16 @@
 """Files of the web app: one fresh folder per request, staged uploads, clean-up of old outputs.
 
-Uploaded names are never used on disk (they may be hostile: `../../x`, `-i`, shell
-characters, 300-character names); the upload is linked or copied to `input<ext>` inside the
-request folder, with the extension kept only when it is a plain known video extension.
+Uploaded names are never used on disk as given (they may be hostile: `../../x`, `-i`, shell
+characters, 300-character names): the upload is linked or copied into the request folder
+under a cleaned name (letters, digits, `._-`, at most 60 characters, a known video extension
+or `.bin`), so error messages still name a file the user recognises.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import time
 import uuid
@@ -22,6 +24,7 @@ VIDEO_EXTENSIONS = frozenset(
     {".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi", ".mpg", ".mpeg", ".ogv", ".wmv", ".flv"}
 )
 REQUEST_PREFIX = "req-"
+INPUT_PREFIX = "input"
 
 
 def new_request_dir(outputs_dir: Path) -> Path:
@@ -37,6 +40,15 @@ def new_request_dir(outputs_dir: Path) -> Path:
 def remove_request_dir(folder: Path) -> None:
     """Delete a request folder after a failed request, so nothing half-written stays behind."""
     shutil.rmtree(folder, ignore_errors=True)
+
+
+def safe_upload_name(name: str) -> str:
+    """A harmless file name for an upload, e.g. '../../-rm x;.MP4' -> 'input-rm_x_.mp4'."""
+    path = Path(name.replace("\\", "/")).name
+    suffix = Path(path).suffix.lower()
+    suffix = suffix if suffix in VIDEO_EXTENSIONS else ".bin"
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(path).stem).strip("_-")[:50]
+    return f"{INPUT_PREFIX}{'-' + stem if stem else ''}{suffix}"
 
 
 def stage_upload(upload: str | Path | None, request_dir: Path, max_bytes: int) -> Path:
@@ -60,8 +72,7 @@ def stage_upload(upload: str | Path | None, request_dir: Path, max_bytes: int) -
             f"The uploaded file {source.name!r} is {size / 1e6:.0f} MB; the limit is "
             f"{max_bytes / 1e6:.0f} MB."
         )
-    suffix = source.suffix.lower() if source.suffix.lower() in VIDEO_EXTENSIONS else ".bin"
-    target = request_dir / f"input{suffix}"
+    target = request_dir / safe_upload_name(source.name)
     try:
         os.link(source, target)
     except OSError:
@@ -116,8 +127,8 @@ def cleanup_old_outputs(
 
 
 def source_video(folder: Path, report: dict[str, Any]) -> Path:
-    """The video a result was composed for: its staged `input.*`, else the path in the report."""
-    staged = sorted(folder.glob("input.*"))
+    """The video a result was composed for: its staged `input*` file, else the report's path."""
+    staged = sorted(p for p in folder.glob(f"{INPUT_PREFIX}*") if p.is_file())
     if staged:
         return staged[0]
     recorded = Path(str(report.get("video_info", {}).get("path", "")))

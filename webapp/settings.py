@@ -10,6 +10,7 @@ Environment variables (all optional):
   admin actions are off (the Results/Admin tab says so).
 - DIFFBGM_COMPOSE_CONCURRENCY: composes run at the same time (default 1: one model, one CPU).
 - DIFFBGM_MAX_UPLOAD_MB: largest upload in megabytes (default 200).
+- DIFFBGM_MAX_VIDEO_S: longest video in seconds (default 1200).
 - DIFFBGM_OUTPUT_MAX_AGE_H: outputs older than this many hours are deleted (default 24).
 - DIFFBGM_QUEUE_SIZE: most events waiting in the queue (default 64).
 """
@@ -20,6 +21,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = REPO_ROOT / "checkpoints" / "diffbgm-small"
@@ -68,6 +70,7 @@ class AppSettings:
     admin_enabled: bool = False
     compose_concurrency: int = 1
     max_upload_mb: int = 200
+    max_video_s: float = 1200.0
     output_max_age_h: float = 24.0
     queue_size: int = 64
     example_video: Path | None = None
@@ -96,6 +99,13 @@ class AppSettings:
     def max_upload_bytes(self) -> int:
         return self.max_upload_mb * 1024 * 1024
 
+    @property
+    def probe_limits(self) -> Any:
+        """The upload limits as the library's video probe takes them."""
+        from diffbgm.video.probe import ProbeLimits
+
+        return ProbeLimits(max_bytes=self.max_upload_bytes, max_duration_s=self.max_video_s)
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> AppSettings:
         """Read the settings from `env` (default: os.environ); clear error for a bad value."""
@@ -111,6 +121,7 @@ class AppSettings:
             admin_enabled=bool(env.get("DIFFBGM_ADMIN_TOKEN", "").strip()),
             compose_concurrency=_int(env, "DIFFBGM_COMPOSE_CONCURRENCY", 1, low=1),
             max_upload_mb=_int(env, "DIFFBGM_MAX_UPLOAD_MB", 200, low=1),
+            max_video_s=_float(env, "DIFFBGM_MAX_VIDEO_S", 1200.0),
             output_max_age_h=_float(env, "DIFFBGM_OUTPUT_MAX_AGE_H", 24.0),
             queue_size=_int(env, "DIFFBGM_QUEUE_SIZE", 64, low=1),
             example_video=example,

@@ -1,0 +1,378 @@
+"""The web app's API.
+
+Part 1 drives the handlers directly with a stand-in composer that writes the same files a
+real one does (fast; checks views, errors, clean-up and the study flow over a real SQLite
+store). Part 2 launches the real app with the real tiny model and drives it through
+`gradio_client`, as a script would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import numpy as np
+import pytest
+
+from diffbgm.errors import VideoError
+from tests.app_server import ADMIN_TOKEN, running_app, tiny_model_missing_reason, write_test_video
+from webapp import media
+from webapp.handlers import ComposerHolder, Handlers, segment_table
+from webapp.settings import AppSettings, SettingsError
+from webapp.ui import build_app, study_code_from_url
+
+# --- part 1: handlers with a stand-in composer ---------------------------------------------
+
+
+def _plan_dict(n_segments: int) -> dict[str, Any]:
+    """A valid two-bar-per-segment plan at 120 BPM (2 s per bar)."""
+    dynamic = {"density": 0.5, "velocity": 0.5, "register": 0.5, "polyphony": 0.5}
+    semantic = {
+        "melodic": 1.0,
+        "intro": 0.0,
+        "outro": 0.0,
+        "minor_share": 0.0,
+        "harmonic_rhythm": 0.5,
+        "position": 0.0,
+    }
+    return {
+        "tempo_bpm": 120.0,
+        "offset_s": 0.0,
+        "n_bars": 2 * n_segments,
+        "duration_s": 4.0 * n_segments,
+        "key": {"tonic_pc": 2, "mode": "minor", "name": "D minor"},
+        "segments": [
+            {
+                "index": i,
+                "start_beat": 8 * i,
+                "n_beats": 8,
+                "shot_indices": [i],
+                "dynamic": dynamic,
+                "semantic": semantic,
+            }
+            for i in range(n_segments)
+        ],
+        "chords": [{"bar": 0, "beat": 0, "n_beats": 4, "label": "D:min"}],
+    }
+
+
+class StandInComposer:
+    """Writes the files and report.json a real Composer writes, without a model."""
+
+    def __init__(self, fail_with: BaseException | None = None) -> None:
+        self.fail_with = fail_with
+        self.calls: list[tuple[Path, Path, Any]] = []
+
+    def __call__(self, video: Path, out_dir: Path, options: Any, progress: Any = None) -> None:
+        self.calls.append((Path(video), Path(out_dir), options))
+        if self.fail_with is not None:
+            raise self.fail_with
+        self._write(out_dir, seed=options.seed)
+        if progress is not None:
+            progress(1, 1, "done")
+
+    def regenerate(self, source: Path, segment_index: int, seed: int, **kwargs: Any) -> None:
+        if not 0 <= segment_index < 2:
+            raise VideoError(f"segment {segment_index + 1} does not exist (1-2)")
+        self._write(Path(kwargs["out_dir"]), seed=seed)
+
+    @staticmethod
+    def _write(out_dir: Path, seed: int) -> None:
+        import soundfile
+
+        (out_dir / "thumbnails").mkdir(parents=True, exist_ok=True)
+        for i in range(2):
+            (out_dir / "thumbnails" / f"shot_{i:03d}.jpg").write_bytes(b"\xff\xd8\xff\xd9")
+        (out_dir / "score.mid").write_bytes(b"MThd")
+        soundfile.write(out_dir / "music.wav", np.zeros(8000, dtype=np.float32), 8000)
+        (out_dir / "video.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42")
+        (out_dir / "pianoroll.png").write_bytes(b"\x89PNG")
+        shots = [
+            {"index": 0, "start_s": 0.0, "end_s": 4.0},
+            {"index": 1, "start_s": 4.0, "end_s": 8.0},
+        ]
+        report = {
+            "seeds": [seed],
+            "analysis": {"shots": shots, "features": []},
+            "plan": _plan_dict(2),
+            "metrics": {"cut_alignment": 1.0, "n_segments": 2},
+            "timings_s": {"total": 0.1},
+            "files": [
+                {
+                    "seed": seed,
+                    "midi": "score.mid",
+                    "wav": "music.wav",
+                    "video": "video.mp4",
+                    "pianoroll": "pianoroll.png",
+                }
+            ],
+        }
+        (out_dir / "report.json").write_text(json.dumps(report))
+
+
+def _handlers(tmp_path: Path, composer: StandInComposer) -> tuple[Handlers, list[int]]:
+    from webapp.store import make_engine, migrate
+
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    settings = AppSettings(data_dir=tmp_path / "data", admin_enabled=True)
+    engine = make_engine(f"sqlite:///{tmp_path / 'ratings.db'}")
+    migrate(engine)
+    loads: list[int] = []
+
+    def load() -> StandInComposer:
+        loads.append(1)
+        return composer
+
+    return Handlers(settings, ComposerHolder(load), engine), loads
+
+
+@pytest.fixture()
+def clip(tmp_path: Path) -> Path:
+    return write_test_video(tmp_path / "my clip (1).mp4", seconds=2.0, cut_every_s=1.0)
+
+
+FORM = ("calm", 0, "auto", 0, 3, None, None, 1, "duck")
+
+
+def test_compose_shows_files_of_a_fresh_folder_and_loads_the_model_once(
+    tmp_path: Path, clip: Path
+) -> None:
+    handlers, loads = _handlers(tmp_path, StandInComposer())
+    assert not handlers.composers.loaded  # nothing loaded before the first compose
+    first = handlers.compose(str(clip), *FORM)
+    second = handlers.compose(str(clip), *FORM)
+    assert loads == [1]
+    summary, gallery, shots, segments, roll, audio, video, downloads, name, segment = first
+    assert name != second[8]
+    folder = handlers.settings.outputs_dir / name
+    assert (folder / "input-my_clip_1.mp4").is_file()  # staged under a harmless name
+    assert "D minor" in summary and "120.0 BPM" in summary
+    assert [caption for _, caption in gallery] == ["Shot 1 · 0.00-4.00 s", "Shot 2 · 4.00-8.00 s"]
+    assert shots["data"][1][:3] == [2, 4.0, 8.0]
+    assert segments["data"][1][:4] == [2, 4.0, 8.0, 2.0]
+    assert {Path(p).name for p in downloads} == {
+        "score.mid",
+        "music.wav",
+        "video.mp4",
+        "report.json",
+    }
+    assert all(Path(p).is_file() for p in [roll, audio, video, *downloads])
+    assert segment["maximum"] == 2
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(b"", "empty"), (b"hello, this is text and not a video\n" * 20, "text")],
+)
+def test_bad_upload_is_refused_clearly_and_leaves_no_folder(
+    tmp_path: Path, content: bytes, message: str
+) -> None:
+    composer = StandInComposer()
+    handlers, loads = _handlers(tmp_path, composer)
+    upload = tmp_path / "notes.mp4"
+    upload.write_bytes(content)
+    with pytest.raises(gr.Error, match=message):
+        handlers.compose(str(upload), *FORM)
+    assert loads == [] and composer.calls == []  # refused before the model is even loaded
+    assert media.list_result_dirs(handlers.settings.outputs_dir) == []
+    assert list(handlers.settings.outputs_dir.iterdir()) == []
+
+
+def test_library_errors_pass_through_and_unexpected_ones_are_generic(
+    tmp_path: Path, clip: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    handlers, _ = _handlers(tmp_path, StandInComposer(fail_with=VideoError("the video is odd")))
+    with pytest.raises(gr.Error, match="the video is odd"):
+        handlers.compose(str(clip), *FORM)
+    broken, _ = _handlers(tmp_path / "b", StandInComposer(fail_with=KeyError("internal detail")))
+    with pytest.raises(gr.Error) as info:
+        broken.compose(str(clip), *FORM)
+    assert "internal detail" not in str(info.value) and "reference" in str(info.value)
+    assert "internal detail" in caplog.text  # the traceback is in the log, not in the page
+    with pytest.raises(gr.Error, match="tempo"):
+        handlers.compose(str(clip), "calm", 999, "auto", 0, 0, None, None, 1, "duck")
+    with pytest.raises(gr.Error, match="upload a video"):
+        handlers.compose(None, *FORM)
+
+
+def test_regenerate_writes_a_new_folder_and_refuses_foreign_paths(
+    tmp_path: Path, clip: Path
+) -> None:
+    handlers, _ = _handlers(tmp_path, StandInComposer())
+    name = handlers.compose(str(clip), *FORM)[8]
+    again = handlers.regenerate(name, 2, 7, 0.3)
+    assert again[8] != name and "seeds [7]" in again[0]
+    for hostile in ("../../etc", "/etc", "req-does-not-exist", ""):
+        with pytest.raises(gr.Error):
+            handlers.regenerate(hostile, 1, 1, 0)
+    with pytest.raises(gr.Error, match="segment 3 does not exist"):
+        handlers.regenerate(name, 3, 1, 0)
+
+
+def test_hostile_upload_names_are_neutralised() -> None:
+    assert media.safe_upload_name("../../-rf x;.MP4") == "input-rf_x.mp4"
+    assert media.safe_upload_name("$(reboot).sh") == "input-reboot.bin"
+    assert media.safe_upload_name("x" * 400 + ".webm") == "input-" + "x" * 50 + ".webm"
+    assert media.safe_upload_name("....") == "input.bin"
+
+
+def test_old_outputs_are_cleaned_up(tmp_path: Path) -> None:
+    old = media.new_request_dir(tmp_path)
+    new = media.new_request_dir(tmp_path)
+    stamp = time.time() - 7200
+    os.utime(old, (stamp, stamp))
+    assert media.cleanup_old_outputs(tmp_path, max_age_s=3600) == [old.name]
+    assert new.exists() and not old.exists()
+
+
+def test_settings_from_env_and_bad_values() -> None:
+    settings = AppSettings.from_env({"DIFFBGM_MAX_UPLOAD_MB": "5", "GRADIO_SERVER_NAME": "0.0.0.0"})
+    assert settings.max_upload_bytes == 5 * 1024 * 1024 and settings.host == "0.0.0.0"
+    assert not settings.admin_enabled and settings.compose_concurrency == 1
+    with pytest.raises(SettingsError, match="DIFFBGM_MAX_UPLOAD_MB"):
+        AppSettings.from_env({"DIFFBGM_MAX_UPLOAD_MB": "lots"})
+
+
+def test_segment_table_without_a_plan_is_empty() -> None:
+    assert segment_table({}) == (["segment"], [])
+
+
+def test_study_flow_through_the_handlers(
+    tmp_path: Path, clip: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DIFFBGM_ADMIN_TOKEN", ADMIN_TOKEN)
+    handlers, _ = _handlers(tmp_path, StandInComposer())
+    names = [handlers.compose(str(clip), *FORM)[8] for _ in range(2)]
+    with pytest.raises(gr.Error, match="admin token is wrong"):
+        handlers.create_study("nope", "Pilot", "likert", names, "full, plain")
+    with pytest.raises(gr.Error, match="one condition name per chosen result"):
+        handlers.create_study(ADMIN_TOKEN, "Pilot", "likert", names, "full")
+    message, code = handlers.create_study(ADMIN_TOKEN, "Pilot", "likert", names, "full, plain")
+    assert "1 item(s)" in message and code.startswith("pilot-")
+    # The study keeps its own copies: cleaning the outputs does not break it.
+    shutil.rmtree(handlers.settings.outputs_dir)
+
+    token, status, key, video_a, audio_a, *_ = handlers.join_study(code.upper())
+    assert "Item 1 of 2" in status and key.startswith("rate:")
+    assert Path(video_a).name == "video.mp4" and Path(audio_a).name == "music.wav"
+    with pytest.raises(gr.Error, match="all three ratings"):
+        handlers.rate(token, key, 5, None, 5, None)
+    after_first = handlers.rate(token, key, 5, 5, 5, None)
+    assert "Item 2 of 2" in after_first[0]
+    handlers.rate(token, key, 1, 1, 1, None)  # re-rating the first track replaces the answer
+    done = handlers.rate(token, after_first[1], 3, 3, 3, None)
+    assert "thank you" in done[0]
+
+    summary, table, figure, csv_path = handlers.study_results(ADMIN_TOKEN, code)
+    assert "1 participant" in summary and figure is not None
+    overall = {row[0]: row[table["headers"].index("overall_mean")] for row in table["data"]}
+    assert sorted(overall.values()) == [1.0, 3.0]
+    assert Path(csv_path).read_text().count("\n") == 3  # header + two ratings
+    with pytest.raises(gr.Error, match="admin token is wrong"):
+        handlers.study_results("", code)
+    assert "closed" in handlers.close_study(ADMIN_TOKEN, code)
+    with pytest.raises(gr.Error, match="closed"):
+        handlers.join_study(code)
+
+
+def test_study_code_is_read_from_the_page_address() -> None:
+    class FakeRequest:
+        query_params = {"study": "Pilot-3F9A2C"}
+
+    assert study_code_from_url(FakeRequest()) == "pilot-3f9a2c"  # type: ignore[arg-type]
+
+
+def test_the_app_builds_with_named_endpoints(tmp_path: Path) -> None:
+    handlers, _ = _handlers(tmp_path, StandInComposer())
+    demo = build_app(handlers.settings, handlers)
+    names = {dep.api_name for dep in demo.fns.values()}
+    assert {"compose", "regenerate", "join_study", "next_item", "rate"} <= names
+    assert {"create_study", "study_results", "close_study"} <= names
+
+
+# --- part 2: the real app with the real tiny model, through gradio_client -------------------
+
+real_app = pytest.mark.skipif(
+    tiny_model_missing_reason() is not None, reason=str(tiny_model_missing_reason())
+)
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    reason = tiny_model_missing_reason()
+    if reason:
+        pytest.skip(reason)
+    with running_app(tmp_path_factory.mktemp("app-data")) as running:
+        yield running
+
+
+def _compose_args(video: Path, seed: int) -> dict[str, Any]:
+    from gradio_client import handle_file
+
+    return {
+        "video": {"video": handle_file(str(video)), "subtitles": None},
+        "mood": "calm",
+        "tempo_bpm": 0,
+        "key": "auto",
+        "density": 0,
+        "seed": seed,
+        "guidance": None,
+        "steps": 4,
+        "variants": 1,
+        "audio": "duck",
+        "api_name": "/compose",
+    }
+
+
+@real_app
+def test_api_bad_upload_then_compose_works(app: Any, tmp_path: Path) -> None:
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    client = Client(app.url, verbose=False)
+    fake = tmp_path / "holiday.mp4"
+    fake.write_text("this is a text file renamed to .mp4\n" * 10)
+    args = _compose_args(fake, 0)
+    args["video"] = {"video": handle_file(str(fake)), "subtitles": None}
+    with pytest.raises(AppError, match="(?i)text|not a video"):
+        client.predict(**args)
+    video = write_test_video(tmp_path / "clip.mp4", seconds=4.0)
+    summary, gallery, _, _, roll, audio, mp4, downloads, name, _ = client.predict(
+        **_compose_args(video, 0)
+    )
+    assert "BPM" in summary and name.startswith("req-")
+    assert gallery and Path(roll).is_file() and Path(audio).is_file()
+    assert Path(mp4["video"] if isinstance(mp4, dict) else mp4).is_file()
+    assert {Path(p).suffix for p in downloads} >= {".mid", ".wav", ".mp4", ".json"}
+    assert (app.data_dir / "outputs" / name / "report.json").is_file()
+
+
+@real_app
+def test_api_study_flow(app: Any, tmp_path: Path) -> None:
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+
+    client = Client(app.url, verbose=False)
+    video = write_test_video(tmp_path / "clip.mp4", seconds=4.0)
+    names = [client.predict(**_compose_args(video, seed))[8] for seed in (1, 2)]
+    with pytest.raises(AppError, match="admin token is wrong"):
+        client.predict("", "Pilot", "likert", names, "a, b", api_name="/create_study")
+    message, code = client.predict(
+        app.admin_token, "Pilot", "likert", names, "a, b", api_name="/create_study"
+    )
+    assert "1 item(s)" in message
+    token, status, key, *_ = client.predict(code, api_name="/join_study")
+    assert "Item 1 of 2" in status
+    second = client.predict(token, key, 5, 5, 5, None, api_name="/rate")
+    client.predict(token, key, 2, 2, 2, None, api_name="/rate")  # re-rate: replaces
+    client.predict(token, second[1], 4, 4, 4, None, api_name="/rate")
+    summary, table, _, csv_file = client.predict(app.admin_token, code, api_name="/study_results")
+    means = sorted(row[table["headers"].index("overall_mean")] for row in table["data"])
+    assert means == [2.0, 4.0] and Path(csv_file).read_text().count("\n") == 3
+    with pytest.raises(AppError, match="admin token is wrong"):
+        client.predict("wrong", code, api_name="/study_results")
