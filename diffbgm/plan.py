@@ -495,14 +495,25 @@ def mood_tempo_bpm(arousal: float, config: PlanConfig) -> float:
     )
 
 
-def _line_costs(
-    dist: np.ndarray, bar: np.ndarray, beat: np.ndarray, config: PlanConfig
-) -> np.ndarray:
-    """Cost (s^2) of each time offset `dist` from the grid origin: bar line, or beat line + penalty."""
-    r_bar = dist - bar * np.round(dist / bar)
-    r_beat = dist - beat * np.round(dist / beat)
-    cost = np.minimum(r_bar**2, r_beat**2 + config.beat_line_penalty_s**2)
-    return np.minimum(cost, config.residual_cap_s**2)
+def _line_costs(beats: np.ndarray, beat_s: np.ndarray, config: PlanConfig) -> np.ndarray:
+    """Cost (s^2) of times `beats` (in beats from the grid origin): distance to the nearest bar
+    line, or to the nearest beat line plus a penalty, capped."""
+    # In-place arithmetic: fresh temporaries of the big (tempi, phases, cuts) array cost more
+    # in page faults than the arithmetic itself.
+    bar_cost = beats / BEATS_PER_BAR
+    np.round(bar_cost, out=bar_cost)
+    bar_cost *= -BEATS_PER_BAR
+    bar_cost += beats  # signed distance to the nearest bar line, in beats
+    bar_cost *= bar_cost
+    bar_cost *= beat_s * beat_s
+    beat_cost = np.round(beats)
+    np.subtract(beats, beat_cost, out=beat_cost)
+    beat_cost *= beat_cost
+    beat_cost *= beat_s * beat_s
+    beat_cost += config.beat_line_penalty_s**2
+    np.minimum(bar_cost, beat_cost, out=bar_cost)
+    np.minimum(bar_cost, config.residual_cap_s**2, out=bar_cost)
+    return bar_cost
 
 
 def fit_bar_grid(
@@ -530,9 +541,10 @@ def fit_bar_grid(
     candidates = cuts[None, :, None] - shifts[None, None, :] * beat[:, None, None]  # (Nt, Nc, 4)
     phases = np.concatenate([np.zeros((tempi.size, 1)), candidates.reshape(tempi.size, -1)], axis=1)
     phases = np.mod(phases, bar[:, None])  # (Nt, Np) in [0, bar)
-    dist = cuts[None, None, :] - phases[:, :, None]  # (Nt, Np, Nc)
-    cost = _line_costs(dist, bar[:, None, None], beat[:, None, None], cfg).sum(axis=2)
-    start_cost = _line_costs(-phases, bar[:, None], beat[:, None], cfg)  # (Nt, Np)
+    # float32 halves the memory traffic of the (Nt, Np, Nc) array; beats are small numbers.
+    in_beats = ((cuts[None, None, :] - phases[:, :, None]) / beat[:, None, None]).astype(np.float32)
+    cost = _line_costs(in_beats, beat[:, None, None].astype(np.float32), cfg).sum(axis=2)
+    start_cost = _line_costs(-phases / beat[:, None], beat[:, None], cfg)  # (Nt, Np)
     octaves = np.abs(np.log2(tempi / target_bpm))
     prior = cfg.tempo_prior_weight * np.maximum(octaves - cfg.tempo_prior_dead_zone, 0.0) ** 2
     # A sliver of the prior inside the dead zone only breaks ties between equally good tempi.
