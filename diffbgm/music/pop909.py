@@ -374,3 +374,64 @@ def segment_raw_controls(sums: np.ndarray, steps_per_bar: int = 16) -> dict[str,
         "minor_share": float(sums[COLUMN["minor_steps"]]) / chord_steps if chord_steps else 0.0,
         "melody_density": float(sums[COLUMN["melody_onsets"]]) / bars,
     }
+
+
+def melody_agreement(song: Song, offset: int) -> float:
+    """Share of labelled bars where "has melody onsets" equals "phrase is uppercase"."""
+    labels = read_phrase_labels(song.midi_path.parent / "human_label1.txt")
+    upper = np.concatenate([[letter.isupper()] * n for letter, n in labels])
+    melody_in_bar = per_bar_sum(song.melody_roll.onset.sum(axis=1), song.bar_starts) > 0
+    covered = min(len(upper), song.n_bars - offset)
+    return float(np.mean(melody_in_bar[offset : offset + covered] == upper[:covered]))
+
+
+def alignment_row(song_dir: Path) -> dict[str, object]:
+    """How the phrase labels of one song fit its bars under three alignment rules."""
+    song = load_song(song_dir)
+    first_note_bar = int(np.argmax(per_bar_sum(song.roll.onset.sum(axis=1), song.bar_starts) > 0))
+    chosen = song.phrases[0].first_bar if song.phrases else 0
+    return {
+        "song": song.song_id,
+        "meter_beats": song.meter_beats,
+        "extra_bars": song.n_bars - song.label_bars,
+        "offset": chosen,
+        "first_note_bar": first_note_bar,
+        "agree_chosen": melody_agreement(song, chosen),
+        "agree_downbeat": melody_agreement(song, 0),
+        "agree_first_note": melody_agreement(song, min(first_note_bar, song.n_bars - 1)),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m diffbgm.music.pop909 POP909_DIR`: print the phrase-alignment statistics."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("pop909", type=Path)
+    args = parser.parse_args(argv)
+    rows = [alignment_row(d) for d in sorted(args.pop909.iterdir()) if d.name.isdigit()]
+    four = [r for r in rows if r["meter_beats"] == 4]
+    extra = np.array([r["extra_bars"] for r in four])
+    print(f"songs: {len(rows)}, in 4/4: {len(four)}")
+    print(f"labels cover 0-5 bars fewer than the song: {int(np.sum((extra >= 0) & (extra <= 5)))}")
+    print(
+        f"labels longer than the song: {int(np.sum(extra < 0))}, >5 bars shorter: {int(np.sum(extra > 5))}"
+    )
+    offsets = np.array([r["offset"] for r in four])
+    print(
+        f"chosen offset 0: {int(np.sum(offsets == 0))}, 1: {int(np.sum(offsets == 1))}, >=2: {int(np.sum(offsets >= 2))}"
+    )
+    print(
+        f"chosen offset == first bar with notes: {sum(r['offset'] == r['first_note_bar'] for r in four)}"
+    )
+    for rule in ("agree_downbeat", "agree_first_note", "agree_chosen"):
+        values = np.array([r[rule] for r in four], dtype=np.float64)
+        print(
+            f"{rule}: mean {values.mean():.3f}, median {np.median(values):.3f}, "
+            f"songs >= 0.9: {int(np.sum(values >= 0.9))}, >= 0.8: {int(np.sum(values >= 0.8))}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
