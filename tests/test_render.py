@@ -1,0 +1,130 @@
+"""Rendering MIDI to WAV with FluidSynth: level, length, and the failures a user can meet."""
+
+from __future__ import annotations
+
+import shutil
+import stat
+from pathlib import Path
+
+import numpy as np
+import pretty_midi
+import pyloudnorm
+import pytest
+import soundfile
+
+from diffbgm.errors import RenderError
+from diffbgm.music import render
+
+needs_fluidsynth = pytest.mark.skipif(
+    shutil.which("fluidsynth") is None, reason="the fluidsynth binary is not installed"
+)
+
+
+def short_piece(seconds: float = 3.0) -> pretty_midi.PrettyMIDI:
+    """A piano playing one chord per half second for `seconds`."""
+    midi = pretty_midi.PrettyMIDI(initial_tempo=120.0)
+    piano = pretty_midi.Instrument(program=0)
+    for i in range(int(seconds * 2)):
+        for pitch in (48 + i % 5, 60 + i % 7, 64 + i % 3):
+            piano.notes.append(pretty_midi.Note(70 + 5 * (i % 4), pitch, i * 0.5, i * 0.5 + 0.45))
+    midi.instruments.append(piano)
+    return midi
+
+
+@needs_fluidsynth
+def test_render_is_audible_long_enough_and_at_target_loudness(tmp_path: Path) -> None:
+    midi_path = tmp_path / "piece.mid"
+    midi = short_piece()
+    midi.write(str(midi_path))
+    result = render.render_wav(midi_path, tmp_path / "out" / "piece.wav", target_lufs=-16.0)
+
+    audio, rate = soundfile.read(str(result.path), always_2d=True)
+    assert soundfile.info(str(result.path)).subtype == "PCM_16"
+    assert rate == 44100
+    end = midi.get_end_time()
+    assert end - 0.1 <= audio.shape[0] / rate <= end + render.LevelConfig().tail_s
+    assert result.duration_s == pytest.approx(audio.shape[0] / rate)
+    assert np.max(np.abs(audio)) > 0.1
+    assert np.max(np.abs(audio)) <= render.LevelConfig().ceiling + 1e-3
+    measured = pyloudnorm.Meter(rate).integrated_loudness(audio)
+    assert abs(measured - (-16.0)) < 1.0
+    assert abs(result.lufs - (-16.0)) < 1.0
+
+
+@needs_fluidsynth
+def test_render_accepts_a_pretty_midi_object_and_another_target(tmp_path: Path) -> None:
+    result = render.render_wav(short_piece(2.0), tmp_path / "quiet.wav", target_lufs=-23.0)
+    audio, rate = soundfile.read(str(result.path), always_2d=True)
+    assert abs(pyloudnorm.Meter(rate).integrated_loudness(audio) - (-23.0)) < 1.0
+
+
+@needs_fluidsynth
+def test_a_midi_without_notes_is_reported_as_silent(tmp_path: Path) -> None:
+    midi = pretty_midi.PrettyMIDI(initial_tempo=120.0)
+    midi.instruments.append(pretty_midi.Instrument(program=0))
+    with pytest.raises(RenderError, match="silence"):
+        render.render_wav(midi, tmp_path / "silent.wav")
+
+
+def test_missing_fluidsynth_names_the_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # an empty folder: no fluidsynth on the PATH
+    with pytest.raises(RenderError, match="install the 'fluidsynth' package"):
+        render.render_wav(short_piece(1.0), tmp_path / "x.wav")
+
+
+def test_failing_fluidsynth_reports_its_exit_status(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = tmp_path / "bin" / "fluidsynth"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho 'synth exploded' >&2\nexit 3\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", str(fake.parent))
+    with pytest.raises(RenderError, match=r"exit status 3.*synth exploded"):
+        render.render_wav(short_piece(1.0), tmp_path / "x.wav")
+
+
+def test_missing_soundfont_and_unreadable_midi_are_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(RenderError, match="soundfont not found"):
+        render.render_wav(short_piece(1.0), tmp_path / "x.wav", soundfont=tmp_path / "no.sf2")
+    bad = tmp_path / "bad.mid"
+    bad.write_bytes(b"not a midi file")
+    with pytest.raises(RenderError, match="cannot read MIDI file"):
+        render.render_wav(bad, tmp_path / "x.wav")
+
+
+def test_wrong_length_is_refused() -> None:
+    audio = np.full((44100, 2), 0.1)
+    with pytest.raises(RenderError, match="MIDI ends at 10.00 s"):
+        render.check_rendered(audio, 44100, midi_end_s=10.0, tail_s=4.0, source="x.mid")
+    render.check_rendered(audio, 44100, midi_end_s=0.5, tail_s=4.0, source="x.mid")
+
+
+def test_limiter_keeps_peaks_under_the_ceiling_and_leaves_quiet_audio_alone() -> None:
+    rate = 44100
+    t = np.arange(rate) / rate
+    loud = (np.sin(2 * np.pi * 220 * t) * np.where(t > 0.5, 2.0, 0.5))[:, None]
+    limited = render.limit_peaks(loud, rate, ceiling=0.891, lookahead_s=0.005)
+    assert np.max(np.abs(limited)) <= 0.891 + 1e-9
+    assert np.allclose(limited[: rate // 4], loud[: rate // 4])  # far from the loud part
+    quiet = loud * 0.1
+    assert np.array_equal(render.limit_peaks(quiet, rate, 0.891, 0.005), quiet)
+
+
+def test_trim_or_pad_makes_exact_lengths(tmp_path: Path) -> None:
+    rate = 8000
+    wav = tmp_path / "a.wav"
+    soundfile.write(str(wav), np.full((rate * 2, 2), 0.5), rate, subtype="PCM_16")
+    longer = render.trim_or_pad(wav, 3.25, tmp_path / "long.wav")
+    padded, _ = soundfile.read(str(longer), always_2d=True)
+    assert padded.shape == (int(3.25 * rate), 2)
+    assert np.all(padded[2 * rate :] == 0)
+    shorter = render.trim_or_pad(wav, 1.5)  # in place
+    trimmed, _ = soundfile.read(str(shorter), always_2d=True)
+    assert shorter == wav and trimmed.shape == (int(1.5 * rate), 2)
+    assert trimmed[0, 0] == pytest.approx(0.5, abs=1e-4)
+    assert abs(trimmed[-1, 0]) < 1e-3  # faded out, no click
+    with pytest.raises(RenderError, match="not found"):
+        render.trim_or_pad(tmp_path / "missing.wav", 1.0)
