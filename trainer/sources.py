@@ -8,12 +8,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-import numpy as np
 import torch
 
 from diffbgm.errors import DiffBGMError
-from diffbgm.model.conditions import Conditions, stack_windows
-from diffbgm.model.config import preset
+from diffbgm.model.conditions import Conditions
+from diffbgm.model.config import ModelConfig, preset
+from diffbgm.music.roll import RollSpec
+from trainer.bgm909 import BGM909_MODEL_OVERRIDES, Bgm909Windows
+from trainer.dataset import Pop909Windows, collate_windows
 
 if TYPE_CHECKING:
     from trainer.train import TrainConfig
@@ -38,55 +40,76 @@ class DataBundle:
     model_overrides: dict[str, Any] = field(default_factory=dict)
 
 
-def stack_items(
-    items: list[dict[str, Any]], pitch_low: int, n_pitches: int
-) -> tuple[torch.Tensor, Conditions]:
-    """Items -> (roll (B, 2, T, P) float32, Conditions of B windows)."""
-    roll = torch.from_numpy(
-        np.stack([np.asarray(item["roll"], dtype=np.float32) for item in items])
-    )
-    return roll, stack_windows([item["cond"] for item in items], pitch_low, n_pitches)
+def roll_spec_for(model_config: ModelConfig) -> RollSpec:
+    """The 16th-note grid and pitch range a model works on."""
+    return RollSpec(pitch_low=model_config.pitch_low, n_pitches=model_config.n_pitches)
+
+
+def window_bars_for(model_config: ModelConfig, spec: RollSpec) -> int:
+    if model_config.window_steps % spec.steps_per_bar:
+        raise DiffBGMError(
+            f"window_steps={model_config.window_steps} is not a whole number of "
+            f"{spec.steps_per_bar}-step bars"
+        )
+    return model_config.window_steps // spec.steps_per_bar
 
 
 def load_data(config: TrainConfig) -> DataBundle:
     """The data bundle a TrainConfig asks for (BGM909 if config.bgm909 is set)."""
-    model_config = preset(config.preset, **config.model_overrides)
     if not Path(config.data).is_dir():
         raise DiffBGMError(
             f"no training cache at {config.data}: build it with `python -m trainer cache`"
         )
+    overrides = dict(BGM909_MODEL_OVERRIDES) if config.bgm909 else {}
+    model_config = preset(config.preset, **{**overrides, **config.model_overrides})
+    spec = roll_spec_for(model_config)
+    bars = window_bars_for(model_config, spec)
+    train: Pop909Windows | Bgm909Windows
+    valid: Pop909Windows | Bgm909Windows
+    reseed: Callable[[int], None]
     if config.bgm909:
-        return _bgm909_bundle(config, model_config.window_steps, model_config.max_segments)
-    return _pop909_bundle(config, model_config.window_steps, model_config.max_segments)
-
-
-def _bgm909_bundle(config: TrainConfig, window_steps: int, max_segments: int) -> DataBundle:
-    from trainer.bgm909 import BGM909_MODEL_OVERRIDES, Bgm909Windows
-
-    assert config.bgm909 is not None
-    train = Bgm909Windows(
-        config.data, config.bgm909, "train", window_steps, max_segments, config.augment
-    )
-    valid = Bgm909Windows(config.data, config.bgm909, "valid", window_steps, max_segments, False)
+        train = Bgm909Windows(
+            config.data,
+            config.bgm909,
+            "train",
+            bars,
+            model_config.max_segments,
+            config.augment,
+            config.seed,
+            spec,
+        )
+        valid = Bgm909Windows(
+            config.data, config.bgm909, "valid", bars, model_config.max_segments, False, 0, spec
+        )
+        reseed = train.set_seed
+    else:
+        train = Pop909Windows(
+            config.data,
+            "train",
+            spec,
+            bars,
+            model_config.max_segments,
+            config.augment,
+            config.seed,
+        )
+        valid = Pop909Windows(
+            config.data,
+            "valid",
+            spec,
+            bars,
+            model_config.max_segments,
+            False,
+            0,
+            train.calibration,
+        )
+        reseed = train.set_epoch
     if len(train) == 0:
-        raise DiffBGMError(
-            f"no training songs have both a cache entry in {config.data} and features in "
-            f"{config.bgm909}"
-        )
-    model_config = preset(config.preset, **{**BGM909_MODEL_OVERRIDES, **config.model_overrides})
-    n_pitches = int(np.asarray(train[0]["roll"]).shape[-1])
-    if n_pitches != model_config.n_pitches:
-        raise DiffBGMError(
-            f"the cache has {n_pitches} pitches but the model expects {model_config.n_pitches}"
-        )
+        where = f"{config.data} with features in {config.bgm909}" if config.bgm909 else config.data
+        raise DiffBGMError(f"no training windows of {bars} bars in {where}")
     return DataBundle(
         train=train,
         valid=valid,
-        collate=lambda items: stack_items(items, model_config.pitch_low, model_config.n_pitches),
-        reseed=train.set_seed,
-        model_overrides=dict(BGM909_MODEL_OVERRIDES),
+        collate=lambda items: collate_windows(items, spec),
+        reseed=reseed,
+        model_overrides=overrides,
     )
-
-
-def _pop909_bundle(config: TrainConfig, window_steps: int, max_segments: int) -> DataBundle:
-    raise NotImplementedError
