@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypedDict
 
 import numpy as np
 import torch
@@ -29,6 +29,15 @@ SUB_SEGMENT_BARS = (1, 4)  # length range of the pieces a phrase is cut into
 SPLIT_PROBABILITY = 0.5  # share of phrases cut into pieces when augmenting
 
 Segment = tuple[int, int, str]  # first bar, end bar (exclusive), phrase letter
+
+
+class WindowItem(TypedDict):
+    """One training window."""
+
+    roll: np.ndarray  # (2, T, P) float32 in {-1, +1}: onset, sustain
+    cond: WindowConditions
+    song_id: str
+    bar: int  # the song's bar where the window starts
 
 
 @dataclass(frozen=True)
@@ -284,7 +293,7 @@ class Pop909Windows(Dataset):
         end_bar = first_bar + self.window_bars
         return [s for s in segments if s[1] > first_bar and s[0] < end_bar]
 
-    def __getitem__(self, item: int) -> dict[str, object]:
+    def __getitem__(self, item: int) -> WindowItem:
         song_no, first_bar = (int(x) for x in self.index[item])
         song = self.songs[song_no]
         rng = np.random.default_rng([self.seed, self.epoch, item]) if self.augment else None
@@ -300,21 +309,15 @@ class Pop909Windows(Dataset):
             onset, sustain = shift_pitch(onset, semitones), shift_pitch(sustain, semitones)
             piece = piece.transpose(semitones)
         roll = np.stack([onset, sustain]).astype(np.float32) * 2.0 - 1.0  # (2, T, P)
-        return {
-            "roll": roll,
-            "cond": piece.window(0, self.window_steps, self.max_segments),
-            "song_id": song.song_id,
-            "bar": first_bar,
-        }
+        return WindowItem(
+            roll=roll,
+            cond=piece.window(0, self.window_steps, self.max_segments),
+            song_id=song.song_id,
+            bar=first_bar,
+        )
 
 
-def collate_windows(
-    items: list[dict[str, object]], spec: RollSpec
-) -> tuple[torch.Tensor, Conditions]:
+def collate_windows(items: list[WindowItem], spec: RollSpec) -> tuple[torch.Tensor, Conditions]:
     """Items of Pop909Windows -> (roll (B, 2, T, P) float32, Conditions of the batch)."""
-    rolls = torch.from_numpy(np.stack([np.asarray(item["roll"]) for item in items]))
-    windows = [item["cond"] for item in items]
-    if not all(isinstance(w, WindowConditions) for w in windows):
-        raise TypeError("collate_windows needs items with a WindowConditions under 'cond'")
-    conds = stack_windows(windows, spec.pitch_low, spec.n_pitches)  # type: ignore[arg-type]
-    return rolls, conds
+    rolls = torch.from_numpy(np.stack([item["roll"] for item in items]))
+    return rolls, stack_windows([item["cond"] for item in items], spec.pitch_low, spec.n_pitches)

@@ -1,0 +1,152 @@
+"""POP909 cache and training windows, on a small cache built from real songs."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from diffbgm.controls import DYNAMIC_CONTROLS, SEMANTIC_CONTROLS
+from diffbgm.model.conditions import Conditions
+from diffbgm.music.roll import RollSpec
+from trainer.cache import build_cache
+from trainer.dataset import (
+    Pop909Windows,
+    collate_windows,
+    load_split,
+    piece_conditions_for_song,
+    shift_pitch,
+)
+
+SPEC = RollSpec()
+SONGS = ["001", "002", "003", "034", "801", "802"]  # 034 is in 3/4: skipped
+
+
+@pytest.fixture(scope="module")
+def cache_dir(pop909_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("cache")
+    build_cache(pop909_dir, out, SPEC, songs=SONGS, workers=1, calibration_path=None)
+    return out
+
+
+def test_cache_index_and_arrays(cache_dir: Path) -> None:
+    index = json.loads((cache_dir / "index.json").read_text())
+    assert index["splits"] == {"train": ["001", "002", "003"], "valid": ["801", "802"]}
+    assert list(index["skipped"]) == ["034"] and "4/4" in index["skipped"]["034"]
+    with np.load(cache_dir / "songs" / "001.npz") as song:
+        n_steps = song["onset"].shape[0]
+        assert song["onset"].dtype == np.uint8 and song["sustain"].shape == (n_steps, 88)
+        assert song["velocity"].dtype == np.uint8 and song["chord_pcs"].shape == (n_steps, 12)
+        assert (
+            song["bar_table"].shape[0]
+            == song["bar_starts"].shape[0]
+            == song["bar_segment"].shape[0]
+        )
+        assert song["segment_labels"].shape[0] == song["bar_segment"].max() + 1
+    cal = json.loads((cache_dir / "calibration.json").read_text())
+    assert all(len(v) == 101 for v in cal["quantiles"].values())
+
+
+def test_item_shapes_and_values(cache_dir: Path) -> None:
+    data = Pop909Windows(cache_dir, "train", SPEC, window_bars=4, max_segments=8)
+    assert len(data) > 100
+    item = data[len(data) // 2]
+    roll, cond = item["roll"], item["cond"]
+    assert isinstance(roll, np.ndarray) and roll.shape == (2, 64, 88) and roll.dtype == np.float32
+    assert set(np.unique(roll)) <= {-1.0, 1.0}
+    assert np.all(roll[0] <= roll[1])  # an onset always sounds
+    assert cond.chord_pcs.shape == (64, 12) and cond.segment_ids.shape == (64,)
+    assert cond.dynamic.shape == (8, len(DYNAMIC_CONTROLS))
+    assert cond.semantic.shape == (8, len(SEMANTIC_CONTROLS))
+    assert cond.global_.shape == (14,)
+
+
+def test_windows_start_on_regular_bar_lines(cache_dir: Path) -> None:
+    data = Pop909Windows(cache_dir, "train", SPEC, augment=False)
+    songs = {s.song_id: s for s in load_split(cache_dir, "train")}
+    for i in range(0, len(data), 7):
+        item = data[i]
+        song = songs[item["song_id"]]
+        bar = item["bar"]
+        start = int(song.bar_starts[bar])
+        lengths = np.diff(np.append(song.bar_starts, song.n_steps))[bar : bar + 4]
+        assert lengths.tolist() == [16, 16, 16, 16]
+        expected = song.sustain[start : start + 64].astype(np.float32) * 2 - 1
+        np.testing.assert_array_equal(np.asarray(item["roll"])[1], expected)
+
+
+def test_transposition_moves_roll_chords_and_key_together(cache_dir: Path) -> None:
+    plain = Pop909Windows(cache_dir, "train", SPEC, augment=False)
+    augmented = Pop909Windows(cache_dir, "train", SPEC, augment=True, seed=3)
+    shifts = set()
+    for i in range(0, len(plain), 11):
+        a, b = plain[i], augmented[i]
+        ca, cb = a["cond"], b["cond"]
+        shift = (int(np.argmax(cb.global_[:12])) - int(np.argmax(ca.global_[:12]))) % 12
+        shift = shift - 12 if shift > 5 else shift
+        shifts.add(shift)
+        np.testing.assert_array_equal(cb.chord_pcs, np.roll(ca.chord_pcs, shift, axis=1))
+        for channel in range(2):
+            moved = shift_pitch(np.asarray(a["roll"])[channel] > 0, shift)
+            np.testing.assert_array_equal(np.asarray(b["roll"])[channel] > 0, moved)
+    assert len(shifts) > 3 and all(-5 <= s <= 5 for s in shifts)
+
+
+def test_segments_renumbered_and_controls_in_unit_range(cache_dir: Path) -> None:
+    data = Pop909Windows(cache_dir, "train", SPEC, augment=True, max_segments=8)
+    n_segments = []
+    for i in range(0, len(data), 5):
+        cond = data[i]["cond"]
+        ids = cond.segment_ids
+        assert ids[0] == 0 and np.all(np.diff(ids) >= 0) and np.all(np.diff(ids) <= 1)
+        n = int(ids.max()) + 1
+        assert cond.segment_mask.tolist() == [True] * n + [False] * (8 - n)
+        assert np.all(cond.dynamic >= 0) and np.all(cond.dynamic <= 1)
+        assert np.all(cond.semantic >= 0) and np.all(cond.semantic <= 1)
+        n_segments.append(n)
+    # Augmentation cuts phrases: windows with 3+ segments appear though phrases are 4+ bars.
+    assert max(n_segments) >= 3 and min(n_segments) == 1
+
+
+def test_augmentation_changes_with_the_epoch(cache_dir: Path) -> None:
+    data = Pop909Windows(cache_dir, "train", SPEC, augment=True)
+    first = [data[i]["cond"].global_.argmax() for i in range(20)]
+    again = [data[i]["cond"].global_.argmax() for i in range(20)]
+    data.set_epoch(1)
+    later = [data[i]["cond"].global_.argmax() for i in range(20)]
+    assert first == again and first != later
+
+
+def test_piece_conditions_for_song(cache_dir: Path) -> None:
+    data = Pop909Windows(cache_dir, "valid", SPEC, augment=False)
+    song = data.songs[0]
+    phrases = piece_conditions_for_song(song, data.calibration, "phrases")
+    bars = piece_conditions_for_song(song, data.calibration, "bars")
+    assert phrases.n_steps == bars.n_steps == song.n_steps
+    assert bars.dynamic.shape == (song.n_bars, 4) and phrases.dynamic.shape[0] == len(
+        song.phrase_segments()
+    )
+    assert phrases.segment_ids[0] == 0 and phrases.segment_ids[-1] == phrases.dynamic.shape[0] - 1
+    # Without augmentation a window's conditions are the song's phrase conditions cut out.
+    item = data[10]
+    start = int(song.bar_starts[item["bar"]])
+    expected = phrases.window(start, 64, 8)
+    np.testing.assert_allclose(item["cond"].dynamic, expected.dynamic, atol=1e-6)
+    np.testing.assert_array_equal(item["cond"].segment_ids, expected.segment_ids)
+
+
+def test_collate_and_speed(cache_dir: Path) -> None:
+    data = Pop909Windows(cache_dir, "train", SPEC)
+    started = time.perf_counter()
+    items = [data[i % len(data)] for i in range(200)]
+    per_item_ms = (time.perf_counter() - started) / 200 * 1000
+    assert per_item_ms < 5, per_item_ms
+    roll, cond = collate_windows(items[:16], SPEC)
+    assert isinstance(cond, Conditions)
+    assert roll.shape == (16, 2, 64, 88) and roll.dtype == torch.float32
+    assert cond.chord.shape == (16, 1, 64, 88) and cond.segment_ids.dtype == torch.long
+    assert cond.dynamic.shape == (16, 8, 4) and cond.semantic.shape == (16, 8, 6)
