@@ -42,9 +42,9 @@ _MINOR_KEY_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "G#", "A", "Bb", 
 
 
 class QuantileTables(Protocol):
-    """What the plan needs from a calibration (diffbgm.music.pop909.Calibration has it)."""
+    """What the plan needs from a calibration (diffbgm.music.calibration.Calibration has it)."""
 
-    def to_quantile(self, name: str, value: float) -> float: ...
+    def to_quantile(self, name: str, raw: float, /) -> float: ...
 
 
 # --- the plan records --------------------------------------------------------------------

@@ -265,6 +265,20 @@ def test_replan_segment(chord_model) -> None:
         replan_segment(plan, 0, dynamic={"density": 2.0})
 
 
+def test_harmonic_rhythm_uses_the_shipped_calibration(chord_model) -> None:
+    from diffbgm.music.calibration import Calibration
+
+    calibration = Calibration.load()
+    analysis = synthetic_analysis([4.0, 8.0, 12.0], 16.0)
+    plan = make_plan(analysis, calibration=calibration, seed=3, chord_model=chord_model)
+    for seg in plan.segments:
+        changes = (
+            sum(seg.start_beat <= c.start_beat < seg.end_beat for c in plan.chords) / seg.n_bars
+        )
+        expected = calibration.to_quantile("harmonic_rhythm", changes)
+        assert seg.semantic["harmonic_rhythm"] == pytest.approx(expected, abs=1e-4)
+
+
 def test_same_seed_same_plan(chord_model) -> None:
     analysis = synthetic_analysis([3.3, 7.1, 12.9], 18.0)
     assert make_plan(analysis, seed=11, chord_model=chord_model) == make_plan(

@@ -273,12 +273,16 @@ def song_token_phrases(song_dir: Path) -> dict[str, list[list[str]]]:
 
 def song_changes_per_bar(song_dir: Path) -> float | None:
     """Chord changes per 4/4 bar over the stretch of the song that has chords (None if none)."""
-    downbeats = [float(r[0]) for r in _read_rows(song_dir / "beat_midi.txt", 3) if float(r[2]) > 0.5]
+    downbeats = [
+        float(r[0]) for r in _read_rows(song_dir / "beat_midi.txt", 3) if float(r[2]) > 0.5
+    ]
     rows = [r for r in _read_rows(song_dir / "chord_midi.txt", 3) if r[2] != "N"]
     if len(downbeats) < 2 or not rows:
         return None
     start, end = float(rows[0][0]), float(rows[-1][1])
-    n_bars = np.count_nonzero((np.asarray(downbeats) >= start - 0.1) & (np.asarray(downbeats) < end - 0.1))
+    n_bars = np.count_nonzero(
+        (np.asarray(downbeats) >= start - 0.1) & (np.asarray(downbeats) < end - 0.1)
+    )
     changes = sum(1 for prev, row in zip(rows, rows[1:], strict=False) if row[2] != prev[2]) + 1
     return changes / n_bars if n_bars else None
 
@@ -434,7 +438,11 @@ def sample_progression(
                 token = tonic
             else:
                 if last_segment and from_end == 1 and approach:
-                    dist = {t: dist.get(t, 0.0) + 1e-6 for t in approach if not history or t != history[-1]} or dist
+                    dist = {
+                        t: dist.get(t, 0.0) + 1e-6
+                        for t in approach
+                        if not history or t != history[-1]
+                    } or dist
                 elif from_end == 0 and tonic in dist:
                     dist[tonic] *= cad.tonic_boost
                 elif from_end == 1:
