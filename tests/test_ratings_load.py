@@ -109,7 +109,10 @@ def stored_scores(engine: Engine) -> dict[tuple[str, str], tuple[int, int, int]]
             .join(Participant, Participant.id == Rating.participant_id)
             .join(Stimulus, Stimulus.id == Rating.stimulus_id)
         )
-        return {(token, key): tuple(scores) for token, key, *scores in session.execute(query)}
+        return {
+            (token, key): (musicality, fit, overall)
+            for token, key, musicality, fit, overall in session.execute(query)
+        }
 
 
 def load_test(engine: Engine) -> LoadReport:
