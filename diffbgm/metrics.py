@@ -291,18 +291,25 @@ def segment_fitness(ssm: np.ndarray, length: int) -> np.ndarray:
         cells[:, 1] = cells[:, 0] + 1
         cover[:, 1] = cover[:, 0] + 1
         if length > 1:
-            # Predecessors of column m >= 2, in tie-break order: (r-1, m-1), (r-2, m-1), (r-1, m-2).
-            # The elevator (column 0) is no predecessor of column 2: paths start at column 1.
+            # Predecessors of column m >= 2, in tie-break order (first maximum wins):
+            # (r-1, m-1), (r-2, m-1), (r-1, m-2). The elevator (column 0) is no predecessor
+            # of column 2: paths start at column 1.
+            best = p_score[:, 1:-1].copy()
+            best_cells = p_cells[:, 1:-1].copy()
+            best_cover = p_cover[:, 1:-1] + 1
+            two_rows = q_score[:, 1:-1] > best
+            best[two_rows] = q_score[:, 1:-1][two_rows]
+            best_cells[two_rows] = q_cells[:, 1:-1][two_rows]
+            best_cover[two_rows] = q_cover[:, 1:-1][two_rows] + 2
             skip = p_score[:, :-2].copy()
             skip[:, 0] = neg
-            cand_score = np.stack([p_score[:, 1:-1], q_score[:, 1:-1], skip])
-            cand_cells = np.stack([p_cells[:, 1:-1], q_cells[:, 1:-1], p_cells[:, :-2]])
-            rise = np.array([1.0, 2.0, 1.0])[:, None, None]
-            cand_cover = np.stack([p_cover[:, 1:-1], q_cover[:, 1:-1], p_cover[:, :-2]]) + rise
-            pick = np.argmax(cand_score, axis=0)[None]
-            score[:, 2:] = np.take_along_axis(cand_score, pick, 0)[0] + seg[:, row, 1:]
-            cells[:, 2:] = np.take_along_axis(cand_cells, pick, 0)[0] + 1
-            cover[:, 2:] = np.take_along_axis(cand_cover, pick, 0)[0]
+            two_cols = skip > best
+            best[two_cols] = skip[two_cols]
+            best_cells[two_cols] = p_cells[:, :-2][two_cols]
+            best_cover[two_cols] = p_cover[:, :-2][two_cols] + 1
+            score[:, 2:] = best + seg[:, row, 1:]
+            cells[:, 2:] = best_cells + 1
+            cover[:, 2:] = best_cover
         prev2, prev = prev, (score, cells, cover)
     score, cells, cover = prev
     at_end = score[:, length] >= score[:, 0]
@@ -316,26 +323,41 @@ def segment_fitness(ssm: np.ndarray, length: int) -> np.ndarray:
     return np.where(useful, harmonic, 0.0)
 
 
+def structureness_indicators(
+    onset: np.ndarray,
+    sustain: np.ndarray,
+    bar_ranges: Sequence[tuple[int, int]],
+    config: MetricConfig = MetricConfig(),
+) -> list[float]:
+    """SI per bar range: the highest fitness of any segment whose length (bars) lies in the
+    range (inclusive).
+
+    Self-similarity is built from per-bar chroma (see `self_similarity`); fitness as in
+    `segment_fitness`. Each value in [0, 1]; NaN when the piece is shorter than the range's
+    smallest length. The matrix and each length's fitness are computed once for all ranges.
+    """
+    chroma = bar_chroma(onset, sustain, config)
+    n_bars = chroma.shape[0]
+    ssm = self_similarity(chroma, config)
+    best_by_length: dict[int, float] = {}
+    values = []
+    for low, high in bar_ranges:
+        lengths = range(low, min(high, n_bars) + 1)
+        for length in lengths:
+            if length not in best_by_length:
+                best_by_length[length] = float(segment_fitness(ssm, length).max())
+        values.append(max((best_by_length[n] for n in lengths), default=math.nan))
+    return values
+
+
 def structureness(
     onset: np.ndarray,
     sustain: np.ndarray,
     bar_range: tuple[int, int],
     config: MetricConfig = MetricConfig(),
 ) -> float:
-    """SI: the highest fitness of any segment whose length (bars) lies in bar_range (inclusive).
-
-    Self-similarity is built from per-bar chroma (see `self_similarity`); fitness as in
-    `segment_fitness`. In [0, 1]; NaN when the piece is shorter than the smallest length.
-    """
-    chroma = bar_chroma(onset, sustain, config)
-    n_bars = chroma.shape[0]
-    low, high = bar_range
-    if n_bars < low:
-        return math.nan
-    ssm = self_similarity(chroma, config)
-    return float(
-        max(segment_fitness(ssm, length).max() for length in range(low, min(high, n_bars) + 1))
-    )
+    """SI over one range of segment lengths in bars; see `structureness_indicators`."""
+    return structureness_indicators(onset, sustain, [bar_range], config)[0]
 
 
 # --------------------------------------------------------------------------- harmony
@@ -495,11 +517,14 @@ def piece_metrics(
     on = as_binary("onset", onset)
     sus = as_binary("sustain", sustain)
     spb = config.steps_per_bar
+    si_short, si_mid = structureness_indicators(
+        on, sus, [config.si_short_bars, config.si_mid_bars], config
+    )
     return {
         "pche": pitch_class_entropy(on, config),
         "gps": grooving_pattern_similarity(on, spb),
-        "si_short": structureness(on, sus, config.si_short_bars, config),
-        "si_mid": structureness(on, sus, config.si_mid_bars, config),
+        "si_short": si_short,
+        "si_mid": si_mid,
         "chord_tone_ratio": (
             math.nan if chord_pcs is None else chord_tone_ratio(on, chord_pcs, config.pitch_low)
         ),
