@@ -238,7 +238,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--preset", default="small", help="model preset: tiny, small or base")
     train.add_argument("--data", default="data_cache/pop909", help="POP909 cache folder")
-    train.add_argument("--run", default="runs/small", help="run folder (log + checkpoints)")
+    train.add_argument(
+        "--run",
+        "--run-dir",
+        dest="run",
+        default="runs/small",
+        help="run folder (log + checkpoints); under torchrun write --run-dir (torchrun "
+        "reads --run as an abbreviation of its own --run-path)",
+    )
     train.add_argument("--resume", action="store_true", help="continue RUN/last if it exists")
     train.add_argument("--steps", type=int, default=20_000, help="total optimizer steps")
     train.add_argument(

@@ -1,0 +1,209 @@
+"""`python -m trainer`: the training loop, exact resume, stop requests, export, the CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from diffbgm.checkpoint import load_checkpoint
+from diffbgm.errors import DiffBGMError
+from trainer.__main__ import build_parser, main, parse_override, parse_song_range
+from trainer.export import export_run
+from trainer.run_state import flatten_optimizer_state, load_run_state, unflatten_optimizer_state
+from trainer.train import (
+    STOP_FILE,
+    TrainConfig,
+    ema_decay_at,
+    global_batch_indices,
+    lr_at,
+    run_training,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+SONGS = ["001", "002", "801"]  # two training songs, one validation song
+
+
+@pytest.fixture(scope="module")
+def tiny_cache(pop909_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from trainer.cache import build_cache
+
+    out = tmp_path_factory.mktemp("cache") / "pop909"
+    build_cache(pop909_dir, out, songs=SONGS, workers=1, calibration_path=None)
+    return out
+
+
+def tiny_config(cache: Path, run: Path, **changes: object) -> TrainConfig:
+    config = TrainConfig(
+        preset="tiny",
+        data=str(cache),
+        run=str(run),
+        steps=16,
+        batch=4,
+        warmup_steps=4,
+        val_every=8,
+        val_windows=8,
+        ckpt_every=8,
+        log_every=1,
+        threads=1,
+        progress=False,
+    )
+    return replace(config, **changes)  # type: ignore[arg-type]
+
+
+def log_rows(run: Path) -> list[dict[str, str]]:
+    with (run / "log.csv").open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def losses(run: Path) -> list[float]:
+    return [float(row["loss"]) for row in log_rows(run)]
+
+
+# ------------------------------------------------------------------------- pure functions
+
+
+def test_lr_warms_up_then_decays_to_the_floor() -> None:
+    config = TrainConfig(lr=1e-3, warmup_steps=10, steps=110, min_lr_ratio=0.1)
+    assert lr_at(0, config) == pytest.approx(1e-4)
+    assert lr_at(9, config) == pytest.approx(1e-3)
+    assert lr_at(60, config) == pytest.approx(0.55e-3)
+    assert lr_at(110, config) == pytest.approx(1e-4)
+    assert lr_at(50, replace(config, schedule="constant")) == pytest.approx(1e-3)
+
+
+def test_ema_decay_ramps_up_to_its_ceiling() -> None:
+    assert ema_decay_at(0, 0.999) == pytest.approx(0.1)
+    assert ema_decay_at(10**6, 0.999) == 0.999
+
+
+def test_global_batches_visit_every_window_once_per_epoch() -> None:
+    seen = np.concatenate([global_batch_indices(step, 4, 10, seed=3) for step in range(5)])
+    assert sorted(seen[:10]) == list(range(10))  # epoch 0
+    assert sorted(seen[10:20]) == list(range(10))  # epoch 1, a different order
+    assert not np.array_equal(seen[:10], seen[10:20])
+    assert np.array_equal(global_batch_indices(2, 4, 10, 3), global_batch_indices(2, 4, 10, 3))
+
+
+def test_optimizer_state_survives_the_safetensors_round_trip() -> None:
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model(torch.ones(1, 3)).sum().backward()
+    optimizer.step()
+    tensors, plain = flatten_optimizer_state(optimizer.state_dict())
+    plain = json.loads(json.dumps(plain))  # what state.json does to it
+    restored = torch.optim.AdamW(torch.nn.Linear(3, 2).parameters(), lr=1e-3)
+    restored.load_state_dict(unflatten_optimizer_state(tensors, plain))
+    for key in ("exp_avg", "exp_avg_sq", "step"):
+        assert torch.equal(
+            restored.state_dict()["state"][0][key], optimizer.state_dict()["state"][0][key]
+        )
+
+
+def test_config_rejects_a_batch_that_accum_does_not_divide() -> None:
+    with pytest.raises(ValueError, match="multiple of --accum"):
+        TrainConfig(batch=6, accum=4)
+
+
+# ------------------------------------------------------------------------- CLI
+
+
+def test_module_help_runs() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "trainer", "--help"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    for command in ("cache", "train", "sample", "evaluate", "export"):
+        assert command in result.stdout
+
+
+@pytest.mark.parametrize("command", ["cache", "train", "sample", "evaluate", "export"])
+def test_every_subcommand_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args([command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage:" in capsys.readouterr().out
+
+
+def test_argument_parsers() -> None:
+    assert parse_song_range("801-803,810") == [801, 802, 803, 810]
+    assert parse_override("sac=false") == ("sac", False)
+    assert parse_override("selector=none") == ("selector", "none")
+    assert parse_override("channel_mults=[1,2]") == ("channel_mults", (1, 2))
+
+
+def test_missing_cache_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(
+        ["train", "--preset", "tiny", "--data", str(tmp_path / "none"), "--run", str(tmp_path)]
+    )
+    assert code == 2
+    assert "python -m trainer cache" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------- training runs
+
+
+def test_training_resume_and_export(tiny_cache: Path, tmp_path: Path) -> None:
+    """16 steps in one go == 10 steps, stop, resume to 16; the EMA exports and loads."""
+    straight = run_training(tiny_config(tiny_cache, tmp_path / "straight"))
+    assert straight.step == 16 and not straight.stopped_early
+    rows = log_rows(tmp_path / "straight")
+    assert [int(r["step"]) for r in rows] == list(range(1, 17))
+    assert rows[7]["val_loss"] and rows[7]["val_loss_ema"] and not rows[6]["val_loss"]
+    curve = losses(tmp_path / "straight")
+    assert all(np.isfinite(curve))
+    assert np.mean(curve[-4:]) < np.mean(curve[:4])  # it learns something already
+
+    interrupted = tmp_path / "interrupted"
+    first = run_training(tiny_config(tiny_cache, interrupted, stop_after=10))
+    assert first.stopped_early and first.step == 10
+    assert load_run_state(interrupted / "last").step == 10
+    with pytest.raises(DiffBGMError, match="--resume"):
+        run_training(tiny_config(tiny_cache, interrupted))
+    second = run_training(tiny_config(tiny_cache, interrupted), resume=True)
+    assert second.step == 16
+    resumed = losses(interrupted)
+    assert len(resumed) == 16
+    # Identical, not merely close: every random draw is derived from (seed, step, shard).
+    assert resumed == curve
+
+    out = export_run(tmp_path / "straight", tmp_path / "exported")
+    loaded = load_checkpoint(out)
+    assert loaded.config.window_steps == 32
+    assert loaded.extra["train_step"] == 16
+    ema = load_run_state(tmp_path / "straight" / "last").ema
+    for name, tensor in loaded.model.state_dict().items():
+        # stored as bf16: equal to the EMA weights up to bf16 rounding
+        assert torch.allclose(tensor, ema[name].to(torch.bfloat16).float()), name
+    card = (out / "README.md").read_text()
+    assert "exponential-moving-average" in card and "train_step" in card
+
+
+def test_stop_file_checkpoints_and_stops(tiny_cache: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / STOP_FILE).touch()
+    result = run_training(tiny_config(tiny_cache, run, steps=50))
+    assert result.stopped_early and result.step == 1
+    assert load_run_state(run / "last").step == 1
+    assert not (run / STOP_FILE).exists()  # consumed, so a resume does not stop at once
+
+
+def test_model_overrides_reach_the_checkpoint(tiny_cache: Path, tmp_path: Path) -> None:
+    run = tmp_path / "no_sac"
+    config = tiny_config(tiny_cache, run, steps=2, model_overrides={"sac": False}, bf16=False)
+    run_training(config)
+    saved = json.loads((run / "last" / "state.json").read_text())
+    assert saved["model_config"]["sac"] is False
+    assert saved["train_config"]["bf16"] is False
