@@ -320,10 +320,10 @@ class Composer:
         return np.where(onset, vel[:, None], 0).astype(np.uint8)
 
     def _write_wav(self, midi_path: Path, plan: Any, path: Path) -> Path:
-        from diffbgm.music.render import fit_to_duration, render_wav
+        from diffbgm.music.render import render_wav, trim_or_pad
 
         render_wav(midi_path, path)
-        fit_to_duration(path, plan.duration_s)
+        trim_or_pad(path, plan.duration_s)
         return path
 
     def _plot(
