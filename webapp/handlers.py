@@ -19,7 +19,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import gradio as gr
 
-from diffbgm.errors import DiffBGMError, PlanError
+from diffbgm.errors import DiffBGMError, PlanError, VideoError
 from webapp import media
 from webapp.settings import AppSettings
 
@@ -352,7 +352,10 @@ class Handlers:
         try:
             staged = media.stage_upload(video, folder, self.settings.max_upload_bytes)
             # Checked before queueing for the model, so a bad upload is refused at once.
-            probe_video(staged, self.settings.probe_limits)
+            try:
+                probe_video(staged, self.settings.probe_limits)
+            except VideoError as exc:  # name the file as the user knows it
+                raise VideoError(str(exc).replace(staged.name, Path(str(video)).name)) from exc
             progress((0, 1), desc="Waiting for the model")
             report = progress_reporter(progress)
             self.composers.run(lambda composer: composer(staged, folder, options, progress=report))
@@ -425,7 +428,7 @@ class Handlers:
         status = f"Item {trial.answered + 1} of {trial.total} · **{label}** — " + (
             "watch the video with this music, then rate it."
             if likert
-            else "watch both versions, then pick the one you prefer."
+            else "watch version A (left) and version B (right), then pick the one you prefer."
         )
         return (
             status,

@@ -126,11 +126,15 @@ def _study_tab(handlers: Handlers, demo: gr.Blocks) -> None:
     status = gr.Markdown(elem_id="trial-status")
     with gr.Row():
         with gr.Column():
-            video_a = gr.Video(label="Video with music (A)", interactive=False)
-            audio_a = gr.Audio(label="Music (A)", type="filepath", interactive=False)
+            video_a = gr.Video(label="Video with music", interactive=False)
+            audio_a = gr.Audio(label="Music", type="filepath", interactive=False)
         with gr.Column():
-            video_b = gr.Video(label="Video with music (B)", interactive=False, visible=False)
-            audio_b = gr.Audio(label="Music (B)", type="filepath", interactive=False, visible=False)
+            video_b = gr.Video(
+                label="Version B: video with music", interactive=False, visible=False
+            )
+            audio_b = gr.Audio(
+                label="Version B: music", type="filepath", interactive=False, visible=False
+            )
     scale = [(str(n), n) for n in range(1, 6)]
     with gr.Row(elem_classes="rating-row"):
         musicality = gr.Radio(
@@ -174,7 +178,7 @@ def _study_tab(handlers: Handlers, demo: gr.Blocks) -> None:
     demo.load(study_code_from_url, inputs=None, outputs=[code], api_visibility="private")
 
 
-def _admin_tab(handlers: Handlers, settings: AppSettings) -> None:
+def _admin_tab(handlers: Handlers, settings: AppSettings, demo: gr.Blocks) -> None:
     if not settings.admin_enabled:
         gr.Markdown(
             "Admin actions are **off**: set `DIFFBGM_ADMIN_TOKEN` to a long random secret and "
@@ -186,8 +190,12 @@ def _admin_tab(handlers: Handlers, settings: AppSettings) -> None:
             title = gr.Textbox(label="Title", value="Listening study")
             kind = gr.Radio(["likert", "ab"], value="likert", label="Kind (rate 1-5 or A/B)")
         with gr.Row():
+            # Custom values let scripts name results directly; the handler checks every name.
             results = gr.Dropdown(
-                choices=[], multiselect=True, label="Results (folders under the output dir)"
+                choices=[],
+                multiselect=True,
+                allow_custom_value=True,
+                label="Results (folders under the output dir)",
             )
             refresh_btn = gr.Button("Refresh list", size="sm")
         conditions = gr.Textbox(
@@ -197,7 +205,7 @@ def _admin_tab(handlers: Handlers, settings: AppSettings) -> None:
         create_btn = gr.Button("Create study", variant="primary")
         created = gr.Markdown()
     with gr.Row():
-        code = gr.Textbox(label="Study code")
+        code = gr.Textbox(label="Study code", elem_id="admin-study-code")
         results_btn = gr.Button("Show results")
         close_btn = gr.Button("Close study", variant="stop")
     summary = gr.Markdown()
@@ -206,6 +214,7 @@ def _admin_tab(handlers: Handlers, settings: AppSettings) -> None:
     csv_file = gr.File(label="CSV export")
 
     refresh_btn.click(handlers.result_choices, outputs=[results], api_visibility="private")
+    demo.load(handlers.result_choices, outputs=[results], api_visibility="private")
     create_btn.click(
         handlers.create_study,
         inputs=[admin_token, title, kind, results, conditions],
@@ -238,7 +247,7 @@ def build_app(settings: AppSettings, handlers: Handlers | None = None) -> gr.Blo
             with gr.Tab("Listening study", id="study"):
                 _study_tab(handlers, demo)
             with gr.Tab("Results/Admin", id="admin"):
-                _admin_tab(handlers, settings)
+                _admin_tab(handlers, settings, demo)
     demo.queue(
         max_size=settings.queue_size,
         default_concurrency_limit=8,  # study and admin events are light database work
