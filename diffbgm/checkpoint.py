@@ -1,0 +1,173 @@
+"""Model checkpoints: a folder with config.json, model.safetensors and a README.md model card.
+
+Loaded from a local folder or a Hugging Face Hub id (through huggingface_hub's cache; with
+HF_HUB_OFFLINE=1 only the cache is used). Weights are safetensors only, never pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from diffbgm.errors import CheckpointError
+from diffbgm.model.config import ModelConfig
+from diffbgm.model.unet import Denoiser, count_parameters
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+CARD_NAME = "README.md"
+FORMAT = "diffbgm-checkpoint"
+FORMAT_VERSION = 1
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A denoiser in eval mode with its config and the checkpoint's extra information."""
+
+    model: Denoiser
+    config: ModelConfig
+    extra: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+
+def save_checkpoint(
+    folder: str | Path,
+    model: Denoiser,
+    config: ModelConfig,
+    extra: dict[str, Any] | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Path:
+    """Write config.json, model.safetensors (weights cast to `dtype`) and README.md.
+
+    `extra` is free JSON (generation defaults such as steps / guidance / onset threshold,
+    training step, data info); it is stored in config.json and summarised in the card.
+    """
+    dtype_name = next((name for name, d in _DTYPES.items() if d == dtype), None)
+    if dtype_name is None:
+        raise ValueError(f"unsupported checkpoint dtype {dtype}; use one of {sorted(_DTYPES)}")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    extra = dict(extra or {})
+    state = {
+        name: tensor.detach().to("cpu", dtype).contiguous()
+        for name, tensor in model.state_dict().items()
+    }
+    save_file(state, str(folder / WEIGHTS_NAME), metadata={"format": FORMAT, "dtype": dtype_name})
+    parameters = count_parameters(model)
+    meta: dict[str, Any] = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "dtype": dtype_name,
+        "parameters": parameters,
+        "model": config.to_dict(),
+        "extra": extra,
+    }
+    (folder / CONFIG_NAME).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    (folder / CARD_NAME).write_text(model_card(config, parameters, dtype_name, extra))
+    return folder
+
+
+def model_card(config: ModelConfig, parameters: int, dtype_name: str, extra: dict[str, Any]) -> str:
+    """A short model card (the trainer replaces it with the full one)."""
+    lines = [
+        "---",
+        "library_name: diffbgm",
+        "tags: [music-generation, diffusion, piano-roll, video-background-music]",
+        "license: mit",
+        "---",
+        "# Diff-BGM piano-roll denoiser",
+        "",
+        "A UNet over (16th-note steps x pitch) with segment-aware cross-attention and a "
+        "feature selector, after *Diff-BGM* (Li et al., CVPR 2024). Load it with "
+        "`diffbgm.checkpoint.load_checkpoint(path_or_hub_id)`.",
+        "",
+        f"- parameters: {parameters:,} (stored as {dtype_name})",
+        f"- window: {config.window_steps} steps x {config.n_pitches} pitches from MIDI "
+        f"{config.pitch_low}",
+        f"- selector: {config.selector} (threshold {config.selector_threshold}), "
+        f"SAC: {config.sac}, condition dropout: {config.p_uncond}",
+        f"- diffusion: {config.diffusion.num_train_steps} steps, "
+        f"{config.diffusion.beta_schedule} betas, {config.diffusion.prediction}-prediction",
+    ]
+    if extra:
+        lines += ["", "| field | value |", "|---|---|"]
+        lines += [f"| {key} | {json.dumps(value)} |" for key, value in sorted(extra.items())]
+    return "\n".join(lines) + "\n"
+
+
+def resolve_checkpoint(path_or_hub_id: str | Path) -> Path:
+    """A local folder as is; otherwise a Hub id fetched into (or found in) the HF cache."""
+    local = Path(path_or_hub_id).expanduser()
+    if local.is_dir():
+        return local
+    text = str(path_or_hub_id)
+    if not _HUB_ID.match(text) or local.exists():
+        raise CheckpointError(f"no checkpoint folder at {local} (and it is not a Hub id)")
+    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    try:
+        from huggingface_hub import snapshot_download
+
+        folder = snapshot_download(
+            repo_id=text,
+            allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, CARD_NAME],
+            local_files_only=offline,
+        )
+    except Exception as exc:  # hub errors come in many types (HTTP, offline, missing cache)
+        where = "the local Hugging Face cache (HF_HUB_OFFLINE is set)" if offline else "the Hub"
+        raise CheckpointError(
+            f"checkpoint {text!r} is neither a local folder nor available from {where}: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    return Path(folder)
+
+
+def read_config(folder: Path) -> tuple[ModelConfig, dict[str, Any]]:
+    """(model config, extra) from folder/config.json, with errors naming the file."""
+    path = folder / CONFIG_NAME
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing: not a Diff-BGM checkpoint folder")
+    try:
+        meta = json.loads(path.read_text())
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"format is {meta.get('format')!r}, expected {FORMAT!r}")
+        config = ModelConfig.from_dict(meta["model"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{path} is not a valid checkpoint config: {exc}") from exc
+    return config, dict(meta.get("extra") or {})
+
+
+def load_checkpoint(path_or_hub_id: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
+    """Load a checkpoint folder (or Hub id) into a float32 Denoiser in eval mode."""
+    folder = resolve_checkpoint(path_or_hub_id)
+    config, extra = read_config(folder)
+    weights = folder / WEIGHTS_NAME
+    if not weights.is_file():
+        raise CheckpointError(f"{weights} is missing")
+    try:
+        state = load_file(str(weights))
+    except Exception as exc:  # safetensors raises its own error type for corrupt files
+        raise CheckpointError(f"{weights} cannot be read: {exc}") from exc
+    model = Denoiser(config)
+    expected = set(model.state_dict())
+    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{weights} does not match its config: missing {missing[:5]}, unexpected "
+            f"{unexpected[:5]}"
+        )
+    try:
+        # load_state_dict copies into the float32 parameters, so bf16 weights are upcast
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{weights} does not match its config: {exc}") from exc
+    model.to(device).eval()
+    return LoadedModel(model=model, config=config, extra=extra, path=folder)

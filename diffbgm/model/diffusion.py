@@ -1,0 +1,295 @@
+"""The diffusion process: noise schedule, training loss and samplers (DDIM, DPM-Solver++ 2M).
+
+Timesteps t are integers in [0, num_train_steps); t = 0 is the least noisy. The schedule is
+computed in float64 and kept in float32; the denoiser may run under bf16 autocast but its
+output is cast back to float32 before any schedule arithmetic.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from diffbgm.model.conditions import Conditions
+from diffbgm.model.config import DiffusionConfig
+
+ProgressFn = Callable[[int, int], None]
+
+
+def make_alphas_cumprod(config: DiffusionConfig) -> torch.Tensor:
+    """(num_train_steps,) float64 cumulative signal fraction alpha_bar_t, decreasing in t."""
+    n = config.num_train_steps
+    if config.beta_schedule == "scaled_linear":
+        betas = torch.linspace(
+            math.sqrt(config.beta_start), math.sqrt(config.beta_end), n, dtype=torch.float64
+        ).square()
+        return torch.cumprod(1.0 - betas, dim=0)
+    # cosine (Nichol & Dhariwal 2021), betas capped so the last step is not pure noise / NaN
+    s = 0.008
+    grid = torch.arange(n + 1, dtype=torch.float64) / n
+    f = torch.cos((grid + s) / (1 + s) * math.pi / 2).square()
+    betas = (1.0 - f[1:] / f[:-1]).clamp(max=0.999)
+    return torch.cumprod(1.0 - betas, dim=0)
+
+
+def _noise(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device):
+    """Standard normal noise drawn from `generator` (on its own device), moved to `device`."""
+    gen_device = generator.device if generator is not None else torch.device("cpu")
+    return torch.randn(shape, generator=generator, device=gen_device).to(device)
+
+
+def _broadcast(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """(B,) -> (B, 1, 1, 1) on like's device, float32."""
+    return values.to(device=like.device, dtype=torch.float32).reshape(-1, *[1] * (like.dim() - 1))
+
+
+@dataclass(frozen=True)
+class LossTerms:
+    """One training loss with what was drawn for it (tests check the drop rate through it)."""
+
+    loss: torch.Tensor  # scalar
+    t: torch.Tensor  # (B,) long: the timesteps drawn
+    drop: torch.Tensor  # (B,) bool: items trained as unconditional (classifier-free null)
+
+
+class Diffusion:
+    """Gaussian diffusion over piano rolls in [-1, 1] with a configurable schedule."""
+
+    def __init__(self, config: DiffusionConfig) -> None:
+        self.config = config
+        ab = make_alphas_cumprod(config)
+        self.alphas_cumprod = ab.float()  # (N,)
+        self.sqrt_ab = ab.sqrt().float()
+        self.sqrt_one_minus_ab = (1.0 - ab).sqrt().float()
+
+    @property
+    def num_train_steps(self) -> int:
+        return self.config.num_train_steps
+
+    # ---- forward process and parametrisation -------------------------------------------
+
+    def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """x_t = sqrt(ab_t) x0 + sqrt(1 - ab_t) noise; x0, noise (B, ...), t (B,) long."""
+        a = _broadcast(self.sqrt_ab[t.cpu()], x0)
+        s = _broadcast(self.sqrt_one_minus_ab[t.cpu()], x0)
+        return a * x0 + s * noise
+
+    def target(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """What the network learns to output: eps, or v = sqrt(ab) eps - sqrt(1-ab) x0."""
+        if self.config.prediction == "eps":
+            return noise
+        a = _broadcast(self.sqrt_ab[t.cpu()], x0)
+        s = _broadcast(self.sqrt_one_minus_ab[t.cpu()], x0)
+        return a * noise - s * x0
+
+    def split_prediction(
+        self, pred: torch.Tensor, x_t: torch.Tensor, ab: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Network output at signal fraction ab (scalar tensor) -> (x0, eps)."""
+        a, s = ab.sqrt(), (1.0 - ab).sqrt()
+        if self.config.prediction == "eps":
+            return (x_t - s * pred) / a, pred
+        return a * x_t - s * pred, s * x_t + a * pred
+
+    # ---- training ------------------------------------------------------------------------
+
+    def training_terms(
+        self,
+        model: nn.Module,
+        x0: torch.Tensor,
+        cond: Conditions,
+        generator: torch.Generator | None = None,
+        p_uncond: float | None = None,
+    ) -> LossTerms:
+        """Loss with t ~ U{0..N-1} and drop ~ Bernoulli(p_uncond) per item.
+
+        p_uncond defaults to model.config.p_uncond. The loss is the MSE over every element,
+        the onset channel weighted by config.onset_loss_weight (weights normalised to mean 1).
+        """
+        batch = x0.shape[0]
+        device = x0.device
+        gen_device = generator.device if generator is not None else torch.device("cpu")
+        if p_uncond is None:
+            p_uncond = float(getattr(model, "config").p_uncond)  # noqa: B009
+        t = torch.randint(0, self.num_train_steps, (batch,), generator=generator, device=gen_device)
+        drop = torch.rand(batch, generator=generator, device=gen_device) < p_uncond
+        noise = _noise(tuple(x0.shape), generator, device)
+        t, drop = t.to(device), drop.to(device)
+        x_t = self.q_sample(x0, t, noise)
+        pred = model(x_t, t, cond, drop).float()  # (B, 2, T, P)
+        err = (pred - self.target(x0.float(), noise, t)).square()
+        weights = torch.tensor([self.config.onset_loss_weight, 1.0], device=device)
+        weights = (weights / weights.mean())[None, :, None, None]
+        return LossTerms(loss=(err * weights).mean(), t=t, drop=drop)
+
+    def training_loss(
+        self,
+        model: nn.Module,
+        x0: torch.Tensor,
+        cond: Conditions,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Scalar training loss for a batch x0 (B, 2, T, P) in [-1, 1]."""
+        return self.training_terms(model, x0, cond, generator).loss
+
+    # ---- sampling ------------------------------------------------------------------------
+
+    def timesteps(self, steps: int) -> list[int]:
+        """`steps` timesteps from N-1 down to 0, evenly spaced (all of them when steps = N)."""
+        if not 1 <= steps <= self.num_train_steps:
+            raise ValueError(f"steps must be in 1..{self.num_train_steps}, got {steps}")
+        grid = np.linspace(0, self.num_train_steps - 1, steps).round().astype(int)
+        return sorted({int(v) for v in grid}, reverse=True)
+
+    def guided_prediction(
+        self,
+        model: nn.Module,
+        x_t: torch.Tensor,
+        t: int,
+        cond: Conditions,
+        guidance: float,
+    ) -> torch.Tensor:
+        """Classifier-free guided network output at timestep t, float32 (B, 2, T, P).
+
+        The conditional and the unconditional pass share ONE batched forward (2B items).
+        guidance = 1 runs the conditional pass alone.
+        """
+        batch = x_t.shape[0]
+        device = x_t.device
+        if guidance == 1.0:
+            t_batch = torch.full((batch,), t, dtype=torch.long, device=device)
+            no_drop = torch.zeros(batch, dtype=torch.bool, device=device)
+            return model(x_t, t_batch, cond, no_drop).float()
+        t_batch = torch.full((2 * batch,), t, dtype=torch.long, device=device)
+        drop = torch.arange(2 * batch, device=device) >= batch
+        out = model(torch.cat([x_t, x_t]), t_batch, cond.cat(cond), drop).float()
+        conditional, unconditional = out.chunk(2)
+        return unconditional + guidance * (conditional - unconditional)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        model: nn.Module,
+        cond: Conditions,
+        generator: torch.Generator | None,
+        steps: int = 50,
+        guidance: float = 3.0,
+        eta: float = 0.0,
+        known: torch.Tensor | None = None,
+        known_mask: torch.Tensor | None = None,
+        progress: ProgressFn | None = None,
+        clip_x0: bool = True,
+        sampler: str = "ddim",
+    ) -> torch.Tensor:
+        """Draw x0 (B, 2, T, P) in [-1, 1] for the batch of conditions.
+
+        sampler 'ddim' (eta=0: deterministic given the generator; eta=1 with steps=N is
+        ancestral DDPM) or 'dpm' (DPM-Solver++ 2M, deterministic). In-painting: where
+        known_mask (broadcastable to x, 1 = keep) is set, x is replaced after every step by
+        known noised to the next timestep, and by `known` itself at the end.
+        """
+        if sampler not in ("ddim", "dpm"):
+            raise ValueError(f"unknown sampler {sampler!r} (use 'ddim' or 'dpm')")
+        device = next(model.parameters()).device
+        batch, _, steps_t, pitches = cond.chord.shape
+        shape = (batch, 2, steps_t, pitches)
+        cond = cond.to(device)
+        keep = None
+        if known is not None and known_mask is not None:
+            known = known.to(device=device, dtype=torch.float32)
+            keep = known_mask.to(device).bool().expand(shape)
+        ts = self.timesteps(steps)
+        x = _noise(shape, generator, device)
+        if keep is not None and known is not None:
+            x = self._paint(x, known, keep, ts[0], generator)
+        previous_x0: torch.Tensor | None = None
+        previous_lambda = 0.0
+        for i, t in enumerate(ts):
+            t_prev = ts[i + 1] if i + 1 < len(ts) else -1
+            ab = self.alphas_cumprod[t].to(device)
+            ab_prev = self.alphas_cumprod[t_prev].to(device) if t_prev >= 0 else torch.ones(())
+            ab_prev = ab_prev.to(device)
+            pred = self.guided_prediction(model, x, t, cond, guidance)
+            x0, eps = self.split_prediction(pred, x, ab)
+            if clip_x0:
+                x0 = x0.clamp(-1.0, 1.0)
+                eps = (x - ab.sqrt() * x0) / (1.0 - ab).sqrt()
+            if t_prev < 0:
+                x = x0
+            elif sampler == "ddim":
+                x = self._ddim_step(x0, eps, ab, ab_prev, eta, generator)
+            else:
+                use_second_order = previous_x0 is not None and i < len(ts) - 2
+                x, previous_lambda = self._dpm_step(
+                    x, x0, ab, ab_prev, previous_x0 if use_second_order else None, previous_lambda
+                )
+                previous_x0 = x0
+            if keep is not None and known is not None:
+                x = self._paint(x, known, keep, t_prev, generator)
+            if progress is not None:
+                progress(i + 1, len(ts))
+        return x
+
+    def _ddim_step(
+        self,
+        x0: torch.Tensor,
+        eps: torch.Tensor,
+        ab: torch.Tensor,
+        ab_prev: torch.Tensor,
+        eta: float,
+        generator: torch.Generator | None,
+    ) -> torch.Tensor:
+        """x_t -> x_{t_prev} (Song et al. 2021, eq. 12); eta scales the fresh noise."""
+        sigma = eta * ((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev)).clamp(min=0).sqrt()
+        direction = (1 - ab_prev - sigma.square()).clamp(min=0).sqrt() * eps
+        x = ab_prev.sqrt() * x0 + direction
+        if eta > 0:
+            x = x + sigma * _noise(tuple(x0.shape), generator, x0.device)
+        return x
+
+    @staticmethod
+    def _dpm_step(
+        x: torch.Tensor,
+        x0: torch.Tensor,
+        ab: torch.Tensor,
+        ab_prev: torch.Tensor,
+        previous_x0: torch.Tensor | None,
+        previous_lambda: float,
+    ) -> tuple[torch.Tensor, float]:
+        """One DPM-Solver++(2M) step (Lu et al. 2022, data prediction) from t to t_prev.
+
+        Returns the new x and lambda_t (log alpha/sigma at t) for the next step's history.
+        First order when there is no usable history (first step, and the final steps, where
+        the second-order extrapolation is least stable with few steps).
+        """
+        alpha, sigma = ab.sqrt(), (1 - ab).sqrt()
+        alpha_prev, sigma_prev = ab_prev.sqrt(), (1 - ab_prev).sqrt()
+        lam = float(torch.log(alpha / sigma))
+        lam_prev = float(torch.log(alpha_prev / sigma_prev))
+        h = lam_prev - lam
+        data = x0
+        if previous_x0 is not None:
+            r = (lam - previous_lambda) / h
+            data = (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * previous_x0
+        x_next = (sigma_prev / sigma) * x - alpha_prev * math.expm1(-h) * data
+        return x_next, lam
+
+    def _paint(
+        self,
+        x: torch.Tensor,
+        known: torch.Tensor,
+        keep: torch.Tensor,
+        t: int,
+        generator: torch.Generator | None,
+    ) -> torch.Tensor:
+        """Replace the kept region by `known` noised to timestep t (t < 0: `known` itself)."""
+        if t < 0:
+            return torch.where(keep, known, x)
+        t_batch = torch.full((x.shape[0],), t, dtype=torch.long)
+        noised = self.q_sample(known, t_batch, _noise(tuple(x.shape), generator, x.device))
+        return torch.where(keep, noised, x)

@@ -1,0 +1,213 @@
+"""The denoiser: a UNet over (time in 16th steps, pitch) with segment-aware cross-attention.
+
+Input: the noisy roll x_t (B, 2, T, P) (onset, sustain in [-1, 1]) concatenated with the
+chord-tone channel (B, 1, T, P). Each level halves time and pitch; cross-attention to the
+condition tokens sits at the levels in `config.attention_levels` and in the middle block,
+which also has the only self-attention (the coarsest grid is where it is cheap).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from diffbgm.model.attention import (
+    ConditionTokens,
+    CrossAttentionBlock,
+    SelfAttentionBlock,
+    cross_attention_mask,
+)
+from diffbgm.model.conditions import Conditions
+from diffbgm.model.config import ModelConfig
+
+
+def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """(B,) integer timesteps -> (B, dim) sinusoidal features."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device) / half)
+    angles = t.float()[:, None] * freqs[None]
+    return torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)
+
+
+def norm_groups(channels: int) -> int:
+    """GroupNorm groups: 8 when it divides the channels (it does for every preset)."""
+    return math.gcd(channels, 8)
+
+
+class ResBlock(nn.Module):
+    """Two 3x3 convolutions with the timestep embedding added in between."""
+
+    def __init__(self, in_ch: int, out_ch: int, emb_dim: int, dropout: float) -> None:
+        super().__init__()
+        self.norm1 = nn.GroupNorm(norm_groups(in_ch), in_ch)
+        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
+        self.emb = nn.Linear(emb_dim, out_ch)
+        self.norm2 = nn.GroupNorm(norm_groups(out_ch), out_ch)
+        self.dropout = nn.Dropout(dropout)
+        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1)
+        self.skip = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        """x (B, Cin, T', P'), emb (B, E) -> (B, Cout, T', P')."""
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = h + self.emb(F.silu(emb))[:, :, None, None]
+        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
+        return self.skip(x) + h
+
+
+class Level(nn.Module):
+    """ResBlocks (each followed by cross-attention when the level has it)."""
+
+    def __init__(
+        self, channels_in: list[int], out_ch: int, emb_dim: int, config: ModelConfig, attn: bool
+    ) -> None:
+        super().__init__()
+        self.res = nn.ModuleList(
+            [ResBlock(c, out_ch, emb_dim, config.dropout) for c in channels_in]
+        )
+        self.attn = nn.ModuleList(
+            [CrossAttentionBlock(out_ch, config.d_cond, config.n_heads) for _ in channels_in]
+            if attn
+            else []
+        )
+
+
+class Denoiser(nn.Module):
+    """Predicts eps (or v) from x_t, t and the conditions; see `forward`."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        base = config.base_channels
+        chans = [base * m for m in config.channel_mults]
+        emb_dim = 4 * base
+        self.time_mlp = nn.Sequential(
+            nn.Linear(base, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)
+        )
+        self.tokens = ConditionTokens(config)
+        # Learned classifier-free null for the chord channel: a value a real chord mask (0/1)
+        # never takes, so "no condition" differs from "no chord sounding".
+        self.null_chord = nn.Parameter(torch.tensor(-1.0))
+        self.gate = (
+            nn.Sequential(nn.Linear(emb_dim, 64), nn.SiLU(), nn.Linear(64, 1))
+            if config.selector == "learned"
+            else None
+        )
+        self.input = nn.Conv2d(3, base, 3, padding=1)
+
+        self.down: list[Level] = nn.ModuleList()  # type: ignore[assignment]
+        self.downsample = nn.ModuleList()
+        skip_chans = [base]
+        ch = base
+        for lvl, out_ch in enumerate(chans):
+            ins = [ch] + [out_ch] * (config.n_res_blocks - 1)
+            self.down.append(Level(ins, out_ch, emb_dim, config, lvl in config.attention_levels))
+            ch = out_ch
+            skip_chans += [out_ch] * config.n_res_blocks
+            if lvl < len(chans) - 1:
+                self.downsample.append(nn.Conv2d(ch, ch, 3, stride=2, padding=1))
+                skip_chans.append(ch)
+
+        self.mid_res1 = ResBlock(ch, ch, emb_dim, config.dropout)
+        self.mid_self = SelfAttentionBlock(ch, config.n_heads)
+        self.mid_cross = CrossAttentionBlock(ch, config.d_cond, config.n_heads)
+        self.mid_res2 = ResBlock(ch, ch, emb_dim, config.dropout)
+
+        self.up: list[Level] = nn.ModuleList()  # type: ignore[assignment]
+        self.upsample = nn.ModuleList()
+        for lvl in reversed(range(len(chans))):
+            out_ch = chans[lvl]
+            ins = []
+            for _ in range(config.n_res_blocks + 1):
+                ins.append(ch + skip_chans.pop())
+                ch = out_ch
+            self.up.append(Level(ins, out_ch, emb_dim, config, lvl in config.attention_levels))
+            if lvl > 0:
+                self.upsample.append(nn.Conv2d(ch, ch, 3, padding=1))
+        self.out_norm = nn.GroupNorm(norm_groups(ch), ch)
+        self.output = nn.Conv2d(ch, 2, 3, padding=1)
+
+    def forward(
+        self,
+        x_t: torch.Tensor,
+        t: torch.Tensor,
+        cond: Conditions,
+        drop: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """x_t (B, 2, T, P), t (B,) long, drop (B,) bool (True = unconditional) -> (B, 2, T, P).
+
+        T must be a multiple of config.time_factor; P is padded internally.
+        """
+        cfg = self.config
+        batch, _, steps, pitches = x_t.shape
+        if steps % cfg.time_factor:
+            raise ValueError(f"window of {steps} steps is not a multiple of {cfg.time_factor}")
+        if drop is None:
+            drop = torch.zeros(batch, dtype=torch.bool, device=x_t.device)
+        chord = torch.where(
+            drop[:, None, None, None], self.null_chord.to(cond.chord.dtype), cond.chord
+        )
+        pad = (-pitches) % cfg.time_factor
+        h = F.pad(torch.cat([x_t, chord.to(x_t.dtype)], dim=1), (0, pad))  # (B, 3, T, P+pad)
+
+        emb = self.time_mlp(timestep_embedding(t, cfg.base_channels))  # (B, E)
+        tokens = self.tokens(cond, drop)  # (B, K, d_cond)
+        gate_logit = self.gate(emb)[:, 0] if self.gate is not None else None
+        masks = {
+            2**lvl: cross_attention_mask(cond, t, 2**lvl, cfg, gate_logit)
+            for lvl in range(len(cfg.channel_mults))
+        }  # factor -> (B, T/factor, K)
+
+        h = self.input(h)
+        skips = [h]
+        for lvl, level in enumerate(self.down):
+            h, outputs = self._run_level(level, h, emb, tokens, masks[2**lvl], skips=None)
+            skips += outputs
+            if lvl < len(self.downsample):
+                h = self.downsample[lvl](h)
+                skips.append(h)
+
+        coarsest = masks[cfg.time_factor]
+        h = self.mid_res1(h, emb)
+        h = self.mid_self(h)
+        h = self.mid_cross(h, tokens, coarsest)
+        h = self.mid_res2(h, emb)
+
+        n_levels = len(self.up)
+        for i, level in enumerate(self.up):
+            lvl = n_levels - 1 - i
+            h, _ = self._run_level(level, h, emb, tokens, masks[2**lvl], skips=skips)
+            if lvl > 0:
+                h = self.upsample[i](F.interpolate(h, scale_factor=2.0, mode="nearest"))
+
+        out = self.output(F.silu(self.out_norm(h)))
+        return out[..., :pitches]
+
+    @staticmethod
+    def _run_level(
+        level: Level,
+        h: torch.Tensor,
+        emb: torch.Tensor,
+        tokens: torch.Tensor,
+        mask: torch.Tensor,
+        skips: list[torch.Tensor] | None,
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Run one level; returns its last output and every block's output (the down path's
+        skips). Up levels (skips given) concatenate the matching skip before each block."""
+        outputs = []
+        for i, res in enumerate(level.res):
+            if skips is not None:
+                h = torch.cat([h, skips.pop()], dim=1)
+            h = res(h, emb)
+            if len(level.attn):
+                h = level.attn[i](h, tokens, mask)
+            outputs.append(h)
+        return h, outputs
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
