@@ -28,6 +28,7 @@ from trainer.bgm909_features import (
 from trainer.dataset import (
     MAX_TRANSPOSE,
     CachedSong,
+    WindowItem,
     load_split,
     regular_window_starts,
     shift_pitch,
@@ -98,10 +99,10 @@ class Bgm909Windows:
         self.augment = augment
         self.seed = seed
         self.windows = [
-            (n, int(item.song.bar_starts[bar]))
+            (n, int(bar))
             for n, item in enumerate(self.songs)
             for bar in regular_window_starts(item.song, window_bars, self.spec.steps_per_bar)
-        ]  # (song number, first step) of every window
+        ]  # (song number, first bar) of every window
 
     def __len__(self) -> int:
         return len(self.windows)
@@ -109,9 +110,10 @@ class Bgm909Windows:
     def set_seed(self, seed: int) -> None:
         self.seed = seed
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        song_no, start = self.windows[index]
+    def __getitem__(self, index: int) -> WindowItem:
+        song_no, bar = self.windows[index]
         item = self.songs[song_no]
+        start = int(item.song.bar_starts[bar])
         stop = start + self.window_steps
         onset, sustain = item.song.onset[start:stop], item.song.sustain[start:stop]
         piece = item.piece
@@ -120,9 +122,9 @@ class Bgm909Windows:
             shift = int(rng.integers(-MAX_TRANSPOSE, MAX_TRANSPOSE + 1))
             onset, sustain = shift_pitch(onset, shift), shift_pitch(sustain, shift)
             piece = piece.transpose(shift)
-        return {
-            "roll": np.stack([onset, sustain]).astype(np.float32) * 2.0 - 1.0,
-            "cond": piece.window(start, self.window_steps, self.max_segments),
-            "song_id": item.song_id,
-            "start": start,
-        }
+        return WindowItem(
+            roll=np.stack([onset, sustain]).astype(np.float32) * 2.0 - 1.0,
+            cond=piece.window(start, self.window_steps, self.max_segments),
+            song_id=item.song_id,
+            bar=bar,
+        )

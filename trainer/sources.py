@@ -15,7 +15,7 @@ from diffbgm.model.conditions import Conditions
 from diffbgm.model.config import ModelConfig, preset
 from diffbgm.music.roll import RollSpec
 from trainer.bgm909 import BGM909_MODEL_OVERRIDES, Bgm909Windows
-from trainer.dataset import Pop909Windows, collate_windows
+from trainer.dataset import Pop909Windows, WindowItem, collate_windows
 
 if TYPE_CHECKING:
     from trainer.train import TrainConfig
@@ -26,7 +26,7 @@ class WindowSource(Protocol):
 
     def __len__(self) -> int: ...
 
-    def __getitem__(self, index: int) -> dict[str, Any]: ...
+    def __getitem__(self, index: int) -> WindowItem: ...
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class DataBundle:
 
     train: WindowSource
     valid: WindowSource
-    collate: Callable[[list[dict[str, Any]]], tuple[torch.Tensor, Conditions]]
+    collate: Callable[[list[WindowItem]], tuple[torch.Tensor, Conditions]]
     reseed: Callable[[int], None]  # sets the augmentation seed of the next items
     model_overrides: dict[str, Any] = field(default_factory=dict)
 

@@ -1,0 +1,281 @@
+"""`python -m trainer evaluate`: generated vs real music on validation songs.
+
+Each song's first `bars` bars are generated from its real chords, phrase segments and
+per-segment controls (or its video features, BGM909), then compared with the same bars of
+the real song through diffbgm.metrics. Two more measures of whether the conditions are heard:
+  * control obedience: Spearman correlation, over all segments of all songs, between the
+    requested per-segment density (register) quantile and the one realised by the notes;
+  * boundary audibility: share of segment boundaries where the onset density changes by
+    more than `boundary_threshold` (relative) or the mean register by more than
+    `boundary_threshold` octaves, comparing the bar before with the bar after.
+Ablations switch a component off at inference: SAC, the feature selector, or guidance.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from diffbgm.checkpoint import LoadedModel
+from diffbgm.controls import DYNAMIC_CONTROLS
+from diffbgm.errors import DiffBGMError
+from diffbgm.metrics import MetricConfig, aggregate, piece_metrics, spearman
+from diffbgm.music.calibration import Calibration
+from trainer.models import load_for_inference, with_inference_switches
+from trainer.sample import SongPiece, generate, load_song_piece, roll_spec_of, write_piece
+
+Ablation = Literal["none", "no-sac", "no-selector", "no-guidance"]
+ABLATIONS: tuple[str, ...] = ("none", "no-sac", "no-selector", "no-guidance")
+STEPS_PER_BAR = 16
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    model: str
+    data: str = "data_cache/pop909"
+    songs: tuple[int, ...] = tuple(range(801, 860))
+    bars: int = 32
+    steps: int = 50
+    guidance: float = 3.0
+    onset_threshold: float = 0.5
+    sustain_threshold: float = 0.0
+    ablation: str = "none"
+    seed: int = 0
+    boundary_threshold: float = 0.25
+    out_json: str | None = None
+    midi_dir: str | None = None
+    bgm909: str | None = None
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    markdown: str
+    data: dict[str, Any]
+
+
+def apply_ablation(
+    loaded: LoadedModel, ablation: str, guidance: float
+) -> tuple[LoadedModel, float]:
+    """The model and guidance scale an ablation runs with."""
+    if ablation not in ABLATIONS:
+        raise DiffBGMError(f"unknown ablation {ablation!r}; choose one of {', '.join(ABLATIONS)}")
+    if ablation == "no-sac":
+        return with_inference_switches(loaded, sac=False, selector=None), guidance
+    if ablation == "no-selector":
+        return with_inference_switches(loaded, sac=loaded.config.sac, selector="none"), guidance
+    if ablation == "no-guidance":
+        return loaded, 1.0
+    return loaded, guidance
+
+
+def segment_starts(segment_ids: np.ndarray) -> np.ndarray:
+    """(T,) segment id per step -> first step of every segment."""
+    return np.concatenate([[0], np.flatnonzero(np.diff(segment_ids)) + 1]).astype(np.int64)
+
+
+def span_density(onset: np.ndarray, begin: int, end: int) -> float:
+    """Onsets per 16-step bar in steps [begin, end)."""
+    return float(onset[begin:end].sum()) * STEPS_PER_BAR / max(end - begin, 1)
+
+
+def span_register(onset: np.ndarray, begin: int, end: int, pitch_low: int) -> float:
+    """Mean MIDI pitch of the onsets in steps [begin, end) (NaN without onsets)."""
+    _, pitches = np.nonzero(onset[begin:end])
+    return float(pitches.mean() + pitch_low) if pitches.size else math.nan
+
+
+def realised_controls(
+    onset: np.ndarray, starts: np.ndarray, pitch_low: int, calibration: Calibration
+) -> dict[str, np.ndarray]:
+    """Per-segment density and register of the notes, as POP909 quantiles (like the controls)."""
+    ends = np.append(starts[1:], onset.shape[0])
+    density = [span_density(onset, a, b) for a, b in zip(starts, ends, strict=True)]
+    register = [span_register(onset, a, b, pitch_low) for a, b in zip(starts, ends, strict=True)]
+    register_q = [
+        math.nan if math.isnan(r) else float(calibration.to_quantile("register", r))
+        for r in register
+    ]
+    return {
+        "density": np.asarray(calibration.to_quantile("density", np.asarray(density)), float),
+        "register": np.asarray(register_q, dtype=np.float64),
+    }
+
+
+def boundary_audibility(
+    onset: np.ndarray, starts: np.ndarray, pitch_low: int, threshold: float
+) -> tuple[int, int]:
+    """(audible, total) internal segment boundaries: the bar before vs the bar after."""
+    audible = total = 0
+    for boundary in starts[1:]:
+        before = (max(boundary - STEPS_PER_BAR, 0), boundary)
+        after = (boundary, min(boundary + STEPS_PER_BAR, onset.shape[0]))
+        if after[1] - after[0] < STEPS_PER_BAR // 2:
+            continue  # too little music after the last boundary to judge
+        total += 1
+        d0, d1 = span_density(onset, *before), span_density(onset, *after)
+        density_change = abs(d1 - d0) / max((d0 + d1) / 2, 1e-9) if d0 + d1 > 0 else 0.0
+        r0, r1 = span_register(onset, *before, pitch_low), span_register(onset, *after, pitch_low)
+        register_change = 0.0 if math.isnan(r0) or math.isnan(r1) else abs(r1 - r0) / 12.0
+        audible += int(density_change > threshold or register_change > threshold)
+    return audible, total
+
+
+def _pooled(values: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(values) if values else np.zeros(0)
+
+
+def obedience(requested: list[np.ndarray], realised: list[np.ndarray]) -> float:
+    """Spearman over all segments of all songs, segments without a value skipped."""
+    req, real = _pooled(requested), _pooled(realised)
+    keep = np.isfinite(req) & np.isfinite(real)
+    return spearman(req[keep], real[keep])
+
+
+class _Accumulator:
+    """Per-segment control values and boundary counts of one kind of music (generated/real)."""
+
+    def __init__(self) -> None:
+        self.requested: dict[str, list[np.ndarray]] = {"density": [], "register": []}
+        self.realised: dict[str, list[np.ndarray]] = {"density": [], "register": []}
+        self.audible = 0
+        self.boundaries = 0
+
+    def add(
+        self,
+        onset: np.ndarray,
+        song: SongPiece,
+        pitch_low: int,
+        calibration: Calibration,
+        threshold: float,
+    ) -> None:
+        starts = segment_starts(song.conditions.segment_ids)
+        got = realised_controls(onset, starts, pitch_low, calibration)
+        for name in ("density", "register"):
+            column = DYNAMIC_CONTROLS.index(name)
+            self.requested[name].append(song.conditions.dynamic[:, column].astype(np.float64))
+            self.realised[name].append(got[name])
+        audible, total = boundary_audibility(onset, starts, pitch_low, threshold)
+        self.audible += audible
+        self.boundaries += total
+
+    def summary(self, has_controls: bool) -> dict[str, float]:
+        out = {
+            "boundary_audibility": self.audible / self.boundaries if self.boundaries else math.nan,
+            "boundaries": float(self.boundaries),
+        }
+        if has_controls:
+            for name in ("density", "register"):
+                out[f"{name}_obedience"] = obedience(self.requested[name], self.realised[name])
+        return out
+
+
+def _format(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.3f}"
+
+
+def markdown_report(
+    generated: dict[str, Any],
+    real: dict[str, Any],
+    control: dict[str, dict[str, float]],
+    title: str,
+) -> str:
+    lines = [f"### {title}", "", "| metric | generated | real |", "|---|---|---|"]
+    for name, gen in generated.items():
+        ref = real.get(name)
+        ref_text = f"{_format(ref.mean)} ± {_format(ref.std)}" if ref is not None else "n/a"
+        lines.append(f"| {name} | {_format(gen.mean)} ± {_format(gen.std)} | {ref_text} |")
+    for name in control["generated"]:
+        lines.append(
+            f"| {name} | {_format(control['generated'][name])} | "
+            f"{_format(control['real'].get(name, math.nan))} |"
+        )
+    return "\n".join(lines)
+
+
+def run_evaluation(options: EvalOptions) -> EvalReport:
+    """Generate, measure, compare; returns the Markdown table and the full data (JSON-able)."""
+    loaded = load_for_inference(options.model)
+    loaded, guidance = apply_ablation(loaded, options.ablation, options.guidance)
+    config = loaded.config
+    spec = roll_spec_of(config)
+    cache = Path(options.data)
+    calibration = Calibration.load(cache / "calibration.json")
+    metric_config = MetricConfig(steps_per_bar=spec.steps_per_bar, pitch_low=spec.pitch_low)
+    has_controls = options.bgm909 is None  # BGM909 models are steered by video features
+    bgm909 = Path(options.bgm909) if options.bgm909 else None
+    per_song: list[dict[str, Any]] = []
+    skipped: dict[str, str] = {}
+    accumulators = {"generated": _Accumulator(), "real": _Accumulator()}
+    started = time.perf_counter()
+    for n, number in enumerate(options.songs):
+        song_id = f"{number:03d}"
+        try:
+            song = load_song_piece(cache, song_id, options.bars, config, bgm909)
+        except DiffBGMError as exc:
+            skipped[song_id] = str(exc)
+            continue
+        roll = generate(
+            loaded,
+            song.conditions,
+            options.seed + n,
+            options.steps,
+            guidance,
+            options.onset_threshold,
+            options.sustain_threshold,
+        )
+        chords = song.conditions.chord_pcs
+        gen_metrics = piece_metrics(roll.onset, roll.sustain, chords, song.key, metric_config)
+        real_metrics = piece_metrics(song.onset, song.sustain, chords, song.key, metric_config)
+        accumulators["generated"].add(
+            roll.onset, song, spec.pitch_low, calibration, options.boundary_threshold
+        )
+        accumulators["real"].add(
+            song.onset, song, spec.pitch_low, calibration, options.boundary_threshold
+        )
+        per_song.append({"song": song_id, "generated": gen_metrics, "real": real_metrics})
+        if options.midi_dir:
+            Path(options.midi_dir).mkdir(parents=True, exist_ok=True)
+            write_piece(
+                roll, spec, song.tempo_bpm, Path(options.midi_dir) / f"song{song_id}", False
+            )
+    if not per_song:
+        raise DiffBGMError(f"none of the songs could be evaluated: {skipped}")
+    generated = aggregate([s["generated"] for s in per_song])
+    real = aggregate([s["real"] for s in per_song])
+    control = {kind: acc.summary(has_controls) for kind, acc in accumulators.items()}
+    title = (
+        f"{len(per_song)} songs x {options.bars} bars, ablation {options.ablation}, "
+        f"{options.steps} steps, guidance {guidance}, onset threshold {options.onset_threshold}"
+    )
+    markdown = markdown_report(generated, real, control, title)
+    data = {
+        "options": asdict(options),
+        "model": {"config": config.to_dict(), "extra": loaded.extra, "path": str(loaded.path)},
+        "guidance_used": guidance,
+        "summary": {
+            "generated": {k: asdict(v) for k, v in generated.items()},
+            "real": {k: asdict(v) for k, v in real.items()},
+        },
+        "control": control,
+        "songs": per_song,
+        "skipped": skipped,
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    if options.out_json:
+        Path(options.out_json).parent.mkdir(parents=True, exist_ok=True)
+        Path(options.out_json).write_text(json.dumps(data, indent=1, default=_json_default))
+    return EvalReport(markdown=markdown, data=data)
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
