@@ -19,7 +19,8 @@ class VideoInfo:
 
     `duration_s` in seconds; `fps` is the average frame rate (frames per second);
     `variable_fps` is True when frame durations differ noticeably; `rotation_deg` is the
-    clockwise display rotation (0, 90, 180 or 270) a player applies.
+    display rotation (0, 90, 180 or 270 degrees, counter-clockwise, FFmpeg's display-matrix
+    convention) that turns decoded frames upright: `np.rot90(frame, rotation_deg // 90)`.
     """
 
     path: Path
@@ -123,7 +124,8 @@ class ShotFeatures:
     saturation: float
     colour_temperature: float
     visual_rhythm: float
-    semantic: np.ndarray | None
+    # Arrays make `==` ambiguous, so equality compares the scalar features only.
+    semantic: np.ndarray | None = field(compare=False)
     valence: float
     arousal: float
 
