@@ -76,7 +76,9 @@ def detect_cuts(frames: DecodedFrames, options: ShotOptions = ShotOptions()) -> 
         found = _transnet_cuts(frames, options.transnet_threshold)
     else:
         raise VideoError(f"Unknown shot detection method {options.method!r}; use {SHOT_METHODS}.")
-    found += _fade_cuts(frames, options.black_level)
+    black = _black_frames(frames, options.black_level)
+    found += _fade_cuts(frames.times_s, black)
+    found = _drop_black_leader_and_trailer(found, frames.times_s, black)
     return _enforce_min_shot(sorted(found), frames.duration_s, options.min_shot_s)
 
 
@@ -148,23 +150,39 @@ def transnet_probabilities(frames: DecodedFrames) -> np.ndarray:
     return single.numpy().astype(np.float32)
 
 
-def _fade_cuts(frames: DecodedFrames, black_level: float) -> list[float]:
-    """One cut in the middle of every run of black frames that has picture on both sides."""
+def _black_frames(frames: DecodedFrames, black_level: float) -> np.ndarray:
+    """(n,) bool: frames whose mean luma (0-1) is under `black_level`."""
     luma = frames.rgb.reshape(frames.n_frames, -1).mean(axis=1) / 255.0
-    black = luma < black_level
+    return np.asarray(luma < black_level)
+
+
+def _fade_cuts(times_s: np.ndarray, black: np.ndarray) -> list[float]:
+    """One cut in the middle of every run of black frames that has picture on both sides."""
     cuts = []
     index = 0
-    while index < frames.n_frames:
+    while index < black.size:
         if not black[index]:
             index += 1
             continue
         end = index
-        while end < frames.n_frames and black[end]:
+        while end < black.size and black[end]:
             end += 1
-        if index > 0 and end < frames.n_frames:
-            cuts.append(float(frames.times_s[(index + end) // 2]))
+        if index > 0 and end < black.size:
+            cuts.append(float(times_s[(index + end) // 2]))
         index = end
     return cuts
+
+
+def _drop_black_leader_and_trailer(
+    cuts: list[float], times_s: np.ndarray, black: np.ndarray
+) -> list[float]:
+    """Black frames before the first picture (or after the last) belong to the first (last)
+    shot: a fade in from black is not a cut."""
+    picture = np.flatnonzero(~black)
+    if picture.size == 0:
+        return []
+    first_s, last_s = float(times_s[picture[0]]), float(times_s[picture[-1]])
+    return [t for t in cuts if first_s < t <= last_s]
 
 
 def _enforce_min_shot(cuts: list[float], duration_s: float, min_shot_s: float) -> list[float]:

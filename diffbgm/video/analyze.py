@@ -1,0 +1,138 @@
+"""The whole video analysis: probe -> decode -> shots -> features (+ semantics), timed per stage."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from diffbgm.video.decode import DecodedFrames, DecodeOptions, decode_frames
+from diffbgm.video.features import Mood, frame_series, shot_features
+from diffbgm.video.probe import ProbeLimits, probe_video
+from diffbgm.video.semantics import ClipImageEncoder, MoodTextEncoder, load_clip
+from diffbgm.video.shots import TRANSNET_DECODE, ShotOptions, detect_shots, write_thumbnails
+from diffbgm.video.types import Shot, VideoAnalysis
+
+ProgressCallback = Callable[[float, str], None]
+
+
+@dataclass(frozen=True)
+class AnalysisOptions:
+    """Everything `analyze_video` can be asked to do.
+
+    clip_model: a local folder or cached Hugging Face id of CLIP weights; None (the default)
+      skips CLIP. Missing weights fall back to visual statistics, never to a download.
+    mood_text: optional words describing the wanted mood ("a sad farewell"), read by the
+      bundled sentence encoder and blended into every shot's mood with `semantic_weight`.
+    """
+
+    limits: ProbeLimits = ProbeLimits()
+    decode: DecodeOptions = DecodeOptions()
+    shots: ShotOptions = ShotOptions()
+    clip_model: str | None = None
+    mood_text: str | None = None
+    semantic_weight: float = 0.5
+
+
+@dataclass
+class _StageClock:
+    """Wall-clock seconds per stage, reported in order."""
+
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings_s[name] = self.timings_s.get(name, 0.0) + time.perf_counter() - start
+
+
+def analyze_video(
+    path: Path | str,
+    options: AnalysisOptions = AnalysisOptions(),
+    progress: ProgressCallback | None = None,
+    thumbnails_dir: Path | None = None,
+    clip_encoder: ClipImageEncoder | None = None,
+    text_encoder: MoodTextEncoder | None = None,
+) -> VideoAnalysis:
+    """Analyse `path`: metadata, shots, one feature row per shot, optional thumbnails.
+
+    `progress(fraction, stage)` gets fractions in [0, 1]. Pass `clip_encoder` / `text_encoder`
+    to reuse loaded models across calls (e.g. one per web worker); otherwise they are loaded
+    here when the options ask for them.
+    """
+    path = Path(path)
+    clock = _StageClock()
+    report = progress or (lambda _fraction, _stage: None)
+
+    with clock.stage("probe"):
+        info = probe_video(path, options.limits)
+    report(0.02, "probe")
+
+    with clock.stage("decode"):
+        decode = TRANSNET_DECODE if options.shots.method == "transnetv2" else options.decode
+        frames = decode_frames(path, info, decode, lambda f, _m: report(0.02 + 0.55 * f, "decode"))
+    report(0.57, "decode")
+
+    with clock.stage("shots"):
+        shots = detect_shots(frames, options.shots)
+    report(0.77, "shots")
+
+    embeddings, image_moods = None, None
+    if options.clip_model or clip_encoder is not None:
+        with clock.stage("semantics"):
+            encoder = clip_encoder or load_clip(options.clip_model)
+            if encoder is not None:
+                images = [_middle_frame(frames, shot) for shot in shots]
+                vectors = encoder.embed_images(images)
+                embeddings = list(vectors)
+                image_moods = encoder.image_moods(vectors)
+
+    text_mood: Mood | None = None
+    if options.mood_text:
+        with clock.stage("mood_text"):
+            text_mood = (text_encoder or MoodTextEncoder()).mood(options.mood_text).mood
+
+    with clock.stage("features"):
+        series = frame_series(frames)
+        moods = _semantic_moods(len(shots), image_moods, text_mood)
+        features = shot_features(series, shots, embeddings, moods, options.semantic_weight)
+    report(0.97, "features")
+
+    thumbnails = None
+    if thumbnails_dir is not None:
+        with clock.stage("thumbnails"):
+            thumbnails = write_thumbnails(frames, shots, thumbnails_dir)
+    report(1.0, "done")
+    return VideoAnalysis(
+        info=info, shots=shots, features=features, thumbnails=thumbnails, timings_s=clock.timings_s
+    )
+
+
+def _middle_frame(frames: DecodedFrames, shot: Shot) -> np.ndarray:
+    middle = 0.5 * (shot.start_s + shot.end_s)
+    return frames.rgb[int(np.argmin(np.abs(frames.times_s - middle)))]
+
+
+def _semantic_moods(
+    n_shots: int, image_moods: list[Mood] | None, text_mood: Mood | None
+) -> list[Mood | None] | None:
+    """Per-shot semantic mood: CLIP's reading of the shot and the user's text, averaged."""
+    if image_moods is None and text_mood is None:
+        return None
+    moods: list[Mood | None] = []
+    for index in range(n_shots):
+        parts = [m for m in (image_moods[index] if image_moods else None, text_mood) if m]
+        moods.append(
+            Mood(
+                valence=float(np.mean([m.valence for m in parts])),
+                arousal=float(np.mean([m.arousal for m in parts])),
+            )
+        )
+    return moods

