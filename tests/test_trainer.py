@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import subprocess
 import sys
 from dataclasses import replace
@@ -38,6 +39,15 @@ def tiny_cache(pop909_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     out = tmp_path_factory.mktemp("cache") / "pop909"
     build_cache(pop909_dir, out, songs=SONGS, workers=1, calibration_path=None)
     return out
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """16 uninterrupted steps of the tiny preset on the tiny cache."""
+    run = tmp_path_factory.mktemp("runs") / "straight"
+    result = run_training(tiny_config(tiny_cache, run))
+    assert result.step == 16 and not result.stopped_early
+    return run
 
 
 def tiny_config(cache: Path, run: Path, **changes: object) -> TrainConfig:
@@ -154,14 +164,12 @@ def test_missing_cache_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFi
 # ------------------------------------------------------------------------- training runs
 
 
-def test_training_resume_and_export(tiny_cache: Path, tmp_path: Path) -> None:
+def test_training_resume_and_export(tiny_cache: Path, trained_run: Path, tmp_path: Path) -> None:
     """16 steps in one go == 10 steps, stop, resume to 16; the EMA exports and loads."""
-    straight = run_training(tiny_config(tiny_cache, tmp_path / "straight"))
-    assert straight.step == 16 and not straight.stopped_early
-    rows = log_rows(tmp_path / "straight")
+    rows = log_rows(trained_run)
     assert [int(r["step"]) for r in rows] == list(range(1, 17))
     assert rows[7]["val_loss"] and rows[7]["val_loss_ema"] and not rows[6]["val_loss"]
-    curve = losses(tmp_path / "straight")
+    curve = losses(trained_run)
     assert all(np.isfinite(curve))
     assert np.mean(curve[-4:]) < np.mean(curve[:4])  # it learns something already
 
@@ -178,11 +186,11 @@ def test_training_resume_and_export(tiny_cache: Path, tmp_path: Path) -> None:
     # Identical, not merely close: every random draw is derived from (seed, step, shard).
     assert resumed == curve
 
-    out = export_run(tmp_path / "straight", tmp_path / "exported")
+    out = export_run(trained_run, tmp_path / "exported")
     loaded = load_checkpoint(out)
     assert loaded.config.window_steps == 32
     assert loaded.extra["train_step"] == 16
-    ema = load_run_state(tmp_path / "straight" / "last").ema
+    ema = load_run_state(trained_run / "last").ema
     for name, tensor in loaded.model.state_dict().items():
         # stored as bf16: equal to the EMA weights up to bf16 rounding
         assert torch.allclose(tensor, ema[name].to(torch.bfloat16).float()), name
@@ -207,3 +215,66 @@ def test_model_overrides_reach_the_checkpoint(tiny_cache: Path, tmp_path: Path) 
     saved = json.loads((run / "last" / "state.json").read_text())
     assert saved["model_config"]["sac"] is False
     assert saved["train_config"]["bf16"] is False
+
+
+# ------------------------------------------------------------------------- sample, evaluate
+
+
+def test_sample_writes_midi_for_songs_and_random_conditions(
+    tiny_cache: Path, trained_run: Path, tmp_path: Path
+) -> None:
+    import pretty_midi
+
+    from trainer.sample import SampleOptions, sample_to_folder
+
+    options = SampleOptions(
+        model=str(trained_run),
+        data=str(tiny_cache),
+        out=str(tmp_path / "samples"),
+        songs=(801,),
+        n_random=1,
+        bars=4,
+        steps=3,
+    )
+    from trainer.dataset import load_cached_song
+
+    files = sample_to_folder(options)
+    assert [f.name for f in files] == ["song801.mid", "random000.mid"]
+    song_tempo = load_cached_song(tiny_cache / "songs" / "801.npz").tempo_bpm
+    for file, tempo in zip(files, (song_tempo, 120.0), strict=True):
+        midi = pretty_midi.PrettyMIDI(str(file))
+        assert midi.instruments and midi.instruments[0].notes
+        assert midi.get_tempo_changes()[1][0] == pytest.approx(tempo, rel=1e-3)
+        assert midi.get_end_time() <= 16 * 60 / tempo + 1e-6  # 4 bars of 4 beats
+
+
+def test_evaluate_reports_metrics_controls_and_ablations(
+    tiny_cache: Path, trained_run: Path, tmp_path: Path
+) -> None:
+    from trainer.evaluate import EvalOptions, run_evaluation
+
+    options = EvalOptions(
+        model=str(trained_run),
+        data=str(tiny_cache),
+        songs=(801, 802, 803),
+        bars=8,
+        steps=3,
+        out_json=str(tmp_path / "eval.json"),
+    )
+    report = run_evaluation(options)
+    assert "| pche |" in report.markdown and "| density_obedience |" in report.markdown
+    assert "skipped 2 songs: 802, 803" in report.markdown  # not in the tiny cache
+    data = json.loads((tmp_path / "eval.json").read_text())
+    assert [s["song"] for s in data["songs"]] == ["801"]
+    real = data["summary"]["real"]
+    assert 0 < real["pche"]["mean"] < math.log2(12)
+    assert real["bars"]["mean"] == 8
+    # the real song realises its own controls: obedience of the reference is (near) perfect
+    assert data["control"]["real"]["density_obedience"] > 0.9
+
+    no_sac = run_evaluation(replace(options, ablation="no-sac", out_json=None))
+    assert no_sac.data["model"]["config"]["sac"] is False
+    no_guidance = run_evaluation(replace(options, ablation="no-guidance", out_json=None))
+    assert no_guidance.data["guidance_used"] == 1.0
+    generated = data["summary"]["generated"]["onsets_per_bar"]["mean"]
+    assert no_guidance.data["summary"]["generated"]["onsets_per_bar"]["mean"] != generated

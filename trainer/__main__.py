@@ -129,6 +129,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         seed=args.seed,
         wav=args.wav,
         bgm909=args.bgm909,
+        bf16=args.bf16,
     )
     for path in sample_to_folder(options):
         print(path)
@@ -153,6 +154,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         out_json=args.json,
         midi_dir=args.midi_dir,
         bgm909=args.bgm909,
+        bf16=args.bf16,
     )
     report = run_evaluation(options)
     print(report.markdown)
@@ -195,6 +197,12 @@ def _add_sampling_options(parser: argparse.ArgumentParser, default_bars: int) ->
         help="sustain channel value in [-1, 1] above which a note keeps sounding",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed of the sampler")
+    parser.add_argument(
+        "--bf16",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="bfloat16 autocast while sampling (default on)",
+    )
     parser.add_argument(
         "--bgm909",
         default=None,

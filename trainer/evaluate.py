@@ -51,6 +51,7 @@ class EvalOptions:
     out_json: str | None = None
     midi_dir: str | None = None
     bgm909: str | None = None
+    bf16: bool = True  # bfloat16 autocast while sampling
 
 
 @dataclass(frozen=True)
@@ -228,6 +229,7 @@ def run_evaluation(options: EvalOptions) -> EvalReport:
             guidance,
             options.onset_threshold,
             options.sustain_threshold,
+            options.bf16,
         )
         chords = song.conditions.chord_pcs
         gen_metrics = piece_metrics(roll.onset, roll.sustain, chords, song.key, metric_config)
@@ -254,6 +256,8 @@ def run_evaluation(options: EvalOptions) -> EvalReport:
         f"{options.steps} steps, guidance {guidance}, onset threshold {options.onset_threshold}"
     )
     markdown = markdown_report(generated, real, control, title)
+    if skipped:
+        markdown += f"\n\nskipped {len(skipped)} songs: " + ", ".join(sorted(skipped))
     data = {
         "options": asdict(options),
         "model": {"config": config.to_dict(), "extra": loaded.extra, "path": str(loaded.path)},

@@ -7,6 +7,7 @@ them (POP909 models), or its video's features (BGM909 models, `--bgm909`).
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +57,7 @@ class SampleOptions:
     seed: int = 0
     wav: bool = False
     bgm909: str | None = None
+    bf16: bool = True  # bfloat16 autocast while sampling
 
 
 def roll_spec_of(config: ModelConfig) -> RollSpec:
@@ -166,24 +168,32 @@ def generate(
     guidance: float,
     onset_threshold: float,
     sustain_threshold: float,
+    bf16: bool = True,
 ) -> PianoRoll:
     """Sample a whole piece window by window and decode it into a binary roll."""
-    from diffbgm.model.sampling import decode_roll, sample_piece
-
     from diffbgm.model.diffusion import Diffusion
+    from diffbgm.model.sampling import decode_roll, sample_piece
 
     generator = torch.Generator().manual_seed(seed)
     diffusion = Diffusion(loaded.config.diffusion)
-    roll = sample_piece(
-        loaded.model,
-        diffusion,
-        piece,
-        loaded.config,
-        generator,
-        steps=steps,
-        guidance=guidance,
-    )  # (2, T, P) in [-1, 1]
-    return decode_roll(roll, onset_threshold, sustain_threshold)
+    device = next(loaded.model.parameters()).device
+    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
+        roll = sample_piece(
+            loaded.model,
+            diffusion,
+            piece,
+            loaded.config,
+            generator,
+            steps=steps,
+            guidance=guidance,
+        )  # (2, T, P) in [-1, 1]
+    decoded = decode_roll(roll, onset_threshold, sustain_threshold)
+    # No velocity channel is generated: roll_to_midi then plays the default velocity.
+    return PianoRoll(
+        onset=decoded.onset,
+        sustain=decoded.sustain,
+        velocity=np.zeros(decoded.onset.shape, dtype=np.uint8),
+    )
 
 
 def write_piece(
@@ -195,9 +205,14 @@ def write_piece(
     midi.write(str(midi_path))
     written = [midi_path]
     if wav:
+        from diffbgm.errors import RenderError
         from diffbgm.music.render import render_wav
 
-        written.append(render_wav(midi_path, stem.with_suffix(".wav")).path)
+        try:
+            written.append(render_wav(midi_path, stem.with_suffix(".wav")).path)
+        except RenderError as exc:
+            # The MIDI is the result; a failed rendering must not lose the other pieces.
+            print(f"warning: no WAV for {midi_path}: {exc}", file=sys.stderr)
     return written
 
 
@@ -223,6 +238,7 @@ def sample_to_folder(options: SampleOptions) -> list[Path]:
             options.guidance,
             options.onset_threshold,
             options.sustain_threshold,
+            options.bf16,
         )
         tempo = options.tempo_bpm or song.tempo_bpm
         written += write_piece(roll, spec, tempo, out / f"song{song.song_id}", options.wav)
@@ -237,6 +253,7 @@ def sample_to_folder(options: SampleOptions) -> list[Path]:
             options.guidance,
             options.onset_threshold,
             options.sustain_threshold,
+            options.bf16,
         )
         tempo = options.tempo_bpm or 120.0
         written += write_piece(roll, spec, tempo, out / f"random{n:03d}", options.wav)
