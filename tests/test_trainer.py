@@ -278,3 +278,33 @@ def test_evaluate_reports_metrics_controls_and_ablations(
     assert no_guidance.data["guidance_used"] == 1.0
     generated = data["summary"]["generated"]["onsets_per_bar"]["mean"]
     assert no_guidance.data["summary"]["generated"]["onsets_per_bar"]["mean"] != generated
+
+
+def test_sigterm_checkpoints_before_exit(tiny_cache: Path, tmp_path: Path) -> None:
+    import os
+    import signal
+    import time
+
+    run = tmp_path / "run"
+    command = [
+        sys.executable, "-m", "trainer", "train", "--preset=tiny", f"--data={tiny_cache}",
+        f"--run-dir={run}", "--steps=100000", "--batch=2", "--log-every=1", "--threads=1",
+        "--no-progress", "--val-every=100000",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if (run / "log.csv").exists() and len(log_rows(run)) >= 2:
+                break
+            time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        out, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0
+    assert "stopped early" in out
+    state = load_run_state(run / "last")
+    assert state.step >= 2 and state.step == int(log_rows(run)[-1]["step"])

@@ -14,6 +14,7 @@ import copy
 import math
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
@@ -184,7 +185,12 @@ class _StopRequest:
 
 
 def _install_stop_handlers(stop: _StopRequest) -> Callable[[], None]:
-    """Route SIGTERM/SIGINT to `stop`; returns a function that restores the old handlers."""
+    """Route SIGTERM/SIGINT to `stop`; returns a function that restores the old handlers.
+
+    Python allows signal handlers only in the main thread; elsewhere this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
     old = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
 
     def restore() -> None:
