@@ -85,6 +85,7 @@ def write_video(
         frame_times_s = [i / float(rate) for i in range(n_frames)]
     with av.open(str(path), mode="w") as container:
         stream = container.add_stream(codec, rate=rate)
+        assert isinstance(stream, av.VideoStream)
         stream.width, stream.height = width, height
         stream.pix_fmt = "yuv420p"
         time_base = Fraction(1, 1000) if _is_vfr(frame_times_s, float(rate)) else 1 / rate
@@ -93,6 +94,7 @@ def write_video(
         if rotation_deg is not None:
             stream.set_display_rotation(rotation_deg)
         audio = container.add_stream("aac", rate=22050) if with_audio else None
+        assert audio is None or isinstance(audio, av.AudioStream)
         for index, t in enumerate(frame_times_s):
             shot_index = min(int(np.searchsorted(boundaries, t, side="right")) - 1, len(shots) - 1)
             shot = shots[shot_index]
@@ -112,7 +114,9 @@ def _is_vfr(frame_times_s: Sequence[float], fps: float) -> bool:
     return bool(steps.size and np.ptp(steps) > 0.25 / fps)
 
 
-def _write_tone(container: av.container.OutputContainer, stream: av.AudioStream, seconds: float) -> None:
+def _write_tone(
+    container: av.container.OutputContainer, stream: av.AudioStream, seconds: float
+) -> None:
     """A quiet 440 Hz tone of `seconds` seconds into an open audio stream."""
     rate = 22050
     samples = np.sin(2 * np.pi * 440 * np.arange(int(seconds * rate)) / rate).astype(np.float32)
@@ -130,6 +134,7 @@ def write_audio_only(path: Path, seconds: float = 1.0) -> Path:
     """An .mp4 (M4A) file that holds one AAC audio stream and no video."""
     with av.open(str(path), mode="w", format="mp4") as container:
         stream = container.add_stream("aac", rate=22050)
+        assert isinstance(stream, av.AudioStream)
         _write_tone(container, stream, seconds)
     return path
 
@@ -140,6 +145,7 @@ def write_png(path: Path, size: tuple[int, int] = (64, 48)) -> Path:
     image = np.full((height, width, 3), 128, dtype=np.uint8)
     with av.open(str(path), mode="w", format="image2") as container:
         stream = container.add_stream("png", rate=1)
+        assert isinstance(stream, av.VideoStream)
         stream.width, stream.height = width, height
         stream.pix_fmt = "rgb24"
         container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))

@@ -79,7 +79,7 @@ def probe_video(path: Path | str, limits: ProbeLimits = ProbeLimits()) -> VideoI
         if duration_s is None:
             duration_s = _counted_duration_s(path, fps)
         elif duration_s > 1.0:
-            _check_tail_decodes(container, stream, duration_s, name)
+            _check_complete(container, stream, duration_s, name)
         _check_duration(duration_s, limits, name)
         return VideoInfo(
             path=path,
@@ -144,12 +144,14 @@ def _unreadable_error(path: Path, exc: Exception) -> VideoProbeError:
 
 
 def _looks_like_text(head: bytes) -> bool:
-    try:
-        text = head.decode("utf-8")
-    except UnicodeDecodeError:
-        # A multi-byte character cut at the 512-byte boundary is still text.
-        text = head[:-4].decode("utf-8", errors="strict") if len(head) > 4 else ""
-    return bool(text) and all(ch.isprintable() or ch in "\r\n\t" for ch in text)
+    # A multi-byte character cut at the 512-byte boundary is still text, hence the retries.
+    for cut in range(4):
+        try:
+            text = head[: len(head) - cut].decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        return bool(text) and all(ch.isprintable() or ch in "\r\n\t" for ch in text)
+    return False
 
 
 def _looks_like_video_container(head: bytes) -> bool:
@@ -236,24 +238,36 @@ def _check_duration(duration_s: float, limits: ProbeLimits, name: str) -> None:
         )
 
 
-def _check_tail_decodes(
+def _check_complete(
     container: av.container.InputContainer, stream: av.VideoStream, duration_s: float, name: str
 ) -> None:
-    """Seek near the end and decode one frame: a cut-off file fails here, cheaply."""
+    """Seek near the end and read (not decode) the remaining packets: in a cut-off file they
+    stop well before the stated duration, or cannot be read at all."""
     target_s = max(0.0, duration_s - 1.0)
+    last_end_s = 0.0
     try:
         container.seek(int(target_s * av.time_base), backward=True)
-        for _frame in container.decode(stream):
-            return
+        for packet in container.demux(stream):
+            if packet.pts is None or not packet.size or packet.time_base is None:
+                continue
+            end = (packet.pts + (packet.duration or 0)) * packet.time_base
+            last_end_s = max(last_end_s, float(end))
     except (av.FFmpegError, OSError) as exc:
         raise VideoProbeError(
             "corrupt", f"'{name}' is damaged or incomplete near {target_s:.1f} s ({exc})."
         ) from exc
-    raise VideoProbeError(
-        "corrupt",
-        f"'{name}' is incomplete: it claims {duration_s:.1f} s but no frame can be read "
-        f"after {target_s:.1f} s (a cut-off upload?).",
+    start_s = (
+        float(stream.start_time * stream.time_base)
+        if stream.start_time and stream.time_base
+        else 0.0
     )
+    # Streams may end a little before the container (audio tails), hence the slack.
+    if last_end_s - start_s < duration_s - max(1.0, 0.05 * duration_s):
+        raise VideoProbeError(
+            "corrupt",
+            f"'{name}' is incomplete: it claims {duration_s:.1f} s but its pictures stop at "
+            f"{last_end_s - start_s:.1f} s (a cut-off upload?).",
+        )
 
 
 def _rotation_deg(stream: av.VideoStream, first_frame: av.VideoFrame) -> int:
