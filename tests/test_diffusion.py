@@ -1,0 +1,268 @@
+"""The diffusion process: schedule, condition dropout, memorisation, samplers, in-painting."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from diffbgm.model.conditions import Conditions
+from diffbgm.model.config import DiffusionConfig, ModelConfig, preset
+from diffbgm.model.diffusion import Diffusion, make_alphas_cumprod
+from diffbgm.model.unet import Denoiser
+
+# C - F - G - C, one chord per half bar: a bass note held 8 steps, two upper chord tones
+# struck twice (on the chord's first and fifth 16th) and held 3 steps.
+CHORDS = ((0, 4, 7), (5, 9, 12), (7, 11, 14), (0, 4, 7))
+
+
+def chord_pattern(config: ModelConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x0 (1, 2, T, P) in {-1, 1}, chord mask (1, 1, T, P)) for CHORDS over the window."""
+    steps, pitches = config.window_steps, config.n_pitches
+    span = steps // len(CHORDS)
+    onset = np.zeros((steps, pitches), dtype=bool)
+    sustain = np.zeros((steps, pitches), dtype=bool)
+    chord = np.zeros((steps, pitches), dtype=np.float32)
+    for i, tones in enumerate(CHORDS):
+        start = i * span
+        for pc in tones:
+            chord[start : start + span, [p for p in range(pitches) if (p - pc) % 12 == 0]] = 1
+        onset[start, tones[0]] = True
+        sustain[start : start + span, tones[0]] = True
+        for hit in (start, start + span // 2):
+            for tone in tones[1:]:
+                onset[hit, tone + 5] = True
+                sustain[hit : hit + 3, tone + 5] = True
+    x0 = torch.from_numpy(np.stack([onset, sustain]).astype(np.float32) * 2 - 1)[None]
+    return x0, torch.from_numpy(chord)[None, None]
+
+
+def single_segment_conditions(config: ModelConfig, chord: torch.Tensor, batch: int) -> Conditions:
+    slots = config.max_segments
+    mask = torch.zeros(batch, slots, dtype=torch.bool)
+    mask[:, 0] = True
+    return Conditions(
+        chord=chord.expand(batch, -1, -1, -1),
+        segment_ids=torch.zeros(batch, config.window_steps, dtype=torch.long),
+        segment_mask=mask,
+        dynamic=torch.full((batch, slots, config.dynamic_dim), 0.5),
+        semantic=torch.full((batch, slots, config.semantic_dim), 0.5),
+        global_=torch.zeros(batch, config.global_dim),
+    )
+
+
+def onset_f1(sample: torch.Tensor, x0: torch.Tensor) -> float:
+    predicted, target = sample[0] > 0, x0[0] > 0
+    hits = int((predicted & target).sum())
+    return 2 * hits / max(int(predicted.sum()) + int(target.sum()), 1)
+
+
+@dataclass
+class Memorised:
+    model: Denoiser
+    diffusion: Diffusion
+    x0: torch.Tensor  # (1, 2, T, P)
+    cond: Conditions  # batch 1
+    final_loss: float
+
+
+def memorise(config: ModelConfig, train_steps: int, batch: int = 4) -> Memorised:
+    torch.manual_seed(0)
+    model = Denoiser(config)
+    diffusion = Diffusion(config.diffusion)
+    x0, chord = chord_pattern(config)
+    cond = single_segment_conditions(config, chord, batch)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    generator = torch.Generator().manual_seed(0)
+    losses = []
+    for _ in range(train_steps):
+        loss = diffusion.training_loss(model, x0.expand(batch, -1, -1, -1), cond, generator)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        losses.append(loss.item())
+    return Memorised(model.eval(), diffusion, x0, cond.index(slice(0, 1)), np.mean(losses[-20:]))
+
+
+@pytest.fixture(scope="module")
+def memorised() -> Memorised:
+    # Two octaves from C3 keep this fast; the full 88-key version is the slow test below.
+    # One thread: on a shared 2-core machine two threads contend and run slower.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return memorise(preset("tiny", n_pitches=24, pitch_low=48), train_steps=300)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_schedules_decrease_from_one_to_nearly_zero() -> None:
+    for schedule in ("scaled_linear", "cosine"):
+        ab = make_alphas_cumprod(DiffusionConfig(beta_schedule=schedule))
+        assert ab.shape == (1000,)
+        assert (ab[1:] < ab[:-1]).all()
+        assert 0.99 < float(ab[0]) < 1.0 and float(ab[-1]) < 0.01
+    diffusion = Diffusion(DiffusionConfig())
+    assert diffusion.timesteps(50)[0] == 999 and diffusion.timesteps(50)[-1] == 0
+    assert len(diffusion.timesteps(50)) == 50
+    assert diffusion.timesteps(1000) == list(range(999, -1, -1))
+    with pytest.raises(ValueError):
+        diffusion.timesteps(1001)
+
+
+@pytest.mark.parametrize("prediction", ["eps", "v"])
+def test_parametrisation_recovers_x0_and_eps(prediction: str) -> None:
+    diffusion = Diffusion(DiffusionConfig(prediction=prediction))  # type: ignore[arg-type]
+    gen = torch.Generator().manual_seed(0)
+    x0 = torch.randn(3, 2, 8, 5, generator=gen)
+    noise = torch.randn(3, 2, 8, 5, generator=gen)
+    for t in (0, 500, 999):
+        t_batch = torch.full((3,), t)
+        x_t = diffusion.q_sample(x0, t_batch, noise)
+        target = diffusion.target(x0, noise, t_batch)
+        x0_hat, eps_hat = diffusion.split_prediction(target, x_t, diffusion.alphas_cumprod[t])
+        assert torch.allclose(x0_hat, x0, atol=2e-3) and torch.allclose(eps_hat, noise, atol=1e-4)
+
+
+class FlatModel(nn.Module):
+    """Outputs a learnable constant; records the drop masks it was given."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.bias = nn.Parameter(torch.zeros(()))
+        self.calls: list[tuple[int, torch.Tensor]] = []
+
+    def forward(self, x_t, t, cond, drop=None):  # type: ignore[no-untyped-def]
+        self.calls.append((x_t.shape[0], drop))
+        return torch.zeros_like(x_t) + self.bias
+
+
+def test_condition_dropout_rate_matches_p_uncond() -> None:
+    config = preset("tiny", p_uncond=0.1)
+    model = FlatModel(config)
+    diffusion = Diffusion(config.diffusion)
+    x0 = torch.zeros(16, 2, 4, 3)
+    cond = single_segment_conditions(config, torch.zeros(1, 1, 4, 3), 16)
+    gen = torch.Generator().manual_seed(0)
+    drops, ts = [], []
+    for _ in range(200):
+        terms = diffusion.training_terms(model, x0, cond, gen)
+        drops.append(terms.drop)
+        ts.append(terms.t)
+        assert torch.equal(model.calls[-1][1], terms.drop)  # the model saw exactly that mask
+    rate = float(torch.cat(drops).float().mean())
+    assert abs(rate - 0.1) < 0.02  # 3200 draws: standard error 0.005
+    all_t = torch.cat(ts)
+    assert int(all_t.min()) < 10 and int(all_t.max()) > 990
+
+
+def test_loss_runs_under_bf16_autocast_and_weights_onsets() -> None:
+    config = preset("tiny", n_pitches=24, pitch_low=48)
+    model = Denoiser(config)
+    x0, chord = chord_pattern(config)
+    cond = single_segment_conditions(config, chord, 2)
+    diffusion = Diffusion(config.diffusion)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = diffusion.training_loss(model, x0.expand(2, -1, -1, -1), cond)
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    loss.backward()
+    weighted = Diffusion(DiffusionConfig(onset_loss_weight=3.0))
+    flat = FlatModel(config)
+    with torch.no_grad():
+        flat.bias.fill_(1.0)
+    gen = lambda: torch.Generator().manual_seed(1)  # noqa: E731
+    plain = diffusion.training_loss(flat, x0.expand(2, -1, -1, -1), cond, gen())
+    assert not torch.isclose(
+        plain, weighted.training_loss(flat, x0.expand(2, -1, -1, -1), cond, gen())
+    )
+
+
+def test_tiny_model_memorises_one_window(memorised: Memorised) -> None:
+    assert memorised.final_loss < 0.1
+    for seed in (1, 2):
+        sample = memorised.diffusion.sample(
+            memorised.model, memorised.cond, torch.Generator().manual_seed(seed), steps=50
+        )
+        assert onset_f1(sample[0], memorised.x0[0]) >= 0.9
+
+
+def test_dpm_solver_samples_the_memorised_window(memorised: Memorised) -> None:
+    sample = memorised.diffusion.sample(
+        memorised.model, memorised.cond, torch.Generator().manual_seed(1), steps=20, sampler="dpm"
+    )
+    assert onset_f1(sample[0], memorised.x0[0]) >= 0.9
+
+
+def test_sampling_is_deterministic_and_in_range(memorised: Memorised) -> None:
+    m = memorised
+    first = m.diffusion.sample(m.model, m.cond, torch.Generator().manual_seed(7), steps=10)
+    again = m.diffusion.sample(m.model, m.cond, torch.Generator().manual_seed(7), steps=10)
+    other = m.diffusion.sample(m.model, m.cond, torch.Generator().manual_seed(8), steps=10)
+    assert torch.equal(first, again)
+    assert not torch.equal(first, other)
+    assert first.abs().max() <= 1.0
+
+
+def test_guidance_runs_one_batched_forward_per_step(memorised: Memorised) -> None:
+    m = memorised
+    batches: list[int] = []
+    hook = m.model.register_forward_hook(lambda _mod, args, _out: batches.append(args[0].shape[0]))
+    done: list[tuple[int, int]] = []
+    try:
+        m.diffusion.sample(
+            m.model, m.cond, None, steps=6, guidance=3.0, progress=lambda i, n: done.append((i, n))
+        )
+        assert batches == [2] * 6
+        batches.clear()
+        m.diffusion.sample(m.model, m.cond, None, steps=6, guidance=1.0)
+        assert batches == [1] * 6
+    finally:
+        hook.remove()
+    assert done == [(i, 6) for i in range(1, 7)]
+
+
+def test_in_painting_keeps_the_known_region_exactly(memorised: Memorised) -> None:
+    m = memorised
+    steps = m.x0.shape[2]
+    known = -torch.ones_like(m.x0)  # silence, which the model would never produce here
+    keep = torch.zeros(1, 1, steps, 1)
+    keep[:, :, : steps // 2] = 1
+    for sampler in ("ddim", "dpm"):
+        sample = m.diffusion.sample(
+            m.model,
+            m.cond,
+            torch.Generator().manual_seed(3),
+            steps=20,
+            known=known,
+            known_mask=keep,
+            sampler=sampler,
+        )
+        assert torch.equal(sample[:, :, : steps // 2], known[:, :, : steps // 2])
+        # the free half is still the memorised music
+        second = sample[0, 0, steps // 2 :] > 0
+        target = m.x0[0, 0, steps // 2 :] > 0
+        assert (second & target).sum() >= 0.8 * target.sum()
+
+
+def test_ancestral_sampling_with_all_train_steps_runs() -> None:
+    config = preset(
+        "tiny", n_pitches=8, pitch_low=60, diffusion=DiffusionConfig(num_train_steps=40)
+    )
+    model = Denoiser(config).eval()
+    cond = single_segment_conditions(config, torch.zeros(1, 1, config.window_steps, 8), 1)
+    diffusion = Diffusion(config.diffusion)
+    gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    a = diffusion.sample(model, cond, gen(), steps=40, eta=1.0)
+    b = diffusion.sample(model, cond, gen(), steps=40, eta=1.0)
+    assert torch.equal(a, b) and a.shape == (1, 2, config.window_steps, 8)
+
+
+@pytest.mark.slow
+def test_tiny_model_memorises_a_full_88_key_window() -> None:
+    m = memorise(preset("tiny"), train_steps=400)
+    sample = m.diffusion.sample(m.model, m.cond, torch.Generator().manual_seed(1), steps=50)
+    assert onset_f1(sample[0], m.x0[0]) >= 0.9

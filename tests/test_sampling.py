@@ -1,0 +1,147 @@
+"""Long pieces: window layout, overlap in-painting, segment regeneration, roll decoding."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from diffbgm.model.conditions import PieceConditions
+from diffbgm.model.config import ModelConfig, preset
+from diffbgm.model.diffusion import Diffusion
+from diffbgm.model.sampling import decode_roll, sample_piece, window_starts
+from diffbgm.model.unet import Denoiser
+
+
+def make_piece(n_steps: int, n_segments: int, seed: int = 0) -> PieceConditions:
+    rng = np.random.default_rng(seed)
+    bounds = np.linspace(0, n_steps, n_segments + 1).astype(int)
+    ids = np.zeros(n_steps, dtype=np.int64)
+    for i, start in enumerate(bounds[:-1]):
+        ids[start:] = i
+    chords = np.zeros((n_steps, 12), dtype=np.float32)
+    for start in range(0, n_steps, 8):
+        root = int(rng.integers(12))
+        chords[start : start + 8, [root, (root + 4) % 12, (root + 7) % 12]] = 1
+    return PieceConditions(
+        chord_pcs=chords,
+        segment_ids=ids,
+        dynamic=rng.random((n_segments, 4)).astype(np.float32),
+        semantic=rng.random((n_segments, 6)).astype(np.float32),
+        global_=np.eye(14, dtype=np.float32)[0],
+    )
+
+
+class SpyDiffusion(Diffusion):
+    """Records what every window was given and what it returned."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config.diffusion)
+        self.calls: list[dict[str, Any]] = []
+
+    def sample(self, model, cond, generator, **kwargs):  # type: ignore[no-untyped-def, override]
+        out = super().sample(model, cond, generator, **kwargs)
+        self.calls.append({"known": kwargs["known"], "mask": kwargs["known_mask"], "out": out})
+        return out
+
+
+@pytest.fixture(scope="module")
+def setup() -> tuple[Denoiser, ModelConfig]:
+    torch.manual_seed(0)
+    config = preset("tiny", n_pitches=16, pitch_low=60)
+    return Denoiser(config).eval(), config
+
+
+def test_window_starts_cover_the_piece() -> None:
+    assert window_starts(80, 32, 8) == [0, 24, 48]
+    assert window_starts(32, 32, 8) == [0]
+    assert window_starts(10, 32, 8) == [0]
+    assert window_starts(100, 32, 0) == [0, 32, 64, 96]
+    with pytest.raises(ValueError):
+        window_starts(100, 32, 32)
+
+
+def test_overlaps_are_in_painted_from_the_previous_window(
+    setup: tuple[Denoiser, ModelConfig],
+) -> None:
+    model, config = setup
+    spy = SpyDiffusion(config)
+    piece = make_piece(80, 3)
+    progress: list[tuple[int, int]] = []
+    roll = sample_piece(
+        model,
+        spy,
+        piece,
+        config,
+        torch.Generator().manual_seed(0),
+        overlap_steps=8,
+        steps=4,
+        progress=lambda i, n: progress.append((i, n)),
+    )
+    assert roll.shape == (2, 80, 16) and roll.dtype == np.float32
+    assert np.abs(roll).max() <= 1.0
+    assert len(spy.calls) == 3
+    assert progress[-1] == (12, 12) and len(progress) == 12
+    for previous, current in zip(spy.calls, spy.calls[1:], strict=False):
+        mask = current["mask"][0]
+        assert mask[:, :8].all() and not mask[:, 8:].any()
+        # the kept overlap is the previous window's last 8 steps, and it comes out unchanged
+        assert torch.equal(current["known"][0, :, :8], previous["out"][0, :, -8:])
+        assert torch.equal(current["out"][0, :, :8], previous["out"][0, :, -8:])
+    np.testing.assert_array_equal(roll[:, 48:80], spy.calls[2]["out"][0].numpy())
+
+
+def test_sample_piece_is_deterministic(setup: tuple[Denoiser, ModelConfig]) -> None:
+    model, config = setup
+    diffusion = Diffusion(config.diffusion)
+    piece = make_piece(48, 2)
+    a = sample_piece(model, diffusion, piece, config, torch.Generator().manual_seed(4), steps=3)
+    b = sample_piece(model, diffusion, piece, config, torch.Generator().manual_seed(4), steps=3)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_regenerating_one_segment_keeps_the_rest(setup: tuple[Denoiser, ModelConfig]) -> None:
+    model, config = setup
+    spy = SpyDiffusion(config)
+    piece = make_piece(96, 3)
+    old = sample_piece(model, spy, piece, config, torch.Generator().manual_seed(0), steps=3)
+    n_first = len(spy.calls)
+    keep = piece.segment_ids != 2  # redo the last segment only (steps 64..95)
+    new = sample_piece(
+        model,
+        spy,
+        piece,
+        config,
+        torch.Generator().manual_seed(1),
+        steps=3,
+        known_roll=old,
+        known_mask=keep,
+    )
+    np.testing.assert_array_equal(new[:, keep], old[:, keep])
+    assert not np.array_equal(new[:, ~keep], old[:, ~keep])
+    # windows [0, 32) and [16, 48) and [32, 64) are fully kept: only the later ones sample
+    assert len(spy.calls) - n_first == 2
+    with pytest.raises(ValueError, match="known_mask"):
+        sample_piece(model, spy, piece, config, None, known_roll=old, known_mask=keep[:10])
+
+
+def test_decode_roll_builds_notes_from_onsets() -> None:
+    x = -np.ones((2, 8, 3), dtype=np.float32)
+    x[0, 1, 0] = 0.9  # note on pitch 0 from step 1 ...
+    x[1, 1:4, 0] = 0.9  # ... held to step 3
+    x[0, 3, 0] = 0.9  # a re-strike at step 3 starts a new note
+    x[1, 5:7, 1] = 0.9  # sustain without onset: dropped
+    x[0, 6, 2] = 0.9  # onset with no sustain: a one-step note
+    x[0, 2, 1] = 0.3  # below a 0.5 threshold
+    decoded = decode_roll(x)
+    onset, sustain = decoded
+    assert onset[:, 0].nonzero()[0].tolist() == [1, 3]
+    assert sustain[:, 1].nonzero()[0].tolist() == [2]  # the sustain at steps 5-6 had no onset
+    assert decoded.notes() == [(1, 3, 0), (2, 3, 1), (3, 4, 0), (6, 7, 2)]
+    strict = decode_roll(x, onset_threshold=0.5)
+    assert strict.notes() == [(1, 3, 0), (3, 4, 0), (6, 7, 2)]
+    assert not strict.sustain[:, 1].any()
+    with pytest.raises(ValueError):
+        decode_roll(x[0])
