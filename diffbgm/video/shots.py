@@ -77,7 +77,7 @@ def detect_cuts(frames: DecodedFrames, options: ShotOptions = ShotOptions()) -> 
     else:
         raise VideoError(f"Unknown shot detection method {options.method!r}; use {SHOT_METHODS}.")
     black = _black_frames(frames, options.black_level)
-    found += _fade_cuts(frames.times_s, black)
+    found = _merge_dips_to_black(found, frames.times_s, black)
     found = _drop_black_leader_and_trailer(found, frames.times_s, black)
     return _enforce_min_shot(sorted(found), frames.duration_s, options.min_shot_s)
 
@@ -156,9 +156,10 @@ def _black_frames(frames: DecodedFrames, black_level: float) -> np.ndarray:
     return np.asarray(luma < black_level)
 
 
-def _fade_cuts(times_s: np.ndarray, black: np.ndarray) -> list[float]:
-    """One cut in the middle of every run of black frames that has picture on both sides."""
-    cuts = []
+def _merge_dips_to_black(cuts: list[float], times_s: np.ndarray, black: np.ndarray) -> list[float]:
+    """Each run of black frames with picture on both sides (fade out + fade in, or a hard dip)
+    becomes exactly one cut at its middle; detector cuts into or out of the run are dropped."""
+    kept = list(cuts)
     index = 0
     while index < black.size:
         if not black[index]:
@@ -168,9 +169,12 @@ def _fade_cuts(times_s: np.ndarray, black: np.ndarray) -> list[float]:
         while end < black.size and black[end]:
             end += 1
         if index > 0 and end < black.size:
-            cuts.append(float(times_s[(index + end) // 2]))
+            # From the last picture frame before the run to the first one after it.
+            span = (float(times_s[index - 1]), float(times_s[end]))
+            kept = [t for t in kept if not span[0] < t <= span[1]]
+            kept.append(float(times_s[(index + end) // 2]))
         index = end
-    return cuts
+    return kept
 
 
 def _drop_black_leader_and_trailer(
