@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +15,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect
 
 from webapp.store import Base, downgrade, make_engine, migrate
+from webapp.store.db import REPO_ROOT as REPO
 from webapp.store.db import alembic_config
 
 
@@ -67,6 +71,31 @@ def test_migrate_is_idempotent_and_works_from_any_directory(
     url = f"sqlite:///{tmp_path / 'by-url.db'}"
     migrate(url)
     migrate(url)
+    engine = make_engine(url)
+    try:
+        assert schema_differences(engine) == []
+    finally:
+        engine.dispose()
+
+
+def start_replicas(url: str, count: int) -> None:
+    """Runs `migrate(url)` in `count` separate processes at once, as app replicas would."""
+    code = "import sys; from webapp.store import migrate; migrate(sys.argv[1])"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    replicas = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, url], cwd=REPO, env=env, stderr=subprocess.PIPE
+        )
+        for _ in range(count)
+    ]
+    for replica in replicas:
+        _, stderr = replica.communicate(timeout=120)
+        assert replica.returncode == 0, stderr.decode(errors="replace")[-2000:]
+
+
+def test_replicas_starting_together_migrate_once(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    start_replicas(url, 3)
     engine = make_engine(url)
     try:
         assert schema_differences(engine) == []

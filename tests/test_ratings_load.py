@@ -12,6 +12,7 @@ import pwd
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -34,6 +35,7 @@ from webapp.store import (
     migrate,
     session_scope,
 )
+from webapp.store.db import REPO_ROOT
 
 ADMIN = "load-test-admin-secret"
 N_PARTICIPANTS = 50
@@ -243,3 +245,31 @@ def test_concurrent_ratings_on_postgresql(
     finally:
         engine.dispose()
     print("\n" + report.line("PostgreSQL"))
+
+
+def test_replicas_starting_together_migrate_once_on_postgresql(postgres_url: str) -> None:
+    admin = make_engine(postgres_url).execution_options(isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.exec_driver_sql("CREATE DATABASE replicas")
+    finally:
+        admin.dispose()
+    url = postgres_url.rsplit("/", 1)[0] + "/replicas"
+    # Separate processes, as real replicas are (Alembic's context is global to a process).
+    code = "import sys; from webapp.store import migrate; migrate(sys.argv[1])"
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    replicas = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, url], cwd=REPO_ROOT, env=env, stderr=subprocess.PIPE
+        )
+        for _ in range(3)
+    ]
+    for replica in replicas:
+        _, stderr = replica.communicate(timeout=120)
+        assert replica.returncode == 0, stderr.decode(errors="replace")[-2000:]
+    engine = make_engine(url)
+    try:
+        with session_scope(engine) as session:
+            assert session.scalar(select(func.count()).select_from(Rating)) == 0
+    finally:
+        engine.dispose()

@@ -24,6 +24,8 @@ ALEMBIC_INI = REPO_ROOT / "alembic.ini"
 MIGRATIONS_DIR = REPO_ROOT / "migrations"
 DATABASE_FILE_NAME = "diffbgm.db"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Any fixed 64-bit number; replicas starting together take this lock so one migrates at a time.
+POSTGRES_MIGRATION_LOCK_ID = 0x44494646_42474D31
 
 
 def data_dir() -> Path:
@@ -91,10 +93,20 @@ def alembic_config(url: str | None = None) -> Config:
 
 
 def migrate(engine_or_url: Engine | str | None = None, revision: str = "head") -> None:
-    """Brings the database schema up to `revision` (default: the newest migration)."""
+    """Brings the database schema up to `revision` (default: the newest migration).
+
+    Safe when several app processes start together (SQLite: BEGIN IMMEDIATE; PostgreSQL: an
+    advisory lock). Alembic keeps its context in process-global state, so within one process
+    call it once, at start-up, not from several threads.
+    """
     engine = engine_or_url if isinstance(engine_or_url, Engine) else make_engine(engine_or_url)
     config = alembic_config()
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Held until commit; SQLite needs none (its migration runs under BEGIN IMMEDIATE).
+            connection.exec_driver_sql(
+                f"SELECT pg_advisory_xact_lock({POSTGRES_MIGRATION_LOCK_ID})"
+            )
         # env.py reuses this connection and leaves the app's logging configuration alone.
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
