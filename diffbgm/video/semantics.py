@@ -145,21 +145,33 @@ class MoodTextEncoder:
     def anchor_embeddings(self) -> np.ndarray:
         """(n_anchors, 384) unit-length mean embedding of each anchor's phrases."""
         if self._anchor_embeddings is None:
-            means = np.stack([self.embed(a.phrases).mean(axis=0) for a in self.anchors])
+            phrases = [p for a in self.anchors for p in a.phrases]
+            vectors = self.embed(phrases)  # one batch: (n_phrases, 384)
+            owner = np.repeat(np.arange(len(self.anchors)), [len(a.phrases) for a in self.anchors])
+            means = np.stack([vectors[owner == i].mean(axis=0) for i in range(len(self.anchors))])
             self._anchor_embeddings = means / np.linalg.norm(means, axis=1, keepdims=True)
         return self._anchor_embeddings
 
     def mood(self, text: str) -> TextMood:
         """The mood a text describes, e.g. 'a sad rainy farewell' -> low valence, low arousal."""
-        if not text.strip():
-            raise VideoError("The mood text is empty.")
-        similarities = self.anchor_embeddings() @ self.embed([text])[0]  # (n_anchors,)
-        best = int(np.argmax(similarities))
-        return TextMood(
-            mood=mood_from_similarities(similarities, self.anchors),
-            nearest_anchor=self.anchors[best].phrase,
-            similarity=float(similarities[best]),
-        )
+        return self.moods([text])[0]
+
+    def moods(self, texts: Sequence[str]) -> list[TextMood]:
+        """`mood` for several texts in one batch."""
+        if any(not text.strip() for text in texts):
+            raise VideoError("A mood text is empty.")
+        similarities = self.embed(texts) @ self.anchor_embeddings().T  # (n_texts, n_anchors)
+        results = []
+        for row in similarities:
+            best = int(np.argmax(row))
+            results.append(
+                TextMood(
+                    mood=mood_from_similarities(row, self.anchors),
+                    nearest_anchor=self.anchors[best].phrase,
+                    similarity=float(row[best]),
+                )
+            )
+        return results
 
 
 class ClipImageEncoder:
