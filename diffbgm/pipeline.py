@@ -167,6 +167,7 @@ class Composer:
     ) -> Result:
         from diffbgm.video.analyze import AnalysisOptions, analyze_video
         from diffbgm.video.probe import probe_video
+        from diffbgm.video.shots import ShotOptions
 
         total = 3 + 4 * options.variants
         clock = _StageClock(progress, total)
@@ -178,7 +179,10 @@ class Composer:
                 "analyse",
                 lambda: analyze_video(
                     video,
-                    AnalysisOptions(shot_method=options.shot_detector, mood_text=options.mood),
+                    AnalysisOptions(
+                        shots=ShotOptions(method=options.shot_detector),  # type: ignore[arg-type]
+                        mood_text=options.mood,
+                    ),
                     thumbnails_dir=work / "thumbnails",
                 ),
             )

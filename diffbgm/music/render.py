@@ -45,7 +45,7 @@ class LevelConfig:
 
     ceiling: float = 0.891  # -1 dBFS
     lookahead_s: float = 0.005
-    tail_s: float = 4.0
+    tail_s: float = 12.0
     passes: int = 4
 
 
