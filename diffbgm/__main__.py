@@ -21,7 +21,9 @@ def _expand_videos(paths: Sequence[str]) -> list[Path]:
         if path.is_dir():
             found = sorted(p for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
             if not found:
-                raise DiffBGMError(f"no video files ({', '.join(sorted(VIDEO_SUFFIXES))}) in {path}")
+                raise DiffBGMError(
+                    f"no video files ({', '.join(sorted(VIDEO_SUFFIXES))}) in {path}"
+                )
             videos.extend(found)
         else:
             videos.append(path)
@@ -51,16 +53,58 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("videos", nargs="+", help="video files or folders of videos")
     gen.add_argument("--out", required=True, help="output folder")
     gen.add_argument("--seed", type=int, default=0, help="random seed (same seed, same music)")
-    gen.add_argument("--tempo", type=float, default=None, help="tempo in BPM (default: chosen so cuts fall on bar lines)")
-    gen.add_argument("--key", default=None, help="key such as 'D minor' or 'Eb major' (default: from the mood)")
-    gen.add_argument("--mood", default=None, help="free text mood, e.g. 'calm and warm' (steers key, tempo, energy)")
-    gen.add_argument("--density", type=_density, default=None, help="note density for every segment, 0..1 (0.5 = typical pop piano)")
-    gen.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (default: the model's)")
-    gen.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's, tens not hundreds)")
-    gen.add_argument("--variants", type=int, default=1, help="how many versions to compose (seeds seed, seed+1, ...)")
-    gen.add_argument("--model", default=None, help="checkpoint folder or Hugging Face Hub id (default: the shipped model)")
-    gen.add_argument("--audio", choices=["keep", "duck", "replace"], default="duck", help="the video's own sound: keep it, duck it under the music, or replace it")
-    gen.add_argument("--shots", choices=["content", "transnetv2"], default="content", help="shot detector")
+    gen.add_argument(
+        "--tempo",
+        type=float,
+        default=None,
+        help="tempo in BPM (default: chosen so cuts fall on bar lines)",
+    )
+    gen.add_argument(
+        "--key", default=None, help="key such as 'D minor' or 'Eb major' (default: from the mood)"
+    )
+    gen.add_argument(
+        "--mood",
+        default=None,
+        help="free text mood, e.g. 'calm and warm' (steers key, tempo, energy)",
+    )
+    gen.add_argument(
+        "--density",
+        type=_density,
+        default=None,
+        help="note density for every segment, 0..1 (0.5 = typical pop piano)",
+    )
+    gen.add_argument(
+        "--guidance",
+        type=float,
+        default=None,
+        help="classifier-free guidance scale (default: the model's)",
+    )
+    gen.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="denoising steps (default: the model's, tens not hundreds)",
+    )
+    gen.add_argument(
+        "--variants",
+        type=int,
+        default=1,
+        help="how many versions to compose (seeds seed, seed+1, ...)",
+    )
+    gen.add_argument(
+        "--model",
+        default=None,
+        help="checkpoint folder or Hugging Face Hub id (default: the shipped model)",
+    )
+    gen.add_argument(
+        "--audio",
+        choices=["keep", "duck", "replace"],
+        default="duck",
+        help="the video's own sound: keep it, duck it under the music, or replace it",
+    )
+    gen.add_argument(
+        "--shots", choices=["content", "transnetv2"], default="content", help="shot detector"
+    )
     gen.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     regen = sub.add_parser(
@@ -72,7 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     regen.add_argument("result_dir", help="folder of a previous result (with report.json)")
     regen.add_argument("--segment", type=int, required=True, help="segment number, from 1")
     regen.add_argument("--seed", type=int, default=1, help="seed for the new segment")
-    regen.add_argument("--density", type=_density, default=None, help="new density for that segment, 0..1")
+    regen.add_argument(
+        "--density", type=_density, default=None, help="new density for that segment, 0..1"
+    )
     regen.add_argument("--out", default=None, help="write here instead of overwriting DIR")
     regen.add_argument("--model", default=None, help="checkpoint (default: the one in the report)")
     regen.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -94,7 +140,7 @@ def _progress_bar(enabled: bool, label: str):  # type: ignore[no-untyped-def]
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from diffbgm.pipeline import Composer, ComposeOptions
+    from diffbgm.pipeline import ComposeOptions, Composer
 
     videos = _expand_videos(args.videos)
     composer = Composer.from_pretrained(args.model)

@@ -270,7 +270,9 @@ class Composer:
         midi_path = clock.run(
             "score", lambda: self._write_midi(onset, sustain, plan, folder / "score.mid")
         )
-        wav_path = clock.run("audio", lambda: self._write_wav(midi_path, plan, folder / "music.wav"))
+        wav_path = clock.run(
+            "audio", lambda: self._write_wav(midi_path, plan, folder / "music.wav")
+        )
 
         def video_and_picture() -> tuple[Path, Path]:
             from diffbgm.video.mux import mux_music
@@ -443,7 +445,9 @@ class Composer:
         report = load_report(result_dir / "report.json")
         roll_path = result_dir / "roll.npz"
         if not roll_path.exists():
-            raise DiffBGMError(f"{result_dir} has no roll.npz: regenerate needs a full result folder")
+            raise DiffBGMError(
+                f"{result_dir} has no roll.npz: regenerate needs a full result folder"
+            )
         plan = MusicPlan.from_dict(report["plan"])
         if not 0 <= segment_index < len(plan.segments):
             raise PlanError(
@@ -474,7 +478,9 @@ class Composer:
             variant = self._render_variant(
                 source, info, analysis, plan, seed, options, work, clock, (known_roll, known_mask)
             )
-            new_report = self._report(source, info, analysis, plan, options, [variant], clock.seconds)
+            new_report = self._report(
+                source, info, analysis, plan, options, [variant], clock.seconds
+            )
             new_report["regenerated_segment"] = segment_index
             (work / "report.json").write_text(json.dumps(new_report, indent=2))
             progress(4, 4, "done")
@@ -515,7 +521,11 @@ class Composer:
             )
             for v in variants
         ]
-        thumbs = sorted((out_dir / "thumbnails").glob("*.jpg")) if (out_dir / "thumbnails").exists() else []
+        thumbs = (
+            sorted((out_dir / "thumbnails").glob("*.jpg"))
+            if (out_dir / "thumbnails").exists()
+            else []
+        )
         return Result(out_dir, published, out_dir / "report.json", report, thumbs)
 
 

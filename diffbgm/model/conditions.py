@@ -31,7 +31,10 @@ class Conditions:
     def cat(self, other: Conditions) -> Conditions:
         """Batch-concatenate (used to run conditional and unconditional passes together)."""
         return Conditions(
-            **{f.name: torch.cat([getattr(self, f.name), getattr(other, f.name)]) for f in fields(self)}
+            **{
+                f.name: torch.cat([getattr(self, f.name), getattr(other, f.name)])
+                for f in fields(self)
+            }
         )
 
     def with_(self, **changes: torch.Tensor) -> Conditions:

@@ -91,7 +91,9 @@ def mux_music(
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
     except subprocess.TimeoutExpired as exc:
         tmp.unlink(missing_ok=True)
-        raise RenderError(f"ffmpeg took longer than {timeout_s:.0f} s muxing {video_path.name}") from exc
+        raise RenderError(
+            f"ffmpeg took longer than {timeout_s:.0f} s muxing {video_path.name}"
+        ) from exc
     if proc.returncode != 0 or not tmp.exists() or tmp.stat().st_size == 0:
         tmp.unlink(missing_ok=True)
         detail = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "no output"

@@ -1,0 +1,176 @@
+"""End to end: a real video in, MIDI + WAV + MP4 + picture + report out (tiny trained model)."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pretty_midi
+import pytest
+import soundfile as sf
+
+from diffbgm.errors import VideoError
+from diffbgm.pipeline import ComposeOptions, Composer
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "checkpoints" / "diffbgm-tiny"
+SMALL = REPO / "checkpoints" / "diffbgm-small"
+
+
+def _stream_durations(path: Path) -> dict[str, float]:
+    import av
+
+    with av.open(str(path)) as container:
+        out = {}
+        for stream in container.streams:
+            if stream.duration is not None and stream.time_base is not None:
+                out[stream.type] = float(stream.duration * stream.time_base)
+        return out
+
+
+@pytest.fixture(scope="module")
+def tiny_composer() -> Composer:
+    if not (TINY / "config.json").exists():
+        pytest.skip(f"tiny checkpoint missing at {TINY}")
+    return Composer.from_pretrained(TINY)
+
+
+@pytest.fixture(scope="module")
+def bbb_result(tiny_composer: Composer, bbb_video: Path, tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("bbb") / "result"
+    return tiny_composer(bbb_video, out, ComposeOptions(seed=3, steps=8))
+
+
+def test_outputs_exist_and_agree(bbb_result, bbb_video: Path) -> None:
+    report = json.loads(bbb_result.report_path.read_text())
+    plan = report["plan"]
+    # MIDI: parses, carries the plan's tempo
+    midi = pretty_midi.PrettyMIDI(str(bbb_result.midi_path))
+    _, tempi = midi.get_tempo_changes()
+    assert tempi[0] == pytest.approx(plan["tempo_bpm"], rel=1e-3)
+    assert sum(len(i.notes) for i in midi.instruments) > 0
+    # WAV: as long as the video, not silent
+    audio, rate = sf.read(str(bbb_result.wav_path))
+    assert len(audio) / rate == pytest.approx(30.0, abs=0.5)
+    assert float(np.sqrt(np.mean(np.square(audio)))) > 1e-3
+    # MP4: video and audio streams of equal length
+    durations = _stream_durations(bbb_result.video_path)
+    assert set(durations) >= {"video", "audio"}
+    assert durations["video"] == pytest.approx(durations["audio"], abs=0.15)
+    assert durations["video"] == pytest.approx(30.0, abs=0.5)
+    assert bbb_result.pianoroll_path.stat().st_size > 10_000
+    # cuts fall on segment boundaries
+    assert report["metrics"]["n_cuts"] >= 2
+    assert report["metrics"]["cut_alignment"] >= 0.95
+    assert set(report["timings_s"]) >= {"analyse", "plan", "compose", "score", "audio", "video"}
+
+
+def test_regenerate_changes_only_that_segment(
+    tiny_composer: Composer, bbb_result, tmp_path: Path
+) -> None:
+    before = np.load(bbb_result.out_dir / "roll.npz")
+    out = tmp_path / "regen"
+    tiny_composer.regenerate(bbb_result.out_dir, segment_index=1, seed=99, out_dir=out)
+    after = np.load(out / "roll.npz")
+    from diffbgm.plan import MusicPlan
+
+    plan = MusicPlan.from_dict(json.loads((out / "report.json").read_text())["plan"])
+    ids = plan.to_piece_conditions_segment_ids(before["onset"].shape[0])
+    outside = ids != 1
+    for channel in ("onset", "sustain"):
+        assert np.array_equal(before[channel][outside], after[channel][outside])
+    assert not np.array_equal(before["onset"][~outside], after["onset"][~outside])
+
+
+@pytest.mark.parametrize(
+    ("name", "payload"),
+    [("empty.mp4", b""), ("notes.mp4", b"this is a text file, not a video\n" * 20)],
+)
+def test_bad_video_fails_clearly_and_leaves_nothing(
+    tiny_composer: Composer, tmp_path: Path, name: str, payload: bytes
+) -> None:
+    video = tmp_path / name
+    video.write_bytes(payload)
+    out = tmp_path / "out"
+    with pytest.raises(VideoError):
+        tiny_composer(video, out)
+    assert not out.exists() or not any(out.iterdir())
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".diffbgm-")]
+
+
+def test_cli_generate_help_explains_options() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "diffbgm", "generate", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    for flag in (
+        "--seed",
+        "--tempo",
+        "--key",
+        "--mood",
+        "--density",
+        "--guidance",
+        "--steps",
+        "--variants",
+        "--model",
+        "--audio",
+    ):
+        assert flag in proc.stdout
+
+
+def test_cli_reports_bad_video(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00" * 100)
+    if not (TINY / "config.json").exists():
+        pytest.skip("tiny checkpoint missing")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "diffbgm",
+            "generate",
+            str(bad),
+            "--out",
+            str(tmp_path / "o"),
+            "--model",
+            str(TINY),
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode != 0
+    assert "bad.mp4" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_library_never_imports_ui_or_database() -> None:
+    forbidden = {"gradio", "sqlalchemy", "alembic"}
+    for path in (REPO / "diffbgm").rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for name in names:
+                assert name.split(".")[0] not in forbidden, f"{path} imports {name}"
+
+
+@pytest.mark.slow
+def test_shipped_model_end_to_end(bbb_video: Path, tmp_path: Path) -> None:
+    if not (SMALL / "config.json").exists():
+        pytest.skip(f"shipped checkpoint missing at {SMALL}")
+    result = Composer.from_pretrained()(bbb_video, tmp_path / "out", ComposeOptions(seed=0))
+    report = result.report
+    assert report["metrics"]["cut_alignment"] >= 0.95
+    audio, rate = sf.read(str(result.wav_path))
+    assert len(audio) / rate == pytest.approx(30.0, abs=0.5)
+    midi = pretty_midi.PrettyMIDI(str(result.midi_path))
+    assert midi.get_tempo_changes()[1][0] == pytest.approx(report["plan"]["tempo_bpm"], rel=1e-3)
