@@ -7,6 +7,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
+PY_SOURCES := diffbgm trainer webapp tests benchmarks migrations app.py
 
 .PHONY: run test test-slow lint setup sysdeps cache train bench clean
 
@@ -27,8 +28,8 @@ run: setup
 	$(PY) app.py
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check $(PY_SOURCES)
+	$(VENV)/bin/ruff format --check $(PY_SOURCES)
 	$(VENV)/bin/mypy diffbgm trainer webapp app.py
 
 test: setup lint

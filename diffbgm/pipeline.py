@@ -108,7 +108,7 @@ class _StageClock:
 class Composer:
     """Composes background music for videos with one loaded diffusion model."""
 
-    def __init__(self, loaded: Any, model_id: str) -> None:
+    def __init__(self, loaded: Any, model_id: str, bf16: bool = True) -> None:
         from diffbgm.model.diffusion import Diffusion
 
         self.model = loaded.model
@@ -116,6 +116,7 @@ class Composer:
         self.extra: dict[str, Any] = dict(loaded.extra or {})
         self.diffusion = Diffusion(self.config.diffusion)
         self.model_id = model_id
+        self.bf16 = bf16
         self._lock = threading.Lock()
         self._sentence_encoder: Any = None
 
@@ -142,6 +143,9 @@ class Composer:
             ),
             "sustain_threshold": float(defaults.get("sustain_threshold", 0.0)),
         }
+
+    def _sampler(self) -> str:
+        return str(self.extra.get("generation", {}).get("sampler", "ddim"))
 
     def __call__(
         self,
@@ -233,18 +237,21 @@ class Composer:
         spec = RollSpec(pitch_low=self.config.pitch_low, n_pitches=self.config.n_pitches)
         piece = plan.to_piece_conditions(spec)
         generator = torch.Generator().manual_seed(seed)
-        x = sample_piece(
-            self.model,
-            self.diffusion,
-            piece,
-            self.config,
-            generator,
-            steps=int(gen["steps"]),
-            guidance=gen["guidance"],
-            known_roll=known_roll,
-            known_mask=known_mask,
-            progress=progress,
-        )
+        # bf16 matmuls pay on CPUs with AMX; the schedule math inside stays in fp32.
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            x = sample_piece(
+                self.model,
+                self.diffusion,
+                piece,
+                self.config,
+                generator,
+                steps=int(gen["steps"]),
+                guidance=gen["guidance"],
+                known_roll=known_roll,
+                known_mask=known_mask,
+                progress=progress,
+                sampler=self._sampler(),
+            )
         onset, sustain = decode_roll(
             x, onset_threshold=gen["onset_threshold"], sustain_threshold=gen["sustain_threshold"]
         )
