@@ -84,7 +84,9 @@ def memorise(config: ModelConfig, train_steps: int, batch: int = 4) -> Memorised
         loss.backward()
         optimiser.step()
         losses.append(loss.item())
-    return Memorised(model.eval(), diffusion, x0, cond.index(slice(0, 1)), np.mean(losses[-20:]))
+    return Memorised(
+        model.eval(), diffusion, x0, cond.index(slice(0, 1)), float(np.mean(losses[-20:]))
+    )
 
 
 @pytest.fixture(scope="module")

@@ -199,6 +199,8 @@ class Diffusion:
         batch, _, steps_t, pitches = cond.chord.shape
         shape = (batch, 2, steps_t, pitches)
         cond = cond.to(device)
+        if (known is None) != (known_mask is None):
+            raise ValueError("in-painting needs both `known` and `known_mask`")
         keep = None
         if known is not None and known_mask is not None:
             known = known.to(device=device, dtype=torch.float32)
