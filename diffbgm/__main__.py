@@ -105,6 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument(
         "--shots", choices=["content", "transnetv2"], default="content", help="shot detector"
     )
+    gen.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="CPU threads for the model (default 1; 0 = torch's default)",
+    )
     gen.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     regen = sub.add_parser(
@@ -143,7 +149,7 @@ def _generate(args: argparse.Namespace) -> int:
     from diffbgm.pipeline import ComposeOptions, Composer
 
     videos = _expand_videos(args.videos)
-    composer = Composer.from_pretrained(args.model)
+    composer = Composer.from_pretrained(args.model, threads=args.threads or None)
     options = ComposeOptions(
         seed=args.seed,
         tempo_bpm=args.tempo,

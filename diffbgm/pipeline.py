@@ -108,9 +108,18 @@ class _StageClock:
 class Composer:
     """Composes background music for videos with one loaded diffusion model."""
 
-    def __init__(self, loaded: Any, model_id: str, bf16: bool = True) -> None:
+    def __init__(
+        self, loaded: Any, model_id: str, bf16: bool = True, threads: int | None = 1
+    ) -> None:
+        """threads: torch CPU threads for sampling (process-wide). One is the default because
+        a second thread only pays on an otherwise idle machine: with one other busy process
+        on 2 cores, 2 threads made sampling 4x slower (docs/pipeline.md)."""
+        import torch
+
         from diffbgm.model.diffusion import Diffusion
 
+        if threads:
+            torch.set_num_threads(threads)
         self.model = loaded.model
         self.config = loaded.config
         self.extra: dict[str, Any] = dict(loaded.extra or {})
@@ -121,12 +130,14 @@ class Composer:
         self._sentence_encoder: Any = None
 
     @classmethod
-    def from_pretrained(cls, path_or_hub_id: str | Path | None = None) -> Composer:
+    def from_pretrained(
+        cls, path_or_hub_id: str | Path | None = None, threads: int | None = 1
+    ) -> Composer:
         """Load a checkpoint folder or a Hugging Face Hub id; default: the shipped model."""
         from diffbgm.checkpoint import load_checkpoint
 
         source = str(path_or_hub_id) if path_or_hub_id is not None else str(DEFAULT_MODEL)
-        return cls(load_checkpoint(source), model_id=source)
+        return cls(load_checkpoint(source), model_id=source, threads=threads)
 
     # --- generation defaults stored with the checkpoint -------------------------------
     def _generation(self, options: ComposeOptions) -> dict[str, float]:
@@ -142,6 +153,8 @@ class Composer:
                 else defaults.get("onset_threshold", 0.0)
             ),
             "sustain_threshold": float(defaults.get("sustain_threshold", 0.0)),
+            # one bar of overlap between windows keeps the joins coherent
+            "overlap_steps": float(defaults.get("overlap_steps", 16)),
         }
 
     def _sampler(self) -> str:
@@ -247,6 +260,7 @@ class Composer:
                 generator,
                 steps=int(gen["steps"]),
                 guidance=gen["guidance"],
+                overlap_steps=int(gen["overlap_steps"]),
                 known_roll=known_roll,
                 known_mask=known_mask,
                 progress=progress,
