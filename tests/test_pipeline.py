@@ -174,3 +174,38 @@ def test_shipped_model_end_to_end(bbb_video: Path, tmp_path: Path) -> None:
     assert len(audio) / rate == pytest.approx(30.0, abs=0.5)
     midi = pretty_midi.PrettyMIDI(str(result.midi_path))
     assert midi.get_tempo_changes()[1][0] == pytest.approx(report["plan"]["tempo_bpm"], rel=1e-3)
+
+
+@pytest.mark.slow
+def test_ten_minute_video(tiny_composer: Composer, bbb_video: Path, tmp_path: Path) -> None:
+    """A long video goes through window by window; outputs are as long as the video."""
+    import resource
+    import subprocess
+
+    from diffbgm.video.mux import ffmpeg_exe
+
+    long_video = tmp_path / "long.webm"
+    subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-y",
+            "-loglevel",
+            "error",
+            "-stream_loop",
+            "19",
+            "-i",
+            str(bbb_video),
+            "-c",
+            "copy",
+            str(long_video),
+        ],
+        check=True,
+    )
+    result = tiny_composer(long_video, tmp_path / "out", ComposeOptions(seed=0))
+    audio, rate = sf.read(str(result.wav_path))
+    assert len(audio) / rate == pytest.approx(600.0, abs=0.5)
+    durations = _stream_durations(result.video_path)
+    assert durations["video"] == pytest.approx(durations["audio"], abs=0.15)
+    assert result.report["metrics"]["cut_alignment"] >= 0.95
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    assert peak_mb < 2048, f"peak RSS {peak_mb:.0f} MB"
