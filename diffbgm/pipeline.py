@@ -287,6 +287,12 @@ class Composer:
         onset, sustain = clock.run(
             "compose", lambda: self._sample_roll(plan, seed, options, known_roll, known_mask)
         )
+        if known_roll is not None and known_mask is not None:
+            # Decoding looks at neighbours (a sustain needs its onset), so re-decoding could
+            # move notes at the edges of the kept music: keep the kept part bit for bit.
+            keep = known_mask.astype(bool)
+            onset = np.where(keep[0], known_roll[0] > 0, onset)
+            sustain = np.where(keep[1], known_roll[1] > 0, sustain)
         np.savez_compressed(folder / "roll.npz", onset=onset, sustain=sustain)
         midi_path = clock.run(
             "score", lambda: self._write_midi(onset, sustain, plan, folder / "score.mid")
