@@ -1,4 +1,4 @@
-"""`python -m trainer cache|train|sample|evaluate|export`: train and study the Diff-BGM model.
+"""`python -m trainer cache|train|sample|evaluate|suite|export`: train and study the Diff-BGM model.
 
 Every subcommand has its own --help. Heavy modules are imported only by the subcommand that
 needs them, so `python -m trainer --help` is instant.
@@ -169,6 +169,30 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(report.markdown)
     if args.json:
         print(f"\nJSON written to {args.json}")
+    return 0
+
+
+def cmd_suite(args: argparse.Namespace) -> int:
+    from trainer.evaluate import EvalOptions
+    from trainer.suite import default_rows, run_suite
+
+    base = EvalOptions(
+        model=args.model,
+        data=args.data,
+        songs=tuple(args.songs),
+        bars=args.bars,
+        steps=args.steps,
+        guidance=args.guidance,
+        onset_threshold=args.onset_threshold,
+        sustain_threshold=args.sustain_threshold,
+        seed=args.seed,
+        bf16=args.bf16,
+    )
+    rows = default_rows(base, tuple(args.steps_songs), args.steps_bars)
+    if args.only:
+        rows = [r for r in rows if any(key in r.name for key in args.only)]
+    table = run_suite(rows, workers=args.workers, out_json=Path(args.json) if args.json else None)
+    print(table)
     return 0
 
 
@@ -361,6 +385,30 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", default=None, help="write the full report here")
     evaluate.add_argument("--midi-dir", default=None, help="also write the generated MIDI here")
     evaluate.set_defaults(func=cmd_evaluate)
+
+    suite = sub.add_parser(
+        "suite",
+        help="full model + ablations + guidance scales + sampler steps, one table",
+        description="Evaluate the full model, its ablations (no SAC mask, no feature "
+        "selector, no guidance), guidance scales and sampler steps 10/25/50/200/1000 on the "
+        "same validation songs and seeds; prints one Markdown table with the real songs and "
+        "the paper's numbers.",
+    )
+    _add_sampling_options(suite, default_bars=32)
+    suite.add_argument("--songs", type=parse_song_range, default=parse_song_range("801-806"))
+    suite.add_argument(
+        "--steps-songs",
+        type=parse_song_range,
+        default=parse_song_range("801-802"),
+        help="songs for the sampler-steps rows (1000 steps is slow on a CPU)",
+    )
+    suite.add_argument("--steps-bars", type=int, default=8, help="bars for the steps rows")
+    suite.add_argument("--workers", type=int, default=2, help="parallel worker processes")
+    suite.add_argument(
+        "--only", nargs="*", default=None, help="run rows whose name has one of these"
+    )
+    suite.add_argument("--json", default=None, help="write every row's summary here")
+    suite.set_defaults(func=cmd_suite)
 
     export = sub.add_parser(
         "export",
