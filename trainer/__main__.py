@@ -12,9 +12,12 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from diffbgm.errors import DiffBGMError
+
+if TYPE_CHECKING:
+    from trainer.evaluate import EvalOptions
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -144,11 +147,11 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    from trainer.evaluate import EvalOptions, run_evaluation
+def _eval_options(args: argparse.Namespace, **extra: Any) -> EvalOptions:
+    """The sampling options shared by `evaluate` and `suite`."""
+    from trainer.evaluate import EvalOptions
 
-    set_threads(args.threads)
-    options = EvalOptions(
+    return EvalOptions(
         model=args.model,
         data=args.data,
         songs=tuple(args.songs),
@@ -157,13 +160,23 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         guidance=args.guidance,
         onset_threshold=args.onset_threshold,
         sustain_threshold=args.sustain_threshold,
-        ablation=args.ablation,
         seed=args.seed,
+        bgm909=args.bgm909,
+        bf16=args.bf16,
+        **extra,
+    )
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from trainer.evaluate import run_evaluation
+
+    set_threads(args.threads)
+    options = _eval_options(
+        args,
+        ablation=args.ablation,
         boundary_threshold=args.boundary_threshold,
         out_json=args.json,
         midi_dir=args.midi_dir,
-        bgm909=args.bgm909,
-        bf16=args.bf16,
     )
     report = run_evaluation(options)
     print(report.markdown)
@@ -173,22 +186,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_suite(args: argparse.Namespace) -> int:
-    from trainer.evaluate import EvalOptions
     from trainer.suite import default_rows, run_suite
 
-    base = EvalOptions(
-        model=args.model,
-        data=args.data,
-        songs=tuple(args.songs),
-        bars=args.bars,
-        steps=args.steps,
-        guidance=args.guidance,
-        onset_threshold=args.onset_threshold,
-        sustain_threshold=args.sustain_threshold,
-        seed=args.seed,
-        bf16=args.bf16,
-    )
-    rows = default_rows(base, tuple(args.steps_songs), args.steps_bars)
+    rows = default_rows(_eval_options(args), tuple(args.steps_songs), args.steps_bars)
     if args.only:
         rows = [r for r in rows if any(key in r.name for key in args.only)]
     table = run_suite(rows, workers=args.workers, out_json=Path(args.json) if args.json else None)
