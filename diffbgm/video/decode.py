@@ -65,10 +65,17 @@ class DecodedFrames:
             return 0.0
         return float((self.n_frames - 1) / max(1e-6, self.times_s[-1] - self.times_s[0]))
 
-    def gray(self) -> np.ndarray:
-        """(n, height, width) uint8 luma (ITU-R BT.601 weights)."""
+    def gray(self, chunk: int = 256) -> np.ndarray:
+        """(n, height, width) uint8 luma (ITU-R BT.601 weights).
+
+        Converted `chunk` frames at a time: a float copy of a 10-minute video's frames would
+        cost gigabytes."""
         weights = np.array([0.299, 0.587, 0.114], dtype=np.float32)
-        return (self.rgb.astype(np.float32) @ weights).round().astype(np.uint8)
+        out = np.empty(self.rgb.shape[:3], dtype=np.uint8)
+        for start in range(0, self.n_frames, chunk):
+            part = self.rgb[start : start + chunk].astype(np.float32) @ weights
+            out[start : start + chunk] = part.round().astype(np.uint8)
+        return out
 
 
 def analysis_size(info: VideoInfo, long_side: int) -> tuple[int, int]:

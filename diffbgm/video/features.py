@@ -52,23 +52,35 @@ class FrameSeries:
     difference: np.ndarray  # mean |gray difference| from the previous frame, 0-1
 
 
-def frame_series(frames: DecodedFrames) -> FrameSeries:
-    """Measure every analysis frame once (colour statistics, flow speed, frame difference)."""
-    rgb = frames.rgb.astype(np.float32) / 255.0  # (n, h, w, 3)
+def frame_series(frames: DecodedFrames, chunk: int = 256) -> FrameSeries:
+    """Measure every analysis frame once (colour statistics, flow speed, frame difference).
+
+    Statistics are taken `chunk` frames at a time so memory stays flat for long videos."""
+    n = frames.n_frames
     gray = frames.gray()  # (n, h, w) uint8
-    hsv_saturation = np.stack(
-        [cv2.cvtColor(image, cv2.COLOR_RGB2HSV)[:, :, 1] for image in frames.rgb]
-    ).astype(np.float32)
-    red = rgb[..., 0].mean(axis=(1, 2))
-    blue = rgb[..., 2].mean(axis=(1, 2))
-    luma = gray.astype(np.float32) / 255.0
-    difference = np.zeros(frames.n_frames, dtype=np.float32)
-    difference[1:] = np.abs(np.diff(luma, axis=0)).mean(axis=(1, 2))
+    red, blue, saturation = (np.zeros(n, dtype=np.float32) for _ in range(3))
+    brightness, contrast = np.zeros(n, dtype=np.float32), np.zeros(n, dtype=np.float32)
+    for start in range(0, n, chunk):
+        part = slice(start, start + chunk)
+        rgb = frames.rgb[part].astype(np.float32) / 255.0  # (c, h, w, 3)
+        red[part] = rgb[..., 0].mean(axis=(1, 2))
+        blue[part] = rgb[..., 2].mean(axis=(1, 2))
+        saturation[part] = [
+            cv2.cvtColor(image, cv2.COLOR_RGB2HSV)[:, :, 1].mean() / 255.0
+            for image in frames.rgb[part]
+        ]
+        luma = gray[part].astype(np.float32) / 255.0
+        brightness[part] = luma.mean(axis=(1, 2))
+        contrast[part] = luma.std(axis=(1, 2))
+    difference = np.zeros(n, dtype=np.float32)
+    for i in range(1, n):
+        step = gray[i].astype(np.int16) - gray[i - 1].astype(np.int16)
+        difference[i] = np.abs(step).mean() / 255.0
     return FrameSeries(
         times_s=frames.times_s,
-        brightness=luma.mean(axis=(1, 2)),
-        contrast=luma.std(axis=(1, 2)),
-        saturation=hsv_saturation.mean(axis=(1, 2)) / 255.0,
+        brightness=brightness,
+        contrast=contrast,
+        saturation=saturation,
         warmth=(red - blue) / np.maximum(red + blue, 1e-3),
         motion_px_s=_flow_speeds(gray, frames.times_s),
         difference=difference,
