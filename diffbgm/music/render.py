@@ -134,7 +134,7 @@ def limit_peaks(
         minimum_filter1d(needed, window, mode="nearest"), window, mode="nearest"
     )
     gain = np.minimum(gain, needed)  # guards float rounding at window edges
-    return audio * gain[:, None]
+    return audio * gain[:, None].astype(audio.dtype)
 
 
 def measure_lufs(audio: np.ndarray, sample_rate: int) -> float:
@@ -201,7 +201,7 @@ def render_wav(
                 raise RenderError(f"cannot read MIDI file {midi_path}: {exc}") from exc
         raw_path = Path(tmp) / "raw.wav"
         run_fluidsynth(midi_path, raw_path, font, sample_rate)
-        audio, rate = soundfile.read(str(raw_path), dtype="float64", always_2d=True)
+        audio, rate = soundfile.read(str(raw_path), dtype="float32", always_2d=True)
     check_rendered(audio, rate, pm.get_end_time(), level.tail_s, source)
     audio, lufs = normalise_loudness(audio, rate, target_lufs, level)
     audio = np.clip(audio, -1.0, 1.0)
@@ -243,7 +243,7 @@ def trim_or_pad(
     if not source.is_file():
         raise RenderError(f"WAV file not found: {source}")
     try:
-        audio, rate = soundfile.read(str(source), dtype="float64", always_2d=True)
+        audio, rate = soundfile.read(str(source), dtype="float32", always_2d=True)
     except RuntimeError as exc:  # soundfile.LibsndfileError derives from RuntimeError
         raise RenderError(f"cannot read WAV file {source}: {exc}") from exc
     target = Path(out_path) if out_path is not None else source
