@@ -10,6 +10,10 @@ the model loads on the first compose.
 from __future__ import annotations
 
 import logging
+import os
+
+# Offline by default: no usage analytics calls home (Gradio reads this at import time).
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from webapp.settings import AppSettings
 from webapp.ui import build_app, launch_options
