@@ -48,8 +48,11 @@ def default_rows(
         SuiteRow("no SAC mask", replace(base, ablation="no-sac")),
         SuiteRow("no feature selector", replace(base, ablation="no-selector")),
         SuiteRow("no guidance (scale 1)", replace(base, ablation="no-guidance")),
-        SuiteRow("guidance 1.5", replace(base, guidance=1.5)),
-        SuiteRow("guidance 5", replace(base, guidance=5.0)),
+    ]
+    rows += [
+        SuiteRow(f"guidance {g:g}", replace(base, guidance=g))
+        for g in (1.5, 2.0, 3.0, 5.0)
+        if g != base.guidance
     ]
     small = replace(base, songs=steps_songs, bars=steps_bars)
     rows += [SuiteRow(f"steps {n}", replace(small, steps=n)) for n in (10, 25, 50, 200, 1000)]
