@@ -140,3 +140,13 @@ def test_shipped_calibration_has_the_controls() -> None:
         assert np.all(np.diff(cal.table(name)) >= 0)
     assert 5 < cal.to_raw("density", 0.5) < 60
     assert 40 < cal.to_raw("register", 0.5) < 80
+
+
+def test_odd_time_signature_is_refused_with_a_reason(pop909_dir: Path) -> None:
+    """Song 034 is in a six-beat metre: the 4/4 training cache names it and says why."""
+    from diffbgm.errors import DiffBGMError
+    from diffbgm.music.roll import RollSpec
+    from trainer.cache import song_arrays
+
+    with pytest.raises(DiffBGMError, match=r"034: not in 4/4"):
+        song_arrays(pop909_dir / "034", RollSpec())
