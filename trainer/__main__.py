@@ -141,6 +141,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         wav=args.wav,
         bgm909=args.bgm909,
         bf16=args.bf16,
+        sampler=args.sampler,
     )
     for path in sample_to_folder(options):
         print(path)
@@ -163,6 +164,7 @@ def _eval_options(args: argparse.Namespace, **extra: Any) -> EvalOptions:
         seed=args.seed,
         bgm909=args.bgm909,
         bf16=args.bf16,
+        sampler=args.sampler,
         **extra,
     )
 
@@ -215,7 +217,13 @@ def _add_sampling_options(parser: argparse.ArgumentParser, default_bars: int) ->
     )
     parser.add_argument("--data", default="data_cache/pop909", help="POP909 cache folder")
     parser.add_argument("--bars", type=int, default=default_bars, help="bars per piece (4/4)")
-    parser.add_argument("--steps", type=int, default=50, help="sampler steps (DDIM)")
+    parser.add_argument("--steps", type=int, default=50, help="sampler steps")
+    parser.add_argument(
+        "--sampler",
+        choices=("ddim", "dpm"),
+        default="ddim",
+        help="DDIM or DPM-Solver++ (2M)",
+    )
     parser.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance")
     parser.add_argument(
         "--onset-threshold",

@@ -52,6 +52,7 @@ class EvalOptions:
     midi_dir: str | None = None
     bgm909: str | None = None
     bf16: bool = True  # bfloat16 autocast while sampling
+    sampler: str = "ddim"  # or "dpm" (DPM-Solver++ 2M)
 
 
 @dataclass(frozen=True)
@@ -230,6 +231,7 @@ def run_evaluation(options: EvalOptions) -> EvalReport:
             options.onset_threshold,
             options.sustain_threshold,
             options.bf16,
+            options.sampler,
         )
         chords = song.conditions.chord_pcs
         gen_metrics = piece_metrics(roll.onset, roll.sustain, chords, song.key, metric_config)
@@ -253,7 +255,7 @@ def run_evaluation(options: EvalOptions) -> EvalReport:
     control = {kind: acc.summary(has_controls) for kind, acc in accumulators.items()}
     title = (
         f"{len(per_song)} songs x {options.bars} bars, ablation {options.ablation}, "
-        f"{options.steps} steps, guidance {guidance}, onset threshold {options.onset_threshold}"
+        f"{options.steps} {options.sampler} steps, guidance {guidance}, onset threshold {options.onset_threshold}"
     )
     markdown = markdown_report(generated, real, control, title)
     if skipped:

@@ -58,6 +58,7 @@ class SampleOptions:
     wav: bool = False
     bgm909: str | None = None
     bf16: bool = True  # bfloat16 autocast while sampling
+    sampler: str = "ddim"  # or "dpm" (DPM-Solver++ 2M)
 
 
 def roll_spec_of(config: ModelConfig) -> RollSpec:
@@ -169,6 +170,7 @@ def generate(
     onset_threshold: float,
     sustain_threshold: float,
     bf16: bool = True,
+    sampler: str = "ddim",
 ) -> PianoRoll:
     """Sample a whole piece window by window and decode it into a binary roll."""
     from diffbgm.model.diffusion import Diffusion
@@ -186,6 +188,7 @@ def generate(
             generator,
             steps=steps,
             guidance=guidance,
+            sampler=sampler,
         )  # (2, T, P) in [-1, 1]
     decoded = decode_roll(roll, onset_threshold, sustain_threshold)
     # No velocity channel is generated: roll_to_midi then plays the default velocity.
@@ -239,6 +242,7 @@ def sample_to_folder(options: SampleOptions) -> list[Path]:
             options.onset_threshold,
             options.sustain_threshold,
             options.bf16,
+            options.sampler,
         )
         tempo = options.tempo_bpm or song.tempo_bpm
         written += write_piece(roll, spec, tempo, out / f"song{song.song_id}", options.wav)
@@ -254,6 +258,7 @@ def sample_to_folder(options: SampleOptions) -> list[Path]:
             options.onset_threshold,
             options.sustain_threshold,
             options.bf16,
+            options.sampler,
         )
         tempo = options.tempo_bpm or 120.0
         written += write_piece(roll, spec, tempo, out / f"random{n:03d}", options.wav)

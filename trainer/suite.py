@@ -55,7 +55,10 @@ def default_rows(
         if g != base.guidance
     ]
     small = replace(base, songs=steps_songs, bars=steps_bars)
-    rows += [SuiteRow(f"steps {n}", replace(small, steps=n)) for n in (10, 25, 50, 200, 1000)]
+    rows += [SuiteRow(f"ddim {n} steps", replace(small, steps=n)) for n in (10, 25, 50, 200, 1000)]
+    rows += [
+        SuiteRow(f"dpm {n} steps", replace(small, steps=n, sampler="dpm")) for n in (10, 15, 25)
+    ]
     return rows
 
 
