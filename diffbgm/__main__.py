@@ -30,6 +30,19 @@ def _expand_videos(paths: Sequence[str]) -> list[Path]:
     return videos
 
 
+def _output_folders(videos: Sequence[Path], out: Path) -> list[Path]:
+    """One folder per video; videos with the same name get -2, -3, ... so none overwrites another."""
+    if len(videos) == 1:
+        return [out]
+    seen: dict[str, int] = {}
+    folders = []
+    for video in videos:
+        seen[video.stem] = seen.get(video.stem, 0) + 1
+        suffix = "" if seen[video.stem] == 1 else f"-{seen[video.stem]}"
+        folders.append(out / f"{video.stem}{suffix}")
+    return folders
+
+
 def _density(text: str) -> float:
     value = float(text)
     if not 0.0 <= value <= 1.0:
@@ -127,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     regen.add_argument("--out", default=None, help="write here instead of overwriting DIR")
     regen.add_argument("--model", default=None, help="checkpoint (default: the one in the report)")
+    regen.add_argument(
+        "--video", default=None, help="the original video, if it moved since the first run"
+    )
     regen.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -149,7 +165,6 @@ def _generate(args: argparse.Namespace) -> int:
     from diffbgm.pipeline import ComposeOptions, Composer
 
     videos = _expand_videos(args.videos)
-    composer = Composer.from_pretrained(args.model, threads=args.threads or None)
     options = ComposeOptions(
         seed=args.seed,
         tempo_bpm=args.tempo,
@@ -161,17 +176,22 @@ def _generate(args: argparse.Namespace) -> int:
         variants=args.variants,
         audio=args.audio,
         shot_detector=args.shots,
-    )
-    out = Path(args.out)
+    )  # invalid options fail here, before the model loads
+    composer = Composer.from_pretrained(args.model, threads=args.threads or None)
     failures = 0
-    for video in videos:
-        target = out / video.stem if len(videos) > 1 else out
+    for video, target in zip(videos, _output_folders(videos, Path(args.out)), strict=True):
         bar, update = _progress_bar(not args.quiet, video.name)
         try:
             result = composer(video, target, options, progress=update)
         except DiffBGMError as exc:
             bar.close()
             print(f"error: {video}: {exc}", file=sys.stderr)
+            failures += 1
+            continue
+        except Exception:  # one broken video must not stop the batch
+            bar.close()
+            logging.getLogger("diffbgm").exception("unexpected failure on %s", video)
+            print(f"error: {video}: unexpected failure (traceback above)", file=sys.stderr)
             failures += 1
             continue
         bar.close()
@@ -192,6 +212,7 @@ def _regenerate(args: argparse.Namespace) -> int:
         seed=args.seed,
         density=args.density,
         out_dir=args.out,
+        video=args.video,
         progress=update,
     )
     bar.close()

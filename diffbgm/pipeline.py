@@ -45,6 +45,20 @@ class ComposeOptions:
     shot_detector: str = "content"
     onset_threshold: float | None = None
 
+    def __post_init__(self) -> None:
+        if self.seed < 0:
+            raise PlanError(f"seed must be 0 or more, got {self.seed}")
+        if self.steps is not None and not 1 <= self.steps <= 1000:
+            raise PlanError(f"steps must be between 1 and 1000, got {self.steps}")
+        if self.guidance is not None and not 0.0 <= self.guidance <= 20.0:
+            raise PlanError(f"guidance must be between 0 and 20, got {self.guidance}")
+        if not 1 <= self.variants <= 8:
+            raise PlanError(f"variants must be between 1 and 8, got {self.variants}")
+        if self.audio not in ("keep", "duck", "replace"):
+            raise PlanError(f"audio must be keep, duck or replace, got {self.audio!r}")
+        if self.shot_detector not in ("content", "adaptive", "transnetv2"):
+            raise PlanError(f"unknown shot detector {self.shot_detector!r}")
+
 
 @dataclass
 class Variant:
@@ -109,7 +123,12 @@ class Composer:
     """Composes background music for videos with one loaded diffusion model."""
 
     def __init__(
-        self, loaded: Any, model_id: str, bf16: bool = True, threads: int | None = 1
+        self,
+        loaded: Any,
+        model_id: str,
+        bf16: bool = True,
+        threads: int | None = 1,
+        limits: Any = None,
     ) -> None:
         """threads: torch CPU threads for sampling (process-wide). One is the default because
         a second thread only pays on an otherwise idle machine: with one other busy process
@@ -118,8 +137,14 @@ class Composer:
 
         from diffbgm.model.diffusion import Diffusion
 
+        if threads is not None and threads < 0:
+            raise DiffBGMError(f"threads must be 0 (torch's default) or more, got {threads}")
         if threads:
             torch.set_num_threads(threads)
+        from diffbgm.video.probe import ProbeLimits
+
+        self.limits = limits or ProbeLimits()
+        self._text_encoder: Any = None
         self.model = loaded.model
         self.config = loaded.config
         self.extra: dict[str, Any] = dict(loaded.extra or {})
@@ -127,23 +152,26 @@ class Composer:
         self.model_id = model_id
         self.bf16 = bf16
         self._lock = threading.Lock()
-        self._sentence_encoder: Any = None
 
     @classmethod
     def from_pretrained(
-        cls, path_or_hub_id: str | Path | None = None, threads: int | None = 1
+        cls, path_or_hub_id: str | Path | None = None, threads: int | None = 1, limits: Any = None
     ) -> Composer:
-        """Load a checkpoint folder or a Hugging Face Hub id; default: the shipped model."""
+        """Load a checkpoint folder or a Hugging Face Hub id; default: the shipped model.
+
+        limits: a diffbgm.video.probe.ProbeLimits (size and duration) for the videos."""
         from diffbgm.checkpoint import load_checkpoint
 
         source = str(path_or_hub_id) if path_or_hub_id is not None else str(DEFAULT_MODEL)
-        return cls(load_checkpoint(source), model_id=source, threads=threads)
+        return cls(load_checkpoint(source), model_id=source, threads=threads, limits=limits)
 
     # --- generation defaults stored with the checkpoint -------------------------------
     def _generation(self, options: ComposeOptions) -> dict[str, float]:
         defaults = self.extra.get("generation", {})
         return {
-            "steps": float(options.steps or defaults.get("steps", 50)),
+            "steps": float(
+                options.steps if options.steps is not None else defaults.get("steps", 25)
+            ),
             "guidance": float(
                 options.guidance if options.guidance is not None else defaults.get("guidance", 3.0)
             ),
@@ -174,10 +202,11 @@ class Composer:
         every stage succeeded, so a failure leaves nothing half-written behind.
         """
         options = options or ComposeOptions()
-        if options.variants < 1 or options.variants > 8:
-            raise PlanError("variants must be between 1 and 8")
+        video, out_dir = Path(video), Path(out_dir)
+        _check_output_folder(video, out_dir)
+        self._overrides(options)  # a bad tempo or key fails now, not after the analysis
         with self._lock:
-            return self._compose(Path(video), Path(out_dir), options, progress or _no_progress)
+            return self._compose(video, out_dir, options, progress or _no_progress)
 
     def _compose(
         self, video: Path, out_dir: Path, options: ComposeOptions, progress: ProgressFn
@@ -188,7 +217,7 @@ class Composer:
 
         total = 3 + 4 * options.variants
         clock = _StageClock(progress, total)
-        info = probe_video(video)  # fails fast, before any work, with a clear VideoError
+        info = probe_video(video, self.limits)  # fails fast, with a clear VideoError
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=".diffbgm-", dir=out_dir.parent))
         try:
@@ -197,10 +226,12 @@ class Composer:
                 lambda: analyze_video(
                     video,
                     AnalysisOptions(
+                        limits=self.limits,
                         shots=ShotOptions(method=options.shot_detector),  # type: ignore[arg-type]
                         mood_text=options.mood,
                     ),
                     thumbnails_dir=work / "thumbnails",
+                    text_encoder=self._mood_encoder() if options.mood else None,
                 ),
             )
             plan = clock.run("plan", lambda: self._plan(analysis, options))
@@ -221,15 +252,37 @@ class Composer:
             shutil.rmtree(work, ignore_errors=True)
             raise
 
-    def _plan(self, analysis: Any, options: ComposeOptions) -> Any:
-        from diffbgm.plan import PlanOverrides, make_plan
+    def _mood_encoder(self) -> Any:
+        """The sentence encoder for mood texts, loaded once per Composer."""
+        if self._text_encoder is None:
+            from diffbgm.video.semantics import MoodTextEncoder
 
-        overrides = PlanOverrides(
+            self._text_encoder = MoodTextEncoder()
+        return self._text_encoder
+
+    def _overrides(self, options: ComposeOptions, mood: Any = None) -> Any:
+        """The user's choices as PlanOverrides (validated: a bad key or tempo raises PlanError).
+
+        A mood text sets the whole piece's valence and arousal (key mode, tempo, energy);
+        the shots keep their differences around it."""
+        from diffbgm.plan import PlanOverrides
+
+        key = None if options.key in (None, "", "auto") else options.key
+        return PlanOverrides(
             tempo_bpm=options.tempo_bpm,
-            key=options.key,
+            key=key,
             density=options.density,
+            valence=None if mood is None else float(mood.valence),
+            arousal=None if mood is None else float(mood.arousal),
         )
-        return make_plan(analysis, overrides, seed=options.seed)
+
+    def _plan(self, analysis: Any, options: ComposeOptions) -> Any:
+        from diffbgm.music.calibration import Calibration
+        from diffbgm.plan import make_plan
+
+        mood = self._mood_encoder().mood(options.mood).mood if options.mood else None
+        overrides = self._overrides(options, mood)
+        return make_plan(analysis, overrides, calibration=Calibration.load(), seed=options.seed)
 
     def _sample_roll(
         self,
@@ -328,9 +381,10 @@ class Composer:
         for inst in midi.instruments:
             kept = []
             for note in inst.notes:
-                note.start += plan.offset_s
+                # a note struck in the pickup before the video starts rings on into it
+                note.start = max(note.start + plan.offset_s, 0.0)
                 note.end = min(note.end + plan.offset_s, plan.duration_s)
-                if note.start >= 0 and note.end - note.start > 0.02:
+                if note.end - note.start > 0.02:
                     kept.append(note)
             inst.notes = kept
         midi.write(str(path))
@@ -483,7 +537,7 @@ class Composer:
         if density is not None:
             plan = replan_segment(plan, segment_index, dynamic={"density": density})
         source = video or Path(report.get("video_path", ""))
-        info = probe_video(source)
+        info = probe_video(source, self.limits)
         analysis = VideoAnalysis.from_dict(report["analysis"])
         with np.load(roll_path) as saved:
             onset, sustain = saved["onset"], saved["sustain"]
@@ -557,6 +611,18 @@ class Composer:
 
 
 _OPTION_FIELDS = {f for f in ComposeOptions.__dataclass_fields__}
+OUTPUT_NAMES = ("score.mid", "music.wav", "video.mp4", "pianoroll.png", "report.json", "roll.npz")
+
+
+def _check_output_folder(video: Path, out_dir: Path) -> None:
+    """Refuse an output folder that is a file, or where a result would replace the input."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DiffBGMError(f"the output folder {out_dir} is a file")
+    same_folder = video.exists() and video.resolve().parent == out_dir.resolve()
+    if same_folder and video.name in OUTPUT_NAMES:
+        raise DiffBGMError(
+            f"{video.name} would be overwritten by the result: choose another output folder"
+        )
 
 
 def load_report(path: str | Path) -> dict[str, Any]:

@@ -250,6 +250,10 @@ def test_study_flow_through_the_handlers(
     names = [handlers.compose(str(clip), *FORM)[8] for _ in range(2)]
     with pytest.raises(gr.Error, match="admin token is wrong"):
         handlers.create_study("nope", "Pilot", "likert", names, "full, plain")
+    # Result folder names are only listed to an admin (they would expose other uploads).
+    with pytest.raises(gr.Error, match="admin token is wrong"):
+        handlers.result_choices("nope")
+    assert set(names) <= set(handlers.result_choices(ADMIN_TOKEN)["choices"])
     with pytest.raises(gr.Error, match="one condition name per chosen result"):
         handlers.create_study(ADMIN_TOKEN, "Pilot", "likert", names, "full")
     message, code = handlers.create_study(ADMIN_TOKEN, "Pilot", "likert", names, "full, plain")

@@ -209,3 +209,20 @@ def test_ten_minute_video(tiny_composer: Composer, bbb_video: Path, tmp_path: Pa
     assert result.report["metrics"]["cut_alignment"] >= 0.95
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     assert peak_mb < 2048, f"peak RSS {peak_mb:.0f} MB"
+
+
+def test_options_and_output_folder_are_checked_before_any_work(
+    tiny_composer: Composer, tmp_path: Path
+) -> None:
+    from diffbgm.errors import DiffBGMError, PlanError
+
+    for bad in ({"seed": -1}, {"steps": 0}, {"variants": 9}, {"audio": "loud"}):
+        with pytest.raises(PlanError):
+            ComposeOptions(**bad)  # type: ignore[arg-type]
+    video = tmp_path / "video.mp4"
+    video.write_bytes(b"not looked at")
+    with pytest.raises(DiffBGMError, match="would be overwritten"):
+        tiny_composer(video, tmp_path)
+    with pytest.raises(PlanError, match="note name"):
+        tiny_composer(tmp_path / "other.mp4", tmp_path / "out", ComposeOptions(key="H major"))
+    assert video.read_bytes() == b"not looked at"

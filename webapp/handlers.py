@@ -301,7 +301,9 @@ class Handlers:
         url = settings.database_url or f"sqlite:///{settings.data_dir / DATABASE_FILE_NAME}"
         engine = make_engine(url)
         migrate(engine)
-        composers = ComposerHolder(lambda: Composer.from_pretrained(settings.model_path))
+        composers = ComposerHolder(
+            lambda: Composer.from_pretrained(settings.model_path, limits=settings.probe_limits)
+        )
         return cls(settings, composers, engine)
 
     def _view_outputs(self, folder: Path) -> tuple[Any, ...]:
@@ -495,8 +497,12 @@ class Handlers:
 
     # --- listening study: admin -----------------------------------------------------------
 
-    def result_choices(self) -> Any:
-        """Refresh the list of finished results an admin can put into a study."""
+    @user_errors
+    def result_choices(self, admin_token: str) -> Any:
+        """Refresh the list of finished results an admin can put into a study (admin only)."""
+        from webapp.studies import check_admin
+
+        check_admin(admin_token)
         return gr.update(choices=media.list_result_dirs(self.settings.outputs_dir))
 
     @user_errors

@@ -213,8 +213,10 @@ def _admin_tab(handlers: Handlers, settings: AppSettings, demo: gr.Blocks) -> No
     plot = gr.Plot(label="Means with 95 % confidence intervals")
     csv_file = gr.File(label="CSV export")
 
-    refresh_btn.click(handlers.result_choices, outputs=[results], api_visibility="private")
-    demo.load(handlers.result_choices, outputs=[results], api_visibility="private")
+    # Only an admin may list results: their folder names would let anyone fetch uploads.
+    refresh_btn.click(
+        handlers.result_choices, inputs=[admin_token], outputs=[results], api_visibility="private"
+    )
     create_btn.click(
         handlers.create_study,
         inputs=[admin_token, title, kind, results, conditions],
