@@ -580,6 +580,9 @@ class Composer:
     ) -> Result:
         """Move the finished files from the work folder into out_dir (replacing old ones)."""
         out_dir.mkdir(parents=True, exist_ok=True)
+        for stale in out_dir.glob("variant-*"):  # from an earlier run with more variants
+            if stale.is_dir() and not (work / stale.name).exists():
+                shutil.rmtree(stale)
         for item in work.iterdir():
             target = out_dir / item.name
             if target.is_dir():

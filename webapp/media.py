@@ -118,7 +118,9 @@ def cleanup_old_outputs(
     now_s = time.time() if now_s is None else now_s
     removed = []
     for folder in outputs_dir.iterdir():
-        if not folder.is_dir() or not folder.name.startswith(REQUEST_PREFIX) or folder.name in keep:
+        # ".diffbgm-" folders are the composer's work folders left by a killed process.
+        ours = folder.name.startswith((REQUEST_PREFIX, ".diffbgm-"))
+        if not folder.is_dir() or not ours or folder.name in keep:
             continue
         if now_s - folder.stat().st_mtime > max_age_s:
             shutil.rmtree(folder, ignore_errors=True)
