@@ -177,13 +177,16 @@ def test_shipped_model_end_to_end(bbb_video: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_ten_minute_video(tiny_composer: Composer, bbb_video: Path, tmp_path: Path) -> None:
-    """A long video goes through window by window; outputs are as long as the video."""
+def test_ten_minute_video(bbb_video: Path, tmp_path: Path) -> None:
+    """A long video goes through window by window, as long as the video, under 2 GB RSS.
+
+    Run through the CLI in a child process, so the peak RSS is that run's alone."""
     import resource
-    import subprocess
 
     from diffbgm.video.mux import ffmpeg_exe
 
+    if not (TINY / "config.json").exists():
+        pytest.skip(f"tiny checkpoint missing at {TINY}")
     long_video = tmp_path / "long.webm"
     subprocess.run(
         [
@@ -201,28 +204,26 @@ def test_ten_minute_video(tiny_composer: Composer, bbb_video: Path, tmp_path: Pa
         ],
         check=True,
     )
-    result = tiny_composer(long_video, tmp_path / "out", ComposeOptions(seed=0))
-    audio, rate = sf.read(str(result.wav_path))
+    out = tmp_path / "out"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "diffbgm",
+            "generate",
+            str(long_video),
+            "--out",
+            str(out),
+            "--model",
+            str(TINY),
+            "-q",
+        ],
+        check=True,
+    )
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    audio, rate = sf.read(str(out / "music.wav"))
     assert len(audio) / rate == pytest.approx(600.0, abs=0.5)
-    durations = _stream_durations(result.video_path)
+    durations = _stream_durations(out / "video.mp4")
     assert durations["video"] == pytest.approx(durations["audio"], abs=0.15)
-    assert result.report["metrics"]["cut_alignment"] >= 0.95
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    assert json.loads((out / "report.json").read_text())["metrics"]["cut_alignment"] >= 0.95
     assert peak_mb < 2048, f"peak RSS {peak_mb:.0f} MB"
-
-
-def test_options_and_output_folder_are_checked_before_any_work(
-    tiny_composer: Composer, tmp_path: Path
-) -> None:
-    from diffbgm.errors import DiffBGMError, PlanError
-
-    for bad in ({"seed": -1}, {"steps": 0}, {"variants": 9}, {"audio": "loud"}):
-        with pytest.raises(PlanError):
-            ComposeOptions(**bad)  # type: ignore[arg-type]
-    video = tmp_path / "video.mp4"
-    video.write_bytes(b"not looked at")
-    with pytest.raises(DiffBGMError, match="would be overwritten"):
-        tiny_composer(video, tmp_path)
-    with pytest.raises(PlanError, match="note name"):
-        tiny_composer(tmp_path / "other.mp4", tmp_path / "out", ComposeOptions(key="H major"))
-    assert video.read_bytes() == b"not looked at"
