@@ -80,8 +80,8 @@ def _cell(summary: dict[str, Any], key: str) -> str:
 def suite_table(results: list[dict[str, Any]]) -> str:
     """Markdown: one row per configuration, then the real songs of each song set."""
     head = "| configuration | songs × bars | " + " | ".join(COLUMNS)
-    head += " | density Spearman | boundaries audible | seconds |\n"
-    head += "|---" * (len(COLUMNS) + 5) + "|\n"
+    head += " | density Spearman | register Spearman | boundaries audible | seconds |\n"
+    head += "|---" * (len(COLUMNS) + 6) + "|\n"
     lines = []
     reals: dict[str, dict[str, Any]] = {}
     for result in results:
@@ -91,11 +91,12 @@ def suite_table(results: list[dict[str, Any]]) -> str:
         control = data["control"]["generated"]
         cells = [_cell(generated, c) for c in COLUMNS]
         dens = control.get("density_obedience")
+        reg = control.get("register_obedience")
         aud = control.get("boundary_audibility")
         lines.append(
             f"| {result['name']} | {shape} | "
             + " | ".join(cells)
-            + f" | {_fmt(dens)} | {_fmt(aud)} | {data['seconds']:.0f} |"
+            + f" | {_fmt(dens)} | {_fmt(reg)} | {_fmt(aud)} | {data['seconds']:.0f} |"
         )
         reals.setdefault(
             shape, {"summary": data["summary"]["real"], "control": data["control"]["real"]}
@@ -106,10 +107,11 @@ def suite_table(results: list[dict[str, Any]]) -> str:
             f"| real POP909 (same songs) | {shape} | "
             + " | ".join(cells)
             + f" | {_fmt(real['control'].get('density_obedience'))} | "
+            f"{_fmt(real['control'].get('register_obedience'))} | "
             f"{_fmt(real['control'].get('boundary_audibility'))} | – |"
         )
     paper = [f"{PAPER[c]:.3f}" if c in PAPER else "–" for c in COLUMNS]
-    lines.append("| Diff-BGM paper (BGM909) | – | " + " | ".join(paper) + " | – | – | – |")
+    lines.append("| Diff-BGM paper (BGM909) | – | " + " | ".join(paper) + " | – | – | – | – |")
     return head + "\n".join(lines) + "\n"
 
 

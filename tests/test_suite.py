@@ -1,0 +1,41 @@
+"""The evaluation suite's rows and table (no sampling: synthetic results)."""
+
+from __future__ import annotations
+
+from trainer.evaluate import EvalOptions
+from trainer.suite import default_rows, suite_table
+
+
+def test_rows_cover_ablations_guidance_and_steps() -> None:
+    rows = default_rows(EvalOptions(model="m", guidance=2.0), (801,), 4)
+    names = [r.name for r in rows]
+    assert names[:4] == ["full", "no SAC mask", "no feature selector", "no guidance (scale 1)"]
+    assert "guidance 2" not in names and {"guidance 1.5", "guidance 3", "guidance 5"} <= set(names)
+    assert {f"ddim {n} steps" for n in (10, 25, 50, 200, 1000)} <= set(names)
+    ablations = {r.name: r.options.ablation for r in rows}
+    assert ablations["no SAC mask"] == "no-sac" and ablations["full"] == "none"
+    steps_rows = [r for r in rows if "steps" in r.name]
+    assert all(r.options.songs == (801,) and r.options.bars == 4 for r in steps_rows)
+
+
+def test_table_has_one_row_per_configuration_plus_reference() -> None:
+    summary = {"pche": {"mean": 2.5, "std": 0.1, "n": 2}, "gps": {"mean": float("nan")}}
+    control = {"density_obedience": 0.8, "register_obedience": 0.1, "boundary_audibility": 0.9}
+    data = {
+        "songs": [{}, {}],
+        "summary": {"generated": summary, "real": summary},
+        "control": {"generated": control, "real": control},
+        "seconds": 3.0,
+    }
+    results = [
+        {"name": n, "options": EvalOptions(model="m", bars=8), "data": data} for n in ("a", "b")
+    ]
+    table = suite_table(results)
+    lines = [line for line in table.splitlines() if line.startswith("| ")]
+    assert [line.split(" | ")[0] for line in lines[1:]] == [
+        "| a",
+        "| b",
+        "| real POP909 (same songs)",
+        "| Diff-BGM paper (BGM909)",
+    ]
+    assert "2.500" in lines[1] and "–" in lines[1] and "0.800" in lines[1]
