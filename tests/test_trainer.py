@@ -308,3 +308,23 @@ def test_sigterm_checkpoints_before_exit(tiny_cache: Path, tmp_path: Path) -> No
     assert "stopped early" in out
     state = load_run_state(run / "last")
     assert state.step >= 2 and state.step == int(log_rows(run)[-1]["step"])
+
+
+def test_warm_start_from_a_checkpoint(tiny_cache: Path, trained_run: Path, tmp_path: Path) -> None:
+    """--init-from starts from the exported weights (step 0, fresh optimizer): its first loss
+    is far below a cold start's."""
+    exported = export_run(trained_run, tmp_path / "exported", dtype="fp32")
+    warm = tmp_path / "warm"
+    run_training(tiny_config(tiny_cache, warm, steps=2, init_from=str(exported)))
+    cold = losses(trained_run)[0]
+    assert losses(warm)[0] < 0.8 * cold
+    with pytest.raises(DiffBGMError, match="different model config"):
+        run_training(
+            tiny_config(
+                tiny_cache,
+                tmp_path / "other",
+                steps=1,
+                init_from=str(exported),
+                model_overrides={"d_cond": 16},
+            )
+        )

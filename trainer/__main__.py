@@ -104,6 +104,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         augment=args.augment,
         progress=not args.no_progress,
         stop_after=args.stop_after,
+        init_from=args.init_from,
     )
     result = run_training(config, resume=args.resume)
     state = "stopped early" if result.stopped_early else "finished"
@@ -348,6 +349,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="checkpoint and stop after this many steps of this invocation (resume later)",
+    )
+    train.add_argument(
+        "--init-from",
+        default=None,
+        help="start from this checkpoint's weights (e.g. checkpoints/diffbgm-small) with a "
+        "fresh optimizer; ignored when --resume finds RUN/last",
     )
     train.set_defaults(func=cmd_train)
 

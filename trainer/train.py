@@ -79,6 +79,7 @@ class TrainConfig:
     augment: bool = True  # random transposition of training windows
     progress: bool = True  # tqdm bar on rank 0
     stop_after: int | None = None  # stop (with a checkpoint) after this many steps of this call
+    init_from: str | None = None  # start from these checkpoint weights (fresh optimizer)
 
     def __post_init__(self) -> None:
         if self.batch < 1 or self.accum < 1 or self.batch % self.accum:
@@ -234,6 +235,19 @@ class Trainer:
 
     # ---- checkpoints -------------------------------------------------------------------
 
+    def initialise_from(self, checkpoint: str) -> None:
+        """Warm start: model and EMA weights from a checkpoint folder (or Hub id) of the same
+        config; the optimizer and the step count start afresh."""
+        from diffbgm.checkpoint import load_checkpoint
+
+        loaded = load_checkpoint(checkpoint)
+        if loaded.config != self.model_config:
+            raise CheckpointError(
+                f"{checkpoint} has a different model config than --preset/--set ask for"
+            )
+        self.model.load_state_dict(loaded.model.state_dict())
+        self.ema_model.load_state_dict(loaded.model.state_dict())
+
     def restore(self, state: RunState) -> None:
         saved = ModelConfig.from_dict(state.model_config)
         if saved != self.model_config:
@@ -380,6 +394,8 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> TrainResult:
     trainer = Trainer(config, info, data)
     if state is not None:
         trainer.restore(state)
+    elif config.init_from:
+        trainer.initialise_from(config.init_from)
     log = RunLog(run_dir, trainer.step) if info.is_main else None
     stop = _StopRequest()
     restore_handlers = _install_stop_handlers(stop)
