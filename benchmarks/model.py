@@ -19,28 +19,10 @@ from dataclasses import replace
 
 import torch
 
-from diffbgm.model.conditions import Conditions
+from diffbgm.model.conditions import two_segment_conditions
 from diffbgm.model.config import ModelConfig, preset
 from diffbgm.model.diffusion import Diffusion
 from diffbgm.model.unet import Denoiser, count_parameters
-
-
-def random_conditions(config: ModelConfig, batch: int, seed: int = 0) -> Conditions:
-    """Two segments per window (cut at the middle), random features and chord tones."""
-    gen = torch.Generator().manual_seed(seed)
-    steps, slots = config.window_steps, config.max_segments
-    ids = torch.zeros(batch, steps, dtype=torch.long)
-    ids[:, steps // 2 :] = 1
-    mask = torch.zeros(batch, slots, dtype=torch.bool)
-    mask[:, :2] = True
-    return Conditions(
-        chord=(torch.rand(batch, 1, steps, config.n_pitches, generator=gen) > 0.75).float(),
-        segment_ids=ids,
-        segment_mask=mask,
-        dynamic=torch.rand(batch, slots, config.dynamic_dim, generator=gen),
-        semantic=torch.rand(batch, slots, config.semantic_dim, generator=gen),
-        global_=torch.rand(batch, config.global_dim, generator=gen),
-    )
 
 
 def autocast(bf16: bool):  # type: ignore[no-untyped-def]
@@ -53,7 +35,7 @@ def train_steps_per_second(config: ModelConfig, bf16: bool, iters: int, batch: i
     diffusion = Diffusion(config.diffusion)
     optimiser = torch.optim.AdamW(model.parameters(), lr=1e-4)
     x0 = torch.randn(batch, 2, config.window_steps, config.n_pitches).sign()
-    cond = random_conditions(config, batch)
+    cond = two_segment_conditions(config, batch)
     gen = torch.Generator().manual_seed(0)
     elapsed = 0.0
     for i in range(iters + 1):
@@ -72,7 +54,7 @@ def sample_seconds(config: ModelConfig, bf16: bool, steps: int = 50) -> float:
     """Seconds to sample one window with classifier-free guidance 3."""
     model = Denoiser(config).eval()
     diffusion = Diffusion(config.diffusion)
-    cond = random_conditions(config, 1)
+    cond = two_segment_conditions(config, 1)
     with autocast(bf16):
         diffusion.sample(model, cond, torch.Generator().manual_seed(0), steps=2)  # warm-up
         start = time.perf_counter()
@@ -93,7 +75,7 @@ def sac_leakage(config: ModelConfig) -> dict[str, float]:
     sac_model = Denoiser(config).eval()
     full_model = Denoiser(replace(config, sac=False)).eval()
     full_model.load_state_dict(sac_model.state_dict())
-    cond = random_conditions(config, 2)
+    cond = two_segment_conditions(config, 2)
     gen = torch.Generator().manual_seed(1)
     other = cond.with_(
         dynamic=torch.cat([cond.dynamic[:, :1], torch.rand(2, 7, 4, generator=gen) * 5], 1),

@@ -18,27 +18,9 @@ from diffbgm.model.attention import (
     sac_visibility,
     selector_visibility,
 )
-from diffbgm.model.conditions import Conditions
+from diffbgm.model.conditions import Conditions, two_segment_conditions
 from diffbgm.model.config import ModelConfig, preset
 from diffbgm.model.unet import Denoiser, count_parameters
-
-
-def two_segment_conditions(config: ModelConfig, batch: int = 2, seed: int = 0) -> Conditions:
-    """Random conditions whose window is cut in two segments at its middle."""
-    gen = torch.Generator().manual_seed(seed)
-    steps, slots = config.window_steps, config.max_segments
-    ids = torch.zeros(batch, steps, dtype=torch.long)
-    ids[:, steps // 2 :] = 1
-    mask = torch.zeros(batch, slots, dtype=torch.bool)
-    mask[:, :2] = True
-    return Conditions(
-        chord=(torch.rand(batch, 1, steps, config.n_pitches, generator=gen) > 0.7).float(),
-        segment_ids=ids,
-        segment_mask=mask,
-        dynamic=torch.rand(batch, slots, config.dynamic_dim, generator=gen),
-        semantic=torch.rand(batch, slots, config.semantic_dim, generator=gen),
-        global_=torch.rand(batch, config.global_dim, generator=gen),
-    )
 
 
 def perturb_slot(cond: Conditions, slot: int, seed: int = 1) -> Conditions:

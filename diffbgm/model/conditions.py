@@ -8,9 +8,13 @@ S = segment slots in the window (max_segments), Dd / Ds / Dg = feature sizes.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from diffbgm.model.config import ModelConfig
 
 
 @dataclass(frozen=True)
@@ -124,4 +128,27 @@ def stack_windows(windows: list[WindowConditions], pitch_low: int, n_pitches: in
         dynamic=torch.from_numpy(np.stack([w.dynamic for w in windows])).float(),
         semantic=torch.from_numpy(np.stack([w.semantic for w in windows])).float(),
         global_=torch.from_numpy(np.stack([w.global_ for w in windows])).float(),
+    )
+
+
+def two_segment_conditions(
+    config: ModelConfig, batch: int = 2, seed: int = 0, chord_density: float = 0.3
+) -> Conditions:
+    """Random conditions whose window is cut into two segments at its middle.
+
+    For tests and benchmarks: random features and a random chord-tone mask."""
+    gen = torch.Generator().manual_seed(seed)
+    steps, slots = config.window_steps, config.max_segments
+    ids = torch.zeros(batch, steps, dtype=torch.long)
+    ids[:, steps // 2 :] = 1
+    mask = torch.zeros(batch, slots, dtype=torch.bool)
+    mask[:, :2] = True
+    chord = torch.rand(batch, 1, steps, config.n_pitches, generator=gen) < chord_density
+    return Conditions(
+        chord=chord.float(),
+        segment_ids=ids,
+        segment_mask=mask,
+        dynamic=torch.rand(batch, slots, config.dynamic_dim, generator=gen),
+        semantic=torch.rand(batch, slots, config.semantic_dim, generator=gen),
+        global_=torch.rand(batch, config.global_dim, generator=gen),
     )
