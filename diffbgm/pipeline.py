@@ -141,9 +141,12 @@ class Composer:
             raise DiffBGMError(f"threads must be 0 (torch's default) or more, got {threads}")
         if threads:
             torch.set_num_threads(threads)
+        from diffbgm.music.calibration import Calibration
         from diffbgm.video.probe import ProbeLimits
 
         self.limits = limits or ProbeLimits()
+        # POP909 quantile tables: the units of the plan's controls; read once, not per call.
+        self.calibration = Calibration.load()
         self._text_encoder: Any = None
         self.model = loaded.model
         self.config = loaded.config
@@ -277,12 +280,11 @@ class Composer:
         )
 
     def _plan(self, analysis: Any, options: ComposeOptions) -> Any:
-        from diffbgm.music.calibration import Calibration
         from diffbgm.plan import make_plan
 
         mood = self._mood_encoder().mood(options.mood).mood if options.mood else None
         overrides = self._overrides(options, mood)
-        return make_plan(analysis, overrides, calibration=Calibration.load(), seed=options.seed)
+        return make_plan(analysis, overrides, calibration=self.calibration, seed=options.seed)
 
     def _sample_roll(
         self,
@@ -392,9 +394,7 @@ class Composer:
 
     def _velocities(self, onset: np.ndarray, plan: Any) -> np.ndarray:
         """MIDI velocity per onset from each segment's velocity control (quantile -> raw)."""
-        from diffbgm.music.calibration import Calibration
-
-        calibration = Calibration.load()
+        calibration = self.calibration
         piece_ids = plan.to_piece_conditions_segment_ids(onset.shape[0])
         per_segment = np.array(
             [calibration.to_raw("velocity", seg.dynamic["velocity"]) for seg in plan.segments]
