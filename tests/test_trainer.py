@@ -328,3 +328,31 @@ def test_warm_start_from_a_checkpoint(tiny_cache: Path, trained_run: Path, tmp_p
                 model_overrides={"d_cond": 16},
             )
         )
+
+
+def test_warm_start_may_change_only_the_feature_selector(
+    tiny_cache: Path, trained_run: Path, tmp_path: Path
+) -> None:
+    """A rule-selector checkpoint warm-starts a learned-gate model (the gate starts fresh, every
+    other weight is loaded), and snapshots of the EMA weights load as checkpoints."""
+    exported = export_run(trained_run, tmp_path / "exported", dtype="fp32")
+    run = tmp_path / "gate"
+    run_training(
+        tiny_config(
+            tiny_cache,
+            run,
+            steps=2,
+            init_from=str(exported),
+            snapshot_every=1,
+            model_overrides={"selector": "learned"},
+        )
+    )
+    assert losses(run)[0] < 0.8 * losses(trained_run)[0]
+    snapshots = sorted((run / "snapshots").iterdir())
+    assert [s.name for s in snapshots] == ["step_000001", "step_000002"]
+    loaded = load_checkpoint(snapshots[-1])
+    assert loaded.config.selector == "learned"
+    assert loaded.extra["train_step"] == 2
+    source = load_checkpoint(exported).model.state_dict()
+    gate_free = {k: v for k, v in loaded.model.state_dict().items() if not k.startswith("gate.")}
+    assert set(gate_free) == set(source)

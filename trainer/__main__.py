@@ -105,6 +105,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         stop_after=args.stop_after,
         init_from=args.init_from,
+        snapshot_every=args.snapshot_every,
     )
     result = run_training(config, resume=args.resume)
     state = "stopped early" if result.stopped_early else "finished"
@@ -323,6 +324,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--val-every", type=int, default=500, help="steps between validations")
     train.add_argument("--val-windows", type=int, default=64, help="fixed validation windows")
     train.add_argument("--ckpt-every", type=int, default=200, help="steps between checkpoints")
+    train.add_argument(
+        "--snapshot-every",
+        type=int,
+        default=0,
+        help="also keep the EMA weights every N steps in RUN/snapshots/ (learning curves)",
+    )
     train.add_argument("--log-every", type=int, default=10, help="steps per log.csv row")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")

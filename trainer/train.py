@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -80,6 +80,7 @@ class TrainConfig:
     progress: bool = True  # tqdm bar on rank 0
     stop_after: int | None = None  # stop (with a checkpoint) after this many steps of this call
     init_from: str | None = None  # start from these checkpoint weights (fresh optimizer)
+    snapshot_every: int = 0  # >0: every N steps also keep the EMA weights (bf16) for curves
 
     def __post_init__(self) -> None:
         if self.batch < 1 or self.accum < 1 or self.batch % self.accum:
@@ -92,6 +93,8 @@ class TrainConfig:
             raise ValueError("ema_decay must be in [0, 1)")
         if min(self.steps, self.val_every, self.ckpt_every, self.log_every) < 1:
             raise ValueError("steps, val_every, ckpt_every and log_every must be >= 1")
+        if self.snapshot_every < 0:
+            raise ValueError("snapshot_every must be >= 0 (0 = no snapshots)")
 
     @property
     def micro_batch(self) -> int:
@@ -236,17 +239,32 @@ class Trainer:
     # ---- checkpoints -------------------------------------------------------------------
 
     def initialise_from(self, checkpoint: str) -> None:
-        """Warm start: model and EMA weights from a checkpoint folder (or Hub id) of the same
-        config; the optimizer and the step count start afresh."""
+        """Warm start: model and EMA weights from a checkpoint folder (or Hub id); the
+        optimizer and the step count start afresh.
+
+        The config must match except for the feature selector (mode and threshold), which
+        only changes the attention masks and, for 'learned', adds a gate that starts fresh:
+        that is how a trained model is moved to another selector without training from zero.
+        """
         from diffbgm.checkpoint import load_checkpoint
 
         loaded = load_checkpoint(checkpoint)
-        if loaded.config != self.model_config:
+        selector_fields: dict[str, Any] = {"selector": "none", "selector_threshold": 0.0}
+        if replace(loaded.config, **selector_fields) != replace(
+            self.model_config, **selector_fields
+        ):
             raise CheckpointError(
-                f"{checkpoint} has a different model config than --preset/--set ask for"
+                f"{checkpoint} has a different model config than --preset/--set ask for "
+                "(only the feature selector may differ in a warm start)"
             )
-        self.model.load_state_dict(loaded.model.state_dict())
-        self.ema_model.load_state_dict(loaded.model.state_dict())
+        weights = loaded.model.state_dict()
+        missing, unexpected = self.model.load_state_dict(weights, strict=False)
+        if unexpected or any(not name.startswith("gate.") for name in missing):
+            raise CheckpointError(
+                f"{checkpoint}: weights do not fit the model (missing {missing}, "
+                f"unexpected {unexpected})"
+            )
+        self.ema_model.load_state_dict(self.model.state_dict())
 
     def restore(self, state: RunState) -> None:
         saved = ModelConfig.from_dict(state.model_config)
@@ -276,6 +294,19 @@ class Trainer:
                 optimizer=self.optimizer.state_dict(),
                 extra={"best_val": self.best_val, "world_size": self.info.world_size},
             ),
+        )
+
+    def save_snapshot(self) -> Path | None:
+        """RUN/snapshots/step_NNNNNN: the EMA weights as a loadable checkpoint (bf16, ~7 MB
+        for small), kept so metrics can be measured against training steps afterwards."""
+        if not self.info.is_main:
+            return None
+        from diffbgm.checkpoint import save_checkpoint
+
+        folder = self.run_dir / "snapshots" / f"step_{self.step:06d}"
+        extra = {"train_step": self.step, "weights": "ema", "best_val_loss_ema": self.best_val}
+        return save_checkpoint(
+            folder, self.ema_model, self.model_config, extra=extra, dtype=torch.bfloat16
         )
 
     # ---- one step ----------------------------------------------------------------------
@@ -443,6 +474,8 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> TrainResult:
             stopped_early = any_rank(wants_stop, info) and step < config.steps
             if step % config.ckpt_every == 0 or step == config.steps or stopped_early:
                 trainer.save()
+            if config.snapshot_every and step % config.snapshot_every == 0:
+                trainer.save_snapshot()
             if stopped_early:
                 if info.is_main:
                     (run_dir / STOP_FILE).unlink(missing_ok=True)
