@@ -237,7 +237,7 @@ class Composer:
                     text_encoder=self._mood_encoder() if options.mood else None,
                 ),
             )
-            plan = clock.run("plan", lambda: self._plan(analysis, options))
+            plan = clock.run("plan", lambda: self.plan(analysis, options))
             variants = []
             for v in range(options.variants):
                 seed = options.seed + v
@@ -279,14 +279,15 @@ class Composer:
             arousal=None if mood is None else float(mood.arousal),
         )
 
-    def _plan(self, analysis: Any, options: ComposeOptions) -> Any:
+    def plan(self, analysis: Any, options: ComposeOptions) -> Any:
+        """The MusicPlan this composer makes for a video analysis (mood text, overrides)."""
         from diffbgm.plan import make_plan
 
         mood = self._mood_encoder().mood(options.mood).mood if options.mood else None
         overrides = self._overrides(options, mood)
         return make_plan(analysis, overrides, calibration=self.calibration, seed=options.seed)
 
-    def _sample_roll(
+    def sample_roll(
         self,
         plan: Any,
         seed: int,
@@ -340,7 +341,7 @@ class Composer:
     ) -> Variant:
         known_roll, known_mask = known if known is not None else (None, None)
         onset, sustain = clock.run(
-            "compose", lambda: self._sample_roll(plan, seed, options, known_roll, known_mask)
+            "compose", lambda: self.sample_roll(plan, seed, options, known_roll, known_mask)
         )
         if known_roll is not None and known_mask is not None:
             # Decoding looks at neighbours (a sustain needs its onset), so re-decoding could
