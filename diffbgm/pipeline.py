@@ -186,6 +186,8 @@ class Composer:
             "sustain_threshold": float(defaults.get("sustain_threshold", 0.0)),
             # one bar of overlap between windows keeps the joins coherent
             "overlap_steps": float(defaults.get("overlap_steps", 16)),
+            # > 0: each segment's onset threshold moves (within ± this) toward its density
+            "density_slack": float(defaults.get("density_slack", 0.0)),
         }
 
     def _sampler(self) -> str:
@@ -299,7 +301,8 @@ class Composer:
         """Diffusion over the whole plan, window by window -> (onset, sustain) (T, P) bool."""
         import torch
 
-        from diffbgm.model.sampling import decode_roll, sample_piece
+        from diffbgm.controls import DYNAMIC_CONTROLS
+        from diffbgm.model.sampling import decode_roll, density_matched_thresholds, sample_piece
         from diffbgm.music.roll import RollSpec
 
         gen = self._generation(options)
@@ -322,9 +325,17 @@ class Composer:
                 progress=progress,
                 sampler=self._sampler(),
             )
-        onset, sustain = decode_roll(
-            x, onset_threshold=gen["onset_threshold"], sustain_threshold=gen["sustain_threshold"]
-        )
+        thresholds: float | np.ndarray = gen["onset_threshold"]
+        if gen["density_slack"] > 0:
+            density = piece.dynamic[:, DYNAMIC_CONTROLS.index("density")].astype(np.float64)
+            thresholds = density_matched_thresholds(
+                x[0],
+                piece.segment_ids,
+                np.asarray(self.calibration.to_raw("density", density)),
+                gen["onset_threshold"],
+                gen["density_slack"],
+            )
+        onset, sustain = decode_roll(x, thresholds, gen["sustain_threshold"])
         return onset, sustain
 
     def _render_variant(

@@ -11,7 +11,12 @@ import torch
 from diffbgm.model.conditions import PieceConditions
 from diffbgm.model.config import ModelConfig, preset
 from diffbgm.model.diffusion import Diffusion
-from diffbgm.model.sampling import decode_roll, sample_piece, window_starts
+from diffbgm.model.sampling import (
+    decode_roll,
+    density_matched_thresholds,
+    sample_piece,
+    window_starts,
+)
 from diffbgm.model.unet import Denoiser
 
 
@@ -145,3 +150,24 @@ def test_decode_roll_builds_notes_from_onsets() -> None:
     assert not strict.sustain[:, 1].any()
     with pytest.raises(ValueError):
         decode_roll(x[0])
+
+
+def test_density_matched_thresholds_move_toward_the_request_within_the_band() -> None:
+    rng = np.random.default_rng(0)
+    onset_channel = rng.uniform(-1, 1, size=(64, 10))  # two 2-bar segments of 10 pitches
+    ids = np.repeat([0, 1], 32)
+    base, slack = 0.5, 0.3
+    # segment 0 asks for 32 onsets per bar (64 in all); segment 1 for more than the band allows
+    thresholds = density_matched_thresholds(
+        onset_channel, ids, np.array([32.0, 500.0]), base, slack
+    )
+    first = onset_channel[:32] > thresholds[0]
+    assert first.sum() == 64 and base - slack <= thresholds[0] <= base + slack
+    assert np.all(thresholds[32:] == base - slack)  # clipped: the model keeps the last word
+    assert np.all(thresholds[:32] == thresholds[0])
+    plain = density_matched_thresholds(onset_channel, ids, np.array([32.0, 500.0]), base, 0.0)
+    assert np.all(plain == base)
+    decoded = decode_roll(np.stack([onset_channel, onset_channel]), thresholds)
+    assert decoded.onset[:32].sum() == 64
+    with pytest.raises(ValueError, match="thresholds"):
+        decode_roll(np.stack([onset_channel, onset_channel]), thresholds[:10])

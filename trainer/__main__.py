@@ -144,6 +144,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         bgm909=args.bgm909,
         bf16=args.bf16,
         sampler=args.sampler,
+        density_slack=args.density_slack,
     )
     for path in sample_to_folder(options):
         print(path)
@@ -167,6 +168,7 @@ def _eval_options(args: argparse.Namespace, **extra: Any) -> EvalOptions:
         bgm909=args.bgm909,
         bf16=args.bf16,
         sampler=args.sampler,
+        density_slack=args.density_slack,
         **extra,
     )
 
@@ -238,6 +240,13 @@ def _add_sampling_options(parser: argparse.ArgumentParser, default_bars: int) ->
         type=float,
         default=0.0,
         help="sustain channel value in [-1, 1] above which a note keeps sounding",
+    )
+    parser.add_argument(
+        "--density-slack",
+        type=float,
+        default=0.0,
+        help="> 0: per segment, move the onset threshold (within ± this) toward the segment's "
+        "requested density (density-matched decoding); 0 = one fixed threshold",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed of the sampler")
     parser.add_argument(

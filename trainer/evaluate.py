@@ -53,6 +53,7 @@ class EvalOptions:
     bgm909: str | None = None
     bf16: bool = True  # bfloat16 autocast while sampling
     sampler: str = "ddim"  # or "dpm" (DPM-Solver++ 2M)
+    density_slack: float = 0.0  # > 0: density-matched onset thresholds (see generate)
 
 
 @dataclass(frozen=True)
@@ -232,6 +233,7 @@ def run_evaluation(options: EvalOptions) -> EvalReport:
             options.sustain_threshold,
             options.bf16,
             options.sampler,
+            options.density_slack if has_controls else 0.0,
         )
         chords = song.conditions.chord_pcs
         gen_metrics = piece_metrics(roll.onset, roll.sustain, chords, song.key, metric_config)

@@ -59,6 +59,7 @@ class SampleOptions:
     bgm909: str | None = None
     bf16: bool = True  # bfloat16 autocast while sampling
     sampler: str = "ddim"  # or "dpm" (DPM-Solver++ 2M)
+    density_slack: float = 0.0  # > 0: density-matched onset thresholds (see generate)
 
 
 def roll_spec_of(config: ModelConfig) -> RollSpec:
@@ -161,6 +162,12 @@ def random_piece(config: ModelConfig, bars: int, rng: np.random.Generator) -> Pi
     )
 
 
+def requested_onsets_per_bar(piece: PieceConditions, calibration: Calibration) -> np.ndarray:
+    """(N,) onsets per bar each segment's density control asks for (a POP909 quantile)."""
+    quantiles = piece.dynamic[:, DYNAMIC_CONTROLS.index("density")]
+    return np.asarray(calibration.to_raw("density", np.asarray(quantiles, dtype=np.float64)))
+
+
 def generate(
     loaded: LoadedModel,
     piece: PieceConditions,
@@ -171,10 +178,15 @@ def generate(
     sustain_threshold: float,
     bf16: bool = True,
     sampler: str = "ddim",
+    density_slack: float = 0.0,
 ) -> PianoRoll:
-    """Sample a whole piece window by window and decode it into a binary roll."""
+    """Sample a whole piece window by window and decode it into a binary roll.
+
+    density_slack > 0 decodes each segment with the onset threshold that best matches its
+    requested density, within onset_threshold ± density_slack (see density_matched_thresholds).
+    """
     from diffbgm.model.diffusion import Diffusion
-    from diffbgm.model.sampling import decode_roll, sample_piece
+    from diffbgm.model.sampling import decode_roll, density_matched_thresholds, sample_piece
 
     generator = torch.Generator().manual_seed(seed)
     diffusion = Diffusion(loaded.config.diffusion)
@@ -190,7 +202,13 @@ def generate(
             guidance=guidance,
             sampler=sampler,
         )  # (2, T, P) in [-1, 1]
-    decoded = decode_roll(roll, onset_threshold, sustain_threshold)
+    thresholds: float | np.ndarray = onset_threshold
+    if density_slack > 0:
+        onsets_per_bar = requested_onsets_per_bar(piece, Calibration.load())
+        thresholds = density_matched_thresholds(
+            roll[0], piece.segment_ids, onsets_per_bar, onset_threshold, density_slack
+        )
+    decoded = decode_roll(roll, thresholds, sustain_threshold)
     # No velocity channel is generated: roll_to_midi then plays the default velocity.
     return PianoRoll(
         onset=decoded.onset,
@@ -243,6 +261,7 @@ def sample_to_folder(options: SampleOptions) -> list[Path]:
             options.sustain_threshold,
             options.bf16,
             options.sampler,
+            options.density_slack if bgm909 is None else 0.0,
         )
         tempo = options.tempo_bpm or song.tempo_bpm
         written += write_piece(roll, spec, tempo, out / f"song{song.song_id}", options.wav)
@@ -259,6 +278,7 @@ def sample_to_folder(options: SampleOptions) -> list[Path]:
             options.sustain_threshold,
             options.bf16,
             options.sampler,
+            options.density_slack if bgm909 is None else 0.0,
         )
         tempo = options.tempo_bpm or 120.0
         written += write_piece(roll, spec, tempo, out / f"random{n:03d}", options.wav)

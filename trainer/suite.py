@@ -49,6 +49,10 @@ def default_rows(
         SuiteRow("no feature selector", replace(base, ablation="no-selector")),
         SuiteRow("no guidance (scale 1)", replace(base, ablation="no-guidance")),
     ]
+    if base.density_slack > 0:
+        rows.append(SuiteRow("fixed onset threshold", replace(base, density_slack=0.0)))
+    else:
+        rows.append(SuiteRow("density-matched decoding", replace(base, density_slack=0.2)))
     rows += [
         SuiteRow(f"guidance {g:g}", replace(base, guidance=g))
         for g in (1.5, 2.0, 3.0, 5.0)

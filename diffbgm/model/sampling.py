@@ -138,17 +138,25 @@ class DecodedRoll(NamedTuple):
 
 
 def decode_roll(
-    x: np.ndarray, onset_threshold: float = 0.0, sustain_threshold: float = 0.0
+    x: np.ndarray,
+    onset_threshold: float | np.ndarray = 0.0,
+    sustain_threshold: float = 0.0,
 ) -> DecodedRoll:
     """(2, T, P) roll in [-1, 1] -> DecodedRoll.
 
-    An onset above `onset_threshold` starts a note; it lasts while the sustain channel stays
-    above `sustain_threshold` and no new onset of that pitch comes. Sustain that does not
-    follow an onset is dropped: a note's sustain must start at its onset.
+    An onset above `onset_threshold` (a number, or one per step: (T,)) starts a note; it
+    lasts while the sustain channel stays above `sustain_threshold` and no new onset of that
+    pitch comes. Sustain that does not follow an onset is dropped: a note's sustain must
+    start at its onset.
     """
     if x.ndim != 3 or x.shape[0] != 2:
         raise ValueError(f"expected a (2, T, P) roll, got shape {x.shape}")
-    onset = x[0] > onset_threshold
+    threshold = np.asarray(onset_threshold, dtype=np.float64)
+    if threshold.ndim == 1:
+        if threshold.shape[0] != x.shape[1]:
+            raise ValueError(f"{threshold.shape[0]} onset thresholds for {x.shape[1]} steps")
+        threshold = threshold[:, None]  # (T, 1): one per step, shared by every pitch
+    onset = x[0] > threshold
     raw_sustain = x[1] > sustain_threshold
     sustain = np.zeros_like(onset)
     sounding = np.zeros(onset.shape[1], dtype=bool)
@@ -156,3 +164,38 @@ def decode_roll(
         sounding = onset[step] | (sounding & raw_sustain[step])
         sustain[step] = sounding
     return DecodedRoll(onset=onset, sustain=sustain)
+
+
+def density_matched_thresholds(
+    onset_channel: np.ndarray,
+    segment_ids: np.ndarray,
+    onsets_per_bar: np.ndarray,
+    base_threshold: float,
+    slack: float,
+    steps_per_bar: int = 16,
+) -> np.ndarray:
+    """(T, P) onset channel, (T,) segment ids, (N,) requested onsets per bar -> (T,) thresholds.
+
+    Each segment gets the threshold that keeps its requested number of onsets (its strongest
+    onset values), clipped to base_threshold ± slack: the model still decides which notes
+    sound and where, the request only moves the cut within a band, so a segment the model
+    made much busier or sparser than asked is brought toward the request, not forced to it.
+    slack = 0 is the plain fixed threshold.
+    """
+    if slack < 0:
+        raise ValueError("slack must be >= 0")
+    thresholds = np.full(segment_ids.shape[0], base_threshold, dtype=np.float64)
+    if slack == 0:
+        return thresholds
+    for segment in np.unique(segment_ids):
+        steps = segment_ids == segment
+        values = np.sort(onset_channel[steps].ravel())[::-1]  # strongest first
+        wanted = int(round(float(onsets_per_bar[segment]) * steps.sum() / steps_per_bar))
+        if wanted <= 0:
+            cut = base_threshold + slack
+        elif wanted >= values.size:
+            cut = base_threshold - slack
+        else:
+            cut = float(values[wanted - 1] + values[wanted]) / 2  # between the kept and the next
+        thresholds[steps] = np.clip(cut, base_threshold - slack, base_threshold + slack)
+    return thresholds
