@@ -415,6 +415,10 @@ class PlanConfig:
     # the residuals alone decide.
     tempo_prior_weight: float = 2.0
     tempo_prior_dead_zone: float = 0.25
+    # When the user states the mood (text or arousal), its tempo is a request, not a hint:
+    # a narrow dead zone and a prior that outweighs a few cuts missing their lines.
+    tempo_prior_dead_zone_user: float = 0.1
+    tempo_prior_weight_user: float = 40.0
     tempo_slow_bpm: float = 72.0  # mood tempo at arousal 0
     tempo_fast_bpm: float = 140.0  # mood tempo at arousal 1
     bar_snap_tolerance_s: float = 0.25  # a cut this close to a bar line goes to the bar line
@@ -950,6 +954,12 @@ def make_plan(
             f"segment starts must lie inside the video (0, {duration:.2f}) s: {boundaries}"
         )
     target = mood_tempo_bpm(arousal, cfg)
+    if ovr.arousal is not None:
+        cfg = replace(
+            cfg,
+            tempo_prior_dead_zone=cfg.tempo_prior_dead_zone_user,
+            tempo_prior_weight=cfg.tempo_prior_weight_user,
+        )
     grid = fit_bar_grid(boundaries, target, cfg, tempo_bpm=ovr.tempo_bpm)
     provenance["tempo_bpm"] = (
         "user"

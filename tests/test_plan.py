@@ -21,6 +21,7 @@ from diffbgm.plan import (
     blend_rank_absolute,
     fit_bar_grid,
     make_plan,
+    mood_tempo_bpm,
     replan_segment,
 )
 from diffbgm.video.types import Shot, ShotFeatures, VideoAnalysis, VideoInfo
@@ -284,3 +285,14 @@ def test_same_seed_same_plan(chord_model) -> None:
     assert make_plan(analysis, seed=11, chord_model=chord_model) == make_plan(
         analysis, seed=11, chord_model=chord_model
     )
+
+
+def test_a_stated_mood_holds_the_tempo_near_its_own(chord_model) -> None:
+    """Cuts every 2 s fit 120 BPM best; a user's calm mood (arousal 0.1 -> about 79 BPM) is a
+    request: the plan stays within 0.2 octave of it instead of taking the cuts' tempo."""
+    analysis = synthetic_analysis([2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 14.0], 16.0)
+    free = make_plan(analysis, seed=0, chord_model=chord_model)
+    calm = make_plan(analysis, PlanOverrides(arousal=0.1), seed=0, chord_model=chord_model)
+    target = mood_tempo_bpm(0.1, PlanConfig())
+    assert abs(np.log2(calm.tempo_bpm / target)) <= 0.2
+    assert abs(np.log2(free.tempo_bpm / target)) > 0.5
