@@ -171,3 +171,20 @@ def test_density_matched_thresholds_move_toward_the_request_within_the_band() ->
     assert decoded.onset[:32].sum() == 64
     with pytest.raises(ValueError, match="thresholds"):
         decode_roll(np.stack([onset_channel, onset_channel]), thresholds[:10])
+
+
+def test_density_matched_thresholds_keep_or_drop_a_tie_group_whole() -> None:
+    """Clipped rolls tie at 1.0: asking for fewer onsets than the tie must not drop them all."""
+    onset_channel = np.full((16, 4), -1.0)
+    onset_channel[:, 0] = 1.0  # 16 confident onsets, tied
+    onset_channel[:4, 1] = 0.55
+    ids = np.zeros(16, dtype=np.int64)
+    # 10 wanted: keeping the 16 tied (6 too many) beats dropping them (10 too few)
+    keep = density_matched_thresholds(onset_channel, ids, np.array([10.0]), 0.5, 0.6)
+    assert (onset_channel > keep[:, None]).sum() == 16
+    # 3 wanted: dropping the tie leaves 0 onsets (3 too few) vs 13 too many: drop
+    drop = density_matched_thresholds(onset_channel, ids, np.array([3.0]), 0.5, 0.6)
+    assert (onset_channel > drop[:, None]).sum() == 0
+    # 18 wanted: the 16 tied and the 4 at 0.55 (20) vs 16: keep 16... or 20 -- both 2 off
+    more = density_matched_thresholds(onset_channel, ids, np.array([18.0]), 0.5, 0.6)
+    assert (onset_channel > more[:, None]).sum() in (16, 20)

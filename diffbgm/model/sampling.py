@@ -196,6 +196,19 @@ def density_matched_thresholds(
         elif wanted >= values.size:
             cut = base_threshold - slack
         else:
-            cut = float(values[wanted - 1] + values[wanted]) / 2  # between the kept and the next
+            cut = _cut_keeping(values, wanted)
         thresholds[steps] = np.clip(cut, base_threshold - slack, base_threshold + slack)
     return thresholds
+
+
+def _cut_keeping(values: np.ndarray, wanted: int) -> float:
+    """A threshold t such that the count of `values` (sorted, strongest first) above t is as
+    close to `wanted` as ties allow. Sampled rolls are clipped to [-1, 1], so many onsets tie
+    at exactly 1.0: a tie group is kept or dropped whole, whichever count is nearer."""
+    value = values[wanted - 1]
+    above = int(np.count_nonzero(values > value))  # dropping the whole tie group
+    at_least = int(np.count_nonzero(values >= value))  # keeping it
+    if wanted - above < at_least - wanted:
+        return float(value)  # x > value drops the tie
+    lower = values[values < value]
+    return float(value + lower[0]) / 2 if lower.size else float(value) - 1.0
