@@ -227,3 +227,31 @@ def test_ten_minute_video(bbb_video: Path, tmp_path: Path) -> None:
     assert durations["video"] == pytest.approx(durations["audio"], abs=0.15)
     assert json.loads((out / "report.json").read_text())["metrics"]["cut_alignment"] >= 0.95
     assert peak_mb < 2048, f"peak RSS {peak_mb:.0f} MB"
+
+
+def test_density_matched_decoding_moves_each_segment_toward_its_request(
+    tiny_composer: Composer, bbb_result
+) -> None:
+    """The same sampled roll decoded with a fixed threshold and with density matching: every
+    segment's onset count ends at least as near to what its density control asks for."""
+    import copy
+
+    from diffbgm.plan import MusicPlan
+
+    plan = MusicPlan.from_dict(json.loads(bbb_result.report_path.read_text())["plan"])
+    options = ComposeOptions(seed=3, steps=4)
+    matched = copy.copy(tiny_composer)
+    generation = dict(tiny_composer.extra.get("generation", {}), density_slack=0.5)
+    matched.extra = dict(tiny_composer.extra, generation=generation)
+    fixed_onset, _ = tiny_composer.sample_roll(plan, 3, options)
+    matched_onset, _ = matched.sample_roll(plan, 3, options)
+    ids = plan.to_piece_conditions_segment_ids(fixed_onset.shape[0])
+    density = np.asarray([seg.dynamic["density"] for seg in plan.segments])
+    wanted = tiny_composer.calibration.to_raw("density", density)
+    for segment in range(len(plan.segments)):
+        steps = ids == segment
+        target = wanted[segment] * steps.sum() / 16
+        fixed_error = abs(fixed_onset[steps].sum() - target)
+        matched_error = abs(matched_onset[steps].sum() - target)
+        assert matched_error <= fixed_error + 1e-9
+    assert not np.array_equal(fixed_onset, matched_onset)
