@@ -186,6 +186,10 @@ def test_learned_selector_sees_both_kinds_through_a_gate() -> None:
             cond.with_(semantic=cond.semantic * 5 + 1),
         ):
             assert not torch.allclose(base, model(x, t, changed))
+        share = model.semantic_share(t)
+    assert share is not None and share.shape == (2,)
+    assert bool(((share > 0) & (share < 1)).all())
+    assert Denoiser(preset("tiny")).semantic_share(t) is None  # the rule has no gate
 
 
 def test_dropped_items_ignore_every_condition() -> None:

@@ -130,6 +130,14 @@ class Denoiser(nn.Module):
         self.out_norm = nn.GroupNorm(norm_groups(ch), ch)
         self.output = nn.Conv2d(ch, 2, 3, padding=1)
 
+    def semantic_share(self, t: torch.Tensor) -> torch.Tensor | None:
+        """(B,) timesteps -> (B,) g(t) of the learned feature selector: the weight of the
+        semantic tokens against the dynamic ones (None for the rule and 'none' selectors)."""
+        if self.gate is None:
+            return None
+        emb = self.time_mlp(timestep_embedding(t, self.config.base_channels))
+        return torch.sigmoid(self.gate(emb)[:, 0].float())
+
     def forward(
         self,
         x_t: torch.Tensor,
