@@ -356,3 +356,10 @@ def test_warm_start_may_change_only_the_feature_selector(
     source = load_checkpoint(exported).model.state_dict()
     gate_free = {k: v for k, v in loaded.model.state_dict().items() if not k.startswith("gate.")}
     assert set(gate_free) == set(source)
+    # the export counts the parent's steps and stores the generation defaults it is given
+    shipped = export_run(
+        run, tmp_path / "shipped", generation={"sampler": "dpm", "density_slack": 0.5}
+    )
+    extra = load_checkpoint(shipped).extra
+    assert extra["generation"] == {"sampler": "dpm", "density_slack": 0.5}
+    assert extra["train_step_total"] == 16 + 2 and extra["warm_start_from"] == str(exported)

@@ -205,7 +205,14 @@ def cmd_suite(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from trainer.export import export_run
 
-    folder = export_run(Path(args.run), Path(args.out), weights=args.weights, dtype=args.dtype)
+    generation = dict(args.generation) if args.generation else None
+    folder = export_run(
+        Path(args.run),
+        Path(args.out),
+        weights=args.weights,
+        dtype=args.dtype,
+        generation=generation,
+    )
     print(f"exported {args.weights} weights of {args.run} to {folder}")
     return 0
 
@@ -451,6 +458,14 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("out", help="checkpoint folder to write, e.g. checkpoints/diffbgm-small")
     export.add_argument("--weights", choices=("ema", "model"), default="ema")
     export.add_argument("--dtype", choices=("bf16", "fp32"), default="bf16")
+    export.add_argument(
+        "--generation",
+        type=parse_override,
+        action="append",
+        metavar="KEY=VALUE",
+        help="generation default stored with the weights, e.g. --generation sampler=dpm "
+        "--generation steps=25 --generation density_slack=0.5",
+    )
     export.set_defaults(func=cmd_export)
     return parser
 

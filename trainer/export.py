@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from diffbgm.checkpoint import CARD_NAME, save_checkpoint
+from diffbgm.checkpoint import CARD_NAME, read_config, save_checkpoint
 from diffbgm.errors import CheckpointError
 from diffbgm.model.config import ModelConfig
 from diffbgm.model.unet import count_parameters
@@ -37,6 +37,16 @@ def training_summary(run_dir: Path, extra: dict[str, Any]) -> dict[str, Any]:
         "ema_decay": train_config.get("ema_decay"),
         "best_val_loss_ema": extra.get("best_val"),
     }
+    init_from = train_config.get("init_from")
+    if init_from:
+        summary["warm_start_from"] = init_from
+        try:
+            _, parent = read_config(Path(init_from))
+        except CheckpointError:
+            parent = {}  # moved or deleted since: the run's own steps are all we know
+        parent_steps = parent.get("train_step_total", parent.get("train_step"))
+        if parent_steps is not None and summary["train_step"] is not None:
+            summary["train_step_total"] = int(parent_steps) + int(summary["train_step"])
     log_path = run_dir / "log.csv"
     if log_path.exists():
         rows = read_log(log_path)
@@ -89,8 +99,18 @@ loaded = load_checkpoint("path/to/this/folder")
 """
 
 
-def export_run(run_dir: Path, out_dir: Path, weights: str = "ema", dtype: str = "bf16") -> Path:
-    """Write OUT/config.json, OUT/model.safetensors and OUT/README.md from RUN's checkpoint."""
+def export_run(
+    run_dir: Path,
+    out_dir: Path,
+    weights: str = "ema",
+    dtype: str = "bf16",
+    generation: dict[str, Any] | None = None,
+) -> Path:
+    """Write OUT/config.json, OUT/model.safetensors and OUT/README.md from RUN's checkpoint.
+
+    `generation` (sampler, steps, guidance, onset_threshold, ...) is stored in config.json as
+    the defaults the Composer samples with.
+    """
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
     folder = run_state_folder(run_dir)
@@ -100,6 +120,8 @@ def export_run(run_dir: Path, out_dir: Path, weights: str = "ema", dtype: str = 
     summary = training_summary(run_dir, loaded.extra)
     summary["weights"] = weights
     extra = {key: value for key, value in summary.items() if value is not None}
+    if generation:
+        extra["generation"] = dict(generation)
     save_checkpoint(out_dir, loaded.model, loaded.config, extra=extra, dtype=DTYPES[dtype])
     card = full_model_card(
         loaded.config,
