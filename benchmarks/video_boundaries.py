@@ -43,16 +43,23 @@ def main() -> None:
     from diffbgm.metrics import spearman
     from diffbgm.pipeline import ComposeOptions, Composer
     from diffbgm.video.analyze import analyze_video
-    from trainer.evaluate import boundary_audibility, realised_controls, segment_starts
+    from diffbgm.controls import DYNAMIC_CONTROLS
+    from trainer.evaluate import (
+        ASKED_CONTRAST,
+        boundary_changes,
+        realised_controls,
+        requested_contrast,
+        segment_starts,
+    )
 
     composer = Composer.from_pretrained(args.model)
     pitch_low = composer.config.pitch_low
     requested_all: list[float] = []
     realised_all: list[float] = []
-    audible_all = total_all = 0
+    audible_all = total_all = asked_audible_all = asked_all = 0
     for video in args.videos or default_videos():
         analysis = analyze_video(video)
-        audible = total = 0
+        audible = total = asked_audible = asked_total = 0
         asked: list[float] = []
         started = time.perf_counter()
         for seed in range(args.seeds):
@@ -61,8 +68,13 @@ def main() -> None:
             onset, _ = composer.sample_roll(plan, seed, options)
             ids = plan.to_piece_conditions_segment_ids(onset.shape[0])
             starts = segment_starts(ids)
-            a, n = boundary_audibility(onset, starts, pitch_low, args.threshold)
-            audible, total = audible + a, total + n
+            dynamic = np.asarray(
+                [[seg.dynamic[name] for name in DYNAMIC_CONTROLS] for seg in plan.segments]
+            )
+            for index, heard in boundary_changes(onset, starts, pitch_low, args.threshold):
+                audible, total = audible + heard, total + 1
+                if requested_contrast(dynamic, index) >= ASKED_CONTRAST:
+                    asked_audible, asked_total = asked_audible + heard, asked_total + 1
             requested = np.asarray([seg.dynamic["density"] for seg in plan.segments])
             realised = realised_controls(onset, starts, pitch_low, composer.calibration)
             requested_all += requested.tolist()
@@ -70,17 +82,20 @@ def main() -> None:
             asked += np.abs(np.diff(requested)).tolist()
         seconds = (time.perf_counter() - started) / args.seeds
         audible_all, total_all = audible_all + audible, total_all + total
+        asked_audible_all, asked_all = asked_audible_all + asked_audible, asked_all + asked_total
         share = audible / total if total else float("nan")
         print(
             f"{video.name}: {len(plan.segments)} segments, boundaries audible {audible}/{total} "
-            f"= {share:.2f}; mean |Δ requested density| {np.mean(asked) if asked else 0:.2f}; "
+            f"= {share:.2f} (where the plan asks for a change: {asked_audible}/{asked_total}); "
+            f"mean |Δ requested density| {np.mean(asked) if asked else 0:.2f}; "
             f"{seconds:.1f} s per piece"
         )
     req, real = np.asarray(requested_all), np.asarray(realised_all)
     keep = np.isfinite(req) & np.isfinite(real)
     print(
         f"all: boundaries audible {audible_all}/{total_all} = "
-        f"{audible_all / max(total_all, 1):.2f}; density Spearman (requested vs realised, "
+        f"{audible_all / max(total_all, 1):.2f}, where asked {asked_audible_all}/{asked_all}; "
+        f"density Spearman (requested vs realised, "
         f"{int(keep.sum())} segments) {spearman(req[keep], real[keep]):.3f}"
     )
 

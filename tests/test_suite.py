@@ -39,3 +39,22 @@ def test_table_has_one_row_per_configuration_plus_reference() -> None:
         "| Diff-BGM paper (BGM909)",
     ]
     assert "2.500" in lines[1] and "–" in lines[1] and "0.800" in lines[1]
+
+
+def test_boundaries_are_judged_where_the_controls_ask_for_a_change() -> None:
+    import numpy as np
+
+    from diffbgm.controls import DYNAMIC_CONTROLS
+    from trainer.evaluate import boundary_audibility, boundary_changes, requested_contrast
+
+    onset = np.zeros((48, 88), dtype=bool)  # three one-bar segments
+    onset[0:16:1, 40] = True  # busy bar: 16 onsets
+    onset[16:32:8, 40] = True  # sparse bar: 2 onsets
+    onset[32:48:8, 40] = True  # the same sparse bar again
+    starts = np.array([0, 16, 32])
+    assert boundary_changes(onset, starts, 21, 0.25) == [(1, True), (2, False)]
+    assert boundary_audibility(onset, starts, 21, 0.25) == (1, 2)
+    dynamic = np.full((3, len(DYNAMIC_CONTROLS)), 0.5)
+    dynamic[:, DYNAMIC_CONTROLS.index("density")] = [0.9, 0.1, 0.15]
+    assert requested_contrast(dynamic, 1) == 0.8  # asked: a clear change
+    assert abs(requested_contrast(dynamic, 2) - 0.05) < 1e-9  # not asked

@@ -7,7 +7,9 @@ the real song through diffbgm.metrics. Two more measures of whether the conditio
     requested per-segment density (register) quantile and the one realised by the notes;
   * boundary audibility: share of segment boundaries where the onset density changes by
     more than `boundary_threshold` (relative) or the mean register by more than
-    `boundary_threshold` octaves, comparing the bar before with the bar after.
+    `boundary_threshold` octaves, comparing the bar before with the bar after; and the same
+    share among the boundaries whose controls ask for a change (density or register quantile
+    moving by >= ASKED_CONTRAST), since many real phrase boundaries ask for none.
 Ablations switch a component off at inference: SAC, the feature selector, or guidance.
 """
 
@@ -33,6 +35,8 @@ from trainer.sample import SongPiece, generate, load_song_piece, roll_spec_of, w
 Ablation = Literal["none", "no-sac", "no-selector", "no-guidance"]
 ABLATIONS: tuple[str, ...] = ("none", "no-sac", "no-selector", "no-guidance")
 STEPS_PER_BAR = 16
+# A boundary "asks" for a change when density or register moves by at least this (quantile)
+ASKED_CONTRAST = 0.25
 
 
 @dataclass(frozen=True)
@@ -110,23 +114,38 @@ def realised_controls(
     }
 
 
-def boundary_audibility(
+def boundary_changes(
     onset: np.ndarray, starts: np.ndarray, pitch_low: int, threshold: float
-) -> tuple[int, int]:
-    """(audible, total) internal segment boundaries: the bar before vs the bar after."""
-    audible = total = 0
-    for boundary in starts[1:]:
+) -> list[tuple[int, bool]]:
+    """(segment index after the boundary, audible?) per internal boundary that can be judged:
+    the bar before vs the bar after, onset density (relative) or mean register (octaves)
+    changing by more than `threshold`."""
+    changes = []
+    for index, boundary in enumerate(starts[1:], start=1):
         before = (max(boundary - STEPS_PER_BAR, 0), boundary)
         after = (boundary, min(boundary + STEPS_PER_BAR, onset.shape[0]))
         if after[1] - after[0] < STEPS_PER_BAR // 2:
             continue  # too little music after the last boundary to judge
-        total += 1
         d0, d1 = span_density(onset, *before), span_density(onset, *after)
         density_change = abs(d1 - d0) / max((d0 + d1) / 2, 1e-9) if d0 + d1 > 0 else 0.0
         r0, r1 = span_register(onset, *before, pitch_low), span_register(onset, *after, pitch_low)
         register_change = 0.0 if math.isnan(r0) or math.isnan(r1) else abs(r1 - r0) / 12.0
-        audible += int(density_change > threshold or register_change > threshold)
-    return audible, total
+        changes.append((index, density_change > threshold or register_change > threshold))
+    return changes
+
+
+def boundary_audibility(
+    onset: np.ndarray, starts: np.ndarray, pitch_low: int, threshold: float
+) -> tuple[int, int]:
+    """(audible, total) internal segment boundaries: the bar before vs the bar after."""
+    changes = boundary_changes(onset, starts, pitch_low, threshold)
+    return sum(audible for _, audible in changes), len(changes)
+
+
+def requested_contrast(dynamic: np.ndarray, index: int) -> float:
+    """The largest change of the density or register control from segment index-1 to index."""
+    columns = [DYNAMIC_CONTROLS.index(name) for name in ("density", "register")]
+    return float(np.abs(dynamic[index, columns] - dynamic[index - 1, columns]).max())
 
 
 def _pooled(values: list[np.ndarray]) -> np.ndarray:
@@ -148,6 +167,8 @@ class _Accumulator:
         self.realised: dict[str, list[np.ndarray]] = {"density": [], "register": []}
         self.audible = 0
         self.boundaries = 0
+        self.asked_audible = 0  # boundaries where the controls ask for a clear change
+        self.asked = 0
 
     def add(
         self,
@@ -163,14 +184,21 @@ class _Accumulator:
             column = DYNAMIC_CONTROLS.index(name)
             self.requested[name].append(song.conditions.dynamic[:, column].astype(np.float64))
             self.realised[name].append(got[name])
-        audible, total = boundary_audibility(onset, starts, pitch_low, threshold)
-        self.audible += audible
-        self.boundaries += total
+        for index, audible in boundary_changes(onset, starts, pitch_low, threshold):
+            self.audible += audible
+            self.boundaries += 1
+            if requested_contrast(song.conditions.dynamic, index) >= ASKED_CONTRAST:
+                self.asked_audible += audible
+                self.asked += 1
 
     def summary(self, has_controls: bool) -> dict[str, float]:
         out = {
             "boundary_audibility": self.audible / self.boundaries if self.boundaries else math.nan,
             "boundaries": float(self.boundaries),
+            "boundary_audibility_asked": self.asked_audible / self.asked
+            if self.asked
+            else math.nan,
+            "boundaries_asked": float(self.asked),
         }
         if has_controls:
             for name in ("density", "register"):

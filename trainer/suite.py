@@ -84,8 +84,9 @@ def _cell(summary: dict[str, Any], key: str) -> str:
 def suite_table(results: list[dict[str, Any]]) -> str:
     """Markdown: one row per configuration, then the real songs of each song set."""
     head = "| configuration | songs × bars | " + " | ".join(COLUMNS)
-    head += " | density Spearman | register Spearman | boundaries audible | seconds |\n"
-    head += "|---" * (len(COLUMNS) + 6) + "|\n"
+    head += " | density Spearman | register Spearman | boundaries audible | audible where asked"
+    head += " | seconds |\n"
+    head += "|---" * (len(COLUMNS) + 7) + "|\n"
     lines = []
     reals: dict[str, dict[str, Any]] = {}
     for result in results:
@@ -97,10 +98,12 @@ def suite_table(results: list[dict[str, Any]]) -> str:
         dens = control.get("density_obedience")
         reg = control.get("register_obedience")
         aud = control.get("boundary_audibility")
+        asked = control.get("boundary_audibility_asked")
         lines.append(
             f"| {result['name']} | {shape} | "
             + " | ".join(cells)
-            + f" | {_fmt(dens)} | {_fmt(reg)} | {_fmt(aud)} | {data['seconds']:.0f} |"
+            + f" | {_fmt(dens)} | {_fmt(reg)} | {_fmt(aud)} | {_fmt(asked)}"
+            + f" | {data['seconds']:.0f} |"
         )
         reals.setdefault(
             shape, {"summary": data["summary"]["real"], "control": data["control"]["real"]}
@@ -112,10 +115,11 @@ def suite_table(results: list[dict[str, Any]]) -> str:
             + " | ".join(cells)
             + f" | {_fmt(real['control'].get('density_obedience'))} | "
             f"{_fmt(real['control'].get('register_obedience'))} | "
-            f"{_fmt(real['control'].get('boundary_audibility'))} | – |"
+            f"{_fmt(real['control'].get('boundary_audibility'))} | "
+            f"{_fmt(real['control'].get('boundary_audibility_asked'))} | – |"
         )
     paper = [f"{PAPER[c]:.3f}" if c in PAPER else "–" for c in COLUMNS]
-    lines.append("| Diff-BGM paper (BGM909) | – | " + " | ".join(paper) + " | – | – | – | – |")
+    lines.append("| Diff-BGM paper (BGM909) | – | " + " | ".join(paper) + " | – | – | – | – | – |")
     return head + "\n".join(lines) + "\n"
 
 
