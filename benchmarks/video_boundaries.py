@@ -40,10 +40,10 @@ def main() -> None:
     parser.add_argument("--threshold", type=float, default=0.25, help="audibility threshold")
     args = parser.parse_args()
 
+    from diffbgm.controls import DYNAMIC_CONTROLS
     from diffbgm.metrics import spearman
     from diffbgm.pipeline import ComposeOptions, Composer
     from diffbgm.video.analyze import analyze_video
-    from diffbgm.controls import DYNAMIC_CONTROLS
     from trainer.evaluate import (
         ASKED_CONTRAST,
         boundary_changes,
