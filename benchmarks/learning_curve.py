@@ -113,7 +113,7 @@ def plot(
     offset: int,
     rows: list[dict[str, Any]],
     title: str,
-    parent: dict[str, list[tuple[int, float]]] | None = None,
+    parents: list[tuple[dict[str, list[tuple[int, float]]], int]] | None = None,
 ) -> None:
     import matplotlib
 
@@ -127,10 +127,14 @@ def plot(
         if series[key]:
             steps, values = zip(*series[key], strict=True)
             axes[0].plot([s + offset for s in steps], values, style, label=key, markersize=3, lw=1)
-    for key, style in (("loss", ":"), ("val_loss_ema", "s:")):
-        if parent and parent[key]:
-            steps, values = zip(*parent[key], strict=True)
-            axes[0].plot(steps, values, style, label=f"{key} (parent run)", markersize=3, lw=1)
+    for n, (parent, shift) in enumerate(parents or []):
+        for key, style in (("loss", ":"), ("val_loss_ema", "s:")):
+            if parent[key]:
+                steps, values = zip(*parent[key], strict=True)
+                shifted = [s + shift for s in steps]
+                axes[0].plot(
+                    shifted, values, style, label=f"{key} (run {n + 1})", markersize=3, lw=1
+                )
     if offset:
         axes[0].axvline(offset, color="grey", lw=0.6)
     axes[0].set_yscale("log")
@@ -175,7 +179,19 @@ def main() -> None:
         help="also evaluate this checkpoint as the point at STEP (e.g. the one the run began at)",
     )
     parser.add_argument(
-        "--parent", type=Path, default=None, help="the run the warm start came from (its losses)"
+        "--parent",
+        action="append",
+        metavar="RUN[:OFFSET]",
+        help="an earlier run of the model's history (its losses, shifted by OFFSET steps)",
+    )
+    parser.add_argument(
+        "--offset", type=int, default=None, help="steps before RUN (default: from --init-from)"
+    )
+    parser.add_argument(
+        "--rows",
+        type=Path,
+        action="append",
+        help="metric rows saved by an earlier --json (absolute steps), drawn with the new ones",
     )
     parser.add_argument("--songs", default="801-803", help="validation songs, e.g. 801-803")
     parser.add_argument("--bars", type=int, default=16)
@@ -188,12 +204,16 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="write the metric rows here")
     args = parser.parse_args()
 
-    offset = step_offset(args.run)
+    offset = step_offset(args.run) if args.offset is None else args.offset
     series = read_log(args.run)
     rows = evaluate_snapshots(args.run, args, offset) if args.metrics else []
-    parent = read_log(args.parent) if args.parent else None
+    saved = [row for path in args.rows or [] for row in json.loads(path.read_text())["rows"]]
+    parents = []
+    for spec in args.parent or []:
+        run, _, shift = spec.partition(":")
+        parents.append((read_log(Path(run)), int(shift or 0)))
     title = f"learning curve: {args.run} (from step {offset})"
-    plot(args.out, series, offset, rows, title, parent)
+    plot(args.out, series, offset, sorted(saved + rows, key=lambda r: r["step"]), title, parents)
     for key, points in series.items():
         if points:
             print(
