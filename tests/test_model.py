@@ -190,6 +190,10 @@ def test_learned_selector_sees_both_kinds_through_a_gate() -> None:
     assert share is not None and share.shape == (2,)
     assert bool(((share > 0) & (share < 1)).all())
     assert Denoiser(preset("tiny")).semantic_share(t) is None  # the rule has no gate
+    # the ablation switches the config to 'none': the trained gate must stop acting
+    model.config = replace(model.config, selector="none")
+    with torch.no_grad():
+        assert not torch.allclose(base, model(x, t, cond))
 
 
 def test_dropped_items_ignore_every_condition() -> None:

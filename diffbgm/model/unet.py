@@ -163,7 +163,11 @@ class Denoiser(nn.Module):
 
         emb = self.time_mlp(timestep_embedding(t, cfg.base_channels))  # (B, E)
         tokens = self.tokens(cond, drop)  # (B, K, d_cond)
-        gate_logit = self.gate(emb)[:, 0] if self.gate is not None else None
+        # the config is read at every call, so an inference-time switch to another selector
+        # (the ablation) also turns a trained gate off
+        gate_logit = None
+        if self.gate is not None and cfg.selector == "learned":
+            gate_logit = self.gate(emb)[:, 0]
         masks = {
             2**lvl: cross_attention_mask(cond, t, 2**lvl, cfg, gate_logit)
             for lvl in range(len(cfg.channel_mults))
