@@ -44,13 +44,7 @@ def main() -> None:
     from diffbgm.metrics import spearman
     from diffbgm.pipeline import ComposeOptions, Composer
     from diffbgm.video.analyze import analyze_video
-    from trainer.evaluate import (
-        ASKED_CONTRAST,
-        boundary_changes,
-        realised_controls,
-        requested_contrast,
-        segment_starts,
-    )
+    from trainer.evaluate import judged_boundaries, realised_controls, segment_starts
 
     composer = Composer.from_pretrained(args.model)
     pitch_low = composer.config.pitch_low
@@ -71,10 +65,14 @@ def main() -> None:
             dynamic = np.asarray(
                 [[seg.dynamic[name] for name in DYNAMIC_CONTROLS] for seg in plan.segments]
             )
-            for index, heard in boundary_changes(onset, starts, pitch_low, args.threshold):
+            for heard, wanted in judged_boundaries(
+                onset, starts, dynamic, pitch_low, args.threshold
+            ):
                 audible, total = audible + heard, total + 1
-                if requested_contrast(dynamic, index) >= ASKED_CONTRAST:
-                    asked_audible, asked_total = asked_audible + heard, asked_total + 1
+                asked_audible, asked_total = (
+                    asked_audible + (heard and wanted),
+                    asked_total + wanted,
+                )
             requested = np.asarray([seg.dynamic["density"] for seg in plan.segments])
             realised = realised_controls(onset, starts, pitch_low, composer.calibration)
             requested_all += requested.tolist()

@@ -301,8 +301,7 @@ class Composer:
         """Diffusion over the whole plan, window by window -> (onset, sustain) (T, P) bool."""
         import torch
 
-        from diffbgm.controls import DYNAMIC_CONTROLS
-        from diffbgm.model.sampling import decode_roll, density_matched_thresholds, sample_piece
+        from diffbgm.model.sampling import decode_piece, sample_piece
         from diffbgm.music.roll import RollSpec
 
         gen = self._generation(options)
@@ -325,17 +324,14 @@ class Composer:
                 progress=progress,
                 sampler=self._sampler(),
             )
-        thresholds: float | np.ndarray = gen["onset_threshold"]
-        if gen["density_slack"] > 0:
-            density = piece.dynamic[:, DYNAMIC_CONTROLS.index("density")].astype(np.float64)
-            thresholds = density_matched_thresholds(
-                x[0],
-                piece.segment_ids,
-                np.asarray(self.calibration.to_raw("density", density)),
-                gen["onset_threshold"],
-                gen["density_slack"],
-            )
-        onset, sustain = decode_roll(x, thresholds, gen["sustain_threshold"])
+        onset, sustain = decode_piece(
+            x,
+            piece,
+            gen["onset_threshold"],
+            gen["sustain_threshold"],
+            gen["density_slack"],
+            self.calibration,
+        )
         return onset, sustain
 
     def _render_variant(

@@ -148,6 +148,17 @@ def requested_contrast(dynamic: np.ndarray, index: int) -> float:
     return float(np.abs(dynamic[index, columns] - dynamic[index - 1, columns]).max())
 
 
+def judged_boundaries(
+    onset: np.ndarray, starts: np.ndarray, dynamic: np.ndarray, pitch_low: int, threshold: float
+) -> list[tuple[bool, bool]]:
+    """(audible?, asked for?) per judged boundary; asked = the controls change by at least
+    ASKED_CONTRAST across it. `dynamic` (N, Dd) holds the segments' dynamic controls."""
+    return [
+        (audible, requested_contrast(dynamic, index) >= ASKED_CONTRAST)
+        for index, audible in boundary_changes(onset, starts, pitch_low, threshold)
+    ]
+
+
 def _pooled(values: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(values) if values else np.zeros(0)
 
@@ -184,12 +195,12 @@ class _Accumulator:
             column = DYNAMIC_CONTROLS.index(name)
             self.requested[name].append(song.conditions.dynamic[:, column].astype(np.float64))
             self.realised[name].append(got[name])
-        for index, audible in boundary_changes(onset, starts, pitch_low, threshold):
+        dynamic = song.conditions.dynamic
+        for audible, asked in judged_boundaries(onset, starts, dynamic, pitch_low, threshold):
             self.audible += audible
             self.boundaries += 1
-            if requested_contrast(song.conditions.dynamic, index) >= ASKED_CONTRAST:
-                self.asked_audible += audible
-                self.asked += 1
+            self.asked_audible += audible and asked
+            self.asked += asked
 
     def summary(self, has_controls: bool) -> dict[str, float]:
         out = {

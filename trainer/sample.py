@@ -162,12 +162,6 @@ def random_piece(config: ModelConfig, bars: int, rng: np.random.Generator) -> Pi
     )
 
 
-def requested_onsets_per_bar(piece: PieceConditions, calibration: Calibration) -> np.ndarray:
-    """(N,) onsets per bar each segment's density control asks for (a POP909 quantile)."""
-    quantiles = piece.dynamic[:, DYNAMIC_CONTROLS.index("density")]
-    return np.asarray(calibration.to_raw("density", np.asarray(quantiles, dtype=np.float64)))
-
-
 def generate(
     loaded: LoadedModel,
     piece: PieceConditions,
@@ -186,7 +180,7 @@ def generate(
     requested density, within onset_threshold ± density_slack (see density_matched_thresholds).
     """
     from diffbgm.model.diffusion import Diffusion
-    from diffbgm.model.sampling import decode_roll, density_matched_thresholds, sample_piece
+    from diffbgm.model.sampling import decode_piece, sample_piece
 
     generator = torch.Generator().manual_seed(seed)
     diffusion = Diffusion(loaded.config.diffusion)
@@ -202,13 +196,7 @@ def generate(
             guidance=guidance,
             sampler=sampler,
         )  # (2, T, P) in [-1, 1]
-    thresholds: float | np.ndarray = onset_threshold
-    if density_slack > 0:
-        onsets_per_bar = requested_onsets_per_bar(piece, Calibration.load())
-        thresholds = density_matched_thresholds(
-            roll[0], piece.segment_ids, onsets_per_bar, onset_threshold, density_slack
-        )
-    decoded = decode_roll(roll, thresholds, sustain_threshold)
+    decoded = decode_piece(roll, piece, onset_threshold, sustain_threshold, density_slack)
     # No velocity channel is generated: roll_to_midi then plays the default velocity.
     return PianoRoll(
         onset=decoded.onset,

@@ -17,9 +17,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from diffbgm.controls import DYNAMIC_CONTROLS
 from diffbgm.model.conditions import PieceConditions, stack_windows
 from diffbgm.model.config import ModelConfig
 from diffbgm.model.diffusion import Diffusion
+from diffbgm.music.calibration import Calibration
 
 
 def window_starts(n_steps: int, window_steps: int, overlap_steps: int) -> list[int]:
@@ -164,6 +166,28 @@ def decode_roll(
         sounding = onset[step] | (sounding & raw_sustain[step])
         sustain[step] = sounding
     return DecodedRoll(onset=onset, sustain=sustain)
+
+
+def decode_piece(
+    x: np.ndarray,
+    piece: PieceConditions,
+    onset_threshold: float,
+    sustain_threshold: float,
+    density_slack: float = 0.0,
+    calibration: Calibration | None = None,
+) -> DecodedRoll:
+    """decode_roll for a sampled piece; density_slack > 0 decodes each segment with the
+    onset threshold that best matches the onsets per bar its density control asks for (its
+    POP909 quantile turned into onsets per bar by `calibration`, default the shipped one)."""
+    thresholds: float | np.ndarray = onset_threshold
+    if density_slack > 0:
+        calibration = calibration or Calibration.load()
+        density = piece.dynamic[:, DYNAMIC_CONTROLS.index("density")].astype(np.float64)
+        onsets_per_bar = np.asarray(calibration.to_raw("density", density))
+        thresholds = density_matched_thresholds(
+            x[0], piece.segment_ids, onsets_per_bar, onset_threshold, density_slack
+        )
+    return decode_roll(x, thresholds, sustain_threshold)
 
 
 def density_matched_thresholds(
