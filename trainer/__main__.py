@@ -145,6 +145,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         bf16=args.bf16,
         sampler=args.sampler,
         density_slack=args.density_slack,
+        recall_strength=args.recall,
     )
     for path in sample_to_folder(options):
         print(path)
@@ -169,6 +170,7 @@ def _eval_options(args: argparse.Namespace, **extra: Any) -> EvalOptions:
         bf16=args.bf16,
         sampler=args.sampler,
         density_slack=args.density_slack,
+        recall_strength=args.recall,
         **extra,
     )
 
@@ -254,6 +256,13 @@ def _add_sampling_options(parser: argparse.ArgumentParser, default_bars: int) ->
         default=0.0,
         help="> 0: per segment, move the onset threshold (within ± this) toward the segment's "
         "requested density (density-matched decoding); 0 = one fixed threshold",
+    )
+    parser.add_argument(
+        "--recall",
+        type=float,
+        default=0.0,
+        help="0..1: a repeated phrase (same POP909 letter) is guided by the music of its first "
+        "occurrence for this share of the noise schedule (0 = off, 1 = copy)",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed of the sampler")
     parser.add_argument(

@@ -170,7 +170,27 @@ def conditions_from_segments(
         dynamic=np.stack(dynamic),
         semantic=np.stack(semantic),
         global_=np.asarray(key_features(song.key_tonic_pc, song.key_minor), dtype=np.float32),
+        recalls=phrase_recalls([letter for _, _, letter in segments]),
     )
+
+
+def phrase_recalls(letters: list[str]) -> np.ndarray:
+    """(N,) for each segment the first earlier segment with the same phrase letter, else -1.
+
+    POP909's letters name repeated phrases (A = the verse each time it comes back); bars
+    the labels do not cover ('-') recall nothing. Every return points at the first
+    occurrence, so a third verse recalls the first, not a variation of a variation.
+    """
+    first_of: dict[str, int] = {}
+    recalls = np.full(len(letters), -1, dtype=np.int64)
+    for index, letter in enumerate(letters):
+        if letter == UNLABELLED:
+            continue
+        if letter in first_of:
+            recalls[index] = first_of[letter]
+        else:
+            first_of[letter] = index
+    return recalls
 
 
 def piece_conditions_for_song(

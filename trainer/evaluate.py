@@ -58,6 +58,7 @@ class EvalOptions:
     bf16: bool = True  # bfloat16 autocast while sampling
     sampler: str = "ddim"  # or "dpm" (DPM-Solver++ 2M)
     density_slack: float = 0.0  # > 0: density-matched onset thresholds (see generate)
+    recall_strength: float = 0.0  # > 0: repeated phrases recall their first occurrence
 
 
 @dataclass(frozen=True)
@@ -273,6 +274,7 @@ def run_evaluation(options: EvalOptions) -> EvalReport:
             options.bf16,
             options.sampler,
             options.density_slack if has_controls else 0.0,
+            options.recall_strength,
         )
         chords = song.conditions.chord_pcs
         gen_metrics = piece_metrics(roll.onset, roll.sustain, chords, song.key, metric_config)

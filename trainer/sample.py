@@ -60,6 +60,7 @@ class SampleOptions:
     bf16: bool = True  # bfloat16 autocast while sampling
     sampler: str = "ddim"  # or "dpm" (DPM-Solver++ 2M)
     density_slack: float = 0.0  # > 0: density-matched onset thresholds (see generate)
+    recall_strength: float = 0.0  # > 0: repeated phrases recall their first occurrence
 
 
 def roll_spec_of(config: ModelConfig) -> RollSpec:
@@ -71,12 +72,19 @@ def crop_piece(piece: PieceConditions, n_steps: int) -> PieceConditions:
     n_steps = min(n_steps, piece.n_steps)
     ids = piece.segment_ids[:n_steps]
     used = np.unique(ids)
+    recalls = None
+    if piece.recalls is not None:
+        # Segments are numbered in time order and recall earlier ones, so a kept segment's
+        # source is kept too (cropping keeps a prefix); only its number changes.
+        kept = piece.recalls[used]
+        recalls = np.where(kept >= 0, np.searchsorted(used, kept), -1)
     return PieceConditions(
         chord_pcs=piece.chord_pcs[:n_steps],
         segment_ids=np.searchsorted(used, ids).astype(np.int64),
         dynamic=piece.dynamic[used],
         semantic=piece.semantic[used],
         global_=piece.global_,
+        recalls=recalls,
     )
 
 
@@ -173,6 +181,7 @@ def generate(
     bf16: bool = True,
     sampler: str = "ddim",
     density_slack: float = 0.0,
+    recall_strength: float = 0.0,
 ) -> PianoRoll:
     """Sample a whole piece window by window and decode it into a binary roll.
 
@@ -195,6 +204,7 @@ def generate(
             steps=steps,
             guidance=guidance,
             sampler=sampler,
+            recall_strength=recall_strength,
         )  # (2, T, P) in [-1, 1]
     decoded = decode_piece(roll, piece, onset_threshold, sustain_threshold, density_slack)
     # No velocity channel is generated: roll_to_midi then plays the default velocity.
@@ -250,6 +260,7 @@ def sample_to_folder(options: SampleOptions) -> list[Path]:
             options.bf16,
             options.sampler,
             options.density_slack if bgm909 is None else 0.0,
+            options.recall_strength,
         )
         tempo = options.tempo_bpm or song.tempo_bpm
         written += write_piece(roll, spec, tempo, out / f"song{song.song_id}", options.wav)

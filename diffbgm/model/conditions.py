@@ -62,6 +62,21 @@ class PieceConditions:
     dynamic: np.ndarray  # (N, Dd) float
     semantic: np.ndarray  # (N, Ds) float
     global_: np.ndarray  # (Dg,) float; for POP909 the key (see diffbgm.controls.key_features)
+    # (N,) int or None: per segment, an earlier segment whose music it takes up again (a
+    # repeated phrase, a returning scene), -1 for none. Used by the sampler, not the network.
+    recalls: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.recalls is None:
+            return
+        recalls = np.asarray(self.recalls, dtype=np.int64)
+        n = self.dynamic.shape[0]
+        if recalls.shape != (n,):
+            raise ValueError(f"recalls needs one entry per segment ({n}), got {recalls.shape}")
+        later = recalls >= np.arange(n)
+        if (recalls < -1).any() or later.any():
+            raise ValueError("a segment can only recall an earlier segment (or -1 for none)")
+        object.__setattr__(self, "recalls", recalls)
 
     @property
     def n_steps(self) -> int:

@@ -185,6 +185,9 @@ class Diffusion:
         progress: ProgressFn | None = None,
         clip_x0: bool = True,
         sampler: str = "ddim",
+        guide: torch.Tensor | None = None,
+        guide_mask: torch.Tensor | None = None,
+        guide_until: int = 0,
     ) -> torch.Tensor:
         """Draw x0 (B, 2, T, P) in [-1, 1] for the batch of conditions.
 
@@ -192,6 +195,10 @@ class Diffusion:
         ancestral DDPM) or 'dpm' (DPM-Solver++ 2M, deterministic). In-painting: where
         known_mask (broadcastable to x, 1 = keep) is set, x is replaced after every step by
         known noised to the next timestep, and by `known` itself at the end.
+        Guiding (SDEdit-like, used to recall earlier music): where guide_mask is set, x is
+        replaced the same way by `guide`, but only while the timestep is >= guide_until; the
+        steps below are free, so the coarse shape follows the guide and the details follow
+        the conditions.
         """
         if sampler not in ("ddim", "dpm"):
             raise ValueError(f"unknown sampler {sampler!r} (use 'ddim' or 'dpm')")
@@ -205,8 +212,16 @@ class Diffusion:
         if known is not None and known_mask is not None:
             known = known.to(device=device, dtype=torch.float32)
             keep = known_mask.to(device).bool().expand(shape)
+        if (guide is None) != (guide_mask is None):
+            raise ValueError("guiding needs both `guide` and `guide_mask`")
+        steer = None
+        if guide is not None and guide_mask is not None:
+            guide = guide.to(device=device, dtype=torch.float32)
+            steer = guide_mask.to(device).bool().expand(shape)
         ts = self.timesteps(steps)
         x = _noise(shape, generator, device)
+        if steer is not None and guide is not None and ts[0] >= guide_until:
+            x = self._paint(x, guide, steer, ts[0], generator)
         if keep is not None and known is not None:
             x = self._paint(x, known, keep, ts[0], generator)
         previous_x0: torch.Tensor | None = None
@@ -231,6 +246,8 @@ class Diffusion:
                     x, x0, ab, ab_prev, previous_x0 if use_second_order else None, previous_lambda
                 )
                 previous_x0 = x0
+            if steer is not None and guide is not None and t_prev >= guide_until:
+                x = self._paint(x, guide, steer, t_prev, generator)
             if keep is not None and known is not None:
                 x = self._paint(x, known, keep, t_prev, generator)
             if progress is not None:

@@ -6,6 +6,12 @@ first `overlap_steps` steps from what is already there, so phrases continue acro
 borders. The same machinery regenerates one segment: pass the old roll as `known_roll` and
 a `known_mask` that is 1 everywhere except the steps to redo; windows with nothing to redo
 are copied, not sampled.
+
+A window cannot see earlier phrases, so a song's second verse would not sound like its
+first. Where the piece says a segment recalls an earlier one (`PieceConditions.recalls`),
+the earlier segment's music, bar for bar and transposed to fit the new chords, guides the
+noisy part of the denoising (`recall_strength` of the schedule): the repeat keeps its
+groove and contour while the late steps fit it to its own chords and controls.
 """
 
 from __future__ import annotations
@@ -50,6 +56,91 @@ def _piece_mask(mask: np.ndarray | None, shape: tuple[int, int, int]) -> np.ndar
         raise ValueError(f"known_mask of shape {mask.shape} does not fit a roll {shape}") from exc
 
 
+SILENCE = -1.0  # roll value of "no onset / not sounding" in the model's [-1, 1] space
+TRANSPOSE_MIN_AGREEMENT = 0.8  # share of chord tones a transposed recall must match
+TRANSPOSE_MARGIN = 0.3  # ... and by how much it must beat the untransposed recall
+# A bar is recalled only where its chords and its source bar's agree on this share of tones:
+# the same music over other chords would clash, so such bars are composed afresh.
+RECALL_MIN_CHORD_AGREEMENT = 0.75
+
+
+def recall_map(piece: PieceConditions, steps_per_bar: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """Where each step's recalled music comes from: (T,) source step or -1, (T,) semitones.
+
+    A segment that recalls another takes the source's whole bars in a loop, bar line on bar
+    line, from its own first bar on. The source is transposed by the shift (-5..6 semitones)
+    that clearly lines its chords up better with the recalling segment's (else 0), so a
+    phrase repeated a tone higher is recalled a tone higher. Bars whose chords then still
+    differ from their source bar's are not recalled (-1).
+    """
+    n_steps = piece.n_steps
+    source = np.full(n_steps, -1, dtype=np.int64)
+    shift = np.zeros(n_steps, dtype=np.int64)
+    if piece.recalls is None:
+        return source, shift
+    steps = np.arange(n_steps)
+    for target, origin in enumerate(piece.recalls):
+        if origin < 0:
+            continue
+        target_steps = steps[piece.segment_ids == target]
+        origin_steps = steps[piece.segment_ids == origin]
+        if target_steps.size == 0 or origin_steps.size == 0:
+            continue
+        first_bar = -(-int(origin_steps[0]) // steps_per_bar)  # first whole bar of the source
+        end_bar = (int(origin_steps[-1]) + 1) // steps_per_bar
+        if end_bar <= first_bar:
+            continue  # no whole bar to recall
+        bar_in_target = target_steps // steps_per_bar - target_steps[0] // steps_per_bar
+        from_steps = (first_bar + bar_in_target % (end_bar - first_bar)) * steps_per_bar + (
+            target_steps % steps_per_bar
+        )
+        semitones = _best_transposition(piece.chord_pcs[target_steps], piece.chord_pcs[from_steps])
+        for bar in np.unique(target_steps // steps_per_bar):
+            at = target_steps[target_steps // steps_per_bar == bar]
+            here = piece.chord_pcs[at]
+            there = np.roll(piece.chord_pcs[from_steps[at - target_steps[0]]], semitones, axis=1)
+            if _agreement(here, there) >= RECALL_MIN_CHORD_AGREEMENT:
+                source[at] = from_steps[at - target_steps[0]]
+                shift[at] = semitones
+    return source, shift
+
+
+def _agreement(target_pcs: np.ndarray, source_pcs: np.ndarray) -> float:
+    """Share of chord tones (T, 12) the two agree on, over the larger of the two; 1 if both empty."""
+    size = max(float(target_pcs.sum()), float(source_pcs.sum()))
+    return float((target_pcs * source_pcs).sum()) / size if size > 0 else 1.0
+
+
+def _best_transposition(target_pcs: np.ndarray, source_pcs: np.ndarray) -> int:
+    """Semitones (-5..6) moving source chords (T, 12) onto target chords, 0 unless clear.
+
+    Only a clear key change counts: the shifted chords must agree on at least
+    TRANSPOSE_MIN_AGREEMENT of their tones and beat the unshifted ones by TRANSPOSE_MARGIN.
+    """
+    unshifted = _agreement(target_pcs, source_pcs)
+    best, best_agreement = 0, unshifted
+    for semitones in (*range(1, 7), *range(-1, -6, -1)):
+        agreement = _agreement(target_pcs, np.roll(source_pcs, semitones, axis=1))
+        if agreement > best_agreement:
+            best, best_agreement = semitones, agreement
+    if best_agreement >= TRANSPOSE_MIN_AGREEMENT and best_agreement - unshifted >= TRANSPOSE_MARGIN:
+        return best
+    return 0
+
+
+def _transposed(music: np.ndarray, semitones: np.ndarray) -> np.ndarray:
+    """(2, T, P) roll with step t moved up by semitones[t] (notes pushed off the range drop)."""
+    out = np.full_like(music, SILENCE)
+    pitches = music.shape[2]
+    for amount in np.unique(semitones):
+        at = semitones == amount
+        if amount >= 0:
+            out[:, at, amount:] = music[:, at, : pitches - amount]
+        else:
+            out[:, at, :amount] = music[:, at, -amount:]
+    return out
+
+
 def sample_piece(
     model: nn.Module,
     diffusion: Diffusion,
@@ -64,14 +155,19 @@ def sample_piece(
     known_mask: np.ndarray | None = None,
     progress: Callable[[int, int], None] | None = None,
     sampler: str = "ddim",
+    recall_strength: float = 0.0,
 ) -> np.ndarray:
     """Sample a whole piece -> float32 (2, T_total, P) in [-1, 1] (onset, sustain).
 
     window_steps defaults to config.window_steps (16th steps; a multiple of the UNet's time
     factor); overlap_steps (default one bar) are in-painted from the previous window.
     known_roll (2, T_total, P) with known_mask (1 = keep) keeps part of an existing piece.
+    recall_strength in [0, 1]: the share of the noise schedule (from the noisy end) in which
+    a recalling segment is guided by the music of the segment it recalls (0 = off, 1 = copy).
     progress(done, total) counts denoising steps over all windows that are sampled.
     """
+    if not 0.0 <= recall_strength <= 1.0:
+        raise ValueError(f"recall_strength must be in [0, 1], got {recall_strength}")
     window = window_steps or config.window_steps
     total = piece.n_steps
     shape = (2, total, config.n_pitches)
@@ -82,6 +178,13 @@ def sample_piece(
             raise ValueError(f"known_roll has shape {known_roll.shape}, expected {shape}")
         roll[keep] = known_roll[keep]
     done = np.zeros(total, dtype=bool)  # steps whose content is final
+    source, semitones = recall_map(piece)
+    if recall_strength == 0.0:
+        source[:] = -1
+    # Strength 1 guides the final step too (t_prev = -1): the repeat is an exact copy.
+    guide_until = round((1.0 - recall_strength) * (diffusion.num_train_steps - 1))
+    if recall_strength == 1.0:
+        guide_until = -1
     starts = window_starts(total, window, overlap_steps)
     todo = [s for s in starts if not keep[:, s : s + window].all()]
     n_denoise = len(todo) * steps
@@ -103,6 +206,7 @@ def sample_piece(
             if progress is not None:
                 progress(offset + i, n_denoise)
 
+        guide, guide_mask = _recalled_music(roll, source, semitones, done, start, window_keep)
         x = diffusion.sample(
             model,
             cond,
@@ -113,10 +217,39 @@ def sample_piece(
             known_mask=torch.from_numpy(window_keep)[None],
             progress=report,
             sampler=sampler,
+            guide=None if guide is None else torch.from_numpy(guide)[None],
+            guide_mask=None if guide_mask is None else torch.from_numpy(guide_mask)[None],
+            guide_until=guide_until,
         )
         roll[:, start:end] = x[0, :, : end - start].float().cpu().numpy()
         done[start:end] = True
     return roll
+
+
+def _recalled_music(
+    roll: np.ndarray,
+    source: np.ndarray,
+    semitones: np.ndarray,
+    done: np.ndarray,
+    start: int,
+    window_keep: np.ndarray,
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The guide for one window: (2, W, P) recalled music and its mask, or (None, None).
+
+    Only steps still to be sampled whose source is already final are guided."""
+    width = window_keep.shape[1]
+    end = min(start + width, source.shape[0])
+    src = source[start:end]
+    free = ~window_keep[:, : end - start].all(axis=(0, 2))
+    guided = free & (src >= 0) & done[np.maximum(src, 0)]
+    if not guided.any():
+        return None, None
+    guide = np.full(window_keep.shape, SILENCE, dtype=np.float32)
+    at = np.flatnonzero(guided)
+    guide[:, at] = _transposed(roll[:, src[at]], semitones[start:end][at])
+    mask = np.zeros(window_keep.shape, dtype=bool)
+    mask[:, at] = True
+    return guide, mask
 
 
 class DecodedRoll(NamedTuple):

@@ -1,0 +1,152 @@
+"""Recalling an earlier segment's music: the map, the transposition, the sampler's guide."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from diffbgm.model.conditions import PieceConditions
+from diffbgm.model.config import ModelConfig, preset
+from diffbgm.model.diffusion import Diffusion
+from diffbgm.model.sampling import recall_map, sample_piece
+from diffbgm.model.unet import Denoiser
+from trainer.dataset import phrase_recalls
+from trainer.sample import crop_piece
+
+BAR = 16
+
+
+def triad(root: int) -> list[int]:
+    return [root % 12, (root + 4) % 12, (root + 7) % 12]
+
+
+def piece_with(
+    bars_per_segment: list[int], recalls: list[int] | None, roots: list[int]
+) -> PieceConditions:
+    """Segments of whole bars; one chord per bar with the given roots (cycled)."""
+    ids = np.concatenate([np.full(n * BAR, i) for i, n in enumerate(bars_per_segment)])
+    n_bars = sum(bars_per_segment)
+    chords = np.zeros((n_bars * BAR, 12), dtype=np.float32)
+    for bar in range(n_bars):
+        chords[bar * BAR : (bar + 1) * BAR, triad(roots[bar % len(roots)])] = 1
+    n = len(bars_per_segment)
+    return PieceConditions(
+        chord_pcs=chords,
+        segment_ids=ids.astype(np.int64),
+        dynamic=np.full((n, 4), 0.5, dtype=np.float32),
+        semantic=np.full((n, 6), 0.5, dtype=np.float32),
+        global_=np.eye(14, dtype=np.float32)[0],
+        recalls=None if recalls is None else np.asarray(recalls),
+    )
+
+
+def test_recall_map_loops_the_source_bars_bar_line_on_bar_line() -> None:
+    piece = piece_with([2, 2, 3], [-1, -1, 0], roots=[0, 5])
+    source, shift = recall_map(piece)
+    assert (source[: 4 * BAR] == -1).all()
+    steps = np.arange(4 * BAR, 7 * BAR)
+    # bars 4, 5, 6 take bars 0, 1, 0 of the 2-bar source, each step at its place in the bar
+    expected = np.concatenate([np.arange(0, 2 * BAR), np.arange(0, BAR)])
+    np.testing.assert_array_equal(source[steps], expected)
+    assert (shift == 0).all()
+
+
+def test_a_clear_key_change_is_recalled_transposed_and_a_varied_one_is_not() -> None:
+    # roots 0,5 | 9,7 | 2,7: the third segment is the first a whole tone up
+    up_a_tone = piece_with([2, 2, 2], [-1, -1, 0], roots=[0, 5, 9, 7, 2, 7])
+    _, shift = recall_map(up_a_tone)
+    assert (shift[4 * BAR :] == 2).all() and (shift[: 4 * BAR] == 0).all()
+    # roots 0,5 | 9,7 | 0,9: half the chords agree in place, nothing agrees better shifted
+    varied = piece_with([2, 2, 2], [-1, -1, 0], roots=[0, 5, 9, 7, 0, 9])
+    source, shift = recall_map(varied)
+    assert (shift == 0).all()
+    # ... and only its bar with the same chord is recalled: other chords would clash
+    np.testing.assert_array_equal(source[4 * BAR : 5 * BAR], np.arange(BAR))
+    assert (source[5 * BAR :] == -1).all()
+
+
+def test_recalls_must_point_back() -> None:
+    with pytest.raises(ValueError, match="earlier"):
+        piece_with([1, 1], [1, -1], roots=[0])
+    with pytest.raises(ValueError, match="earlier"):
+        piece_with([1, 1], [-1, 1], roots=[0])
+    with pytest.raises(ValueError, match="one entry per segment"):
+        piece_with([1, 1], [-1], roots=[0])
+
+
+def test_phrase_letters_recall_their_first_occurrence() -> None:
+    recalls = phrase_recalls(["i", "A", "A", "B", "-", "A", "B", "-", "o"])
+    np.testing.assert_array_equal(recalls, [-1, -1, 1, -1, -1, 1, 3, -1, -1])
+
+
+def test_cropping_keeps_and_renumbers_recalls() -> None:
+    piece = piece_with([1, 1, 1, 1], [-1, -1, 0, 1], roots=[0])
+    cropped = crop_piece(piece, 3 * BAR)
+    assert cropped.recalls is not None
+    np.testing.assert_array_equal(cropped.recalls, [-1, -1, 0])
+
+
+@pytest.fixture(scope="module")
+def setup() -> tuple[Denoiser, ModelConfig]:
+    torch.manual_seed(0)
+    config = preset("tiny", n_pitches=16, pitch_low=60)
+    return Denoiser(config).eval(), config
+
+
+def sample(
+    setup: tuple[Denoiser, ModelConfig], piece: PieceConditions, strength: float
+) -> np.ndarray:
+    model, config = setup
+    return sample_piece(
+        model,
+        Diffusion(config.diffusion),
+        piece,
+        config,
+        torch.Generator().manual_seed(3),
+        steps=8,
+        guidance=2.0,
+        recall_strength=strength,
+    )
+
+
+def test_recall_strength_zero_changes_nothing_and_one_copies(
+    setup: tuple[Denoiser, ModelConfig],
+) -> None:
+    # two 2-bar segments, same chords; the window (2 bars in `tiny`) sees one at a time
+    piece = piece_with([2, 2], [-1, 0], roots=[0, 5])
+    plain = piece_with([2, 2], None, roots=[0, 5])
+    np.testing.assert_array_equal(sample(setup, piece, 0.0), sample(setup, plain, 0.0))
+    copied = sample(setup, piece, 1.0)
+    first, second = copied[:, : 2 * BAR], copied[:, 2 * BAR :]
+    np.testing.assert_array_equal(first, second)
+
+
+def test_partial_recall_brings_the_repeat_closer_to_its_source(
+    setup: tuple[Denoiser, ModelConfig],
+) -> None:
+    piece = piece_with([2, 2], [-1, 0], roots=[0, 5])
+
+    def distance(roll: np.ndarray) -> float:
+        return float(np.abs(roll[:, : 2 * BAR] - roll[:, 2 * BAR :]).mean())
+
+    free, half, most = (sample(setup, piece, s) for s in (0.0, 0.6, 0.9))
+    assert distance(most) < distance(half) < 0.75 * distance(free)
+    with pytest.raises(ValueError, match="recall_strength"):
+        sample(setup, piece, 1.5)
+
+
+def test_guide_needs_its_mask(setup: tuple[Denoiser, ModelConfig]) -> None:
+    model, config = setup
+    from diffbgm.model.conditions import stack_windows
+
+    piece = piece_with([2], None, roots=[0])
+    cond = stack_windows(
+        [piece.window(0, config.window_steps, config.max_segments)],
+        config.pitch_low,
+        config.n_pitches,
+    )
+    with pytest.raises(ValueError, match="guide"):
+        Diffusion(config.diffusion).sample(
+            model, cond, None, steps=2, guide=torch.zeros(1, 2, config.window_steps, 16)
+        )
