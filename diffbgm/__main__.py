@@ -99,6 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="denoising steps (default: the model's, tens not hundreds)",
     )
     gen.add_argument(
+        "--recall",
+        type=float,
+        default=None,
+        help="0..1: how closely a returning scene (or the next phrase of a long shot) repeats "
+        "its earlier music (0 = fresh music each time; default: the model's)",
+    )
+    gen.add_argument(
         "--variants",
         type=int,
         default=1,
@@ -173,6 +180,7 @@ def _generate(args: argparse.Namespace) -> int:
         density=args.density,
         guidance=args.guidance,
         steps=args.steps,
+        recall=args.recall,
         variants=args.variants,
         audio=args.audio,
         shot_detector=args.shots,

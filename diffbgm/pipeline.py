@@ -44,6 +44,7 @@ class ComposeOptions:
     audio: AudioMode = "duck"
     shot_detector: str = "content"
     onset_threshold: float | None = None
+    recall: float | None = None  # 0..1: how closely a returning scene repeats its music
 
     def __post_init__(self) -> None:
         if self.seed < 0:
@@ -52,6 +53,8 @@ class ComposeOptions:
             raise PlanError(f"steps must be between 1 and 1000, got {self.steps}")
         if self.guidance is not None and not 0.0 <= self.guidance <= 20.0:
             raise PlanError(f"guidance must be between 0 and 20, got {self.guidance}")
+        if self.recall is not None and not 0.0 <= self.recall <= 1.0:
+            raise PlanError(f"recall must be between 0 and 1, got {self.recall}")
         if not 1 <= self.variants <= 8:
             raise PlanError(f"variants must be between 1 and 8, got {self.variants}")
         if self.audio not in ("keep", "duck", "replace"):
@@ -188,6 +191,12 @@ class Composer:
             "overlap_steps": float(defaults.get("overlap_steps", 16)),
             # > 0: each segment's onset threshold moves (within ± this) toward its density
             "density_slack": float(defaults.get("density_slack", 0.0)),
+            # share of the noise schedule in which a returning scene follows its first music
+            "recall_strength": float(
+                options.recall if options.recall is not None else defaults.get("recall", 0.0)
+            ),
+            # > 0: onsets nudged toward the segment's common rhythm pattern before decoding
+            "groove": float(defaults.get("groove", 0.0)),
         }
 
     def _sampler(self) -> str:
@@ -323,6 +332,7 @@ class Composer:
                 known_mask=known_mask,
                 progress=progress,
                 sampler=self._sampler(),
+                recall_strength=gen["recall_strength"],
             )
         onset, sustain = decode_piece(
             x,
@@ -331,6 +341,7 @@ class Composer:
             gen["sustain_threshold"],
             gen["density_slack"],
             self.calibration,
+            gen["groove"],
         )
         return onset, sustain
 

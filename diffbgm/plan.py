@@ -82,12 +82,18 @@ class PlanSegment:
     shot_indices: tuple[int, ...]
     dynamic: dict[str, float]
     semantic: dict[str, float]
+    recalls: int = -1  # an earlier segment whose music this one takes up again; -1 = none
 
     def __post_init__(self) -> None:
         where = f"segment {self.index}"
         if self.start_beat < 0 or self.n_beats < 1:
             raise PlanError(
                 f"{where}: start beat {self.start_beat} / length {self.n_beats} beats is invalid"
+            )
+        if not -1 <= self.recalls < self.index:
+            raise PlanError(
+                f"{where}: can only recall an earlier segment (0..{self.index - 1}) or -1, "
+                f"not {self.recalls}"
             )
         object.__setattr__(self, "dynamic", _check_controls(self.dynamic, DYNAMIC_CONTROLS, where))
         object.__setattr__(
@@ -118,6 +124,7 @@ class PlanSegment:
             "shot_indices": list(self.shot_indices),
             "dynamic": dict(self.dynamic),
             "semantic": dict(self.semantic),
+            "recalls": self.recalls,
         }
 
     @classmethod
@@ -129,6 +136,7 @@ class PlanSegment:
             shot_indices=tuple(data.get("shot_indices", ())),
             dynamic={str(k): float(v) for k, v in data["dynamic"].items()},
             semantic={str(k): float(v) for k, v in data["semantic"].items()},
+            recalls=int(data.get("recalls", -1)),
         )
 
 
@@ -344,6 +352,7 @@ class MusicPlan:
             dynamic=np.asarray(dynamic, dtype=np.float32),
             semantic=np.asarray(semantic, dtype=np.float32),
             global_=np.asarray(key_features(self.key.tonic_pc, self.key.minor), dtype=np.float32),
+            recalls=np.asarray([seg.recalls for seg in self.segments], dtype=np.int64),
         )
 
     # --- JSON ---
@@ -432,6 +441,11 @@ class PlanConfig:
     key_valence_margin: float = 0.1  # |valence| below this: the mode is drawn at random
     intro_max_beats: int = 8
     dark_brightness: float = 0.2
+    # A segment recalls the music of an earlier one showing the same shots (phrases of one
+    # long shot) or a look-alike scene: CLIP embeddings this similar (cosine), or without
+    # them, brightness, saturation, colour temperature and motion all this close.
+    recall_clip_similarity: float = 0.9
+    recall_look_tolerance: float = 0.07
 
 
 @dataclass(frozen=True)
@@ -810,6 +824,111 @@ def chord_slots(
     return [(a, n) for a, n in slots]
 
 
+def plan_recalls(
+    edges: Sequence[int],
+    members: Sequence[tuple[int, ...]],
+    rows: Sequence[Mapping[str, float]],
+    embeddings: Sequence[np.ndarray | None],
+    config: PlanConfig,
+) -> list[int]:
+    """For each segment, an earlier segment of the same scene whose music it takes up, or -1.
+
+    Same scene: the same shots (a long shot cut into phrases: A A') or, for a segment that
+    does not follow it directly, a look-alike (see PlanConfig.recall_*): a scene that comes
+    back after something else. The most alike earlier candidate wins (ties: the earliest).
+    Only segments on bar lines take part, and only first occurrences are recalled, so a scene
+    coming back three times brings back the same music each time. `embeddings`: per segment
+    the mean CLIP embedding of its shots, or None.
+    """
+    recalls = [-1] * (len(edges) - 1)
+    for later in range(len(recalls)):
+        if edges[later] % BEATS_PER_BAR:
+            continue
+        best_gap = math.inf
+        for earlier in range(later):
+            if edges[earlier] % BEATS_PER_BAR or recalls[earlier] >= 0:
+                continue
+            if members[later] == members[earlier]:
+                gap = 0.0
+            elif earlier == later - 1:
+                continue
+            else:
+                gap = _look_gap(
+                    rows[later], rows[earlier], embeddings[later], embeddings[earlier], config
+                )
+            if gap < best_gap and gap <= 1.0:
+                recalls[later], best_gap = earlier, gap
+    return recalls
+
+
+def _look_gap(
+    a: Mapping[str, float],
+    b: Mapping[str, float],
+    embedding_a: np.ndarray | None,
+    embedding_b: np.ndarray | None,
+    config: PlanConfig,
+) -> float:
+    """How unlike two segments look, as a share of the tolerance (<= 1: alike): 1 - cosine
+    of their CLIP embeddings where both have them, else the largest gap of brightness,
+    saturation, motion and colour temperature."""
+    if embedding_a is not None and embedding_b is not None:
+        norms = float(np.linalg.norm(embedding_a) * np.linalg.norm(embedding_b))
+        if norms == 0:
+            return math.inf
+        cosine = float(embedding_a @ embedding_b) / norms
+        return (1.0 - cosine) / max(1.0 - config.recall_clip_similarity, 1e-9)
+    # colour temperature spans [-1, 1], the others [0, 1]: halve it to compare alike
+    gaps = [abs(a[name] - b[name]) for name in ("brightness", "saturation", "motion")]
+    gaps.append(abs(a["colour_temperature"] - b["colour_temperature"]) / 2)
+    return max(gaps) / max(config.recall_look_tolerance, 1e-9)
+
+
+def segment_embeddings(
+    analysis: VideoAnalysis, members: Sequence[tuple[int, ...]]
+) -> list[np.ndarray | None]:
+    """Per segment the mean semantic (CLIP) embedding of its shots; None where one lacks it."""
+    by_shot = {row.shot_index: row.semantic for row in analysis.features}
+    out: list[np.ndarray | None] = []
+    for shots in members:
+        found = [by_shot.get(i) for i in shots]
+        vectors = [np.asarray(v, dtype=np.float64) for v in found if v is not None]
+        out.append(np.mean(vectors, axis=0) if vectors and len(vectors) == len(found) else None)
+    return out
+
+
+def recall_chords(
+    chords: Sequence[PlanChord], edges: Sequence[int], recalls: Sequence[int]
+) -> list[PlanChord]:
+    """The progression with each recalling segment's bars taking its source's chords, bar for
+    bar in a loop (a returning scene brings back its harmony, which the sampler's recall needs
+    to repeat the music), except in the last bar, which keeps its cadence. Chord spans are
+    rebuilt from the beats; a new chord starts at every segment start."""
+    n_beats = edges[-1]
+    labels = [""] * n_beats
+    for chord in chords:
+        for beat in range(chord.start_beat, min(chord.start_beat + chord.n_beats, n_beats)):
+            labels[beat] = chord.label
+    for target, source in enumerate(recalls):
+        if source < 0:
+            continue
+        src_start, src_end = edges[source], edges[source + 1]
+        src_bars = (src_end - src_start) // BEATS_PER_BAR
+        if src_bars < 1:
+            continue
+        # the piece's last bar keeps its own chords: the cadence that ends the music
+        for beat in range(edges[target], min(edges[target + 1], n_beats - BEATS_PER_BAR)):
+            offset = (beat - edges[target]) % (src_bars * BEATS_PER_BAR)
+            labels[beat] = labels[src_start + offset]
+    starts = set(edges)
+    out: list[PlanChord] = []
+    span_start = 0
+    for beat in range(1, n_beats + 1):
+        if beat == n_beats or beat in starts or labels[beat] != labels[span_start]:
+            out.append(_plan_chord(span_start, beat - span_start, labels[span_start]))
+            span_start = beat
+    return out
+
+
 def _plan_chord(start_beat: int, n_beats: int, label: str) -> PlanChord:
     return PlanChord(start_beat // BEATS_PER_BAR, start_beat % BEATS_PER_BAR, n_beats, label)
 
@@ -994,16 +1113,19 @@ def make_plan(
 
     key = PlanKey.parse(ovr.key) if ovr.key is not None else choose_key(valence, model, rng, cfg)
     provenance["key"] = "user" if ovr.key is not None else f"mood (valence {valence:+.2f})"
+    recalls = plan_recalls(edges, members, rows, segment_embeddings(analysis, members), cfg)
+    provenance["recalls"] = "same shots or look-alike scenes"
     if ovr.chords is not None:
         chords = chords_from_labels(ovr.chords, n_bars)
     else:
         chords = generate_chords(edges, key, [d["density"] for d in dynamic], model, rng)
+        chords = recall_chords(chords, edges, recalls)
     provenance["chords"] = "user" if ovr.chords is not None else "POP909 chord model"
     semantic = semantic_controls(edges, rows, chords, model, calibration, cfg)
     provenance["semantic"] = "video + chords"
 
     segments = tuple(
-        PlanSegment(i, a, b - a, members[i], dynamic[i], semantic[i])
+        PlanSegment(i, a, b - a, members[i], dynamic[i], semantic[i], recalls[i])
         for i, (a, b) in enumerate(zip(edges[:-1], edges[1:], strict=True))
     )
     return MusicPlan(

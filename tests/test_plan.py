@@ -296,3 +296,40 @@ def test_a_stated_mood_holds_the_tempo_near_its_own(chord_model) -> None:
     target = mood_tempo_bpm(0.1, PlanConfig())
     assert abs(np.log2(calm.tempo_bpm / target)) <= 0.2
     assert abs(np.log2(free.tempo_bpm / target)) > 0.5
+
+
+def test_a_returning_scene_recalls_its_music_and_chords(chord_model) -> None:
+    # shots: bright, dark, bright again (4 s each at 120 BPM = 2 bars), then dark again
+    analysis = synthetic_analysis([4.0, 8.0, 12.0], 18.0, brightness=[0.8, 0.2, 0.8, 0.2])
+    plan = make_plan(analysis, PlanOverrides(tempo_bpm=120.0), seed=2, chord_model=chord_model)
+    assert [seg.recalls for seg in plan.segments] == [-1, -1, 0, 1]
+    # the returning scenes bring back their source's chords, bar for bar (the last bar of the
+    # piece keeps its cadence)
+    labels = {(c.bar, c.beat): c.label for c in plan.chords}
+    for bar in (4, 5):
+        assert labels.get((bar, 0)) == labels.get((bar - 4, 0))
+    piece = plan.to_piece_conditions()
+    assert piece.recalls is not None and list(piece.recalls) == [-1, -1, 0, 1]
+    assert MusicPlan.from_json(plan.to_json()) == plan
+
+
+def test_phrases_of_one_long_shot_recall_its_first_phrase(chord_model) -> None:
+    plan = make_plan(
+        synthetic_analysis([], 40.0), PlanOverrides(tempo_bpm=120.0), chord_model=chord_model
+    )
+    assert len(plan.segments) >= 3
+    assert [seg.recalls for seg in plan.segments] == [-1] + [0] * (len(plan.segments) - 1)
+
+
+def test_neighbours_that_merely_look_alike_do_not_recall(chord_model) -> None:
+    analysis = synthetic_analysis([4.0, 8.0], 12.0, brightness=[0.8, 0.8, 0.2])
+    plan = make_plan(analysis, PlanOverrides(tempo_bpm=120.0), chord_model=chord_model)
+    assert [seg.recalls for seg in plan.segments] == [-1, -1, -1]
+
+
+def test_a_segment_can_only_recall_an_earlier_one(chord_model) -> None:
+    plan = make_plan(synthetic_analysis([4.0, 8.0], 12.0), seed=1, chord_model=chord_model)
+    broken = plan.to_dict()
+    broken["segments"][1]["recalls"] = 2
+    with pytest.raises(PlanError, match="earlier segment"):
+        MusicPlan.from_dict(broken)

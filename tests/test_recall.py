@@ -150,3 +150,29 @@ def test_guide_needs_its_mask(setup: tuple[Denoiser, ModelConfig]) -> None:
         Diffusion(config.diffusion).sample(
             model, cond, None, steps=2, guide=torch.zeros(1, 2, config.window_steps, 16)
         )
+
+
+def test_groove_bias_favours_the_places_most_bars_use() -> None:
+    from diffbgm.model.sampling import decode_piece, groove_bias
+
+    onset = np.full((4 * BAR + BAR, 3), -1.0)
+    for bar in range(4):  # quarter notes in three bars, one stray bar on the off-beats
+        places = (0, 4, 8, 12) if bar < 3 else (2, 6)
+        for place in places:
+            onset[bar * BAR + place, bar % 3] = 0.9
+    ids = np.array([0] * (4 * BAR) + [1] * BAR)  # segment 1 is a single bar
+    bias = groove_bias(onset, ids, threshold=0.5, strength=0.2)
+    assert bias[0] == pytest.approx(0.2 * (2 * 3 / 4 - 1))  # 3 of 4 bars: +0.1
+    assert bias[3 * BAR + 2] == pytest.approx(0.2 * (2 * 1 / 4 - 1))  # 1 of 4: -0.1
+    assert bias[1] == pytest.approx(-0.2)  # no bar: -strength
+    assert (bias[4 * BAR :] == 0).all()
+    # decoded: the stray bar's weak quarter-note candidates come in, its off-beats stay
+    onset[3 * BAR + 4, 0] = 0.45
+    x = np.stack([onset, np.full_like(onset, -1.0)])
+    piece = piece_with([4, 1], None, roots=[0])
+    plain = decode_piece(x, piece, 0.5, 0.0)
+    steady = decode_piece(x, piece, 0.5, 0.0, groove=0.2)
+    assert not plain.onset[3 * BAR + 4].any() and steady.onset[3 * BAR + 4, 0]
+    assert steady.onset[3 * BAR + 2].any()  # 0.9 - 0.1 still sounds: thinned, not erased
+    with pytest.raises(ValueError, match="groove"):
+        groove_bias(onset, ids, 0.5, -1.0)

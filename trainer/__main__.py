@@ -146,6 +146,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         sampler=args.sampler,
         density_slack=args.density_slack,
         recall_strength=args.recall,
+        groove=args.groove,
     )
     for path in sample_to_folder(options):
         print(path)
@@ -171,6 +172,7 @@ def _eval_options(args: argparse.Namespace, **extra: Any) -> EvalOptions:
         sampler=args.sampler,
         density_slack=args.density_slack,
         recall_strength=args.recall,
+        groove=args.groove,
         **extra,
     )
 
@@ -263,6 +265,13 @@ def _add_sampling_options(parser: argparse.ArgumentParser, default_bars: int) ->
         default=0.0,
         help="0..1: a repeated phrase (same POP909 letter) is guided by the music of its first "
         "occurrence for this share of the noise schedule (0 = off, 1 = copy)",
+    )
+    parser.add_argument(
+        "--groove",
+        type=float,
+        default=0.0,
+        help="> 0: nudge onset values toward the rhythm pattern most bars of the segment use "
+        "(groove-consistent decoding; in onset-channel units, e.g. 0.2)",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed of the sampler")
     parser.add_argument(

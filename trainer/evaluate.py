@@ -59,6 +59,7 @@ class EvalOptions:
     sampler: str = "ddim"  # or "dpm" (DPM-Solver++ 2M)
     density_slack: float = 0.0  # > 0: density-matched onset thresholds (see generate)
     recall_strength: float = 0.0  # > 0: repeated phrases recall their first occurrence
+    groove: float = 0.0  # > 0: groove-consistent decoding (see decode_piece)
 
 
 @dataclass(frozen=True)
@@ -275,6 +276,7 @@ def run_evaluation(options: EvalOptions) -> EvalReport:
             options.sampler,
             options.density_slack if has_controls else 0.0,
             options.recall_strength,
+            options.groove,
         )
         chords = song.conditions.chord_pcs
         gen_metrics = piece_metrics(roll.onset, roll.sustain, chords, song.key, metric_config)

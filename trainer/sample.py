@@ -61,6 +61,7 @@ class SampleOptions:
     sampler: str = "ddim"  # or "dpm" (DPM-Solver++ 2M)
     density_slack: float = 0.0  # > 0: density-matched onset thresholds (see generate)
     recall_strength: float = 0.0  # > 0: repeated phrases recall their first occurrence
+    groove: float = 0.0  # > 0: groove-consistent decoding (see decode_piece)
 
 
 def roll_spec_of(config: ModelConfig) -> RollSpec:
@@ -182,6 +183,7 @@ def generate(
     sampler: str = "ddim",
     density_slack: float = 0.0,
     recall_strength: float = 0.0,
+    groove: float = 0.0,
 ) -> PianoRoll:
     """Sample a whole piece window by window and decode it into a binary roll.
 
@@ -206,7 +208,9 @@ def generate(
             sampler=sampler,
             recall_strength=recall_strength,
         )  # (2, T, P) in [-1, 1]
-    decoded = decode_piece(roll, piece, onset_threshold, sustain_threshold, density_slack)
+    decoded = decode_piece(
+        roll, piece, onset_threshold, sustain_threshold, density_slack, groove=groove
+    )
     # No velocity channel is generated: roll_to_midi then plays the default velocity.
     return PianoRoll(
         onset=decoded.onset,
@@ -261,6 +265,7 @@ def sample_to_folder(options: SampleOptions) -> list[Path]:
             options.sampler,
             options.density_slack if bgm909 is None else 0.0,
             options.recall_strength,
+            options.groove,
         )
         tempo = options.tempo_bpm or song.tempo_bpm
         written += write_piece(roll, spec, tempo, out / f"song{song.song_id}", options.wav)
@@ -278,6 +283,7 @@ def sample_to_folder(options: SampleOptions) -> list[Path]:
             options.bf16,
             options.sampler,
             options.density_slack if bgm909 is None else 0.0,
+            groove=options.groove,
         )
         tempo = options.tempo_bpm or 120.0
         written += write_piece(roll, spec, tempo, out / f"random{n:03d}", options.wav)

@@ -308,10 +308,18 @@ def decode_piece(
     sustain_threshold: float,
     density_slack: float = 0.0,
     calibration: Calibration | None = None,
+    groove: float = 0.0,
 ) -> DecodedRoll:
-    """decode_roll for a sampled piece; density_slack > 0 decodes each segment with the
-    onset threshold that best matches the onsets per bar its density control asks for (its
-    POP909 quantile turned into onsets per bar by `calibration`, default the shipped one)."""
+    """decode_roll for a sampled piece.
+
+    groove > 0 first nudges each onset value by how common its place in the bar is within
+    its segment (see groove_bias), so a segment keeps one accompaniment pattern. density_slack
+    > 0 then decodes each segment with the onset threshold that best matches the onsets per
+    bar its density control asks for (its POP909 quantile turned into onsets per bar by
+    `calibration`, default the shipped one)."""
+    if groove > 0:
+        bias = groove_bias(x[0], piece.segment_ids, onset_threshold, groove)
+        x = np.stack([x[0] + bias[:, None], x[1]])
     thresholds: float | np.ndarray = onset_threshold
     if density_slack > 0:
         calibration = calibration or Calibration.load()
@@ -321,6 +329,41 @@ def decode_piece(
             x[0], piece.segment_ids, onsets_per_bar, onset_threshold, density_slack
         )
     return decode_roll(x, thresholds, sustain_threshold)
+
+
+def groove_bias(
+    onset_channel: np.ndarray,
+    segment_ids: np.ndarray,
+    threshold: float,
+    strength: float,
+    steps_per_bar: int = 16,
+) -> np.ndarray:
+    """(T, P) onset channel -> (T,) value to add to every pitch's onset value at each step.
+
+    Pop accompaniment keeps a rhythm pattern for a phrase; a sampled window wanders. Per
+    segment, each place in the bar (16th position) gets the share c of the segment's bars
+    that have an onset there (any pitch above `threshold`); the bias is strength * (2c - 1):
+    places most bars use are filled in where a bar missed them, places few bars use are
+    thinned. Segments shorter than two bars keep their values (bias 0).
+    """
+    if strength < 0:
+        raise ValueError("groove strength must be >= 0")
+    bias = np.zeros(onset_channel.shape[0], dtype=np.float64)
+    hits = onset_channel.max(axis=1) > threshold  # (T,) any onset at this step
+    steps = np.arange(onset_channel.shape[0])
+    position = steps % steps_per_bar
+    for segment in np.unique(segment_ids):
+        at = steps[segment_ids == segment]
+        bars = np.unique(at // steps_per_bar)
+        if len(bars) < 2:
+            continue
+        used = np.zeros(steps_per_bar)
+        counts = np.zeros(steps_per_bar)
+        np.add.at(used, position[at], hits[at])
+        np.add.at(counts, position[at], 1)
+        share = np.divide(used, counts, out=np.full(steps_per_bar, 0.5), where=counts > 0)
+        bias[at] = strength * (2 * share[position[at]] - 1)
+    return bias
 
 
 def density_matched_thresholds(
