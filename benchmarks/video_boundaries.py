@@ -3,12 +3,14 @@
     python benchmarks/video_boundaries.py --model checkpoints/diffbgm-small --seeds 3
 
 For each video: the real analysis and plan of the pipeline, then the model's roll for several
-seeds. Per internal segment boundary (a shot cut the plan kept) it reports whether the music
-changes audibly (the evaluation suite's rule: onset density changes by > 25 % or the mean
-register by > 1/4 octave between the bar before and the bar after) and how much the plan
-asked for (|Δ requested density|); per segment, the requested vs realised density quantile
-(Spearman over all segments of all videos and seeds). POP909 conditions (the suite) ask for
-the contrasts real songs have; these plans ask for the contrasts of the videos' shots.
+seeds. Per internal segment boundary it reports whether the music changes audibly (the
+evaluation suite's rule: onset density changes by > 25 % or the mean register by > 1/4
+octave between the bar before and the bar after), separately for cuts (the segments show
+different shots) and for phrase boundaries inside one long shot (which recall the shot's
+first phrase and are not meant to contrast); per segment, the requested vs realised density
+and register quantiles (Spearman over all segments of all videos and seeds).
+`--cut-contrast 0` plans without the planner's contrast at cuts; `--recall` overrides the
+model's recall strength.
 """
 
 from __future__ import annotations
@@ -38,64 +40,71 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="checkpoint folder (default: shipped)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--threshold", type=float, default=0.25, help="audibility threshold")
+    parser.add_argument("--cut-contrast", type=float, default=None, help="PlanConfig.cut_contrast")
+    parser.add_argument("--recall", type=float, default=None, help="recall strength 0..1")
     args = parser.parse_args()
+
+    from dataclasses import replace
 
     from diffbgm.controls import DYNAMIC_CONTROLS
     from diffbgm.metrics import spearman
     from diffbgm.pipeline import ComposeOptions, Composer
+    from diffbgm.plan import PlanConfig
     from diffbgm.video.analyze import analyze_video
-    from trainer.evaluate import judged_boundaries, realised_controls, segment_starts
+    from trainer.evaluate import boundary_changes, realised_controls, segment_starts
 
     composer = Composer.from_pretrained(args.model)
+    config = PlanConfig()
+    if args.cut_contrast is not None:
+        config = replace(config, cut_contrast=args.cut_contrast)
     pitch_low = composer.config.pitch_low
-    requested_all: list[float] = []
-    realised_all: list[float] = []
-    audible_all = total_all = asked_audible_all = asked_all = 0
+    pairs: dict[str, tuple[list[float], list[float]]] = {"density": ([], []), "register": ([], [])}
+    totals = {"cuts": [0, 0], "phrases": [0, 0]}
     for video in args.videos or default_videos():
         analysis = analyze_video(video)
-        audible = total = asked_audible = asked_total = 0
-        asked: list[float] = []
+        counts = {"cuts": [0, 0], "phrases": [0, 0]}
         started = time.perf_counter()
         for seed in range(args.seeds):
-            options = ComposeOptions(seed=seed)
-            plan = composer.plan(analysis, options)
+            options = ComposeOptions(seed=seed, recall=args.recall)
+            plan = composer.plan(analysis, options, config)
             onset, _ = composer.sample_roll(plan, seed, options)
-            ids = plan.to_piece_conditions_segment_ids(onset.shape[0])
-            starts = segment_starts(ids)
-            dynamic = np.asarray(
-                [[seg.dynamic[name] for name in DYNAMIC_CONTROLS] for seg in plan.segments]
-            )
-            for heard, wanted in judged_boundaries(
-                onset, starts, dynamic, pitch_low, args.threshold
-            ):
-                audible, total = audible + heard, total + 1
-                asked_audible, asked_total = (
-                    asked_audible + (heard and wanted),
-                    asked_total + wanted,
+            starts = segment_starts(plan.to_piece_conditions_segment_ids(onset.shape[0]))
+            for index, heard in boundary_changes(onset, starts, pitch_low, args.threshold):
+                same_shots = (
+                    plan.segments[index].shot_indices == plan.segments[index - 1].shot_indices
                 )
-            requested = np.asarray([seg.dynamic["density"] for seg in plan.segments])
+                kind = "phrases" if same_shots else "cuts"
+                counts[kind][0] += heard
+                counts[kind][1] += 1
             realised = realised_controls(onset, starts, pitch_low, composer.calibration)
-            requested_all += requested.tolist()
-            realised_all += realised["density"].tolist()
-            asked += np.abs(np.diff(requested)).tolist()
+            for name in DYNAMIC_CONTROLS:
+                if name in pairs:
+                    pairs[name][0].extend(seg.dynamic[name] for seg in plan.segments)
+                    pairs[name][1].extend(realised[name].tolist())
         seconds = (time.perf_counter() - started) / args.seeds
-        audible_all, total_all = audible_all + audible, total_all + total
-        asked_audible_all, asked_all = asked_audible_all + asked_audible, asked_all + asked_total
-        share = audible / total if total else float("nan")
+        for kind in totals:
+            totals[kind] = [a + b for a, b in zip(totals[kind], counts[kind], strict=True)]
         print(
-            f"{video.name}: {len(plan.segments)} segments, boundaries audible {audible}/{total} "
-            f"= {share:.2f} (where the plan asks for a change: {asked_audible}/{asked_total}); "
-            f"mean |Δ requested density| {np.mean(asked) if asked else 0:.2f}; "
-            f"{seconds:.1f} s per piece"
+            f"{video.name}: {len(plan.segments)} segments, "
+            f"{sum(seg.recalls >= 0 for seg in plan.segments)} recalling; "
+            f"cuts audible {_share(counts['cuts'])}, phrase boundaries audible "
+            f"{_share(counts['phrases'])}; {seconds:.1f} s per piece"
         )
-    req, real = np.asarray(requested_all), np.asarray(realised_all)
-    keep = np.isfinite(req) & np.isfinite(real)
+    spearmans = []
+    for name, (requested, realised) in pairs.items():
+        req, real = np.asarray(requested), np.asarray(realised)
+        keep = np.isfinite(req) & np.isfinite(real)
+        spearmans.append(f"{name} {spearman(req[keep], real[keep]):.3f}")
     print(
-        f"all: boundaries audible {audible_all}/{total_all} = "
-        f"{audible_all / max(total_all, 1):.2f}, where asked {asked_audible_all}/{asked_all}; "
-        f"density Spearman (requested vs realised, "
-        f"{int(keep.sum())} segments) {spearman(req[keep], real[keep]):.3f}"
+        f"all: cuts audible {_share(totals['cuts'])}; phrase boundaries audible "
+        f"{_share(totals['phrases'])}; Spearman requested vs realised over "
+        f"{len(pairs['density'][0])} segments: " + ", ".join(spearmans)
     )
+
+
+def _share(count: list[int]) -> str:
+    heard, total = count
+    return f"{heard}/{total} = {heard / total:.2f}" if total else "0/0"
 
 
 if __name__ == "__main__":

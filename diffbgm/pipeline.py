@@ -290,13 +290,16 @@ class Composer:
             arousal=None if mood is None else float(mood.arousal),
         )
 
-    def plan(self, analysis: Any, options: ComposeOptions) -> Any:
-        """The MusicPlan this composer makes for a video analysis (mood text, overrides)."""
+    def plan(self, analysis: Any, options: ComposeOptions, config: Any = None) -> Any:
+        """The MusicPlan this composer makes for a video analysis (mood text, overrides);
+        config: a diffbgm.plan.PlanConfig (default: the planner's defaults)."""
         from diffbgm.plan import make_plan
 
         mood = self._mood_encoder().mood(options.mood).mood if options.mood else None
         overrides = self._overrides(options, mood)
-        return make_plan(analysis, overrides, calibration=self.calibration, seed=options.seed)
+        return make_plan(
+            analysis, overrides, calibration=self.calibration, seed=options.seed, config=config
+        )
 
     def sample_roll(
         self,

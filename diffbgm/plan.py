@@ -445,6 +445,10 @@ class PlanConfig:
     # long shot) or a look-alike scene: CLIP embeddings this similar (cosine), or without
     # them, brightness, saturation, colour temperature and motion all this close.
     recall_clip_similarity: float = 0.9
+    # At a cut, the music should change audibly: where neighbouring segments' density and
+    # register requests differ by less than this (quantiles), the later register is moved
+    # this far from the earlier one. 0 = follow the shots' features only.
+    cut_contrast: float = 0.3
     recall_look_tolerance: float = 0.07
 
 
@@ -749,6 +753,41 @@ def dynamic_controls(
         {name: round(float(blended[name][i]), 4) for name in DYNAMIC_CONTROLS}
         for i in range(len(rows))
     ]
+
+
+def contrast_at_cuts(
+    dynamic: list[dict[str, float]],
+    members: Sequence[tuple[int, ...]],
+    config: PlanConfig,
+    low: float = 0.05,
+    high: float = 0.95,
+) -> list[int]:
+    """Make every cut ask for an audible change; returns the segments whose register moved.
+
+    At a boundary between segments of different shots whose density and register requests
+    differ by less than `config.cut_contrast`, the later segment's register moves that far
+    from the earlier one's, in the direction it already leans (up when equal and the earlier
+    is below the middle), the other way when that would leave [low, high]. Register, not
+    density: a new shot gets a new colour without a calm video getting busy. Boundaries
+    inside one shot (phrases of a long shot) are left alone.
+    """
+    moved = []
+    step = config.cut_contrast
+    for later in range(1, len(dynamic)) if step > 0 else ():
+        before, after = dynamic[later - 1], dynamic[later]
+        if members[later] == members[later - 1]:
+            continue
+        gaps = [abs(after[name] - before[name]) for name in ("density", "register")]
+        if max(gaps) >= step:
+            continue
+        lean = after["register"] - before["register"]
+        up = lean > 0 or (lean == 0 and before["register"] < 0.5)
+        target = before["register"] + (step if up else -step)
+        if not low <= target <= high:
+            target = before["register"] + (-step if up else step)
+        after["register"] = round(float(np.clip(target, low, high)), 4)
+        moved.append(later)
+    return moved
 
 
 def intro_outro_flags(
@@ -1105,6 +1144,7 @@ def make_plan(
 
     dynamic = dynamic_controls(rows, cfg)
     _apply_density(dynamic, ovr)
+    contrast_at_cuts(dynamic, members, cfg)
     provenance["dynamic"] = (
         "user density"
         if (ovr.density, ovr.density_scale, ovr.segment_density) != (None, None, None)

@@ -333,3 +333,27 @@ def test_a_segment_can_only_recall_an_earlier_one(chord_model) -> None:
     broken["segments"][1]["recalls"] = 2
     with pytest.raises(PlanError, match="earlier segment"):
         MusicPlan.from_dict(broken)
+
+
+def test_every_cut_asks_for_an_audible_change(chord_model) -> None:
+    # four shots that look and move alike: without the contrast rule no cut would be heard
+    analysis = synthetic_analysis([4.0, 8.0, 12.0], 16.0, brightness=[0.5, 0.52, 0.3, 0.31])
+    overrides = PlanOverrides(tempo_bpm=120.0)
+    plan = make_plan(analysis, overrides, chord_model=chord_model)
+    flat = make_plan(
+        analysis, overrides, config=PlanConfig(cut_contrast=0.0), chord_model=chord_model
+    )
+    step = PlanConfig().cut_contrast
+    for before, after in zip(plan.segments[:-1], plan.segments[1:], strict=True):
+        gaps = [abs(after.dynamic[n] - before.dynamic[n]) for n in ("density", "register")]
+        assert max(gaps) >= step - 1e-6
+    assert [s.dynamic["density"] for s in plan.segments] == [
+        s.dynamic["density"] for s in flat.segments
+    ]  # register carries the contrast: a calm video stays calm
+    assert any(
+        s.dynamic["register"] != f.dynamic["register"]
+        for s, f in zip(plan.segments, flat.segments, strict=True)
+    )
+    # phrases of one long shot are not cuts
+    long_shot = make_plan(synthetic_analysis([], 40.0), overrides, chord_model=chord_model)
+    assert len({s.dynamic["register"] for s in long_shot.segments}) == 1

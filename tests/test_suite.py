@@ -16,6 +16,13 @@ def test_rows_cover_ablations_guidance_and_steps() -> None:
     assert ablations["no SAC mask"] == "no-sac" and ablations["full"] == "none"
     steps_rows = [r for r in rows if "steps" in r.name]
     assert all(r.options.songs == (801,) and r.options.bars == 4 for r in steps_rows)
+    assert "no phrase recall" not in names and "no groove-consistent decoding" not in names
+    shipped = EvalOptions(model="m", recall_strength=0.5, groove=0.1, density_slack=0.5)
+    switched = {r.name: r.options for r in default_rows(shipped, (801,), 4)}
+    assert switched["no phrase recall"].recall_strength == 0.0
+    assert switched["no phrase recall"].groove == 0.1
+    assert switched["no groove-consistent decoding"].groove == 0.0
+    assert switched["fixed onset threshold"].density_slack == 0.0
 
 
 def test_table_has_one_row_per_configuration_plus_reference() -> None:

@@ -53,6 +53,10 @@ def default_rows(
         rows.append(SuiteRow("fixed onset threshold", replace(base, density_slack=0.0)))
     else:
         rows.append(SuiteRow("density-matched decoding", replace(base, density_slack=0.2)))
+    if base.groove > 0:
+        rows.append(SuiteRow("no groove-consistent decoding", replace(base, groove=0.0)))
+    if base.recall_strength > 0:
+        rows.append(SuiteRow("no phrase recall", replace(base, recall_strength=0.0)))
     rows += [
         SuiteRow(f"guidance {g:g}", replace(base, guidance=g))
         for g in (1.5, 2.0, 3.0, 5.0)
