@@ -24,6 +24,7 @@ import numpy as np
 from diffbgm.controls import DYNAMIC_CONTROLS, SEMANTIC_CONTROLS, key_features
 from diffbgm.errors import PlanError
 from diffbgm.model.conditions import PieceConditions
+from diffbgm.music.calibration import Calibration
 from diffbgm.music.chords import ChordError, note_pc, parse_chord
 from diffbgm.music.harmony import (
     ROOT_NAMES,
@@ -45,6 +46,8 @@ class QuantileTables(Protocol):
     """What the plan needs from a calibration (diffbgm.music.calibration.Calibration has it)."""
 
     def to_quantile(self, name: str, raw: float, /) -> float: ...
+
+    def to_raw(self, name: str, quantile: float, /) -> float: ...
 
 
 # --- the plan records --------------------------------------------------------------------
@@ -445,10 +448,10 @@ class PlanConfig:
     # long shot) or a look-alike scene: CLIP embeddings this similar (cosine), or without
     # them, brightness, saturation, colour temperature and motion all this close.
     recall_clip_similarity: float = 0.9
-    # At a cut, the music should change audibly: where neighbouring segments' density and
-    # register requests differ by less than this (quantiles), the later register is moved
-    # this far from the earlier one. 0 = follow the shots' features only.
-    cut_contrast: float = 0.3
+    # At a cut, the music should change audibly: where neighbouring segments' requested
+    # onsets per bar differ by less than this share of their mean, the later one's density
+    # moves until they do. 0 = follow the shots' features only.
+    cut_contrast: float = 0.4
     recall_look_tolerance: float = 0.07
 
 
@@ -759,35 +762,47 @@ def contrast_at_cuts(
     dynamic: list[dict[str, float]],
     members: Sequence[tuple[int, ...]],
     config: PlanConfig,
-    low: float = 0.05,
-    high: float = 0.95,
+    tables: QuantileTables,
+    low: float = 0.03,
+    high: float = 0.97,
 ) -> list[int]:
-    """Make every cut ask for an audible change; returns the segments whose register moved.
+    """Make every cut ask for an audible change; returns the segments whose density moved.
 
-    At a boundary between segments of different shots whose density and register requests
-    differ by less than `config.cut_contrast`, the later segment's register moves that far
-    from the earlier one's, in the direction it already leans (up when equal and the earlier
-    is below the middle), the other way when that would leave [low, high]. Register, not
-    density: a new shot gets a new colour without a calm video getting busy. Boundaries
-    inside one shot (phrases of a long shot) are left alone.
+    At a boundary between segments of different shots whose requested onsets per bar differ
+    by less than `config.cut_contrast` of their mean, the later segment's density moves just
+    far enough: the way it already leans, or with no lean away from the middle (a calm video
+    gets calmer, a busy one busier), and the other way when that would leave [low, high].
+    Measured in onsets per bar (POP909 calibration), a step at a low density is small in
+    notes, so a calm video stays calm. Register contrast was tried first and not heard (the
+    model follows register requests too loosely: docs/evaluation.md). Boundaries inside one
+    shot (phrases of a long shot) are left alone.
     """
+    ratio = config.cut_contrast
     moved = []
-    step = config.cut_contrast
-    for later in range(1, len(dynamic)) if step > 0 else ():
-        before, after = dynamic[later - 1], dynamic[later]
+    for later in range(1, len(dynamic)) if ratio > 0 else ():
         if members[later] == members[later - 1]:
             continue
-        gaps = [abs(after[name] - before[name]) for name in ("density", "register")]
-        if max(gaps) >= step:
+        before, after = dynamic[later - 1]["density"], dynamic[later]["density"]
+        raw_before = tables.to_raw("density", before)
+        raw_after = tables.to_raw("density", after)
+        if _relative_change(raw_before, raw_after) >= ratio - 1e-9:
             continue
-        lean = after["register"] - before["register"]
-        up = lean > 0 or (lean == 0 and before["register"] < 0.5)
-        target = before["register"] + (step if up else -step)
-        if not low <= target <= high:
-            target = before["register"] + (-step if up else step)
-        after["register"] = round(float(np.clip(target, low, high)), 4)
+        down = after < before or (after == before and before < 0.5)
+        up_factor = (2 + ratio) / (2 - ratio)  # relative change of exactly `ratio`
+        targets = [
+            tables.to_quantile("density", raw_before * (1 / up_factor if go_down else up_factor))
+            for go_down in (down, not down)
+        ]
+        target = next((t for t in targets if low <= t <= high), targets[0])
+        dynamic[later]["density"] = round(float(np.clip(target, low, high)), 4)
         moved.append(later)
     return moved
+
+
+def _relative_change(a: float, b: float) -> float:
+    """|b - a| over the mean of the two (the evaluation's audibility measure); 0 when both 0."""
+    mean = (a + b) / 2
+    return abs(b - a) / mean if mean > 0 else 0.0
 
 
 def intro_outro_flags(
@@ -1143,8 +1158,9 @@ def make_plan(
         _shift_mood(rows, weights, "arousal", ovr.arousal, 0.0, 1.0)
 
     dynamic = dynamic_controls(rows, cfg)
+    if (ovr.density, ovr.segment_density) == (None, None):  # a user's density rules
+        contrast_at_cuts(dynamic, members, cfg, calibration or Calibration.load())
     _apply_density(dynamic, ovr)
-    contrast_at_cuts(dynamic, members, cfg)
     provenance["dynamic"] = (
         "user density"
         if (ovr.density, ovr.density_scale, ovr.segment_density) != (None, None, None)
