@@ -142,7 +142,8 @@ FORM = ("calm", 0, "auto", 0, 3, None, None, 1, "duck")
 def test_compose_shows_files_of_a_fresh_folder_and_loads_the_model_once(
     tmp_path: Path, clip: Path
 ) -> None:
-    handlers, loads = _handlers(tmp_path, StandInComposer())
+    composer = StandInComposer()
+    handlers, loads = _handlers(tmp_path, composer)
     assert not handlers.composers.loaded  # nothing loaded before the first compose
     first = handlers.compose(str(clip), *FORM)
     second = handlers.compose(str(clip), *FORM)
@@ -163,6 +164,9 @@ def test_compose_shows_files_of_a_fresh_folder_and_loads_the_model_once(
     }
     assert all(Path(p).is_file() for p in [roll, audio, video, *downloads])
     assert segment["maximum"] == 2
+    assert composer.calls[-1][2].recall is None  # empty field: the model's default
+    handlers.compose(str(clip), *FORM, 0.3)
+    assert composer.calls[-1][2].recall == 0.3
 
 
 @pytest.mark.parametrize(
@@ -196,6 +200,8 @@ def test_library_errors_pass_through_and_unexpected_ones_are_generic(
     assert "internal detail" in caplog.text  # the traceback is in the log, not in the page
     with pytest.raises(gr.Error, match="tempo"):
         handlers.compose(str(clip), "calm", 999, "auto", 0, 0, None, None, 1, "duck")
+    with pytest.raises(gr.Error, match="theme recall"):
+        handlers.compose(str(clip), "calm", 0, "auto", 0, 0, None, None, 1, "duck", 1.5)
     with pytest.raises(gr.Error, match="upload a video"):
         handlers.compose(None, *FORM)
 

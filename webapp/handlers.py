@@ -254,6 +254,7 @@ def compose_options(
     steps: float | None,
     variants: float | None,
     audio: str | None,
+    recall: float | None = None,
 ) -> Any:
     """ComposeOptions from the form; 0 / empty / 'auto' mean "let the video decide"."""
     from diffbgm.pipeline import ComposeOptions
@@ -268,6 +269,8 @@ def compose_options(
         raise PlanError(f"density {density} is outside 0-1 (0 = follow the video)")
     if steps is not None and not 1 <= int(steps) <= 1000:
         raise PlanError(f"steps {steps} is outside 1-1000")
+    if recall is not None and not 0 <= float(recall) <= 1:
+        raise PlanError(f"theme recall {recall} is outside 0-1 (empty = the model's default)")
     return ComposeOptions(
         seed=int(seed or 0),
         tempo_bpm=float(tempo_bpm) if tempo_bpm else None,
@@ -276,6 +279,7 @@ def compose_options(
         density=float(density) if density else None,
         guidance=float(guidance) if guidance is not None else None,
         steps=int(steps) if steps else None,
+        recall=float(recall) if recall is not None else None,
         variants=int(variants or 1),
         audio=audio,  # type: ignore[arg-type]
         shot_detector="content",
@@ -341,13 +345,14 @@ class Handlers:
         steps: float | None,
         variants: float,
         audio: str,
+        recall: float | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio injects it by default value
     ) -> tuple[Any, ...]:
         """Compose music for the uploaded video into a fresh result folder."""
         from diffbgm.video.probe import probe_video
 
         options = compose_options(
-            mood, tempo_bpm, key, density, seed, guidance, steps, variants, audio
+            mood, tempo_bpm, key, density, seed, guidance, steps, variants, audio, recall
         )
         self._cleanup()
         folder = media.new_request_dir(self.settings.outputs_dir)

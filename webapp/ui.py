@@ -59,6 +59,11 @@ def _compose_tab(handlers: Handlers, settings: AppSettings) -> None:
                     steps = gr.Number(
                         label="Steps (empty = model default)", value=None, precision=0
                     )
+                recall = gr.Number(
+                    label="Theme recall 0-1: how closely a returning scene repeats its music "
+                    "(empty = model default)",
+                    value=None,
+                )
                 audio_mode = gr.Radio(
                     list(AUDIO_CHOICES), value="duck", label="Original sound: duck, keep or replace"
                 )
@@ -100,7 +105,19 @@ def _compose_tab(handlers: Handlers, settings: AppSettings) -> None:
     ]
     compose_btn.click(
         handlers.compose,
-        inputs=[video, mood, tempo, key, density, seed, guidance, steps, variants, audio_mode],
+        inputs=[
+            video,
+            mood,
+            tempo,
+            key,
+            density,
+            seed,
+            guidance,
+            steps,
+            variants,
+            audio_mode,
+            recall,
+        ],
         outputs=outputs,
         api_name="compose",
         concurrency_limit=settings.compose_concurrency,
