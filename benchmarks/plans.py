@@ -43,7 +43,9 @@ for v in vids:
     )
     for s in p.segments[:8]:
         print(
-            f"  seg {s.index}: beats {s.start_beat}+{s.n_beats} shots {s.shot_indices} dyn {{{', '.join(f'{k}:{v:.2f}' for k, v in s.dynamic.items())}}} sem {{{', '.join(f'{k}:{v:.2f}' for k, v in s.semantic.items())}}}"
+            f"  seg {s.index}: beats {s.start_beat}+{s.n_beats} shots {s.shot_indices}"
+            + (f" recalls {s.recalls}" if s.recalls >= 0 else "")
+            + f" dyn {{{', '.join(f'{k}:{v:.2f}' for k, v in s.dynamic.items())}}} sem {{{', '.join(f'{k}:{v:.2f}' for k, v in s.semantic.items())}}}"
         )
     print("  chords:", " ".join(c.label for c in p.chords[:16]))
     f = a.features

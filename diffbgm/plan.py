@@ -770,8 +770,9 @@ def contrast_at_cuts(
 
     At a boundary between segments of different shots whose requested onsets per bar differ
     by less than `config.cut_contrast` of their mean, the later segment's density moves just
-    far enough: the way it already leans, or with no lean away from the middle (a calm video
-    gets calmer, a busy one busier), and the other way when that would leave [low, high].
+    far enough, up or down, whichever lands nearer its own request (kept in [low, high]; a
+    step clipped at the end of the scale still counts if it reaches 90 % of the contrast;
+    when equally near, away from the middle: a calm video gets calmer, a busy one busier).
     Measured in onsets per bar (POP909 calibration), a step at a low density is small in
     notes, so a calm video stays calm. Register contrast was tried first and not heard (the
     model follows register requests too loosely: docs/evaluation.md). Boundaries inside one
@@ -787,14 +788,19 @@ def contrast_at_cuts(
         raw_after = tables.to_raw("density", after)
         if _relative_change(raw_before, raw_after) >= ratio - 1e-9:
             continue
-        down = after < before or (after == before and before < 0.5)
         up_factor = (2 + ratio) / (2 - ratio)  # relative change of exactly `ratio`
-        targets = [
-            tables.to_quantile("density", raw_before * (1 / up_factor if go_down else up_factor))
-            for go_down in (down, not down)
+        candidates = [
+            float(np.clip(tables.to_quantile("density", raw_before * factor), low, high))
+            for factor in (1 / up_factor, up_factor)
         ]
-        target = next((t for t in targets if low <= t <= high), targets[0])
-        dynamic[later]["density"] = round(float(np.clip(target, low, high)), 4)
+        contrast = [_relative_change(raw_before, tables.to_raw("density", c)) for c in candidates]
+        enough = [c for c, r in zip(candidates, contrast, strict=True) if r >= ratio * 0.9]
+        if enough:  # the one nearest what the shot itself asked for
+            calm_first = 1e-6 * (before >= 0.5)  # equal distance: away from the middle
+            target = min(enough, key=lambda c: abs(c - after) + calm_first * (c < before))
+        else:
+            target = candidates[int(np.argmax(contrast))]
+        dynamic[later]["density"] = round(target, 4)
         moved.append(later)
     return moved
 
