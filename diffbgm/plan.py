@@ -451,7 +451,7 @@ class PlanConfig:
     # At a cut, the music should change audibly: where neighbouring segments' requested
     # onsets per bar differ by less than this share of their mean, the later one's density
     # moves until they do. 0 = follow the shots' features only.
-    cut_contrast: float = 0.4
+    cut_contrast: float = 0.55
     recall_look_tolerance: float = 0.07
 
 
