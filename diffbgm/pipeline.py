@@ -558,6 +558,10 @@ class Composer:
             )
         if density is not None:
             plan = replan_segment(plan, segment_index, dynamic={"density": density})
+        if plan.segments[segment_index].recalls >= 0:  # new music asked for: no longer a repeat
+            segments = list(plan.segments)
+            segments[segment_index] = replace(segments[segment_index], recalls=-1)
+            plan = replace(plan, segments=tuple(segments))
         source = video or Path(report.get("video_path", ""))
         info = probe_video(source, self.limits)
         analysis = VideoAnalysis.from_dict(report["analysis"])

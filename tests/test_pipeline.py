@@ -84,6 +84,12 @@ def test_regenerate_changes_only_that_segment(
     for channel in ("onset", "sustain"):
         assert np.array_equal(before[channel][outside], after[channel][outside])
     assert not np.array_equal(before["onset"][~outside], after["onset"][~outside])
+    # a segment that recalls another gets new music when regenerated, not the old repeat
+    first = MusicPlan.from_dict(json.loads(bbb_result.report_path.read_text())["plan"])
+    assert first.segments[2].recalls == 0  # the rabbit shot looks like the opening
+    tiny_composer.regenerate(bbb_result.out_dir, segment_index=2, seed=5, out_dir=tmp_path / "r2")
+    again = MusicPlan.from_dict(json.loads((tmp_path / "r2" / "report.json").read_text())["plan"])
+    assert again.segments[2].recalls == -1 and again.segments[0].recalls == -1
 
 
 @pytest.mark.parametrize(
