@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--recall",
         type=float,
         default=None,
-        help="0..1: how closely a returning scene (or the next phrase of a long shot) repeats "
+        help="0..1: how closely a returning scene (or a long shot's phrase two back) repeats "
         "its earlier music (0 = fresh music each time; default: the model's)",
     )
     gen.add_argument(

@@ -444,9 +444,9 @@ class PlanConfig:
     key_valence_margin: float = 0.1  # |valence| below this: the mode is drawn at random
     intro_max_beats: int = 8
     dark_brightness: float = 0.2
-    # A segment recalls the music of an earlier one showing the same shots (phrases of one
-    # long shot) or a look-alike scene: CLIP embeddings this similar (cosine), or without
-    # them, brightness, saturation, colour temperature and motion all this close.
+    # A segment recalls the music of a look-alike earlier scene (see plan_recalls): CLIP
+    # embeddings this similar (cosine), or without them, brightness, saturation, colour
+    # temperature and motion all this close.
     recall_clip_similarity: float = 0.9
     # At a cut, the music should change audibly: where neighbouring segments' requested
     # onsets per bar differ by less than this share of their mean, the later one's density
@@ -893,29 +893,33 @@ def plan_recalls(
 ) -> list[int]:
     """For each segment, an earlier segment of the same scene whose music it takes up, or -1.
 
-    Same scene: the same shots (a long shot cut into phrases: A A') or, for a segment that
-    does not follow it directly, a look-alike (see PlanConfig.recall_*): a scene that comes
-    back after something else. The most alike earlier candidate wins (ties: the earliest).
-    Only segments on bar lines take part, and only first occurrences are recalled, so a scene
-    coming back three times brings back the same music each time. `embeddings`: per segment
-    the mean CLIP embedding of its shots, or None.
+    - Phrases of one long shot alternate A B A B: phrase k of the shot takes up phrase k - 2
+      (the music behind it). Taking up the previous phrase would loop one phrase for as long
+      as the shot lasts.
+    - A segment that looks like an earlier one it does not follow directly (a scene that
+      comes back after something else; see PlanConfig.recall_*) takes up the most alike
+      (ties: the earliest).
+    Only segments on bar lines take part, and a recall always points at a first occurrence,
+    so a scene coming back three times brings back the same music each time. `embeddings`:
+    per segment the mean CLIP embedding of its shots, or None.
     """
     recalls = [-1] * (len(edges) - 1)
+    on_bar = [edge % BEATS_PER_BAR == 0 for edge in edges[:-1]]
     for later in range(len(recalls)):
-        if edges[later] % BEATS_PER_BAR:
+        if not on_bar[later]:
+            continue
+        two_back = later - 2
+        if two_back >= 0 and members[two_back] == members[later] == members[later - 1]:
+            if on_bar[two_back]:
+                recalls[later] = recalls[two_back] if recalls[two_back] >= 0 else two_back
             continue
         best_gap = math.inf
-        for earlier in range(later):
-            if edges[earlier] % BEATS_PER_BAR or recalls[earlier] >= 0:
+        for earlier in range(later - 1):  # not the segment it follows directly
+            if not on_bar[earlier] or recalls[earlier] >= 0:
                 continue
-            if members[later] == members[earlier]:
-                gap = 0.0
-            elif earlier == later - 1:
-                continue
-            else:
-                gap = _look_gap(
-                    rows[later], rows[earlier], embeddings[later], embeddings[earlier], config
-                )
+            gap = _look_gap(
+                rows[later], rows[earlier], embeddings[later], embeddings[earlier], config
+            )
             if gap < best_gap and gap <= 1.0:
                 recalls[later], best_gap = earlier, gap
     return recalls
