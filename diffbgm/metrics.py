@@ -446,6 +446,13 @@ def cut_alignment(
     return float((nearest <= tolerance_s + 1e-9).mean())
 
 
+def relative_change(a: float, b: float) -> float:
+    """|b - a| over the mean of the two (how much a level changes, e.g. onsets per bar across
+    a boundary); 0 when both are 0."""
+    mean = (a + b) / 2
+    return abs(b - a) / mean if mean > 0 else 0.0
+
+
 def spearman(x: npt.ArrayLike, y: npt.ArrayLike) -> float:
     """Spearman rank correlation: Pearson correlation of the ranks (ties get mean ranks).
 

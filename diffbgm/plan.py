@@ -23,6 +23,7 @@ import numpy as np
 
 from diffbgm.controls import DYNAMIC_CONTROLS, SEMANTIC_CONTROLS, key_features
 from diffbgm.errors import PlanError
+from diffbgm.metrics import relative_change
 from diffbgm.model.conditions import PieceConditions
 from diffbgm.music.calibration import Calibration
 from diffbgm.music.chords import ChordError, note_pc, parse_chord
@@ -786,14 +787,14 @@ def contrast_at_cuts(
         before, after = dynamic[later - 1]["density"], dynamic[later]["density"]
         raw_before = tables.to_raw("density", before)
         raw_after = tables.to_raw("density", after)
-        if _relative_change(raw_before, raw_after) >= ratio - 1e-9:
+        if relative_change(raw_before, raw_after) >= ratio - 1e-9:
             continue
         up_factor = (2 + ratio) / (2 - ratio)  # relative change of exactly `ratio`
         candidates = [
             float(np.clip(tables.to_quantile("density", raw_before * factor), low, high))
             for factor in (1 / up_factor, up_factor)
         ]
-        contrast = [_relative_change(raw_before, tables.to_raw("density", c)) for c in candidates]
+        contrast = [relative_change(raw_before, tables.to_raw("density", c)) for c in candidates]
         enough = [c for c, r in zip(candidates, contrast, strict=True) if r >= ratio * 0.9]
         if enough:  # the one nearest what the shot itself asked for
             calm_first = 1e-6 * (before >= 0.5)  # equal distance: away from the middle
@@ -803,12 +804,6 @@ def contrast_at_cuts(
         dynamic[later]["density"] = round(target, 4)
         moved.append(later)
     return moved
-
-
-def _relative_change(a: float, b: float) -> float:
-    """|b - a| over the mean of the two (the evaluation's audibility measure); 0 when both 0."""
-    mean = (a + b) / 2
-    return abs(b - a) / mean if mean > 0 else 0.0
 
 
 def intro_outro_flags(

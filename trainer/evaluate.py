@@ -27,7 +27,7 @@ import numpy as np
 from diffbgm.checkpoint import LoadedModel
 from diffbgm.controls import DYNAMIC_CONTROLS
 from diffbgm.errors import DiffBGMError
-from diffbgm.metrics import MetricConfig, aggregate, piece_metrics, spearman
+from diffbgm.metrics import MetricConfig, aggregate, piece_metrics, relative_change, spearman
 from diffbgm.music.calibration import Calibration
 from trainer.models import load_for_inference, with_inference_switches
 from trainer.sample import SongPiece, generate, load_song_piece, roll_spec_of, write_piece
@@ -129,7 +129,7 @@ def boundary_changes(
         if after[1] - after[0] < STEPS_PER_BAR // 2:
             continue  # too little music after the last boundary to judge
         d0, d1 = span_density(onset, *before), span_density(onset, *after)
-        density_change = abs(d1 - d0) / max((d0 + d1) / 2, 1e-9) if d0 + d1 > 0 else 0.0
+        density_change = relative_change(d0, d1)
         r0, r1 = span_register(onset, *before, pitch_low), span_register(onset, *after, pitch_low)
         register_change = 0.0 if math.isnan(r0) or math.isnan(r1) else abs(r1 - r0) / 12.0
         changes.append((index, density_change > threshold or register_change > threshold))

@@ -48,6 +48,26 @@ def _broadcast(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return values.to(device=like.device, dtype=torch.float32).reshape(-1, *[1] * (like.dim() - 1))
 
 
+def _painting(
+    name: str,
+    values: torch.Tensor | None,
+    mask: torch.Tensor | None,
+    until: int,
+    shape: tuple[int, ...],
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor, int] | None:
+    """`name` and `name_mask` as (float32 values, bool mask of x's shape, until), or None."""
+    if (values is None) != (mask is None):
+        raise ValueError(f"painting needs both `{name}` and `{name}_mask`")
+    if values is None or mask is None:
+        return None
+    return (
+        values.to(device=device, dtype=torch.float32),
+        mask.to(device).bool().expand(shape),
+        until,
+    )
+
+
 @dataclass(frozen=True)
 class LossTerms:
     """One training loss with what was drawn for it (tests check the drop rate through it)."""
@@ -206,24 +226,17 @@ class Diffusion:
         batch, _, steps_t, pitches = cond.chord.shape
         shape = (batch, 2, steps_t, pitches)
         cond = cond.to(device)
-        if (known is None) != (known_mask is None):
-            raise ValueError("in-painting needs both `known` and `known_mask`")
-        keep = None
-        if known is not None and known_mask is not None:
-            known = known.to(device=device, dtype=torch.float32)
-            keep = known_mask.to(device).bool().expand(shape)
-        if (guide is None) != (guide_mask is None):
-            raise ValueError("guiding needs both `guide` and `guide_mask`")
-        steer = None
-        if guide is not None and guide_mask is not None:
-            guide = guide.to(device=device, dtype=torch.float32)
-            steer = guide_mask.to(device).bool().expand(shape)
+        # (values, where, painted while t >= this); in-painting last, so the known part wins
+        paints = [
+            painting
+            for painting in (
+                _painting("guide", guide, guide_mask, guide_until, shape, device),
+                _painting("known", known, known_mask, -1, shape, device),
+            )
+            if painting is not None
+        ]
         ts = self.timesteps(steps)
-        x = _noise(shape, generator, device)
-        if steer is not None and guide is not None and ts[0] >= guide_until:
-            x = self._paint(x, guide, steer, ts[0], generator)
-        if keep is not None and known is not None:
-            x = self._paint(x, known, keep, ts[0], generator)
+        x = self._paint_all(_noise(shape, generator, device), paints, ts[0], generator)
         previous_x0: torch.Tensor | None = None
         previous_lambda = 0.0
         for i, t in enumerate(ts):
@@ -246,10 +259,7 @@ class Diffusion:
                     x, x0, ab, ab_prev, previous_x0 if use_second_order else None, previous_lambda
                 )
                 previous_x0 = x0
-            if steer is not None and guide is not None and t_prev >= guide_until:
-                x = self._paint(x, guide, steer, t_prev, generator)
-            if keep is not None and known is not None:
-                x = self._paint(x, known, keep, t_prev, generator)
+            x = self._paint_all(x, paints, t_prev, generator)
             if progress is not None:
                 progress(i + 1, len(ts))
         return x
@@ -297,6 +307,19 @@ class Diffusion:
             data = (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * previous_x0
         x_next = (sigma_prev / sigma) * x - alpha_prev * math.expm1(-h) * data
         return x_next, lam
+
+    def _paint_all(
+        self,
+        x: torch.Tensor,
+        paints: list[tuple[torch.Tensor, torch.Tensor, int]],
+        t: int,
+        generator: torch.Generator | None,
+    ) -> torch.Tensor:
+        """Apply every painting still active at timestep t (t < 0: the end), in order."""
+        for values, where, until in paints:
+            if t >= until:
+                x = self._paint(x, values, where, t, generator)
+        return x
 
     def _paint(
         self,

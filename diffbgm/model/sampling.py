@@ -17,6 +17,7 @@ groove and contour while the late steps fit it to its own chords and controls.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import NamedTuple
 
 import numpy as np
@@ -178,9 +179,7 @@ def sample_piece(
             raise ValueError(f"known_roll has shape {known_roll.shape}, expected {shape}")
         roll[keep] = known_roll[keep]
     done = np.zeros(total, dtype=bool)  # steps whose content is final
-    source, semitones = recall_map(piece)
-    if recall_strength == 0.0:
-        source[:] = -1
+    source, semitones = recall_map(piece if recall_strength > 0 else replace(piece, recalls=None))
     # Strength 1 guides the final step too (t_prev = -1): the repeat is an exact copy.
     guide_until = round((1.0 - recall_strength) * (diffusion.num_train_steps - 1))
     if recall_strength == 1.0:
