@@ -52,6 +52,42 @@ def test_recall_map_loops_the_source_bars_bar_line_on_bar_line() -> None:
     assert (shift == 0).all()
 
 
+def piece_from(segment_steps: list[int], recalls: list[int], bar_roots: list[int]) -> PieceConditions:
+    """Segments of any length in steps; one chord per bar with the given roots."""
+    ids = np.concatenate([np.full(n, i) for i, n in enumerate(segment_steps)])
+    chords = np.zeros((ids.size, 12), dtype=np.float32)
+    for bar, root in enumerate(bar_roots):
+        chords[bar * BAR : (bar + 1) * BAR, triad(root)] = 1
+    n = len(segment_steps)
+    return PieceConditions(
+        chord_pcs=chords,
+        segment_ids=ids.astype(np.int64),
+        dynamic=np.full((n, 4), 0.5, dtype=np.float32),
+        semantic=np.full((n, 6), 0.5, dtype=np.float32),
+        global_=np.eye(14, dtype=np.float32)[0],
+        recalls=np.asarray(recalls),
+    )
+
+
+def test_phrases_with_a_pickup_are_recalled_beat_for_beat() -> None:
+    # half-bar pickup, then phrases of 2 bars starting mid-bar; one chord throughout
+    piece = piece_from([8, 2 * BAR, 2 * BAR, 2 * BAR + 8], [-1, -1, -1, 1], bar_roots=[0] * 7)
+    source, _ = recall_map(piece)
+    start = 8 + 4 * BAR  # the recalling phrase starts half a bar in, like its source
+    np.testing.assert_array_equal(source[start : start + 2 * BAR], np.arange(8, 8 + 2 * BAR))
+    np.testing.assert_array_equal(source[start + 2 * BAR :], np.arange(8, 16))
+
+
+def test_a_phrase_labelled_a_bar_early_is_recalled_from_where_its_chords_line_up() -> None:
+    # bar 0 intro; bars 1-4 the phrase (roots 0 5 7 2); bars 5-6 something else; bars 7-11
+    # labelled as the phrase's return, but the return only starts at bar 8
+    roots = [3, 0, 5, 7, 2, 9, 4, 10, 0, 5, 7, 2]
+    piece = piece_from([BAR, 4 * BAR, 2 * BAR, 5 * BAR], [-1, -1, -1, 1], roots)
+    source, _ = recall_map(piece)
+    np.testing.assert_array_equal(source[8 * BAR : 12 * BAR], np.arange(BAR, 5 * BAR))
+    assert (source[7 * BAR : 8 * BAR] == -1).all()  # its first bar's chord is not the phrase's
+
+
 def test_a_clear_key_change_is_recalled_transposed_and_a_varied_one_is_not() -> None:
     # roots 0,5 | 9,7 | 2,7: the third segment is the first a whole tone up
     up_a_tone = piece_with([2, 2, 2], [-1, -1, 0], roots=[0, 5, 9, 7, 2, 7])

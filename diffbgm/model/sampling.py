@@ -16,6 +16,8 @@ groove and contour while the late steps fit it to its own chords and controls.
 
 from __future__ import annotations
 
+import itertools
+
 from collections.abc import Callable
 from dataclasses import replace
 from typing import NamedTuple
@@ -63,16 +65,23 @@ TRANSPOSE_MARGIN = 0.3  # ... and by how much it must beat the untransposed reca
 # A bar is recalled only where its chords and its source bar's agree on this share of tones:
 # the same music over other chords would clash, so such bars are composed afresh.
 RECALL_MIN_CHORD_AGREEMENT = 0.75
+# A recall loop moved by a bar must line the chords up better by this much (phrase labels
+# that are a bar off; see recall_map)
+LOOP_SHIFT_MARGIN = 0.1
 
 
 def recall_map(piece: PieceConditions, steps_per_bar: int = 16) -> tuple[np.ndarray, np.ndarray]:
     """Where each step's recalled music comes from: (T,) source step or -1, (T,) semitones.
 
-    A segment that recalls another takes the source's whole bars in a loop, bar line on bar
-    line, from its own first bar on. The source is transposed by the shift (-5..6 semitones)
-    that clearly lines its chords up better with the recalling segment's (else 0), so a
-    phrase repeated a tone higher is recalled a tone higher. Bars whose chords then still
-    differ from their source bar's are not recalled (-1).
+    A segment that recalls another takes the source in a loop of whole bars, from its own
+    first step on: step k of the segment takes step k of the source, moved by less than a
+    bar so that it keeps its place in the bar (a phrase with a pickup recalls a phrase with a
+    pickup beat for beat). Phrase labels are often a bar early or late, so the loop may move
+    by a bar either way (staying before the recalling segment) where that lines the chords
+    up clearly better. The source is transposed by the shift (-5..6 semitones) that clearly
+    lines its chords up better with the recalling segment's (else 0), so a phrase repeated
+    a tone higher is recalled a tone higher. Bars whose chords then still differ from their
+    source bar's are not recalled (-1).
     """
     n_steps = piece.n_steps
     source = np.full(n_steps, -1, dtype=np.int64)
@@ -87,15 +96,10 @@ def recall_map(piece: PieceConditions, steps_per_bar: int = 16) -> tuple[np.ndar
         origin_steps = steps[piece.segment_ids == origin]
         if target_steps.size == 0 or origin_steps.size == 0:
             continue
-        first_bar = -(-int(origin_steps[0]) // steps_per_bar)  # first whole bar of the source
-        end_bar = (int(origin_steps[-1]) + 1) // steps_per_bar
-        if end_bar <= first_bar:
+        looped = _best_loop(piece.chord_pcs, target_steps, origin_steps, steps_per_bar)
+        if looped is None:
             continue  # no whole bar to recall
-        bar_in_target = target_steps // steps_per_bar - target_steps[0] // steps_per_bar
-        from_steps = (first_bar + bar_in_target % (end_bar - first_bar)) * steps_per_bar + (
-            target_steps % steps_per_bar
-        )
-        semitones = _best_transposition(piece.chord_pcs[target_steps], piece.chord_pcs[from_steps])
+        from_steps, semitones = looped
         for bar in np.unique(target_steps // steps_per_bar):
             at = target_steps[target_steps // steps_per_bar == bar]
             here = piece.chord_pcs[at]
@@ -104,6 +108,37 @@ def recall_map(piece: PieceConditions, steps_per_bar: int = 16) -> tuple[np.ndar
                 source[at] = from_steps[at - target_steps[0]]
                 shift[at] = semitones
     return source, shift
+
+
+def _best_loop(
+    chord_pcs: np.ndarray, target_steps: np.ndarray, origin_steps: np.ndarray, steps_per_bar: int
+) -> tuple[np.ndarray, int] | None:
+    """(source step per target step, semitones) of the best-fitting loop, or None.
+
+    The loop holds the source's whole bars from the step with the target's place in the bar.
+    Candidates move that loop by a bar either way (a source labelled a bar late or early)
+    and start the target a bar into it or a bar before its end (a target labelled so);
+    the plain loop wins unless another lines the chords up better by LOOP_SHIFT_MARGIN."""
+    target_start, origin_start = int(target_steps[0]), int(origin_steps[0])
+    nominal = origin_start + (target_start - origin_start) % steps_per_bar
+    loop_steps = (int(origin_steps[-1]) + 1 - nominal) // steps_per_bar * steps_per_bar
+    if loop_steps <= 0:
+        return None
+    best: tuple[np.ndarray, int] | None = None
+    best_agreement = -1.0
+    for moved, rotated in itertools.product((0, -1, 1), (0, -1, 1)):
+        loop_start = nominal + moved * steps_per_bar
+        if loop_start < 0 or loop_start + loop_steps > target_start:
+            continue
+        offsets = target_steps - target_start + rotated * steps_per_bar
+        from_steps = loop_start + offsets % loop_steps
+        semitones = _best_transposition(chord_pcs[target_steps], chord_pcs[from_steps])
+        rolled = np.roll(chord_pcs[from_steps], semitones, axis=1)
+        agreement = _agreement(chord_pcs[target_steps], rolled)
+        margin = 0.0 if best is None else LOOP_SHIFT_MARGIN
+        if agreement > best_agreement + margin:
+            best, best_agreement = (from_steps, semitones), agreement
+    return best
 
 
 def _agreement(target_pcs: np.ndarray, source_pcs: np.ndarray) -> float:
