@@ -65,3 +65,31 @@ def test_boundaries_are_judged_where_the_controls_ask_for_a_change() -> None:
     dynamic[:, DYNAMIC_CONTROLS.index("density")] = [0.9, 0.1, 0.15]
     assert requested_contrast(dynamic, 1) == 0.8  # asked: a clear change
     assert abs(requested_contrast(dynamic, 2) - 0.05) < 1e-9  # not asked
+
+
+def test_cut_contrast_makes_every_boundary_ask_for_an_audible_change() -> None:
+    import numpy as np
+
+    from diffbgm.controls import DYNAMIC_CONTROLS
+    from diffbgm.metrics import relative_change
+    from diffbgm.model.conditions import PieceConditions
+    from diffbgm.music.calibration import Calibration
+    from trainer.evaluate import contrasted
+
+    calibration = Calibration.load()
+    column = DYNAMIC_CONTROLS.index("density")
+    dynamic = np.full((4, len(DYNAMIC_CONTROLS)), 0.5, dtype=np.float32)
+    dynamic[3, column] = 0.05  # already far from its neighbour: left alone
+    piece = PieceConditions(
+        chord_pcs=np.zeros((64, 12), dtype=np.float32),
+        segment_ids=np.repeat(np.arange(4), 16),
+        dynamic=dynamic,
+        semantic=np.full((4, 6), 0.5, dtype=np.float32),
+        global_=np.eye(14, dtype=np.float32)[0],
+    )
+    asked = contrasted(piece, 0.55, calibration).dynamic[:, column]
+    raw = [calibration.to_raw("density", float(q)) for q in asked]
+    assert asked[0] == 0.5 and asked[3] == np.float32(0.05)
+    for before, after in zip(raw, raw[1:], strict=False):
+        assert relative_change(before, after) >= 0.55 * 0.9
+    np.testing.assert_allclose(piece.dynamic[:, column], [0.5, 0.5, 0.5, 0.05])  # a copy

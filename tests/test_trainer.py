@@ -251,7 +251,7 @@ def test_sample_writes_midi_for_songs_and_random_conditions(
 def test_evaluate_reports_metrics_controls_and_ablations(
     tiny_cache: Path, trained_run: Path, tmp_path: Path
 ) -> None:
-    from trainer.evaluate import EvalOptions, run_evaluation
+    from trainer.evaluate import SONG_CONTROLS, EvalOptions, run_evaluation
 
     options = EvalOptions(
         model=str(trained_run),
@@ -278,6 +278,11 @@ def test_evaluate_reports_metrics_controls_and_ablations(
     assert no_guidance.data["guidance_used"] == 1.0
     generated = data["summary"]["generated"]["onsets_per_bar"]["mean"]
     assert no_guidance.data["summary"]["generated"]["onsets_per_bar"]["mean"] != generated
+
+    contrast = run_evaluation(replace(options, cut_contrast=0.55, out_json=None))
+    assert "cut contrast 0.55" in contrast.markdown
+    assert "| density_obedience (the song's own controls) |" in contrast.markdown
+    assert set(contrast.data["control"]) == {"generated", "real", SONG_CONTROLS}
 
 
 def test_sigterm_checkpoints_before_exit(tiny_cache: Path, tmp_path: Path) -> None:

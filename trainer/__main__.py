@@ -185,6 +185,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         args,
         ablation=args.ablation,
         boundary_threshold=args.boundary_threshold,
+        cut_contrast=args.cut_contrast,
         out_json=args.json,
         midi_dir=args.midi_dir,
     )
@@ -437,6 +438,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.25,
         help="relative change of onset density (or register, in octaves) that makes a "
         "segment boundary audible",
+    )
+    evaluate.add_argument(
+        "--cut-contrast",
+        type=float,
+        default=0.0,
+        help="> 0: ask for the app's contrast at every segment boundary, as if each phrase "
+        "were its own shot (the app uses 0.55 at cuts); the report also judges the music "
+        "against the song's own controls",
     )
     evaluate.add_argument("--json", default=None, help="write the full report here")
     evaluate.add_argument("--midi-dir", default=None, help="also write the generated MIDI here")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,7 +28,9 @@ from diffbgm.checkpoint import LoadedModel
 from diffbgm.controls import DYNAMIC_CONTROLS
 from diffbgm.errors import DiffBGMError
 from diffbgm.metrics import MetricConfig, aggregate, piece_metrics, relative_change, spearman
+from diffbgm.model.conditions import PieceConditions
 from diffbgm.music.calibration import Calibration
+from diffbgm.plan import PlanConfig, contrast_at_cuts
 from trainer.models import load_for_inference, with_inference_switches
 from trainer.sample import SongPiece, generate, load_song_piece, roll_spec_of, write_piece
 
@@ -37,6 +39,7 @@ ABLATIONS: tuple[str, ...] = ("none", "no-sac", "no-selector", "no-guidance")
 STEPS_PER_BAR = 16
 # A boundary "asks" for a change when density or register moves by at least this (quantile)
 ASKED_CONTRAST = 0.25
+SONG_CONTROLS = "generated vs the song's controls"  # report key, with --cut-contrast only
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,8 @@ class EvalOptions:
     density_slack: float = 0.0  # > 0: density-matched onset thresholds (see generate)
     recall_strength: float = 0.0  # > 0: repeated phrases recall their first occurrence
     groove: float = 0.0  # > 0: groove-consistent decoding (see decode_piece)
+    # > 0: the app's contrast rule at every segment boundary (diffbgm.plan.contrast_at_cuts)
+    cut_contrast: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -161,6 +166,17 @@ def judged_boundaries(
     ]
 
 
+def contrasted(piece: PieceConditions, ratio: float, calibration: Calibration) -> PieceConditions:
+    """The piece with the planner's cut-contrast rule applied at every segment boundary, as
+    if each segment were its own shot: where neighbours' requested onsets per bar differ by
+    less than `ratio` of their mean, the later one's density request moves until they do."""
+    rows = [dict(zip(DYNAMIC_CONTROLS, map(float, row), strict=True)) for row in piece.dynamic]
+    own_shots = [(index,) for index in range(len(rows))]
+    contrast_at_cuts(rows, own_shots, PlanConfig(cut_contrast=ratio), calibration)
+    dynamic = np.array([[row[name] for name in DYNAMIC_CONTROLS] for row in rows])
+    return replace(piece, dynamic=dynamic.astype(np.float32))
+
+
 def _pooled(values: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(values) if values else np.zeros(0)
 
@@ -239,6 +255,12 @@ def markdown_report(
             f"| {name} | {_format(control['generated'][name])} | "
             f"{_format(control['real'].get(name, math.nan))} |"
         )
+    # with --cut-contrast: the same music judged against the controls the song itself has
+    for name, value in control.get(SONG_CONTROLS, {}).items():
+        lines.append(
+            f"| {name} (the song's own controls) | {_format(value)} | "
+            f"{_format(control['real'].get(name, math.nan))} |"
+        )
     return "\n".join(lines)
 
 
@@ -256,6 +278,8 @@ def run_evaluation(options: EvalOptions) -> EvalReport:
     per_song: list[dict[str, Any]] = []
     skipped: dict[str, str] = {}
     accumulators = {"generated": _Accumulator(), "real": _Accumulator()}
+    if options.cut_contrast > 0 and has_controls:
+        accumulators[SONG_CONTROLS] = _Accumulator()
     started = time.perf_counter()
     for n, number in enumerate(options.songs):
         song_id = f"{number:03d}"
@@ -264,9 +288,14 @@ def run_evaluation(options: EvalOptions) -> EvalReport:
         except DiffBGMError as exc:
             skipped[song_id] = str(exc)
             continue
+        asked = song
+        if options.cut_contrast > 0 and has_controls:
+            asked = replace(
+                song, conditions=contrasted(song.conditions, options.cut_contrast, calibration)
+            )
         roll = generate(
             loaded,
-            song.conditions,
+            asked.conditions,
             options.seed + n,
             options.steps,
             guidance,
@@ -282,8 +311,12 @@ def run_evaluation(options: EvalOptions) -> EvalReport:
         gen_metrics = piece_metrics(roll.onset, roll.sustain, chords, song.key, metric_config)
         real_metrics = piece_metrics(song.onset, song.sustain, chords, song.key, metric_config)
         accumulators["generated"].add(
-            roll.onset, song, spec.pitch_low, calibration, options.boundary_threshold
+            roll.onset, asked, spec.pitch_low, calibration, options.boundary_threshold
         )
+        if asked is not song:
+            accumulators[SONG_CONTROLS].add(
+                roll.onset, song, spec.pitch_low, calibration, options.boundary_threshold
+            )
         accumulators["real"].add(
             song.onset, song, spec.pitch_low, calibration, options.boundary_threshold
         )
@@ -302,6 +335,8 @@ def run_evaluation(options: EvalOptions) -> EvalReport:
         f"{len(per_song)} songs x {options.bars} bars, ablation {options.ablation}, "
         f"{options.steps} {options.sampler} steps, guidance {guidance}, onset threshold {options.onset_threshold}"
     )
+    if SONG_CONTROLS in accumulators:
+        title += f", cut contrast {options.cut_contrast} at every boundary"
     markdown = markdown_report(generated, real, control, title)
     if skipped:
         markdown += f"\n\nskipped {len(skipped)} songs: " + ", ".join(sorted(skipped))
