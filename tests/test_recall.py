@@ -52,7 +52,9 @@ def test_recall_map_loops_the_source_bars_bar_line_on_bar_line() -> None:
     assert (shift == 0).all()
 
 
-def piece_from(segment_steps: list[int], recalls: list[int], bar_roots: list[int]) -> PieceConditions:
+def piece_from(
+    segment_steps: list[int], recalls: list[int], bar_roots: list[int]
+) -> PieceConditions:
     """Segments of any length in steps; one chord per bar with the given roots."""
     ids = np.concatenate([np.full(n, i) for i, n in enumerate(segment_steps)])
     chords = np.zeros((ids.size, 12), dtype=np.float32)
