@@ -285,6 +285,28 @@ def test_evaluate_reports_metrics_controls_and_ablations(
     assert set(contrast.data["control"]) == {"generated", "real", SONG_CONTROLS}
 
 
+def test_evaluation_in_worker_processes_gives_the_same_music(
+    tiny_cache: Path, trained_run: Path
+) -> None:
+    import torch
+
+    from trainer.evaluate import EvalOptions, run_evaluation
+
+    options = EvalOptions(
+        model=str(trained_run), data=str(tiny_cache), songs=(1, 801), bars=4, steps=2
+    )
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in the workers: the same arithmetic
+    try:
+        alone = run_evaluation(options)
+    finally:
+        torch.set_num_threads(threads)
+    pooled = run_evaluation(replace(options, workers=2))
+    assert [s["song"] for s in pooled.data["songs"]] == ["001", "801"]
+    assert pooled.data["songs"] == alone.data["songs"]
+    assert pooled.data["control"] == alone.data["control"]
+
+
 def test_sigterm_checkpoints_before_exit(tiny_cache: Path, tmp_path: Path) -> None:
     import os
     import signal

@@ -186,6 +186,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         ablation=args.ablation,
         boundary_threshold=args.boundary_threshold,
         cut_contrast=args.cut_contrast,
+        workers=args.workers,
         out_json=args.json,
         midi_dir=args.midi_dir,
     )
@@ -446,6 +447,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="> 0: ask for the app's contrast at every segment boundary, as if each phrase "
         "were its own shot (the app uses 0.55 at cuts); the report also judges the music "
         "against the song's own controls",
+    )
+    evaluate.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="generate in this many processes of one thread each (same music as one process "
+        "with --threads 1: every song keeps its seed)",
     )
     evaluate.add_argument("--json", default=None, help="write the full report here")
     evaluate.add_argument("--midi-dir", default=None, help="also write the generated MIDI here")

@@ -17,12 +17,16 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
 import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import torch
 
 from diffbgm.checkpoint import LoadedModel
 from diffbgm.controls import DYNAMIC_CONTROLS
@@ -30,6 +34,7 @@ from diffbgm.errors import DiffBGMError
 from diffbgm.metrics import MetricConfig, aggregate, piece_metrics, relative_change, spearman
 from diffbgm.model.conditions import PieceConditions
 from diffbgm.music.calibration import Calibration
+from diffbgm.music.roll import PianoRoll
 from diffbgm.plan import PlanConfig, contrast_at_cuts
 from trainer.models import load_for_inference, with_inference_switches
 from trainer.sample import SongPiece, generate, load_song_piece, roll_spec_of, write_piece
@@ -65,6 +70,7 @@ class EvalOptions:
     groove: float = 0.0  # > 0: groove-consistent decoding (see decode_piece)
     # > 0: the app's contrast rule at every segment boundary (diffbgm.plan.contrast_at_cuts)
     cut_contrast: float = 0.0
+    workers: int = 1  # > 1: generate in this many processes of one thread each
 
 
 @dataclass(frozen=True)
@@ -264,10 +270,67 @@ def markdown_report(
     return "\n".join(lines)
 
 
+class _Generator:
+    """Generates one song's roll from its conditions with the evaluation's model and settings.
+
+    Seeds follow the song's place in the requested list, so a song gets the same music
+    whether it is generated here or in a worker process (`EvalOptions.workers`)."""
+
+    def __init__(self, options: EvalOptions, threads: int = 0) -> None:
+        if threads > 0:
+            torch.set_num_threads(threads)
+        loaded = load_for_inference(options.model)
+        self.loaded, self.guidance = apply_ablation(loaded, options.ablation, options.guidance)
+        self.options = options
+
+    def __call__(self, job: tuple[int, PieceConditions]) -> PianoRoll:
+        index, conditions = job
+        options = self.options
+        return generate(
+            self.loaded,
+            conditions,
+            options.seed + index,
+            options.steps,
+            self.guidance,
+            options.onset_threshold,
+            options.sustain_threshold,
+            options.bf16,
+            options.sampler,
+            options.density_slack if options.bgm909 is None else 0.0,
+            options.recall_strength,
+            options.groove,
+        )
+
+
+_worker_generator: list[_Generator] = []  # the one generator of a worker process
+
+
+def _start_worker(options: EvalOptions, threads: int) -> None:
+    _worker_generator.append(_Generator(options, threads))
+
+
+def _generate_in_worker(job: tuple[int, PieceConditions]) -> PianoRoll:
+    return _worker_generator[0](job)
+
+
+def _generated_rolls(
+    options: EvalOptions, generator: _Generator, jobs: list[tuple[int, PieceConditions]]
+) -> Iterator[PianoRoll]:
+    """The jobs' rolls in order: here, or in `options.workers` processes of one thread each."""
+    if options.workers <= 1 or len(jobs) <= 1:
+        yield from map(generator, jobs)
+        return
+    context = multiprocessing.get_context("spawn")  # no forked torch thread pools
+    with ProcessPoolExecutor(
+        min(options.workers, len(jobs)), context, _start_worker, (options, 1)
+    ) as pool:
+        yield from pool.map(_generate_in_worker, jobs)
+
+
 def run_evaluation(options: EvalOptions) -> EvalReport:
     """Generate, measure, compare; returns the Markdown table and the full data (JSON-able)."""
-    loaded = load_for_inference(options.model)
-    loaded, guidance = apply_ablation(loaded, options.ablation, options.guidance)
+    generator = _Generator(options)
+    loaded, guidance = generator.loaded, generator.guidance
     config = loaded.config
     spec = roll_spec_of(config)
     cache = Path(options.data)
@@ -281,6 +344,8 @@ def run_evaluation(options: EvalOptions) -> EvalReport:
     if options.cut_contrast > 0 and has_controls:
         accumulators[SONG_CONTROLS] = _Accumulator()
     started = time.perf_counter()
+    songs: list[tuple[SongPiece, SongPiece]] = []  # (the real song, what the model is asked)
+    jobs: list[tuple[int, PieceConditions]] = []
     for n, number in enumerate(options.songs):
         song_id = f"{number:03d}"
         try:
@@ -293,20 +358,11 @@ def run_evaluation(options: EvalOptions) -> EvalReport:
             asked = replace(
                 song, conditions=contrasted(song.conditions, options.cut_contrast, calibration)
             )
-        roll = generate(
-            loaded,
-            asked.conditions,
-            options.seed + n,
-            options.steps,
-            guidance,
-            options.onset_threshold,
-            options.sustain_threshold,
-            options.bf16,
-            options.sampler,
-            options.density_slack if has_controls else 0.0,
-            options.recall_strength,
-            options.groove,
-        )
+        songs.append((song, asked))
+        jobs.append((n, asked.conditions))
+    rolls = _generated_rolls(options, generator, jobs)
+    for (song, asked), roll in zip(songs, rolls, strict=True):
+        song_id = song.song_id
         chords = song.conditions.chord_pcs
         gen_metrics = piece_metrics(roll.onset, roll.sustain, chords, song.key, metric_config)
         real_metrics = piece_metrics(song.onset, song.sustain, chords, song.key, metric_config)
