@@ -17,7 +17,6 @@ groove and contour while the late steps fit it to its own chords and controls.
 from __future__ import annotations
 
 import itertools
-
 from collections.abc import Callable
 from dataclasses import replace
 from typing import NamedTuple
