@@ -21,39 +21,8 @@ def triad(root: int) -> list[int]:
     return [root % 12, (root + 4) % 12, (root + 7) % 12]
 
 
-def piece_with(
-    bars_per_segment: list[int], recalls: list[int] | None, roots: list[int]
-) -> PieceConditions:
-    """Segments of whole bars; one chord per bar with the given roots (cycled)."""
-    ids = np.concatenate([np.full(n * BAR, i) for i, n in enumerate(bars_per_segment)])
-    n_bars = sum(bars_per_segment)
-    chords = np.zeros((n_bars * BAR, 12), dtype=np.float32)
-    for bar in range(n_bars):
-        chords[bar * BAR : (bar + 1) * BAR, triad(roots[bar % len(roots)])] = 1
-    n = len(bars_per_segment)
-    return PieceConditions(
-        chord_pcs=chords,
-        segment_ids=ids.astype(np.int64),
-        dynamic=np.full((n, 4), 0.5, dtype=np.float32),
-        semantic=np.full((n, 6), 0.5, dtype=np.float32),
-        global_=np.eye(14, dtype=np.float32)[0],
-        recalls=None if recalls is None else np.asarray(recalls),
-    )
-
-
-def test_recall_map_loops_the_source_bars_bar_line_on_bar_line() -> None:
-    piece = piece_with([2, 2, 3], [-1, -1, 0], roots=[0, 5])
-    source, shift = recall_map(piece)
-    assert (source[: 4 * BAR] == -1).all()
-    steps = np.arange(4 * BAR, 7 * BAR)
-    # bars 4, 5, 6 take bars 0, 1, 0 of the 2-bar source, each step at its place in the bar
-    expected = np.concatenate([np.arange(0, 2 * BAR), np.arange(0, BAR)])
-    np.testing.assert_array_equal(source[steps], expected)
-    assert (shift == 0).all()
-
-
 def piece_from(
-    segment_steps: list[int], recalls: list[int], bar_roots: list[int]
+    segment_steps: list[int], recalls: list[int] | None, bar_roots: list[int]
 ) -> PieceConditions:
     """Segments of any length in steps; one chord per bar with the given roots."""
     ids = np.concatenate([np.full(n, i) for i, n in enumerate(segment_steps)])
@@ -67,8 +36,28 @@ def piece_from(
         dynamic=np.full((n, 4), 0.5, dtype=np.float32),
         semantic=np.full((n, 6), 0.5, dtype=np.float32),
         global_=np.eye(14, dtype=np.float32)[0],
-        recalls=np.asarray(recalls),
+        recalls=None if recalls is None else np.asarray(recalls),
     )
+
+
+def piece_with(
+    bars_per_segment: list[int], recalls: list[int] | None, roots: list[int]
+) -> PieceConditions:
+    """Segments of whole bars; one chord per bar with the given roots (cycled)."""
+    n_bars = sum(bars_per_segment)
+    bar_roots = [roots[bar % len(roots)] for bar in range(n_bars)]
+    return piece_from([n * BAR for n in bars_per_segment], recalls, bar_roots)
+
+
+def test_recall_map_loops_the_source_bars_bar_line_on_bar_line() -> None:
+    piece = piece_with([2, 2, 3], [-1, -1, 0], roots=[0, 5])
+    source, shift = recall_map(piece)
+    assert (source[: 4 * BAR] == -1).all()
+    steps = np.arange(4 * BAR, 7 * BAR)
+    # bars 4, 5, 6 take bars 0, 1, 0 of the 2-bar source, each step at its place in the bar
+    expected = np.concatenate([np.arange(0, 2 * BAR), np.arange(0, BAR)])
+    np.testing.assert_array_equal(source[steps], expected)
+    assert (shift == 0).all()
 
 
 def test_phrases_with_a_pickup_are_recalled_beat_for_beat() -> None:
