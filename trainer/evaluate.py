@@ -302,15 +302,9 @@ class _Generator:
         )
 
 
-_worker_generator: list[_Generator] = []  # the one generator of a worker process
-
-
-def _start_worker(options: EvalOptions, threads: int) -> None:
-    _worker_generator.append(_Generator(options, threads))
-
-
-def _generate_in_worker(job: tuple[int, PieceConditions]) -> PianoRoll:
-    return _worker_generator[0](job)
+def _generate_in_worker(options: EvalOptions, job: tuple[int, PieceConditions]) -> PianoRoll:
+    # The model is loaded per song: well under a second against tens of seconds of sampling.
+    return _Generator(options, threads=1)(job)
 
 
 def _generated_rolls(
@@ -321,10 +315,8 @@ def _generated_rolls(
         yield from map(generator, jobs)
         return
     context = multiprocessing.get_context("spawn")  # no forked torch thread pools
-    with ProcessPoolExecutor(
-        min(options.workers, len(jobs)), context, _start_worker, (options, 1)
-    ) as pool:
-        yield from pool.map(_generate_in_worker, jobs)
+    with ProcessPoolExecutor(min(options.workers, len(jobs)), context) as pool:
+        yield from pool.map(_generate_in_worker, [options] * len(jobs), jobs)
 
 
 def run_evaluation(options: EvalOptions) -> EvalReport:
