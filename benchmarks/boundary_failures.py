@@ -20,11 +20,16 @@ import torch
 from diffbgm.controls import DYNAMIC_CONTROLS
 from diffbgm.music.calibration import Calibration
 from trainer.__main__ import parse_song_range
-from trainer.evaluate import boundary_changes, contrasted, segment_starts, span_density
+from trainer.evaluate import (
+    STEPS_PER_BAR,
+    EvalOptions,
+    boundary_changes,
+    contrasted,
+    segment_starts,
+    span_density,
+)
 from trainer.models import load_for_inference
 from trainer.sample import generate, load_song_piece
-
-STEPS_PER_BAR = 16
 
 
 def main() -> None:
@@ -41,6 +46,7 @@ def main() -> None:
     cache = Path(args.data)
     calibration = Calibration.load(cache / "calibration.json")
     column = DYNAMIC_CONTROLS.index("density")
+    threshold = EvalOptions(model=args.model).boundary_threshold  # the evaluation's rule
     heard = total = 0
     for index, number in enumerate(args.songs):
         song = load_song_piece(cache, f"{number:03d}", args.bars, loaded.config)
@@ -62,7 +68,9 @@ def main() -> None:
         )
         starts = segment_starts(piece.segment_ids)
         ends = np.append(starts[1:], piece.n_steps)
-        for segment, audible in boundary_changes(roll.onset, starts, loaded.config.pitch_low, 0.25):
+        for segment, audible in boundary_changes(
+            roll.onset, starts, loaded.config.pitch_low, threshold
+        ):
             at = int(starts[segment])
             asked = [
                 calibration.to_raw("density", float(piece.dynamic[s, column]))

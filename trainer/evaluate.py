@@ -332,8 +332,9 @@ def run_evaluation(options: EvalOptions) -> EvalReport:
     bgm909 = Path(options.bgm909) if options.bgm909 else None
     per_song: list[dict[str, Any]] = []
     skipped: dict[str, str] = {}
+    cut_contrast = options.cut_contrast if has_controls else 0.0
     accumulators = {"generated": _Accumulator(), "real": _Accumulator()}
-    if options.cut_contrast > 0 and has_controls:
+    if cut_contrast > 0:
         accumulators[SONG_CONTROLS] = _Accumulator()
     started = time.perf_counter()
     songs: list[tuple[SongPiece, SongPiece]] = []  # (the real song, what the model is asked)
@@ -346,10 +347,8 @@ def run_evaluation(options: EvalOptions) -> EvalReport:
             skipped[song_id] = str(exc)
             continue
         asked = song
-        if options.cut_contrast > 0 and has_controls:
-            asked = replace(
-                song, conditions=contrasted(song.conditions, options.cut_contrast, calibration)
-            )
+        if cut_contrast > 0:
+            asked = replace(song, conditions=contrasted(song.conditions, cut_contrast, calibration))
         songs.append((song, asked))
         jobs.append((n, asked.conditions))
     rolls = _generated_rolls(options, generator, jobs)
