@@ -65,6 +65,7 @@ def main() -> None:
             density_slack=float(generation.get("density_slack", 0.5)),
             recall_strength=float(generation.get("recall", 0.8)),
             groove=float(generation.get("groove", 0.1)),
+            edge_bars=int(generation.get("edge_bars", 0)),
         )
         starts = segment_starts(piece.segment_ids)
         ends = np.append(starts[1:], piece.n_steps)

@@ -1,20 +1,24 @@
-"""Choose phrase recall and groove-consistent decoding on validation songs.
+"""Choose phrase recall and the decoding settings on validation songs.
 
     python benchmarks/decode_settings.py --model checkpoints/diffbgm-small --songs 801-812 \
-        --bars 32 --recall 0 0.5 0.8 --groove 0 0.1 0.2
+        --bars 32 --recall 0 0.5 0.8 --groove 0 0.1 0.2 --edge-bars 0 1
 
-Recall acts while sampling, groove only while decoding: each recall strength samples the
-songs once (DDIM 25, guidance 2, the evaluation's seeds: song n of the list gets seed n) and
-every groove value decodes the same continuous rolls (onset threshold 0.5, sustain 0.4,
-density slack 0.5), so the groove rows differ by decoding alone. Prints one row per
-setting with the evaluation's metrics and control columns, and the real songs' row.
-`--cache DIR` keeps the sampled rolls (one .npz per song and strength) for re-decoding.
+Recall acts while sampling, groove and edge bars only while decoding: each recall strength
+samples the songs once (DDIM 25, guidance 2, the evaluation's seeds: song n of the list gets
+seed n) and every groove / edge-bars pair decodes the same continuous rolls (onset
+threshold 0.5, sustain 0.4, density slack 0.5), so those rows differ by decoding alone.
+`--cut-contrast R` conditions on the app's contrast rule at every phrase boundary (as
+`trainer evaluate --cut-contrast`). Prints one row per setting with the evaluation's
+metrics and control columns, and the real songs' row. `--cache DIR` keeps the sampled
+rolls (one .npz per song, strength and contrast) for re-decoding.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +32,8 @@ def main() -> None:
     parser.add_argument("--bars", type=int, default=32)
     parser.add_argument("--recall", type=float, nargs="+", default=[0.0, 0.5, 0.8])
     parser.add_argument("--groove", type=float, nargs="+", default=[0.0, 0.1, 0.2])
+    parser.add_argument("--edge-bars", type=int, nargs="+", default=[0])
+    parser.add_argument("--cut-contrast", type=float, default=0.0)
     parser.add_argument("--cache", type=Path, default=None, help="folder for sampled rolls")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
@@ -39,7 +45,7 @@ def main() -> None:
     from diffbgm.model.diffusion import Diffusion
     from diffbgm.model.sampling import decode_piece, sample_piece
     from diffbgm.music.calibration import Calibration
-    from trainer.evaluate import EvalOptions, _Accumulator
+    from trainer.evaluate import EvalOptions, _Accumulator, contrasted
     from trainer.models import load_for_inference
     from trainer.sample import load_song_piece
 
@@ -51,28 +57,36 @@ def main() -> None:
     calibration = Calibration.load(cache / "calibration.json")
     songs = [load_song_piece(cache, n, args.bars, loaded.config) for n in
              parse_song_range(args.songs)]  # fmt: skip
+    if args.cut_contrast > 0:
+        songs = [replace(s, conditions=contrasted(s.conditions, args.cut_contrast, calibration))
+                 for s in songs]  # fmt: skip
     names = ("pche", "gps", "si_short", "chord_tone_ratio", "onsets_per_bar", "polyphony")
     controls = ("boundary_audibility", "boundary_audibility_asked", "density_obedience",
                 "register_obedience")  # fmt: skip
-    print("| recall | groove | " + " | ".join(names + controls) + " |")
-    print("|" + "---|" * (2 + len(names) + len(controls)))
+    print("| recall | groove | edge bars | " + " | ".join(names + controls) + " |")
+    print("|" + "---|" * (3 + len(names) + len(controls)))
     for strength in args.recall:
         started = time.perf_counter()
-        rolls = [_sampled(loaded, diffusion, song, n, strength, args.cache, sample_piece, torch)
-                 for n, song in enumerate(songs)]  # fmt: skip
+        tag = f"recall{strength:g}" + (
+            f"-contrast{args.cut_contrast:g}" if args.cut_contrast else ""
+        )
+        rolls = [_sampled(loaded, diffusion, song, n, strength, args.cache, tag, sample_piece,
+                          torch) for n, song in enumerate(songs)]  # fmt: skip
         seconds = time.perf_counter() - started
-        for groove in args.groove:
+        for groove, edge_bars in itertools.product(args.groove, args.edge_bars):
             accumulator = _Accumulator()
             rows = []
             for x, song in zip(rolls, songs, strict=True):
-                decoded = decode_piece(x, song.conditions, 0.5, 0.4, 0.5, calibration, groove)
+                decoded = decode_piece(x, song.conditions, 0.5, 0.4, 0.5, calibration, groove,
+                                       edge_bars)  # fmt: skip
                 chords = song.conditions.chord_pcs
                 rows.append(piece_metrics(decoded.onset, decoded.sustain, chords, song.key))
                 accumulator.add(
                     decoded.onset, song, loaded.config.pitch_low, calibration,
                     defaults.boundary_threshold,
                 )  # fmt: skip
-            print(_row(f"{strength:g} | {groove:g}", aggregate(rows), accumulator, names, controls))
+            label = f"{strength:g} | {groove:g} | {edge_bars}"
+            print(_row(label, aggregate(rows), accumulator, names, controls))
         print(f"(recall {strength:g}: {len(songs)} songs sampled in {seconds:.0f} s)")
     real = _Accumulator()
     for song in songs:
@@ -80,12 +94,12 @@ def main() -> None:
             song.onset, song, loaded.config.pitch_low, calibration, defaults.boundary_threshold
         )
     real_rows = [piece_metrics(s.onset, s.sustain, s.conditions.chord_pcs, s.key) for s in songs]
-    print(_row("real | –", aggregate(real_rows), real, names, controls))
+    print(_row("real | – | –", aggregate(real_rows), real, names, controls))
 
 
-def _sampled(loaded, diffusion, song, n, strength, folder, sample_piece, torch) -> np.ndarray:  # type: ignore[no-untyped-def]
+def _sampled(loaded, diffusion, song, n, strength, folder, tag, sample_piece, torch) -> np.ndarray:  # type: ignore[no-untyped-def]
     """The continuous roll of one song at one recall strength (from the cache when there)."""
-    path = folder / f"{song.song_id}-recall{strength:g}.npz" if folder else None
+    path = folder / f"{song.song_id}-{tag}.npz" if folder else None
     if path is not None and path.is_file():
         return np.load(path)["x"]
     generator = torch.Generator().manual_seed(n)

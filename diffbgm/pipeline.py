@@ -197,6 +197,8 @@ class Composer:
             ),
             # > 0: onsets nudged toward the segment's common rhythm pattern before decoding
             "groove": float(defaults.get("groove", 0.0)),
+            # > 0: the first and last bars of each segment are density-matched on their own
+            "edge_bars": float(defaults.get("edge_bars", 0)),
         }
 
     def _sampler(self) -> str:
@@ -345,6 +347,7 @@ class Composer:
             gen["density_slack"],
             self.calibration,
             gen["groove"],
+            int(gen["edge_bars"]),
         )
         return onset, sustain
 

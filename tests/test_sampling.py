@@ -188,3 +188,26 @@ def test_density_matched_thresholds_keep_or_drop_a_tie_group_whole() -> None:
     # 18 wanted: the 16 tied and the 4 at 0.55 (20) vs 16: keep 16... or 20 -- both 2 off
     more = density_matched_thresholds(onset_channel, ids, np.array([18.0]), 0.5, 0.6)
     assert (onset_channel > more[:, None]).sum() in (16, 20)
+
+
+def test_edge_bars_are_density_matched_where_the_requests_differ() -> None:
+    """A segment busy in its middle but sparse at its edges. Matched whole, its edges stay
+    sparse; with edge_bars=1 the bar after a boundary where the request changes clearly
+    plays the requested density, and the bar before a boundary where it hardly changes
+    keeps the model's own phrasing."""
+    rng = np.random.default_rng(1)
+    onset_channel = rng.uniform(-1.0, 1.0, size=(96, 8))  # 1 bar, 4 bars, 1 bar
+    onset_channel[32:64] = rng.uniform(0.6, 1.0, size=(32, 8))  # busy middle bars
+    onset_channel[16:32] = rng.uniform(-1.0, 0.45, size=(16, 8))  # edges below the base cut
+    onset_channel[64:80] = rng.uniform(-1.0, 0.45, size=(16, 8))
+    ids = np.repeat([0, 1, 2], [16, 64, 16])
+    request = np.array([5.0, 20.0, 18.0])  # 5 -> 20 is a change, 20 -> 18 is not
+    whole = density_matched_thresholds(onset_channel, ids, request, 0.5, 0.5)
+    edges = density_matched_thresholds(onset_channel, ids, request, 0.5, 0.5, edge_bars=1)
+    first_bar, last_bar = slice(16, 32), slice(64, 80)
+    assert (onset_channel[first_bar] > whole[first_bar, None]).sum() < 10
+    assert (onset_channel[first_bar] > edges[first_bar, None]).sum() == 20
+    assert np.array_equal(edges[last_bar], edges[48:64])  # one span with the middle
+    assert (onset_channel[16:80] > edges[16:80, None]).sum() == pytest.approx(80, abs=2)
+    # segments shorter than their edges and the rest are matched whole either way
+    assert np.array_equal(edges[:16], whole[:16]) and np.array_equal(edges[80:], whole[80:])

@@ -17,8 +17,13 @@ def test_rows_cover_ablations_guidance_and_steps() -> None:
     steps_rows = [r for r in rows if "steps" in r.name]
     assert all(r.options.songs == (801,) and r.options.bars == 4 for r in steps_rows)
     assert "no phrase recall" not in names and "no groove-consistent decoding" not in names
-    shipped = EvalOptions(model="m", recall_strength=0.5, groove=0.1, density_slack=0.5)
+    assert "segment edges not matched alone" not in names
+    shipped = EvalOptions(
+        model="m", recall_strength=0.5, groove=0.1, density_slack=0.5, edge_bars=1
+    )
     switched = {r.name: r.options for r in default_rows(shipped, (801,), 4)}
+    assert switched["segment edges not matched alone"].edge_bars == 0
+    assert switched["segment edges not matched alone"].density_slack == 0.5
     assert switched["no phrase recall"].recall_strength == 0.0
     assert switched["no phrase recall"].groove == 0.1
     assert switched["no groove-consistent decoding"].groove == 0.0

@@ -147,6 +147,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         density_slack=args.density_slack,
         recall_strength=args.recall,
         groove=args.groove,
+        edge_bars=args.edge_bars,
     )
     for path in sample_to_folder(options):
         print(path)
@@ -173,6 +174,7 @@ def _eval_options(args: argparse.Namespace, **extra: Any) -> EvalOptions:
         density_slack=args.density_slack,
         recall_strength=args.recall,
         groove=args.groove,
+        edge_bars=args.edge_bars,
         **extra,
     )
 
@@ -274,6 +276,13 @@ def _add_sampling_options(parser: argparse.ArgumentParser, default_bars: int) ->
         default=0.0,
         help="> 0: nudge onset values toward the rhythm pattern most bars of the segment use "
         "(groove-consistent decoding; in onset-channel units, e.g. 0.2)",
+    )
+    parser.add_argument(
+        "--edge-bars",
+        type=int,
+        default=0,
+        help="with --density-slack: the first and last N bars of each segment are matched to "
+        "its requested density on their own, so the change is heard at the boundary (0 = off)",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed of the sampler")
     parser.add_argument(

@@ -62,6 +62,7 @@ class SampleOptions:
     density_slack: float = 0.0  # > 0: density-matched onset thresholds (see generate)
     recall_strength: float = 0.0  # > 0: repeated phrases recall their first occurrence
     groove: float = 0.0  # > 0: groove-consistent decoding (see decode_piece)
+    edge_bars: int = 0  # > 0: segment edges density-matched on their own (see decode_piece)
 
 
 def roll_spec_of(config: ModelConfig) -> RollSpec:
@@ -184,6 +185,7 @@ def generate(
     density_slack: float = 0.0,
     recall_strength: float = 0.0,
     groove: float = 0.0,
+    edge_bars: int = 0,
 ) -> PianoRoll:
     """Sample a whole piece window by window and decode it into a binary roll.
 
@@ -209,7 +211,13 @@ def generate(
             recall_strength=recall_strength,
         )  # (2, T, P) in [-1, 1]
     decoded = decode_piece(
-        roll, piece, onset_threshold, sustain_threshold, density_slack, groove=groove
+        roll,
+        piece,
+        onset_threshold,
+        sustain_threshold,
+        density_slack,
+        groove=groove,
+        edge_bars=edge_bars,
     )
     # No velocity channel is generated: roll_to_midi then plays the default velocity.
     return PianoRoll(
@@ -266,6 +274,7 @@ def sample_to_folder(options: SampleOptions) -> list[Path]:
             options.density_slack if bgm909 is None else 0.0,
             options.recall_strength,
             options.groove,
+            options.edge_bars,
         )
         tempo = options.tempo_bpm or song.tempo_bpm
         written += write_piece(roll, spec, tempo, out / f"song{song.song_id}", options.wav)
@@ -284,6 +293,7 @@ def sample_to_folder(options: SampleOptions) -> list[Path]:
             options.sampler,
             options.density_slack if bgm909 is None else 0.0,
             groove=options.groove,
+            edge_bars=options.edge_bars,
         )
         tempo = options.tempo_bpm or 120.0
         written += write_piece(roll, spec, tempo, out / f"random{n:03d}", options.wav)

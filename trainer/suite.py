@@ -53,6 +53,8 @@ def default_rows(
         rows.append(SuiteRow("fixed onset threshold", replace(base, density_slack=0.0)))
     else:
         rows.append(SuiteRow("density-matched decoding", replace(base, density_slack=0.2)))
+    if base.edge_bars > 0 and base.density_slack > 0:
+        rows.append(SuiteRow("segment edges not matched alone", replace(base, edge_bars=0)))
     if base.groove > 0:
         rows.append(SuiteRow("no groove-consistent decoding", replace(base, groove=0.0)))
     if base.recall_strength > 0:

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from diffbgm.controls import DYNAMIC_CONTROLS
+from diffbgm.metrics import relative_change
 from diffbgm.model.conditions import PieceConditions, stack_windows
 from diffbgm.model.config import ModelConfig
 from diffbgm.model.diffusion import Diffusion
@@ -64,6 +65,9 @@ TRANSPOSE_MARGIN = 0.3  # ... and by how much it must beat the untransposed reca
 # A bar is recalled only where its chords and its source bar's agree on this share of tones:
 # the same music over other chords would clash, so such bars are composed afresh.
 RECALL_MIN_CHORD_AGREEMENT = 0.75
+# Density requests this far apart (relative to their mean) ask for a change a listener hears
+# (the evaluation's audibility threshold); only then are a boundary's bars matched alone.
+EDGE_CONTRAST = 0.25
 # A recall loop moved by a bar must line the chords up better by this much (phrase labels
 # that are a bar off; see recall_map)
 LOOP_SHIFT_MARGIN = 0.1
@@ -342,6 +346,7 @@ def decode_piece(
     density_slack: float = 0.0,
     calibration: Calibration | None = None,
     groove: float = 0.0,
+    edge_bars: int = 0,
 ) -> DecodedRoll:
     """decode_roll for a sampled piece.
 
@@ -349,7 +354,10 @@ def decode_piece(
     its segment (see groove_bias), so a segment keeps one accompaniment pattern. density_slack
     > 0 then decodes each segment with the onset threshold that best matches the onsets per
     bar its density control asks for (its POP909 quantile turned into onsets per bar by
-    `calibration`, default the shipped one)."""
+    `calibration`, default the shipped one). edge_bars > 0 matches the first and last
+    edge_bars bars of each segment (long enough) on their own: a boundary is judged by the
+    bars on either side of it, and a segment whose mean follows its request can still play
+    its edges like its neighbour's."""
     if groove > 0:
         bias = groove_bias(x[0], piece.segment_ids, onset_threshold, groove)
         x = np.stack([x[0] + bias[:, None], x[1]])
@@ -359,7 +367,12 @@ def decode_piece(
         density = piece.dynamic[:, DYNAMIC_CONTROLS.index("density")].astype(np.float64)
         onsets_per_bar = np.asarray(calibration.to_raw("density", density))
         thresholds = density_matched_thresholds(
-            x[0], piece.segment_ids, onsets_per_bar, onset_threshold, density_slack
+            x[0],
+            piece.segment_ids,
+            onsets_per_bar,
+            onset_threshold,
+            density_slack,
+            edge_bars=edge_bars,
         )
     return decode_roll(x, thresholds, sustain_threshold)
 
@@ -406,6 +419,7 @@ def density_matched_thresholds(
     base_threshold: float,
     slack: float,
     steps_per_bar: int = 16,
+    edge_bars: int = 0,
 ) -> np.ndarray:
     """(T, P) onset channel, (T,) segment ids, (N,) requested onsets per bar -> (T,) thresholds.
 
@@ -414,24 +428,57 @@ def density_matched_thresholds(
     sound and where, the request only moves the cut within a band, so a segment the model
     made much busier or sparser than asked is brought toward the request, not forced to it.
     slack = 0 is the plain fixed threshold.
+
+    edge_bars > 0: where neighbouring segments ask for densities at least EDGE_CONTRAST
+    apart, the edge_bars bars on either side of their boundary get thresholds of their own
+    (toward their segment's request), so the change is played at the boundary, not only on
+    average. Boundaries where the requests are close keep the model's own phrasing (a fill
+    before a new phrase, say).
     """
     if slack < 0:
         raise ValueError("slack must be >= 0")
     thresholds = np.full(segment_ids.shape[0], base_threshold, dtype=np.float64)
     if slack == 0:
         return thresholds
-    for segment in np.unique(segment_ids):
-        steps = segment_ids == segment
-        values = np.sort(onset_channel[steps].ravel())[::-1]  # strongest first
-        wanted = int(round(float(onsets_per_bar[segment]) * steps.sum() / steps_per_bar))
-        if wanted <= 0:
-            cut = base_threshold + slack
-        elif wanted >= values.size:
-            cut = base_threshold - slack
-        else:
-            cut = _cut_keeping(values, wanted)
-        thresholds[steps] = np.clip(cut, base_threshold - slack, base_threshold + slack)
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(segment_ids)) + 1])
+    order = segment_ids[starts]  # segment ids in time order
+    for place, segment in enumerate(order):
+        segment_steps = np.flatnonzero(segment_ids == segment)
+        neighbours = (
+            order[place - 1] if place > 0 else None,
+            order[place + 1] if place + 1 < len(order) else None,
+        )
+        apart = [
+            n is not None
+            and relative_change(onsets_per_bar[n], onsets_per_bar[segment]) >= EDGE_CONTRAST
+            for n in neighbours
+        ]
+        for steps in _matched_spans(segment_steps, edge_bars * steps_per_bar, *apart):
+            values = np.sort(onset_channel[steps].ravel())[::-1]  # strongest first
+            wanted = int(round(float(onsets_per_bar[segment]) * steps.size / steps_per_bar))
+            if wanted <= 0:
+                cut = base_threshold + slack
+            elif wanted >= values.size:
+                cut = base_threshold - slack
+            else:
+                cut = _cut_keeping(values, wanted)
+            thresholds[steps] = np.clip(cut, base_threshold - slack, base_threshold + slack)
     return thresholds
+
+
+def _matched_spans(
+    steps: np.ndarray, edge_steps: int, first_apart: bool, last_apart: bool
+) -> list[np.ndarray]:
+    """A segment's steps -> the spans matched on their own. The first (last) edge_steps are
+    a span of their own where the segment before (after) asks for a clearly other density
+    (first_apart, last_apart) and the rest of the segment is at least an edge long; the
+    remaining steps are one span."""
+    head = edge_steps if first_apart and edge_steps > 0 else 0
+    tail = edge_steps if last_apart and edge_steps > 0 else 0
+    if head + tail == 0 or steps.size < head + tail + edge_steps:
+        return [steps]
+    spans = [steps[:head], steps[head : steps.size - tail], steps[steps.size - tail :]]
+    return [span for span in spans if span.size]
 
 
 def _cut_keeping(values: np.ndarray, wanted: int) -> float:
