@@ -5,7 +5,7 @@
 
 Recall acts while sampling, groove and edge bars only while decoding: each recall strength
 samples the songs once (DDIM 25, guidance 2, the evaluation's seeds: song n of the list gets
-seed n) and every groove / edge-bars pair decodes the same continuous rolls (onset
+seed n; `--first-seed` for a later part of a list split over processes) and every groove / edge-bars pair decodes the same continuous rolls (onset
 threshold 0.5, sustain 0.4, density slack 0.5), so those rows differ by decoding alone.
 `--cut-contrast R` conditions on the app's contrast rule at every phrase boundary (as
 `trainer evaluate --cut-contrast`). Prints one row per setting with the evaluation's
@@ -36,6 +36,9 @@ def main() -> None:
     parser.add_argument("--cut-contrast", type=float, default=0.0)
     parser.add_argument("--cache", type=Path, default=None, help="folder for sampled rolls")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--first-seed", type=int, default=0, help="seed of the first song (then +1 per song)"
+    )
     args = parser.parse_args()
 
     import torch
@@ -71,7 +74,7 @@ def main() -> None:
             f"-contrast{args.cut_contrast:g}" if args.cut_contrast else ""
         )
         rolls = [_sampled(loaded, diffusion, song, n, strength, args.cache, tag, sample_piece,
-                          torch) for n, song in enumerate(songs)]  # fmt: skip
+                          torch) for n, song in enumerate(songs, start=args.first_seed)]  # fmt: skip
         seconds = time.perf_counter() - started
         for groove, edge_bars in itertools.product(args.groove, args.edge_bars):
             accumulator = _Accumulator()

@@ -261,3 +261,42 @@ def test_density_matched_decoding_moves_each_segment_toward_its_request(
         matched_error = abs(matched_onset[steps].sum() - target)
         assert matched_error <= fixed_error + 1e-9
     assert not np.array_equal(fixed_onset, matched_onset)
+
+
+def test_edge_bars_bring_the_bars_at_a_cut_toward_their_segments_request(
+    tiny_composer: Composer, bbb_result
+) -> None:
+    """Density matching with and without edge bars, the same sampled roll: the first bar
+    after every boundary whose requests differ clearly ends at least as near its request."""
+    import copy
+
+    from diffbgm.metrics import relative_change
+    from diffbgm.model.sampling import EDGE_CONTRAST
+    from diffbgm.plan import MusicPlan
+
+    plan = MusicPlan.from_dict(json.loads(bbb_result.report_path.read_text())["plan"])
+    options = ComposeOptions(seed=3, steps=4)
+
+    def composer_with(**settings: float) -> Composer:
+        changed = copy.copy(tiny_composer)
+        generation = dict(tiny_composer.extra.get("generation", {}), **settings)
+        changed.extra = dict(tiny_composer.extra, generation=generation)
+        return changed
+
+    whole, _ = composer_with(density_slack=0.5, edge_bars=0).sample_roll(plan, 3, options)
+    edges, _ = composer_with(density_slack=0.5, edge_bars=1).sample_roll(plan, 3, options)
+    ids = plan.to_piece_conditions_segment_ids(whole.shape[0])
+    density = np.asarray([seg.dynamic["density"] for seg in plan.segments])
+    wanted = tiny_composer.calibration.to_raw("density", density)
+    starts = np.flatnonzero(np.diff(ids)) + 1
+    checked = 0
+    for start in starts:
+        segment, before = ids[start], ids[start - 1]
+        long_enough = (ids == segment).sum() >= 32
+        if relative_change(wanted[before], wanted[segment]) < EDGE_CONTRAST or not long_enough:
+            continue
+        bar = slice(start, start + 16)
+        assert abs(edges[bar].sum() - wanted[segment]) <= abs(whole[bar].sum() - wanted[segment])
+        checked += 1
+    assert checked > 0
+    assert not np.array_equal(whole, edges)  # the setting reaches the decoding
