@@ -34,6 +34,12 @@ def main() -> None:
     parser.add_argument("--groove", type=float, nargs="+", default=[0.0, 0.1, 0.2])
     parser.add_argument("--edge-bars", type=int, nargs="+", default=[0])
     parser.add_argument("--cut-contrast", type=float, default=0.0)
+    parser.add_argument(
+        "--recall-edges",
+        action="store_true",
+        help="sample as the shipped edge-bars setting does: a returning phrase asked for "
+        "another density than its source leaves the bars at a changing boundary unguided",
+    )
     parser.add_argument("--cache", type=Path, default=None, help="folder for sampled rolls")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument(
@@ -73,8 +79,10 @@ def main() -> None:
         tag = f"recall{strength:g}" + (
             f"-contrast{args.cut_contrast:g}" if args.cut_contrast else ""
         )
+        tag += "-edges" if args.recall_edges else ""
         rolls = [_sampled(loaded, diffusion, song, n, strength, args.cache, tag, sample_piece,
-                          torch) for n, song in enumerate(songs, start=args.first_seed)]  # fmt: skip
+                          torch, args.recall_edges)
+                 for n, song in enumerate(songs, start=args.first_seed)]  # fmt: skip
         seconds = time.perf_counter() - started
         for groove, edge_bars in itertools.product(args.groove, args.edge_bars):
             accumulator = _Accumulator()
@@ -100,15 +108,20 @@ def main() -> None:
     print(_row("real | – | –", aggregate(real_rows), real, names, controls))
 
 
-def _sampled(loaded, diffusion, song, n, strength, folder, tag, sample_piece, torch) -> np.ndarray:  # type: ignore[no-untyped-def]
+def _sampled(
+    loaded, diffusion, song, n, strength, folder, tag, sample_piece, torch, edges
+) -> np.ndarray:  # type: ignore[no-untyped-def]
     """The continuous roll of one song at one recall strength (from the cache when there)."""
     path = folder / f"{song.song_id}-{tag}.npz" if folder else None
+    from diffbgm.model.sampling import requested_onsets_per_bar
+
     if path is not None and path.is_file():
         return np.load(path)["x"]
     generator = torch.Generator().manual_seed(n)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         x = sample_piece(loaded.model, diffusion, song.conditions, loaded.config, generator,
-                         steps=25, guidance=2.0, recall_strength=strength)  # fmt: skip
+                         steps=25, guidance=2.0, recall_strength=strength,
+                         onsets_per_bar=requested_onsets_per_bar(song.conditions) if edges else None)  # fmt: skip
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(path, x=x)

@@ -315,7 +315,7 @@ class Composer:
         """Diffusion over the whole plan, window by window -> (onset, sustain) (T, P) bool."""
         import torch
 
-        from diffbgm.model.sampling import decode_piece, sample_piece
+        from diffbgm.model.sampling import decode_piece, requested_onsets_per_bar, sample_piece
         from diffbgm.music.roll import RollSpec
 
         gen = self._generation(options)
@@ -338,6 +338,9 @@ class Composer:
                 progress=progress,
                 sampler=self._sampler(),
                 recall_strength=gen["recall_strength"],
+                onsets_per_bar=requested_onsets_per_bar(piece, self.calibration)
+                if gen["edge_bars"] > 0
+                else None,
             )
         onset, sustain = decode_piece(
             x,

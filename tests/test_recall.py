@@ -69,6 +69,26 @@ def test_phrases_with_a_pickup_are_recalled_beat_for_beat() -> None:
     np.testing.assert_array_equal(source[start + 2 * BAR :], np.arange(8, 16))
 
 
+def test_a_phrase_asked_back_with_another_density_plays_it_at_changing_edges() -> None:
+    """A B A' C: A' recalls A. Asked for A's density, A' is recalled whole. Asked for twice
+    A's density, its first bar (B asks for A's density: a change) and its last bar (C asks
+    for less: a change) are composed afresh; with C asking for what A' asks, only the first."""
+    piece = piece_with([2, 2, 3, 2], [-1, -1, 0, -1], roots=[0, 5])
+    a_prime = np.arange(4 * BAR, 7 * BAR)
+    same, _ = recall_map(piece, onsets_per_bar=np.array([10.0, 10.0, 10.0, 10.0]))
+    assert (same[a_prime] >= 0).all()
+    busier, shift = recall_map(piece, onsets_per_bar=np.array([10.0, 10.0, 20.0, 10.0]))
+    assert (busier[4 * BAR : 5 * BAR] == -1).all() and (busier[6 * BAR : 7 * BAR] == -1).all()
+    np.testing.assert_array_equal(busier[5 * BAR : 6 * BAR], np.arange(BAR, 2 * BAR))
+    assert (shift == 0).all()
+    into_alike, _ = recall_map(piece, onsets_per_bar=np.array([10.0, 10.0, 20.0, 19.0]))
+    assert (into_alike[4 * BAR : 5 * BAR] == -1).all() and (
+        into_alike[5 * BAR : 7 * BAR] >= 0
+    ).all()
+    unchanged, _ = recall_map(piece)
+    assert (unchanged[a_prime] >= 0).all()
+
+
 def test_a_phrase_labelled_a_bar_early_is_recalled_from_where_its_chords_line_up() -> None:
     # bar 0 intro; bars 1-4 the phrase (roots 0 5 7 2); bars 5-6 something else; bars 7-11
     # labelled as the phrase's return, but the return only starts at bar 8
@@ -122,7 +142,10 @@ def setup() -> tuple[Denoiser, ModelConfig]:
 
 
 def sample(
-    setup: tuple[Denoiser, ModelConfig], piece: PieceConditions, strength: float
+    setup: tuple[Denoiser, ModelConfig],
+    piece: PieceConditions,
+    strength: float,
+    onsets_per_bar: np.ndarray | None = None,
 ) -> np.ndarray:
     model, config = setup
     return sample_piece(
@@ -134,6 +157,7 @@ def sample(
         steps=8,
         guidance=2.0,
         recall_strength=strength,
+        onsets_per_bar=onsets_per_bar,
     )
 
 
@@ -147,6 +171,10 @@ def test_recall_strength_zero_changes_nothing_and_one_copies(
     copied = sample(setup, piece, 1.0)
     first, second = copied[:, : 2 * BAR], copied[:, 2 * BAR :]
     np.testing.assert_array_equal(first, second)
+    # asked back twice as busy: the bar after the boundary is composed afresh, the next copied
+    changed = sample(setup, piece, 1.0, onsets_per_bar=np.array([10.0, 20.0]))
+    assert not np.array_equal(changed[:, 2 * BAR : 3 * BAR], changed[:, :BAR])
+    np.testing.assert_array_equal(changed[:, 3 * BAR :], changed[:, BAR : 2 * BAR])
 
 
 def test_partial_recall_brings_the_repeat_closer_to_its_source(

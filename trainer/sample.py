@@ -193,7 +193,7 @@ def generate(
     requested density, within onset_threshold ± density_slack (see density_matched_thresholds).
     """
     from diffbgm.model.diffusion import Diffusion
-    from diffbgm.model.sampling import decode_piece, sample_piece
+    from diffbgm.model.sampling import decode_piece, requested_onsets_per_bar, sample_piece
 
     generator = torch.Generator().manual_seed(seed)
     diffusion = Diffusion(loaded.config.diffusion)
@@ -209,6 +209,8 @@ def generate(
             guidance=guidance,
             sampler=sampler,
             recall_strength=recall_strength,
+            # edge bars: a returning phrase asked for another density plays it at its edges
+            onsets_per_bar=requested_onsets_per_bar(piece) if edge_bars > 0 else None,
         )  # (2, T, P) in [-1, 1]
     decoded = decode_piece(
         roll,

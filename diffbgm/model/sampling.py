@@ -73,7 +73,11 @@ EDGE_CONTRAST = 0.25
 LOOP_SHIFT_MARGIN = 0.1
 
 
-def recall_map(piece: PieceConditions, steps_per_bar: int = 16) -> tuple[np.ndarray, np.ndarray]:
+def recall_map(
+    piece: PieceConditions,
+    steps_per_bar: int = 16,
+    onsets_per_bar: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Where each step's recalled music comes from: (T,) source step or -1, (T,) semitones.
 
     A segment that recalls another takes the source in a loop of whole bars, from its own
@@ -85,6 +89,11 @@ def recall_map(piece: PieceConditions, steps_per_bar: int = 16) -> tuple[np.ndar
     lines its chords up better with the recalling segment's (else 0), so a phrase repeated
     a tone higher is recalled a tone higher. Bars whose chords then still differ from their
     source bar's are not recalled (-1).
+
+    With `onsets_per_bar` (N,), each segment's requested density: a segment asked to return
+    clearly busier or calmer than its source (EDGE_CONTRAST apart) does not recall its first
+    (last) bar where the segment before (after) it asks for a clearly other density too: the
+    source's texture there would hide the change the boundary asks for.
     """
     n_steps = piece.n_steps
     source = np.full(n_steps, -1, dtype=np.int64)
@@ -110,7 +119,37 @@ def recall_map(piece: PieceConditions, steps_per_bar: int = 16) -> tuple[np.ndar
             if _agreement(here, there) >= RECALL_MIN_CHORD_AGREEMENT:
                 source[at] = from_steps[at - target_steps[0]]
                 shift[at] = semitones
+        if onsets_per_bar is not None:
+            for edge in _changed_edges(piece, target, origin, onsets_per_bar, steps_per_bar):
+                source[edge] = -1
+                shift[edge] = 0
     return source, shift
+
+
+def _changed_edges(
+    piece: PieceConditions,
+    target: int,
+    origin: int,
+    onsets_per_bar: np.ndarray,
+    steps_per_bar: int,
+) -> list[np.ndarray]:
+    """The first / last bar of steps of segment `target` that must play its own density: its
+    request is EDGE_CONTRAST away from its source's and from its neighbour's across that edge."""
+    wanted = float(onsets_per_bar[target])
+    if relative_change(float(onsets_per_bar[origin]), wanted) < EDGE_CONTRAST:
+        return []
+    steps = np.flatnonzero(piece.segment_ids == target)
+    edges = []
+    for neighbour, edge in (
+        (target - 1, steps[:steps_per_bar]),
+        (target + 1, steps[-steps_per_bar:]),
+    ):
+        present = 0 <= neighbour < len(onsets_per_bar) and bool(
+            np.any(piece.segment_ids == neighbour)
+        )
+        if present and relative_change(float(onsets_per_bar[neighbour]), wanted) >= EDGE_CONTRAST:
+            edges.append(edge)
+    return edges
 
 
 def _best_loop(
@@ -195,6 +234,7 @@ def sample_piece(
     progress: Callable[[int, int], None] | None = None,
     sampler: str = "ddim",
     recall_strength: float = 0.0,
+    onsets_per_bar: np.ndarray | None = None,
 ) -> np.ndarray:
     """Sample a whole piece -> float32 (2, T_total, P) in [-1, 1] (onset, sustain).
 
@@ -202,7 +242,9 @@ def sample_piece(
     factor); overlap_steps (default one bar) are in-painted from the previous window.
     known_roll (2, T_total, P) with known_mask (1 = keep) keeps part of an existing piece.
     recall_strength in [0, 1]: the share of the noise schedule (from the noisy end) in which
-    a recalling segment is guided by the music of the segment it recalls (0 = off, 1 = copy).
+    a recalling segment is guided by the music of the segment it recalls (0 = off, 1 = copy);
+    given each segment's requested onsets per bar (N,), a segment asked to return with
+    another density leaves the bars at a boundary that asks for a change unguided (recall_map).
     progress(done, total) counts denoising steps over all windows that are sampled.
     """
     if not 0.0 <= recall_strength <= 1.0:
@@ -217,7 +259,8 @@ def sample_piece(
             raise ValueError(f"known_roll has shape {known_roll.shape}, expected {shape}")
         roll[keep] = known_roll[keep]
     done = np.zeros(total, dtype=bool)  # steps whose content is final
-    source, semitones = recall_map(piece if recall_strength > 0 else replace(piece, recalls=None))
+    recalling = piece if recall_strength > 0 else replace(piece, recalls=None)
+    source, semitones = recall_map(recalling, onsets_per_bar=onsets_per_bar)
     # Strength 1 guides the final step too (t_prev = -1): the repeat is an exact copy.
     guide_until = round((1.0 - recall_strength) * (diffusion.num_train_steps - 1))
     if recall_strength == 1.0:
@@ -363,9 +406,7 @@ def decode_piece(
         x = np.stack([x[0] + bias[:, None], x[1]])
     thresholds: float | np.ndarray = onset_threshold
     if density_slack > 0:
-        calibration = calibration or Calibration.load()
-        density = piece.dynamic[:, DYNAMIC_CONTROLS.index("density")].astype(np.float64)
-        onsets_per_bar = np.asarray(calibration.to_raw("density", density))
+        onsets_per_bar = requested_onsets_per_bar(piece, calibration)
         thresholds = density_matched_thresholds(
             x[0],
             piece.segment_ids,
@@ -375,6 +416,16 @@ def decode_piece(
             edge_bars=edge_bars,
         )
     return decode_roll(x, thresholds, sustain_threshold)
+
+
+def requested_onsets_per_bar(
+    piece: PieceConditions, calibration: Calibration | None = None
+) -> np.ndarray:
+    """(N,) onsets per bar each segment's density control asks for: its POP909 quantile
+    turned into onsets by `calibration` (default the shipped one)."""
+    calibration = calibration or Calibration.load()
+    density = piece.dynamic[:, DYNAMIC_CONTROLS.index("density")].astype(np.float64)
+    return np.asarray(calibration.to_raw("density", density), dtype=np.float64)
 
 
 def groove_bias(
