@@ -197,7 +197,8 @@ class Composer:
             ),
             # > 0: onsets nudged toward the segment's common rhythm pattern before decoding
             "groove": float(defaults.get("groove", 0.0)),
-            # > 0: the first and last bars of each segment are density-matched on their own
+            # > 0: at a boundary where the density requests differ clearly, the bars on either
+            # side are density-matched on their own and not recalled against their request
             "edge_bars": float(defaults.get("edge_bars", 0)),
         }
 

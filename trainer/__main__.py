@@ -281,8 +281,10 @@ def _add_sampling_options(parser: argparse.ArgumentParser, default_bars: int) ->
         "--edge-bars",
         type=int,
         default=0,
-        help="with --density-slack: the first and last N bars of each segment are matched to "
-        "its requested density on their own, so the change is heard at the boundary (0 = off)",
+        help="> 0: where neighbouring segments ask for densities >= 25 %% apart, the N bars on "
+        "either side of the boundary are density-matched on their own (with --density-slack) "
+        "and a recalled phrase asked for another density than its source does not recall "
+        "the bar next to it, so the change is heard at the boundary (0 = off)",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed of the sampler")
     parser.add_argument(

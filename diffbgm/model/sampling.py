@@ -397,10 +397,10 @@ def decode_piece(
     its segment (see groove_bias), so a segment keeps one accompaniment pattern. density_slack
     > 0 then decodes each segment with the onset threshold that best matches the onsets per
     bar its density control asks for (its POP909 quantile turned into onsets per bar by
-    `calibration`, default the shipped one). edge_bars > 0 matches the first and last
-    edge_bars bars of each segment (long enough) on their own: a boundary is judged by the
-    bars on either side of it, and a segment whose mean follows its request can still play
-    its edges like its neighbour's."""
+    `calibration`, default the shipped one). edge_bars > 0 also matches the edge_bars bars
+    on either side of a boundary whose requests differ clearly on their own (see
+    density_matched_thresholds): a change is heard in the bars next to the boundary, and a
+    segment whose mean follows its request can still play its edge like its neighbour."""
     if groove > 0:
         bias = groove_bias(x[0], piece.segment_ids, onset_threshold, groove)
         x = np.stack([x[0] + bias[:, None], x[1]])
