@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -139,12 +138,10 @@ def test_piece_conditions_for_song(cache_dir: Path) -> None:
     np.testing.assert_array_equal(item["cond"].segment_ids, expected.segment_ids)
 
 
-def test_collate_and_speed(cache_dir: Path) -> None:
+def test_collate(cache_dir: Path) -> None:
+    """Speed is measured by benchmarks/dataset.py, not here: timed tests flake on busy machines."""
     data = Pop909Windows(cache_dir, "train", SPEC)
-    started = time.perf_counter()
     items = [data[i % len(data)] for i in range(200)]
-    per_item_ms = (time.perf_counter() - started) / 200 * 1000
-    assert per_item_ms < 5, per_item_ms
     roll, cond = collate_windows(items[:16], SPEC)
     assert isinstance(cond, Conditions)
     assert roll.shape == (16, 2, 64, 88) and roll.dtype == torch.float32
