@@ -16,6 +16,10 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pretty_midi
 
 from diffbgm.pipeline import ComposeOptions, Composer
 from diffbgm.video.mux import ffmpeg_exe
@@ -30,6 +34,29 @@ def bikes_video() -> Path | None:
         return None
     path = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / "bikes.mp4"
     return path if path.exists() else None
+
+
+def note_statistics(midi_path: Path, plan: dict[str, Any]) -> dict[str, Any]:
+    """What the descriptions in the model card rest on: notes, range, note lengths, and the
+    notes per second of each segment (its span in seconds from the plan's beat grid)."""
+    midi = pretty_midi.PrettyMIDI(str(midi_path))
+    notes = [note for instrument in midi.instruments for note in instrument.notes]
+    starts = np.array([note.start for note in notes])
+    beat_s = 60.0 / plan["tempo_bpm"]
+    per_segment = []
+    for segment in plan["segments"]:
+        begin = plan["offset_s"] + segment["start_beat"] * beat_s
+        end = begin + segment["n_beats"] * beat_s
+        span = min(end, plan["duration_s"]) - max(begin, 0.0)
+        count = int(((starts >= begin) & (starts < end)).sum())
+        per_segment.append(round(count / span, 1) if span > 0 else None)
+    return {
+        "notes": len(notes),
+        "pitch_range": [min(n.pitch for n in notes), max(n.pitch for n in notes)],
+        "median_pitch": float(np.median([n.pitch for n in notes])),
+        "median_note_s": round(float(np.median([n.end - n.start for n in notes])), 2),
+        "notes_per_second_by_segment": per_segment,
+    }
 
 
 def main() -> None:
@@ -79,6 +106,7 @@ def main() -> None:
                     "key": plan["key"],
                     "segments": len(plan["segments"]),
                     "cut_alignment": result.report["metrics"]["cut_alignment"],
+                    **note_statistics(result.midi_path, plan),
                 }
             )
             print(name, summary[-1])
