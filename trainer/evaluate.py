@@ -68,7 +68,7 @@ class EvalOptions:
     density_slack: float = 0.0  # > 0: density-matched onset thresholds (see generate)
     recall_strength: float = 0.0  # > 0: repeated phrases recall their first occurrence
     groove: float = 0.0  # > 0: groove-consistent decoding (see decode_piece)
-    edge_bars: int = 0  # > 0: segment edges density-matched on their own (see decode_piece)
+    edge_bars: int = 0  # > 0: bars at a boundary asking for a change play it (decode_piece)
     # > 0: the app's contrast rule at every segment boundary (diffbgm.plan.contrast_at_cuts)
     cut_contrast: float = 0.0
     workers: int = 1  # > 1: generate in this many processes of one thread each

@@ -62,7 +62,7 @@ class SampleOptions:
     density_slack: float = 0.0  # > 0: density-matched onset thresholds (see generate)
     recall_strength: float = 0.0  # > 0: repeated phrases recall their first occurrence
     groove: float = 0.0  # > 0: groove-consistent decoding (see decode_piece)
-    edge_bars: int = 0  # > 0: segment edges density-matched on their own (see decode_piece)
+    edge_bars: int = 0  # > 0: bars at a boundary asking for a change play it (decode_piece)
 
 
 def roll_spec_of(config: ModelConfig) -> RollSpec:
@@ -191,6 +191,9 @@ def generate(
 
     density_slack > 0 decodes each segment with the onset threshold that best matches its
     requested density, within onset_threshold ± density_slack (see density_matched_thresholds).
+    edge_bars > 0: at a boundary whose density requests differ clearly, the bars on either
+    side are matched on their own and not recalled against their request (decode_piece,
+    recall_map).
     """
     from diffbgm.model.diffusion import Diffusion
     from diffbgm.model.sampling import decode_piece, requested_onsets_per_bar, sample_piece
