@@ -197,7 +197,9 @@ def generate(
     """
     from diffbgm.model.diffusion import Diffusion
     from diffbgm.model.sampling import decode_piece, requested_onsets_per_bar, sample_piece
+    from diffbgm.music.calibration import Calibration
 
+    calibration = Calibration.load()  # read once for the recall and the decoding
     generator = torch.Generator().manual_seed(seed)
     diffusion = Diffusion(loaded.config.diffusion)
     device = next(loaded.model.parameters()).device
@@ -213,7 +215,7 @@ def generate(
             sampler=sampler,
             recall_strength=recall_strength,
             # edge bars: a returning phrase asked for another density plays it at its edges
-            onsets_per_bar=requested_onsets_per_bar(piece) if edge_bars > 0 else None,
+            onsets_per_bar=requested_onsets_per_bar(piece, calibration) if edge_bars > 0 else None,
         )  # (2, T, P) in [-1, 1]
     decoded = decode_piece(
         roll,
@@ -221,6 +223,7 @@ def generate(
         onset_threshold,
         sustain_threshold,
         density_slack,
+        calibration,
         groove=groove,
         edge_bars=edge_bars,
     )

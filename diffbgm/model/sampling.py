@@ -135,21 +135,33 @@ def _changed_edges(
 ) -> list[np.ndarray]:
     """The first / last bar of steps of segment `target` that must play its own density: its
     request is EDGE_CONTRAST away from its source's and from its neighbour's across that edge."""
-    wanted = float(onsets_per_bar[target])
-    if relative_change(float(onsets_per_bar[origin]), wanted) < EDGE_CONTRAST:
+    if not _clearly_apart(onsets_per_bar, origin, target):
         return []
     steps = np.flatnonzero(piece.segment_ids == target)
-    edges = []
-    for neighbour, edge in (
-        (target - 1, steps[:steps_per_bar]),
-        (target + 1, steps[-steps_per_bar:]),
-    ):
-        present = 0 <= neighbour < len(onsets_per_bar) and bool(
-            np.any(piece.segment_ids == neighbour)
+    first_apart, last_apart = _apart_from_neighbours(onsets_per_bar, target)
+    return [
+        edge
+        for apart, edge in (
+            (first_apart, steps[:steps_per_bar]),
+            (last_apart, steps[-steps_per_bar:]),
         )
-        if present and relative_change(float(onsets_per_bar[neighbour]), wanted) >= EDGE_CONTRAST:
-            edges.append(edge)
-    return edges
+        if apart
+    ]
+
+
+def _clearly_apart(onsets_per_bar: np.ndarray, a: int, b: int) -> bool:
+    """Do segments a and b ask for densities at least EDGE_CONTRAST apart?"""
+    return relative_change(float(onsets_per_bar[a]), float(onsets_per_bar[b])) >= EDGE_CONTRAST
+
+
+def _apart_from_neighbours(onsets_per_bar: np.ndarray, segment: int) -> tuple[bool, bool]:
+    """Does the segment before / after `segment` (segments are numbered in time order) ask for
+    a clearly other density? False where there is none."""
+    before = segment > 0 and _clearly_apart(onsets_per_bar, segment - 1, segment)
+    after = segment + 1 < len(onsets_per_bar) and _clearly_apart(
+        onsets_per_bar, segment + 1, segment
+    )
+    return before, after
 
 
 def _best_loop(
@@ -491,19 +503,9 @@ def density_matched_thresholds(
     thresholds = np.full(segment_ids.shape[0], base_threshold, dtype=np.float64)
     if slack == 0:
         return thresholds
-    starts = np.concatenate([[0], np.flatnonzero(np.diff(segment_ids)) + 1])
-    order = segment_ids[starts]  # segment ids in time order
-    for place, segment in enumerate(order):
+    for segment in np.unique(segment_ids):
         segment_steps = np.flatnonzero(segment_ids == segment)
-        neighbours = (
-            order[place - 1] if place > 0 else None,
-            order[place + 1] if place + 1 < len(order) else None,
-        )
-        apart = [
-            n is not None
-            and relative_change(onsets_per_bar[n], onsets_per_bar[segment]) >= EDGE_CONTRAST
-            for n in neighbours
-        ]
+        apart = _apart_from_neighbours(onsets_per_bar, int(segment))
         for steps in _matched_spans(segment_steps, edge_bars * steps_per_bar, *apart):
             values = np.sort(onset_channel[steps].ravel())[::-1]  # strongest first
             wanted = int(round(float(onsets_per_bar[segment]) * steps.size / steps_per_bar))
