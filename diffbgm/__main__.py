@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from diffbgm.errors import DiffBGMError
+from diffbgm.generation.config import add_generation_arguments, generation_overrides
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ogv", ".wmv"}
 
@@ -86,25 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="note density for every segment, 0..1 (0.5 = typical pop piano)",
     )
-    gen.add_argument(
-        "--guidance",
-        type=float,
-        default=None,
-        help="classifier-free guidance scale (default: the model's)",
-    )
-    gen.add_argument(
-        "--steps",
-        type=int,
-        default=None,
-        help="denoising steps (default: the model's, tens not hundreds)",
-    )
-    gen.add_argument(
-        "--recall",
-        type=float,
-        default=None,
-        help="0..1: how closely a returning scene (or a long shot's phrase two back) repeats "
-        "its earlier music (0 = fresh music each time; default: the model's)",
-    )
+    add_generation_arguments(gen.add_argument_group("generation (default: the model's settings)"))
     gen.add_argument(
         "--variants",
         type=int,
@@ -178,12 +162,10 @@ def _generate(args: argparse.Namespace) -> int:
         key=args.key,
         mood=args.mood,
         density=args.density,
-        guidance=args.guidance,
-        steps=args.steps,
-        recall=args.recall,
         variants=args.variants,
         audio=args.audio,
         shot_detector=args.shots,
+        generation=generation_overrides(args),
     )  # invalid options fail here, before the model loads
     composer = Composer.from_pretrained(args.model, threads=args.threads or None)
     failures = 0
@@ -203,7 +185,7 @@ def _generate(args: argparse.Namespace) -> int:
             failures += 1
             continue
         bar.close()
-        timings = result.report["timings_s"]
+        timings = result.report.timings_s
         print(f"{video.name}: {result.out_dir} ({timings['total']:.1f} s)")
     return 1 if failures else 0
 
@@ -211,8 +193,8 @@ def _generate(args: argparse.Namespace) -> int:
 def _regenerate(args: argparse.Namespace) -> int:
     from diffbgm.pipeline import Composer, load_report
 
-    report = load_report(Path(args.result_dir) / "report.json")
-    composer = Composer.from_pretrained(args.model or report.get("model_id"))
+    report = load_report(Path(args.result_dir))
+    composer = Composer.from_pretrained(args.model or report.model_id)
     bar, update = _progress_bar(not args.quiet, f"segment {args.segment}")
     result = composer.regenerate(
         args.result_dir,
@@ -228,8 +210,15 @@ def _regenerate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    # An exception, not a hard exit: the work folder of the result in progress is removed on
+    # the way out (SIGKILL cannot be caught; the next run sweeps what it leaves).
+    raise SystemExit(128 + signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     args = build_parser().parse_args(argv)
     try:
         if args.command == "generate":

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from diffbgm.generation.config import GenerationConfig
 from diffbgm.errors import CheckpointError
 from diffbgm.model.config import ModelConfig
 from diffbgm.model.unet import Denoiser, count_parameters
@@ -37,6 +38,12 @@ class LoadedModel:
     config: ModelConfig
     extra: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+
+    @property
+    def generation(self) -> GenerationConfig:
+        """The generation settings chosen for these weights (stored in config.json's
+        `extra.generation`; knobs it does not name keep GenerationConfig's defaults)."""
+        return GenerationConfig.from_dict(self.extra.get("generation") or {})
 
 
 def save_checkpoint(

@@ -29,3 +29,7 @@ class CheckpointError(DiffBGMError):
 
 class PlanError(DiffBGMError):
     """A music plan or one of its overrides is invalid."""
+
+
+class GenerationError(DiffBGMError):
+    """A generation setting is out of range or unknown."""

@@ -1,66 +1,63 @@
-"""Video in, music out: probe -> shots -> features -> plan -> diffusion -> MIDI -> WAV -> MP4.
+"""Video in, music out: probe -> analyse -> plan -> conditions -> roll -> files. Orchestration only.
 
-`Composer` holds one loaded model (build it once, reuse it; it is not thread-safe — the web app
-serialises calls through its queue and a lock). Every stage reports progress through a
-callback `(done, total, stage)` so the CLI shows a bar and the web app a progress indicator,
-and nothing here imports a UI.
+`Composer` holds one loaded model (build it once, reuse it; calls are serialised by a lock, so
+the web app may share one across requests). Every stage reports progress through a callback
+`(done, total, stage)` so the CLI shows a bar and the web app a progress indicator; nothing
+here imports a UI. The music is made by `diffbgm.generation.generate_roll`; the files by
+`diffbgm.outputs`; the folder and its report.json by `diffbgm.result`.
 """
 
 from __future__ import annotations
 
-import json
-import shutil
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 import numpy as np
 
+from diffbgm.checkpoint import LoadedModel
 from diffbgm.errors import DiffBGMError, PlanError
-from diffbgm.video.mux import AudioMode
+from diffbgm.generation import GenerationConfig, GeneratedRoll, KnownMusic, generate_roll
+from diffbgm.music.calibration import Calibration
+from diffbgm.music.roll import RollSpec
+from diffbgm.options import ComposeOptions
+from diffbgm.plan import MusicPlan, PlanConfig, PlanOverrides
+from diffbgm.result import (
+    OUTPUT_NAMES,
+    CompositionMetrics,
+    Report,
+    VariantFiles,
+    check_output_folder,
+    load_report,
+    publish,
+    read_source,
+    work_folder,
+    write_report,
+    write_source,
+)
+from diffbgm.video.features import Mood
+from diffbgm.video.probe import ProbeLimits
+from diffbgm.video.types import VideoAnalysis, VideoInfo
 
 ProgressFn = Callable[[int, int, str], None]
+T = TypeVar("T")
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "checkpoints" / "diffbgm-small"
 STAGES: tuple[str, ...] = ("analyse", "plan", "compose", "score", "audio", "video")
 
-
-@dataclass(frozen=True)
-class ComposeOptions:
-    """What a user may choose; None means "let the video and the model decide"."""
-
-    seed: int = 0
-    tempo_bpm: float | None = None
-    key: str | None = None  # e.g. "D minor"
-    mood: str | None = None  # free text, e.g. "calm and warm"
-    density: float | None = None  # 0..1 quantile target for every segment (0.5 = typical POP909)
-    guidance: float | None = None
-    steps: int | None = None
-    variants: int = 1
-    audio: AudioMode = "duck"
-    shot_detector: str = "content"
-    onset_threshold: float | None = None
-    recall: float | None = None  # 0..1: how closely a returning scene repeats its music
-
-    def __post_init__(self) -> None:
-        if self.seed < 0:
-            raise PlanError(f"seed must be 0 or more, got {self.seed}")
-        if self.steps is not None and not 1 <= self.steps <= 1000:
-            raise PlanError(f"steps must be between 1 and 1000, got {self.steps}")
-        if self.guidance is not None and not 0.0 <= self.guidance <= 20.0:
-            raise PlanError(f"guidance must be between 0 and 20, got {self.guidance}")
-        if self.recall is not None and not 0.0 <= self.recall <= 1.0:
-            raise PlanError(f"recall must be between 0 and 1, got {self.recall}")
-        if not 1 <= self.variants <= 8:
-            raise PlanError(f"variants must be between 1 and 8, got {self.variants}")
-        if self.audio not in ("keep", "duck", "replace"):
-            raise PlanError(f"audio must be keep, duck or replace, got {self.audio!r}")
-        if self.shot_detector not in ("content", "adaptive", "transnetv2"):
-            raise PlanError(f"unknown shot detector {self.shot_detector!r}")
+__all__ = [
+    "DEFAULT_MODEL",
+    "OUTPUT_NAMES",
+    "STAGES",
+    "ComposeOptions",
+    "Composer",
+    "Result",
+    "Variant",
+    "load_report",
+]
 
 
 @dataclass
@@ -76,12 +73,12 @@ class Variant:
 
 @dataclass
 class Result:
-    """Everything one call produced. `report` is what report.json holds."""
+    """Everything one call produced; `report` is what report.json holds."""
 
     out_dir: Path
     variants: list[Variant]
     report_path: Path
-    report: dict[str, Any]
+    report: Report
     thumbnails: list[Path] = field(default_factory=list)
 
     @property
@@ -100,6 +97,23 @@ class Result:
     def pianoroll_path(self) -> Path:
         return self.variants[0].pianoroll_path
 
+    @classmethod
+    def read(cls, out_dir: Path) -> Result:
+        """A published result folder, as a Result."""
+        report = load_report(out_dir)
+        variants = [
+            Variant(
+                f.seed,
+                out_dir / f.midi,
+                out_dir / f.wav,
+                out_dir / f.video,
+                out_dir / f.pianoroll,
+            )
+            for f in report.files
+        ]
+        thumbs = sorted((out_dir / "thumbnails").glob("*.jpg"))
+        return cls(out_dir, variants, out_dir / "report.json", report, thumbs)
+
 
 def _no_progress(done: int, total: int, stage: str) -> None:
     return None
@@ -112,7 +126,7 @@ class _StageClock:
         self.progress, self.total, self.done = progress, total, 0
         self.seconds: dict[str, float] = {}
 
-    def run(self, stage: str, fn: Callable[[], Any]) -> Any:
+    def run(self, stage: str, fn: Callable[[], T]) -> T:
         self.progress(self.done, self.total, stage)
         start = time.perf_counter()
         value = fn()
@@ -127,163 +141,146 @@ class Composer:
 
     def __init__(
         self,
-        loaded: Any,
+        loaded: LoadedModel,
         model_id: str,
-        bf16: bool = True,
         threads: int | None = 1,
-        limits: Any = None,
+        limits: ProbeLimits | None = None,
     ) -> None:
         """threads: torch CPU threads for sampling (process-wide). One is the default because
         a second thread only pays on an otherwise idle machine: with one other busy process
         on 2 cores, 2 threads made sampling 4x slower (docs/pipeline.md)."""
         import torch
 
-        from diffbgm.model.diffusion import Diffusion
-
         if threads is not None and threads < 0:
             raise DiffBGMError(f"threads must be 0 (torch's default) or more, got {threads}")
         if threads:
             torch.set_num_threads(threads)
-        from diffbgm.music.calibration import Calibration
-        from diffbgm.video.probe import ProbeLimits
-
         self.limits = limits or ProbeLimits()
         # POP909 quantile tables: the units of the plan's controls; read once, not per call.
         self.calibration = Calibration.load()
-        self._text_encoder: Any = None
-        self.model = loaded.model
-        self.config = loaded.config
-        self.extra: dict[str, Any] = dict(loaded.extra or {})
-        self.diffusion = Diffusion(self.config.diffusion)
+        self.loaded = loaded
         self.model_id = model_id
-        self.bf16 = bf16
+        self._text_encoder: object | None = None
         self._lock = threading.Lock()
 
     @classmethod
     def from_pretrained(
-        cls, path_or_hub_id: str | Path | None = None, threads: int | None = 1, limits: Any = None
+        cls,
+        path_or_hub_id: str | Path | None = None,
+        threads: int | None = 1,
+        limits: ProbeLimits | None = None,
     ) -> Composer:
-        """Load a checkpoint folder or a Hugging Face Hub id; default: the shipped model.
-
-        limits: a diffbgm.video.probe.ProbeLimits (size and duration) for the videos."""
+        """Load a checkpoint folder or a Hugging Face Hub id; default: the shipped model."""
         from diffbgm.checkpoint import load_checkpoint
 
         source = str(path_or_hub_id) if path_or_hub_id is not None else str(DEFAULT_MODEL)
         return cls(load_checkpoint(source), model_id=source, threads=threads, limits=limits)
 
-    # --- generation defaults stored with the checkpoint -------------------------------
-    def _generation(self, options: ComposeOptions) -> dict[str, float]:
-        defaults = self.extra.get("generation", {})
-        return {
-            "steps": float(
-                options.steps if options.steps is not None else defaults.get("steps", 25)
-            ),
-            "guidance": float(
-                options.guidance if options.guidance is not None else defaults.get("guidance", 3.0)
-            ),
-            "onset_threshold": float(
-                options.onset_threshold
-                if options.onset_threshold is not None
-                else defaults.get("onset_threshold", 0.0)
-            ),
-            "sustain_threshold": float(defaults.get("sustain_threshold", 0.0)),
-            # one bar of overlap between windows keeps the joins coherent
-            "overlap_steps": float(defaults.get("overlap_steps", 16)),
-            # > 0: each segment's onset threshold moves (within ± this) toward its density
-            "density_slack": float(defaults.get("density_slack", 0.0)),
-            # share of the noise schedule in which a returning scene follows its first music
-            "recall_strength": float(
-                options.recall if options.recall is not None else defaults.get("recall", 0.0)
-            ),
-            # > 0: onsets nudged toward the segment's common rhythm pattern before decoding
-            "groove": float(defaults.get("groove", 0.0)),
-            # > 0: at a boundary where the density requests differ clearly, the bars on either
-            # side are density-matched on their own and not recalled against their request
-            "edge_bars": float(defaults.get("edge_bars", 0)),
-        }
+    @property
+    def spec(self) -> RollSpec:
+        config = self.loaded.config
+        return RollSpec(pitch_low=config.pitch_low, n_pitches=config.n_pitches)
 
-    def _sampler(self) -> str:
-        return str(self.extra.get("generation", {}).get("sampler", "ddim"))
+    def generation_config(self, options: ComposeOptions | None = None) -> GenerationConfig:
+        """The model's stored generation settings with the user's changes."""
+        base = self.loaded.generation
+        return base.with_overrides(**options.generation) if options else base
 
+    # --- the stages ----------------------------------------------------------------------
     def __call__(
         self,
         video: str | Path,
         out_dir: str | Path,
         options: ComposeOptions | None = None,
         progress: ProgressFn | None = None,
+        info: VideoInfo | None = None,
     ) -> Result:
         """Compose music for `video`; write score.mid, music.wav, video.mp4, pianoroll.png,
-        report.json (and thumbnails/) into `out_dir`.
-
-        All files are written to a temporary folder first and moved into `out_dir` only when
+        roll.npz, report.json (and thumbnails/) into `out_dir`, published as a whole when
         every stage succeeded, so a failure leaves nothing half-written behind.
+
+        info: the video's probe, when the caller has probed it already (one probe a compose).
         """
+        from diffbgm.video.probe import probe_video
+
         options = options or ComposeOptions()
         video, out_dir = Path(video), Path(out_dir)
-        _check_output_folder(video, out_dir)
-        self._overrides(options)  # a bad tempo or key fails now, not after the analysis
+        check_output_folder(video, out_dir)
+        self.overrides(options)  # a bad key fails now, not after the analysis
+        info = info or probe_video(video, self.limits)  # fails fast, with a clear VideoError
         with self._lock:
-            return self._compose(video, out_dir, options, progress or _no_progress)
+            return self._compose(video, info, out_dir, options, progress or _no_progress)
 
     def _compose(
-        self, video: Path, out_dir: Path, options: ComposeOptions, progress: ProgressFn
+        self,
+        video: Path,
+        info: VideoInfo,
+        out_dir: Path,
+        options: ComposeOptions,
+        progress: ProgressFn,
     ) -> Result:
-        from diffbgm.video.analyze import AnalysisOptions, analyze_video
-        from diffbgm.video.probe import probe_video
-        from diffbgm.video.shots import ShotOptions
-
         total = 3 + 4 * options.variants
         clock = _StageClock(progress, total)
-        info = probe_video(video, self.limits)  # fails fast, with a clear VideoError
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=".diffbgm-", dir=out_dir.parent))
-        try:
-            analysis = clock.run(
-                "analyse",
-                lambda: analyze_video(
-                    video,
-                    AnalysisOptions(
-                        limits=self.limits,
-                        shots=ShotOptions(method=options.shot_detector),  # type: ignore[arg-type]
-                        mood_text=options.mood,
-                    ),
-                    thumbnails_dir=work / "thumbnails",
-                    text_encoder=self._mood_encoder() if options.mood else None,
-                ),
-            )
-            plan = clock.run("plan", lambda: self.plan(analysis, options))
-            variants = []
+        with work_folder(out_dir) as work:
+
+            def analyse() -> tuple[Mood | None, VideoAnalysis]:
+                mood = self.mood(options.mood)  # encoded once, for the analysis and the plan
+                return mood, self.analyse(video, info, options, mood, work)
+
+            mood, analysis = clock.run("analyse", analyse)
+            plan = clock.run("plan", lambda: self.plan(analysis, options, mood=mood))
+            generation = self.generation_config(options)
+            files = []
             for v in range(options.variants):
-                seed = options.seed + v
                 folder = work if v == 0 else work / f"variant-{v + 1}"
                 folder.mkdir(parents=True, exist_ok=True)
-                variants.append(
-                    self._render_variant(video, info, analysis, plan, seed, options, folder, clock)
+                files.append(
+                    self._variant(
+                        video, analysis, plan, generation, options, options.seed + v, folder, clock
+                    )
                 )
-            report = self._report(video, info, analysis, plan, options, variants, clock.seconds)
-            (work / "report.json").write_text(json.dumps(report, indent=2))
-            clock.done = total
+            files = [_relative(f, work) for f in files]
+            report = self._report(video, analysis, plan, options, generation, files, clock.seconds)
+            write_report(report, work)
+            write_source(work, video)
             progress(total, total, "done")
-            return self._publish(work, out_dir, variants, report, analysis)
-        except BaseException:
-            shutil.rmtree(work, ignore_errors=True)
-            raise
+            publish(work, out_dir)
+        return Result.read(out_dir)
 
-    def _mood_encoder(self) -> Any:
-        """The sentence encoder for mood texts, loaded once per Composer."""
+    def mood(self, text: str | None) -> Mood | None:
+        """The mood a text describes (sentence encoder, loaded once per Composer)."""
+        if not text:
+            return None
         if self._text_encoder is None:
             from diffbgm.video.semantics import MoodTextEncoder
 
             self._text_encoder = MoodTextEncoder()
-        return self._text_encoder
+        return self._text_encoder.mood(text).mood  # type: ignore[attr-defined, no-any-return]
 
-    def _overrides(self, options: ComposeOptions, mood: Any = None) -> Any:
+    def analyse(
+        self,
+        video: Path,
+        info: VideoInfo,
+        options: ComposeOptions,
+        mood: Mood | None,
+        work: Path,
+    ) -> VideoAnalysis:
+        from diffbgm.video.analyze import AnalysisOptions, analyze_video
+        from diffbgm.video.shots import ShotOptions
+
+        return analyze_video(
+            video,
+            AnalysisOptions(limits=self.limits, shots=ShotOptions(method=options.shot_detector)),
+            thumbnails_dir=work / "thumbnails",
+            info=info,
+            text_mood=mood,
+        )
+
+    def overrides(self, options: ComposeOptions, mood: Mood | None = None) -> PlanOverrides:
         """The user's choices as PlanOverrides (validated: a bad key or tempo raises PlanError).
 
         A mood text sets the whole piece's valence and arousal (key mode, tempo, energy);
         the shots keep their differences around it."""
-        from diffbgm.plan import PlanOverrides
-
         key = None if options.key in (None, "", "auto") else options.key
         return PlanOverrides(
             tempo_bpm=options.tempo_bpm,
@@ -293,225 +290,138 @@ class Composer:
             arousal=None if mood is None else float(mood.arousal),
         )
 
-    def plan(self, analysis: Any, options: ComposeOptions, config: Any = None) -> Any:
-        """The MusicPlan this composer makes for a video analysis (mood text, overrides);
-        config: a diffbgm.plan.PlanConfig (default: the planner's defaults)."""
+    def plan(
+        self,
+        analysis: VideoAnalysis,
+        options: ComposeOptions,
+        config: PlanConfig | None = None,
+        mood: Mood | None = None,
+    ) -> MusicPlan:
+        """The MusicPlan this composer makes for a video analysis (mood, overrides).
+        mood: the mood of options.mood when the caller has encoded it already."""
         from diffbgm.plan import make_plan
 
-        mood = self._mood_encoder().mood(options.mood).mood if options.mood else None
-        overrides = self._overrides(options, mood)
+        if mood is None:
+            mood = self.mood(options.mood)
         return make_plan(
-            analysis, overrides, calibration=self.calibration, seed=options.seed, config=config
+            analysis,
+            self.overrides(options, mood),
+            calibration=self.calibration,
+            seed=options.seed,
+            config=config,
         )
 
-    def sample_roll(
+    def compose_roll(
         self,
-        plan: Any,
+        plan: MusicPlan,
         seed: int,
-        options: ComposeOptions,
-        known_roll: np.ndarray | None = None,
-        known_mask: np.ndarray | None = None,
+        generation: GenerationConfig,
+        known: KnownMusic | None = None,
         progress: Callable[[int, int], None] | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Diffusion over the whole plan, window by window -> (onset, sustain) (T, P) bool."""
-        import torch
-
-        from diffbgm.model.sampling import decode_piece, requested_onsets_per_bar, sample_piece
-        from diffbgm.music.roll import RollSpec
-
-        gen = self._generation(options)
-        spec = RollSpec(pitch_low=self.config.pitch_low, n_pitches=self.config.n_pitches)
-        piece = plan.to_piece_conditions(spec)
-        generator = torch.Generator().manual_seed(seed)
-        # bf16 matmuls pay on CPUs with AMX; the schedule math inside stays in fp32.
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
-            x = sample_piece(
-                self.model,
-                self.diffusion,
-                piece,
-                self.config,
-                generator,
-                steps=int(gen["steps"]),
-                guidance=gen["guidance"],
-                overlap_steps=int(gen["overlap_steps"]),
-                known_roll=known_roll,
-                known_mask=known_mask,
-                progress=progress,
-                sampler=self._sampler(),
-                recall_strength=gen["recall_strength"],
-                onsets_per_bar=requested_onsets_per_bar(piece, self.calibration)
-                if gen["edge_bars"] > 0
-                else None,
-            )
-        onset, sustain = decode_piece(
-            x,
-            piece,
-            gen["onset_threshold"],
-            gen["sustain_threshold"],
-            gen["density_slack"],
-            self.calibration,
-            gen["groove"],
-            int(gen["edge_bars"]),
+    ) -> GeneratedRoll:
+        """The plan's music as notes (generate_roll with this composer's model)."""
+        conditions = plan.to_piece_conditions(self.spec)
+        return generate_roll(
+            self.loaded,
+            conditions,
+            generation,
+            seed,
+            known=known,
+            progress=progress,
+            calibration=self.calibration,
         )
-        return onset, sustain
 
-    def _render_variant(
+    def _variant(
         self,
         video: Path,
-        info: Any,
-        analysis: Any,
-        plan: Any,
-        seed: int,
+        analysis: VideoAnalysis,
+        plan: MusicPlan,
+        generation: GenerationConfig,
         options: ComposeOptions,
+        seed: int,
         folder: Path,
         clock: _StageClock,
-        known: tuple[np.ndarray, np.ndarray] | None = None,
-    ) -> Variant:
-        known_roll, known_mask = known if known is not None else (None, None)
-        onset, sustain = clock.run(
-            "compose", lambda: self.sample_roll(plan, seed, options, known_roll, known_mask)
-        )
-        if known_roll is not None and known_mask is not None:
-            # Decoding looks at neighbours (a sustain needs its onset), so re-decoding could
-            # move notes at the edges of the kept music: keep the kept part bit for bit.
-            keep = known_mask.astype(bool)
-            onset = np.where(keep[0], known_roll[0] > 0, onset)
-            sustain = np.where(keep[1], known_roll[1] > 0, sustain)
+        known: KnownMusic | None = None,
+    ) -> VariantFiles:
+        from diffbgm import outputs
+        from diffbgm.video.mux import mux_music
+
+        roll = clock.run("compose", lambda: self.compose_roll(plan, seed, generation, known))
+        onset, sustain = roll.onset, roll.sustain
         np.savez_compressed(folder / "roll.npz", onset=onset, sustain=sustain)
-        midi_path = clock.run(
-            "score", lambda: self._write_midi(onset, sustain, plan, folder / "score.mid")
+        midi = clock.run(
+            "score",
+            lambda: outputs.write_midi(
+                onset, sustain, plan, self.spec, self.calibration, folder / "score.mid"
+            ),
         )
-        wav_path = clock.run(
-            "audio", lambda: self._write_wav(midi_path, plan, folder / "music.wav")
+        wav = clock.run(
+            "audio", lambda: outputs.write_wav(midi, plan.duration_s, folder / "music.wav")
         )
 
         def video_and_picture() -> tuple[Path, Path]:
-            from diffbgm.video.mux import mux_music
-
             mp4 = mux_music(
                 video,
-                wav_path,
+                wav,
                 folder / "video.mp4",
                 duration_s=plan.duration_s,
                 audio=options.audio,
-                has_original_audio=bool(info.has_audio),
+                has_original_audio=bool(analysis.info.has_audio),
             )
-            png = self._plot(onset, sustain, plan, analysis, folder / "pianoroll.png", seed)
+            png = outputs.write_pianoroll(
+                onset,
+                sustain,
+                plan,
+                analysis,
+                self.loaded.config.pitch_low,
+                seed,
+                folder / "pianoroll.png",
+            )
             return mp4, png
 
         mp4, png = clock.run("video", video_and_picture)
-        return Variant(seed, midi_path, wav_path, mp4, png)
-
-    def _write_midi(self, onset: np.ndarray, sustain: np.ndarray, plan: Any, path: Path) -> Path:
-        """Score in video time: notes shifted by the plan's offset, cut at the video's end."""
-        from diffbgm.music.roll import PianoRoll, RollSpec, roll_to_midi
-
-        spec = RollSpec(pitch_low=self.config.pitch_low, n_pitches=self.config.n_pitches)
-        velocity = self._velocities(onset, plan)
-        midi = roll_to_midi(PianoRoll(onset, sustain, velocity), plan.tempo_bpm, spec)
-        for inst in midi.instruments:
-            kept = []
-            for note in inst.notes:
-                # a note struck in the pickup before the video starts rings on into it
-                note.start = max(note.start + plan.offset_s, 0.0)
-                note.end = min(note.end + plan.offset_s, plan.duration_s)
-                if note.end - note.start > 0.02:
-                    kept.append(note)
-            inst.notes = kept
-        midi.write(str(path))
-        return path
-
-    def _velocities(self, onset: np.ndarray, plan: Any) -> np.ndarray:
-        """MIDI velocity per onset from each segment's velocity control (quantile -> raw)."""
-        calibration = self.calibration
-        piece_ids = plan.to_piece_conditions_segment_ids(onset.shape[0])
-        per_segment = np.array(
-            [calibration.to_raw("velocity", seg.dynamic["velocity"]) for seg in plan.segments]
-        )
-        step_velocity = np.clip(per_segment[piece_ids], 30, 120)
-        # Accents on the beat, softer off-beat notes: the roll has no velocity channel.
-        steps = np.arange(onset.shape[0])
-        accent = np.where(steps % 4 == 0, 8.0, np.where(steps % 2 == 0, 0.0, -8.0))
-        vel = np.clip(step_velocity + accent, 1, 127).astype(np.uint8)
-        return np.where(onset, vel[:, None], 0).astype(np.uint8)
-
-    def _write_wav(self, midi_path: Path, plan: Any, path: Path) -> Path:
-        from diffbgm.music.render import render_wav, trim_or_pad
-
-        render_wav(midi_path, path)
-        trim_or_pad(path, plan.duration_s)
-        return path
-
-    def _plot(
-        self,
-        onset: np.ndarray,
-        sustain: np.ndarray,
-        plan: Any,
-        analysis: Any,
-        path: Path,
-        seed: int,
-    ) -> Path:
-        from diffbgm.plot import plot_pianoroll
-
-        times = plan.step_times_s()[: onset.shape[0]]
-        cuts = [shot.start_s for shot in analysis.shots[1:]]
-        title = f"{plan.key_name} · {plan.tempo_bpm:.1f} BPM · seed {seed}"
-        return plot_pianoroll(
-            onset,
-            sustain,
-            times,
-            self.config.pitch_low,
-            path,
-            segment_bounds_s=plan.segment_bounds_s(),
-            cut_times_s=cuts,
-            title=title,
+        return VariantFiles(
+            seed, str(midi), str(wav), str(mp4), str(png), str(folder / "roll.npz")
         )
 
     def _report(
         self,
         video: Path,
-        info: Any,
-        analysis: Any,
-        plan: Any,
+        analysis: VideoAnalysis,
+        plan: MusicPlan,
         options: ComposeOptions,
-        variants: Sequence[Variant],
+        generation: GenerationConfig,
+        files: list[VariantFiles],
         seconds: dict[str, float],
-    ) -> dict[str, Any]:
+        regenerated_segment: int | None = None,
+    ) -> Report:
         from diffbgm.metrics import cut_alignment
 
-        cuts = [shot.start_s for shot in analysis.shots[1:]]
-        beat_s = 60.0 / plan.tempo_bpm
+        cuts = analysis.cut_times_s
         boundaries = [start for start, _ in plan.segment_bounds_s()[1:]]
+        alignment = cut_alignment(cuts, boundaries, tolerance_s=60.0 / plan.tempo_bpm)
         total = sum(seconds.values())
-        return {
-            "video": video.name,
-            "video_path": str(video.resolve()),
-            "model_id": self.model_id,
-            "options": asdict(options),
-            "generation": self._generation(options),
-            "seeds": [v.seed for v in variants],
-            "video_info": info.to_dict(),
-            "analysis": analysis.to_dict(),
-            "plan": plan.to_dict(),
-            "timings_s": {**{k: round(v, 3) for k, v in seconds.items()}, "total": round(total, 3)},
-            "real_time_factor": round(total / max(plan.duration_s, 1e-6), 4),
-            "metrics": {
-                "cut_alignment": cut_alignment(cuts, boundaries, tolerance_s=beat_s),
-                "n_cuts": len(cuts),
-                "n_segments": len(plan.segments),
-            },
-            "files": [
-                {
-                    "seed": v.seed,
-                    "midi": v.midi_path.name,
-                    "wav": v.wav_path.name,
-                    "video": v.video_path.name,
-                    "pianoroll": v.pianoroll_path.name,
-                }
-                for v in variants
-            ],
-        }
+        return Report(
+            video=video.name,
+            model_id=self.model_id,
+            options=options,
+            generation=generation,
+            seeds=[f.seed for f in files],
+            video_info=analysis.info,
+            analysis=analysis,
+            plan=plan,
+            timings_s={**{k: round(v, 3) for k, v in seconds.items()}, "total": round(total, 3)},
+            real_time_factor=round(total / max(plan.duration_s, 1e-6), 4),
+            metrics=CompositionMetrics(
+                cut_alignment=None if np.isnan(alignment) else float(alignment),
+                n_cuts=len(cuts),
+                n_segments=len(plan.segments),
+            ),
+            files=files,
+            regenerated_segment=regenerated_segment,
+        )
 
+    # --- regenerating one segment ---------------------------------------------------------
     def regenerate(
         self,
         result_dir: str | Path,
@@ -526,39 +436,45 @@ class Composer:
 
         Reads report.json and roll.npz from `result_dir`; the kept music is in-painted around
         the new segment so the joins stay smooth. Writes to `out_dir` (default: result_dir).
+        video: the input video (default: where the result says it was).
         """
+        from diffbgm.video.probe import probe_video
+
+        result_dir = Path(result_dir)
+        out_dir = Path(out_dir) if out_dir else result_dir
+        report = load_report(result_dir)
+        source = Path(video) if video else read_source(result_dir)
+        if source is None:
+            raise DiffBGMError(
+                f"{result_dir.name} does not say where its video is: pass the video to regenerate"
+            )
+        info = probe_video(source, self.limits)
         with self._lock:
             return self._regenerate(
-                Path(result_dir),
-                segment_index,
-                seed,
-                density,
-                Path(out_dir) if out_dir else Path(result_dir),
-                Path(video) if video else None,
+                result_dir, report, source, info, segment_index, seed, density, out_dir,
                 progress or _no_progress,
-            )
+            )  # fmt: skip
 
     def _regenerate(
         self,
         result_dir: Path,
+        report: Report,
+        source: Path,
+        info: VideoInfo,
         segment_index: int,
         seed: int,
         density: float | None,
         out_dir: Path,
-        video: Path | None,
         progress: ProgressFn,
     ) -> Result:
-        from diffbgm.plan import MusicPlan, replan_segment
-        from diffbgm.video.analyze import VideoAnalysis
-        from diffbgm.video.probe import probe_video
+        from diffbgm.plan import replan_segment
 
-        report = load_report(result_dir / "report.json")
         roll_path = result_dir / "roll.npz"
         if not roll_path.exists():
             raise DiffBGMError(
-                f"{result_dir} has no roll.npz: regenerate needs a full result folder"
+                f"{result_dir.name} has no roll.npz: regenerate needs a full result folder"
             )
-        plan = MusicPlan.from_dict(report["plan"])
+        plan = report.plan
         if not 0 <= segment_index < len(plan.segments):
             raise PlanError(
                 f"segment {segment_index + 1} does not exist: the piece has {len(plan.segments)} segments"
@@ -569,104 +485,50 @@ class Composer:
             segments = list(plan.segments)
             segments[segment_index] = replace(segments[segment_index], recalls=-1)
             plan = replace(plan, segments=tuple(segments))
-        source = video or Path(report.get("video_path", ""))
-        info = probe_video(source, self.limits)
-        analysis = VideoAnalysis.from_dict(report["analysis"])
+        analysis = replace(report.analysis, info=info)
         with np.load(roll_path) as saved:
             onset, sustain = saved["onset"], saved["sustain"]
         keep = plan.to_piece_conditions_segment_ids(onset.shape[0]) != segment_index
-        known_roll = np.stack([onset, sustain]).astype(np.float32) * 2.0 - 1.0  # (2, T, P)
-        known_mask = np.broadcast_to(keep[None, :, None], known_roll.shape).astype(np.float32)
-        options = replace(
-            ComposeOptions(**{k: v for k, v in report["options"].items() if k in _OPTION_FIELDS}),
-            seed=seed,
-            variants=1,
-        )
+        known = KnownMusic.from_notes(onset, sustain, keep)
+        options = replace(report.options, seed=seed, variants=1)
         clock = _StageClock(progress, 4)
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=".diffbgm-", dir=out_dir.parent))
-        try:
+        with work_folder(out_dir) as work:
             thumbs = result_dir / "thumbnails"
             if thumbs.exists():
+                import shutil
+
                 shutil.copytree(thumbs, work / "thumbnails")
-            variant = self._render_variant(
-                source, info, analysis, plan, seed, options, work, clock, (known_roll, known_mask)
+            files = self._variant(
+                source, analysis, plan, report.generation, options, seed, work, clock, known
             )
             new_report = self._report(
-                source, info, analysis, plan, options, [variant], clock.seconds
+                source,
+                analysis,
+                plan,
+                options,
+                report.generation,
+                [_relative(files, work)],
+                clock.seconds,
+                regenerated_segment=segment_index,
             )
-            new_report["regenerated_segment"] = segment_index
-            (work / "report.json").write_text(json.dumps(new_report, indent=2))
+            write_report(new_report, work)
+            write_source(work, source)
             progress(4, 4, "done")
-            return self._publish(work, out_dir, [variant], new_report, analysis)
-        except BaseException:
-            shutil.rmtree(work, ignore_errors=True)
-            raise
-
-    def _publish(
-        self,
-        work: Path,
-        out_dir: Path,
-        variants: list[Variant],
-        report: dict[str, Any],
-        analysis: Any,
-    ) -> Result:
-        """Move the finished files from the work folder into out_dir (replacing old ones)."""
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for stale in out_dir.glob("variant-*"):  # from an earlier run with more variants
-            if stale.is_dir() and not (work / stale.name).exists():
-                shutil.rmtree(stale)
-        for item in work.iterdir():
-            target = out_dir / item.name
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
-            shutil.move(str(item), str(target))
-        shutil.rmtree(work, ignore_errors=True)
-
-        def moved(p: Path) -> Path:
-            return out_dir / p.relative_to(work)
-
-        published = [
-            replace(
-                v,
-                midi_path=moved(v.midi_path),
-                wav_path=moved(v.wav_path),
-                video_path=moved(v.video_path),
-                pianoroll_path=moved(v.pianoroll_path),
-            )
-            for v in variants
-        ]
-        thumbs = (
-            sorted((out_dir / "thumbnails").glob("*.jpg"))
-            if (out_dir / "thumbnails").exists()
-            else []
-        )
-        return Result(out_dir, published, out_dir / "report.json", report, thumbs)
+            publish(work, out_dir)
+        return Result.read(out_dir)
 
 
-_OPTION_FIELDS = {f for f in ComposeOptions.__dataclass_fields__}
-OUTPUT_NAMES = ("score.mid", "music.wav", "video.mp4", "pianoroll.png", "report.json", "roll.npz")
+def _relative(files: VariantFiles, work: Path) -> VariantFiles:
+    """Paths in the work folder -> names relative to the result folder."""
 
+    def rel(path: str) -> str:
+        return Path(path).relative_to(work).as_posix()
 
-def _check_output_folder(video: Path, out_dir: Path) -> None:
-    """Refuse an output folder that is a file, or where a result would replace the input."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise DiffBGMError(f"the output folder {out_dir} is a file")
-    same_folder = video.exists() and video.resolve().parent == out_dir.resolve()
-    if same_folder and video.name in OUTPUT_NAMES:
-        raise DiffBGMError(
-            f"{video.name} would be overwritten by the result: choose another output folder"
-        )
-
-
-def load_report(path: str | Path) -> dict[str, Any]:
-    """Read a report.json written by Composer; clear error when it is not one."""
-    try:
-        report = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
-        raise DiffBGMError(f"cannot read report {path}: {exc}") from exc
-    if not isinstance(report, dict) or "plan" not in report:
-        raise DiffBGMError(f"{path} is not a Diff-BGM report.json (no plan in it)")
-    return report
+    return replace(
+        files,
+        midi=rel(files.midi),
+        wav=rel(files.wav),
+        video=rel(files.video),
+        pianoroll=rel(files.pianoroll),
+        roll=rel(files.roll),
+    )

@@ -42,7 +42,7 @@ def tiny_composer() -> Composer:
 @pytest.fixture(scope="module")
 def bbb_result(tiny_composer: Composer, bbb_video: Path, tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("bbb") / "result"
-    return tiny_composer(bbb_video, out, ComposeOptions(seed=3, steps=8))
+    return tiny_composer(bbb_video, out, ComposeOptions(seed=3, generation={"steps": 8}))
 
 
 def test_outputs_exist_and_agree(bbb_result, bbb_video: Path) -> None:
@@ -175,11 +175,11 @@ def test_shipped_model_end_to_end(bbb_video: Path, tmp_path: Path) -> None:
         pytest.skip(f"shipped checkpoint missing at {SMALL}")
     result = Composer.from_pretrained()(bbb_video, tmp_path / "out", ComposeOptions(seed=0))
     report = result.report
-    assert report["metrics"]["cut_alignment"] >= 0.95
+    assert report.metrics.cut_alignment is not None and report.metrics.cut_alignment >= 0.95
     audio, rate = sf.read(str(result.wav_path))
     assert len(audio) / rate == pytest.approx(30.0, abs=0.5)
     midi = pretty_midi.PrettyMIDI(str(result.midi_path))
-    assert midi.get_tempo_changes()[1][0] == pytest.approx(report["plan"]["tempo_bpm"], rel=1e-3)
+    assert midi.get_tempo_changes()[1][0] == pytest.approx(report.plan.tempo_bpm, rel=1e-3)
 
 
 @pytest.mark.slow
@@ -240,17 +240,13 @@ def test_density_matched_decoding_moves_each_segment_toward_its_request(
 ) -> None:
     """The same sampled roll decoded with a fixed threshold and with density matching: every
     segment's onset count ends at least as near to what its density control asks for."""
-    import copy
-
     from diffbgm.plan import MusicPlan
 
     plan = MusicPlan.from_dict(json.loads(bbb_result.report_path.read_text())["plan"])
-    options = ComposeOptions(seed=3, steps=4)
-    matched = copy.copy(tiny_composer)
-    generation = dict(tiny_composer.extra.get("generation", {}), density_slack=0.5)
-    matched.extra = dict(tiny_composer.extra, generation=generation)
-    fixed_onset, _ = tiny_composer.sample_roll(plan, 3, options)
-    matched_onset, _ = matched.sample_roll(plan, 3, options)
+    options = ComposeOptions(seed=3, generation={"steps": 4})
+    base = tiny_composer.generation_config(options)
+    fixed_onset = tiny_composer.compose_roll(plan, 3, base).onset
+    matched_onset = tiny_composer.compose_roll(plan, 3, base.with_overrides(density_slack=0.5)).onset
     ids = plan.to_piece_conditions_segment_ids(fixed_onset.shape[0])
     density = np.asarray([seg.dynamic["density"] for seg in plan.segments])
     wanted = tiny_composer.calibration.to_raw("density", density)
@@ -268,23 +264,16 @@ def test_edge_bars_bring_the_bars_at_a_cut_toward_their_segments_request(
 ) -> None:
     """Density matching with and without edge bars, the same sampled roll: the first bar
     after every boundary whose requests differ clearly ends at least as near its request."""
-    import copy
-
+    from diffbgm.generation.requests import EDGE_CONTRAST
     from diffbgm.metrics import relative_change
-    from diffbgm.model.sampling import EDGE_CONTRAST
     from diffbgm.plan import MusicPlan
 
     plan = MusicPlan.from_dict(json.loads(bbb_result.report_path.read_text())["plan"])
-    options = ComposeOptions(seed=3, steps=4)
+    options = ComposeOptions(seed=3, generation={"steps": 4})
 
-    def composer_with(**settings: float) -> Composer:
-        changed = copy.copy(tiny_composer)
-        generation = dict(tiny_composer.extra.get("generation", {}), **settings)
-        changed.extra = dict(tiny_composer.extra, generation=generation)
-        return changed
-
-    whole, _ = composer_with(density_slack=0.5, edge_bars=0).sample_roll(plan, 3, options)
-    edges, _ = composer_with(density_slack=0.5, edge_bars=1).sample_roll(plan, 3, options)
+    base = tiny_composer.generation_config(options).with_overrides(density_slack=0.5)
+    whole = tiny_composer.compose_roll(plan, 3, base.with_overrides(edge_bars=0)).onset
+    edges = tiny_composer.compose_roll(plan, 3, base.with_overrides(edge_bars=1)).onset
     ids = plan.to_piece_conditions_segment_ids(whole.shape[0])
     density = np.asarray([seg.dynamic["density"] for seg in plan.segments])
     wanted = tiny_composer.calibration.to_raw("density", density)

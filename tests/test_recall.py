@@ -9,7 +9,8 @@ import torch
 from diffbgm.model.conditions import PieceConditions
 from diffbgm.model.config import ModelConfig, preset
 from diffbgm.model.diffusion import Diffusion
-from diffbgm.model.sampling import recall_map, sample_piece
+from diffbgm.generation.recall import RecallGuide, recall_map
+from diffbgm.generation.windows import sample_piece
 from diffbgm.model.unet import Denoiser
 from trainer.dataset import phrase_recalls
 from trainer.sample import crop_piece
@@ -156,8 +157,7 @@ def sample(
         torch.Generator().manual_seed(3),
         steps=8,
         guidance=2.0,
-        recall_strength=strength,
-        onsets_per_bar=onsets_per_bar,
+        guide=RecallGuide.build(piece, strength, config.diffusion.num_train_steps, onsets_per_bar),
     )
 
 
@@ -187,7 +187,7 @@ def test_partial_recall_brings_the_repeat_closer_to_its_source(
 
     free, half, most = (sample(setup, piece, s) for s in (0.0, 0.6, 0.9))
     assert distance(most) < distance(half) < 0.75 * distance(free)
-    with pytest.raises(ValueError, match="recall_strength"):
+    with pytest.raises(ValueError, match="recall strength"):
         sample(setup, piece, 1.5)
 
 
@@ -208,7 +208,9 @@ def test_guide_needs_its_mask(setup: tuple[Denoiser, ModelConfig]) -> None:
 
 
 def test_groove_bias_favours_the_places_most_bars_use() -> None:
-    from diffbgm.model.sampling import decode_piece, groove_bias
+    from diffbgm.generation import GenerationConfig, decode
+    from diffbgm.generation.decode import groove_bias
+    from diffbgm.music.calibration import Calibration
 
     onset = np.full((4 * BAR + BAR, 3), -1.0)
     for bar in range(4):  # quarter notes in three bars, one stray bar on the off-beats
@@ -225,8 +227,9 @@ def test_groove_bias_favours_the_places_most_bars_use() -> None:
     onset[3 * BAR + 4, 0] = 0.45
     x = np.stack([onset, np.full_like(onset, -1.0)])
     piece = piece_with([4, 1], None, roots=[0])
-    plain = decode_piece(x, piece, 0.5, 0.0)
-    steady = decode_piece(x, piece, 0.5, 0.0, groove=0.2)
+    config = GenerationConfig(onset_threshold=0.5)
+    plain = decode(x, piece, config, Calibration.load())
+    steady = decode(x, piece, config.with_overrides(groove=0.2), Calibration.load())
     assert not plain.onset[3 * BAR + 4].any() and steady.onset[3 * BAR + 4, 0]
     assert steady.onset[3 * BAR + 2].any()  # 0.9 - 0.1 still sounds: thinned, not erased
     with pytest.raises(ValueError, match="groove"):

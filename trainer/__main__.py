@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from diffbgm.errors import DiffBGMError
+from diffbgm.generation.config import add_generation_arguments, generation_overrides
 
 if TYPE_CHECKING:
     from trainer.evaluate import EvalOptions
@@ -124,30 +125,21 @@ def set_threads(threads: int) -> None:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from trainer.sample import SampleOptions, sample_to_folder
+    from trainer.sample import SampleOptions, resolve_generation, sample_to_folder
 
     set_threads(args.threads)
     options = SampleOptions(
         model=args.model,
+        generation=resolve_generation(args.model, generation_overrides(args)),
         data=args.data,
         out=args.out,
         songs=tuple(args.songs) if args.songs else (),
         n_random=args.random,
         bars=args.bars,
-        steps=args.steps,
-        guidance=args.guidance,
-        onset_threshold=args.onset_threshold,
-        sustain_threshold=args.sustain_threshold,
         tempo_bpm=args.tempo,
         seed=args.seed,
         wav=args.wav,
         bgm909=args.bgm909,
-        bf16=args.bf16,
-        sampler=args.sampler,
-        density_slack=args.density_slack,
-        recall_strength=args.recall,
-        groove=args.groove,
-        edge_bars=args.edge_bars,
     )
     for path in sample_to_folder(options):
         print(path)
@@ -157,24 +149,16 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def _eval_options(args: argparse.Namespace, **extra: Any) -> EvalOptions:
     """The sampling options shared by `evaluate` and `suite`."""
     from trainer.evaluate import EvalOptions
+    from trainer.sample import resolve_generation
 
     return EvalOptions(
         model=args.model,
+        generation=resolve_generation(args.model, generation_overrides(args)),
         data=args.data,
         songs=tuple(args.songs),
         bars=args.bars,
-        steps=args.steps,
-        guidance=args.guidance,
-        onset_threshold=args.onset_threshold,
-        sustain_threshold=args.sustain_threshold,
         seed=args.seed,
         bgm909=args.bgm909,
-        bf16=args.bf16,
-        sampler=args.sampler,
-        density_slack=args.density_slack,
-        recall_strength=args.recall,
-        groove=args.groove,
-        edge_bars=args.edge_bars,
         **extra,
     )
 
@@ -236,68 +220,13 @@ def _add_sampling_options(parser: argparse.ArgumentParser, default_bars: int) ->
     )
     parser.add_argument("--data", default="data_cache/pop909", help="POP909 cache folder")
     parser.add_argument("--bars", type=int, default=default_bars, help="bars per piece (4/4)")
-    parser.add_argument("--steps", type=int, default=50, help="sampler steps")
-    parser.add_argument(
-        "--sampler",
-        choices=("ddim", "dpm"),
-        default="ddim",
-        help="DDIM or DPM-Solver++ (2M)",
-    )
-    parser.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance")
-    parser.add_argument(
-        "--onset-threshold",
-        type=float,
-        default=0.5,
-        help="onset channel value in [-1, 1] above which a note starts",
-    )
-    parser.add_argument(
-        "--sustain-threshold",
-        type=float,
-        default=0.0,
-        help="sustain channel value in [-1, 1] above which a note keeps sounding",
-    )
-    parser.add_argument(
-        "--density-slack",
-        type=float,
-        default=0.0,
-        help="> 0: per segment, move the onset threshold (within ± this) toward the segment's "
-        "requested density (density-matched decoding); 0 = one fixed threshold",
-    )
-    parser.add_argument(
-        "--recall",
-        type=float,
-        default=0.0,
-        help="0..1: a repeated phrase (same POP909 letter) is guided by the music of its first "
-        "occurrence for this share of the noise schedule (0 = off, 1 = copy)",
-    )
-    parser.add_argument(
-        "--groove",
-        type=float,
-        default=0.0,
-        help="> 0: nudge onset values toward the rhythm pattern most bars of the segment use "
-        "(groove-consistent decoding; in onset-channel units, e.g. 0.2)",
-    )
-    parser.add_argument(
-        "--edge-bars",
-        type=int,
-        default=0,
-        help="> 0: where neighbouring segments ask for densities >= 25 %% apart, the N bars on "
-        "either side of the boundary are density-matched on their own (with --density-slack) "
-        "and a recalled phrase asked for another density than its source does not recall "
-        "the bar next to it, so the change is heard at the boundary (0 = off)",
-    )
+    add_generation_arguments(parser.add_argument_group("generation (default: the model's settings)"))
     parser.add_argument("--seed", type=int, default=0, help="random seed of the sampler")
     parser.add_argument(
         "--threads",
         type=int,
         default=0,
         help="torch threads (0 = torch's default; 1 is faster on a busy machine)",
-    )
-    parser.add_argument(
-        "--bf16",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="bfloat16 autocast while sampling (default on)",
     )
     parser.add_argument(
         "--bgm909",

@@ -31,13 +31,21 @@ import torch
 from diffbgm.checkpoint import LoadedModel
 from diffbgm.controls import DYNAMIC_CONTROLS
 from diffbgm.errors import DiffBGMError
+from diffbgm.generation import GenerationConfig
 from diffbgm.metrics import MetricConfig, aggregate, piece_metrics, relative_change, spearman
 from diffbgm.model.conditions import PieceConditions
 from diffbgm.music.calibration import Calibration
 from diffbgm.music.roll import PianoRoll
 from diffbgm.plan import PlanConfig, contrast_at_cuts
 from trainer.models import load_for_inference, with_inference_switches
-from trainer.sample import SongPiece, generate, load_song_piece, roll_spec_of, write_piece
+from trainer.sample import (
+    SongPiece,
+    generate,
+    load_song_piece,
+    roll_spec_of,
+    song_generation,
+    write_piece,
+)
 
 Ablation = Literal["none", "no-sac", "no-selector", "no-guidance"]
 ABLATIONS: tuple[str, ...] = ("none", "no-sac", "no-selector", "no-guidance")
@@ -50,25 +58,16 @@ SONG_CONTROLS = "generated vs the song's controls"  # report key, with --cut-con
 @dataclass(frozen=True)
 class EvalOptions:
     model: str
+    generation: GenerationConfig  # the model's settings with the command line's changes
     data: str = "data_cache/pop909"
     songs: tuple[int, ...] = tuple(range(801, 860))
     bars: int = 32
-    steps: int = 50
-    guidance: float = 3.0
-    onset_threshold: float = 0.5
-    sustain_threshold: float = 0.0
     ablation: str = "none"
     seed: int = 0
     boundary_threshold: float = 0.25
     out_json: str | None = None
     midi_dir: str | None = None
     bgm909: str | None = None
-    bf16: bool = True  # bfloat16 autocast while sampling
-    sampler: str = "ddim"  # or "dpm" (DPM-Solver++ 2M)
-    density_slack: float = 0.0  # > 0: density-matched onset thresholds (see generate)
-    recall_strength: float = 0.0  # > 0: repeated phrases recall their first occurrence
-    groove: float = 0.0  # > 0: groove-consistent decoding (see decode_piece)
-    edge_bars: int = 0  # > 0: bars at a boundary asking for a change play it (decode_piece)
     # > 0: the app's contrast rule at every segment boundary (diffbgm.plan.contrast_at_cuts)
     cut_contrast: float = 0.0
     workers: int = 1  # > 1: generate in this many processes of one thread each
@@ -81,18 +80,18 @@ class EvalReport:
 
 
 def apply_ablation(
-    loaded: LoadedModel, ablation: str, guidance: float
-) -> tuple[LoadedModel, float]:
-    """The model and guidance scale an ablation runs with."""
+    loaded: LoadedModel, ablation: str, config: GenerationConfig
+) -> tuple[LoadedModel, GenerationConfig]:
+    """The model and generation settings an ablation runs with."""
     if ablation not in ABLATIONS:
         raise DiffBGMError(f"unknown ablation {ablation!r}; choose one of {', '.join(ABLATIONS)}")
     if ablation == "no-sac":
-        return with_inference_switches(loaded, sac=False, selector=None), guidance
+        return with_inference_switches(loaded, sac=False, selector=None), config
     if ablation == "no-selector":
-        return with_inference_switches(loaded, sac=loaded.config.sac, selector="none"), guidance
+        return with_inference_switches(loaded, sac=loaded.config.sac, selector="none"), config
     if ablation == "no-guidance":
-        return loaded, 1.0
-    return loaded, guidance
+        return loaded, config.with_overrides(guidance=1.0)
+    return loaded, config
 
 
 def segment_starts(segment_ids: np.ndarray) -> np.ndarray:
@@ -281,27 +280,13 @@ class _Generator:
         if threads > 0:
             torch.set_num_threads(threads)
         loaded = load_for_inference(options.model)
-        self.loaded, self.guidance = apply_ablation(loaded, options.ablation, options.guidance)
+        self.loaded, config = apply_ablation(loaded, options.ablation, options.generation)
+        self.config = song_generation(config, options.bgm909)
         self.options = options
 
     def __call__(self, job: tuple[int, PieceConditions]) -> PianoRoll:
         index, conditions = job
-        options = self.options
-        return generate(
-            self.loaded,
-            conditions,
-            options.seed + index,
-            options.steps,
-            self.guidance,
-            options.onset_threshold,
-            options.sustain_threshold,
-            options.bf16,
-            options.sampler,
-            options.density_slack if options.bgm909 is None else 0.0,
-            options.recall_strength,
-            options.groove,
-            options.edge_bars,
-        )
+        return generate(self.loaded, conditions, self.config, self.options.seed + index)
 
 
 def _generate_in_worker(options: EvalOptions, job: tuple[int, PieceConditions]) -> PianoRoll:
@@ -324,7 +309,7 @@ def _generated_rolls(
 def run_evaluation(options: EvalOptions) -> EvalReport:
     """Generate, measure, compare; returns the Markdown table and the full data (JSON-able)."""
     generator = _Generator(options)
-    loaded, guidance = generator.loaded, generator.guidance
+    loaded, generation = generator.loaded, generator.config
     config = loaded.config
     spec = roll_spec_of(config)
     cache = Path(options.data)
@@ -382,7 +367,8 @@ def run_evaluation(options: EvalOptions) -> EvalReport:
     control = {kind: acc.summary(has_controls) for kind, acc in accumulators.items()}
     title = (
         f"{len(per_song)} songs x {options.bars} bars, ablation {options.ablation}, "
-        f"{options.steps} {options.sampler} steps, guidance {guidance}, onset threshold {options.onset_threshold}"
+        f"{generation.steps} {generation.sampler} steps, guidance {generation.guidance}, "
+        f"onset threshold {generation.onset_threshold}"
     )
     if SONG_CONTROLS in accumulators:
         title += f", cut contrast {options.cut_contrast} at every boundary"
@@ -392,7 +378,7 @@ def run_evaluation(options: EvalOptions) -> EvalReport:
     data = {
         "options": asdict(options),
         "model": {"config": config.to_dict(), "extra": loaded.extra, "path": str(loaded.path)},
-        "guidance_used": guidance,
+        "generation_used": generation.to_dict(),
         "summary": {
             "generated": {k: asdict(v) for k, v in generated.items()},
             "real": {k: asdict(v) for k, v in real.items()},

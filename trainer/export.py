@@ -11,6 +11,7 @@ import torch
 
 from diffbgm.checkpoint import CARD_NAME, read_config, save_checkpoint
 from diffbgm.errors import CheckpointError
+from diffbgm.generation.config import GenerationConfig
 from diffbgm.model.config import ModelConfig
 from diffbgm.model.unet import count_parameters
 from trainer.models import load_run_weights, run_state_folder
@@ -108,8 +109,8 @@ def export_run(
 ) -> Path:
     """Write OUT/config.json, OUT/model.safetensors and OUT/README.md from RUN's checkpoint.
 
-    `generation` (sampler, steps, guidance, onset_threshold, ...) is stored in config.json as
-    the defaults the Composer samples with.
+    `generation` (sampler, steps, guidance, onset_threshold, ...: GenerationConfig's knobs) is
+    checked and stored whole in config.json as the settings every caller samples with.
     """
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
@@ -121,7 +122,7 @@ def export_run(
     summary["weights"] = weights
     extra = {key: value for key, value in summary.items() if value is not None}
     if generation:
-        extra["generation"] = dict(generation)
+        extra["generation"] = GenerationConfig.from_dict(generation).to_dict()
     save_checkpoint(out_dir, loaded.model, loaded.config, extra=extra, dtype=DTYPES[dtype])
     card = full_model_card(
         loaded.config,

@@ -8,15 +8,16 @@ them (POP909 models), or its video's features (BGM909 models, `--bgm909`).
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-
 from diffbgm.checkpoint import LoadedModel
 from diffbgm.controls import DYNAMIC_CONTROLS, SEMANTIC_CONTROLS, key_features
 from diffbgm.errors import DiffBGMError
+from diffbgm.generation import GenerationConfig, generate_roll
+from diffbgm.generation.config import KnobValue
 from diffbgm.model.conditions import PieceConditions
 from diffbgm.model.config import ModelConfig
 from diffbgm.music.calibration import Calibration
@@ -45,24 +46,26 @@ class SongPiece:
 class SampleOptions:
     model: str
     out: str
+    generation: GenerationConfig  # the model's settings with the command line's changes
     data: str = "data_cache/pop909"
     songs: tuple[int, ...] = ()
     n_random: int = 0
     bars: int = 16
-    steps: int = 50
-    guidance: float = 3.0
-    onset_threshold: float = 0.5
-    sustain_threshold: float = 0.0
     tempo_bpm: float | None = None  # None: the song's tempo (120 for random conditions)
     seed: int = 0
     wav: bool = False
     bgm909: str | None = None
-    bf16: bool = True  # bfloat16 autocast while sampling
-    sampler: str = "ddim"  # or "dpm" (DPM-Solver++ 2M)
-    density_slack: float = 0.0  # > 0: density-matched onset thresholds (see generate)
-    recall_strength: float = 0.0  # > 0: repeated phrases recall their first occurrence
-    groove: float = 0.0  # > 0: groove-consistent decoding (see decode_piece)
-    edge_bars: int = 0  # > 0: bars at a boundary asking for a change play it (decode_piece)
+
+
+def song_generation(config: GenerationConfig, bgm909: object) -> GenerationConfig:
+    """BGM909 models are steered by video features, not POP909 density quantiles: their
+    segments ask for no onsets per bar, so density-matched decoding is off for them."""
+    return config if bgm909 is None else config.with_overrides(density_slack=0.0)
+
+
+def resolve_generation(model: str, overrides: Mapping[str, KnobValue]) -> GenerationConfig:
+    """The generation settings stored with `model` (checkpoint or run) with `overrides`."""
+    return load_for_inference(model).generation.with_overrides(**overrides)
 
 
 def roll_spec_of(config: ModelConfig) -> RollSpec:
@@ -173,65 +176,15 @@ def random_piece(config: ModelConfig, bars: int, rng: np.random.Generator) -> Pi
 
 
 def generate(
-    loaded: LoadedModel,
-    piece: PieceConditions,
-    seed: int,
-    steps: int,
-    guidance: float,
-    onset_threshold: float,
-    sustain_threshold: float,
-    bf16: bool = True,
-    sampler: str = "ddim",
-    density_slack: float = 0.0,
-    recall_strength: float = 0.0,
-    groove: float = 0.0,
-    edge_bars: int = 0,
+    loaded: LoadedModel, piece: PieceConditions, config: GenerationConfig, seed: int
 ) -> PianoRoll:
-    """Sample a whole piece window by window and decode it into a binary roll.
-
-    density_slack > 0 decodes each segment with the onset threshold that best matches its
-    requested density, within onset_threshold ± density_slack (see density_matched_thresholds).
-    edge_bars > 0: at a boundary whose density requests differ clearly, the bars on either
-    side are matched on their own and not recalled against their request (decode_piece,
-    recall_map).
-    """
-    from diffbgm.model.diffusion import Diffusion
-    from diffbgm.model.sampling import decode_piece, requested_onsets_per_bar, sample_piece
-    from diffbgm.music.calibration import Calibration
-
-    calibration = Calibration.load()  # read once for the recall and the decoding
-    generator = torch.Generator().manual_seed(seed)
-    diffusion = Diffusion(loaded.config.diffusion)
-    device = next(loaded.model.parameters()).device
-    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
-        roll = sample_piece(
-            loaded.model,
-            diffusion,
-            piece,
-            loaded.config,
-            generator,
-            steps=steps,
-            guidance=guidance,
-            sampler=sampler,
-            recall_strength=recall_strength,
-            # edge bars: a returning phrase asked for another density plays it at its edges
-            onsets_per_bar=requested_onsets_per_bar(piece, calibration) if edge_bars > 0 else None,
-        )  # (2, T, P) in [-1, 1]
-    decoded = decode_piece(
-        roll,
-        piece,
-        onset_threshold,
-        sustain_threshold,
-        density_slack,
-        calibration,
-        groove=groove,
-        edge_bars=edge_bars,
-    )
-    # No velocity channel is generated: roll_to_midi then plays the default velocity.
+    """A whole piece through diffbgm.generation.generate_roll, as a PianoRoll. No velocity
+    channel is generated: roll_to_midi then plays the default velocity."""
+    notes = generate_roll(loaded, piece, config, seed).notes
     return PianoRoll(
-        onset=decoded.onset,
-        sustain=decoded.sustain,
-        velocity=np.zeros(decoded.onset.shape, dtype=np.uint8),
+        onset=notes.onset,
+        sustain=notes.sustain,
+        velocity=np.zeros(notes.onset.shape, dtype=np.uint8),
     )
 
 
@@ -265,44 +218,18 @@ def sample_to_folder(options: SampleOptions) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     bgm909 = Path(options.bgm909) if options.bgm909 else None
+    config = song_generation(options.generation, bgm909)
     for n, song_number in enumerate(options.songs):
         song = load_song_piece(
             Path(options.data), f"{song_number:03d}", options.bars, loaded.config, bgm909
         )
-        roll = generate(
-            loaded,
-            song.conditions,
-            options.seed + n,
-            options.steps,
-            options.guidance,
-            options.onset_threshold,
-            options.sustain_threshold,
-            options.bf16,
-            options.sampler,
-            options.density_slack if bgm909 is None else 0.0,
-            options.recall_strength,
-            options.groove,
-            options.edge_bars,
-        )
+        roll = generate(loaded, song.conditions, config, options.seed + n)
         tempo = options.tempo_bpm or song.tempo_bpm
         written += write_piece(roll, spec, tempo, out / f"song{song.song_id}", options.wav)
     rng = np.random.default_rng(options.seed)
     for n in range(options.n_random):
         piece = random_piece(loaded.config, options.bars, rng)
-        roll = generate(
-            loaded,
-            piece,
-            options.seed + 1000 + n,
-            options.steps,
-            options.guidance,
-            options.onset_threshold,
-            options.sustain_threshold,
-            options.bf16,
-            options.sampler,
-            options.density_slack if bgm909 is None else 0.0,
-            groove=options.groove,
-            edge_bars=options.edge_bars,
-        )
+        roll = generate(loaded, piece, config, options.seed + 1000 + n)
         tempo = options.tempo_bpm or 120.0
         written += write_piece(roll, spec, tempo, out / f"random{n:03d}", options.wav)
     return written

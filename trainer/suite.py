@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from diffbgm.generation.config import KnobValue
 from trainer.evaluate import EvalOptions, run_evaluation
 
 PAPER = {"pche": 2.840, "gps": 0.601, "si_short": 0.521}
@@ -39,35 +40,41 @@ class SuiteRow:
     options: EvalOptions
 
 
+def _changed(base: EvalOptions, **knobs: KnobValue) -> EvalOptions:
+    """The options with some generation knobs changed."""
+    return replace(base, generation=base.generation.with_overrides(**knobs))
+
+
 def default_rows(
     base: EvalOptions, steps_songs: tuple[int, ...], steps_bars: int
 ) -> list[SuiteRow]:
     """Full model, ablations, guidance scales; then sampler steps on a smaller song set."""
+    gen = base.generation
     rows = [
         SuiteRow("full", base),
         SuiteRow("no SAC mask", replace(base, ablation="no-sac")),
         SuiteRow("no feature selector", replace(base, ablation="no-selector")),
         SuiteRow("no guidance (scale 1)", replace(base, ablation="no-guidance")),
     ]
-    if base.density_slack > 0:
-        rows.append(SuiteRow("fixed onset threshold", replace(base, density_slack=0.0)))
+    if gen.density_slack > 0:
+        rows.append(SuiteRow("fixed onset threshold", _changed(base, density_slack=0.0)))
     else:
-        rows.append(SuiteRow("density-matched decoding", replace(base, density_slack=0.2)))
-    if base.edge_bars > 0 and base.density_slack > 0:
-        rows.append(SuiteRow("segment edges not matched alone", replace(base, edge_bars=0)))
-    if base.groove > 0:
-        rows.append(SuiteRow("no groove-consistent decoding", replace(base, groove=0.0)))
-    if base.recall_strength > 0:
-        rows.append(SuiteRow("no phrase recall", replace(base, recall_strength=0.0)))
+        rows.append(SuiteRow("density-matched decoding", _changed(base, density_slack=0.2)))
+    if gen.edge_bars > 0 and gen.density_slack > 0:
+        rows.append(SuiteRow("segment edges not matched alone", _changed(base, edge_bars=0)))
+    if gen.groove > 0:
+        rows.append(SuiteRow("no groove-consistent decoding", _changed(base, groove=0.0)))
+    if gen.recall > 0:
+        rows.append(SuiteRow("no phrase recall", _changed(base, recall=0.0)))
     rows += [
-        SuiteRow(f"guidance {g:g}", replace(base, guidance=g))
+        SuiteRow(f"guidance {g:g}", _changed(base, guidance=g))
         for g in (1.5, 2.0, 3.0, 5.0)
-        if g != base.guidance
+        if g != gen.guidance
     ]
     small = replace(base, songs=steps_songs, bars=steps_bars)
-    rows += [SuiteRow(f"ddim {n} steps", replace(small, steps=n)) for n in (10, 25, 50, 200, 1000)]
+    rows += [SuiteRow(f"ddim {n} steps", _changed(small, steps=n)) for n in (10, 25, 50, 200, 1000)]
     rows += [
-        SuiteRow(f"dpm {n} steps", replace(small, steps=n, sampler="dpm")) for n in (10, 15, 25)
+        SuiteRow(f"dpm {n} steps", _changed(small, steps=n, sampler="dpm")) for n in (10, 15, 25)
     ]
     return rows
 

@@ -15,7 +15,7 @@ from diffbgm.video.features import Mood, frame_series, shot_features
 from diffbgm.video.probe import ProbeLimits, probe_video
 from diffbgm.video.semantics import ClipImageEncoder, MoodTextEncoder, load_clip
 from diffbgm.video.shots import TRANSNET_DECODE, ShotOptions, detect_shots, write_thumbnails
-from diffbgm.video.types import Shot, VideoAnalysis
+from diffbgm.video.types import Shot, VideoAnalysis, VideoInfo
 
 ProgressCallback = Callable[[float, str], None]
 
@@ -60,19 +60,23 @@ def analyze_video(
     thumbnails_dir: Path | None = None,
     clip_encoder: ClipImageEncoder | None = None,
     text_encoder: MoodTextEncoder | None = None,
+    info: VideoInfo | None = None,
+    text_mood: Mood | None = None,
 ) -> VideoAnalysis:
     """Analyse `path`: metadata, shots, one feature row per shot, optional thumbnails.
 
     `progress(fraction, stage)` gets fractions in [0, 1]. Pass `clip_encoder` / `text_encoder`
     to reuse loaded models across calls (e.g. one per web worker); otherwise they are loaded
-    here when the options ask for them.
+    here when the options ask for them. Pass `info` when the file was probed already and
+    `text_mood` when the mood text was encoded already: each is done once per compose.
     """
     path = Path(path)
     clock = _StageClock()
     report = progress or (lambda _fraction, _stage: None)
 
-    with clock.stage("probe"):
-        info = probe_video(path, options.limits)
+    if info is None:
+        with clock.stage("probe"):
+            info = probe_video(path, options.limits)
     report(0.02, "probe")
 
     with clock.stage("decode"):
@@ -94,8 +98,7 @@ def analyze_video(
                 embeddings = list(vectors)
                 image_moods = encoder.image_moods(vectors)
 
-    text_mood: Mood | None = None
-    if options.mood_text:
+    if text_mood is None and options.mood_text:
         with clock.stage("mood_text"):
             text_mood = (text_encoder or MoodTextEncoder()).mood(options.mood_text).mood
 

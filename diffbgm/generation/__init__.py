@@ -1,0 +1,68 @@
+"""Generation: one typed config, one code path (`generate_roll`), decode rules as steps.
+
+    config.py    GenerationConfig: every sampling/decoding knob, its range and CLI flag
+    generate.py  generate_roll(model, conditions, config, seed, known, progress)
+    windows.py   long pieces: window-by-window sampling with overlap in-painting
+    recall.py    phrase recall: the recall map and the guide the sampler follows
+    decode.py    sampled values -> notes: decode rules (one class each) and the threshold cut
+    requests.py  what segments ask for in notes (onsets per bar), shared by recall and decode
+"""
+
+from typing import TYPE_CHECKING, Any
+
+from diffbgm.generation.config import (
+    GenerationConfig,
+    add_generation_arguments,
+    generation_overrides,
+)
+
+if TYPE_CHECKING:
+    from diffbgm.generation.decode import (
+        DecodedRoll,
+        DecodeStep,
+        DensityMatch,
+        GrooveBias,
+        decode,
+        decode_roll,
+        decode_steps,
+    )
+    from diffbgm.generation.generate import GeneratedRoll, KnownMusic, generate_roll
+
+# The config is light (command lines read it for --help); the rest imports torch, on first use.
+_LAZY = {
+    "DecodedRoll": "decode",
+    "DecodeStep": "decode",
+    "DensityMatch": "decode",
+    "GrooveBias": "decode",
+    "decode": "decode",
+    "decode_roll": "decode",
+    "decode_steps": "decode",
+    "GeneratedRoll": "generate",
+    "KnownMusic": "generate",
+    "generate_roll": "generate",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"diffbgm.generation.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'diffbgm.generation' has no attribute {name!r}")
+
+
+__all__ = [
+    "DecodeStep",
+    "DecodedRoll",
+    "DensityMatch",
+    "GeneratedRoll",
+    "GenerationConfig",
+    "GrooveBias",
+    "KnownMusic",
+    "add_generation_arguments",
+    "decode",
+    "decode_roll",
+    "decode_steps",
+    "generate_roll",
+    "generation_overrides",
+]

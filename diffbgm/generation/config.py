@@ -1,0 +1,187 @@
+"""GenerationConfig: every knob of sampling and decoding, in one typed, validated place.
+
+A knob's default, its valid range, its help text and so its command-line flag are written once,
+here: `python -m diffbgm generate` and `python -m trainer sample|evaluate|suite` build their
+flags from these fields (`add_generation_arguments`), a checkpoint stores the values chosen
+for its weights in config.json (`extra.generation`), and the Composer, the trainer and the
+benchmarks all generate through `generate_roll(model, conditions, config, seed)`.
+
+Precedence: the dataclass defaults < the checkpoint's stored values < a caller's overrides.
+The defaults are the plain sampler with every decode rule off, which is what a checkpoint that
+stores nothing (an old one, a fresh training run) has always been sampled with.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Literal, TypeVar
+
+from diffbgm.errors import GenerationError
+
+Sampler = Literal["ddim", "dpm"]
+SAMPLERS: tuple[str, ...] = ("ddim", "dpm")
+KnobValue = int | float | str | bool
+T = TypeVar("T", int, float, str, bool)
+
+# Names older reports and checkpoints used for a knob.
+_LEGACY_NAMES = {"recall_strength": "recall"}
+
+
+def _knob(
+    default: T,
+    help: str,
+    low: float | None = None,
+    high: float | None = None,
+    choices: tuple[str, ...] | None = None,
+) -> T:
+    """A dataclass field with what the CLI and the validation need to know about it."""
+    meta = {"help": help, "low": low, "high": high, "choices": choices}
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """How a piano roll is sampled and decoded. Frozen: change it with `with_overrides`."""
+
+    sampler: Sampler = _knob("ddim", "DDIM or DPM-Solver++ (2M)", choices=SAMPLERS)
+    steps: int = _knob(25, "denoising steps", 1, 1000)
+    guidance: float = _knob(3.0, "classifier-free guidance scale (1 = none)", 0.0, 20.0)
+    onset_threshold: float = _knob(
+        0.0, "onset channel value in [-1, 1] above which a note starts", -1.0, 1.0
+    )
+    sustain_threshold: float = _knob(
+        0.0, "sustain channel value in [-1, 1] above which a note keeps sounding", -1.0, 1.0
+    )
+    overlap_steps: int = _knob(
+        16, "16th steps each window in-paints from the previous one (one bar keeps joins coherent)", 0, 1024
+    )
+    density_slack: float = _knob(
+        0.0,
+        "> 0: per segment, move the onset threshold (within ± this) toward the segment's "
+        "requested density (density-matched decoding); 0 = one fixed threshold",
+        0.0,
+        2.0,
+    )
+    recall: float = _knob(
+        0.0,
+        "0..1: a returning scene or repeated phrase is guided by the music of its first "
+        "occurrence for this share of the noise schedule (0 = fresh music, 1 = copy)",
+        0.0,
+        1.0,
+    )
+    groove: float = _knob(
+        0.0,
+        "> 0: nudge onset values toward the rhythm pattern most bars of the segment use "
+        "(groove-consistent decoding, in onset-channel units, e.g. 0.1)",
+        0.0,
+        2.0,
+    )
+    edge_bars: int = _knob(
+        0,
+        "> 0: where neighbouring segments ask for densities >= 25 %% apart, the N bars on either "
+        "side of the boundary are density-matched on their own and a returning phrase asked "
+        "for another density does not recall them, so the change is heard at the boundary",
+        0,
+        8,
+    )
+    bf16: bool = _knob(True, "bfloat16 autocast while sampling (the schedule stays fp32)")
+
+    def __post_init__(self) -> None:
+        for spec in fields(self):
+            value = getattr(self, spec.name)
+            _check(spec.name, value, spec.metadata, type(spec.default))
+
+    # --- building -------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> GenerationConfig:
+        """From stored JSON (a checkpoint's `extra.generation`, a report's `generation`).
+        Missing knobs keep their defaults; old names are read; unknown names are an error."""
+        return cls().with_overrides(**{_LEGACY_NAMES.get(k, k): v for k, v in data.items()})
+
+    def with_overrides(self, **overrides: object) -> GenerationConfig:
+        """A copy with some knobs changed; None means "keep". Validated like the constructor."""
+        known = {spec.name: spec for spec in fields(self)}
+        unknown = sorted(set(overrides) - set(known))
+        if unknown:
+            raise GenerationError(
+                f"unknown generation setting(s) {', '.join(unknown)}; known: {', '.join(known)}"
+            )
+        changes = {
+            name: _coerce(name, value, type(known[name].default))
+            for name, value in overrides.items()
+            if value is not None
+        }
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    def to_dict(self) -> dict[str, KnobValue]:
+        return asdict(self)
+
+
+def _coerce(name: str, value: object, kind: type) -> KnobValue:
+    """JSON and CLI values to the knob's type (2.0 -> 2 for an int knob, 1 -> True for bool)."""
+    if kind is bool:
+        if isinstance(value, bool | int) and value in (0, 1):
+            return bool(value)
+    elif kind is int:
+        if isinstance(value, int | float) and not isinstance(value, bool) and value == int(value):
+            return int(value)
+    elif kind is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    elif isinstance(value, str):
+        return value
+    raise GenerationError(f"{name} must be {kind.__name__}, got {value!r}")
+
+
+def _check(name: str, value: object, meta: Mapping[str, object], kind: type) -> None:
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise GenerationError(f"{name} must be {kind.__name__}, got {value!r}")
+    choices = meta.get("choices")
+    if isinstance(choices, tuple) and value not in choices:
+        raise GenerationError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    low, high = meta.get("low"), meta.get("high")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if isinstance(low, int | float) and isinstance(high, int | float):
+            if not low <= value <= high:
+                raise GenerationError(f"{name} must be between {low:g} and {high:g}, got {value}")
+
+
+# --- command line -------------------------------------------------------------------------
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_generation_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """One flag per GenerationConfig field. Every flag defaults to None: "the model's value"
+    (its checkpoint's stored setting, else the default shown in the help)."""
+    for spec in fields(GenerationConfig):
+        meta = spec.metadata
+        kind = type(spec.default)
+        help_text = f"{meta['help']} (default: the model's; without one {spec.default})"
+        if kind is bool:
+            parser.add_argument(
+                _flag(spec.name),
+                dest=spec.name,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=help_text,
+            )
+            continue
+        parser.add_argument(
+            _flag(spec.name),
+            dest=spec.name,
+            type=kind,
+            default=None,
+            choices=meta["choices"],
+            help=help_text,
+        )
+
+
+def generation_overrides(args: argparse.Namespace) -> dict[str, KnobValue]:
+    """The knobs given on the command line (those not None) as overrides."""
+    given = {spec.name: getattr(args, spec.name, None) for spec in fields(GenerationConfig)}
+    return {name: value for name, value in given.items() if value is not None}

@@ -1,0 +1,117 @@
+"""generate_roll: conditions in, notes out — the one way every caller generates music.
+
+The Composer (app and CLI), `trainer sample|evaluate|suite` and the benchmarks all call it, so
+a knob or a rule changes everywhere at once: sample the piece window by window (recall guide
+and in-painting included), then decode it with the rules the GenerationConfig switches on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from diffbgm.generation.config import GenerationConfig
+from diffbgm.generation.decode import DecodedRoll, DecodeStep, decode
+from diffbgm.generation.recall import RecallGuide
+from diffbgm.generation.requests import requested_onsets_per_bar
+from diffbgm.generation.windows import sample_piece
+from diffbgm.model.conditions import PieceConditions
+from diffbgm.model.diffusion import Diffusion
+from diffbgm.music.calibration import Calibration
+
+if TYPE_CHECKING:
+    from diffbgm.checkpoint import LoadedModel
+
+StepProgress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class KnownMusic:
+    """Music to keep while the rest is generated (regenerating one segment).
+
+    roll (2, T, P) in [-1, 1] (onset, sustain); mask (T,), (T, P) or (2, T, P), 1 = keep."""
+
+    roll: np.ndarray
+    mask: np.ndarray
+
+    @classmethod
+    def from_notes(cls, onset: np.ndarray, sustain: np.ndarray, keep_steps: np.ndarray) -> KnownMusic:
+        """Keep the decoded notes (T, P) bool at the steps where keep_steps (T,) is set."""
+        roll = np.stack([onset, sustain]).astype(np.float32) * 2.0 - 1.0  # (2, T, P)
+        mask = np.broadcast_to(keep_steps[None, :, None], roll.shape).astype(np.float32)
+        return cls(roll, mask)
+
+
+@dataclass(frozen=True)
+class GeneratedRoll:
+    """A generated piece: the sampled values and the notes decoded from them."""
+
+    raw: np.ndarray  # (2, T, P) float32 in [-1, 1], as the sampler left it
+    notes: DecodedRoll  # (T, P) bool onset and sustain
+
+    @property
+    def onset(self) -> np.ndarray:
+        return self.notes.onset
+
+    @property
+    def sustain(self) -> np.ndarray:
+        return self.notes.sustain
+
+
+def generate_roll(
+    model: LoadedModel,
+    conditions: PieceConditions,
+    config: GenerationConfig,
+    seed: int,
+    known: KnownMusic | None = None,
+    progress: StepProgress | None = None,
+    *,
+    calibration: Calibration | None = None,
+    decode_rules: list[DecodeStep] | None = None,
+) -> GeneratedRoll:
+    """Sample and decode a whole piece.
+
+    seed fixes the music (same model, conditions, config and seed: the same notes).
+    known keeps part of an existing piece bit for bit and in-paints the rest around it.
+    progress(done, total) counts denoising steps over every window sampled.
+    calibration turns density controls into onsets per bar (default: the shipped POP909 one);
+    decode_rules replaces the rules the config switches on (benchmarks of rule variants).
+    """
+    calibration = calibration or Calibration.load()
+    diffusion = Diffusion(model.config.diffusion)
+    # edge bars: a returning phrase asked for another density plays it at its changing edges
+    requested = requested_onsets_per_bar(conditions, calibration) if config.edge_bars > 0 else None
+    guide = RecallGuide.build(conditions, config.recall, diffusion.num_train_steps, requested)
+    generator = torch.Generator().manual_seed(seed)
+    device = next(model.model.parameters()).device
+    # bf16 matmuls pay on CPUs with AMX; the schedule math inside stays in fp32.
+    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=config.bf16):
+        raw = sample_piece(
+            model.model,
+            diffusion,
+            conditions,
+            model.config,
+            generator,
+            overlap_steps=config.overlap_steps,
+            steps=config.steps,
+            guidance=config.guidance,
+            known_roll=None if known is None else known.roll,
+            known_mask=None if known is None else known.mask,
+            progress=progress,
+            sampler=config.sampler,
+            guide=guide,
+        )
+    notes = decode(raw, conditions, config, calibration, decode_rules)
+    if known is not None:
+        # Decoding looks at neighbours (a sustain needs its onset), so re-decoding could move
+        # notes at the edges of the kept music: keep the kept part bit for bit.
+        keep = np.broadcast_to(np.asarray(known.mask, dtype=bool), known.roll.shape)
+        notes = DecodedRoll(
+            onset=np.where(keep[0], known.roll[0] > 0, notes.onset),
+            sustain=np.where(keep[1], known.roll[1] > 0, notes.sustain),
+        )
+    return GeneratedRoll(raw=raw, notes=notes)

@@ -1,0 +1,91 @@
+"""The files of one composed variant: score (MIDI), audio (WAV), video (MP4), picture (PNG).
+
+Everything here turns decided music into files; nothing decides music. The Composer calls
+these in its stages and times them; the web app only reads the files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from diffbgm.music.calibration import Calibration
+from diffbgm.music.roll import PianoRoll, RollSpec, roll_to_midi
+from diffbgm.plan import MusicPlan
+from diffbgm.video.types import VideoAnalysis
+
+MIN_NOTE_S = 0.02  # notes cut shorter than this at the video's edges are dropped
+
+
+def velocities(onset: np.ndarray, plan: MusicPlan, calibration: Calibration) -> np.ndarray:
+    """(T, P) uint8 MIDI velocity per onset from each segment's velocity control."""
+    step_segment = plan.to_piece_conditions_segment_ids(onset.shape[0])
+    per_segment = np.array(
+        [calibration.to_raw("velocity", seg.dynamic["velocity"]) for seg in plan.segments]
+    )
+    step_velocity = np.clip(per_segment[step_segment], 30, 120)
+    # Accents on the beat, softer off-beat notes: the roll has no velocity channel.
+    steps = np.arange(onset.shape[0])
+    accent = np.where(steps % 4 == 0, 8.0, np.where(steps % 2 == 0, 0.0, -8.0))
+    vel = np.clip(step_velocity + accent, 1, 127).astype(np.uint8)
+    return np.where(onset, vel[:, None], 0).astype(np.uint8)
+
+
+def write_midi(
+    onset: np.ndarray,
+    sustain: np.ndarray,
+    plan: MusicPlan,
+    spec: RollSpec,
+    calibration: Calibration,
+    path: Path,
+) -> Path:
+    """Score in video time: notes shifted by the plan's offset, cut at the video's end."""
+    roll = PianoRoll(onset, sustain, velocities(onset, plan, calibration))
+    midi = roll_to_midi(roll, plan.tempo_bpm, spec)
+    for inst in midi.instruments:
+        kept = []
+        for note in inst.notes:
+            # a note struck in the pickup before the video starts rings on into it
+            note.start = max(note.start + plan.offset_s, 0.0)
+            note.end = min(note.end + plan.offset_s, plan.duration_s)
+            if note.end - note.start > MIN_NOTE_S:
+                kept.append(note)
+        inst.notes = kept
+    midi.write(str(path))
+    return path
+
+
+def write_wav(midi_path: Path, duration_s: float, path: Path) -> Path:
+    """FluidSynth rendering of the score, cut or padded to the video's length."""
+    from diffbgm.music.render import render_wav, trim_or_pad
+
+    render_wav(midi_path, path)
+    trim_or_pad(path, duration_s)
+    return path
+
+
+def write_pianoroll(
+    onset: np.ndarray,
+    sustain: np.ndarray,
+    plan: MusicPlan,
+    analysis: VideoAnalysis,
+    pitch_low: int,
+    seed: int,
+    path: Path,
+) -> Path:
+    """A picture of the roll against the video's shot cuts and the plan's segments."""
+    from diffbgm.plot import plot_pianoroll
+
+    times = plan.step_times_s()[: onset.shape[0]]
+    title = f"{plan.key_name} · {plan.tempo_bpm:.1f} BPM · seed {seed}"
+    return plot_pianoroll(
+        onset,
+        sustain,
+        times,
+        pitch_low,
+        path,
+        segment_bounds_s=plan.segment_bounds_s(),
+        cut_times_s=analysis.cut_times_s,
+        title=title,
+    )
