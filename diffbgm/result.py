@@ -127,7 +127,10 @@ class Report:
                 n_cuts=int(metrics.get("n_cuts", 0)),
                 n_segments=int(metrics.get("n_segments", 0)),
             ),
-            files=[VariantFiles(**_variant_fields(f)) for f in data.get("files", [])],
+            files=[
+                _in_variant_folder(VariantFiles(**_variant_fields(f)), n, version)
+                for n, f in enumerate(data.get("files", []))
+            ],
             regenerated_segment=data.get("regenerated_segment"),
             version=REPORT_VERSION,
         )
@@ -143,6 +146,21 @@ def _is_nan(value: object) -> bool:
 def _variant_fields(data: Mapping[str, Any]) -> dict[str, Any]:
     known = {"seed", "midi", "wav", "video", "pianoroll", "roll"}
     return {k: v for k, v in data.items() if k in known}
+
+
+def _in_variant_folder(files: VariantFiles, index: int, version: int) -> VariantFiles:
+    """Version 1 named a variant's files relative to its own folder (variant-2/, ...)."""
+    if version >= 2 or index == 0:
+        return files
+    prefix = f"variant-{index + 1}/"
+    return VariantFiles(
+        files.seed,
+        prefix + files.midi,
+        prefix + files.wav,
+        prefix + files.video,
+        prefix + files.pianoroll,
+        prefix + files.roll,
+    )
 
 
 def _without_path(info: dict[str, Any]) -> dict[str, Any]:

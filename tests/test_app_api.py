@@ -20,6 +20,11 @@ import numpy as np
 import pytest
 
 from diffbgm.errors import VideoError
+from diffbgm.generation.config import GenerationConfig
+from diffbgm.options import ComposeOptions
+from diffbgm.plan import MusicPlan
+from diffbgm.result import CompositionMetrics, Report, VariantFiles, write_report
+from diffbgm.video.types import Shot, VideoAnalysis, VideoInfo
 from tests.app_server import ADMIN_TOKEN, running_app, tiny_model_missing_reason, write_test_video
 from webapp import media
 from webapp.handlers import ComposerHolder, Handlers, segment_table
@@ -61,6 +66,39 @@ def _plan_dict(n_segments: int) -> dict[str, Any]:
     }
 
 
+def stand_in_report(seed: int) -> Report:
+    """A real Report (the typed record a Composer writes) for a made-up 8 s, two-shot video."""
+    info = VideoInfo(
+        path=Path("clip.mp4"),
+        container="mov,mp4",
+        duration_s=8.0,
+        width=64,
+        height=48,
+        fps=25.0,
+        variable_fps=False,
+        rotation_deg=0,
+        n_frames_estimate=200,
+        has_audio=False,
+        size_bytes=1000,
+        video_codec="h264",
+    )
+    shots = [Shot(0, 0.0, 4.0), Shot(1, 4.0, 8.0)]
+    return Report(
+        video="clip.mp4",
+        model_id="stand-in",
+        options=ComposeOptions(seed=seed),
+        generation=GenerationConfig(),
+        seeds=[seed],
+        video_info=info,
+        analysis=VideoAnalysis(info=info, shots=shots, features=[]),
+        plan=MusicPlan.from_dict(_plan_dict(2)),
+        timings_s={"total": 0.1},
+        real_time_factor=0.0125,
+        metrics=CompositionMetrics(cut_alignment=1.0, n_cuts=1, n_segments=2),
+        files=[VariantFiles(seed, "score.mid", "music.wav", "video.mp4", "pianoroll.png")],
+    )
+
+
 class StandInComposer:
     """Writes the files and report.json a real Composer writes, without a model."""
 
@@ -92,27 +130,8 @@ class StandInComposer:
         soundfile.write(out_dir / "music.wav", np.zeros(8000, dtype=np.float32), 8000)
         (out_dir / "video.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42")
         (out_dir / "pianoroll.png").write_bytes(b"\x89PNG")
-        shots = [
-            {"index": 0, "start_s": 0.0, "end_s": 4.0},
-            {"index": 1, "start_s": 4.0, "end_s": 8.0},
-        ]
-        report = {
-            "seeds": [seed],
-            "analysis": {"shots": shots, "features": []},
-            "plan": _plan_dict(2),
-            "metrics": {"cut_alignment": 1.0, "n_segments": 2},
-            "timings_s": {"total": 0.1},
-            "files": [
-                {
-                    "seed": seed,
-                    "midi": "score.mid",
-                    "wav": "music.wav",
-                    "video": "video.mp4",
-                    "pianoroll": "pianoroll.png",
-                }
-            ],
-        }
-        (out_dir / "report.json").write_text(json.dumps(report))
+        write_report(stand_in_report(seed), out_dir)
+
 
 
 def _handlers(tmp_path: Path, composer: StandInComposer) -> tuple[Handlers, list[int]]:
@@ -164,9 +183,9 @@ def test_compose_shows_files_of_a_fresh_folder_and_loads_the_model_once(
     }
     assert all(Path(p).is_file() for p in [roll, audio, video, *downloads])
     assert segment["maximum"] == 2
-    assert composer.calls[-1][2].recall is None  # empty field: the model's default
+    assert "recall" not in composer.calls[-1][2].generation  # empty field: the model's default
     handlers.compose(str(clip), *FORM, 0.3)
-    assert composer.calls[-1][2].recall == 0.3
+    assert composer.calls[-1][2].generation["recall"] == 0.3
 
 
 @pytest.mark.parametrize(
@@ -200,7 +219,7 @@ def test_library_errors_pass_through_and_unexpected_ones_are_generic(
     assert "internal detail" in caplog.text  # the traceback is in the log, not in the page
     with pytest.raises(gr.Error, match="tempo"):
         handlers.compose(str(clip), "calm", 999, "auto", 0, 0, None, None, 1, "duck")
-    with pytest.raises(gr.Error, match="theme recall"):
+    with pytest.raises(gr.Error, match="recall must be between 0 and 1"):
         handlers.compose(str(clip), "calm", 0, "auto", 0, 0, None, None, 1, "duck", 1.5)
     with pytest.raises(gr.Error, match="upload a video"):
         handlers.compose(None, *FORM)
@@ -244,8 +263,10 @@ def test_settings_from_env_and_bad_values() -> None:
         AppSettings.from_env({"DIFFBGM_MAX_UPLOAD_MB": "lots"})
 
 
-def test_segment_table_without_a_plan_is_empty() -> None:
-    assert segment_table({}) == (["segment"], [])
+def test_segment_table_numbers_segments_from_one() -> None:
+    columns, rows = segment_table(stand_in_report(0))
+    assert columns[:5] == ["segment", "start (s)", "end (s)", "bars", "shots"]
+    assert [row[0] for row in rows] == [1, 2]
 
 
 def test_study_flow_through_the_handlers(

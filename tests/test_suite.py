@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from diffbgm.generation import GenerationConfig
 from trainer.evaluate import EvalOptions
 from trainer.suite import default_rows, suite_table
 
 
 def test_rows_cover_ablations_guidance_and_steps() -> None:
-    rows = default_rows(EvalOptions(model="m", guidance=2.0), (801,), 4)
+    rows = default_rows(EvalOptions(model="m", generation=GenerationConfig(guidance=2.0)), (801,), 4)
     names = [r.name for r in rows]
     assert names[:4] == ["full", "no SAC mask", "no feature selector", "no guidance (scale 1)"]
     assert "guidance 2" not in names and {"guidance 1.5", "guidance 3", "guidance 5"} <= set(names)
@@ -19,15 +20,16 @@ def test_rows_cover_ablations_guidance_and_steps() -> None:
     assert "no phrase recall" not in names and "no groove-consistent decoding" not in names
     assert "segment edges not matched alone" not in names
     shipped = EvalOptions(
-        model="m", recall_strength=0.5, groove=0.1, density_slack=0.5, edge_bars=1
+        model="m",
+        generation=GenerationConfig(recall=0.5, groove=0.1, density_slack=0.5, edge_bars=1),
     )
     switched = {r.name: r.options for r in default_rows(shipped, (801,), 4)}
-    assert switched["segment edges not matched alone"].edge_bars == 0
-    assert switched["segment edges not matched alone"].density_slack == 0.5
-    assert switched["no phrase recall"].recall_strength == 0.0
-    assert switched["no phrase recall"].groove == 0.1
-    assert switched["no groove-consistent decoding"].groove == 0.0
-    assert switched["fixed onset threshold"].density_slack == 0.0
+    assert switched["segment edges not matched alone"].generation.edge_bars == 0
+    assert switched["segment edges not matched alone"].generation.density_slack == 0.5
+    assert switched["no phrase recall"].generation.recall == 0.0
+    assert switched["no phrase recall"].generation.groove == 0.1
+    assert switched["no groove-consistent decoding"].generation.groove == 0.0
+    assert switched["fixed onset threshold"].generation.density_slack == 0.0
 
 
 def test_table_has_one_row_per_configuration_plus_reference() -> None:
@@ -40,7 +42,7 @@ def test_table_has_one_row_per_configuration_plus_reference() -> None:
         "seconds": 3.0,
     }
     results = [
-        {"name": n, "options": EvalOptions(model="m", bars=8), "data": data} for n in ("a", "b")
+        {"name": n, "options": EvalOptions(model="m", generation=GenerationConfig(), bars=8), "data": data} for n in ("a", "b")
     ]
     table = suite_table(results)
     lines = [line for line in table.splitlines() if line.startswith("| ")]

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from diffbgm.generation import GenerationConfig
 import torch
 
 from diffbgm.checkpoint import load_checkpoint
@@ -234,7 +236,7 @@ def test_sample_writes_midi_for_songs_and_random_conditions(
         songs=(801,),
         n_random=1,
         bars=4,
-        steps=3,
+        generation=GenerationConfig(steps=3),
     )
     from trainer.dataset import load_cached_song
 
@@ -258,7 +260,7 @@ def test_evaluate_reports_metrics_controls_and_ablations(
         data=str(tiny_cache),
         songs=(801, 802, 803),
         bars=8,
-        steps=3,
+        generation=GenerationConfig(steps=3),
         out_json=str(tmp_path / "eval.json"),
     )
     report = run_evaluation(options)
@@ -275,7 +277,7 @@ def test_evaluate_reports_metrics_controls_and_ablations(
     no_sac = run_evaluation(replace(options, ablation="no-sac", out_json=None))
     assert no_sac.data["model"]["config"]["sac"] is False
     no_guidance = run_evaluation(replace(options, ablation="no-guidance", out_json=None))
-    assert no_guidance.data["guidance_used"] == 1.0
+    assert no_guidance.data["generation_used"]["guidance"] == 1.0
     generated = data["summary"]["generated"]["onsets_per_bar"]["mean"]
     assert no_guidance.data["summary"]["generated"]["onsets_per_bar"]["mean"] != generated
 
@@ -293,7 +295,11 @@ def test_evaluation_in_worker_processes_gives_the_same_music(
     from trainer.evaluate import EvalOptions, run_evaluation
 
     options = EvalOptions(
-        model=str(trained_run), data=str(tiny_cache), songs=(1, 801), bars=4, steps=2
+        model=str(trained_run),
+        data=str(tiny_cache),
+        songs=(1, 801),
+        bars=4,
+        generation=GenerationConfig(steps=2),
     )
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in the workers: the same arithmetic
@@ -388,5 +394,5 @@ def test_warm_start_may_change_only_the_feature_selector(
         run, tmp_path / "shipped", generation={"sampler": "dpm", "density_slack": 0.5}
     )
     extra = load_checkpoint(shipped).extra
-    assert extra["generation"] == {"sampler": "dpm", "density_slack": 0.5}
+    assert extra["generation"] == GenerationConfig(sampler="dpm", density_slack=0.5).to_dict()
     assert extra["train_step_total"] == 16 + 2 and extra["warm_start_from"] == str(exported)

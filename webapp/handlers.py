@@ -20,6 +20,8 @@ from typing import Any, ParamSpec, TypeVar
 import gradio as gr
 
 from diffbgm.errors import DiffBGMError, PlanError, VideoError
+from diffbgm.options import MOOD_MAX_CHARS, ComposeOptions
+from diffbgm.result import Report, load_report
 from webapp import media
 from webapp.settings import AppSettings
 
@@ -120,22 +122,20 @@ class ResultView:
 SHOT_COLUMNS = ["shot", "start (s)", "end (s)", "length (s)", "motion", "brightness"]
 
 
-def shot_rows(report: dict[str, Any]) -> list[list[Any]]:
+def shot_rows(report: Report) -> list[list[Any]]:
     """One row per shot: number (from 1), times in seconds, motion and brightness in [0, 1]."""
-    analysis = report.get("analysis", {})
-    features = {f.get("shot_index"): f for f in analysis.get("features", [])}
+    features = {f.shot_index: f for f in report.analysis.features}
     rows = []
-    for n, shot in enumerate(analysis.get("shots", []), start=1):
-        feat = features.get(shot.get("index"), {})
-        start, end = float(shot["start_s"]), float(shot["end_s"])
+    for n, shot in enumerate(report.analysis.shots, start=1):
+        feat = features.get(shot.index)
         rows.append(
             [
                 n,
-                round(start, 2),
-                round(end, 2),
-                round(end - start, 2),
-                _rounded(feat.get("motion")),
-                _rounded(feat.get("brightness")),
+                round(shot.start_s, 2),
+                round(shot.end_s, 2),
+                round(shot.end_s - shot.start_s, 2),
+                None if feat is None else round(feat.motion, 3),
+                None if feat is None else round(feat.brightness, 3),
             ]
         )
     return rows
@@ -145,14 +145,12 @@ def _rounded(value: Any) -> Any:
     return round(float(value), 3) if isinstance(value, int | float) else value
 
 
-def segment_table(report: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+def segment_table(report: Report) -> tuple[list[str], list[list[Any]]]:
     """(columns, rows) of the plan's segments, numbered from 1 as the Regenerate box expects:
     times in seconds, length in bars, the shots each follows, then every control value."""
-    from diffbgm.plan import MusicPlan
-
-    if not report.get("plan", {}).get("segments"):
+    plan = report.plan
+    if not plan.segments:
         return ["segment"], []
-    plan = MusicPlan.from_dict(report["plan"])
     controls = [*plan.segments[0].dynamic, *plan.segments[0].semantic]
     columns = ["segment", "start (s)", "end (s)", "bars", "shots", *controls]
     rows = []
@@ -168,52 +166,46 @@ def segment_table(report: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
     return columns, rows
 
 
-def shot_gallery(folder: Path, report: dict[str, Any]) -> list[tuple[str, str]]:
+def shot_gallery(folder: Path, report: Report) -> list[tuple[str, str]]:
     """(thumbnail, caption) per shot, captions like 'Shot 2 · 3.20-7.85 s'."""
     thumbs_dir = folder / "thumbnails"
     thumbs = sorted(thumbs_dir.glob("*.jpg")) if thumbs_dir.is_dir() else []
-    shots = report.get("analysis", {}).get("shots", [])
+    shots = report.analysis.shots
     gallery = []
     for n, thumb in enumerate(thumbs, start=1):
         if n <= len(shots):
             shot = shots[n - 1]
-            caption = f"Shot {n} · {float(shot['start_s']):.2f}-{float(shot['end_s']):.2f} s"
+            caption = f"Shot {n} · {shot.start_s:.2f}-{shot.end_s:.2f} s"
         else:
             caption = thumb.stem
         gallery.append((str(thumb), caption))
     return gallery
 
 
-def summary_markdown(report: dict[str, Any]) -> str:
+def summary_markdown(report: Report) -> str:
     """A few lines about the result: key, tempo, shots, segments, cut alignment, timings."""
-    plan = report.get("plan", {})
-    metrics = report.get("metrics", {})
-    timings = report.get("timings_s", {})
-    info = report.get("video_info", {})
+    plan, metrics = report.plan, report.metrics
     lines = [
-        f"**{plan.get('key', {}).get('name', '?')}**, "
-        f"**{float(plan.get('tempo_bpm', 0)):.1f} BPM**, "
-        f"{float(info.get('duration_s', plan.get('duration_s', 0))):.1f} s of video",
-        f"{len(report.get('analysis', {}).get('shots', []))} shots -> "
-        f"{metrics.get('n_segments', len(plan.get('segments', [])))} music segments; "
-        f"cut alignment {_percent(metrics.get('cut_alignment'))}",
-        f"seeds {report.get('seeds', [])}; composed in {float(timings.get('total', 0)):.1f} s "
-        f"(real-time factor {report.get('real_time_factor', '?')})",
+        f"**{plan.key_name}**, **{plan.tempo_bpm:.1f} BPM**, "
+        f"{report.video_info.duration_s:.1f} s of video",
+        f"{len(report.analysis.shots)} shots -> {metrics.n_segments} music segments; "
+        f"cut alignment {_percent(metrics.cut_alignment)}",
+        f"seeds {report.seeds}; composed in {report.timings_s.get('total', 0.0):.1f} s "
+        f"(real-time factor {report.real_time_factor})",
     ]
     return "\n\n".join(lines)
 
 
-def _percent(value: Any) -> str:
-    return f"{100 * float(value):.0f} %" if isinstance(value, int | float) else "n/a"
+def _percent(value: float | None) -> str:
+    return "n/a (one shot, no cut)" if value is None else f"{100 * value:.0f} %"
 
 
-def download_files(folder: Path, report: dict[str, Any]) -> list[str]:
+def download_files(folder: Path, report: Report) -> list[str]:
     """MIDI, WAV and MP4 of every variant, then report.json."""
     paths = []
-    for n, files in enumerate(report.get("files", [])):
-        variant_dir = folder if n == 0 else folder / f"variant-{n + 1}"
-        for kind in ("midi", "wav", "video"):
-            path = variant_dir / files[kind]
+    for files in report.files:
+        for name in (files.midi, files.wav, files.video):
+            path = folder / name
             if path.is_file():
                 paths.append(str(path))
     paths.append(str(folder / "report.json"))
@@ -222,19 +214,17 @@ def download_files(folder: Path, report: dict[str, Any]) -> list[str]:
 
 def result_view(folder: Path) -> ResultView:
     """Everything the Compose tab shows, read back from a finished result folder."""
-    from diffbgm.pipeline import load_report
-
-    report = load_report(folder / "report.json")
-    first = report.get("files", [{}])[0]
+    report = load_report(folder)
+    first = report.files[0]
     columns, rows = segment_table(report)
     return ResultView(
         gallery=shot_gallery(folder, report),
         shots=shot_rows(report),
         segments=rows,
         segment_columns=columns,
-        pianoroll=str(folder / first.get("pianoroll", "pianoroll.png")),
-        audio=str(folder / first.get("wav", "music.wav")),
-        video=str(folder / first.get("video", "video.mp4")),
+        pianoroll=str(folder / first.pianoroll),
+        audio=str(folder / first.wav),
+        video=str(folder / first.video),
         downloads=download_files(folder, report),
         summary=summary_markdown(report),
         n_segments=len(rows),
@@ -255,34 +245,24 @@ def compose_options(
     variants: float | None,
     audio: str | None,
     recall: float | None = None,
-) -> Any:
-    """ComposeOptions from the form; 0 / empty / 'auto' mean "let the video decide"."""
-    from diffbgm.pipeline import ComposeOptions
-
+) -> ComposeOptions:
+    """ComposeOptions from the form; 0 / empty / 'auto' mean "let the video decide". The
+    limits are the library's (ComposeOptions, GenerationConfig): checked there, once."""
     if audio not in AUDIO_CHOICES:
         raise PlanError(f"audio must be one of {', '.join(AUDIO_CHOICES)}, not {audio!r}")
     if key and key != "auto" and key not in KEY_CHOICES:
         raise PlanError(f"unknown key {key!r}; choose e.g. 'D minor' or 'auto'")
-    if tempo_bpm and not 40 <= float(tempo_bpm) <= 220:
-        raise PlanError(f"tempo {tempo_bpm} BPM is outside 40-220 (0 = choose from the video)")
-    if density and not 0 < float(density) <= 1:
-        raise PlanError(f"density {density} is outside 0-1 (0 = follow the video)")
-    if steps is not None and not 1 <= int(steps) <= 1000:
-        raise PlanError(f"steps {steps} is outside 1-1000")
-    if recall is not None and not 0 <= float(recall) <= 1:
-        raise PlanError(f"theme recall {recall} is outside 0-1 (empty = the model's default)")
+    generation = {"guidance": guidance, "steps": int(steps) if steps else None, "recall": recall}
     return ComposeOptions(
         seed=int(seed or 0),
         tempo_bpm=float(tempo_bpm) if tempo_bpm else None,
         key=key if key and key != "auto" else None,
-        mood=(mood or "").strip()[:300] or None,
+        mood=(mood or "").strip()[:MOOD_MAX_CHARS] or None,
         density=float(density) if density else None,
-        guidance=float(guidance) if guidance is not None else None,
-        steps=int(steps) if steps else None,
-        recall=float(recall) if recall is not None else None,
         variants=int(variants or 1),
         audio=audio,  # type: ignore[arg-type]
         shot_detector="content",
+        generation={name: value for name, value in generation.items() if value is not None},
     )
 
 
@@ -556,14 +536,13 @@ class Handlers:
         return message, info.slug
 
     def _study_items(self, names: list[str], conditions: list[str], target: Path) -> list[Any]:
-        from diffbgm.pipeline import load_report
         from webapp.studies import ItemSpec
 
         by_video: dict[str, dict[str, Any]] = {}
         for n, (name, condition) in enumerate(zip(names, conditions, strict=True)):
             folder = media.resolve_result_dir(self.settings.outputs_dir, name)
-            report = load_report(folder / "report.json")
-            fingerprint = media.file_fingerprint(media.source_video(folder, report))
+            report = load_report(folder)
+            fingerprint = media.file_fingerprint(media.source_video(folder))
             item = by_video.setdefault(
                 fingerprint, {"name": f"video-{len(by_video) + 1}", "video": "", "stimuli": {}}
             )

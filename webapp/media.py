@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from diffbgm.errors import DiffBGMError, VideoError
+from diffbgm.result import Report
 
 VIDEO_EXTENSIONS = frozenset(
     {".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi", ".mpg", ".mpeg", ".ogv", ".wmv", ".flv"}
@@ -128,13 +129,16 @@ def cleanup_old_outputs(
     return removed
 
 
-def source_video(folder: Path, report: dict[str, Any]) -> Path:
-    """The video a result was composed for: its staged `input*` file, else the report's path."""
+def source_video(folder: Path) -> Path:
+    """The video a result was composed for: its staged `input*` file, else where the result
+    says it was (diffbgm.result.read_source)."""
+    from diffbgm.result import read_source
+
     staged = sorted(p for p in folder.glob(f"{INPUT_PREFIX}*") if p.is_file())
     if staged:
         return staged[0]
-    recorded = Path(str(report.get("video_info", {}).get("path", "")))
-    if recorded.is_file():
+    recorded = read_source(folder)
+    if recorded is not None and recorded.is_file():
         return recorded
     raise DiffBGMError(f"the video of result {folder.name!r} is gone; compose it again")
 
@@ -165,23 +169,21 @@ STUDY_MUSIC_NAME = "music.wav"
 STUDY_VIDEO_WITH_MUSIC_NAME = "video.mp4"
 
 
-def copy_for_study(
-    folder: Path, report: dict[str, Any], data_dir: Path, target: Path
-) -> StudyMedia:
+def copy_for_study(folder: Path, report: Report, data_dir: Path, target: Path) -> StudyMedia:
     """Copy the first variant's WAV and MP4 and the source video of `folder` into `target`
     (inside `data_dir`), so a study outlives the clean-up of old outputs."""
-    files = (report.get("files") or [{}])[0]
+    files = report.files[0]
     target.mkdir(parents=True, exist_ok=True)
-    video = source_video(folder, report)
+    video = source_video(folder)
     video_copy = (
         target
         / f"original{video.suffix.lower() if video.suffix.lower() in VIDEO_EXTENSIONS else '.mp4'}"
     )
     shutil.copyfile(video, video_copy)
     music = target / STUDY_MUSIC_NAME
-    shutil.copyfile(folder / files.get("wav", "music.wav"), music)
+    shutil.copyfile(folder / files.wav, music)
     with_music = target / STUDY_VIDEO_WITH_MUSIC_NAME
-    shutil.copyfile(folder / files.get("video", "video.mp4"), with_music)
+    shutil.copyfile(folder / files.video, with_music)
     root = data_dir.resolve()
     return StudyMedia(
         video=video_copy.resolve().relative_to(root).as_posix(),
