@@ -316,12 +316,13 @@ class Composer:
         """Diffusion over the whole plan, window by window -> (onset, sustain) (T, P) bool."""
         import torch
 
+        from diffbgm.conditioning import piece_conditions
         from diffbgm.model.sampling import decode_piece, requested_onsets_per_bar, sample_piece
         from diffbgm.music.roll import RollSpec
 
         gen = self._generation(options)
         spec = RollSpec(pitch_low=self.config.pitch_low, n_pitches=self.config.n_pitches)
-        piece = plan.to_piece_conditions(spec)
+        piece = piece_conditions(plan, spec)
         generator = torch.Generator().manual_seed(seed)
         # bf16 matmuls pay on CPUs with AMX; the schedule math inside stays in fp32.
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
@@ -424,7 +425,7 @@ class Composer:
     def _velocities(self, onset: np.ndarray, plan: Any) -> np.ndarray:
         """MIDI velocity per onset from each segment's velocity control (quantile -> raw)."""
         calibration = self.calibration
-        piece_ids = plan.to_piece_conditions_segment_ids(onset.shape[0])
+        piece_ids = plan.step_segment_ids(onset.shape[0])
         per_segment = np.array(
             [calibration.to_raw("velocity", seg.dynamic["velocity"]) for seg in plan.segments]
         )
@@ -574,7 +575,7 @@ class Composer:
         analysis = VideoAnalysis.from_dict(report["analysis"])
         with np.load(roll_path) as saved:
             onset, sustain = saved["onset"], saved["sustain"]
-        keep = plan.to_piece_conditions_segment_ids(onset.shape[0]) != segment_index
+        keep = plan.step_segment_ids(onset.shape[0]) != segment_index
         known_roll = np.stack([onset, sustain]).astype(np.float32) * 2.0 - 1.0  # (2, T, P)
         known_mask = np.broadcast_to(keep[None, :, None], known_roll.shape).astype(np.float32)
         options = replace(
