@@ -48,11 +48,11 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
+    from diffbgm.model.sampling import decode_piece, sample_piece
 
     from diffbgm.metrics import aggregate, piece_metrics
     from diffbgm.metrics_cli import parse_song_range
     from diffbgm.model.diffusion import Diffusion
-    from diffbgm.model.sampling import decode_piece, sample_piece
     from diffbgm.music.calibration import Calibration
     from trainer.evaluate import EvalOptions, _Accumulator, contrasted
     from trainer.models import load_for_inference

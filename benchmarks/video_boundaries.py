@@ -68,7 +68,7 @@ def main() -> None:
             options = ComposeOptions(seed=seed, recall=args.recall)
             plan = composer.plan(analysis, options, config)
             onset, _ = composer.sample_roll(plan, seed, options)
-            starts = segment_starts(plan.to_piece_conditions_segment_ids(onset.shape[0]))
+            starts = segment_starts(plan.step_segment_ids(onset.shape[0]))
             for index, heard in boundary_changes(onset, starts, pitch_low, args.threshold):
                 same_shots = (
                     plan.segments[index].shot_indices == plan.segments[index - 1].shot_indices

@@ -16,8 +16,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from diffbgm.generation.config import GenerationConfig
 from diffbgm.errors import CheckpointError
+from diffbgm.generation.config import GenerationConfig
 from diffbgm.model.config import ModelConfig
 from diffbgm.model.unet import Denoiser, count_parameters
 

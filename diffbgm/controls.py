@@ -5,6 +5,10 @@ Every control value the model sees lies in [0, 1]. Dynamic and density-like cont
 segment), so a plan made from a video and a segment cut from a song speak the same units.
 The quantile tables that turn raw values (onsets per bar, MIDI pitch, ...) into these units
 live in the calibration file written when the training cache is built.
+
+`relative_change` is here, not in diffbgm.metrics, because the plan (contrast at cuts), the
+sampler (edge contrast) and the evaluation must measure a change of level alike, and the plan
+may not import the metrics.
 """
 
 from __future__ import annotations
@@ -37,3 +41,10 @@ def key_features(tonic_pc: int, minor: bool) -> list[float]:
     vec[tonic_pc % 12] = 1.0
     vec[13 if minor else 12] = 1.0
     return vec
+
+
+def relative_change(a: float, b: float) -> float:
+    """|b - a| over the mean of the two (how much a level changes, e.g. onsets per bar across
+    a boundary); 0 when both are 0."""
+    mean = (a + b) / 2
+    return abs(b - a) / mean if mean > 0 else 0.0

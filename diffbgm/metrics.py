@@ -24,6 +24,10 @@ import numpy as np
 import numpy.typing as npt
 from scipy.stats import rankdata
 
+# relative_change lives with the controls (the plan uses it too); importers of it from here
+# keep working.
+from diffbgm.controls import relative_change as relative_change
+
 # Diatonic pitch classes relative to the tonic.
 MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)
 NATURAL_MINOR_SCALE = (0, 2, 3, 5, 7, 8, 10)
@@ -444,13 +448,6 @@ def cut_alignment(
         return 0.0
     nearest = np.abs(cuts[:, None] - bounds[None, :]).min(axis=1)
     return float((nearest <= tolerance_s + 1e-9).mean())
-
-
-def relative_change(a: float, b: float) -> float:
-    """|b - a| over the mean of the two (how much a level changes, e.g. onsets per bar across
-    a boundary); 0 when both are 0."""
-    mean = (a + b) / 2
-    return abs(b - a) / mean if mean > 0 else 0.0
 
 
 def spearman(x: npt.ArrayLike, y: npt.ArrayLike) -> float:

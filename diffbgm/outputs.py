@@ -20,7 +20,7 @@ MIN_NOTE_S = 0.02  # notes cut shorter than this at the video's edges are droppe
 
 def velocities(onset: np.ndarray, plan: MusicPlan, calibration: Calibration) -> np.ndarray:
     """(T, P) uint8 MIDI velocity per onset from each segment's velocity control."""
-    step_segment = plan.to_piece_conditions_segment_ids(onset.shape[0])
+    step_segment = plan.step_segment_ids(onset.shape[0])
     per_segment = np.array(
         [calibration.to_raw("velocity", seg.dynamic["velocity"]) for seg in plan.segments]
     )

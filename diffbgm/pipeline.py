@@ -19,8 +19,9 @@ from typing import TypeVar
 import numpy as np
 
 from diffbgm.checkpoint import LoadedModel
+from diffbgm.conditioning import piece_conditions
 from diffbgm.errors import DiffBGMError, PlanError
-from diffbgm.generation import GenerationConfig, GeneratedRoll, KnownMusic, generate_roll
+from diffbgm.generation import GeneratedRoll, GenerationConfig, KnownMusic, generate_roll
 from diffbgm.music.calibration import Calibration
 from diffbgm.music.roll import RollSpec
 from diffbgm.options import ComposeOptions
@@ -320,7 +321,7 @@ class Composer:
         progress: Callable[[int, int], None] | None = None,
     ) -> GeneratedRoll:
         """The plan's music as notes (generate_roll with this composer's model)."""
-        conditions = plan.to_piece_conditions(self.spec)
+        conditions = piece_conditions(plan, self.spec)
         return generate_roll(
             self.loaded,
             conditions,
@@ -380,9 +381,7 @@ class Composer:
             return mp4, png
 
         mp4, png = clock.run("video", video_and_picture)
-        return VariantFiles(
-            seed, str(midi), str(wav), str(mp4), str(png), str(folder / "roll.npz")
-        )
+        return VariantFiles(seed, str(midi), str(wav), str(mp4), str(png), str(folder / "roll.npz"))
 
     def _report(
         self,
@@ -488,7 +487,7 @@ class Composer:
         analysis = replace(report.analysis, info=info)
         with np.load(roll_path) as saved:
             onset, sustain = saved["onset"], saved["sustain"]
-        keep = plan.to_piece_conditions_segment_ids(onset.shape[0]) != segment_index
+        keep = plan.step_segment_ids(onset.shape[0]) != segment_index
         known = KnownMusic.from_notes(onset, sustain, keep)
         options = replace(report.options, seed=seed, variants=1)
         clock = _StageClock(progress, 4)

@@ -274,7 +274,9 @@ def check_output_folder(video: Path, out_dir: Path) -> None:
 
 def _result_item(name: str) -> bool:
     """Is this name one a result writes (so publishing replaces it)?"""
-    return name in OUTPUT_NAMES or name in (SOURCE_NAME, "thumbnails") or name.startswith("variant-")
+    return (
+        name in OUTPUT_NAMES or name in (SOURCE_NAME, "thumbnails") or name.startswith("variant-")
+    )
 
 
 def _foreign_folders(folder: Path) -> list[Path]:
@@ -292,7 +294,9 @@ def publish(work: Path, out_dir: Path) -> None:
         for item in out_dir.iterdir():
             if item.is_file() and not _result_item(item.name) and not (work / item.name).exists():
                 os.link(item, work / item.name)
-        aside = Path(tempfile.mkdtemp(prefix=f"{WORK_PREFIX}{os.getpid()}-old-", dir=out_dir.parent))
+        aside = Path(
+            tempfile.mkdtemp(prefix=f"{WORK_PREFIX}{os.getpid()}-old-", dir=out_dir.parent)
+        )
         aside.rmdir()
         out_dir.rename(aside)
     try:

@@ -8,7 +8,6 @@ store). Part 2 launches the real app with the real tiny model and drives it thro
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -131,7 +130,6 @@ class StandInComposer:
         (out_dir / "video.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42")
         (out_dir / "pianoroll.png").write_bytes(b"\x89PNG")
         write_report(stand_in_report(seed), out_dir)
-
 
 
 def _handlers(tmp_path: Path, composer: StandInComposer) -> tuple[Handlers, list[int]]:

@@ -79,7 +79,7 @@ def test_regenerate_changes_only_that_segment(
     from diffbgm.plan import MusicPlan
 
     plan = MusicPlan.from_dict(json.loads((out / "report.json").read_text())["plan"])
-    ids = plan.to_piece_conditions_segment_ids(before["onset"].shape[0])
+    ids = plan.step_segment_ids(before["onset"].shape[0])
     outside = ids != 1
     for channel in ("onset", "sustain"):
         assert np.array_equal(before[channel][outside], after[channel][outside])
@@ -246,8 +246,10 @@ def test_density_matched_decoding_moves_each_segment_toward_its_request(
     options = ComposeOptions(seed=3, generation={"steps": 4})
     base = tiny_composer.generation_config(options)
     fixed_onset = tiny_composer.compose_roll(plan, 3, base).onset
-    matched_onset = tiny_composer.compose_roll(plan, 3, base.with_overrides(density_slack=0.5)).onset
-    ids = plan.to_piece_conditions_segment_ids(fixed_onset.shape[0])
+    matched_onset = tiny_composer.compose_roll(
+        plan, 3, base.with_overrides(density_slack=0.5)
+    ).onset
+    ids = plan.step_segment_ids(fixed_onset.shape[0])
     density = np.asarray([seg.dynamic["density"] for seg in plan.segments])
     wanted = tiny_composer.calibration.to_raw("density", density)
     for segment in range(len(plan.segments)):
@@ -274,7 +276,7 @@ def test_edge_bars_bring_the_bars_at_a_cut_toward_their_segments_request(
     base = tiny_composer.generation_config(options).with_overrides(density_slack=0.5)
     whole = tiny_composer.compose_roll(plan, 3, base.with_overrides(edge_bars=0)).onset
     edges = tiny_composer.compose_roll(plan, 3, base.with_overrides(edge_bars=1)).onset
-    ids = plan.to_piece_conditions_segment_ids(whole.shape[0])
+    ids = plan.step_segment_ids(whole.shape[0])
     density = np.asarray([seg.dynamic["density"] for seg in plan.segments])
     wanted = tiny_composer.calibration.to_raw("density", density)
     starts = np.flatnonzero(np.diff(ids)) + 1

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from diffbgm.conditioning import piece_conditions
 from diffbgm.controls import DYNAMIC_CONTROLS, SEMANTIC_CONTROLS, key_features
 from diffbgm.errors import PlanError
 from diffbgm.music.chords import parse_chord
@@ -128,7 +129,7 @@ def test_piece_conditions_follow_the_plan(chord_model) -> None:
         synthetic_analysis([4.0, 9.0], 14.0, valence=-0.6), seed=2, chord_model=chord_model
     )
     spec = RollSpec()
-    piece = plan.to_piece_conditions(spec)
+    piece = piece_conditions(plan, spec)
     n_steps = plan.n_bars * 16
     assert piece.chord_pcs.shape == (n_steps, 12)
     assert piece.segment_ids.shape == (n_steps,)
@@ -307,7 +308,7 @@ def test_a_returning_scene_recalls_its_music_and_chords(chord_model) -> None:
     labels = {(c.bar, c.beat): c.label for c in plan.chords}
     for bar in (4, 5):
         assert labels.get((bar, 0)) == labels.get((bar - 4, 0))
-    piece = plan.to_piece_conditions()
+    piece = piece_conditions(plan)
     assert piece.recalls is not None and list(piece.recalls) == [-1, -1, 0, 1]
     assert MusicPlan.from_json(plan.to_json()) == plan
 

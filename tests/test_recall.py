@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from diffbgm.generation.recall import RecallGuide, recall_map
+from diffbgm.generation.windows import sample_piece
 from diffbgm.model.conditions import PieceConditions
 from diffbgm.model.config import ModelConfig, preset
 from diffbgm.model.diffusion import Diffusion
-from diffbgm.generation.recall import RecallGuide, recall_map
-from diffbgm.generation.windows import sample_piece
 from diffbgm.model.unet import Denoiser
 from trainer.dataset import phrase_recalls
 from trainer.sample import crop_piece

@@ -8,7 +8,9 @@ from trainer.suite import default_rows, suite_table
 
 
 def test_rows_cover_ablations_guidance_and_steps() -> None:
-    rows = default_rows(EvalOptions(model="m", generation=GenerationConfig(guidance=2.0)), (801,), 4)
+    rows = default_rows(
+        EvalOptions(model="m", generation=GenerationConfig(guidance=2.0)), (801,), 4
+    )
     names = [r.name for r in rows]
     assert names[:4] == ["full", "no SAC mask", "no feature selector", "no guidance (scale 1)"]
     assert "guidance 2" not in names and {"guidance 1.5", "guidance 3", "guidance 5"} <= set(names)
@@ -42,7 +44,12 @@ def test_table_has_one_row_per_configuration_plus_reference() -> None:
         "seconds": 3.0,
     }
     results = [
-        {"name": n, "options": EvalOptions(model="m", generation=GenerationConfig(), bars=8), "data": data} for n in ("a", "b")
+        {
+            "name": n,
+            "options": EvalOptions(model="m", generation=GenerationConfig(), bars=8),
+            "data": data,
+        }
+        for n in ("a", "b")
     ]
     table = suite_table(results)
     lines = [line for line in table.splitlines() if line.startswith("| ")]

@@ -12,12 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from diffbgm.generation import GenerationConfig
 import torch
 
 from diffbgm.checkpoint import load_checkpoint
 from diffbgm.errors import DiffBGMError
+from diffbgm.generation import GenerationConfig
 from trainer.__main__ import build_parser, main, parse_override, parse_song_range
 from trainer.export import export_run
 from trainer.run_state import flatten_optimizer_state, load_run_state, unflatten_optimizer_state

@@ -220,7 +220,9 @@ def _add_sampling_options(parser: argparse.ArgumentParser, default_bars: int) ->
     )
     parser.add_argument("--data", default="data_cache/pop909", help="POP909 cache folder")
     parser.add_argument("--bars", type=int, default=default_bars, help="bars per piece (4/4)")
-    add_generation_arguments(parser.add_argument_group("generation (default: the model's settings)"))
+    add_generation_arguments(
+        parser.add_argument_group("generation (default: the model's settings)")
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed of the sampler")
     parser.add_argument(
         "--threads",

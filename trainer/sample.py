@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from diffbgm.checkpoint import LoadedModel
 from diffbgm.controls import DYNAMIC_CONTROLS, SEMANTIC_CONTROLS, key_features
 from diffbgm.errors import DiffBGMError

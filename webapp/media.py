@@ -16,7 +16,6 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from diffbgm.errors import DiffBGMError, VideoError
 from diffbgm.result import Report

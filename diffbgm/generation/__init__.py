@@ -1,11 +1,11 @@
 """Generation: one typed config, one code path (`generate_roll`), decode rules as steps.
 
-    config.py    GenerationConfig: every sampling/decoding knob, its range and CLI flag
-    generate.py  generate_roll(model, conditions, config, seed, known, progress)
-    windows.py   long pieces: window-by-window sampling with overlap in-painting
-    recall.py    phrase recall: the recall map and the guide the sampler follows
-    decode.py    sampled values -> notes: decode rules (one class each) and the threshold cut
-    requests.py  what segments ask for in notes (onsets per bar), shared by recall and decode
+config.py    GenerationConfig: every sampling/decoding knob, its range and CLI flag
+generate.py  generate_roll(model, conditions, config, seed, known, progress)
+windows.py   long pieces: window-by-window sampling with overlap in-painting
+recall.py    phrase recall: the recall map and the guide the sampler follows
+decode.py    sampled values -> notes: decode rules (one class each) and the threshold cut
+requests.py  what segments ask for in notes (onsets per bar), shared by recall and decode
 """
 
 from typing import TYPE_CHECKING, Any

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Literal, TypeVar
+from typing import Literal, TypeVar, cast
 
 from diffbgm.errors import GenerationError
 
@@ -45,7 +45,7 @@ def _knob(
 class GenerationConfig:
     """How a piano roll is sampled and decoded. Frozen: change it with `with_overrides`."""
 
-    sampler: Sampler = _knob("ddim", "DDIM or DPM-Solver++ (2M)", choices=SAMPLERS)
+    sampler: Sampler = _knob(cast(Sampler, "ddim"), "DDIM or DPM-Solver++ (2M)", choices=SAMPLERS)
     steps: int = _knob(25, "denoising steps", 1, 1000)
     guidance: float = _knob(3.0, "classifier-free guidance scale (1 = none)", 0.0, 20.0)
     onset_threshold: float = _knob(
@@ -55,7 +55,10 @@ class GenerationConfig:
         0.0, "sustain channel value in [-1, 1] above which a note keeps sounding", -1.0, 1.0
     )
     overlap_steps: int = _knob(
-        16, "16th steps each window in-paints from the previous one (one bar keeps joins coherent)", 0, 1024
+        16,
+        "16th steps each window in-paints from the previous one (one bar keeps joins coherent)",
+        0,
+        1024,
     )
     density_slack: float = _knob(
         0.0,
@@ -142,10 +145,10 @@ def _check(name: str, value: object, meta: Mapping[str, object], kind: type) -> 
     if isinstance(choices, tuple) and value not in choices:
         raise GenerationError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
     low, high = meta.get("low"), meta.get("high")
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        if isinstance(low, int | float) and isinstance(high, int | float):
-            if not low <= value <= high:
-                raise GenerationError(f"{name} must be between {low:g} and {high:g}, got {value}")
+    numeric = isinstance(value, int | float) and not isinstance(value, bool)
+    bounded = isinstance(low, int | float) and isinstance(high, int | float)
+    if numeric and bounded and not low <= value <= high:  # type: ignore[operator]
+        raise GenerationError(f"{name} must be between {low:g} and {high:g}, got {value}")
 
 
 # --- command line -------------------------------------------------------------------------

@@ -39,7 +39,9 @@ class KnownMusic:
     mask: np.ndarray
 
     @classmethod
-    def from_notes(cls, onset: np.ndarray, sustain: np.ndarray, keep_steps: np.ndarray) -> KnownMusic:
+    def from_notes(
+        cls, onset: np.ndarray, sustain: np.ndarray, keep_steps: np.ndarray
+    ) -> KnownMusic:
         """Keep the decoded notes (T, P) bool at the steps where keep_steps (T,) is set."""
         roll = np.stack([onset, sustain]).astype(np.float32) * 2.0 - 1.0  # (2, T, P)
         mask = np.broadcast_to(keep_steps[None, :, None], roll.shape).astype(np.float32)

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from diffbgm.controls import DYNAMIC_CONTROLS
-from diffbgm.metrics import relative_change
+from diffbgm.controls import DYNAMIC_CONTROLS, relative_change
 from diffbgm.model.conditions import PieceConditions
 from diffbgm.music.calibration import Calibration
 

@@ -1,0 +1,105 @@
+"""Harmony of the plan: the key, and a chord progression over the segments.
+
+The key's mode follows the video's mood (valence); tonic, harmonic rhythm and chords come from
+POP909's statistics (diffbgm.music.harmony), so the progression sounds like the songs the
+model learned from. A user's chord labels replace the generated progression.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from diffbgm.music.chords import parse_chord
+from diffbgm.music.harmony import ChordModel, sample_progression, token_to_label
+from diffbgm.plan.config import PlanConfig
+from diffbgm.plan.records import BEATS_PER_BAR, MODES, PlanChord, PlanKey
+
+
+def choose_key(
+    valence: float, model: ChordModel, rng: np.random.Generator, config: PlanConfig
+) -> PlanKey:
+    """Mode from valence (with a margin where the mode is drawn at POP909's odds); tonic drawn
+    among POP909's keys of that mode, weighted by how many songs use each."""
+    mode_counts = {m: sum(n for k, n in model.key_counts.items() if k.endswith(m)) for m in MODES}
+    if valence > config.key_valence_margin:
+        mode = "major"
+    elif valence < -config.key_valence_margin:
+        mode = "minor"
+    else:
+        p_major = mode_counts["major"] / max(1, sum(mode_counts.values()))
+        mode = "major" if rng.random() < p_major else "minor"
+    keys = [(PlanKey.parse(k), n) for k, n in sorted(model.key_counts.items()) if k.endswith(mode)]
+    if not keys:
+        return PlanKey(0, mode)
+    weights = np.asarray([n for _, n in keys], dtype=np.float64)
+    return keys[int(rng.choice(len(keys), p=weights / weights.sum()))][0]
+
+
+def chord_slots(
+    start_beat: int, end_beat: int, changes_per_bar: float, rng: np.random.Generator
+) -> list[tuple[int, int]]:
+    """(start_beat, n_beats) chord spans covering a segment at about `changes_per_bar`.
+
+    A new chord at the segment start and at bar lines; with rate r < 1 a bar keeps the previous
+    chord with probability 1 - r, with r > 1 it changes at mid-bar with probability r - 1.
+    """
+    slots: list[list[int]] = []
+    beat = start_beat
+    while beat < end_beat:
+        bar_end = min((beat // BEATS_PER_BAR + 1) * BEATS_PER_BAR, end_beat)
+        full_bar = beat % BEATS_PER_BAR == 0 and bar_end - beat == BEATS_PER_BAR
+        if slots and full_bar and changes_per_bar < 1.0 and rng.random() >= changes_per_bar:
+            slots[-1][1] += bar_end - beat
+        elif full_bar and changes_per_bar > 1.0 and rng.random() < changes_per_bar - 1.0:
+            half = BEATS_PER_BAR // 2
+            slots.extend([[beat, half], [beat + half, half]])
+        else:
+            slots.append([beat, bar_end - beat])
+        beat = bar_end
+    return [(a, n) for a, n in slots]
+
+
+def generate_chords(
+    edges: Sequence[int],
+    key: PlanKey,
+    densities: Sequence[float],
+    model: ChordModel,
+    rng: np.random.Generator,
+) -> list[PlanChord]:
+    """A progression over the segments: harmonic rhythm per segment from POP909's distribution
+    (nudged by the segment's density), chords from the n-gram model with cadences."""
+    slots = []
+    for (start, end), density in zip(
+        zip(edges[:-1], edges[1:], strict=True), densities, strict=True
+    ):
+        quantile = 0.5 * float(rng.random()) + 0.5 * density
+        slots.append(chord_slots(start, end, model.changes_per_bar(quantile), rng))
+    tokens = sample_progression(model, key.mode, [len(s) for s in slots], rng)
+    return [
+        PlanChord.at_beat(a, n, token_to_label(tok, key.tonic_pc))
+        for seg_slots, seg_tokens in zip(slots, tokens, strict=True)
+        for (a, n), tok in zip(seg_slots, seg_tokens, strict=True)
+    ]
+
+
+def chords_from_labels(labels: Sequence[str], n_bars: int) -> list[PlanChord]:
+    """One chord per bar from the user's labels, repeated to fill `n_bars`."""
+    return [PlanChord(bar, 0, BEATS_PER_BAR, labels[bar % len(labels)]) for bar in range(n_bars)]
+
+
+def chord_statistics(
+    chords: Sequence[PlanChord], start_beat: int, end_beat: int
+) -> tuple[float, float]:
+    """(share of the span's beats on minor-type chords, chord onsets per bar) in [start, end)."""
+    minor_beats = 0
+    onsets = 0
+    for chord in chords:
+        a, b = chord.start_beat, chord.start_beat + chord.n_beats
+        overlap = max(0, min(b, end_beat) - max(a, start_beat))
+        if overlap and parse_chord(chord.label).is_minor:
+            minor_beats += overlap
+        onsets += int(start_beat <= a < end_beat)
+    n_beats = end_beat - start_beat
+    return minor_beats / n_beats, onsets / (n_beats / BEATS_PER_BAR)

@@ -1,0 +1,168 @@
+"""The planner: an analysed video (and the user's overrides) in, a MusicPlan out.
+
+Orchestration only; each step lives in its own module: the tempo grid (grid.py), segment
+controls (controls.py), key and chords (harmony.py) and recalls (recall.py). The order of the
+steps and of the random draws is part of the contract: the same inputs and seed give the same
+plan.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import replace
+
+import numpy as np
+
+from diffbgm.controls import DYNAMIC_CONTROLS, SEMANTIC_CONTROLS
+from diffbgm.errors import PlanError
+from diffbgm.music.calibration import Calibration
+from diffbgm.music.harmony import ChordModel, load_chord_model
+from diffbgm.plan.config import PlanConfig, PlanOverrides
+from diffbgm.plan.controls import (
+    apply_density,
+    contrast_at_cuts,
+    dynamic_controls,
+    segment_features,
+    semantic_controls,
+    shift_mood,
+)
+from diffbgm.plan.grid import cut_residuals, fit_bar_grid, mood_tempo_bpm, segment_edges
+from diffbgm.plan.harmony import choose_key, chords_from_labels, generate_chords
+from diffbgm.plan.inputs import AnalysisLike, QuantileTables
+from diffbgm.plan.recall import plan_recalls, recall_chords, segment_embeddings
+from diffbgm.plan.records import BEATS_PER_BAR, MusicPlan, PlanKey, PlanSegment
+
+
+def make_plan(
+    analysis: AnalysisLike,
+    overrides: PlanOverrides | None = None,
+    calibration: QuantileTables | None = None,
+    seed: int = 0,
+    config: PlanConfig | None = None,
+    chord_model: ChordModel | None = None,
+) -> MusicPlan:
+    """Plan the music for an analysed video. Same inputs and seed -> the same plan."""
+    cfg = config or PlanConfig()
+    ovr = overrides or PlanOverrides()
+    model = chord_model or load_chord_model()
+    rng = np.random.default_rng(seed)
+    duration = float(analysis.info.duration_s)
+    if not analysis.shots or duration <= 0:
+        raise PlanError(f"{analysis.info.path}: the analysis has no shots or no duration")
+    provenance: dict[str, str] = {}
+
+    # Mood of the whole video, duration-weighted over shots; user mood overrides shift it.
+    whole, _ = segment_features(analysis, [(0.0, duration)])
+    valence = ovr.valence if ovr.valence is not None else whole[0]["valence"]
+    arousal = ovr.arousal if ovr.arousal is not None else whole[0]["arousal"]
+
+    boundaries = (
+        list(ovr.segment_starts_s) if ovr.segment_starts_s is not None else analysis.cut_times_s
+    )
+    if ovr.segment_starts_s is not None and any(not 0 < t < duration for t in boundaries):
+        raise PlanError(
+            f"segment starts must lie inside the video (0, {duration:.2f}) s: {boundaries}"
+        )
+    target = mood_tempo_bpm(arousal, cfg)
+    if ovr.arousal is not None:
+        cfg = replace(
+            cfg,
+            tempo_prior_dead_zone=cfg.tempo_prior_dead_zone_user,
+            tempo_prior_weight=cfg.tempo_prior_weight_user,
+        )
+    grid = fit_bar_grid(boundaries, target, cfg, tempo_bpm=ovr.tempo_bpm)
+    provenance["tempo_bpm"] = (
+        "user"
+        if ovr.tempo_bpm is not None
+        else f"grid search near {target:.0f} BPM (arousal {arousal:.2f})"
+    )
+    provenance["segments"] = "user" if ovr.segment_starts_s is not None else "shots"
+    bar_s = 240.0 / grid.tempo_bpm
+    n_bars = max(1, math.ceil((duration - grid.offset_s) / bar_s - 1e-9))
+    edges = segment_edges(boundaries, grid, n_bars * BEATS_PER_BAR, cfg)
+
+    beat_s = 60.0 / grid.tempo_bpm
+    edge_times = grid.offset_s + np.asarray(edges, dtype=np.float64) * beat_s
+    spans = [
+        (max(0.0, float(a)), min(duration, float(b)))
+        for a, b in zip(edge_times[:-1], edge_times[1:], strict=True)
+    ]
+    rows, members = segment_features(analysis, spans)
+    weights = np.asarray([b - a for a, b in spans]) / max(1e-9, sum(b - a for a, b in spans))
+    if ovr.valence is not None:
+        shift_mood(rows, weights, "valence", ovr.valence, -1.0, 1.0)
+    if ovr.arousal is not None:
+        shift_mood(rows, weights, "arousal", ovr.arousal, 0.0, 1.0)
+
+    dynamic = dynamic_controls(rows, cfg)
+    if (ovr.density, ovr.segment_density) == (None, None):  # a user's density rules
+        contrast_at_cuts(dynamic, members, cfg, calibration or Calibration.load())
+    apply_density(dynamic, ovr)
+    provenance["dynamic"] = (
+        "user density"
+        if (ovr.density, ovr.density_scale, ovr.segment_density) != (None, None, None)
+        else "video"
+    )
+
+    key = PlanKey.parse(ovr.key) if ovr.key is not None else choose_key(valence, model, rng, cfg)
+    provenance["key"] = "user" if ovr.key is not None else f"mood (valence {valence:+.2f})"
+    recalls = plan_recalls(edges, members, rows, segment_embeddings(analysis, members), cfg)
+    provenance["recalls"] = "same shots or look-alike scenes"
+    if ovr.chords is not None:
+        chords = chords_from_labels(ovr.chords, n_bars)
+    else:
+        chords = generate_chords(edges, key, [d["density"] for d in dynamic], model, rng)
+        chords = recall_chords(chords, edges, recalls)
+    provenance["chords"] = "user" if ovr.chords is not None else "POP909 chord model"
+    semantic = semantic_controls(edges, rows, chords, model, calibration, cfg)
+    provenance["semantic"] = "video + chords"
+
+    segments = tuple(
+        PlanSegment(i, a, b - a, members[i], dynamic[i], semantic[i], recalls[i])
+        for i, (a, b) in enumerate(zip(edges[:-1], edges[1:], strict=True))
+    )
+    return MusicPlan(
+        tempo_bpm=grid.tempo_bpm,
+        offset_s=grid.offset_s,
+        n_bars=n_bars,
+        duration_s=duration,
+        segments=segments,
+        key=key,
+        chords=tuple(chords),
+        cut_residuals_s=tuple(cut_residuals(analysis.cut_times_s, edge_times)),
+        seed=seed,
+        provenance=provenance,
+    )
+
+
+def replan_segment(
+    plan: MusicPlan,
+    segment_index: int,
+    dynamic: Mapping[str, float] | None = None,
+    semantic: Mapping[str, float] | None = None,
+) -> MusicPlan:
+    """A copy of `plan` with some controls of one segment replaced (names from controls.py)."""
+    if not 0 <= segment_index < len(plan.segments):
+        raise PlanError(
+            f"segment {segment_index} does not exist: the plan has {len(plan.segments)} segments"
+        )
+    seg = plan.segments[segment_index]
+    for given, names, kind in (
+        (dynamic, DYNAMIC_CONTROLS, "dynamic"),
+        (semantic, SEMANTIC_CONTROLS, "semantic"),
+    ):
+        unknown = sorted(set(given or {}) - set(names))
+        if unknown:
+            raise PlanError(f"unknown {kind} control(s) {unknown}: choose from {list(names)}")
+    new_seg = replace(
+        seg,
+        dynamic={**seg.dynamic, **(dynamic or {})},
+        semantic={**seg.semantic, **(semantic or {})},
+    )
+    segments = list(plan.segments)
+    segments[segment_index] = new_seg
+    provenance = dict(plan.provenance)
+    for name in (*(dynamic or {}), *(semantic or {})):
+        provenance[f"segment {segment_index} {name}"] = "user"
+    return replace(plan, segments=tuple(segments), provenance=provenance)
