@@ -209,7 +209,7 @@ def test_guide_needs_its_mask(setup: tuple[Denoiser, ModelConfig]) -> None:
 
 def test_groove_bias_favours_the_places_most_bars_use() -> None:
     from diffbgm.generation import GenerationConfig, decode
-    from diffbgm.generation.decode import groove_bias
+    from diffbgm.generation.decoding import groove_bias
     from diffbgm.music.calibration import Calibration
 
     onset = np.full((4 * BAR + BAR, 3), -1.0)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from diffbgm.generation.decode import decode_roll, density_matched_thresholds
+from diffbgm.generation.decoding import decode_roll, density_matched_thresholds
 from diffbgm.generation.windows import sample_piece, window_starts
 from diffbgm.model.conditions import PieceConditions
 from diffbgm.model.config import ModelConfig, preset

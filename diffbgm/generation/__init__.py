@@ -17,7 +17,7 @@ from diffbgm.generation.config import (
 )
 
 if TYPE_CHECKING:
-    from diffbgm.generation.decode import (
+    from diffbgm.generation.decoding import (
         DecodedRoll,
         DecodeStep,
         DensityMatch,
@@ -30,13 +30,13 @@ if TYPE_CHECKING:
 
 # The config is light (command lines read it for --help); the rest imports torch, on first use.
 _LAZY = {
-    "DecodedRoll": "decode",
-    "DecodeStep": "decode",
-    "DensityMatch": "decode",
-    "GrooveBias": "decode",
-    "decode": "decode",
-    "decode_roll": "decode",
-    "decode_steps": "decode",
+    "DecodedRoll": "decoding",
+    "DecodeStep": "decoding",
+    "DensityMatch": "decoding",
+    "GrooveBias": "decoding",
+    "decode": "decoding",
+    "decode_roll": "decoding",
+    "decode_steps": "decoding",
     "GeneratedRoll": "generate",
     "KnownMusic": "generate",
     "generate_roll": "generate",
@@ -60,7 +60,7 @@ __all__ = [
     "GrooveBias",
     "KnownMusic",
     "add_generation_arguments",
-    "decode",
+    "decoding",
     "decode_roll",
     "decode_steps",
     "generate_roll",

@@ -23,7 +23,7 @@ from diffbgm.errors import GenerationError
 Sampler = Literal["ddim", "dpm"]
 SAMPLERS: tuple[str, ...] = ("ddim", "dpm")
 KnobValue = int | float | str | bool
-T = TypeVar("T", int, float, str, bool)
+T = TypeVar("T")
 
 # Names older reports and checkpoints used for a knob.
 _LEGACY_NAMES = {"recall_strength": "recall"}

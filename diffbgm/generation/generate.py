@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from diffbgm.generation.config import GenerationConfig
-from diffbgm.generation.decode import DecodedRoll, DecodeStep, decode
+from diffbgm.generation.decoding import DecodedRoll, DecodeStep, decode
 from diffbgm.generation.recall import RecallGuide
 from diffbgm.generation.requests import requested_onsets_per_bar
 from diffbgm.generation.windows import sample_piece

@@ -1,0 +1,269 @@
+"""Generation's room: one typed config, one code path, decode rules as steps, pinned music."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import subprocess
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from diffbgm.errors import GenerationError
+from diffbgm.generation import (
+    DensityMatch,
+    GenerationConfig,
+    GrooveBias,
+    KnownMusic,
+    add_generation_arguments,
+    decode,
+    decode_steps,
+    generate_roll,
+    generation_overrides,
+)
+from diffbgm.generation.decoding import DecodeContext, DecodeState
+from diffbgm.music.calibration import Calibration
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "checkpoints" / "diffbgm-tiny"
+PINNED = json.loads((REPO / "tests" / "data" / "pinned_scores.json").read_text())
+
+
+# --- the config ------------------------------------------------------------------------------
+
+
+def test_config_checks_every_knob_in_one_place() -> None:
+    with pytest.raises(GenerationError, match="steps must be between 1 and 1000"):
+        GenerationConfig(steps=0)
+    with pytest.raises(GenerationError, match="sampler must be one of"):
+        GenerationConfig().with_overrides(sampler="euler")
+    with pytest.raises(GenerationError, match="unknown generation setting"):
+        GenerationConfig().with_overrides(temperature=1.0)
+    with pytest.raises(GenerationError, match="steps must be int"):
+        GenerationConfig().with_overrides(steps=2.5)
+    assert GenerationConfig().with_overrides(steps=None).steps == GenerationConfig().steps
+
+
+def test_config_reads_old_names_and_json_numbers() -> None:
+    old = {"recall_strength": 0.8, "steps": 25.0, "edge_bars": 1.0, "guidance": 2}
+    config = GenerationConfig.from_dict(old)
+    assert (config.recall, config.steps, config.edge_bars, config.guidance) == (0.8, 25, 1, 2.0)
+    assert isinstance(config.steps, int) and isinstance(config.guidance, float)
+    assert GenerationConfig.from_dict(config.to_dict()) == config
+
+
+def test_shipped_checkpoints_store_every_knob() -> None:
+    for name in ("diffbgm-tiny", "diffbgm-small"):
+        stored = json.loads((REPO / "checkpoints" / name / "config.json").read_text())["extra"][
+            "generation"
+        ]
+        assert set(stored) == {f.name for f in fields(GenerationConfig)}, name
+
+
+def _flags(parser: argparse.ArgumentParser, command: list[str]) -> argparse.Namespace:
+    return parser.parse_args(command)
+
+
+def test_cli_flags_are_built_from_the_config_and_default_to_the_model() -> None:
+    """No knob default is written twice: every CLI leaves every knob to the model (None) and
+    its help states GenerationConfig's default."""
+    from diffbgm.__main__ import build_parser as diffbgm_parser
+    from trainer.__main__ import build_parser as trainer_parser
+
+    commands = [
+        (diffbgm_parser(), ["generate", "clip.mp4", "--out", "o"]),
+        (trainer_parser(), ["sample", "--model", "m", "--out", "o"]),
+        (trainer_parser(), ["evaluate", "--model", "m"]),
+        (trainer_parser(), ["suite", "--model", "m"]),
+    ]
+    for parser, command in commands:
+        args = _flags(parser, command)
+        assert generation_overrides(args) == {}, command
+        for spec in fields(GenerationConfig):
+            assert getattr(args, spec.name) is None, (command, spec.name)
+    args = _flags(trainer_parser(), ["evaluate", "--model", "m", "--steps", "7", "--no-bf16"])
+    assert generation_overrides(args) == {"steps": 7, "bf16": False}
+    parser = argparse.ArgumentParser()
+    add_generation_arguments(parser)
+    help_text = parser.format_help()
+    for spec in fields(GenerationConfig):
+        flag = "--" + spec.name.replace("_", "-")
+        assert flag in help_text
+    assert f"without one {GenerationConfig().steps}" in help_text
+
+
+def test_compose_options_refuse_bad_knobs_before_any_work() -> None:
+    from diffbgm.errors import PlanError
+    from diffbgm.options import ComposeOptions
+
+    with pytest.raises(GenerationError, match="guidance"):
+        ComposeOptions(generation={"guidance": 99.0})
+    with pytest.raises(PlanError, match="tempo"):
+        ComposeOptions(tempo_bpm=500.0)
+    old = ComposeOptions.from_dict({"seed": 2, "guidance": 2.5, "recall": 0.3, "steps": None})
+    assert old.generation == {"guidance": 2.5, "recall": 0.3} and old.seed == 2
+
+
+# --- decode rules ------------------------------------------------------------------------------
+
+
+def _piece(n_bars: int = 4, densities: tuple[float, ...] = (0.2, 0.9)):  # type: ignore[no-untyped-def]
+    from diffbgm.model.conditions import PieceConditions
+
+    steps = n_bars * 16
+    ids = np.repeat(np.arange(len(densities)), steps // len(densities))
+    dynamic = np.full((len(densities), 4), 0.5, dtype=np.float32)
+    dynamic[:, 0] = densities
+    return PieceConditions(
+        chord_pcs=np.zeros((steps, 12), dtype=np.float32),
+        segment_ids=ids.astype(np.int64),
+        dynamic=dynamic,
+        semantic=np.zeros((len(densities), 6), dtype=np.float32),
+        global_=np.zeros(14, dtype=np.float32),
+    )
+
+
+def test_decode_steps_follow_the_config_in_a_fixed_order() -> None:
+    assert decode_steps(GenerationConfig()) == []
+    steps = decode_steps(GenerationConfig(groove=0.1, density_slack=0.5, edge_bars=1))
+    assert steps == [GrooveBias(0.1), DensityMatch(0.5, 1)]
+
+
+def test_a_new_rule_is_one_class_passed_to_decode() -> None:
+    """A rule sees the state and the piece and returns a new state: here, one that silences
+    the first bar, run after the config's own rules."""
+
+    class SilentFirstBar:
+        def __call__(self, state: DecodeState, context: DecodeContext) -> DecodeState:
+            values = state.values.copy()
+            values[0, :16] = -1.0
+            return DecodeState(values, state.thresholds)
+
+    rng = np.random.default_rng(0)
+    piece = _piece()
+    x = rng.uniform(-1, 1, size=(2, piece.n_steps, 88)).astype(np.float32)
+    config = GenerationConfig(density_slack=0.5)
+    plain = decode(x, piece, config, Calibration.load())
+    ruled = decode(
+        x, piece, config, Calibration.load(), steps=[*decode_steps(config), SilentFirstBar()]
+    )
+    assert plain.onset[:16].any() and not ruled.onset[:16].any()
+    assert np.array_equal(plain.onset[16:], ruled.onset[16:])
+
+
+def test_density_match_moves_each_segment_toward_its_request() -> None:
+    rng = np.random.default_rng(1)
+    piece = _piece(8)
+    x = np.full((2, piece.n_steps, 88), -1.0, dtype=np.float32)
+    candidates = rng.random((piece.n_steps, 88)) < 30 / (16 * 88)  # ~30 candidates a bar
+    x[0][candidates] = rng.uniform(0.0, 1.0, size=int(candidates.sum()))
+    fixed = decode(x, piece, GenerationConfig(onset_threshold=0.5), Calibration.load())
+    matched = decode(
+        x, piece, GenerationConfig(onset_threshold=0.5, density_slack=0.5), Calibration.load()
+    )
+    half = piece.n_steps // 2
+    # the sparse segment got sparser, the busy one busier, each toward its request
+    assert matched.onset[:half].sum() < fixed.onset[:half].sum()
+    assert matched.onset[half:].sum() > fixed.onset[half:].sum()
+
+
+# --- generate_roll -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny():  # type: ignore[no-untyped-def]
+    from diffbgm.checkpoint import load_checkpoint
+
+    return load_checkpoint(str(TINY))
+
+
+def test_generate_roll_is_seeded_and_keeps_known_music_bit_for_bit(tiny) -> None:  # type: ignore[no-untyped-def]
+    piece = _piece(4, (0.5, 0.5))
+    config = tiny.generation.with_overrides(steps=3)
+    seen: list[tuple[int, int]] = []
+    first = generate_roll(tiny, piece, config, seed=4, progress=lambda d, t: seen.append((d, t)))
+    again = generate_roll(tiny, piece, config, seed=4)
+    assert np.array_equal(first.onset, again.onset) and seen and seen[-1][0] <= seen[-1][1]
+    keep = np.ones(piece.n_steps, dtype=bool)
+    keep[16:32] = False
+    known = KnownMusic.from_notes(first.onset, first.sustain, keep)
+    redone = generate_roll(tiny, piece, config, seed=9, known=known)
+    assert np.array_equal(redone.onset[keep], first.onset[keep])
+    assert np.array_equal(redone.sustain[keep], first.sustain[keep])
+
+
+# --- behaviour pinned before the move -------------------------------------------------------
+
+
+def _score_hashes(model: str, seeds: list[str], bbb_video: Path, tmp_path: Path) -> dict[str, str]:
+    from diffbgm.pipeline import ComposeOptions, Composer
+
+    composer = Composer.from_pretrained(REPO / "checkpoints" / model)
+    hashes = {}
+    for seed in seeds:
+        result = composer(bbb_video, tmp_path / f"{model}-{seed}", ComposeOptions(seed=int(seed)))
+        hashes[seed] = hashlib.sha256(result.midi_path.read_bytes()).hexdigest()
+    return hashes
+
+
+def test_example_score_is_byte_identical_to_the_pinned_one(bbb_video: Path, tmp_path: Path) -> None:
+    assert _score_hashes("diffbgm-tiny", ["0"], bbb_video, tmp_path) == {
+        "0": PINNED["scores"]["diffbgm-tiny"]["0"]
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["diffbgm-tiny", "diffbgm-small"])
+def test_example_scores_of_three_seeds_are_byte_identical(
+    model: str, bbb_video: Path, tmp_path: Path
+) -> None:
+    pinned = PINNED["scores"][model]
+    assert _score_hashes(model, sorted(pinned), bbb_video, tmp_path) == pinned
+
+
+# --- the house's import rules -------------------------------------------------------------------
+
+# module prefix -> prefixes it must never import (directly or through what it imports)
+FORBIDDEN = {
+    "diffbgm.model": ["diffbgm.metrics", "diffbgm.video", "diffbgm.plan", "diffbgm.generation",
+                      "diffbgm.pipeline", "trainer", "webapp", "gradio", "sqlalchemy"],
+    "diffbgm.plan": ["diffbgm.model", "diffbgm.generation", "diffbgm.metrics", "diffbgm.video",
+                     "diffbgm.pipeline", "torch", "trainer", "webapp"],
+    "diffbgm.generation": ["diffbgm.video", "diffbgm.plan", "diffbgm.pipeline", "diffbgm.metrics",
+                           "trainer", "webapp", "gradio", "sqlalchemy"],
+    "diffbgm.music": ["diffbgm.model", "diffbgm.generation", "diffbgm.plan", "diffbgm.pipeline",
+                      "diffbgm.video", "trainer", "webapp"],
+    "diffbgm.pipeline": ["trainer", "webapp", "gradio", "sqlalchemy", "alembic"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_imports_go_one_way(package: str) -> None:
+    """Import every module of the package in a fresh interpreter and list what got loaded."""
+    root = REPO / package.replace(".", "/")
+    modules = (
+        [package]
+        if root.with_suffix(".py").is_file()
+        else [package]
+        + [f"{package}.{p.stem}" for p in sorted(root.glob("*.py")) if p.stem != "__init__"]
+    )
+    code = (
+        "import importlib, json, sys\n"
+        f"for name in {modules!r}: importlib.import_module(name)\n"
+        "print(json.dumps(sorted(sys.modules)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    loaded = json.loads(out.stdout)
+    bad = [
+        name
+        for name in loaded
+        for prefix in FORBIDDEN[package]
+        if name == prefix or name.startswith(prefix + ".")
+    ]
+    assert not bad, f"{package} pulls in {sorted(set(bad))}"
