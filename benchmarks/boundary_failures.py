@@ -42,31 +42,18 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     loaded = load_for_inference(args.model)
-    generation = loaded.extra.get("generation", {})
+    generation = loaded.generation  # the checkpoint's stored settings
     cache = Path(args.data)
     calibration = Calibration.load(cache / "calibration.json")
     column = DYNAMIC_CONTROLS.index("density")
-    threshold = EvalOptions(model=args.model).boundary_threshold  # the evaluation's rule
+    threshold = EvalOptions(args.model, generation).boundary_threshold  # the evaluation's rule
     heard = total = 0
     for index, number in enumerate(args.songs):
         song = load_song_piece(cache, f"{number:03d}", args.bars, loaded.config)
         piece = song.conditions
         if args.cut_contrast > 0:
             piece = contrasted(piece, args.cut_contrast, calibration)
-        roll = generate(
-            loaded,
-            piece,
-            index,
-            int(generation.get("steps", 25)),
-            float(generation.get("guidance", 2.0)),
-            float(generation.get("onset_threshold", 0.5)),
-            float(generation.get("sustain_threshold", 0.4)),
-            sampler=str(generation.get("sampler", "ddim")),
-            density_slack=float(generation.get("density_slack", 0.5)),
-            recall_strength=float(generation.get("recall", 0.8)),
-            groove=float(generation.get("groove", 0.1)),
-            edge_bars=int(generation.get("edge_bars", 0)),
-        )
+        roll = generate(loaded, piece, generation, index)
         starts = segment_starts(piece.segment_ids)
         ends = np.append(starts[1:], piece.n_steps)
         for segment, audible in boundary_changes(

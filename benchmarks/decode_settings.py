@@ -10,7 +10,8 @@ threshold 0.5, sustain 0.4, density slack 0.5), so those rows differ by decoding
 `--cut-contrast R` conditions on the app's contrast rule at every phrase boundary (as
 `trainer evaluate --cut-contrast`). Prints one row per setting with the evaluation's
 metrics and control columns, and the real songs' row. `--cache DIR` keeps the sampled
-rolls (one .npz per song, strength and contrast) for re-decoding.
+rolls (one .npz per song, strength and contrast) for re-decoding. Sampling is
+`diffbgm.generation.generate_roll` (its raw values), each variant `diffbgm.generation.decode`.
 """
 
 from __future__ import annotations
@@ -20,8 +21,15 @@ import itertools
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from diffbgm.checkpoint import LoadedModel
+    from diffbgm.generation import GenerationConfig
+    from diffbgm.music.calibration import Calibration
+    from trainer.sample import SongPiece
 
 
 def main() -> None:
@@ -48,20 +56,28 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
-    from diffbgm.model.sampling import decode_piece, sample_piece
 
+    from diffbgm.generation import GenerationConfig, decode
     from diffbgm.metrics import aggregate, piece_metrics
     from diffbgm.metrics_cli import parse_song_range
-    from diffbgm.model.diffusion import Diffusion
     from diffbgm.music.calibration import Calibration
     from trainer.evaluate import EvalOptions, _Accumulator, contrasted
     from trainer.models import load_for_inference
     from trainer.sample import load_song_piece
 
     torch.set_num_threads(args.threads)
-    defaults = EvalOptions(model=args.model)
+    # The settings of this study, whatever the checkpoint stores: DDIM 25 at guidance 2,
+    # onset threshold 0.5, sustain 0.4, density slack 0.5; recall, groove and edge bars vary.
+    base = GenerationConfig(
+        sampler="ddim",
+        steps=25,
+        guidance=2.0,
+        onset_threshold=0.5,
+        sustain_threshold=0.4,
+        density_slack=0.5,
+    )
+    defaults = EvalOptions(model=args.model, generation=base)
     loaded = load_for_inference(args.model)
-    diffusion = Diffusion(loaded.config.diffusion)
     cache = Path(args.data)
     calibration = Calibration.load(cache / "calibration.json")
     songs = [load_song_piece(cache, n, args.bars, loaded.config) for n in
@@ -80,16 +96,17 @@ def main() -> None:
             f"-contrast{args.cut_contrast:g}" if args.cut_contrast else ""
         )
         tag += "-edges" if args.recall_edges else ""
-        rolls = [_sampled(loaded, diffusion, song, n, strength, args.cache, tag, sample_piece,
-                          torch, args.recall_edges)
+        # edge bars only matter to sampling as on/off: recall yields at a changing edge
+        sampling = base.with_overrides(recall=strength, edge_bars=1 if args.recall_edges else 0)
+        rolls = [_sampled(loaded, song, n, sampling, calibration, args.cache, tag)
                  for n, song in enumerate(songs, start=args.first_seed)]  # fmt: skip
         seconds = time.perf_counter() - started
         for groove, edge_bars in itertools.product(args.groove, args.edge_bars):
+            config = base.with_overrides(groove=groove, edge_bars=edge_bars)
             accumulator = _Accumulator()
             rows = []
             for x, song in zip(rolls, songs, strict=True):
-                decoded = decode_piece(x, song.conditions, 0.5, 0.4, 0.5, calibration, groove,
-                                       edge_bars)  # fmt: skip
+                decoded = decode(x, song.conditions, config, calibration)
                 chords = song.conditions.chord_pcs
                 rows.append(piece_metrics(decoded.onset, decoded.sustain, chords, song.key))
                 accumulator.add(
@@ -109,19 +126,22 @@ def main() -> None:
 
 
 def _sampled(
-    loaded, diffusion, song, n, strength, folder, tag, sample_piece, torch, edges
-) -> np.ndarray:  # type: ignore[no-untyped-def]
-    """The continuous roll of one song at one recall strength (from the cache when there)."""
-    path = folder / f"{song.song_id}-{tag}.npz" if folder else None
-    from diffbgm.model.sampling import requested_onsets_per_bar
+    loaded: LoadedModel,
+    song: SongPiece,
+    seed: int,
+    config: GenerationConfig,
+    calibration: Calibration,
+    folder: Path | None,
+    tag: str,
+) -> np.ndarray:
+    """The continuous roll (2, T, P) of one song at one sampling setting (from the cache when
+    there): generate_roll's sampled values, which every decoding variant then cuts."""
+    from diffbgm.generation import generate_roll
 
+    path = folder / f"{song.song_id}-{tag}.npz" if folder else None
     if path is not None and path.is_file():
-        return np.load(path)["x"]
-    generator = torch.Generator().manual_seed(n)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        x = sample_piece(loaded.model, diffusion, song.conditions, loaded.config, generator,
-                         steps=25, guidance=2.0, recall_strength=strength,
-                         onsets_per_bar=requested_onsets_per_bar(song.conditions) if edges else None)  # fmt: skip
+        return np.asarray(np.load(path)["x"])
+    x = generate_roll(loaded, song.conditions, config, seed, calibration=calibration).raw
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(path, x=x)

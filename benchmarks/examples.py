@@ -22,6 +22,7 @@ import numpy as np
 import pretty_midi
 
 from diffbgm.pipeline import ComposeOptions, Composer
+from diffbgm.plan import MusicPlan
 from diffbgm.video.mux import ffmpeg_exe
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,18 +37,18 @@ def bikes_video() -> Path | None:
     return path if path.exists() else None
 
 
-def note_statistics(midi_path: Path, plan: dict[str, Any]) -> dict[str, Any]:
+def note_statistics(midi_path: Path, plan: MusicPlan) -> dict[str, Any]:
     """What the descriptions in the model card rest on: notes, range, note lengths, and the
     notes per second of each segment (its span in seconds from the plan's beat grid)."""
     midi = pretty_midi.PrettyMIDI(str(midi_path))
     notes = [note for instrument in midi.instruments for note in instrument.notes]
     starts = np.array([note.start for note in notes])
-    beat_s = 60.0 / plan["tempo_bpm"]
+    beat_s = 60.0 / plan.tempo_bpm
     per_segment = []
-    for segment in plan["segments"]:
-        begin = plan["offset_s"] + segment["start_beat"] * beat_s
-        end = begin + segment["n_beats"] * beat_s
-        span = min(end, plan["duration_s"]) - max(begin, 0.0)
+    for segment in plan.segments:
+        begin = plan.offset_s + segment.start_beat * beat_s
+        end = begin + segment.n_beats * beat_s
+        span = min(end, plan.duration_s) - max(begin, 0.0)
         count = int(((starts >= begin) & (starts < end)).sum())
         per_segment.append(round(count / span, 1) if span > 0 else None)
     return {
@@ -96,16 +97,18 @@ def main() -> None:
                 ],
                 check=True,
             )
-            plan = result.report["plan"]
+            report = result.report
+            plan = report.plan
+            chosen = {k: v for k, v in report.options.to_dict().items() if v not in (None, {})}
             summary.append(
                 {
                     "name": name,
                     "video": video.name,
-                    "options": {k: v for k, v in result.report["options"].items() if v is not None},
-                    "tempo_bpm": plan["tempo_bpm"],
-                    "key": plan["key"],
-                    "segments": len(plan["segments"]),
-                    "cut_alignment": result.report["metrics"]["cut_alignment"],
+                    "options": chosen,
+                    "tempo_bpm": plan.tempo_bpm,
+                    "key": plan.to_dict()["key"],
+                    "segments": len(plan.segments),
+                    "cut_alignment": report.metrics.cut_alignment,
                     **note_statistics(result.midi_path, plan),
                 }
             )

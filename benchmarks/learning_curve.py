@@ -21,6 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from diffbgm.generation import GenerationConfig
 from trainer.evaluate import EvalOptions
 
 METRICS = ("pche", "gps", "si_short", "chord_tone_ratio", "onsets_per_bar")
@@ -88,14 +89,16 @@ def evaluate_snapshots(run: Path, args: argparse.Namespace, offset: int) -> list
     # the same generation settings for every point, so only the weights differ
     base = EvalOptions(
         model="",
+        generation=GenerationConfig(
+            sampler="dpm",
+            steps=args.sampler_steps,
+            guidance=args.guidance,
+            onset_threshold=args.onset_threshold,
+            sustain_threshold=args.sustain_threshold,
+        ),
         data=args.data,
         songs=tuple(songs),
         bars=args.bars,
-        steps=args.sampler_steps,
-        sampler="dpm",
-        guidance=args.guidance,
-        onset_threshold=args.onset_threshold,
-        sustain_threshold=args.sustain_threshold,
     )
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
         futures = [

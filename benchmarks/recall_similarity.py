@@ -35,13 +35,13 @@ def main() -> None:
     print("|---|---|---|---|")
     for strength in args.strengths:
         for seed in args.seeds:
-            options = ComposeOptions(seed=seed, recall=strength)
+            options = ComposeOptions(seed=seed, generation={"recall": strength})
             plan = composer.plan(analysis, options)
             repeat = next((s for s in plan.segments if s.recalls >= 0), None)
             if repeat is None:
                 raise SystemExit(f"{args.video.name}: no segment of the plan recalls another")
             source = plan.segments[repeat.recalls]
-            onset, _ = composer.sample_roll(plan, seed, options)
+            onset = composer.compose_roll(plan, seed, composer.generation_config(options)).onset
             bar = 4 * STEPS_PER_BEAT
             a = source.start_beat * STEPS_PER_BEAT + bar  # bars 2-3 of each segment
             b = repeat.start_beat * STEPS_PER_BEAT + bar

@@ -57,7 +57,8 @@ def main() -> None:
     config = PlanConfig()
     if args.cut_contrast is not None:
         config = replace(config, cut_contrast=args.cut_contrast)
-    pitch_low = composer.config.pitch_low
+    pitch_low = composer.loaded.config.pitch_low
+    generation = {} if args.recall is None else {"recall": args.recall}
     pairs: dict[str, tuple[list[float], list[float]]] = {"density": ([], []), "register": ([], [])}
     totals = {"cuts": [0, 0], "phrases": [0, 0]}
     for video in args.videos or default_videos():
@@ -65,9 +66,9 @@ def main() -> None:
         counts = {"cuts": [0, 0], "phrases": [0, 0]}
         started = time.perf_counter()
         for seed in range(args.seeds):
-            options = ComposeOptions(seed=seed, recall=args.recall)
+            options = ComposeOptions(seed=seed, generation=generation)
             plan = composer.plan(analysis, options, config)
-            onset, _ = composer.sample_roll(plan, seed, options)
+            onset = composer.compose_roll(plan, seed, composer.generation_config(options)).onset
             starts = segment_starts(plan.step_segment_ids(onset.shape[0]))
             for index, heard in boundary_changes(onset, starts, pitch_low, args.threshold):
                 same_shots = (
@@ -91,8 +92,8 @@ def main() -> None:
             f"{_share(counts['phrases'])}; {seconds:.1f} s per piece"
         )
     spearmans = []
-    for name, (requested, realised) in pairs.items():
-        req, real = np.asarray(requested), np.asarray(realised)
+    for name, (asked, played) in pairs.items():
+        req, real = np.asarray(asked), np.asarray(played)
         keep = np.isfinite(req) & np.isfinite(real)
         spearmans.append(f"{name} {spearman(req[keep], real[keep]):.3f}")
     print(

@@ -60,7 +60,7 @@ __all__ = [
     "GrooveBias",
     "KnownMusic",
     "add_generation_arguments",
-    "decoding",
+    "decode",
     "decode_roll",
     "decode_steps",
     "generate_roll",
