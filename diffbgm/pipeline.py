@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
@@ -42,6 +42,9 @@ from diffbgm.result import (
 from diffbgm.video.features import Mood
 from diffbgm.video.probe import ProbeLimits
 from diffbgm.video.types import VideoAnalysis, VideoInfo
+
+if TYPE_CHECKING:
+    from diffbgm.video.semantics import MoodTextEncoder
 
 ProgressFn = Callable[[int, int, str], None]
 T = TypeVar("T")
@@ -161,7 +164,7 @@ class Composer:
         self.calibration = Calibration.load()
         self.loaded = loaded
         self.model_id = model_id
-        self._text_encoder: object | None = None
+        self._text_encoder: MoodTextEncoder | None = None
         self._lock = threading.Lock()
 
     @classmethod
@@ -256,7 +259,7 @@ class Composer:
             from diffbgm.video.semantics import MoodTextEncoder
 
             self._text_encoder = MoodTextEncoder()
-        return self._text_encoder.mood(text).mood  # type: ignore[attr-defined, no-any-return]
+        return self._text_encoder.mood(text).mood
 
     def analyse(
         self,

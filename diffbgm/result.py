@@ -205,14 +205,17 @@ def write_source(folder: Path, video: Path) -> None:
     (folder / SOURCE_NAME).write_text(json.dumps({"video_path": str(video.resolve())}))
 
 
-def read_source(folder: Path, report: Mapping[str, Any] | None = None) -> Path | None:
-    """The input video recorded for a result (or in a version-1 report), if any."""
-    try:
-        return Path(json.loads((folder / SOURCE_NAME).read_text())["video_path"])
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    legacy = (report or {}).get("video_path")
-    return Path(legacy) if legacy else None
+def read_source(folder: Path) -> Path | None:
+    """The input video recorded for a result: source.json, or (version 1) report.json's
+    `video_path`; None when neither says."""
+    for name, key in ((SOURCE_NAME, "video_path"), (REPORT_NAME, "video_path")):
+        try:
+            recorded = json.loads((folder / name).read_text()).get(key)
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(recorded, str) and recorded:
+            return Path(recorded)
+    return None
 
 
 # --- the folder's life: work, publish, sweep ------------------------------------------------

@@ -102,3 +102,17 @@ def test_work_folders_of_killed_runs_are_swept(tmp_path: Path) -> None:
 def test_report_round_trips() -> None:
     report = stand_in_report(5)
     assert Report.from_dict(json.loads(report.to_json())) == report
+
+
+def test_where_the_input_was_comes_from_source_json_or_a_version_one_report(
+    tmp_path: Path,
+) -> None:
+    from diffbgm.result import read_source, write_source
+
+    assert read_source(tmp_path) is None
+    (tmp_path / "report.json").write_text(json.dumps({"video_path": "/old/clip.mp4"}))
+    assert read_source(tmp_path) == Path("/old/clip.mp4")
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"")
+    write_source(tmp_path, video)
+    assert read_source(tmp_path) == video.resolve()
