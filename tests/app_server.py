@@ -75,7 +75,6 @@ def running_app(data_dir: Path, extra_env: dict[str, str] | None = None) -> Iter
         "DIFFBGM_MODEL": str(TINY_MODEL),
         "DIFFBGM_ADMIN_TOKEN": ADMIN_TOKEN,
         "DIFFBGM_MAX_UPLOAD_MB": "50",
-        "GRADIO_TEMP_DIR": str(data_dir / "gradio-tmp"),
         **(extra_env or {}),
     }
     env.pop("DATABASE_URL", None)
