@@ -28,8 +28,8 @@ from diffbgm.video.probe import VideoProbeError, probe_video
 from tests.app_server import ADMIN_TOKEN, write_test_video
 from tests.test_app_api import FORM, StandInComposer, _handlers
 from tests.video_fixtures import truncate, write_tiny_video
-from webapp import components as quiet
 from webapp import media
+from webapp.components import quiet
 from webapp.handlers import Handlers, results_figure
 from webapp.janitor import Janitor
 from webapp.limits import AdminThrottle, BusyError, ComposeGate
@@ -498,16 +498,19 @@ def test_malformed_regenerate_requests_get_a_message_and_one_log_line(
 def test_out_of_choice_and_missing_values_are_refused_quietly(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    rating = quiet.Radio([(str(n), n) for n in range(1, 6)], label="Overall")
-    density = quiet.Slider(0, 1, label="Density")
+    rating = quiet(gr.Radio([(str(n), n) for n in range(1, 6)], label="Overall"))
+    density = quiet(gr.Slider(0, 1, label="Density"))
+    token = quiet(gr.Textbox(label="participant"), text_only=True)
     with caplog.at_level(logging.INFO, logger="diffbgm.webapp"):
-        for component, value in [(rating, 7), (density, None), (rating, "<b>x</b>" * 200)]:
+        cases = [(rating, 7), (density, None), (rating, "<b>x</b>" * 200), (token, [1, 2])]
+        for component, value in cases:
             with pytest.raises(gr.Error) as caught:
                 component.preprocess(value)
             assert caught.value.print_exception is False  # Gradio prints no traceback
             assert "<b>" not in caught.value.message
-    assert len(caplog.records) == 3 and all(r.exc_info is None for r in caplog.records)
-    assert rating.preprocess(4) == 4 and rating.get_block_name() == "radio"
+    assert len(caplog.records) == 4 and all(r.exc_info is None for r in caplog.records)
+    assert rating.preprocess(4) == 4 and token.preprocess("abc") == "abc"
+    assert not list(REPO.rglob("webapp/*.pyi"))  # no stub files written into the package
 
 
 def test_an_out_of_range_rating_is_one_log_line(

@@ -2,25 +2,32 @@
 
 Gradio checks an input (a Radio value among its choices, a Slider number within its range)
 before the handler runs, and prints a full traceback for every value it refuses — so an
-anonymous client could grow the log at will by sending, say, a rating of 7. These subclasses
-keep Gradio's checks and its frontend (they are *templates* of the built-in components: same
-Svelte component, same API) but turn a refusal into a short `gr.Error` for the person and a
-single log line for the operator.
+anonymous client could grow the log at will by sending, say, a rating of 7. `quiet` keeps
+Gradio's checks but turns a refusal into a short `gr.Error` for the person and a single log
+line for the operator.
+
+It wraps the `preprocess` of one component instance rather than subclassing: Gradio writes a
+`.pyi` stub next to the source of every component subclass it sees, which would litter the
+package at import time.
 """
 
 from __future__ import annotations
 
+import functools
 import html
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import gradio as gr
 
 log = logging.getLogger("diffbgm.webapp")
 
+C = TypeVar("C", bound=gr.components.Component)
 
-def _refuse(label: Any, value: Any, exc: Exception) -> gr.Error:
-    """The error for a refused value (shortened), logged as one line."""
+
+def refusal(label: Any, value: Any, exc: Exception) -> gr.Error:
+    """The error for a refused value (shortened, shown as text), logged as one line."""
     name = str(label) if label else "A field"
     shown = repr(value)
     shown = shown if len(shown) <= 60 else shown[:60] + "..."
@@ -32,75 +39,23 @@ def _refuse(label: Any, value: Any, exc: Exception) -> gr.Error:
     )
 
 
-class Radio(gr.Radio):
-    """gr.Radio whose out-of-choice values are refused quietly (see the module docstring)."""
+def quiet(component: C, text_only: bool = False) -> C:
+    """`component`, refusing malformed input values quietly (see the module docstring).
 
-    is_template = True
+    `text_only`: also refuse values that are not text (for Textboxes, which would otherwise
+    pass a number or a list on to the handler).
+    """
+    checked: Callable[[Any], Any] = component.preprocess
 
-    def preprocess(self, payload: Any) -> Any:
+    @functools.wraps(checked)
+    def preprocess(payload: Any) -> Any:
+        if text_only and payload is not None and not isinstance(payload, str):
+            raise refusal(component.label, payload, TypeError("not text"))
         try:
-            return super().preprocess(payload)
+            return checked(payload)
         except Exception as exc:
-            raise _refuse(self.label, payload, exc) from None
+            value = getattr(payload, "orig_name", payload)
+            raise refusal(component.label, value, exc) from None
 
-
-class Dropdown(gr.Dropdown):
-    """gr.Dropdown whose out-of-choice values are refused quietly."""
-
-    is_template = True
-
-    def preprocess(self, payload: Any) -> Any:
-        try:
-            return super().preprocess(payload)
-        except Exception as exc:
-            raise _refuse(self.label, payload, exc) from None
-
-
-class Slider(gr.Slider):
-    """gr.Slider whose missing or out-of-range values are refused quietly."""
-
-    is_template = True
-
-    def preprocess(self, payload: Any) -> Any:
-        try:
-            return super().preprocess(payload)
-        except Exception as exc:
-            raise _refuse(self.label, payload, exc) from None
-
-
-class Number(gr.Number):
-    """gr.Number whose non-numbers and out-of-range values are refused quietly."""
-
-    is_template = True
-
-    def preprocess(self, payload: Any) -> Any:
-        try:
-            return super().preprocess(payload)
-        except Exception as exc:
-            raise _refuse(self.label, payload, exc) from None
-
-
-class Textbox(gr.Textbox):
-    """gr.Textbox that refuses values that are not text quietly."""
-
-    is_template = True
-
-    def preprocess(self, payload: Any) -> Any:
-        if payload is not None and not isinstance(payload, str):
-            raise _refuse(self.label, payload, TypeError("not text"))
-        try:
-            return super().preprocess(payload)
-        except Exception as exc:
-            raise _refuse(self.label, payload, exc) from None
-
-
-class Video(gr.Video):
-    """gr.Video whose malformed payloads are refused quietly."""
-
-    is_template = True
-
-    def preprocess(self, payload: Any) -> Any:
-        try:
-            return super().preprocess(payload)
-        except Exception as exc:
-            raise _refuse(self.label, getattr(payload, "orig_name", None), exc) from None
+    setattr(component, "preprocess", preprocess)  # noqa: B010 - an instance attribute
+    return component

@@ -140,7 +140,7 @@ def user_file_names(staged: Path | None, upload_name: str) -> Iterator[None]:
     try:
         yield
     except DiffBGMError as exc:
-        if staged is not None and exc.args:
+        if staged is not None and staged.name and exc.args:
             text = str(exc.args[0])
             for server_name in (f"file:{staged.resolve()}", str(staged.resolve()), str(staged)):
                 text = text.replace(server_name, upload_name)
@@ -456,9 +456,9 @@ class Handlers:
     ) -> tuple[Any, ...]:
         """Compose music for the uploaded video into a fresh result folder.
 
-        Admitted to the compose queue (or refused at once), then the upload is staged and
-        probed, all before waiting for the model: a bad file is refused in a moment, however
-        many composes are ahead.
+        The upload is checked and probed first, then admitted to the compose queue (or refused
+        at once), then staged, all before waiting for the model: a bad file or a full queue
+        is answered in a moment, however many composes are ahead.
         """
         from diffbgm.video.probe import probe_video
 
@@ -466,20 +466,22 @@ class Handlers:
             mood, tempo_bpm, key, density, seed, guidance, steps, variants, audio, recall
         )
         name = upload_name(video)
-        with self.gate.place(client_id(request)) as ticket:
+        with user_file_names(Path(video) if isinstance(video, str) and video else None, name):
+            upload = media.check_upload(video, self.settings.max_upload_bytes)
+            probe_video(upload, self.settings.probe_limits)
+        media.touch(upload)  # in use: the upload sweep keeps it a while longer
+        with (
+            self.gate.place(client_id(request)) as ticket,
+            media.work_dir(self.settings.outputs_dir, self.in_flight) as folder,
+        ):
             self._cleanup()
-            with media.work_dir(self.settings.outputs_dir, self.in_flight) as folder:
-                staged: Path | None = None
-                with user_file_names(None, name):
-                    staged = media.stage_upload(video, folder, self.settings.max_upload_bytes)
-                media.touch(video)  # in use: the upload sweep keeps it a while longer
-                with user_file_names(staged, name):
-                    probe_video(staged, self.settings.probe_limits)
-                    self._wait_for_model(ticket, progress)
-                    report = progress_reporter(progress)
-                    self.composers.run(
-                        lambda composer: composer(staged, folder, options, progress=report)
-                    )
+            staged = media.stage_upload(upload, folder, self.settings.max_upload_bytes)
+            with user_file_names(staged, name):
+                self._wait_for_model(ticket, progress)
+                report = progress_reporter(progress)
+                self.composers.run(
+                    lambda composer: composer(staged, folder, options, progress=report)
+                )
         return self._view_outputs(folder)
 
     @user_errors

@@ -228,13 +228,12 @@ def safe_upload_name(name: str) -> str:
     return f"{INPUT_PREFIX}{'-' + stem if stem else ''}{suffix}"
 
 
-def stage_upload(upload: str | Path | None, request_dir: Path, max_bytes: int) -> Path:
-    """Put the uploaded file into `request_dir` under a neutral name; check presence and size.
+def check_upload(upload: str | Path | None, max_bytes: int) -> Path:
+    """The uploaded file, after checking it is there, not empty and within `max_bytes`.
 
-    Raises VideoError (with a message for people) when nothing was uploaded, the file is
-    empty or larger than `max_bytes`.
+    Raises VideoError (with a message for people) otherwise.
     """
-    if upload is None or str(upload).strip() == "":
+    if upload is None or not isinstance(upload, str | Path) or str(upload).strip() == "":
         raise VideoError("Please upload a video first (or pick the example).")
     source = Path(upload)
     if not source.is_file():
@@ -250,6 +249,12 @@ def stage_upload(upload: str | Path | None, request_dir: Path, max_bytes: int) -
             f"The uploaded file {source.name!r} is {size / 1e6:.0f} MB; the limit is "
             f"{max_bytes / 1e6:.0f} MB."
         )
+    return source
+
+
+def stage_upload(upload: str | Path | None, request_dir: Path, max_bytes: int) -> Path:
+    """Put the uploaded file into `request_dir` under a neutral name (see `check_upload`)."""
+    source = check_upload(upload, max_bytes)
     return link_or_copy(source, request_dir / safe_upload_name(source.name))
 
 

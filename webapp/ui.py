@@ -12,7 +12,7 @@ from typing import Any
 
 import gradio as gr
 
-from webapp import components as quiet
+from webapp.components import quiet
 from webapp.handlers import AUDIO_CHOICES, KEY_CHOICES, SHOT_COLUMNS, Handlers
 from webapp.settings import ADMIN_TOKEN_MIN_LENGTH, AppSettings
 
@@ -45,7 +45,7 @@ def study_code_from_url(request: gr.Request) -> str:
 def _compose_tab(handlers: Handlers, settings: AppSettings) -> None:
     with gr.Row():
         with gr.Column(scale=1):
-            video = quiet.Video(label="Your video", sources=["upload"], elem_id="video-in")
+            video = quiet(gr.Video(label="Your video", sources=["upload"], elem_id="video-in"))
             if settings.example_video is not None:
                 gr.Examples(
                     examples=[[str(settings.example_video)]],
@@ -53,27 +53,40 @@ def _compose_tab(handlers: Handlers, settings: AppSettings) -> None:
                     label="Example: Big Buck Bunny, first 30 s",
                     cache_examples=False,
                 )
-            mood = quiet.Textbox(label="Mood (optional)", placeholder="e.g. calm and warm, playful")
+            mood = quiet(
+                gr.Textbox(label="Mood (optional)", placeholder="e.g. calm and warm, playful"),
+                text_only=True,
+            )
             with gr.Row():
-                tempo = quiet.Number(label="Tempo BPM (0 = from the video)", value=0, minimum=0)
-                key = quiet.Dropdown(list(KEY_CHOICES), value="auto", label="Key")
-            density = quiet.Slider(0, 1, value=0, step=0.05, label="Density (0 = follow the video)")
+                tempo = quiet(gr.Number(label="Tempo BPM (0 = from the video)", value=0, minimum=0))
+                key = quiet(gr.Dropdown(list(KEY_CHOICES), value="auto", label="Key"))
+            density = quiet(
+                gr.Slider(0, 1, value=0, step=0.05, label="Density (0 = follow the video)")
+            )
             with gr.Accordion("More settings", open=False):
                 with gr.Row():
-                    seed = quiet.Number(label="Seed", value=0, precision=0)
-                    variants = quiet.Slider(1, 4, value=1, step=1, label="Variants")
+                    seed = quiet(gr.Number(label="Seed", value=0, precision=0))
+                    variants = quiet(gr.Slider(1, 4, value=1, step=1, label="Variants"))
                 with gr.Row():
-                    guidance = quiet.Number(label="Guidance (empty = model default)", value=None)
-                    steps = quiet.Number(
-                        label="Steps (empty = model default)", value=None, precision=0
+                    guidance = quiet(
+                        gr.Number(label="Guidance (empty = model default)", value=None)
                     )
-                recall = quiet.Number(
-                    label="Theme recall 0-1: how closely a returning scene repeats its music "
-                    "(empty = model default)",
-                    value=None,
+                    steps = quiet(
+                        gr.Number(label="Steps (empty = model default)", value=None, precision=0)
+                    )
+                recall = quiet(
+                    gr.Number(
+                        label="Theme recall 0-1: how closely a returning scene repeats its music "
+                        "(empty = model default)",
+                        value=None,
+                    )
                 )
-                audio_mode = quiet.Radio(
-                    list(AUDIO_CHOICES), value="duck", label="Original sound: duck, keep or replace"
+                audio_mode = quiet(
+                    gr.Radio(
+                        list(AUDIO_CHOICES),
+                        value="duck",
+                        label="Original sound: duck, keep or replace",
+                    )
                 )
             compose_btn = gr.Button("Compose music", variant="primary", elem_id="compose-btn")
         with gr.Column(scale=2):
@@ -93,13 +106,13 @@ def _compose_tab(handlers: Handlers, settings: AppSettings) -> None:
             with gr.Group():
                 gr.Markdown("**Regenerate one segment** (the rest of the music is kept)")
                 with gr.Row():
-                    segment = quiet.Number(label="Segment", value=1, minimum=1, precision=0)
-                    regen_seed = quiet.Number(label="New seed", value=1, precision=0)
-                    regen_density = quiet.Slider(
-                        0, 1, value=0, step=0.05, label="Density (0 = keep)"
+                    segment = quiet(gr.Number(label="Segment", value=1, minimum=1, precision=0))
+                    regen_seed = quiet(gr.Number(label="New seed", value=1, precision=0))
+                    regen_density = quiet(
+                        gr.Slider(0, 1, value=0, step=0.05, label="Density (0 = keep)")
                     )
                 regen_btn = gr.Button("Regenerate segment", elem_id="regen-btn")
-            result_name = quiet.Textbox(visible=False, label="result")
+            result_name = quiet(gr.Textbox(visible=False, label="result"), text_only=True)
 
     outputs = [
         summary,
@@ -146,12 +159,13 @@ def _compose_tab(handlers: Handlers, settings: AppSettings) -> None:
 def _study_tab(handlers: Handlers, settings: AppSettings, demo: gr.Blocks) -> None:
     gr.Markdown(STUDY_INTRO)
     with gr.Row():
-        code = quiet.Textbox(
-            label="Study code", placeholder="e.g. pilot-3f9a2c", elem_id="study-code"
+        code = quiet(
+            gr.Textbox(label="Study code", placeholder="e.g. pilot-3f9a2c", elem_id="study-code"),
+            text_only=True,
         )
         join_btn = gr.Button("Join", variant="primary", elem_id="join-btn")
-    token = quiet.Textbox(visible=False, label="participant")
-    trial_key = quiet.Textbox(visible=False, label="trial")
+    token = quiet(gr.Textbox(visible=False, label="participant"), text_only=True)
+    trial_key = quiet(gr.Textbox(visible=False, label="trial"), text_only=True)
     status = gr.Markdown(elem_id="trial-status")
     with gr.Row():
         with gr.Column():
@@ -166,17 +180,19 @@ def _study_tab(handlers: Handlers, settings: AppSettings, demo: gr.Blocks) -> No
             )
     scale = [(str(n), n) for n in range(1, 6)]
     with gr.Row(elem_classes="rating-row"):
-        musicality = quiet.Radio(
-            scale,
-            label="Musicality (1 poor - 5 excellent)",
-            visible=False,
-            type="value",
-            elem_id="rate-musicality",
+        musicality = quiet(
+            gr.Radio(
+                scale,
+                label="Musicality (1 poor - 5 excellent)",
+                visible=False,
+                type="value",
+                elem_id="rate-musicality",
+            )
         )
-        fit = quiet.Radio(scale, label="Fit to the video", visible=False, elem_id="rate-fit")
-        overall = quiet.Radio(scale, label="Overall", visible=False, elem_id="rate-overall")
-        choice = quiet.Radio(
-            ["A", "B"], label="Which do you prefer?", visible=False, elem_id="rate-choice"
+        fit = quiet(gr.Radio(scale, label="Fit to the video", visible=False, elem_id="rate-fit"))
+        overall = quiet(gr.Radio(scale, label="Overall", visible=False, elem_id="rate-overall"))
+        choice = quiet(
+            gr.Radio(["A", "B"], label="Which do you prefer?", visible=False, elem_id="rate-choice")
         )
     with gr.Row():
         submit_btn = gr.Button("Submit and next", variant="primary", elem_id="rate-btn")
@@ -235,28 +251,35 @@ def _admin_tab(handlers: Handlers, settings: AppSettings, demo: gr.Blocks) -> No
             f"(at least {ADMIN_TOKEN_MIN_LENGTH} characters) and restart the app to create "
             "studies and see results."
         )
-    admin_token = quiet.Textbox(label="Admin token", type="password", elem_id="admin-token")
+    admin_token = quiet(
+        gr.Textbox(label="Admin token", type="password", elem_id="admin-token"), text_only=True
+    )
     with gr.Accordion("Create a study from composed results", open=True):
         with gr.Row():
-            title = quiet.Textbox(label="Title", value="Listening study")
-            kind = quiet.Radio(["likert", "ab"], value="likert", label="Kind (rate 1-5 or A/B)")
+            title = quiet(gr.Textbox(label="Title", value="Listening study"), text_only=True)
+            kind = quiet(gr.Radio(["likert", "ab"], value="likert", label="Kind (rate 1-5 or A/B)"))
         with gr.Row():
             # Custom values let scripts name results directly; the handler checks every name.
-            results = quiet.Dropdown(
-                choices=[],
-                multiselect=True,
-                allow_custom_value=True,
-                label="Results (folders under the output dir)",
+            results = quiet(
+                gr.Dropdown(
+                    choices=[],
+                    multiselect=True,
+                    allow_custom_value=True,
+                    label="Results (folders under the output dir)",
+                )
             )
             refresh_btn = gr.Button("Refresh list", size="sm")
-        conditions = quiet.Textbox(
-            label="Condition per chosen result, same order, comma-separated",
-            placeholder="e.g. full, no-sac, full, no-sac",
+        conditions = quiet(
+            gr.Textbox(
+                label="Condition per chosen result, same order, comma-separated",
+                placeholder="e.g. full, no-sac, full, no-sac",
+            ),
+            text_only=True,
         )
         create_btn = gr.Button("Create study", variant="primary")
         created = gr.Markdown(latex_delimiters=[])  # titles are plain text, never LaTeX
     with gr.Row():
-        code = quiet.Textbox(label="Study code", elem_id="admin-study-code")
+        code = quiet(gr.Textbox(label="Study code", elem_id="admin-study-code"), text_only=True)
         results_btn = gr.Button("Show results")
         close_btn = gr.Button("Close study", variant="stop")
     summary = gr.Markdown(latex_delimiters=[])
