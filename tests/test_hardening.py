@@ -513,6 +513,21 @@ def test_out_of_choice_and_missing_values_are_refused_quietly(
     assert not list(REPO.rglob("webapp/*.pyi"))  # no stub files written into the package
 
 
+def test_no_event_lets_gradio_print_a_traceback_for_a_malformed_value(tmp_path: Path) -> None:
+    handlers, _ = _handlers(tmp_path, StandInComposer())
+    demo = build_app(handlers.settings, handlers)
+    updated = {id(block) for fn in demo.fns.values() for block in fn.outputs}
+    for fn in demo.fns.values():
+        if not fn.preprocess:
+            continue  # the handler gets raw values and checks them itself
+        for block in fn.inputs:
+            # A component an event updates is rebuilt from its class (losing the wrapper).
+            assert id(block) not in updated, (fn.api_name, block.label)
+            assert hasattr(block.preprocess, "__wrapped__"), (fn.api_name, block.label)
+    raw = {fn.api_name for fn in demo.fns.values() if not fn.preprocess}
+    assert {"rate", "join_study", "next_item", "regenerate", "create_study"} <= raw
+
+
 def test_an_out_of_range_rating_is_one_log_line(
     tmp_path: Path, clip: Path, admin_env: None, caplog: pytest.LogCaptureFixture
 ) -> None:

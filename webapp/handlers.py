@@ -679,6 +679,8 @@ class Handlers:
         from webapp.studies import create_study
 
         admin_token = self._check_admin(admin_token, request)
+        if result_names is not None and not isinstance(result_names, str | list):
+            raise DiffBGMError("Choose the results as a list of result names.")
         names = [result_names] if isinstance(result_names, str) else list(result_names or [])
         if not isinstance(title, str) or not isinstance(kind, str):
             raise DiffBGMError("Give the study a title and a kind (likert or ab).")

@@ -106,13 +106,11 @@ def _compose_tab(handlers: Handlers, settings: AppSettings) -> None:
             with gr.Group():
                 gr.Markdown("**Regenerate one segment** (the rest of the music is kept)")
                 with gr.Row():
-                    segment = quiet(gr.Number(label="Segment", value=1, minimum=1, precision=0))
-                    regen_seed = quiet(gr.Number(label="New seed", value=1, precision=0))
-                    regen_density = quiet(
-                        gr.Slider(0, 1, value=0, step=0.05, label="Density (0 = keep)")
-                    )
+                    segment = gr.Number(label="Segment", value=1, minimum=1, precision=0)
+                    regen_seed = gr.Number(label="New seed", value=1, precision=0)
+                    regen_density = gr.Slider(0, 1, value=0, step=0.05, label="Density (0 = keep)")
                 regen_btn = gr.Button("Regenerate segment", elem_id="regen-btn")
-            result_name = quiet(gr.Textbox(visible=False, label="result"), text_only=True)
+            result_name = gr.Textbox(visible=False, label="result")
 
     outputs = [
         summary,
@@ -153,19 +151,17 @@ def _compose_tab(handlers: Handlers, settings: AppSettings) -> None:
         api_name="regenerate",
         concurrency_limit=None,
         concurrency_id=COMPOSE_GROUP,
+        preprocess=False,  # raw values, checked by the handler (see _study_tab)
     )
 
 
 def _study_tab(handlers: Handlers, settings: AppSettings, demo: gr.Blocks) -> None:
     gr.Markdown(STUDY_INTRO)
     with gr.Row():
-        code = quiet(
-            gr.Textbox(label="Study code", placeholder="e.g. pilot-3f9a2c", elem_id="study-code"),
-            text_only=True,
-        )
+        code = gr.Textbox(label="Study code", placeholder="e.g. pilot-3f9a2c", elem_id="study-code")
         join_btn = gr.Button("Join", variant="primary", elem_id="join-btn")
-    token = quiet(gr.Textbox(visible=False, label="participant"), text_only=True)
-    trial_key = quiet(gr.Textbox(visible=False, label="trial"), text_only=True)
+    token = gr.Textbox(visible=False, label="participant")
+    trial_key = gr.Textbox(visible=False, label="trial")
     status = gr.Markdown(elem_id="trial-status")
     with gr.Row():
         with gr.Column():
@@ -180,19 +176,17 @@ def _study_tab(handlers: Handlers, settings: AppSettings, demo: gr.Blocks) -> No
             )
     scale = [(str(n), n) for n in range(1, 6)]
     with gr.Row(elem_classes="rating-row"):
-        musicality = quiet(
-            gr.Radio(
-                scale,
-                label="Musicality (1 poor - 5 excellent)",
-                visible=False,
-                type="value",
-                elem_id="rate-musicality",
-            )
+        musicality = gr.Radio(
+            scale,
+            label="Musicality (1 poor - 5 excellent)",
+            visible=False,
+            type="value",
+            elem_id="rate-musicality",
         )
-        fit = quiet(gr.Radio(scale, label="Fit to the video", visible=False, elem_id="rate-fit"))
-        overall = quiet(gr.Radio(scale, label="Overall", visible=False, elem_id="rate-overall"))
-        choice = quiet(
-            gr.Radio(["A", "B"], label="Which do you prefer?", visible=False, elem_id="rate-choice")
+        fit = gr.Radio(scale, label="Fit to the video", visible=False, elem_id="rate-fit")
+        overall = gr.Radio(scale, label="Overall", visible=False, elem_id="rate-overall")
+        choice = gr.Radio(
+            ["A", "B"], label="Which do you prefer?", visible=False, elem_id="rate-choice"
         )
     with gr.Row():
         submit_btn = gr.Button("Submit and next", variant="primary", elem_id="rate-btn")
@@ -210,9 +204,13 @@ def _study_tab(handlers: Handlers, settings: AppSettings, demo: gr.Blocks) -> No
         overall,
         choice,
     ]
+    # preprocess=False: the handlers get the raw values and check them themselves, with a
+    # clear message and one log line (Gradio's own checks print a traceback per refusal, and
+    # components changed by gr.update are rebuilt from their class, see webapp.components).
     study_group: dict[str, Any] = {
         "concurrency_id": STUDY_GROUP,
         "concurrency_limit": settings.study_concurrency,
+        "preprocess": False,
     }
     join_btn.click(
         handlers.join_study,
@@ -251,35 +249,28 @@ def _admin_tab(handlers: Handlers, settings: AppSettings, demo: gr.Blocks) -> No
             f"(at least {ADMIN_TOKEN_MIN_LENGTH} characters) and restart the app to create "
             "studies and see results."
         )
-    admin_token = quiet(
-        gr.Textbox(label="Admin token", type="password", elem_id="admin-token"), text_only=True
-    )
+    admin_token = gr.Textbox(label="Admin token", type="password", elem_id="admin-token")
     with gr.Accordion("Create a study from composed results", open=True):
         with gr.Row():
-            title = quiet(gr.Textbox(label="Title", value="Listening study"), text_only=True)
-            kind = quiet(gr.Radio(["likert", "ab"], value="likert", label="Kind (rate 1-5 or A/B)"))
+            title = gr.Textbox(label="Title", value="Listening study")
+            kind = gr.Radio(["likert", "ab"], value="likert", label="Kind (rate 1-5 or A/B)")
         with gr.Row():
             # Custom values let scripts name results directly; the handler checks every name.
-            results = quiet(
-                gr.Dropdown(
-                    choices=[],
-                    multiselect=True,
-                    allow_custom_value=True,
-                    label="Results (folders under the output dir)",
-                )
+            results = gr.Dropdown(
+                choices=[],
+                multiselect=True,
+                allow_custom_value=True,
+                label="Results (folders under the output dir)",
             )
             refresh_btn = gr.Button("Refresh list", size="sm")
-        conditions = quiet(
-            gr.Textbox(
-                label="Condition per chosen result, same order, comma-separated",
-                placeholder="e.g. full, no-sac, full, no-sac",
-            ),
-            text_only=True,
+        conditions = gr.Textbox(
+            label="Condition per chosen result, same order, comma-separated",
+            placeholder="e.g. full, no-sac, full, no-sac",
         )
         create_btn = gr.Button("Create study", variant="primary")
         created = gr.Markdown(latex_delimiters=[])  # titles are plain text, never LaTeX
     with gr.Row():
-        code = quiet(gr.Textbox(label="Study code", elem_id="admin-study-code"), text_only=True)
+        code = gr.Textbox(label="Study code", elem_id="admin-study-code")
         results_btn = gr.Button("Show results")
         close_btn = gr.Button("Close study", variant="stop")
     summary = gr.Markdown(latex_delimiters=[])
@@ -287,7 +278,11 @@ def _admin_tab(handlers: Handlers, settings: AppSettings, demo: gr.Blocks) -> No
     plot = gr.Plot(label="Means with 95 % confidence intervals")
     csv_file = gr.File(label="CSV export")
 
-    admin_group: dict[str, Any] = {"concurrency_id": ADMIN_GROUP, "concurrency_limit": 2}
+    admin_group: dict[str, Any] = {
+        "concurrency_id": ADMIN_GROUP,
+        "concurrency_limit": 2,
+        "preprocess": False,  # raw values, checked by the handlers (see _study_tab)
+    }
     # Only an admin may list results: their folder names would let anyone fetch uploads.
     refresh_btn.click(
         handlers.result_choices,
