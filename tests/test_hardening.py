@@ -193,9 +193,11 @@ def test_a_client_with_composes_waiting_is_refused_at_once_others_are_not(
     start = time.monotonic()
     with pytest.raises(gr.Error, match="already have 2 compose"):
         handlers.compose(str(clip), *FORM, None, flood)
-    # A bad file from someone else is refused in a moment although the model is busy.
     text = tmp_path / "notes.mp4"
     text.write_text("not a video\n" * 50)
+    with pytest.raises(gr.Error, match="already have 2 compose"):  # refused before probing
+        handlers.compose(str(text), *FORM, None, flood)
+    # A bad file from someone else is refused in a moment although the model is busy.
     with pytest.raises(gr.Error, match="'notes.mp4' is a text file"):
         handlers.compose(str(text), *FORM, None, FakeRequest("10.0.0.2"))
     assert time.monotonic() - start < 5

@@ -456,22 +456,25 @@ class Handlers:
     ) -> tuple[Any, ...]:
         """Compose music for the uploaded video into a fresh result folder.
 
-        The upload is checked and probed first, then admitted to the compose queue (or refused
-        at once), then staged, all before waiting for the model: a bad file or a full queue
-        is answered in a moment, however many composes are ahead.
+        A client over its own limit is refused first (cheaply); then the upload is checked
+        and probed, admitted to the compose queue (or refused at once) and staged, all before
+        waiting for the model: a bad file or a full queue is answered in a moment, however
+        many composes are ahead.
         """
         from diffbgm.video.probe import probe_video
 
         options = compose_options(
             mood, tempo_bpm, key, density, seed, guidance, steps, variants, audio, recall
         )
+        client = client_id(request)
+        self.gate.check_client(client)
         name = upload_name(video)
         with user_file_names(Path(video) if isinstance(video, str) and video else None, name):
             upload = media.check_upload(video, self.settings.max_upload_bytes)
             probe_video(upload, self.settings.probe_limits)
         media.touch(upload)  # in use: the upload sweep keeps it a while longer
         with (
-            self.gate.place(client_id(request)) as ticket,
+            self.gate.place(client) as ticket,
             media.work_dir(self.settings.outputs_dir, self.in_flight) as folder,
         ):
             self._cleanup()

@@ -51,14 +51,26 @@ class ComposeGate:
         self._active: set[Ticket] = set()
         self._per_client: Counter[str] = Counter()
 
+    def check_client(self, client: str) -> None:
+        """BusyError when `client` already has `per_client` composes in line.
+
+        Cheap, so a handler calls it before any work on the upload: a client flooding the
+        app is turned away before it costs a probe.
+        """
+        with self._cond:
+            self._check_client(client)
+
+    def _check_client(self, client: str) -> None:
+        if self._per_client[client] >= self.per_client:
+            raise BusyError(
+                f"You already have {self._per_client[client]} compose(s) waiting or running "
+                f"(the limit is {self.per_client} per person); wait for them to finish."
+            )
+
     def admit(self, client: str) -> Ticket:
         """A place in line for `client`, or BusyError when the line or the client is full."""
         with self._cond:
-            if self._per_client[client] >= self.per_client:
-                raise BusyError(
-                    f"You already have {self._per_client[client]} compose(s) waiting or running "
-                    f"(the limit is {self.per_client} per person); wait for them to finish."
-                )
+            self._check_client(client)
             if len(self._waiting) + len(self._active) >= self.capacity:
                 raise BusyError(
                     f"The compose queue is full ({self.capacity} pieces waiting or being "
