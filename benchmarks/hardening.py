@@ -6,8 +6,8 @@
 The app runs as `python app.py` (tests/app_server.py) with the tiny checkpoint, three times:
 A with the default limits except a compose queue one local client can fill (all clients here
 share 127.0.0.1), B with results that expire after seconds, C restarted on B's data folder
-after B was killed with SIGKILL mid-compose, with a too-short admin token. A few minutes in
-all on the 2-core machine.
+after B was killed with SIGKILL mid-compose, with a too-short admin token, and stopped with
+SIGTERM mid-compose. About four minutes on the 2-core machine.
 """
 
 from __future__ import annotations
@@ -608,6 +608,39 @@ def killed_run(report: Report, app: RunningApp, clip: Path) -> Path | None:
     return in_progress[0] if in_progress[0].exists() else None
 
 
+def terminated_run(report: Report, app: RunningApp, clip: Path) -> None:
+    """SIGTERM (docker stop) while a compose works: the app removes its work folder on exit."""
+    outputs = app.data_dir / "outputs"
+    longer = write_test_video(clip.parent / "longer.mp4", seconds=20.0)
+    client(app).submit(*compose_args(longer, 98), api_name="/compose")
+
+    def working() -> list[Path]:
+        folders = outputs.iterdir() if outputs.is_dir() else []
+        return [p for p in folders if (p / ".in-progress").exists()]
+
+    if not wait_for(lambda: bool(working()), timeout_s=60, poll_s=0.05):
+        report.check("terminated-run-folders", False, "no compose started")
+        return
+    folder = working()[0]
+    start = time.perf_counter()
+    with contextlib.redirect_stderr(io.StringIO()):
+        os.kill(app.pid, signal.SIGTERM)
+        exited = wait_for(lambda: not Path(f"/proc/{app.pid}").exists() or _zombie(app.pid), 60)
+    report.check(
+        "terminated-run-folders",
+        exited and not folder.exists(),
+        f"SIGTERM mid-compose: exited in {time.perf_counter() - start:.1f} s; work folder "
+        f"{folder.name} removed: {not folder.exists()}",
+    )
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except (OSError, IndexError):
+        return True
+
+
 def run_apps_b_and_c(report: Report, work: Path) -> None:
     clip = write_test_video(work / "clip-b.mp4", seconds=4.0)
     data = work / "data-b"
@@ -639,6 +672,8 @@ def run_apps_b_and_c(report: Report, work: Path) -> None:
                 logged and refusal is not None and "disabled" in refusal,
                 f"start-up log says so: {logged}; the short token gets: {refusal!r}"[:250],
             )
+        with case(report, "terminated-run-folders"):
+            terminated_run(report, app, clip)
 
 
 def main(argv: list[str] | None = None) -> int:
