@@ -31,6 +31,7 @@ class RunningApp:
     data_dir: Path
     log_path: Path
     admin_token: str
+    pid: int = 0
 
 
 def tiny_model_missing_reason() -> str | None:
@@ -75,7 +76,6 @@ def running_app(data_dir: Path, extra_env: dict[str, str] | None = None) -> Iter
         "DIFFBGM_MODEL": str(TINY_MODEL),
         "DIFFBGM_ADMIN_TOKEN": ADMIN_TOKEN,
         "DIFFBGM_MAX_UPLOAD_MB": "50",
-        "GRADIO_TEMP_DIR": str(data_dir / "gradio-tmp"),
         **(extra_env or {}),
     }
     env.pop("DATABASE_URL", None)
@@ -91,9 +91,10 @@ def running_app(data_dir: Path, extra_env: dict[str, str] | None = None) -> Iter
         )
         try:
             _wait_until_up(url, process, log_path)
-            yield RunningApp(url, data_dir, log_path, ADMIN_TOKEN)
+            yield RunningApp(url, data_dir, log_path, env["DIFFBGM_ADMIN_TOKEN"], process.pid)
         finally:
-            process.send_signal(signal.SIGINT)
+            if process.poll() is None:  # a test may have killed it on purpose
+                process.send_signal(signal.SIGINT)
             try:
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:

@@ -163,3 +163,29 @@ def truncate(source: Path, target: Path, keep_fraction: float) -> Path:
     data = source.read_bytes()
     target.write_bytes(data[: int(len(data) * keep_fraction)])
     return target
+
+
+def write_tiny_video(path: Path, width: int, height: int, seconds: float = 2.0) -> Path:
+    """A valid H.264 clip of any frame size, 1x1 and odd sizes included (yuv444p allows odd
+    sides), made by the ffmpeg binary that imageio-ffmpeg ships."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    cmd = [
+        imageio_ffmpeg.get_ffmpeg_exe(),
+        "-y",
+        "-loglevel",
+        "error",
+        "-f",
+        "lavfi",
+        "-i",
+        f"testsrc=size={width}x{height}:rate=10:duration={seconds}",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv444p",
+        str(path),
+    ]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=60)
+    return path

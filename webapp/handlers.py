@@ -9,20 +9,24 @@ app keeps serving.
 from __future__ import annotations
 
 import functools
+import html
 import logging
+import re
 import threading
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import gradio as gr
 
-from diffbgm.errors import DiffBGMError, PlanError, VideoError
+from diffbgm.errors import DiffBGMError, PlanError
 from diffbgm.options import MOOD_MAX_CHARS, ComposeOptions
 from diffbgm.result import Report, load_report
 from webapp import media
+from webapp.limits import AdminThrottle, ComposeGate, Ticket
 from webapp.settings import AppSettings
 
 log = logging.getLogger("diffbgm.webapp")
@@ -45,10 +49,39 @@ KEY_CHOICES: tuple[str, ...] = ("auto",) + tuple(
 )
 AUDIO_CHOICES = ("duck", "keep", "replace")
 GENERIC_ERROR = "Something went wrong on our side (reference {ref}). The app is still running; please try again."
+# An absolute path with at least one folder (optionally an FFmpeg `file:` URL): in a message
+# for people it is cut down to its last part, the file name.
+SERVER_PATH = re.compile(r"(?<![\w.])(?:file:)?/(?:[^/\s'\"]+/)+([^/\s'\"]*)")
+LOGGED_MESSAGE_CHARS = 300
+
+
+def public_message(text: str) -> str:
+    """A message fit to show a person: no server paths (only file names), and plain text.
+
+    Gradio renders error messages as HTML, so `<`, `>` and `&` are escaped: a study title
+    such as `<img src=x>` shows as those characters, not as an image.
+    """
+    return html.escape(SERVER_PATH.sub(r"\1", text), quote=False)
+
+
+def plain_markdown(text: str) -> str:
+    """`text` shown literally inside Markdown: HTML escaped, Markdown and `$` (LaTeX)
+    punctuation backslash-escaped."""
+    escaped = html.escape(text, quote=False)
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|~$>])", r"\\\1", escaped)
+
+
+def _log_line(text: str) -> str:
+    """One short log line from a client-influenced message (no newlines, bounded length)."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= LOGGED_MESSAGE_CHARS else flat[:LOGGED_MESSAGE_CHARS] + "..."
 
 
 def user_errors(fn: Callable[P, R]) -> Callable[P, R]:
-    """Turn a handler's exceptions into messages for people (see the module docstring)."""
+    """Turn a handler's exceptions into messages for people (see the module docstring).
+
+    A refusal (DiffBGMError) is one log line, never a traceback: clients cause them at will.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -57,14 +90,69 @@ def user_errors(fn: Callable[P, R]) -> Callable[P, R]:
         except gr.Error:
             raise
         except DiffBGMError as exc:
-            log.info("%s refused: %s", fn.__name__, exc)
-            raise gr.Error(str(exc), title="Cannot do that", print_exception=False) from exc
+            log.info("%s refused: %s", fn.__name__, _log_line(str(exc)))
+            raise gr.Error(
+                public_message(str(exc)), title="Cannot do that", print_exception=False
+            ) from exc
         except Exception as exc:
             ref = uuid.uuid4().hex[:8]
             log.exception("unexpected error in %s (reference %s)", fn.__name__, ref)
             raise gr.Error(GENERIC_ERROR.format(ref=ref), print_exception=False) from exc
 
     return wrapper
+
+
+def client_id(request: gr.Request | None) -> str:
+    """Who is asking, for per-client limits: the client's IP address ("local" without one).
+
+    Not the session id, which a client chooses freely; behind a reverse proxy on the same
+    machine, uvicorn already puts the forwarded address here.
+    """
+    client = getattr(request, "client", None) if request is not None else None
+    host = getattr(client, "host", None)
+    return str(host) if host else "local"
+
+
+def whole_number(value: Any, what: str, low: int | None = None, high: int | None = None) -> int:
+    """`value` as an int, or a DiffBGMError naming the field (API calls may send None, text,
+    1e300 or NaN where the form only sends numbers)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise DiffBGMError(f"{what} must be a whole number; got {str(value)[:40]!r}")
+    if value != value or value in (float("inf"), float("-inf")) or value != int(value):
+        raise DiffBGMError(f"{what} must be a whole number; got {value!r}")
+    number = int(value)
+    if (low is not None and number < low) or (high is not None and number > high):
+        bounds = f"{low if low is not None else '...'}-{high if high is not None else '...'}"
+        raise DiffBGMError(f"{what} {number} is outside {bounds}")
+    return number
+
+
+def optional_share(value: Any, what: str) -> float | None:
+    """A 0-1 value where 0 or empty means "keep"; None for that, else a checked float."""
+    if value is None or value == 0:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
+        raise PlanError(f"{what} {str(value)[:40]} is outside 0-1 (0 = keep the segment's own)")
+    return float(value)
+
+
+@contextmanager
+def user_file_names(staged: Path | None, upload_name: str) -> Iterator[None]:
+    """Inside the block, library errors name the user's own file, not the staged copy."""
+    try:
+        yield
+    except DiffBGMError as exc:
+        if staged is not None and staged.name and exc.args:
+            text = str(exc.args[0])
+            for server_name in (f"file:{staged.resolve()}", str(staged.resolve()), str(staged)):
+                text = text.replace(server_name, upload_name)
+            exc.args = (text.replace(staged.name, upload_name), *exc.args[1:])
+        raise
+
+
+def upload_name(upload: str | Path | None) -> str:
+    """The name the user's file had (Gradio keeps it as the last part of the upload path)."""
+    return Path(str(upload or "")).name[:120] or "your video"
 
 
 class ComposerHolder:
@@ -273,6 +361,15 @@ class Handlers:
         self.settings = settings
         self.composers = composers
         self.engine = engine
+        self.gate = ComposeGate(
+            settings.compose_queue, settings.compose_per_client, settings.compose_concurrency
+        )
+        self.admin_throttle = AdminThrottle(
+            settings.admin_free_failures,
+            settings.admin_max_lockout_s,
+            settings.admin_global_failures_per_min,
+        )
+        self.in_flight = media.InFlight()
 
     @classmethod
     def create(cls, settings: AppSettings) -> Handlers:
@@ -312,6 +409,14 @@ class Handlers:
         if removed:
             log.info("removed %d old result folders", len(removed))
 
+    def _wait_for_model(self, ticket: Ticket, progress: gr.Progress) -> None:
+        """Wait for this compose's turn (the others ahead shown in the progress bar)."""
+
+        def show(ahead: int) -> None:
+            progress((0, 1), desc=f"Waiting for the model ({ahead} ahead of you)")
+
+        self.gate.wait_turn(ticket, on_wait=show)
+
     @user_errors
     def compose(
         self,
@@ -326,29 +431,41 @@ class Handlers:
         variants: float,
         audio: str,
         recall: float | None = None,
+        request: gr.Request | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio injects it by default value
     ) -> tuple[Any, ...]:
-        """Compose music for the uploaded video into a fresh result folder."""
+        """Compose music for the uploaded video into a fresh result folder.
+
+        A client over its own limit is refused first (cheaply); then the upload is checked
+        and probed, admitted to the compose queue (or refused at once) and staged, all before
+        waiting for the model: a bad file or a full queue is answered in a moment, however
+        many composes are ahead.
+        """
         from diffbgm.video.probe import probe_video
 
         options = compose_options(
             mood, tempo_bpm, key, density, seed, guidance, steps, variants, audio, recall
         )
-        self._cleanup()
-        folder = media.new_request_dir(self.settings.outputs_dir)
-        try:
-            staged = media.stage_upload(video, folder, self.settings.max_upload_bytes)
-            # Checked before queueing for the model, so a bad upload is refused at once.
-            try:
-                probe_video(staged, self.settings.probe_limits)
-            except VideoError as exc:  # name the file as the user knows it
-                raise VideoError(str(exc).replace(staged.name, Path(str(video)).name)) from exc
-            progress((0, 1), desc="Waiting for the model")
-            report = progress_reporter(progress)
-            self.composers.run(lambda composer: composer(staged, folder, options, progress=report))
-        except BaseException:
-            media.remove_request_dir(folder)
-            raise
+        client = client_id(request)
+        self.gate.check_client(client)
+        name = upload_name(video)
+        with user_file_names(Path(video) if isinstance(video, str) and video else None, name):
+            upload = media.check_upload(video, self.settings.max_upload_bytes)
+            info = probe_video(upload, self.settings.probe_limits)
+        media.touch(upload)  # in use: the upload sweep keeps it a while longer
+        with (
+            self.gate.place(client) as ticket,
+            media.work_dir(self.settings.outputs_dir, self.in_flight) as folder,
+        ):
+            self._cleanup()
+            staged = media.stage_upload(upload, folder, self.settings.max_upload_bytes)
+            with user_file_names(staged, name):
+                self._wait_for_model(ticket, progress)
+                report = progress_reporter(progress)
+                probed = replace(info, path=staged)  # one probe per compose
+                self.composers.run(
+                    lambda composer: composer(staged, folder, options, progress=report, info=probed)
+                )
         return self._view_outputs(folder)
 
     @user_errors
@@ -358,30 +475,42 @@ class Handlers:
         segment_number: float,
         seed: float,
         density: float,
+        request: gr.Request | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008
     ) -> tuple[Any, ...]:
-        """Compose one segment (numbered from 1) again, keeping the rest, into a new folder."""
-        if not result_name:
-            raise DiffBGMError("Compose a piece first; then one of its segments can be redone.")
-        source = media.resolve_result_dir(self.settings.outputs_dir, result_name)
-        if density and not 0 < float(density) <= 1:
-            raise PlanError(f"density {density} is outside 0-1 (0 = keep the segment's own)")
-        folder = media.new_request_dir(self.settings.outputs_dir)
-        try:
-            report = progress_reporter(progress)
-            self.composers.run(
-                lambda composer: composer.regenerate(
-                    source,
-                    segment_index=int(segment_number) - 1,
-                    seed=int(seed or 0),
-                    density=float(density) if density else None,
-                    out_dir=folder,
-                    progress=report,
+        """Compose one segment (numbered from 1) again, keeping the rest, into a new folder.
+
+        The new folder gets its own link to the staged video, so it stays complete (it can be
+        regenerated again or put into a study) after the original result is cleaned up.
+        """
+        from diffbgm.video.probe import probe_video
+
+        name = media.check_result_name(result_name)
+        segment = whole_number(segment_number, "segment", low=1, high=10_000)
+        new_seed = whole_number(seed if seed is not None else 0, "seed", low=0, high=2**32 - 1)
+        new_density = optional_share(density, "density")
+        source = media.resolve_result_dir(self.settings.outputs_dir, name)
+        with (
+            self.gate.place(client_id(request)) as ticket,
+            media.work_dir(self.settings.outputs_dir, self.in_flight) as folder,
+        ):
+            original = media.source_video(source)
+            staged = media.link_or_copy(original, folder / original.name)
+            with user_file_names(staged, "the result's video"):
+                probe_video(staged, self.settings.probe_limits)
+                self._wait_for_model(ticket, progress)
+                report = progress_reporter(progress)
+                self.composers.run(
+                    lambda composer: composer.regenerate(
+                        source,
+                        segment_index=segment - 1,
+                        seed=new_seed,
+                        density=new_density,
+                        out_dir=folder,
+                        video=staged,
+                        progress=report,
+                    )
                 )
-            )
-        except BaseException:
-            media.remove_request_dir(folder)
-            raise
         return self._view_outputs(folder)
 
     # --- listening study: participants ----------------------------------------------------
@@ -434,17 +563,17 @@ class Handlers:
         from webapp.store import session_scope
         from webapp.studies import join
 
-        code = (study_code or "").strip().lower()
+        code = study_code_text(study_code)
         if not code:
             raise DiffBGMError("Enter the study code you were given (e.g. 'pilot-3f9a2c').")
         with session_scope(self.engine) as session:
-            token = join(session, code)
+            token = join(session, code, max_participants=self.settings.study_max_participants)
         return (token, *self._trial_outputs(token))
 
     @user_errors
     def next_item(self, participant_token: str) -> tuple[Any, ...]:
         """The participant's next unanswered item (or a thank-you when all are done)."""
-        if not participant_token:
+        if not participant_token or not isinstance(participant_token, str):
             raise DiffBGMError("Join a study first (enter its code and press Join).")
         return self._trial_outputs(participant_token)
 
@@ -462,17 +591,23 @@ class Handlers:
         from webapp.store import session_scope
         from webapp.studies import submit_choice, submit_rating
 
-        if not participant_token:
+        if not participant_token or not isinstance(participant_token, str):
             raise DiffBGMError("Join a study first (enter its code and press Join).")
-        kind, _, ref = (trial_key or "").partition(":")
+        kind, _, ref = (trial_key if isinstance(trial_key, str) else "").partition(":")
         with session_scope(self.engine) as session:
             if kind == "rate":
                 if musicality is None or fit is None or overall is None:
                     raise DiffBGMError("Please give all three ratings (1 = poor, 5 = excellent).")
-                submit_rating(
-                    session, participant_token, ref, int(musicality), int(fit), int(overall)
-                )
-            elif kind == "ab" and ref.isdigit():
+                scores = [
+                    whole_number(value, scale)
+                    for value, scale in (
+                        (musicality, "musicality"),
+                        (fit, "fit"),
+                        (overall, "overall"),
+                    )
+                ]
+                submit_rating(session, participant_token, ref, *scores)
+            elif kind == "ab" and ref.isdigit() and len(ref) < 12:
                 if not choice:
                     raise DiffBGMError("Please pick A or B.")
                 submit_choice(session, participant_token, int(ref), choice)
@@ -482,12 +617,30 @@ class Handlers:
 
     # --- listening study: admin -----------------------------------------------------------
 
-    @user_errors
-    def result_choices(self, admin_token: str) -> Any:
-        """Refresh the list of finished results an admin can put into a study (admin only)."""
-        from webapp.studies import check_admin
+    def _check_admin(self, admin_token: Any, request: gr.Request | None) -> str:
+        """The admin token, once it is right and this client may try it (see AdminThrottle).
 
-        check_admin(admin_token)
+        A wrong token counts against the client; a locked-out client is refused at once,
+        without checking the token and without holding the server thread.
+        """
+        from webapp.studies import AdminAccessError, check_admin
+
+        client = client_id(request)
+        self.admin_throttle.check(client)
+        token = admin_token if isinstance(admin_token, str) else ""
+        try:
+            check_admin(token)
+        except AdminAccessError:
+            if self.settings.admin_enabled:
+                self.admin_throttle.failed(client)
+            raise
+        self.admin_throttle.succeeded(client)
+        return token
+
+    @user_errors
+    def result_choices(self, admin_token: str, request: gr.Request | None = None) -> Any:
+        """Refresh the list of finished results an admin can put into a study (admin only)."""
+        self._check_admin(admin_token, request)
         return gr.update(choices=media.list_result_dirs(self.settings.outputs_dir))
 
     @user_errors
@@ -498,6 +651,7 @@ class Handlers:
         kind: str,
         result_names: list[str] | str | None,
         conditions_text: str,
+        request: gr.Request | None = None,
     ) -> tuple[str, str]:
         """Create a study from result folders, one condition name per folder (same order).
 
@@ -505,11 +659,16 @@ class Handlers:
         soundtracks. Returns (message, study code).
         """
         from webapp.store import session_scope
-        from webapp.studies import check_admin, create_study
+        from webapp.studies import create_study
 
-        check_admin(admin_token)
+        admin_token = self._check_admin(admin_token, request)
+        if result_names is not None and not isinstance(result_names, str | list):
+            raise DiffBGMError("Choose the results as a list of result names.")
         names = [result_names] if isinstance(result_names, str) else list(result_names or [])
-        conditions = [c.strip() for c in (conditions_text or "").replace("\n", ",").split(",")]
+        if not isinstance(title, str) or not isinstance(kind, str):
+            raise DiffBGMError("Give the study a title and a kind (likert or ab).")
+        conditions_text = conditions_text if isinstance(conditions_text, str) else ""
+        conditions = [c.strip() for c in conditions_text.replace("\n", ",").split(",")]
         conditions = [c for c in conditions if c]
         if not names:
             raise DiffBGMError("Choose one or more results to put into the study.")
@@ -529,8 +688,8 @@ class Handlers:
             media.remove_request_dir(target)
             raise
         message = (
-            f"Created **{info.title}** ({info.kind}): {info.n_items} item(s), conditions "
-            f"{', '.join(info.conditions)}. Study code **`{info.slug}`** — share the link "
+            f"Created **{plain_markdown(info.title)}** ({info.kind}): {info.n_items} item(s), "
+            f"conditions {', '.join(info.conditions)}. Study code **`{info.slug}`** — share the link "
             f"`?study={info.slug}` added to this page's address."
         )
         return message, info.slug
@@ -557,23 +716,28 @@ class Handlers:
         return [ItemSpec(i["name"], i["video"], dict(i["stimuli"])) for i in by_video.values()]
 
     @user_errors
-    def study_results(self, admin_token: str, study_code: str) -> tuple[Any, ...]:
-        """(summary, table, bar plot with 95 % CIs, CSV file) of a study; admin only."""
+    def study_results(
+        self, admin_token: str, study_code: str, request: gr.Request | None = None
+    ) -> tuple[Any, ...]:
+        """(summary, table, bar plot with 95 % CIs, CSV file) of a study; admin only.
+
+        The CSV goes to a fresh secret folder and replaces the study's earlier export.
+        """
         from webapp.store import session_scope
         from webapp.studies import export_csv, results
 
-        code = (study_code or "").strip().lower()
+        admin_token = self._check_admin(admin_token, request)
+        code = study_code_text(study_code)
         with session_scope(self.engine) as session:
             found = results(session, admin_token, code)
             csv_text = export_csv(session, admin_token, code)
         rows = found.rows()
         columns = list(dict.fromkeys(key for row in rows for key in row))
         table = [[_rounded(row.get(c)) for c in columns] for row in rows]
-        export = self.settings.exports_dir / uuid.uuid4().hex / f"{found.slug}.csv"
-        export.parent.mkdir(parents=True, exist_ok=True)
-        export.write_text(csv_text)
+        export = media.write_export(self.settings.exports_dir, found.slug, csv_text)
         summary = (
-            f"**{found.title}** ({found.kind}) · {found.n_participants} participant(s) · "
+            f"**{plain_markdown(found.title)}** ({found.kind}) · "
+            f"{found.n_participants} participant(s) · "
             f"{int(found.confidence * 100)} % confidence intervals"
         )
         return (
@@ -584,15 +748,31 @@ class Handlers:
         )
 
     @user_errors
-    def close_study(self, admin_token: str, study_code: str) -> str:
+    def close_study(
+        self, admin_token: str, study_code: str, request: gr.Request | None = None
+    ) -> str:
         """Stop a study taking answers; its data stay for results and export."""
         from webapp.store import session_scope
         from webapp.studies import close_study
 
-        code = (study_code or "").strip().lower()
+        admin_token = self._check_admin(admin_token, request)
+        code = study_code_text(study_code)
         with session_scope(self.engine) as session:
             close_study(session, admin_token, code)
         return f"Study `{code}` is closed; results and CSV stay available."
+
+
+def study_code_text(code: Any) -> str:
+    """A study code as typed (trimmed, lower case), or a clear refusal for a malformed one
+    (not text, or longer than any code the app makes)."""
+    if code is None:
+        return ""
+    if not isinstance(code, str):
+        raise DiffBGMError("A study code is text such as 'pilot-3f9a2c'.")
+    text = code.strip().lower()
+    if len(text) > 64 or not text.isprintable():
+        raise DiffBGMError("That is not a study code of this app; check the link.")
+    return text
 
 
 def done_outputs() -> tuple[Any, ...]:
@@ -654,7 +834,8 @@ def results_figure(found: Any) -> Any:
             capsize=4,
         )
     ax.set_xticks(x, conditions)
-    ax.set_title(f"{found.title}: means with {int(found.confidence * 100)} % CI")
+    # Plain text: a title such as "$x^$" must not go through mathtext (it would not parse).
+    ax.set_title(f"{found.title}: means with {int(found.confidence * 100)} % CI", parse_math=False)
     ax.legend(loc="upper right", fontsize="small")
     fig.tight_layout()
     plt.close(fig)

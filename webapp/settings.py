@@ -6,13 +6,24 @@ Environment variables (all optional):
 - DIFFBGM_MODEL: checkpoint folder or Hub id (default: the shipped `checkpoints/diffbgm-small`).
 - DIFFBGM_DATA_DIR: the app's data folder (default ./data); outputs go to `<data>/outputs`.
 - DATABASE_URL: ratings store (default: a SQLite file in the data folder, see webapp.store).
-- DIFFBGM_ADMIN_TOKEN: token for study administration, checked by webapp.studies; when unset,
-  admin actions are off (the Results/Admin tab says so).
+- DIFFBGM_ADMIN_TOKEN: token for study administration, checked by webapp.studies; when unset
+  or shorter than ADMIN_TOKEN_MIN_LENGTH characters, admin actions are off (the Results/Admin
+  tab says so, and the start-up log says why).
 - DIFFBGM_COMPOSE_CONCURRENCY: composes run at the same time (default 1: one model, one CPU).
+- DIFFBGM_COMPOSE_QUEUE: composes waiting or running at once, all clients together (default 8);
+  one more is refused with a clear message.
+- DIFFBGM_COMPOSE_PER_CLIENT: composes one client (IP address) may have waiting or running
+  (default 2).
 - DIFFBGM_MAX_UPLOAD_MB: largest upload in megabytes (default 200).
 - DIFFBGM_MAX_VIDEO_S: longest video in seconds (default 1200).
 - DIFFBGM_OUTPUT_MAX_AGE_H: outputs older than this many hours are deleted (default 24).
-- DIFFBGM_QUEUE_SIZE: most events waiting in the queue (default 64).
+- DIFFBGM_UPLOAD_MAX_AGE_MIN: files in Gradio's upload folder (uploads never composed, and any
+  copy Gradio makes) older than this many minutes are deleted (default 15).
+- DIFFBGM_EXPORT_MAX_AGE_H: CSV exports older than this many hours are deleted (default 1).
+- DIFFBGM_SWEEP_INTERVAL_S: how often the clean-up runs, in seconds (default 60).
+- DIFFBGM_STUDY_MAX_PARTICIPANTS: most participants one study link takes (default 500).
+- DIFFBGM_QUEUE_SIZE: most light events (studies, admin) waiting for a worker (default 1024);
+  composes never wait there (they have their own queue, see DIFFBGM_COMPOSE_QUEUE).
 """
 
 from __future__ import annotations
@@ -26,6 +37,9 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = REPO_ROOT / "checkpoints" / "diffbgm-small"
 EXAMPLE_VIDEO = REPO_ROOT.parent / "shared" / "data" / "videos" / "big_buck_bunny_0_30.webm"
+ADMIN_TOKEN_ENV = "DIFFBGM_ADMIN_TOKEN"
+# A shorter token can be guessed; below this length admin actions stay off.
+ADMIN_TOKEN_MIN_LENGTH = 16
 
 
 class SettingsError(ValueError):
@@ -43,6 +57,22 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int) -> int:
     if value < low:
         raise SettingsError(f"{name}={value} must be at least {low}")
     return value
+
+
+def admin_token_problem(token: str) -> str | None:
+    """Why `token` cannot be the admin token (unset or too short), or None when it can.
+
+    Checked at start-up (admin off, with this as the log line) and by every admin action.
+    """
+    if not token.strip():
+        return f"{ADMIN_TOKEN_ENV} is not set: study admin actions are off"
+    if len(token.strip()) < ADMIN_TOKEN_MIN_LENGTH:
+        return (
+            f"{ADMIN_TOKEN_ENV} is shorter than {ADMIN_TOKEN_MIN_LENGTH} characters: study admin "
+            "actions are off; set it to a long random secret, e.g. "
+            "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
+    return None
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
@@ -68,11 +98,25 @@ class AppSettings:
     data_dir: Path = Path("data")
     database_url: str | None = None
     admin_enabled: bool = False
+    admin_problem: str | None = None
     compose_concurrency: int = 1
+    compose_queue: int = 8
+    compose_per_client: int = 2
     max_upload_mb: int = 200
     max_video_s: float = 1200.0
     output_max_age_h: float = 24.0
-    queue_size: int = 64
+    upload_max_age_min: float = 15.0
+    export_max_age_h: float = 1.0
+    sweep_interval_s: float = 60.0
+    study_max_participants: int = 500
+    queue_size: int = 1024
+    # Study and admin events running at once (light database work, one thread each).
+    study_concurrency: int = 8
+    # Admin token guesses: free failures per client, then a lockout doubling from 1 s up to
+    # the maximum; and failures from all clients together per minute before everyone waits.
+    admin_free_failures: int = 3
+    admin_max_lockout_s: float = 300.0
+    admin_global_failures_per_min: int = 30
     example_video: Path | None = None
 
     @property
@@ -91,9 +135,29 @@ class AppSettings:
         return self.data_dir / "exports"
 
     @property
+    def uploads_dir(self) -> Path:
+        """Gradio's temporary folder (GRADIO_TEMP_DIR): uploads and any copy Gradio makes.
+
+        Inside the data folder so it is cleaned with the rest (see webapp.janitor).
+        """
+        return self.data_dir / "uploads"
+
+    @property
     def served_dirs(self) -> list[str]:
         """The only folders the app may serve files from (Gradio's `allowed_paths`)."""
         return [str(self.outputs_dir), str(self.studies_dir), str(self.exports_dir)]
+
+    @property
+    def max_threads(self) -> int:
+        """Gradio's worker threads (also its slots for running events): every waiting compose
+        holds one, so study events always find one free."""
+        return self.compose_queue + self.compose_concurrency + 4 * self.study_concurrency
+
+    def gradio_env(self) -> dict[str, str]:
+        """Environment Gradio must see before it is imported: its temporary folder (uploads,
+        copies) inside the data folder instead of the system temp folder, where nothing would
+        ever remove it."""
+        return {"GRADIO_TEMP_DIR": str(self.uploads_dir)}
 
     @property
     def max_upload_bytes(self) -> int:
@@ -112,17 +176,25 @@ class AppSettings:
         env = os.environ if env is None else env
         data_dir = Path(env.get("DIFFBGM_DATA_DIR", "") or "data").resolve()
         example = EXAMPLE_VIDEO if EXAMPLE_VIDEO.exists() else None
+        admin_problem = admin_token_problem(env.get(ADMIN_TOKEN_ENV, ""))
         return cls(
             host=env.get("GRADIO_SERVER_NAME", "") or "127.0.0.1",
             port=_int(env, "GRADIO_SERVER_PORT", 7860, low=1),
             model_path=env.get("DIFFBGM_MODEL", "") or str(DEFAULT_MODEL),
             data_dir=data_dir,
             database_url=env.get("DATABASE_URL", "").strip() or None,
-            admin_enabled=bool(env.get("DIFFBGM_ADMIN_TOKEN", "").strip()),
+            admin_enabled=admin_problem is None,
+            admin_problem=admin_problem,
             compose_concurrency=_int(env, "DIFFBGM_COMPOSE_CONCURRENCY", 1, low=1),
+            compose_queue=_int(env, "DIFFBGM_COMPOSE_QUEUE", 8, low=1),
+            compose_per_client=_int(env, "DIFFBGM_COMPOSE_PER_CLIENT", 2, low=1),
             max_upload_mb=_int(env, "DIFFBGM_MAX_UPLOAD_MB", 200, low=1),
             max_video_s=_float(env, "DIFFBGM_MAX_VIDEO_S", 1200.0),
             output_max_age_h=_float(env, "DIFFBGM_OUTPUT_MAX_AGE_H", 24.0),
-            queue_size=_int(env, "DIFFBGM_QUEUE_SIZE", 64, low=1),
+            upload_max_age_min=_float(env, "DIFFBGM_UPLOAD_MAX_AGE_MIN", 15.0),
+            export_max_age_h=_float(env, "DIFFBGM_EXPORT_MAX_AGE_H", 1.0),
+            sweep_interval_s=_float(env, "DIFFBGM_SWEEP_INTERVAL_S", 60.0),
+            study_max_participants=_int(env, "DIFFBGM_STUDY_MAX_PARTICIPANTS", 500, low=1),
+            queue_size=_int(env, "DIFFBGM_QUEUE_SIZE", 1024, low=1),
             example_video=example,
         )

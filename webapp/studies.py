@@ -22,6 +22,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -32,6 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
 from diffbgm.errors import DiffBGMError
+from webapp.settings import ADMIN_TOKEN_ENV, admin_token_problem
 from webapp.stats import (
     DEFAULT_CONFIDENCE,
     MeanInterval,
@@ -61,7 +63,6 @@ from webapp.store.models import (
     utc_now,
 )
 
-ADMIN_TOKEN_ENV = "DIFFBGM_ADMIN_TOKEN"
 AB_LABELS = ("A", "B")
 SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._+-]*$")
@@ -202,13 +203,14 @@ def _proportion_row(row: dict[str, Any], share: Proportion) -> dict[str, Any]:
 
 
 def check_admin(admin_token: str | None) -> None:
-    """Refuses unless `admin_token` equals `DIFFBGM_ADMIN_TOKEN` (compared in constant time)."""
+    """Refuses unless `admin_token` equals `DIFFBGM_ADMIN_TOKEN` (compared in constant time).
+
+    A token that is unset or too short to resist guessing turns admin actions off altogether.
+    """
     expected = os.environ.get(ADMIN_TOKEN_ENV, "")
-    if not expected:
-        raise AdminAccessError(
-            f"admin actions are disabled: set the environment variable {ADMIN_TOKEN_ENV} "
-            "to a long random secret and restart the app"
-        )
+    problem = admin_token_problem(expected)
+    if problem is not None:
+        raise AdminAccessError(f"admin actions are disabled: {problem}; restart the app after")
     if not admin_token or not hmac.compare_digest(
         admin_token.encode("utf-8"), expected.encode("utf-8")
     ):
@@ -402,11 +404,31 @@ def _blind_order(token: str, study: Study) -> list[Assignment]:
     return trials
 
 
-def join(session: Session, study_slug: str) -> str:
-    """Enrols a new anonymous participant; returns the token their browser must keep."""
-    study = _study(session, study_slug)
+class StudyFullError(StudyError):
+    """The study has taken as many participants as it may."""
+
+
+def join(session: Session, study_slug: str, max_participants: int | None = None) -> str:
+    """Enrols a new anonymous participant; returns the token their browser must keep.
+
+    `max_participants` caps how many one study link takes (a link that leaks must not let
+    anyone fill the database). The study row is locked first (FOR UPDATE on PostgreSQL;
+    SQLite transactions here already begin IMMEDIATE), so racing joins cannot overshoot.
+    """
+    study = session.scalar(select(Study).where(Study.slug == study_slug).with_for_update())
+    if study is None:
+        raise NotFoundError(f"there is no study {study_slug!r}; check the link")
     if study.closed:
         raise StudyClosedError(f"the study {study.title!r} is closed and takes no new answers")
+    if max_participants is not None:
+        joined = session.scalar(
+            select(func.count(Participant.id)).where(Participant.study_id == study.id)
+        )
+        if (joined or 0) >= max_participants:
+            raise StudyFullError(
+                f"the study {study.title!r} has all the participants it takes "
+                f"({max_participants}); thank you for your interest"
+            )
     token = str(uuid.uuid4())
     participant = Participant(token=token, study=study)
     session.add(participant)
@@ -732,7 +754,14 @@ AB_CSV_COLUMNS: tuple[str, ...] = (
 
 
 def _timestamp(value: Any) -> str:
-    return value.isoformat() if value is not None else ""
+    """ISO 8601 in UTC with a `Z`, e.g. 2026-11-30T10:31:02.123456Z.
+
+    The store keeps UTC; SQLite hands it back without a zone, so a naive value is UTC.
+    """
+    if value is None:
+        return ""
+    utc = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return utc.replace(tzinfo=None).isoformat() + "Z"
 
 
 def _likert_rows(session: Session, study: Study) -> list[tuple[Any, ...]]:

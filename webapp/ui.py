@@ -12,8 +12,16 @@ from typing import Any
 
 import gradio as gr
 
+from webapp.components import quiet
 from webapp.handlers import AUDIO_CHOICES, KEY_CHOICES, SHOT_COLUMNS, Handlers
-from webapp.settings import AppSettings
+from webapp.settings import ADMIN_TOKEN_MIN_LENGTH, AppSettings
+
+# Event groups: composes wait in their own queue (webapp.limits.ComposeGate), so Gradio takes
+# every compose at once and admits or refuses it in a moment; participants and admins have
+# their own groups, which a crowd of composes never fills.
+COMPOSE_GROUP = "compose"
+STUDY_GROUP = "study"
+ADMIN_GROUP = "admin"
 
 INTRO = """# Diff-BGM · piano background music for your video
 Upload a clip: the app finds its shots, plans music whose sections change where the shots
@@ -37,7 +45,7 @@ def study_code_from_url(request: gr.Request) -> str:
 def _compose_tab(handlers: Handlers, settings: AppSettings) -> None:
     with gr.Row():
         with gr.Column(scale=1):
-            video = gr.Video(label="Your video", sources=["upload"], elem_id="video-in")
+            video = quiet(gr.Video(label="Your video", sources=["upload"], elem_id="video-in"))
             if settings.example_video is not None:
                 gr.Examples(
                     examples=[[str(settings.example_video)]],
@@ -45,27 +53,40 @@ def _compose_tab(handlers: Handlers, settings: AppSettings) -> None:
                     label="Example: Big Buck Bunny, first 30 s",
                     cache_examples=False,
                 )
-            mood = gr.Textbox(label="Mood (optional)", placeholder="e.g. calm and warm, playful")
+            mood = quiet(
+                gr.Textbox(label="Mood (optional)", placeholder="e.g. calm and warm, playful"),
+                text_only=True,
+            )
             with gr.Row():
-                tempo = gr.Number(label="Tempo BPM (0 = from the video)", value=0, minimum=0)
-                key = gr.Dropdown(list(KEY_CHOICES), value="auto", label="Key")
-            density = gr.Slider(0, 1, value=0, step=0.05, label="Density (0 = follow the video)")
+                tempo = quiet(gr.Number(label="Tempo BPM (0 = from the video)", value=0, minimum=0))
+                key = quiet(gr.Dropdown(list(KEY_CHOICES), value="auto", label="Key"))
+            density = quiet(
+                gr.Slider(0, 1, value=0, step=0.05, label="Density (0 = follow the video)")
+            )
             with gr.Accordion("More settings", open=False):
                 with gr.Row():
-                    seed = gr.Number(label="Seed", value=0, precision=0)
-                    variants = gr.Slider(1, 4, value=1, step=1, label="Variants")
+                    seed = quiet(gr.Number(label="Seed", value=0, precision=0))
+                    variants = quiet(gr.Slider(1, 4, value=1, step=1, label="Variants"))
                 with gr.Row():
-                    guidance = gr.Number(label="Guidance (empty = model default)", value=None)
-                    steps = gr.Number(
-                        label="Steps (empty = model default)", value=None, precision=0
+                    guidance = quiet(
+                        gr.Number(label="Guidance (empty = model default)", value=None)
                     )
-                recall = gr.Number(
-                    label="Theme recall 0-1: how closely a returning scene repeats its music "
-                    "(empty = model default)",
-                    value=None,
+                    steps = quiet(
+                        gr.Number(label="Steps (empty = model default)", value=None, precision=0)
+                    )
+                recall = quiet(
+                    gr.Number(
+                        label="Theme recall 0-1: how closely a returning scene repeats its music "
+                        "(empty = model default)",
+                        value=None,
+                    )
                 )
-                audio_mode = gr.Radio(
-                    list(AUDIO_CHOICES), value="duck", label="Original sound: duck, keep or replace"
+                audio_mode = quiet(
+                    gr.Radio(
+                        list(AUDIO_CHOICES),
+                        value="duck",
+                        label="Original sound: duck, keep or replace",
+                    )
                 )
             compose_btn = gr.Button("Compose music", variant="primary", elem_id="compose-btn")
         with gr.Column(scale=2):
@@ -120,20 +141,21 @@ def _compose_tab(handlers: Handlers, settings: AppSettings) -> None:
         ],
         outputs=outputs,
         api_name="compose",
-        concurrency_limit=settings.compose_concurrency,
-        concurrency_id="model",
+        concurrency_limit=None,
+        concurrency_id=COMPOSE_GROUP,
     )
     regen_btn.click(
         handlers.regenerate,
         inputs=[result_name, segment, regen_seed, regen_density],
         outputs=outputs,
         api_name="regenerate",
-        concurrency_limit=settings.compose_concurrency,
-        concurrency_id="model",
+        concurrency_limit=None,
+        concurrency_id=COMPOSE_GROUP,
+        preprocess=False,  # raw values, checked by the handler (see _study_tab)
     )
 
 
-def _study_tab(handlers: Handlers, demo: gr.Blocks) -> None:
+def _study_tab(handlers: Handlers, settings: AppSettings, demo: gr.Blocks) -> None:
     gr.Markdown(STUDY_INTRO)
     with gr.Row():
         code = gr.Textbox(label="Study code", placeholder="e.g. pilot-3f9a2c", elem_id="study-code")
@@ -182,24 +204,50 @@ def _study_tab(handlers: Handlers, demo: gr.Blocks) -> None:
         overall,
         choice,
     ]
+    # preprocess=False: the handlers get the raw values and check them themselves, with a
+    # clear message and one log line (Gradio's own checks print a traceback per refusal, and
+    # components changed by gr.update are rebuilt from their class, see webapp.components).
+    study_group: dict[str, Any] = {
+        "concurrency_id": STUDY_GROUP,
+        "concurrency_limit": settings.study_concurrency,
+        "preprocess": False,
+    }
     join_btn.click(
-        handlers.join_study, inputs=[code], outputs=[token, *trial_outputs], api_name="join_study"
+        handlers.join_study,
+        inputs=[code],
+        outputs=[token, *trial_outputs],
+        api_name="join_study",
+        **study_group,
     )
-    next_btn.click(handlers.next_item, inputs=[token], outputs=trial_outputs, api_name="next_item")
+    next_btn.click(
+        handlers.next_item,
+        inputs=[token],
+        outputs=trial_outputs,
+        api_name="next_item",
+        **study_group,
+    )
     submit_btn.click(
         handlers.rate,
         inputs=[token, trial_key, musicality, fit, overall, choice],
         outputs=trial_outputs,
         api_name="rate",
+        **study_group,
     )
-    demo.load(study_code_from_url, inputs=None, outputs=[code], api_visibility="private")
+    demo.load(
+        study_code_from_url,
+        inputs=None,
+        outputs=[code],
+        api_visibility="private",
+        queue=False,  # instant, and never behind anything in a queue
+    )
 
 
 def _admin_tab(handlers: Handlers, settings: AppSettings, demo: gr.Blocks) -> None:
     if not settings.admin_enabled:
         gr.Markdown(
-            "Admin actions are **off**: set `DIFFBGM_ADMIN_TOKEN` to a long random secret and "
-            "restart the app to create studies and see results."
+            "Admin actions are **off**: set `DIFFBGM_ADMIN_TOKEN` to a long random secret "
+            f"(at least {ADMIN_TOKEN_MIN_LENGTH} characters) and restart the app to create "
+            "studies and see results."
         )
     admin_token = gr.Textbox(label="Admin token", type="password", elem_id="admin-token")
     with gr.Accordion("Create a study from composed results", open=True):
@@ -220,34 +268,49 @@ def _admin_tab(handlers: Handlers, settings: AppSettings, demo: gr.Blocks) -> No
             placeholder="e.g. full, no-sac, full, no-sac",
         )
         create_btn = gr.Button("Create study", variant="primary")
-        created = gr.Markdown()
+        created = gr.Markdown(latex_delimiters=[])  # titles are plain text, never LaTeX
     with gr.Row():
         code = gr.Textbox(label="Study code", elem_id="admin-study-code")
         results_btn = gr.Button("Show results")
         close_btn = gr.Button("Close study", variant="stop")
-    summary = gr.Markdown()
+    summary = gr.Markdown(latex_delimiters=[])
     table = gr.Dataframe(label="Per condition (means, 95 % CI)", interactive=False)
     plot = gr.Plot(label="Means with 95 % confidence intervals")
     csv_file = gr.File(label="CSV export")
 
+    admin_group: dict[str, Any] = {
+        "concurrency_id": ADMIN_GROUP,
+        "concurrency_limit": 2,
+        "preprocess": False,  # raw values, checked by the handlers (see _study_tab)
+    }
     # Only an admin may list results: their folder names would let anyone fetch uploads.
     refresh_btn.click(
-        handlers.result_choices, inputs=[admin_token], outputs=[results], api_visibility="private"
+        handlers.result_choices,
+        inputs=[admin_token],
+        outputs=[results],
+        api_visibility="private",
+        **admin_group,
     )
     create_btn.click(
         handlers.create_study,
         inputs=[admin_token, title, kind, results, conditions],
         outputs=[created, code],
         api_name="create_study",
+        **admin_group,
     )
     results_btn.click(
         handlers.study_results,
         inputs=[admin_token, code],
         outputs=[summary, table, plot, csv_file],
         api_name="study_results",
+        **admin_group,
     )
     close_btn.click(
-        handlers.close_study, inputs=[admin_token, code], outputs=[summary], api_name="close_study"
+        handlers.close_study,
+        inputs=[admin_token, code],
+        outputs=[summary],
+        api_name="close_study",
+        **admin_group,
     )
 
 
@@ -258,20 +321,34 @@ def build_app(settings: AppSettings, handlers: Handlers | None = None) -> gr.Blo
     is loaded lazily on the first compose.
     """
     handlers = handlers or Handlers.create(settings)
+    # Result, study and export files are served from where they lie, not copied into Gradio's
+    # temporary folder: a file removed by the clean-up is gone for good, and no copy of a
+    # user's video outlives its result.
+    gr.set_static_paths(served_paths(settings))
     with gr.Blocks(title="Diff-BGM", analytics_enabled=False) as demo:
         gr.Markdown(INTRO)
         with gr.Tabs():
             with gr.Tab("Compose", id="compose"):
                 _compose_tab(handlers, settings)
             with gr.Tab("Listening study", id="study"):
-                _study_tab(handlers, demo)
+                _study_tab(handlers, settings, demo)
             with gr.Tab("Results/Admin", id="admin"):
                 _admin_tab(handlers, settings, demo)
     demo.queue(
+        # Light events only (composes never wait here, see COMPOSE_GROUP); a burst of
+        # ratings far beyond any study's size still fits.
         max_size=settings.queue_size,
-        default_concurrency_limit=8,  # study and admin events are light database work
+        default_concurrency_limit=settings.study_concurrency,
     )
     return demo
+
+
+def served_paths(settings: AppSettings) -> list[str]:
+    """Folders (and the example video) Gradio serves in place instead of copying."""
+    paths = list(settings.served_dirs)
+    if settings.example_video is not None:
+        paths.append(str(settings.example_video))
+    return paths
 
 
 def launch_options(settings: AppSettings) -> dict[str, Any]:
@@ -280,6 +357,7 @@ def launch_options(settings: AppSettings) -> dict[str, Any]:
         "server_name": settings.host,
         "server_port": settings.port,
         "max_file_size": settings.max_upload_bytes,
+        "max_threads": settings.max_threads,
         "allowed_paths": settings.served_dirs,
         "show_error": False,
         "footer_links": ["api"],

@@ -13,6 +13,10 @@ AUDIO_MODES: tuple[str, ...] = ("keep", "duck", "replace")
 
 # Under "duck" the original sound stays audible but far below the music (-14 dB).
 DUCKED_ORIGINAL_GAIN = 0.2
+# H.264 in yuv420p needs even frame sizes of at least 2x2. Padding (never cropping) an odd
+# side by one black line gets there from any size, 1x1 included: a crop to even sizes
+# would turn a 1-pixel side into 0 and fail only at the very end of a composition.
+EVEN_SIZE_FILTER = "pad=width=ceil(iw/2)*2:height=ceil(ih/2)*2:x=0:y=0:color=black"
 
 
 def ffmpeg_exe() -> str:
@@ -35,6 +39,22 @@ def _audio_filter(mode: AudioMode, has_original_audio: bool, duration_s: float) 
         "[orig][music]amix=inputs=2:duration=first:normalize=0,alimiter=limit=0.95[mix]"
     )
     return ["-filter_complex", graph, "-map", "0:v:0", "-map", "[mix]"]
+
+
+def _ffmpeg_reason(stderr: str, *paths: Path) -> str:
+    """The most telling line of ffmpeg's error output, with file paths cut to their names.
+
+    ffmpeg's last line is often a consequence ("Nothing was written into output file"); the
+    first error line usually names the cause, so both are kept when they differ.
+    """
+    lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
+    if not lines:
+        return "ffmpeg gave no reason"
+    picked = list(dict.fromkeys([lines[0], lines[-1]]))
+    text = " / ".join(picked)
+    for path in paths:
+        text = text.replace(str(path.resolve()), path.name).replace(str(path), path.name)
+    return text[:400]
 
 
 def mux_music(
@@ -76,9 +96,8 @@ def mux_music(
         "23",
         "-pix_fmt",
         "yuv420p",
-        # Odd frame sizes cannot be encoded as yuv420p: round down to even.
         "-vf",
-        "scale=trunc(iw/2)*2:trunc(ih/2)*2",
+        EVEN_SIZE_FILTER,
         "-c:a",
         "aac",
         "-b:a",
@@ -96,7 +115,9 @@ def mux_music(
         ) from exc
     if proc.returncode != 0 or not tmp.exists() or tmp.stat().st_size == 0:
         tmp.unlink(missing_ok=True)
-        detail = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "no output"
-        raise RenderError(f"ffmpeg could not write the video with music: {detail}")
+        raise RenderError(
+            f"ffmpeg could not lay the music under '{video_path.name}': "
+            f"{_ffmpeg_reason(proc.stderr, video_path, music_wav, tmp)}"
+        )
     tmp.replace(out_path)
     return out_path

@@ -109,9 +109,9 @@ def _ffmpeg_url(path: Path) -> str:
 def _check_file(path: Path, limits: ProbeLimits) -> int:
     """The file's size in bytes, after checking it exists, is a file and is within limits."""
     if not path.exists():
-        raise VideoProbeError("missing", f"Video file '{path}' does not exist.")
+        raise VideoProbeError("missing", f"Video file '{path.name}' does not exist.")
     if not path.is_file():
-        raise VideoProbeError("not_a_file", f"'{path}' is not a file.")
+        raise VideoProbeError("not_a_file", f"'{path.name}' is not a file.")
     size = path.stat().st_size
     if size == 0:
         raise VideoProbeError("empty", f"'{path.name}' is empty (0 bytes).")
@@ -136,11 +136,21 @@ def _unreadable_error(path: Path, exc: Exception) -> VideoProbeError:
         return VideoProbeError(
             "corrupt",
             f"'{path.name}' looks like a video but cannot be read: it is damaged or incomplete "
-            f"(e.g. a cut-off upload). FFmpeg said: {exc}",
+            f"(e.g. a cut-off upload). FFmpeg said: {_said(exc, path)}",
         )
     return VideoProbeError(
-        "not_media", f"'{path.name}' is not a video file FFmpeg can read. FFmpeg said: {exc}"
+        "not_media",
+        f"'{path.name}' is not a video file FFmpeg can read. FFmpeg said: {_said(exc, path)}",
     )
+
+
+def _said(exc: Exception, path: Path) -> str:
+    """FFmpeg's words for `exc` with the file named as the user knows it: FFmpeg quotes the
+    URL it was given (`'file:/srv/.../input.mp4'`), a server path nobody should see."""
+    text = str(getattr(exc, "strerror", None) or exc)
+    for server_name in (_ffmpeg_url(path), str(path.resolve()), str(path)):
+        text = text.replace(server_name, path.name)
+    return text
 
 
 def _looks_like_text(head: bytes) -> bool:
@@ -175,7 +185,8 @@ def _first_frame(
             return frame
     except av.FFmpegError as exc:
         raise VideoProbeError(
-            "corrupt", f"'{name}' is damaged: its first frame cannot be decoded ({exc})."
+            "corrupt",
+            f"'{name}' is damaged: its first frame cannot be decoded ({_said(exc, Path(name))}).",
         ) from exc
     raise VideoProbeError("corrupt", f"'{name}' has a video stream without any decodable frame.")
 
@@ -217,7 +228,8 @@ def _counted_duration_s(path: Path, fps: float) -> float:
     except (av.FFmpegError, OSError) as exc:
         raise VideoProbeError(
             "no_duration",
-            f"'{path.name}' does not say how long it is and cannot be measured ({exc}).",
+            f"'{path.name}' does not say how long it is and cannot be measured "
+            f"({_said(exc, path)}).",
         ) from exc
     if n_packets == 0:
         raise VideoProbeError("no_duration", f"'{path.name}' does not say how long it is.")
@@ -254,7 +266,8 @@ def _check_complete(
             last_end_s = max(last_end_s, float(end))
     except (av.FFmpegError, OSError) as exc:
         raise VideoProbeError(
-            "corrupt", f"'{name}' is damaged or incomplete near {target_s:.1f} s ({exc})."
+            "corrupt",
+            f"'{name}' is damaged or incomplete near {target_s:.1f} s ({_said(exc, Path(name))}).",
         ) from exc
     start_s = (
         float(stream.start_time * stream.time_base)
