@@ -109,6 +109,21 @@ def test_janitor_removes_expired_results_uploads_and_exports(tmp_path: Path) -> 
     assert not result.exists() and not upload.exists() and not export.exists()
 
 
+def test_janitor_sweeps_the_library_work_folders_of_dead_processes(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    settings = AppSettings(data_dir=tmp_path)
+    settings.outputs_dir.mkdir(parents=True, exist_ok=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
+    stale = settings.outputs_dir / f".diffbgm-{dead}-abc"
+    stale.mkdir()
+    assert Janitor(settings).sweep().work_dirs >= 1
+    assert not stale.exists()
+
+
 def test_a_used_upload_is_kept_longer(tmp_path: Path, clip: Path) -> None:
     handlers, _ = _handlers(tmp_path, StandInComposer())
     _age(clip, 3600)

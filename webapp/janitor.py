@@ -18,6 +18,7 @@ import logging
 import threading
 from dataclasses import dataclass
 
+from diffbgm.result import sweep_stale_work
 from webapp import media
 from webapp.settings import AppSettings
 
@@ -55,7 +56,9 @@ class Janitor:
         s = self.settings
         swept = Swept(
             results=len(media.cleanup_old_outputs(s.outputs_dir, s.output_max_age_h * 3600)),
-            work_dirs=len(media.sweep_stale_work_dirs(s.outputs_dir, grace_s=grace_s)),
+            work_dirs=len(media.sweep_stale_work_dirs(s.outputs_dir, grace_s=grace_s))
+            # the library's own work folders (.diffbgm-<pid>-…) of processes that are gone
+            + len(sweep_stale_work(s.outputs_dir) if s.outputs_dir.is_dir() else []),
             upload_files=media.sweep_old_files(s.uploads_dir, s.upload_max_age_min * 60),
             export_files=media.sweep_old_files(s.exports_dir, s.export_max_age_h * 3600),
         )
