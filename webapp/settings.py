@@ -13,6 +13,13 @@ Environment variables (all optional):
 - DIFFBGM_MAX_VIDEO_S: longest video in seconds (default 1200).
 - DIFFBGM_OUTPUT_MAX_AGE_H: outputs older than this many hours are deleted (default 24).
 - DIFFBGM_QUEUE_SIZE: most events waiting in the queue (default 64).
+- DIFFBGM_CLIP: how shots are read: `auto` (default: CLIP ViT-B/32 from the Hugging Face cache,
+  or downloaded once where the Hub answers; else picture statistics, with one log line), `off`,
+  or an open_clip Hub id / folder (see diffbgm.video.clip).
+- DIFFBGM_DEVICE: where the model runs: `auto` (default: a CUDA GPU when torch sees one, with
+  bf16; else the CPU), `cpu`, `cuda`, `cuda:N`.
+The library's Composer reads DIFFBGM_CLIP and DIFFBGM_DEVICE itself when not given them, so the
+values here are the ones it uses; they are checked at start-up.
 """
 
 from __future__ import annotations
@@ -74,6 +81,8 @@ class AppSettings:
     output_max_age_h: float = 24.0
     queue_size: int = 64
     example_video: Path | None = None
+    clip: str = "auto"
+    device: str = "auto"
 
     @property
     def outputs_dir(self) -> Path:
@@ -110,6 +119,17 @@ class AppSettings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> AppSettings:
         """Read the settings from `env` (default: os.environ); clear error for a bad value."""
         env = os.environ if env is None else env
+        from diffbgm.device import DEVICE_CHOICES, device_setting
+        from diffbgm.errors import DiffBGMError
+        from diffbgm.video.clip import clip_setting
+
+        try:
+            clip = clip_setting(None, env)
+        except DiffBGMError as exc:
+            raise SettingsError(f"DIFFBGM_CLIP: {exc}") from exc
+        device = device_setting(None, env)
+        if device not in DEVICE_CHOICES and not device.startswith("cuda:"):
+            raise SettingsError(f"DIFFBGM_DEVICE={device!r} is not one of {DEVICE_CHOICES}")
         data_dir = Path(env.get("DIFFBGM_DATA_DIR", "") or "data").resolve()
         example = EXAMPLE_VIDEO if EXAMPLE_VIDEO.exists() else None
         return cls(
@@ -125,4 +145,6 @@ class AppSettings:
             output_max_age_h=_float(env, "DIFFBGM_OUTPUT_MAX_AGE_H", 24.0),
             queue_size=_int(env, "DIFFBGM_QUEUE_SIZE", 64, low=1),
             example_video=example,
+            clip=clip,
+            device=device,
         )
