@@ -212,9 +212,10 @@ class OpenClipEncoder:
         return self._prompts
 
     def read_shots(self, images: Sequence[np.ndarray]) -> list[ShotReading]:
-        """One reading per keyframe; records the seconds per shot in `seconds_per_shot`."""
-        start = time.perf_counter()
+        """One reading per keyframe; records the seconds per shot in `seconds_per_shot`
+        (the prompts' embeddings, computed once per model, are not counted)."""
         anchors, scenes = self.prompt_embeddings()
+        start = time.perf_counter()
         embeddings = self.embed_images(images)
         readings = []
         for vector in embeddings:
@@ -293,6 +294,13 @@ class ClipLoader:
         self._tried = False
         self._encoder: OpenClipEncoder | None = None
         self.failure: str | None = None
+
+    @classmethod
+    def of(cls, encoder: OpenClipEncoder) -> ClipLoader:
+        """A loader that hands out `encoder` (already built, e.g. from a config in tests)."""
+        loader = cls("auto")
+        loader.setting, loader._tried, loader._encoder = encoder.name, True, encoder
+        return loader
 
     def get(self) -> OpenClipEncoder | None:
         """The encoder, or None when the setting is off or loading failed."""
