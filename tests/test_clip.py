@@ -232,3 +232,19 @@ def test_mood_text_encoder_leaves_the_process_online(monkeypatch: pytest.MonkeyP
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     MoodTextEncoder().mood("a calm quiet morning")
     assert "HF_HUB_OFFLINE" not in os.environ
+
+
+def test_fetch_script_fails_with_one_clear_line_offline(
+    offline: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fetch_clip", REPO / "scripts" / "fetch_clip.py")
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    monkeypatch.setattr(script, "hub_reachable", lambda timeout_s=3.0: False)
+    assert script.main([]) == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith("error: ")
+    assert script.main(["not a model"]) == 1
