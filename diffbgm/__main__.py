@@ -115,6 +115,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="CPU threads for the model (default 1; 0 = torch's default)",
     )
+    _add_device_argument(gen)
+    gen.add_argument(
+        "--clip",
+        default=None,
+        help="how shots are read: auto (CLIP ViT-B/32 from the Hugging Face cache or Hub, else "
+        "picture statistics), off (picture statistics), or an open_clip Hub id / folder "
+        "(default: $DIFFBGM_CLIP, else auto)",
+    )
     gen.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     regen = sub.add_parser(
@@ -134,8 +142,18 @@ def build_parser() -> argparse.ArgumentParser:
     regen.add_argument(
         "--video", default=None, help="the original video, if it moved since the first run"
     )
+    _add_device_argument(regen)
     regen.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return parser
+
+
+def _add_device_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--device",
+        default=None,
+        help="where the model runs: auto (a CUDA GPU when torch sees one, with bf16; else the "
+        "CPU), cpu, cuda or cuda:N (default: $DIFFBGM_DEVICE, else auto)",
+    )
 
 
 def _progress_bar(enabled: bool, label: str):  # type: ignore[no-untyped-def]
@@ -167,7 +185,9 @@ def _generate(args: argparse.Namespace) -> int:
         shot_detector=args.shots,
         generation=generation_overrides(args),
     )  # invalid options fail here, before the model loads
-    composer = Composer.from_pretrained(args.model, threads=args.threads or None)
+    composer = Composer.from_pretrained(
+        args.model, threads=args.threads or None, device=args.device, clip=args.clip
+    )
     failures = 0
     for video, target in zip(videos, _output_folders(videos, Path(args.out)), strict=True):
         bar, update = _progress_bar(not args.quiet, video.name)
@@ -194,7 +214,7 @@ def _regenerate(args: argparse.Namespace) -> int:
     from diffbgm.pipeline import Composer, load_report
 
     report = load_report(Path(args.result_dir))
-    composer = Composer.from_pretrained(args.model or report.model_id)
+    composer = Composer.from_pretrained(args.model or report.model_id, device=args.device)
     bar, update = _progress_bar(not args.quiet, f"segment {args.segment}")
     result = composer.regenerate(
         args.result_dir,

@@ -44,6 +44,9 @@ from diffbgm.video.probe import ProbeLimits
 from diffbgm.video.types import VideoAnalysis, VideoInfo
 
 if TYPE_CHECKING:
+    import torch
+
+    from diffbgm.video.clip import ClipLoader
     from diffbgm.video.semantics import MoodTextEncoder
 
 ProgressFn = Callable[[int, int, str], None]
@@ -149,11 +152,19 @@ class Composer:
         model_id: str,
         threads: int | None = 1,
         limits: ProbeLimits | None = None,
+        clip: str | None = None,
     ) -> None:
         """threads: torch CPU threads for sampling (process-wide). One is the default because
         a second thread only pays on an otherwise idle machine: with one other busy process
-        on 2 cores, 2 threads made sampling 4x slower (docs/pipeline.md)."""
+        on 2 cores, 2 threads made sampling 4x slower (docs/pipeline.md).
+
+        clip: how shots are read (`off`, `auto`, a Hub id or folder; None: $DIFFBGM_CLIP, else
+        `auto`; see diffbgm.video.clip). The model loads on the first compose, once; when it
+        cannot (offline, no package), composes use picture statistics and say so in the report.
+        """
         import torch
+
+        from diffbgm.video.clip import ClipLoader
 
         if threads is not None and threads < 0:
             raise DiffBGMError(f"threads must be 0 (torch's default) or more, got {threads}")
@@ -165,6 +176,7 @@ class Composer:
         self.loaded = loaded
         self.model_id = model_id
         self._text_encoder: MoodTextEncoder | None = None
+        self.clip: ClipLoader = ClipLoader(clip)
         self._lock = threading.Lock()
 
     @classmethod
@@ -173,12 +185,25 @@ class Composer:
         path_or_hub_id: str | Path | None = None,
         threads: int | None = 1,
         limits: ProbeLimits | None = None,
+        device: str | None = None,
+        clip: str | None = None,
     ) -> Composer:
-        """Load a checkpoint folder or a Hugging Face Hub id; default: the shipped model."""
+        """Load a checkpoint folder or a Hugging Face Hub id; default: the shipped model.
+
+        device: `auto` (CUDA when torch sees a GPU, else CPU), `cpu`, `cuda[:N]`; None reads
+        $DIFFBGM_DEVICE (default `auto`). On CUDA, sampling runs under bf16 autocast (the
+        generation config's `bf16`, on by default). clip: see `Composer.__init__`."""
         from diffbgm.checkpoint import load_checkpoint
+        from diffbgm.device import resolve_device
 
         source = str(path_or_hub_id) if path_or_hub_id is not None else str(DEFAULT_MODEL)
-        return cls(load_checkpoint(source), model_id=source, threads=threads, limits=limits)
+        loaded = load_checkpoint(source, device=resolve_device(device))
+        return cls(loaded, model_id=source, threads=threads, limits=limits, clip=clip)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model's parameters are (sampling runs there)."""
+        return next(self.loaded.model.parameters()).device
 
     @property
     def spec(self) -> RollSpec:
@@ -274,10 +299,15 @@ class Composer:
 
         return analyze_video(
             video,
-            AnalysisOptions(limits=self.limits, shots=ShotOptions(method=options.shot_detector)),
+            AnalysisOptions(
+                limits=self.limits,
+                shots=ShotOptions(method=options.shot_detector),
+                clip=self.clip.setting,
+            ),
             thumbnails_dir=work / "thumbnails",
             info=info,
             text_mood=mood,
+            clip_loader=self.clip,
         )
 
     def overrides(self, options: ComposeOptions, mood: Mood | None = None) -> PlanOverrides:

@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# Composers default to CLIP `auto`, which downloads ~600 MB where the Hub answers: tests read shots
+# from picture statistics unless a test asks for CLIP itself (tests/test_clip.py).
+os.environ.setdefault("DIFFBGM_CLIP", "off")
 
 
 def shared_data_dir() -> Path:

@@ -86,6 +86,16 @@ def test_failing_fluidsynth_reports_its_exit_status(
         render.render_wav(short_piece(1.0), tmp_path / "x.wav")
 
 
+def test_a_file_that_is_no_soundfont_is_refused_before_fluidsynth(tmp_path: Path) -> None:
+    """FluidSynth 2.3 exits 0 on an unreadable soundfont and renders with its own default
+    font, so neither its exit status nor the output checks would notice."""
+    fake_font = tmp_path / "not-a-font.sf2"
+    fake_font.write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt not a soundfont")
+    with pytest.raises(RenderError, match="not a SoundFont 2 file"):
+        render.render_wav(short_piece(1.0), tmp_path / "x.wav", soundfont=fake_font)
+    render.check_soundfont(render.default_soundfont())  # the shipped TimGM6mb passes
+
+
 def test_missing_soundfont_and_unreadable_midi_are_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(RenderError, match="soundfont not found"):
         render.render_wav(short_piece(1.0), tmp_path / "x.wav", soundfont=tmp_path / "no.sf2")

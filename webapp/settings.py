@@ -24,6 +24,13 @@ Environment variables (all optional):
 - DIFFBGM_STUDY_MAX_PARTICIPANTS: most participants one study link takes (default 500).
 - DIFFBGM_QUEUE_SIZE: most light events (studies, admin) waiting for a worker (default 1024);
   composes never wait there (they have their own queue, see DIFFBGM_COMPOSE_QUEUE).
+- DIFFBGM_CLIP: how shots are read: `auto` (default: CLIP ViT-B/32 from the Hugging Face cache,
+  or downloaded once where the Hub answers; else picture statistics, with one log line), `off`,
+  or an open_clip Hub id / folder (see diffbgm.video.clip).
+- DIFFBGM_DEVICE: where the model runs: `auto` (default: a CUDA GPU when torch sees one, with
+  bf16; else the CPU), `cpu`, `cuda`, `cuda:N`.
+The library's Composer reads DIFFBGM_CLIP and DIFFBGM_DEVICE itself when not given them, so the
+values here are the ones it uses; they are checked at start-up.
 """
 
 from __future__ import annotations
@@ -118,6 +125,8 @@ class AppSettings:
     admin_max_lockout_s: float = 300.0
     admin_global_failures_per_min: int = 30
     example_video: Path | None = None
+    clip: str = "auto"
+    device: str = "auto"
 
     @property
     def outputs_dir(self) -> Path:
@@ -174,6 +183,17 @@ class AppSettings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> AppSettings:
         """Read the settings from `env` (default: os.environ); clear error for a bad value."""
         env = os.environ if env is None else env
+        from diffbgm.device import DEVICE_CHOICES, device_setting
+        from diffbgm.errors import DiffBGMError
+        from diffbgm.video.clip import clip_setting
+
+        try:
+            clip = clip_setting(None, env)
+        except DiffBGMError as exc:
+            raise SettingsError(f"DIFFBGM_CLIP: {exc}") from exc
+        device = device_setting(None, env)
+        if device not in DEVICE_CHOICES and not device.startswith("cuda:"):
+            raise SettingsError(f"DIFFBGM_DEVICE={device!r} is not one of {DEVICE_CHOICES}")
         data_dir = Path(env.get("DIFFBGM_DATA_DIR", "") or "data").resolve()
         example = EXAMPLE_VIDEO if EXAMPLE_VIDEO.exists() else None
         admin_problem = admin_token_problem(env.get(ADMIN_TOKEN_ENV, ""))
@@ -197,4 +217,6 @@ class AppSettings:
             study_max_participants=_int(env, "DIFFBGM_STUDY_MAX_PARTICIPANTS", 500, low=1),
             queue_size=_int(env, "DIFFBGM_QUEUE_SIZE", 1024, low=1),
             example_video=example,
+            clip=clip,
+            device=device,
         )

@@ -1,7 +1,9 @@
 """MIDI -> loudness-normalised 16-bit WAV with the FluidSynth binary.
 
-FluidSynth is run directly (not through midi2audio, which ignores the exit status), in
-fast-render mode with 32-bit float output so nothing clips before we set the level. The
+FluidSynth is run directly (not through midi2audio, which drops the exit status, prints
+FluidSynth's banner to our stdout, has no timeout and renders 16-bit at gain 0.2: measured in
+docs/pipeline.md), in fast-render mode with 32-bit float output so nothing clips before we set
+the level. The
 result is checked (exit status, file present, not silent, as long as the MIDI), brought to a
 target integrated loudness (ITU-R BS.1770 via pyloudnorm) under a peak ceiling, and written
 as 16-bit PCM.
@@ -63,6 +65,20 @@ def fluidsynth_binary() -> str:
             "'fluidsynth' package (apt-get install fluidsynth / brew install fluid-synth)"
         )
     return found
+
+
+def check_soundfont(font: Path) -> None:
+    """RenderError unless `font` is a SoundFont 2 file (RIFF form type `sfbk`).
+
+    Checked here because FluidSynth 2.3 exits 0 when its soundfont is missing or unreadable and
+    renders with its own default soundfont instead (measured: docs/pipeline.md), so neither its
+    exit status nor the output checks would notice."""
+    if not font.is_file():
+        raise RenderError(f"soundfont not found: {font}")
+    with font.open("rb") as handle:
+        header = handle.read(12)
+    if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"sfbk":
+        raise RenderError(f"{font} is not a SoundFont 2 file")
 
 
 def run_fluidsynth(midi_path: Path, wav_path: Path, soundfont: Path, sample_rate: int) -> None:
@@ -184,8 +200,7 @@ def render_wav(
     """
     wav_path = Path(wav_path)
     font = Path(soundfont) if soundfont is not None else default_soundfont()
-    if not font.is_file():
-        raise RenderError(f"soundfont not found: {font}")
+    check_soundfont(font)
     with tempfile.TemporaryDirectory(prefix="diffbgm-render-") as tmp:
         if isinstance(midi, pretty_midi.PrettyMIDI):
             pm = midi

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from diffbgm.video.clip import STATISTICS, ClipLoader
 from diffbgm.video.decode import DecodedFrames, DecodeOptions, decode_frames
 from diffbgm.video.features import Mood, frame_series, shot_features
 from diffbgm.video.probe import ProbeLimits, probe_video
@@ -24,8 +25,10 @@ ProgressCallback = Callable[[float, str], None]
 class AnalysisOptions:
     """Everything `analyze_video` can be asked to do.
 
-    clip_model: a local folder or cached Hugging Face id of CLIP weights; None (the default)
-      skips CLIP. Missing weights fall back to visual statistics, never to a download.
+    clip: the open_clip setting (`off`, the default here; `auto`; a Hub id or a local folder;
+      see diffbgm.video.clip). On any failure the shots are read from picture statistics.
+    clip_model: a local folder or cached Hugging Face id of transformers CLIP weights; None (the
+      default) skips it. Missing weights fall back to visual statistics, never to a download.
     mood_text: optional words describing the wanted mood ("a sad farewell"), read by the
       bundled sentence encoder and blended into every shot's mood with `semantic_weight`.
     """
@@ -33,6 +36,7 @@ class AnalysisOptions:
     limits: ProbeLimits = ProbeLimits()
     decode: DecodeOptions = DecodeOptions()
     shots: ShotOptions = ShotOptions()
+    clip: str = "off"
     clip_model: str | None = None
     mood_text: str | None = None
     semantic_weight: float = 0.5
@@ -62,12 +66,14 @@ def analyze_video(
     text_encoder: MoodTextEncoder | None = None,
     info: VideoInfo | None = None,
     text_mood: Mood | None = None,
+    clip_loader: ClipLoader | None = None,
 ) -> VideoAnalysis:
     """Analyse `path`: metadata, shots, one feature row per shot, optional thumbnails.
 
     `progress(fraction, stage)` gets fractions in [0, 1]. Pass `clip_encoder` / `text_encoder`
     to reuse loaded models across calls (e.g. one per web worker); otherwise they are loaded
-    here when the options ask for them. Pass `info` when the file was probed already and
+    here when the options ask for them; `clip_loader` likewise keeps one open_clip model (and
+    one failure) across calls. Pass `info` when the file was probed already and
     `text_mood` when the mood text was encoded already: each is done once per compose.
     """
     path = Path(path)
@@ -88,8 +94,22 @@ def analyze_video(
         shots = detect_shots(frames, options.shots)
     report(0.77, "shots")
 
-    embeddings, image_moods = None, None
-    if options.clip_model or clip_encoder is not None:
+    embeddings: list[np.ndarray] | None = None
+    image_moods: list[Mood] | None = None
+    scenes: list[tuple[str, ...]] | None = None
+    semantics = STATISTICS
+    loader = clip_loader or (ClipLoader(options.clip) if options.clip != "off" else None)
+    if loader is not None and loader.setting != "off":
+        with clock.stage("semantics"):
+            reader = loader.get()
+            if reader is not None:
+                readings = reader.read_shots([_middle_frame(frames, shot) for shot in shots])
+                embeddings = [r.embedding for r in readings]
+                image_moods = [r.mood for r in readings]
+                scenes = [r.scenes for r in readings]
+                semantics = f"clip:{reader.name}"
+                clock.timings_s["semantics_per_shot"] = reader.seconds_per_shot or 0.0
+    elif options.clip_model or clip_encoder is not None:
         with clock.stage("semantics"):
             encoder = clip_encoder or load_clip(options.clip_model)
             if encoder is not None:
@@ -97,6 +117,7 @@ def analyze_video(
                 vectors = encoder.embed_images(images)
                 embeddings = list(vectors)
                 image_moods = encoder.image_moods(vectors)
+                semantics = f"clip:{options.clip_model or 'transformers'}"
 
     if text_mood is None and options.mood_text:
         with clock.stage("mood_text"):
@@ -105,7 +126,7 @@ def analyze_video(
     with clock.stage("features"):
         series = frame_series(frames)
         moods = _semantic_moods(len(shots), image_moods, text_mood)
-        features = shot_features(series, shots, embeddings, moods, options.semantic_weight)
+        features = shot_features(series, shots, embeddings, moods, options.semantic_weight, scenes)
     report(0.97, "features")
 
     thumbnails = None
@@ -114,7 +135,12 @@ def analyze_video(
             thumbnails = write_thumbnails(frames, shots, thumbnails_dir)
     report(1.0, "done")
     return VideoAnalysis(
-        info=info, shots=shots, features=features, thumbnails=thumbnails, timings_s=clock.timings_s
+        info=info,
+        shots=shots,
+        features=features,
+        thumbnails=thumbnails,
+        timings_s=clock.timings_s,
+        semantics=semantics,
     )
 
 

@@ -109,12 +109,13 @@ def shot_features(
     semantic: Sequence[np.ndarray | None] | None = None,
     semantic_moods: Sequence[Mood | None] | None = None,
     semantic_weight: float = 0.5,
+    scenes: Sequence[tuple[str, ...]] | None = None,
 ) -> list[ShotFeatures]:
     """One ShotFeatures per shot.
 
     `semantic` holds an embedding per shot (or None); `semantic_moods` a mood per shot derived
     from semantics (CLIP anchors or the user's mood text), blended into the visual mood with
-    `semantic_weight` in [0, 1].
+    `semantic_weight` in [0, 1]; `scenes` the scene words CLIP read per shot.
     """
     rows = []
     for shot in shots:
@@ -149,6 +150,7 @@ def shot_features(
                 semantic=None if semantic is None else semantic[shot.index],
                 valence=mood.valence,
                 arousal=mood.arousal,
+                scenes=() if scenes is None else tuple(scenes[shot.index]),
             )
         )
     return rows

