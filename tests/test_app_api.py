@@ -23,7 +23,7 @@ from diffbgm.generation.config import GenerationConfig
 from diffbgm.options import ComposeOptions
 from diffbgm.plan import MusicPlan
 from diffbgm.result import CompositionMetrics, Report, VariantFiles, write_report
-from diffbgm.video.types import Shot, VideoAnalysis, VideoInfo
+from diffbgm.video.types import Shot, ShotFeatures, VideoAnalysis, VideoInfo
 from tests.app_server import ADMIN_TOKEN, running_app, tiny_model_missing_reason, write_test_video
 from webapp import media
 from webapp.handlers import ComposerHolder, Handlers, segment_table
@@ -406,3 +406,25 @@ def test_api_study_flow(app: Any, tmp_path: Path) -> None:
     assert means == [2.0, 4.0] and Path(csv_file).read_text().count("\n") == 3
     with pytest.raises(AppError, match="admin token is wrong"):
         client.predict("wrong", code, api_name="/study_results")
+
+
+def _feature_row(index: int) -> dict[str, Any]:
+    names = ("motion", "motion_change", "brightness", "brightness_change", "saturation")
+    more = ("colour_temperature", "visual_rhythm", "valence", "arousal")
+    return {"shot_index": index, **dict.fromkeys(names + more, 0.5)}
+
+
+def test_shot_table_shows_clip_scene_words_and_a_dash_without_them() -> None:
+    from dataclasses import replace
+
+    from webapp.handlers import SHOT_COLUMNS, shot_rows
+
+    report = stand_in_report(0)
+    assert [row[-1] for row in shot_rows(report)] == ["–", "–"]
+    features = [
+        ShotFeatures.from_dict({**_feature_row(i), "scenes": ["a beach", "the sea"]})
+        for i in range(2)
+    ]
+    read = replace(report, analysis=replace(report.analysis, features=features, semantics="clip:x"))
+    assert shot_rows(read)[0][-1] == "a beach, the sea"
+    assert SHOT_COLUMNS[-1] == "scene (CLIP)"

@@ -207,11 +207,20 @@ class ResultView:
     n_segments: int
 
 
-SHOT_COLUMNS = ["shot", "start (s)", "end (s)", "length (s)", "motion", "brightness"]
+SHOT_COLUMNS = [
+    "shot",
+    "start (s)",
+    "end (s)",
+    "length (s)",
+    "motion",
+    "brightness",
+    "scene (CLIP)",
+]
 
 
 def shot_rows(report: Report) -> list[list[Any]]:
-    """One row per shot: number (from 1), times in seconds, motion and brightness in [0, 1]."""
+    """One row per shot: number (from 1), times in seconds, motion and brightness in [0, 1],
+    and the scene words CLIP chose (a dash where the shots were read by picture statistics)."""
     features = {f.shot_index: f for f in report.analysis.features}
     rows = []
     for n, shot in enumerate(report.analysis.shots, start=1):
@@ -224,6 +233,7 @@ def shot_rows(report: Report) -> list[list[Any]]:
                 round(shot.end_s - shot.start_s, 2),
                 None if feat is None else round(feat.motion, 3),
                 None if feat is None else round(feat.brightness, 3),
+                ", ".join(feat.scenes) if feat is not None and feat.scenes else "–",
             ]
         )
     return rows
@@ -276,7 +286,8 @@ def summary_markdown(report: Report) -> str:
     lines = [
         f"**{plan.key_name}**, **{plan.tempo_bpm:.1f} BPM**, "
         f"{report.video_info.duration_s:.1f} s of video",
-        f"{len(report.analysis.shots)} shots -> {metrics.n_segments} music segments; "
+        f"{len(report.analysis.shots)} shots (read by {report.analysis.semantics}) -> "
+        f"{metrics.n_segments} music segments; "
         f"cut alignment {_percent(metrics.cut_alignment)}",
         f"seeds {report.seeds}; composed in {report.timings_s.get('total', 0.0):.1f} s "
         f"(real-time factor {report.real_time_factor})",
