@@ -401,6 +401,7 @@ class Composer:
                 duration_s=plan.duration_s,
                 audio=options.audio,
                 has_original_audio=bool(analysis.info.has_audio),
+                info=analysis.info,
             )
             png = outputs.write_pianoroll(
                 onset,

@@ -1,0 +1,58 @@
+"""Muxing: an H.264 video kept whole is copied, not re-encoded; everything else is encoded."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from diffbgm.video.mux import mux_music, video_can_be_copied
+from diffbgm.video.probe import probe_video
+from tests.app_server import write_test_video
+
+
+def _packets(path: Path) -> list[bytes]:
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return [bytes(p) for p in container.demux(stream) if p.size]
+
+
+@pytest.fixture()
+def clip_and_music(tmp_path: Path) -> tuple[Path, Path]:
+    clip = write_test_video(tmp_path / "clip.mp4", seconds=3.0, cut_every_s=1.0)
+    music = tmp_path / "music.wav"
+    sf.write(music, 0.1 * np.sin(np.linspace(0, 3000, 3 * 22050)), 22050)
+    return clip, music
+
+
+def test_copy_rule() -> None:
+    from tests.test_app_api import stand_in_report
+
+    info = stand_in_report(0).video_info  # 64x48 H.264, 8 s, 25 fps
+    assert video_can_be_copied(info, 8.0)
+    assert not video_can_be_copied(info, 6.0)  # cut inside the video: re-encode
+    assert not video_can_be_copied(replace(info, video_codec="vp8"), 8.0)
+    assert not video_can_be_copied(replace(info, width=63), 8.0)  # odd: padded
+    assert not video_can_be_copied(None, 8.0)
+
+
+def test_an_h264_clip_is_copied_packet_for_packet(
+    clip_and_music: tuple[Path, Path], tmp_path: Path
+) -> None:
+    clip, music = clip_and_music
+    info = probe_video(clip)
+    copied = mux_music(
+        clip, music, tmp_path / "copied.mp4", info.duration_s, has_original_audio=False, info=info
+    )
+    encoded = mux_music(
+        clip, music, tmp_path / "encoded.mp4", info.duration_s, has_original_audio=False
+    )
+    assert _packets(copied) == _packets(clip)
+    assert _packets(encoded) != _packets(clip)
+    out = probe_video(copied)
+    assert out.has_audio and out.duration_s == pytest.approx(info.duration_s, abs=0.1)
