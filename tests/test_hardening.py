@@ -207,6 +207,10 @@ def test_a_client_with_composes_waiting_is_refused_at_once_others_are_not(
     for thread in running:
         thread.start()
     assert composer.started.wait(10)
+    deadline = time.monotonic() + 20  # the second may still be probing its upload (busy CPU)
+    while len(handlers.gate) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(handlers.gate) == 2
     start = time.monotonic()
     with pytest.raises(gr.Error, match="already have 2 compose"):
         handlers.compose(str(clip), *FORM, None, flood)
