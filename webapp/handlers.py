@@ -321,10 +321,10 @@ class Handlers:
         key: str,
         density: float,
         seed: float,
-        guidance: float | None,
-        steps: float | None,
-        variants: float,
-        audio: str,
+        guidance: float | None = None,
+        steps: float | None = None,
+        variants: float = 1,
+        audio: str = "duck",
         recall: float | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio injects it by default value
     ) -> tuple[Any, ...]:

@@ -25,7 +25,14 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = REPO_ROOT / "checkpoints" / "diffbgm-small"
-EXAMPLE_VIDEO = REPO_ROOT.parent / "shared" / "data" / "videos" / "big_buck_bunny_0_30.webm"
+# Shipped with the package (CC0, made by scripts/make_example_video.py), so every install has
+# an example; the Big Buck Bunny excerpt of our shared data folder is added where it exists.
+SHIPPED_EXAMPLE = REPO_ROOT / "diffbgm" / "assets" / "examples" / "shapes.mp4"
+SHARED_EXAMPLE = REPO_ROOT.parent / "shared" / "data" / "videos" / "big_buck_bunny_0_30.webm"
+EXAMPLE_LABELS = {
+    SHIPPED_EXAMPLE.name: "four drawn shots, 7 s (CC0)",
+    SHARED_EXAMPLE.name: "Big Buck Bunny, first 30 s (CC BY 3.0, Blender Foundation)",
+}
 
 
 class SettingsError(ValueError):
@@ -73,7 +80,7 @@ class AppSettings:
     max_video_s: float = 1200.0
     output_max_age_h: float = 24.0
     queue_size: int = 64
-    example_video: Path | None = None
+    example_videos: tuple[Path, ...] = ()
 
     @property
     def outputs_dir(self) -> Path:
@@ -111,7 +118,7 @@ class AppSettings:
         """Read the settings from `env` (default: os.environ); clear error for a bad value."""
         env = os.environ if env is None else env
         data_dir = Path(env.get("DIFFBGM_DATA_DIR", "") or "data").resolve()
-        example = EXAMPLE_VIDEO if EXAMPLE_VIDEO.exists() else None
+        examples = tuple(path for path in (SHIPPED_EXAMPLE, SHARED_EXAMPLE) if path.is_file())
         return cls(
             host=env.get("GRADIO_SERVER_NAME", "") or "127.0.0.1",
             port=_int(env, "GRADIO_SERVER_PORT", 7860, low=1),
@@ -124,5 +131,5 @@ class AppSettings:
             max_video_s=_float(env, "DIFFBGM_MAX_VIDEO_S", 1200.0),
             output_max_age_h=_float(env, "DIFFBGM_OUTPUT_MAX_AGE_H", 24.0),
             queue_size=_int(env, "DIFFBGM_QUEUE_SIZE", 64, low=1),
-            example_video=example,
+            example_videos=examples,
         )

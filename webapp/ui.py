@@ -13,7 +13,7 @@ from typing import Any
 import gradio as gr
 
 from webapp.handlers import AUDIO_CHOICES, KEY_CHOICES, SHOT_COLUMNS, Handlers
-from webapp.settings import AppSettings
+from webapp.settings import EXAMPLE_LABELS, AppSettings
 
 INTRO = """# Diff-BGM · piano background music for your video
 Upload a clip: the app finds its shots, plans music whose sections change where the shots
@@ -38,14 +38,19 @@ def _compose_tab(handlers: Handlers, settings: AppSettings) -> None:
     with gr.Row():
         with gr.Column(scale=1):
             video = gr.Video(label="Your video", sources=["upload"], elem_id="video-in")
-            if settings.example_video is not None:
+            if settings.example_videos:
                 gr.Examples(
-                    examples=[[str(settings.example_video)]],
+                    examples=[[str(path)] for path in settings.example_videos],
                     inputs=[video],
-                    label="Example: Big Buck Bunny, first 30 s",
+                    label="Examples: "
+                    + "; ".join(
+                        EXAMPLE_LABELS.get(p.name, p.name) for p in settings.example_videos
+                    ),
                     cache_examples=False,
                 )
-            mood = gr.Textbox(label="Mood (optional)", placeholder="e.g. calm and warm, playful")
+            mood = gr.Textbox(
+                label="Mood (optional)", value="", placeholder="e.g. calm and warm, playful"
+            )
             with gr.Row():
                 tempo = gr.Number(label="Tempo BPM (0 = from the video)", value=0, minimum=0)
                 key = gr.Dropdown(list(KEY_CHOICES), value="auto", label="Key")
@@ -53,7 +58,9 @@ def _compose_tab(handlers: Handlers, settings: AppSettings) -> None:
             with gr.Accordion("More settings", open=False):
                 with gr.Row():
                     seed = gr.Number(label="Seed", value=0, precision=0)
-                    variants = gr.Slider(1, 4, value=1, step=1, label="Variants")
+                    variants = gr.Number(
+                        label="Variants", value=1, minimum=1, maximum=4, step=1, precision=0
+                    )
                 with gr.Row():
                     guidance = gr.Number(label="Guidance (empty = model default)", value=None)
                     steps = gr.Number(
@@ -69,7 +76,7 @@ def _compose_tab(handlers: Handlers, settings: AppSettings) -> None:
                 )
             compose_btn = gr.Button("Compose music", variant="primary", elem_id="compose-btn")
         with gr.Column(scale=2):
-            summary = gr.Markdown(elem_id="result-summary")
+            summary = gr.Markdown(label="Summary", elem_id="result-summary")
             gallery = gr.Gallery(
                 label="Shot timeline", columns=6, height=180, object_fit="cover", elem_id="shots"
             )
@@ -89,7 +96,7 @@ def _compose_tab(handlers: Handlers, settings: AppSettings) -> None:
                     regen_seed = gr.Number(label="New seed", value=1, precision=0)
                     regen_density = gr.Slider(0, 1, value=0, step=0.05, label="Density (0 = keep)")
                 regen_btn = gr.Button("Regenerate segment", elem_id="regen-btn")
-            result_name = gr.Textbox(visible=False, label="result")
+            result_name = gr.Textbox(visible=False, label="Result name")
 
     outputs = [
         summary,
