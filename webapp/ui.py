@@ -13,6 +13,7 @@ from typing import Any
 import gradio as gr
 
 from webapp.handlers import AUDIO_CHOICES, KEY_CHOICES, SHOT_COLUMNS, Handlers
+from webapp.health import Health
 from webapp.settings import EXAMPLE_LABELS, AppSettings
 
 INTRO = """# Diff-BGM · piano background music for your video
@@ -281,9 +282,15 @@ def build_app(settings: AppSettings, handlers: Handlers | None = None) -> gr.Blo
     return demo
 
 
-def launch_options(settings: AppSettings) -> dict[str, Any]:
-    """Keyword arguments for `Blocks.launch` that the settings decide."""
+def launch_options(settings: AppSettings, health: Health | None = None) -> dict[str, Any]:
+    """Keyword arguments for `Blocks.launch` that the settings decide; with `health`, the app
+    also answers `GET /healthz` (a route given to Gradio's FastAPI app when it is made, so it
+    exists from the first request and ahead of Gradio's own routes)."""
+    extra: dict[str, Any] = {}
+    if health is not None:
+        extra["app_kwargs"] = {"routes": [health.route()]}
     return {
+        **extra,
         "server_name": settings.host,
         "server_port": settings.port,
         "max_file_size": settings.max_upload_bytes,
