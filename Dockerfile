@@ -2,9 +2,12 @@
 #   docker build -t diffbgm .
 #   docker run -p 7860:7860 -v diffbgm-data:/data -e DIFFBGM_ADMIN_TOKEN=... diffbgm
 # Also runs as a Hugging Face Docker Space (uid 1000, port 7860, /data as persistent storage).
+# scripts/check_image.sh builds and runs this file with buildah and composes the example
+# clip through the API (docs/image.md has its output).
 FROM python:3.11-slim
 
-# FluidSynth renders the MIDI to audio; ffmpeg comes from the imageio-ffmpeg wheel.
+# FluidSynth renders the MIDI to audio; ffmpeg comes from the imageio-ffmpeg wheel. No libGL:
+# OpenCV is the headless build (requirements.txt), checked below.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends fluidsynth \
     && rm -rf /var/lib/apt/lists/*
@@ -15,10 +18,12 @@ RUN useradd --create-home --uid 1000 user \
     && chown user:user /data
 USER user
 ENV HOME=/home/user \
-    PATH=/home/user/.local/bin:$PATH \
+    VIRTUAL_ENV=/home/user/venv \
+    PATH=/home/user/venv/bin:/home/user/.local/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_PROGRESS_BAR=off \
     GRADIO_SERVER_NAME=0.0.0.0 \
     GRADIO_SERVER_PORT=7860 \
     GRADIO_ANALYTICS_ENABLED=False \
@@ -26,17 +31,31 @@ ENV HOME=/home/user \
     MPLCONFIGDIR=/tmp/matplotlib
 WORKDIR /home/user/app
 
-# Dependencies first, so code changes do not reinstall them. The PyTorch CPU index serves
-# the pinned torch without the multi-GB CUDA libraries PyPI's Linux wheel pulls in.
-COPY --chown=user:user requirements.txt .
-RUN pip install --user -r requirements.txt \
-        --extra-index-url https://download.pytorch.org/whl/cpu
+# torch==2.13.0 from PyPI pulls CUDA 13 packages (cuda-toolkit, nvidia-cudnn, triton: GBs);
+# the PyTorch CPU index serves 2.13.0+cpu (~190 MB), which pip prefers (a local version sorts
+# higher). Where that index cannot be reached, pass --build-arg TORCH_INDEX_URL= and put the
+# CPU wheel into docker/wheels/ (scripts/check_image.sh does); pip looks there first.
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+
+# Dependencies first, so code changes do not reinstall them.
+COPY --chown=user:user requirements.txt ./
+RUN --mount=type=bind,source=docker/wheels,target=/tmp/wheels \
+    python -m venv "$VIRTUAL_ENV" \
+    && pip install --find-links /tmp/wheels \
+        ${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"} \
+        -r requirements.txt \
+    && python -c "import importlib.metadata as m, sys; \
+names = sorted(d.metadata['Name'].lower() for d in m.distributions()); \
+bad = [n for n in names if n.startswith(('nvidia-', 'cuda-', 'triton')) or n in ('opencv-python', 'scenedetect')]; \
+print('torch', m.version('torch'), '| unwanted:', bad or 'none'); \
+sys.exit(1 if bad else 0)"
 
 COPY --chown=user:user . .
 
 EXPOSE 7860
-# Gradio answers on / once the app (and its start-up migration) is up.
-HEALTHCHECK --interval=30s --timeout=10s --start-period=120s --retries=3 \
-    CMD python -c "import urllib.request as u; u.urlopen('http://127.0.0.1:7860/', timeout=8)" || exit 1
+# /healthz answers 200 only when the model, FluidSynth, ffmpeg, the database and a start-up
+# self-test compose are all ok (webapp/health.py); `python -m webapp.health` exits 1 otherwise.
+HEALTHCHECK --interval=30s --timeout=10s --start-period=180s --retries=3 \
+    CMD ["python", "-m", "webapp.health"]
 
 CMD ["python", "app.py"]
