@@ -45,6 +45,8 @@ if [ ! -s "$TARBALL" ]; then
     --include=python3,python3-pip,python3-venv,ca-certificates \
     bookworm "$root" "$MIRROR" >"$CACHE_DIR/debootstrap.log" 2>&1 \
     || { tail -20 "$CACHE_DIR/debootstrap.log" >&2; exit 1; }
+  # mktemp made the root 0700: the image's non-root user could not run anything.
+  chmod 0755 "$root"
   # As in python:3.11-slim: `python` and `pip` on PATH, pip may install (no PEP 668 marker),
   # no apt lists left behind.
   ln -sf /usr/bin/python3 "$root/usr/local/bin/python"
