@@ -33,15 +33,18 @@ WORKDIR /home/user/app
 
 # torch==2.13.0 from PyPI pulls CUDA 13 packages (cuda-toolkit, nvidia-cudnn, triton: GBs);
 # the PyTorch CPU index serves 2.13.0+cpu (~190 MB), which pip prefers (a local version sorts
-# higher). Where that index cannot be reached, pass --build-arg TORCH_INDEX_URL= and put the
-# CPU wheel into docker/wheels/ (scripts/check_image.sh does); pip looks there first.
+# higher). A build host that cannot reach that index passes --build-arg TORCH_INDEX_URL= and
+# mounts a folder with the CPU wheel at /tmp/wheels (buildah bud -v DIR:/tmp/wheels:ro, as
+# scripts/check_image.sh does; a ca-bundle.crt there is used for pip's TLS, for hosts behind
+# an intercepting proxy). Nothing of it stays in the image.
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 
-# Dependencies first, so code changes do not reinstall them.
+# Dependencies first, so code changes do not reinstall them. The check after the install fails
+# the build if CUDA packages or the GUI OpenCV (needs libGL) got in.
 COPY --chown=user:user requirements.txt ./
-RUN --mount=type=bind,source=docker/wheels,target=/tmp/wheels \
-    python -m venv "$VIRTUAL_ENV" \
-    && pip install --find-links /tmp/wheels \
+RUN if [ -f /tmp/wheels/ca-bundle.crt ]; then export PIP_CERT=/tmp/wheels/ca-bundle.crt; fi \
+    && python -m venv "$VIRTUAL_ENV" \
+    && pip install $([ -d /tmp/wheels ] && echo --find-links /tmp/wheels) \
         ${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"} \
         -r requirements.txt \
     && python -c "import importlib.metadata as m, sys; \

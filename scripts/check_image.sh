@@ -7,7 +7,7 @@
 # overlayfs or user namespaces) and podman (imports the stand-in base). Where the base image
 # `python:3.11-slim` cannot be pulled, scripts/standin_base.sh makes a stand-in from Debian
 # bookworm first. Where the PyTorch CPU index cannot be reached, the CPU torch wheel is taken
-# from $TORCH_WHEELS (default /opt/wheels) into the build context's docker/wheels/.
+# from $TORCH_WHEELS (default /opt/wheels), mounted at /tmp/wheels for the build only.
 #
 #   bash scripts/check_image.sh            # build (cached layers), run, compose, break
 #   KEEP=1 bash scripts/check_image.sh     # leave the working containers for inspection
@@ -58,7 +58,7 @@ fi
 step "build context: the tracked and untracked-but-not-ignored files of this checkout"
 CONTEXT=$(mktemp -d /tmp/diffbgm-context.XXXXXX)
 cleanup() {
-  rm -rf "$CONTEXT"
+  rm -rf "$CONTEXT" "${EXTRAS:-}"
   if [ -z "${KEEP:-}" ]; then
     for c in "${CONTAINERS[@]:-}"; do [ -n "$c" ] && bah rm "$c" >/dev/null 2>&1 || true; done
   fi
@@ -68,16 +68,25 @@ trap cleanup EXIT
 git ls-files -z --cached --others --exclude-standard \
   | xargs -0 -I{} sh -c 'test -e "{}" && printf "%s\0" "{}"' \
   | tar --null -T - -cf - | tar -C "$CONTEXT" -xf -
+# Build-time extras, mounted at /tmp/wheels for the RUN steps (never in the image): the CPU
+# torch wheel where the index is out of reach, and the CA bundle pip trusts here (this host
+# reaches PyPI through a TLS-intercepting proxy).
+EXTRAS=$(mktemp -d /tmp/diffbgm-extras.XXXXXX)
 if [ -z "$TORCH_INDEX_URL" ]; then
-  cp "$TORCH_WHEELS"/torch-2.13.0+cpu-*.whl "$CONTEXT/docker/wheels/"
+  cp "$TORCH_WHEELS"/torch-2.13.0+cpu-*.whl "$EXTRAS/"
 fi
+HOST_CERT=${PIP_CERT:-}
+if [ -n "$HOST_CERT" ] && [ -f "$HOST_CERT" ]; then
+  cp "$HOST_CERT" "$EXTRAS/ca-bundle.crt"
+fi
+chmod -R a+rX "$EXTRAS"
 du -sh "$CONTEXT" | cut -f1 | sed 's/^/context size: /'
-ls "$CONTEXT/docker/wheels"
+ls "$EXTRAS"
 
 step "build $IMAGE (buildah bud, vfs, chroot isolation, docker format for HEALTHCHECK)"
 started=$(date +%s)
 bah bud --isolation chroot --format docker --layers --pull-never \
-  --build-arg "TORCH_INDEX_URL=$TORCH_INDEX_URL" \
+  --build-arg "TORCH_INDEX_URL=$TORCH_INDEX_URL" --volume "$EXTRAS:/tmp/wheels:ro" \
   -t "$IMAGE" -f "$CONTEXT/Dockerfile" "$CONTEXT" 2>&1 \
   | grep --line-buffered -v -E '^(Collecting|Downloading|  Downloading|Using cached|  Using cached|Requirement already)' \
   | grep --line-buffered -v -E 'Getting image source signatures|Copying (blob|config)|Writing manifest|Storing signatures' \
