@@ -14,6 +14,9 @@
 #
 # Output: a log of every step; docs/image.md holds a recorded run.
 set -euo pipefail
+# The whole script is one function, parsed before it runs: editing the file during a long
+# build cannot derail the run.
+main() {
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
 
@@ -194,3 +197,5 @@ stop_app
 
 step "done: $([ $status = 0 ] && echo PASS || echo FAIL)"
 exit $status
+}
+main "$@"
