@@ -125,7 +125,7 @@ wait_settled() {  # wait until /healthz is no longer "starting" (or the app died
     kill -0 "$APP_PID" 2>/dev/null || { echo "the app exited"; return 1; }
     body=$(curl -s "http://127.0.0.1:$PORT/healthz" || true)
     case "$body" in
-      *'"status":"ok"'* | *'"status":"unhealthy"'*) return 0 ;;
+      '{"status":"ok"'* | '{"status":"unhealthy"'*) return 0 ;;  # the overall status
     esac
     sleep 3
   done
