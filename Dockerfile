@@ -53,8 +53,7 @@ bad = [n for n in names if n.startswith(('nvidia-', 'cuda-', 'triton')) or n in 
 print('torch', m.version('torch'), '| unwanted:', bad or 'none'); \
 sys.exit(1 if bad else 0)"
 
-COPY --chown=user:user . .
-
+# Metadata before the code: with layered builds only the COPY below changes on a code edit.
 EXPOSE 7860
 # /healthz answers 200 only when the model, FluidSynth, ffmpeg, the database and a start-up
 # self-test compose are all ok (webapp/health.py); `python -m webapp.health` exits 1 otherwise.
@@ -62,3 +61,5 @@ HEALTHCHECK --interval=30s --timeout=10s --start-period=180s --retries=3 \
     CMD ["python", "-m", "webapp.health"]
 
 CMD ["python", "app.py"]
+
+COPY --chown=user:user . .
