@@ -71,7 +71,8 @@ class ComposerHolder:
     """One model for the whole app: loaded on first use, then shared behind a lock.
 
     `load` builds the composer (e.g. `lambda: Composer.from_pretrained(path)`); it runs at the
-    first compose, never at import or start-up, so the page opens at once.
+    first use (app.py's background self-test, webapp/health.py, or the first compose), never at
+    import, so the page opens at once.
     """
 
     def __init__(self, load: Callable[[], Any]) -> None:

@@ -263,7 +263,7 @@ def build_app(settings: AppSettings, handlers: Handlers | None = None) -> gr.Blo
     """The whole app as Gradio Blocks, queued but not launched (see app.py).
 
     Without `handlers`, the real ones are made: the ratings store is migrated and the model
-    is loaded lazily on the first compose.
+    is loaded lazily on first use (app.py starts a self-test compose that loads it).
     """
     handlers = handlers or Handlers.create(settings)
     with gr.Blocks(title="Diff-BGM", analytics_enabled=False) as demo:
