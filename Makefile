@@ -11,10 +11,11 @@ PY_SOURCES := diffbgm trainer webapp tests benchmarks migrations app.py
 
 .PHONY: run test test-slow lint setup sysdeps cache train bench clean
 
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml scripts/headless_opencv.sh
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-dev.txt
+	bash scripts/headless_opencv.sh $(PY)
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 

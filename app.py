@@ -5,9 +5,11 @@ Settings come from the environment (see webapp/settings.py): GRADIO_SERVER_NAME 
 DIFFBGM_DATA_DIR, DATABASE_URL, DIFFBGM_ADMIN_TOKEN, DIFFBGM_COMPOSE_CONCURRENCY,
 DIFFBGM_COMPOSE_QUEUE, DIFFBGM_COMPOSE_PER_CLIENT, DIFFBGM_MAX_UPLOAD_MB,
 DIFFBGM_OUTPUT_MAX_AGE_H, DIFFBGM_UPLOAD_MAX_AGE_MIN, ... The ratings store is migrated at
-start-up; the model loads on the first compose. Gradio's temporary folder is put inside the
-data folder before Gradio is imported, and a clean-up thread keeps every folder within its
-retention time (webapp/janitor.py).
+start-up; the model loads in a background self-test compose of a synthetic 2 s clip, and
+`GET /healthz` reports the model, FluidSynth, ffmpeg, the database and that self-test (200 only
+when all are ok; webapp/health.py). Gradio's temporary folder is put inside the data folder
+before Gradio is imported, and a clean-up thread keeps every folder within its retention time
+(webapp/janitor.py).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ def main() -> None:
     os.environ.update(settings.gradio_env())
 
     from webapp.handlers import Handlers
+    from webapp.health import app_health
     from webapp.janitor import Janitor
     from webapp.ui import build_app, launch_options
 
@@ -51,10 +54,14 @@ def main() -> None:
     janitor.sweep_at_start()
     handlers = Handlers.create(settings)
     demo = build_app(settings, handlers)
+    health = app_health(settings, handlers)
+    # A tiny compose in the background: /healthz says "starting" until it has passed, and
+    # the model is loaded (warm) before the first user's compose.
+    health.self_test.start()
     janitor.start()
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
-        demo.launch(**launch_options(settings))
+        demo.launch(**launch_options(settings, health))
     finally:
         janitor.stop()
         removed = handlers.in_flight.remove_all()

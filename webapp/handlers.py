@@ -159,7 +159,8 @@ class ComposerHolder:
     """One model for the whole app: loaded on first use, then shared behind a lock.
 
     `load` builds the composer (e.g. `lambda: Composer.from_pretrained(path)`); it runs at the
-    first compose, never at import or start-up, so the page opens at once.
+    first use (app.py's background self-test, webapp/health.py, or the first compose), never at
+    import, so the page opens at once.
     """
 
     def __init__(self, load: Callable[[], Any]) -> None:
@@ -437,10 +438,10 @@ class Handlers:
         key: str,
         density: float,
         seed: float,
-        guidance: float | None,
-        steps: float | None,
-        variants: float,
-        audio: str,
+        guidance: float | None = None,
+        steps: float | None = None,
+        variants: float = 1,
+        audio: str = "duck",
         recall: float | None = None,
         request: gr.Request | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio injects it by default value

@@ -43,7 +43,14 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = REPO_ROOT / "checkpoints" / "diffbgm-small"
-EXAMPLE_VIDEO = REPO_ROOT.parent / "shared" / "data" / "videos" / "big_buck_bunny_0_30.webm"
+# Shipped with the package (CC0, made by scripts/make_example_video.py), so every install has
+# an example; the Big Buck Bunny excerpt of our shared data folder is added where it exists.
+SHIPPED_EXAMPLE = REPO_ROOT / "diffbgm" / "assets" / "examples" / "shapes.mp4"
+SHARED_EXAMPLE = REPO_ROOT.parent / "shared" / "data" / "videos" / "big_buck_bunny_0_30.webm"
+EXAMPLE_LABELS = {
+    SHIPPED_EXAMPLE.name: "four drawn shots, 7 s (CC0)",
+    SHARED_EXAMPLE.name: "Big Buck Bunny, first 30 s (CC BY 3.0, Blender Foundation)",
+}
 ADMIN_TOKEN_ENV = "DIFFBGM_ADMIN_TOKEN"
 # A shorter token can be guessed; below this length admin actions stay off.
 ADMIN_TOKEN_MIN_LENGTH = 16
@@ -124,7 +131,7 @@ class AppSettings:
     admin_free_failures: int = 3
     admin_max_lockout_s: float = 300.0
     admin_global_failures_per_min: int = 30
-    example_video: Path | None = None
+    example_videos: tuple[Path, ...] = ()
     clip: str = "auto"
     device: str = "auto"
 
@@ -195,7 +202,7 @@ class AppSettings:
         if device not in DEVICE_CHOICES and not device.startswith("cuda:"):
             raise SettingsError(f"DIFFBGM_DEVICE={device!r} is not one of {DEVICE_CHOICES}")
         data_dir = Path(env.get("DIFFBGM_DATA_DIR", "") or "data").resolve()
-        example = EXAMPLE_VIDEO if EXAMPLE_VIDEO.exists() else None
+        examples = tuple(path for path in (SHIPPED_EXAMPLE, SHARED_EXAMPLE) if path.is_file())
         admin_problem = admin_token_problem(env.get(ADMIN_TOKEN_ENV, ""))
         return cls(
             host=env.get("GRADIO_SERVER_NAME", "") or "127.0.0.1",
@@ -216,7 +223,7 @@ class AppSettings:
             sweep_interval_s=_float(env, "DIFFBGM_SWEEP_INTERVAL_S", 60.0),
             study_max_participants=_int(env, "DIFFBGM_STUDY_MAX_PARTICIPANTS", 500, low=1),
             queue_size=_int(env, "DIFFBGM_QUEUE_SIZE", 1024, low=1),
-            example_video=example,
+            example_videos=examples,
             clip=clip,
             device=device,
         )

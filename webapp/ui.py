@@ -14,7 +14,8 @@ import gradio as gr
 
 from webapp.components import quiet
 from webapp.handlers import AUDIO_CHOICES, KEY_CHOICES, SHOT_COLUMNS, Handlers
-from webapp.settings import ADMIN_TOKEN_MIN_LENGTH, AppSettings
+from webapp.health import Health
+from webapp.settings import ADMIN_TOKEN_MIN_LENGTH, EXAMPLE_LABELS, AppSettings
 
 # Event groups: composes wait in their own queue (webapp.limits.ComposeGate), so Gradio takes
 # every compose at once and admits or refuses it in a moment; participants and admins have
@@ -46,11 +47,14 @@ def _compose_tab(handlers: Handlers, settings: AppSettings) -> None:
     with gr.Row():
         with gr.Column(scale=1):
             video = quiet(gr.Video(label="Your video", sources=["upload"], elem_id="video-in"))
-            if settings.example_video is not None:
+            if settings.example_videos:
                 gr.Examples(
-                    examples=[[str(settings.example_video)]],
+                    examples=[[str(path)] for path in settings.example_videos],
                     inputs=[video],
-                    label="Example: Big Buck Bunny, first 30 s",
+                    label="Examples: "
+                    + "; ".join(
+                        EXAMPLE_LABELS.get(p.name, p.name) for p in settings.example_videos
+                    ),
                     cache_examples=False,
                 )
             mood = quiet(
@@ -66,7 +70,11 @@ def _compose_tab(handlers: Handlers, settings: AppSettings) -> None:
             with gr.Accordion("More settings", open=False):
                 with gr.Row():
                     seed = quiet(gr.Number(label="Seed", value=0, precision=0))
-                    variants = quiet(gr.Slider(1, 4, value=1, step=1, label="Variants"))
+                    variants = quiet(
+                        gr.Number(
+                            label="Variants", value=1, minimum=1, maximum=4, step=1, precision=0
+                        )
+                    )
                 with gr.Row():
                     guidance = quiet(
                         gr.Number(label="Guidance (empty = model default)", value=None)
@@ -90,7 +98,7 @@ def _compose_tab(handlers: Handlers, settings: AppSettings) -> None:
                 )
             compose_btn = gr.Button("Compose music", variant="primary", elem_id="compose-btn")
         with gr.Column(scale=2):
-            summary = gr.Markdown(elem_id="result-summary")
+            summary = gr.Markdown(label="Summary", elem_id="result-summary")
             gallery = gr.Gallery(
                 label="Shot timeline", columns=6, height=180, object_fit="cover", elem_id="shots"
             )
@@ -110,7 +118,7 @@ def _compose_tab(handlers: Handlers, settings: AppSettings) -> None:
                     regen_seed = gr.Number(label="New seed", value=1, precision=0)
                     regen_density = gr.Slider(0, 1, value=0, step=0.05, label="Density (0 = keep)")
                 regen_btn = gr.Button("Regenerate segment", elem_id="regen-btn")
-            result_name = gr.Textbox(visible=False, label="result")
+            result_name = gr.Textbox(visible=False, label="Result name")
 
     outputs = [
         summary,
@@ -318,7 +326,7 @@ def build_app(settings: AppSettings, handlers: Handlers | None = None) -> gr.Blo
     """The whole app as Gradio Blocks, queued but not launched (see app.py).
 
     Without `handlers`, the real ones are made: the ratings store is migrated and the model
-    is loaded lazily on the first compose.
+    is loaded lazily on first use (app.py starts a self-test compose that loads it).
     """
     handlers = handlers or Handlers.create(settings)
     # Result, study and export files are served from where they lie, not copied into Gradio's
@@ -344,16 +352,19 @@ def build_app(settings: AppSettings, handlers: Handlers | None = None) -> gr.Blo
 
 
 def served_paths(settings: AppSettings) -> list[str]:
-    """Folders (and the example video) Gradio serves in place instead of copying."""
-    paths = list(settings.served_dirs)
-    if settings.example_video is not None:
-        paths.append(str(settings.example_video))
-    return paths
+    """Folders (and the example videos) Gradio serves in place instead of copying."""
+    return [*settings.served_dirs, *(str(path) for path in settings.example_videos)]
 
 
-def launch_options(settings: AppSettings) -> dict[str, Any]:
-    """Keyword arguments for `Blocks.launch` that the settings decide."""
+def launch_options(settings: AppSettings, health: Health | None = None) -> dict[str, Any]:
+    """Keyword arguments for `Blocks.launch` that the settings decide; with `health`, the app
+    also answers `GET /healthz` (a route given to Gradio's FastAPI app when it is made, so it
+    exists from the first request and ahead of Gradio's own routes)."""
+    extra: dict[str, Any] = {}
+    if health is not None:
+        extra["app_kwargs"] = {"routes": [health.route()]}
     return {
+        **extra,
         "server_name": settings.host,
         "server_port": settings.port,
         "max_file_size": settings.max_upload_bytes,
