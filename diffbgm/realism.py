@@ -354,7 +354,8 @@ def split_by_parity(songs: Sequence[str]) -> tuple[list[str], list[str]]:
     """Two disjoint halves of a song list: even and odd song numbers (names that are not
     numbers alternate by their place in the sorted list)."""
     ordered = sorted(set(songs))
-    even, odd = [], []
+    even: list[str] = []
+    odd: list[str] = []
     for place, song in enumerate(ordered):
         number = int(song) if song.isdigit() else place
         (even if number % 2 == 0 else odd).append(song)
