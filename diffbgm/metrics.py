@@ -28,6 +28,28 @@ from scipy.stats import rankdata
 # keep working.
 from diffbgm.controls import relative_change as relative_change
 
+# The per-bar symbolic structureness was reported as "si_short"/"si_mid" before MusDr's own
+# SI (diffbgm.musdr_si, "si_musdr_*") was measured; it is a different number (DESIGN.md) and
+# is now "si_bar_*". Readers of older JSON map the old names with `current_metric_name`.
+LEGACY_METRIC_NAMES = {"si_short": "si_bar_short", "si_mid": "si_bar_mid"}
+
+
+def current_metric_name(name: str) -> str:
+    """The name a metric has now ("si_short" in older reports is "si_bar_short")."""
+    return LEGACY_METRIC_NAMES.get(name, name)
+
+
+def metric_from(values: Mapping[str, object], name: str) -> object:
+    """values[name], or the same metric under its older name (reports written before the
+    per-bar SI was renamed); KeyError when neither is there."""
+    if name in values:
+        return values[name]
+    for old, new in LEGACY_METRIC_NAMES.items():
+        if new == name and old in values:
+            return values[old]
+    raise KeyError(name)
+
+
 # Diatonic pitch classes relative to the tonic.
 MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)
 NATURAL_MINOR_SCALE = (0, 2, 3, 5, 7, 8, 10)
@@ -527,8 +549,8 @@ def piece_metrics(
     return {
         "pche": pitch_class_entropy(on, config),
         "gps": grooving_pattern_similarity(on, spb),
-        "si_short": si_short,
-        "si_mid": si_mid,
+        "si_bar_short": si_short,
+        "si_bar_mid": si_mid,
         "chord_tone_ratio": (
             math.nan if chord_pcs is None else chord_tone_ratio(on, chord_pcs, config.pitch_low)
         ),

@@ -263,7 +263,7 @@ def test_piece_metrics_without_harmony_has_nan_chord_metrics() -> None:
     assert math.isnan(values["chord_tone_ratio"]) and math.isnan(values["in_key_ratio"])
     assert values["bars"] == 16.0
     assert 0 < values["pche"] <= math.log2(12)
-    assert 0 <= values["gps"] <= 1 and 0 <= values["si_short"] <= 1
+    assert 0 <= values["gps"] <= 1 and 0 <= values["si_bar_short"] <= 1
 
 
 def test_aggregate_skips_nan() -> None:
