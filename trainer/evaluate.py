@@ -287,6 +287,22 @@ def musdr_structureness(roll: PianoRoll, tempo_bpm: float, spec: RollSpec) -> di
     return {f"si_musdr_{name}": value for name, value in values.items()}
 
 
+def _musdr_job(job: tuple[PianoRoll, float, RollSpec]) -> dict[str, float]:
+    return musdr_structureness(*job)
+
+
+def _musdr_values(
+    jobs: list[tuple[PianoRoll, float, RollSpec]], workers: int
+) -> list[dict[str, float]]:
+    """MusDr SI of every (roll, tempo, spec), in `workers` processes when > 1 (seconds of
+    rendering and scape plot per piece)."""
+    if workers <= 1 or len(jobs) <= 1:
+        return [_musdr_job(job) for job in jobs]
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(min(workers, len(jobs)), context) as pool:
+        return list(pool.map(_musdr_job, jobs))
+
+
 class _RealismWindows:
     """4-bar window features of generated and real music, notes only and with velocities."""
 
@@ -449,6 +465,8 @@ def run_evaluation(options: EvalOptions) -> EvalReport:
         jobs.append((n, asked.conditions))
     rolls = _generated_rolls(options, generator, jobs)
     windows = _RealismWindows(spec.pitch_low, spec.steps_per_bar) if options.realism else None
+    audio_jobs: list[tuple[PianoRoll, float, RollSpec]] = []  # MusDr SI, after generation
+    audio_targets: list[dict[str, float]] = []
     for (song, asked), roll in zip(songs, rolls, strict=True):
         song_id = song.song_id
         chords = song.conditions.chord_pcs
@@ -470,8 +488,8 @@ def run_evaluation(options: EvalOptions) -> EvalReport:
             windows.add("generated", song_id, gen_roll, gen_velocity)
             windows.add("real", song_id, real_roll, song.velocity)
         if options.musdr_si:
-            gen_metrics.update(musdr_structureness(gen_roll, song.tempo_bpm, spec))
-            real_metrics.update(musdr_structureness(real_roll, song.tempo_bpm, spec))
+            audio_jobs += [(gen_roll, song.tempo_bpm, spec), (real_roll, song.tempo_bpm, spec)]
+            audio_targets += [gen_metrics, real_metrics]
         accumulators["generated"].add(
             roll.onset, asked, spec.pitch_low, calibration, options.boundary_threshold
         )
@@ -490,6 +508,10 @@ def run_evaluation(options: EvalOptions) -> EvalReport:
             )
     if not per_song:
         raise DiffBGMError(f"none of the songs could be evaluated: {skipped}")
+    for target, values in zip(
+        audio_targets, _musdr_values(audio_jobs, options.workers), strict=True
+    ):
+        target.update(values)
     generated = aggregate([s["generated"] for s in per_song])
     real = aggregate([s["real"] for s in per_song])
     control = {kind: acc.summary(has_controls) for kind, acc in accumulators.items()}
