@@ -339,7 +339,8 @@ def realism_markdown(report: dict[str, dict[str, dict[str, TwoSampleResult]]]) -
     lines = [
         "### Realism: classifier two-sample test on 4-bar windows (0.5 = cannot tell apart)",
         "",
-        "| features | comparison | logistic regression | random forest | windows A / B | songs |",
+        "| features | comparison | logistic regression | random forest | windows: real / other "
+        "| songs |",
         "|---|---|---|---|---|---|",
     ]
     notes = []
