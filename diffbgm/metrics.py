@@ -62,7 +62,8 @@ class MetricConfig:
     steps_per_bar: 16th steps per bar (16 = 4/4).
     pitch_low: MIDI pitch of pitch index 0.
     pche_group_bars: bars per pitch-class-entropy group (Diff-BGM evaluates 8-bar windows).
-    si_short_bars / si_mid_bars: inclusive ranges of segment lengths, in bars, for SI.
+    si_short_bars / si_mid_bars: inclusive ranges of segment lengths, in bars, for SI-bar
+        (the per-bar symbolic structureness, not MusDr's SI: see diffbgm.musdr_si).
     ssm_smooth_bars: length (bars) of the diagonal smoothing of the self-similarity matrix.
     ssm_keep: share of the highest similarities kept by the threshold (MusDr: 0.25).
     ssm_penalty: value given to the rest (MusDr: -2).
@@ -204,7 +205,7 @@ def grooving_pattern_similarity(onset: np.ndarray, steps_per_bar: int = 16) -> f
     return 1.0 - total_xor / (n_pairs * steps_per_bar)
 
 
-# --------------------------------------------------------------------------- SI
+# --------------------------------------------------------------------------- SI-bar (per-bar SI)
 
 
 def bar_chroma(
@@ -355,7 +356,7 @@ def structureness_indicators(
     bar_ranges: Sequence[tuple[int, int]],
     config: MetricConfig = MetricConfig(),
 ) -> list[float]:
-    """SI per bar range: the highest fitness of any segment whose length (bars) lies in the
+    """SI-bar per bar range: the highest fitness of any segment whose length (bars) lies in the
     range (inclusive).
 
     Self-similarity is built from per-bar chroma (see `self_similarity`); fitness as in
