@@ -85,7 +85,7 @@ def main() -> None:
     if args.cut_contrast > 0:
         songs = [replace(s, conditions=contrasted(s.conditions, args.cut_contrast, calibration))
                  for s in songs]  # fmt: skip
-    names = ("pche", "gps", "si_short", "chord_tone_ratio", "onsets_per_bar", "polyphony")
+    names = ("pche", "gps", "si_bar_short", "chord_tone_ratio", "onsets_per_bar", "polyphony")
     controls = ("boundary_audibility", "boundary_audibility_asked", "density_obedience",
                 "register_obedience")  # fmt: skip
     print("| recall | groove | edge bars | " + " | ".join(names + controls) + " |")

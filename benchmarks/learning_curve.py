@@ -22,10 +22,17 @@ from pathlib import Path
 from typing import Any
 
 from diffbgm.generation import GenerationConfig
+from diffbgm.metrics import current_metric_name
 from trainer.evaluate import EvalOptions
 
-METRICS = ("pche", "gps", "si_short", "chord_tone_ratio", "onsets_per_bar")
+METRICS = ("pche", "gps", "si_bar_short", "chord_tone_ratio", "onsets_per_bar")
 CONTROLS = ("density_obedience", "register_obedience", "boundary_audibility")
+
+
+def _current_key(key: str) -> str:
+    """A saved row's key under the metric's current name ("real_si_short" too)."""
+    prefix = "real_" if key.startswith("real_") else ""
+    return prefix + current_metric_name(key.removeprefix("real_"))
 
 
 def read_log(run: Path) -> dict[str, list[tuple[int, float]]]:
@@ -145,7 +152,7 @@ def plot(
     axes[0].set_title(title)
     if rows:
         snapshot_steps = [row["step"] for row in rows]
-        for name in ("pche", "gps", "si_short", "chord_tone_ratio"):
+        for name in ("pche", "gps", "si_bar_short", "chord_tone_ratio"):
             rel = [_relative(row[name], row[f"real_{name}"]) for row in rows]
             axes[1].plot(snapshot_steps, rel, "o-", label=name, markersize=3, lw=1)
         axes[1].axhline(0.0, color="k", lw=0.6)
@@ -210,7 +217,12 @@ def main() -> None:
     offset = step_offset(args.run) if args.offset is None else args.offset
     series = read_log(args.run)
     rows = evaluate_snapshots(args.run, args, offset) if args.metrics else []
-    saved = [row for path in args.rows or [] for row in json.loads(path.read_text())["rows"]]
+    # rows saved before the per-bar SI was renamed say "si_short": read them under the new name
+    saved = [
+        {_current_key(key): value for key, value in row.items()}
+        for path in args.rows or []
+        for row in json.loads(path.read_text())["rows"]
+    ]
     parents = []
     for spec in args.parent or []:
         run, _, shift = spec.partition(":")

@@ -28,6 +28,28 @@ from scipy.stats import rankdata
 # keep working.
 from diffbgm.controls import relative_change as relative_change
 
+# The per-bar symbolic structureness was reported as "si_short"/"si_mid" before MusDr's own
+# SI (diffbgm.musdr_si, "si_musdr_*") was measured; it is a different number (DESIGN.md) and
+# is now "si_bar_*". Readers of older JSON map the old names with `current_metric_name`.
+LEGACY_METRIC_NAMES = {"si_short": "si_bar_short", "si_mid": "si_bar_mid"}
+
+
+def current_metric_name(name: str) -> str:
+    """The name a metric has now ("si_short" in older reports is "si_bar_short")."""
+    return LEGACY_METRIC_NAMES.get(name, name)
+
+
+def metric_from(values: Mapping[str, object], name: str) -> object:
+    """values[name], or the same metric under its older name (reports written before the
+    per-bar SI was renamed); KeyError when neither is there."""
+    if name in values:
+        return values[name]
+    for old, new in LEGACY_METRIC_NAMES.items():
+        if new == name and old in values:
+            return values[old]
+    raise KeyError(name)
+
+
 # Diatonic pitch classes relative to the tonic.
 MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)
 NATURAL_MINOR_SCALE = (0, 2, 3, 5, 7, 8, 10)
@@ -40,7 +62,8 @@ class MetricConfig:
     steps_per_bar: 16th steps per bar (16 = 4/4).
     pitch_low: MIDI pitch of pitch index 0.
     pche_group_bars: bars per pitch-class-entropy group (Diff-BGM evaluates 8-bar windows).
-    si_short_bars / si_mid_bars: inclusive ranges of segment lengths, in bars, for SI.
+    si_short_bars / si_mid_bars: inclusive ranges of segment lengths, in bars, for SI-bar
+        (the per-bar symbolic structureness, not MusDr's SI: see diffbgm.musdr_si).
     ssm_smooth_bars: length (bars) of the diagonal smoothing of the self-similarity matrix.
     ssm_keep: share of the highest similarities kept by the threshold (MusDr: 0.25).
     ssm_penalty: value given to the rest (MusDr: -2).
@@ -182,7 +205,7 @@ def grooving_pattern_similarity(onset: np.ndarray, steps_per_bar: int = 16) -> f
     return 1.0 - total_xor / (n_pairs * steps_per_bar)
 
 
-# --------------------------------------------------------------------------- SI
+# --------------------------------------------------------------------------- SI-bar (per-bar SI)
 
 
 def bar_chroma(
@@ -333,7 +356,7 @@ def structureness_indicators(
     bar_ranges: Sequence[tuple[int, int]],
     config: MetricConfig = MetricConfig(),
 ) -> list[float]:
-    """SI per bar range: the highest fitness of any segment whose length (bars) lies in the
+    """SI-bar per bar range: the highest fitness of any segment whose length (bars) lies in the
     range (inclusive).
 
     Self-similarity is built from per-bar chroma (see `self_similarity`); fitness as in
@@ -527,8 +550,8 @@ def piece_metrics(
     return {
         "pche": pitch_class_entropy(on, config),
         "gps": grooving_pattern_similarity(on, spb),
-        "si_short": si_short,
-        "si_mid": si_mid,
+        "si_bar_short": si_short,
+        "si_bar_mid": si_mid,
         "chord_tone_ratio": (
             math.nan if chord_pcs is None else chord_tone_ratio(on, chord_pcs, config.pitch_low)
         ),

@@ -3,6 +3,10 @@
 A plain folder is measured on each MIDI's own beat grid (its tempo map, bars from its first
 downbeat), with the key from its key signature if it has one and no chords. POP909 songs are
 measured on their annotated beats, chords and key.
+
+With `--realism`, a FOLDER of MIDI files is compared with the POP909 songs by the classifier
+two-sample test of diffbgm.realism (first `--bars` bars of every piece; each file is its own
+group, as is each song).
 """
 
 from __future__ import annotations
@@ -20,7 +24,13 @@ import pretty_midi
 from diffbgm.errors import DiffBGMError, MidiError
 from diffbgm.metrics import MetricConfig, aggregate, format_table, piece_metrics
 from diffbgm.music.pop909 import load_song
-from diffbgm.music.roll import RollSpec, load_midi, midi_to_roll, step_times_from_beats
+from diffbgm.music.roll import (
+    PianoRoll,
+    RollSpec,
+    load_midi,
+    midi_to_roll,
+    step_times_from_beats,
+)
 
 
 def parse_song_range(text: str) -> list[str]:
@@ -44,8 +54,8 @@ def midi_key(midi: pretty_midi.PrettyMIDI) -> tuple[int, bool] | None:
     return number % 12, number >= 12
 
 
-def midi_file_metrics(path: Path, spec: RollSpec, config: MetricConfig) -> dict[str, float]:
-    """Metrics of one MIDI file on its own beat grid, bars counted from its first downbeat."""
+def midi_file_roll(path: Path, spec: RollSpec) -> tuple[PianoRoll, pretty_midi.PrettyMIDI]:
+    """A MIDI file on its own beat grid, bars counted from its first downbeat."""
     midi = load_midi(path)
     beats = midi.get_beats()
     downbeats = midi.get_downbeats()
@@ -55,7 +65,12 @@ def midi_file_metrics(path: Path, spec: RollSpec, config: MetricConfig) -> dict[
         raise MidiError(f"{path} is too short to measure (fewer than two beats)")
     step_times = step_times_from_beats(beats[first:], spec.steps_per_beat)
     step_times = step_times[step_times < end]
-    roll = midi_to_roll(midi, step_times, spec, name=str(path))
+    return midi_to_roll(midi, step_times, spec, name=str(path)), midi
+
+
+def midi_file_metrics(path: Path, spec: RollSpec, config: MetricConfig) -> dict[str, float]:
+    """Metrics of one MIDI file on its own beat grid, bars counted from its first downbeat."""
+    roll, midi = midi_file_roll(path, spec)
     return piece_metrics(roll.onset, roll.sustain, key=midi_key(midi), config=config)
 
 
@@ -83,7 +98,59 @@ def build_parser() -> argparse.ArgumentParser:
         "--songs", type=parse_song_range, default=None, help="POP909 songs, e.g. 801-859"
     )
     parser.add_argument("--csv", type=Path, help="also write one row per piece to this CSV")
+    parser.add_argument(
+        "--realism",
+        action="store_true",
+        help="classifier two-sample test of FOLDER's MIDI files against the --pop909 songs",
+    )
+    parser.add_argument("--bars", type=int, default=32, help="bars per piece for --realism")
     return parser
+
+
+def realism_main(args: argparse.Namespace) -> int:
+    """FOLDER vs POP909 songs: the realism test's table, notes only and with velocities."""
+    from diffbgm.realism import RealismConfig, WindowSet, feature_names, piece_windows
+    from diffbgm.realism import realism_report as report_of
+
+    spec = RollSpec()
+    config = RealismConfig(pitch_low=spec.pitch_low, steps_per_bar=spec.steps_per_bar)
+    steps = args.bars * spec.steps_per_bar
+    sets = {
+        (kind, velocity): WindowSet(feature_names(velocity))
+        for kind in ("generated", "real")
+        for velocity in (False, True)
+    }
+    rolls: list[tuple[str, str, PianoRoll]] = []
+    for path in sorted(p for p in args.folder.iterdir() if p.suffix.lower() in (".mid", ".midi")):
+        try:
+            rolls.append(("generated", f"file:{path.stem}", midi_file_roll(path, spec)[0]))
+        except DiffBGMError as exc:
+            print(f"skipped {path.name}: {exc}", file=sys.stderr)
+    ids = args.songs or sorted(p.name for p in args.pop909.iterdir() if p.is_dir())
+    for song_id in ids:
+        try:
+            rolls.append(("real", song_id, load_song(args.pop909 / song_id, spec).roll))
+        except DiffBGMError as exc:
+            print(f"skipped {song_id}: {exc}", file=sys.stderr)
+    for kind, name, roll in rolls:
+        on, sus, vel = roll.onset[:steps], roll.sustain[:steps], roll.velocity[:steps]
+        for velocity in (False, True):
+            windows = piece_windows(on, sus, vel if velocity else None, config)
+            sets[(kind, velocity)].add(name, windows)
+    for velocity in (False, True):
+        real, generated = sets[("real", velocity)], sets[("generated", velocity)]
+        if not real.songs or not generated.songs:
+            print("no windows to compare", file=sys.stderr)
+            return 1
+        print(f"\n{'with velocities' if velocity else 'notes only'}:")
+        for comparison, results in report_of(real, generated, config).items():
+            for kind, result in results.items():
+                top = ", ".join(f"{n} {w:+.3f}" for n, w in result.top_features)
+                print(
+                    f"  {comparison}, {kind}: {result.accuracy:.3f} ± {result.std:.3f} "
+                    f"({result.windows_a} / {result.windows_b} windows; {top})"
+                )
+    return 0
 
 
 def pieces_to_measure(args: argparse.Namespace) -> list[tuple[str, Path]]:
@@ -108,6 +175,10 @@ def write_csv(path: Path, rows: list[tuple[str, dict[str, float]]]) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.realism:
+        if args.folder is None or args.pop909 is None:
+            parser.error("--realism compares a FOLDER of MIDI files with --pop909 songs")
+        return realism_main(args)
     if (args.folder is None) == (args.pop909 is None):
         parser.error("give either a FOLDER of MIDI files or --pop909 DIR")
     source = args.pop909 if args.pop909 is not None else args.folder

@@ -18,18 +18,33 @@ from diffbgm.video.types import VideoAnalysis
 MIN_NOTE_S = 0.02  # notes cut shorter than this at the video's edges are dropped
 
 
-def velocities(onset: np.ndarray, plan: MusicPlan, calibration: Calibration) -> np.ndarray:
-    """(T, P) uint8 MIDI velocity per onset from each segment's velocity control."""
-    step_segment = plan.step_segment_ids(onset.shape[0])
-    per_segment = np.array(
-        [calibration.to_raw("velocity", seg.dynamic["velocity"]) for seg in plan.segments]
-    )
-    step_velocity = np.clip(per_segment[step_segment], 30, 120)
+def velocities_from_controls(
+    onset: np.ndarray,
+    step_segment: np.ndarray,
+    segment_velocity: np.ndarray,
+    calibration: Calibration,
+) -> np.ndarray:
+    """(T, P) uint8 MIDI velocity per onset: the app's velocity rule.
+
+    step_segment: (T,) segment index of every step; segment_velocity: (N,) each segment's
+    velocity control (a POP909 quantile). The rule lives here once so that the app's files
+    and the evaluation's realism test (trainer/evaluate.py) hear the same velocities.
+    """
+    per_segment = np.asarray(calibration.to_raw("velocity", np.asarray(segment_velocity, float)))
+    step_velocity = np.clip(per_segment[np.asarray(step_segment)[: onset.shape[0]]], 30, 120)
     # Accents on the beat, softer off-beat notes: the roll has no velocity channel.
     steps = np.arange(onset.shape[0])
     accent = np.where(steps % 4 == 0, 8.0, np.where(steps % 2 == 0, 0.0, -8.0))
     vel = np.clip(step_velocity + accent, 1, 127).astype(np.uint8)
     return np.where(onset, vel[:, None], 0).astype(np.uint8)
+
+
+def velocities(onset: np.ndarray, plan: MusicPlan, calibration: Calibration) -> np.ndarray:
+    """(T, P) uint8 MIDI velocity per onset from each segment's velocity control."""
+    segment_velocity = np.array([seg.dynamic["velocity"] for seg in plan.segments], float)
+    return velocities_from_controls(
+        onset, plan.step_segment_ids(onset.shape[0]), segment_velocity, calibration
+    )
 
 
 def write_midi(

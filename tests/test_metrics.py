@@ -263,7 +263,7 @@ def test_piece_metrics_without_harmony_has_nan_chord_metrics() -> None:
     assert math.isnan(values["chord_tone_ratio"]) and math.isnan(values["in_key_ratio"])
     assert values["bars"] == 16.0
     assert 0 < values["pche"] <= math.log2(12)
-    assert 0 <= values["gps"] <= 1 and 0 <= values["si_short"] <= 1
+    assert 0 <= values["gps"] <= 1 and 0 <= values["si_bar_short"] <= 1
 
 
 def test_aggregate_skips_nan() -> None:
@@ -312,3 +312,17 @@ def test_cli_on_a_folder_of_midi_files(tmp_path: Path, capsys: pytest.CaptureFix
     assert "| gps | 1.000 ± 0.000 | 1 |" in out
     assert "| onsets_per_bar | 4.000 ± 0.000 | 1 |" in out
     assert (tmp_path / "out.csv").read_text().startswith("piece,pche,gps")
+
+
+def test_per_bar_si_is_si_bar_and_old_reports_still_read() -> None:
+    from diffbgm.metrics import current_metric_name, metric_from
+
+    onset = np.zeros((16 * 12, 88), dtype=bool)
+    onset[::4, 39] = True
+    values = m.piece_metrics(onset, onset)
+    assert "si_bar_short" in values and "si_short" not in values  # not MusDr's SI
+    assert current_metric_name("si_mid") == "si_bar_mid"
+    assert metric_from({"si_short": 0.4}, "si_bar_short") == 0.4
+    assert metric_from({"si_bar_short": 0.5, "si_short": 0.4}, "si_bar_short") == 0.5
+    with pytest.raises(KeyError):
+        metric_from({}, "si_bar_mid")

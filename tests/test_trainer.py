@@ -267,12 +267,16 @@ def test_evaluate_reports_metrics_controls_and_ablations(
     assert "skipped 2 songs: 802, 803" in report.markdown  # not in the tiny cache
     data = json.loads((tmp_path / "eval.json").read_text())
     assert [s["song"] for s in data["songs"]] == ["801"]
+    # per-bar symbolic SI and MusDr's audio SI are reported under different names
+    assert {"si_bar_short", "si_musdr_short", "si_musdr_long"} <= set(data["songs"][0]["real"])
+    assert "realism" in data  # one song: no grouped comparison can be made, so it is empty
     real = data["summary"]["real"]
     assert 0 < real["pche"]["mean"] < math.log2(12)
     assert real["bars"]["mean"] == 8
     # the real song realises its own controls: obedience of the reference is (near) perfect
     assert data["control"]["real"]["density_obedience"] > 0.9
 
+    options = replace(options, musdr_si=False)  # the rest is about the model's switches
     no_sac = run_evaluation(replace(options, ablation="no-sac", out_json=None))
     assert no_sac.data["model"]["config"]["sac"] is False
     no_guidance = run_evaluation(replace(options, ablation="no-guidance", out_json=None))
@@ -299,6 +303,7 @@ def test_evaluation_in_worker_processes_gives_the_same_music(
         songs=(1, 801),
         bars=4,
         generation=GenerationConfig(steps=2),
+        musdr_si=False,
     )
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in the workers: the same arithmetic

@@ -163,6 +163,22 @@ def _eval_options(args: argparse.Namespace, **extra: Any) -> EvalOptions:
     )
 
 
+def _add_measure_switches(parser: argparse.ArgumentParser, default: bool) -> None:
+    """--realism / --musdr-si (and their --no- forms): the slower measures of an evaluation."""
+    parser.add_argument(
+        "--realism",
+        action=argparse.BooleanOptionalAction,
+        default=default,
+        help="classifier two-sample test of 4-bar windows, generated vs real (diffbgm.realism)",
+    )
+    parser.add_argument(
+        "--musdr-si",
+        action=argparse.BooleanOptionalAction,
+        default=default,
+        help="SI as MusDr computes it, from FluidSynth audio (a few seconds per piece)",
+    )
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from trainer.evaluate import run_evaluation
 
@@ -175,6 +191,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         workers=args.workers,
         out_json=args.json,
         midi_dir=args.midi_dir,
+        realism=args.realism,
+        musdr_si=args.musdr_si,
     )
     report = run_evaluation(options)
     print(report.markdown)
@@ -186,7 +204,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_suite(args: argparse.Namespace) -> int:
     from trainer.suite import default_rows, run_suite
 
-    rows = default_rows(_eval_options(args), tuple(args.steps_songs), args.steps_bars)
+    base = _eval_options(args, realism=args.realism, musdr_si=args.musdr_si)
+    rows = default_rows(base, tuple(args.steps_songs), args.steps_bars)
     if args.only:
         rows = [r for r in rows if any(key in r.name for key in args.only)]
     table = run_suite(rows, workers=args.workers, out_json=Path(args.json) if args.json else None)
@@ -397,6 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="generate in this many processes of one thread each (same music as one process "
         "with --threads 1: every song keeps its seed)",
     )
+    _add_measure_switches(evaluate, default=True)
     evaluate.add_argument("--json", default=None, help="write the full report here")
     evaluate.add_argument("--midi-dir", default=None, help="also write the generated MIDI here")
     evaluate.set_defaults(func=cmd_evaluate)
@@ -418,6 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="songs for the sampler-steps rows (1000 steps is slow on a CPU)",
     )
     suite.add_argument("--steps-bars", type=int, default=8, help="bars for the steps rows")
+    _add_measure_switches(suite, default=False)  # many rows: the slow measures on request
     suite.add_argument("--workers", type=int, default=2, help="parallel worker processes")
     suite.add_argument(
         "--only", nargs="*", default=None, help="run rows whose name has one of these"

@@ -55,6 +55,8 @@ class CachedSong:
     key_tonic_pc: int
     key_minor: bool
     tempo_bpm: float
+    # (T, P) uint8 performed MIDI velocities at onsets; None in caches written without them
+    velocity: np.ndarray | None = None
 
     @property
     def n_steps(self) -> int:
@@ -97,6 +99,7 @@ def load_cached_song(path: str | Path) -> CachedSong:
                 key_tonic_pc=int(data["key"][0]),
                 key_minor=bool(data["key"][1]),
                 tempo_bpm=float(data["tempo_bpm"]),
+                velocity=data["velocity"] if "velocity" in data.files else None,
             )
     except (OSError, KeyError, ValueError) as exc:
         raise DiffBGMError(f"cannot read cached song {file}: {exc}") from exc

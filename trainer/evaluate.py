@@ -11,6 +11,14 @@ the real song through diffbgm.metrics. Two more measures of whether the conditio
     share among the boundaries whose controls ask for a change (density or register quantile
     moving by >= ASKED_CONTRAST), since many real phrase boundaries ask for none.
 Ablations switch a component off at inference: SAC, the feature selector, or guidance.
+
+Two more measures, on by default (`--no-realism`, `--no-musdr-si` switch them off):
+  * realism: a classifier two-sample test on 4-bar windows of generated vs real music
+    (diffbgm.realism), on notes alone and with velocities (generated: the velocities the app
+    writes from the segments' velocity control; real: POP909's performed ones), with real vs
+    real (even vs odd song numbers) as the floor;
+  * SI as MusDr computes it (diffbgm.musdr_si: the piece rendered by FluidSynth, 2 Hz chroma,
+    seconds) as si_musdr_short/mid/long; the per-bar symbolic variant is si_bar_short/mid.
 """
 
 from __future__ import annotations
@@ -35,8 +43,17 @@ from diffbgm.generation import GenerationConfig
 from diffbgm.metrics import MetricConfig, aggregate, piece_metrics, relative_change, spearman
 from diffbgm.model.conditions import PieceConditions
 from diffbgm.music.calibration import Calibration
-from diffbgm.music.roll import PianoRoll
+from diffbgm.music.roll import PianoRoll, RollSpec, roll_to_midi
+from diffbgm.outputs import velocities_from_controls
 from diffbgm.plan import PlanConfig, contrast_at_cuts
+from diffbgm.realism import (
+    RealismConfig,
+    TwoSampleResult,
+    WindowSet,
+    feature_names,
+    piece_windows,
+    realism_report,
+)
 from trainer.models import load_for_inference, with_inference_switches
 from trainer.sample import (
     SongPiece,
@@ -71,6 +88,8 @@ class EvalOptions:
     # > 0: the app's contrast rule at every segment boundary (diffbgm.plan.contrast_at_cuts)
     cut_contrast: float = 0.0
     workers: int = 1  # > 1: generate in this many processes of one thread each
+    realism: bool = True  # the classifier two-sample test (diffbgm.realism)
+    musdr_si: bool = True  # SI as MusDr computes it, from FluidSynth audio (diffbgm.musdr_si)
 
 
 @dataclass(frozen=True)
@@ -241,6 +260,113 @@ class _Accumulator:
         return out
 
 
+def app_velocities(
+    onset: np.ndarray, conditions: PieceConditions, calibration: Calibration
+) -> np.ndarray:
+    """The velocities the app would write for a generated roll: its rule applied to each
+    segment's velocity control (the roll itself has none)."""
+    column = DYNAMIC_CONTROLS.index("velocity")
+    return velocities_from_controls(
+        onset, conditions.segment_ids, conditions.dynamic[:, column], calibration
+    )
+
+
+MUSDR_NAMES = ("si_musdr_short", "si_musdr_mid", "si_musdr_long")
+
+
+def musdr_structureness(roll: PianoRoll, tempo_bpm: float, spec: RollSpec) -> dict[str, float]:
+    """si_musdr_short/mid/long of a roll rendered at a constant tempo (NaN if FluidSynth
+    cannot render it: the other metrics still count)."""
+    from diffbgm.errors import RenderError
+    from diffbgm.musdr_si import structureness_from_midi
+
+    try:
+        values = structureness_from_midi(roll_to_midi(roll, tempo_bpm, spec))
+    except RenderError:
+        return dict.fromkeys(MUSDR_NAMES, math.nan)
+    return {f"si_musdr_{name}": value for name, value in values.items()}
+
+
+def _musdr_job(job: tuple[PianoRoll, float, RollSpec]) -> dict[str, float]:
+    return musdr_structureness(*job)
+
+
+def _musdr_values(
+    jobs: list[tuple[PianoRoll, float, RollSpec]], workers: int
+) -> list[dict[str, float]]:
+    """MusDr SI of every (roll, tempo, spec), in `workers` processes when > 1 (seconds of
+    rendering and scape plot per piece)."""
+    if workers <= 1 or len(jobs) <= 1:
+        return [_musdr_job(job) for job in jobs]
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(min(workers, len(jobs)), context) as pool:
+        return list(pool.map(_musdr_job, jobs))
+
+
+class _RealismWindows:
+    """4-bar window features of generated and real music, notes only and with velocities."""
+
+    def __init__(self, pitch_low: int, steps_per_bar: int) -> None:
+        self.config = RealismConfig(pitch_low=pitch_low, steps_per_bar=steps_per_bar)
+        self.sets = {
+            (kind, variant): WindowSet(feature_names(variant == "with velocities"))
+            for kind in ("generated", "real")
+            for variant in ("notes only", "with velocities")
+        }
+
+    def add(self, kind: str, song: str, roll: PianoRoll, velocity: np.ndarray | None) -> None:
+        self.sets[(kind, "notes only")].add(
+            song, piece_windows(roll.onset, roll.sustain, None, self.config)
+        )
+        if velocity is not None:
+            self.sets[(kind, "with velocities")].add(
+                song, piece_windows(roll.onset, roll.sustain, velocity, self.config)
+            )
+
+    def report(self) -> dict[str, dict[str, dict[str, TwoSampleResult]]]:
+        """{variant: {comparison: {classifier: result}}}; variants lacking windows left out."""
+        out = {}
+        for variant in ("notes only", "with velocities"):
+            real, generated = self.sets[("real", variant)], self.sets[("generated", variant)]
+            if not real.songs:
+                continue
+            out[variant] = realism_report(real, generated if generated.songs else None, self.config)
+        return out
+
+
+def realism_markdown(report: dict[str, dict[str, dict[str, TwoSampleResult]]]) -> str:
+    """Accuracy table (0.5 = indistinguishable) and the features that separate most."""
+    lines = [
+        "### Realism: classifier two-sample test on 4-bar windows (0.5 = cannot tell apart)",
+        "",
+        "| features | comparison | logistic regression | random forest | windows: real / other "
+        "| songs |",
+        "|---|---|---|---|---|---|",
+    ]
+    notes = []
+    for variant, comparisons in report.items():
+        for comparison, results in comparisons.items():
+            logistic, forest = results.get("logistic"), results.get("forest")
+            cells = [
+                f"{_format(r.accuracy)} ± {_format(r.std)}" if r else "n/a"
+                for r in (logistic, forest)
+            ]
+            any_result = logistic or forest
+            assert any_result is not None
+            lines.append(
+                f"| {variant} | {comparison} | {cells[0]} | {cells[1]} | "
+                f"{any_result.windows_a} / {any_result.windows_b} | {any_result.songs} |"
+            )
+            if comparison.startswith("generated") and logistic and forest:
+                top_l = ", ".join(f"{n} {w:+.2f}" for n, w in logistic.top_features)
+                top_f = ", ".join(f"{n} {w:.3f}" for n, w in forest.top_features)
+                notes.append(
+                    f"- {variant}: logistic (standardised coefficient, + = larger in generated): "
+                    f"{top_l}; forest (importance): {top_f}"
+                )
+    return "\n".join(lines + ["", "Features that separate most:", *notes])
+
+
 def _format(value: float) -> str:
     return "n/a" if math.isnan(value) else f"{value:.3f}"
 
@@ -339,11 +465,32 @@ def run_evaluation(options: EvalOptions) -> EvalReport:
         songs.append((song, asked))
         jobs.append((n, asked.conditions))
     rolls = _generated_rolls(options, generator, jobs)
+    windows = _RealismWindows(spec.pitch_low, spec.steps_per_bar) if options.realism else None
+    audio_jobs: list[tuple[PianoRoll, float, RollSpec]] = []  # MusDr SI, after generation
+    audio_targets: list[dict[str, float]] = []
     for (song, asked), roll in zip(songs, rolls, strict=True):
         song_id = song.song_id
         chords = song.conditions.chord_pcs
         gen_metrics = piece_metrics(roll.onset, roll.sustain, chords, song.key, metric_config)
         real_metrics = piece_metrics(song.onset, song.sustain, chords, song.key, metric_config)
+        # generated: the velocities the app would write; real: the performed ones
+        gen_velocity = (
+            app_velocities(roll.onset, asked.conditions, calibration) if has_controls else None
+        )
+        real_roll = PianoRoll(
+            song.onset,
+            song.sustain,
+            song.velocity
+            if song.velocity is not None
+            else np.zeros(song.onset.shape, dtype=np.uint8),
+        )
+        gen_roll = replace(roll, velocity=gen_velocity) if gen_velocity is not None else roll
+        if windows is not None:
+            windows.add("generated", song_id, gen_roll, gen_velocity)
+            windows.add("real", song_id, real_roll, song.velocity)
+        if options.musdr_si:
+            audio_jobs += [(gen_roll, song.tempo_bpm, spec), (real_roll, song.tempo_bpm, spec)]
+            audio_targets += [gen_metrics, real_metrics]
         accumulators["generated"].add(
             roll.onset, asked, spec.pitch_low, calibration, options.boundary_threshold
         )
@@ -362,6 +509,10 @@ def run_evaluation(options: EvalOptions) -> EvalReport:
             )
     if not per_song:
         raise DiffBGMError(f"none of the songs could be evaluated: {skipped}")
+    for target, values in zip(
+        audio_targets, _musdr_values(audio_jobs, options.workers), strict=True
+    ):
+        target.update(values)
     generated = aggregate([s["generated"] for s in per_song])
     real = aggregate([s["real"] for s in per_song])
     control = {kind: acc.summary(has_controls) for kind, acc in accumulators.items()}
@@ -373,6 +524,9 @@ def run_evaluation(options: EvalOptions) -> EvalReport:
     if SONG_CONTROLS in accumulators:
         title += f", cut contrast {options.cut_contrast} at every boundary"
     markdown = markdown_report(generated, real, control, title)
+    realism = windows.report() if windows is not None else {}
+    if realism:
+        markdown += "\n\n" + realism_markdown(realism)
     if skipped:
         markdown += f"\n\nskipped {len(skipped)} songs: " + ", ".join(sorted(skipped))
     data = {
@@ -384,6 +538,13 @@ def run_evaluation(options: EvalOptions) -> EvalReport:
             "real": {k: asdict(v) for k, v in real.items()},
         },
         "control": control,
+        "realism": {
+            variant: {
+                comparison: {kind: asdict(result) for kind, result in results.items()}
+                for comparison, results in comparisons.items()
+            }
+            for variant, comparisons in realism.items()
+        },
         "songs": per_song,
         "skipped": skipped,
         "seconds": round(time.perf_counter() - started, 2),

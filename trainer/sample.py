@@ -41,6 +41,7 @@ class SongPiece:
     sustain: np.ndarray  # (T, P) bool
     tempo_bpm: float
     key: tuple[int, bool]  # tonic pitch class, minor
+    velocity: np.ndarray | None = None  # (T, P) uint8 performed velocities, if cached
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,7 @@ def load_song_piece(
         sustain=song.sustain[:n_steps],
         tempo_bpm=song.tempo_bpm,
         key=(song.key_tonic_pc, song.key_minor),
+        velocity=None if song.velocity is None else song.velocity[:n_steps],
     )
 
 

@@ -19,14 +19,19 @@ from pathlib import Path
 from typing import Any
 
 from diffbgm.generation.config import KnobValue
+from diffbgm.metrics import LEGACY_METRIC_NAMES
 from trainer.evaluate import EvalOptions, run_evaluation
 
-PAPER = {"pche": 2.840, "gps": 0.601, "si_short": 0.521}
+# The paper's SI is MusDr's (audio, 3-8 s); the per-bar symbolic SI is another number.
+PAPER = {"pche": 2.840, "gps": 0.601, "si_musdr_short": 0.521}
 COLUMNS = (
     "pche",
     "gps",
-    "si_short",
-    "si_mid",
+    "si_bar_short",
+    "si_bar_mid",
+    "si_musdr_short",
+    "si_musdr_mid",
+    "si_musdr_long",
     "chord_tone_ratio",
     "in_key_ratio",
     "onsets_per_bar",
@@ -89,6 +94,9 @@ def _run(row: SuiteRow) -> dict[str, Any]:
 
 def _cell(summary: dict[str, Any], key: str) -> str:
     entry = summary.get(key)
+    if entry is None:  # reports written before the per-bar SI was renamed
+        old = [name for name, new in LEGACY_METRIC_NAMES.items() if new == key]
+        entry = summary.get(old[0]) if old else None
     if not entry or entry.get("mean") is None or math.isnan(entry["mean"]):
         return "–"
     return f"{entry['mean']:.3f}"
@@ -98,8 +106,8 @@ def suite_table(results: list[dict[str, Any]]) -> str:
     """Markdown: one row per configuration, then the real songs of each song set."""
     head = "| configuration | songs × bars | " + " | ".join(COLUMNS)
     head += " | density Spearman | register Spearman | boundaries audible | audible where asked"
-    head += " | seconds |\n"
-    head += "|---" * (len(COLUMNS) + 7) + "|\n"
+    head += " | realism (logistic, notes / with velocities) | seconds |\n"
+    head += "|---" * (len(COLUMNS) + 8) + "|\n"
     lines = []
     reals: dict[str, dict[str, Any]] = {}
     for result in results:
@@ -116,10 +124,15 @@ def suite_table(results: list[dict[str, Any]]) -> str:
             f"| {result['name']} | {shape} | "
             + " | ".join(cells)
             + f" | {_fmt(dens)} | {_fmt(reg)} | {_fmt(aud)} | {_fmt(asked)}"
-            + f" | {data['seconds']:.0f} |"
+            + f" | {_realism_cell(data.get('realism', {}))} | {data['seconds']:.0f} |"
         )
         reals.setdefault(
-            shape, {"summary": data["summary"]["real"], "control": data["control"]["real"]}
+            shape,
+            {
+                "summary": data["summary"]["real"],
+                "control": data["control"]["real"],
+                "realism": data.get("realism", {}),
+            },
         )
     for shape, real in reals.items():
         cells = [_cell(real["summary"], c) for c in COLUMNS]
@@ -129,11 +142,23 @@ def suite_table(results: list[dict[str, Any]]) -> str:
             + f" | {_fmt(real['control'].get('density_obedience'))} | "
             f"{_fmt(real['control'].get('register_obedience'))} | "
             f"{_fmt(real['control'].get('boundary_audibility'))} | "
-            f"{_fmt(real['control'].get('boundary_audibility_asked'))} | – |"
+            f"{_fmt(real['control'].get('boundary_audibility_asked'))} | "
+            f"{_realism_cell(real.get('realism', {}), 'real vs real (floor)')} | – |"
         )
     paper = [f"{PAPER[c]:.3f}" if c in PAPER else "–" for c in COLUMNS]
-    lines.append("| Diff-BGM paper (BGM909) | – | " + " | ".join(paper) + " | – | – | – | – | – |")
+    lines.append(
+        "| Diff-BGM paper (BGM909) | – | " + " | ".join(paper) + " | – | – | – | – | – | – |"
+    )
     return head + "\n".join(lines) + "\n"
+
+
+def _realism_cell(realism: dict[str, Any], comparison: str = "generated vs real") -> str:
+    """Logistic accuracy on notes alone / with velocities ('–' where not measured)."""
+    cells = []
+    for variant in ("notes only", "with velocities"):
+        result = realism.get(variant, {}).get(comparison, {}).get("logistic")
+        cells.append(_fmt(result["accuracy"]) if result else "–")
+    return " / ".join(cells)
 
 
 def _fmt(value: Any) -> str:
@@ -152,6 +177,7 @@ def run_suite(rows: list[SuiteRow], workers: int = 2, out_json: Path | None = No
                 "name": r["name"],
                 "summary": r["data"]["summary"],
                 "control": r["data"]["control"],
+                "realism": r["data"].get("realism", {}),
                 "options": r["data"]["options"],
                 "seconds": r["data"]["seconds"],
             }

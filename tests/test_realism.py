@@ -1,0 +1,156 @@
+"""The realism test: window features on known rolls, and the grouped two-sample test."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from diffbgm.realism import (
+    RealismConfig,
+    WindowSet,
+    feature_names,
+    grouped_folds,
+    note_lengths,
+    piece_windows,
+    realism_report,
+    split_by_parity,
+    two_sample_test,
+    window_features,
+)
+
+LOW = 21  # pitch index 0 = MIDI 21
+
+
+def _features(onset: np.ndarray, sustain: np.ndarray, velocity=None) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    values = window_features(onset, sustain, velocity, RealismConfig())
+    return dict(zip(feature_names(velocity is not None), values, strict=True))
+
+
+def _triads(pitches: tuple[int, ...], length: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """4 bars: the chord struck on every downbeat, held `length` sixteenths."""
+    onset = np.zeros((64, 88), dtype=bool)
+    sustain = np.zeros((64, 88), dtype=bool)
+    for bar in range(4):
+        for pitch in pitches:
+            onset[bar * 16, pitch - LOW] = True
+            sustain[bar * 16 : bar * 16 + length, pitch - LOW] = True
+    return onset, sustain
+
+
+def test_window_features_of_a_known_roll() -> None:
+    onset, sustain = _triads((60, 64, 67))  # C major triad on every downbeat, a quarter long
+    f = _features(onset, sustain)
+    assert f["onset_pos_00"] == 1.0 and f["onset_pos_04"] == 0.0
+    assert f["onsets_per_bar"] == 3.0
+    assert f["notes_per_onset_mean"] == 3.0 and f["notes_per_onset_std"] == 0.0
+    assert f["single_note_onset_share"] == 0.0
+    assert f["note_length_mean"] == 4.0 and f["short_note_share"] == 0.0
+    assert f["polyphony_mean"] == 3.0 and f["silent_step_share"] == 0.75
+    assert (f["pitch_min"], f["pitch_max"]) == (60.0, 67.0)
+    assert f["pitch_mean"] == pytest.approx(191 / 3)
+    assert (f["bass_mean"], f["top_mean"]) == (60.0, 67.0)
+    # pairs C-E (4), C-G (7), E-G (3): one third each
+    for ic in (3, 4, 7):
+        assert f[f"harmonic_ic_{ic:02d}"] == pytest.approx(1 / 3)
+    assert f["harmonic_ic_00"] == 0.0
+    assert f["melodic_repeat_share"] == 1.0 and f["melodic_step_mean"] == 0.0
+    assert f["octave_doubling_share"] == 0.0
+
+
+def test_octave_doublings_melodic_steps_and_velocities() -> None:
+    onset, sustain = _triads((48, 60, 64))  # C3 doubled at C4
+    onset[8, 62 - LOW] = True  # a D4 on beat 3 of the first bar, one sixteenth long
+    sustain[8, 62 - LOW] = True
+    velocity = np.where(onset, 80, 0).astype(np.uint8)
+    velocity[8, 62 - LOW] = 50
+    f = _features(onset, sustain, velocity)
+    assert f["octave_doubling_share"] == 1.0  # every chord (the D alone is no chord)
+    assert f["harmonic_ic_00"] > 0
+    # top voice: E4 D4 E4 E4 E4 -> steps 2, 2, 0, 0
+    assert f["melodic_step_mean"] == 1.0
+    assert f["melodic_stepwise_share"] == 0.5 and f["melodic_repeat_share"] == 0.5
+    assert f["single_note_onset_share"] == pytest.approx(1 / 5)
+    assert f["velocity_distinct"] == 2.0
+    assert f["velocity_mean"] == pytest.approx((12 * 80 + 50) / 13)
+
+
+def test_note_lengths_end_at_a_new_onset_of_the_same_pitch() -> None:
+    onset = np.zeros((16, 4), dtype=bool)
+    sustain = np.zeros((16, 4), dtype=bool)
+    onset[[0, 3], 1] = True
+    sustain[0:8, 1] = True  # re-struck at step 3: two notes, 3 and 5 steps
+    assert note_lengths(onset, sustain).tolist() == [3.0, 5.0]
+
+
+def test_piece_windows_skip_near_silent_windows_and_partial_ones() -> None:
+    onset, sustain = _triads((60, 64, 67))
+    silent = np.zeros((64, 88), dtype=bool)
+    piece_on = np.concatenate([onset, silent, onset[:32]])  # 2.5 windows, the middle silent
+    piece_sus = np.concatenate([sustain, silent, sustain[:32]])
+    windows = piece_windows(piece_on, piece_sus)
+    assert windows.shape == (1, len(feature_names(False)))
+
+
+def _sample(rng: np.random.Generator, songs: list[str], shift: float) -> tuple[np.ndarray, list]:  # type: ignore[type-arg]
+    rows, groups = [], []
+    for song in songs:
+        centre = rng.normal(0, 0.5, size=6)  # songs differ a little from each other
+        rows.append(centre + shift + rng.normal(size=(8, 6)))
+        groups += [song] * 8
+    return np.vstack(rows), groups
+
+
+def test_two_sample_test_is_chance_on_one_distribution_and_perfect_on_two() -> None:
+    rng = np.random.default_rng(0)
+    names = [f"f{i}" for i in range(6)]
+    songs_a = [f"a{i}" for i in range(16)]
+    songs_b = [f"b{i}" for i in range(16)]
+    a, ga = _sample(rng, songs_a, 0.0)
+    same, gs = _sample(rng, songs_b, 0.0)
+    apart, gb = _sample(rng, songs_b, 3.0)
+    for kind in ("logistic", "forest"):
+        chance = two_sample_test(a, ga, same, gs, names, kind)
+        assert abs(chance.accuracy - 0.5) < 0.15, (kind, chance)
+        told = two_sample_test(a, ga, apart, gb, names, kind)
+        assert told.accuracy > 0.95, (kind, told)
+        assert told.folds == 5 and told.windows_a == told.windows_b == 128
+        assert len(told.top_features) == 5
+
+
+def test_grouped_folds_never_put_a_song_in_train_and_test() -> None:
+    # generated and real windows of the same song share the song's group
+    groups = np.array([f"{s:03d}" for s in range(10) for _ in range(8)] * 2)
+    labels = np.repeat([0, 1], 80)
+    folds = grouped_folds(labels, groups, 5, seed=0)
+    assert len(folds) == 5
+    tested = np.concatenate([test for _, test in folds])
+    assert sorted(tested.tolist()) == list(range(160))  # every window tested once
+    for train, test in folds:
+        assert not set(groups[train]) & set(groups[test])
+
+
+def test_realism_report_has_the_floor_of_even_against_odd_songs() -> None:
+    rng = np.random.default_rng(1)
+    names = feature_names(False)
+    real, generated = WindowSet(names), WindowSet(names)
+    for song in range(801, 813):
+        real.add(str(song), rng.normal(size=(4, len(names))))
+        generated.add(str(song), rng.normal(2.0, 1.0, size=(4, len(names))))
+    report = realism_report(real, generated, RealismConfig(trees=20))
+    assert set(report) == {"generated vs real", "real vs real (floor)"}
+    assert report["generated vs real"]["logistic"].accuracy > 0.9
+    assert report["real vs real (floor)"]["forest"].songs == 12
+    assert split_by_parity(["802", "801", "803"]) == (["802"], ["801", "803"])
+
+
+def test_the_app_velocity_rule_is_shared() -> None:
+    from diffbgm.music.calibration import Calibration, quantile_levels
+    from diffbgm.outputs import velocities_from_controls
+
+    calibration = Calibration(tables={"velocity": np.linspace(40, 100, len(quantile_levels()))})
+    onset = np.zeros((32, 4), dtype=bool)
+    onset[[0, 1, 2, 16], 0] = True
+    vel = velocities_from_controls(onset, np.repeat([0, 1], 16), np.array([0.0, 1.0]), calibration)
+    # segment levels 40 and 100; +8 on the beat, -8 on odd sixteenths, 0 in between
+    assert vel[[0, 1, 2, 16], 0].tolist() == [48, 32, 40, 108]
+    assert (vel[~onset] == 0).all()
