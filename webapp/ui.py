@@ -58,7 +58,9 @@ def _compose_tab(handlers: Handlers, settings: AppSettings) -> None:
                     cache_examples=False,
                 )
             mood = quiet(
-                gr.Textbox(label="Mood (optional)", placeholder="e.g. calm and warm, playful"),
+                gr.Textbox(
+                    label="Mood (optional)", value="", placeholder="e.g. calm and warm, playful"
+                ),
                 text_only=True,
             )
             with gr.Row():
