@@ -235,7 +235,10 @@ def write_self_test_video(path: Path, seconds: float = SELF_TEST_SECONDS) -> Pat
 
 
 def self_test_compose(handlers: Handlers) -> str:
-    """Compose the synthetic clip with the app's own model holder; check the files exist."""
+    """Compose the synthetic clip with the app's own model holder; check the files exist.
+
+    It runs with a mood text, so besides the model it warms the mood encoder and FluidSynth:
+    the first user's compose then costs what every later one does."""
     from diffbgm.options import ComposeOptions
 
     settings = handlers.settings
@@ -243,7 +246,7 @@ def self_test_compose(handlers: Handlers) -> str:
     with tempfile.TemporaryDirectory(dir=settings.data_dir, prefix=".self-test-") as tmp:
         video = write_self_test_video(Path(tmp) / "input.mp4")
         out = Path(tmp) / "result"
-        options = ComposeOptions(seed=0, audio="replace")
+        options = ComposeOptions(seed=0, audio="replace", mood="calm and warm")
         handlers.composers.run(lambda composer: composer(video, out, options))
         wanted = ("report.json", ".mid", ".wav", ".mp4")
         names = [p.name for p in out.rglob("*") if p.is_file()]
