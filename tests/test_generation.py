@@ -267,3 +267,15 @@ def test_imports_go_one_way(package: str) -> None:
         if name == prefix or name.startswith(prefix + ".")
     ]
     assert not bad, f"{package} pulls in {sorted(set(bad))}"
+
+
+def test_readme_what_is_where_names_every_part_of_the_library() -> None:
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("## What is where", 1)[1].split("```")[1]
+    library = REPO / "diffbgm"
+    parts = [p.name + "/" for p in library.iterdir() if p.is_dir() and not p.name.startswith("_")]
+    parts += [p.name for p in library.glob("*.py") if not p.name.startswith("__")]
+    missing = [part for part in parts if part not in block]
+    assert not missing, f"README's 'What is where' does not name {missing}"
+    for doc in ("architecture.md", "pipeline.md", "model.md"):
+        assert (REPO / "docs" / doc).is_file()
