@@ -23,7 +23,7 @@ from typing import Any, ParamSpec, TypeVar
 import gradio as gr
 
 from diffbgm.errors import DiffBGMError, PlanError
-from diffbgm.options import MOOD_MAX_CHARS, ComposeOptions
+from diffbgm.options import MAX_SEED, MOOD_MAX_CHARS, ComposeOptions
 from diffbgm.result import Report, load_report
 from webapp import media
 from webapp.limits import AdminThrottle, ComposeGate, Ticket
@@ -499,7 +499,7 @@ class Handlers:
 
         name = media.check_result_name(result_name)
         segment = whole_number(segment_number, "segment", low=1, high=10_000)
-        new_seed = whole_number(seed if seed is not None else 0, "seed", low=0, high=2**32 - 1)
+        new_seed = whole_number(seed if seed is not None else 0, "seed", low=0, high=MAX_SEED)
         new_density = optional_share(density, "density")
         source = media.resolve_result_dir(self.settings.outputs_dir, name)
         with (
