@@ -14,10 +14,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
-
-import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_MODEL = REPO / "checkpoints" / "diffbgm-tiny"
@@ -105,24 +102,6 @@ def running_app(data_dir: Path, extra_env: dict[str, str] | None = None) -> Iter
 def write_test_video(path: Path, seconds: float = 4.0, cut_every_s: float = 2.0) -> Path:
     """A small H.264 MP4 (160x120, 12 fps) of flat colours that change every `cut_every_s`
     seconds, with a moving square, so the shot detector finds real cuts."""
-    import av
+    from diffbgm.video.synthetic import write_shots_video
 
-    colours = [(200, 40, 40), (30, 60, 190), (40, 170, 60), (220, 200, 40)]
-    fps, width, height = 12, 160, 120
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.time_base = Fraction(1, fps)
-        for index in range(int(seconds * fps)):
-            t = index / fps
-            frame = np.empty((height, width, 3), dtype=np.uint8)
-            frame[:] = colours[int(t // cut_every_s) % len(colours)]
-            x = int(t * 60) % (width - 30)
-            frame[45:75, x : x + 30] = 255
-            video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
-            video_frame.pts = index
-            for packet in stream.encode(video_frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    return write_shots_video(path, seconds=seconds, cut_every_s=cut_every_s)

@@ -39,7 +39,12 @@ def test_concurrent_composes_and_ratings(tmp_path: Path) -> None:
 
     video = write_test_video(tmp_path / "clip.mp4", seconds=6.0)
     figures: dict[str, Any] = {}
-    with running_app(tmp_path / "data") as app:
+    # every client here is 127.0.0.1: allow it all the composes (the default is 2 per client)
+    limits = {
+        "DIFFBGM_COMPOSE_PER_CLIENT": str(N_COMPOSES),
+        "DIFFBGM_COMPOSE_QUEUE": str(N_COMPOSES),
+    }
+    with running_app(tmp_path / "data", extra_env=limits) as app:
 
         def compose(seed: int) -> tuple[Any, float]:
             client = Client(app.url, verbose=False)

@@ -332,6 +332,17 @@ def test_work_folder_is_removed_when_the_request_is_interrupted(tmp_path: Path, 
     assert len(handlers.in_flight) == 0 and len(handlers.gate) == 0
 
 
+def test_a_compose_that_ends_after_shutdown_began_leaves_no_result(tmp_path: Path) -> None:
+    """SIGTERM: remove_all runs while a worker thread is still composing; when that compose
+    then publishes its result and its block ends well, the folder still goes."""
+    in_flight = media.InFlight()
+    with media.work_dir(tmp_path, in_flight) as folder:
+        assert in_flight.remove_all() == [folder.name]
+        folder.mkdir(exist_ok=True)  # the library publishes the finished result here
+        (folder / "report.json").write_text("{}")
+    assert not folder.exists() and len(in_flight) == 0
+
+
 def test_work_folders_of_a_killed_process_are_swept_and_live_ones_kept(tmp_path: Path) -> None:
     outputs = tmp_path / "outputs"
     script = (

@@ -210,28 +210,10 @@ def check_data_dir(settings: AppSettings) -> Check:
 
 
 def write_self_test_video(path: Path, seconds: float = SELF_TEST_SECONDS) -> Path:
-    """A tiny H.264 clip (160x120, 12 fps): two flat-colour shots with a moving square."""
-    from fractions import Fraction
+    """A tiny H.264 clip of two flat-colour shots with a moving square."""
+    from diffbgm.video.synthetic import write_shots_video
 
-    import av
-    import numpy as np
-
-    fps, width, height = 12, 160, 120
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.time_base = Fraction(1, fps)
-        for index in range(int(seconds * fps)):
-            frame = np.full((height, width, 3), (200, 60, 40) if index < fps else (40, 80, 200))
-            x = (index * 6) % (width - 30)
-            frame[45:75, x : x + 30] = 255
-            video_frame = av.VideoFrame.from_ndarray(frame.astype(np.uint8), format="rgb24")
-            video_frame.pts = index
-            for packet in stream.encode(video_frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    return write_shots_video(path, seconds=seconds, cut_every_s=seconds / 2)
 
 
 def self_test_compose(handlers: Handlers) -> str:

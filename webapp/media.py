@@ -70,6 +70,7 @@ class InFlight:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._folders: dict[Path, IO[bytes]] = {}
+        self._closing = False  # set by remove_all: the app is shutting down
 
     def add(self, folder: Path) -> None:
         """Mark `folder` in progress: create its marker and hold an exclusive lock on it."""
@@ -80,9 +81,14 @@ class InFlight:
             self._folders[folder] = handle
 
     def finish(self, folder: Path, keep: bool) -> None:
-        """End the request in `folder`: keep it (minus the marker) or remove it entirely."""
+        """End the request in `folder`: keep it (minus the marker) or remove it entirely.
+
+        Once the app is shutting down nothing is kept: a compose that was running when SIGTERM
+        came finishes in its worker thread while the interpreter waits for it, after
+        `remove_all` ran, and would otherwise leave a result nobody asked for any more."""
         with self._lock:
             handle = self._folders.pop(folder, None)
+            keep = keep and not self._closing
         if not keep:
             remove_request_dir(folder)
         else:
@@ -93,6 +99,7 @@ class InFlight:
     def remove_all(self) -> list[str]:
         """Remove every folder still in progress (the app is shutting down); their names."""
         with self._lock:
+            self._closing = True
             folders = list(self._folders)
         for folder in folders:
             self.finish(folder, keep=False)
