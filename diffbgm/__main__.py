@@ -11,6 +11,7 @@ from pathlib import Path
 
 from diffbgm.errors import DiffBGMError
 from diffbgm.generation.config import add_generation_arguments, generation_overrides
+from diffbgm.threads import parse_threads
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ogv", ".wmv"}
 
@@ -111,9 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gen.add_argument(
         "--threads",
-        type=int,
-        default=1,
-        help="CPU threads for the model (default 1; 0 = torch's default)",
+        type=parse_threads,
+        default="auto",
+        help="CPU threads for the model: auto (default: the cores no other process is busy "
+        "with, measured before each compose), a number, or 0 = torch's default",
     )
     _add_device_argument(gen)
     gen.add_argument(
@@ -186,7 +188,7 @@ def _generate(args: argparse.Namespace) -> int:
         generation=generation_overrides(args),
     )  # invalid options fail here, before the model loads
     composer = Composer.from_pretrained(
-        args.model, threads=args.threads or None, device=args.device, clip=args.clip
+        args.model, threads=args.threads, device=args.device, clip=args.clip
     )
     failures = 0
     for video, target in zip(videos, _output_folders(videos, Path(args.out)), strict=True):

@@ -39,6 +39,8 @@ from diffbgm.result import (
     write_report,
     write_source,
 )
+from diffbgm.threads import AUTO as AUTO_THREADS
+from diffbgm.threads import free_cores
 from diffbgm.video.features import Mood
 from diffbgm.video.probe import ProbeLimits
 from diffbgm.video.types import VideoAnalysis, VideoInfo
@@ -150,13 +152,14 @@ class Composer:
         self,
         loaded: LoadedModel,
         model_id: str,
-        threads: int | None = 1,
+        threads: int | str | None = "auto",
         limits: ProbeLimits | None = None,
         clip: str | None = None,
     ) -> None:
-        """threads: torch CPU threads for sampling (process-wide). One is the default because
-        a second thread only pays on an otherwise idle machine: with one other busy process
-        on 2 cores, 2 threads made sampling 4x slower (docs/pipeline.md).
+        """threads: torch CPU threads for sampling (process-wide): "auto" (the default) measures
+        the cores no other process is busy with right before each compose (diffbgm.threads:
+        on an idle 2-core machine 2 threads compose 1.8x faster than 1, with another busy
+        process 4x slower); a number fixes it; 0 or None leaves torch's default.
 
         clip: how shots are read (`off`, `auto`, a Hub id or folder; None: $DIFFBGM_CLIP, else
         `auto`; see diffbgm.video.clip). The model loads on the first compose, once; when it
@@ -166,10 +169,13 @@ class Composer:
 
         from diffbgm.video.clip import ClipLoader
 
-        if threads is not None and threads < 0:
+        if isinstance(threads, str) and threads != AUTO_THREADS:
+            raise DiffBGMError(f"threads must be 'auto' or a number, got {threads!r}")
+        if isinstance(threads, int) and threads < 0:
             raise DiffBGMError(f"threads must be 0 (torch's default) or more, got {threads}")
-        if threads:
+        if isinstance(threads, int) and threads > 0:
             torch.set_num_threads(threads)
+        self.auto_threads = threads == AUTO_THREADS
         self.limits = limits or ProbeLimits()
         # POP909 quantile tables: the units of the plan's controls; read once, not per call.
         self.calibration = Calibration.load()
@@ -183,7 +189,7 @@ class Composer:
     def from_pretrained(
         cls,
         path_or_hub_id: str | Path | None = None,
-        threads: int | None = 1,
+        threads: int | str | None = "auto",
         limits: ProbeLimits | None = None,
         device: str | None = None,
         clip: str | None = None,
@@ -238,7 +244,16 @@ class Composer:
         self.overrides(options)  # a bad key fails now, not after the analysis
         info = info or probe_video(video, self.limits)  # fails fast, with a clear VideoError
         with self._lock:
+            self._choose_threads()
             return self._compose(video, info, out_dir, options, progress or _no_progress)
+
+    def _choose_threads(self) -> None:
+        """With threads="auto": as many torch threads as cores are free now (under the lock,
+        so no other compose of this Composer is running)."""
+        if self.auto_threads:
+            import torch
+
+            torch.set_num_threads(free_cores())
 
     def _compose(
         self,
@@ -483,6 +498,7 @@ class Composer:
             )
         info = probe_video(source, self.limits)
         with self._lock:
+            self._choose_threads()
             return self._regenerate(
                 result_dir, report, source, info, segment_index, seed, density, out_dir,
                 progress or _no_progress,
