@@ -134,9 +134,9 @@ def realism_main(args: argparse.Namespace) -> int:
             print(f"skipped {song_id}: {exc}", file=sys.stderr)
     for kind, name, roll in rolls:
         on, sus, vel = roll.onset[:steps], roll.sustain[:steps], roll.velocity[:steps]
-        for velocity in (False, True):
-            windows = piece_windows(on, sus, vel if velocity else None, config)
-            sets[(kind, velocity)].add(name, windows)
+        windows = piece_windows(on, sus, vel, config)  # notes-only rows are its first columns
+        sets[(kind, False)].add(name, windows[:, : len(feature_names(False))])
+        sets[(kind, True)].add(name, windows)
     for velocity in (False, True):
         real, generated = sets[("real", velocity)], sets[("generated", velocity)]
         if not real.songs or not generated.songs:

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal
+from typing import Any, get_args
 
 from diffbgm.errors import PlanError
 from diffbgm.generation.config import GenerationConfig, KnobValue
+from diffbgm.video.mux import AUDIO_MODES, AudioMode
+from diffbgm.video.types import ShotMethod
 
-AudioMode = Literal["keep", "duck", "replace"]
-AUDIO_MODES: tuple[str, ...] = ("keep", "duck", "replace")
-ShotDetector = Literal["content", "adaptive", "transnetv2"]
-SHOT_DETECTORS: tuple[str, ...] = ("content", "adaptive", "transnetv2")
+SHOT_DETECTORS: tuple[str, ...] = get_args(ShotMethod)
 
 TEMPO_RANGE_BPM = (40.0, 240.0)  # a tempo a user may ask for
 MAX_VARIANTS = 8
@@ -40,7 +39,7 @@ class ComposeOptions:
     density: float | None = None  # 0..1 quantile target for every segment (0.5 = typical POP909)
     variants: int = 1
     audio: AudioMode = "duck"
-    shot_detector: ShotDetector = "content"
+    shot_detector: ShotMethod = "content"
     generation: Mapping[str, KnobValue] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

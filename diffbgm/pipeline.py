@@ -9,6 +9,7 @@ here imports a UI. The music is made by `diffbgm.generation.generate_roll`; the 
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -317,7 +318,6 @@ class Composer:
             AnalysisOptions(
                 limits=self.limits,
                 shots=ShotOptions(method=options.shot_detector),
-                clip=self.clip.setting,
             ),
             thumbnails_dir=work / "thumbnails",
             info=info,
@@ -479,12 +479,14 @@ class Composer:
         out_dir: str | Path | None = None,
         video: str | Path | None = None,
         progress: ProgressFn | None = None,
+        info: VideoInfo | None = None,
     ) -> Result:
         """Compose segment `segment_index` (from 0) again, keeping every other note.
 
         Reads report.json and roll.npz from `result_dir`; the kept music is in-painted around
         the new segment so the joins stay smooth. Writes to `out_dir` (default: result_dir).
-        video: the input video (default: where the result says it was).
+        video: the input video (default: where the result says it was); info: its probe, when
+        the caller has probed it already.
         """
         from diffbgm.video.probe import probe_video
 
@@ -496,7 +498,7 @@ class Composer:
             raise DiffBGMError(
                 f"{result_dir.name} does not say where its video is: pass the video to regenerate"
             )
-        info = probe_video(source, self.limits)
+        info = info or probe_video(source, self.limits)
         with self._lock:
             self._choose_threads()
             return self._regenerate(
@@ -544,8 +546,6 @@ class Composer:
         with work_folder(out_dir) as work:
             thumbs = result_dir / "thumbnails"
             if thumbs.exists():
-                import shutil
-
                 shutil.copytree(thumbs, work / "thumbnails")
             files = self._variant(
                 source, analysis, plan, report.generation, options, seed, work, clock, known

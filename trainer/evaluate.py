@@ -315,13 +315,12 @@ class _RealismWindows:
         }
 
     def add(self, kind: str, song: str, roll: PianoRoll, velocity: np.ndarray | None) -> None:
-        self.sets[(kind, "notes only")].add(
-            song, piece_windows(roll.onset, roll.sustain, None, self.config)
-        )
+        # One pass: the velocity features follow the note features, and which windows are
+        # kept depends on the onsets alone, so the notes-only rows are a slice of the others.
+        windows = piece_windows(roll.onset, roll.sustain, velocity, self.config)
+        self.sets[(kind, "notes only")].add(song, windows[:, : len(feature_names(False))])
         if velocity is not None:
-            self.sets[(kind, "with velocities")].add(
-                song, piece_windows(roll.onset, roll.sustain, velocity, self.config)
-            )
+            self.sets[(kind, "with velocities")].add(song, windows)
 
     def report(self) -> dict[str, dict[str, dict[str, TwoSampleResult]]]:
         """{variant: {comparison: {classifier: result}}}; variants lacking windows left out."""
@@ -408,11 +407,14 @@ class _Generator:
         loaded = load_for_inference(options.model)
         self.loaded, config = apply_ablation(loaded, options.ablation, options.generation)
         self.config = song_generation(config, options.bgm909)
+        self.calibration = Calibration.load()  # the shipped one (decoding), read once
         self.options = options
 
     def __call__(self, job: tuple[int, PieceConditions]) -> PianoRoll:
         index, conditions = job
-        return generate(self.loaded, conditions, self.config, self.options.seed + index)
+        return generate(
+            self.loaded, conditions, self.config, self.options.seed + index, self.calibration
+        )
 
 
 def _generate_in_worker(options: EvalOptions, job: tuple[int, PieceConditions]) -> PianoRoll:

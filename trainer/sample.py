@@ -179,11 +179,16 @@ def random_piece(config: ModelConfig, bars: int, rng: np.random.Generator) -> Pi
 
 
 def generate(
-    loaded: LoadedModel, piece: PieceConditions, config: GenerationConfig, seed: int
+    loaded: LoadedModel,
+    piece: PieceConditions,
+    config: GenerationConfig,
+    seed: int,
+    calibration: Calibration | None = None,
 ) -> PianoRoll:
     """A whole piece through diffbgm.generation.generate_roll, as a PianoRoll. No velocity
-    channel is generated: roll_to_midi then plays the default velocity."""
-    notes = generate_roll(loaded, piece, config, seed).notes
+    channel is generated: roll_to_midi then plays the default velocity. Pass `calibration`
+    (the shipped one) when generating many pieces, so it is read once."""
+    notes = generate_roll(loaded, piece, config, seed, calibration=calibration).notes
     return PianoRoll(
         onset=notes.onset,
         sustain=notes.sustain,
@@ -222,17 +227,18 @@ def sample_to_folder(options: SampleOptions) -> list[Path]:
     written: list[Path] = []
     bgm909 = Path(options.bgm909) if options.bgm909 else None
     config = song_generation(options.generation, bgm909)
+    calibration = Calibration.load()  # the shipped one, as the app decodes with; read once
     for n, song_number in enumerate(options.songs):
         song = load_song_piece(
             Path(options.data), f"{song_number:03d}", options.bars, loaded.config, bgm909
         )
-        roll = generate(loaded, song.conditions, config, options.seed + n)
+        roll = generate(loaded, song.conditions, config, options.seed + n, calibration)
         tempo = options.tempo_bpm or song.tempo_bpm
         written += write_piece(roll, spec, tempo, out / f"song{song.song_id}", options.wav)
     rng = np.random.default_rng(options.seed)
     for n in range(options.n_random):
         piece = random_piece(loaded.config, options.bars, rng)
-        roll = generate(loaded, piece, config, options.seed + 1000 + n)
+        roll = generate(loaded, piece, config, options.seed + 1000 + n, calibration)
         tempo = options.tempo_bpm or 120.0
         written += write_piece(roll, spec, tempo, out / f"random{n:03d}", options.wav)
     return written

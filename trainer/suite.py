@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from diffbgm.generation.config import KnobValue
-from diffbgm.metrics import LEGACY_METRIC_NAMES
+from diffbgm.metrics import metric_from
 from trainer.evaluate import EvalOptions, run_evaluation
 
 # The paper's SI is MusDr's (audio, 3-8 s); the per-bar symbolic SI is another number.
@@ -93,10 +93,11 @@ def _run(row: SuiteRow) -> dict[str, Any]:
 
 
 def _cell(summary: dict[str, Any], key: str) -> str:
-    entry = summary.get(key)
-    if entry is None:  # reports written before the per-bar SI was renamed
-        old = [name for name, new in LEGACY_METRIC_NAMES.items() if new == key]
-        entry = summary.get(old[0]) if old else None
+    entry: dict[str, Any] | None
+    try:  # reports written before the per-bar SI was renamed use its old name
+        entry = metric_from(summary, key)  # type: ignore[assignment]
+    except KeyError:
+        entry = None
     if not entry or entry.get("mean") is None or math.isnan(entry["mean"]):
         return "–"
     return f"{entry['mean']:.3f}"

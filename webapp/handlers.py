@@ -414,13 +414,6 @@ class Handlers:
             gr.update(maximum=max(view.n_segments, 1), value=1),
         )
 
-    def _cleanup(self) -> None:
-        removed = media.cleanup_old_outputs(
-            self.settings.outputs_dir, self.settings.output_max_age_h * 3600
-        )
-        if removed:
-            log.info("removed %d old result folders", len(removed))
-
     def _wait_for_model(self, ticket: Ticket, progress: gr.Progress) -> None:
         """Wait for this compose's turn (the others ahead shown in the progress bar)."""
 
@@ -469,7 +462,6 @@ class Handlers:
             self.gate.place(client) as ticket,
             media.work_dir(self.settings.outputs_dir, self.in_flight) as folder,
         ):
-            self._cleanup()
             staged = media.stage_upload(upload, folder, self.settings.max_upload_bytes)
             with user_file_names(staged, name):
                 self._wait_for_model(ticket, progress)
@@ -509,7 +501,7 @@ class Handlers:
             original = media.source_video(source)
             staged = media.link_or_copy(original, folder / original.name)
             with user_file_names(staged, "the result's video"):
-                probe_video(staged, self.settings.probe_limits)
+                info = probe_video(staged, self.settings.probe_limits)
                 self._wait_for_model(ticket, progress)
                 report = progress_reporter(progress)
                 self.composers.run(
@@ -521,6 +513,7 @@ class Handlers:
                         out_dir=folder,
                         video=staged,
                         progress=report,
+                        info=info,
                     )
                 )
         return self._view_outputs(folder)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -179,10 +178,30 @@ def _run_version(program: str, flag: str) -> Check:
 
 
 def check_fluidsynth() -> Check:
-    program = shutil.which("fluidsynth")
-    if program is None:
-        return failed("fluidsynth is not on PATH (apt-get install fluidsynth)")
+    from diffbgm.errors import RenderError
+    from diffbgm.music.render import fluidsynth_binary
+
+    try:
+        program = fluidsynth_binary()
+    except RenderError as exc:
+        return failed(str(exc))
     return _run_version(program, "--version")
+
+
+def passing_once(check: Callable[[], Check]) -> Callable[[], Check]:
+    """`check`, run until it passes once and then answered from memory: an installed program
+    stays installed, and a health route polled every 30 s need not start it each time."""
+    passed: list[Check] = []
+
+    def run() -> Check:
+        if passed:
+            return passed[0]
+        result = check()
+        if result.ok:
+            passed.append(result)
+        return result
+
+    return run
 
 
 def check_ffmpeg() -> Check:
@@ -243,8 +262,8 @@ def app_health(settings: AppSettings, handlers: Handlers) -> Health:
     return Health(
         {
             "model": lambda: check_model(settings, lambda: handlers.composers.loaded),
-            "fluidsynth": check_fluidsynth,
-            "ffmpeg": check_ffmpeg,
+            "fluidsynth": passing_once(check_fluidsynth),
+            "ffmpeg": passing_once(check_ffmpeg),
             "database": lambda: check_database(handlers.engine),
             "data_dir": lambda: check_data_dir(settings),
         },

@@ -9,7 +9,8 @@
   previous one;
 - study media (`studies/`) and the ratings database stay until a person deletes them.
 
-A daemon thread sweeps every `sweep_interval_s`; composes also sweep old results first.
+A daemon thread sweeps every `sweep_interval_s` (composes do not sweep: no scan of the outputs
+folder on the compose path).
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ class Janitor:
             results=len(media.cleanup_old_outputs(s.outputs_dir, s.output_max_age_h * 3600)),
             work_dirs=len(media.sweep_stale_work_dirs(s.outputs_dir, grace_s=grace_s))
             # the library's own work folders (.diffbgm-<pid>-…) of processes that are gone
-            + len(sweep_stale_work(s.outputs_dir) if s.outputs_dir.is_dir() else []),
+            + len(sweep_stale_work(s.outputs_dir)),
             upload_files=media.sweep_old_files(s.uploads_dir, s.upload_max_age_min * 60),
             export_files=media.sweep_old_files(s.exports_dir, s.export_max_age_h * 3600),
         )

@@ -67,7 +67,7 @@ def probe_video(path: Path | str, limits: ProbeLimits = ProbeLimits()) -> VideoI
                 )
             raise VideoProbeError("no_video", f"'{name}' has no video stream.")
         stream = container.streams.video[0]
-        first_frame = _first_frame(container, stream, name)
+        first_frame = _first_frame(container, stream, path)
         width = stream.codec_context.width or first_frame.width
         height = stream.codec_context.height or first_frame.height
         if width <= 0 or height <= 0:
@@ -79,7 +79,7 @@ def probe_video(path: Path | str, limits: ProbeLimits = ProbeLimits()) -> VideoI
         if duration_s is None:
             duration_s = _counted_duration_s(path, fps)
         elif duration_s > 1.0:
-            _check_complete(container, stream, duration_s, name)
+            _check_complete(container, stream, duration_s, path)
         _check_duration(duration_s, limits, name)
         return VideoInfo(
             path=path,
@@ -177,16 +177,17 @@ def _looks_like_video_container(head: bytes) -> bool:
 
 
 def _first_frame(
-    container: av.container.InputContainer, stream: av.VideoStream, name: str
+    container: av.container.InputContainer, stream: av.VideoStream, path: Path
 ) -> av.VideoFrame:
     """Decode the first frame, turning decoder failures into a 'corrupt' error."""
+    name = path.name
     try:
         for frame in container.decode(stream):
             return frame
     except av.FFmpegError as exc:
         raise VideoProbeError(
             "corrupt",
-            f"'{name}' is damaged: its first frame cannot be decoded ({_said(exc, Path(name))}).",
+            f"'{name}' is damaged: its first frame cannot be decoded ({_said(exc, path)}).",
         ) from exc
     raise VideoProbeError("corrupt", f"'{name}' has a video stream without any decodable frame.")
 
@@ -251,10 +252,11 @@ def _check_duration(duration_s: float, limits: ProbeLimits, name: str) -> None:
 
 
 def _check_complete(
-    container: av.container.InputContainer, stream: av.VideoStream, duration_s: float, name: str
+    container: av.container.InputContainer, stream: av.VideoStream, duration_s: float, path: Path
 ) -> None:
     """Seek near the end and read (not decode) the remaining packets: in a cut-off file they
     stop well before the stated duration, or cannot be read at all."""
+    name = path.name
     target_s = max(0.0, duration_s - 1.0)
     last_end_s = 0.0
     try:
@@ -267,7 +269,7 @@ def _check_complete(
     except (av.FFmpegError, OSError) as exc:
         raise VideoProbeError(
             "corrupt",
-            f"'{name}' is damaged or incomplete near {target_s:.1f} s ({_said(exc, Path(name))}).",
+            f"'{name}' is damaged or incomplete near {target_s:.1f} s ({_said(exc, path)}).",
         ) from exc
     start_s = (
         float(stream.start_time * stream.time_base)

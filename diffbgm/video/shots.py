@@ -9,16 +9,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import cv2
 import numpy as np
 
 from diffbgm.errors import VideoError
 from diffbgm.video.decode import DecodedFrames, DecodeOptions, decode_frames
-from diffbgm.video.types import Shot
+from diffbgm.video.types import Shot, ShotMethod
 
-ShotMethod = Literal["content", "adaptive", "transnetv2"]
 SHOT_METHODS: tuple[str, ...] = ("content", "adaptive", "transnetv2")
 
 # TransNetV2 was trained on 48x27 RGB frames at the source frame rate (~25 fps).

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+
+# The shot detectors diffbgm.video.shots offers (its ShotOptions.method).
+ShotMethod = Literal["content", "adaptive", "transnetv2"]
 
 
 @dataclass(frozen=True)
