@@ -611,7 +611,9 @@ def killed_run(report: Report, app: RunningApp, clip: Path) -> Path | None:
 def terminated_run(report: Report, app: RunningApp, clip: Path) -> None:
     """SIGTERM (docker stop) while a compose works: the app removes its work folder on exit."""
     outputs = app.data_dir / "outputs"
-    longer = write_test_video(clip.parent / "longer.mp4", seconds=20.0)
+    # long enough that the compose is still running when SIGTERM comes (the tiny model
+    # composes a 20 s clip in about a second with two threads)
+    longer = write_test_video(clip.parent / "longer.mp4", seconds=180.0)
     client(app).submit(*compose_args(longer, 98), api_name="/compose")
 
     def working() -> list[Path]:
