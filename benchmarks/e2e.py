@@ -1,25 +1,38 @@
-"""End-to-end benchmark: per-stage seconds, real-time factor and peak memory.
+"""End-to-end benchmark: per-stage seconds, real-time factor and peak memory, today's shipped
+defaults side by side with the old ones (issue 20's baseline), as ratios.
 
     python benchmarks/e2e.py                      # the 30 s clip (warm) + a generated 10-minute video
-    python benchmarks/e2e.py --model checkpoints/diffbgm-tiny --long-minutes 0
+    python benchmarks/e2e.py --long-minutes 0     # the 30 s clip only
+    python benchmarks/e2e.py --only shipped       # no baseline column
+    python benchmarks/e2e.py --model checkpoints/diffbgm-tiny --long-minutes 0 --only shipped
 
 Each case runs in a fresh child process so its peak RSS is its own. "warm" = the second
 compose in the same process (model loaded, caches filled), which is what a server sees.
+The baseline is what shipped before issue 20: DDIM 25 steps on one torch thread (everything
+else as shipped). `--record docs/speed.json` writes the shipped figures with the defaults they
+were measured with; tests/test_speed_record.py fails when the defaults change without a new one.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import os
 import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 CLIP = REPO.parent / "shared" / "data" / "videos" / "big_buck_bunny_0_30.webm"
+# The defaults before issue 20 (measured then: 23.3 s for the 30 s clip on an idle machine).
+BASELINE: dict[str, Any] = {"generation": {"sampler": "ddim", "steps": 25}, "threads": 1}
+SHIPPED: dict[str, Any] = {"generation": {}, "threads": "auto"}
+SETTINGS = {"baseline": BASELINE, "shipped": SHIPPED}
 
 
 def make_long_video(source: Path, minutes: float, folder: Path) -> Path:
@@ -34,17 +47,18 @@ def make_long_video(source: Path, minutes: float, folder: Path) -> Path:
     return out
 
 
-def run_case(video: Path, model: str | None, runs: int, steps: int | None) -> dict:
+def run_case(video: Path, model: str | None, runs: int, which: str) -> dict:
     """Compose `runs` times in this process; report the last run and this process's peak RSS."""
     from diffbgm.pipeline import ComposeOptions, Composer
 
+    setting = SETTINGS[which]
     start = time.perf_counter()
-    composer = Composer.from_pretrained(model)
+    composer = Composer.from_pretrained(model, threads=setting["threads"])
     load_s = time.perf_counter() - start
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(runs):
             wall = time.perf_counter()
-            options = ComposeOptions(seed=i, generation={} if steps is None else {"steps": steps})
+            options = ComposeOptions(seed=i, generation=setting["generation"])
             result = composer(video, Path(tmp) / f"run{i}", options)
             wall = time.perf_counter() - wall
     report = result.report
@@ -53,6 +67,7 @@ def run_case(video: Path, model: str | None, runs: int, steps: int | None) -> di
         "duration_s": report.plan.duration_s,
         "model": composer.model_id,
         "generation": report.generation.to_dict(),
+        "threads": setting["threads"],
         "model_load_s": round(load_s, 2),
         "stages_s": report.timings_s,
         "wall_s": round(wall, 2),
@@ -62,33 +77,47 @@ def run_case(video: Path, model: str | None, runs: int, steps: int | None) -> di
     }
 
 
-def child(video: Path, model: str | None, runs: int, steps: int | None) -> dict:
-    cmd = [sys.executable, __file__, "--child", str(video), "--runs", str(runs)]
+def child(video: Path, model: str | None, runs: int, which: str) -> dict:
+    cmd = [sys.executable, __file__, "--child", str(video), "--runs", str(runs), "--which", which]
     if model:
         cmd += ["--model", model]
-    if steps:
-        cmd += ["--steps", str(steps)]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise SystemExit(f"benchmark child failed:\n{proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def print_case(title: str, case: dict) -> None:
-    print(f"\n## {title}: {case['video']} ({case['duration_s']:.0f} s), model {case['model']}")
-    print(f"generation: {case['generation']}")
-    print("| stage | seconds |\n|---|---|")
-    for stage, seconds in case["stages_s"].items():
-        print(f"| {stage} | {seconds:.2f} |")
-    print(
-        f"wall {case['wall_s']:.2f} s · real-time factor {case['real_time_factor']:.3f} · "
-        f"peak RSS {case['peak_rss_mb']:.0f} MB · model load {case['model_load_s']:.2f} s · "
-        f"cut alignment {_alignment(case['cut_alignment'])}"
-    )
+def load_average() -> float:
+    return os.getloadavg()[0]
 
 
-def _alignment(value: float | None) -> str:
-    return "– (no cuts)" if value is None else f"{value:.2f}"
+def print_cases(title: str, cases: dict[str, dict]) -> None:
+    """One table: a column per setting, and new/old ratios when both ran."""
+    first = next(iter(cases.values()))
+    print(f"\n## {title}: {first['video']} ({first['duration_s']:.0f} s), model {first['model']}")
+    for which, case in cases.items():
+        print(f"{which}: {case['generation']} · threads {case['threads']}")
+    names = list(cases)
+    both = names == ["baseline", "shipped"]
+    header = "| stage | " + " | ".join(f"{n} s" for n in names) + (" | ratio |" if both else " |")
+    print(header + "\n|---|" + "---|" * (len(names) + int(both)))
+    stages = list(dict.fromkeys(s for c in cases.values() for s in c["stages_s"]))
+    for stage in [*stages, "peak RSS MB"]:
+        key = "peak_rss_mb" if stage == "peak RSS MB" else None
+        values = [c[key] if key else c["stages_s"].get(stage, 0.0) for c in cases.values()]
+        row = f"| {stage} | " + " | ".join(f"{v:.2f}" for v in values)
+        if both:
+            ratio = values[0] / values[1] if values[1] > 0 else float("nan")
+            row += f" | {ratio:.2f}×"
+        print(row + " |")
+    for which, case in cases.items():
+        print(
+            f"{which}: wall {case['wall_s']:.2f} s · real-time factor "
+            f"{case['real_time_factor']:.3f} · model load {case['model_load_s']:.2f} s"
+        )
+    if both:
+        speedup = cases["baseline"]["wall_s"] / cases["shipped"]["wall_s"]
+        print(f"shipped defaults are {speedup:.2f}× faster than the baseline")
 
 
 def main() -> None:
@@ -98,20 +127,40 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="checkpoint (default: the shipped model)")
     parser.add_argument("--video", type=Path, default=CLIP)
     parser.add_argument("--long-minutes", type=float, default=10.0, help="0 skips the long video")
-    parser.add_argument("--steps", type=int, default=None, help="override denoising steps")
+    parser.add_argument("--only", choices=list(SETTINGS), default=None)
+    parser.add_argument("--record", type=Path, default=None, help="write the shipped figures")
     parser.add_argument("--runs", type=int, default=2, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--which", choices=list(SETTINGS), default="shipped", help=argparse.SUPPRESS
+    )
     parser.add_argument("--child", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
-        print(json.dumps(run_case(args.child, args.model, args.runs, args.steps)))
+        print(json.dumps(run_case(args.child, args.model, args.runs, args.which)))
         return
     if not args.video.exists():
         raise SystemExit(f"video not found: {args.video}")
-    print_case("short clip, warm", child(args.video, args.model, 2, args.steps))
+    order = [args.only] if args.only else ["baseline", "shipped"]
+    print(f"load average at start: {load_average():.2f} (idle machine: < 0.5)")
+    short = {w: child(args.video, args.model, 2, w) for w in order}
+    print_cases("short clip, warm", short)
+    long: dict[str, dict] = {}
     if args.long_minutes > 0:
         with tempfile.TemporaryDirectory() as tmp:
             long_video = make_long_video(args.video, args.long_minutes, Path(tmp))
-            print_case("long video, cold", child(long_video, args.model, 1, args.steps))
+            long = {w: child(long_video, args.model, 1, w) for w in order}
+        print_cases("long video, cold", long)
+    if args.record is not None and "shipped" in short:
+        record = {
+            "date": datetime.date.today().isoformat(),
+            "command": "python benchmarks/e2e.py" + ("" if long else " --long-minutes 0"),
+            "load_average_at_start": round(load_average(), 2),
+            "defaults": {"generation": short["shipped"]["generation"], "threads": "auto"},
+            "short": short["shipped"],
+            "long": long.get("shipped"),
+        }
+        args.record.write_text(json.dumps(record, indent=2) + "\n")
+        print(f"recorded in {args.record}")
 
 
 if __name__ == "__main__":
