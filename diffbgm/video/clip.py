@@ -266,9 +266,10 @@ class TransformersClipEncoder(ClipEncoder):
             raise VideoError(f"{folder / files.config} is missing")
         if not any((folder / w).is_file() for w in files.weights):
             raise VideoError(f"{folder} holds none of {', '.join(files.weights)}")
-        model, info = CLIPModel.from_pretrained(
+        loaded: Any = CLIPModel.from_pretrained(
             folder, local_files_only=True, dtype=torch.float32, output_loading_info=True
         )
+        model, info = loaded  # with output_loading_info: (model, {"missing_keys": ..., ...})
         gaps = sorted(info.get("missing_keys", ())) + sorted(info.get("mismatched_keys", ()))
         if gaps:
             raise VideoError(f"the weights in {folder} do not fit its config: {gaps[:3]} ...")

@@ -57,12 +57,12 @@ def torchvision_mismatch(
             requirement = Requirement(line)
         except InvalidRequirement:
             continue
-        if requirement.name == "torch" and requirement.marker is None:
-            if not requirement.specifier.contains(installed, prereleases=True):
-                return (
-                    f"torchvision {torchvision_version} needs torch{requirement.specifier}, "
-                    f"this is torch {torch_version}"
-                )
+        fits = requirement.specifier.contains(installed, prereleases=True)
+        if requirement.name == "torch" and requirement.marker is None and not fits:
+            return (
+                f"torchvision {torchvision_version} needs torch{requirement.specifier}, "
+                f"this is torch {torch_version}"
+            )
     return None
 
 
