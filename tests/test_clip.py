@@ -433,9 +433,7 @@ def _install_broken_torchvision(site: Path, torch_version: str) -> Path:
     return package / "IMPORTED"
 
 
-def test_a_broken_torchvision_does_not_break_transformers_clip(
-    tmp_path: Path, tiny_folder: Path
-) -> None:
+def _broken_torchvision_env(tmp_path: Path) -> tuple[dict[str, str], Path]:
     import torch
 
     if torch.version.cuda is not None:
@@ -443,14 +441,13 @@ def test_a_broken_torchvision_does_not_break_transformers_clip(
     site = tmp_path / "site"
     imported = _install_broken_torchvision(site, torch.__version__.split("+")[0])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(REPO)])}
-    # Without the guard the stand-in breaks transformers as the real wheel does...
-    bare = subprocess.run(
-        [sys.executable, "-c", "from transformers import CLIPModel"],
-        capture_output=True, text=True, env=env, timeout=300,
-    )  # fmt: skip
-    assert bare.returncode != 0 and imported.exists()
-    imported.unlink()
-    # ... and diffbgm's CLIP loads, reads a frame and never imports it.
+    return env, imported
+
+
+def test_a_broken_torchvision_does_not_break_transformers_clip(
+    tmp_path: Path, tiny_folder: Path
+) -> None:
+    env, imported = _broken_torchvision_env(tmp_path)
     child = subprocess.run(
         [sys.executable, "-c", CHILD, str(tiny_folder)],
         capture_output=True, text=True, env=env, timeout=300,
@@ -458,6 +455,18 @@ def test_a_broken_torchvision_does_not_break_transformers_clip(
     assert child.returncode == 0, child.stderr[-2000:]
     assert child.stdout.startswith("read ") and not imported.exists()
     assert "torchvision is installed but cannot load" in child.stderr
+
+
+@pytest.mark.slow
+def test_the_broken_torchvision_stand_in_breaks_bare_transformers(tmp_path: Path) -> None:
+    """The premise of the test above: without the guard, the stand-in breaks transformers as
+    the real CUDA wheel does (slow: another interpreter importing torch and transformers)."""
+    env, imported = _broken_torchvision_env(tmp_path)
+    bare = subprocess.run(
+        [sys.executable, "-c", "from transformers import CLIPModel"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert bare.returncode != 0 and imported.exists()
 
 
 # --- open_clip (needs a torchvision that fits torch) -------------------------------------------

@@ -29,6 +29,7 @@ import os
 import socket
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,7 +164,7 @@ class ShotReading:
     scenes: tuple[str, ...]
 
 
-class ClipEncoder:
+class ClipEncoder(ABC):
     """A CLIP model with its tokenizer; subclasses embed images and texts (unit length), this
     class turns embeddings into shot readings. Prompt embeddings are computed once and kept.
     Images are prepared with our own resize/crop/normalise (`clip_pixels`). Thread-safe."""
@@ -195,13 +196,13 @@ class ClipEncoder:
 
         return torch.from_numpy(clip_pixels(images, self.image_size, self.mean, self.std))
 
+    @abstractmethod
     def embed_images(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """(n, embed_dim) float32 unit-length embeddings of RGB uint8 images (h, w, 3)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """(n, embed_dim) float32 unit-length text embeddings."""
-        raise NotImplementedError
 
     def prompt_embeddings(self) -> tuple[np.ndarray, np.ndarray]:
         """(mood anchors (n_anchors, d), scene prompts (n_scenes, d)), unit length, cached."""
