@@ -7,6 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from diffbgm.video.torchvision_guard import hide_unusable_torchvision
+
+# As the app does before importing transformers: a torchvision that cannot load is hidden, so
+# these fixtures work in a venv that has one (e.g. PyPI's CUDA wheel next to the CPU torch).
+hide_unusable_torchvision()
+
 # Every character of the mood anchors and scene prompts has a token (alone and word-final), so
 # no prompt falls back to the unknown token; a few merges make it a real BPE.
 TOKEN_CHARACTERS = "abcdefghijklmnopqrstuvwxyz0123456789,.!'-"

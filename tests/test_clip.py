@@ -32,7 +32,7 @@ from diffbgm.video.clip import (
     clip_setting,
     load_clip_encoder,
 )
-from diffbgm.video.torchvision_guard import torchvision_mismatch
+from diffbgm.video.torchvision_guard import hide_unusable_torchvision, torchvision_mismatch
 from diffbgm.video.types import ShotFeatures, VideoAnalysis
 from tests.clip_fixtures import TINY_PROJECTION, write_tiny_clip
 from tests.video_fixtures import SyntheticShot, write_video
@@ -473,6 +473,9 @@ def test_the_broken_torchvision_stand_in_breaks_bare_transformers(tmp_path: Path
 
 
 def _open_clip():  # -> module
+    # As the app does: an unusable torchvision is hidden first, so a failed open_clip import
+    # cannot leave half a torchvision behind for the transformers tests.
+    hide_unusable_torchvision()
     try:
         import open_clip
     except Exception as exc:  # e.g. no torchvision, or one built for another torch
