@@ -26,6 +26,7 @@ from diffbgm.video.clip import (  # noqa: E402  (after the path line, so a check
     clip_setting,
     fetch_clip_files,
     hub_reachable,
+    import_backend,
     load_clip_encoder,
 )
 
@@ -44,6 +45,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {model} is a local folder, nothing to fetch", file=sys.stderr)
         return 1
     backend = clip_backend(model)
+    try:
+        import_backend(backend)
+    except Exception as exc:  # a missing package, or open_clip without a fitting torchvision
+        print(f"error: {backend} cannot be imported: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     if not hub_reachable():
         print(
             f"error: the Hugging Face Hub cannot be reached from here, so {model} cannot be "

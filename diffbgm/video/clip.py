@@ -461,15 +461,20 @@ def model_folder(setting: str, backend: str) -> tuple[str, Path]:
         return model, fetch_clip_files(repo, files, local_files_only=False)
 
 
-def load_clip_encoder(setting: str) -> ClipEncoder:
-    """The encoder for a normalised, non-`off` setting, by the backend its form names.
-    The backend's package is imported first, so a missing one fails before any download."""
-    backend = clip_backend(setting)
+def import_backend(backend: str) -> None:
+    """Import the backend's package (after hiding an unusable torchvision); raises ImportError
+    or whatever a broken install raises, so a missing package fails before any download."""
     hide_unusable_torchvision()
     if backend == OPEN_CLIP:
         import open_clip  # noqa: F401
     else:
-        import transformers  # noqa: F401
+        from transformers import CLIPModel, CLIPTokenizer  # noqa: F401
+
+
+def load_clip_encoder(setting: str) -> ClipEncoder:
+    """The encoder for a normalised, non-`off` setting, by the backend its form names."""
+    backend = clip_backend(setting)
+    import_backend(backend)
     model, folder = model_folder(setting, backend)
     if backend == OPEN_CLIP:
         return OpenClipEncoder.from_folder(folder, name=model)
