@@ -69,8 +69,9 @@ def analyze_video(
 
     `progress(fraction, stage)` gets fractions in [0, 1]. Pass `clip_loader` / `text_encoder`
     to reuse loaded models across calls (e.g. one per web worker: the loader keeps one CLIP
-    model, or one failure); otherwise they are loaded here when the options ask for them. Pass `info` when the file was probed already and
-    `text_mood` when the mood text was encoded already: each is done once per compose.
+    model, or one failure); otherwise they are loaded here when the options ask for them.
+    Pass `info` when the file was probed already and `text_mood` when the mood text was
+    encoded already: each is done once per compose.
     """
     path = Path(path)
     clock = _StageClock()
