@@ -41,8 +41,8 @@ def torchvision_mismatch(
     """Why a torchvision build cannot load next to this torch, or None when it fits.
 
     `torchvision_version` is the build's own version (`0.28.0+cu130`, `0.28.0+cpu`, `0.28.0`);
-    `torch_requirements` its `Requires-Dist` lines (those naming torch count); `torch_cuda` / `torch_hip` are
-    `torch.version.cuda` / `.hip` (None for a CPU build)."""
+    `torch_requirements` its `Requires-Dist` lines (those naming torch count); `torch_cuda` /
+    `torch_hip` are `torch.version.cuda` / `.hip` (None for a CPU build)."""
     local = torchvision_version.partition("+")[2].lower()
     if local.startswith("cu") and torch_cuda is None:
         return f"torchvision {torchvision_version} is a CUDA build and torch {torch_version} is not"
