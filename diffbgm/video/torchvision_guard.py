@@ -73,12 +73,12 @@ def _installed_torchvision() -> tuple[str, list[str]] | None:
         return None
     version_file = Path(next(iter(spec.submodule_search_locations))) / "version.py"
     found = _VERSION_LINE.search(version_file.read_text()) if version_file.is_file() else None
-    try:
-        version = found.group(1) if found else importlib.metadata.version("torchvision")
+    try:  # a source tree on the path has no distribution metadata: judge by version.py alone
         requirements = importlib.metadata.requires("torchvision") or []
+        version = found.group(1) if found else importlib.metadata.version("torchvision")
     except importlib.metadata.PackageNotFoundError:
-        return None
-    return version, requirements
+        requirements, version = [], found.group(1) if found else ""
+    return (version, requirements) if version else None
 
 
 def hide_unusable_torchvision() -> str | None:
