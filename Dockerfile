@@ -63,3 +63,10 @@ HEALTHCHECK --interval=30s --timeout=10s --start-period=180s --retries=3 \
 CMD ["python", "app.py"]
 
 COPY --chown=user:user . .
+
+# FETCH_CLIP=1 puts the CLIP weights of DIFFBGM_CLIP=auto (openai/clip-vit-base-patch32, ~600 MB)
+# into the image's Hugging Face cache, so shots are read by CLIP without network at run time;
+# the default leaves them out (a smaller image; `auto` then downloads them on the first compose
+# where the Hub answers, else reads shots from picture statistics). The build fails if it fails.
+ARG FETCH_CLIP=0
+RUN if [ "$FETCH_CLIP" = 1 ]; then python scripts/fetch_clip.py; fi

@@ -122,8 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--clip",
         default=None,
         help="how shots are read: auto (CLIP ViT-B/32 from the Hugging Face cache or Hub, else "
-        "picture statistics), off (picture statistics), or an open_clip Hub id / folder "
-        "(default: $DIFFBGM_CLIP, else auto)",
+        "picture statistics), off (picture statistics), a transformers CLIP Hub id (org/name), "
+        "an open_clip one (hf-hub:org/name) or a model folder (default: $DIFFBGM_CLIP, else auto)",
     )
     gen.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 

@@ -1,5 +1,6 @@
-"""Semantics: CLIP image embeddings (a tiny random CLIP, since no weights may be downloaded) and
-the mood read from text by the bundled all-MiniLM-L6-v2."""
+"""Semantics: CLIP's input preparation, the mood anchors, the mood read from text by the bundled
+all-MiniLM-L6-v2, and both blended with a tiny random CLIP (tests/clip_fixtures.py; the CLIP
+backends themselves are tested in tests/test_clip.py)."""
 
 from __future__ import annotations
 
@@ -9,34 +10,25 @@ import numpy as np
 import pytest
 
 from diffbgm.video.analyze import AnalysisOptions, analyze_video
+from diffbgm.video.clip import ClipLoader
 from diffbgm.video.features import Mood
 from diffbgm.video.semantics import (
     CLIP_MEAN,
     CLIP_STD,
     MOOD_ANCHORS,
-    ClipImageEncoder,
     MoodTextEncoder,
-    load_clip,
+    clip_pixels,
     mood_from_similarities,
 )
+from tests.clip_fixtures import TINY_PROJECTION, write_tiny_clip
 from tests.video_fixtures import DEFAULT_SHOTS, write_video
 
 
-def tiny_clip_config():  # -> transformers.CLIPConfig
-    transformers = pytest.importorskip("transformers")
-    small = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
-             "num_attention_heads": 2}  # fmt: skip
-    return transformers.CLIPConfig(
-        text_config={**small, "vocab_size": 99, "max_position_embeddings": 16,
-                     "bos_token_id": 0, "eos_token_id": 1, "pad_token_id": 1},
-        vision_config={**small, "image_size": 32, "patch_size": 8},
-        projection_dim=16,
-    )  # fmt: skip
-
-
 @pytest.fixture(scope="module")
-def tiny_clip() -> ClipImageEncoder:
-    return ClipImageEncoder.from_config(tiny_clip_config(), seed=0)
+def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> ClipLoader:
+    loader = ClipLoader(str(write_tiny_clip(tmp_path_factory.mktemp("tiny-clip"))))
+    assert loader.get() is not None, loader.failure
+    return loader
 
 
 @pytest.fixture(scope="module")
@@ -46,36 +38,15 @@ def text_encoder() -> MoodTextEncoder:
     return MoodTextEncoder()
 
 
-def test_clip_preprocessing_crops_and_normalises(tiny_clip: ClipImageEncoder) -> None:
+def test_clip_preprocessing_crops_and_normalises() -> None:
     grey = np.full((90, 160, 3), 128, np.uint8)
     portrait = np.zeros((200, 50, 3), np.uint8)
-    batch = tiny_clip.preprocess([grey, portrait])
-    assert tuple(batch.shape) == (2, 3, 32, 32)
+    portrait[:75] = 255  # cut away by the centre crop (rows 75-125 of 200 are kept)
+    batch = clip_pixels([grey, portrait], 32, CLIP_MEAN, CLIP_STD)
+    assert batch.shape == (2, 3, 32, 32) and batch.dtype == np.float32
     expected = (128 / 255 - CLIP_MEAN) / CLIP_STD
-    assert np.allclose(batch[0].mean(dim=(1, 2)).numpy(), expected, atol=1e-3)
-    assert np.allclose(batch[1].numpy(), (-CLIP_MEAN / CLIP_STD)[:, None, None], atol=1e-4)
-
-
-def test_clip_image_embeddings(tiny_clip: ClipImageEncoder) -> None:
-    rng = np.random.default_rng(0)
-    images = [rng.integers(0, 255, (90, 160, 3), dtype=np.uint8) for _ in range(3)]
-    vectors = tiny_clip.embed_images(images)
-    assert vectors.shape == (3, 16) and vectors.dtype == np.float32
-    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
-    assert np.allclose(tiny_clip.embed_images(images[:1]), vectors[:1], atol=1e-5)
-    assert not np.allclose(vectors[0], vectors[1])
-    assert tiny_clip.image_moods(vectors) is None  # no tokenizer, no zero-shot mood
-
-
-def test_clip_loads_only_from_local_files(tmp_path: Path, tiny_clip: ClipImageEncoder) -> None:
-    tiny_clip.model.save_pretrained(tmp_path / "clip")
-    loaded = load_clip(str(tmp_path / "clip"))
-    assert loaded is not None
-    image = np.full((64, 64, 3), 200, np.uint8)
-    assert np.allclose(loaded.embed_images([image]), tiny_clip.embed_images([image]), atol=1e-5)
-    # Weights that are not on this machine: None (visual statistics only), never a download.
-    assert load_clip(str(tmp_path / "absent")) is None
-    assert load_clip(None) is None
+    assert np.allclose(batch[0].mean(axis=(1, 2)), expected, atol=1e-3)
+    assert np.allclose(batch[1], (-CLIP_MEAN / CLIP_STD)[:, None, None], atol=1e-4)
 
 
 def test_mood_from_similarities_weights_the_closest_anchors() -> None:
@@ -107,19 +78,19 @@ def test_text_mood_ranks_obvious_texts(text_encoder: MoodTextEncoder) -> None:
 
 
 def test_analysis_blends_the_text_mood_and_keeps_embeddings(
-    tmp_path: Path, tiny_clip: ClipImageEncoder, text_encoder: MoodTextEncoder
+    tmp_path: Path, tiny_clip: ClipLoader, text_encoder: MoodTextEncoder
 ) -> None:
     path = write_video(tmp_path / "clip.mp4", DEFAULT_SHOTS)
     plain = analyze_video(path)
-    sad = analyze_video(
-        path,
-        AnalysisOptions(mood_text=SAD[0], semantic_weight=0.5),
-        clip_encoder=tiny_clip,
-        text_encoder=text_encoder,
-    )
+    options = AnalysisOptions(clip=tiny_clip.setting, mood_text=SAD[0], semantic_weight=0.5)
+    sad = analyze_video(path, options, clip_loader=tiny_clip, text_encoder=text_encoder)
+    clip_only = analyze_video(path, AnalysisOptions(clip=tiny_clip.setting), clip_loader=tiny_clip)
     text_mood: Mood = text_encoder.mood(SAD[0]).mood
-    for before, after in zip(plain.features, sad.features, strict=True):
-        assert after.semantic is not None and after.semantic.shape == (16,)
-        assert after.valence == pytest.approx(0.5 * before.valence + 0.5 * text_mood.valence)
-        assert after.valence < before.valence
+    for before, clip, after in zip(plain.features, clip_only.features, sad.features, strict=True):
+        assert after.semantic is not None and after.semantic.shape == (TINY_PROJECTION,)
+        # The shot's semantic mood is CLIP's reading and the text's, averaged; it is blended
+        # half and half into the picture mood. clip_only = 0.5 picture + 0.5 CLIP.
+        clip_valence = 2 * clip.valence - before.valence
+        semantic = 0.5 * (clip_valence + text_mood.valence)
+        assert after.valence == pytest.approx(0.5 * before.valence + 0.5 * semantic, abs=1e-6)
     assert "semantics" in sad.timings_s and "mood_text" in sad.timings_s

@@ -26,7 +26,7 @@ Environment variables (all optional):
   composes never wait there (they have their own queue, see DIFFBGM_COMPOSE_QUEUE).
 - DIFFBGM_CLIP: how shots are read: `auto` (default: CLIP ViT-B/32 from the Hugging Face cache,
   or downloaded once where the Hub answers; else picture statistics, with one log line), `off`,
-  or an open_clip Hub id / folder (see diffbgm.video.clip).
+  or a CLIP Hub id (org/name; hf-hub:org/name for open_clip) or folder (diffbgm.video.clip).
 - DIFFBGM_DEVICE: where the model runs: `auto` (default: a CUDA GPU when torch sees one, with
   bf16; else the CPU), `cpu`, `cuda`, `cuda:N`.
 The library's Composer reads DIFFBGM_CLIP and DIFFBGM_DEVICE itself when not given them, so the

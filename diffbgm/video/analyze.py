@@ -14,7 +14,7 @@ from diffbgm.video.clip import STATISTICS, ClipLoader
 from diffbgm.video.decode import DecodedFrames, DecodeOptions, decode_frames
 from diffbgm.video.features import Mood, frame_series, shot_features
 from diffbgm.video.probe import ProbeLimits, probe_video
-from diffbgm.video.semantics import ClipImageEncoder, MoodTextEncoder, load_clip
+from diffbgm.video.semantics import MoodTextEncoder
 from diffbgm.video.shots import TRANSNET_DECODE, ShotOptions, detect_shots, write_thumbnails
 from diffbgm.video.types import Shot, VideoAnalysis, VideoInfo
 
@@ -25,10 +25,9 @@ ProgressCallback = Callable[[float, str], None]
 class AnalysisOptions:
     """Everything `analyze_video` can be asked to do.
 
-    clip: the open_clip setting (`off`, the default here; `auto`; a Hub id or a local folder;
-      see diffbgm.video.clip). On any failure the shots are read from picture statistics.
-    clip_model: a local folder or cached Hugging Face id of transformers CLIP weights; None (the
-      default) skips it. Missing weights fall back to visual statistics, never to a download.
+    clip: the CLIP setting (`off`, the default here; `auto`; a Hub id or a local folder of
+      transformers or open_clip weights; see diffbgm.video.clip). On any failure the shots are
+      read from picture statistics.
     mood_text: optional words describing the wanted mood ("a sad farewell"), read by the
       bundled sentence encoder and blended into every shot's mood with `semantic_weight`.
     """
@@ -37,7 +36,6 @@ class AnalysisOptions:
     decode: DecodeOptions = DecodeOptions()
     shots: ShotOptions = ShotOptions()
     clip: str = "off"
-    clip_model: str | None = None
     mood_text: str | None = None
     semantic_weight: float = 0.5
 
@@ -62,7 +60,6 @@ def analyze_video(
     options: AnalysisOptions = AnalysisOptions(),
     progress: ProgressCallback | None = None,
     thumbnails_dir: Path | None = None,
-    clip_encoder: ClipImageEncoder | None = None,
     text_encoder: MoodTextEncoder | None = None,
     info: VideoInfo | None = None,
     text_mood: Mood | None = None,
@@ -70,11 +67,11 @@ def analyze_video(
 ) -> VideoAnalysis:
     """Analyse `path`: metadata, shots, one feature row per shot, optional thumbnails.
 
-    `progress(fraction, stage)` gets fractions in [0, 1]. Pass `clip_encoder` / `text_encoder`
-    to reuse loaded models across calls (e.g. one per web worker); otherwise they are loaded
-    here when the options ask for them; `clip_loader` likewise keeps one open_clip model (and
-    one failure) across calls. Pass `info` when the file was probed already and
-    `text_mood` when the mood text was encoded already: each is done once per compose.
+    `progress(fraction, stage)` gets fractions in [0, 1]. Pass `clip_loader` / `text_encoder`
+    to reuse loaded models across calls (e.g. one per web worker: the loader keeps one CLIP
+    model, or one failure); otherwise they are loaded here when the options ask for them.
+    Pass `info` when the file was probed already and `text_mood` when the mood text was
+    encoded already: each is done once per compose.
     """
     path = Path(path)
     clock = _StageClock()
@@ -109,15 +106,6 @@ def analyze_video(
                 scenes = [r.scenes for r in readings]
                 semantics = f"clip:{reader.name}"
                 clock.timings_s["semantics_per_shot"] = reader.seconds_per_shot or 0.0
-    elif options.clip_model or clip_encoder is not None:
-        with clock.stage("semantics"):
-            encoder = clip_encoder or load_clip(options.clip_model)
-            if encoder is not None:
-                images = [_middle_frame(frames, shot) for shot in shots]
-                vectors = encoder.embed_images(images)
-                embeddings = list(vectors)
-                image_moods = encoder.image_moods(vectors)
-                semantics = f"clip:{options.clip_model or 'transformers'}"
 
     if text_mood is None and options.mood_text:
         with clock.stage("mood_text"):

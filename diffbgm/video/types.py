@@ -175,9 +175,10 @@ class VideoAnalysis:
     """Everything the planner needs from a video: metadata, shots and one feature row per shot.
 
     `timings_s` maps a stage name ("probe", "decode", "shots", "features", ...) to seconds.
-    `semantics` says what read the shots' meaning: "clip:<model>" (open_clip embeddings, zero-shot
-    mood and scene words) or "statistics" (picture statistics only; also what reports written
-    before this field meant).
+    `semantics` says what read the shots' meaning: "clip:<backend>:<model>" (CLIP embeddings,
+    zero-shot mood and scene words; backend `transformers` or `open_clip`, e.g.
+    "clip:transformers:openai/clip-vit-base-patch32") or "statistics" (picture statistics only;
+    also what reports written before this field meant).
     """
 
     info: VideoInfo
