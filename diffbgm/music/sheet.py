@@ -378,13 +378,15 @@ def write_musicxml(parts: list[SheetPart], header: SheetHeader, path: str | Path
 def read_musicxml_notes(path: str | Path, steps_per_beat: int = 4) -> dict[str, np.ndarray]:
     """The notes of a MusicXML file per part name (two staves of a part merged): (N, 3) int
     start step, end step, pitch; tied notes joined back into one."""
-    from music21 import converter, note
+    from music21 import converter, note, stream
 
     score = converter.parse(str(path))
+    if not isinstance(score, stream.Score):
+        raise DiffBGMError(f"{Path(path).name} holds no score")
     found: dict[str, list[tuple[int, int, int]]] = defaultdict(list)
     for staff in score.parts:
         open_ties: dict[int, list[int]] = {}  # pitch -> [start, end] of a tied note so far
-        rows = found[staff.partName or staff.id]
+        rows = found[str(staff.partName or staff.id)]
         for element in staff.flatten().notes:
             if not isinstance(element, note.NotRest) or type(element).__name__ == "ChordSymbol":
                 continue
