@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,12 +28,14 @@ import numpy as np
 import pretty_midi
 
 from diffbgm.errors import DiffBGMError
-from diffbgm.music.chords import parse_chord
+from diffbgm.music.chords import Chord, parse_chord
 from diffbgm.music.harmony import ROOT_NAMES
+from diffbgm.music.roll import notes_to_roll, roll_to_notes
 
 if TYPE_CHECKING:
     from music21 import stream
 
+    from diffbgm.music.pop909 import Song
     from diffbgm.plan import MusicPlan
 
 # Written lengths in steps of a 16th grid, longest first: whole, dotted half, half, dotted
@@ -233,9 +236,9 @@ def build_score(parts: list[SheetPart], header: SheetHeader) -> stream.Score:
             for m, measure in enumerate(_measures(notes, n_bars, header)):
                 if m == 0:
                     measure.insert(0, clef_here)
-                    measure.insert(
-                        0, key.Key(_tonic_name(header), "minor" if header.key_minor else "major")
-                    )
+                    if not part.is_drum:  # a drum staff has no key
+                        mode = "minor" if header.key_minor else "major"
+                        measure.insert(0, key.Key(_tonic_name(header), mode))
                     measure.insert(0, meter.TimeSignature(f"{header.beats_per_bar}/4"))
                     if top:
                         measure.insert(0, tempo.MetronomeMark(number=round(header.tempo_bpm, 1)))
@@ -368,10 +371,11 @@ def chord_symbol(label: str) -> object | None:
 
 
 def write_musicxml(parts: list[SheetPart], header: SheetHeader, path: str | Path) -> Path:
-    """The parts as a MusicXML file (uncompressed .musicxml)."""
+    """The parts as a MusicXML file (uncompressed .musicxml). music21's notation pass runs on
+    the laid-out bars: it adds accidentals and beams (the ties and voices are ours)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    build_score(parts, header).write("musicxml", fp=str(path), makeNotation=False)
+    build_score(parts, header).write("musicxml", fp=str(path))
     return path
 
 
@@ -475,3 +479,54 @@ def sheet_from_midi(
     """A score in video time (grid-exact) and its plan as sheet parts and header."""
     header = header_from_plan(plan, title)
     return parts_from_midi(midi, plan.offset_s, plan.tempo_bpm, header.steps_per_beat), header
+
+
+POP909_TRACKS = (("MELODY", "melody", 0), ("BRIDGE", "bridge", 0), ("PIANO", "piano", 0))
+
+
+def sheet_from_song(song: Song) -> tuple[list[SheetPart], SheetHeader]:
+    """A POP909 song (diffbgm.music.pop909.load_song) on its own beat grid as sheet parts
+    (its MELODY, BRIDGE and PIANO tracks), with its key, tempo, chords and one rehearsal mark
+    per labelled phrase."""
+    from diffbgm.music.pop909 import notes_of
+    from diffbgm.music.roll import load_midi
+
+    midi = load_midi(song.midi_path)
+    parts = []
+    for track, name, program in POP909_TRACKS:
+        timed = notes_of(midi, _track_named(track))
+        notes = roll_to_notes(notes_to_roll(timed, song.step_times_s, song.spec))
+        grid = np.stack([notes[:, 0], notes[:, 2], notes[:, 1] + song.spec.pitch_low], axis=1)
+        if grid.size:
+            parts.append(SheetPart(name, grid, program))
+    chords = []
+    for start_s, _, chord in song.chords:
+        step = int(np.searchsorted(song.step_times_s, start_s - 1e-3))
+        if chord.root_pc is not None and step < song.n_steps:
+            chords.append((step, chord_label(chord)))
+    bar = song.spec.steps_per_bar
+    header = SheetHeader(
+        title=f"POP909 {song.song_id}",
+        tempo_bpm=song.tempo_bpm,
+        key_tonic_pc=song.key_tonic_pc,
+        key_minor=song.key_minor,
+        beats_per_bar=bar // song.spec.steps_per_beat,
+        steps_per_beat=song.spec.steps_per_beat,
+        chords=chords,
+        marks=[(phrase.first_bar * bar, phrase.letter) for phrase in song.phrases],
+        n_bars=song.n_bars,
+    )
+    return parts, header
+
+
+def _track_named(track: str) -> Callable[[str], bool]:
+    return lambda name: name.strip().upper() == track
+
+
+def chord_label(chord: Chord) -> str:
+    """A parsed chord back as a Harte label (root:quality, /bass as a note name)."""
+    assert chord.root_pc is not None
+    label = f"{ROOT_NAMES[chord.root_pc]}:{chord.quality}"
+    if chord.bass_pc is not None and chord.bass_pc != chord.root_pc:
+        label += f"/{ROOT_NAMES[chord.bass_pc]}"
+    return label
