@@ -365,7 +365,8 @@ def chord_symbol(label: str) -> object | None:
     kind = HARMONY_KINDS.get(chord.quality, "major")
     symbol = harmony.ChordSymbol(root=root, kind=kind)
     if chord.bass_pc is not None and chord.bass_pc != chord.root_pc:
-        symbol.bass(ROOT_NAMES[chord.bass_pc].replace("b", "-"))
+        # a bass outside the chord (a slash chord such as C:maj/D) is added to it
+        symbol.bass(ROOT_NAMES[chord.bass_pc].replace("b", "-"), allow_add=True)
     symbol.writeAsChord = False
     return symbol
 
