@@ -73,6 +73,20 @@ def test_layout_round_trips_every_note(tmp_path: Path) -> None:
     assert text.count("<key") == 2  # melody and piano: the drums have no key
 
 
+def test_engraving_works_in_a_worker_thread(tmp_path: Path) -> None:
+    """The web app engraves in Gradio's worker threads, where verovio once found no fonts."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    header = sheet.SheetHeader(title="t", tempo_bpm=100.0, key_tonic_pc=0, key_minor=False)
+    path = sheet.write_musicxml(awkward_parts(), header, tmp_path / "x.musicxml")
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        svg = pool.submit(sheet.render_svg, path, tmp_path / "x.svg").result()
+    text = svg.read_text()
+    staves = text.count('class="staff"')  # melody, piano (two staves), drums: 4 a system
+    assert staves >= 4 and staves % 4 == 0
+    assert text.count('class="note') >= 20
+
+
 def test_written_lengths_and_voices() -> None:
     assert sheet.written_lengths(5) == [4, 1]
     assert sheet.written_lengths(11) == [8, 3]

@@ -435,7 +435,12 @@ def render_svg(musicxml: str | Path, svg_path: str | Path, scale: int = 40) -> P
     """The engraved sheet (verovio) as one SVG file: its pages stacked top to bottom."""
     import verovio
 
-    toolkit = verovio.toolkit()
+    # verovio finds its fonts by itself only in the thread that imported it (measured: a
+    # toolkit made in a web server's worker thread failed "Leipzig font could not be
+    # loaded"), so its resource folder is always given
+    toolkit = verovio.toolkit(False)
+    if not toolkit.setResourcePath(str(Path(verovio.__file__).parent / "data")):
+        raise DiffBGMError("verovio's fonts are missing: reinstall the verovio package")
     toolkit.setOptions(
         {
             "scale": scale,
