@@ -44,6 +44,11 @@ WRITTEN_SIXTEENTHS = (16, 12, 8, 6, 4, 3, 2, 1)
 SPLIT_PITCH = 60  # middle C: a two-staff part puts this and above on the upper staff
 MIN_SPAN_FOR_TWO_STAVES = 19  # semitones: a part wider than this (and across C4) gets two
 
+SHARP_MAJOR_TONICS = frozenset({0, 7, 2, 9, 4, 11, 6})  # C G D A E B F#: no flats in the key
+# Pitch-class names for music21 ('-' is its flat)
+SHARP_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+FLAT_NAMES = ("C", "D-", "D", "E-", "E", "F", "G-", "G", "A-", "A", "B-", "B")
+
 # Harte shorthand -> MusicXML harmony kind (music21's ChordSymbol `kind`)
 HARMONY_KINDS = {
     "maj": "major",
@@ -101,6 +106,13 @@ class SheetHeader:
     @property
     def bar_steps(self) -> int:
         return self.beats_per_bar * self.steps_per_beat
+
+    @property
+    def sharps(self) -> bool:
+        """Does the key signature have sharps (or none)? Black keys are then spelled as
+        sharps (A# in E major), else as flats (Bb in F major)."""
+        major_tonic = (self.key_tonic_pc + (3 if self.key_minor else 0)) % 12
+        return major_tonic in SHARP_MAJOR_TONICS
 
 
 def header_from_plan(plan: MusicPlan, title: str = "Diff-BGM") -> SheetHeader:
@@ -322,15 +334,17 @@ def _voice_pieces(
 def _element(
     length: int, pitches: tuple[int, ...], tie_type: str | None, header: SheetHeader
 ) -> object:
-    from music21 import chord, note, tie
+    from music21 import chord, note, pitch, tie
 
     quarter_length = length / header.steps_per_beat
     if not pitches:
         return note.Rest(quarterLength=quarter_length)
+    names = SHARP_NAMES if header.sharps else FLAT_NAMES
+    spelled = [pitch.Pitch(f"{names[p % 12]}{p // 12 - 1}") for p in pitches]
     sounding = (
-        note.Note(pitches[0], quarterLength=quarter_length)
-        if len(pitches) == 1
-        else chord.Chord(list(pitches), quarterLength=quarter_length)
+        note.Note(spelled[0], quarterLength=quarter_length)
+        if len(spelled) == 1
+        else chord.Chord(spelled, quarterLength=quarter_length)
     )
     if tie_type is not None:
         sounding.tie = tie.Tie(tie_type)
@@ -344,7 +358,7 @@ def _annotate(measure: stream.Measure, index: int, header: SheetHeader) -> None:
     bar = header.bar_steps
     for step, label in header.chords:
         if step // bar == index:
-            symbol = chord_symbol(label)
+            symbol = chord_symbol(label, header.sharps)
             if symbol is not None:
                 measure.insert((step - index * bar) / header.steps_per_beat, symbol)
     for step, text in header.marks:
@@ -354,19 +368,21 @@ def _annotate(measure: stream.Measure, index: int, header: SheetHeader) -> None:
             )
 
 
-def chord_symbol(label: str) -> object | None:
-    """A Harte label as a music21 ChordSymbol (kind, root, bass); None for no chord."""
+def chord_symbol(label: str, sharps: bool = True) -> object | None:
+    """A Harte label as a music21 ChordSymbol (kind, root, bass; black keys spelled as sharps
+    or flats as the key signature has them); None for no chord."""
     from music21 import harmony
 
     chord = parse_chord(label)
     if chord.root_pc is None:
         return None
-    root = ROOT_NAMES[chord.root_pc].replace("b", "-")
+    names = SHARP_NAMES if sharps else FLAT_NAMES
+    root = names[chord.root_pc]
     kind = HARMONY_KINDS.get(chord.quality, "major")
     symbol = harmony.ChordSymbol(root=root, kind=kind)
     if chord.bass_pc is not None and chord.bass_pc != chord.root_pc:
         # a bass outside the chord (a slash chord such as C:maj/D) is added to it
-        symbol.bass(ROOT_NAMES[chord.bass_pc].replace("b", "-"), allow_add=True)
+        symbol.bass(names[chord.bass_pc], allow_add=True)
     symbol.writeAsChord = False
     return symbol
 
@@ -439,8 +455,7 @@ def render_svg(musicxml: str | Path, svg_path: str | Path, scale: int = 40) -> P
     # toolkit made in a web server's worker thread failed "Leipzig font could not be
     # loaded"), so its resource folder is always given
     toolkit = verovio.toolkit(False)
-    if not toolkit.setResourcePath(str(Path(verovio.__file__).parent / "data")):
-        raise DiffBGMError("verovio's fonts are missing: reinstall the verovio package")
+    toolkit.setResourcePath(str(Path(verovio.__file__).parent / "data"))
     toolkit.setOptions(
         {
             "scale": scale,
@@ -453,7 +468,10 @@ def render_svg(musicxml: str | Path, svg_path: str | Path, scale: int = 40) -> P
         }
     )
     if not toolkit.loadFile(str(musicxml)):
-        raise DiffBGMError(f"verovio could not read {Path(musicxml).name}")
+        raise DiffBGMError(
+            f"verovio could not engrave {Path(musicxml).name} (its log above says why: the "
+            "file, or its fonts missing from the verovio package)"
+        )
     pages = [toolkit.renderToSVG(page) for page in range(1, toolkit.getPageCount() + 1)]
     svg_path = Path(svg_path)
     svg_path.write_text(pages[0] if len(pages) == 1 else _stack(pages))
