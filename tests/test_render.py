@@ -258,3 +258,20 @@ def test_stem_names_are_file_safe_and_unique() -> None:
     taken: set[str] = set()
     names = [render.stem_name(n, i, taken) for i, n in enumerate(["Melody", "melody", "", "a/b c"])]
     assert names == ["melody", "melody-2", "part-3", "a-b-c"]
+
+
+def test_cli_sound_flags_are_checked_before_the_model_loads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from diffbgm.__main__ import main
+
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"\x00" * 10)
+    out = str(tmp_path / "out")
+    assert main(["generate", str(video), "--out", out, "--loudness", "3"]) == 2
+    assert "loudness target 3.0 LUFS is outside" in capsys.readouterr().err
+    assert (
+        main(["generate", str(video), "--out", out, "--soundfont", str(tmp_path / "no.sf2")]) == 2
+    )
+    assert "soundfont not found" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
