@@ -3,7 +3,9 @@
     python benchmarks/render.py                 # 30 s of POP909 song 001, 3 repeats each
     python benchmarks/render.py --song 002 --seconds 60 --repeats 5 --baseline-ref main
 
-Cases (median seconds of --repeats runs, one process, files in a temporary folder):
+Cases (median seconds of --repeats rounds, each round running every case once in turn, one
+process, files in a temporary folder; a stage's median and the total's come from different
+rounds, so they need not add up):
 - today: `render_wav` + `trim_or_pad` as they were at --baseline-ref (read from git, so the
   comparison is with the code that shipped, not a re-creation): TimGM6mb, -16 LUFS, sample peak;
 - solo piano, full GM / TimGM6mb: `render_stems` on the same one-instrument score;
@@ -98,15 +100,22 @@ def solo_piano(parts: pretty_midi.PrettyMIDI) -> pretty_midi.PrettyMIDI:
     return solo
 
 
-def median_time(fn: Callable[[], dict[str, float]], repeats: int) -> dict[str, float]:
-    """Median of each stage's seconds over `repeats` runs; fn returns its stage seconds."""
-    runs = []
+def interleaved_medians(
+    cases: list[tuple[str, Callable[[], dict[str, float]]]], repeats: int
+) -> dict[str, dict[str, float]]:
+    """Median of each case's stage seconds over `repeats` rounds; every round runs every case
+    once, in turn, so a busy moment of a shared machine falls on all cases alike."""
+    runs: dict[str, list[dict[str, float]]] = {label: [] for label, _ in cases}
     for _ in range(repeats):
-        start = time.perf_counter()
-        stages = fn()
-        stages["total"] = time.perf_counter() - start
-        runs.append(stages)
-    return {k: round(statistics.median(r[k] for r in runs), 3) for k in runs[0]}
+        for label, fn in cases:
+            start = time.perf_counter()
+            stages = fn()
+            stages["total"] = time.perf_counter() - start
+            runs[label].append(stages)
+    return {
+        label: {k: round(statistics.median(r[k] for r in rs), 3) for k in rs[0]}
+        for label, rs in runs.items()
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,11 +161,10 @@ def main(argv: list[str] | None = None) -> int:
                 lambda: stems_case(parts, full_font, "parts"),
             ),
         ]
-        results = {}
-        for label, fn in cases:
-            results[label] = median_time(fn, args.repeats)
-            stages = "  ".join(f"{k} {v:.2f} s" for k, v in results[label].items())
-            print(f"{label:38s} {stages}")
+        results = interleaved_medians(cases, args.repeats)
+        for label, stages in results.items():
+            shown = "  ".join(f"{k} {v:.2f} s" for k, v in stages.items())
+            print(f"{label:38s} {shown}")
         stems = sorted((folder / "parts").glob("*.wav"))
         residual = render.stem_residual_db(folder / "parts.wav", stems)
         today_s = results[cases[0][0]]["total"]
