@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pretty_midi
 
 from diffbgm.music.calibration import Calibration
 from diffbgm.music.roll import PianoRoll, RollSpec, roll_to_midi
@@ -113,17 +114,21 @@ def write_wav(
     return AudioFiles(rendered.mix.path, rendered.stems, rendered.soundfont)
 
 
-def write_sheet(midi_path: Path, plan: MusicPlan, folder: Path, title: str) -> tuple[Path, Path]:
+def write_sheet(
+    score: Path | pretty_midi.PrettyMIDI, plan: MusicPlan, folder: Path, title: str
+) -> tuple[Path, Path]:
     """Sheet music of the score: score.musicxml and its engraving score.svg in `folder`.
 
-    The score is read back from the MIDI file on the plan's grid: today's single piano part
-    sits on the grid (only notes cut by the video's start or end are rounded to it), and the
-    arranger's parts are written grid-exact (humanise=False)."""
-    import pretty_midi
-
+    score: the grid-exact score in video time, as a MIDI file or a PrettyMIDI (the arranger's
+    `humanise=False` version, when score.mid itself is humanised). It is read on the plan's
+    grid: today's single piano part sits on it (only notes cut by the video's start or end
+    are rounded to it)."""
     from diffbgm.music.sheet import render_svg, sheet_from_midi, write_musicxml
 
-    parts, header = sheet_from_midi(pretty_midi.PrettyMIDI(str(midi_path)), plan, title)
+    midi = (
+        score if isinstance(score, pretty_midi.PrettyMIDI) else pretty_midi.PrettyMIDI(str(score))
+    )
+    parts, header = sheet_from_midi(midi, plan, title)
     musicxml = write_musicxml(parts, header, folder / "score.musicxml")
     return musicxml, render_svg(musicxml, folder / "score.svg")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pretty_midi
@@ -119,12 +120,48 @@ def test_pop909_songs_round_trip(pop909_dir: Path, song_id: str, tmp_path: Path)
 
 
 @pytest.fixture(scope="module")
-def example_result(tmp_path_factory: pytest.TempPathFactory) -> Result:
+def tiny_composer() -> Composer:
     if not (TINY / "config.json").exists():
         pytest.skip(f"tiny checkpoint missing at {TINY}")
-    composer = Composer.from_pretrained(TINY, threads=1)
+    return Composer.from_pretrained(TINY, threads=1)
+
+
+@pytest.fixture(scope="module")
+def example_result(tiny_composer: Composer, tmp_path_factory: pytest.TempPathFactory) -> Result:
     out = tmp_path_factory.mktemp("example") / "result"
-    return composer(EXAMPLE, out, ComposeOptions(seed=2, generation={"steps": 8}))
+    return tiny_composer(EXAMPLE, out, ComposeOptions(seed=2, generation={"steps": 8}))
+
+
+# registers of the stand-in arrangement: (name, GM program, lowest pitch, highest pitch + 1)
+STAND_IN_PARTS = (("melody", 73, 72, 128), ("accompaniment", 0, 48, 72), ("bass", 32, 0, 48))
+
+
+@pytest.fixture(scope="module")
+def parts_result(tiny_composer: Composer, tmp_path_factory: pytest.TempPathFactory) -> Result:
+    """The example composed with its score split by register into three named instruments,
+    standing in for the arranger's multi-part score (same contract: named instruments in
+    video time, on the grid)."""
+    from diffbgm import outputs
+
+    write_piano = outputs.write_midi
+
+    def write_parts(*args: Any, **kwargs: Any) -> Path:
+        path = write_piano(*args, **kwargs)
+        score = pretty_midi.PrettyMIDI(str(path))
+        notes = score.instruments[0].notes
+        score.instruments = []
+        for name, program, low, high in STAND_IN_PARTS:
+            part = pretty_midi.Instrument(program=program, name=name)
+            part.notes = [n for n in notes if low <= n.pitch < high]
+            if part.notes:
+                score.instruments.append(part)
+        score.write(str(path))
+        return path
+
+    out = tmp_path_factory.mktemp("parts") / "result"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(outputs, "write_midi", write_parts)
+        return tiny_composer(EXAMPLE, out, ComposeOptions(seed=2, generation={"steps": 8}))
 
 
 def grid_notes(midi_path: Path, offset_s: float, tempo_bpm: float) -> tuple[np.ndarray, int]:
@@ -173,3 +210,41 @@ def test_example_video_stems_bundle_and_report(example_result: Result) -> None:
     assert variant.bundle_path is not None
     with zipfile.ZipFile(variant.bundle_path) as bundle:
         assert sorted(bundle.namelist()) == ["music.wav", "score.mid", "score.musicxml"]
+
+
+def test_a_multi_part_score_gives_stems_that_sum_to_the_mix(parts_result: Result) -> None:
+    from diffbgm.music.render import stem_residual_db
+    from webapp.handlers import STEM_SLOTS, result_view, stem_updates
+
+    variant = parts_result.variants[0]
+    score = pretty_midi.PrettyMIDI(str(variant.midi_path))
+    names = [inst.name for inst in score.instruments]
+    assert len(names) >= 2
+    assert list(variant.stems) == names
+    mix, rate = soundfile.read(str(variant.wav_path), always_2d=True)
+    for name, path in variant.stems.items():
+        assert path == parts_result.out_dir / "stems" / f"{name}.wav"
+        stem, _ = soundfile.read(str(path), always_2d=True)
+        assert stem.shape == mix.shape and np.max(np.abs(stem)) > 0.01, name
+    assert stem_residual_db(variant.wav_path, list(variant.stems.values())) <= -50.0
+    assert variant.bundle_path is not None
+    with zipfile.ZipFile(variant.bundle_path) as bundle:
+        assert {f"stems/{name}.wav" for name in names} <= set(bundle.namelist())
+    # the sheet has the same parts, note for note
+    plan = parts_result.report.plan
+    assert variant.musicxml_path is not None
+    back = sheet.read_musicxml_notes(variant.musicxml_path)
+    assert sorted(back) == sorted(names)
+    for part in sheet.parts_from_midi(score, plan.offset_s, plan.tempo_bpm):
+        assert sheet.note_f1(part.notes, back[part.name]) >= 0.99, part.name
+    # the web app: one named, visible player per stem, the other slots hidden
+    view = result_view(parts_result.out_dir)
+    assert [name for name, _ in view.stems] == names
+    updates = stem_updates(view.stems)
+    assert len(updates) == STEM_SLOTS
+    assert [u["visible"] for u in updates] == [True] * len(names) + [False] * (
+        STEM_SLOTS - len(names)
+    )
+    assert updates[0]["label"] == f"Stem: {names[0]}"
+    assert view.downloads[0] == str(variant.bundle_path)
+    assert "<svg" in view.sheet_html
