@@ -275,3 +275,14 @@ def test_cli_sound_flags_are_checked_before_the_model_loads(
     )
     assert "soundfont not found" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_stems_that_cancel_in_the_mix_lower_everything_alike() -> None:
+    rate = 8000
+    tone = np.sin(2 * np.pi * 440 * np.arange(rate) / rate)[:, None]
+    stems = [0.9 * tone, -0.8 * tone]  # the mix is 0.1 * tone: levelled, each stem would clip
+    envelope = np.full((rate, 1), 5.0, dtype=np.float32)  # the mix's gain: 0.5 peak
+    scale = render.stems_headroom(stems, envelope, ceiling=0.891)
+    assert scale == pytest.approx(0.891 / 4.5)
+    assert max(np.max(np.abs(s * envelope * scale)) for s in stems) <= 0.891 + 1e-6
+    assert render.stems_headroom([0.01 * tone, 0.02 * tone], envelope, 0.891) == 1.0

@@ -529,8 +529,10 @@ def render_stems(
     Each instrument is rendered alone by FluidSynth; the mix is the sum of these renders; the
     level (one gain and one limiter envelope, computed on the mix: loudness target, true-peak
     ceiling) is applied alike to every stem, so the stem files sum to the mix file up to
-    16-bit rounding. soundfont: a file, or None for find_soundfont(). workers: FluidSynth runs
-    at once (default: the CPU count).
+    16-bit rounding; where a stem levelled so would pass the ceiling (parts that cancel in the
+    mix), everything is lowered alike (stems_headroom) and the mix ends below the target.
+    soundfont: a file, or None for find_soundfont(). workers: FluidSynth runs at once
+    (default: the CPU count).
     """
     clock: dict[str, float] = {}
     started = time.perf_counter()
@@ -563,6 +565,12 @@ def render_stems(
         mix = np.sum(stems, axis=0)
     decided = level_gain(mix, rate, level)
     envelope = decided.gain[:, None].astype(np.float32)
+    lufs, peak = decided.lufs, decided.true_peak
+    if len(stems) > 1:
+        scale = stems_headroom(stems, envelope, level.ceiling)
+        if scale < 1.0:
+            envelope = envelope * np.float32(scale)
+            lufs, peak = lufs + 20 * math.log10(scale), peak * scale
     mix = mix * envelope
     clock["level"] = time.perf_counter() - started
 
@@ -577,8 +585,17 @@ def render_stems(
             files[name] = stems_dir / f"{name}.wav"
             write_pcm16(files[name], audio * envelope, rate)
     clock["write"] = time.perf_counter() - started
-    result = RenderResult(mix_path, mix.shape[0] / rate, decided.lufs, decided.true_peak)
+    result = RenderResult(mix_path, mix.shape[0] / rate, lufs, peak)
     return StemsResult(result, files, font, clock)
+
+
+def stems_headroom(stems: list[np.ndarray], envelope: np.ndarray, ceiling: float) -> float:
+    """The scale (at most 1) that keeps every stem, levelled by the mix's gain envelope, under
+    the ceiling at every sample. Parts can cancel in the mix (a bass note against a kick), so
+    a stem may be louder than the mix there; a stem beyond full scale would clip in its 16-bit
+    file and no longer sum to the mix, so the mix and all stems are lowered alike instead."""
+    loudest = max(float(np.max(np.abs(audio * envelope))) for audio in stems)
+    return min(1.0, ceiling / loudest) if loudest > 0 else 1.0
 
 
 def stem_residual_db(mix_path: str | Path, stem_paths: list[Path]) -> float:
