@@ -248,3 +248,4 @@ def test_a_multi_part_score_gives_stems_that_sum_to_the_mix(parts_result: Result
     assert updates[0]["label"] == f"Stem: {names[0]}"
     assert view.downloads[0] == str(variant.bundle_path)
     assert "<svg" in view.sheet_html
+    assert f"rendered with {parts_result.report.sound.soundfont} at -14 LUFS" in view.summary

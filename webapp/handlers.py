@@ -295,6 +295,12 @@ def summary_markdown(report: Report) -> str:
         f"seeds {report.seeds}; composed in {report.timings_s.get('total', 0.0):.1f} s "
         f"(real-time factor {report.real_time_factor})",
     ]
+    if report.sound is not None:
+        sound = report.sound
+        lines.append(
+            f"rendered with {sound.soundfont} at {sound.target_lufs:g} LUFS, "
+            f"true peak at most {sound.true_peak_dbtp:g} dBTP"
+        )
     return "\n\n".join(lines)
 
 
