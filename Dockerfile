@@ -6,10 +6,12 @@
 # clip through the API (docs/image.md has its output).
 FROM python:3.11-slim
 
-# FluidSynth renders the MIDI to audio; ffmpeg comes from the imageio-ffmpeg wheel. No libGL:
-# OpenCV is the headless build (requirements.txt), checked below.
+# FluidSynth renders the MIDI to audio with the full General MIDI soundfont FluidR3_GM
+# (fluid-soundfont-gm, 148 MB; without it TimGM6mb from pretty_midi, docs/sound.md); ffmpeg
+# comes from the imageio-ffmpeg wheel. No libGL: OpenCV is the headless build
+# (requirements.txt), checked below.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends fluidsynth \
+    && apt-get install -y --no-install-recommends fluidsynth fluid-soundfont-gm \
     && rm -rf /var/lib/apt/lists/*
 
 # Non-root: Spaces run the container as uid 1000, so the same user works everywhere.

@@ -8,10 +8,14 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from diffbgm.errors import DiffBGMError
 from diffbgm.generation.config import add_generation_arguments, generation_overrides
 from diffbgm.threads import parse_threads
+
+if TYPE_CHECKING:
+    from diffbgm.music.render import LevelConfig
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ogv", ".wmv"}
 
@@ -125,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
         "picture statistics), off (picture statistics), a transformers CLIP Hub id (org/name), "
         "an open_clip one (hf-hub:org/name) or a model folder (default: $DIFFBGM_CLIP, else auto)",
     )
+    _add_sound_arguments(gen)
     gen.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     regen = sub.add_parser(
@@ -145,8 +150,43 @@ def build_parser() -> argparse.ArgumentParser:
         "--video", default=None, help="the original video, if it moved since the first run"
     )
     _add_device_argument(regen)
+    _add_sound_arguments(regen)
     regen.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return parser
+
+
+def _add_sound_arguments(parser: argparse.ArgumentParser) -> None:
+    from diffbgm.music.render import LevelConfig
+
+    level = LevelConfig()
+    parser.add_argument(
+        "--soundfont",
+        default=None,
+        help="soundfont to render with: auto (a full General MIDI soundfont when installed, "
+        "e.g. FluidR3_GM from the fluid-soundfont-gm package, else TimGM6mb), timgm6mb, or a "
+        ".sf2/.sf3 file (default: $DIFFBGM_SOUNDFONT, else auto)",
+    )
+    parser.add_argument(
+        "--loudness",
+        type=float,
+        default=level.target_lufs,
+        help=f"integrated loudness of the music in LUFS (default {level.target_lufs:g}, the "
+        "streaming target)",
+    )
+    parser.add_argument(
+        "--true-peak",
+        type=float,
+        default=level.true_peak_dbtp,
+        help=f"true-peak ceiling in dBTP, 4x oversampled (default {level.true_peak_dbtp:g})",
+    )
+
+
+def _sound_settings(args: argparse.Namespace) -> tuple[Path, LevelConfig]:
+    """Soundfont and level from the sound flags (a bad value fails before the model loads)."""
+    from diffbgm.music.render import LevelConfig, find_soundfont
+
+    level = LevelConfig(target_lufs=args.loudness, true_peak_dbtp=args.true_peak)
+    return find_soundfont(args.soundfont), level
 
 
 def _add_device_argument(parser: argparse.ArgumentParser) -> None:
@@ -187,8 +227,14 @@ def _generate(args: argparse.Namespace) -> int:
         shot_detector=args.shots,
         generation=generation_overrides(args),
     )  # invalid options fail here, before the model loads
+    soundfont, level = _sound_settings(args)
     composer = Composer.from_pretrained(
-        args.model, threads=args.threads, device=args.device, clip=args.clip
+        args.model,
+        threads=args.threads,
+        device=args.device,
+        clip=args.clip,
+        soundfont=soundfont,
+        level=level,
     )
     failures = 0
     for video, target in zip(videos, _output_folders(videos, Path(args.out)), strict=True):
@@ -216,7 +262,10 @@ def _regenerate(args: argparse.Namespace) -> int:
     from diffbgm.pipeline import Composer, load_report
 
     report = load_report(Path(args.result_dir))
-    composer = Composer.from_pretrained(args.model or report.model_id, device=args.device)
+    soundfont, level = _sound_settings(args)
+    composer = Composer.from_pretrained(
+        args.model or report.model_id, device=args.device, soundfont=soundfont, level=level
+    )
     bar, update = _progress_bar(not args.quiet, f"segment {args.segment}")
     result = composer.regenerate(
         args.result_dir,

@@ -1,4 +1,5 @@
-"""The files of one composed variant: score (MIDI), audio (WAV), video (MP4), picture (PNG).
+"""The files of one composed variant: score (MIDI), sheet music (MusicXML, SVG), audio (mix and
+stems, WAV), everything in one zip, video (MP4), picture (PNG).
 
 Everything here turns decided music into files; nothing decides music. The Composer calls
 these in its stages and times them; the web app only reads the files.
@@ -6,15 +7,23 @@ these in its stages and times them; the web app only reads the files.
 
 from __future__ import annotations
 
+import zipfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+import pretty_midi
 
 from diffbgm.music.calibration import Calibration
 from diffbgm.music.roll import PianoRoll, RollSpec, roll_to_midi
 from diffbgm.plan import MusicPlan
 from diffbgm.video.types import VideoAnalysis
 
+if TYPE_CHECKING:
+    from diffbgm.music.render import LevelConfig
+
+STEMS_FOLDER = "stems"
 MIN_NOTE_S = 0.02  # notes cut shorter than this at the video's edges are dropped
 
 
@@ -71,12 +80,66 @@ def write_midi(
     return path
 
 
-def write_wav(midi_path: Path, duration_s: float, path: Path) -> Path:
-    """FluidSynth rendering of the score, cut or padded to the video's length."""
-    from diffbgm.music.render import render_wav, trim_or_pad
+@dataclass(frozen=True)
+class AudioFiles:
+    """The rendered audio of one variant: the mix, stem name -> WAV (a one-part score's only
+    stem is the mix), and the soundfont used."""
 
-    render_wav(midi_path, path)
-    trim_or_pad(path, duration_s)
+    mix: Path
+    stems: dict[str, Path]
+    soundfont: Path
+
+
+def write_wav(
+    midi_path: Path,
+    duration_s: float,
+    path: Path,
+    soundfont: str | Path | None = None,
+    level: LevelConfig | None = None,
+) -> AudioFiles:
+    """FluidSynth rendering of the score, cut or padded to the video's length: the mix at
+    `path` and, for a score of several instruments, one WAV per instrument in stems/ beside
+    it that sum to the mix. soundfont: a file, "auto" or "timgm6mb" (None: find_soundfont's
+    default, $DIFFBGM_SOUNDFONT or auto); level: loudness target and true-peak ceiling."""
+    from diffbgm.music.render import LevelConfig, render_stems
+
+    rendered = render_stems(
+        midi_path,
+        path,
+        path.parent / STEMS_FOLDER,
+        soundfont=soundfont,
+        level=level or LevelConfig(),
+        duration_s=duration_s,
+    )
+    return AudioFiles(rendered.mix.path, rendered.stems, rendered.soundfont)
+
+
+def write_sheet(
+    score: Path | pretty_midi.PrettyMIDI, plan: MusicPlan, folder: Path, title: str
+) -> tuple[Path, Path]:
+    """Sheet music of the score: score.musicxml and its engraving score.svg in `folder`.
+
+    score: the grid-exact score in video time, as a MIDI file or a PrettyMIDI (the arranger's
+    `humanise=False` version, when score.mid itself is humanised). It is read on the plan's
+    grid: today's single piano part sits on it (only notes cut by the video's start or end
+    are rounded to it)."""
+    from diffbgm.music.sheet import render_svg, sheet_from_midi, write_musicxml
+
+    midi = (
+        score if isinstance(score, pretty_midi.PrettyMIDI) else pretty_midi.PrettyMIDI(str(score))
+    )
+    parts, header = sheet_from_midi(midi, plan, title)
+    musicxml = write_musicxml(parts, header, folder / "score.musicxml")
+    return musicxml, render_svg(musicxml, folder / "score.svg")
+
+
+def write_bundle(path: Path, files: list[Path], root: Path) -> Path:
+    """One zip of `files` (named relative to `root`): the download of a variant. WAVs are
+    stored (deflate gains little on PCM and takes long), the rest deflated."""
+    with zipfile.ZipFile(path, "w") as bundle:
+        for file in files:
+            kind = zipfile.ZIP_STORED if file.suffix == ".wav" else zipfile.ZIP_DEFLATED
+            bundle.write(file, file.relative_to(root).as_posix(), compress_type=kind)
     return path
 
 

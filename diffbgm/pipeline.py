@@ -24,6 +24,7 @@ from diffbgm.conditioning import piece_conditions
 from diffbgm.errors import DiffBGMError, PlanError
 from diffbgm.generation import GeneratedRoll, GenerationConfig, KnownMusic, generate_roll
 from diffbgm.music.calibration import Calibration
+from diffbgm.music.render import LevelConfig, find_soundfont
 from diffbgm.music.roll import RollSpec
 from diffbgm.options import ComposeOptions
 from diffbgm.plan import MusicPlan, PlanConfig, PlanOverrides
@@ -31,6 +32,7 @@ from diffbgm.result import (
     OUTPUT_NAMES,
     CompositionMetrics,
     Report,
+    SoundReport,
     VariantFiles,
     check_output_folder,
     load_report,
@@ -79,6 +81,10 @@ class Variant:
     wav_path: Path
     video_path: Path
     pianoroll_path: Path
+    stems: dict[str, Path] = field(default_factory=dict)  # stem name -> WAV
+    musicxml_path: Path | None = None
+    sheet_svg_path: Path | None = None
+    bundle_path: Path | None = None  # the zip download
 
 
 @dataclass
@@ -118,6 +124,10 @@ class Result:
                 out_dir / f.wav,
                 out_dir / f.video,
                 out_dir / f.pianoroll,
+                {name: out_dir / stem for name, stem in f.stems.items()},
+                None if f.musicxml is None else out_dir / f.musicxml,
+                None if f.sheet_svg is None else out_dir / f.sheet_svg,
+                None if f.bundle is None else out_dir / f.bundle,
             )
             for f in report.files
         ]
@@ -156,6 +166,8 @@ class Composer:
         threads: int | str | None = "auto",
         limits: ProbeLimits | None = None,
         clip: str | None = None,
+        soundfont: str | Path | None = None,
+        level: LevelConfig | None = None,
     ) -> None:
         """threads: torch CPU threads for sampling (process-wide): "auto" (the default) measures
         the cores no other process is busy with right before each compose (diffbgm.threads:
@@ -165,6 +177,10 @@ class Composer:
         clip: how shots are read (`off`, `auto`, a Hub id or folder; None: $DIFFBGM_CLIP, else
         `auto`; see diffbgm.video.clip). The model loads on the first compose, once; when it
         cannot (offline, no package), composes use picture statistics and say so in the report.
+
+        soundfont: a soundfont file, "auto" (a full General MIDI soundfont when installed, else
+        TimGM6mb) or "timgm6mb"; None: $DIFFBGM_SOUNDFONT, else auto. level: the audio's
+        loudness target and true-peak ceiling (default -14 LUFS, -1 dBTP).
         """
         import torch
 
@@ -184,6 +200,8 @@ class Composer:
         self.model_id = model_id
         self._text_encoder: MoodTextEncoder | None = None
         self.clip: ClipLoader = ClipLoader(clip)
+        self.soundfont = find_soundfont(soundfont)  # a bad path fails now, not after a compose
+        self.level = level or LevelConfig()
         self._lock = threading.Lock()
 
     @classmethod
@@ -194,18 +212,29 @@ class Composer:
         limits: ProbeLimits | None = None,
         device: str | None = None,
         clip: str | None = None,
+        soundfont: str | Path | None = None,
+        level: LevelConfig | None = None,
     ) -> Composer:
         """Load a checkpoint folder or a Hugging Face Hub id; default: the shipped model.
 
         device: `auto` (CUDA when torch sees a GPU, else CPU), `cpu`, `cuda[:N]`; None reads
         $DIFFBGM_DEVICE (default `auto`). On CUDA, sampling runs under bf16 autocast (the
-        generation config's `bf16`, on by default). clip: see `Composer.__init__`."""
+        generation config's `bf16`, on by default). clip, soundfont, level: see
+        `Composer.__init__`."""
         from diffbgm.checkpoint import load_checkpoint
         from diffbgm.device import resolve_device
 
         source = str(path_or_hub_id) if path_or_hub_id is not None else str(DEFAULT_MODEL)
         loaded = load_checkpoint(source, device=resolve_device(device))
-        return cls(loaded, model_id=source, threads=threads, limits=limits, clip=clip)
+        return cls(
+            loaded,
+            model_id=source,
+            threads=threads,
+            limits=limits,
+            clip=clip,
+            soundfont=soundfont,
+            level=level,
+        )
 
     @property
     def device(self) -> torch.device:
@@ -398,15 +427,27 @@ class Composer:
         roll = clock.run("compose", lambda: self.compose_roll(plan, seed, generation, known))
         onset, sustain = roll.onset, roll.sustain
         np.savez_compressed(folder / "roll.npz", onset=onset, sustain=sustain)
-        midi = clock.run(
-            "score",
-            lambda: outputs.write_midi(
+
+        def score() -> tuple[Path, Path, Path]:
+            midi = outputs.write_midi(
                 onset, sustain, plan, self.spec, self.calibration, folder / "score.mid"
-            ),
-        )
-        wav = clock.run(
-            "audio", lambda: outputs.write_wav(midi, plan.duration_s, folder / "music.wav")
-        )
+            )
+            return midi, *outputs.write_sheet(midi, plan, folder, title=video.stem)
+
+        midi, musicxml, svg = clock.run("score", score)
+
+        def audio() -> tuple[outputs.AudioFiles, Path]:
+            sound = outputs.write_wav(
+                midi, plan.duration_s, folder / "music.wav", self.soundfont, self.level
+            )
+            stems = [p for p in sound.stems.values() if p != sound.mix]
+            bundle = outputs.write_bundle(
+                folder / "music.zip", [midi, musicxml, sound.mix, *stems], folder
+            )
+            return sound, bundle
+
+        sound, bundle = clock.run("audio", audio)
+        wav = sound.mix
 
         def video_and_picture() -> tuple[Path, Path]:
             mp4 = mux_music(
@@ -430,7 +471,18 @@ class Composer:
             return mp4, png
 
         mp4, png = clock.run("video", video_and_picture)
-        return VariantFiles(seed, str(midi), str(wav), str(mp4), str(png), str(folder / "roll.npz"))
+        return VariantFiles(
+            seed,
+            str(midi),
+            str(wav),
+            str(mp4),
+            str(png),
+            str(folder / "roll.npz"),
+            stems={name: str(path) for name, path in sound.stems.items()},
+            musicxml=str(musicxml),
+            sheet_svg=str(svg),
+            bundle=str(bundle),
+        )
 
     def _report(
         self,
@@ -467,6 +519,9 @@ class Composer:
             ),
             files=files,
             regenerated_segment=regenerated_segment,
+            sound=SoundReport(
+                self.soundfont.name, self.level.target_lufs, self.level.true_peak_dbtp
+            ),
         )
 
     # --- regenerating one segment ---------------------------------------------------------
@@ -580,4 +635,8 @@ def _relative(files: VariantFiles, work: Path) -> VariantFiles:
         video=rel(files.video),
         pianoroll=rel(files.pianoroll),
         roll=rel(files.roll),
+        stems={name: rel(path) for name, path in files.stems.items()},
+        musicxml=None if files.musicxml is None else rel(files.musicxml),
+        sheet_svg=None if files.sheet_svg is None else rel(files.sheet_svg),
+        bundle=None if files.bundle is None else rel(files.bundle),
     )

@@ -19,7 +19,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,18 @@ REPORT_NAME = "report.json"
 SOURCE_NAME = "source.json"  # where the input video was; kept out of the served report
 REPORT_VERSION = 2
 WORK_PREFIX = ".diffbgm-"
-OUTPUT_NAMES = ("score.mid", "music.wav", "video.mp4", "pianoroll.png", REPORT_NAME, "roll.npz")
+OUTPUT_NAMES = (
+    "score.mid",
+    "music.wav",
+    "video.mp4",
+    "pianoroll.png",
+    REPORT_NAME,
+    "roll.npz",
+    "score.musicxml",
+    "score.svg",
+    "music.zip",
+)
+STEMS_FOLDER = "stems"
 
 
 @dataclass(frozen=True)
@@ -46,6 +57,26 @@ class VariantFiles:
     video: str
     pianoroll: str
     roll: str = "roll.npz"
+    # stem name -> WAV ({} in reports before stems; a one-part score's only stem is the mix)
+    stems: dict[str, str] = field(default_factory=dict)
+    musicxml: str | None = None  # sheet music; None in reports before it
+    sheet_svg: str | None = None  # its engraving
+    bundle: str | None = None  # the zip of score, sheet, mix and stems
+
+
+@dataclass(frozen=True)
+class SoundReport:
+    """How the audio was made: the soundfont's file name and the level it was brought to."""
+
+    soundfont: str
+    target_lufs: float
+    true_peak_dbtp: float
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SoundReport:
+        return cls(
+            str(data["soundfont"]), float(data["target_lufs"]), float(data["true_peak_dbtp"])
+        )
 
 
 @dataclass(frozen=True)
@@ -75,6 +106,7 @@ class Report:
     metrics: CompositionMetrics
     files: list[VariantFiles]
     regenerated_segment: int | None = None
+    sound: SoundReport | None = None  # None in reports before it was recorded
     version: int = REPORT_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -97,6 +129,7 @@ class Report:
             },
             "files": [vars(files) for files in self.files],
             "regenerated_segment": self.regenerated_segment,
+            "sound": None if self.sound is None else vars(self.sound),
         }
 
     @classmethod
@@ -132,6 +165,7 @@ class Report:
                 for n, f in enumerate(data.get("files", []))
             ],
             regenerated_segment=data.get("regenerated_segment"),
+            sound=SoundReport.from_dict(data["sound"]) if data.get("sound") else None,
             version=REPORT_VERSION,
         )
 
@@ -144,7 +178,7 @@ def _is_nan(value: object) -> bool:
 
 
 def _variant_fields(data: Mapping[str, Any]) -> dict[str, Any]:
-    known = {"seed", "midi", "wav", "video", "pianoroll", "roll"}
+    known = {f.name for f in fields(VariantFiles)}
     return {k: v for k, v in data.items() if k in known}
 
 
@@ -278,7 +312,9 @@ def check_output_folder(video: Path, out_dir: Path) -> None:
 def _result_item(name: str) -> bool:
     """Is this name one a result writes (so publishing replaces it)?"""
     return (
-        name in OUTPUT_NAMES or name in (SOURCE_NAME, "thumbnails") or name.startswith("variant-")
+        name in OUTPUT_NAMES
+        or name in (SOURCE_NAME, "thumbnails", STEMS_FOLDER)
+        or name.startswith("variant-")
     )
 
 
@@ -318,6 +354,7 @@ __all__ = [
     "REPORT_VERSION",
     "CompositionMetrics",
     "Report",
+    "SoundReport",
     "VariantFiles",
     "check_output_folder",
     "load_report",

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Installs the system packages the project needs (FluidSynth; Chromium for browser tests)
+# Installs the system packages the project needs (FluidSynth and the full General MIDI
+# soundfont FluidR3_GM; Chromium for browser tests)
 # when they are missing and we are root. Without root it only says what is missing.
 set -euo pipefail
 missing=()
 command -v fluidsynth >/dev/null 2>&1 || missing+=(fluidsynth)
+[ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || missing+=(fluid-soundfont-gm)
 if [ "${DIFFBGM_SKIP_BROWSER:-0}" != "1" ]; then
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 fi

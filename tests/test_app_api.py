@@ -26,7 +26,7 @@ from diffbgm.result import CompositionMetrics, Report, VariantFiles, write_repor
 from diffbgm.video.types import Shot, ShotFeatures, VideoAnalysis, VideoInfo
 from tests.app_server import ADMIN_TOKEN, running_app, tiny_model_missing_reason, write_test_video
 from webapp import media
-from webapp.handlers import ComposerHolder, Handlers, segment_table
+from webapp.handlers import STEM_SLOTS, ComposerHolder, Handlers, segment_table
 from webapp.settings import AppSettings, SettingsError
 from webapp.ui import build_app, study_code_from_url
 
@@ -167,7 +167,11 @@ def test_compose_shows_files_of_a_fresh_folder_and_loads_the_model_once(
     first = handlers.compose(str(clip), *FORM)
     second = handlers.compose(str(clip), *FORM)
     assert loads == [1]
-    summary, gallery, shots, segments, roll, audio, video, downloads, name, segment = first
+    summary, gallery, shots, segments, roll, audio, video, downloads, name, segment, *rest = first
+    sheet_view, *stem_players = rest
+    assert sheet_view == ""  # the stand-in writes no sheet: older results show none
+    assert len(stem_players) == STEM_SLOTS
+    assert all(update["visible"] is False for update in stem_players)  # one part: no stems
     assert name != second[8]
     folder = handlers.settings.outputs_dir / name
     assert (folder / "input-my_clip_1.mp4").is_file()  # staged under a harmless name
@@ -372,13 +376,14 @@ def test_api_bad_upload_then_compose_works(app: Any, tmp_path: Path) -> None:
     with pytest.raises(AppError, match="'holiday.mp4' is a text file"):
         client.predict(**_compose_args(fake, 0))
     video = write_test_video(tmp_path / "clip.mp4", seconds=4.0)
-    summary, gallery, _, _, roll, audio, mp4, downloads, name, _ = client.predict(
-        **_compose_args(video, 0)
+    summary, gallery, _, _, roll, audio, mp4, downloads, name, _, sheet_view, *stems = (
+        client.predict(**_compose_args(video, 0))
     )
     assert "BPM" in summary and name.startswith("req-")
     assert gallery and Path(roll).is_file() and Path(audio).is_file()
     assert Path(mp4).is_file()
-    assert {Path(p).suffix for p in downloads} >= {".mid", ".wav", ".mp4", ".json"}
+    assert {Path(p).suffix for p in downloads} >= {".mid", ".wav", ".mp4", ".json", ".zip"}
+    assert "<svg" in sheet_view and len(stems) == STEM_SLOTS
     assert (app.data_dir / "outputs" / name / "report.json").is_file()
 
 

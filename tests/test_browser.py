@@ -1,5 +1,5 @@
-"""The web app in a real headless Chromium: compose the 30 s clip, see the shot timeline and the
-audio player, then take part in a listening study and rate an item.
+"""The web app in a real headless Chromium: compose the 30 s clip, see the shot timeline, the
+audio player and the engraved sheet music, then take part in a listening study and rate an item.
 
 Needs /usr/bin/chromium (driven by Playwright from pip; never `playwright install`) and the
 tiny test checkpoint. Screenshots go to test-artifacts/ (git-ignored) for a human look.
@@ -66,6 +66,15 @@ def test_compose_then_rate_in_a_study(app: Any, page: Any, bbb_video: Path) -> N
     expect(page.get_by_text("Shot 1 ·").first).to_be_attached()
     assert page.locator("#audio-out audio").count() >= 1
     page.screenshot(path=str(ARTIFACTS / "browser-compose.png"), full_page=True)
+    # the engraved sheet (verovio SVG): staves and notes drawn, with a size on the page
+    sheet = page.locator("#sheet-view .sheet-view svg").first
+    expect(sheet).to_be_visible()
+    assert page.locator("#sheet-view g.staff").count() >= 1
+    assert page.locator("#sheet-view g.note").count() >= 10
+    box = sheet.bounding_box()
+    assert box is not None and box["width"] > 300 and box["height"] > 100
+    sheet.scroll_into_view_if_needed()
+    page.locator("#sheet-view").screenshot(path=str(ARTIFACTS / "browser-sheet.png"))
 
     results = media.list_result_dirs(app.data_dir / "outputs")
     assert len(results) == 1

@@ -45,7 +45,7 @@ def test_render_is_audible_long_enough_and_at_target_loudness(tmp_path: Path) ->
     assert end - 0.1 <= audio.shape[0] / rate <= end + render.LevelConfig().tail_s
     assert result.duration_s == pytest.approx(audio.shape[0] / rate)
     assert np.max(np.abs(audio)) > 0.1
-    assert np.max(np.abs(audio)) <= render.LevelConfig().ceiling + 1e-3
+    assert render.true_peak(audio) <= render.LevelConfig().ceiling
     measured = pyloudnorm.Meter(rate).integrated_loudness(audio)
     assert abs(measured - (-16.0)) < 1.0
     assert abs(result.lufs - (-16.0)) < 1.0
@@ -112,6 +112,48 @@ def test_wrong_length_is_refused() -> None:
     render.check_rendered(audio, 44100, midi_end_s=0.5, tail_s=4.0, source="x.mid")
 
 
+def test_true_peak_sees_the_peaks_between_samples() -> None:
+    rate = 44100
+    n = np.arange(rate)
+    # a sine at a quarter of the rate, sampled 45 degrees off its crests: every sample is
+    # at 0.707 while the wave between them reaches 1.0
+    wave = np.sin(2 * np.pi * n / 4 + np.pi / 4)[:, None]
+    assert np.max(np.abs(wave)) == pytest.approx(0.7071, abs=1e-3)
+    assert render.true_peak(wave, oversample=4) == pytest.approx(1.0, abs=0.02)
+    assert render.true_peak(wave, oversample=1) == pytest.approx(0.7071, abs=1e-3)
+
+
+def test_fast_loudness_equals_pyloudnorm() -> None:
+    rate = 44100
+    rng = np.random.default_rng(0)
+    t = np.arange(rate * 5) / rate
+    audio = np.stack([np.sin(2 * np.pi * 440 * t), rng.normal(0, 0.1, t.size)], axis=1)
+    audio *= np.where(t < 2.0, 0.05, 0.5)[:, None]  # a quiet start: both gates matter
+    expected = pyloudnorm.Meter(rate).integrated_loudness(audio)
+    assert render.measure_lufs(audio, rate) == pytest.approx(expected, abs=0.01)
+
+
+def test_level_reaches_the_streaming_target_under_the_true_peak_ceiling() -> None:
+    rate = 44100
+    rng = np.random.default_rng(1)
+    t = np.arange(rate * 4) / rate
+    audio = rng.normal(0, 0.05, (t.size, 2)) * np.where(t % 1.0 < 0.05, 20.0, 1.0)[:, None]
+    level = render.LevelConfig()
+    assert (level.target_lufs, level.true_peak_dbtp) == (-14.0, -1.0)  # the streaming target
+    decided = render.level_gain(audio, rate, level)
+    scaled = audio * decided.gain[:, None]
+    assert render.true_peak(scaled) <= level.ceiling
+    assert decided.true_peak == pytest.approx(render.true_peak(scaled), rel=1e-6)
+    assert decided.lufs == pytest.approx(
+        pyloudnorm.Meter(rate).integrated_loudness(scaled), abs=0.01
+    )
+    assert abs(decided.lufs - level.target_lufs) < 0.5
+    quieter = render.level_gain(audio, rate, render.LevelConfig(target_lufs=-23.0))
+    assert quieter.lufs == pytest.approx(-23.0, abs=0.2)
+    with pytest.raises(RenderError, match="outside"):
+        render.LevelConfig(true_peak_dbtp=3.0)
+
+
 def test_limiter_keeps_peaks_under_the_ceiling_and_leaves_quiet_audio_alone() -> None:
     rate = 44100
     t = np.arange(rate) / rate
@@ -138,3 +180,109 @@ def test_trim_or_pad_makes_exact_lengths(tmp_path: Path) -> None:
     assert abs(trimmed[-1, 0]) < 1e-3  # faded out, no click
     with pytest.raises(RenderError, match="not found"):
         render.trim_or_pad(tmp_path / "missing.wav", 1.0)
+
+
+def test_soundfont_choice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(render.SOUNDFONT_ENV, raising=False)
+    installed = [f for f in render.FULL_GM_SOUNDFONTS if f.is_file()]
+    expected = installed[0] if installed else render.default_soundfont()
+    assert render.find_soundfont() == expected  # auto: a full GM font when installed
+    assert render.find_soundfont("timgm6mb") == render.default_soundfont()
+    monkeypatch.setattr(render, "FULL_GM_SOUNDFONTS", (tmp_path / "absent.sf2",))
+    assert render.find_soundfont("auto") == render.default_soundfont()  # the fallback
+    chosen = tmp_path / "mine.sf2"
+    shutil.copy(render.default_soundfont(), chosen)
+    monkeypatch.setenv(render.SOUNDFONT_ENV, str(chosen))
+    assert render.find_soundfont() == chosen
+    monkeypatch.setenv(render.SOUNDFONT_ENV, str(tmp_path / "typo.sf2"))
+    with pytest.raises(RenderError, match="soundfont not found"):
+        render.find_soundfont()
+
+
+def parts_piece(seconds: float = 4.0) -> pretty_midi.PrettyMIDI:
+    """Three named parts and drums, as the arranger writes them (names are the stems)."""
+    midi = pretty_midi.PrettyMIDI(initial_tempo=120.0)
+    for name, program, pitches in (
+        ("melody", 73, (72, 76, 79)),
+        ("pad", 48, (60, 64)),
+        ("bass", 32, (36,)),
+    ):
+        part = pretty_midi.Instrument(program=program, name=name)
+        for i in range(int(seconds * 2)):
+            for pitch in pitches:
+                part.notes.append(pretty_midi.Note(90, pitch + i % 3, i * 0.5, i * 0.5 + 0.5))
+        midi.instruments.append(part)
+    drums = pretty_midi.Instrument(program=0, is_drum=True, name="Drums")
+    drums.notes = [
+        pretty_midi.Note(100, 36 + 6 * (i % 2), i * 0.5, i * 0.5 + 0.1)
+        for i in range(int(seconds * 2))
+    ]
+    midi.instruments.append(drums)
+    midi.instruments.append(pretty_midi.Instrument(program=0, name="empty"))  # no notes: no stem
+    return midi
+
+
+@needs_fluidsynth
+def test_stems_sum_to_the_mix_at_the_video_length(tmp_path: Path) -> None:
+    result = render.render_stems(
+        parts_piece(), tmp_path / "music.wav", tmp_path / "stems", duration_s=3.5
+    )
+    assert list(result.stems) == ["melody", "pad", "bass", "drums"]
+    mix, rate = soundfile.read(str(result.mix.path), always_2d=True)
+    assert mix.shape[0] == int(3.5 * rate)
+    for name, path in result.stems.items():
+        assert path == tmp_path / "stems" / f"{name}.wav"
+        stem, _ = soundfile.read(str(path), always_2d=True)
+        assert stem.shape == mix.shape
+        assert np.max(np.abs(stem)) > 0.01, name  # every part audible
+    residual = render.stem_residual_db(result.mix.path, list(result.stems.values()))
+    assert residual <= -50.0
+    assert abs(pyloudnorm.Meter(rate).integrated_loudness(mix) - (-14.0)) < 0.5
+    assert render.true_peak(mix) <= render.LevelConfig().ceiling
+    assert result.soundfont == render.find_soundfont()
+    assert set(result.timings_s) == {"synth", "level", "write"}
+
+
+@needs_fluidsynth
+def test_one_part_is_its_own_stem_and_silence_is_refused(tmp_path: Path) -> None:
+    result = render.render_stems(short_piece(2.0), tmp_path / "music.wav", tmp_path / "stems")
+    assert result.stems == {"part-1": tmp_path / "music.wav"}  # an unnamed piano
+    assert not (tmp_path / "stems").exists()  # no second copy of the mix
+    silent = pretty_midi.PrettyMIDI(initial_tempo=120.0)
+    silent.instruments.append(pretty_midi.Instrument(program=0, name="piano"))
+    with pytest.raises(RenderError, match="silence"):
+        render.render_stems(silent, tmp_path / "x.wav", tmp_path / "stems")
+
+
+def test_stem_names_are_file_safe_and_unique() -> None:
+    taken: set[str] = set()
+    names = [render.stem_name(n, i, taken) for i, n in enumerate(["Melody", "melody", "", "a/b c"])]
+    assert names == ["melody", "melody-2", "part-3", "a-b-c"]
+
+
+def test_cli_sound_flags_are_checked_before_the_model_loads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from diffbgm.__main__ import main
+
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"\x00" * 10)
+    out = str(tmp_path / "out")
+    assert main(["generate", str(video), "--out", out, "--loudness", "3"]) == 2
+    assert "loudness target 3.0 LUFS is outside" in capsys.readouterr().err
+    assert (
+        main(["generate", str(video), "--out", out, "--soundfont", str(tmp_path / "no.sf2")]) == 2
+    )
+    assert "soundfont not found" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_stems_that_cancel_in_the_mix_lower_everything_alike() -> None:
+    rate = 8000
+    tone = np.sin(2 * np.pi * 440 * np.arange(rate) / rate)[:, None]
+    stems = [0.9 * tone, -0.8 * tone]  # the mix is 0.1 * tone: levelled, each stem would clip
+    envelope = np.full((rate, 1), 5.0, dtype=np.float32)  # the mix's gain: 0.5 peak
+    scale = render.stems_headroom(stems, envelope, ceiling=0.891)
+    assert scale == pytest.approx(0.891 / 4.5)
+    assert max(np.max(np.abs(s * envelope * scale)) for s in stems) <= 0.891 + 1e-6
+    assert render.stems_headroom([0.01 * tone, 0.02 * tone], envelope, 0.891) == 1.0

@@ -15,6 +15,7 @@ from diffbgm.errors import DiffBGMError
 from diffbgm.result import (
     CompositionMetrics,
     Report,
+    SoundReport,
     load_report,
     publish,
     sweep_stale_work,
@@ -102,6 +103,32 @@ def test_work_folders_of_killed_runs_are_swept(tmp_path: Path) -> None:
 def test_report_round_trips() -> None:
     report = stand_in_report(5)
     assert Report.from_dict(json.loads(report.to_json())) == report
+
+
+def test_stems_sheet_zip_and_sound_round_trip_and_older_reports_lack_them() -> None:
+    base = stand_in_report(2)
+    files = replace(
+        base.files[0],
+        stems={"melody": "stems/melody.wav", "drums": "stems/drums.wav"},
+        musicxml="score.musicxml",
+        sheet_svg="score.svg",
+        bundle="music.zip",
+    )
+    report = replace(base, files=[files], sound=SoundReport("FluidR3_GM.sf2", -14.0, -1.0))
+    data = json.loads(report.to_json())
+    assert data["sound"] == {
+        "soundfont": "FluidR3_GM.sf2",
+        "target_lufs": -14.0,
+        "true_peak_dbtp": -1.0,
+    }
+    assert Report.from_dict(data) == report
+    for key in ("stems", "musicxml", "sheet_svg", "bundle"):  # a report from before them
+        del data["files"][0][key]
+    del data["sound"]
+    older = Report.from_dict(data)
+    assert older.sound is None
+    assert older.files[0].stems == {} and older.files[0].musicxml is None
+    assert older.files[0].bundle is None and older.files[0].sheet_svg is None
 
 
 def test_where_the_input_was_comes_from_source_json_or_a_version_one_report(

@@ -16,7 +16,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -206,6 +206,8 @@ class ResultView:
     downloads: list[str]
     summary: str
     n_segments: int
+    sheet_html: str = ""  # the engraved sheet of the first variant ("" for older results)
+    stems: list[tuple[str, str]] = field(default_factory=list)  # (name, WAV); [] for one part
 
 
 SHOT_COLUMNS = [
@@ -293,6 +295,12 @@ def summary_markdown(report: Report) -> str:
         f"seeds {report.seeds}; composed in {report.timings_s.get('total', 0.0):.1f} s "
         f"(real-time factor {report.real_time_factor})",
     ]
+    if report.sound is not None:
+        sound = report.sound
+        lines.append(
+            f"rendered with {sound.soundfont} at {sound.target_lufs:g} LUFS, "
+            f"true peak at most {sound.true_peak_dbtp:g} dBTP"
+        )
     return "\n\n".join(lines)
 
 
@@ -300,13 +308,20 @@ def _percent(value: float | None) -> str:
     return "n/a (one shot, no cut)" if value is None else f"{100 * value:.0f} %"
 
 
+# Stem players the Compose tab has: a fixed set (Gradio outputs are fixed), filled in the
+# score's order and hidden where a result has fewer parts.
+STEM_SLOTS = 6
+SHEET_MAX_BYTES = 4_000_000  # a longer engraving is not put into the page (download it)
+
+
 def download_files(folder: Path, report: Report) -> list[str]:
-    """MIDI, WAV and MP4 of every variant, then report.json."""
+    """Per variant: the zip (score, sheet, mix, stems), MIDI, MusicXML, WAV and MP4; then
+    report.json."""
     paths = []
     for files in report.files:
-        for name in (files.midi, files.wav, files.video):
-            path = folder / name
-            if path.is_file():
+        for name in (files.bundle, files.midi, files.musicxml, files.wav, files.video):
+            path = folder / name if name else None
+            if path is not None and path.is_file():
                 paths.append(str(path))
     paths.append(str(folder / "report.json"))
     return paths
@@ -328,7 +343,21 @@ def result_view(folder: Path) -> ResultView:
         downloads=download_files(folder, report),
         summary=summary_markdown(report),
         n_segments=len(rows),
+        sheet_html=sheet_html(folder, first.sheet_svg),
+        stems=[
+            (name, str(folder / path)) for name, path in first.stems.items() if path != first.wav
+        ][:STEM_SLOTS],
     )
+
+
+def sheet_html(folder: Path, svg_name: str | None) -> str:
+    """The engraved sheet (verovio's SVG) for a gr.HTML, scrolling inside a white box."""
+    if svg_name is None or not (folder / svg_name).is_file():
+        return ""
+    svg = folder / svg_name
+    if svg.stat().st_size > SHEET_MAX_BYTES:
+        return "<p>The sheet is too long to show here: download score.musicxml.</p>"
+    return f'<div class="sheet-view">{svg.read_text()}</div>'
 
 
 # --- compose and regenerate ---------------------------------------------------------------
@@ -412,6 +441,8 @@ class Handlers:
             view.downloads,
             folder.name,
             gr.update(maximum=max(view.n_segments, 1), value=1),
+            view.sheet_html,
+            *stem_updates(view.stems),
         )
 
     def _wait_for_model(self, ticket: Ticket, progress: gr.Progress) -> None:
@@ -778,6 +809,13 @@ def study_code_text(code: Any) -> str:
     if len(text) > 64 or not text.isprintable():
         raise DiffBGMError("That is not a study code of this app; check the link.")
     return text
+
+
+def stem_updates(stems: list[tuple[str, str]]) -> list[Any]:
+    """One update per stem slot: a named player per part, the rest hidden."""
+    updates = [gr.update(value=path, label=f"Stem: {name}", visible=True) for name, path in stems]
+    hidden = gr.update(value=None, visible=False)
+    return updates + [hidden] * (STEM_SLOTS - len(updates))
 
 
 def done_outputs() -> tuple[Any, ...]:

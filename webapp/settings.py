@@ -29,7 +29,11 @@ Environment variables (all optional):
   or a CLIP Hub id (org/name; hf-hub:org/name for open_clip) or folder (diffbgm.video.clip).
 - DIFFBGM_DEVICE: where the model runs: `auto` (default: a CUDA GPU when torch sees one, with
   bf16; else the CPU), `cpu`, `cuda`, `cuda:N`.
-The library's Composer reads DIFFBGM_CLIP and DIFFBGM_DEVICE itself when not given them, so the
+- DIFFBGM_SOUNDFONT: the soundfont the music is rendered with: `auto` (default: a full General
+  MIDI soundfont when installed, FluidR3_GM of the fluid-soundfont-gm package; else TimGM6mb),
+  `timgm6mb`, or a .sf2/.sf3 file (see diffbgm.music.render.find_soundfont).
+The library's Composer reads DIFFBGM_CLIP, DIFFBGM_DEVICE and DIFFBGM_SOUNDFONT itself when not
+given them, so the
 values here are the ones it uses; they are checked at start-up.
 """
 

@@ -13,7 +13,7 @@ from typing import Any
 import gradio as gr
 
 from webapp.components import quiet
-from webapp.handlers import AUDIO_CHOICES, KEY_CHOICES, SHOT_COLUMNS, Handlers
+from webapp.handlers import AUDIO_CHOICES, KEY_CHOICES, SHOT_COLUMNS, STEM_SLOTS, Handlers
 from webapp.health import Health
 from webapp.settings import ADMIN_TOKEN_MIN_LENGTH, EXAMPLE_LABELS, AppSettings
 
@@ -34,6 +34,8 @@ made which track, and your answers are stored without any personal data."""
 CSS = """
 #status-line {min-height: 2.5em}
 .rating-row {gap: 1.5em}
+.sheet-view {max-height: 640px; overflow: auto; background: #fff; border-radius: 6px}
+.sheet-view svg {max-width: 100%; height: auto}
 """
 
 
@@ -110,6 +112,19 @@ def _compose_tab(handlers: Handlers, settings: AppSettings) -> None:
                     audio_out = gr.Audio(label="Music", type="filepath", elem_id="audio-out")
                     downloads = gr.File(label="Downloads", file_count="multiple")
             pianoroll = gr.Image(label="Piano roll (red lines: shot cuts)", type="filepath")
+            # one player per part of the score (hidden for a single part: it is the mix)
+            stem_players = [
+                gr.Audio(
+                    label=f"Stem {n + 1}",
+                    type="filepath",
+                    visible=False,
+                    interactive=False,
+                    elem_id=f"stem-{n + 1}",
+                )
+                for n in range(STEM_SLOTS)
+            ]
+            with gr.Accordion("Sheet music", open=True):
+                sheet = gr.HTML(label="Sheet music", elem_id="sheet-view")
             with gr.Accordion("Shots and music segments", open=False):
                 shots_table = gr.Dataframe(headers=SHOT_COLUMNS, label="Shots", interactive=False)
                 segments_table = gr.Dataframe(label="Segments", interactive=False)
@@ -133,6 +148,8 @@ def _compose_tab(handlers: Handlers, settings: AppSettings) -> None:
         downloads,
         result_name,
         segment,
+        sheet,
+        *stem_players,
     ]
     compose_btn.click(
         handlers.compose,

@@ -1,20 +1,30 @@
-"""MIDI -> loudness-normalised 16-bit WAV with the FluidSynth binary.
+"""MIDI -> loudness-normalised 16-bit WAVs (a mix and one stem per part) with FluidSynth.
 
 FluidSynth is run directly (not through midi2audio, which drops the exit status, prints
 FluidSynth's banner to our stdout, has no timeout and renders 16-bit at gain 0.2: measured in
 docs/pipeline.md), in fast-render mode with 32-bit float output so nothing clips before we set
-the level. The
-result is checked (exit status, file present, not silent, as long as the MIDI), brought to a
-target integrated loudness (ITU-R BS.1770 via pyloudnorm) under a peak ceiling, and written
-as 16-bit PCM.
+the level. The result is checked (exit status, file present, not silent, as long as the MIDI),
+brought to a target integrated loudness (ITU-R BS.1770 via pyloudnorm, default -14 LUFS) under
+a true-peak ceiling (4x oversampled, default -1 dBTP), and written as 16-bit PCM.
+
+Stems: every instrument is rendered alone and the mix is their sum; one gain envelope computed
+on the mix is applied to every stem, so the stems sum to the mix (docs/sound.md). The
+soundfont is a full General MIDI one from a Debian package when installed (FluidR3_GM), else
+TimGM6mb from pretty_midi's wheel; $DIFFBGM_SOUNDFONT picks another (find_soundfont).
 """
 
 from __future__ import annotations
 
+import copy
+import math
+import os
+import re
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +32,7 @@ import pretty_midi
 import pyloudnorm
 import soundfile
 from scipy.ndimage import minimum_filter1d, uniform_filter1d
+from scipy.signal import firwin, upfirdn
 
 from diffbgm.errors import RenderError
 
@@ -30,7 +41,8 @@ SILENCE_PEAK = 1e-4  # float full scale; FluidSynth output below this is treated
 
 @dataclass(frozen=True)
 class RenderResult:
-    """A rendered WAV: duration in seconds, integrated loudness in LUFS, peak in full scale."""
+    """A rendered WAV: duration in seconds, integrated loudness in LUFS, true peak in full
+    scale."""
 
     path: Path
     duration_s: float
@@ -40,20 +52,71 @@ class RenderResult:
 
 @dataclass(frozen=True)
 class LevelConfig:
-    """How the level is set: peak ceiling (full scale) and limiter look-ahead (seconds).
+    """How the level is set: integrated loudness target and true-peak ceiling.
 
-    tail_s: how much longer than the MIDI the audio may be (release tails, reverb).
+    The defaults are the usual streaming target (-14 LUFS integrated, true peak at most
+    -1 dBTP). True peak is the peak of the signal oversampled `oversample` times (ITU-R
+    BS.1770-4 uses 4x): the peaks between samples that a DAC or a lossy encoder makes.
+    lookahead_s: the limiter's look-ahead; tail_s: how much longer than the MIDI the audio may
+    be (release tails, reverb); passes: gain/limit rounds (limiting lowers the loudness).
     """
 
-    ceiling: float = 0.891  # -1 dBFS
+    target_lufs: float = -14.0
+    true_peak_dbtp: float = -1.0
+    oversample: int = 4
     lookahead_s: float = 0.005
     tail_s: float = 12.0
     passes: int = 4
 
+    def __post_init__(self) -> None:
+        if not -40.0 <= self.target_lufs <= -5.0:
+            raise RenderError(f"loudness target {self.target_lufs} LUFS is outside -40..-5")
+        if not -12.0 <= self.true_peak_dbtp <= 0.0:
+            raise RenderError(f"true-peak ceiling {self.true_peak_dbtp} dBTP is outside -12..0")
+        if self.oversample < 1:
+            raise RenderError(f"oversampling must be 1 or more, got {self.oversample}")
+
+    @property
+    def ceiling(self) -> float:
+        """The true-peak ceiling in full scale (-1 dBTP = 0.891)."""
+        return float(10 ** (self.true_peak_dbtp / 20))
+
+
+SOUNDFONT_ENV = "DIFFBGM_SOUNDFONT"
+FALLBACK_NAME = "timgm6mb"
+# Full General MIDI soundfonts of Debian packages, best first. Only FluidR3_GM
+# (fluid-soundfont-gm, 148 MB) is taken unasked: MuseScore_General_Full.sf3
+# (musescore-general-soundfont) is Ogg-compressed and FluidSynth 2.3.1 decodes all of it
+# before rendering, 21-24 s per render against 0.9 s (docs/sound.md); it stays a choice
+# through DIFFBGM_SOUNDFONT.
+FULL_GM_SOUNDFONTS: tuple[Path, ...] = (Path("/usr/share/sounds/sf2/FluidR3_GM.sf2"),)
+
 
 def default_soundfont() -> Path:
-    """The General MIDI soundfont that pretty_midi's wheel ships (TimGM6mb.sf2)."""
+    """The General MIDI soundfont that pretty_midi's wheel ships (TimGM6mb.sf2): always there."""
     return Path(pretty_midi.__file__).parent / "TimGM6mb.sf2"
+
+
+def find_soundfont(choice: str | Path | None = None) -> Path:
+    """The soundfont to render with.
+
+    choice (None: $DIFFBGM_SOUNDFONT, else "auto"): "auto" = the first installed full
+    General MIDI soundfont of FULL_GM_SOUNDFONTS, else TimGM6mb; "timgm6mb" = the small
+    fallback; anything else is a soundfont file, which must exist (RenderError otherwise).
+    """
+    if choice is None:
+        choice = os.environ.get(SOUNDFONT_ENV) or "auto"
+    text = str(choice).strip()
+    if text.lower() == "auto":
+        for font in FULL_GM_SOUNDFONTS:
+            if font.is_file():
+                return font
+        return default_soundfont()
+    if text.lower() == FALLBACK_NAME:
+        return default_soundfont()
+    font = Path(text).expanduser()
+    check_soundfont(font)
+    return font
 
 
 def fluidsynth_binary() -> str:
@@ -131,26 +194,128 @@ def check_rendered(
         )
 
 
-def limit_peaks(
-    audio: np.ndarray, sample_rate: int, ceiling: float, lookahead_s: float
-) -> np.ndarray:
-    """Look-ahead peak limiter: smooth gain so that |output| <= ceiling everywhere.
+# BS.1770-4 Annex 2 measures true peak with a 48-tap, 4-phase interpolator: 12 taps a phase.
+INTERPOLATION_TAPS_PER_PHASE = 12
 
-    audio: (samples, channels). The gain each sample needs (ceiling / |x|, at most 1) is
-    spread by a sliding minimum over the look-ahead window and then averaged over the same
-    window; every averaged value is a minimum over a window containing the sample, so the
-    smoothed gain never exceeds what any sample needs, and it ramps instead of jumping.
+
+def interpolation_filter(oversample: int) -> np.ndarray:
+    """Low-pass FIR that interpolates a signal `oversample` times (windowed sinc, unit gain
+    at DC after the zero-stuffing)."""
+    taps = firwin(
+        INTERPOLATION_TAPS_PER_PHASE * oversample, 1.0 / oversample, window=("kaiser", 6.0)
+    )
+    return taps * oversample
+
+
+def peak_envelope(audio: np.ndarray, oversample: int = 1) -> np.ndarray:
+    """(samples,) the largest magnitude over the channels at each sample and, with
+    oversample > 1, at the points up to the next sample of the signal interpolated
+    `oversample` times (the inter-sample peaks that true peak counts)."""
+    magnitude = np.zeros(audio.shape[0], dtype=np.float32)
+    if audio.shape[0] == 0:
+        return magnitude
+    taps = interpolation_filter(oversample).astype(np.float32) if oversample > 1 else None
+    delay = (INTERPOLATION_TAPS_PER_PHASE * oversample - 1) // 2  # the filter's group delay
+    for channel in range(audio.shape[1]):  # one contiguous channel at a time: 4x faster
+        samples = np.ascontiguousarray(audio[:, channel], dtype=np.float32)
+        np.maximum(magnitude, np.abs(samples), out=magnitude)
+        if taps is None:
+            continue
+        upsampled = np.abs(upfirdn(taps, samples, oversample))[delay:]
+        for phase in range(oversample):  # the points from this sample up to the next one
+            points = upsampled[phase::oversample][: audio.shape[0]]
+            np.maximum(magnitude[: points.shape[0]], points, out=magnitude[: points.shape[0]])
+    return magnitude
+
+
+def true_peak(audio: np.ndarray, oversample: int = 4) -> float:
+    """True peak of (samples, channels) audio in full scale (0 for empty audio)."""
+    envelope = peak_envelope(audio, oversample)
+    return float(envelope.max()) if envelope.size else 0.0
+
+
+def limiter_gain(
+    audio: np.ndarray,
+    sample_rate: int,
+    ceiling: float,
+    lookahead_s: float,
+    oversample: int = 1,
+    envelope: np.ndarray | None = None,
+) -> np.ndarray:
+    """(samples,) look-ahead limiter gain so that the peaks of audio * gain stay <= ceiling.
+
+    envelope: audio's peak_envelope when the caller has it (the level loop measures it once:
+    the gain is smooth, so the envelope of audio scaled by it is the envelope scaled).
+    The gain each sample needs (ceiling / its peak, at most 1) is spread by a sliding minimum
+    over the look-ahead window and then averaged over the same window; every averaged value
+    is a minimum over a window containing the sample, so the smoothed gain never exceeds what
+    any sample needs, and it ramps instead of jumping.
     """
-    magnitude = np.max(np.abs(audio), axis=1)
-    needed = np.minimum(1.0, ceiling / np.maximum(magnitude, 1e-12))
-    if needed.min() >= 1.0:
-        return audio
+    if envelope is None:
+        envelope = peak_envelope(audio, oversample)
+    needed = np.minimum(1.0, ceiling / np.maximum(envelope, 1e-12))
+    if needed.size == 0 or needed.min() >= 1.0:
+        return np.ones(audio.shape[0])
     window = max(1, int(round(lookahead_s * sample_rate)) | 1)  # odd: centred windows
     gain = uniform_filter1d(
         minimum_filter1d(needed, window, mode="nearest"), window, mode="nearest"
     )
-    gain = np.minimum(gain, needed)  # guards float rounding at window edges
+    return np.minimum(gain, needed)  # guards float rounding at window edges
+
+
+def limit_peaks(
+    audio: np.ndarray, sample_rate: int, ceiling: float, lookahead_s: float, oversample: int = 1
+) -> np.ndarray:
+    """Look-ahead peak limiter: |output| <= ceiling at every sample (and, with oversample > 1,
+    between samples); audio: (samples, channels)."""
+    gain = limiter_gain(audio, sample_rate, ceiling, lookahead_s, oversample)
+    if gain.min() >= 1.0:
+        return audio
     return audio * gain[:, None].astype(audio.dtype)
+
+
+def k_weighted_power(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """(samples,) K-weighted power summed over the channels (ITU-R BS.1770: the filters of
+    pyloudnorm's K-weighting meter; left and right weigh 1)."""
+    meter = pyloudnorm.Meter(sample_rate)  # its filter stages, designed for this rate
+    power = np.zeros(audio.shape[0])
+    for channel in range(audio.shape[1]):
+        filtered = audio[:, channel].astype(np.float64)
+        for stage in meter._filters.values():
+            filtered = stage.apply_filter(filtered)
+        power += filtered**2
+    return power
+
+
+def gated_loudness(power: np.ndarray, sample_rate: int, gain: np.ndarray | None = None) -> float:
+    """Integrated loudness (LUFS) from k_weighted_power, of the audio scaled by `gain`.
+
+    BS.1770-4 gating as pyloudnorm computes it (400 ms blocks, 75 % overlap, -70 LUFS
+    absolute and -10 dB relative gates), with block sums from one cumulative sum instead of a
+    Python loop per block: the level loop measures many times. Scaling the power by gain^2
+    equals weighting the scaled audio wherever the gain is smooth (it is: limiter ramps last
+    milliseconds, the K filter's response is short).
+    """
+    if gain is not None:
+        power = power * gain**2
+    block = 0.4 * sample_rate
+    n_blocks = int(np.round((power.shape[0] / sample_rate - 0.4) / 0.1)) + 1
+    if n_blocks < 1:
+        return float("-inf")
+    cumulative = np.concatenate([[0.0], np.cumsum(power)])
+    lower = (block * 0.25 * np.arange(n_blocks)).astype(np.int64)
+    upper = np.minimum((block * (0.25 * np.arange(n_blocks) + 1)).astype(np.int64), power.shape[0])
+    energy = (cumulative[upper] - cumulative[lower]) / block
+    with np.errstate(divide="ignore"):
+        loudness = -0.691 + 10.0 * np.log10(energy)
+    kept = energy[loudness >= -70.0]
+    if kept.size == 0:
+        return float("-inf")
+    relative = -0.691 + 10.0 * np.log10(kept.mean()) - 10.0
+    kept = energy[(loudness > relative) & (loudness > -70.0)]
+    if kept.size == 0:
+        return float("-inf")
+    return float(-0.691 + 10.0 * np.log10(kept.mean()))
 
 
 def measure_lufs(audio: np.ndarray, sample_rate: int) -> float:
@@ -162,27 +327,124 @@ def measure_lufs(audio: np.ndarray, sample_rate: int) -> float:
     minimum = int(0.4 * sample_rate) + 1
     if audio.shape[0] < minimum:
         audio = np.concatenate([audio, np.zeros((minimum - audio.shape[0], audio.shape[1]))])
-    return float(pyloudnorm.Meter(sample_rate).integrated_loudness(audio))
+    return gated_loudness(k_weighted_power(audio, sample_rate), sample_rate)
 
 
-def normalise_loudness(
-    audio: np.ndarray, sample_rate: int, target_lufs: float, level: LevelConfig
-) -> tuple[np.ndarray, float]:
-    """Gain to target_lufs, then limit peaks; repeated because limiting lowers loudness.
+# Headroom under the true-peak ceiling for what the limiter's smooth gain does between
+# samples and for 16-bit rounding (without it the written file measured -0.9999 dBTP).
+CEILING_MARGIN_DB = 0.05
 
-    Returns (audio, measured integrated loudness in LUFS).
+
+@dataclass(frozen=True)
+class Level:
+    """What level_gain decided: the (samples,) gain, and the loudness (LUFS) and true peak
+    (full scale) of the audio scaled by it."""
+
+    gain: np.ndarray
+    lufs: float
+    true_peak: float
+
+
+def level_gain(audio: np.ndarray, sample_rate: int, level: LevelConfig) -> Level:
+    """The gain that brings audio to level.target_lufs under the true-peak ceiling.
+
+    Gain to the target, then limit; repeated because limiting lowers the loudness. One gain
+    envelope, so that applied alike to every stem of a mix the stems still sum to the mix.
+    The oversampled peak envelope and the K-weighted power are measured once (the slow
+    parts): the gain is smooth, so for the scaled audio they scale with it. The result's true
+    peak is then measured on the scaled audio itself.
     """
-    out = audio
-    lufs = measure_lufs(out, sample_rate)
+    ceiling = level.ceiling * 10 ** (-CEILING_MARGIN_DB / 20)
+    padded = audio
+    minimum = int(0.4 * sample_rate) + 1
+    if audio.shape[0] < minimum:  # gating needs one 400 ms block; silence is gated out
+        padded = np.concatenate([audio, np.zeros((minimum - audio.shape[0], audio.shape[1]))])
+    power = k_weighted_power(padded, sample_rate)[: audio.shape[0]]
+    envelope = peak_envelope(audio, level.oversample)
+    gain = np.ones(audio.shape[0])
+    lufs = gated_loudness(power, sample_rate)
     for _ in range(level.passes):
         if not np.isfinite(lufs):
             break
-        gain = 10 ** ((target_lufs - lufs) / 20)
-        out = limit_peaks(out * gain, sample_rate, level.ceiling, level.lookahead_s)
-        lufs = measure_lufs(out, sample_rate)
-        if abs(lufs - target_lufs) < 0.1:
+        gain = gain * 10 ** ((level.target_lufs - lufs) / 20)
+        gain = gain * limiter_gain(
+            audio, sample_rate, ceiling, level.lookahead_s, envelope=envelope * gain
+        )
+        lufs = gated_loudness(power, sample_rate, gain)
+        if abs(lufs - level.target_lufs) < 0.1:
             break
-    return out, lufs
+    peak = scaled_true_peak(audio, gain, envelope, level.oversample)
+    if peak > ceiling:  # a last safety scale: the ceiling is a promise, the loudness a target
+        gain = gain * (ceiling / peak)
+        peak = ceiling
+    # gated_loudness of the scaled power: within 0.001 LU of measuring the scaled audio again
+    # (tests/test_render.py), without filtering it a second time
+    return Level(gain, gated_loudness(power, sample_rate, gain), peak)
+
+
+# Where the estimate envelope * gain is this far under the result's largest estimate, the
+# true peak of the scaled audio cannot be the largest: the gain changes by far less than
+# this within the interpolator's 12 samples (limiter ramps last 5 ms).
+ESTIMATE_SLACK_DB = 1.0
+RECHECK_CONTEXT = 64  # samples on each side of a re-measured stretch (the filter's reach)
+
+
+def scaled_true_peak(
+    audio: np.ndarray, gain: np.ndarray, envelope: np.ndarray, oversample: int
+) -> float:
+    """True peak of audio * gain, measured exactly around the samples whose estimate
+    (envelope * gain) comes within ESTIMATE_SLACK_DB of the largest one: the rest cannot hold
+    the peak, and interpolating only the stretches around the loud samples is several times
+    faster than interpolating all of the audio again."""
+    estimate = envelope * gain
+    if estimate.size == 0:
+        return 0.0
+    loud = np.flatnonzero(estimate >= estimate.max() * 10 ** (-ESTIMATE_SLACK_DB / 20))
+    breaks = np.flatnonzero(np.diff(loud) > 2 * RECHECK_CONTEXT)
+    starts = np.concatenate([[loud[0]], loud[breaks + 1]]) - RECHECK_CONTEXT
+    ends = np.concatenate([loud[breaks], [loud[-1]]]) + RECHECK_CONTEXT + 1
+    peak = 0.0
+    for start, end in zip(np.maximum(starts, 0), np.minimum(ends, audio.shape[0]), strict=True):
+        stretch = audio[start:end] * gain[start:end, None]
+        peak = max(peak, true_peak(stretch, oversample))
+    return peak
+
+
+def normalise_loudness(
+    audio: np.ndarray, sample_rate: int, level: LevelConfig
+) -> tuple[np.ndarray, float]:
+    """audio brought to level.target_lufs under the true-peak ceiling, and its loudness."""
+    decided = level_gain(audio, sample_rate, level)
+    return audio * decided.gain[:, None].astype(audio.dtype), decided.lufs
+
+
+def read_midi(midi: str | Path | pretty_midi.PrettyMIDI) -> tuple[pretty_midi.PrettyMIDI, str]:
+    """The MIDI as a PrettyMIDI object and how errors should name it."""
+    if isinstance(midi, pretty_midi.PrettyMIDI):
+        return midi, "the generated MIDI"
+    path = Path(midi)
+    try:
+        return pretty_midi.PrettyMIDI(str(path)), str(path)
+    except Exception as exc:  # pretty_midi/mido raise many types for bad files
+        raise RenderError(f"cannot read MIDI file {path}: {exc}") from exc
+
+
+def render_raw(
+    pm: pretty_midi.PrettyMIDI, soundfont: Path, sample_rate: int
+) -> tuple[np.ndarray, int]:
+    """FluidSynth's float output for one PrettyMIDI: (samples, 2) audio and its rate."""
+    with tempfile.TemporaryDirectory(prefix="diffbgm-render-") as tmp:
+        midi_path = Path(tmp) / "input.mid"
+        pm.write(str(midi_path))
+        raw_path = Path(tmp) / "raw.wav"
+        run_fluidsynth(midi_path, raw_path, soundfont, sample_rate)
+        audio, rate = soundfile.read(str(raw_path), dtype="float32", always_2d=True)
+    return audio, int(rate)
+
+
+def write_pcm16(path: Path, audio: np.ndarray, sample_rate: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    soundfile.write(str(path), np.clip(audio, -1.0, 1.0), sample_rate, subtype="PCM_16")
 
 
 def render_wav(
@@ -190,39 +452,169 @@ def render_wav(
     wav_path: str | Path,
     soundfont: str | Path | None = None,
     sample_rate: int = 44100,
-    target_lufs: float = -16.0,
+    target_lufs: float | None = None,
     level: LevelConfig = LevelConfig(),
 ) -> RenderResult:
-    """Render a MIDI file (or PrettyMIDI object) to a 16-bit WAV at target_lufs (LUFS).
+    """Render a MIDI file (or PrettyMIDI object) to one 16-bit WAV, all parts in one
+    FluidSynth run, at target_lufs (default: level.target_lufs) under level's true peak.
 
+    soundfont: a file; None = TimGM6mb (kept as the default here so that measurements made
+    through this function, e.g. MusDr's SI, do not move; the app chooses with find_soundfont).
     Raises RenderError when FluidSynth is missing or fails, or its output is silent or of
     the wrong length; MIDI files that cannot be read raise RenderError too.
     """
     wav_path = Path(wav_path)
     font = Path(soundfont) if soundfont is not None else default_soundfont()
     check_soundfont(font)
-    with tempfile.TemporaryDirectory(prefix="diffbgm-render-") as tmp:
-        if isinstance(midi, pretty_midi.PrettyMIDI):
-            pm = midi
-            midi_path = Path(tmp) / "input.mid"
-            pm.write(str(midi_path))
-            source = "the generated MIDI"
-        else:
-            midi_path = Path(midi)
-            source = str(midi_path)
-            try:
-                pm = pretty_midi.PrettyMIDI(str(midi_path))
-            except Exception as exc:  # pretty_midi/mido raise many types for bad files
-                raise RenderError(f"cannot read MIDI file {midi_path}: {exc}") from exc
-        raw_path = Path(tmp) / "raw.wav"
-        run_fluidsynth(midi_path, raw_path, font, sample_rate)
-        audio, rate = soundfile.read(str(raw_path), dtype="float32", always_2d=True)
+    if target_lufs is not None:
+        level = replace(level, target_lufs=target_lufs)
+    pm, source = read_midi(midi)
+    audio, rate = render_raw(pm, font, sample_rate)
     check_rendered(audio, rate, pm.get_end_time(), level.tail_s, source)
-    audio, lufs = normalise_loudness(audio, rate, target_lufs, level)
-    audio = np.clip(audio, -1.0, 1.0)
-    wav_path.parent.mkdir(parents=True, exist_ok=True)
-    soundfile.write(str(wav_path), audio, rate, subtype="PCM_16")
-    return RenderResult(wav_path, audio.shape[0] / rate, lufs, float(np.max(np.abs(audio))))
+    decided = level_gain(audio, rate, level)
+    audio = audio * decided.gain[:, None].astype(audio.dtype)
+    write_pcm16(wav_path, audio, rate)
+    return RenderResult(wav_path, audio.shape[0] / rate, decided.lufs, decided.true_peak)
+
+
+@dataclass(frozen=True)
+class StemsResult:
+    """A mix and its stems. stems: stem name -> WAV, in the score's order; a score of one
+    part has one stem, the mix itself (no second copy is written). timings_s: seconds spent
+    in FluidSynth ("synth"), setting the level ("level") and writing files ("write")."""
+
+    mix: RenderResult
+    stems: dict[str, Path]
+    soundfont: Path
+    timings_s: dict[str, float]
+
+
+def stem_name(name: str, index: int, taken: set[str]) -> str:
+    """A file-safe, unique stem name from an instrument's name ('Melody' -> 'melody')."""
+    safe = re.sub(r"[^a-z0-9_-]+", "-", name.strip().lower()).strip("-") or f"part-{index + 1}"
+    unique, n = safe, 2
+    while unique in taken:
+        unique, n = f"{safe}-{n}", n + 1
+    taken.add(unique)
+    return unique
+
+
+def split_stems(pm: pretty_midi.PrettyMIDI) -> list[tuple[str, pretty_midi.PrettyMIDI]]:
+    """One single-instrument PrettyMIDI per instrument that has notes, with the score's tempo
+    map, time and key signatures (a shallow copy: nothing is duplicated but the list)."""
+    taken: set[str] = set()
+    parts = []
+    for index, instrument in enumerate(pm.instruments):
+        if not instrument.notes:
+            continue
+        solo = copy.copy(pm)
+        solo.instruments = [instrument]
+        parts.append((stem_name(instrument.name, index, taken), solo))
+    return parts
+
+
+def render_stems(
+    midi: str | Path | pretty_midi.PrettyMIDI,
+    mix_path: str | Path,
+    stems_dir: str | Path,
+    soundfont: str | Path | None = None,
+    sample_rate: int = 44100,
+    level: LevelConfig = LevelConfig(),
+    duration_s: float | None = None,
+    workers: int | None = None,
+) -> StemsResult:
+    """Render every instrument of the score to its own WAV in stems_dir, and their sum, the
+    mix, to mix_path; all 16-bit, cut or padded to duration_s when given.
+
+    Each instrument is rendered alone by FluidSynth; the mix is the sum of these renders; the
+    level (one gain and one limiter envelope, computed on the mix: loudness target, true-peak
+    ceiling) is applied alike to every stem, so the stem files sum to the mix file up to
+    16-bit rounding; where a stem levelled so would pass the ceiling (parts that cancel in the
+    mix), everything is lowered alike (stems_headroom) and the mix ends below the target.
+    soundfont: a file, or None for find_soundfont(). workers: FluidSynth runs at once
+    (default: the CPU count).
+    """
+    clock: dict[str, float] = {}
+    started = time.perf_counter()
+    font = find_soundfont(soundfont)
+    check_soundfont(font)
+    pm, source = read_midi(midi)
+    parts = split_stems(pm)
+    if not parts:
+        raise RenderError(f"FluidSynth rendered silence for {source}: the MIDI has no notes")
+    n_workers = max(1, min(len(parts), workers or os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=n_workers) as pool:  # FluidSynth runs are processes
+        rendered = list(pool.map(lambda part: render_raw(part[1], font, sample_rate), parts))
+    rate = rendered[0][1]
+    length = max(audio.shape[0] for audio, _ in rendered)
+    stems = [np.pad(audio, ((0, length - audio.shape[0]), (0, 0))) for audio, _ in rendered]
+    for (name, _), audio in zip(parts, stems, strict=True):
+        peak = float(np.max(np.abs(audio))) if audio.size else 0.0
+        if peak < SILENCE_PEAK:
+            raise RenderError(
+                f"FluidSynth rendered silence for the part {name!r} of {source} "
+                f"(peak {peak:.1e}): the soundfont lacks its instrument or its notes are silent"
+            )
+    mix = np.sum(stems, axis=0)
+    check_rendered(mix, rate, pm.get_end_time(), level.tail_s, source)
+    clock["synth"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    if duration_s is not None:
+        stems = [fit_length(audio, rate, duration_s) for audio in stems]
+        mix = np.sum(stems, axis=0)
+    decided = level_gain(mix, rate, level)
+    envelope = decided.gain[:, None].astype(np.float32)
+    lufs, peak = decided.lufs, decided.true_peak
+    if len(stems) > 1:
+        scale = stems_headroom(stems, envelope, level.ceiling)
+        if scale < 1.0:
+            envelope = envelope * np.float32(scale)
+            lufs, peak = lufs + 20 * math.log10(scale), peak * scale
+    mix = mix * envelope
+    clock["level"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    mix_path, stems_dir = Path(mix_path), Path(stems_dir)
+    write_pcm16(mix_path, mix, rate)
+    files: dict[str, Path] = {}
+    if len(parts) == 1:
+        files[parts[0][0]] = mix_path
+    else:
+        for (name, _), audio in zip(parts, stems, strict=True):
+            files[name] = stems_dir / f"{name}.wav"
+            write_pcm16(files[name], audio * envelope, rate)
+    clock["write"] = time.perf_counter() - started
+    result = RenderResult(mix_path, mix.shape[0] / rate, lufs, peak)
+    return StemsResult(result, files, font, clock)
+
+
+def stems_headroom(stems: list[np.ndarray], envelope: np.ndarray, ceiling: float) -> float:
+    """The scale (at most 1) that keeps every stem, levelled by the mix's gain envelope, under
+    the ceiling at every sample. Parts can cancel in the mix (a bass note against a kick), so
+    a stem may be louder than the mix there; a stem beyond full scale would clip in its 16-bit
+    file and no longer sum to the mix, so the mix and all stems are lowered alike instead."""
+    loudest = max(float(np.max(np.abs(audio * envelope))) for audio in stems)
+    return min(1.0, ceiling / loudest) if loudest > 0 else 1.0
+
+
+def stem_residual_db(mix_path: str | Path, stem_paths: list[Path]) -> float:
+    """How far the stem files are from summing to the mix file: RMS of (mix - sum of stems)
+    relative to the RMS of the mix, in dB (-inf when they sum exactly)."""
+    mix, _ = soundfile.read(str(mix_path), dtype="float64", always_2d=True)
+    total = np.zeros_like(mix)
+    for path in stem_paths:
+        stem, _ = soundfile.read(str(path), dtype="float64", always_2d=True)
+        if stem.shape != mix.shape:
+            raise RenderError(
+                f"stem {Path(path).name} is {stem.shape[0]} samples, the mix {mix.shape[0]}"
+            )
+        total += stem
+    residual = float(np.sqrt(np.mean((mix - total) ** 2)))
+    reference = float(np.sqrt(np.mean(mix**2)))
+    if residual == 0.0:
+        return float("-inf")
+    return 20.0 * math.log10(residual / max(reference, 1e-12))
 
 
 def fit_length(

@@ -1,0 +1,556 @@
+"""Sheet music: a grid-exact score -> MusicXML (music21) and an engraved SVG (verovio).
+
+Everything here counts in grid steps (16ths by default) from the piece's first downbeat, so a
+note is (start step, end step, MIDI pitch) and bars are `beats_per_bar * steps_per_beat`
+steps. The layout is done here, not left to music21, because music21 (10.5) writes
+overlapping notes of one part into a single voice and reads them back wrong: each part's notes
+are grouped into chords (same start and end), the chords are laid out in as few voices as keep
+every voice free of overlaps, and every note or rest is cut at bar lines and into written
+lengths (whole, dotted half, ..., 16th) joined by ties. A wide piano part goes on two staves
+(split at middle C). Key and time signature, tempo, chord symbols and one rehearsal mark per
+segment go on the first staff.
+
+`sheet_from_midi` reads a score in video time (the pipeline's score.mid, or the arranger's
+grid-exact PrettyMIDI) against the plan's grid; `read_musicxml_notes` reads the notes back
+(tests/test_sheet.py: MusicXML -> notes equals the score's notes).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pretty_midi
+
+from diffbgm.errors import DiffBGMError
+from diffbgm.music.chords import Chord, parse_chord
+from diffbgm.music.harmony import ROOT_NAMES
+from diffbgm.music.roll import notes_to_roll, roll_to_notes
+
+if TYPE_CHECKING:
+    from music21 import stream
+
+    from diffbgm.music.pop909 import Song
+    from diffbgm.plan import MusicPlan
+
+# Written lengths in steps of a 16th grid, longest first: whole, dotted half, half, dotted
+# quarter, quarter, dotted eighth, eighth, 16th (scaled for other grids).
+WRITTEN_SIXTEENTHS = (16, 12, 8, 6, 4, 3, 2, 1)
+SPLIT_PITCH = 60  # middle C: a two-staff part puts this and above on the upper staff
+MIN_SPAN_FOR_TWO_STAVES = 19  # semitones: a part wider than this (and across C4) gets two
+
+SHARP_MAJOR_TONICS = frozenset({0, 7, 2, 9, 4, 11, 6})  # C G D A E B F#: no flats in the key
+# Pitch-class names for music21 ('-' is its flat)
+SHARP_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+FLAT_NAMES = ("C", "D-", "D", "E-", "E", "F", "G-", "G", "A-", "A", "B-", "B")
+
+# Harte shorthand -> MusicXML harmony kind (music21's ChordSymbol `kind`)
+HARMONY_KINDS = {
+    "maj": "major",
+    "min": "minor",
+    "dim": "diminished",
+    "aug": "augmented",
+    "maj7": "major-seventh",
+    "min7": "minor-seventh",
+    "7": "dominant",
+    "dim7": "diminished-seventh",
+    "hdim7": "half-diminished",
+    "minmaj7": "major-minor",
+    "maj6": "major-sixth",
+    "min6": "minor-sixth",
+    "9": "dominant-ninth",
+    "maj9": "major-ninth",
+    "min9": "minor-ninth",
+    "11": "dominant-11th",
+    "min11": "minor-11th",
+    "13": "dominant-13th",
+    "maj13": "major-13th",
+    "min13": "minor-13th",
+    "sus2": "suspended-second",
+    "sus4": "suspended-fourth",
+    "5": "power",
+    "1": "major",  # a bare root: written as the major chord's symbol
+}
+
+
+@dataclass(frozen=True)
+class SheetPart:
+    """One part: its name (the stem's), GM program, drum flag and (N, 3) int notes:
+    start step, end step (exclusive), MIDI pitch."""
+
+    name: str
+    notes: np.ndarray
+    program: int = 0
+    is_drum: bool = False
+
+
+@dataclass(frozen=True)
+class SheetHeader:
+    """What the sheet says besides the notes. chords and marks: (step, text)."""
+
+    title: str
+    tempo_bpm: float
+    key_tonic_pc: int
+    key_minor: bool
+    beats_per_bar: int = 4
+    steps_per_beat: int = 4
+    chords: list[tuple[int, str]] = field(default_factory=list)
+    marks: list[tuple[int, str]] = field(default_factory=list)
+    n_bars: int = 0  # at least this many bars (the notes may need more)
+
+    @property
+    def bar_steps(self) -> int:
+        return self.beats_per_bar * self.steps_per_beat
+
+    @property
+    def sharps(self) -> bool:
+        """Does the key signature have sharps (or none)? Black keys are then spelled as
+        sharps (A# in E major), else as flats (Bb in F major)."""
+        major_tonic = (self.key_tonic_pc + (3 if self.key_minor else 0)) % 12
+        return major_tonic in SHARP_MAJOR_TONICS
+
+
+def header_from_plan(plan: MusicPlan, title: str = "Diff-BGM") -> SheetHeader:
+    """Key, metre, tempo, the plan's chords and one rehearsal mark per segment (A, B, ...;
+    a segment that takes up an earlier one's music gets that letter with a prime)."""
+    letters: list[str] = []
+    for segment in plan.segments:
+        if segment.recalls >= 0:
+            letters.append(letters[segment.recalls].rstrip("'") + "'")
+        else:
+            letters.append(_letter(sum(1 for s in letters if not s.endswith("'"))))
+    steps = 4
+    return SheetHeader(
+        title=title,
+        tempo_bpm=float(plan.tempo_bpm),
+        key_tonic_pc=plan.key.tonic_pc,
+        key_minor=plan.key.minor,
+        beats_per_bar=plan.beats_per_bar,
+        steps_per_beat=steps,
+        chords=[(c.start_beat * steps, c.label) for c in plan.chords],
+        marks=[(s.start_beat * steps, letters[i]) for i, s in enumerate(plan.segments)],
+        n_bars=plan.n_bars,
+    )
+
+
+def _letter(index: int) -> str:
+    return chr(ord("A") + index % 26) + ("" if index < 26 else str(index // 26))
+
+
+def parts_from_midi(
+    midi: pretty_midi.PrettyMIDI, offset_s: float, tempo_bpm: float, steps_per_beat: int = 4
+) -> list[SheetPart]:
+    """The instruments of a score in video time as grid parts: step = (time - offset_s) / step
+    length, rounded (the pipeline's notes sit on the grid, except where the video's start or
+    end cut them). Instruments without notes are left out."""
+    step_s = 60.0 / tempo_bpm / steps_per_beat
+    parts = []
+    for index, instrument in enumerate(midi.instruments):
+        if not instrument.notes:
+            continue
+        rows = []
+        for note in instrument.notes:
+            start = int(round((note.start - offset_s) / step_s))
+            end = max(start + 1, int(round((note.end - offset_s) / step_s)))
+            rows.append((start, end, note.pitch))
+        notes = np.asarray(sorted(rows), dtype=np.int64).reshape(-1, 3)
+        name = instrument.name.strip() or f"part {index + 1}"
+        parts.append(SheetPart(name, notes, instrument.program, instrument.is_drum))
+    return parts
+
+
+def written_lengths(steps: int, steps_per_beat: int = 4) -> list[int]:
+    """A length in steps as written note values (longest first), tied together."""
+    scale = steps_per_beat / 4
+    values = [
+        int(v * scale) for v in WRITTEN_SIXTEENTHS if v * scale == int(v * scale) and v * scale >= 1
+    ]
+    out = []
+    while steps > 0:
+        value = next(v for v in values if v <= steps)
+        out.append(value)
+        steps -= value
+    return out
+
+
+def voices(notes: np.ndarray) -> list[list[tuple[int, int, tuple[int, ...]]]]:
+    """Notes grouped into chords (same start and end) and laid out in as few voices as keep
+    every voice free of overlaps (greedy by start: the interval-partitioning optimum)."""
+    groups: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for start, end, pitch in notes.tolist():
+        groups[(start, end)].append(pitch)
+    # longer notes first at the same start, so the first voice holds the long ones
+    ordered = sorted(groups.items(), key=lambda item: (item[0][0], -item[0][1]))
+    laid: list[list[tuple[int, int, tuple[int, ...]]]] = []
+    free_from: list[int] = []
+    for (start, end), pitches in ordered:
+        for v, free in enumerate(free_from):
+            if free <= start:
+                laid[v].append((start, end, tuple(sorted(set(pitches)))))
+                free_from[v] = end
+                break
+        else:
+            laid.append([(start, end, tuple(sorted(set(pitches))))])
+            free_from.append(end)
+    return laid
+
+
+def staves(part: SheetPart) -> list[tuple[str, np.ndarray]]:
+    """One staff, or two (upper: middle C and above) for a wide pitched part across C4."""
+    pitches = part.notes[:, 2]
+    wide = pitches.size and int(pitches.max() - pitches.min()) > MIN_SPAN_FOR_TWO_STAVES
+    across = pitches.size and pitches.min() < SPLIT_PITCH <= pitches.max()
+    if part.is_drum or not (wide and across):
+        return [("", part.notes)]
+    upper = part.notes[pitches >= SPLIT_PITCH]
+    lower = part.notes[pitches < SPLIT_PITCH]
+    return [("upper", upper), ("lower", lower)]
+
+
+def build_score(parts: list[SheetPart], header: SheetHeader) -> stream.Score:
+    """The music21 Score of these parts under this header."""
+    from music21 import clef, instrument, key, layout, metadata, meter, stream, tempo
+
+    if not parts:
+        raise DiffBGMError("the score has no notes to write as sheet music")
+    bar = header.bar_steps
+    last = max(int(p.notes[:, 1].max()) for p in parts if p.notes.size)
+    n_bars = max(header.n_bars, -(-last // bar), 1)
+    first = min(int(p.notes[:, 0].min()) for p in parts if p.notes.size)
+    if first < 0:
+        raise DiffBGMError(f"a note starts {-first} steps before the first bar")
+    score = stream.Score()
+    score.metadata = metadata.Metadata(title=header.title)
+    top = True
+    for part in parts:
+        staff_list = staves(part)
+        made = []
+        for suffix, notes in staff_list:
+            staff = stream.PartStaff() if len(staff_list) > 1 else stream.Part()
+            staff.partName = part.name
+            staff.id = re.sub(r"\W+", "-", f"{part.name}-{suffix}".strip("-")) or "part"
+            gm = instrument.Instrument()
+            gm.partName = part.name
+            gm.midiProgram = part.program
+            staff.insert(0, gm)
+            clef_here = (
+                clef.PercussionClef()
+                if part.is_drum
+                else clef.BassClef()
+                if suffix == "lower" or (notes.size and np.median(notes[:, 2]) < 55)
+                else clef.TrebleClef()
+            )
+            for m, measure in enumerate(_measures(notes, n_bars, header)):
+                if m == 0:
+                    measure.insert(0, clef_here)
+                    if not part.is_drum:  # a drum staff has no key
+                        mode = "minor" if header.key_minor else "major"
+                        measure.insert(0, key.Key(_tonic_name(header), mode))
+                    measure.insert(0, meter.TimeSignature(f"{header.beats_per_bar}/4"))
+                    if top:
+                        measure.insert(0, tempo.MetronomeMark(number=round(header.tempo_bpm, 1)))
+                if top:
+                    _annotate(measure, m, header)
+                staff.append(measure)
+            top = False
+            made.append(staff)
+            score.insert(0, staff)
+        if len(made) > 1:
+            score.insert(0, layout.StaffGroup(made, name=part.name, symbol="brace"))
+    return score
+
+
+# Tonic spellings with the fewest accidentals in the key signature (music21 writes flats '-')
+MAJOR_TONICS = ("C", "D-", "D", "E-", "E", "F", "F#", "G", "A-", "A", "B-", "B")
+MINOR_TONICS = ("C", "C#", "D", "E-", "E", "F", "F#", "G", "G#", "A", "B-", "B")
+
+
+def _tonic_name(header: SheetHeader) -> str:
+    return (MINOR_TONICS if header.key_minor else MAJOR_TONICS)[header.key_tonic_pc]
+
+
+def _measures(notes: np.ndarray, n_bars: int, header: SheetHeader) -> list[stream.Measure]:
+    """Bars of one staff: every voice cut at bar lines and into written lengths, with ties."""
+    from music21 import stream
+
+    bar = header.bar_steps
+    laid = voices(notes) or [[]]
+    measures = [stream.Measure(number=m + 1) for m in range(n_bars)]
+    for v, voice_notes in enumerate(laid):
+        pieces = _voice_pieces(voice_notes, n_bars * bar, bar, header.steps_per_beat)
+        per_bar: list[list[tuple[int, int, tuple[int, ...], str | None]]] = [[] for _ in measures]
+        for piece in pieces:
+            per_bar[piece[0] // bar].append(piece)
+        for m, measure in enumerate(measures):
+            container: stream.Stream = measure
+            if len(laid) > 1:
+                container = stream.Voice(id=str(v + 1))
+                measure.insert(0, container)
+            for start, length, pitches, tie_type in per_bar[m]:
+                container.insert(
+                    (start - m * bar) / header.steps_per_beat,
+                    _element(length, pitches, tie_type, header),
+                )
+    return measures
+
+
+def _voice_pieces(
+    voice_notes: list[tuple[int, int, tuple[int, ...]]], total: int, bar: int, steps_per_beat: int
+) -> list[tuple[int, int, tuple[int, ...], str | None]]:
+    """(start, length, pitches, tie) pieces of one voice over [0, total): rests (no pitches)
+    fill the gaps, every piece lies in one bar and has a written length; tie is
+    start/continue/stop, or None for a note written as one piece and for rests."""
+    spans: list[tuple[int, int, tuple[int, ...]]] = []
+    cursor = 0
+    for start, end, pitches in voice_notes:
+        if start > cursor:
+            spans.append((cursor, start, ()))
+        spans.append((start, min(end, total), pitches))
+        cursor = end
+    if cursor < total:
+        spans.append((cursor, total, ()))
+    pieces = []
+    for start, end, pitches in spans:
+        lengths: list[tuple[int, int]] = []
+        position = start
+        while position < end:
+            bar_end = (position // bar + 1) * bar
+            for value in written_lengths(min(end, bar_end) - position, steps_per_beat):
+                lengths.append((position, value))
+                position += value
+        for i, (at, value) in enumerate(lengths):
+            tie = None
+            if pitches and len(lengths) > 1:
+                tie = "start" if i == 0 else "stop" if i == len(lengths) - 1 else "continue"
+            pieces.append((at, value, pitches, tie))
+    return pieces
+
+
+def _element(
+    length: int, pitches: tuple[int, ...], tie_type: str | None, header: SheetHeader
+) -> object:
+    from music21 import chord, note, pitch, tie
+
+    quarter_length = length / header.steps_per_beat
+    if not pitches:
+        return note.Rest(quarterLength=quarter_length)
+    names = SHARP_NAMES if header.sharps else FLAT_NAMES
+    spelled = [pitch.Pitch(f"{names[p % 12]}{p // 12 - 1}") for p in pitches]
+    sounding = (
+        note.Note(spelled[0], quarterLength=quarter_length)
+        if len(spelled) == 1
+        else chord.Chord(spelled, quarterLength=quarter_length)
+    )
+    if tie_type is not None:
+        sounding.tie = tie.Tie(tie_type)
+    return sounding
+
+
+def _annotate(measure: stream.Measure, index: int, header: SheetHeader) -> None:
+    """The chord symbols and rehearsal marks that fall in bar `index`."""
+    from music21 import expressions
+
+    bar = header.bar_steps
+    for step, label in header.chords:
+        if step // bar == index:
+            symbol = chord_symbol(label, header.sharps)
+            if symbol is not None:
+                measure.insert((step - index * bar) / header.steps_per_beat, symbol)
+    for step, text in header.marks:
+        if step // bar == index:
+            measure.insert(
+                (step - index * bar) / header.steps_per_beat, expressions.RehearsalMark(text)
+            )
+
+
+def chord_symbol(label: str, sharps: bool = True) -> object | None:
+    """A Harte label as a music21 ChordSymbol (kind, root, bass; black keys spelled as sharps
+    or flats as the key signature has them); None for no chord."""
+    from music21 import harmony
+
+    chord = parse_chord(label)
+    if chord.root_pc is None:
+        return None
+    names = SHARP_NAMES if sharps else FLAT_NAMES
+    root = names[chord.root_pc]
+    kind = HARMONY_KINDS.get(chord.quality, "major")
+    symbol = harmony.ChordSymbol(root=root, kind=kind)
+    if chord.bass_pc is not None and chord.bass_pc != chord.root_pc:
+        # a bass outside the chord (a slash chord such as C:maj/D) is added to it
+        symbol.bass(names[chord.bass_pc], allow_add=True)
+    symbol.writeAsChord = False
+    return symbol
+
+
+def write_musicxml(parts: list[SheetPart], header: SheetHeader, path: str | Path) -> Path:
+    """The parts as a MusicXML file (uncompressed .musicxml). music21's notation pass runs on
+    the laid-out bars: it adds accidentals and beams (the ties and voices are ours)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    build_score(parts, header).write("musicxml", fp=str(path))
+    return path
+
+
+def read_musicxml_notes(path: str | Path, steps_per_beat: int = 4) -> dict[str, np.ndarray]:
+    """The notes of a MusicXML file per part name (two staves of a part merged): (N, 3) int
+    start step, end step, pitch; tied notes joined back into one."""
+    from music21 import converter, note, stream
+
+    score = converter.parse(str(path))
+    if not isinstance(score, stream.Score):
+        raise DiffBGMError(f"{Path(path).name} holds no score")
+    found: dict[str, list[tuple[int, int, int]]] = defaultdict(list)
+    for staff in score.parts:
+        open_ties: dict[int, list[int]] = {}  # pitch -> [start, end] of a tied note so far
+        rows = found[str(staff.partName or staff.id)]
+        for element in staff.flatten().notes:
+            if not isinstance(element, note.NotRest) or type(element).__name__ == "ChordSymbol":
+                continue
+            start = int(round(float(element.getOffsetInHierarchy(staff)) * steps_per_beat))
+            end = start + int(round(float(element.quarterLength) * steps_per_beat))
+            tie_type = element.tie.type if element.tie is not None else None
+            for pitch in (p.midi for p in element.pitches):
+                held = open_ties.get(pitch)
+                if held is not None and held[1] == start and tie_type in ("stop", "continue"):
+                    held[1] = end
+                    if tie_type == "stop":
+                        rows.append((held[0], held[1], pitch))
+                        del open_ties[pitch]
+                elif tie_type == "start":
+                    open_ties[pitch] = [start, end]
+                else:
+                    rows.append((start, end, pitch))
+        rows.extend((s, e, p) for p, (s, e) in open_ties.items())
+    return {
+        name: np.asarray(sorted(rows), dtype=np.int64).reshape(-1, 3)
+        for name, rows in found.items()
+    }
+
+
+def note_f1(expected: np.ndarray, got: np.ndarray) -> float:
+    """F1 of two (N, 3) note lists matched exactly on (start, end, pitch), as multisets."""
+    from collections import Counter
+
+    a = Counter(map(tuple, np.asarray(expected).tolist()))
+    b = Counter(map(tuple, np.asarray(got).tolist()))
+    matched = sum((a & b).values())
+    if not a and not b:
+        return 1.0
+    if matched == 0:
+        return 0.0
+    precision, recall = matched / sum(b.values()), matched / sum(a.values())
+    return 2 * precision * recall / (precision + recall)
+
+
+def render_svg(musicxml: str | Path, svg_path: str | Path, scale: int = 40) -> Path:
+    """The engraved sheet (verovio) as one SVG file: its pages stacked top to bottom."""
+    import verovio
+
+    # verovio finds its fonts by itself only in the thread that imported it (measured: a
+    # toolkit made in a web server's worker thread failed "Leipzig font could not be
+    # loaded"), so its resource folder is always given
+    toolkit = verovio.toolkit(False)
+    toolkit.setResourcePath(str(Path(verovio.__file__).parent / "data"))
+    toolkit.setOptions(
+        {
+            "scale": scale,
+            "pageWidth": 2100,
+            "pageHeight": 60000,  # verovio's largest page: short pieces fit on one
+            "adjustPageHeight": True,
+            "breaks": "auto",
+            "footer": "none",
+            "header": "auto",
+        }
+    )
+    if not toolkit.loadFile(str(musicxml)):
+        raise DiffBGMError(
+            f"verovio could not engrave {Path(musicxml).name} (its log above says why: the "
+            "file, or its fonts missing from the verovio package)"
+        )
+    pages = [toolkit.renderToSVG(page) for page in range(1, toolkit.getPageCount() + 1)]
+    svg_path = Path(svg_path)
+    svg_path.write_text(pages[0] if len(pages) == 1 else _stack(pages))
+    return svg_path
+
+
+def _stack(pages: list[str]) -> str:
+    """Several SVG pages as one SVG document (each page a nested <svg>, one under another)."""
+    heights, bodies = [], []
+    for page in pages:
+        match = re.search(r'height="(\d+(?:\.\d+)?)px"', page)
+        heights.append(float(match.group(1)) if match else 1000.0)
+        bodies.append(re.sub(r"^<\?xml[^>]*>\s*", "", page))
+    widths = [re.search(r'width="(\d+(?:\.\d+)?)px"', p) for p in pages]
+    width = max(float(m.group(1)) if m else 1000.0 for m in widths)
+    out, y = [], 0.0
+    for height, body in zip(heights, bodies, strict=True):
+        out.append(f'<g transform="translate(0,{y:g})">{body}</g>')
+        y += height
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:g}px" height="{y:g}px" '
+        f'viewBox="0 0 {width:g} {y:g}">' + "".join(out) + "</svg>"
+    )
+
+
+def sheet_from_midi(
+    midi: pretty_midi.PrettyMIDI, plan: MusicPlan, title: str = "Diff-BGM"
+) -> tuple[list[SheetPart], SheetHeader]:
+    """A score in video time (grid-exact) and its plan as sheet parts and header."""
+    header = header_from_plan(plan, title)
+    return parts_from_midi(midi, plan.offset_s, plan.tempo_bpm, header.steps_per_beat), header
+
+
+POP909_TRACKS = (("MELODY", "melody", 0), ("BRIDGE", "bridge", 0), ("PIANO", "piano", 0))
+
+
+def sheet_from_song(song: Song) -> tuple[list[SheetPart], SheetHeader]:
+    """A POP909 song (diffbgm.music.pop909.load_song) on its own beat grid as sheet parts
+    (its MELODY, BRIDGE and PIANO tracks), with its key, tempo, chords and one rehearsal mark
+    per labelled phrase."""
+    from diffbgm.music.pop909 import notes_of
+    from diffbgm.music.roll import load_midi
+
+    midi = load_midi(song.midi_path)
+    parts = []
+    for track, name, program in POP909_TRACKS:
+        timed = notes_of(midi, _track_named(track))
+        notes = roll_to_notes(notes_to_roll(timed, song.step_times_s, song.spec))
+        grid = np.stack([notes[:, 0], notes[:, 2], notes[:, 1] + song.spec.pitch_low], axis=1)
+        if grid.size:
+            parts.append(SheetPart(name, grid, program))
+    chords = []
+    for start_s, _, chord in song.chords:
+        step = int(np.searchsorted(song.step_times_s, start_s - 1e-3))
+        if chord.root_pc is not None and step < song.n_steps:
+            chords.append((step, chord_label(chord)))
+    bar = song.spec.steps_per_bar
+    header = SheetHeader(
+        title=f"POP909 {song.song_id}",
+        tempo_bpm=song.tempo_bpm,
+        key_tonic_pc=song.key_tonic_pc,
+        key_minor=song.key_minor,
+        beats_per_bar=bar // song.spec.steps_per_beat,
+        steps_per_beat=song.spec.steps_per_beat,
+        chords=chords,
+        marks=[(phrase.first_bar * bar, phrase.letter) for phrase in song.phrases],
+        n_bars=song.n_bars,
+    )
+    return parts, header
+
+
+def _track_named(track: str) -> Callable[[str], bool]:
+    return lambda name: name.strip().upper() == track
+
+
+def chord_label(chord: Chord) -> str:
+    """A parsed chord back as a Harte label (root:quality, /bass as a note name)."""
+    assert chord.root_pc is not None
+    label = f"{ROOT_NAMES[chord.root_pc]}:{chord.quality}"
+    if chord.bass_pc is not None and chord.bass_pc != chord.root_pc:
+        label += f"/{ROOT_NAMES[chord.bass_pc]}"
+    return label
