@@ -32,7 +32,7 @@ def _hop_bounds(n_samples: int, sample_rate: int) -> np.ndarray:
     return np.minimum(bounds, n_samples)
 
 
-def _hop_energies(channel: np.ndarray, bounds: np.ndarray, filters: list) -> np.ndarray:
+def _hop_energies(channel: np.ndarray | _Scaled, bounds: np.ndarray, filters: list) -> np.ndarray:
     """Sum of squares of the K-weighted `channel` over each hop [bounds[k], bounds[k+1])."""
     states = [lfilter_zi(f.b, f.a) * 0.0 for f in filters]  # pyloudnorm starts from rest
     energies = np.zeros(len(bounds) - 1)
@@ -93,3 +93,118 @@ def integrated_loudness(audio: np.ndarray, sample_rate: int) -> float:
         return float(
             -0.691 + 10.0 * np.log10(np.sum(gains[:, 0] * mean_squares[:, gated].mean(axis=1)))
         )
+
+
+# --- the same meter for the level loop, and the peak side, in bounded memory -----------------
+
+CHUNK_SAMPLES = 1 << 18  # ~6 s at 44.1 kHz per chunk of the peak envelope and the limiter
+
+
+def hop_energies(audio: np.ndarray, sample_rate: int, gain: np.ndarray | None = None) -> np.ndarray:
+    """(hops,) K-weighted energy of every 100 ms hop of audio * gain, summed over the channels
+    with their BS.1770 weights; the blocks of `gated_loudness` are four consecutive hops.
+
+    gain: optional (samples,) gain applied a chunk at a time, so the scaled audio is never
+    held whole. Audio shorter than one block is measured with silence appended (silent blocks
+    are gated out)."""
+    if audio.ndim == 1:
+        audio = audio[:, None]
+    n_samples = max(audio.shape[0], int(BLOCK_S * sample_rate) + 1)
+    filters = list(pyloudnorm.Meter(sample_rate)._filters.values())
+    bounds = _hop_bounds(n_samples, sample_rate)
+    total = np.zeros(len(bounds) - 1)
+    for channel in range(audio.shape[1]):
+        source = audio[:, channel]
+        if audio.shape[0] < n_samples:
+            source = np.concatenate([source, np.zeros(n_samples - audio.shape[0])])
+        weighted = _Scaled(source, gain)
+        total += CHANNEL_GAINS[channel] * _hop_energies(weighted, bounds, filters)
+    return total
+
+
+class _Scaled:
+    """channel[a:b] * gain[a:b] on demand (slices only), for _hop_energies."""
+
+    def __init__(self, channel: np.ndarray, gain: np.ndarray | None) -> None:
+        self.channel, self.gain = channel, gain
+
+    def __getitem__(self, part: slice) -> np.ndarray:
+        values = np.asarray(self.channel[part], dtype=np.float64)
+        if self.gain is None:
+            return values
+        gain = np.asarray(self.gain[part], dtype=np.float64)
+        return values * np.pad(gain, (0, values.shape[0] - gain.shape[0]))
+
+
+def gated_loudness(hops: np.ndarray, sample_rate: int) -> float:
+    """Integrated loudness (LUFS) from `hop_energies`: 400 ms blocks of four hops, the
+    absolute (-70 LUFS) and relative (-10 LU) gates of BS.1770-4."""
+    if hops.size < HOPS_PER_BLOCK:
+        return float("-inf")
+    blocks = np.convolve(hops, np.ones(HOPS_PER_BLOCK))[HOPS_PER_BLOCK - 1 : hops.size]
+    energy = blocks / (BLOCK_S * sample_rate)
+    with np.errstate(divide="ignore"):
+        loudness = -0.691 + 10.0 * np.log10(energy)
+        kept = energy[loudness >= ABSOLUTE_GATE_LUFS]
+        if kept.size == 0:
+            return float("-inf")
+        relative = -0.691 + 10.0 * np.log10(kept.mean()) + RELATIVE_GATE_LU
+        kept = energy[(loudness > relative) & (loudness >= ABSOLUTE_GATE_LUFS)]
+        if kept.size == 0:
+            return float("-inf")
+        return float(-0.691 + 10.0 * np.log10(kept.mean()))
+
+
+def chunked(
+    n_samples: int, reach: int, chunk: int = CHUNK_SAMPLES
+) -> list[tuple[int, int, int, int]]:
+    """(lo, start, stop, hi) per chunk: compute on [lo, hi) and keep [start, stop); `reach`
+    samples of context on each side make a local filter's kept output exact."""
+    return [
+        (
+            max(0, start - reach),
+            start,
+            min(n_samples, start + chunk),
+            min(n_samples, start + chunk + reach),
+        )
+        for start in range(0, n_samples, chunk)
+    ]
+
+
+def k_weighted_power(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """(samples,) float32 K-weighted power summed over the channels with their BS.1770
+    weights, filtered a chunk at a time (filter state carried): the level loop scales it by
+    gain**2 instead of filtering the scaled audio again."""
+    if audio.ndim == 1:
+        audio = audio[:, None]
+    filters = list(pyloudnorm.Meter(sample_rate)._filters.values())
+    power = np.zeros(audio.shape[0], dtype=np.float32)
+    step = HOPS_PER_CHUNK * int(sample_rate * BLOCK_S / HOPS_PER_BLOCK)
+    for channel in range(audio.shape[1]):
+        states = [lfilter_zi(f.b, f.a) * 0.0 for f in filters]
+        for start in range(0, audio.shape[0], step):
+            chunk = np.asarray(audio[start : start + step, channel], dtype=np.float64)
+            for index, stage in enumerate(filters):
+                chunk, states[index] = lfilter(stage.b, stage.a, chunk, zi=states[index])
+            power[start : start + step] += np.float32(CHANNEL_GAINS[channel]) * np.square(
+                chunk
+            ).astype(np.float32)
+    return power
+
+
+def power_hops(power: np.ndarray, sample_rate: int, gain: np.ndarray | None = None) -> np.ndarray:
+    """`hop_energies` from k_weighted_power (times gain**2 when given), a chunk at a time."""
+    n_samples = max(power.shape[0], int(BLOCK_S * sample_rate) + 1)
+    bounds = np.minimum(_hop_bounds(n_samples, sample_rate), power.shape[0])
+    hops = np.zeros(len(bounds) - 1)
+    for first in range(0, len(bounds) - 1, HOPS_PER_CHUNK):
+        last = min(first + HOPS_PER_CHUNK, len(bounds) - 1)
+        part = power[bounds[first] : bounds[last]].astype(np.float64)
+        if gain is not None:
+            part *= np.square(gain[bounds[first] : bounds[last]], dtype=np.float64)
+        starts = bounds[first:last] - bounds[first]
+        if part.size:
+            sums = np.add.reduceat(part, np.minimum(starts, part.size - 1))
+            sums[np.diff(np.append(starts, part.size)) == 0] = 0.0
+            hops[first:last] = sums
+    return hops

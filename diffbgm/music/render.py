@@ -29,12 +29,19 @@ from pathlib import Path
 
 import numpy as np
 import pretty_midi
-import pyloudnorm
 import soundfile
 from scipy.ndimage import minimum_filter1d, uniform_filter1d
 from scipy.signal import firwin, upfirdn
 
 from diffbgm.errors import RenderError
+from diffbgm.music.loudness import (
+    CHUNK_SAMPLES,
+    chunked,
+    gated_loudness,
+    hop_energies,
+    k_weighted_power,
+    power_hops,
+)
 
 SILENCE_PEAK = 1e-4  # float full scale; FluidSynth output below this is treated as silence
 
@@ -207,24 +214,36 @@ def interpolation_filter(oversample: int) -> np.ndarray:
     return taps * oversample
 
 
-def peak_envelope(audio: np.ndarray, oversample: int = 1) -> np.ndarray:
-    """(samples,) the largest magnitude over the channels at each sample and, with
-    oversample > 1, at the points up to the next sample of the signal interpolated
-    `oversample` times (the inter-sample peaks that true peak counts)."""
+def _envelope_of(audio: np.ndarray, taps: np.ndarray | None, oversample: int) -> np.ndarray:
     magnitude = np.zeros(audio.shape[0], dtype=np.float32)
-    if audio.shape[0] == 0:
-        return magnitude
-    taps = interpolation_filter(oversample).astype(np.float32) if oversample > 1 else None
     delay = (INTERPOLATION_TAPS_PER_PHASE * oversample - 1) // 2  # the filter's group delay
     for channel in range(audio.shape[1]):  # one contiguous channel at a time: 4x faster
         samples = np.ascontiguousarray(audio[:, channel], dtype=np.float32)
         np.maximum(magnitude, np.abs(samples), out=magnitude)
         if taps is None:
             continue
-        upsampled = np.abs(upfirdn(taps, samples, oversample))[delay:]
+        upsampled = np.abs(upfirdn(taps, samples, oversample)).astype(np.float32)[delay:]
         for phase in range(oversample):  # the points from this sample up to the next one
             points = upsampled[phase::oversample][: audio.shape[0]]
             np.maximum(magnitude[: points.shape[0]], points, out=magnitude[: points.shape[0]])
+    return magnitude
+
+
+def peak_envelope(audio: np.ndarray, oversample: int = 1) -> np.ndarray:
+    """(samples,) float32: the largest magnitude over the channels at each sample and, with
+    oversample > 1, at the points up to the next sample of the signal interpolated
+    `oversample` times (the inter-sample peaks that true peak counts).
+
+    Computed a few seconds at a time with the interpolator's length of context on each side,
+    so the result is that of the whole signal while memory stays bounded (the 4x upsampled
+    float64 signal of ten minutes would be 850 MB a channel)."""
+    magnitude = np.zeros(audio.shape[0], dtype=np.float32)
+    if audio.shape[0] == 0:
+        return magnitude
+    taps = interpolation_filter(oversample).astype(np.float32) if oversample > 1 else None
+    reach = 0 if taps is None else taps.shape[0]
+    for lo, start, stop, hi in chunked(audio.shape[0], reach):
+        magnitude[start:stop] = _envelope_of(audio[lo:hi], taps, oversample)[start - lo : stop - lo]
     return magnitude
 
 
@@ -242,25 +261,33 @@ def limiter_gain(
     oversample: int = 1,
     envelope: np.ndarray | None = None,
 ) -> np.ndarray:
-    """(samples,) look-ahead limiter gain so that the peaks of audio * gain stay <= ceiling.
+    """(samples,) float32 look-ahead limiter gain so that the peaks of audio * gain stay <=
+    ceiling.
 
     envelope: audio's peak_envelope when the caller has it (the level loop measures it once:
     the gain is smooth, so the envelope of audio scaled by it is the envelope scaled).
     The gain each sample needs (ceiling / its peak, at most 1) is spread by a sliding minimum
     over the look-ahead window and then averaged over the same window; every averaged value
     is a minimum over a window containing the sample, so the smoothed gain never exceeds what
-    any sample needs, and it ramps instead of jumping.
+    any sample needs, and it ramps instead of jumping. Chunked with a window of context on
+    each side (exact, bounded memory).
     """
     if envelope is None:
         envelope = peak_envelope(audio, oversample)
-    needed = np.minimum(1.0, ceiling / np.maximum(envelope, 1e-12))
-    if needed.size == 0 or needed.min() >= 1.0:
-        return np.ones(audio.shape[0])
+    gain = np.ones(envelope.shape[0], dtype=np.float32)
+    if envelope.size == 0 or float(envelope.max()) <= ceiling:
+        return gain
     window = max(1, int(round(lookahead_s * sample_rate)) | 1)  # odd: centred windows
-    gain = uniform_filter1d(
-        minimum_filter1d(needed, window, mode="nearest"), window, mode="nearest"
-    )
-    return np.minimum(gain, needed)  # guards float rounding at window edges
+    for lo, start, stop, hi in chunked(envelope.shape[0], window):
+        needed = np.minimum(
+            np.float32(1.0), np.float32(ceiling) / np.maximum(envelope[lo:hi], np.float32(1e-12))
+        )
+        smooth = uniform_filter1d(
+            minimum_filter1d(needed, window, mode="nearest"), window, mode="nearest"
+        )
+        # the minimum guards float rounding at window edges
+        gain[start:stop] = np.minimum(smooth, needed)[start - lo : stop - lo]
+    return gain
 
 
 def limit_peaks(
@@ -274,60 +301,14 @@ def limit_peaks(
     return audio * gain[:, None].astype(audio.dtype)
 
 
-def k_weighted_power(audio: np.ndarray, sample_rate: int) -> np.ndarray:
-    """(samples,) K-weighted power summed over the channels (ITU-R BS.1770: the filters of
-    pyloudnorm's K-weighting meter; left and right weigh 1)."""
-    meter = pyloudnorm.Meter(sample_rate)  # its filter stages, designed for this rate
-    power = np.zeros(audio.shape[0])
-    for channel in range(audio.shape[1]):
-        filtered = audio[:, channel].astype(np.float64)
-        for stage in meter._filters.values():
-            filtered = stage.apply_filter(filtered)
-        power += filtered**2
-    return power
-
-
-def gated_loudness(power: np.ndarray, sample_rate: int, gain: np.ndarray | None = None) -> float:
-    """Integrated loudness (LUFS) from k_weighted_power, of the audio scaled by `gain`.
-
-    BS.1770-4 gating as pyloudnorm computes it (400 ms blocks, 75 % overlap, -70 LUFS
-    absolute and -10 dB relative gates), with block sums from one cumulative sum instead of a
-    Python loop per block: the level loop measures many times. Scaling the power by gain^2
-    equals weighting the scaled audio wherever the gain is smooth (it is: limiter ramps last
-    milliseconds, the K filter's response is short).
-    """
-    if gain is not None:
-        power = power * gain**2
-    block = 0.4 * sample_rate
-    n_blocks = int(np.round((power.shape[0] / sample_rate - 0.4) / 0.1)) + 1
-    if n_blocks < 1:
-        return float("-inf")
-    cumulative = np.concatenate([[0.0], np.cumsum(power)])
-    lower = (block * 0.25 * np.arange(n_blocks)).astype(np.int64)
-    upper = np.minimum((block * (0.25 * np.arange(n_blocks) + 1)).astype(np.int64), power.shape[0])
-    energy = (cumulative[upper] - cumulative[lower]) / block
-    with np.errstate(divide="ignore"):
-        loudness = -0.691 + 10.0 * np.log10(energy)
-    kept = energy[loudness >= -70.0]
-    if kept.size == 0:
-        return float("-inf")
-    relative = -0.691 + 10.0 * np.log10(kept.mean()) - 10.0
-    kept = energy[(loudness > relative) & (loudness > -70.0)]
-    if kept.size == 0:
-        return float("-inf")
-    return float(-0.691 + 10.0 * np.log10(kept.mean()))
-
-
-def measure_lufs(audio: np.ndarray, sample_rate: int) -> float:
-    """Integrated loudness (LUFS, ITU-R BS.1770) of (samples, channels) audio.
+def measure_lufs(audio: np.ndarray, sample_rate: int, gain: np.ndarray | None = None) -> float:
+    """Integrated loudness (LUFS, ITU-R BS.1770, equal to pyloudnorm's) of (samples, channels)
+    audio scaled by the optional (samples,) gain, in bounded memory (diffbgm.music.loudness).
 
     Gating needs at least one 400 ms block, so very short audio is measured with silence
     appended (silent blocks are gated out, so this does not change the value).
     """
-    minimum = int(0.4 * sample_rate) + 1
-    if audio.shape[0] < minimum:
-        audio = np.concatenate([audio, np.zeros((minimum - audio.shape[0], audio.shape[1]))])
-    return gated_loudness(k_weighted_power(audio, sample_rate), sample_rate)
+    return gated_loudness(hop_energies(audio, sample_rate, gain), sample_rate)
 
 
 # Headroom under the true-peak ceiling for what the limiter's smooth gain does between
@@ -337,8 +318,8 @@ CEILING_MARGIN_DB = 0.05
 
 @dataclass(frozen=True)
 class Level:
-    """What level_gain decided: the (samples,) gain, and the loudness (LUFS) and true peak
-    (full scale) of the audio scaled by it."""
+    """What level_gain decided: the (samples,) float32 gain, and the loudness (LUFS) and true
+    peak (full scale) of the audio scaled by it."""
 
     gain: np.ndarray
     lufs: float
@@ -350,36 +331,37 @@ def level_gain(audio: np.ndarray, sample_rate: int, level: LevelConfig) -> Level
 
     Gain to the target, then limit; repeated because limiting lowers the loudness. One gain
     envelope, so that applied alike to every stem of a mix the stems still sum to the mix.
-    The oversampled peak envelope and the K-weighted power are measured once (the slow
-    parts): the gain is smooth, so for the scaled audio they scale with it. The result's true
-    peak is then measured on the scaled audio itself.
+    The oversampled peak envelope and the K-weighted energy of every 100 ms hop are measured
+    once (the slow parts): the gain is smooth, so for the scaled audio the envelope scales with
+    it and the K-weighted power with its square. The loudness and true peak
+    returned are then those of the scaled audio (the true peak re-measured around its loudest
+    stretches). Memory: a few (samples,) float32
+    arrays besides the audio, whatever its length (a ten-minute mix is levelled in ~0.4 GB).
     """
     ceiling = level.ceiling * 10 ** (-CEILING_MARGIN_DB / 20)
-    padded = audio
-    minimum = int(0.4 * sample_rate) + 1
-    if audio.shape[0] < minimum:  # gating needs one 400 ms block; silence is gated out
-        padded = np.concatenate([audio, np.zeros((minimum - audio.shape[0], audio.shape[1]))])
-    power = k_weighted_power(padded, sample_rate)[: audio.shape[0]]
+    power = k_weighted_power(audio, sample_rate)
+    hops = power_hops(power, sample_rate)
     envelope = peak_envelope(audio, level.oversample)
-    gain = np.ones(audio.shape[0])
-    lufs = gated_loudness(power, sample_rate)
+    gain = np.ones(audio.shape[0], dtype=np.float32)
+    lufs = gated_loudness(hops, sample_rate)
     for _ in range(level.passes):
         if not np.isfinite(lufs):
             break
-        gain = gain * 10 ** ((level.target_lufs - lufs) / 20)
-        gain = gain * limiter_gain(
+        gain *= np.float32(10 ** ((level.target_lufs - lufs) / 20))
+        gain *= limiter_gain(
             audio, sample_rate, ceiling, level.lookahead_s, envelope=envelope * gain
         )
-        lufs = gated_loudness(power, sample_rate, gain)
+        lufs = gated_loudness(power_hops(power, sample_rate, gain), sample_rate)
         if abs(lufs - level.target_lufs) < 0.1:
             break
     peak = scaled_true_peak(audio, gain, envelope, level.oversample)
     if peak > ceiling:  # a last safety scale: the ceiling is a promise, the loudness a target
-        gain = gain * (ceiling / peak)
+        gain *= np.float32(ceiling / peak)
         peak = ceiling
-    # gated_loudness of the scaled power: within 0.001 LU of measuring the scaled audio again
+    # the power scaled by gain**2: within 0.001 LU of measuring the scaled audio again
     # (tests/test_render.py), without filtering it a second time
-    return Level(gain, gated_loudness(power, sample_rate, gain), peak)
+    lufs = gated_loudness(power_hops(power, sample_rate, gain), sample_rate)
+    return Level(gain, lufs, peak)
 
 
 # Where the estimate envelope * gain is this far under the result's largest estimate, the
@@ -400,6 +382,7 @@ def scaled_true_peak(
     if estimate.size == 0:
         return 0.0
     loud = np.flatnonzero(estimate >= estimate.max() * 10 ** (-ESTIMATE_SLACK_DB / 20))
+    del estimate
     breaks = np.flatnonzero(np.diff(loud) > 2 * RECHECK_CONTEXT)
     starts = np.concatenate([[loud[0]], loud[breaks + 1]]) - RECHECK_CONTEXT
     ends = np.concatenate([loud[breaks], [loud[-1]]]) + RECHECK_CONTEXT + 1
@@ -533,6 +516,10 @@ def render_stems(
     mix), everything is lowered alike (stems_headroom) and the mix ends below the target.
     soundfont: a file, or None for find_soundfont(). workers: FluidSynth runs at once
     (default: the CPU count).
+
+    Memory: FluidSynth's renders stay on disk and are read one at a time, so besides the mix
+    only one stem and the level's float32 arrays are held, whatever the number of parts (ten
+    minutes of two parts: ~0.8 GB, where holding every stem took 3 GB; docs/sound.md).
     """
     clock: dict[str, float] = {}
     started = time.perf_counter()
@@ -543,50 +530,122 @@ def render_stems(
     if not parts:
         raise RenderError(f"FluidSynth rendered silence for {source}: the MIDI has no notes")
     n_workers = max(1, min(len(parts), workers or os.cpu_count() or 1))
-    with ThreadPoolExecutor(max_workers=n_workers) as pool:  # FluidSynth runs are processes
-        rendered = list(pool.map(lambda part: render_raw(part[1], font, sample_rate), parts))
-    rate = rendered[0][1]
-    length = max(audio.shape[0] for audio, _ in rendered)
-    stems = [np.pad(audio, ((0, length - audio.shape[0]), (0, 0))) for audio, _ in rendered]
-    for (name, _), audio in zip(parts, stems, strict=True):
-        peak = float(np.max(np.abs(audio))) if audio.size else 0.0
-        if peak < SILENCE_PEAK:
-            raise RenderError(
-                f"FluidSynth rendered silence for the part {name!r} of {source} "
-                f"(peak {peak:.1e}): the soundfont lacks its instrument or its notes are silent"
+    with tempfile.TemporaryDirectory(prefix="diffbgm-stems-") as tmp:
+        raws = [Path(tmp) / f"{index}.wav" for index in range(len(parts))]
+        with ThreadPoolExecutor(max_workers=n_workers) as pool:  # FluidSynth runs are processes
+            list(
+                pool.map(
+                    lambda job: render_raw_file(job[0][1], font, sample_rate, job[1]),
+                    zip(parts, raws, strict=True),
+                )
             )
-    mix = np.sum(stems, axis=0)
-    check_rendered(mix, rate, pm.get_end_time(), level.tail_s, source)
-    clock["synth"] = time.perf_counter() - started
+        infos = [soundfile.info(str(path)) for path in raws]
+        rate = int(infos[0].samplerate)
+        rendered = max(info.frames for info in infos)
+        length = rendered if duration_s is None else int(round(duration_s * rate))
+        mix = np.zeros((length, 2), dtype=np.float32)
+        for (name, _), path in zip(parts, raws, strict=True):
+            stem = read_fitted(path, length, rendered, rate)
+            peak = float(np.max(np.abs(stem))) if stem.size else 0.0
+            if peak < SILENCE_PEAK and raw_peak(path) < SILENCE_PEAK:
+                raise RenderError(
+                    f"FluidSynth rendered silence for the part {name!r} of {source} "
+                    f"(peak {peak:.1e}): the soundfont lacks its instrument or its notes are silent"
+                )
+            mix += stem
+            del stem
+        check_length(rendered / rate, pm.get_end_time(), level.tail_s, source)
+        check_audible(mix, source)
+        clock["synth"] = time.perf_counter() - started
 
-    started = time.perf_counter()
-    if duration_s is not None:
-        stems = [fit_length(audio, rate, duration_s) for audio in stems]
-        mix = np.sum(stems, axis=0)
-    decided = level_gain(mix, rate, level)
-    envelope = decided.gain[:, None].astype(np.float32)
-    lufs, peak = decided.lufs, decided.true_peak
-    if len(stems) > 1:
-        scale = stems_headroom(stems, envelope, level.ceiling)
-        if scale < 1.0:
-            envelope = envelope * np.float32(scale)
-            lufs, peak = lufs + 20 * math.log10(scale), peak * scale
-    mix = mix * envelope
-    clock["level"] = time.perf_counter() - started
+        started = time.perf_counter()
+        decided = level_gain(mix, rate, level)
+        envelope = decided.gain[:, None]
+        lufs, peak = decided.lufs, decided.true_peak
+        if len(parts) > 1:
+            # one stem in memory at a time
+            scale = min(
+                stems_headroom([read_fitted(path, length, rendered, rate)], envelope, level.ceiling)
+                for path in raws
+            )
+            if scale < 1.0:
+                envelope = envelope * np.float32(scale)
+                lufs, peak = lufs + 20 * math.log10(scale), peak * scale
+        mix *= envelope
+        clock["level"] = time.perf_counter() - started
 
-    started = time.perf_counter()
-    mix_path, stems_dir = Path(mix_path), Path(stems_dir)
-    write_pcm16(mix_path, mix, rate)
-    files: dict[str, Path] = {}
-    if len(parts) == 1:
-        files[parts[0][0]] = mix_path
-    else:
-        for (name, _), audio in zip(parts, stems, strict=True):
-            files[name] = stems_dir / f"{name}.wav"
-            write_pcm16(files[name], audio * envelope, rate)
-    clock["write"] = time.perf_counter() - started
-    result = RenderResult(mix_path, mix.shape[0] / rate, lufs, peak)
+        started = time.perf_counter()
+        mix_path, stems_dir = Path(mix_path), Path(stems_dir)
+        write_pcm16(mix_path, mix, rate)
+        del mix
+        files: dict[str, Path] = {}
+        if len(parts) == 1:
+            files[parts[0][0]] = mix_path
+        else:
+            for (name, _), path in zip(parts, raws, strict=True):
+                files[name] = stems_dir / f"{name}.wav"
+                stem = read_fitted(path, length, rendered, rate)
+                stem *= envelope
+                write_pcm16(files[name], stem, rate)
+                del stem
+        clock["write"] = time.perf_counter() - started
+    result = RenderResult(mix_path, length / rate, lufs, peak)
     return StemsResult(result, files, font, clock)
+
+
+def render_raw_file(
+    pm: pretty_midi.PrettyMIDI, soundfont: Path, sample_rate: int, out: Path
+) -> None:
+    """FluidSynth's float output for one PrettyMIDI, left on disk at `out`."""
+    midi_path = out.with_suffix(".mid")
+    pm.write(str(midi_path))
+    run_fluidsynth(midi_path, out, soundfont, sample_rate)
+
+
+def read_fitted(
+    path: Path, length: int, rendered: int, sample_rate: int, fade_s: float = 0.5
+) -> np.ndarray:
+    """(length, 2) float32 of a FluidSynth render: cut (with fit_length's fade-out) or padded
+    with silence; `rendered` is the longest render's length, so every stem is cut alike."""
+    out = np.zeros((length, 2), dtype=np.float32)
+    with soundfile.SoundFile(str(path)) as handle:
+        handle.read(
+            frames=min(length, handle.frames),
+            dtype="float32",
+            always_2d=True,
+            out=out[: min(length, handle.frames)],
+        )
+    fade = min(length, int(round(fade_s * sample_rate)))
+    if fade > 0 and rendered > length:
+        out[length - fade :] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)[:, None]
+    return out
+
+
+def raw_peak(path: Path) -> float:
+    """Largest magnitude of a whole render, read in blocks."""
+    peak = 0.0
+    for block in soundfile.blocks(str(path), blocksize=CHUNK_SAMPLES, dtype="float32"):
+        peak = max(peak, float(np.max(np.abs(block))) if block.size else 0.0)
+    return peak
+
+
+def check_length(duration_s: float, midi_end_s: float, tail_s: float, source: str) -> None:
+    """RenderError if a render's length does not fit the MIDI's end time."""
+    if not midi_end_s - 0.1 <= duration_s <= midi_end_s + tail_s:
+        raise RenderError(
+            f"FluidSynth rendered {duration_s:.2f} s for {source}, but the MIDI ends at "
+            f"{midi_end_s:.2f} s (allowed tail {tail_s:.1f} s)"
+        )
+
+
+def check_audible(audio: np.ndarray, source: str) -> None:
+    """RenderError if the audio is silent."""
+    peak = float(np.max(np.abs(audio))) if audio.size else 0.0
+    if peak < SILENCE_PEAK:
+        raise RenderError(
+            f"FluidSynth rendered silence for {source} (peak {peak:.1e}): "
+            "the MIDI has no audible notes or the soundfont lacks its instruments"
+        )
 
 
 def stems_headroom(stems: list[np.ndarray], envelope: np.ndarray, ceiling: float) -> float:
