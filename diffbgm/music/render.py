@@ -264,30 +264,48 @@ def limiter_gain(
     """(samples,) float32 look-ahead limiter gain so that the peaks of audio * gain stay <=
     ceiling.
 
-    envelope: audio's peak_envelope when the caller has it (the level loop measures it once:
-    the gain is smooth, so the envelope of audio scaled by it is the envelope scaled).
-    The gain each sample needs (ceiling / its peak, at most 1) is spread by a sliding minimum
-    over the look-ahead window and then averaged over the same window; every averaged value
-    is a minimum over a window containing the sample, so the smoothed gain never exceeds what
-    any sample needs, and it ramps instead of jumping. Chunked with a window of context on
-    each side (exact, bounded memory).
+    envelope: audio's peak_envelope when the caller has it. The gain each sample needs
+    (ceiling / its peak, at most 1) is spread by a sliding minimum over the look-ahead window
+    and then averaged over the same window; every averaged value is a minimum over a window
+    containing the sample, so the smoothed gain never exceeds what any sample needs, and it
+    ramps instead of jumping.
     """
     if envelope is None:
         envelope = peak_envelope(audio, oversample)
     gain = np.ones(envelope.shape[0], dtype=np.float32)
-    if envelope.size == 0 or float(envelope.max()) <= ceiling:
-        return gain
+    apply_limiter(gain, envelope, sample_rate, ceiling, lookahead_s)
+    return gain
+
+
+def apply_limiter(
+    gain: np.ndarray, envelope: np.ndarray, sample_rate: int, ceiling: float, lookahead_s: float
+) -> None:
+    """Multiply `gain` in place by the limiter gain (see limiter_gain) of audio whose peak
+    envelope scaled by `gain` is envelope * gain: the level loop's step, with no full-length
+    temporary. Chunked with a window of context on each side; a chunk's result is written
+    back only after the next chunk has read its context, so every chunk sees the gain as it
+    was (the result equals computing on the whole signal)."""
+    if envelope.size == 0:
+        return
     window = max(1, int(round(lookahead_s * sample_rate)) | 1)  # odd: centred windows
+    pending: tuple[int, int, np.ndarray] | None = None
     for lo, start, stop, hi in chunked(envelope.shape[0], window):
+        peaks = envelope[lo:hi] * gain[lo:hi]
+        if pending is not None:
+            gain[pending[0] : pending[1]] *= pending[2]
+            pending = None
+        if float(peaks.max()) <= ceiling:
+            continue
         needed = np.minimum(
-            np.float32(1.0), np.float32(ceiling) / np.maximum(envelope[lo:hi], np.float32(1e-12))
+            np.float32(1.0), np.float32(ceiling) / np.maximum(peaks, np.float32(1e-12))
         )
         smooth = uniform_filter1d(
             minimum_filter1d(needed, window, mode="nearest"), window, mode="nearest"
         )
         # the minimum guards float rounding at window edges
-        gain[start:stop] = np.minimum(smooth, needed)[start - lo : stop - lo]
-    return gain
+        pending = (start, stop, np.minimum(smooth, needed)[start - lo : stop - lo])
+    if pending is not None:
+        gain[pending[0] : pending[1]] *= pending[2]
 
 
 def limit_peaks(
@@ -348,9 +366,7 @@ def level_gain(audio: np.ndarray, sample_rate: int, level: LevelConfig) -> Level
         if not np.isfinite(lufs):
             break
         gain *= np.float32(10 ** ((level.target_lufs - lufs) / 20))
-        gain *= limiter_gain(
-            audio, sample_rate, ceiling, level.lookahead_s, envelope=envelope * gain
-        )
+        apply_limiter(gain, envelope, sample_rate, ceiling, level.lookahead_s)
         lufs = gated_loudness(power_hops(power, sample_rate, gain), sample_rate)
         if abs(lufs - level.target_lufs) < 0.1:
             break
@@ -425,9 +441,28 @@ def render_raw(
     return audio, int(rate)
 
 
+def max_abs(audio: np.ndarray, gain: np.ndarray | None = None) -> float:
+    """Largest |audio * gain| (gain: (samples, 1) or None), a chunk at a time: no
+    full-length temporary."""
+    peak = 0.0
+    for start in range(0, audio.shape[0], CHUNK_SAMPLES):
+        part = audio[start : start + CHUNK_SAMPLES]
+        if gain is not None:
+            part = part * gain[start : start + CHUNK_SAMPLES]
+        if part.size:
+            peak = max(peak, float(np.max(np.abs(part))))
+    return peak
+
+
 def write_pcm16(path: Path, audio: np.ndarray, sample_rate: int) -> None:
+    """16-bit PCM WAV, clipped to full scale and written a chunk at a time."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    soundfile.write(str(path), np.clip(audio, -1.0, 1.0), sample_rate, subtype="PCM_16")
+    channels = 1 if audio.ndim == 1 else audio.shape[1]
+    with soundfile.SoundFile(
+        str(path), "w", samplerate=sample_rate, channels=channels, subtype="PCM_16"
+    ) as handle:
+        for start in range(0, audio.shape[0], CHUNK_SAMPLES):
+            handle.write(np.clip(audio[start : start + CHUNK_SAMPLES], -1.0, 1.0))
 
 
 def render_wav(
@@ -546,7 +581,7 @@ def render_stems(
         mix = np.zeros((length, 2), dtype=np.float32)
         for (name, _), path in zip(parts, raws, strict=True):
             stem = read_fitted(path, length, rendered, rate)
-            peak = float(np.max(np.abs(stem))) if stem.size else 0.0
+            peak = max_abs(stem)
             if peak < SILENCE_PEAK and raw_peak(path) < SILENCE_PEAK:
                 raise RenderError(
                     f"FluidSynth rendered silence for the part {name!r} of {source} "
@@ -640,7 +675,7 @@ def check_length(duration_s: float, midi_end_s: float, tail_s: float, source: st
 
 def check_audible(audio: np.ndarray, source: str) -> None:
     """RenderError if the audio is silent."""
-    peak = float(np.max(np.abs(audio))) if audio.size else 0.0
+    peak = max_abs(audio)
     if peak < SILENCE_PEAK:
         raise RenderError(
             f"FluidSynth rendered silence for {source} (peak {peak:.1e}): "
@@ -653,7 +688,7 @@ def stems_headroom(stems: list[np.ndarray], envelope: np.ndarray, ceiling: float
     the ceiling at every sample. Parts can cancel in the mix (a bass note against a kick), so
     a stem may be louder than the mix there; a stem beyond full scale would clip in its 16-bit
     file and no longer sum to the mix, so the mix and all stems are lowered alike instead."""
-    loudest = max(float(np.max(np.abs(audio * envelope))) for audio in stems)
+    loudest = max(max_abs(audio, envelope) for audio in stems)
     return min(1.0, ceiling / loudest) if loudest > 0 else 1.0
 
 
