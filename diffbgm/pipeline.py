@@ -401,7 +401,14 @@ class Composer:
         midi = clock.run(
             "score",
             lambda: outputs.write_midi(
-                onset, sustain, plan, self.spec, self.calibration, folder / "score.mid"
+                onset,
+                sustain,
+                plan,
+                self.spec,
+                self.calibration,
+                folder / "score.mid",
+                arrangement=options.arrangement,
+                seed=seed,
             ),
         )
         wav = clock.run(

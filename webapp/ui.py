@@ -13,6 +13,7 @@ from typing import Any
 import gradio as gr
 
 from webapp.components import quiet
+from diffbgm.arrange.presets import ARRANGEMENTS, DEFAULT_ARRANGEMENT, PRESETS
 from webapp.handlers import AUDIO_CHOICES, KEY_CHOICES, SHOT_COLUMNS, Handlers
 from webapp.health import Health
 from webapp.settings import ADMIN_TOKEN_MIN_LENGTH, EXAMPLE_LABELS, AppSettings
@@ -68,6 +69,14 @@ def _compose_tab(handlers: Handlers, settings: AppSettings) -> None:
                 key = quiet(gr.Dropdown(list(KEY_CHOICES), value="auto", label="Key"))
             density = quiet(
                 gr.Slider(0, 1, value=0, step=0.05, label="Density (0 = follow the video)")
+            )
+            arrangement = quiet(
+                gr.Dropdown(
+                    [(f"{name}: {PRESETS[name].description}", name) for name in ARRANGEMENTS],
+                    value=DEFAULT_ARRANGEMENT,
+                    label="Arrangement (instruments)",
+                    elem_id="arrangement",
+                )
             )
             with gr.Accordion("More settings", open=False):
                 with gr.Row():
@@ -148,6 +157,7 @@ def _compose_tab(handlers: Handlers, settings: AppSettings) -> None:
             variants,
             audio_mode,
             recall,
+            arrangement,
         ],
         outputs=outputs,
         api_name="compose",
