@@ -153,7 +153,9 @@ def main() -> int:
         p, r, f1 = f1_over(report, config)
         print(f"| {label} | {p:.3f} | {r:.3f} | {f1:.3f} |")
 
-    print("\n| melody line | pieces | monophony | median pitch | 5-95 % pitch |\n|---|---|---|---|---|")
+    print(
+        "\n| melody line | pieces | monophony | median pitch | 5-95 % pitch |\n|---|---|---|---|---|"
+    )
     real_lines = [case.truth for case in report]
     print_line("POP909 MELODY track", line_stats(real_lines, PITCH_LOW), len(report))
     split_real = [case.melody(best) for case in report]

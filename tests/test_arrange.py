@@ -171,6 +171,14 @@ def test_into_range_moves_by_octaves_and_drops_doublings() -> None:
     assert moved[:, 2].tolist() == [52, 64]  # 40 -> 52 doubles the other 52: dropped
 
 
+def test_a_one_voice_part_ends_each_note_where_the_next_begins() -> None:
+    roll, _ = _song_roll(seed=1)
+    midi = arrange(roll, _plan(), SPEC, "cinematic-strings", seed=0, humanise=False)
+    violin = next(inst for inst in midi.instruments if inst.name == "melody")
+    notes = sorted(violin.notes, key=lambda n: n.start)
+    assert all(a.end <= b.start + 1e-9 for a, b in zip(notes, notes[1:], strict=False))
+
+
 # --- drums, pedal, humanisation -----------------------------------------------------------
 
 
@@ -208,7 +216,9 @@ def test_pedal_goes_down_after_each_chord_and_up_before_the_next() -> None:
     plan = _plan()
     midi = arrange(roll, plan, SPEC, "solo-piano", seed=2)
     for inst in midi.instruments:
-        pedal = [(c.time - plan.offset_s, c.value) for c in inst.control_changes if c.number == SUSTAIN]
+        pedal = [
+            (c.time - plan.offset_s, c.value) for c in inst.control_changes if c.number == SUSTAIN
+        ]
         downs = [t for t, v in pedal if v >= 64]
         ups = [t for t, v in pedal if v < 64]
         for bar in range(1, plan.n_bars):  # every chord change inside the video
@@ -260,11 +270,15 @@ def test_options_check_the_arrangement_and_old_reports_load() -> None:
     assert ComposeOptions.from_dict(old).arrangement == "solo-piano"
 
 
-def test_cli_takes_an_arrangement_and_refuses_unknown_ones(capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_takes_an_arrangement_and_refuses_unknown_ones(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     from diffbgm.__main__ import build_parser
 
     parser = build_parser()
-    args = parser.parse_args(["generate", "v.mp4", "--out", "o", "--arrangement", "cinematic-strings"])
+    args = parser.parse_args(
+        ["generate", "v.mp4", "--out", "o", "--arrangement", "cinematic-strings"]
+    )
     assert args.arrangement == "cinematic-strings"
     assert parser.parse_args(["generate", "v.mp4", "--out", "o"]).arrangement == "solo-piano"
     with pytest.raises(SystemExit):

@@ -62,6 +62,7 @@ def fit_weights(x: np.ndarray, y: np.ndarray, hidden: int, seed: int = 0) -> Spl
     features."""
     mean, scale = x.mean(axis=0), np.maximum(x.std(axis=0), 1e-6)
     z = (x - mean) / scale
+    layers: tuple[tuple[np.ndarray, np.ndarray], ...]
     if hidden == 0:
         from sklearn.linear_model import LogisticRegression
 

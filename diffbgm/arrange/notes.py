@@ -46,6 +46,19 @@ def into_range(notes: np.ndarray, low: int, high: int) -> np.ndarray:
     return moved[np.sort(first)]
 
 
+def one_voice(notes: np.ndarray) -> np.ndarray:
+    """Each note ends where the next later-starting note begins (a line, one note at a time)."""
+    if len(notes) < 2:
+        return notes
+    line = notes[np.argsort(notes[:, START], kind="stable")].copy()
+    later_starts = np.unique(line[:, START])
+    following = np.searchsorted(later_starts, line[:, START], side="right")
+    has_next = following < len(later_starts)
+    next_start = later_starts[np.minimum(following, len(later_starts) - 1)]
+    line[:, END] = np.where(has_next, np.minimum(line[:, END], next_start), line[:, END])
+    return line
+
+
 def scale_velocity(notes: np.ndarray, factor: float) -> np.ndarray:
     if factor == 1.0 or len(notes) == 0:
         return notes

@@ -59,12 +59,12 @@ class SplitConfig:
     chosen (above 0 the line takes more notes: recall for precision)."""
 
     method: SplitMethod = "voice"
-    leap_cost: float = 0.15
+    leap_cost: float = 0.3
     free_leap: int = 4
     max_gap_steps: int = 32
-    restart_cost: float = 1.0
+    restart_cost: float = 2.0
     min_pitch: int = 48
-    score_offset: float = 0.0
+    score_offset: float = 1.0
 
     def __post_init__(self) -> None:
         if self.method not in SPLIT_METHODS:
@@ -233,7 +233,10 @@ def best_line(
             best[k], back[k] = gain[k] + best_before[lo], argbest_before[lo]
             # any leap costs at most restart_cost
             if best_before[hi] - config.restart_cost > best_before[lo]:
-                best[k], back[k] = gain[k] + best_before[hi] - config.restart_cost, argbest_before[hi]
+                best[k], back[k] = (
+                    gain[k] + best_before[hi] - config.restart_cost,
+                    argbest_before[hi],
+                )
             if hi > lo:
                 leaps = np.abs(pitch[lo:hi] - pitch[k]) - config.free_leap
                 follow = best[lo:hi] - config.leap_cost * np.maximum(leaps, 0)

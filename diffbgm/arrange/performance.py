@@ -70,7 +70,9 @@ def humanise_notes(
     ]
 
 
-def pedal_changes(change_times_s: list[float], end_s: float, pedal: Pedal) -> list[tuple[float, int]]:
+def pedal_changes(
+    change_times_s: list[float], end_s: float, pedal: Pedal
+) -> list[tuple[float, int]]:
     """(time, value) CC64 events: down after every change time, up just before the next one
     (and at `end_s`)."""
     events: list[tuple[float, int]] = []

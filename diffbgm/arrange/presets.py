@@ -26,7 +26,9 @@ class PartStyle:
     pitches it plays in; notes outside move by whole octaves into the range. volume: CC7;
     reverb: CC91; chorus: CC93 (0-127). velocity_scale multiplies every note's velocity.
     pedal: sustain pedal (CC64) with the harmony (diffbgm.arrange.performance).
-    strike_beats: a bass built from the chords strikes again every this many beats (0: held)."""
+    strike_beats: a bass built from the chords strikes again every this many beats (0: held).
+    one_voice: the part sounds one note at a time (a bowed or sung line): a note still
+    sounding when the next one starts ends there."""
 
     program: int
     low: int = 21
@@ -37,6 +39,7 @@ class PartStyle:
     velocity_scale: float = 1.0
     pedal: bool = False
     strike_beats: int = 0
+    one_voice: bool = False
 
     def __post_init__(self) -> None:
         for name in ("program", "volume", "reverb", "chorus"):
@@ -129,7 +132,7 @@ PRESETS: dict[str, Preset] = {
             "cinematic-strings",
             "violins over a string section and contrabass, low hits on the cuts",
             (
-                ("melody", PartStyle(VIOLIN, 55, 96, reverb=100, chorus=10)),
+                ("melody", PartStyle(VIOLIN, 55, 96, reverb=100, chorus=10, one_voice=True)),
                 ("accompaniment", PartStyle(STRINGS, 36, 84, volume=85, reverb=100, chorus=10)),
                 ("bass", PartStyle(CONTRABASS, 28, 55, volume=90, reverb=90)),
             ),

@@ -20,6 +20,7 @@ from diffbgm.arrange.notes import (
     harmony_changes,
     into_range,
     notes_from_rows,
+    one_voice,
     scale_velocity,
 )
 from diffbgm.arrange.parts import SplitConfig, split_parts
@@ -32,7 +33,7 @@ from diffbgm.arrange.performance import (
     mixer_changes,
     pedal_changes,
 )
-from diffbgm.arrange.presets import DEFAULT_ARRANGEMENT, PartStyle, get_preset
+from diffbgm.arrange.presets import DEFAULT_ARRANGEMENT, PartName, PartStyle, get_preset
 from diffbgm.music.roll import PianoRoll, RollSpec
 from diffbgm.plan.records import MusicPlan
 
@@ -73,7 +74,9 @@ def to_video_time(instrument: pretty_midi.Instrument, plan: MusicPlan) -> None:
             latest_before_start[change.number] = change
             continue
         changes.append(pretty_midi.ControlChange(change.number, change.value, time))
-    starting = [pretty_midi.ControlChange(c.number, c.value, 0.0) for c in latest_before_start.values()]
+    starting = [
+        pretty_midi.ControlChange(c.number, c.value, 0.0) for c in latest_before_start.values()
+    ]
     changes = starting + changes
     pedal = [c for c in changes if c.number == SUSTAIN]
     if pedal and pedal[-1].value >= 64:
@@ -82,12 +85,14 @@ def to_video_time(instrument: pretty_midi.Instrument, plan: MusicPlan) -> None:
 
 
 def _pitched_stems(
-    roll: PianoRoll, plan: MusicPlan, spec: RollSpec, styles: dict[str, PartStyle]
-) -> dict[str, np.ndarray]:
+    roll: PianoRoll, plan: MusicPlan, spec: RollSpec, styles: dict[PartName, PartStyle]
+) -> dict[PartName, np.ndarray]:
     """Note tables of the preset's pitched parts, in its order."""
     parts = split_parts(roll, spec.pitch_low, SplitConfig())
-    played = notes_from_rows(np.concatenate([parts.melody, parts.accompaniment]), roll, spec.pitch_low)
-    tables: dict[str, np.ndarray] = {}
+    played = notes_from_rows(
+        np.concatenate([parts.melody, parts.accompaniment]), roll, spec.pitch_low
+    )
+    tables: dict[PartName, np.ndarray] = {}
     for name, style in styles.items():
         if name == "melody":
             table = notes_from_rows(parts.melody, roll, spec.pitch_low)
@@ -99,7 +104,10 @@ def _pitched_stems(
             table = bass_notes(
                 plan, style.low, style.high, played, 0.8, style.strike_beats, spec.steps_per_beat
             )
-        tables[name] = scale_velocity(into_range(table, style.low, style.high), style.velocity_scale)
+        table = into_range(table, style.low, style.high)
+        tables[name] = scale_velocity(
+            one_voice(table) if style.one_voice else table, style.velocity_scale
+        )
     return tables
 
 
