@@ -16,6 +16,7 @@ from diffbgm.music.roll import PianoRoll, RollSpec
 from diffbgm.plan import MusicPlan
 from diffbgm.video.types import VideoAnalysis
 
+
 def velocities_from_controls(
     onset: np.ndarray,
     step_segment: np.ndarray,

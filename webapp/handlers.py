@@ -22,7 +22,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import gradio as gr
 
-from diffbgm.arrange.presets import ARRANGEMENTS, DEFAULT_ARRANGEMENT
+from diffbgm.arrange.presets import DEFAULT_ARRANGEMENT
 from diffbgm.errors import DiffBGMError, PlanError
 from diffbgm.options import MAX_SEED, MOOD_MAX_CHARS, ComposeOptions
 from diffbgm.result import Report, load_report

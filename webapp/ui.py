@@ -12,8 +12,8 @@ from typing import Any
 
 import gradio as gr
 
-from webapp.components import quiet
 from diffbgm.arrange.presets import ARRANGEMENTS, DEFAULT_ARRANGEMENT, PRESETS
+from webapp.components import quiet
 from webapp.handlers import AUDIO_CHOICES, KEY_CHOICES, SHOT_COLUMNS, Handlers
 from webapp.health import Health
 from webapp.settings import ADMIN_TOKEN_MIN_LENGTH, EXAMPLE_LABELS, AppSettings
