@@ -83,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=default_pop909_dir(), help="POP909 folder")
     parser.add_argument("--songs", type=parse_song_range, default="1-800", help="e.g. 1-800")
     parser.add_argument("--out", type=Path, required=True, help="weights JSON to write")
-    parser.add_argument("--hidden", type=int, default=32, help="hidden units (0: logistic)")
+    parser.add_argument("--hidden", type=int, default=96, help="hidden units (0: logistic)")
     parser.add_argument("--table", type=Path, default=None, help="features cache (.npz)")
     args = parser.parse_args(argv)
     if args.table is not None and args.table.is_file():

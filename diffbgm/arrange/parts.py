@@ -47,6 +47,9 @@ FEATURE_NAMES: tuple[str, ...] = (
     "gap_above",  # semitones up to the next higher pitch sounding at its onset, /12 (max 2)
     "alone",  # the only note starting on its step
     "top_step",  # semitones from the top note of the previous onset step, /12 (absolute)
+    "repeat_beat",  # the same pitch also starts a beat earlier or later (a figure, not a tune)
+    "repeat_half_bar",  # ... half a bar earlier or later
+    "repeat_bar",  # ... a bar earlier or later
 )
 
 
@@ -124,6 +127,16 @@ def _windowed(values: np.ndarray, radius: int, reduce: str) -> np.ndarray:
     return windows.max(axis=1) if reduce == "max" else windows.sum(axis=1)
 
 
+def _repeats(onset: np.ndarray, starts: np.ndarray, pitch: np.ndarray, lag: int) -> np.ndarray:
+    """1.0 where the same pitch also starts `lag` steps before or after the note."""
+    n_steps = onset.shape[0]
+    before = np.where(starts >= lag, onset[np.maximum(starts - lag, 0), pitch], False)
+    after = np.where(
+        starts + lag < n_steps, onset[np.minimum(starts + lag, n_steps - 1), pitch], False
+    )
+    return (before | after).astype(np.float64)
+
+
 def note_features(roll: PianoRoll, notes: np.ndarray, pitch_low: int) -> np.ndarray:
     """(N, len(FEATURE_NAMES)) features of the notes `notes` (rows of roll_to_notes)."""
     n_steps = roll.n_steps
@@ -182,6 +195,9 @@ def note_features(roll: PianoRoll, notes: np.ndarray, pitch_low: int) -> np.ndar
             gap_above,
             (n_same == 1).astype(np.float64),
             np.abs(pitch_index - previous_top) / 12,
+            _repeats(roll.onset, starts, pitch_index, 4),
+            _repeats(roll.onset, starts, pitch_index, 8),
+            _repeats(roll.onset, starts, pitch_index, 16),
         ],
         axis=1,
     )
