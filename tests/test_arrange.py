@@ -165,6 +165,13 @@ def test_solo_piano_score_plays_exactly_the_notes_of_before() -> None:
     assert notes == _old_write_midi_notes(roll, plan)
 
 
+def test_a_silent_roll_leaves_only_the_parts_made_from_the_plan() -> None:
+    empty = np.zeros((128, SPEC.n_pitches), dtype=bool)
+    roll = PianoRoll(empty, empty, np.zeros(empty.shape, dtype=np.uint8))
+    midi = arrange(roll, _plan(), SPEC, "electric-piano-drums", seed=0)
+    assert [inst.name for inst in midi.instruments] == ["bass", "drums"]
+
+
 def test_into_range_moves_by_octaves_and_drops_doublings() -> None:
     notes = np.array([[0, 4, 40, 80], [0, 4, 52, 80], [4, 8, 100, 70]])
     moved = into_range(notes, 48, 72)
