@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from diffbgm.arrange.presets import ARRANGEMENTS, DEFAULT_ARRANGEMENT, PRESETS
 from diffbgm.errors import DiffBGMError
 from diffbgm.generation.config import add_generation_arguments, generation_overrides
 from diffbgm.threads import parse_threads
@@ -60,7 +61,7 @@ def _density(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m diffbgm",
-        description="Compose piano background music for videos with the Diff-BGM model.",
+        description="Compose background music for videos with the Diff-BGM model.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -113,6 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gen.add_argument(
         "--shots", choices=["content", "transnetv2"], default="content", help="shot detector"
+    )
+    gen.add_argument(
+        "--arrangement",
+        choices=ARRANGEMENTS,
+        default=DEFAULT_ARRANGEMENT,
+        help="instruments playing the music: "
+        + "; ".join(f"{name} ({preset.description})" for name, preset in PRESETS.items()),
     )
     gen.add_argument(
         "--threads",
@@ -226,6 +234,7 @@ def _generate(args: argparse.Namespace) -> int:
         audio=args.audio,
         shot_detector=args.shots,
         generation=generation_overrides(args),
+        arrangement=args.arrangement,
     )  # invalid options fail here, before the model loads
     soundfont, level = _sound_settings(args)
     composer = Composer.from_pretrained(

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, get_args
 
+from diffbgm.arrange.presets import ARRANGEMENTS, DEFAULT_ARRANGEMENT
 from diffbgm.errors import PlanError
 from diffbgm.generation.config import GenerationConfig, KnobValue
 from diffbgm.video.mux import AUDIO_MODES, AudioMode
@@ -41,6 +42,7 @@ class ComposeOptions:
     audio: AudioMode = "duck"
     shot_detector: ShotMethod = "content"
     generation: Mapping[str, KnobValue] = field(default_factory=dict)
+    arrangement: str = DEFAULT_ARRANGEMENT  # a name of diffbgm.arrange.presets.ARRANGEMENTS
 
     def __post_init__(self) -> None:
         if not 0 <= self.seed <= MAX_SEED:
@@ -60,6 +62,10 @@ class ComposeOptions:
             raise PlanError(f"audio must be keep, duck or replace, got {self.audio!r}")
         if self.shot_detector not in SHOT_DETECTORS:
             raise PlanError(f"unknown shot detector {self.shot_detector!r}")
+        if self.arrangement not in ARRANGEMENTS:
+            raise PlanError(
+                f"unknown arrangement {self.arrangement!r}; choose one of {', '.join(ARRANGEMENTS)}"
+            )
         GenerationConfig().with_overrides(**self.generation)  # ranges checked now, not later
 
     def to_dict(self) -> dict[str, object]:
@@ -73,12 +79,14 @@ class ComposeOptions:
             "audio": self.audio,
             "shot_detector": self.shot_detector,
             "generation": dict(self.generation),
+            "arrangement": self.arrangement,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ComposeOptions:
         """From report.json; reports before version 2 kept some generation knobs at the top
-        level (guidance, steps, onset_threshold, recall)."""
+        level (guidance, steps, onset_threshold, recall); reports written before arrangements
+        existed have none (the default, solo piano, is what they played)."""
         generation = dict(data.get("generation") or {})
         for name in ("guidance", "steps", "onset_threshold", "recall"):
             if data.get(name) is not None:

@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pretty_midi
 
+from diffbgm.arrange import DEFAULT_ARRANGEMENT, arrange
 from diffbgm.music.calibration import Calibration
-from diffbgm.music.roll import PianoRoll, RollSpec, roll_to_midi
+from diffbgm.music.roll import PianoRoll, RollSpec
 from diffbgm.plan import MusicPlan
 from diffbgm.video.types import VideoAnalysis
 
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
     from diffbgm.music.render import LevelConfig
 
 STEMS_FOLDER = "stems"
-MIN_NOTE_S = 0.02  # notes cut shorter than this at the video's edges are dropped
 
 
 def velocities_from_controls(
@@ -56,6 +56,14 @@ def velocities(onset: np.ndarray, plan: MusicPlan, calibration: Calibration) -> 
     )
 
 
+@dataclass(frozen=True)
+class Score:
+    """score.mid as written (humanised), and the same arrangement on the grid (for the sheet)."""
+
+    path: Path
+    grid: pretty_midi.PrettyMIDI
+
+
 def write_midi(
     onset: np.ndarray,
     sustain: np.ndarray,
@@ -63,21 +71,18 @@ def write_midi(
     spec: RollSpec,
     calibration: Calibration,
     path: Path,
-) -> Path:
-    """Score in video time: notes shifted by the plan's offset, cut at the video's end."""
+    arrangement: str = DEFAULT_ARRANGEMENT,
+    seed: int = 0,
+    humanise: bool = True,
+) -> Score:
+    """The arranged score in video time (diffbgm.arrange): one named track per part, shifted
+    by the plan's offset and cut at the video's end; `seed` makes the humanisation
+    reproducible. Also returns the arrangement without humanisation (grid-exact notes)."""
     roll = PianoRoll(onset, sustain, velocities(onset, plan, calibration))
-    midi = roll_to_midi(roll, plan.tempo_bpm, spec)
-    for inst in midi.instruments:
-        kept = []
-        for note in inst.notes:
-            # a note struck in the pickup before the video starts rings on into it
-            note.start = max(note.start + plan.offset_s, 0.0)
-            note.end = min(note.end + plan.offset_s, plan.duration_s)
-            if note.end - note.start > MIN_NOTE_S:
-                kept.append(note)
-        inst.notes = kept
+    midi = arrange(roll, plan, spec, arrangement, seed=seed, humanise=humanise)
     midi.write(str(path))
-    return path
+    grid = arrange(roll, plan, spec, arrangement, seed=seed, humanise=False) if humanise else midi
+    return Score(path, grid)
 
 
 @dataclass(frozen=True)

@@ -429,10 +429,18 @@ class Composer:
         np.savez_compressed(folder / "roll.npz", onset=onset, sustain=sustain)
 
         def score() -> tuple[Path, Path, Path]:
-            midi = outputs.write_midi(
-                onset, sustain, plan, self.spec, self.calibration, folder / "score.mid"
+            written = outputs.write_midi(
+                onset,
+                sustain,
+                plan,
+                self.spec,
+                self.calibration,
+                folder / "score.mid",
+                arrangement=options.arrangement,
+                seed=seed,
             )
-            return midi, *outputs.write_sheet(midi, plan, folder, title=video.stem)
+            sheet = outputs.write_sheet(written.grid, plan, folder, title=video.stem)
+            return written.path, *sheet
 
         midi, musicxml, svg = clock.run("score", score)
 

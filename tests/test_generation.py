@@ -237,6 +237,8 @@ FORBIDDEN = {
                            "trainer", "webapp", "gradio", "sqlalchemy"],
     "diffbgm.music": ["diffbgm.model", "diffbgm.generation", "diffbgm.plan", "diffbgm.pipeline",
                       "diffbgm.video", "trainer", "webapp"],
+    "diffbgm.arrange": ["diffbgm.model", "diffbgm.generation", "diffbgm.pipeline", "diffbgm.video",
+                        "torch", "trainer", "webapp", "gradio", "sqlalchemy"],
     "diffbgm.pipeline": ["trainer", "webapp", "gradio", "sqlalchemy", "alembic"],
 }  # fmt: skip
 

@@ -42,7 +42,8 @@ def tiny_composer() -> Composer:
 @pytest.fixture(scope="module")
 def bbb_result(tiny_composer: Composer, bbb_video: Path, tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("bbb") / "result"
-    return tiny_composer(bbb_video, out, ComposeOptions(seed=3, generation={"steps": 8}))
+    options = ComposeOptions(seed=3, generation={"steps": 8}, arrangement="electric-piano-drums")
+    return tiny_composer(bbb_video, out, options)
 
 
 def test_outputs_exist_and_agree(bbb_result, bbb_video: Path) -> None:
@@ -53,6 +54,10 @@ def test_outputs_exist_and_agree(bbb_result, bbb_video: Path) -> None:
     _, tempi = midi.get_tempo_changes()
     assert tempi[0] == pytest.approx(plan["tempo_bpm"], rel=1e-3)
     assert sum(len(i.notes) for i in midi.instruments) > 0
+    # the chosen arrangement: named parts, drums included, recorded in the report
+    names = [i.name for i in midi.instruments]
+    assert names[:2] == ["melody", "accompaniment"] and "drums" in names, names
+    assert report["options"]["arrangement"] == "electric-piano-drums"
     # WAV: as long as the video, not silent
     audio, rate = sf.read(str(bbb_result.wav_path))
     assert len(audio) / rate == pytest.approx(30.0, abs=0.5)
@@ -78,7 +83,10 @@ def test_regenerate_changes_only_that_segment(
     after = np.load(out / "roll.npz")
     from diffbgm.plan import MusicPlan
 
-    plan = MusicPlan.from_dict(json.loads((out / "report.json").read_text())["plan"])
+    regenerated = json.loads((out / "report.json").read_text())
+    assert regenerated["options"]["arrangement"] == "electric-piano-drums"  # kept
+    assert "drums" in [i.name for i in pretty_midi.PrettyMIDI(str(out / "score.mid")).instruments]
+    plan = MusicPlan.from_dict(regenerated["plan"])
     ids = plan.step_segment_ids(before["onset"].shape[0])
     outside = ids != 1
     for channel in ("onset", "sustain"):

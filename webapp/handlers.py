@@ -22,6 +22,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import gradio as gr
 
+from diffbgm.arrange.presets import DEFAULT_ARRANGEMENT
 from diffbgm.errors import DiffBGMError, PlanError
 from diffbgm.options import MAX_SEED, MOOD_MAX_CHARS, ComposeOptions
 from diffbgm.result import Report, load_report
@@ -292,6 +293,7 @@ def summary_markdown(report: Report) -> str:
         f"{len(report.analysis.shots)} shots (read by {report.analysis.semantics}) -> "
         f"{metrics.n_segments} music segments; "
         f"cut alignment {_percent(metrics.cut_alignment)}",
+        f"arranged for **{report.options.arrangement}**; "
         f"seeds {report.seeds}; composed in {report.timings_s.get('total', 0.0):.1f} s "
         f"(real-time factor {report.real_time_factor})",
     ]
@@ -374,9 +376,11 @@ def compose_options(
     variants: float | None,
     audio: str | None,
     recall: float | None = None,
+    arrangement: str | None = None,
 ) -> ComposeOptions:
-    """ComposeOptions from the form; 0 / empty / 'auto' mean "let the video decide". The
-    limits are the library's (ComposeOptions, GenerationConfig): checked there, once."""
+    """ComposeOptions from the form; 0 / empty / 'auto' mean "let the video decide" (an empty
+    arrangement: the default, solo piano). The limits are the library's (ComposeOptions,
+    GenerationConfig): checked there, once."""
     if audio not in AUDIO_CHOICES:
         raise PlanError(f"audio must be one of {', '.join(AUDIO_CHOICES)}, not {audio!r}")
     if key and key != "auto" and key not in KEY_CHOICES:
@@ -392,6 +396,7 @@ def compose_options(
         audio=audio,  # type: ignore[arg-type]
         shot_detector="content",
         generation={name: value for name, value in generation.items() if value is not None},
+        arrangement=arrangement or DEFAULT_ARRANGEMENT,
     )
 
 
@@ -467,6 +472,7 @@ class Handlers:
         variants: float = 1,
         audio: str = "duck",
         recall: float | None = None,
+        arrangement: str = DEFAULT_ARRANGEMENT,
         request: gr.Request | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio injects it by default value
     ) -> tuple[Any, ...]:
@@ -480,8 +486,9 @@ class Handlers:
         from diffbgm.video.probe import probe_video
 
         options = compose_options(
-            mood, tempo_bpm, key, density, seed, guidance, steps, variants, audio, recall
-        )
+            mood, tempo_bpm, key, density, seed, guidance, steps, variants, audio, recall,
+            arrangement,
+        )  # fmt: skip
         client = client_id(request)
         self.gate.check_client(client)
         name = upload_name(video)

@@ -12,6 +12,7 @@ from typing import Any
 
 import gradio as gr
 
+from diffbgm.arrange.presets import ARRANGEMENTS, DEFAULT_ARRANGEMENT, PRESETS
 from webapp.components import quiet
 from webapp.handlers import AUDIO_CHOICES, KEY_CHOICES, SHOT_COLUMNS, STEM_SLOTS, Handlers
 from webapp.health import Health
@@ -70,6 +71,14 @@ def _compose_tab(handlers: Handlers, settings: AppSettings) -> None:
                 key = quiet(gr.Dropdown(list(KEY_CHOICES), value="auto", label="Key"))
             density = quiet(
                 gr.Slider(0, 1, value=0, step=0.05, label="Density (0 = follow the video)")
+            )
+            arrangement = quiet(
+                gr.Dropdown(
+                    [(f"{name}: {PRESETS[name].description}", name) for name in ARRANGEMENTS],
+                    value=DEFAULT_ARRANGEMENT,
+                    label="Arrangement (instruments)",
+                    elem_id="arrangement",
+                )
             )
             with gr.Accordion("More settings", open=False):
                 with gr.Row():
@@ -165,6 +174,7 @@ def _compose_tab(handlers: Handlers, settings: AppSettings) -> None:
             variants,
             audio_mode,
             recall,
+            arrangement,
         ],
         outputs=outputs,
         api_name="compose",
