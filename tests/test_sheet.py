@@ -126,50 +126,48 @@ def tiny_composer() -> Composer:
     return Composer.from_pretrained(TINY, threads=1)
 
 
+GRIDS: dict[Path, pretty_midi.PrettyMIDI] = {}  # result folder -> its un-humanised score
+
+
+def compose_keeping_grid(composer: Composer, out: Path, options: ComposeOptions) -> Result:
+    """Compose, keeping the arrangement without humanisation that the sheet is written from
+    (score.mid itself is humanised, so it is off the grid by a few milliseconds)."""
+    from diffbgm import outputs
+
+    write_midi = outputs.write_midi
+
+    def keep(*args: Any, **kwargs: Any) -> outputs.Score:
+        written = write_midi(*args, **kwargs)
+        GRIDS[out] = written.grid
+        return written
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(outputs, "write_midi", keep)
+        return composer(EXAMPLE, out, options)
+
+
 @pytest.fixture(scope="module")
 def example_result(tiny_composer: Composer, tmp_path_factory: pytest.TempPathFactory) -> Result:
     out = tmp_path_factory.mktemp("example") / "result"
-    return tiny_composer(EXAMPLE, out, ComposeOptions(seed=2, generation={"steps": 8}))
-
-
-# registers of the stand-in arrangement: (name, GM program, lowest pitch, highest pitch + 1)
-STAND_IN_PARTS = (("melody", 73, 72, 128), ("accompaniment", 0, 48, 72), ("bass", 32, 0, 48))
+    return compose_keeping_grid(tiny_composer, out, ComposeOptions(seed=2, generation={"steps": 8}))
 
 
 @pytest.fixture(scope="module")
 def parts_result(tiny_composer: Composer, tmp_path_factory: pytest.TempPathFactory) -> Result:
-    """The example composed with its score split by register into three named instruments,
-    standing in for the arranger's multi-part score (same contract: named instruments in
-    video time, on the grid)."""
-    from diffbgm import outputs
-
-    write_piano = outputs.write_midi
-
-    def write_parts(*args: Any, **kwargs: Any) -> Path:
-        path = write_piano(*args, **kwargs)
-        score = pretty_midi.PrettyMIDI(str(path))
-        notes = score.instruments[0].notes
-        score.instruments = []
-        for name, program, low, high in STAND_IN_PARTS:
-            part = pretty_midi.Instrument(program=program, name=name)
-            part.notes = [n for n in notes if low <= n.pitch < high]
-            if part.notes:
-                score.instruments.append(part)
-        score.write(str(path))
-        return path
-
+    """The example arranged for several instruments (piano, strings pad, bass)."""
     out = tmp_path_factory.mktemp("parts") / "result"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(outputs, "write_midi", write_parts)
-        return tiny_composer(EXAMPLE, out, ComposeOptions(seed=2, generation={"steps": 8}))
+    options = ComposeOptions(seed=2, generation={"steps": 8}, arrangement="piano-strings")
+    return compose_keeping_grid(tiny_composer, out, options)
 
 
-def grid_notes(midi_path: Path, offset_s: float, tempo_bpm: float) -> tuple[np.ndarray, int]:
+def grid_notes(
+    score: pretty_midi.PrettyMIDI, offset_s: float, tempo_bpm: float
+) -> tuple[np.ndarray, int]:
     """The score's notes that lie on the 16th grid, in steps, and how many do not (notes cut
     by the video's start or end)."""
     step_s = 60.0 / tempo_bpm / 4
     rows, off_grid = [], 0
-    for instrument in pretty_midi.PrettyMIDI(str(midi_path)).instruments:
+    for instrument in score.instruments:
         for note in instrument.notes:
             start, end = (note.start - offset_s) / step_s, (note.end - offset_s) / step_s
             if abs(start - round(start)) < 1e-3 and abs(end - round(end)) < 1e-3:
@@ -183,7 +181,7 @@ def test_example_video_sheet_equals_its_score(example_result: Result) -> None:
     variant = example_result.variants[0]
     plan = example_result.report.plan
     assert variant.musicxml_path is not None and variant.musicxml_path.exists()
-    expected, off_grid = grid_notes(variant.midi_path, plan.offset_s, plan.tempo_bpm)
+    expected, off_grid = grid_notes(GRIDS[example_result.out_dir], plan.offset_s, plan.tempo_bpm)
     assert off_grid <= 0.05 * len(expected)
     got = np.concatenate(list(sheet.read_musicxml_notes(variant.musicxml_path).values()))
     # the rounded notes of the few off-grid ones are in the sheet but not in `expected`
@@ -204,12 +202,19 @@ def test_example_video_stems_bundle_and_report(example_result: Result) -> None:
     assert report.sound is not None
     assert report.sound.soundfont.endswith((".sf2", ".sf3"))
     assert (report.sound.target_lufs, report.sound.true_peak_dbtp) == (-14.0, -1.0)
-    assert variant.stems == {"piano": variant.wav_path}  # one part: its stem is the mix
+    # solo piano: melody and accompaniment are separate stems on the same piano
+    assert list(variant.stems) == ["melody", "accompaniment"]
     audio, rate = soundfile.read(str(variant.wav_path))
     assert audio.shape[0] == pytest.approx(report.plan.duration_s * rate, abs=1)
     assert variant.bundle_path is not None
     with zipfile.ZipFile(variant.bundle_path) as bundle:
-        assert sorted(bundle.namelist()) == ["music.wav", "score.mid", "score.musicxml"]
+        assert sorted(bundle.namelist()) == [
+            "music.wav",
+            "score.mid",
+            "score.musicxml",
+            "stems/accompaniment.wav",
+            "stems/melody.wav",
+        ]
 
 
 def test_a_multi_part_score_gives_stems_that_sum_to_the_mix(parts_result: Result) -> None:
@@ -217,8 +222,9 @@ def test_a_multi_part_score_gives_stems_that_sum_to_the_mix(parts_result: Result
     from webapp.handlers import STEM_SLOTS, result_view, stem_updates
 
     variant = parts_result.variants[0]
-    score = pretty_midi.PrettyMIDI(str(variant.midi_path))
+    score = GRIDS[parts_result.out_dir]
     names = [inst.name for inst in score.instruments]
+    assert names == [i.name for i in pretty_midi.PrettyMIDI(str(variant.midi_path)).instruments]
     assert len(names) >= 2
     assert list(variant.stems) == names
     mix, rate = soundfile.read(str(variant.wav_path), always_2d=True)
