@@ -141,4 +141,3 @@ def test_realism_report_has_the_floor_of_even_against_odd_songs() -> None:
     assert report["generated vs real"]["logistic"].accuracy > 0.9
     assert report["real vs real (floor)"]["forest"].songs == 12
     assert split_by_parity(["802", "801", "803"]) == (["802"], ["801", "803"])
-
