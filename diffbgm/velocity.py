@@ -5,9 +5,10 @@ velocities (`python -m trainer velocity`), reads each onset in its context — p
 the bar, chord size and the note's place in the chord (top, bass), length, how busy the
 music around it is, the top voice's melodic step — with the segment's velocity control
 (the plan's loudness, in MIDI units through the calibration) and predicts a mean and a
-spread. Velocities are drawn from that with a seeded residual whose shape, and whose
-piece-to-piece width, were measured on real songs, so that loudness varies from note to
-note the way a performance does while following the plan.
+spread. Velocities are drawn from that with a seeded residual whose shape and
+piece-to-piece width were measured on real songs, and per 4 bars one velocity that a share
+of the notes take (as in real songs), so that loudness varies from note to note the way a
+performance does while each segment keeps the loudness the plan asks for.
 
 Inference is numpy only (the weights are a few thousand floats in safetensors); the
 training code lives in trainer/velocity.py. No torch, no MIDI library here.
@@ -65,9 +66,15 @@ class ResidualConfig:
     piece_scale: quantiles of that per-song scale (the root mean square of a song's
         standardised residuals): some songs are played evenly, some with wide dynamics, so a
         piece draws its own (empty: 1);
-    scale: multiplies every residual (1 = as measured; 0 = the predicted means alone).
-    Residuals are drawn independently: measured on real songs, the residuals of notes
-    struck together, and of consecutive onset steps, hardly correlate (docs/model_card.md).
+    mode_share, mode_offset: quantiles, over the 4-bar blocks of the training songs, of the
+        share of a block's notes at its most common velocity and of where that velocity lies
+        ((mode - mean prediction) / mean spread): real blocks hold one velocity many notes
+        share, which independent residuals do not give;
+    scale: multiplies every residual (1 = as measured; 0 = the predicted means alone);
+    mode_weight: multiplies the drawn share (0 = no shared velocity).
+    scale and mode_weight were chosen on validation songs (docs/evaluation.md, "Learned
+    velocities"). Otherwise residuals are drawn independently: measured on real songs, the
+    residuals of notes struck together, and of consecutive onset steps, hardly correlate.
     """
 
     shape: tuple[float, ...] = ()
