@@ -7,10 +7,11 @@ these in its stages and times them; the web app only reads the files.
 
 from __future__ import annotations
 
+import hashlib
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pretty_midi
@@ -23,36 +24,97 @@ from diffbgm.video.types import VideoAnalysis
 
 if TYPE_CHECKING:
     from diffbgm.music.render import LevelConfig
+    from diffbgm.velocity import VelocityModel
 
 STEMS_FOLDER = "stems"
 
 
-def velocities_from_controls(
+VelocityMethod = Literal["learned", "rule"]
+VELOCITY_METHODS: tuple[str, ...] = ("learned", "rule")
+
+
+def rule_velocities(
     onset: np.ndarray,
     step_segment: np.ndarray,
     segment_velocity: np.ndarray,
     calibration: Calibration,
 ) -> np.ndarray:
-    """(T, P) uint8 MIDI velocity per onset: the app's velocity rule.
-
-    step_segment: (T,) segment index of every step; segment_velocity: (N,) each segment's
-    velocity control (a POP909 quantile). The rule lives here once so that the app's files
-    and the evaluation's realism test (trainer/evaluate.py) hear the same velocities.
-    """
+    """(T, P) uint8: the old fixed rule, kept for comparison (`trainer evaluate --velocity
+    rule`): each segment's control through the calibration, +8 on the beat, -8 off it.
+    A classifier tells it from a performance 99 % of the time (docs/evaluation.md)."""
     per_segment = np.asarray(calibration.to_raw("velocity", np.asarray(segment_velocity, float)))
     step_velocity = np.clip(per_segment[np.asarray(step_segment)[: onset.shape[0]]], 30, 120)
-    # Accents on the beat, softer off-beat notes: the roll has no velocity channel.
     steps = np.arange(onset.shape[0])
     accent = np.where(steps % 4 == 0, 8.0, np.where(steps % 2 == 0, 0.0, -8.0))
     vel = np.clip(step_velocity + accent, 1, 127).astype(np.uint8)
     return np.where(onset, vel[:, None], 0).astype(np.uint8)
 
 
-def velocities(onset: np.ndarray, plan: MusicPlan, calibration: Calibration) -> np.ndarray:
-    """(T, P) uint8 MIDI velocity per onset from each segment's velocity control."""
+def notes_seed(onset: np.ndarray) -> int:
+    """A seed taken from the notes themselves: the same notes (the same compose seed) get
+    the same velocities, without the seed travelling through the file writers."""
+    digest = hashlib.sha256(np.packbits(np.asarray(onset, dtype=bool)).tobytes()).digest()
+    return int.from_bytes(digest[:8], "little")
+
+
+def velocities_from_controls(
+    onset: np.ndarray,
+    sustain: np.ndarray,
+    step_segment: np.ndarray,
+    segment_velocity: np.ndarray,
+    calibration: Calibration,
+    seed: int | None = None,
+    method: VelocityMethod = "learned",
+    pitch_low: int = 21,
+    model: VelocityModel | None = None,
+) -> np.ndarray:
+    """(T, P) uint8 MIDI velocity per onset (0 elsewhere).
+
+    step_segment: (T,) segment index of every step; segment_velocity: (N,) each segment's
+    velocity control (a POP909 quantile). `learned` (default): the velocity model
+    (diffbgm/velocity.py, shipped in diffbgm/assets/velocity) reads every note in its
+    context and draws its velocity around the segment's loudness, reproducibly per `seed`
+    (None: a seed taken from the notes); `rule`: the old fixed rule. One function for the
+    app's files and the evaluation's realism test (trainer/evaluate.py), so both hear the
+    same velocities. `model`: an already loaded velocity model (default: the shipped one).
+    """
+    if method == "rule":
+        return rule_velocities(onset, step_segment, segment_velocity, calibration)
+    if method != "learned":
+        raise ValueError(f"velocity method must be one of {VELOCITY_METHODS}, got {method!r}")
+    from diffbgm.velocity import load_velocity_model
+
+    n_steps = onset.shape[0]
+    per_segment = np.asarray(calibration.to_raw("velocity", np.asarray(segment_velocity, float)))
+    segments = np.asarray(step_segment)[:n_steps]
+    return (model or load_velocity_model()).velocities(
+        onset,
+        sustain,
+        per_segment[segments],
+        segments,
+        notes_seed(onset) if seed is None else seed,
+        pitch_low,
+    )
+
+
+def velocities(
+    onset: np.ndarray,
+    sustain: np.ndarray,
+    plan: MusicPlan,
+    calibration: Calibration,
+    seed: int | None = None,
+    pitch_low: int = 21,
+) -> np.ndarray:
+    """(T, P) uint8 MIDI velocity per onset from each segment's velocity control (learned)."""
     segment_velocity = np.array([seg.dynamic["velocity"] for seg in plan.segments], float)
     return velocities_from_controls(
-        onset, plan.step_segment_ids(onset.shape[0]), segment_velocity, calibration
+        onset,
+        sustain,
+        plan.step_segment_ids(onset.shape[0]),
+        segment_velocity,
+        calibration,
+        seed,
+        pitch_low=pitch_low,
     )
 
 
@@ -78,7 +140,9 @@ def write_midi(
     """The arranged score in video time (diffbgm.arrange): one named track per part, shifted
     by the plan's offset and cut at the video's end; `seed` makes the humanisation
     reproducible. Also returns the arrangement without humanisation (grid-exact notes)."""
-    roll = PianoRoll(onset, sustain, velocities(onset, plan, calibration))
+    roll = PianoRoll(
+        onset, sustain, velocities(onset, sustain, plan, calibration, pitch_low=spec.pitch_low)
+    )
     midi = arrange(roll, plan, spec, arrangement, seed=seed, humanise=humanise)
     midi.write(str(path))
     grid = arrange(roll, plan, spec, arrangement, seed=seed, humanise=False) if humanise else midi

@@ -8,8 +8,8 @@ so a classifier cannot win by recognising a song). Accuracy 0.5 means the classi
 tell them apart; real vs real songs (two disjoint halves) is the floor.
 
 Features are computed per window on the 16th grid (see `window_features`); velocity
-statistics are an explicit option because generated rolls carry no performed velocities
-(the app writes them by a rule) while real POP909 songs keep the performed ones.
+statistics are an explicit option because generated rolls carry no velocities (the app
+gives them learned ones, diffbgm/velocity.py) while real POP909 songs keep the performed ones.
 
 Pure numpy + scikit-learn; no torch, no MIDI library.
 """

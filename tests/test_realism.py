@@ -141,16 +141,3 @@ def test_realism_report_has_the_floor_of_even_against_odd_songs() -> None:
     assert report["generated vs real"]["logistic"].accuracy > 0.9
     assert report["real vs real (floor)"]["forest"].songs == 12
     assert split_by_parity(["802", "801", "803"]) == (["802"], ["801", "803"])
-
-
-def test_the_app_velocity_rule_is_shared() -> None:
-    from diffbgm.music.calibration import Calibration, quantile_levels
-    from diffbgm.outputs import velocities_from_controls
-
-    calibration = Calibration(tables={"velocity": np.linspace(40, 100, len(quantile_levels()))})
-    onset = np.zeros((32, 4), dtype=bool)
-    onset[[0, 1, 2, 16], 0] = True
-    vel = velocities_from_controls(onset, np.repeat([0, 1], 16), np.array([0.0, 1.0]), calibration)
-    # segment levels 40 and 100; +8 on the beat, -8 on odd sixteenths, 0 in between
-    assert vel[[0, 1, 2, 16], 0].tolist() == [48, 32, 40, 108]
-    assert (vel[~onset] == 0).all()

@@ -1,4 +1,4 @@
-"""`python -m trainer cache|train|sample|evaluate|suite|export`: train and study the Diff-BGM model.
+"""`python -m trainer cache|train|sample|evaluate|suite|export|velocity`: train and study the Diff-BGM model.
 
 Every subcommand has its own --help. Heavy modules are imported only by the subcommand that
 needs them, so `python -m trainer --help` is instant.
@@ -193,6 +193,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         midi_dir=args.midi_dir,
         realism=args.realism,
         musdr_si=args.musdr_si,
+        velocity=args.velocity,
     )
     report = run_evaluation(options)
     print(report.markdown)
@@ -225,6 +226,29 @@ def cmd_export(args: argparse.Namespace) -> int:
         generation=generation,
     )
     print(f"exported {args.weights} weights of {args.run} to {folder}")
+    return 0
+
+
+def cmd_velocity(args: argparse.Namespace) -> int:
+    from trainer.velocity import VelocityTrainConfig, run_training
+
+    set_threads(args.threads)
+    config = VelocityTrainConfig(
+        hidden=tuple(args.hidden),
+        epochs=args.epochs,
+        batch=args.batch,
+        lr=args.lr,
+        seed=args.seed,
+        max_train_notes=args.max_train_notes,
+        residual_scale=args.residual_scale,
+        mode_weight=args.mode_weight,
+    )
+    songs = parse_song_range(args.train_songs)
+    out = None if args.out == "none" else Path(args.out)
+    figures = run_training(Path(args.data), Path(args.run), out, config, songs)
+    print(json.dumps(figures, indent=1))
+    if out is not None:
+        print(f"velocity model written to {out}")
     return 0
 
 
@@ -417,6 +441,13 @@ def build_parser() -> argparse.ArgumentParser:
         "with --threads 1: every song keeps its seed)",
     )
     _add_measure_switches(evaluate, default=True)
+    evaluate.add_argument(
+        "--velocity",
+        choices=("learned", "rule"),
+        default="learned",
+        help="velocities of the generated music in the realism test and the MusDr audio: the "
+        "app's velocity model (learned) or the old fixed rule",
+    )
     evaluate.add_argument("--json", default=None, help="write the full report here")
     evaluate.add_argument("--midi-dir", default=None, help="also write the generated MIDI here")
     evaluate.set_defaults(func=cmd_evaluate)
@@ -465,6 +496,45 @@ def build_parser() -> argparse.ArgumentParser:
         "--generation steps=25 --generation density_slack=0.5",
     )
     export.set_defaults(func=cmd_export)
+
+    velocity = sub.add_parser(
+        "velocity",
+        help="train (or resume) the velocity model on POP909's performed velocities",
+        description="Train the small network that gives generated notes their velocities "
+        "(diffbgm/velocity.py) on songs 001-800; validation on 801-830. Resumable: RUN keeps "
+        "the extracted examples and the last epoch. Writes the model to --out.",
+    )
+    velocity.add_argument("--data", default="data_cache/pop909", help="POP909 cache folder")
+    velocity.add_argument("--run", default="runs/velocity", help="run folder (resumable)")
+    velocity.add_argument(
+        "--out",
+        default=str(REPO / "diffbgm" / "assets" / "velocity"),
+        help="model folder to write (default: the shipped one; 'none': RUN/export only)",
+    )
+    velocity.add_argument("--train-songs", default="1-800", help="training songs, e.g. 1-800")
+    velocity.add_argument("--hidden", type=int, nargs="+", default=[64, 64])
+    velocity.add_argument("--epochs", type=int, default=8)
+    velocity.add_argument("--batch", type=int, default=2048)
+    velocity.add_argument("--lr", type=float, default=2e-3)
+    velocity.add_argument("--seed", type=int, default=0)
+    velocity.add_argument(
+        "--max-train-notes", type=int, default=0, help="> 0: train on a random subset"
+    )
+    velocity.add_argument(
+        "--residual-scale",
+        type=float,
+        default=0.4,
+        help="multiplies the sampled residual (stored with the model; chosen on 801-830)",
+    )
+    velocity.add_argument(
+        "--mode-weight",
+        type=float,
+        default=3.0,
+        help="multiplies the measured share of notes that share one velocity per 4 bars "
+        "(stored with the model; chosen on 801-830)",
+    )
+    velocity.add_argument("--threads", type=int, default=1, help="torch threads")
+    velocity.set_defaults(func=cmd_velocity)
     return parser
 
 

@@ -15,7 +15,8 @@ Ablations switch a component off at inference: SAC, the feature selector, or gui
 Two more measures, on by default (`--no-realism`, `--no-musdr-si` switch them off):
   * realism: a classifier two-sample test on 4-bar windows of generated vs real music
     (diffbgm.realism), on notes alone and with velocities (generated: the velocities the app
-    writes from the segments' velocity control; real: POP909's performed ones), with real vs
+    writes from the segments' velocity control, learned by default, `--velocity rule` for the
+    old rule; real: POP909's performed ones), with real vs
     real (even vs odd song numbers) as the floor;
   * SI as MusDr computes it (diffbgm.musdr_si: the piece rendered by FluidSynth, 2 Hz chroma,
     seconds) as si_musdr_short/mid/long; the per-bar symbolic variant is si_bar_short/mid.
@@ -44,7 +45,7 @@ from diffbgm.metrics import MetricConfig, aggregate, piece_metrics, relative_cha
 from diffbgm.model.conditions import PieceConditions
 from diffbgm.music.calibration import Calibration
 from diffbgm.music.roll import PianoRoll, RollSpec, roll_to_midi
-from diffbgm.outputs import velocities_from_controls
+from diffbgm.outputs import VelocityMethod, velocities_from_controls
 from diffbgm.plan import PlanConfig, contrast_at_cuts
 from diffbgm.realism import (
     RealismConfig,
@@ -90,6 +91,7 @@ class EvalOptions:
     workers: int = 1  # > 1: generate in this many processes of one thread each
     realism: bool = True  # the classifier two-sample test (diffbgm.realism)
     musdr_si: bool = True  # SI as MusDr computes it, from FluidSynth audio (diffbgm.musdr_si)
+    velocity: VelocityMethod = "learned"  # generated velocities: the app's model, or the old rule
 
 
 @dataclass(frozen=True)
@@ -261,13 +263,23 @@ class _Accumulator:
 
 
 def app_velocities(
-    onset: np.ndarray, conditions: PieceConditions, calibration: Calibration
+    onset: np.ndarray,
+    sustain: np.ndarray,
+    conditions: PieceConditions,
+    calibration: Calibration,
+    method: VelocityMethod = "learned",
 ) -> np.ndarray:
-    """The velocities the app would write for a generated roll: its rule applied to each
-    segment's velocity control (the roll itself has none)."""
+    """The velocities the app would write for a generated roll (the roll itself has none):
+    the velocity model (or the old rule) on each segment's velocity control, seeded by the
+    notes as in the app."""
     column = DYNAMIC_CONTROLS.index("velocity")
     return velocities_from_controls(
-        onset, conditions.segment_ids, conditions.dynamic[:, column], calibration
+        onset,
+        sustain,
+        conditions.segment_ids,
+        conditions.dynamic[:, column],
+        calibration,
+        method=method,
     )
 
 
@@ -477,7 +489,11 @@ def run_evaluation(options: EvalOptions) -> EvalReport:
         real_metrics = piece_metrics(song.onset, song.sustain, chords, song.key, metric_config)
         # generated: the velocities the app would write; real: the performed ones
         gen_velocity = (
-            app_velocities(roll.onset, asked.conditions, calibration) if has_controls else None
+            app_velocities(
+                roll.onset, roll.sustain, asked.conditions, calibration, options.velocity
+            )
+            if has_controls
+            else None
         )
         real_roll = PianoRoll(
             song.onset,

@@ -1,0 +1,180 @@
+"""Learned velocities: features, the shipped model, sampling, the app's velocity functions,
+and a training step on a tiny synthetic set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from diffbgm.music.calibration import Calibration, quantile_levels
+from diffbgm.outputs import notes_seed, rule_velocities, velocities_from_controls
+from diffbgm.velocity import (
+    FEATURE_NAMES,
+    ResidualConfig,
+    load_velocity_model,
+    note_features,
+    note_lengths,
+    save_velocity_model,
+)
+
+CALIBRATION = Calibration(tables={"velocity": np.linspace(40, 110, len(quantile_levels()))})
+
+
+def small_piece(bars: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A plausible roll: a bass note per beat, a three-note chord on beats 1 and 3, a melody
+    on eighths; (T, 88) onset and sustain."""
+    rng = np.random.default_rng(seed)
+    n_steps = bars * 16
+    onset = np.zeros((n_steps, 88), dtype=bool)
+    sustain = np.zeros_like(onset)
+    for step in range(0, n_steps, 4):
+        onset[step, 36 - 21] = True
+        sustain[step : step + 4, 36 - 21] = True
+    for step in range(0, n_steps, 8):
+        for pitch in (48, 52, 55):
+            onset[step, pitch - 21] = True
+            sustain[step : step + 8, pitch - 21] = True
+    for step in range(0, n_steps, 2):
+        pitch = 67 + int(rng.integers(0, 8))
+        onset[step, pitch - 21] = True
+        sustain[step : step + 2, pitch - 21] = True
+    return onset, sustain
+
+
+def test_note_lengths_end_at_the_next_onset_or_silence() -> None:
+    onset = np.zeros((8, 2), dtype=bool)
+    sustain = np.zeros_like(onset)
+    onset[[0, 3], 0] = True
+    sustain[0:6, 0] = True  # struck again at step 3: the first note lasts 3 steps
+    onset[1, 1] = True  # an onset without sustain lasts one step
+    lengths = note_lengths(onset, sustain)
+    assert lengths[0, 0] == 3 and lengths[3, 0] == 3 and lengths[1, 1] == 1
+    assert lengths[~onset].sum() == 0
+
+
+def test_note_features_describe_each_onset_in_its_chord() -> None:
+    onset, sustain = small_piece(bars=2)
+    control = np.full(onset.shape[0], 90.0)
+    segments = np.repeat([0, 1], 16)
+    steps, pitches, features = note_features(onset, sustain, control, segments)
+    assert features.shape == (int(onset.sum()), len(FEATURE_NAMES))
+    assert np.all(np.diff(steps) >= 0)
+    column = {name: i for i, name in enumerate(FEATURE_NAMES)}
+    first = steps == 0  # bass 36, chord 48 52 55 and a melody note
+    assert features[first, column["chord_size"]].tolist() == [5 / 4] * 5
+    assert features[first, column["is_bass"]].tolist() == [1, 0, 0, 0, 0]
+    assert features[first, column["is_top"]].tolist() == [0, 0, 0, 0, 1]
+    assert features[first, column["bar_pos_00"]].tolist() == [1] * 5
+    assert np.allclose(features[:, column["control"]], (90 - 80) / 20)
+    segment_share = features[:, column["segment_share"]]
+    assert segment_share.min() == 0 and segment_share.max() <= 1
+
+
+def test_the_shipped_model_loads_and_gives_onsets_velocities() -> None:
+    model = load_velocity_model()
+    onset, sustain = small_piece()
+    control = np.full(onset.shape[0], 80.0)
+    segments = np.zeros(onset.shape[0], dtype=np.int64)
+    velocity = model.velocities(onset, sustain, control, segments, seed=3)
+    assert velocity.shape == onset.shape and velocity.dtype == np.uint8
+    assert (velocity[~onset] == 0).all() and (velocity[onset] >= 1).all()
+    # a performance, not a rule: many values, and they change from note to note
+    assert np.unique(velocity[onset]).size >= 8
+    again = model.velocities(onset, sustain, control, segments, seed=3)
+    other = model.velocities(onset, sustain, control, segments, seed=4)
+    assert np.array_equal(velocity, again)
+    assert not np.array_equal(velocity, other)
+
+
+def test_a_louder_control_gives_louder_notes() -> None:
+    model = load_velocity_model()
+    onset, sustain = small_piece()
+    segments = np.zeros(onset.shape[0], dtype=np.int64)
+    means = []
+    for level in (50.0, 75.0, 100.0):
+        control = np.full(onset.shape[0], level)
+        velocity = model.velocities(onset, sustain, control, segments, seed=0)
+        means.append(float(velocity[onset].mean()))
+    assert means[0] + 10 < means[1] < means[2] - 10, means
+
+
+def test_app_velocities_follow_each_segments_control_and_the_notes_seed() -> None:
+    onset, sustain = small_piece()
+    segments = np.repeat([0, 1], onset.shape[0] // 2)
+    quiet_loud = np.array([0.1, 0.9])
+    velocity = velocities_from_controls(onset, sustain, segments, quiet_loud, CALIBRATION)
+    half = onset.shape[0] // 2
+    assert velocity[:half][onset[:half]].mean() + 15 < velocity[half:][onset[half:]].mean()
+    # no seed given: taken from the notes, so the same notes get the same velocities
+    again = velocities_from_controls(onset, sustain, segments, quiet_loud, CALIBRATION)
+    assert np.array_equal(velocity, again)
+    assert notes_seed(onset) == notes_seed(onset.copy())
+    seeded = velocities_from_controls(onset, sustain, segments, quiet_loud, CALIBRATION, seed=1)
+    assert not np.array_equal(velocity, seeded)
+
+
+def test_the_old_rule_is_still_there_for_comparison() -> None:
+    onset = np.zeros((32, 4), dtype=bool)
+    onset[[0, 1, 2, 16], 0] = True
+    sustain = onset.copy()
+    segments, levels = np.repeat([0, 1], 16), np.array([0.0, 1.0])
+    calibration = Calibration(tables={"velocity": np.linspace(40, 100, len(quantile_levels()))})
+    rule = rule_velocities(onset, segments, levels, calibration)
+    # segment levels 40 and 100; +8 on the beat, -8 on odd sixteenths, 0 in between
+    assert rule[[0, 1, 2, 16], 0].tolist() == [48, 32, 40, 108]
+    same = velocities_from_controls(onset, sustain, segments, levels, calibration, method="rule")
+    assert np.array_equal(rule, same)
+    with pytest.raises(ValueError, match="velocity method"):
+        velocities_from_controls(onset, sustain, segments, levels, calibration, method="loud")  # type: ignore[arg-type]
+
+
+def test_residual_settings_change_the_spread_not_the_level() -> None:
+    model = load_velocity_model()
+    onset, sustain = small_piece(bars=16)
+    control = np.full(onset.shape[0], 80.0)
+    segments = np.zeros(onset.shape[0], dtype=np.int64)
+    flat = model.velocities(
+        onset, sustain, control, segments, 0, residual=ResidualConfig(scale=0.0)
+    )[onset]
+    wide = model.velocities(
+        onset, sustain, control, segments, 0, residual=ResidualConfig(scale=1.0)
+    )[onset]
+    assert flat.std() < wide.std()
+    assert abs(float(flat.mean()) - float(wide.mean())) < 5
+
+
+def test_a_training_step_runs_and_the_model_round_trips(tmp_path: Path) -> None:
+    from trainer.velocity import NoteSet, VelocityTrainConfig, train_velocity
+
+    def notes(seed: int) -> NoteSet:
+        onset, sustain = small_piece(bars=4, seed=seed)
+        control = np.full(onset.shape[0], 70.0 + 10 * seed)
+        steps, pitches, features = note_features(
+            onset, sustain, control, np.zeros(onset.shape[0], dtype=np.int64)
+        )
+        # a toy performance: louder on top, louder with the control, some noise
+        rng = np.random.default_rng(seed)
+        velocity = 60 + 10 * seed + 0.3 * pitches + rng.normal(0, 4, steps.size)
+        return NoteSet(features, velocity.astype(np.float32), np.full(steps.size, seed), steps)
+
+    train = NoteSet(
+        *(
+            np.concatenate(parts)
+            for parts in zip(*(vars(notes(s)).values() for s in (0, 1, 2)), strict=True)
+        )
+    )
+    config = VelocityTrainConfig(hidden=(8,), epochs=2, batch=64, lr=1e-2)
+    model, figures = train_velocity(train, notes(3), config, tmp_path / "run", log=False)
+    assert np.isfinite(figures["valid_nll"])
+    assert len(model.config.residual.shape) == 101
+    assert model.config.residual.scale == config.residual_scale
+    assert (tmp_path / "run" / "last" / "state.json").is_file()
+    save_velocity_model(model, tmp_path / "model")
+    loaded = load_velocity_model(tmp_path / "model")
+    features = notes(3).features
+    assert np.allclose(model.predict(features)[0], loaded.predict(features)[0], atol=1e-4)
+    # a rerun with the same epochs resumes from last/ and trains no further
+    again, _ = train_velocity(train, notes(3), config, tmp_path / "run", log=False)
+    assert np.allclose(again.predict(features)[0], model.predict(features)[0], atol=1e-5)
