@@ -126,8 +126,13 @@ def render_presets(composer: Composer, out: Path) -> None:
                     "parts": part_statistics(result),
                 }
             summary.append(row)
-            print(json.dumps(row))
-    (out / "presets.json").write_text(json.dumps(summary, indent=1))
+            print(json.dumps(row, default=_plain))
+    (out / "presets.json").write_text(json.dumps(summary, indent=1, default=_plain))
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars as Python numbers for JSON."""
+    return value.item() if hasattr(value, "item") else str(value)
 
 
 def measure_mix(wav: Path) -> float:
