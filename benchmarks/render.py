@@ -9,6 +9,8 @@ rounds, so they need not add up):
 - today: `render_wav` + `trim_or_pad` as they were at --baseline-ref (read from git, so the
   comparison is with the code that shipped, not a re-creation): TimGM6mb, -16 LUFS, sample peak;
 - solo piano, full GM / TimGM6mb: `render_stems` on the same one-instrument score;
+- solo-piano preset (2 stems): the same notes as the preset writes them, melody and
+  accompaniment as two piano parts (the app's default since the arrangements);
 - parts: the song's MELODY, BRIDGE and PIANO tracks as three instruments (melody on a
   flute, bridge on strings, piano) plus a simple drum part, so four stems and their mix;
   the residual (mix - sum of stems, RMS relative to the mix) is printed in dB.
@@ -91,6 +93,19 @@ def song_parts(song: str, seconds: float) -> tuple[pretty_midi.PrettyMIDI, str]:
     return pm, described
 
 
+def two_piano_parts(parts: pretty_midi.PrettyMIDI) -> pretty_midi.PrettyMIDI:
+    """The shape of the solo-piano preset's score: melody and accompaniment as two piano
+    parts (two stems, two FluidSynth runs), here the song's MELODY against the rest."""
+    score = pretty_midi.PrettyMIDI(initial_tempo=100.0)
+    pitched = [inst for inst in parts.instruments if not inst.is_drum]
+    melody = pretty_midi.Instrument(program=0, name="melody")
+    melody.notes = [n for inst in pitched if inst.name == "melody" for n in inst.notes]
+    rest = pretty_midi.Instrument(program=0, name="accompaniment")
+    rest.notes = [n for inst in pitched if inst.name != "melody" for n in inst.notes]
+    score.instruments = [melody, rest]
+    return score
+
+
 def solo_piano(parts: pretty_midi.PrettyMIDI) -> pretty_midi.PrettyMIDI:
     """Every pitched note of `parts` on one piano: today's single-part score."""
     solo = pretty_midi.PrettyMIDI(initial_tempo=100.0)
@@ -157,6 +172,10 @@ def main(argv: list[str] | None = None) -> int:
             ("solo piano, full GM", lambda: stems_case(solo, full_font, "solo_full")),
             ("solo piano, TimGM6mb", lambda: stems_case(solo, small_font, "solo_small")),
             (
+                "solo-piano preset (2 stems), full GM",
+                lambda: stems_case(two_piano_parts(parts), full_font, "solo_two"),
+            ),
+            (
                 f"{len(parts.instruments)} parts, full GM",
                 lambda: stems_case(parts, full_font, "parts"),
             ),
@@ -170,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         today_s = results[cases[0][0]]["total"]
         solo_s = results[cases[1][0]]["total"]
         print(f"solo piano full GM / today: {solo_s / today_s:.2f}x (target: at most 2x)")
+        preset_s = results[cases[3][0]]["total"]
+        print(f"solo-piano preset (2 stems) full GM / today: {preset_s / today_s:.2f}x")
         print(f"stems {', '.join(p.stem for p in stems)}: residual {residual:.1f} dB re the mix")
     return 0
 

@@ -199,7 +199,7 @@ def test_a_client_with_composes_waiting_is_refused_at_once_others_are_not(
 
     def compose(request: FakeRequest) -> None:
         try:
-            outcomes.append(handlers.compose(str(clip), *FORM, None, request))
+            outcomes.append(handlers.compose(str(clip), *FORM, request=request))
         except gr.Error as exc:
             outcomes.append(exc)
 
@@ -213,14 +213,14 @@ def test_a_client_with_composes_waiting_is_refused_at_once_others_are_not(
     assert len(handlers.gate) == 2
     start = time.monotonic()
     with pytest.raises(gr.Error, match="already have 2 compose"):
-        handlers.compose(str(clip), *FORM, None, flood)
+        handlers.compose(str(clip), *FORM, request=flood)
     text = tmp_path / "notes.mp4"
     text.write_text("not a video\n" * 50)
     with pytest.raises(gr.Error, match="already have 2 compose"):  # refused before probing
-        handlers.compose(str(text), *FORM, None, flood)
+        handlers.compose(str(text), *FORM, request=flood)
     # A bad file from someone else is refused in a moment although the model is busy.
     with pytest.raises(gr.Error, match="'notes.mp4' is a text file"):
-        handlers.compose(str(text), *FORM, None, FakeRequest("10.0.0.2"))
+        handlers.compose(str(text), *FORM, request=FakeRequest("10.0.0.2"))
     assert time.monotonic() - start < 5
     composer.release.set()
     for thread in running:
