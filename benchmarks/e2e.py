@@ -141,7 +141,8 @@ def main() -> None:
     if not args.video.exists():
         raise SystemExit(f"video not found: {args.video}")
     order = [args.only] if args.only else ["baseline", "shipped"]
-    print(f"load average at start: {load_average():.2f} (idle machine: < 0.5)")
+    load_at_start = load_average()
+    print(f"load average at start: {load_at_start:.2f} (idle machine: < 0.5)")
     short = {w: child(args.video, args.model, 2, w) for w in order}
     print_cases("short clip, warm", short)
     long: dict[str, dict] = {}
@@ -154,7 +155,7 @@ def main() -> None:
         record = {
             "date": datetime.date.today().isoformat(),
             "command": "python benchmarks/e2e.py" + ("" if long else " --long-minutes 0"),
-            "load_average_at_start": round(load_average(), 2),
+            "load_average_at_start": round(load_at_start, 2),
             "defaults": {"generation": short["shipped"]["generation"], "threads": "auto"},
             "short": short["shipped"],
             "long": long.get("shipped"),
