@@ -155,6 +155,23 @@ def gated_loudness(hops: np.ndarray, sample_rate: int) -> float:
         return float(-0.691 + 10.0 * np.log10(kept.mean()))
 
 
+def hop_mean_square(gain: np.ndarray, n_hops: int, sample_rate: int) -> np.ndarray:
+    """(hops,) mean of gain**2 over each 100 ms hop, a chunk at a time: how much a smooth gain
+    scales each hop's energy (exact for a gain constant over the hop)."""
+    n_samples = max(gain.shape[0], int(BLOCK_S * sample_rate) + 1)
+    bounds = np.minimum(_hop_bounds(n_samples, sample_rate)[: n_hops + 1], gain.shape[0])
+    out = np.ones(n_hops)
+    for first in range(0, n_hops, HOPS_PER_CHUNK):
+        last = min(first + HOPS_PER_CHUNK, n_hops)
+        part = np.square(gain[bounds[first] : bounds[last]], dtype=np.float64)
+        starts = bounds[first:last] - bounds[first]
+        lengths = np.diff(np.append(starts, part.size))
+        if part.size:
+            sums = np.add.reduceat(part, np.minimum(starts, part.size - 1))
+            out[first:last] = np.where(lengths > 0, sums / np.maximum(lengths, 1), 1.0)
+    return out
+
+
 def chunked(
     n_samples: int, reach: int, chunk: int = CHUNK_SAMPLES
 ) -> list[tuple[int, int, int, int]]:

@@ -39,8 +39,7 @@ from diffbgm.music.loudness import (
     chunked,
     gated_loudness,
     hop_energies,
-    k_weighted_power,
-    power_hops,
+    hop_mean_square,
 )
 
 SILENCE_PEAK = 1e-4  # float full scale; FluidSynth output below this is treated as silence
@@ -351,33 +350,37 @@ def level_gain(audio: np.ndarray, sample_rate: int, level: LevelConfig) -> Level
     envelope, so that applied alike to every stem of a mix the stems still sum to the mix.
     The oversampled peak envelope and the K-weighted energy of every 100 ms hop are measured
     once (the slow parts): the gain is smooth, so for the scaled audio the envelope scales with
-    it and the K-weighted power with its square. The loudness and true peak
-    returned are then those of the scaled audio (the true peak re-measured around its loudest
-    stretches). Memory: a few (samples,) float32
-    arrays besides the audio, whatever its length (a ten-minute mix is levelled in ~0.4 GB).
+    it and each hop's energy with the hop's mean squared gain, an estimate; once it is on
+    target the scaled audio is measured exactly (streamed, with the gain applied a chunk at a
+    time) and corrected once more if needed. The loudness and true peak returned are those of
+    the scaled audio (the true peak re-measured around its loudest stretches). Memory: two
+    (samples,) float32 arrays besides the audio, whatever its length.
     """
     ceiling = level.ceiling * 10 ** (-CEILING_MARGIN_DB / 20)
-    power = k_weighted_power(audio, sample_rate)
-    hops = power_hops(power, sample_rate)
+    hops = hop_energies(audio, sample_rate)
     envelope = peak_envelope(audio, level.oversample)
     gain = np.ones(audio.shape[0], dtype=np.float32)
     lufs = gated_loudness(hops, sample_rate)
-    for _ in range(level.passes):
+    for round_ in range(level.passes + 2):
         if not np.isfinite(lufs):
             break
         gain *= np.float32(10 ** ((level.target_lufs - lufs) / 20))
         apply_limiter(gain, envelope, sample_rate, ceiling, level.lookahead_s)
-        lufs = gated_loudness(power_hops(power, sample_rate, gain), sample_rate)
-        if abs(lufs - level.target_lufs) < 0.1:
-            break
+        if round_ < level.passes:  # the estimate: each hop's energy times its mean gain**2
+            lufs = gated_loudness(hops * hop_mean_square(gain, hops.size, sample_rate), sample_rate)
+        if round_ >= level.passes - 1 or abs(lufs - level.target_lufs) < 0.1:
+            # the estimate is off where the limiter dips inside a hop: measure the scaled
+            # audio itself, and correct once more if that is still off
+            lufs = measure_lufs(audio, sample_rate, gain)
+            if abs(lufs - level.target_lufs) < 0.1 or round_ >= level.passes:
+                break
     peak = scaled_true_peak(audio, gain, envelope, level.oversample)
     if peak > ceiling:  # a last safety scale: the ceiling is a promise, the loudness a target
-        gain *= np.float32(ceiling / peak)
+        scale = ceiling / peak
+        gain *= np.float32(scale)
+        lufs += 20 * np.log10(scale)
         peak = ceiling
-    # the power scaled by gain**2: within 0.001 LU of measuring the scaled audio again
-    # (tests/test_render.py), without filtering it a second time
-    lufs = gated_loudness(power_hops(power, sample_rate, gain), sample_rate)
-    return Level(gain, lufs, peak)
+    return Level(gain, float(lufs), peak)
 
 
 # Where the estimate envelope * gain is this far under the result's largest estimate, the
