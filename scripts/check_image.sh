@@ -163,8 +163,10 @@ from pathlib import Path
 from gradio_client import Client, handle_file
 client = Client(\"http://127.0.0.1:$PORT/\", verbose=False)
 out = client.predict(handle_file(\"diffbgm/assets/examples/shapes.mp4\"), api_name=\"/compose\")
-summary, gallery, shots, segments, roll, audio, video, downloads, name, segment = out
+summary, gallery, shots, segments, roll, audio, video, downloads, name, segment = out[:10]
+sheet, stems = out[10], [s for s in out[11:] if s]
 print(summary.strip())
+print(\"sheet view:\", \"<svg\" in str(sheet), \"stem players with audio:\", len(stems))
 print(\"shots:\", len(shots[\"data\"]), \"segments:\", len(segments[\"data\"]))
 for path in downloads:
     print(\"file:\", Path(path).name, Path(path).stat().st_size, \"bytes\")
