@@ -164,7 +164,8 @@ from gradio_client import Client, handle_file
 client = Client(\"http://127.0.0.1:$PORT/\", verbose=False)
 out = client.predict(handle_file(\"diffbgm/assets/examples/shapes.mp4\"), api_name=\"/compose\")
 summary, gallery, shots, segments, roll, audio, video, downloads, name, segment = out[:10]
-sheet, stems = out[10], [s for s in out[11:] if s]
+sheet = out[10]
+stems = [s for s in out[11:] if isinstance(s, str) and Path(s).is_file()]
 print(summary.strip())
 print(\"sheet view:\", \"<svg\" in str(sheet), \"stem players with audio:\", len(stems))
 print(\"shots:\", len(shots[\"data\"]), \"segments:\", len(segments[\"data\"]))
