@@ -165,12 +165,14 @@ client = Client(\"http://127.0.0.1:$PORT/\", verbose=False)
 out = client.predict(handle_file(\"diffbgm/assets/examples/shapes.mp4\"), api_name=\"/compose\")
 summary, gallery, shots, segments, roll, audio, video, downloads, name, segment = out[:10]
 sheet = out[10]
-stems = [s for s in out[11:] if isinstance(s, str) and Path(s).is_file()]
 print(summary.strip())
-print(\"sheet view:\", \"<svg\" in str(sheet), \"stem players with audio:\", len(stems))
+print(\"sheet view:\", \"<svg\" in str(sheet))
 print(\"shots:\", len(shots[\"data\"]), \"segments:\", len(segments[\"data\"]))
+import zipfile
 for path in downloads:
     print(\"file:\", Path(path).name, Path(path).stat().st_size, \"bytes\")
+    if Path(path).suffix == \".zip\":
+        print(\"  zip holds:\", \" \".join(sorted(zipfile.ZipFile(path).namelist())))
 '" || status=1
   echo "compose round trip: $(( $(date +%s) - started )) s"
 else
