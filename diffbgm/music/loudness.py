@@ -57,42 +57,9 @@ def integrated_loudness(audio: np.ndarray, sample_rate: int) -> float:
 
     -inf for silence, like pyloudnorm.
     """
-    if audio.ndim == 1:
-        audio = audio[:, None]
-    n_samples, n_channels = audio.shape
-    if n_samples < BLOCK_S * sample_rate:
+    if audio.shape[0] < BLOCK_S * sample_rate:
         raise ValueError("audio shorter than one 400 ms gating block")
-    meter = pyloudnorm.Meter(sample_rate)
-    filters = list(meter._filters.values())  # the K-weighting stages pyloudnorm applies
-    bounds = _hop_bounds(n_samples, sample_rate)
-    block_samples = BLOCK_S * sample_rate
-    # (channels, blocks): mean square of each 400 ms block = four consecutive hops
-    mean_squares = np.stack(
-        [
-            np.convolve(_hop_energies(audio[:, ch], bounds, filters), np.ones(HOPS_PER_BLOCK))[
-                HOPS_PER_BLOCK - 1 : len(bounds) - 1
-            ]
-            / block_samples
-            for ch in range(n_channels)
-        ]
-    )
-    gains = np.asarray(CHANNEL_GAINS[:n_channels])[:, None]
-    with np.errstate(divide="ignore"):
-        block_lufs = -0.691 + 10.0 * np.log10(np.sum(gains * mean_squares, axis=0))
-        above_absolute = block_lufs >= ABSOLUTE_GATE_LUFS
-        if not above_absolute.any():
-            return float("-inf")
-        relative = (
-            -0.691
-            + 10.0 * np.log10(np.sum(gains[:, 0] * mean_squares[:, above_absolute].mean(axis=1)))
-            + RELATIVE_GATE_LU
-        )
-        gated = (block_lufs > relative) & above_absolute
-        if not gated.any():
-            return float("-inf")
-        return float(
-            -0.691 + 10.0 * np.log10(np.sum(gains[:, 0] * mean_squares[:, gated].mean(axis=1)))
-        )
+    return gated_loudness(hop_energies(audio, sample_rate), sample_rate)
 
 
 # --- the same meter for the level loop, and the peak side, in bounded memory -----------------
@@ -186,42 +153,3 @@ def chunked(
         )
         for start in range(0, n_samples, chunk)
     ]
-
-
-def k_weighted_power(audio: np.ndarray, sample_rate: int) -> np.ndarray:
-    """(samples,) float32 K-weighted power summed over the channels with their BS.1770
-    weights, filtered a chunk at a time (filter state carried): the level loop scales it by
-    gain**2 instead of filtering the scaled audio again."""
-    if audio.ndim == 1:
-        audio = audio[:, None]
-    filters = list(pyloudnorm.Meter(sample_rate)._filters.values())
-    power = np.zeros(audio.shape[0], dtype=np.float32)
-    step = HOPS_PER_CHUNK * int(sample_rate * BLOCK_S / HOPS_PER_BLOCK)
-    for channel in range(audio.shape[1]):
-        states = [lfilter_zi(f.b, f.a) * 0.0 for f in filters]
-        for start in range(0, audio.shape[0], step):
-            chunk = np.asarray(audio[start : start + step, channel], dtype=np.float64)
-            for index, stage in enumerate(filters):
-                chunk, states[index] = lfilter(stage.b, stage.a, chunk, zi=states[index])
-            power[start : start + step] += np.float32(CHANNEL_GAINS[channel]) * np.square(
-                chunk
-            ).astype(np.float32)
-    return power
-
-
-def power_hops(power: np.ndarray, sample_rate: int, gain: np.ndarray | None = None) -> np.ndarray:
-    """`hop_energies` from k_weighted_power (times gain**2 when given), a chunk at a time."""
-    n_samples = max(power.shape[0], int(BLOCK_S * sample_rate) + 1)
-    bounds = np.minimum(_hop_bounds(n_samples, sample_rate), power.shape[0])
-    hops = np.zeros(len(bounds) - 1)
-    for first in range(0, len(bounds) - 1, HOPS_PER_CHUNK):
-        last = min(first + HOPS_PER_CHUNK, len(bounds) - 1)
-        part = power[bounds[first] : bounds[last]].astype(np.float64)
-        if gain is not None:
-            part *= np.square(gain[bounds[first] : bounds[last]], dtype=np.float64)
-        starts = bounds[first:last] - bounds[first]
-        if part.size:
-            sums = np.add.reduceat(part, np.minimum(starts, part.size - 1))
-            sums[np.diff(np.append(starts, part.size)) == 0] = 0.0
-            hops[first:last] = sums
-    return hops

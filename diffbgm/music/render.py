@@ -412,14 +412,6 @@ def scaled_true_peak(
     return peak
 
 
-def normalise_loudness(
-    audio: np.ndarray, sample_rate: int, level: LevelConfig
-) -> tuple[np.ndarray, float]:
-    """audio brought to level.target_lufs under the true-peak ceiling, and its loudness."""
-    decided = level_gain(audio, sample_rate, level)
-    return audio * decided.gain[:, None].astype(audio.dtype), decided.lufs
-
-
 def read_midi(midi: str | Path | pretty_midi.PrettyMIDI) -> tuple[pretty_midi.PrettyMIDI, str]:
     """The MIDI as a PrettyMIDI object and how errors should name it."""
     if isinstance(midi, pretty_midi.PrettyMIDI):
