@@ -12,7 +12,9 @@ from __future__ import annotations
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -45,6 +47,7 @@ from diffbgm.result import (
 from diffbgm.threads import AUTO as AUTO_THREADS
 from diffbgm.threads import free_cores
 from diffbgm.video.features import Mood
+from diffbgm.video.mux import VideoTrackJob
 from diffbgm.video.probe import ProbeLimits
 from diffbgm.video.types import VideoAnalysis, VideoInfo
 
@@ -295,7 +298,7 @@ class Composer:
     ) -> Result:
         total = 3 + 4 * options.variants
         clock = _StageClock(progress, total)
-        with work_folder(out_dir) as work:
+        with work_folder(out_dir) as work, _video_track(video, info, work) as track:
 
             def analyse() -> tuple[Mood | None, VideoAnalysis]:
                 mood = self.mood(options.mood)  # encoded once, for the analysis and the plan
@@ -310,9 +313,19 @@ class Composer:
                 folder.mkdir(parents=True, exist_ok=True)
                 files.append(
                     self._variant(
-                        video, analysis, plan, generation, options, options.seed + v, folder, clock
-                    )
+                        video,
+                        analysis,
+                        plan,
+                        generation,
+                        options,
+                        options.seed + v,
+                        folder,
+                        clock,
+                        track=track,
+                    )  # fmt: skip
                 )
+            if track is not None:
+                track.cancel()  # its file is not one of the results
             files = [_relative(f, work) for f in files]
             report = self._report(video, analysis, plan, options, generation, files, clock.seconds)
             write_report(report, work)
@@ -420,7 +433,11 @@ class Composer:
         folder: Path,
         clock: _StageClock,
         known: KnownMusic | None = None,
+        track: VideoTrackJob | None = None,
     ) -> VariantFiles:
+        """One variant's files. The sheet is engraved while FluidSynth renders the audio, and
+        the piano-roll picture drawn while ffmpeg muxes: each pair is one Python-bound job
+        and one subprocess, so on two cores they take the time of the longer one."""
         from diffbgm import outputs
         from diffbgm.video.mux import mux_music
 
@@ -428,46 +445,38 @@ class Composer:
         onset, sustain = roll.onset, roll.sustain
         np.savez_compressed(folder / "roll.npz", onset=onset, sustain=sustain)
 
-        def score() -> tuple[Path, Path, Path]:
-            written = outputs.write_midi(
-                onset,
-                sustain,
-                plan,
-                self.spec,
-                self.calibration,
-                folder / "score.mid",
-                arrangement=options.arrangement,
-                seed=seed,
+        with ThreadPoolExecutor(max_workers=1) as side:
+            written = clock.run(
+                "score",
+                lambda: outputs.write_midi(
+                    onset,
+                    sustain,
+                    plan,
+                    self.spec,
+                    self.calibration,
+                    folder / "score.mid",
+                    arrangement=options.arrangement,
+                    seed=seed,
+                ),
             )
-            sheet = outputs.write_sheet(written.grid, plan, folder, title=video.stem)
-            return written.path, *sheet
+            midi = written.path
+            sheet = side.submit(outputs.write_sheet, written.grid, plan, folder, video.stem)
 
-        midi, musicxml, svg = clock.run("score", score)
+            def audio() -> tuple[outputs.AudioFiles, Path, Path, Path]:
+                sound = outputs.write_wav(
+                    midi, plan.duration_s, folder / "music.wav", self.soundfont, self.level
+                )
+                musicxml, svg = sheet.result()
+                stems = [p for p in sound.stems.values() if p != sound.mix]
+                bundle = outputs.write_bundle(
+                    folder / "music.zip", [midi, musicxml, sound.mix, *stems], folder
+                )
+                return sound, bundle, musicxml, svg
 
-        def audio() -> tuple[outputs.AudioFiles, Path]:
-            sound = outputs.write_wav(
-                midi, plan.duration_s, folder / "music.wav", self.soundfont, self.level
-            )
-            stems = [p for p in sound.stems.values() if p != sound.mix]
-            bundle = outputs.write_bundle(
-                folder / "music.zip", [midi, musicxml, sound.mix, *stems], folder
-            )
-            return sound, bundle
-
-        sound, bundle = clock.run("audio", audio)
-        wav = sound.mix
-
-        def video_and_picture() -> tuple[Path, Path]:
-            mp4 = mux_music(
-                video,
-                wav,
-                folder / "video.mp4",
-                duration_s=plan.duration_s,
-                audio=options.audio,
-                has_original_audio=bool(analysis.info.has_audio),
-                info=analysis.info,
-            )
-            png = outputs.write_pianoroll(
+            sound, bundle, musicxml, svg = clock.run("audio", audio)
+            wav = sound.mix
+            picture = side.submit(
+                outputs.write_pianoroll,
                 onset,
                 sustain,
                 plan,
@@ -476,9 +485,21 @@ class Composer:
                 seed,
                 folder / "pianoroll.png",
             )
-            return mp4, png
 
-        mp4, png = clock.run("video", video_and_picture)
+            def video_and_picture() -> tuple[Path, Path]:
+                mp4 = mux_music(
+                    video,
+                    wav,
+                    folder / "video.mp4",
+                    duration_s=plan.duration_s,
+                    audio=options.audio,
+                    has_original_audio=bool(analysis.info.has_audio),
+                    info=analysis.info,
+                    video_track=None if track is None else track.result(),
+                )
+                return mp4, picture.result()
+
+            mp4, png = clock.run("video", video_and_picture)
         return VariantFiles(
             seed,
             str(midi),
@@ -606,13 +627,16 @@ class Composer:
         known = KnownMusic.from_notes(onset, sustain, keep)
         options = replace(report.options, seed=seed, variants=1)
         clock = _StageClock(progress, 4)
-        with work_folder(out_dir) as work:
+        with work_folder(out_dir) as work, _video_track(source, info, work) as track:
             thumbs = result_dir / "thumbnails"
             if thumbs.exists():
                 shutil.copytree(thumbs, work / "thumbnails")
             files = self._variant(
-                source, analysis, plan, report.generation, options, seed, work, clock, known
-            )
+                source, analysis, plan, report.generation, options, seed, work, clock, known,
+                track,
+            )  # fmt: skip
+            if track is not None:
+                track.cancel()  # its file is not one of the results
             new_report = self._report(
                 source,
                 analysis,
@@ -628,6 +652,18 @@ class Composer:
             progress(4, 4, "done")
             publish(work, out_dir)
         return Result.read(out_dir)
+
+
+@contextmanager
+def _video_track(video: Path, info: VideoInfo, folder: Path) -> Iterator[VideoTrackJob | None]:
+    """The MP4's video stream, encoded in the background from now on (None: it is copied);
+    stopped and removed if the compose fails before it is used."""
+    job = VideoTrackJob.start(video, info, info.duration_s, folder)
+    try:
+        yield job
+    finally:
+        if job is not None:
+            job.cancel()
 
 
 def _relative(files: VariantFiles, work: Path) -> VariantFiles:

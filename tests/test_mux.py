@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -9,7 +10,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from diffbgm.video.mux import mux_music, video_can_be_copied
+from diffbgm.errors import RenderError
+from diffbgm.video.mux import VideoTrackJob, mux_music, video_can_be_copied
 from diffbgm.video.probe import probe_video
 from tests.app_server import write_test_video
 
@@ -56,3 +58,69 @@ def test_an_h264_clip_is_copied_packet_for_packet(
     assert _packets(encoded) != _packets(clip)
     out = probe_video(copied)
     assert out.has_audio and out.duration_s == pytest.approx(info.duration_s, abs=0.1)
+
+
+# --- the video track encoded in the background (issue 20) -----------------------------------
+
+
+@pytest.fixture()
+def vp8_clip(tmp_path: Path) -> Path:
+    from tests.video_fixtures import write_video
+
+    return write_video(tmp_path / "clip.webm", codec="libvpx")
+
+
+def test_a_copyable_stream_needs_no_background_job(
+    clip_and_music: tuple[Path, Path], tmp_path: Path
+) -> None:
+    clip, _ = clip_and_music
+    info = probe_video(clip)
+    assert VideoTrackJob.start(clip, info, info.duration_s, tmp_path) is None
+
+
+def test_the_track_is_encoded_idle_and_copied_into_the_mp4(vp8_clip: Path, tmp_path: Path) -> None:
+    info = probe_video(vp8_clip)
+    music = tmp_path / "music.wav"
+    sf.write(music, 0.1 * np.sin(np.linspace(0, 3000, int(info.duration_s * 22050))), 22050)
+    job = VideoTrackJob.start(vp8_clip, info, info.duration_s, tmp_path)
+    assert job is not None
+    # idle class from the start (the analysis and the sampler keep their cores)
+    assert os.sched_getscheduler(job.pid) == os.SCHED_IDLE
+    track = job.result()
+    assert probe_video(track).video_codec == "h264" and not probe_video(track).has_audio
+    out = mux_music(
+        vp8_clip,
+        music,
+        tmp_path / "video.mp4",
+        info.duration_s,
+        has_original_audio=False,
+        info=info,
+        video_track=track,
+    )
+    assert _packets(out) == _packets(track)  # copied, not encoded a second time
+    muxed = probe_video(out)
+    assert muxed.has_audio and muxed.video_codec == "h264"
+    assert muxed.duration_s == pytest.approx(info.duration_s, abs=0.1)
+    job.cancel()
+    assert not track.exists() and not job.log_path.exists()
+
+
+def test_cancel_stops_a_running_encoder(vp8_clip: Path, tmp_path: Path) -> None:
+    info = probe_video(vp8_clip)
+    job = VideoTrackJob.start(vp8_clip, info, info.duration_s, tmp_path)
+    assert job is not None
+    job.cancel()
+    with pytest.raises(ChildProcessError):  # reaped: no zombie left behind
+        os.waitpid(job.pid, os.WNOHANG)
+    assert not job.out_path.exists()
+
+
+def test_a_failing_encode_names_the_reason(vp8_clip: Path, tmp_path: Path) -> None:
+    info = probe_video(vp8_clip)
+    broken = tmp_path / "broken.webm"
+    broken.write_bytes(b"not a video at all" * 100)
+    job = VideoTrackJob.start(broken, replace(info, path=broken), info.duration_s, tmp_path)
+    assert job is not None
+    with pytest.raises(RenderError, match="could not encode the picture of 'broken.webm'"):
+        job.result()
+    assert not job.out_path.exists()

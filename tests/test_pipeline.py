@@ -72,6 +72,11 @@ def test_outputs_exist_and_agree(bbb_result, bbb_video: Path) -> None:
     assert report["metrics"]["n_cuts"] >= 2
     assert report["metrics"]["cut_alignment"] >= 0.95
     assert set(report["timings_s"]) >= {"analyse", "plan", "compose", "score", "audio", "video"}
+    # the VP8 picture was encoded in the background to H.264; its work file is not a result
+    from diffbgm.video.probe import probe_video
+
+    assert probe_video(bbb_result.video_path).video_codec == "h264"
+    assert not list(bbb_result.out_dir.rglob(".video-track*"))
 
 
 def test_regenerate_changes_only_that_segment(
@@ -98,6 +103,35 @@ def test_regenerate_changes_only_that_segment(
     tiny_composer.regenerate(bbb_result.out_dir, segment_index=2, seed=5, out_dir=tmp_path / "r2")
     again = MusicPlan.from_dict(json.loads((tmp_path / "r2" / "report.json").read_text())["plan"])
     assert again.segments[2].recalls == -1 and again.segments[0].recalls == -1
+
+
+def test_a_failed_compose_stops_the_background_encoder(
+    tiny_composer: Composer, bbb_video: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("the sampler broke")
+
+    from diffbgm.video.mux import VideoTrackJob
+
+    jobs: list[VideoTrackJob | None] = []
+    start = VideoTrackJob.start
+
+    def recorded(*args: object) -> VideoTrackJob | None:
+        jobs.append(start(*args))  # type: ignore[arg-type]
+        return jobs[-1]
+
+    monkeypatch.setattr(tiny_composer, "compose_roll", broken)
+    monkeypatch.setattr(VideoTrackJob, "start", recorded)
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError, match="the sampler broke"):
+        tiny_composer(bbb_video, out)
+    assert len(jobs) == 1 and jobs[0] is not None  # VP8: encoded in the background
+    with pytest.raises(ChildProcessError):  # the encoder was stopped and reaped
+        os.waitpid(jobs[0].pid, os.WNOHANG)
+    assert not out.exists() or not any(out.iterdir())
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".diffbgm-")]
 
 
 @pytest.mark.parametrize(

@@ -48,6 +48,13 @@ class GenerationConfig:
     sampler: Sampler = _knob(cast(Sampler, "ddim"), "DDIM or DPM-Solver++ (2M)", choices=SAMPLERS)
     steps: int = _knob(25, "denoising steps", 1, 1000)
     guidance: float = _knob(3.0, "classifier-free guidance scale (1 = none)", 0.0, 20.0)
+    guidance_share: float = _knob(
+        1.0,
+        "0..1: guidance is applied for this share of the noise schedule, from the noisiest "
+        "step; the quieter steps run the conditional pass alone (half the network work)",
+        0.0,
+        1.0,
+    )
     onset_threshold: float = _knob(
         0.0, "onset channel value in [-1, 1] above which a note starts", -1.0, 1.0
     )

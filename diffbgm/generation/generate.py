@@ -106,6 +106,7 @@ def generate_roll(
             progress=progress,
             sampler=config.sampler,
             guide=guide,
+            guidance_until=round((1.0 - config.guidance_share) * diffusion.num_train_steps),
         )
     notes = decode(raw, conditions, config, calibration, decode_rules)
     if known is not None:

@@ -63,6 +63,7 @@ def sample_piece(
     progress: Callable[[int, int], None] | None = None,
     sampler: str = "ddim",
     guide: RecallGuide | None = None,
+    guidance_until: int = 0,
 ) -> np.ndarray:
     """Sample a whole piece -> float32 (2, T_total, P) in [-1, 1] (onset, sustain).
 
@@ -70,6 +71,7 @@ def sample_piece(
     factor); overlap_steps (default one bar) are in-painted from the previous window.
     known_roll (2, T_total, P) with known_mask (1 = keep) keeps part of an existing piece.
     guide: where returning phrases take their music from (None: no recall).
+    guidance_until: guidance applies at timesteps >= this one only (0: at every step).
     progress(done, total) counts denoising steps over all windows that are sampled.
     """
     window = window_steps or config.window_steps
@@ -119,6 +121,7 @@ def sample_piece(
             guide=None if guided is None else torch.from_numpy(guided)[None],
             guide_mask=None if guided_mask is None else torch.from_numpy(guided_mask)[None],
             guide_until=guide.until_t if guide is not None else 0,
+            guidance_until=guidance_until,
         )
         roll[:, start:end] = x[0, :, : end - start].float().cpu().numpy()
         done[start:end] = True

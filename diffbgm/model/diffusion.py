@@ -208,6 +208,7 @@ class Diffusion:
         guide: torch.Tensor | None = None,
         guide_mask: torch.Tensor | None = None,
         guide_until: int = 0,
+        guidance_until: int = 0,
     ) -> torch.Tensor:
         """Draw x0 (B, 2, T, P) in [-1, 1] for the batch of conditions.
 
@@ -219,6 +220,8 @@ class Diffusion:
         replaced the same way by `guide`, but only while the timestep is >= guide_until; the
         steps below are free, so the coarse shape follows the guide and the details follow
         the conditions.
+        Guidance applies while the timestep is >= guidance_until; the steps below run the
+        conditional pass alone (guidance matters most for the coarse shape, decided early).
         """
         if sampler not in ("ddim", "dpm"):
             raise ValueError(f"unknown sampler {sampler!r} (use 'ddim' or 'dpm')")
@@ -244,7 +247,8 @@ class Diffusion:
             ab = self.alphas_cumprod[t].to(device)
             ab_prev = self.alphas_cumprod[t_prev].to(device) if t_prev >= 0 else torch.ones(())
             ab_prev = ab_prev.to(device)
-            pred = self.guided_prediction(model, x, t, cond, guidance)
+            scale = guidance if t >= guidance_until else 1.0
+            pred = self.guided_prediction(model, x, t, cond, scale)
             x0, eps = self.split_prediction(pred, x, ab)
             if clip_x0:
                 x0 = x0.clamp(-1.0, 1.0)

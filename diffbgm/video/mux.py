@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
+import time
 from pathlib import Path
 from typing import Literal
 
@@ -29,17 +33,20 @@ def ffmpeg_exe() -> str:
     return str(imageio_ffmpeg.get_ffmpeg_exe())
 
 
-def _audio_filter(mode: AudioMode, has_original_audio: bool, duration_s: float) -> list[str]:
-    """ffmpeg arguments that choose or mix the audio streams (input 0 = video, 1 = music)."""
+def _audio_filter(
+    mode: AudioMode, has_original_audio: bool, duration_s: float, picture: str = "0:v:0"
+) -> list[str]:
+    """ffmpeg arguments that map the picture stream and choose or mix the audio streams
+    (input 0 = the video, 1 = the music)."""
     if mode == "replace" or not has_original_audio:
-        return ["-map", "0:v:0", "-map", "1:a:0"]
+        return ["-map", picture, "-map", "1:a:0"]
     original_gain = 1.0 if mode == "keep" else DUCKED_ORIGINAL_GAIN
     graph = (
         f"[0:a:0]volume={original_gain},apad,atrim=0:{duration_s:.3f}[orig];"
         f"[1:a:0]apad,atrim=0:{duration_s:.3f}[music];"
         "[orig][music]amix=inputs=2:duration=first:normalize=0,alimiter=limit=0.95[mix]"
     )
-    return ["-filter_complex", graph, "-map", "0:v:0", "-map", "[mix]"]
+    return ["-filter_complex", graph, "-map", picture, "-map", "[mix]"]
 
 
 def _ffmpeg_reason(stderr: str, *paths: Path) -> str:
@@ -100,21 +107,31 @@ def mux_music(
     has_original_audio: bool = True,
     timeout_s: float = 600.0,
     info: VideoInfo | None = None,
+    video_track: Path | None = None,
 ) -> Path:
     """Write `out_path` (MP4, H.264/HEVC + AAC): the video with the music under it.
 
     With the video's probe (`info`), an H.264/HEVC stream kept whole is copied as it is
     (`video_can_be_copied`); anything else is re-encoded to H.264 (inputs may be VP8, AV1,
-    ...; MP4 players want H.264), padded to even sizes. Both streams end at `duration_s`.
-    Written to a temporary name first, so a failure never leaves a half-written MP4.
+    ...; MP4 players want H.264), padded to even sizes. `video_track`: that H.264 stream made
+    already (`VideoTrackJob`, while the music was composed); it is copied. Both streams end at
+    `duration_s`. Written to a temporary name first, so a failure never leaves a half-written MP4.
     """
     if audio not in AUDIO_MODES:
         raise RenderError(f"unknown audio mode {audio!r}; choose one of {', '.join(AUDIO_MODES)}")
-    copy = video_can_be_copied(info, duration_s)
+    if video_track is not None:
+        video_args = ["-i", str(video_track)]  # input 2
+        picture, codec_args = "2:v:0", ["-c:v", "copy"]
+    else:
+        copy = video_can_be_copied(info, duration_s)
+        video_args = []
+        picture = "0:v:0"
+        codec_args = _video_codec_args(copy, info.video_codec if info is not None else "")
     tmp = out_path.with_name(out_path.stem + ".partial.mp4")
     cmd = [
         ffmpeg_exe(),
         "-y",
+        "-nostdin",
         "-hide_banner",
         "-loglevel",
         "error",
@@ -122,10 +139,11 @@ def mux_music(
         str(video_path),
         "-i",
         str(music_wav),
-        *_audio_filter(audio, has_original_audio, duration_s),
+        *video_args,
+        *_audio_filter(audio, has_original_audio, duration_s, picture),
         "-t",
         f"{duration_s:.3f}",
-        *_video_codec_args(copy, info.video_codec if info is not None else ""),
+        *codec_args,
         "-c:a",
         "aac",
         "-b:a",
@@ -149,3 +167,108 @@ def mux_music(
         )
     tmp.replace(out_path)
     return out_path
+
+
+class VideoTrackJob:
+    """The MP4's H.264 video stream, encoded in the background while the music is composed.
+
+    Re-encoding (VP8, AV1, odd sizes, ...) costs as much as a third of a compose and does not
+    depend on the music, so it starts before the analysis. It runs as an idle-class process
+    (SCHED_IDLE where the OS has it): it takes only the CPU time the analysis, the sampler and
+    the renderers leave free, and so never slows them down. `result()` puts it back to normal
+    priority (nothing else is left to wait for then) and returns the track for `mux_music`.
+    A stream that can be copied as it is needs no job: `start` returns None for it.
+    """
+
+    def __init__(self, pid: int, out_path: Path, log_path: Path, video_name: str) -> None:
+        self.pid, self.out_path, self.log_path = pid, out_path, log_path
+        self.video_name = video_name
+        self._status: int | None = None
+
+    @classmethod
+    def start(
+        cls, video_path: Path, info: VideoInfo, duration_s: float, folder: Path
+    ) -> VideoTrackJob | None:
+        """Start encoding `video_path`'s picture (no sound) to folder/.video-track.mp4."""
+        if video_can_be_copied(info, duration_s):
+            return None
+        out_path = folder / ".video-track.mp4"
+        log_path = folder / ".video-track.log"
+        cmd = [
+            ffmpeg_exe(),
+            "-y",
+            "-nostdin",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-i",
+            str(video_path),
+            "-map",
+            "0:v:0",
+            "-an",
+            "-t",
+            f"{duration_s:.3f}",
+            *_video_codec_args(False, ""),
+            str(out_path),
+        ]
+        write = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+        actions = [
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+            (os.POSIX_SPAWN_OPEN, 2, str(log_path), write, 0o600),
+        ]
+        try:
+            pid = os.posix_spawn(cmd[0], cmd, os.environ, file_actions=actions)
+        except OSError as exc:
+            raise RenderError(f"could not start ffmpeg for {video_path.name}: {exc}") from exc
+        # glibc's posix_spawn refuses SCHED_IDLE (EINVAL), so the class is set right after
+        # the exec, before ffmpeg has opened its input and started its worker threads.
+        _set_policy(pid, getattr(os, "SCHED_IDLE", None))
+        return cls(pid, out_path, log_path, video_path.name)
+
+    def _poll(self) -> int | None:
+        if self._status is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid == self.pid:
+                self._status = os.waitstatus_to_exitcode(status)
+        return self._status
+
+    def result(self, timeout_s: float = 600.0) -> Path:
+        """Wait for the track (at normal priority now) -> its path; RenderError on failure."""
+        _set_policy(self.pid, getattr(os, "SCHED_OTHER", None))  # nothing left to wait for
+        deadline = time.monotonic() + timeout_s
+        while self._poll() is None:
+            if time.monotonic() > deadline:
+                self.cancel()
+                raise RenderError(
+                    f"ffmpeg took longer than {timeout_s:.0f} s encoding {self.video_name}"
+                )
+            time.sleep(0.01)
+        if self._status != 0 or not self.out_path.exists() or self.out_path.stat().st_size == 0:
+            reason = _ffmpeg_reason(self.log_path.read_text(errors="replace"), self.out_path)
+            self.cancel()
+            raise RenderError(
+                f"ffmpeg could not encode the picture of '{self.video_name}': {reason}"
+            )
+        return self.out_path
+
+    def cancel(self) -> None:
+        """Stop the encoder (if still running) and remove its files."""
+        if self._poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+            self._status = -signal.SIGKILL
+        self.out_path.unlink(missing_ok=True)
+        self.log_path.unlink(missing_ok=True)
+
+
+def _set_policy(pid: int, policy: int | None) -> None:
+    """Every thread of process `pid` to scheduling class `policy` (Linux; best effort: an
+    encoder left in another class still finishes, only sooner or later)."""
+    tasks = Path(f"/proc/{pid}/task")
+    if policy is None or not tasks.is_dir():
+        return
+    for task in tasks.iterdir():
+        with contextlib.suppress(OSError, ValueError):
+            os.sched_setscheduler(int(task.name), policy, os.sched_param(0))

@@ -1,0 +1,96 @@
+"""Is a generation setting at metric parity with another? Paired change per song.
+
+    python benchmarks/paired_change.py docs/eval/pop909_801_830_dpm15.json \
+        runs/guidance/dpm15_gs0.5_801-830.json [more candidate JSONs] [--tolerance 2]
+
+Both files are `python -m trainer evaluate --json` reports of the same songs and seeds (each
+song keeps its seed, so song by song the two runs differ only by the setting). For every
+metric of the generated music: the mean over songs of the per-song change in percent of the
+reference, with its standard error; the pooled control obedience (Spearman) side by side. A
+candidate passes when every mean change lies within --tolerance percent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+METRICS = (
+    "pche",
+    "gps",
+    "si_bar_short",
+    "si_bar_mid",
+    "chord_tone_ratio",
+    "in_key_ratio",
+    "polyphony",
+    "onsets_per_bar",
+)
+OBEDIENCE = ("register_obedience", "density_obedience")
+
+
+def per_song(run: dict) -> dict[str, dict[str, float]]:
+    """song id -> the generated music's metrics."""
+    return {song["song"]: song["generated"] for song in run["songs"]}
+
+
+def paired_change(reference: dict, candidate: dict, metric: str) -> tuple[float, float, int]:
+    """(mean % change, standard error, songs) over the songs both runs have a value for."""
+    ref, cand = per_song(reference), per_song(candidate)
+    changes = [
+        100.0 * (cand[s][metric] - ref[s][metric]) / ref[s][metric]
+        for s in sorted(set(ref) & set(cand))
+        if _finite(ref[s].get(metric)) and _finite(cand[s].get(metric)) and ref[s][metric] != 0
+    ]
+    n = len(changes)
+    if n == 0:
+        return math.nan, math.nan, 0
+    mean = sum(changes) / n
+    if n == 1:
+        return mean, math.nan, 1
+    variance = sum((c - mean) ** 2 for c in changes) / (n - 1)
+    return mean, math.sqrt(variance / n), n
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("reference", type=Path)
+    parser.add_argument("candidates", type=Path, nargs="+")
+    parser.add_argument("--tolerance", type=float, default=2.0, help="percent")
+    args = parser.parse_args(argv)
+
+    reference = json.loads(args.reference.read_text())
+    runs = [(path, json.loads(path.read_text())) for path in args.candidates]
+    print(f"paired change from {args.reference.name}, mean % ± standard error over songs")
+    print("| metric | " + " | ".join(path.stem for path, _ in runs) + " |")
+    print("|---|" + "---|" * len(runs))
+    worst = {path: 0.0 for path, _ in runs}
+    for metric in METRICS:
+        cells = []
+        for path, run in runs:
+            mean, error, n = paired_change(reference, run, metric)
+            worst[path] = max(worst[path], abs(mean)) if math.isfinite(mean) else math.inf
+            cells.append(f"{mean:+.1f} % ± {error:.1f} (n={n})")
+        print(f"| {metric} | " + " | ".join(cells) + " |")
+    for name in OBEDIENCE:
+        base = reference["control"]["generated"].get(name)
+        cells = [f"{run['control']['generated'].get(name, math.nan):.3f}" for _, run in runs]
+        print(f"| {name} (reference {base:.3f}) | " + " | ".join(cells) + " |")
+    failed = 0
+    for path, _ in runs:
+        verdict = "within" if worst[path] <= args.tolerance else "OUTSIDE"
+        failed += verdict == "OUTSIDE"
+        print(
+            f"{path.stem}: largest mean change {worst[path]:.1f} % ({verdict} {args.tolerance:g} %)"
+        )
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
