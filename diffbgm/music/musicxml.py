@@ -16,7 +16,7 @@ staff's voices numbered after the upper staff's so that no voice number is share
 Accidentals follow the engraving rule: a note shows one when its alteration differs from what
 the key signature, or an earlier note of the same step and octave in the same bar and staff,
 implies; the continuation of a tied note shows none. Beams join the eighths and shorter notes
-of one voice within one beat (a rest breaks them).
+of one voice that start in the same beat (a rest breaks them).
 """
 
 from __future__ import annotations
@@ -313,17 +313,16 @@ def note_type(length: int, steps_per_beat: int) -> tuple[str, int]:
 
 
 def _beams(pieces: list[Piece], types: list[str], steps_per_beat: int) -> list[list[str]]:
-    """Per piece its <beam> elements: eighths and shorter notes of one beat are beamed
-    together (a rest, a longer note or the beat's end breaks the group)."""
+    """Per piece its <beam> elements: eighths and shorter notes that start in the same beat
+    are beamed together (a rest or a longer note breaks the group)."""
     beams: list[list[str]] = [[] for _ in pieces]
     groups: list[list[int]] = []
     beat = -1
-    for i, (start, length, pitches, _) in enumerate(pieces):
-        beamable = bool(pitches) and types[i] in BEAM_COUNTS
-        own_beat = start // steps_per_beat
-        if not beamable or (start + length - 1) // steps_per_beat != own_beat:
+    for i, (start, _, pitches, _) in enumerate(pieces):
+        if not pitches or types[i] not in BEAM_COUNTS:
             beat = -1
             continue
+        own_beat = start // steps_per_beat  # a note is grouped with the beat it starts in
         if own_beat == beat and groups and groups[-1][-1] == i - 1:
             groups[-1].append(i)
         else:
