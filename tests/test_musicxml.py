@@ -176,7 +176,7 @@ def test_file_reads_back_in_music21_and_verovio(tmp_path: Path) -> None:
     assert [c.findtext("sign") for c in root.iter("clef")] == ["G", "G", "F", "percussion"]
     score = converter.parse(str(path))
     assert isinstance(score, stream.Score)
-    assert score.metadata.title == "Tom & Jerry <3"
+    assert score.metadata.bestTitle == "Tom & Jerry <3"
     assert [p.partName for p in score.parts] == ["melody & co", "piano", "drums"]
     back = sheet.read_musicxml_notes(path)
     for part in parts:
