@@ -177,7 +177,7 @@ def test_file_reads_back_in_music21_and_verovio(tmp_path: Path) -> None:
     score = converter.parse(str(path))
     assert isinstance(score, stream.Score)
     assert score.metadata.bestTitle == "Tom & Jerry <3"
-    assert [p.partName for p in score.parts] == ["melody & co", "piano", "drums"]
+    assert [p.partName for p in score.parts] == ["melody & co", "piano", "piano", "drums"]
     back = sheet.read_musicxml_notes(path)
     for part in parts:
         assert np.array_equal(back[part.name], np.asarray(sorted(part.notes.tolist())))
