@@ -290,11 +290,11 @@ def _accidentals(
     shown: dict[int, dict[tuple[int, int], str]] = {}
     for _, v, i in timed:
         _, _, pitches, tie = bar_voices[v][i]
+        if tie in ("stop", "continue"):
+            continue  # a tied continuation repeats its note: no sign, nothing changes
         for pitch in pitches:
             step, alter = spelling[pitch % 12]
             where = (step, pitch // 12 - 1)
-            if tie in ("stop", "continue"):
-                continue  # a tied continuation repeats its note: no sign, nothing changes
             if in_force.get(where, key_alters.get(step, 0)) != alter:
                 shown.setdefault(v, {})[(i, pitch)] = ACCIDENTAL_NAMES[alter]
                 in_force[where] = alter
