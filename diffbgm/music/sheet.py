@@ -1,14 +1,16 @@
-"""Sheet music: a grid-exact score -> MusicXML (music21) and an engraved SVG (verovio).
+"""Sheet music: a grid-exact score -> MusicXML (diffbgm.music.musicxml) and an engraved SVG
+(verovio).
 
 Everything here counts in grid steps (16ths by default) from the piece's first downbeat, so a
 note is (start step, end step, MIDI pitch) and bars are `beats_per_bar * steps_per_beat`
-steps. The layout is done here, not left to music21, because music21 (10.5) writes
-overlapping notes of one part into a single voice and reads them back wrong: each part's notes
+steps. The layout is done here (it once was left to music21, which (10.5) writes overlapping
+notes of one part into a single voice and reads them back wrong): each part's notes
 are grouped into chords (same start and end), the chords are laid out in as few voices as keep
 every voice free of overlaps, and every note or rest is cut at bar lines and into written
 lengths (whole, dotted half, ..., 16th) joined by ties. A wide piano part goes on two staves
 (split at middle C). Key and time signature, tempo, chord symbols and one rehearsal mark per
-segment go on the first staff.
+segment go on the first staff. diffbgm.music.musicxml writes the laid-out parts as MusicXML
+text (accidentals and beams included); music21 only reads it back.
 
 `sheet_from_midi` reads a score in video time (the pipeline's score.mid, or the arranger's
 grid-exact PrettyMIDI) against the plan's grid; `read_musicxml_notes` reads the notes back
@@ -28,13 +30,11 @@ import numpy as np
 import pretty_midi
 
 from diffbgm.errors import DiffBGMError
-from diffbgm.music.chords import Chord, parse_chord
+from diffbgm.music.chords import Chord
 from diffbgm.music.harmony import ROOT_NAMES
 from diffbgm.music.roll import notes_to_roll, roll_to_notes
 
 if TYPE_CHECKING:
-    from music21 import stream
-
     from diffbgm.music.pop909 import Song
     from diffbgm.plan import MusicPlan
 
@@ -44,12 +44,12 @@ WRITTEN_SIXTEENTHS = (16, 12, 8, 6, 4, 3, 2, 1)
 SPLIT_PITCH = 60  # middle C: a two-staff part puts this and above on the upper staff
 MIN_SPAN_FOR_TWO_STAVES = 19  # semitones: a part wider than this (and across C4) gets two
 
-SHARP_MAJOR_TONICS = frozenset({0, 7, 2, 9, 4, 11, 6})  # C G D A E B F#: no flats in the key
-# Pitch-class names for music21 ('-' is its flat)
-SHARP_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
-FLAT_NAMES = ("C", "D-", "D", "E-", "E", "F", "G-", "G", "A-", "A", "B-", "B")
+# Key signatures (sharps > 0, flats < 0) by tonic pitch class, spelled with the fewest
+# accidentals: major C Db D Eb E F F# G Ab A Bb B, minor C C# D Eb E F F# G G# A Bb B
+MAJOR_FIFTHS = (0, -5, 2, -3, 4, -1, 6, 1, -4, 3, -2, 5)
+MINOR_FIFTHS = (-3, 4, -1, -6, 1, -4, 3, -2, 5, 0, -5, 2)
 
-# Harte shorthand -> MusicXML harmony kind (music21's ChordSymbol `kind`)
+# Harte shorthand -> MusicXML harmony kind
 HARMONY_KINDS = {
     "maj": "major",
     "min": "minor",
@@ -108,11 +108,15 @@ class SheetHeader:
         return self.beats_per_bar * self.steps_per_beat
 
     @property
+    def fifths(self) -> int:
+        """The key signature: how many sharps (> 0) or flats (< 0)."""
+        return (MINOR_FIFTHS if self.key_minor else MAJOR_FIFTHS)[self.key_tonic_pc]
+
+    @property
     def sharps(self) -> bool:
         """Does the key signature have sharps (or none)? Black keys are then spelled as
-        sharps (A# in E major), else as flats (Bb in F major)."""
-        major_tonic = (self.key_tonic_pc + (3 if self.key_minor else 0)) % 12
-        return major_tonic in SHARP_MAJOR_TONICS
+        sharps (A# in E major), else as flats (Bb in F major, Gb in Eb minor)."""
+        return self.fifths >= 0
 
 
 def header_from_plan(plan: MusicPlan, title: str = "Diff-BGM") -> SheetHeader:
@@ -212,94 +216,18 @@ def staves(part: SheetPart) -> list[tuple[str, np.ndarray]]:
     return [("upper", upper), ("lower", lower)]
 
 
-def build_score(parts: list[SheetPart], header: SheetHeader) -> stream.Score:
-    """The music21 Score of these parts under this header."""
-    from music21 import clef, instrument, key, layout, metadata, meter, stream, tempo
-
-    if not parts:
+def bar_count(parts: list[SheetPart], header: SheetHeader) -> int:
+    """How many bars the sheet has: the header's, or more if the notes need them."""
+    if not any(p.notes.size for p in parts):
         raise DiffBGMError("the score has no notes to write as sheet music")
-    bar = header.bar_steps
-    last = max(int(p.notes[:, 1].max()) for p in parts if p.notes.size)
-    n_bars = max(header.n_bars, -(-last // bar), 1)
     first = min(int(p.notes[:, 0].min()) for p in parts if p.notes.size)
     if first < 0:
         raise DiffBGMError(f"a note starts {-first} steps before the first bar")
-    score = stream.Score()
-    score.metadata = metadata.Metadata(title=header.title)
-    top = True
-    for part in parts:
-        staff_list = staves(part)
-        made = []
-        for suffix, notes in staff_list:
-            staff = stream.PartStaff() if len(staff_list) > 1 else stream.Part()
-            staff.partName = part.name
-            staff.id = re.sub(r"\W+", "-", f"{part.name}-{suffix}".strip("-")) or "part"
-            gm = instrument.Instrument()
-            gm.partName = part.name
-            gm.midiProgram = part.program
-            staff.insert(0, gm)
-            clef_here = (
-                clef.PercussionClef()
-                if part.is_drum
-                else clef.BassClef()
-                if suffix == "lower" or (notes.size and np.median(notes[:, 2]) < 55)
-                else clef.TrebleClef()
-            )
-            for m, measure in enumerate(_measures(notes, n_bars, header)):
-                if m == 0:
-                    measure.insert(0, clef_here)
-                    if not part.is_drum:  # a drum staff has no key
-                        mode = "minor" if header.key_minor else "major"
-                        measure.insert(0, key.Key(_tonic_name(header), mode))
-                    measure.insert(0, meter.TimeSignature(f"{header.beats_per_bar}/4"))
-                    if top:
-                        measure.insert(0, tempo.MetronomeMark(number=round(header.tempo_bpm, 1)))
-                if top:
-                    _annotate(measure, m, header)
-                staff.append(measure)
-            top = False
-            made.append(staff)
-            score.insert(0, staff)
-        if len(made) > 1:
-            score.insert(0, layout.StaffGroup(made, name=part.name, symbol="brace"))
-    return score
+    last = max(int(p.notes[:, 1].max()) for p in parts if p.notes.size)
+    return max(header.n_bars, -(-last // header.bar_steps), 1)
 
 
-# Tonic spellings with the fewest accidentals in the key signature (music21 writes flats '-')
-MAJOR_TONICS = ("C", "D-", "D", "E-", "E", "F", "F#", "G", "A-", "A", "B-", "B")
-MINOR_TONICS = ("C", "C#", "D", "E-", "E", "F", "F#", "G", "G#", "A", "B-", "B")
-
-
-def _tonic_name(header: SheetHeader) -> str:
-    return (MINOR_TONICS if header.key_minor else MAJOR_TONICS)[header.key_tonic_pc]
-
-
-def _measures(notes: np.ndarray, n_bars: int, header: SheetHeader) -> list[stream.Measure]:
-    """Bars of one staff: every voice cut at bar lines and into written lengths, with ties."""
-    from music21 import stream
-
-    bar = header.bar_steps
-    laid = voices(notes) or [[]]
-    measures = [stream.Measure(number=m + 1) for m in range(n_bars)]
-    for v, voice_notes in enumerate(laid):
-        pieces = _voice_pieces(voice_notes, n_bars * bar, bar, header.steps_per_beat)
-        per_bar: list[list[tuple[int, int, tuple[int, ...], str | None]]] = [[] for _ in measures]
-        for piece in pieces:
-            per_bar[piece[0] // bar].append(piece)
-        for m, measure in enumerate(measures):
-            container: stream.Stream = measure
-            if len(laid) > 1:
-                container = stream.Voice(id=str(v + 1))
-                measure.insert(0, container)
-            for start, length, pitches, tie_type in per_bar[m]:
-                container.insert(
-                    (start - m * bar) / header.steps_per_beat,
-                    _element(length, pitches, tie_type, header),
-                )
-    return measures
-
-
-def _voice_pieces(
+def voice_pieces(
     voice_notes: list[tuple[int, int, tuple[int, ...]]], total: int, bar: int, steps_per_beat: int
 ) -> list[tuple[int, int, tuple[int, ...], str | None]]:
     """(start, length, pitches, tie) pieces of one voice over [0, total): rests (no pitches)
@@ -331,68 +259,15 @@ def _voice_pieces(
     return pieces
 
 
-def _element(
-    length: int, pitches: tuple[int, ...], tie_type: str | None, header: SheetHeader
-) -> object:
-    from music21 import chord, note, pitch, tie
-
-    quarter_length = length / header.steps_per_beat
-    if not pitches:
-        return note.Rest(quarterLength=quarter_length)
-    names = SHARP_NAMES if header.sharps else FLAT_NAMES
-    spelled = [pitch.Pitch(f"{names[p % 12]}{p // 12 - 1}") for p in pitches]
-    sounding = (
-        note.Note(spelled[0], quarterLength=quarter_length)
-        if len(spelled) == 1
-        else chord.Chord(spelled, quarterLength=quarter_length)
-    )
-    if tie_type is not None:
-        sounding.tie = tie.Tie(tie_type)
-    return sounding
-
-
-def _annotate(measure: stream.Measure, index: int, header: SheetHeader) -> None:
-    """The chord symbols and rehearsal marks that fall in bar `index`."""
-    from music21 import expressions
-
-    bar = header.bar_steps
-    for step, label in header.chords:
-        if step // bar == index:
-            symbol = chord_symbol(label, header.sharps)
-            if symbol is not None:
-                measure.insert((step - index * bar) / header.steps_per_beat, symbol)
-    for step, text in header.marks:
-        if step // bar == index:
-            measure.insert(
-                (step - index * bar) / header.steps_per_beat, expressions.RehearsalMark(text)
-            )
-
-
-def chord_symbol(label: str, sharps: bool = True) -> object | None:
-    """A Harte label as a music21 ChordSymbol (kind, root, bass; black keys spelled as sharps
-    or flats as the key signature has them); None for no chord."""
-    from music21 import harmony
-
-    chord = parse_chord(label)
-    if chord.root_pc is None:
-        return None
-    names = SHARP_NAMES if sharps else FLAT_NAMES
-    root = names[chord.root_pc]
-    kind = HARMONY_KINDS.get(chord.quality, "major")
-    symbol = harmony.ChordSymbol(root=root, kind=kind)
-    if chord.bass_pc is not None and chord.bass_pc != chord.root_pc:
-        # a bass outside the chord (a slash chord such as C:maj/D) is added to it
-        symbol.bass(names[chord.bass_pc], allow_add=True)
-    symbol.writeAsChord = False
-    return symbol
-
-
 def write_musicxml(parts: list[SheetPart], header: SheetHeader, path: str | Path) -> Path:
-    """The parts as a MusicXML file (uncompressed .musicxml). music21's notation pass runs on
-    the laid-out bars: it adds accidentals and beams (the ties and voices are ours)."""
+    """The parts as a MusicXML 4.0 file (uncompressed .musicxml), accidentals and beams
+    included."""
+    # imported here: diffbgm.music.musicxml builds on this module's layout
+    from diffbgm.music.musicxml import score_partwise
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    build_score(parts, header).write("musicxml", fp=str(path))
+    path.write_text(score_partwise(parts, header), encoding="utf-8")
     return path
 
 
