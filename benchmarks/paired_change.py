@@ -75,7 +75,10 @@ def main(argv: list[str] | None = None) -> int:
         cells = []
         for path, run in runs:
             mean, error, n = paired_change(reference, run, metric)
-            worst[path] = max(worst[path], abs(mean)) if math.isfinite(mean) else math.inf
+            if n == 0:  # a report without this metric per song
+                cells.append("–")
+                continue
+            worst[path] = max(worst[path], abs(mean))
             cells.append(f"{mean:+.1f} % ± {error:.1f} (n={n})")
         print(f"| {metric} | " + " | ".join(cells) + " |")
     for name in OBEDIENCE:
