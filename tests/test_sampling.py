@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from diffbgm.generation.decoding import decode_roll, density_matched_thresholds
-from diffbgm.generation.windows import sample_piece, window_starts
+from diffbgm.generation.windows import sample_piece, two_pass_rounds, window_starts
 from diffbgm.model.conditions import PieceConditions
 from diffbgm.model.config import ModelConfig, preset
 from diffbgm.model.diffusion import Diffusion
@@ -126,6 +126,73 @@ def test_regenerating_one_segment_keeps_the_rest(setup: tuple[Denoiser, ModelCon
     assert len(spy.calls) - n_first == 2
     with pytest.raises(ValueError, match="known_mask"):
         sample_piece(model, spy, piece, config, None, known_roll=old, known_mask=keep[:10])
+
+
+def test_two_pass_rounds_put_independent_windows_together() -> None:
+    starts = window_starts(200, 32, 8)  # hop 24: windows 0..7
+    assert two_pass_rounds(starts, 32, 200) == [[0, 2, 4, 6], [1, 3, 5, 7]]
+    # window 4 recalls the music of steps 30..40: window 1 owns 32..47 (between windows 0
+    # and 2), window 0 owns 30..31; so window 4 waits for window 1, and its neighbours 3
+    # and 5 wait for window 4
+    source = np.full(200, -1)
+    source[4 * 24 : 4 * 24 + 11] = np.arange(30, 41)
+    rounds = two_pass_rounds(starts, 32, 200, source)
+    assert rounds == [[0, 2, 6], [1, 7], [4], [3, 5]]
+    # an even window recalling the odd window just before it does not wait (that odd window
+    # waits for it): no cycle, the recalled steps stay unguided
+    source = np.full(200, -1)
+    source[2 * 24 + 20 : 2 * 24 + 24] = np.arange(40, 44)  # window 1's own steps
+    assert two_pass_rounds(starts, 32, 200, source) == [[0, 2, 4, 6], [1, 3, 5, 7]]
+
+
+def test_batched_windows_in_paint_both_neighbours_and_keep_known_music(
+    setup: tuple[Denoiser, ModelConfig],
+) -> None:
+    model, config = setup
+    spy = SpyDiffusion(config)
+    piece = make_piece(128, 3)
+    progress: list[tuple[int, int]] = []
+    roll = sample_piece(
+        model,
+        spy,
+        piece,
+        config,
+        torch.Generator().manual_seed(0),
+        overlap_steps=8,
+        steps=4,
+        window_batch=8,
+        progress=lambda i, n: progress.append((i, n)),
+    )
+    starts = window_starts(128, 32, 8)  # [0, 24, 48, 72, 96]
+    assert len(spy.calls) == 2  # two rounds, one call each, instead of five calls
+    assert [call["known"].shape[0] for call in spy.calls] == [3, 2]
+    assert not spy.calls[0]["mask"].any()  # even windows: nothing to in-paint
+    odd_mask = spy.calls[1]["mask"]
+    assert odd_mask[:, :, :8].all() and odd_mask[:, :, -8:].all()
+    assert not odd_mask[:, :, 8:-8].any()
+    evens, odds = spy.calls[0]["out"].numpy(), spy.calls[1]["out"].numpy()
+    for row, i in enumerate((0, 2, 4)):
+        end = min(starts[i] + 32, 128)
+        np.testing.assert_array_equal(roll[:, starts[i] : end], evens[row, :, : end - starts[i]])
+    for row, i in enumerate((1, 3)):  # the overlaps come out as the even windows left them
+        np.testing.assert_array_equal(roll[:, starts[i] : starts[i] + 32], odds[row])
+    assert progress[-1] == (20, 20)
+    # regenerating one segment with batched windows keeps the rest bit for bit
+    keep = piece.segment_ids != 1
+    new = sample_piece(
+        model,
+        Diffusion(config.diffusion),
+        piece,
+        config,
+        torch.Generator().manual_seed(1),
+        overlap_steps=8,
+        steps=3,
+        known_roll=roll,
+        known_mask=keep,
+        window_batch=8,
+    )
+    np.testing.assert_array_equal(new[:, keep], roll[:, keep])
+    assert not np.array_equal(new[:, ~keep], roll[:, ~keep])
 
 
 def test_decode_roll_builds_notes_from_onsets() -> None:

@@ -96,6 +96,13 @@ class GenerationConfig:
         0,
         8,
     )
+    window_batch: int = _knob(
+        1,
+        "1 = windows left to right, one per network call; > 1 = two passes (every other "
+        "window, then those between, in-painting both sides), up to this many per call",
+        1,
+        256,
+    )
     bf16: bool = _knob(True, "bfloat16 autocast while sampling (the schedule stays fp32)")
 
     def __post_init__(self) -> None:

@@ -107,6 +107,7 @@ def generate_roll(
             sampler=config.sampler,
             guide=guide,
             guidance_until=round((1.0 - config.guidance_share) * diffusion.num_train_steps),
+            window_batch=config.window_batch,
         )
     notes = decode(raw, conditions, config, calibration, decode_rules)
     if known is not None:

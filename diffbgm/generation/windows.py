@@ -6,6 +6,11 @@ A piece longer than one window is generated left to right. Each window after the
 The same machinery regenerates one segment: pass the old roll as `known_roll` and a
 `known_mask` that is 1 everywhere except the steps to redo; windows with nothing to redo are
 copied, not sampled. A `RecallGuide` steers returning phrases toward the music they repeat.
+
+With `window_batch` > 1 the windows are sampled in rounds instead, several per network call
+(a CPU does more work per second on a batch): first every other window, each on its own,
+then the windows between them, each in-painting a bar on both sides. A window that recalls
+earlier music waits for the round after the window that holds its source (`two_pass_rounds`).
 """
 
 from __future__ import annotations
@@ -31,6 +36,45 @@ def window_starts(n_steps: int, window_steps: int, overlap_steps: int) -> list[i
     while starts[-1] + window_steps < n_steps:
         starts.append(starts[-1] + hop)
     return starts
+
+
+def two_pass_rounds(
+    starts: list[int], window: int, n_steps: int, source: np.ndarray | None = None
+) -> list[list[int]]:
+    """Window indices per round of two-pass sampling; windows of a round are independent.
+
+    Even windows (0, 2, ...) need nothing; odd ones need both neighbours (they in-paint their
+    overlaps). Each step's final music comes from its even window where it has one, else its
+    odd window; a window whose recalled steps (`source`, (T,) source step or -1) come from
+    another window's music waits for that window too, except an even window for the odd one
+    just before it (which waits for it: a cycle; those steps are then composed unguided).
+    A window's round is one more than the latest round it waits for.
+    """
+    owner = np.full(n_steps, -1, dtype=np.int64)
+    for parity in (1, 0):  # even windows written last: they own the overlaps
+        for i in range(parity, len(starts), 2):
+            owner[starts[i] : starts[i] + window] = i
+    needs: list[set[int]] = []
+    for i, start in enumerate(starts):
+        need = {i - 1, i + 1} & set(range(len(starts))) if i % 2 else set()
+        if source is not None:
+            recalled = source[start : start + window]
+            need |= {int(w) for w in np.unique(owner[recalled[recalled >= 0]])}
+            need -= {i} if i % 2 else {i, i - 1}
+        needs.append(need)
+    rounds: dict[int, int] = {}
+
+    def round_of(i: int, seen: frozenset[int]) -> int:
+        if i not in rounds:
+            waits = [round_of(j, seen | {i}) for j in needs[i] if j not in seen | {i}]
+            rounds[i] = 1 + max(waits, default=-1)
+        return rounds[i]
+
+    for i in range(len(starts)):
+        round_of(i, frozenset())
+    return [
+        [i for i in range(len(starts)) if rounds[i] == r] for r in range(max(rounds.values()) + 1)
+    ]
 
 
 def piece_mask(mask: np.ndarray | None, shape: tuple[int, int, int]) -> np.ndarray:
@@ -64,6 +108,7 @@ def sample_piece(
     sampler: str = "ddim",
     guide: RecallGuide | None = None,
     guidance_until: int = 0,
+    window_batch: int = 1,
 ) -> np.ndarray:
     """Sample a whole piece -> float32 (2, T_total, P) in [-1, 1] (onset, sustain).
 
@@ -72,6 +117,8 @@ def sample_piece(
     known_roll (2, T_total, P) with known_mask (1 = keep) keeps part of an existing piece.
     guide: where returning phrases take their music from (None: no recall).
     guidance_until: guidance applies at timesteps >= this one only (0: at every step).
+    window_batch: 1 = left to right, one window per call; more = two-pass rounds, up to this
+    many windows per call (needs overlap_steps <= half a window, else left to right).
     progress(done, total) counts denoising steps over all windows that are sampled.
     """
     window = window_steps or config.window_steps
@@ -85,6 +132,12 @@ def sample_piece(
         roll[keep] = known_roll[keep]
     done = np.zeros(total, dtype=bool)  # steps whose content is final
     starts = window_starts(total, window, overlap_steps)
+    if window_batch > 1 and 2 * overlap_steps <= window and len(starts) > 1:
+        return _sample_in_rounds(
+            model, diffusion, piece, config, generator, window, starts, roll, keep, done,
+            steps=steps, guidance=guidance, progress=progress, sampler=sampler, guide=guide,
+            guidance_until=guidance_until, window_batch=window_batch,
+        )  # fmt: skip
     todo = [s for s in starts if not keep[:, s : s + window].all()]
     n_denoise = len(todo) * steps
     for start in starts:
@@ -126,3 +179,101 @@ def sample_piece(
         roll[:, start:end] = x[0, :, : end - start].float().cpu().numpy()
         done[start:end] = True
     return roll
+
+
+def _sample_in_rounds(
+    model: nn.Module,
+    diffusion: Diffusion,
+    piece: PieceConditions,
+    config: ModelConfig,
+    generator: torch.Generator | None,
+    window: int,
+    starts: list[int],
+    roll: np.ndarray,
+    keep: np.ndarray,
+    done: np.ndarray,
+    *,
+    steps: int,
+    guidance: float,
+    progress: Callable[[int, int], None] | None,
+    sampler: str,
+    guide: RecallGuide | None,
+    guidance_until: int,
+    window_batch: int,
+) -> np.ndarray:
+    """sample_piece's two-pass path: rounds of independent windows, batched per call."""
+    total, pitches = roll.shape[1], config.n_pitches
+    todo = [i for i, s in enumerate(starts) if not keep[:, s : s + window].all()]
+    n_denoise, finished = len(todo) * steps, 0
+    source = guide.source if guide is not None else None
+    for members in two_pass_rounds(starts, window, total, source):
+        pending = [i for i in members if i in todo]
+        for at in range(0, len(pending), window_batch):
+            chunk = pending[at : at + window_batch]
+            known, known_mask, guided, guided_mask = _chunk_paintings(
+                chunk, starts, window, roll, keep, done, guide, pitches
+            )
+            cond = stack_windows(
+                [piece.window(starts[i], window, config.max_segments) for i in chunk],
+                config.pitch_low,
+                pitches,
+            )
+
+            def report(step: int, _n: int, base: int = finished, size: int = len(chunk)) -> None:
+                if progress is not None:
+                    progress(base + step * size, n_denoise)
+
+            x = diffusion.sample(
+                model,
+                cond,
+                generator,
+                steps=steps,
+                guidance=guidance,
+                known=torch.from_numpy(known),
+                known_mask=torch.from_numpy(known_mask),
+                progress=report,
+                sampler=sampler,
+                guide=None if guided is None else torch.from_numpy(guided),
+                guide_mask=None if guided_mask is None else torch.from_numpy(guided_mask),
+                guide_until=guide.until_t if guide is not None else 0,
+                guidance_until=guidance_until,
+            )
+            values = x.float().cpu().numpy()  # (B, 2, W, P)
+            for row, i in enumerate(chunk):
+                start, end = starts[i], min(starts[i] + window, total)
+                roll[:, start:end] = values[row, :, : end - start]
+                done[start:end] = True
+            finished += steps * len(chunk)
+    return roll
+
+
+def _chunk_paintings(
+    chunk: list[int],
+    starts: list[int],
+    window: int,
+    roll: np.ndarray,
+    keep: np.ndarray,
+    done: np.ndarray,
+    guide: RecallGuide | None,
+    pitches: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """(B, 2, W, P) known music and mask (kept or final already) and recall guide and mask
+    (None where no window of the chunk recalls anything) of a chunk of windows."""
+    total = roll.shape[1]
+    knowns, masks, guides, guide_masks = [], [], [], []
+    for i in chunk:
+        start, end = starts[i], min(starts[i] + window, total)
+        window_keep = np.zeros((2, window, pitches), dtype=bool)
+        window_keep[:, : end - start] = keep[:, start:end] | done[None, start:end, None]
+        known = np.zeros_like(window_keep, dtype=np.float32)
+        known[:, : end - start] = roll[:, start:end]
+        music, where = (
+            (None, None) if guide is None else guide.for_window(roll, done, start, window_keep)
+        )
+        knowns.append(known)
+        masks.append(window_keep)
+        guides.append(np.zeros_like(known) if music is None else music)
+        guide_masks.append(np.zeros_like(window_keep) if where is None else where)
+    if not any(mask.any() for mask in guide_masks):
+        return np.stack(knowns), np.stack(masks), None, None
+    return np.stack(knowns), np.stack(masks), np.stack(guides), np.stack(guide_masks)
