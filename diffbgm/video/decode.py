@@ -123,7 +123,11 @@ def decode_frames(
     # Same algorithm and sizes, so the pixels are identical; one thread suits 160x90 output.
     scaler = VideoReformatter()
     complete = True
-    with av.open("file:" + str(path.resolve())) as container:
+    try:
+        opened = av.open("file:" + str(path.resolve()))
+    except av.FFmpegError as exc:  # e.g. cut short after it was probed
+        raise VideoError(f"'{path.name}' cannot be decoded: {exc}") from exc
+    with opened as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         # Raw streams carry no timestamps, so frame times come from counting frames: skipping
