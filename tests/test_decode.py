@@ -130,7 +130,9 @@ def test_frame_series_matches_its_per_frame_definitions(frames: DecodedFrames) -
     np.testing.assert_allclose(series.brightness, luma.mean(axis=(1, 2)), atol=1e-6)
     np.testing.assert_allclose(series.contrast, luma.std(axis=(1, 2)), atol=1e-6)
     np.testing.assert_allclose(series.saturation, saturation, atol=1e-6)
-    np.testing.assert_allclose(series.warmth, (red - blue) / np.maximum(red + blue, 1e-3), atol=1e-5)
+    np.testing.assert_allclose(
+        series.warmth, (red - blue) / np.maximum(red + blue, 1e-3), atol=1e-5
+    )
     np.testing.assert_allclose(series.difference, np.r_[0.0, steps], atol=1e-6)
     assert series.motion_px_s[0] == 0.0 and series.motion_px_s.max() > 0.0
 
