@@ -112,7 +112,7 @@ def _flow_speeds(gray: np.ndarray, times_s: np.ndarray) -> np.ndarray:
         # OpenCV's stubs lack the `None` initial flow that its API accepts.
         flow = cv2.calcOpticalFlowFarneback(small[i - 1], small[i], None, 0.5, 2, 9, 2, 5, 1.1, 0)  # type: ignore[call-overload]
         dt = max(float(times_s[i] - times_s[i - 1]), 1e-3)
-        speeds[i] = float(np.linalg.norm(flow, axis=2).mean()) * to_analysis_px / dt
+        speeds[i] = float(cv2.magnitude(flow[..., 0], flow[..., 1]).mean()) * to_analysis_px / dt
     return speeds
 
 
