@@ -151,3 +151,22 @@ def test_black_frames_are_mean_values_under_the_level(frames: DecodedFrames) -> 
     mean = frames.rgb.reshape(frames.n_frames, -1).mean(axis=1) / 255.0
     assert np.array_equal(_black_frames(frames, 0.06), mean < 0.06)
     assert _black_frames(frames, 0.06).any() and not _black_frames(frames, 0.06).all()
+
+
+def test_frame_series_of_one_frame_and_of_strided_frames() -> None:
+    """A one-frame video has no difference to measure; frames that are a rotated view (not
+    contiguous) measure as a contiguous copy does (luma may differ by one level at a rounding
+    tie: numpy's matrix product takes another path for strided input)."""
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (5, 40, 64, 3), dtype=np.uint8)
+    one = frame_series(DecodedFrames(np.zeros(1), rgb[:1], duration_s=0.1))
+    assert one.difference.tolist() == [0.0] and one.motion_px_s.tolist() == [0.0]
+    turned = np.rot90(rgb, 1, axes=(1, 2))
+    assert not turned.flags.c_contiguous
+    times = np.arange(5) / 12.0
+    strided = frame_series(DecodedFrames(times, turned, duration_s=0.5))
+    copied = frame_series(DecodedFrames(times, np.ascontiguousarray(turned), duration_s=0.5))
+    assert np.array_equal(strided.saturation, copied.saturation)
+    assert np.array_equal(strided.warmth, copied.warmth)
+    for name in ("brightness", "contrast", "difference"):
+        np.testing.assert_allclose(getattr(strided, name), getattr(copied, name), atol=1e-3)

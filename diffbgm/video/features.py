@@ -84,11 +84,12 @@ def frame_series(frames: DecodedFrames, chunk: int = 256) -> FrameSeries:
         contrast[part] = np.sqrt(np.maximum(luma_square - luma_mean**2, 0.0)) / 255.0
         # Each frame's difference from the one before it (the chunk's first looks back across
         # the chunk boundary; frame 0 keeps 0).
-        before = gray[max(start - 1, 0) : start + count - 1].reshape(-1, pixels)
-        after = luma[1:] if start == 0 else luma
-        step = cv2.absdiff(after, before)
-        first = 1 if start == 0 else start
-        difference[first : start + count] = step.sum(axis=1, dtype=np.int64) / pixels / 255.0
+        first = max(start, 1)
+        if first < start + count:
+            after = gray[first : start + count].reshape(-1, pixels)
+            before = gray[first - 1 : start + count - 1].reshape(-1, pixels)
+            step_sums = cv2.absdiff(after, before).sum(axis=1, dtype=np.int64)
+            difference[first : start + count] = step_sums / pixels / 255.0
     return FrameSeries(
         times_s=frames.times_s,
         brightness=brightness,
