@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -122,6 +123,7 @@ def analyse_once(video: Path) -> None:
     row["total CPU"] = time.process_time() - cpu_start
     row["peak RSS MB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     row["shots found"] = len(analysis.shots)
+    row["cut times"] = analysis.cut_times_s
     row["package"] = str(Path(sys.modules["diffbgm"].__file__ or "").parent.parent)
     print(json.dumps(row))
 
@@ -144,14 +146,14 @@ def compare(ref: str, long_minutes: float, repeats: int) -> None:
             clip, long_minutes, Path(tmp))}  # fmt: skip
         roots = {f"before ({ref})": before, "after": REPO}
         for label, video in videos.items():
-            runs: dict[str, list[dict[str, float]]] = {name: [] for name in roots}
+            runs: dict[str, list[dict[str, Any]]] = {name: [] for name in roots}
             for _ in range(repeats):
                 for name, root in roots.items():  # taking turns: load changes hit both alike
                     runs[name].append(_analyse_in_fresh_process(video, root))
             _print_comparison(label, runs)
 
 
-def _analyse_in_fresh_process(video: Path, package_root: Path) -> dict[str, float]:
+def _analyse_in_fresh_process(video: Path, package_root: Path) -> dict[str, Any]:
     env = {**os.environ, "BENCH_PACKAGE_ROOT": str(package_root)}
     out = subprocess.run(
         [sys.executable, __file__, "--analyse-once", str(video)],
@@ -164,9 +166,11 @@ def _analyse_in_fresh_process(video: Path, package_root: Path) -> dict[str, floa
     return row
 
 
-def _print_comparison(label: str, runs: dict[str, list[dict[str, float]]]) -> None:
+def _print_comparison(label: str, runs: dict[str, list[dict[str, Any]]]) -> None:
     (before_name, before), (after_name, after) = runs.items()
-    print(f"\n{label}: median of {len(before)} runs each")
+    cuts = {json.dumps(run.pop("cut times")) for run in before + after}
+    same = "the same in every run" if len(cuts) == 1 else "DIFFERENT between runs"
+    print(f"\n{label}: median of {len(before)} runs each; cut times {same}")
     print(f"| | {before_name} | {after_name} | after / before |\n|---|---|---|---|")
     for key in before[0]:
         old = statistics.median(run[key] for run in before)
