@@ -5,6 +5,7 @@ detectors against the hand-annotated clips in tests/annotations.
     python benchmarks/video.py --video X.mp4   # any video
     python benchmarks/video.py --f1 content,adaptive,transnetv2
     python benchmarks/video.py --compare d76afa7   # before (that commit) vs now, as ratios
+    python benchmarks/video.py --decode-floor      # decoder alone vs decode_frames (CPU s)
 
 Without the shared clip, a synthetic 30 s 720p clip (coloured shots, moving squares) is made.
 
@@ -181,6 +182,34 @@ def _print_comparison(label: str, runs: dict[str, list[dict[str, Any]]]) -> None
         print(f"| {key} | {old:.{digits}f}{unit} | {new:.{digits}f}{unit} | {ratio:.2f} |")
 
 
+def decode_floor(video: Path, repeats: int) -> None:
+    """CPU seconds of decoding every frame and nothing else vs `decode_frames` (which also
+    picks, scales and stores the analysis frames): how close the decode stage is to the
+    decoder's own cost."""
+    import av
+
+    from diffbgm.video.probe import probe_video
+
+    info = probe_video(video)
+
+    def decoder_alone() -> None:
+        with av.open(str(video)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            for _frame in container.decode(stream):
+                pass
+
+    cpu: dict[str, list[float]] = {"decoder alone": [], "decode_frames": []}
+    for _ in range(repeats):
+        for name, run in (("decoder alone", decoder_alone),
+                          ("decode_frames", lambda: decode_frames(video, info))):  # fmt: skip
+            start = time.process_time()
+            run()
+            cpu[name].append(time.process_time() - start)
+    for name, values in cpu.items():
+        print(f"{video.name}: {name:<14} CPU median {statistics.median(values):.3f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--video", type=Path, help="analyse this video instead")
@@ -189,7 +218,14 @@ def main() -> None:
     parser.add_argument("--compare", metavar="REF", help="before (git commit REF) vs now")
     parser.add_argument("--long-minutes", type=float, default=10.0)
     parser.add_argument("--analyse-once", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--decode-floor", action="store_true", help="decoder alone vs decode_frames, CPU s"
+    )
     args = parser.parse_args()
+    if args.decode_floor:
+        decode_floor(args.video or shared_data_dir() / "videos" / "big_buck_bunny_0_30.webm",
+                     args.repeats)  # fmt: skip
+        return
     if args.analyse_once:
         analyse_once(args.analyse_once)
         return
