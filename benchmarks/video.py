@@ -125,6 +125,10 @@ def analyse_once(video: Path) -> None:
     row["peak RSS MB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     row["shots found"] = len(analysis.shots)
     row["cut times"] = analysis.cut_times_s
+    row["features"] = [
+        [value for value in feature.to_dict().values() if isinstance(value, float)]
+        for feature in analysis.features
+    ]
     row["package"] = str(Path(sys.modules["diffbgm"].__file__ or "").parent.parent)
     print(json.dumps(row))
 
@@ -171,7 +175,14 @@ def _print_comparison(label: str, runs: dict[str, list[dict[str, Any]]]) -> None
     (before_name, before), (after_name, after) = runs.items()
     cuts = {json.dumps(run.pop("cut times")) for run in before + after}
     same = "the same in every run" if len(cuts) == 1 else "DIFFERENT between runs"
-    print(f"\n{label}: median of {len(before)} runs each; cut times {same}")
+    features = [run.pop("features") for run in before + after]
+    gap = max(
+        (abs(a - b) for other in features[1:] for rows in zip(features[0], other, strict=False)
+         for a, b in zip(*rows, strict=True)),
+        default=0.0,
+    )  # fmt: skip
+    print(f"\n{label}: median of {len(before)} runs each; cut times {same}; "
+          f"shot features differ by at most {gap:.1e} between runs")  # fmt: skip
     print(f"| | {before_name} | {after_name} | after / before |\n|---|---|---|---|")
     for key in before[0]:
         old = statistics.median(run[key] for run in before)
