@@ -13,6 +13,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from diffbgm.errors import VideoError
 from diffbgm.video.probe import probe_video
@@ -65,11 +66,12 @@ class DecodedFrames:
             return 0.0
         return float((self.n_frames - 1) / max(1e-6, self.times_s[-1] - self.times_s[0]))
 
-    def gray(self, chunk: int = 256) -> np.ndarray:
+    def gray(self, chunk: int = 32) -> np.ndarray:
         """(n, height, width) uint8 luma (ITU-R BT.601 weights).
 
         Converted `chunk` frames at a time: a float copy of a 10-minute video's frames would
-        cost gigabytes."""
+        cost gigabytes, and a chunk whose float copy stays in the CPU cache (32 frames of
+        160x90: 5 MB) converts four times faster than one of 256."""
         weights = np.array([0.299, 0.587, 0.114], dtype=np.float32)
         out = np.empty(self.rgb.shape[:3], dtype=np.uint8)
         for start in range(0, self.n_frames, chunk):
@@ -109,10 +111,23 @@ def decode_frames(
     rate = min(options.max_fps, info.fps, options.max_frames / max(info.duration_s, 1e-6))
     step_s = 1.0 / max(rate, 1e-6)
 
-    times: list[float] = []
-    images: list[np.ndarray] = []
+    # Frames go straight into one preallocated array (grown if the stated duration was short):
+    # a list of per-frame arrays stacked at the end would hold every frame twice at the peak.
+    # Untouched capacity is never written, so the OS does not make it resident.
+    frames = _FrameBuffer(
+        capacity=int(info.duration_s * rate) + 16,
+        shape=(out_h, out_w, 3),
+    )
+    # One scaler for the whole video: a frame's own `to_ndarray(width=...)` sets up a fresh
+    # swscale context (and thread pool) per frame, which cost more than decoding the frame.
+    # Same algorithm and sizes, so the pixels are identical; one thread suits 160x90 output.
+    scaler = VideoReformatter()
     complete = True
-    with av.open("file:" + str(path.resolve())) as container:
+    try:
+        opened = av.open("file:" + str(path.resolve()))
+    except av.FFmpegError as exc:  # e.g. cut short after it was probed
+        raise VideoError(f"'{path.name}' cannot be decoded: {exc}") from exc
+    with opened as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         # Raw streams carry no timestamps, so frame times come from counting frames: skipping
@@ -130,27 +145,52 @@ def decode_frames(
                 if t + 1e-6 < next_keep_s:
                     continue
                 next_keep_s = max(next_keep_s + step_s, t + 0.5 * step_s)
-                image = frame.to_ndarray(
-                    width=scale_w, height=scale_h, format="rgb24", interpolation="FAST_BILINEAR"
+                small = scaler.reformat(
+                    frame, scale_w, scale_h, "rgb24", interpolation="FAST_BILINEAR", threads=1
                 )
-                images.append(
-                    np.rot90(image, info.rotation_deg // 90) if info.rotation_deg else image
+                image = small.to_ndarray()  # a view of the scaled frame; copied just below
+                frames.append(
+                    t, np.rot90(image, info.rotation_deg // 90) if info.rotation_deg else image
                 )
-                times.append(t)
-                if progress is not None and len(times) % 50 == 0:
+                if progress is not None and frames.n % 50 == 0:
                     progress(min(1.0, t / max(info.duration_s, 1e-6)), "decoding")
         except av.FFmpegError as exc:
-            if not images:
+            if not frames.n:
                 raise VideoError(f"'{path.name}' cannot be decoded: {exc}") from exc
             complete = False
-    if not images:
+    if not frames.n:
         raise VideoError(f"'{path.name}' has no decodable video frames.")
+    times, rgb = frames.arrays()
     return DecodedFrames(
-        times_s=np.asarray(times, dtype=np.float64),
-        rgb=np.ascontiguousarray(np.stack(images)),
-        duration_s=max(info.duration_s, times[-1] + step_s / 2),
+        times_s=times,
+        rgb=rgb,
+        duration_s=max(info.duration_s, float(times[-1]) + step_s / 2),
         complete=complete,
     )
+
+
+class _FrameBuffer:
+    """Kept frames and their times in arrays that grow by half when full."""
+
+    def __init__(self, capacity: int, shape: tuple[int, int, int]) -> None:
+        self.n = 0
+        self.times = np.empty(max(1, capacity), dtype=np.float64)
+        self.rgb = np.empty((max(1, capacity), *shape), dtype=np.uint8)
+
+    def append(self, time_s: float, image: np.ndarray) -> None:
+        if self.n == self.times.shape[0]:
+            grown = self.n + self.n // 2 + 16
+            self.times = np.resize(self.times, grown)
+            rgb = np.empty((grown, *self.rgb.shape[1:]), dtype=np.uint8)
+            rgb[: self.n] = self.rgb
+            self.rgb = rgb
+        self.times[self.n] = time_s
+        self.rgb[self.n] = image
+        self.n += 1
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(times_s, rgb) of the frames kept; rgb is a contiguous view of the buffer's start."""
+        return self.times[: self.n].copy(), self.rgb[: self.n]
 
 
 def _frame_time_s(frame: av.VideoFrame, index: int, fps: float) -> float:
