@@ -274,3 +274,31 @@ def test_edge_bars_are_density_matched_where_the_requests_differ() -> None:
     assert (onset_channel[16:80] > edges[16:80, None]).sum() == pytest.approx(80, abs=2)
     # segments shorter than their edges and the rest are matched whole either way
     assert np.array_equal(edges[:16], whole[:16]) and np.array_equal(edges[80:], whole[80:])
+
+
+def test_guidance_share_runs_the_quiet_steps_without_the_unconditional_pass(
+    setup: tuple[Denoiser, ModelConfig],
+) -> None:
+    model, config = setup
+    diffusion = Diffusion(config.diffusion)
+    piece = make_piece(32, 1)
+    batches: list[int] = []
+    hook = model.register_forward_hook(lambda _m, args, _out: batches.append(args[0].shape[0]))
+    try:
+        sample_piece(model, diffusion, piece, config, torch.Generator().manual_seed(0), steps=5)
+        full = list(batches)
+        batches.clear()
+        sample_piece(
+            model,
+            diffusion,
+            piece,
+            config,
+            torch.Generator().manual_seed(0),
+            steps=5,
+            guidance_until=500,  # timesteps 999, 749 guided; 500 too (>=); 250, 0 not
+        )
+        limited = list(batches)
+    finally:
+        hook.remove()
+    assert full == [2, 2, 2, 2, 2]  # conditional + unconditional in one call
+    assert limited == [2, 2, 2, 1, 1]
