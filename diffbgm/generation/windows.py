@@ -130,55 +130,18 @@ def sample_piece(
         if known_roll.shape != shape:
             raise ValueError(f"known_roll has shape {known_roll.shape}, expected {shape}")
         roll[keep] = known_roll[keep]
-    done = np.zeros(total, dtype=bool)  # steps whose content is final
+    done = np.asarray(keep.all(axis=(0, 2)))  # steps whose content is final (kept: already)
     starts = window_starts(total, window, overlap_steps)
-    if window_batch > 1 and 2 * overlap_steps <= window and len(starts) > 1:
-        return _sample_in_rounds(
-            model, diffusion, piece, config, generator, window, starts, roll, keep, done,
-            steps=steps, guidance=guidance, progress=progress, sampler=sampler, guide=guide,
-            guidance_until=guidance_until, window_batch=window_batch,
-        )  # fmt: skip
-    todo = [s for s in starts if not keep[:, s : s + window].all()]
-    n_denoise = len(todo) * steps
-    for start in starts:
-        end = min(start + window, total)
-        window_keep = np.zeros((2, window, config.n_pitches), dtype=bool)
-        window_keep[:, : end - start] = keep[:, start:end] | done[None, start:end, None]
-        if window_keep[:, : end - start].all():
-            done[start:end] = True
-            continue
-        known = np.zeros_like(window_keep, dtype=np.float32)
-        known[:, : end - start] = roll[:, start:end]
-        cond = stack_windows(
-            [piece.window(start, window, config.max_segments)], config.pitch_low, config.n_pitches
-        )
-        offset = todo.index(start) * steps
-
-        def report(i: int, _n: int, offset: int = offset) -> None:
-            if progress is not None:
-                progress(offset + i, n_denoise)
-
-        guided, guided_mask = (None, None)
-        if guide is not None:
-            guided, guided_mask = guide.for_window(roll, done, start, window_keep)
-        x = diffusion.sample(
-            model,
-            cond,
-            generator,
-            steps=steps,
-            guidance=guidance,
-            known=torch.from_numpy(known)[None],
-            known_mask=torch.from_numpy(window_keep)[None],
-            progress=report,
-            sampler=sampler,
-            guide=None if guided is None else torch.from_numpy(guided)[None],
-            guide_mask=None if guided_mask is None else torch.from_numpy(guided_mask)[None],
-            guide_until=guide.until_t if guide is not None else 0,
-            guidance_until=guidance_until,
-        )
-        roll[:, start:end] = x[0, :, : end - start].float().cpu().numpy()
-        done[start:end] = True
-    return roll
+    batched = window_batch > 1 and 2 * overlap_steps <= window and len(starts) > 1
+    if batched:
+        rounds = two_pass_rounds(starts, window, total, guide.source if guide else None)
+    else:
+        rounds = [[i] for i in range(len(starts))]  # left to right, one window a call
+    return _sample_in_rounds(
+        model, diffusion, piece, config, generator, window, starts, rounds, roll, keep, done,
+        steps=steps, guidance=guidance, progress=progress, sampler=sampler, guide=guide,
+        guidance_until=guidance_until, window_batch=window_batch if batched else 1,
+    )  # fmt: skip
 
 
 def _sample_in_rounds(
@@ -189,6 +152,7 @@ def _sample_in_rounds(
     generator: torch.Generator | None,
     window: int,
     starts: list[int],
+    rounds: list[list[int]],
     roll: np.ndarray,
     keep: np.ndarray,
     done: np.ndarray,
@@ -201,13 +165,18 @@ def _sample_in_rounds(
     guidance_until: int,
     window_batch: int,
 ) -> np.ndarray:
-    """sample_piece's two-pass path: rounds of independent windows, batched per call."""
+    """Sample the windows round by round (a round's windows are independent), up to
+    window_batch of them per network call; the roll is filled in place and returned."""
     total, pitches = roll.shape[1], config.n_pitches
     todo = [i for i, s in enumerate(starts) if not keep[:, s : s + window].all()]
     n_denoise, finished = len(todo) * steps, 0
-    source = guide.source if guide is not None else None
-    for members in two_pass_rounds(starts, window, total, source):
-        pending = [i for i in members if i in todo]
+    for members in rounds:
+        pending = []
+        for i in members:
+            if i in todo and not done[starts[i] : starts[i] + window].all():
+                pending.append(i)
+            else:  # nothing left to sample here
+                done[starts[i] : starts[i] + window] = True
         for at in range(0, len(pending), window_batch):
             chunk = pending[at : at + window_batch]
             known, known_mask, guided, guided_mask = _chunk_paintings(

@@ -33,6 +33,11 @@ def ffmpeg_exe() -> str:
     return str(imageio_ffmpeg.get_ffmpeg_exe())
 
 
+def _ffmpeg_quiet() -> list[str]:
+    """ffmpeg, overwriting its output, never reading stdin, printing errors only."""
+    return [ffmpeg_exe(), "-y", "-nostdin", "-hide_banner", "-loglevel", "error"]
+
+
 def _audio_filter(
     mode: AudioMode, has_original_audio: bool, duration_s: float, picture: str = "0:v:0"
 ) -> list[str]:
@@ -129,12 +134,7 @@ def mux_music(
         codec_args = _video_codec_args(copy, info.video_codec if info is not None else "")
     tmp = out_path.with_name(out_path.stem + ".partial.mp4")
     cmd = [
-        ffmpeg_exe(),
-        "-y",
-        "-nostdin",
-        "-hide_banner",
-        "-loglevel",
-        "error",
+        *_ffmpeg_quiet(),
         "-i",
         str(video_path),
         "-i",
@@ -195,12 +195,7 @@ class VideoTrackJob:
         out_path = folder / ".video-track.mp4"
         log_path = folder / ".video-track.log"
         cmd = [
-            ffmpeg_exe(),
-            "-y",
-            "-nostdin",
-            "-hide_banner",
-            "-loglevel",
-            "error",
+            *_ffmpeg_quiet(),
             "-i",
             str(video_path),
             "-map",
