@@ -322,7 +322,7 @@ class Composer:
                         folder,
                         clock,
                         track=track,
-                    )  # fmt: skip
+                    )
                 )
             if track is not None:
                 track.cancel()  # its file is not one of the results
