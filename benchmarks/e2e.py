@@ -9,8 +9,9 @@ defaults side by side with the old ones (issue 20's baseline), as ratios.
 Each case runs in a fresh child process so its peak RSS is its own. "warm" = the second
 compose in the same process (model loaded, caches filled), which is what a server sees.
 The baseline is the generation that shipped before issue 20: DDIM 25 steps, guidance at every
-step, windows one by one, on one torch thread; the rest of the pipeline is today's for both
-(the background picture encode, the analysis), so the ratio is the sampler's share only. `--record docs/speed.json` writes the shipped figures with the defaults they
+step, windows one by one, contiguous convolutions, on one torch thread; the rest of the
+pipeline is today's for both (the background picture encode, the analysis), so the ratio is
+the sampler's share only. `--record docs/speed.json` writes the shipped figures with the defaults they
 were measured with; tests/test_speed_record.py fails when the defaults change without a new one.
 """
 
@@ -32,7 +33,13 @@ REPO = Path(__file__).resolve().parents[1]
 CLIP = REPO.parent / "shared" / "data" / "videos" / "big_buck_bunny_0_30.webm"
 # The defaults before issue 20 (measured then: 23.3 s for the 30 s clip on an idle machine).
 BASELINE: dict[str, Any] = {
-    "generation": {"sampler": "ddim", "steps": 25, "guidance_share": 1.0, "window_batch": 1},
+    "generation": {
+        "sampler": "ddim",
+        "steps": 25,
+        "guidance_share": 1.0,
+        "window_batch": 1,
+        "channels_last": False,
+    },
     "threads": 1,
 }
 SHIPPED: dict[str, Any] = {"generation": {}, "threads": "auto"}
