@@ -137,14 +137,14 @@ def sample_piece(
         rounds = two_pass_rounds(starts, window, total, guide.source if guide else None)
     else:
         rounds = [[i] for i in range(len(starts))]  # left to right, one window a call
-    return _sample_in_rounds(
+    return _sample_rounds(
         model, diffusion, piece, config, generator, window, starts, rounds, roll, keep, done,
         steps=steps, guidance=guidance, progress=progress, sampler=sampler, guide=guide,
         guidance_until=guidance_until, window_batch=window_batch if batched else 1,
     )  # fmt: skip
 
 
-def _sample_in_rounds(
+def _sample_rounds(
     model: nn.Module,
     diffusion: Diffusion,
     piece: PieceConditions,
@@ -168,7 +168,7 @@ def _sample_in_rounds(
     """Sample the windows round by round (a round's windows are independent), up to
     window_batch of them per network call; the roll is filled in place and returned."""
     total, pitches = roll.shape[1], config.n_pitches
-    todo = [i for i, s in enumerate(starts) if not keep[:, s : s + window].all()]
+    todo = {i for i, s in enumerate(starts) if not keep[:, s : s + window].all()}
     n_denoise, finished = len(todo) * steps, 0
     for members in rounds:
         pending = []
