@@ -302,3 +302,52 @@ def test_guidance_share_runs_the_quiet_steps_without_the_unconditional_pass(
         hook.remove()
     assert full == [2, 2, 2, 2, 2]  # conditional + unconditional in one call
     assert limited == [2, 2, 2, 1, 1]
+
+
+class SeedSpy(Diffusion):
+    """Records, per call, the seed of each window's noise generator."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config.diffusion)
+        self.seeds: list[list[int]] = []
+
+    def sample(self, model, cond, generator, **kwargs):  # type: ignore[no-untyped-def, override]
+        self.seeds.append([g.initial_seed() for g in generator])
+        return super().sample(model, cond, generator, **kwargs)
+
+
+def test_each_window_draws_its_own_noise_whatever_the_steps_or_batching(
+    setup: tuple[Denoiser, ModelConfig],
+) -> None:
+    model, config = setup
+    piece = make_piece(96, 3)  # windows at 0, 16, 32, 48, 64
+
+    def window_seeds(**kwargs: int) -> dict[int, int]:
+        spy = SeedSpy(config)
+        sample_piece(model, spy, piece, config, torch.Generator().manual_seed(5), **kwargs)
+        flat = [seed for call in spy.seeds for seed in call]
+        assert len(flat) == len(set(flat)) == 5  # every window once, each its own stream
+        return dict(enumerate(flat)) if kwargs.get("window_batch", 1) == 1 else {}
+
+    left_to_right = window_seeds(steps=3)
+    assert window_seeds(steps=6) == left_to_right  # another step count: the same noise
+    spy = SeedSpy(config)
+    sample_piece(
+        model, spy, piece, config, torch.Generator().manual_seed(5), steps=3, window_batch=4
+    )
+    # batched in two passes (windows 0, 2, 4 first; 1 and 3 only where something is left):
+    # each window keeps its own seed
+    assert spy.seeds[0] == [left_to_right[0], left_to_right[2], left_to_right[4]]
+    assert {s for call in spy.seeds for s in call} <= set(left_to_right.values())
+
+
+def test_per_item_generators_draw_each_item_as_if_alone() -> None:
+    from diffbgm.model.diffusion import _noise
+
+    together = _noise(
+        (2, 3, 4), [torch.Generator().manual_seed(s) for s in (1, 2)], torch.device("cpu")
+    )
+    alone = _noise((1, 3, 4), torch.Generator().manual_seed(2), torch.device("cpu"))
+    assert torch.equal(together[1:], alone)
+    with pytest.raises(ValueError, match="generators for a batch"):
+        _noise((3, 4), [torch.Generator()], torch.device("cpu"))

@@ -20,8 +20,8 @@ from typing import Literal, TypeVar, cast
 
 from diffbgm.errors import GenerationError
 
-Sampler = Literal["ddim", "dpm"]
-SAMPLERS: tuple[str, ...] = ("ddim", "dpm")
+Sampler = Literal["ddim", "dpm", "unipc"]
+SAMPLERS: tuple[str, ...] = ("ddim", "dpm", "unipc")
 KnobValue = int | float | str | bool
 T = TypeVar("T")
 
@@ -45,7 +45,9 @@ def _knob(
 class GenerationConfig:
     """How a piano roll is sampled and decoded. Frozen: change it with `with_overrides`."""
 
-    sampler: Sampler = _knob(cast(Sampler, "ddim"), "DDIM or DPM-Solver++ (2M)", choices=SAMPLERS)
+    sampler: Sampler = _knob(
+        cast(Sampler, "ddim"), "DDIM, DPM-Solver++ (2M) or UniPC (2M + corrector)", choices=SAMPLERS
+    )
     steps: int = _knob(25, "denoising steps", 1, 1000)
     guidance: float = _knob(3.0, "classifier-free guidance scale (1 = none)", 0.0, 20.0)
     guidance_share: float = _knob(

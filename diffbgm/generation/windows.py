@@ -168,6 +168,7 @@ def _sample_rounds(
     """Sample the windows round by round (a round's windows are independent), up to
     window_batch of them per network call; the roll is filled in place and returned."""
     total, pitches = roll.shape[1], config.n_pitches
+    window_generators = _window_generators(generator, len(starts))
     todo = {i for i, s in enumerate(starts) if not keep[:, s : s + window].all()}
     n_denoise, finished = len(todo) * steps, 0
     for members in rounds:
@@ -195,7 +196,7 @@ def _sample_rounds(
             x = diffusion.sample(
                 model,
                 cond,
-                generator,
+                None if window_generators is None else [window_generators[i] for i in chunk],
                 steps=steps,
                 guidance=guidance,
                 known=torch.from_numpy(known),
@@ -214,6 +215,22 @@ def _sample_rounds(
                 done[start:end] = True
             finished += steps * len(chunk)
     return roll
+
+
+def _window_generators(
+    generator: torch.Generator | None, n_windows: int
+) -> list[torch.Generator] | None:
+    """One generator per window, seeded from `generator` before any window is sampled.
+
+    A window's noise then depends on the seed and its index only: not on how many steps the
+    sampler takes, nor on which windows share its network call. So two settings sampled with
+    one seed start every window from the same noise, and their music can be compared window
+    by window (benchmarks/paired_change.py) instead of as two unrelated draws.
+    """
+    if generator is None:
+        return None
+    seeds = torch.randint(0, 2**62, (n_windows,), generator=generator, device=generator.device)
+    return [torch.Generator(generator.device).manual_seed(int(seed)) for seed in seeds]
 
 
 def _chunk_paintings(

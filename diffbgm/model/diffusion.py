@@ -1,4 +1,5 @@
-"""The diffusion process: noise schedule, training loss and samplers (DDIM, DPM-Solver++ 2M).
+"""The diffusion process: noise schedule, training loss and samplers (DDIM, DPM-Solver++ 2M,
+UniPC: the same 2M predictor followed by the UniC corrector of Zhao et al. 2023).
 
 Timesteps t are integers in [0, num_train_steps); t = 0 is the least noisy. The schedule is
 computed in float64 and kept in float32; the denoiser may run under bf16 autocast but its
@@ -8,7 +9,7 @@ output is cast back to float32 before any schedule arithmetic.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,8 +38,18 @@ def make_alphas_cumprod(config: DiffusionConfig) -> torch.Tensor:
     return torch.cumprod(1.0 - betas, dim=0)
 
 
-def _noise(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device):
-    """Standard normal noise drawn from `generator` (on its own device), moved to `device`."""
+# One generator for the whole batch, or one per batch item (each item's noise then does not
+# depend on which other items share the call).
+Generators = torch.Generator | Sequence[torch.Generator] | None
+
+
+def _noise(shape: tuple[int, ...], generator: Generators, device: torch.device) -> torch.Tensor:
+    """Standard normal noise drawn from `generator` (on its own device), moved to `device`;
+    with a sequence of generators, item b of the batch (dim 0) is drawn from generator b."""
+    if isinstance(generator, Sequence):
+        if len(generator) != shape[0]:
+            raise ValueError(f"{len(generator)} generators for a batch of {shape[0]}")
+        return torch.stack([_noise(shape[1:], item, device) for item in generator])
     gen_device = generator.device if generator is not None else torch.device("cpu")
     return torch.randn(shape, generator=generator, device=gen_device).to(device)
 
@@ -196,7 +207,7 @@ class Diffusion:
         self,
         model: nn.Module,
         cond: Conditions,
-        generator: torch.Generator | None,
+        generator: Generators,
         steps: int = 50,
         guidance: float = 3.0,
         eta: float = 0.0,
@@ -213,7 +224,9 @@ class Diffusion:
         """Draw x0 (B, 2, T, P) in [-1, 1] for the batch of conditions.
 
         sampler 'ddim' (eta=0: deterministic given the generator; eta=1 with steps=N is
-        ancestral DDPM) or 'dpm' (DPM-Solver++ 2M, deterministic). In-painting: where
+        ancestral DDPM), 'dpm' (DPM-Solver++ 2M, deterministic) or 'unipc' (the same
+        predictor, then each new point corrected with the network output computed there,
+        which costs no extra network call). In-painting: where
         known_mask (broadcastable to x, 1 = keep) is set, x is replaced after every step by
         known noised to the next timestep, and by `known` itself at the end.
         Guiding (SDEdit-like, used to recall earlier music): where guide_mask is set, x is
@@ -223,8 +236,8 @@ class Diffusion:
         Guidance applies while the timestep is >= guidance_until; the steps below run the
         conditional pass alone (guidance matters most for the coarse shape, decided early).
         """
-        if sampler not in ("ddim", "dpm"):
-            raise ValueError(f"unknown sampler {sampler!r} (use 'ddim' or 'dpm')")
+        if sampler not in ("ddim", "dpm", "unipc"):
+            raise ValueError(f"unknown sampler {sampler!r} (use 'ddim', 'dpm' or 'unipc')")
         device = next(model.parameters()).device
         batch, _, steps_t, pitches = cond.chord.shape
         shape = (batch, 2, steps_t, pitches)
@@ -242,6 +255,9 @@ class Diffusion:
         x = self._paint_all(_noise(shape, generator, device), paints, ts[0], generator)
         previous_x0: torch.Tensor | None = None
         previous_lambda = 0.0
+        # UniC needs the last step's start: (x, its ab, x0 there), the x0 before that and the
+        # predictor's order
+        corrector: _CorrectorState | None = None
         for i, t in enumerate(ts):
             t_prev = ts[i + 1] if i + 1 < len(ts) else -1
             ab = self.alphas_cumprod[t].to(device)
@@ -253,12 +269,21 @@ class Diffusion:
             if clip_x0:
                 x0 = x0.clamp(-1.0, 1.0)
                 eps = (x - ab.sqrt() * x0) / (1.0 - ab).sqrt()
+            if corrector is not None and t_prev >= 0:
+                # the painted parts stay as painted: they are given, not solved for
+                x = torch.where(
+                    self._painted_where(paints, t, x), x, unic_correct(corrector, ab, x0)
+                )
             if t_prev < 0:
                 x = x0
             elif sampler == "ddim":
                 x = self._ddim_step(x0, eps, ab, ab_prev, eta, generator)
             else:
                 use_second_order = previous_x0 is not None and i < len(ts) - 2
+                if sampler == "unipc":
+                    corrector = _CorrectorState(
+                        x, ab, x0, previous_x0, float(previous_lambda), use_second_order
+                    )
                 x, previous_lambda = self._dpm_step(
                     x, x0, ab, ab_prev, previous_x0 if use_second_order else None, previous_lambda
                 )
@@ -275,7 +300,7 @@ class Diffusion:
         ab: torch.Tensor,
         ab_prev: torch.Tensor,
         eta: float,
-        generator: torch.Generator | None,
+        generator: Generators,
     ) -> torch.Tensor:
         """x_t -> x_{t_prev} (Song et al. 2021, eq. 12); eta scales the fresh noise."""
         sigma = eta * ((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev)).clamp(min=0).sqrt()
@@ -312,12 +337,23 @@ class Diffusion:
         x_next = (sigma_prev / sigma) * x - alpha_prev * math.expm1(-h) * data
         return x_next, lam
 
+    @staticmethod
+    def _painted_where(
+        paints: list[tuple[torch.Tensor, torch.Tensor, int]], t: int, x: torch.Tensor
+    ) -> torch.Tensor:
+        """Bool mask of x's shape: where a painting active at timestep t set x."""
+        where = torch.zeros(x.shape, dtype=torch.bool, device=x.device)
+        for _, painted, until in paints:
+            if t >= until:
+                where = where | painted
+        return where
+
     def _paint_all(
         self,
         x: torch.Tensor,
         paints: list[tuple[torch.Tensor, torch.Tensor, int]],
         t: int,
-        generator: torch.Generator | None,
+        generator: Generators,
     ) -> torch.Tensor:
         """Apply every painting still active at timestep t (t < 0: the end), in order."""
         for values, where, until in paints:
@@ -331,7 +367,7 @@ class Diffusion:
         known: torch.Tensor,
         keep: torch.Tensor,
         t: int,
-        generator: torch.Generator | None,
+        generator: Generators,
     ) -> torch.Tensor:
         """Replace the kept region by `known` noised to timestep t (t < 0: `known` itself)."""
         if t < 0:
@@ -339,3 +375,49 @@ class Diffusion:
         t_batch = torch.full((x.shape[0],), t, dtype=torch.long)
         noised = self.q_sample(known, t_batch, _noise(tuple(x.shape), generator, x.device))
         return torch.where(keep, noised, x)
+
+
+@dataclass(frozen=True)
+class _CorrectorState:
+    """What UniC needs of the step that led to the current point."""
+
+    x: torch.Tensor  # the sample the step started from (at timestep s0)
+    ab: torch.Tensor  # alpha_bar at s0
+    x0: torch.Tensor  # the (clipped) x0 predicted at s0
+    earlier_x0: torch.Tensor | None  # the x0 predicted one step before s0, if any
+    earlier_lambda: float  # its log-SNR lambda
+    second_order: bool  # whether the predictor used earlier_x0
+
+
+def _half_log_snr(ab: torch.Tensor) -> float:
+    """lambda = log(alpha / sigma) for alpha_bar ab."""
+    return float(torch.log(ab.sqrt() / (1 - ab).sqrt()))
+
+
+def unic_correct(state: _CorrectorState, ab: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+    """The UniC-bh2 corrector (Zhao et al. 2023, data prediction) of the step s0 -> t.
+
+    x0 is the network's x0 at the predicted point t. The step is redone as a multistep update
+    that also uses x0 at t (and, after a second-order predictor, the x0 before s0): the same
+    network calls as DPM-Solver++ 2M, one order more accurate.
+    """
+    lam_s0, lam_t = _half_log_snr(state.ab), _half_log_snr(ab)
+    h = lam_t - lam_s0
+    hh = -h  # data prediction integrates in -lambda
+    h_phi_1 = math.expm1(hh)
+    b_h = h_phi_1  # the "bh2" choice of B(h)
+    alpha_t, sigma_t = ab.sqrt(), (1 - ab).sqrt()
+    sigma_s0 = (1 - state.ab).sqrt()
+    base = (sigma_t / sigma_s0) * state.x - alpha_t * h_phi_1 * state.x0
+    change_t = x0 - state.x0
+    if not state.second_order or state.earlier_x0 is None:
+        return base - alpha_t * b_h * 0.5 * change_t
+    rk = (state.earlier_lambda - lam_s0) / h
+    change_earlier = (state.earlier_x0 - state.x0) / rk
+    # rho solves [[1, 1], [rk, 1]] rho = b (the order conditions of the two differences)
+    phi_k = h_phi_1 / hh - 1
+    b1 = phi_k / b_h
+    b2 = (phi_k / hh - 0.5) * 2 / b_h
+    rho_earlier = (b1 - b2) / (1 - rk)
+    rho_t = b1 - rho_earlier
+    return base - alpha_t * b_h * (rho_earlier * change_earlier + rho_t * change_t)
