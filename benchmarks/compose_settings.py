@@ -17,7 +17,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from diffbgm.generation import GenerationConfig
 from diffbgm.options import ComposeOptions
 from diffbgm.pipeline import Composer
 from diffbgm.video.probe import probe_video
@@ -25,16 +24,6 @@ from diffbgm.video.probe import probe_video
 CLIP = (
     Path(__file__).resolve().parents[2] / "shared" / "data" / "videos" / "big_buck_bunny_0_30.webm"
 )
-
-
-def with_setting(base: GenerationConfig, setting: str) -> GenerationConfig:
-    """'sampler:steps[:knob=value...]' applied to `base`."""
-    sampler, steps, *knobs = setting.split(":")
-    changes: dict[str, object] = {"sampler": sampler, "steps": int(steps)}
-    for knob in knobs:
-        name, value = knob.split("=")
-        changes[name] = type(getattr(base, name))(value)
-    return base.with_overrides(**changes)
 
 
 def main() -> None:
@@ -55,12 +44,12 @@ def main() -> None:
     composer.loaded.model.register_forward_hook(lambda _m, a, _o: items.append(a[0].shape[0]))
     seconds: dict[str, list[float]] = {setting: [] for setting in args.settings}
     calls: dict[str, tuple[int, int]] = {}
-    composer.compose_roll(plan, 0, with_setting(base, args.settings[0]))  # warm-up
+    composer.compose_roll(plan, 0, base.with_setting(args.settings[0]))  # warm-up
     for _ in range(args.repeats):
         for setting in args.settings:
             items.clear()
             start = time.perf_counter()
-            composer.compose_roll(plan, 0, with_setting(base, setting))
+            composer.compose_roll(plan, 0, base.with_setting(setting))
             seconds[setting].append(round(time.perf_counter() - start, 2))
             calls[setting] = (len(items), sum(items))
     print(f"{args.video.name}, {args.threads} threads, {args.repeats} rounds")

@@ -31,16 +31,6 @@ from trainer.models import load_for_inference
 from trainer.sample import load_song_piece
 
 
-def setting_config(base: GenerationConfig, setting: str) -> GenerationConfig:
-    """'sampler:steps[:knob=value...]' -> the shipped config with those changes."""
-    sampler, steps, *knobs = setting.split(":")
-    changes: dict[str, object] = {"sampler": sampler, "steps": int(steps)}
-    for knob in knobs:
-        name, value = knob.split("=")
-        changes[name] = type(getattr(base, name))(value)
-    return base.with_overrides(**changes)
-
-
 def network_calls(config: GenerationConfig, num_train_steps: int) -> float:
     """Forward passes per window in batch-1 units (a guided step costs two)."""
     timesteps = np.linspace(0, num_train_steps - 1, config.steps).round()
@@ -78,7 +68,7 @@ def main() -> None:
     def sample(
         setting: str, index: int, piece_conditions: PieceConditions
     ) -> tuple[np.ndarray, ...]:
-        config = setting_config(loaded.generation, setting)
+        config = loaded.generation.with_setting(setting)
         result = generate_roll(
             loaded, piece_conditions, config, args.seed + index, calibration=calibration
         )
@@ -108,7 +98,7 @@ def main() -> None:
             sustain_f1.append(f1(sustain, ref_sustain))
             raw_err.append(float(np.abs(raw - ref_raw).mean()))
         seconds = (time.perf_counter() - started) / len(pieces)
-        calls = network_calls(setting_config(loaded.generation, setting), steps_total)
+        calls = network_calls(loaded.generation.with_setting(setting), steps_total)
         print(
             f"| {setting} | {calls:g} | {np.mean(onset_f1):.3f} ± "
             f"{np.std(onset_f1) / np.sqrt(len(onset_f1)):.3f} | {np.mean(sustain_f1):.3f} | "

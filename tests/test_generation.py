@@ -281,3 +281,15 @@ def test_readme_what_is_where_names_every_part_of_the_library() -> None:
     assert not missing, f"README's 'What is where' does not name {missing}"
     for doc in ("architecture.md", "pipeline.md", "model.md"):
         assert (REPO / "docs" / doc).is_file()
+
+
+def test_a_compact_setting_changes_sampler_steps_and_knobs() -> None:
+    base = GenerationConfig()
+    changed = base.with_setting("unipc:12:guidance_share=0.5:channels_last=true:window_batch=4")
+    assert (changed.sampler, changed.steps, changed.guidance_share) == ("unipc", 12, 0.5)
+    assert changed.channels_last is True and changed.window_batch == 4
+    assert base.with_setting("dpm:15") == base.with_overrides(sampler="dpm", steps=15)
+    with pytest.raises(GenerationError, match="unknown generation setting"):
+        base.with_setting("dpm:15:no_such_knob=1")
+    with pytest.raises(GenerationError, match="sampler must be one of"):
+        base.with_setting("euler:15")

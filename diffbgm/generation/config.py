@@ -139,6 +139,22 @@ class GenerationConfig:
         }
         return replace(self, **changes)  # type: ignore[arg-type]
 
+    def with_setting(self, setting: str) -> GenerationConfig:
+        """A copy changed by a compact setting 'sampler:steps[:knob=value...]', as benchmarks
+        name them (e.g. 'unipc:12', 'dpm:15:guidance_share=0.5')."""
+        sampler, steps, *knobs = setting.split(":")
+        changes: dict[str, object] = {"sampler": sampler, "steps": int(steps)}
+        for knob in knobs:
+            name, _, text = knob.partition("=")
+            current = getattr(self, name, text)  # an unknown name fails in with_overrides
+            if isinstance(current, bool):
+                changes[name] = text.lower() in ("1", "true")
+            elif isinstance(current, int | float):
+                changes[name] = type(current)(text)
+            else:
+                changes[name] = text
+        return self.with_overrides(**changes)
+
     def to_dict(self) -> dict[str, KnobValue]:
         return asdict(self)
 
