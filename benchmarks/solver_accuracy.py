@@ -25,18 +25,18 @@ import torch
 
 from diffbgm.generation import GenerationConfig, generate_roll
 from diffbgm.model.conditions import PieceConditions
+from diffbgm.model.diffusion import Diffusion
 from diffbgm.music.calibration import Calibration
 from trainer.__main__ import parse_song_range
 from trainer.models import load_for_inference
 from trainer.sample import load_song_piece
 
 
-def network_calls(config: GenerationConfig, num_train_steps: int) -> float:
+def network_calls(config: GenerationConfig, diffusion: Diffusion) -> int:
     """Forward passes per window in batch-1 units (a guided step costs two)."""
-    timesteps = np.linspace(0, num_train_steps - 1, config.steps).round()
-    guided = timesteps >= round((1.0 - config.guidance_share) * num_train_steps)
+    guided_from = round((1.0 - config.guidance_share) * diffusion.num_train_steps)
     scale = 2 if config.guidance != 1.0 else 1
-    return float(np.where(guided, scale, 1).sum())
+    return sum(scale if t >= guided_from else 1 for t in diffusion.timesteps(config.steps))
 
 
 def f1(a: np.ndarray, b: np.ndarray) -> float:
@@ -84,7 +84,7 @@ def main() -> None:
         stored = np.load(path)
         reference[index] = (stored["raw"], stored["onset"], stored["sustain"])
 
-    steps_total = loaded.config.diffusion.num_train_steps
+    diffusion = Diffusion(loaded.config.diffusion)
     print(f"{len(pieces)} songs x {args.bars} bars against {args.reference} (seed {args.seed})")
     print("| setting | calls/window | onset F1 | sustain F1 | mean abs raw | s/window |")
     print("|---|---|---|---|---|---|")
@@ -98,7 +98,7 @@ def main() -> None:
             sustain_f1.append(f1(sustain, ref_sustain))
             raw_err.append(float(np.abs(raw - ref_raw).mean()))
         seconds = (time.perf_counter() - started) / len(pieces)
-        calls = network_calls(loaded.generation.with_setting(setting), steps_total)
+        calls = network_calls(loaded.generation.with_setting(setting), diffusion)
         print(
             f"| {setting} | {calls:g} | {np.mean(onset_f1):.3f} ± "
             f"{np.std(onset_f1) / np.sqrt(len(onset_f1)):.3f} | {np.mean(sustain_f1):.3f} | "

@@ -275,7 +275,7 @@ def test_one_corrected_step_lands_nearer_the_trajectory() -> None:
         x_s0, x0_s0, ab_s0 = point(s0)
         x_t, x0_t, ab_t = point(t)
         predicted, _ = Diffusion._dpm_step(x_s0, x0_s0, ab_s0, ab_t, x0_s1, lam(ab_s1))
-        state = _CorrectorState(x_s0, ab_s0, x0_s0, x0_s1, lam(ab_s1), True)
+        state = _CorrectorState(x_s0, ab_s0, x0_s0, x0_s1, lam(ab_s1))
         corrected = unic_correct(state, ab_t, x0_t)
         errors["predictor"].append(float((predicted - x_t).abs()))
         errors["corrector"].append(float((corrected - x_t).abs()))

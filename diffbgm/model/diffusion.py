@@ -281,9 +281,8 @@ class Diffusion:
             else:
                 use_second_order = previous_x0 is not None and i < len(ts) - 2
                 if sampler == "unipc":
-                    corrector = _CorrectorState(
-                        x, ab, x0, previous_x0, float(previous_lambda), use_second_order
-                    )
+                    earlier = previous_x0 if use_second_order else None
+                    corrector = _CorrectorState(x, ab, x0, earlier, previous_lambda)
                 x, previous_lambda = self._dpm_step(
                     x, x0, ab, ab_prev, previous_x0 if use_second_order else None, previous_lambda
                 )
@@ -325,10 +324,9 @@ class Diffusion:
         First order when there is no usable history (first step, and the final steps, where
         the second-order extrapolation is least stable with few steps).
         """
-        alpha, sigma = ab.sqrt(), (1 - ab).sqrt()
+        sigma = (1 - ab).sqrt()
         alpha_prev, sigma_prev = ab_prev.sqrt(), (1 - ab_prev).sqrt()
-        lam = float(torch.log(alpha / sigma))
-        lam_prev = float(torch.log(alpha_prev / sigma_prev))
+        lam, lam_prev = _half_log_snr(ab), _half_log_snr(ab_prev)
         h = lam_prev - lam
         data = x0
         if previous_x0 is not None:
@@ -384,9 +382,8 @@ class _CorrectorState:
     x: torch.Tensor  # the sample the step started from (at timestep s0)
     ab: torch.Tensor  # alpha_bar at s0
     x0: torch.Tensor  # the (clipped) x0 predicted at s0
-    earlier_x0: torch.Tensor | None  # the x0 predicted one step before s0, if any
+    earlier_x0: torch.Tensor | None  # the x0 one step before s0 if the predictor used it
     earlier_lambda: float  # its log-SNR lambda
-    second_order: bool  # whether the predictor used earlier_x0
 
 
 def _half_log_snr(ab: torch.Tensor) -> float:
@@ -410,7 +407,7 @@ def unic_correct(state: _CorrectorState, ab: torch.Tensor, x0: torch.Tensor) -> 
     sigma_s0 = (1 - state.ab).sqrt()
     base = (sigma_t / sigma_s0) * state.x - alpha_t * h_phi_1 * state.x0
     change_t = x0 - state.x0
-    if not state.second_order or state.earlier_x0 is None:
+    if state.earlier_x0 is None:
         return base - alpha_t * b_h * 0.5 * change_t
     rk = (state.earlier_lambda - lam_s0) / h
     change_earlier = (state.earlier_x0 - state.x0) / rk
