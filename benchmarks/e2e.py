@@ -10,7 +10,9 @@ Each case runs in a fresh child process so its peak RSS is its own. "warm" = a c
 the first in the same process (model loaded, caches filled), which is what a server sees; the
 short clip is composed warm `--warm-runs` times (default 3) and the median run is reported.
 The baseline is the generation that shipped before issue 20: DDIM 25 steps, guidance at every
-step, windows one by one, contiguous convolutions, on one torch thread; the rest of the
+step (two network items per step), windows one by one, contiguous convolutions, on one torch
+thread, with the network that shipped then: when the shipped model is a guidance-distilled
+student, its teacher (`distilled_from` in its config.json); the rest of the
 pipeline is today's for both (the background picture encode, the analysis), so the ratio is
 the sampler's share only. `--record docs/speed.json` writes the shipped figures with the defaults they
 were measured with; tests/test_speed_record.py fails when the defaults change without a new one.
@@ -59,6 +61,19 @@ def make_long_video(source: Path, minutes: float, folder: Path) -> Path:
     return out
 
 
+def baseline_model(model: str | None) -> str | None:
+    """The network of the baseline: a distilled student's teacher, else the model itself."""
+    from diffbgm.checkpoint import read_config
+    from diffbgm.pipeline import DEFAULT_MODEL
+
+    folder = Path(model) if model else DEFAULT_MODEL
+    if not folder.is_dir():
+        return model  # a Hub id: no teacher to look up
+    _, extra = read_config(folder)
+    teacher = extra.get("distilled_from")
+    return str(REPO / teacher) if teacher else model
+
+
 def run_case(video: Path, model: str | None, runs: int, which: str) -> dict:
     """Compose `runs` times in this process (seeds 0, 1, ...). With more than one run the first
     is the cold one and is left out; of the others the run with the median wall time is
@@ -66,6 +81,8 @@ def run_case(video: Path, model: str | None, runs: int, which: str) -> dict:
     from diffbgm.pipeline import ComposeOptions, Composer
 
     setting = SETTINGS[which]
+    if which == "baseline":
+        model = baseline_model(model)
     start = time.perf_counter()
     composer = Composer.from_pretrained(model, threads=setting["threads"])
     load_s = time.perf_counter() - start
@@ -111,9 +128,9 @@ def load_average() -> float:
 def print_cases(title: str, cases: dict[str, dict]) -> None:
     """One table: a column per setting, and new/old ratios when both ran."""
     first = next(iter(cases.values()))
-    print(f"\n## {title}: {first['video']} ({first['duration_s']:.0f} s), model {first['model']}")
+    print(f"\n## {title}: {first['video']} ({first['duration_s']:.0f} s)")
     for which, case in cases.items():
-        print(f"{which}: {case['generation']} · threads {case['threads']}")
+        print(f"{which}: model {case['model']} · {case['generation']} · threads {case['threads']}")
     names = list(cases)
     both = names == ["baseline", "shipped"]
     header = "| stage | " + " | ".join(f"{n} s" for n in names) + (" | ratio |" if both else " |")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pytest
@@ -360,3 +360,69 @@ def test_tiny_model_memorises_a_full_88_key_window() -> None:
     for seed in (1, 2):
         sample = m.diffusion.sample(m.model, m.cond, torch.Generator().manual_seed(seed), steps=50)
         assert onset_f1(sample[0], m.x0[0]) >= 0.9
+
+
+def distillation_student(teacher: Denoiser) -> Denoiser:
+    """A student that takes the guidance scale, started from the teacher's weights."""
+    student = Denoiser(replace(teacher.config, guidance_embedding=True))
+    missing, unexpected = student.load_state_dict(teacher.state_dict(), strict=False)
+    assert not unexpected and all(name.startswith("guidance_mlp.") for name in missing)
+    return student
+
+
+def test_guidance_distillation_learns_the_guided_output_in_one_pass(
+    memorised: Memorised,
+) -> None:
+    """The student starts as the teacher's conditional pass (its guidance layer is zero), then
+    learns the teacher's guided output at the scale it is given, and samples with one network
+    item per step where the teacher needs two."""
+    m = memorised
+    torch.manual_seed(0)
+    student = distillation_student(m.model)
+    batch = 8
+    x0 = m.x0.expand(batch, -1, -1, -1)
+    cond = Conditions(**{k: v.expand(batch, *v.shape[1:]) for k, v in vars(m.cond).items()})
+    gen = torch.Generator().manual_seed(3)
+    t = torch.randint(0, 1000, (batch,), generator=gen)
+    x_t = m.diffusion.q_sample(x0, t, torch.randn(x0.shape, generator=gen))
+    scale = torch.full((batch,), 3.0)
+    no_drop = torch.zeros(batch, dtype=torch.bool)
+    with torch.no_grad():
+        conditional = m.model(x_t, t, cond, no_drop)
+        unconditional = m.model(x_t, t, cond, ~no_drop)
+        guided = unconditional + 3.0 * (conditional - unconditional)
+        assert torch.allclose(student(x_t, t, cond, no_drop, scale), conditional, atol=1e-5)
+    before = float((conditional - guided).square().mean())
+
+    optimiser = torch.optim.AdamW(student.parameters(), lr=2e-3)
+    train_gen = torch.Generator().manual_seed(0)
+    losses = []
+    for _ in range(200):
+        loss = m.diffusion.distillation_terms(
+            student, m.model, x0, cond, (1.0, 4.0), train_gen
+        ).loss
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        losses.append(loss.item())
+    student.eval()
+    print(f"distillation loss {np.mean(losses[:10]):.4f} -> {np.mean(losses[-10:]):.4f}")
+    with torch.no_grad():
+        after = float((student(x_t, t, cond, no_drop, scale) - guided).square().mean())
+        at_one = float(
+            (student(x_t, t, cond, no_drop, torch.ones(batch)) - conditional).square().mean()
+        )
+    print(f"error at scale 3: {before:.4f} -> {after:.4f}; at scale 1: {at_one:.4f}")
+    assert after < 0.4 * before
+    assert at_one < before  # scale 1 stays the conditional prediction
+
+    batches: list[int] = []
+    hook = student.register_forward_hook(lambda _mod, args, _out: batches.append(args[0].shape[0]))
+    try:
+        sample = m.diffusion.sample(
+            student, m.cond, torch.Generator().manual_seed(0), steps=10, guidance=3.0, sampler="dpm"
+        )
+    finally:
+        hook.remove()
+    assert batches == [1] * 10
+    assert onset_f1(sample, m.x0) >= 0.9

@@ -400,3 +400,36 @@ def test_warm_start_may_change_only_the_feature_selector(
     extra = load_checkpoint(shipped).extra
     assert extra["generation"] == GenerationConfig(sampler="dpm", density_slack=0.5).to_dict()
     assert extra["train_step_total"] == 16 + 2 and extra["warm_start_from"] == str(exported)
+
+
+def test_guidance_distillation_run(tiny_cache: Path, trained_run: Path, tmp_path: Path) -> None:
+    """`--distill-from` trains a student that takes the guidance scale, started from its
+    teacher's weights; the exported checkpoint keeps the guidance embedding, and a student
+    without one or a teacher that is already a student is refused."""
+    teacher = export_run(trained_run, tmp_path / "teacher", dtype="fp32")
+    run = tmp_path / "student"
+    config = tiny_config(
+        tiny_cache,
+        run,
+        steps=8,
+        lr=1e-3,
+        init_from=str(teacher),
+        distill_from=str(teacher),
+        model_overrides={"guidance_embedding": True},
+    )
+    run_training(config)
+    rows = log_rows(run)
+    assert len(rows) == 8 and all(math.isfinite(float(row["loss"])) for row in rows)
+    assert float(rows[-1]["val_loss_ema"]) > 0
+    student = load_checkpoint(export_run(run, tmp_path / "exported", dtype="fp32"))
+    assert student.config.guidance_embedding
+    assert student.extra["distilled_from"] == str(teacher)
+    # the teacher's weights were loaded; only the guidance layers are new
+    taught = load_checkpoint(teacher).model.state_dict()
+    assert taught.keys() < student.model.state_dict().keys()
+    with pytest.raises(DiffBGMError, match="guidance_embedding=true"):
+        run_training(replace(config, run=str(tmp_path / "no_embedding"), model_overrides={}))
+    with pytest.raises(DiffBGMError, match="already guidance-distilled"):
+        run_training(
+            replace(config, run=str(tmp_path / "twice"), distill_from=str(tmp_path / "exported"))
+        )

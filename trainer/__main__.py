@@ -107,6 +107,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         stop_after=args.stop_after,
         init_from=args.init_from,
         snapshot_every=args.snapshot_every,
+        distill_from=args.distill_from,
+        distill_min_scale=args.distill_scales[0],
+        distill_max_scale=args.distill_scales[1],
     )
     result = run_training(config, resume=args.resume)
     state = "stopped early" if result.stopped_early else "finished"
@@ -383,6 +386,22 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="start from this checkpoint's weights (e.g. checkpoints/diffbgm-small) with a "
         "fresh optimizer; ignored when --resume finds RUN/last",
+    )
+    train.add_argument(
+        "--distill-from",
+        default=None,
+        metavar="TEACHER",
+        help="guidance distillation: learn this checkpoint's classifier-free guided output in "
+        "one pass (with --set guidance_embedding=true --init-from TEACHER); sampling then "
+        "costs one network item per step instead of two",
+    )
+    train.add_argument(
+        "--distill-scales",
+        type=float,
+        nargs=2,
+        default=(1.0, 3.0),
+        metavar=("LOW", "HIGH"),
+        help="guidance scales the student learns, drawn uniformly from [LOW, HIGH]",
     )
     train.set_defaults(func=cmd_train)
 

@@ -38,6 +38,8 @@ def training_summary(run_dir: Path, extra: dict[str, Any]) -> dict[str, Any]:
         "ema_decay": train_config.get("ema_decay"),
         "best_val_loss_ema": extra.get("best_val"),
     }
+    if train_config.get("distill_from"):
+        summary["distilled_from"] = train_config["distill_from"]
     init_from = train_config.get("init_from")
     if init_from:
         summary["warm_start_from"] = init_from
@@ -54,6 +56,13 @@ def training_summary(run_dir: Path, extra: dict[str, Any]) -> dict[str, Any]:
         summary["last_train_loss"] = _last_value(rows, "loss")
         summary["last_val_loss_ema"] = _last_value(rows, "val_loss_ema")
     return summary
+
+
+def _guidance_line(config: ModelConfig, summary: dict[str, Any]) -> str:
+    if config.guidance_embedding:
+        teacher = summary.get("distilled_from", "a teacher")
+        return f"distilled from {teacher}: one network pass per step at any scale"
+    return "classifier-free (a conditional and an unconditional pass per guided step)"
 
 
 def full_model_card(
@@ -81,6 +90,7 @@ CVPR 2024). These are the exponential-moving-average weights of a `python -m tra
 - SAC: {config.sac}; selector: {config.selector} (threshold {config.selector_threshold} of
   {config.diffusion.num_train_steps} steps); condition dropout {config.p_uncond}
 - diffusion: {config.diffusion.beta_schedule} betas, {config.diffusion.prediction}-prediction
+- guidance: {_guidance_line(config, summary)}
 
 ## Training
 

@@ -81,6 +81,12 @@ class TrainConfig:
     stop_after: int | None = None  # stop (with a checkpoint) after this many steps of this call
     init_from: str | None = None  # start from these checkpoint weights (fresh optimizer)
     snapshot_every: int = 0  # >0: every N steps also keep the EMA weights (bf16) for curves
+    # Guidance distillation: a teacher checkpoint whose guided output (scale drawn uniformly
+    # from [distill_min_scale, distill_max_scale]) the model learns in one pass; the model
+    # needs guidance_embedding=true and usually starts from the teacher (--init-from).
+    distill_from: str | None = None
+    distill_min_scale: float = 1.0
+    distill_max_scale: float = 3.0
 
     def __post_init__(self) -> None:
         if self.batch < 1 or self.accum < 1 or self.batch % self.accum:
@@ -95,6 +101,8 @@ class TrainConfig:
             raise ValueError("steps, val_every, ckpt_every and log_every must be >= 1")
         if self.snapshot_every < 0:
             raise ValueError("snapshot_every must be >= 0 (0 = no snapshots)")
+        if not 1.0 <= self.distill_min_scale <= self.distill_max_scale:
+            raise ValueError("need 1 <= distill_min_scale <= distill_max_scale")
 
     @property
     def micro_batch(self) -> int:
@@ -223,6 +231,7 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
+        self.teacher = self._load_teacher() if config.distill_from else None
         self.step = 0
         self.best_val: float | None = None
         self.wrapped: nn.Module = self.model
@@ -236,6 +245,34 @@ class Trainer:
                 find_unused_parameters=True,
             )
 
+    def _load_teacher(self) -> nn.Module:
+        from trainer.models import load_for_inference
+
+        if not self.model_config.guidance_embedding:
+            raise DiffBGMError(
+                "--distill-from needs a student that takes the guidance scale: "
+                "add --set guidance_embedding=true"
+            )
+        assert self.config.distill_from is not None
+        teacher = load_for_inference(self.config.distill_from, self.info.device).model
+        if getattr(teacher, "config").guidance_embedding:  # noqa: B009
+            raise DiffBGMError(f"{self.config.distill_from} is already guidance-distilled")
+        return teacher.eval().requires_grad_(False)
+
+    def loss(
+        self, model: nn.Module, roll: torch.Tensor, cond: Conditions, generator: torch.Generator
+    ) -> torch.Tensor:
+        """The denoising loss, or with a teacher the guidance-distillation loss."""
+        if self.teacher is None:
+            # p_uncond is passed because the DDP wrapper hides model.config.
+            return self.diffusion.training_terms(
+                model, roll, cond, generator, self.model_config.p_uncond
+            ).loss
+        scales = (self.config.distill_min_scale, self.config.distill_max_scale)
+        return self.diffusion.distillation_terms(
+            model, self.teacher, roll, cond, scales, generator
+        ).loss
+
     # ---- checkpoints -------------------------------------------------------------------
 
     def initialise_from(self, checkpoint: str) -> None:
@@ -245,21 +282,26 @@ class Trainer:
         The config must match except for the feature selector (mode and threshold), which
         only changes the attention masks and, for 'learned', adds a gate that starts fresh:
         that is how a trained model is moved to another selector without training from zero.
+        Likewise a guidance embedding may be added (it starts at zero: a distillation student).
         """
         from diffbgm.checkpoint import load_checkpoint
 
         loaded = load_checkpoint(checkpoint)
-        selector_fields: dict[str, Any] = {"selector": "none", "selector_threshold": 0.0}
-        if replace(loaded.config, **selector_fields) != replace(
-            self.model_config, **selector_fields
-        ):
+        free: dict[str, Any] = {
+            "selector": "none",
+            "selector_threshold": 0.0,
+            "guidance_embedding": False,
+        }
+        if replace(loaded.config, **free) != replace(self.model_config, **free):
             raise CheckpointError(
                 f"{checkpoint} has a different model config than --preset/--set ask for "
-                "(only the feature selector may differ in a warm start)"
+                "(only the feature selector and the guidance embedding may differ in a warm "
+                "start)"
             )
         weights = loaded.model.state_dict()
         missing, unexpected = self.model.load_state_dict(weights, strict=False)
-        if unexpected or any(not name.startswith("gate.") for name in missing):
+        fresh = ("gate.", "guidance_mlp.")
+        if unexpected or any(not name.startswith(fresh) for name in missing):
             raise CheckpointError(
                 f"{checkpoint}: weights do not fit the model (missing {missing}, "
                 f"unexpected {unexpected})"
@@ -346,10 +388,7 @@ class Trainer:
             )
             with sync:
                 with autocast_for(self.info.device, cfg.bf16):
-                    # p_uncond is passed because the DDP wrapper hides model.config.
-                    loss = self.diffusion.training_terms(
-                        self.wrapped, roll, cond, generator, self.model_config.p_uncond
-                    ).loss
+                    loss = self.loss(self.wrapped, roll, cond, generator)
                 (loss.float() / cfg.accum).backward()
             loss_sum += float(loss.detach().float())
         if cfg.grad_clip > 0:
@@ -383,7 +422,7 @@ class Trainer:
             torch.manual_seed(seed)
             generator = torch.Generator(device=self.info.device).manual_seed(seed)
             with autocast_for(self.info.device, self.config.bf16):
-                loss = self.diffusion.training_loss(model, roll, cond, generator)
+                loss = self.loss(model, roll, cond, generator)
             total += float(loss.float()) * len(chunk_indices)
             count += len(chunk_indices)
         return total / count

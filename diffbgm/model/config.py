@@ -85,6 +85,10 @@ class ModelConfig:
     selector_threshold: float = 0.2
     p_uncond: float = 0.1
     dropout: float = 0.0
+    # True: the network also takes the classifier-free guidance scale and predicts the guided
+    # output in one pass (a guidance-distilled student, Meng et al. 2023; `trainer train
+    # --distill-from`), so guided sampling costs one network item per step instead of two.
+    guidance_embedding: bool = False
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
 
     def __post_init__(self) -> None:

@@ -54,6 +54,11 @@ def _noise(shape: tuple[int, ...], generator: Generators, device: torch.device) 
     return torch.randn(shape, generator=generator, device=gen_device).to(device)
 
 
+def _takes_guidance(model: nn.Module) -> bool:
+    """Whether the network was distilled to take the guidance scale (one pass per step)."""
+    return bool(getattr(getattr(model, "config", None), "guidance_embedding", False))
+
+
 def _broadcast(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """(B,) -> (B, 1, 1, 1) on like's device, float32."""
     return values.to(device=like.device, dtype=torch.float32).reshape(-1, *[1] * (like.dim() - 1))
@@ -168,6 +173,46 @@ class Diffusion:
         """Scalar training loss for a batch x0 (B, 2, T, P) in [-1, 1]."""
         return self.training_terms(model, x0, cond, generator).loss
 
+    def distillation_terms(
+        self,
+        student: nn.Module,
+        teacher: nn.Module,
+        x0: torch.Tensor,
+        cond: Conditions,
+        scales: tuple[float, float],
+        generator: torch.Generator | None = None,
+    ) -> LossTerms:
+        """Guidance distillation (Meng et al. 2023, stage one): at x_t ~ q(x_t | x0), the
+        student, given a scale w ~ U[scales], learns the teacher's guided output at w.
+
+        The loss weights the channels as `training_terms` does; drop is all False (the
+        student is only ever asked for guided outputs; w = 1 is the conditional one).
+        """
+        batch = x0.shape[0]
+        device = x0.device
+        gen_device = generator.device if generator is not None else torch.device("cpu")
+        t = torch.randint(0, self.num_train_steps, (batch,), generator=generator, device=gen_device)
+        low, high = scales
+        w = low + (high - low) * torch.rand(batch, generator=generator, device=gen_device)
+        noise = _noise(tuple(x0.shape), generator, device)
+        t, w = t.to(device), w.to(device)
+        x_t = self.q_sample(x0, t, noise)
+        with torch.no_grad():
+            both = teacher(
+                torch.cat([x_t, x_t]),
+                torch.cat([t, t]),
+                cond.cat(cond),
+                torch.arange(2 * batch, device=device) >= batch,
+            ).float()
+            conditional, unconditional = both.chunk(2)
+            target = unconditional + _broadcast(w, conditional) * (conditional - unconditional)
+        no_drop = torch.zeros(batch, dtype=torch.bool, device=device)
+        pred = student(x_t, t, cond, no_drop, w).float()
+        err = (pred - target).square()
+        weights = torch.tensor([self.config.onset_loss_weight, 1.0], device=device)
+        weights = (weights / weights.mean())[None, :, None, None]
+        return LossTerms(loss=(err * weights).mean(), t=t, drop=no_drop)
+
     # ---- sampling ------------------------------------------------------------------------
 
     def timesteps(self, steps: int) -> list[int]:
@@ -188,10 +233,17 @@ class Diffusion:
         """Classifier-free guided network output at timestep t, float32 (B, 2, T, P).
 
         The conditional and the unconditional pass share ONE batched forward (2B items).
-        guidance = 1 runs the conditional pass alone.
+        guidance = 1 runs the conditional pass alone, and so does a guidance-distilled
+        network (`guidance_embedding`), which is given the scale instead.
         """
         batch = x_t.shape[0]
         device = x_t.device
+        if _takes_guidance(model):
+            # a guidance-distilled network: one pass stands for both
+            t_batch = torch.full((batch,), t, dtype=torch.long, device=device)
+            no_drop = torch.zeros(batch, dtype=torch.bool, device=device)
+            scales = torch.full((batch,), float(guidance), device=device)
+            return model(x_t, t_batch, cond, no_drop, scales).float()
         if guidance == 1.0:
             t_batch = torch.full((batch,), t, dtype=torch.long, device=device)
             no_drop = torch.zeros(batch, dtype=torch.bool, device=device)

@@ -32,6 +32,17 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
     return torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)
 
 
+def guidance_features(
+    guidance: torch.Tensor | None, batch: int, dim: int, like: torch.Tensor
+) -> torch.Tensor:
+    """(B,) guidance scales (None = 1) -> (B, dim) sinusoidal features of (scale - 1).
+
+    Scaled by 100 so the usual range 1..5 spans as many periods as a few hundred timesteps."""
+    if guidance is None:
+        guidance = torch.ones(batch, device=like.device)
+    return timestep_embedding(100.0 * (guidance.float() - 1.0), dim)
+
+
 def norm_groups(channels: int) -> int:
     """GroupNorm groups: 8 when it divides the channels (it does for every preset)."""
     return math.gcd(channels, 8)
@@ -87,6 +98,14 @@ class Denoiser(nn.Module):
         self.time_mlp = nn.Sequential(
             nn.Linear(base, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)
         )
+        # The guidance scale joins the timestep embedding; the last layer starts at zero so a
+        # student made from a teacher first predicts exactly the teacher's conditional output.
+        self.guidance_mlp: nn.Sequential | None = None
+        if config.guidance_embedding:
+            last = nn.Linear(emb_dim, emb_dim)
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
+            self.guidance_mlp = nn.Sequential(nn.Linear(base, emb_dim), nn.SiLU(), last)
         self.tokens = ConditionTokens(config)
         # Learned classifier-free null for the chord channel: a value a real chord mask (0/1)
         # never takes, so "no condition" differs from "no chord sounding".
@@ -144,9 +163,12 @@ class Denoiser(nn.Module):
         t: torch.Tensor,
         cond: Conditions,
         drop: torch.Tensor | None = None,
+        guidance: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """x_t (B, 2, T, P), t (B,) long, drop (B,) bool (True = unconditional) -> (B, 2, T, P).
 
+        guidance (B,) float: the classifier-free guidance scale the output stands for, read
+        only by a model with `guidance_embedding` (None = 1, the conditional prediction).
         T must be a multiple of config.time_factor; P is padded internally.
         """
         cfg = self.config
@@ -168,6 +190,11 @@ class Denoiser(nn.Module):
         gate_logit = None
         if self.gate is not None and cfg.selector == "learned":
             gate_logit = self.gate(emb)[:, 0]
+        if self.guidance_mlp is not None:
+            # after the gate: the selector stays a function of the timestep alone
+            emb = emb + self.guidance_mlp(
+                guidance_features(guidance, batch, cfg.base_channels, x_t)
+            )
         masks = {
             2**lvl: cross_attention_mask(cond, t, 2**lvl, cfg, gate_logit)
             for lvl in range(len(cfg.channel_mults))
