@@ -56,12 +56,44 @@ def test_config_reads_old_names_and_json_numbers() -> None:
     assert GenerationConfig.from_dict(config.to_dict()) == config
 
 
+def _shipped_configs() -> dict[str, dict]:
+    folders = sorted(p.parent for p in (REPO / "checkpoints").glob("*/config.json"))
+    return {folder.name: json.loads((folder / "config.json").read_text()) for folder in folders}
+
+
 def test_shipped_checkpoints_store_every_knob() -> None:
-    for name in ("diffbgm-tiny", "diffbgm-small"):
-        stored = json.loads((REPO / "checkpoints" / name / "config.json").read_text())["extra"][
-            "generation"
-        ]
-        assert set(stored) == {f.name for f in fields(GenerationConfig)}, name
+    configs = _shipped_configs()
+    assert {"diffbgm-tiny", "diffbgm-small"} <= set(configs)
+    for name, config in configs.items():
+        assert set(config["extra"]["generation"]) == {f.name for f in fields(GenerationConfig)}, (
+            name
+        )
+
+
+def test_a_shipped_distilled_model_names_a_shipped_teacher_with_its_settings() -> None:
+    """e2e.py's baseline and the evaluation's comparisons run the teacher of a distilled model:
+    it must ship beside it (a repo-relative path), be undistilled, and share its settings."""
+    configs = _shipped_configs()
+    for name, config in configs.items():
+        if not config["model"].get("guidance_embedding"):
+            continue
+        teacher = config["extra"].get("distilled_from")
+        assert teacher and not Path(teacher).is_absolute(), name
+        teacher_config = json.loads((REPO / teacher / "config.json").read_text())
+        assert not teacher_config["model"].get("guidance_embedding"), teacher
+        assert teacher_config["extra"]["generation"] == config["extra"]["generation"], name
+        student_arch = {k: v for k, v in config["model"].items() if k != "guidance_embedding"}
+        teacher_arch = {
+            k: v for k, v in teacher_config["model"].items() if k != "guidance_embedding"
+        }
+        assert student_arch == teacher_arch, name
+
+
+def test_the_docs_model_card_is_the_shipped_one() -> None:
+    shipped = (REPO / "checkpoints" / "diffbgm-small" / "README.md").read_text()
+    assert (REPO / "docs" / "model_card.md").read_text() == shipped, (
+        "docs/model_card.md and checkpoints/diffbgm-small/README.md differ: edit one, copy it"
+    )
 
 
 def _flags(parser: argparse.ArgumentParser, command: list[str]) -> argparse.Namespace:
@@ -217,7 +249,7 @@ def test_example_score_is_byte_identical_to_the_pinned_one(bbb_video: Path, tmp_
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", ["diffbgm-tiny", "diffbgm-small"])
+@pytest.mark.parametrize("model", ["diffbgm-tiny", "diffbgm-small", "diffbgm-small-teacher"])
 def test_example_scores_of_three_seeds_are_byte_identical(
     model: str, bbb_video: Path, tmp_path: Path
 ) -> None:

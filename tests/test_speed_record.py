@@ -1,8 +1,8 @@
 """The speed figures in the README belong to the shipped defaults.
 
 `docs/speed.json` is written by `python benchmarks/e2e.py --record docs/speed.json` with the
-generation settings and thread rule it measured. When a default changes (sampler, steps,
-dtype, guidance, any decode rule, the thread rule) without a new measurement, this fails:
+generation settings, thread rule and weights it measured. When a default changes (sampler, steps,
+dtype, guidance, any decode rule, the thread rule, the network) without a new measurement, this fails:
 re-run the benchmark on an idle machine and update the README row from the new record.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import json
+from hashlib import sha256
 from pathlib import Path
 
 from diffbgm.generation import GenerationConfig
@@ -33,6 +34,16 @@ def test_speed_record_matches_the_shipped_generation_settings() -> None:
     )
 
 
+def test_speed_record_was_measured_with_the_shipped_weights() -> None:
+    weights = SHIPPED.parent / "model.safetensors"
+    assert (
+        _record()["defaults"].get("weights_sha256") == sha256(weights.read_bytes()).hexdigest()
+    ), (
+        "the shipped model changed since the speed figures were measured (a new network can "
+        "cost more or less per step): re-run `python benchmarks/e2e.py --record docs/speed.json`"
+    )
+
+
 def test_speed_record_matches_the_thread_rule() -> None:
     default = inspect.signature(Composer.from_pretrained).parameters["threads"].default
     assert _record()["defaults"]["threads"] == default, (
@@ -50,3 +61,17 @@ def test_readme_shows_the_recorded_figures() -> None:
     if record.get("long"):
         long_rtf = f"{record['long']['real_time_factor']:.3f}"
         assert long_rtf in readme, f"README does not show the 10-minute figure ({long_rtf})"
+
+
+def test_e2e_baseline_runs_on_the_network_that_shipped_before_distillation() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("e2e", REPO / "benchmarks" / "e2e.py")
+    assert spec and spec.loader
+    e2e = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(e2e)
+    teacher = json.loads(SHIPPED.read_text())["extra"].get("distilled_from")
+    expected = str(REPO / teacher) if teacher else None
+    assert e2e.baseline_model(None) == expected
+    tiny = str(REPO / "checkpoints" / "diffbgm-tiny")
+    assert e2e.baseline_model(tiny) == tiny  # an undistilled model is its own baseline

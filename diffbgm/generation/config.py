@@ -53,7 +53,8 @@ class GenerationConfig:
     guidance_share: float = _knob(
         1.0,
         "0..1: guidance is applied for this share of the noise schedule, from the noisiest "
-        "step; the quieter steps run the conditional pass alone (half the network work)",
+        "step; the quieter steps run the conditional pass alone (half the network work; "
+        "a guidance-distilled model costs one pass either way)",
         0.0,
         1.0,
     )

@@ -1,0 +1,44 @@
+"""benchmarks/paired_change.py decides which settings ship: its statistics on known numbers."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "paired_change.py"
+spec = importlib.util.spec_from_file_location("paired_change", SCRIPT)
+assert spec and spec.loader
+paired = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(paired)
+
+
+def _report(values: list[float]) -> dict:
+    songs = [{"song": 801 + i, "generated": {"si_bar_mid": v}} for i, v in enumerate(values)]
+    control = {"generated": {"register_obedience": 0.8, "density_obedience": 0.9}}
+    return {"songs": songs, "control": control}
+
+
+def test_change_of_the_mean_and_mean_of_changes_differ_where_a_song_is_small() -> None:
+    reference = _report([0.1, 0.5, 0.6])
+    candidate = _report([0.2, 0.45, 0.55])  # +100 %, -10 %, -8.3 % song by song
+    of_mean, error, n = paired.change_of_mean(reference, candidate, "si_bar_mid")
+    per_song, _, _ = paired.paired_change(reference, candidate, "si_bar_mid")
+    assert n == 3
+    assert of_mean == pytest.approx(0.0, abs=1e-9)  # the table's mean did not move
+    assert per_song == pytest.approx((100.0 - 10.0 - 100.0 / 12.0) / 3.0)
+    differences = [0.1, -0.05, -0.05]
+    sd = math.sqrt(sum(d * d for d in differences) / 2)  # their mean is 0
+    assert error == pytest.approx(100.0 * sd / math.sqrt(3) / 0.4)
+
+
+def test_the_verdict_follows_the_chosen_rule(tmp_path: Path) -> None:
+    reference, candidate = tmp_path / "ref.json", tmp_path / "cand.json"
+    reference.write_text(json.dumps(_report([0.1, 0.5, 0.6])))
+    candidate.write_text(json.dumps(_report([0.2, 0.45, 0.55])))
+    assert paired.main([str(reference), str(candidate)]) == 0
+    assert paired.main([str(reference), str(candidate), "--rule", "per-song"]) == 1
+    assert paired.main([str(reference), str(candidate), "--tolerance", "0.001"]) == 0
