@@ -7,10 +7,12 @@ from dataclasses import replace
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from diffbgm.model.attention import (
     ConditionTokens,
     CrossAttentionBlock,
+    attend,
     cross_attention_mask,
     frame_segments,
     gate_bias,
@@ -56,11 +58,25 @@ def test_config_json_round_trip_and_validation() -> None:
         preset("huge")
 
 
+def test_attention_written_out_for_export_equals_the_fused_kernel(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 4, 12, 8, generator=g) for _ in range(3))
+    bias = torch.where(torch.rand(2, 1, 12, 12, generator=g) > 0.3, 0.0, float("-inf"))
+    bias[..., 0] = 0.0  # every query sees at least one key
+    fused = attend(q, k, v, bias)
+    monkeypatch.setattr(torch.onnx, "is_in_onnx_export", lambda: True)
+    written = attend(q, k, v, bias)
+    assert torch.allclose(written, fused, atol=1e-5)
+    assert torch.allclose(attend(q, k, v), F.scaled_dot_product_attention(q, k, v), atol=1e-5)
+
+
 def test_frame_segments_takes_the_majority() -> None:
     ids = torch.tensor([[0, 0, 0, 1, 1, 1, 1, 2]])
-    assert frame_segments(ids, 1).tolist() == ids.tolist()
-    assert frame_segments(ids, 2).tolist() == [[0, 0, 1, 1]]  # ties -> the earlier segment
-    assert frame_segments(ids, 4).tolist() == [[0, 1]]
+    assert frame_segments(ids, 1, 4).tolist() == ids.tolist()
+    assert frame_segments(ids, 2, 4).tolist() == [[0, 0, 1, 1]]  # ties -> the earlier segment
+    assert frame_segments(ids, 4, 4).tolist() == [[0, 1]]
 
 
 def test_sac_visibility_own_segment_plus_globals() -> None:
