@@ -115,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
                 cells.append("–")
                 continue
             judged = of_mean if args.rule == "mean" else per_song_mean
-            worst[path] = max(worst[path], abs(judged))
+            # a statistic that cannot be computed (a zero reference) is not a pass
+            worst[path] = max(worst[path], abs(judged) if math.isfinite(judged) else math.inf)
             cells.append(f"{of_mean:+.1f} % ± {error:.1f} [{per_song_mean:+.1f} %] (n={n})")
         print(f"| {metric} | " + " | ".join(cells) + " |")
     for name in OBEDIENCE:

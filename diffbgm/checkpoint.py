@@ -40,6 +40,11 @@ class LoadedModel:
     path: Path | None = None
 
     @property
+    def guidance_range(self) -> tuple[float, float] | None:
+        """The guidance scales a guidance-distilled network was trained on (None: any)."""
+        return guidance_range(self.config, self.extra)
+
+    @property
     def generation(self) -> GenerationConfig:
         """The generation settings chosen for these weights (stored in config.json's
         `extra.generation`; knobs it does not name keep GenerationConfig's defaults)."""
@@ -135,6 +140,17 @@ def resolve_checkpoint(path_or_hub_id: str | Path) -> Path:
             f"{type(exc).__name__}: {exc}"
         ) from exc
     return Path(folder)
+
+
+def guidance_range(config: ModelConfig, extra: dict[str, Any]) -> tuple[float, float] | None:
+    """(low, high): the scales a guidance-distilled network learned (`extra.distill_scales`);
+    outside them its output is an extrapolation nobody measured. None for a network that
+    takes no scale (classifier-free guidance works at any scale) or that does not say."""
+    scales = extra.get("distill_scales")
+    if not config.guidance_embedding or not scales:
+        return None
+    low, high = (float(value) for value in scales)
+    return low, high
 
 
 def read_config(folder: Path) -> tuple[ModelConfig, dict[str, Any]]:

@@ -24,7 +24,13 @@ import numpy as np
 from diffbgm.checkpoint import LoadedModel
 from diffbgm.conditioning import piece_conditions
 from diffbgm.errors import DiffBGMError, PlanError
-from diffbgm.generation import GeneratedRoll, GenerationConfig, KnownMusic, generate_roll
+from diffbgm.generation import (
+    GeneratedRoll,
+    GenerationConfig,
+    KnownMusic,
+    check_settings_for_model,
+    generate_roll,
+)
 from diffbgm.music.calibration import Calibration
 from diffbgm.music.render import LevelConfig, find_soundfont
 from diffbgm.music.roll import RollSpec
@@ -275,6 +281,7 @@ class Composer:
         video, out_dir = Path(video), Path(out_dir)
         check_output_folder(video, out_dir)
         self.overrides(options)  # a bad key fails now, not after the analysis
+        check_settings_for_model(self.loaded, self.generation_config(options))  # so does this
         info = info or probe_video(video, self.limits)  # fails fast, with a clear VideoError
         with self._lock:
             self._choose_threads()

@@ -228,6 +228,24 @@ def test_generate_roll_is_seeded_and_keeps_known_music_bit_for_bit(tiny) -> None
     assert np.array_equal(redone.sustain[keep], first.sustain[keep])
 
 
+def test_a_distilled_model_refuses_scales_it_never_learned(tiny) -> None:  # type: ignore[no-untyped-def]
+    from dataclasses import replace
+
+    from diffbgm.checkpoint import LoadedModel
+    from diffbgm.model.unet import Denoiser
+
+    config = replace(tiny.config, guidance_embedding=True)
+    student = LoadedModel(
+        Denoiser(config).eval(), config, {"distill_scales": [1.0, 3.0], "distilled_from": "t"}
+    )
+    assert student.guidance_range == (1.0, 3.0) and tiny.guidance_range is None
+    piece = _piece(4, (0.5, 0.5))
+    with pytest.raises(GenerationError, match="outside the scales .*1 to 3.*teacher \\(t\\)"):
+        generate_roll(student, piece, GenerationConfig(guidance=5.0, steps=2), seed=0)
+    roll = generate_roll(student, piece, GenerationConfig(guidance=3.0, steps=2), seed=0)
+    assert roll.notes.onset.shape == roll.raw[0].shape
+
+
 # --- behaviour pinned before the move -------------------------------------------------------
 
 

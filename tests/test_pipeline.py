@@ -13,7 +13,7 @@ import pretty_midi
 import pytest
 import soundfile as sf
 
-from diffbgm.errors import VideoError
+from diffbgm.errors import GenerationError, VideoError
 from diffbgm.pipeline import ComposeOptions, Composer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -209,6 +209,22 @@ def test_library_never_imports_ui_or_database() -> None:
                 names = [node.module]
             for name in names:
                 assert name.split(".")[0] not in forbidden, f"{path} imports {name}"
+
+
+def test_shipped_distilled_model_refuses_an_unlearned_guidance_before_any_work(
+    tmp_path: Path,
+) -> None:
+    """The shipped model learned guidance 1-3 only: 5 is refused before the video is even
+    probed (a file that is not a video shows it), and nothing is written."""
+    composer = Composer.from_pretrained()
+    low, high = composer.loaded.guidance_range or (0.0, 20.0)
+    not_a_video = tmp_path / "clip.mp4"
+    not_a_video.write_bytes(b"not a video")
+    options = ComposeOptions(generation={"guidance": high + 2.0})
+    with pytest.raises(GenerationError, match="outside the scales"):
+        composer(not_a_video, tmp_path / "out", options)
+    assert not (tmp_path / "out").exists()
+    assert (low, high) == (1.0, 3.0)
 
 
 @pytest.mark.slow

@@ -32,6 +32,9 @@ def test_rows_cover_ablations_guidance_and_steps() -> None:
     assert switched["no phrase recall"].generation.groove == 0.1
     assert switched["no groove-consistent decoding"].generation.groove == 0.0
     assert switched["fixed onset threshold"].generation.density_slack == 0.0
+    # a guidance-distilled model is not asked for scales it never learned
+    distilled = [r.name for r in default_rows(shipped, (801,), 4, guidance_range=(1.0, 3.0))]
+    assert "guidance 1.5" in distilled and "guidance 5" not in distilled
 
 
 def test_table_has_one_row_per_configuration_plus_reference() -> None:

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from diffbgm.checkpoint import load_checkpoint
-from diffbgm.errors import DiffBGMError
+from diffbgm.errors import CheckpointError, DiffBGMError
 from diffbgm.generation import GenerationConfig
 from trainer.__main__ import build_parser, main, parse_override, parse_song_range
 from trainer.export import export_run
@@ -424,6 +424,7 @@ def test_guidance_distillation_run(tiny_cache: Path, trained_run: Path, tmp_path
     student = load_checkpoint(export_run(run, tmp_path / "exported", dtype="fp32"))
     assert student.config.guidance_embedding
     assert student.extra["distilled_from"] == str(teacher)
+    assert student.extra["distill_scales"] == [1.0, 3.0] and student.guidance_range == (1.0, 3.0)
     # the teacher's weights were loaded; only the guidance layers are new
     taught = load_checkpoint(teacher).model.state_dict()
     assert taught.keys() < student.model.state_dict().keys()
@@ -433,3 +434,14 @@ def test_guidance_distillation_run(tiny_cache: Path, trained_run: Path, tmp_path
         run_training(
             replace(config, run=str(tmp_path / "twice"), distill_from=str(tmp_path / "exported"))
         )
+    with pytest.raises(DiffBGMError, match="learned by distillation"):
+        run_training(replace(config, run=str(tmp_path / "no_teacher"), distill_from=None))
+    # resuming keeps the loss the run started with
+    with pytest.raises(CheckpointError, match="another loss"):
+        run_training(replace(config, steps=10, distill_max_scale=5.0), resume=True)
+    other_schedule = export_run(trained_run, tmp_path / "other", dtype="fp32")
+    meta = json.loads((other_schedule / "config.json").read_text())
+    meta["model"]["diffusion"]["prediction"] = "eps"
+    (other_schedule / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(DiffBGMError, match="another diffusion schedule"):
+        run_training(replace(config, run=str(tmp_path / "eps"), distill_from=str(other_schedule)))

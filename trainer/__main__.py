@@ -206,10 +206,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_suite(args: argparse.Namespace) -> int:
+    from diffbgm.checkpoint import guidance_range, read_config, resolve_checkpoint
     from trainer.suite import default_rows, run_suite
 
     base = _eval_options(args, realism=args.realism, musdr_si=args.musdr_si)
-    rows = default_rows(base, tuple(args.steps_songs), args.steps_bars)
+    model_config, extra = read_config(resolve_checkpoint(args.model))
+    scales = guidance_range(model_config, extra)
+    rows = default_rows(base, tuple(args.steps_songs), args.steps_bars, scales)
     if args.only:
         rows = [r for r in rows if any(key in r.name for key in args.only)]
     table = run_suite(rows, workers=args.workers, out_json=Path(args.json) if args.json else None)

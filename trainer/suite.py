@@ -51,9 +51,14 @@ def _changed(base: EvalOptions, **knobs: KnobValue) -> EvalOptions:
 
 
 def default_rows(
-    base: EvalOptions, steps_songs: tuple[int, ...], steps_bars: int
+    base: EvalOptions,
+    steps_songs: tuple[int, ...],
+    steps_bars: int,
+    guidance_range: tuple[float, float] | None = None,
 ) -> list[SuiteRow]:
-    """Full model, ablations, guidance scales; then sampler steps on a smaller song set."""
+    """Full model, ablations, guidance scales; then sampler steps on a smaller song set.
+
+    guidance_range: the scales a guidance-distilled model learned; others are left out."""
     gen = base.generation
     rows = [
         SuiteRow("full", base),
@@ -75,6 +80,7 @@ def default_rows(
         SuiteRow(f"guidance {g:g}", _changed(base, guidance=g))
         for g in (1.5, 2.0, 3.0, 5.0)
         if g != gen.guidance
+        and (guidance_range is None or guidance_range[0] <= g <= guidance_range[1])
     ]
     small = replace(base, songs=steps_songs, bars=steps_bars)
     rows += [SuiteRow(f"ddim {n} steps", _changed(small, steps=n)) for n in (10, 25, 50, 200, 1000)]

@@ -231,6 +231,10 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
+        if self.model_config.guidance_embedding and not config.distill_from:
+            raise DiffBGMError(
+                "a guidance embedding is learned by distillation: add --distill-from TEACHER"
+            )
         self.teacher = self._load_teacher() if config.distill_from else None
         self.step = 0
         self.best_val: float | None = None
@@ -255,8 +259,15 @@ class Trainer:
             )
         assert self.config.distill_from is not None
         teacher = load_for_inference(self.config.distill_from, self.info.device).model
-        if getattr(teacher, "config").guidance_embedding:  # noqa: B009
+        teacher_config = getattr(teacher, "config")  # noqa: B009
+        if teacher_config.guidance_embedding:
             raise DiffBGMError(f"{self.config.distill_from} is already guidance-distilled")
+        if teacher_config.diffusion != self.model_config.diffusion:
+            # the student is trained on the teacher's noise levels and targets
+            raise DiffBGMError(
+                f"{self.config.distill_from} uses another diffusion schedule or prediction "
+                f"({teacher_config.diffusion}) than the student ({self.model_config.diffusion})"
+            )
         return teacher.eval().requires_grad_(False)
 
     def loss(
@@ -314,6 +325,16 @@ class Trainer:
             raise CheckpointError(
                 f"{self.run_dir / 'last'} was trained with a different model config "
                 f"(preset/overrides); resume with the same --preset and --set options"
+            )
+        loss_keys = ("distill_from", "distill_min_scale", "distill_max_scale")
+        before = {key: state.train_config.get(key) for key in loss_keys}
+        now = {key: getattr(self.config, key) for key in loss_keys}
+        if (before["distill_from"] is None) != (now["distill_from"] is None) or any(
+            before[key] is not None and before[key] != now[key] for key in loss_keys[1:]
+        ):
+            raise CheckpointError(
+                f"{self.run_dir / 'last'} was trained with another loss ({before}); resume with "
+                f"the same --distill-from and --distill-scales"
             )
         self.model.load_state_dict(state.model)
         self.ema_model.load_state_dict(state.ema)

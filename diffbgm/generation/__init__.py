@@ -26,7 +26,12 @@ if TYPE_CHECKING:
         decode_roll,
         decode_steps,
     )
-    from diffbgm.generation.generate import GeneratedRoll, KnownMusic, generate_roll
+    from diffbgm.generation.generate import (
+        GeneratedRoll,
+        KnownMusic,
+        check_settings_for_model,
+        generate_roll,
+    )
 
 # The config is light (command lines read it for --help); the rest imports torch, on first use.
 _LAZY = {
@@ -40,6 +45,7 @@ _LAZY = {
     "GeneratedRoll": "generate",
     "KnownMusic": "generate",
     "generate_roll": "generate",
+    "check_settings_for_model": "generate",
 }
 
 
@@ -60,6 +66,7 @@ __all__ = [
     "GrooveBias",
     "KnownMusic",
     "add_generation_arguments",
+    "check_settings_for_model",
     "decode",
     "decode_roll",
     "decode_steps",

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from diffbgm.errors import GenerationError
 from diffbgm.generation.config import GenerationConfig
 from diffbgm.generation.decoding import DecodedRoll, DecodeStep, decode
 from diffbgm.generation.recall import RecallGuide
@@ -64,6 +65,18 @@ class GeneratedRoll:
         return self.notes.sustain
 
 
+def check_settings_for_model(model: LoadedModel, config: GenerationConfig) -> None:
+    """Raise GenerationError for settings these weights cannot honour: a guidance scale
+    outside the scales a guidance-distilled network learned."""
+    scales = model.guidance_range
+    if scales is not None and not scales[0] <= config.guidance <= scales[1]:
+        raise GenerationError(
+            f"guidance {config.guidance:g} is outside the scales this guidance-distilled model "
+            f"learned ({scales[0]:g} to {scales[1]:g}); use a scale in that range, or its "
+            f"teacher ({model.extra.get('distilled_from', 'the undistilled model')}) for others"
+        )
+
+
 def generate_roll(
     model: LoadedModel,
     conditions: PieceConditions,
@@ -83,6 +96,7 @@ def generate_roll(
     calibration turns density controls into onsets per bar (default: the shipped POP909 one);
     decode_rules replaces the rules the config switches on (benchmarks of rule variants).
     """
+    check_settings_for_model(model, config)
     calibration = calibration or Calibration.load()
     diffusion = Diffusion(model.config.diffusion)
     # edge bars: a returning phrase asked for another density plays it at its changing edges
