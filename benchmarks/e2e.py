@@ -85,9 +85,10 @@ def cpu_seconds() -> float:
 
 def weights_sha256(model: str | None) -> str | None:
     """The measured network's identity: a new default model needs a new speed record."""
+    from diffbgm.checkpoint import WEIGHTS_NAME
     from diffbgm.pipeline import DEFAULT_MODEL
 
-    weights = (Path(model) if model else DEFAULT_MODEL) / "model.safetensors"
+    weights = (Path(model) if model else DEFAULT_MODEL) / WEIGHTS_NAME
     return hashlib.sha256(weights.read_bytes()).hexdigest() if weights.exists() else None
 
 

@@ -20,6 +20,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +29,10 @@ import torch
 from torch import nn
 
 from diffbgm.checkpoint import load_checkpoint
-from diffbgm.model.conditions import Conditions
+from diffbgm.model.conditions import Conditions, two_segment_conditions
 from diffbgm.model.unet import Denoiser
 
 REPO = Path(__file__).resolve().parents[1]
-NAMES = ("x_t", "t", "chord", "segment_ids", "segment_mask", "dynamic", "semantic", "global_")
 
 
 class FlatInputs(nn.Module):
@@ -49,23 +49,14 @@ class FlatInputs(nn.Module):
 
 
 def example_inputs(denoiser: Denoiser, batch: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
-    """A window with two segments, random noise, chords and controls."""
+    """Flat inputs: random noise, a window cut into two segments, drop and guidance."""
     cfg = denoiser.config
-    steps, pitches, slots = cfg.window_steps, cfg.n_pitches, cfg.max_segments
     generator = torch.Generator().manual_seed(seed)
-    segment_ids = torch.zeros(batch, steps, dtype=torch.long)
-    segment_ids[:, steps // 2 :] = 1
-    segment_mask = torch.zeros(batch, slots, dtype=torch.bool)
-    segment_mask[:, :2] = True
+    cond = two_segment_conditions(cfg, batch, seed)
     tensors: tuple[torch.Tensor, ...] = (
-        torch.randn(batch, 2, steps, pitches, generator=generator),
+        torch.randn(batch, 2, cfg.window_steps, cfg.n_pitches, generator=generator),
         torch.full((batch,), 500, dtype=torch.long),
-        (torch.rand(batch, 1, steps, pitches, generator=generator) > 0.7).float(),
-        segment_ids,
-        segment_mask,
-        torch.randn(batch, slots, cfg.dynamic_dim, generator=generator),
-        torch.randn(batch, slots, cfg.semantic_dim, generator=generator),
-        torch.randn(batch, cfg.global_dim, generator=generator),
+        *(getattr(cond, field.name) for field in fields(Conditions)),
         torch.zeros(batch, dtype=torch.bool),
     )
     if cfg.guidance_embedding:
@@ -74,7 +65,7 @@ def example_inputs(denoiser: Denoiser, batch: int, seed: int = 0) -> tuple[torch
 
 
 def input_names(denoiser: Denoiser) -> list[str]:
-    names = [*NAMES, "drop"]
+    names = ["x_t", "t", *(field.name for field in fields(Conditions)), "drop"]
     return [*names, "guidance"] if denoiser.config.guidance_embedding else names
 
 

@@ -40,44 +40,45 @@ def per_song(run: dict) -> dict[str, dict[str, float]]:
     return {song["song"]: song["generated"] for song in run["songs"]}
 
 
+def _pairs(reference: dict, candidate: dict, metric: str) -> list[tuple[float, float]]:
+    """(reference, candidate) values of the songs both runs have a finite value for."""
+    ref, cand = per_song(reference), per_song(candidate)
+    return [
+        (ref[s][metric], cand[s][metric])
+        for s in sorted(set(ref) & set(cand))
+        if _finite(ref[s].get(metric)) and _finite(cand[s].get(metric))
+    ]
+
+
+def _mean_and_error(values: list[float]) -> tuple[float, float]:
+    """Mean and its standard error (NaN where there are too few values)."""
+    n = len(values)
+    if n == 0:
+        return math.nan, math.nan
+    mean = sum(values) / n
+    if n == 1:
+        return mean, math.nan
+    variance = sum((v - mean) ** 2 for v in values) / (n - 1)
+    return mean, math.sqrt(variance / n)
+
+
 def paired_change(reference: dict, candidate: dict, metric: str) -> tuple[float, float, int]:
     """(mean % change, standard error, songs) over the songs both runs have a value for."""
-    ref, cand = per_song(reference), per_song(candidate)
-    changes = [
-        100.0 * (cand[s][metric] - ref[s][metric]) / ref[s][metric]
-        for s in sorted(set(ref) & set(cand))
-        if _finite(ref[s].get(metric)) and _finite(cand[s].get(metric)) and ref[s][metric] != 0
-    ]
-    n = len(changes)
-    if n == 0:
-        return math.nan, math.nan, 0
-    mean = sum(changes) / n
-    if n == 1:
-        return mean, math.nan, 1
-    variance = sum((c - mean) ** 2 for c in changes) / (n - 1)
-    return mean, math.sqrt(variance / n), n
+    changes = [100.0 * (c - r) / r for r, c in _pairs(reference, candidate, metric) if r != 0]
+    mean, error = _mean_and_error(changes)
+    return mean, error, len(changes)
 
 
 def change_of_mean(reference: dict, candidate: dict, metric: str) -> tuple[float, float, int]:
     """(% change of the mean over songs, standard error, songs): 100 * mean(cand - ref) /
     mean(ref) over the songs both runs have a value for; the error is that of the mean of the
     paired differences, scaled the same way."""
-    ref, cand = per_song(reference), per_song(candidate)
-    pairs = [
-        (ref[s][metric], cand[s][metric])
-        for s in sorted(set(ref) & set(cand))
-        if _finite(ref[s].get(metric)) and _finite(cand[s].get(metric))
-    ]
-    n = len(pairs)
-    base = sum(r for r, _ in pairs) / n if n else 0.0
-    if n == 0 or base == 0:
-        return math.nan, math.nan, n
-    differences = [c - r for r, c in pairs]
-    mean = sum(differences) / n
-    if n == 1:
-        return 100.0 * mean / base, math.nan, 1
-    variance = sum((d - mean) ** 2 for d in differences) / (n - 1)
-    return 100.0 * mean / base, 100.0 * math.sqrt(variance / n) / abs(base), n
+    pairs = _pairs(reference, candidate, metric)
+    base = sum(r for r, _ in pairs) / len(pairs) if pairs else 0.0
+    if base == 0:
+        return math.nan, math.nan, len(pairs)
+    mean, error = _mean_and_error([c - r for r, c in pairs])
+    return 100.0 * mean / base, 100.0 * error / abs(base), len(pairs)
 
 
 def _finite(value: object) -> bool:

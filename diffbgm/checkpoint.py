@@ -143,10 +143,16 @@ def resolve_checkpoint(path_or_hub_id: str | Path) -> Path:
 
 
 def guidance_range(config: ModelConfig, extra: dict[str, Any]) -> tuple[float, float] | None:
-    """(low, high): the scales a guidance-distilled network learned (`extra.distill_scales`);
+    """(low, high): the scales a guidance-distilled network learned (`extra.distill_scales`, or
+    a run's `train_config`);
     outside them its output is an extrapolation nobody measured. None for a network that
     takes no scale (classifier-free guidance works at any scale) or that does not say."""
-    scales = extra.get("distill_scales")
+    train = extra.get("train_config") or {}  # a training run's weights, not yet exported
+    scales = extra.get("distill_scales") or (
+        [train["distill_min_scale"], train["distill_max_scale"]]
+        if "distill_min_scale" in train
+        else None
+    )
     if not config.guidance_embedding or not scales:
         return None
     low, high = (float(value) for value in scales)

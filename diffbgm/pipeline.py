@@ -281,11 +281,14 @@ class Composer:
         video, out_dir = Path(video), Path(out_dir)
         check_output_folder(video, out_dir)
         self.overrides(options)  # a bad key fails now, not after the analysis
-        check_settings_for_model(self.loaded, self.generation_config(options))  # so does this
+        generation = self.generation_config(options)
+        check_settings_for_model(self.loaded, generation)  # so does this
         info = info or probe_video(video, self.limits)  # fails fast, with a clear VideoError
         with self._lock:
             self._choose_threads()
-            return self._compose(video, info, out_dir, options, progress or _no_progress)
+            return self._compose(
+                video, info, out_dir, options, generation, progress or _no_progress
+            )
 
     def _choose_threads(self) -> None:
         """With threads="auto": as many torch threads as cores are free now (under the lock,
@@ -301,6 +304,7 @@ class Composer:
         info: VideoInfo,
         out_dir: Path,
         options: ComposeOptions,
+        generation: GenerationConfig,
         progress: ProgressFn,
     ) -> Result:
         total = 3 + 4 * options.variants
@@ -313,7 +317,6 @@ class Composer:
 
             mood, analysis = clock.run("analyse", analyse)
             plan = clock.run("plan", lambda: self.plan(analysis, options, mood=mood))
-            generation = self.generation_config(options)
             files = []
             for v in range(options.variants):
                 folder = work if v == 0 else work / f"variant-{v + 1}"

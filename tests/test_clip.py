@@ -35,6 +35,7 @@ from diffbgm.video.clip import (
 from diffbgm.video.torchvision_guard import hide_unusable_torchvision, torchvision_mismatch
 from diffbgm.video.types import ShotFeatures, VideoAnalysis
 from tests.clip_fixtures import TINY_PROJECTION, write_tiny_clip
+from tests.scripts import load_script
 from tests.video_fixtures import SyntheticShot, write_video
 
 REPO = Path(__file__).resolve().parents[1]
@@ -343,13 +344,7 @@ def test_mood_text_encoder_leaves_the_process_online(monkeypatch: pytest.MonkeyP
 
 
 def _fetch_script():  # -> module
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("fetch_clip", REPO / "scripts" / "fetch_clip.py")
-    assert spec is not None and spec.loader is not None
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    return script
+    return load_script("scripts/fetch_clip.py")
 
 
 def test_fetch_script_fails_with_one_clear_line_offline(

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "paired_change.py"
-spec = importlib.util.spec_from_file_location("paired_change", SCRIPT)
-assert spec and spec.loader
-paired = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(paired)
+from tests.scripts import load_script
+
+paired = load_script("benchmarks/paired_change.py")
 
 
 def _report(values: list[float]) -> dict:

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import inspect
 import json
-from hashlib import sha256
 from pathlib import Path
 
 from diffbgm.generation import GenerationConfig
 from diffbgm.pipeline import Composer
+from tests.scripts import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 RECORD = REPO / "docs" / "speed.json"
 SHIPPED = REPO / "checkpoints" / "diffbgm-small" / "config.json"
+E2E = load_script("benchmarks/e2e.py")
 
 
 def _record() -> dict:
@@ -35,10 +36,7 @@ def test_speed_record_matches_the_shipped_generation_settings() -> None:
 
 
 def test_speed_record_was_measured_with_the_shipped_weights() -> None:
-    weights = SHIPPED.parent / "model.safetensors"
-    assert (
-        _record()["defaults"].get("weights_sha256") == sha256(weights.read_bytes()).hexdigest()
-    ), (
+    assert _record()["defaults"].get("weights_sha256") == E2E.weights_sha256(None), (
         "the shipped model changed since the speed figures were measured (a new network can "
         "cost more or less per step): re-run `python benchmarks/e2e.py --record docs/speed.json`"
     )
@@ -64,14 +62,8 @@ def test_readme_shows_the_recorded_figures() -> None:
 
 
 def test_e2e_baseline_runs_on_the_network_that_shipped_before_distillation() -> None:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("e2e", REPO / "benchmarks" / "e2e.py")
-    assert spec and spec.loader
-    e2e = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(e2e)
     teacher = json.loads(SHIPPED.read_text())["extra"].get("distilled_from")
     expected = str(REPO / teacher) if teacher else None
-    assert e2e.baseline_model(None) == expected
+    assert E2E.baseline_model(None) == expected
     tiny = str(REPO / "checkpoints" / "diffbgm-tiny")
-    assert e2e.baseline_model(tiny) == tiny  # an undistilled model is its own baseline
+    assert E2E.baseline_model(tiny) == tiny  # an undistilled model is its own baseline

@@ -206,12 +206,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_suite(args: argparse.Namespace) -> int:
-    from diffbgm.checkpoint import guidance_range, read_config, resolve_checkpoint
+    from trainer.models import load_for_inference
     from trainer.suite import default_rows, run_suite
 
     base = _eval_options(args, realism=args.realism, musdr_si=args.musdr_si)
-    model_config, extra = read_config(resolve_checkpoint(args.model))
-    scales = guidance_range(model_config, extra)
+    # a checkpoint, a run folder or a Hub id, as everywhere in the trainer
+    scales = load_for_inference(args.model).guidance_range
     rows = default_rows(base, tuple(args.steps_songs), args.steps_bars, scales)
     if args.only:
         rows = [r for r in rows if any(key in r.name for key in args.only)]

@@ -41,8 +41,8 @@ def training_summary(run_dir: Path, extra: dict[str, Any]) -> dict[str, Any]:
     if train_config.get("distill_from"):
         summary["distilled_from"] = train_config["distill_from"]
         summary["distill_scales"] = [
-            train_config.get("distill_min_scale", 1.0),
-            train_config.get("distill_max_scale", 3.0),
+            train_config["distill_min_scale"],
+            train_config["distill_max_scale"],
         ]
     init_from = train_config.get("init_from")
     if init_from:
@@ -65,7 +65,7 @@ def training_summary(run_dir: Path, extra: dict[str, Any]) -> dict[str, Any]:
 def _guidance_line(config: ModelConfig, summary: dict[str, Any]) -> str:
     if config.guidance_embedding:
         teacher = summary.get("distilled_from", "a teacher")
-        low, high = summary.get("distill_scales") or ("?", "?")
+        low, high = summary["distill_scales"]
         return f"distilled from {teacher}: one network pass per step at scales {low} to {high}"
     return "classifier-free (a conditional and an unconditional pass per guided step)"
 

@@ -231,9 +231,12 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
-        if self.model_config.guidance_embedding and not config.distill_from:
+        if self.model_config.guidance_embedding != bool(config.distill_from):
             raise DiffBGMError(
-                "a guidance embedding is learned by distillation: add --distill-from TEACHER"
+                "--distill-from needs a student that takes the guidance scale: "
+                "add --set guidance_embedding=true"
+                if config.distill_from
+                else "a guidance embedding is learned by distillation: add --distill-from TEACHER"
             )
         self.teacher = self._load_teacher() if config.distill_from else None
         self.step = 0
@@ -252,11 +255,6 @@ class Trainer:
     def _load_teacher(self) -> nn.Module:
         from trainer.models import load_for_inference
 
-        if not self.model_config.guidance_embedding:
-            raise DiffBGMError(
-                "--distill-from needs a student that takes the guidance scale: "
-                "add --set guidance_embedding=true"
-            )
         assert self.config.distill_from is not None
         teacher = load_for_inference(self.config.distill_from, self.info.device).model
         teacher_config = getattr(teacher, "config")  # noqa: B009
@@ -326,15 +324,14 @@ class Trainer:
                 f"{self.run_dir / 'last'} was trained with a different model config "
                 f"(preset/overrides); resume with the same --preset and --set options"
             )
-        loss_keys = ("distill_from", "distill_min_scale", "distill_max_scale")
-        before = {key: state.train_config.get(key) for key in loss_keys}
-        now = {key: getattr(self.config, key) for key in loss_keys}
-        if (before["distill_from"] is None) != (now["distill_from"] is None) or any(
-            before[key] is not None and before[key] != now[key] for key in loss_keys[1:]
-        ):
+        # whether the run distils is fixed by guidance_embedding (compared above); the
+        # scales its loss draws from must not change either
+        keys = ("distill_min_scale", "distill_max_scale")
+        before = tuple(state.train_config.get(key) for key in keys)
+        if self.config.distill_from and before != tuple(getattr(self.config, k) for k in keys):
             raise CheckpointError(
-                f"{self.run_dir / 'last'} was trained with another loss ({before}); resume with "
-                f"the same --distill-from and --distill-scales"
+                f"{self.run_dir / 'last'} was trained with another loss (scales {before}); "
+                f"resume with the same --distill-scales"
             )
         self.model.load_state_dict(state.model)
         self.ema_model.load_state_dict(state.ema)
