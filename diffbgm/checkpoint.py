@@ -45,6 +45,11 @@ class LoadedModel:
         return guidance_range(self.config, self.extra)
 
     @property
+    def distilled_steps(self) -> int:
+        """The DDIM step count a step-distilled network learned (0: not step-distilled)."""
+        return distilled_steps(self.extra)
+
+    @property
     def generation(self) -> GenerationConfig:
         """The generation settings chosen for these weights (stored in config.json's
         `extra.generation`; knobs it does not name keep GenerationConfig's defaults)."""
@@ -157,6 +162,14 @@ def guidance_range(config: ModelConfig, extra: dict[str, Any]) -> tuple[float, f
         return None
     low, high = (float(value) for value in scales)
     return low, high
+
+
+def distilled_steps(extra: dict[str, Any]) -> int:
+    """The DDIM step count a step-distilled network learned (`extra.distill_steps`, or a
+    run's `train_config`); 0 for any other network. Its steps are jumps on that grid: with
+    another sampler or count they are not estimates of anything."""
+    train = extra.get("train_config") or {}
+    return int(extra.get("distill_steps") or train.get("distill_steps") or 0)
 
 
 def read_config(folder: Path) -> tuple[ModelConfig, dict[str, Any]]:

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from diffbgm.model.conditions import Conditions
+from diffbgm.model.conditions import Conditions, two_segment_conditions
 from diffbgm.model.config import DiffusionConfig, ModelConfig, preset
 from diffbgm.model.diffusion import Diffusion, make_alphas_cumprod
 from diffbgm.model.unet import Denoiser
@@ -425,4 +425,89 @@ def test_guidance_distillation_learns_the_guided_output_in_one_pass(
     finally:
         hook.remove()
     assert batches == [1] * 10
+    assert onset_f1(sample, m.x0) >= 0.9
+
+
+class FixedX0(nn.Module):
+    """A 'network' whose x0 estimate is always `x0` (v-prediction), whatever it is given."""
+
+    def __init__(self, diffusion: Diffusion, x0: torch.Tensor) -> None:
+        super().__init__()
+        self.diffusion, self.x0 = diffusion, x0
+        self.calls: list[tuple[int, ...]] = []
+
+    def forward(self, x_t, t, cond, drop=None, guidance=None):  # type: ignore[no-untyped-def]
+        self.calls.append(tuple(int(v) for v in t))
+        ab = self.diffusion.alphas_cumprod[t].reshape(-1, 1, 1, 1)
+        return (ab.sqrt() * x_t - self.x0) / (1 - ab).sqrt()  # v = (a x_t - x0) / s
+
+
+@pytest.mark.parametrize("substeps", [1, 2, 4])
+def test_step_distillation_targets_agree_with_ddim_where_the_path_is_exact(substeps: int) -> None:
+    """With a teacher whose x0 estimate never changes, its DPM-Solver++ path and one DDIM step
+    both solve the sampling ODE exactly: a student equal to the teacher has zero loss on every
+    grid step, however many substeps the teacher takes (the target's algebra is right), and
+    the teacher is called `substeps` times per item on the grid between t and the next time."""
+    config = preset("tiny")
+    diffusion = Diffusion(config.diffusion)
+    gen = torch.Generator().manual_seed(0)
+    shape = (6, 2, config.window_steps, config.n_pitches)
+    x0 = torch.rand(shape, generator=gen) * 1.6 - 0.8  # inside [-1, 1]: no clipping
+    teacher = FixedX0(diffusion, x0)
+    cond = two_segment_conditions(config, shape[0])
+    terms = diffusion.step_distillation_terms(
+        teacher, teacher, x0, cond, (1.0, 3.0), 5, substeps, torch.Generator().manual_seed(1)
+    )
+    assert float(terms.loss) < 1e-9
+    grid = diffusion.timesteps(5)
+    assert set(terms.t.tolist()) <= set(grid)
+    assert len(teacher.calls) == substeps + 1  # the path's calls, then the student's
+    first = teacher.calls[0]
+    assert first == tuple(terms.t.tolist())
+    for item, t in enumerate(terms.t.tolist()):
+        following = grid[grid.index(t) + 1] if t != 0 else 0
+        times = [call[item] for call in teacher.calls[:substeps]]
+        assert times[0] == t and all(
+            a >= b >= following for a, b in zip(times, times[1:], strict=False)
+        )
+    # another teacher (another x0) does give a loss
+    other = FixedX0(diffusion, -x0)
+    assert (
+        float(
+            diffusion.step_distillation_terms(
+                teacher, other, x0, cond, (1.0, 3.0), 5, substeps, torch.Generator().manual_seed(1)
+            ).loss
+        )
+        > 0.01
+    )
+
+
+def test_step_distillation_teaches_few_ddim_steps(memorised: Memorised) -> None:
+    """A student started from the teacher learns to take its 4 DDIM steps as the teacher's
+    16 DPM-Solver++ steps (four per student step): the loss falls, and the student's 4-step
+    samples still recall the memorised pattern."""
+    m = memorised
+    torch.manual_seed(0)
+    student = distillation_student(m.model)
+    batch = 8
+    x0 = m.x0.expand(batch, -1, -1, -1)
+    cond = Conditions(**{k: v.expand(batch, *v.shape[1:]) for k, v in vars(m.cond).items()})
+    optimiser = torch.optim.AdamW(student.parameters(), lr=1e-3)
+    train_gen = torch.Generator().manual_seed(0)
+    losses = []
+    for _ in range(150):
+        loss = m.diffusion.step_distillation_terms(
+            student, m.model, x0, cond, (1.0, 1.0), 4, 4, train_gen
+        ).loss
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        losses.append(loss.item())
+    student.eval()
+    before, after = np.mean(losses[:10]), np.mean(losses[-10:])
+    print(f"step distillation loss {before:.4f} -> {after:.4f}")
+    assert after < 0.5 * before
+    sample = m.diffusion.sample(
+        student, m.cond, torch.Generator().manual_seed(0), steps=4, guidance=1.0, sampler="ddim"
+    )
     assert onset_f1(sample, m.x0) >= 0.9

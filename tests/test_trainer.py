@@ -445,3 +445,58 @@ def test_guidance_distillation_run(tiny_cache: Path, trained_run: Path, tmp_path
     (other_schedule / "config.json").write_text(json.dumps(meta))
     with pytest.raises(DiffBGMError, match="another diffusion schedule"):
         run_training(replace(config, run=str(tmp_path / "eps"), distill_from=str(other_schedule)))
+
+
+def test_step_distillation_run(tiny_cache: Path, trained_run: Path, tmp_path: Path) -> None:
+    """`--distill-steps N` trains from a guidance-distilled teacher; the export records N and
+    generation then holds to DDIM in N steps; an undistilled or a step-distilled teacher is
+    refused, and so is resuming with another step count."""
+    from diffbgm.errors import GenerationError
+    from diffbgm.generation.generate import check_settings_for_model
+
+    teacher = export_run(trained_run, tmp_path / "teacher", dtype="fp32")
+    overrides = {"guidance_embedding": True}
+    guided_run = tmp_path / "guided"
+    run_training(
+        tiny_config(
+            tiny_cache,
+            guided_run,
+            steps=2,
+            init_from=str(teacher),
+            distill_from=str(teacher),
+            model_overrides=overrides,
+        )
+    )
+    guided = export_run(guided_run, tmp_path / "guided-export", dtype="fp32")
+    run = tmp_path / "steps"
+    config = tiny_config(
+        tiny_cache,
+        run,
+        steps=4,
+        lr=1e-3,
+        init_from=str(guided),
+        distill_from=str(guided),
+        distill_steps=3,
+        distill_substeps=2,
+        model_overrides=overrides,
+    )
+    run_training(config)
+    rows = log_rows(run)
+    assert len(rows) == 4 and all(math.isfinite(float(row["loss"])) for row in rows)
+    exported = export_run(run, tmp_path / "steps-export", dtype="fp32")
+    student = load_checkpoint(exported)
+    assert student.distilled_steps == 3 and student.extra["distill_substeps"] == 2
+    assert student.guidance_range == (1.0, 3.0)
+    assert "DDIM in exactly 3 steps" in (exported / "README.md").read_text()
+    check_settings_for_model(student, GenerationConfig(sampler="ddim", steps=3))
+    for other in (GenerationConfig(sampler="unipc", steps=3), GenerationConfig(sampler="ddim")):
+        with pytest.raises(GenerationError, match="DDIM in exactly 3 steps"):
+            check_settings_for_model(student, other)
+    with pytest.raises(DiffBGMError, match="not guidance-distilled"):
+        run_training(replace(config, run=str(tmp_path / "plain"), distill_from=str(teacher)))
+    with pytest.raises(DiffBGMError, match="already step-distilled"):
+        run_training(replace(config, run=str(tmp_path / "twice"), distill_from=str(exported)))
+    with pytest.raises(CheckpointError, match="another loss"):
+        run_training(replace(config, steps=6, distill_steps=2), resume=True)
+    with pytest.raises(ValueError, match="needs --distill-from"):
+        replace(config, distill_from=None)

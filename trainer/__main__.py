@@ -110,6 +110,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         distill_from=args.distill_from,
         distill_min_scale=args.distill_scales[0],
         distill_max_scale=args.distill_scales[1],
+        distill_steps=args.distill_steps,
+        distill_substeps=args.distill_substeps,
     )
     result = run_training(config, resume=args.resume)
     state = "stopped early" if result.stopped_early else "finished"
@@ -405,6 +407,22 @@ def build_parser() -> argparse.ArgumentParser:
         default=(1.0, 3.0),
         metavar=("LOW", "HIGH"),
         help="guidance scales the student learns, drawn uniformly from [LOW, HIGH]",
+    )
+    train.add_argument(
+        "--distill-steps",
+        type=int,
+        default=0,
+        metavar="N",
+        help="step distillation (with a guidance-distilled --distill-from): one DDIM step of "
+        "the student on an N-step grid learns --distill-substeps steps of the teacher; the "
+        "result samples with DDIM in exactly N steps",
+    )
+    train.add_argument(
+        "--distill-substeps",
+        type=int,
+        default=4,
+        metavar="K",
+        help="teacher DPM-Solver++ steps per student step (with --distill-steps)",
     )
     train.set_defaults(func=cmd_train)
 

@@ -44,6 +44,9 @@ def training_summary(run_dir: Path, extra: dict[str, Any]) -> dict[str, Any]:
             train_config["distill_min_scale"],
             train_config["distill_max_scale"],
         ]
+        if train_config.get("distill_steps"):
+            summary["distill_steps"] = train_config["distill_steps"]
+            summary["distill_substeps"] = train_config["distill_substeps"]
     init_from = train_config.get("init_from")
     if init_from:
         summary["warm_start_from"] = init_from
@@ -66,7 +69,13 @@ def _guidance_line(config: ModelConfig, summary: dict[str, Any]) -> str:
     if config.guidance_embedding:
         teacher = summary.get("distilled_from", "a teacher")
         low, high = summary["distill_scales"]
-        return f"distilled from {teacher}: one network pass per step at scales {low} to {high}"
+        line = f"distilled from {teacher}: one network pass per step at scales {low} to {high}"
+        if summary.get("distill_steps"):
+            line += (
+                f"; step-distilled: DDIM in exactly {summary['distill_steps']} steps, each "
+                f"learned from {summary['distill_substeps']} DPM-Solver++ steps of the teacher"
+            )
+        return line
     return "classifier-free (a conditional and an unconditional pass per guided step)"
 
 

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from diffbgm.checkpoint import distilled_steps
 from diffbgm.errors import CheckpointError, DiffBGMError
 from diffbgm.model.conditions import Conditions
 from diffbgm.model.config import ModelConfig, preset
@@ -87,6 +88,10 @@ class TrainConfig:
     distill_from: str | None = None
     distill_min_scale: float = 1.0
     distill_max_scale: float = 3.0
+    # Step distillation (distill_steps > 0): the teacher is guidance-distilled already, and one
+    # DDIM step of the model on a distill_steps grid learns distill_substeps of the teacher's.
+    distill_steps: int = 0
+    distill_substeps: int = 4
 
     def __post_init__(self) -> None:
         if self.batch < 1 or self.accum < 1 or self.batch % self.accum:
@@ -103,6 +108,10 @@ class TrainConfig:
             raise ValueError("snapshot_every must be >= 0 (0 = no snapshots)")
         if not 1.0 <= self.distill_min_scale <= self.distill_max_scale:
             raise ValueError("need 1 <= distill_min_scale <= distill_max_scale")
+        if self.distill_steps < 0 or self.distill_substeps < 1:
+            raise ValueError("distill_steps must be >= 0 and distill_substeps >= 1")
+        if self.distill_steps and not self.distill_from:
+            raise ValueError("--distill-steps needs --distill-from TEACHER")
 
     @property
     def micro_batch(self) -> int:
@@ -256,9 +265,18 @@ class Trainer:
         from trainer.models import load_for_inference
 
         assert self.config.distill_from is not None
-        teacher = load_for_inference(self.config.distill_from, self.info.device).model
-        teacher_config = getattr(teacher, "config")  # noqa: B009
-        if teacher_config.guidance_embedding:
+        loaded = load_for_inference(self.config.distill_from, self.info.device)
+        teacher, teacher_config = loaded.model, loaded.config
+        if self.config.distill_steps:
+            # one pass per teacher step, and a teacher whose outputs are estimates, not jumps
+            if not teacher_config.guidance_embedding:
+                raise DiffBGMError(
+                    f"{self.config.distill_from} is not guidance-distilled: step distillation "
+                    "starts from a guidance-distilled model"
+                )
+            if distilled_steps(loaded.extra):
+                raise DiffBGMError(f"{self.config.distill_from} is already step-distilled")
+        elif teacher_config.guidance_embedding:
             raise DiffBGMError(f"{self.config.distill_from} is already guidance-distilled")
         if teacher_config.diffusion != self.model_config.diffusion:
             # the student is trained on the teacher's noise levels and targets
@@ -278,6 +296,17 @@ class Trainer:
                 model, roll, cond, generator, self.model_config.p_uncond
             ).loss
         scales = (self.config.distill_min_scale, self.config.distill_max_scale)
+        if self.config.distill_steps:
+            return self.diffusion.step_distillation_terms(
+                model,
+                self.teacher,
+                roll,
+                cond,
+                scales,
+                self.config.distill_steps,
+                self.config.distill_substeps,
+                generator,
+            ).loss
         return self.diffusion.distillation_terms(
             model, self.teacher, roll, cond, scales, generator
         ).loss
@@ -326,12 +355,14 @@ class Trainer:
             )
         # whether the run distils is fixed by guidance_embedding (compared above); the
         # scales its loss draws from must not change either
-        keys = ("distill_min_scale", "distill_max_scale")
-        before = tuple(state.train_config.get(key) for key in keys)
+        keys = ("distill_min_scale", "distill_max_scale", "distill_steps", "distill_substeps")
+        defaults = {"distill_steps": 0, "distill_substeps": 4}  # runs from before step distillation
+        before = tuple(state.train_config.get(key, defaults.get(key)) for key in keys)
         if self.config.distill_from and before != tuple(getattr(self.config, k) for k in keys):
             raise CheckpointError(
-                f"{self.run_dir / 'last'} was trained with another loss (scales {before}); "
-                f"resume with the same --distill-scales"
+                f"{self.run_dir / 'last'} was trained with another loss (scales, steps and "
+                f"substeps {before}); resume with the same --distill-scales, --distill-steps "
+                f"and --distill-substeps"
             )
         self.model.load_state_dict(state.model)
         self.ema_model.load_state_dict(state.ema)

@@ -67,7 +67,15 @@ class GeneratedRoll:
 
 def check_settings_for_model(model: LoadedModel, config: GenerationConfig) -> None:
     """Raise GenerationError for settings these weights cannot honour: a guidance scale
-    outside the scales a guidance-distilled network learned."""
+    outside the scales a guidance-distilled network learned, or a step-distilled network
+    asked for another sampler or step count than the one it learned."""
+    steps = model.distilled_steps
+    if steps and (config.sampler != "ddim" or config.steps != steps):
+        raise GenerationError(
+            f"this step-distilled model samples with DDIM in exactly {steps} steps (asked: "
+            f"{config.sampler} {config.steps}); use those, or its teacher "
+            f"({model.extra.get('distilled_from', 'the undistilled model')}) for others"
+        )
     scales = model.guidance_range
     if scales is not None and not scales[0] <= config.guidance <= scales[1]:
         raise GenerationError(

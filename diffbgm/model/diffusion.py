@@ -213,6 +213,104 @@ class Diffusion:
         weights = (weights / weights.mean())[None, :, None, None]
         return LossTerms(loss=(err * weights).mean(), t=t, drop=no_drop)
 
+    def step_distillation_terms(
+        self,
+        student: nn.Module,
+        teacher: nn.Module,
+        x0: torch.Tensor,
+        cond: Conditions,
+        scales: tuple[float, float],
+        steps: int,
+        substeps: int,
+        generator: torch.Generator | None = None,
+    ) -> LossTerms:
+        """Step distillation (progressive distillation, Salimans & Ho 2022, in one hop).
+
+        On the grid of a `steps`-step DDIM sampler, one deterministic DDIM step of the
+        student from a grid time t to the next one learns to land where `substeps`
+        DPM-Solver++(2M) steps of the teacher land; at the grid's last time (t = 0) it learns
+        the teacher's own output (so the last call stays what it was: the x0 there is almost
+        the input, and its error would weigh 1 + SNR = 1,176 times). Both are guidance-distilled
+        networks given the same scale
+        w ~ U[scales]; x_t ~ q(x_t | x0) at a grid time drawn uniformly; x0 is clipped to
+        [-1, 1] as the samplers do. The target is turned into the x0 that one DDIM step would
+        need and compared in the network's own parametrisation (for v: weight 1 + SNR in x0
+        space, the weighting Salimans & Ho recommend), channels weighted as `training_terms`.
+        """
+        batch, device = x0.shape[0], x0.device
+        gen_device = generator.device if generator is not None else torch.device("cpu")
+        grid = torch.tensor([*self.timesteps(steps), -1])
+        index = torch.randint(0, len(grid) - 1, (batch,), generator=generator, device=gen_device)
+        t, t_next = grid[index.cpu()].to(device), grid[index.cpu() + 1].to(device)
+        low, high = scales
+        w = (low + (high - low) * torch.rand(batch, generator=generator, device=gen_device)).to(
+            device
+        )
+        noise = _noise(tuple(x0.shape), generator, device)
+        x_t = self.q_sample(x0, t, noise)
+        no_drop = torch.zeros(batch, dtype=torch.bool, device=device)
+        final = _broadcast(t_next < 0, x0) > 0
+        with torch.no_grad():
+            x_end, output_at_t = self._teacher_path(
+                teacher, x_t, t, t_next.clamp(min=0), cond, w, substeps
+            )
+            ab_t = _broadcast(self.alphas_cumprod[t.cpu()], x0)
+            ab_end = _broadcast(self.alphas_cumprod[t_next.clamp(min=0).cpu()], x0)
+            a_t, s_t = ab_t.sqrt(), (1 - ab_t).sqrt()
+            a_end, s_end = ab_end.sqrt(), (1 - ab_end).sqrt()
+            # x_end = a_end x0 + (s_end / s_t)(x_t - a_t x0) solved for x0
+            jump_x0 = (x_end - (s_end / s_t) * x_t) / (a_end - s_end * a_t / s_t).clamp(min=1e-6)
+            jump = (
+                (x_t - a_t * jump_x0) / s_t
+                if self.config.prediction == "eps"
+                else (a_t * x_t - jump_x0) / s_t
+            )
+            target = torch.where(final, output_at_t, jump)
+        pred = student(x_t, t, cond, no_drop, w).float()
+        err = (pred - target).square()
+        weights = torch.tensor([self.config.onset_loss_weight, 1.0], device=device)
+        weights = (weights / weights.mean())[None, :, None, None]
+        return LossTerms(loss=(err * weights).mean(), t=t, drop=no_drop)
+
+    def _teacher_path(
+        self,
+        teacher: nn.Module,
+        x_t: torch.Tensor,
+        t: torch.Tensor,
+        t_end: torch.Tensor,
+        cond: Conditions,
+        w: torch.Tensor,
+        substeps: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The teacher's DPM-Solver++(2M) path from t to t_end (per item, `substeps` equal
+        steps, second order after the first) -> (x at t_end, the teacher's output at t)."""
+        ab = self.alphas_cumprod.to(x_t.device)
+        no_drop = torch.zeros(x_t.shape[0], dtype=torch.bool, device=x_t.device)
+        span = (t - t_end).double()
+        x, first_output = x_t, None
+        previous: tuple[torch.Tensor, torch.Tensor] | None = None  # (x0, lambda) one step back
+        for j in range(substeps):
+            s = t - (span * j / substeps).round().long()
+            s_next = t - (span * (j + 1) / substeps).round().long()
+            ab_s, ab_n = _broadcast(ab[s], x), _broadcast(ab[s_next], x)
+            pred = teacher(x, s, cond, no_drop, w).float()
+            first_output = pred if first_output is None else first_output
+            x0, _ = self.split_prediction(pred, x, ab_s)
+            x0 = x0.clamp(-1.0, 1.0)
+            lam = 0.5 * torch.log(ab_s / (1 - ab_s))
+            lam_n = 0.5 * torch.log(ab_n / (1 - ab_n))
+            h = lam_n - lam
+            data = x0
+            if previous is not None:
+                # items whose path has zero length (t = t_end) keep h = 0 and do not move
+                r = (lam - previous[1]) / torch.where(h == 0, torch.ones_like(h), h)
+                r = torch.where(h == 0, torch.ones_like(r), r)
+                data = (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * previous[0]
+            x = ((1 - ab_n) / (1 - ab_s)).sqrt() * x - ab_n.sqrt() * torch.expm1(-h) * data
+            previous = (x0, lam)
+        assert first_output is not None
+        return x, first_output
+
     # ---- sampling ------------------------------------------------------------------------
 
     def timesteps(self, steps: int) -> list[int]:
