@@ -134,6 +134,13 @@ class Diffusion:
 
     # ---- training ------------------------------------------------------------------------
 
+    def weighted_mse(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Mean squared error over (B, 2, T, P), the onset channel weighted by
+        config.onset_loss_weight against the sustain channel (weights normalised to mean 1)."""
+        weights = torch.tensor([self.config.onset_loss_weight, 1.0], device=pred.device)
+        weights = (weights / weights.mean())[None, :, None, None]
+        return ((pred - target).square() * weights).mean()
+
     def training_terms(
         self,
         model: nn.Module,
@@ -158,10 +165,8 @@ class Diffusion:
         t, drop = t.to(device), drop.to(device)
         x_t = self.q_sample(x0, t, noise)
         pred = model(x_t, t, cond, drop).float()  # (B, 2, T, P)
-        err = (pred - self.target(x0.float(), noise, t)).square()
-        weights = torch.tensor([self.config.onset_loss_weight, 1.0], device=device)
-        weights = (weights / weights.mean())[None, :, None, None]
-        return LossTerms(loss=(err * weights).mean(), t=t, drop=drop)
+        loss = self.weighted_mse(pred, self.target(x0.float(), noise, t))
+        return LossTerms(loss=loss, t=t, drop=drop)
 
     def training_loss(
         self,
@@ -208,10 +213,7 @@ class Diffusion:
             target = unconditional + _broadcast(w, conditional) * (conditional - unconditional)
         no_drop = torch.zeros(batch, dtype=torch.bool, device=device)
         pred = student(x_t, t, cond, no_drop, w).float()
-        err = (pred - target).square()
-        weights = torch.tensor([self.config.onset_loss_weight, 1.0], device=device)
-        weights = (weights / weights.mean())[None, :, None, None]
-        return LossTerms(loss=(err * weights).mean(), t=t, drop=no_drop)
+        return LossTerms(loss=self.weighted_mse(pred, target), t=t, drop=no_drop)
 
     def step_distillation_terms(
         self,
@@ -267,10 +269,7 @@ class Diffusion:
             )
             target = torch.where(final, output_at_t, jump)
         pred = student(x_t, t, cond, no_drop, w).float()
-        err = (pred - target).square()
-        weights = torch.tensor([self.config.onset_loss_weight, 1.0], device=device)
-        weights = (weights / weights.mean())[None, :, None, None]
-        return LossTerms(loss=(err * weights).mean(), t=t, drop=no_drop)
+        return LossTerms(loss=self.weighted_mse(pred, target), t=t, drop=no_drop)
 
     def _teacher_path(
         self,
