@@ -224,6 +224,20 @@ def test_auto_reads_the_default_model_from_the_cache_without_the_hub(
     assert "HF_HUB_OFFLINE" not in os.environ
 
 
+def assert_same_features(got: list, want: list) -> None:  # type: ignore[type-arg]
+    """Equal shot features, numbers up to float summation order (the flow's threads may add
+    in another order between two analyses of one file: seen in CI, 4e-13 apart)."""
+    assert len(got) == len(want)
+    for a, b in zip(got, want, strict=True):
+        a_dict, b_dict = a.to_dict(), b.to_dict()
+        assert a_dict.keys() == b_dict.keys()
+        for key, value in a_dict.items():
+            if isinstance(value, float):
+                assert value == pytest.approx(b_dict[key], rel=1e-9, abs=1e-12), key
+            else:
+                assert value == b_dict[key], key
+
+
 @pytest.mark.parametrize("damage", ["no weights", "weights of another model", "no tokenizer"])
 def test_a_bad_folder_falls_back_with_one_log_line(
     damage: str,
@@ -257,7 +271,7 @@ def test_a_bad_folder_falls_back_with_one_log_line(
     plain = analyze_video(videos["red"], AnalysisOptions())
     for analysis in (first, second):
         assert analysis.semantics == "statistics"
-        assert [f.to_dict() for f in analysis.features] == [f.to_dict() for f in plain.features]
+        assert_same_features(analysis.features, plain.features)
 
 
 def test_auto_offline_falls_back_with_one_log_line(
@@ -275,7 +289,7 @@ def test_auto_offline_falls_back_with_one_log_line(
     plain = analyze_video(videos["red"], AnalysisOptions())
     for analysis in (first, second):
         assert analysis.semantics == "statistics"
-        assert [f.to_dict() for f in analysis.features] == [f.to_dict() for f in plain.features]
+        assert_same_features(analysis.features, plain.features)
     assert elapsed < 30  # no Hub retries
 
 
