@@ -51,7 +51,7 @@ from diffbgm.result import (
     write_source,
 )
 from diffbgm.threads import AUTO as AUTO_THREADS
-from diffbgm.threads import free_cores
+from diffbgm.threads import CoreSample, SamplingThreads, free_cores
 from diffbgm.video.features import Mood
 from diffbgm.video.mux import VideoTrackJob
 from diffbgm.video.probe import ProbeLimits
@@ -179,9 +179,10 @@ class Composer:
         level: LevelConfig | None = None,
     ) -> None:
         """threads: torch CPU threads for sampling (process-wide): "auto" (the default) measures
-        the cores no other process is busy with right before each compose (diffbgm.threads:
-        on an idle 2-core machine 2 threads compose 1.8x faster than 1, with another busy
-        process 4x slower); a number fixes it; 0 or None leaves torch's default.
+        the cores no other process was busy with while the video was analysed, and leaves one
+        of them to the background picture encode while it runs (diffbgm.threads: on an idle
+        2-core machine 2 threads compose 1.8x faster than 1, with another busy process 4x
+        slower); a number fixes it; 0 or None leaves torch's default.
 
         clip: how shots are read (`off`, `auto`, a Hub id or folder; None: $DIFFBGM_CLIP, else
         `auto`; see diffbgm.video.clip). The model loads on the first compose, once; when it
@@ -285,18 +286,19 @@ class Composer:
         check_settings_for_model(self.loaded, generation)  # so does this
         info = info or probe_video(video, self.limits)  # fails fast, with a clear VideoError
         with self._lock:
-            self._choose_threads()
             return self._compose(
                 video, info, out_dir, options, generation, progress or _no_progress
             )
 
-    def _choose_threads(self) -> None:
-        """With threads="auto": as many torch threads as cores are free now (under the lock,
-        so no other compose of this Composer is running)."""
-        if self.auto_threads:
-            import torch
-
-            torch.set_num_threads(free_cores())
+    def _sampling_threads(
+        self, free: int | None, track: VideoTrackJob | None
+    ) -> SamplingThreads | None:
+        """With threads="auto", the torch threads of the compose stage: the `free` cores
+        (measured while the video was analysed), less one while the picture is still being
+        encoded in the background (under the lock: no other compose of this Composer runs)."""
+        if not self.auto_threads or free is None:
+            return None
+        return SamplingThreads(free, None if track is None else track.running)
 
     def _compose(
         self,
@@ -309,6 +311,8 @@ class Composer:
     ) -> Result:
         total = 3 + 4 * options.variants
         clock = _StageClock(progress, total)
+        # Other processes' load is sampled over the analysis, so the compose never waits for it.
+        load = CoreSample.start() if self.auto_threads else None
         with work_folder(out_dir) as work, _video_track(video, info, work) as track:
 
             def analyse() -> tuple[Mood | None, VideoAnalysis]:
@@ -317,6 +321,7 @@ class Composer:
 
             mood, analysis = clock.run("analyse", analyse)
             plan = clock.run("plan", lambda: self.plan(analysis, options, mood=mood))
+            free = None if load is None else load.free_cores()
             files = []
             for v in range(options.variants):
                 folder = work if v == 0 else work / f"variant-{v + 1}"
@@ -332,6 +337,7 @@ class Composer:
                         folder,
                         clock,
                         track=track,
+                        free_cores=free,
                     )
                 )
             if track is not None:
@@ -444,6 +450,7 @@ class Composer:
         clock: _StageClock,
         known: KnownMusic | None = None,
         track: VideoTrackJob | None = None,
+        free_cores: int | None = None,
     ) -> VariantFiles:
         """One variant's files. The sheet is engraved while FluidSynth renders the audio, and
         the piano-roll picture drawn while ffmpeg muxes: each pair is one Python-bound job
@@ -451,7 +458,17 @@ class Composer:
         from diffbgm import outputs
         from diffbgm.video.mux import mux_music
 
-        roll = clock.run("compose", lambda: self.compose_roll(plan, seed, generation, known))
+        threads = self._sampling_threads(free_cores, track)
+        if threads is not None:
+            threads.start()
+        roll = clock.run(
+            "compose",
+            lambda: self.compose_roll(
+                plan, seed, generation, known, None if threads is None else threads.on_progress
+            ),
+        )
+        if threads is not None:
+            threads.finish()
         onset, sustain = roll.onset, roll.sustain
         np.savez_compressed(folder / "roll.npz", onset=onset, sustain=sustain)
 
@@ -594,7 +611,6 @@ class Composer:
             )
         info = info or probe_video(source, self.limits)
         with self._lock:
-            self._choose_threads()
             return self._regenerate(
                 result_dir, report, source, info, segment_index, seed, density, out_dir,
                 progress or _no_progress,
@@ -637,13 +653,15 @@ class Composer:
         known = KnownMusic.from_notes(onset, sustain, keep)
         options = replace(report.options, seed=seed, variants=1)
         clock = _StageClock(progress, 4)
+        # Nothing is analysed here to sample the load over: it is sampled before the encode.
+        free = free_cores() if self.auto_threads else None
         with work_folder(out_dir) as work, _video_track(source, info, work) as track:
             thumbs = result_dir / "thumbnails"
             if thumbs.exists():
                 shutil.copytree(thumbs, work / "thumbnails")
             files = self._variant(
                 source, analysis, plan, report.generation, options, seed, work, clock, known,
-                track,
+                track, free,
             )  # fmt: skip
             if track is not None:
                 track.cancel()  # its file is not one of the results

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ import soundfile as sf
 
 from diffbgm.errors import GenerationError, VideoError
 from diffbgm.pipeline import ComposeOptions, Composer
+from tests.video_fixtures import write_video
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "checkpoints" / "diffbgm-tiny"
@@ -132,6 +134,40 @@ def test_a_failed_compose_stops_the_background_encoder(
         os.waitpid(jobs[0].pid, os.WNOHANG)
     assert not out.exists() or not any(out.iterdir())
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".diffbgm-")]
+
+
+@pytest.mark.parametrize(("codec", "encoded"), [("libvpx", True), ("libx264", False)])
+def test_sampling_leaves_a_core_to_the_background_encoder(
+    tiny_composer: Composer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    codec: str,
+    encoded: bool,
+) -> None:
+    """threads="auto": the compose stage gets the free cores measured over the analysis and,
+    when the picture is being re-encoded (VP8 here), the encoder's state to share with."""
+    import diffbgm.pipeline as pipeline
+    from diffbgm.threads import SamplingThreads
+
+    made: list[SamplingThreads] = []
+    steps: list[int] = []
+
+    class Recorded(SamplingThreads):
+        def __init__(self, free: int, job_running=None) -> None:  # type: ignore[no-untyped-def]
+            super().__init__(free, job_running)
+            made.append(self)
+
+        def on_progress(self, done: int, total: int) -> None:
+            steps.append(done)
+            super().on_progress(done, total)
+
+    monkeypatch.setattr(pipeline, "SamplingThreads", Recorded)
+    suffix = ".webm" if codec == "libvpx" else ".mp4"
+    video = write_video(tmp_path / f"clip{suffix}", codec=codec)
+    tiny_composer(video, tmp_path / "out", ComposeOptions(generation={"steps": 4}))
+    assert len(made) == 1 and 1 <= made[0].free <= (os.cpu_count() or 1)
+    assert (made[0]._job_running is not None) == encoded
+    assert steps and not made[0]._sharing  # every step reported; the cores given back
 
 
 @pytest.mark.parametrize(

@@ -86,6 +86,40 @@ def test_failing_fluidsynth_reports_its_exit_status(
         render.render_wav(short_piece(1.0), tmp_path / "x.wav")
 
 
+@needs_fluidsynth
+def test_dynamic_sample_loading_renders_the_same_audio(tmp_path: Path) -> None:
+    midi_path = tmp_path / "piece.mid"
+    short_piece(2.0).write(str(midi_path))
+    font = render.default_soundfont()
+    plain, dynamic = tmp_path / "plain.wav", tmp_path / "dynamic.wav"
+    assert render._fluidsynth(midi_path, plain, font, 44100, []).returncode == 0
+    render.run_fluidsynth(midi_path, dynamic, font, 44100)
+    assert plain.read_bytes() == dynamic.read_bytes()
+
+
+@needs_fluidsynth
+def test_a_fluidsynth_without_dynamic_sample_loading_still_renders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An older FluidSynth refuses a setting it does not know (exit status 255): the render is
+    run again without it."""
+    real = shutil.which("fluidsynth")
+    fake = tmp_path / "bin" / "fluidsynth"
+    fake.parent.mkdir()
+    fake.write_text(
+        "#!/bin/sh\n"
+        'case "$*" in *dynamic-sample-loading*)\n'
+        "  echo \"Setting parameter 'synth.dynamic-sample-loading' not found\" >&2; exit 255;;\n"
+        "esac\n"
+        f'exec {real} "$@"\n'
+    )
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", str(fake.parent))
+    result = render.render_wav(short_piece(1.0), tmp_path / "x.wav")
+    audio, _ = soundfile.read(str(result.path), always_2d=True)
+    assert np.max(np.abs(audio)) > 0.1
+
+
 def test_a_file_that_is_no_soundfont_is_refused_before_fluidsynth(tmp_path: Path) -> None:
     """FluidSynth 2.3 exits 0 on an unreadable soundfont and renders with its own default
     font, so neither its exit status nor the output checks would notice."""

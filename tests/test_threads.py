@@ -3,30 +3,96 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
 
 import pytest
 
-from diffbgm.threads import busy_cores, free_cores, parse_threads
+from diffbgm.threads import (
+    CoreSample,
+    SamplingThreads,
+    busy_cores,
+    free_cores,
+    own_ticks,
+    parse_threads,
+)
 
 
 def test_free_cores_is_between_one_and_all() -> None:
     assert 1 <= free_cores(0.05) <= (os.cpu_count() or 1)
 
 
+def _spinner(detached: bool) -> int:
+    """pid of a process that keeps a core busy: our child, or (detached) one that is not ours,
+    as another program on the machine would be (its shell parent exits at once)."""
+    spin = f"{sys.executable} -c 'while True: pass'"
+    if not detached:
+        return subprocess.Popen(["sh", "-c", f"exec {spin}"]).pid
+    out = subprocess.run(["sh", "-c", f"{spin} >/dev/null 2>&1 & echo $!"], capture_output=True)
+    return int(out.stdout)
+
+
+def _stop(pid: int, child: bool) -> None:
+    os.kill(pid, signal.SIGKILL)
+    if child:
+        os.waitpid(pid, 0)
+
+
 def test_a_busy_process_takes_a_core_away() -> None:
     cores = os.cpu_count() or 1
-    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    spinner = _spinner(detached=True)
     try:
         time.sleep(0.3)
         busy = busy_cores(0.3)
         assert busy is not None and busy >= 0.7  # the spinner alone fills most of a core
         assert free_cores(0.3) <= max(1, cores - 1)
     finally:
-        spinner.kill()
-        spinner.wait()
+        _stop(spinner, child=False)
+
+
+def test_our_own_work_is_not_counted_as_load() -> None:
+    """The sample runs while the compose works (its threads, its encoder child): that time is
+    ours, so it must not take cores away from the compose."""
+    spinner = _spinner(detached=False)
+    try:
+        time.sleep(0.2)
+        sample = CoreSample.start()
+        deadline = time.monotonic() + 0.4
+        while time.monotonic() < deadline:  # this process busy too
+            pass
+        busy = sample.busy_cores()
+        assert own_ticks() is not None and busy is not None
+        assert busy < 0.7  # two busy cores' worth of our own work, hardly any of it counted
+    finally:
+        _stop(spinner, child=True)
+
+
+def test_sampling_leaves_the_encoder_a_core_until_it_ends() -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    running = [True]
+    try:
+        threads = SamplingThreads(2, lambda: running[0])
+        threads.start()
+        assert torch.get_num_threads() == 1
+        threads.on_progress(1, 10)
+        assert torch.get_num_threads() == 1
+        running[0] = False
+        threads.on_progress(2, 10)
+        assert torch.get_num_threads() == 2
+        SamplingThreads(1, lambda: True).start()  # one free core: nothing to leave
+        assert torch.get_num_threads() == 1
+        SamplingThreads(2, None).start()  # no job (the video is copied)
+        assert torch.get_num_threads() == 2
+        threads = SamplingThreads(2, lambda: True)
+        threads.start()
+        threads.finish()
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_parse_threads() -> None:

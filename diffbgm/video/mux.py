@@ -70,6 +70,11 @@ def _ffmpeg_reason(stderr: str, *paths: Path) -> str:
     return text[:400]
 
 
+# ffmpeg's own AAC encoder with its "fast" coder: on the music of a 10-minute compose it took
+# 4.7 CPU s against the default "twoloop" coder's 8.8 s, at the same signal-to-noise ratio
+# (29.9 dB both, 192 kb/s; docs/video.md, "Muxing").
+AAC_ARGS = ["-c:a", "aac", "-aac_coder", "fast", "-b:a", "192k"]
+
 # Codecs an MP4 carries as they are (the tag makes HEVC play on Apple players too).
 COPYABLE_CODECS = {"h264": [], "hevc": ["-tag:v", "hvc1"]}
 
@@ -144,10 +149,7 @@ def mux_music(
         "-t",
         f"{duration_s:.3f}",
         *codec_args,
-        "-c:a",
-        "aac",
-        "-b:a",
-        "192k",
+        *AAC_ARGS,
         "-movflags",
         "+faststart",
         str(tmp),
@@ -227,6 +229,10 @@ class VideoTrackJob:
             if pid == self.pid:
                 self._status = os.waitstatus_to_exitcode(status)
         return self._status
+
+    def running(self) -> bool:
+        """Is the encoder still at work?"""
+        return self._poll() is None
 
     def result(self, timeout_s: float = 600.0) -> Path:
         """Wait for the track (at normal priority now) -> its path; RenderError on failure."""
