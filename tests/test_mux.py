@@ -43,6 +43,17 @@ def test_copy_rule() -> None:
     assert not video_can_be_copied(None, 8.0)
 
 
+def test_only_an_odd_or_unknown_size_is_padded_when_encoded() -> None:
+    from diffbgm.video.mux import _video_codec_args
+    from tests.test_app_api import stand_in_report
+
+    info = replace(stand_in_report(0).video_info, video_codec="vp8")  # 64x48
+    assert "-vf" not in _video_codec_args(False, info)
+    assert "-vf" in _video_codec_args(False, replace(info, height=47))
+    assert "-vf" in _video_codec_args(False, None)
+    assert _video_codec_args(True, replace(info, video_codec="hevc"))[:2] == ["-c:v", "copy"]
+
+
 def test_an_h264_clip_is_copied_packet_for_packet(
     clip_and_music: tuple[Path, Path], tmp_path: Path
 ) -> None:
