@@ -132,9 +132,10 @@ class SamplingThreads:
     one of the free cores is left to the job while it runs, all of them once it has ended,
     which is checked between network calls (`on_progress`, the sampler's progress callback).
 
-    On 2 cores, composing with one thread while the encode has the other core took the 30 s
-    clip 4.6-4.9 s against 5.6-5.8 s with two threads fighting the encode for both
-    (docs/pipeline.md): each job wastes less on threads it cannot run at once.
+    On 2 cores, composing the 30 s VP8 clip with one thread while the encode had the other
+    core took 4.6-4.9 s against 5.6-5.8 s with two threads that starved the encode until the
+    mux (warm composes, 2026-12-01; docs/pipeline.md): each job wastes less on threads that
+    cannot run at once.
     """
 
     def __init__(self, free: int, job_running: Callable[[], bool] | None = None) -> None:
