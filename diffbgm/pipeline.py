@@ -321,7 +321,7 @@ class Composer:
 
             mood, analysis = clock.run("analyse", analyse)
             plan = clock.run("plan", lambda: self.plan(analysis, options, mood=mood))
-            free = None if load is None else load.free_cores()
+            free = None if load is None else load.free_cores([track.pid] if track else [])
             files = []
             for v in range(options.variants):
                 folder = work if v == 0 else work / f"variant-{v + 1}"

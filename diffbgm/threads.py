@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 AUTO = "auto"
@@ -62,15 +62,20 @@ def _children(pid: int | str) -> list[str]:
     return found
 
 
-def own_ticks() -> int | None:
+def own_ticks(children: Iterable[int] = ()) -> int | None:
     """Clock ticks used by this process, its children and their children, live or reaped
     (None where /proc is missing). A child's time moves into our `cutime` when it is reaped,
-    so the sum stays continuous."""
+    so the sum stays continuous. `children`: pids of ours to count even where the kernel does
+    not list children (/proc/PID/task/TID/children needs CONFIG_PROC_CHILDREN)."""
     if not os.path.exists("/proc/self/stat"):
         return None
-    total, pending = _process_ticks("self"), _children("self")
+    total, pending, seen = _process_ticks("self"), _children("self"), set()
+    pending.extend(str(pid) for pid in children)
     while pending:
         pid = pending.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
         total += _process_ticks(pid)
         pending.extend(_children(pid))
     return total
@@ -90,12 +95,13 @@ class CoreSample:
     def start(cls) -> CoreSample:
         return cls(time.monotonic(), _machine_ticks(), own_ticks())
 
-    def busy_cores(self) -> float | None:
-        """Cores' worth of CPU time other processes used since start (None if unknown)."""
+    def busy_cores(self, children: Iterable[int] = ()) -> float | None:
+        """Cores' worth of CPU time other processes used since start (None if unknown);
+        `children`: processes we started since, counted as ours (see own_ticks)."""
         wait = MIN_SAMPLE_S - (time.monotonic() - self.started_s)
         if wait > 0:
             time.sleep(wait)
-        machine, own = _machine_ticks(), own_ticks()
+        machine, own = _machine_ticks(), own_ticks(children)
         if self.machine is None or machine is None or self.own is None or own is None:
             return None
         elapsed = machine[1] - self.machine[1]
@@ -104,10 +110,10 @@ class CoreSample:
         others = max(0, machine[0] - self.machine[0] - (own - self.own))
         return others / elapsed * (os.cpu_count() or 1)
 
-    def free_cores(self) -> int:
+    def free_cores(self, children: Iterable[int] = ()) -> int:
         """Cores nothing else used since start, at least 1 (all of them if unknown)."""
         cores = os.cpu_count() or 1
-        busy = self.busy_cores()
+        busy = self.busy_cores(children)
         if busy is None:
             return cores
         return max(1, min(cores, round(cores - busy)))

@@ -228,6 +228,39 @@ def test_generate_roll_is_seeded_and_keeps_known_music_bit_for_bit(tiny) -> None
     assert np.array_equal(redone.sustain[keep], first.sustain[keep])
 
 
+def test_the_thread_count_and_its_change_mid_piece_leave_the_music_alone(tiny) -> None:  # type: ignore[no-untyped-def]
+    """threads="auto" picks the count from the machine's load and gives the encoder's core
+    back between two network calls (diffbgm.threads.SamplingThreads): neither may change a
+    note."""
+    import torch
+
+    from diffbgm.threads import SamplingThreads
+
+    piece = _piece(8, (0.3, 0.8))
+    config = tiny.generation.with_overrides(steps=4)
+    before = torch.get_num_threads()
+    try:
+        rolls = []
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            rolls.append(generate_roll(tiny, piece, config, seed=2))
+        calls = [0]
+
+        def encoding() -> bool:
+            calls[0] += 1
+            return calls[0] < 5  # the job ends a few steps into the piece
+
+        switching = SamplingThreads(2, encoding)
+        switching.start()
+        rolls.append(generate_roll(tiny, piece, config, seed=2, progress=switching.on_progress))
+        assert torch.get_num_threads() == 2 and calls[0] >= 5
+    finally:
+        torch.set_num_threads(before)
+    for roll in rolls[1:]:
+        assert np.array_equal(roll.onset, rolls[0].onset)
+        assert np.array_equal(roll.sustain, rolls[0].sustain)
+
+
 def test_a_distilled_model_refuses_scales_it_never_learned(tiny) -> None:  # type: ignore[no-untyped-def]
     from dataclasses import replace
 

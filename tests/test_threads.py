@@ -69,6 +69,25 @@ def test_our_own_work_is_not_counted_as_load() -> None:
         _stop(spinner, child=True)
 
 
+def test_a_named_child_counts_as_ours_where_the_kernel_lists_no_children(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from diffbgm import threads
+
+    monkeypatch.setattr(threads, "_children", lambda pid: [])  # no CONFIG_PROC_CHILDREN
+    spinner = _spinner(detached=False)
+    try:
+        time.sleep(0.2)
+        sample = CoreSample.start()
+        time.sleep(0.4)
+        unnamed = sample.busy_cores()
+        named = sample.busy_cores([spinner])
+        assert unnamed is not None and named is not None
+        assert unnamed >= 0.7 and named < 0.4  # the spinner's core: other load, then ours
+    finally:
+        _stop(spinner, child=True)
+
+
 def test_sampling_leaves_the_encoder_a_core_until_it_ends() -> None:
     import torch
 
