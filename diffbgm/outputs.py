@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -165,11 +166,13 @@ def write_wav(
     path: Path,
     soundfont: str | Path | None = None,
     level: LevelConfig | None = None,
+    on_mix: Callable[[Path], None] | None = None,
 ) -> AudioFiles:
     """FluidSynth rendering of the score, cut or padded to the video's length: the mix at
     `path` and, for a score of several instruments, one WAV per instrument in stems/ beside
     it that sum to the mix. soundfont: a file, "auto" or "timgm6mb" (None: find_soundfont's
-    default, $DIFFBGM_SOUNDFONT or auto); level: loudness target and true-peak ceiling."""
+    default, $DIFFBGM_SOUNDFONT or auto); level: loudness target and true-peak ceiling;
+    on_mix(path): called once the mix is written, before the stems."""
     from diffbgm.music.render import LevelConfig, render_stems
 
     rendered = render_stems(
@@ -179,6 +182,7 @@ def write_wav(
         soundfont=soundfont,
         level=level or LevelConfig(),
         duration_s=duration_s,
+        on_mix=on_mix,
     )
     return AudioFiles(rendered.mix.path, rendered.stems, rendered.soundfont)
 

@@ -13,7 +13,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -452,9 +452,10 @@ class Composer:
         track: VideoTrackJob | None = None,
         free_cores: int | None = None,
     ) -> VariantFiles:
-        """One variant's files. The sheet is engraved while FluidSynth renders the audio, and
-        the piano-roll picture drawn while ffmpeg muxes: each pair is one Python-bound job
-        and one subprocess, so on two cores they take the time of the longer one."""
+        """One variant's files. The sheet is engraved while FluidSynth renders the audio;
+        ffmpeg muxes the video as soon as the mix is written, while the stems and the zip are
+        written and then the piano-roll picture drawn: Python-bound jobs beside subprocesses,
+        so on two cores they take the time of the longer ones."""
         from diffbgm import outputs
         from diffbgm.video.mux import mux_music
 
@@ -472,7 +473,10 @@ class Composer:
         onset, sustain = roll.onset, roll.sustain
         np.savez_compressed(folder / "roll.npz", onset=onset, sustain=sustain)
 
-        with ThreadPoolExecutor(max_workers=1) as side:
+        # Two helpers: `side` engraves the sheet while FluidSynth renders and then draws the
+        # picture; `muxer` lays the mix under the video as soon as the mix is written, while
+        # the stems and the zip are still being written.
+        with ThreadPoolExecutor(max_workers=1) as side, ThreadPoolExecutor(max_workers=1) as muxer:
             written = clock.run(
                 "score",
                 lambda: outputs.write_midi(
@@ -489,9 +493,28 @@ class Composer:
             midi = written.path
             sheet = side.submit(outputs.write_sheet, written.grid, plan, folder, video.stem)
 
+            def mux(wav: Path) -> Path:
+                return mux_music(
+                    video,
+                    wav,
+                    folder / "video.mp4",
+                    duration_s=plan.duration_s,
+                    audio=options.audio,
+                    has_original_audio=bool(analysis.info.has_audio),
+                    info=analysis.info,
+                    video_track=None if track is None else track.result(),
+                )
+
+            muxing: list[Future[Path]] = []
+
             def audio() -> tuple[outputs.AudioFiles, Path, Path, Path]:
                 sound = outputs.write_wav(
-                    midi, plan.duration_s, folder / "music.wav", self.soundfont, self.level
+                    midi,
+                    plan.duration_s,
+                    folder / "music.wav",
+                    self.soundfont,
+                    self.level,
+                    on_mix=lambda wav: muxing.append(muxer.submit(mux, wav)),
                 )
                 musicxml, svg = sheet.result()
                 stems = [p for p in sound.stems.values() if p != sound.mix]
@@ -502,6 +525,7 @@ class Composer:
 
             sound, bundle, musicxml, svg = clock.run("audio", audio)
             wav = sound.mix
+            # Drawn beside the mux's AAC encode (one core), not beside FluidSynth (two).
             picture = side.submit(
                 outputs.write_pianoroll,
                 onset,
@@ -514,16 +538,7 @@ class Composer:
             )
 
             def video_and_picture() -> tuple[Path, Path]:
-                mp4 = mux_music(
-                    video,
-                    wav,
-                    folder / "video.mp4",
-                    duration_s=plan.duration_s,
-                    audio=options.audio,
-                    has_original_audio=bool(analysis.info.has_audio),
-                    info=analysis.info,
-                    video_track=None if track is None else track.result(),
-                )
+                mp4 = muxing[0].result() if muxing else mux(wav)
                 return mp4, picture.result()
 
             mp4, png = clock.run("video", video_and_picture)

@@ -170,6 +170,35 @@ def test_sampling_leaves_a_core_to_the_background_encoder(
     assert steps and not made[0]._sharing  # every step reported; the cores given back
 
 
+def test_the_video_is_muxed_while_the_stems_and_the_zip_are_written(
+    tiny_composer: Composer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The mux needs only the mix: it starts when the mix is written, not after the audio
+    stage. The zip here waits until the mux has started (it would wait forever otherwise)."""
+    import threading
+
+    from diffbgm import outputs
+    from diffbgm.video import mux
+
+    muxing = threading.Event()
+    real_mux, real_bundle = mux.mux_music, outputs.write_bundle
+
+    def mux_music(*args, **kwargs):  # type: ignore[no-untyped-def]
+        muxing.set()
+        return real_mux(*args, **kwargs)
+
+    def write_bundle(*args, **kwargs):  # type: ignore[no-untyped-def]
+        assert muxing.wait(timeout=30), "the mux had not started when the zip was written"
+        return real_bundle(*args, **kwargs)
+
+    monkeypatch.setattr(mux, "mux_music", mux_music)
+    monkeypatch.setattr(outputs, "write_bundle", write_bundle)
+    video = write_video(tmp_path / "clip.mkv", codec="libvpx", with_audio=True)
+    result = tiny_composer(video, tmp_path / "out", ComposeOptions(generation={"steps": 3}))
+    assert result.video_path.exists() and (tmp_path / "out" / "music.zip").exists()
+    assert set(_stream_durations(result.video_path)) == {"video", "audio"}
+
+
 @pytest.mark.parametrize(
     ("name", "payload"),
     [("empty.mp4", b""), ("notes.mp4", b"this is a text file, not a video\n" * 20)],

@@ -258,9 +258,17 @@ def parts_piece(seconds: float = 4.0) -> pretty_midi.PrettyMIDI:
 
 @needs_fluidsynth
 def test_stems_sum_to_the_mix_at_the_video_length(tmp_path: Path) -> None:
+    seen: list[tuple[Path, bool, bool]] = []  # on_mix: the mix, is it whole, any stem yet?
     result = render.render_stems(
-        parts_piece(), tmp_path / "music.wav", tmp_path / "stems", duration_s=3.5
+        parts_piece(),
+        tmp_path / "music.wav",
+        tmp_path / "stems",
+        duration_s=3.5,
+        on_mix=lambda mix: seen.append(
+            (mix, soundfile.info(str(mix)).duration == 3.5, (tmp_path / "stems").exists())
+        ),
     )
+    assert seen == [(tmp_path / "music.wav", True, False)]  # called once, before the stems
     assert list(result.stems) == ["melody", "pad", "bass", "drums"]
     mix, rate = soundfile.read(str(result.mix.path), always_2d=True)
     assert mix.shape[0] == int(3.5 * rate)

@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -555,6 +556,7 @@ def render_stems(
     level: LevelConfig = LevelConfig(),
     duration_s: float | None = None,
     workers: int | None = None,
+    on_mix: Callable[[Path], None] | None = None,
 ) -> StemsResult:
     """Render every instrument of the score to its own WAV in stems_dir, and their sum, the
     mix, to mix_path; all 16-bit, cut or padded to duration_s when given.
@@ -565,7 +567,8 @@ def render_stems(
     16-bit rounding; where a stem levelled so would pass the ceiling (parts that cancel in the
     mix), everything is lowered alike (stems_headroom) and the mix ends below the target.
     soundfont: a file, or None for find_soundfont(). workers: FluidSynth runs at once
-    (default: the CPU count).
+    (default: the CPU count). on_mix(mix_path) is called as soon as the mix is written, before
+    the stems (the app starts muxing the video then).
 
     Memory: FluidSynth's renders stay on disk and are read one at a time, so besides the mix
     only one stem and the level's float32 arrays are held, whatever the number of parts (ten
@@ -628,6 +631,8 @@ def render_stems(
         mix_path, stems_dir = Path(mix_path), Path(stems_dir)
         write_pcm16(mix_path, mix, rate)
         del mix
+        if on_mix is not None:
+            on_mix(mix_path)
         files: dict[str, Path] = {}
         if len(parts) == 1:
             files[parts[0][0]] = mix_path
