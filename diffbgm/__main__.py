@@ -127,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=parse_threads,
         default="auto",
         help="CPU threads for the model: auto (default: the cores no other process is busy "
-        "with, measured before each compose), a number, or 0 = torch's default",
+        "with, measured during the analysis, one left to the background video encode while it "
+        "runs), a number, or 0 = torch's default",
     )
     _add_device_argument(gen)
     gen.add_argument(
