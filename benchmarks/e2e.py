@@ -10,7 +10,8 @@ Each case runs in a fresh child process so its peak RSS is its own. "warm" = a c
 the first in the same process (model loaded, caches filled), which is what a server sees; the
 short clip is composed warm `--warm-runs` times (default 3) and the median run is reported,
 with the CPU seconds it used (this process and its ffmpeg children: on two cores the wall
-time cannot fall below half of it).
+time cannot fall below half of it), also split by stage (a child's CPU counts in the stage that
+reaps it: the background picture encode mostly in `video`).
 The baseline is the generation that shipped before issue 20: DDIM 25 steps, guidance at every
 step (two network items per step), windows one by one, contiguous convolutions, on one torch
 thread, with the network that shipped then: when the shipped model is a guidance-distilled
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import hashlib
+import itertools
 import json
 import os
 import resource
@@ -32,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +86,27 @@ def cpu_seconds() -> float:
     return sum(u.ru_utime + u.ru_stime for u in usage)
 
 
+def stage_cpu_seconds(marks: list[tuple[str, float]]) -> dict[str, float]:
+    """CPU seconds per stage from the (stage, cpu_seconds()) marks of a compose's progress
+    callback (called as each stage starts and ends); the time between stages (the probe,
+    roll.npz, report.json) is "other". A child's CPU counts in the stage that reaps it: the
+    background picture encode is reaped when it ends (in compose or later) or by the mux."""
+    seconds: dict[str, float] = {}
+    for (before, start), (stage, end) in itertools.pairwise(marks):
+        key = stage if stage == before else "other"
+        seconds[key] = round(seconds.get(key, 0.0) + end - start, 2)
+    return seconds
+
+
+def stage_marker(marks: list[tuple[str, float]]) -> Callable[[int, int, str], None]:
+    """A compose progress callback that appends (stage, cpu_seconds()) to `marks`."""
+
+    def mark(_done: int, _total: int, stage: str) -> None:
+        marks.append((stage, cpu_seconds()))
+
+    return mark
+
+
 def weights_sha256(model: str | None) -> str | None:
     """The measured network's identity: a new default model needs a new speed record."""
     from diffbgm.checkpoint import WEIGHTS_NAME
@@ -108,11 +132,19 @@ def run_case(video: Path, model: str | None, runs: int, which: str) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(runs):
             wall, cpu = time.perf_counter(), cpu_seconds()
+            marks = [("other", cpu)]
             options = ComposeOptions(seed=i, generation=setting["generation"])
-            result = composer(video, Path(tmp) / f"run{i}", options)
-            timed.append((time.perf_counter() - wall, cpu_seconds() - cpu, result.report))
+            result = composer(
+                video,
+                Path(tmp) / f"run{i}",
+                options,
+                progress=stage_marker(marks),
+            )
+            marks.append(("other", cpu_seconds()))
+            elapsed = time.perf_counter() - wall
+            timed.append((elapsed, marks[-1][1] - cpu, result.report, stage_cpu_seconds(marks)))
     kept = timed[1:] if runs > 1 else timed
-    wall, cpu, report = sorted(kept, key=lambda run: run[0])[len(kept) // 2]
+    wall, cpu, report, stages_cpu = sorted(kept, key=lambda run: run[0])[len(kept) // 2]
     return {
         "video": video.name,
         "duration_s": report.plan.duration_s,
@@ -121,8 +153,9 @@ def run_case(video: Path, model: str | None, runs: int, which: str) -> dict:
         "threads": setting["threads"],
         "model_load_s": round(load_s, 2),
         "stages_s": report.timings_s,
+        "stages_cpu_s": stages_cpu,
         "wall_s": round(wall, 2),
-        "warm_walls_s": [round(seconds, 2) for seconds, _, _ in kept] if runs > 1 else None,
+        "warm_walls_s": [round(run[0], 2) for run in kept] if runs > 1 else None,
         "cpu_s": round(cpu, 1),
         "real_time_factor": round(wall / report.plan.duration_s, 3),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
@@ -163,6 +196,10 @@ def print_cases(title: str, cases: dict[str, dict]) -> None:
             ratio = values[0] / values[1] if values[1] > 0 else float("nan")
             row += f" | {ratio:.2f}×"
         print(row + " |")
+    for which, case in cases.items():
+        if case.get("stages_cpu_s"):
+            by_stage = ", ".join(f"{k} {v:.2f}" for k, v in case["stages_cpu_s"].items())
+            print(f"{which}: CPU s by stage (this process + children reaped in it): {by_stage}")
     for which, case in cases.items():
         warm = case.get("warm_walls_s")
         print(

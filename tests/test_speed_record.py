@@ -67,3 +67,12 @@ def test_e2e_baseline_runs_on_the_network_that_shipped_before_distillation() -> 
     assert E2E.baseline_model(None) == expected
     tiny = str(REPO / "checkpoints" / "diffbgm-tiny")
     assert E2E.baseline_model(tiny) == tiny  # an undistilled model is its own baseline
+
+
+def test_e2e_splits_cpu_seconds_by_stage() -> None:
+    marks = [("other", 0.0), ("analyse", 0.1), ("analyse", 1.0), ("compose", 1.5), ("compose", 4.0)]
+    marks.append(("other", 4.25))
+    assert E2E.stage_cpu_seconds(marks) == {"other": 0.85, "analyse": 0.9, "compose": 2.5}
+    recorded: list[tuple[str, float]] = []
+    E2E.stage_marker(recorded)(0, 3, "plan")
+    assert recorded[0][0] == "plan" and recorded[0][1] >= 0.0
