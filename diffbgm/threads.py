@@ -159,10 +159,7 @@ class SamplingThreads:
     def on_progress(self, done: int, total: int) -> None:
         """Give the job's core back to sampling once the job has ended."""
         if self._sharing and self._job_running is not None and not self._job_running():
-            import torch
-
-            self._sharing = False
-            torch.set_num_threads(self.free)
+            self.finish()
 
     def finish(self) -> None:
         """All free cores again (the next compose's analysis starts with them)."""

@@ -234,9 +234,10 @@ class Diffusion:
         the teacher's own output (so the last call stays what it was: the x0 there is almost
         the input, and its error would weigh 1 + SNR = 1,176 times). Both are guidance-distilled
         networks given the same scale w ~ U[scales]; x_t ~ q(x_t | x0) at a grid time drawn
-        uniformly; x0 is clipped to [-1, 1] as the samplers do. The target is turned into the x0 that one DDIM step would
-        need and compared in the network's own parametrisation (for v: weight 1 + SNR in x0
-        space, the weighting Salimans & Ho recommend), channels weighted as `training_terms`.
+        uniformly; x0 is clipped to [-1, 1] as the samplers do. The target is turned into the
+        x0 that one DDIM step would need and compared in the network's own parametrisation
+        (for v: weight 1 + SNR in x0 space, the weighting Salimans & Ho recommend), channels
+        weighted as `training_terms`.
         """
         batch, device = x0.shape[0], x0.device
         gen_device = generator.device if generator is not None else torch.device("cpu")
