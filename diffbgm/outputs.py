@@ -167,12 +167,14 @@ def write_wav(
     soundfont: str | Path | None = None,
     level: LevelConfig | None = None,
     on_mix: Callable[[Path], None] | None = None,
+    on_started: Callable[[], None] | None = None,
 ) -> AudioFiles:
     """FluidSynth rendering of the score, cut or padded to the video's length: the mix at
     `path` and, for a score of several instruments, one WAV per instrument in stems/ beside
     it that sum to the mix. soundfont: a file, "auto" or "timgm6mb" (None: find_soundfont's
     default, $DIFFBGM_SOUNDFONT or auto); level: loudness target and true-peak ceiling;
-    on_mix(path): called once the mix is written, before the stems."""
+    on_started(): called once FluidSynth runs; on_mix(path): once the mix is written, before
+    the stems."""
     from diffbgm.music.render import LevelConfig, render_stems
 
     rendered = render_stems(
@@ -183,6 +185,7 @@ def write_wav(
         level=level or LevelConfig(),
         duration_s=duration_s,
         on_mix=on_mix,
+        on_started=on_started,
     )
     return AudioFiles(rendered.mix.path, rendered.stems, rendered.soundfont)
 

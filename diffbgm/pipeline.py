@@ -457,7 +457,7 @@ class Composer:
         written and then the piano-roll picture drawn: Python-bound jobs beside subprocesses,
         so on two cores they take the time of the longer ones."""
         from diffbgm import outputs
-        from diffbgm.video.mux import mux_music
+        from diffbgm.video.mux import encode_sound_track, join_tracks, mux_music
 
         threads = self._sampling_threads(free_cores, track)
         if threads is not None:
@@ -491,19 +491,40 @@ class Composer:
                 ),
             )
             midi = written.path
-            sheet = side.submit(outputs.write_sheet, written.grid, plan, folder, video.stem)
+            sheets: list[Future[tuple[Path, Path]]] = []
+
+            def engrave() -> None:
+                # once FluidSynth runs: verovio holds the GIL while it engraves (over two
+                # seconds for ten minutes), which kept the renders from starting
+                sheets.append(
+                    side.submit(outputs.write_sheet, written.grid, plan, folder, video.stem)
+                )
 
             def mux(wav: Path) -> Path:
-                return mux_music(
+                has_audio = bool(analysis.info.has_audio)
+                if track is None:  # nothing to wait for: one ffmpeg copies or encodes the picture
+                    return mux_music(
+                        video,
+                        wav,
+                        folder / "video.mp4",
+                        duration_s=plan.duration_s,
+                        audio=options.audio,
+                        has_original_audio=has_audio,
+                        info=analysis.info,
+                    )
+                # the sound is encoded while the picture may still be; the join only copies
+                sound = encode_sound_track(
                     video,
                     wav,
-                    folder / "video.mp4",
-                    duration_s=plan.duration_s,
+                    folder / ".sound-track.m4a",
+                    plan.duration_s,
                     audio=options.audio,
-                    has_original_audio=bool(analysis.info.has_audio),
-                    info=analysis.info,
-                    video_track=None if track is None else track.result(),
+                    has_original_audio=has_audio,
                 )
+                try:
+                    return join_tracks(track.result(), sound, folder / "video.mp4", plan.duration_s)
+                finally:
+                    sound.unlink(missing_ok=True)
 
             muxing: list[Future[Path]] = []
 
@@ -515,8 +536,11 @@ class Composer:
                     self.soundfont,
                     self.level,
                     on_mix=lambda wav: muxing.append(muxer.submit(mux, wav)),
+                    on_started=engrave,
                 )
-                musicxml, svg = sheet.result()
+                if not sheets:  # a write_wav that never reported its start
+                    engrave()
+                musicxml, svg = sheets[0].result()
                 stems = [p for p in sound.stems.values() if p != sound.mix]
                 bundle = outputs.write_bundle(
                     folder / "music.zip", [midi, musicxml, sound.mix, *stems], folder

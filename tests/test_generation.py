@@ -72,7 +72,11 @@ def test_shipped_checkpoints_store_every_knob() -> None:
 
 def test_a_shipped_distilled_model_names_a_shipped_teacher_with_its_settings() -> None:
     """e2e.py's baseline and the evaluation's comparisons run the teacher of a distilled model:
-    it must ship beside it (a repo-relative path), be undistilled, and share its settings."""
+    it must ship beside it (a repo-relative path), be undistilled, and share its settings but
+    the sampler's steps and the onset threshold that goes with them: the student was held to
+    its own 12-step output when it was given fewer steps (session 14), and the teacher keeps
+    the settings its own tables were made with."""
+    own = {"steps", "onset_threshold"}
     configs = _shipped_configs()
     for name, config in configs.items():
         if not config["model"].get("guidance_embedding"):
@@ -81,7 +85,9 @@ def test_a_shipped_distilled_model_names_a_shipped_teacher_with_its_settings() -
         assert teacher and not Path(teacher).is_absolute(), name
         teacher_config = json.loads((REPO / teacher / "config.json").read_text())
         assert not teacher_config["model"].get("guidance_embedding"), teacher
-        assert teacher_config["extra"]["generation"] == config["extra"]["generation"], name
+        shared = {k: v for k, v in config["extra"]["generation"].items() if k not in own}
+        taught = {k: v for k, v in teacher_config["extra"]["generation"].items() if k not in own}
+        assert taught == shared, name
         student_arch = {k: v for k, v in config["model"].items() if k != "guidance_embedding"}
         teacher_arch = {
             k: v for k, v in teacher_config["model"].items() if k != "guidance_embedding"

@@ -11,9 +11,24 @@ import pytest
 import soundfile as sf
 
 from diffbgm.errors import RenderError
-from diffbgm.video.mux import VideoTrackJob, mux_music, video_can_be_copied
+from diffbgm.video.mux import (
+    VideoTrackJob,
+    encode_sound_track,
+    join_tracks,
+    mux_music,
+    video_can_be_copied,
+)
 from diffbgm.video.probe import probe_video
 from tests.app_server import write_test_video
+
+
+def _sound(path: Path) -> np.ndarray:
+    """Every decoded sample of the first audio stream, (channels, samples)."""
+    import av
+
+    with av.open(str(path)) as container:
+        frames = [f.to_ndarray() for f in container.decode(container.streams.audio[0])]
+    return np.concatenate(frames, axis=1)
 
 
 def _packets(path: Path) -> list[bytes]:
@@ -135,3 +150,79 @@ def test_a_failing_encode_names_the_reason(vp8_clip: Path, tmp_path: Path) -> No
     with pytest.raises(RenderError, match="could not encode the picture of 'broken.webm'"):
         job.result()
     assert not job.out_path.exists()
+
+
+def test_the_sound_encoded_apart_and_joined_equals_the_one_step_mux(tmp_path: Path) -> None:
+    """The pipeline encodes the sound as soon as the mix is written, while the picture is still
+    encoded, and then only copies both streams: the MP4 must hold the same sound, the
+    original ducked under the music, and the track's picture packet for packet."""
+    from tests.video_fixtures import write_video
+
+    clip = write_video(tmp_path / "clip.mkv", codec="libvpx", with_audio=True)
+    info = probe_video(clip)
+    music = tmp_path / "music.wav"
+    sf.write(music, 0.1 * np.sin(np.linspace(0, 3000, int(info.duration_s * 22050))), 22050)
+    job = VideoTrackJob.start(clip, info, info.duration_s, tmp_path)
+    assert job is not None and info.has_audio
+    sound = encode_sound_track(clip, music, tmp_path / "sound.m4a", info.duration_s)
+    assert _sound(sound).shape[1] > 0  # sound alone: no picture in it
+    track = job.result()
+    joined = join_tracks(track, sound, tmp_path / "joined.mp4", info.duration_s)
+    one_step = mux_music(
+        clip, music, tmp_path / "one.mp4", info.duration_s, info=info, video_track=track
+    )
+    assert np.array_equal(_sound(joined), _sound(one_step))
+    assert _packets(joined) == _packets(track)
+    assert not list(tmp_path.glob("*.partial*"))
+    job.cancel()
+
+
+def test_a_failed_join_names_the_step_and_leaves_nothing(
+    clip_and_music: tuple[Path, Path], tmp_path: Path
+) -> None:
+    clip, music = clip_and_music
+    not_sound = tmp_path / "sound.m4a"
+    not_sound.write_bytes(b"no sound here" * 50)
+    with pytest.raises(RenderError, match="could not join the picture and the sound"):
+        join_tracks(clip, not_sound, tmp_path / "video.mp4", 3.0)
+    assert not (tmp_path / "video.mp4").exists() and not list(tmp_path.glob("*.partial*"))
+    with pytest.raises(RenderError, match="unknown audio mode"):
+        encode_sound_track(clip, music, tmp_path / "s.m4a", 3.0, audio="loud")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("audio", ["replace", "duck"])
+def test_a_long_sound_is_encoded_in_two_halves_spliced_without_a_seam(
+    tmp_path: Path, audio: str
+) -> None:
+    """Long sound is encoded as two halves at once (AAC is one thread in ffmpeg): up to the
+    seam the frames are those of one encode, and after it the sound is as close to the music
+    as one encode's."""
+    from tests.video_fixtures import write_video
+
+    clip = write_video(tmp_path / "clip.mkv", codec="libvpx", with_audio=True)
+    info = probe_video(clip)
+    rate = 44100
+    t = np.arange(int(info.duration_s * rate)) / rate
+    chord = sum(0.1 * np.sin(2 * np.pi * f * t) for f in (220.0, 277.2, 329.6))
+    music = tmp_path / "music.wav"
+    sf.write(music, np.stack([chord, 0.8 * chord], axis=1).astype(np.float32), rate)
+    one = _sound(
+        encode_sound_track(clip, music, tmp_path / "one.m4a", info.duration_s, audio, split=False)
+    )  # type: ignore[arg-type]
+    two = _sound(
+        encode_sound_track(clip, music, tmp_path / "two.m4a", info.duration_s, audio, split=True)
+    )  # type: ignore[arg-type]
+    assert one.shape == two.shape
+    seam = int(round(info.duration_s * rate)) // 2 // 1024 * 1024
+    assert np.array_equal(one[:, :seam], two[:, :seam])
+    assert not np.array_equal(one[:, seam:], two[:, seam:])  # the second half's own encode
+    if audio == "replace":  # the music alone: compare each with it
+        reference = np.stack([chord, 0.8 * chord])
+        end = min(reference.shape[1], one.shape[1])
+
+        def snr(x: np.ndarray) -> float:
+            noise = np.sum((x[:, seam:end] - reference[:, seam:end]) ** 2)
+            return float(10 * np.log10(np.sum(reference[:, seam:end] ** 2) / noise))
+
+        assert snr(two) == pytest.approx(snr(one), abs=1.0)
+    assert not list(tmp_path.glob("*.piece*")) and not list(tmp_path.glob("*.partial*"))

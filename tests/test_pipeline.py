@@ -181,22 +181,23 @@ def test_the_video_is_muxed_while_the_stems_and_the_zip_are_written(
     from diffbgm.video import mux
 
     muxing = threading.Event()
-    real_mux, real_bundle = mux.mux_music, outputs.write_bundle
+    real_sound, real_bundle = mux.encode_sound_track, outputs.write_bundle
 
-    def mux_music(*args, **kwargs):  # type: ignore[no-untyped-def]
-        muxing.set()
-        return real_mux(*args, **kwargs)
+    def encode_sound_track(*args, **kwargs):  # type: ignore[no-untyped-def]
+        muxing.set()  # the VP8 picture is encoded apart: the mux starts with the sound
+        return real_sound(*args, **kwargs)
 
     def write_bundle(*args, **kwargs):  # type: ignore[no-untyped-def]
         assert muxing.wait(timeout=30), "the mux had not started when the zip was written"
         return real_bundle(*args, **kwargs)
 
-    monkeypatch.setattr(mux, "mux_music", mux_music)
+    monkeypatch.setattr(mux, "encode_sound_track", encode_sound_track)
     monkeypatch.setattr(outputs, "write_bundle", write_bundle)
     video = write_video(tmp_path / "clip.mkv", codec="libvpx", with_audio=True)
     result = tiny_composer(video, tmp_path / "out", ComposeOptions(generation={"steps": 3}))
     assert result.video_path.exists() and (tmp_path / "out" / "music.zip").exists()
     assert set(_stream_durations(result.video_path)) == {"video", "audio"}
+    assert not [p.name for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,11 @@ equals pyloudnorm's (tests/test_render.py compares them).
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
 import numpy as np
 import pyloudnorm
 from scipy.signal import lfilter, lfilter_zi
@@ -21,6 +26,24 @@ ABSOLUTE_GATE_LUFS = -70.0
 RELATIVE_GATE_LU = -10.0
 CHANNEL_GAINS = (1.0, 1.0, 1.0, 1.41, 1.41)  # L, R, C, Ls, Rs
 HOPS_PER_CHUNK = 64  # 6.4 s of audio filtered at a time
+
+_Item = TypeVar("_Item")
+_Result = TypeVar("_Result")
+
+
+def map_in_threads(
+    work: Callable[[_Item], _Result], items: Sequence[_Item], workers: int | None = None
+) -> list[_Result]:
+    """[work(item) for item in items], run in up to `workers` threads (default: the CPU count).
+
+    For NumPy/SciPy work that releases the GIL (filters, FIR interpolation): the results come
+    back in the order of `items`, so whatever the caller sums from them is summed in the same
+    order as a plain loop would, bit for bit."""
+    workers = max(1, min(len(items), workers or os.cpu_count() or 1))
+    if workers == 1:
+        return [work(item) for item in items]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(work, items))
 
 
 def _hop_bounds(n_samples: int, sample_rate: int) -> np.ndarray:
@@ -79,13 +102,18 @@ def hop_energies(audio: np.ndarray, sample_rate: int, gain: np.ndarray | None = 
     n_samples = max(audio.shape[0], int(BLOCK_S * sample_rate) + 1)
     filters = list(pyloudnorm.Meter(sample_rate)._filters.values())
     bounds = _hop_bounds(n_samples, sample_rate)
-    total = np.zeros(len(bounds) - 1)
-    for channel in range(audio.shape[1]):
+
+    def channel_energies(channel: int) -> np.ndarray:
         source = audio[:, channel]
         if audio.shape[0] < n_samples:
             source = np.concatenate([source, np.zeros(n_samples - audio.shape[0])])
-        weighted = _Scaled(source, gain)
-        total += CHANNEL_GAINS[channel] * _hop_energies(weighted, bounds, filters)
+        return _hop_energies(_Scaled(source, gain), bounds, filters)
+
+    # the channels are filtered side by side (SciPy's lfilter releases the GIL) and summed in
+    # channel order, as one after the other would sum them
+    total = np.zeros(len(bounds) - 1)
+    for channel, energies in enumerate(map_in_threads(channel_energies, range(audio.shape[1]))):
+        total += CHANNEL_GAINS[channel] * energies
     return total
 
 

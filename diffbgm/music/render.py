@@ -41,9 +41,11 @@ from diffbgm.music.loudness import (
     gated_loudness,
     hop_energies,
     hop_mean_square,
+    map_in_threads,
 )
 
 SILENCE_PEAK = 1e-4  # float full scale; FluidSynth output below this is treated as silence
+FADE_S = 0.5  # the fade-out of a render cut to the video's length
 
 
 @dataclass(frozen=True)
@@ -158,23 +160,73 @@ DYNAMIC_LOADING = "synth.dynamic-sample-loading"
 
 def run_fluidsynth(midi_path: Path, wav_path: Path, soundfont: Path, sample_rate: int) -> None:
     """Render midi_path to a float WAV at wav_path; RenderError if FluidSynth fails."""
-    options = ["-o", f"{DYNAMIC_LOADING}=1"]
-    proc = _fluidsynth(midi_path, wav_path, soundfont, sample_rate, options)
-    if proc.returncode != 0 and DYNAMIC_LOADING in proc.stderr + proc.stdout:
-        proc = _fluidsynth(midi_path, wav_path, soundfont, sample_rate, [])
-    if proc.returncode != 0:
-        detail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        raise RenderError(
-            f"FluidSynth failed on {midi_path} (exit status {proc.returncode}): {' / '.join(detail)}"
+    FluidSynthRun(midi_path, wav_path, soundfont, sample_rate).wait()
+
+
+FLUIDSYNTH_TIMEOUT_S = 600.0
+
+
+class FluidSynthRun:
+    """One FluidSynth render, started when made and waited for with `wait`.
+
+    The renders of a score's parts run side by side as processes that need no Python thread
+    while they run: a job elsewhere in the process that holds the GIL for seconds (verovio
+    engraving a long score holds it for over two) can no longer keep the next part from
+    starting. Its output goes to a temporary file, not a pipe, so nothing blocks unread."""
+
+    def __init__(self, midi_path: Path, wav_path: Path, soundfont: Path, sample_rate: int) -> None:
+        self.midi_path, self.wav_path = midi_path, wav_path
+        self.soundfont, self.sample_rate = soundfont, sample_rate
+        # closed by wait() or stop(), which end the run's life
+        self._output = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115
+        command = _fluidsynth_command(
+            midi_path, wav_path, soundfont, sample_rate, ["-o", f"{DYNAMIC_LOADING}=1"]
         )
-    if not wav_path.exists() or wav_path.stat().st_size == 0:
-        raise RenderError(f"FluidSynth wrote no audio for {midi_path}")
+        try:
+            self._process = subprocess.Popen(
+                command, stdout=self._output, stderr=subprocess.STDOUT, text=True
+            )
+        except OSError as exc:
+            self._output.close()
+            raise RenderError(f"could not start FluidSynth on {midi_path}: {exc}") from exc
+
+    def wait(self, timeout_s: float = FLUIDSYNTH_TIMEOUT_S) -> None:
+        """Until the render is written; RenderError if FluidSynth failed or took too long."""
+        try:
+            code = self._process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired as exc:
+            self._process.kill()
+            self._process.wait()
+            self._output.close()
+            raise RenderError(
+                f"FluidSynth took longer than {timeout_s:.0f} s on {self.midi_path}"
+            ) from exc
+        self._output.seek(0)
+        output = self._output.read()
+        self._output.close()
+        if code != 0 and DYNAMIC_LOADING in output:  # an older FluidSynth: without the setting
+            again = _fluidsynth(self.midi_path, self.wav_path, self.soundfont, self.sample_rate, [])
+            code, output = again.returncode, again.stderr or again.stdout
+        if code != 0:
+            detail = output.strip().splitlines()[-3:]
+            raise RenderError(
+                f"FluidSynth failed on {self.midi_path} (exit status {code}): {' / '.join(detail)}"
+            )
+        if not self.wav_path.exists() or self.wav_path.stat().st_size == 0:
+            raise RenderError(f"FluidSynth wrote no audio for {self.midi_path}")
+
+    def stop(self) -> None:
+        """Kill the render if it still runs (a render of another part failed)."""
+        if self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+        self._output.close()
 
 
-def _fluidsynth(
+def _fluidsynth_command(
     midi_path: Path, wav_path: Path, soundfont: Path, sample_rate: int, options: list[str]
-) -> subprocess.CompletedProcess[str]:
-    command = [
+) -> list[str]:
+    return [
         fluidsynth_binary(),
         "-ni",  # no MIDI input, no shell
         *options,
@@ -192,8 +244,16 @@ def _fluidsynth(
         str(soundfont),
         str(midi_path),
     ]
+
+
+def _fluidsynth(
+    midi_path: Path, wav_path: Path, soundfont: Path, sample_rate: int, options: list[str]
+) -> subprocess.CompletedProcess[str]:
+    command = _fluidsynth_command(midi_path, wav_path, soundfont, sample_rate, options)
     try:
-        return subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+        return subprocess.run(
+            command, capture_output=True, text=True, timeout=FLUIDSYNTH_TIMEOUT_S, check=False
+        )
     except subprocess.TimeoutExpired as exc:
         raise RenderError(f"FluidSynth took longer than 10 minutes on {midi_path}") from exc
 
@@ -257,8 +317,19 @@ def peak_envelope(audio: np.ndarray, oversample: int = 1) -> np.ndarray:
         return magnitude
     taps = interpolation_filter(oversample).astype(np.float32) if oversample > 1 else None
     reach = 0 if taps is None else taps.shape[0]
-    for lo, start, stop, hi in chunked(audio.shape[0], reach):
-        magnitude[start:stop] = _envelope_of(audio[lo:hi], taps, oversample)[start - lo : stop - lo]
+    chunks = chunked(audio.shape[0], reach)
+    workers = max(1, min(len(chunks), os.cpu_count() or 1))
+
+    def run(group: list[tuple[int, int, int, int]]) -> None:
+        for lo, start, stop, hi in group:
+            part = _envelope_of(audio[lo:hi], taps, oversample)
+            magnitude[start:stop] = part[start - lo : stop - lo]
+
+    # contiguous runs of chunks in threads (SciPy's upfirdn releases the GIL); each chunk
+    # writes only its own samples, so the result does not depend on the split (ten minutes:
+    # 0.85 s on two cores where one took 2.0 s)
+    size = -(-len(chunks) // workers)
+    map_in_threads(run, [chunks[i : i + size] for i in range(0, len(chunks), size)], workers)
     return magnitude
 
 
@@ -557,6 +628,7 @@ def render_stems(
     duration_s: float | None = None,
     workers: int | None = None,
     on_mix: Callable[[Path], None] | None = None,
+    on_started: Callable[[], None] | None = None,
 ) -> StemsResult:
     """Render every instrument of the score to its own WAV in stems_dir, and their sum, the
     mix, to mix_path; all 16-bit, cut or padded to duration_s when given.
@@ -567,8 +639,9 @@ def render_stems(
     16-bit rounding; where a stem levelled so would pass the ceiling (parts that cancel in the
     mix), everything is lowered alike (stems_headroom) and the mix ends below the target.
     soundfont: a file, or None for find_soundfont(). workers: FluidSynth runs at once
-    (default: the CPU count). on_mix(mix_path) is called as soon as the mix is written, before
-    the stems (the app starts muxing the video then).
+    (default: the CPU count). on_started() is called once the first renders run (the app
+    engraves the sheet then); on_mix(mix_path) as soon as the mix is written, before the
+    stems (the app starts muxing the video then).
 
     Memory: FluidSynth's renders stay on disk and are read one at a time, so besides the mix
     only one stem and the level's float32 arrays are held, whatever the number of parts (ten
@@ -585,28 +658,14 @@ def render_stems(
     n_workers = max(1, min(len(parts), workers or os.cpu_count() or 1))
     with tempfile.TemporaryDirectory(prefix="diffbgm-stems-") as tmp:
         raws = [Path(tmp) / f"{index}.wav" for index in range(len(parts))]
-        with ThreadPoolExecutor(max_workers=n_workers) as pool:  # FluidSynth runs are processes
-            list(
-                pool.map(
-                    lambda job: render_raw_file(job[0][1], font, sample_rate, job[1]),
-                    zip(parts, raws, strict=True),
-                )
-            )
-        infos = [soundfile.info(str(path)) for path in raws]
-        rate = int(infos[0].samplerate)
-        rendered = max(info.frames for info in infos)
-        length = rendered if duration_s is None else int(round(duration_s * rate))
-        mix = np.zeros((length, 2), dtype=np.float32)
-        for (name, _), path in zip(parts, raws, strict=True):
-            stem = read_fitted(path, length, rendered, rate)
-            peak = max_abs(stem)
-            if peak < SILENCE_PEAK and raw_peak(path) < SILENCE_PEAK:
-                raise RenderError(
-                    f"FluidSynth rendered silence for the part {name!r} of {source} "
-                    f"(peak {peak:.1e}): the soundfont lacks its instrument or its notes are silent"
-                )
-            mix += stem
-            del stem
+        renders = _PartRenders([solo for _, solo in parts], raws, font, sample_rate, n_workers)
+        try:
+            if on_started is not None:
+                on_started()
+            mix, rate, rendered = _sum_renders(parts, raws, renders.wait, duration_s, source)
+        finally:
+            renders.stop()
+        length = mix.shape[0]
         check_length(rendered / rate, pm.get_end_time(), level.tail_s, source)
         check_audible(mix, source)
         clock["synth"] = time.perf_counter() - started
@@ -648,6 +707,103 @@ def render_stems(
     return StemsResult(result, files, font, clock)
 
 
+def _sum_renders(
+    parts: list[tuple[str, pretty_midi.PrettyMIDI]],
+    raws: list[Path],
+    wait: Callable[[int], None],
+    duration_s: float | None,
+    source: str,
+) -> tuple[np.ndarray, int, int]:
+    """The mix of FluidSynth's renders, its sample rate and the longest render's length.
+
+    Each part is read and added as soon as it and the parts before it are rendered, while the
+    longer renders still run (the accompaniment of ten minutes renders 2.5 s after the
+    melody). Whether the parts are cut with read_fitted's fade depends on the longest render,
+    known only at the end, so the last FADE_S of every part is kept aside and added last;
+    the additions, in part order, are those of reading every part after the last render, so
+    the mix is the same to the bit.
+    """
+    if duration_s is None:  # the mix is as long as the longest render: wait for every one
+        for index in range(len(parts)):
+            wait(index)
+    mix: np.ndarray | None = None
+    tails: list[np.ndarray] = []
+    rate = length = fade = 0
+    for index, ((name, _), path) in enumerate(zip(parts, raws, strict=True)):
+        wait(index)
+        if mix is None:
+            rate = int(soundfile.info(str(path)).samplerate)
+            if duration_s is None:
+                length = max(soundfile.info(str(raw)).frames for raw in raws)
+            else:
+                length = int(round(duration_s * rate))
+            fade = min(length, int(round(FADE_S * rate)))
+            mix = np.zeros((length, 2), dtype=np.float32)
+        stem = read_fitted(path, length, length, rate)  # uncut: the fade comes at the end
+        peak = max_abs(stem)  # the cut part's peak can only be lower, and raw_peak decides
+        if peak < SILENCE_PEAK and raw_peak(path) < SILENCE_PEAK:
+            raise RenderError(
+                f"FluidSynth rendered silence for the part {name!r} of {source} "
+                f"(peak {peak:.1e}): the soundfont lacks its instrument or its notes are silent"
+            )
+        mix[: length - fade] += stem[: length - fade]
+        tails.append(stem[length - fade :].copy())
+        del stem
+    assert mix is not None  # split_stems gave at least one part
+    rendered = max(soundfile.info(str(raw)).frames for raw in raws)
+    for tail in tails:
+        if fade > 0 and rendered > length:
+            tail *= np.linspace(1.0, 0.0, fade, dtype=np.float32)[:, None]
+        mix[length - fade :] += tail
+    return mix, rate, rendered
+
+
+class _PartRenders:
+    """FluidSynth renders of the parts, at most `at_once` running: each wait for a part starts
+    the next part not yet started."""
+
+    def __init__(
+        self,
+        parts: list[pretty_midi.PrettyMIDI],
+        raws: list[Path],
+        soundfont: Path,
+        sample_rate: int,
+        at_once: int,
+    ) -> None:
+        self.parts, self.raws, self.soundfont, self.sample_rate = (
+            parts,
+            raws,
+            soundfont,
+            sample_rate,
+        )
+        self.runs: list[FluidSynthRun] = []
+        self.done: set[int] = set()
+        for _ in range(min(at_once, len(parts))):
+            self._start_next()
+
+    def _start_next(self) -> None:
+        index = len(self.runs)
+        if index < len(self.parts):
+            midi_path = self.raws[index].with_suffix(".mid")
+            self.parts[index].write(str(midi_path))
+            run = FluidSynthRun(midi_path, self.raws[index], self.soundfont, self.sample_rate)
+            self.runs.append(run)
+
+    def wait(self, index: int) -> None:
+        """Until part `index` is rendered (idempotent)."""
+        while index not in self.done:
+            earliest = min(set(range(len(self.runs))) - self.done)
+            self.runs[earliest].wait()
+            self.done.add(earliest)
+            self._start_next()
+
+    def stop(self) -> None:
+        """Kill the renders still running."""
+        for index, run in enumerate(self.runs):
+            if index not in self.done:
+                run.stop()
+
+
 def render_raw_file(
     pm: pretty_midi.PrettyMIDI, soundfont: Path, sample_rate: int, out: Path
 ) -> None:
@@ -658,7 +814,7 @@ def render_raw_file(
 
 
 def read_fitted(
-    path: Path, length: int, rendered: int, sample_rate: int, fade_s: float = 0.5
+    path: Path, length: int, rendered: int, sample_rate: int, fade_s: float = FADE_S
 ) -> np.ndarray:
     """(length, 2) float32 of a FluidSynth render: cut (with fit_length's fade-out) or padded
     with silence; `rendered` is the longest render's length, so every stem is cut alike."""

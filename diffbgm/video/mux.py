@@ -7,8 +7,11 @@ import os
 import signal
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal
+
+import soundfile
 
 from diffbgm.errors import RenderError
 from diffbgm.video.types import VideoInfo
@@ -38,20 +41,36 @@ def _ffmpeg_quiet() -> list[str]:
     return [ffmpeg_exe(), "-y", "-nostdin", "-hide_banner", "-loglevel", "error"]
 
 
-def _audio_filter(
-    mode: AudioMode, has_original_audio: bool, duration_s: float, picture: str = "0:v:0"
+def _sound_args(
+    mode: AudioMode,
+    has_original_audio: bool,
+    duration_s: float,
+    rate: int | None = None,
+    samples: tuple[int, int] | None = None,
 ) -> list[str]:
-    """ffmpeg arguments that map the picture stream and choose or mix the audio streams
-    (input 0 = the video, 1 = the music)."""
+    """ffmpeg arguments that choose or mix the sound (input 0 = the video, 1 = the music) and
+    map it as the output's audio stream.
+
+    rate: the music's sample rate, which the video's own sound is brought to before the mix
+    (None: left to ffmpeg). samples=(start, end): only those samples of the sound, at that
+    rate, as a stream of its own (a piece of `encode_sound_track`'s split encode)."""
+    # the sound starts at time 0 (the video's own sound may start a few ms late, and amix
+    # would carry that over to the music, which belongs to the first frame)
+    chain = "asetpts=N/SR/TB"
+    if samples is not None:
+        chain += f",atrim=start_sample={samples[0]}:end_sample={samples[1]},asetpts=N/SR/TB"
     if mode == "replace" or not has_original_audio:
-        return ["-map", picture, "-map", "1:a:0"]
+        if samples is None:
+            return ["-map", "1:a:0"]
+        return ["-filter_complex", f"[1:a:0]{chain}[mix]", "-map", "[mix]"]
     original_gain = 1.0 if mode == "keep" else DUCKED_ORIGINAL_GAIN
+    resample = "" if rate is None else f"aresample={rate},"
     graph = (
-        f"[0:a:0]volume={original_gain},apad,atrim=0:{duration_s:.3f}[orig];"
+        f"[0:a:0]{resample}volume={original_gain},apad,atrim=0:{duration_s:.3f}[orig];"
         f"[1:a:0]apad,atrim=0:{duration_s:.3f}[music];"
-        "[orig][music]amix=inputs=2:duration=first:normalize=0,alimiter=limit=0.95[mix]"
+        f"[orig][music]amix=inputs=2:duration=first:normalize=0,alimiter=limit=0.95,{chain}[mix]"
     )
-    return ["-filter_complex", graph, "-map", picture, "-map", "[mix]"]
+    return ["-filter_complex", graph, "-map", "[mix]"]
 
 
 def _ffmpeg_reason(stderr: str, *paths: Path) -> str:
@@ -122,8 +141,7 @@ def mux_music(
     already (`VideoTrackJob`, while the music was composed); it is copied. Both streams end at
     `duration_s`. Written to a temporary name first, so a failure never leaves a half-written MP4.
     """
-    if audio not in AUDIO_MODES:
-        raise RenderError(f"unknown audio mode {audio!r}; choose one of {', '.join(AUDIO_MODES)}")
+    _check_audio_mode(audio)
     if video_track is not None:
         video_args = ["-i", str(video_track)]  # input 2
         picture, codec_args = "2:v:0", ["-c:v", "copy"]
@@ -132,36 +150,179 @@ def mux_music(
         video_args = []
         picture = "0:v:0"
         codec_args = _video_codec_args(copy, info)
-    tmp = out_path.with_name(out_path.stem + ".partial.mp4")
-    cmd = [
-        *_ffmpeg_quiet(),
-        "-i",
-        str(video_path),
-        "-i",
-        str(music_wav),
-        *video_args,
-        *_audio_filter(audio, has_original_audio, duration_s, picture),
-        "-t",
-        f"{duration_s:.3f}",
-        *codec_args,
-        *AAC_ARGS,
-        "-movflags",
-        "+faststart",
-        str(tmp),
+    arguments = [
+        *["-i", str(video_path), "-i", str(music_wav), *video_args],
+        *_sound_args(audio, has_original_audio, duration_s, _rate_of(music_wav)),
+        *["-map", picture, "-t", f"{duration_s:.3f}", *codec_args, *AAC_ARGS],
+        *["-movflags", "+faststart"],
     ]
+    return _write_with_ffmpeg(
+        arguments,
+        out_path,
+        timeout_s,
+        f"lay the music under '{video_path.name}'",
+        video_path,
+        music_wav,
+    )
+
+
+# Sound at least this long is encoded in two pieces at once (AAC is one thread in ffmpeg):
+# ten minutes took 5.6 s after the mix was written, the last thing a long compose waited for.
+SPLIT_SOUND_MIN_S = 120.0
+AAC_FRAME = 1024  # samples per AAC frame
+SPLIT_WARM_UP = 8 * AAC_FRAME  # samples the second piece's encoder reads before the seam
+
+
+def encode_sound_track(
+    video_path: Path,
+    music_wav: Path,
+    out_path: Path,
+    duration_s: float,
+    audio: AudioMode = "duck",
+    has_original_audio: bool = True,
+    timeout_s: float = 600.0,
+    split: bool | None = None,
+) -> Path:
+    """Write `out_path` (.m4a): the MP4's sound alone, as `mux_music` would encode it (AAC;
+    the music, with the video's own sound under it as `audio` says).
+
+    It needs no picture, so it is made as soon as the mix is written, while a background
+    picture encode may still run; `join_tracks` then only copies both streams.
+
+    split (None: for sound of SPLIT_SOUND_MIN_S or more on a machine of two cores or more):
+    encode the two halves at once and splice their AAC frames at a frame boundary. The
+    second half's encoder starts SPLIT_WARM_UP samples before the seam and those frames are
+    dropped, so every frame's transform is made from the real signal on both sides; measured
+    on eight seams, the signal-to-noise ratio around a seam is that of an unsplit encode
+    within 1.5 dB (docs/video.md, "Muxing")."""
+    _check_audio_mode(audio)
+    rate = _rate_of(music_wav)
+    if split is None:
+        split = duration_s >= SPLIT_SOUND_MIN_S and (os.cpu_count() or 1) >= 2
+    task = f"encode the sound for '{video_path.name}'"
+    if not split or rate is None:
+        arguments = [
+            *["-i", str(video_path), "-i", str(music_wav)],
+            *_sound_args(audio, has_original_audio, duration_s, rate),
+            *["-t", f"{duration_s:.3f}", *AAC_ARGS],
+        ]
+        return _write_with_ffmpeg(arguments, out_path, timeout_s, task, video_path, music_wav)
+    total = int(round(duration_s * rate))
+    seam = total // 2 // AAC_FRAME * AAC_FRAME
+    pieces = [(0, min(total, seam + 4 * AAC_FRAME)), (seam - SPLIT_WARM_UP, total)]
+    paths = [out_path.with_name(f"{out_path.stem}.piece{i}.m4a") for i in range(2)]
+    try:
+        with ThreadPoolExecutor(max_workers=2) as pool:  # two ffmpeg processes
+            jobs = [
+                pool.submit(
+                    _write_with_ffmpeg,
+                    [
+                        *["-i", str(video_path), "-i", str(music_wav)],
+                        *_sound_args(audio, has_original_audio, duration_s, rate, samples),
+                        *AAC_ARGS,
+                    ],
+                    path,
+                    timeout_s,
+                    task,
+                    video_path,
+                    music_wav,
+                )
+                for samples, path in zip(pieces, paths, strict=True)
+            ]
+            first, second = (job.result() for job in jobs)
+        return _splice_aac(first, second, seam, pieces[1][0], rate, out_path)
+    finally:
+        for path in paths:
+            path.unlink(missing_ok=True)
+
+
+def _splice_aac(
+    first: Path, second: Path, seam: int, second_start: int, rate: int, out_path: Path
+) -> Path:
+    """The frames of `first` before sample `seam` and those of `second` (whose sample 0 is
+    sample `second_start` of the sound) from the seam on, as one AAC stream in `out_path`."""
+    import av
+
+    tmp = out_path.with_name(out_path.stem + ".partial" + out_path.suffix)
+    try:
+        with (
+            av.open(str(first)) as head,
+            av.open(str(second)) as tail,
+            av.open(str(tmp), "w", format="mp4") as joined,
+        ):
+            source, later = head.streams.audio[0], tail.streams.audio[0]
+            if source.time_base is None or later.time_base is None:
+                raise RenderError("an encoded half of the sound has no time base")
+            stream = joined.add_stream_from_template(source)
+            seam_at = round(seam / rate / source.time_base)
+            for packet in head.demux(source):
+                if packet.size and packet.pts is not None and packet.pts < seam_at:
+                    packet.stream = stream
+                    joined.mux(packet)
+            shift = round(second_start / rate / later.time_base)
+            for packet in tail.demux(later):
+                if not packet.size or packet.pts is None:
+                    continue
+                at = round((packet.pts + shift) * later.time_base / source.time_base)
+                if at >= seam_at:
+                    packet.pts = packet.dts = at
+                    packet.stream = stream
+                    joined.mux(packet)
+    except (av.FFmpegError, OSError) as exc:
+        tmp.unlink(missing_ok=True)
+        raise RenderError(f"could not splice the two halves of the sound: {exc}") from exc
+    tmp.replace(out_path)
+    return out_path
+
+
+def join_tracks(
+    video_track: Path,
+    sound_track: Path,
+    out_path: Path,
+    duration_s: float,
+    timeout_s: float = 600.0,
+) -> Path:
+    """Write `out_path` (MP4): the picture of `video_track` and the sound of `sound_track`,
+    both copied as they are, ending at `duration_s`."""
+    arguments = [
+        *["-i", str(video_track), "-i", str(sound_track), "-map", "0:v:0", "-map", "1:a:0"],
+        *["-t", f"{duration_s:.3f}", "-c", "copy", "-movflags", "+faststart"],
+    ]
+    return _write_with_ffmpeg(
+        arguments, out_path, timeout_s, "join the picture and the sound", video_track, sound_track
+    )
+
+
+def _rate_of(music_wav: Path) -> int | None:
+    """The music's sample rate (None when soundfile cannot read it: ffmpeg then decides and
+    reports what is wrong with the file)."""
+    try:
+        return int(soundfile.info(str(music_wav)).samplerate)
+    except (RuntimeError, OSError):  # soundfile's LibsndfileError is a RuntimeError
+        return None
+
+
+def _check_audio_mode(audio: str) -> None:
+    if audio not in AUDIO_MODES:
+        raise RenderError(f"unknown audio mode {audio!r}; choose one of {', '.join(AUDIO_MODES)}")
+
+
+def _write_with_ffmpeg(
+    arguments: list[str], out_path: Path, timeout_s: float, task: str, *inputs: Path
+) -> Path:
+    """Run ffmpeg with `arguments` and a temporary output name next to `out_path`, renamed
+    only on success, so a failure never leaves a half-written file; RenderError ("ffmpeg
+    could not {task}: reason") otherwise."""
+    tmp = out_path.with_name(out_path.stem + ".partial" + out_path.suffix)
+    cmd = [*_ffmpeg_quiet(), *arguments, str(tmp)]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
     except subprocess.TimeoutExpired as exc:
         tmp.unlink(missing_ok=True)
-        raise RenderError(
-            f"ffmpeg took longer than {timeout_s:.0f} s muxing {video_path.name}"
-        ) from exc
+        raise RenderError(f"ffmpeg took longer than {timeout_s:.0f} s to {task}") from exc
     if proc.returncode != 0 or not tmp.exists() or tmp.stat().st_size == 0:
         tmp.unlink(missing_ok=True)
-        raise RenderError(
-            f"ffmpeg could not lay the music under '{video_path.name}': "
-            f"{_ffmpeg_reason(proc.stderr, video_path, music_wav, tmp)}"
-        )
+        raise RenderError(f"ffmpeg could not {task}: {_ffmpeg_reason(proc.stderr, *inputs, tmp)}")
     tmp.replace(out_path)
     return out_path
 
