@@ -457,7 +457,7 @@ class Composer:
         written and then the piano-roll picture drawn: Python-bound jobs beside subprocesses,
         so on two cores they take the time of the longer ones."""
         from diffbgm import outputs
-        from diffbgm.video.mux import encode_sound_track, join_tracks, mux_music
+        from diffbgm.video.mux import encode_sound_track, join_tracks
 
         threads = self._sampling_threads(free_cores, track)
         if threads is not None:
@@ -501,27 +501,22 @@ class Composer:
                 )
 
             def mux(wav: Path) -> Path:
-                has_audio = bool(analysis.info.has_audio)
-                if track is None:  # nothing to wait for: one ffmpeg copies or encodes the picture
-                    return mux_music(
-                        video,
-                        wav,
-                        folder / "video.mp4",
-                        duration_s=plan.duration_s,
-                        audio=options.audio,
-                        has_original_audio=has_audio,
-                        info=analysis.info,
-                    )
-                # the sound is encoded while the picture may still be; the join only copies
+                # the sound is encoded on its own as soon as the mix is written (while the
+                # picture may still be encoding), and the MP4 is then joined by copying both
+                # streams
                 sound = encode_sound_track(
                     video,
                     wav,
                     folder / ".sound-track.m4a",
                     plan.duration_s,
                     audio=options.audio,
-                    has_original_audio=has_audio,
+                    has_original_audio=bool(analysis.info.has_audio),
                 )
                 try:
+                    if track is None:  # the upload's own H.264/HEVC stream, copied
+                        return join_tracks(
+                            video, sound, folder / "video.mp4", plan.duration_s, info=analysis.info
+                        )
                     return join_tracks(track.result(), sound, folder / "video.mp4", plan.duration_s)
                 finally:
                     sound.unlink(missing_ok=True)

@@ -168,6 +168,10 @@ def test_sampling_leaves_a_core_to_the_background_encoder(
     assert len(made) == 1 and 1 <= made[0].free <= (os.cpu_count() or 1)
     assert (made[0]._job_running is not None) == encoded
     assert steps and not made[0]._sharing  # every step reported; the cores given back
+    if not encoded:  # the upload's H.264 stream is copied into the MP4 packet for packet
+        from tests.test_mux import _packets
+
+        assert _packets(tmp_path / "out" / "video.mp4") == _packets(video)
 
 
 def test_the_video_is_muxed_while_the_stems_and_the_zip_are_written(

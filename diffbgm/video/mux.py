@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal
 
@@ -42,33 +41,23 @@ def _ffmpeg_quiet() -> list[str]:
 
 
 def _sound_args(
-    mode: AudioMode,
-    has_original_audio: bool,
-    duration_s: float,
-    rate: int | None = None,
-    samples: tuple[int, int] | None = None,
+    mode: AudioMode, has_original_audio: bool, duration_s: float, rate: int | None = None
 ) -> list[str]:
     """ffmpeg arguments that choose or mix the sound (input 0 = the video, 1 = the music) and
-    map it as the output's audio stream.
-
-    rate: the music's sample rate, which the video's own sound is brought to before the mix
-    (None: left to ffmpeg). samples=(start, end): only those samples of the sound, at that
-    rate, as a stream of its own (a piece of `encode_sound_track`'s split encode)."""
-    # the sound starts at time 0 (the video's own sound may start a few ms late, and amix
-    # would carry that over to the music, which belongs to the first frame)
-    chain = "asetpts=N/SR/TB"
-    if samples is not None:
-        chain += f",atrim=start_sample={samples[0]}:end_sample={samples[1]},asetpts=N/SR/TB"
+    map it as the output's audio stream. rate: the music's sample rate, which the video's own
+    sound is brought to before the mix (None: left to ffmpeg)."""
     if mode == "replace" or not has_original_audio:
-        if samples is None:
-            return ["-map", "1:a:0"]
-        return ["-filter_complex", f"[1:a:0]{chain}[mix]", "-map", "[mix]"]
+        return ["-map", "1:a:0"]
     original_gain = 1.0 if mode == "keep" else DUCKED_ORIGINAL_GAIN
     resample = "" if rate is None else f"aresample={rate},"
+    # the mix starts at time 0: amix takes its timestamps from the video's own sound, which
+    # may start a few ms late (3 ms in the example clip), and the music belongs to the first
+    # frame
     graph = (
         f"[0:a:0]{resample}volume={original_gain},apad,atrim=0:{duration_s:.3f}[orig];"
         f"[1:a:0]apad,atrim=0:{duration_s:.3f}[music];"
-        f"[orig][music]amix=inputs=2:duration=first:normalize=0,alimiter=limit=0.95,{chain}[mix]"
+        "[orig][music]amix=inputs=2:duration=first:normalize=0,alimiter=limit=0.95,"
+        "asetpts=N/SR/TB[mix]"
     )
     return ["-filter_complex", graph, "-map", "[mix]"]
 
@@ -166,13 +155,6 @@ def mux_music(
     )
 
 
-# Sound at least this long is encoded in two pieces at once (AAC is one thread in ffmpeg):
-# ten minutes took 5.6 s after the mix was written, the last thing a long compose waited for.
-SPLIT_SOUND_MIN_S = 120.0
-AAC_FRAME = 1024  # samples per AAC frame
-SPLIT_WARM_UP = 8 * AAC_FRAME  # samples the second piece's encoder reads before the seam
-
-
 def encode_sound_track(
     video_path: Path,
     music_wav: Path,
@@ -181,115 +163,40 @@ def encode_sound_track(
     audio: AudioMode = "duck",
     has_original_audio: bool = True,
     timeout_s: float = 600.0,
-    split: bool | None = None,
 ) -> Path:
     """Write `out_path` (.m4a): the MP4's sound alone, as `mux_music` would encode it (AAC;
     the music, with the video's own sound under it as `audio` says).
 
     It needs no picture, so it is made as soon as the mix is written, while a background
-    picture encode may still run; `join_tracks` then only copies both streams.
-
-    split (None: for sound of SPLIT_SOUND_MIN_S or more on a machine of two cores or more):
-    encode the two halves at once and splice their AAC frames at a frame boundary. The
-    second half's encoder starts SPLIT_WARM_UP samples before the seam and those frames are
-    dropped, so every frame's transform is made from the real signal on both sides; measured
-    on eight seams, the signal-to-noise ratio around a seam is that of an unsplit encode
-    within 1.5 dB (docs/video.md, "Muxing")."""
+    picture encode may still run; `join_tracks` then only copies both streams."""
     _check_audio_mode(audio)
-    rate = _rate_of(music_wav)
-    if split is None:
-        split = duration_s >= SPLIT_SOUND_MIN_S and (os.cpu_count() or 1) >= 2
+    arguments = [
+        *["-i", str(video_path), "-i", str(music_wav)],
+        *_sound_args(audio, has_original_audio, duration_s, _rate_of(music_wav)),
+        *["-t", f"{duration_s:.3f}", *AAC_ARGS],
+    ]
     task = f"encode the sound for '{video_path.name}'"
-    if not split or rate is None:
-        arguments = [
-            *["-i", str(video_path), "-i", str(music_wav)],
-            *_sound_args(audio, has_original_audio, duration_s, rate),
-            *["-t", f"{duration_s:.3f}", *AAC_ARGS],
-        ]
-        return _write_with_ffmpeg(arguments, out_path, timeout_s, task, video_path, music_wav)
-    total = int(round(duration_s * rate))
-    seam = total // 2 // AAC_FRAME * AAC_FRAME
-    pieces = [(0, min(total, seam + 4 * AAC_FRAME)), (seam - SPLIT_WARM_UP, total)]
-    paths = [out_path.with_name(f"{out_path.stem}.piece{i}.m4a") for i in range(2)]
-    try:
-        with ThreadPoolExecutor(max_workers=2) as pool:  # two ffmpeg processes
-            jobs = [
-                pool.submit(
-                    _write_with_ffmpeg,
-                    [
-                        *["-i", str(video_path), "-i", str(music_wav)],
-                        *_sound_args(audio, has_original_audio, duration_s, rate, samples),
-                        *AAC_ARGS,
-                    ],
-                    path,
-                    timeout_s,
-                    task,
-                    video_path,
-                    music_wav,
-                )
-                for samples, path in zip(pieces, paths, strict=True)
-            ]
-            first, second = (job.result() for job in jobs)
-        return _splice_aac(first, second, seam, pieces[1][0], rate, out_path)
-    finally:
-        for path in paths:
-            path.unlink(missing_ok=True)
-
-
-def _splice_aac(
-    first: Path, second: Path, seam: int, second_start: int, rate: int, out_path: Path
-) -> Path:
-    """The frames of `first` before sample `seam` and those of `second` (whose sample 0 is
-    sample `second_start` of the sound) from the seam on, as one AAC stream in `out_path`."""
-    import av
-
-    tmp = out_path.with_name(out_path.stem + ".partial" + out_path.suffix)
-    try:
-        with (
-            av.open(str(first)) as head,
-            av.open(str(second)) as tail,
-            av.open(str(tmp), "w", format="mp4") as joined,
-        ):
-            source, later = head.streams.audio[0], tail.streams.audio[0]
-            if source.time_base is None or later.time_base is None:
-                raise RenderError("an encoded half of the sound has no time base")
-            stream = joined.add_stream_from_template(source)
-            seam_at = round(seam / rate / source.time_base)
-            for packet in head.demux(source):
-                if packet.size and packet.pts is not None and packet.pts < seam_at:
-                    packet.stream = stream
-                    joined.mux(packet)
-            shift = round(second_start / rate / later.time_base)
-            for packet in tail.demux(later):
-                if not packet.size or packet.pts is None:
-                    continue
-                at = round((packet.pts + shift) * later.time_base / source.time_base)
-                if at >= seam_at:
-                    packet.pts = packet.dts = at
-                    packet.stream = stream
-                    joined.mux(packet)
-    except (av.FFmpegError, OSError) as exc:
-        tmp.unlink(missing_ok=True)
-        raise RenderError(f"could not splice the two halves of the sound: {exc}") from exc
-    tmp.replace(out_path)
-    return out_path
+    return _write_with_ffmpeg(arguments, out_path, timeout_s, task, video_path, music_wav)
 
 
 def join_tracks(
-    video_track: Path,
+    picture: Path,
     sound_track: Path,
     out_path: Path,
     duration_s: float,
     timeout_s: float = 600.0,
+    info: VideoInfo | None = None,
 ) -> Path:
-    """Write `out_path` (MP4): the picture of `video_track` and the sound of `sound_track`,
-    both copied as they are, ending at `duration_s`."""
+    """Write `out_path` (MP4): the first video stream of `picture` (a `VideoTrackJob`'s track,
+    or the upload itself when `video_can_be_copied`; `info` then names its codec) and the
+    sound of `sound_track`, both copied as they are, ending at `duration_s`."""
+    tag = COPYABLE_CODECS.get(info.video_codec, []) if info is not None else []
     arguments = [
-        *["-i", str(video_track), "-i", str(sound_track), "-map", "0:v:0", "-map", "1:a:0"],
-        *["-t", f"{duration_s:.3f}", "-c", "copy", "-movflags", "+faststart"],
+        *["-i", str(picture), "-i", str(sound_track), "-map", "0:v:0", "-map", "1:a:0"],
+        *["-t", f"{duration_s:.3f}", "-c", "copy", *tag, "-movflags", "+faststart"],
     ]
     return _write_with_ffmpeg(
-        arguments, out_path, timeout_s, "join the picture and the sound", video_track, sound_track
+        arguments, out_path, timeout_s, "join the picture and the sound", picture, sound_track
     )
 
 
