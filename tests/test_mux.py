@@ -173,6 +173,11 @@ def test_the_sound_encoded_apart_and_joined_equals_the_one_step_mux(tmp_path: Pa
     )
     assert np.array_equal(_sound(joined), _sound(one_step))
     assert _packets(joined) == _packets(track)
+    import av
+
+    for mp4 in (joined, one_step):  # the picture first, as players and the app expect
+        with av.open(str(mp4)) as container:
+            assert [stream.type for stream in container.streams] == ["video", "audio"]
     assert not list(tmp_path.glob("*.partial*"))
     job.cancel()
 

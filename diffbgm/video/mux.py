@@ -140,9 +140,9 @@ def mux_music(
         picture = "0:v:0"
         codec_args = _video_codec_args(copy, info)
     arguments = [
-        *["-i", str(video_path), "-i", str(music_wav), *video_args],
+        *["-i", str(video_path), "-i", str(music_wav), *video_args, "-map", picture],
         *_sound_args(audio, has_original_audio, duration_s, _rate_of(music_wav)),
-        *["-map", picture, "-t", f"{duration_s:.3f}", *codec_args, *AAC_ARGS],
+        *["-t", f"{duration_s:.3f}", *codec_args, *AAC_ARGS],
         *["-movflags", "+faststart"],
     ]
     return _write_with_ffmpeg(
