@@ -30,6 +30,7 @@ import itertools
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -177,6 +178,25 @@ def load_average() -> float:
     return os.getloadavg()[0]
 
 
+def speed_probe(frames: int = 96, repeats: int = 3) -> float:
+    """CPU seconds of a fixed piece of work: libx264 (ultrafast, one thread) on `frames` frames
+    of ffmpeg's 720p test pattern, the median of `repeats`. The same compose cost 7.7 to 8.5
+    CPU s on this machine within one session as its speed varied; recorded beside the figures,
+    this says which speed they were measured at (lower = faster)."""
+    from diffbgm.video.mux import ffmpeg_exe
+
+    pattern = "testsrc2=size=1280x720:rate=24"
+    cmd = [ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i", pattern]
+    cmd += ["-frames:v", str(frames), "-c:v", "libx264", "-preset", "ultrafast", "-threads", "1"]
+    seconds = []
+    for _ in range(repeats):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        subprocess.run([*cmd, "-f", "null", "-"], check=True)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        seconds.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+    return round(statistics.median(seconds), 3)
+
+
 def print_cases(title: str, cases: dict[str, dict]) -> None:
     """One table: a column per setting, and new/old ratios when both ran."""
     first = next(iter(cases.values()))
@@ -244,6 +264,8 @@ def main() -> None:
     order = [args.only] if args.only else ["baseline", "shipped"]
     load_at_start = load_average()
     print(f"load average at start: {load_at_start:.2f} (idle machine: < 0.5)")
+    probe_at_start = speed_probe()
+    print(f"speed probe at start: {probe_at_start:.3f} CPU s (lower = faster; speed_probe())")
     short = {w: child(args.video, args.model, 1 + args.warm_runs, w) for w in order}
     print_cases("short clip, warm", short)
     long: dict[str, dict] = {}
@@ -252,6 +274,8 @@ def main() -> None:
             long_video = make_long_video(args.video, args.long_minutes, Path(tmp))
             long = {w: child(long_video, args.model, 1, w) for w in order}
         print_cases("long video, cold", long)
+    probe_at_end = speed_probe()
+    print(f"speed probe at the end: {probe_at_end:.3f} CPU s (at start {probe_at_start:.3f})")
     if args.record is not None and "shipped" in short:
         record = {
             "date": datetime.date.today().isoformat(),
@@ -259,6 +283,7 @@ def main() -> None:
             + ("" if long else " --long-minutes 0")
             + f" --warm-runs {args.warm_runs}",
             "load_average_at_start": round(load_at_start, 2),
+            "speed_probe_cpu_s": {"start": probe_at_start, "end": probe_at_end},
             "defaults": {
                 "generation": short["shipped"]["generation"],
                 "threads": "auto",
