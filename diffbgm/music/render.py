@@ -723,22 +723,18 @@ def _sum_renders(
     the additions, in part order, are those of reading every part after the last render, so
     the mix is the same to the bit.
     """
+    wait(0)
+    rate = int(soundfile.info(str(raws[0])).samplerate)
     if duration_s is None:  # the mix is as long as the longest render: wait for every one
-        for index in range(len(parts)):
-            wait(index)
-    mix: np.ndarray | None = None
+        wait(len(parts) - 1)
+        length = max(soundfile.info(str(raw)).frames for raw in raws)
+    else:
+        length = int(round(duration_s * rate))
+    fade = min(length, int(round(FADE_S * rate)))
+    mix = np.zeros((length, 2), dtype=np.float32)
     tails: list[np.ndarray] = []
-    rate = length = fade = 0
     for index, ((name, _), path) in enumerate(zip(parts, raws, strict=True)):
         wait(index)
-        if mix is None:
-            rate = int(soundfile.info(str(path)).samplerate)
-            if duration_s is None:
-                length = max(soundfile.info(str(raw)).frames for raw in raws)
-            else:
-                length = int(round(duration_s * rate))
-            fade = min(length, int(round(FADE_S * rate)))
-            mix = np.zeros((length, 2), dtype=np.float32)
         stem = read_fitted(path, length, length, rate)  # uncut: the fade comes at the end
         peak = max_abs(stem)  # the cut part's peak can only be lower, and raw_peak decides
         if peak < SILENCE_PEAK and raw_peak(path) < SILENCE_PEAK:
@@ -749,7 +745,6 @@ def _sum_renders(
         mix[: length - fade] += stem[: length - fade]
         tails.append(stem[length - fade :].copy())
         del stem
-    assert mix is not None  # split_stems gave at least one part
     rendered = max(soundfile.info(str(raw)).frames for raw in raws)
     for tail in tails:
         if fade > 0 and rendered > length:
@@ -759,8 +754,8 @@ def _sum_renders(
 
 
 class _PartRenders:
-    """FluidSynth renders of the parts, at most `at_once` running: each wait for a part starts
-    the next part not yet started."""
+    """FluidSynth renders of the parts, at most `at_once` running, waited for in part order:
+    each wait starts the next part not yet started."""
 
     def __init__(
         self,
@@ -770,47 +765,40 @@ class _PartRenders:
         sample_rate: int,
         at_once: int,
     ) -> None:
-        self.parts, self.raws, self.soundfont, self.sample_rate = (
-            parts,
-            raws,
-            soundfont,
-            sample_rate,
-        )
+        self.parts, self.raws = parts, raws
+        self.soundfont, self.sample_rate = soundfont, sample_rate
         self.runs: list[FluidSynthRun] = []
-        self.done: set[int] = set()
+        self.waited = 0  # parts 0 .. waited-1 are rendered
         for _ in range(min(at_once, len(parts))):
             self._start_next()
 
     def _start_next(self) -> None:
         index = len(self.runs)
         if index < len(self.parts):
-            midi_path = self.raws[index].with_suffix(".mid")
-            self.parts[index].write(str(midi_path))
-            run = FluidSynthRun(midi_path, self.raws[index], self.soundfont, self.sample_rate)
-            self.runs.append(run)
+            part, raw = self.parts[index], self.raws[index]
+            self.runs.append(start_render(part, self.soundfont, self.sample_rate, raw))
 
     def wait(self, index: int) -> None:
         """Until part `index` is rendered (idempotent)."""
-        while index not in self.done:
-            earliest = min(set(range(len(self.runs))) - self.done)
-            self.runs[earliest].wait()
-            self.done.add(earliest)
+        while self.waited <= index:
+            self.runs[self.waited].wait()
+            self.waited += 1
             self._start_next()
 
     def stop(self) -> None:
         """Kill the renders still running."""
-        for index, run in enumerate(self.runs):
-            if index not in self.done:
-                run.stop()
+        for run in self.runs[self.waited :]:
+            run.stop()
 
 
-def render_raw_file(
+def start_render(
     pm: pretty_midi.PrettyMIDI, soundfont: Path, sample_rate: int, out: Path
-) -> None:
-    """FluidSynth's float output for one PrettyMIDI, left on disk at `out`."""
+) -> FluidSynthRun:
+    """FluidSynth's float output for one PrettyMIDI, to be left on disk at `out` (its MIDI
+    beside it): started now, written once the run's `wait` returns."""
     midi_path = out.with_suffix(".mid")
     pm.write(str(midi_path))
-    run_fluidsynth(midi_path, out, soundfont, sample_rate)
+    return FluidSynthRun(midi_path, out, soundfont, sample_rate)
 
 
 def read_fitted(
