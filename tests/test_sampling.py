@@ -9,7 +9,12 @@ import pytest
 import torch
 
 from diffbgm.generation.decoding import decode_roll, density_matched_thresholds
-from diffbgm.generation.windows import sample_piece, two_pass_rounds, window_starts
+from diffbgm.generation.windows import (
+    fitted_window,
+    sample_piece,
+    two_pass_rounds,
+    window_starts,
+)
 from diffbgm.model.conditions import PieceConditions
 from diffbgm.model.config import ModelConfig, preset
 from diffbgm.model.diffusion import Diffusion
@@ -62,6 +67,47 @@ def test_window_starts_cover_the_piece() -> None:
     assert window_starts(100, 32, 0) == [0, 32, 64, 96]
     with pytest.raises(ValueError):
         window_starts(100, 32, 32)
+
+
+def test_fitted_windows_are_the_fewest_that_cover_the_piece_each_as_short_as_it_allows() -> None:
+    # the 30 s example (13 bars): two 7-bar windows instead of four of 4 bars
+    assert fitted_window(208, 128, 16, 64, 4) == 112
+    assert window_starts(208, 112, 16) == [0, 96]
+    # 32 bars: five windows of 116 steps (the last ends at 516, four steps past the end)
+    assert fitted_window(512, 128, 16, 64, 4) == 116
+    assert window_starts(512, 116, 16) == [0, 100, 200, 300, 400]
+    for total in range(1, 2000, 7):
+        window = fitted_window(total, 128, 16, 64, 4)
+        assert window % 4 == 0 and 64 <= window <= 128
+        starts = window_starts(total, window, 16)
+        assert starts[-1] + window >= total  # covered
+        fewest = 1 if total <= 128 else -(-(total - 16) // 112)
+        assert len(starts) == fewest
+    assert fitted_window(40, 128, 16, 64, 4) == 64  # a short piece keeps the model's window
+    assert fitted_window(100, 128, 16, 64, 4) == 100  # one window, as long as the piece
+    assert fitted_window(1000, 10, 16, 64, 4) == 64  # a longest below the model's: ignored
+
+
+def test_longer_windows_cover_the_piece_with_fewer_calls_unless_a_window_would_merge_segments(
+    setup: tuple[Denoiser, ModelConfig],
+) -> None:
+    model, config = setup  # tiny: 32-step windows, 8 segment slots
+    for n_segments, calls, window in ((3, 2, 56), (24, 5, 32)):
+        spy = SpyDiffusion(config)
+        roll = sample_piece(
+            model,
+            spy,
+            make_piece(96, n_segments),
+            config,
+            torch.Generator().manual_seed(0),
+            steps=2,
+            max_window_steps=64,
+        )
+        assert roll.shape == (2, 96, 16)
+        # 3 segments: two windows of 56 steps instead of five of 32 (hop 16); 24 segments of
+        # 4 steps would put 14 in a 56-step window, more than the 8 slots: the model's window
+        assert len(spy.calls) == calls, n_segments
+        assert {call["out"].shape[2] for call in spy.calls} == {window}
 
 
 def test_overlaps_are_in_painted_from_the_previous_window(

@@ -99,6 +99,15 @@ class GenerationConfig:
         0,
         8,
     )
+    max_window_steps: int = _knob(
+        0,
+        "> 0: windows may be longer than the model's own, up to this many 16th steps: the "
+        "piece is covered by the fewest windows that long, each stretched evenly (fewer "
+        "overlaps to sample, and a CPU does more work per second on a longer window); "
+        "0 = the model's window",
+        0,
+        4096,
+    )
     window_batch: int = _knob(
         1,
         "1 = windows left to right, one per network call; > 1 = two passes (every other "

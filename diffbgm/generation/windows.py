@@ -11,10 +11,15 @@ With `window_batch` > 1 the windows are sampled in rounds instead, several per n
 (a CPU does more work per second on a batch): first every other window, each on its own,
 then the windows between them, each in-painting a bar on both sides. A window that recalls
 earlier music waits for the round after the window that holds its source (`two_pass_rounds`).
+
+With `max_window_steps` the windows may be longer than the model's own (`fitted_window`): fewer
+of them, so less to sample, but a phrase that repeats one in its own window cannot be recalled
+(its source is not final yet).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -36,6 +41,26 @@ def window_starts(n_steps: int, window_steps: int, overlap_steps: int) -> list[i
     while starts[-1] + window_steps < n_steps:
         starts.append(starts[-1] + hop)
     return starts
+
+
+def fitted_window(total: int, longest: int, overlap: int, shortest: int, factor: int) -> int:
+    """The window length for a piece of `total` steps: the fewest windows of at most `longest`
+    steps (overlapping by `overlap`) cover it, each as short as that count allows, rounded
+    up to a multiple of `factor` (the UNet's time factor) and never below `shortest` (the
+    model's own window, which shorter pieces keep, padded, as before)."""
+    shortest = math.ceil(shortest / factor) * factor
+    longest = max(shortest, longest // factor * factor)
+    if longest <= overlap:
+        return shortest  # no hop: window_starts refuses it with a clear error
+    if total <= longest:
+        return max(shortest, math.ceil(total / factor) * factor)
+    count = math.ceil((total - overlap) / (longest - overlap))
+    return max(shortest, math.ceil((total + (count - 1) * overlap) / count / factor) * factor)
+
+
+def _segments_fit(segment_ids: np.ndarray, starts: list[int], window: int, slots: int) -> bool:
+    """Does every window hold at most `slots` segments?"""
+    return all(len(np.unique(segment_ids[start : start + window])) <= slots for start in starts)
 
 
 def two_pass_rounds(
@@ -109,11 +134,13 @@ def sample_piece(
     guide: RecallGuide | None = None,
     guidance_until: int = 0,
     window_batch: int = 1,
+    max_window_steps: int = 0,
 ) -> np.ndarray:
     """Sample a whole piece -> float32 (2, T_total, P) in [-1, 1] (onset, sustain).
 
     window_steps defaults to config.window_steps (16th steps; a multiple of the UNet's time
-    factor); overlap_steps (default one bar) are in-painted from the previous window.
+    factor), or with max_window_steps > 0 to the `fitted_window` of at most that many steps;
+    overlap_steps (default one bar) are in-painted from the previous window.
     known_roll (2, T_total, P) with known_mask (1 = keep) keeps part of an existing piece.
     guide: where returning phrases take their music from (None: no recall).
     guidance_until: guidance applies at timesteps >= this one only (0: at every step).
@@ -121,8 +148,22 @@ def sample_piece(
     many windows per call (needs overlap_steps <= half a window, else left to right).
     progress(done, total) counts denoising steps over all windows that are sampled.
     """
-    window = window_steps or config.window_steps
     total = piece.n_steps
+    window = window_steps or config.window_steps
+    if not window_steps and max_window_steps > 0:
+        longer = fitted_window(
+            total, max_window_steps, overlap_steps, config.window_steps, config.time_factor
+        )
+        # a window holding more segments than the model has slots for would merge the last
+        # ones (PieceConditions.window): their controls would be lost, so such a piece keeps
+        # the model's window
+        if _segments_fit(
+            piece.segment_ids,
+            window_starts(total, longer, overlap_steps),
+            longer,
+            config.max_segments,
+        ):
+            window = longer
     shape = (2, total, config.n_pitches)
     keep = piece_mask(known_mask, shape)
     roll = np.zeros(shape, dtype=np.float32)
