@@ -360,6 +360,34 @@ class WindowSet:
         return out
 
 
+@dataclass(frozen=True)
+class FeatureDifference:
+    """One feature's mean in each sample and their standardised difference
+    d = (mean B - mean A) / pooled standard deviation (> 0: larger in B)."""
+
+    name: str
+    mean_a: float
+    mean_b: float
+    d: float
+
+
+def feature_differences(a: WindowSet, b: WindowSet, top: int = 10) -> list[FeatureDifference]:
+    """The `top` features whose means differ most between the windows of `a` and `b`, in
+    pooled standard deviations: what the classifiers can see, in the music's own units."""
+    fa, fb = a.features, b.features
+    if not len(fa) or not len(fb):
+        return []
+    pooled = np.sqrt((fa.var(axis=0) + fb.var(axis=0)) / 2.0)
+    d = np.divide(
+        fb.mean(axis=0) - fa.mean(axis=0), pooled, out=np.zeros(pooled.shape), where=pooled > 0
+    )
+    order = np.argsort(-np.abs(d), kind="stable")[:top]
+    return [
+        FeatureDifference(a.names[i], float(fa[:, i].mean()), float(fb[:, i].mean()), float(d[i]))
+        for i in order
+    ]
+
+
 def split_by_parity(songs: Sequence[str]) -> tuple[list[str], list[str]]:
     """Two disjoint halves of a song list: even and odd song numbers (names that are not
     numbers alternate by their place in the sorted list)."""

@@ -8,6 +8,7 @@ import pytest
 from diffbgm.realism import (
     RealismConfig,
     WindowSet,
+    feature_differences,
     feature_names,
     grouped_folds,
     note_lengths,
@@ -141,3 +142,20 @@ def test_realism_report_has_the_floor_of_even_against_odd_songs() -> None:
     assert report["generated vs real"]["logistic"].accuracy > 0.9
     assert report["real vs real (floor)"]["forest"].songs == 12
     assert split_by_parity(["802", "801", "803"]) == (["802"], ["801", "803"])
+
+
+def test_feature_differences_name_the_shifted_features_in_their_own_units() -> None:
+    rng = np.random.default_rng(2)
+    names = feature_names(False)
+    real, generated = WindowSet(names), WindowSet(names)
+    real.add("801", rng.normal(size=(400, len(names))))
+    shifted = rng.normal(size=(400, len(names)))
+    top, bass = names.index("top_mean"), names.index("bass_mean")
+    shifted[:, top] -= 1.5  # a lower top voice
+    shifted[:, bass] += 0.8  # a higher bass
+    generated.add("802", shifted)
+    found = feature_differences(real, generated, top=2)
+    assert [f.name for f in found] == ["top_mean", "bass_mean"]
+    assert found[0].d == pytest.approx(-1.5, abs=0.25) and found[1].d == pytest.approx(0.8, abs=0.2)
+    assert found[0].mean_b < found[0].mean_a
+    assert feature_differences(real, WindowSet(names)) == []

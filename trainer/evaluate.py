@@ -48,9 +48,11 @@ from diffbgm.music.roll import PianoRoll, RollSpec, roll_to_midi
 from diffbgm.outputs import VelocityMethod, velocities_from_controls
 from diffbgm.plan import PlanConfig, contrast_at_cuts
 from diffbgm.realism import (
+    FeatureDifference,
     RealismConfig,
     TwoSampleResult,
     WindowSet,
+    feature_differences,
     feature_names,
     piece_windows,
     realism_report,
@@ -334,6 +336,11 @@ class _RealismWindows:
         if velocity is not None:
             self.sets[(kind, "with velocities")].add(song, windows)
 
+    def differences(self) -> list[FeatureDifference]:
+        """The note features whose means differ most, generated (b) against real (a)."""
+        real, generated = self.sets[("real", "notes only")], self.sets[("generated", "notes only")]
+        return feature_differences(real, generated)
+
     def report(self) -> dict[str, dict[str, dict[str, TwoSampleResult]]]:
         """{variant: {comparison: {classifier: result}}}; variants lacking windows left out."""
         out = {}
@@ -345,8 +352,12 @@ class _RealismWindows:
         return out
 
 
-def realism_markdown(report: dict[str, dict[str, dict[str, TwoSampleResult]]]) -> str:
-    """Accuracy table (0.5 = indistinguishable) and the features that separate most."""
+def realism_markdown(
+    report: dict[str, dict[str, dict[str, TwoSampleResult]]],
+    differences: list[FeatureDifference] | None = None,
+) -> str:
+    """Accuracy table (0.5 = indistinguishable), the features that separate most, and the
+    note features whose means differ most (generated against real)."""
     lines = [
         "### Realism: classifier two-sample test on 4-bar windows (0.5 = cannot tell apart)",
         "",
@@ -375,7 +386,17 @@ def realism_markdown(report: dict[str, dict[str, dict[str, TwoSampleResult]]]) -
                     f"- {variant}: logistic (standardised coefficient, + = larger in generated): "
                     f"{top_l}; forest (importance): {top_f}"
                 )
-    return "\n".join(lines + ["", "Features that separate most:", *notes])
+    means = []
+    if differences:
+        means = [
+            "",
+            "Note features whose means differ most (d: generated - real, in pooled std):",
+            "",
+            "| feature | generated | real | d |",
+            "|---|---|---|---|",
+            *(f"| {f.name} | {f.mean_b:.3f} | {f.mean_a:.3f} | {f.d:+.2f} |" for f in differences),
+        ]
+    return "\n".join(lines + ["", "Features that separate most:", *notes, *means])
 
 
 def _format(value: float) -> str:
@@ -543,8 +564,9 @@ def run_evaluation(options: EvalOptions) -> EvalReport:
         title += f", cut contrast {options.cut_contrast} at every boundary"
     markdown = markdown_report(generated, real, control, title)
     realism = windows.report() if windows is not None else {}
+    differences = windows.differences() if windows is not None else []
     if realism:
-        markdown += "\n\n" + realism_markdown(realism)
+        markdown += "\n\n" + realism_markdown(realism, differences)
     if skipped:
         markdown += f"\n\nskipped {len(skipped)} songs: " + ", ".join(sorted(skipped))
     data = {
@@ -563,6 +585,7 @@ def run_evaluation(options: EvalOptions) -> EvalReport:
             }
             for variant, comparisons in realism.items()
         },
+        "realism_feature_means": [asdict(difference) for difference in differences],
         "songs": per_song,
         "skipped": skipped,
         "seconds": round(time.perf_counter() - started, 2),
