@@ -10,9 +10,9 @@ import torch
 
 from diffbgm.generation.decoding import decode_roll, density_matched_thresholds
 from diffbgm.generation.windows import (
-    fitted_window,
     sample_piece,
     two_pass_rounds,
+    window_spans,
     window_starts,
 )
 from diffbgm.model.conditions import PieceConditions
@@ -69,30 +69,53 @@ def test_window_starts_cover_the_piece() -> None:
         window_starts(100, 32, 32)
 
 
-def test_fitted_windows_are_the_fewest_that_cover_the_piece_each_as_short_as_it_allows() -> None:
-    # the 30 s example (13 bars): two 7-bar windows instead of four of 4 bars
-    assert fitted_window(208, 128, 16, 64, 4) == 112
-    assert window_starts(208, 112, 16) == [0, 96]
-    # 32 bars: five windows of 116 steps (the last ends at 516, four steps past the end)
-    assert fitted_window(512, 128, 16, 64, 4) == 116
-    assert window_starts(512, 116, 16) == [0, 100, 200, 300, 400]
-    for total in range(1, 2000, 7):
-        window = fitted_window(total, 128, 16, 64, 4)
-        assert window % 4 == 0 and 64 <= window <= 128
-        starts = window_starts(total, window, 16)
-        assert starts[-1] + window >= total  # covered
-        fewest = 1 if total <= 128 else -(-(total - 16) // 112)
-        assert len(starts) == fewest
-    assert fitted_window(40, 128, 16, 64, 4) == 64  # a short piece keeps the model's window
-    assert fitted_window(100, 128, 16, 64, 4) == 100  # one window, as long as the piece
-    assert fitted_window(1000, 10, 16, 64, 4) == 64  # a longest below the model's: ignored
+def _check_spans(spans: list[tuple[int, int]], n_steps: int, overlap: int) -> None:
+    assert spans[0][0] == 0 and spans[-1][0] + spans[-1][1] >= n_steps  # covered
+    for (start, length), (next_start, _) in zip(spans, spans[1:], strict=False):
+        assert next_start == start + length - overlap  # each in-paints exactly one overlap
 
 
-def test_longer_windows_cover_the_piece_with_fewer_calls_unless_a_window_would_merge_segments(
+def test_window_spans_stop_before_a_phrase_that_recalls_music_of_the_same_window() -> None:
+    # the 30 s example: 13 bars, steps 112-159 recall steps 0-47
+    segments = np.repeat([0, 1, 2, 3], [88, 24, 48, 48])
+    source = np.full(208, -1)
+    source[112:160] = np.arange(48)
+    spans = window_spans(208, 64, 128, 16, 4, segments, 8, source)
+    assert spans == [(0, 112), (96, 112)]  # two windows instead of four; the recall's
+    # source (0-47) is final before the window that holds the recall runs
+    free = window_spans(208, 64, 128, 16, 4, segments, 8, None)
+    assert free == [(0, 128), (112, 96)]
+
+
+def test_window_spans_cover_the_piece_within_their_bounds() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        n_steps = int(rng.integers(1, 1500))
+        segments = np.sort(rng.integers(0, max(1, n_steps // 16), n_steps))
+        source = np.full(n_steps, -1)
+        at = int(rng.integers(0, n_steps))
+        source[at:] = np.arange(n_steps - at) // 2  # recalls of earlier music
+        spans = window_spans(n_steps, 64, 128, 16, 4, segments, 8, source)
+        _check_spans(spans, n_steps, 16)
+        for start, length in spans:
+            assert length % 4 == 0 and 64 <= length <= 128
+            end = min(start + length, n_steps)
+            if length > 64:  # a longer window obeys both rules
+                assert len(np.unique(segments[start:end])) <= 8
+                final = start + (16 if start else 0)
+                recalled = source[final:end]
+                assert not ((recalled >= final) & (recalled < end)).any()
+    with pytest.raises(ValueError):
+        window_spans(100, 16, 16, 16, 4, np.zeros(100, dtype=int), 8)
+
+
+def test_longer_windows_cover_the_piece_with_fewer_calls_unless_segments_forbid(
     setup: tuple[Denoiser, ModelConfig],
 ) -> None:
     model, config = setup  # tiny: 32-step windows, 8 segment slots
-    for n_segments, calls, window in ((3, 2, 56), (24, 5, 32)):
+    # 3 segments: windows of 64 and 48 steps instead of five of 32 (hop 16); 24 segments of
+    # 4 steps would put more than 8 in any longer window: the model's 32-step windows
+    for n_segments, lengths in ((3, [64, 48]), (24, [32] * 5)):
         spy = SpyDiffusion(config)
         roll = sample_piece(
             model,
@@ -104,10 +127,9 @@ def test_longer_windows_cover_the_piece_with_fewer_calls_unless_a_window_would_m
             max_window_steps=64,
         )
         assert roll.shape == (2, 96, 16)
-        # 3 segments: two windows of 56 steps instead of five of 32 (hop 16); 24 segments of
-        # 4 steps would put 14 in a 56-step window, more than the 8 slots: the model's window
-        assert len(spy.calls) == calls, n_segments
-        assert {call["out"].shape[2] for call in spy.calls} == {window}
+        assert [call["out"].shape[2] for call in spy.calls] == lengths, n_segments
+        for previous, current in zip(spy.calls, spy.calls[1:], strict=False):
+            assert torch.equal(current["out"][0, :, :16], previous["out"][0, :, -16:])
 
 
 def test_overlaps_are_in_painted_from_the_previous_window(

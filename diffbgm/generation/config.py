@@ -101,9 +101,10 @@ class GenerationConfig:
     )
     max_window_steps: int = _knob(
         0,
-        "> 0: windows may be longer than the model's own, up to this many 16th steps: the "
-        "piece is covered by the fewest windows that long, each stretched evenly (fewer "
-        "overlaps to sample, and a CPU does more work per second on a longer window); "
+        "> the model's window: windows may grow up to this many 16th steps (fewer overlaps "
+        "to sample, and a CPU does more work per second on a longer window), each ending "
+        "before a phrase that recalls music of its own and holding no more segments than "
+        "the model has slots for; faster, but less structured music (docs/evaluation.md); "
         "0 = the model's window",
         0,
         4096,

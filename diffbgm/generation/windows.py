@@ -12,9 +12,10 @@ With `window_batch` > 1 the windows are sampled in rounds instead, several per n
 then the windows between them, each in-painting a bar on both sides. A window that recalls
 earlier music waits for the round after the window that holds its source (`two_pass_rounds`).
 
-With `max_window_steps` the windows may be longer than the model's own (`fitted_window`): fewer
-of them, so less to sample, but a phrase that repeats one in its own window cannot be recalled
-(its source is not final yet).
+With `max_window_steps` the windows may be longer than the model's own (`window_spans`): fewer
+of them, so less to sample. A window ends before a phrase that recalls music of the same
+window (a recall is guided by final music only) and holds no more segments than the model has
+slots for.
 """
 
 from __future__ import annotations
@@ -43,24 +44,46 @@ def window_starts(n_steps: int, window_steps: int, overlap_steps: int) -> list[i
     return starts
 
 
-def fitted_window(total: int, longest: int, overlap: int, shortest: int, factor: int) -> int:
-    """The window length for a piece of `total` steps: the fewest windows of at most `longest`
-    steps (overlapping by `overlap`) cover it, each as short as that count allows, rounded
-    up to a multiple of `factor` (the UNet's time factor) and never below `shortest` (the
-    model's own window, which shorter pieces keep, padded, as before)."""
+def window_spans(
+    n_steps: int,
+    shortest: int,
+    longest: int,
+    overlap: int,
+    factor: int,
+    segment_ids: np.ndarray,
+    slots: int,
+    source: np.ndarray | None = None,
+) -> list[tuple[int, int]]:
+    """(start, length) of windows of `shortest` to `longest` steps (multiples of `factor`)
+    that cover [0, n_steps), each overlapping the one before by `overlap`, left to right.
+
+    Each window is made as long as it may be: it holds at most `slots` segments (more would
+    be merged: `PieceConditions.window`), and no step of it recalls (`source`, (T,) source step
+    or -1) music that the same window would write, since a recall is guided by final music
+    only. Where even `shortest` steps break a rule, the window keeps `shortest` steps (the
+    model's own window, as in the fixed layout). The last window may run past the end (padded).
+    """
     shortest = math.ceil(shortest / factor) * factor
     longest = max(shortest, longest // factor * factor)
     if longest <= overlap:
-        return shortest  # no hop: window_starts refuses it with a clear error
-    if total <= longest:
-        return max(shortest, math.ceil(total / factor) * factor)
-    count = math.ceil((total - overlap) / (longest - overlap))
-    return max(shortest, math.ceil((total + (count - 1) * overlap) / count / factor) * factor)
-
-
-def _segments_fit(segment_ids: np.ndarray, starts: list[int], window: int, slots: int) -> bool:
-    """Does every window hold at most `slots` segments?"""
-    return all(len(np.unique(segment_ids[start : start + window])) <= slots for start in starts)
+        raise ValueError(f"overlap_steps must be below the window, got {overlap} >= {longest}")
+    spans: list[tuple[int, int]] = []
+    start = 0
+    while True:
+        final = start + (overlap if spans else 0)  # steps written before this window runs
+        length = shortest
+        for candidate in range(longest, shortest, -factor):
+            end = min(start + candidate, n_steps)
+            recalled = np.zeros(0) if source is None else source[final:end]
+            clash = bool(((recalled >= final) & (recalled < end)).any())
+            if not clash and len(np.unique(segment_ids[start:end])) <= slots:
+                length = candidate
+                break
+        if start + length >= n_steps:  # the last window: no longer than the piece needs
+            spans.append((start, max(shortest, math.ceil((n_steps - start) / factor) * factor)))
+            return spans
+        spans.append((start, length))
+        start += length - overlap
 
 
 def two_pass_rounds(
@@ -139,8 +162,9 @@ def sample_piece(
     """Sample a whole piece -> float32 (2, T_total, P) in [-1, 1] (onset, sustain).
 
     window_steps defaults to config.window_steps (16th steps; a multiple of the UNet's time
-    factor), or with max_window_steps > 0 to the `fitted_window` of at most that many steps;
-    overlap_steps (default one bar) are in-painted from the previous window.
+    factor); with max_window_steps above it (and windows one by one), windows of up to that
+    many steps are laid out by `window_spans`. overlap_steps (default one bar) are in-painted
+    from the previous window.
     known_roll (2, T_total, P) with known_mask (1 = keep) keeps part of an existing piece.
     guide: where returning phrases take their music from (None: no recall).
     guidance_until: guidance applies at timesteps >= this one only (0: at every step).
@@ -150,20 +174,6 @@ def sample_piece(
     """
     total = piece.n_steps
     window = window_steps or config.window_steps
-    if not window_steps and max_window_steps > 0:
-        longer = fitted_window(
-            total, max_window_steps, overlap_steps, config.window_steps, config.time_factor
-        )
-        # a window holding more segments than the model has slots for would merge the last
-        # ones (PieceConditions.window): their controls would be lost, so such a piece keeps
-        # the model's window
-        if _segments_fit(
-            piece.segment_ids,
-            window_starts(total, longer, overlap_steps),
-            longer,
-            config.max_segments,
-        ):
-            window = longer
     shape = (2, total, config.n_pitches)
     keep = piece_mask(known_mask, shape)
     roll = np.zeros(shape, dtype=np.float32)
@@ -173,13 +183,20 @@ def sample_piece(
         roll[keep] = known_roll[keep]
     done = np.asarray(keep.all(axis=(0, 2)))  # steps whose content is final (kept: already)
     starts = window_starts(total, window, overlap_steps)
+    lengths = [window] * len(starts)
     batched = window_batch > 1 and 2 * overlap_steps <= window and len(starts) > 1
     if batched:
         rounds = two_pass_rounds(starts, window, total, guide.source if guide else None)
     else:
+        if max_window_steps > window and not window_steps:
+            spans = window_spans(
+                total, window, max_window_steps, overlap_steps, config.time_factor,
+                piece.segment_ids, config.max_segments, guide.source if guide else None,
+            )  # fmt: skip
+            starts, lengths = [s for s, _ in spans], [n for _, n in spans]
         rounds = [[i] for i in range(len(starts))]  # left to right, one window a call
     return _sample_rounds(
-        model, diffusion, piece, config, generator, window, starts, rounds, roll, keep, done,
+        model, diffusion, piece, config, generator, lengths, starts, rounds, roll, keep, done,
         steps=steps, guidance=guidance, progress=progress, sampler=sampler, guide=guide,
         guidance_until=guidance_until, window_batch=window_batch if batched else 1,
     )  # fmt: skip
@@ -191,7 +208,7 @@ def _sample_rounds(
     piece: PieceConditions,
     config: ModelConfig,
     generator: torch.Generator | None,
-    window: int,
+    lengths: list[int],
     starts: list[int],
     rounds: list[list[int]],
     roll: np.ndarray,
@@ -206,21 +223,23 @@ def _sample_rounds(
     guidance_until: int,
     window_batch: int,
 ) -> np.ndarray:
-    """Sample the windows round by round (a round's windows are independent), up to
-    window_batch of them per network call; the roll is filled in place and returned."""
+    """Sample the windows (starts[i], lengths[i] steps) round by round (a round's windows are
+    independent), up to window_batch of them per network call (windows of one length: the
+    batched layout is uniform); the roll is filled in place and returned."""
     total, pitches = roll.shape[1], config.n_pitches
     window_generators = _window_generators(generator, len(starts))
-    todo = {i for i, s in enumerate(starts) if not keep[:, s : s + window].all()}
+    todo = {i for i, s in enumerate(starts) if not keep[:, s : s + lengths[i]].all()}
     n_denoise, finished = len(todo) * steps, 0
     for members in rounds:
         pending = []
         for i in members:
-            if i in todo and not done[starts[i] : starts[i] + window].all():
+            if i in todo and not done[starts[i] : starts[i] + lengths[i]].all():
                 pending.append(i)
             else:  # nothing left to sample here
-                done[starts[i] : starts[i] + window] = True
+                done[starts[i] : starts[i] + lengths[i]] = True
         for at in range(0, len(pending), window_batch):
             chunk = pending[at : at + window_batch]
+            window = lengths[chunk[0]]
             known, known_mask, guided, guided_mask = _chunk_paintings(
                 chunk, starts, window, roll, keep, done, guide, pitches
             )
