@@ -47,6 +47,7 @@ BASELINE: dict[str, Any] = {
         "sampler": "ddim",
         "steps": 25,
         "guidance_share": 1.0,
+        "deep_reuse": 0,
         "max_window_steps": 0,
         "window_batch": 1,
         "channels_last": False,

@@ -284,6 +284,30 @@ def test_one_corrected_step_lands_nearer_the_trajectory() -> None:
         assert corrector < predictor / 100, errors
 
 
+def test_deep_reuse_runs_the_quietest_steps_on_kept_deep_features(memorised: Memorised) -> None:
+    m = memorised
+    reused: list[bool] = []
+
+    def record(_module, _args, kwargs, _out):  # type: ignore[no-untyped-def]
+        deep = kwargs.get("deep")
+        reused.append(bool(deep is not None and deep.reuse))
+
+    hook = m.model.register_forward_hook(record, with_kwargs=True)
+    try:
+        sample = m.diffusion.sample(
+            m.model, m.cond, torch.Generator().manual_seed(1), steps=12, sampler="unipc",
+            guidance=1.0, deep_reuse=2,
+        )  # fmt: skip
+    finally:
+        hook.remove()
+    assert reused == [False] * 9 + [True, False, True]  # the third-last and the last
+    assert onset_f1(sample[0], m.x0[0]) >= 0.9  # still the memorised window
+    plain = m.diffusion.sample(
+        m.model, m.cond, torch.Generator().manual_seed(1), steps=12, sampler="unipc", guidance=1.0
+    )
+    assert not torch.equal(sample, plain)  # the reused steps did run on kept features
+
+
 def test_sampling_is_deterministic_and_in_range(memorised: Memorised) -> None:
     m = memorised
     first = m.diffusion.sample(m.model, m.cond, torch.Generator().manual_seed(7), steps=10)

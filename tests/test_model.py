@@ -22,7 +22,7 @@ from diffbgm.model.attention import (
 )
 from diffbgm.model.conditions import Conditions, two_segment_conditions
 from diffbgm.model.config import ModelConfig, preset
-from diffbgm.model.unet import Denoiser, count_parameters
+from diffbgm.model.unet import DeepFeatures, Denoiser, count_parameters
 
 
 def perturb_slot(cond: Conditions, slot: int, seed: int = 1) -> Conditions:
@@ -235,3 +235,29 @@ def test_forward_runs_under_bf16_autocast() -> None:
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = model(x, torch.tensor([1, 999]), cond, torch.tensor([False, True]))
     assert out.shape == x.shape and torch.isfinite(out.float()).all()
+
+
+def test_deep_features_are_kept_by_a_full_call_and_reused_by_the_next() -> None:
+    torch.manual_seed(0)
+    config = preset("tiny")
+    model = Denoiser(config).eval()
+    cond = two_segment_conditions(config)
+    x = torch.randn(2, 2, config.window_steps, config.n_pitches)
+    t = torch.tensor([300, 300])
+    with torch.no_grad():
+        plain = model(x, t, cond)
+        deep = DeepFeatures()
+        kept = model(x, t, cond, deep=deep)  # computes everything, keeps the deep part
+        assert torch.equal(kept, plain) and deep.value is not None
+        assert deep.value.shape[:2] == (2, config.base_channels * config.channel_mults[1])
+        deep.reuse = True
+        assert torch.equal(model(x, t, cond, deep=deep), plain)  # same input: same output
+        # another input: only the outermost level sees it
+        y = x + 0.5 * torch.randn_like(x)
+        reused, full = model(y, t, cond, deep=deep), model(y, t, cond)
+        assert not torch.equal(reused, full)
+        deep.value = torch.zeros_like(deep.value)  # the kept part is really what is used
+        assert not torch.equal(model(y, t, cond, deep=deep), reused)
+        # a batch of another size cannot reuse the kept part: the whole network runs
+        one = model(y[:1], t[:1], cond.index(slice(0, 1)), deep=deep)
+        assert torch.equal(one, model(y[:1], t[:1], cond.index(slice(0, 1))))

@@ -99,6 +99,14 @@ class GenerationConfig:
         0,
         8,
     )
+    deep_reuse: int = _knob(
+        0,
+        "this many of the quietest steps (the last, the third-last, ...) reuse the deep "
+        "features of the network call before them and run only its outermost level "
+        "(DeepCache; a reused call costs about a third of a full one)",
+        0,
+        1000,
+    )
     max_window_steps: int = _knob(
         0,
         "> the model's window: windows may grow up to this many 16th steps (fewer overlaps "

@@ -135,6 +135,7 @@ def generate_roll(
             guidance_until=round((1.0 - config.guidance_share) * diffusion.num_train_steps),
             window_batch=config.window_batch,
             max_window_steps=config.max_window_steps,
+            deep_reuse=config.deep_reuse,
         )
     notes = decode(raw, conditions, config, calibration, decode_rules)
     if known is not None:

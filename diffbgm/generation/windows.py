@@ -158,6 +158,7 @@ def sample_piece(
     guidance_until: int = 0,
     window_batch: int = 1,
     max_window_steps: int = 0,
+    deep_reuse: int = 0,
 ) -> np.ndarray:
     """Sample a whole piece -> float32 (2, T_total, P) in [-1, 1] (onset, sustain).
 
@@ -199,6 +200,7 @@ def sample_piece(
         model, diffusion, piece, config, generator, lengths, starts, rounds, roll, keep, done,
         steps=steps, guidance=guidance, progress=progress, sampler=sampler, guide=guide,
         guidance_until=guidance_until, window_batch=window_batch if batched else 1,
+        deep_reuse=deep_reuse,
     )  # fmt: skip
 
 
@@ -222,6 +224,7 @@ def _sample_rounds(
     guide: RecallGuide | None,
     guidance_until: int,
     window_batch: int,
+    deep_reuse: int = 0,
 ) -> np.ndarray:
     """Sample the windows (starts[i], lengths[i] steps) round by round (a round's windows are
     independent), up to window_batch of them per network call (windows of one length: the
@@ -267,6 +270,7 @@ def _sample_rounds(
                 guide_mask=None if guided_mask is None else torch.from_numpy(guided_mask),
                 guide_until=guide.until_t if guide is not None else 0,
                 guidance_until=guidance_until,
+                deep_reuse=deep_reuse,
             )
             values = x.float().cpu().numpy()  # (B, 2, W, P)
             for row, i in enumerate(chunk):

@@ -8,6 +8,7 @@ output is cast back to float32 before any schedule arithmetic.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from torch import nn
 
 from diffbgm.model.conditions import Conditions
 from diffbgm.model.config import DiffusionConfig
+from diffbgm.model.unet import DeepFeatures
 
 ProgressFn = Callable[[int, int], None]
 
@@ -326,16 +328,21 @@ class Diffusion:
         t: int,
         cond: Conditions,
         guidance: float,
+        deep: DeepFeatures | None = None,
     ) -> torch.Tensor:
         """Classifier-free guided network output at timestep t, float32 (B, 2, T, P).
 
         The conditional and the unconditional pass share ONE batched forward (2B items).
         guidance = 1 runs the conditional pass alone, and so does a guidance-distilled
-        network (`guidance_embedding`), which is given the scale instead.
+        network (`guidance_embedding`), which is given the scale instead. `deep` (the
+        Denoiser's `DeepFeatures`) is handed to the network as it is.
         """
         batch = x_t.shape[0]
         device = x_t.device
-        if _takes_guidance(model):
+        distilled = _takes_guidance(model)  # read before the wrapping hides the config
+        if deep is not None:
+            model = functools.partial(model, deep=deep)  # type: ignore[assignment]
+        if distilled:
             # a guidance-distilled network: one pass stands for both
             t_batch = torch.full((batch,), t, dtype=torch.long, device=device)
             no_drop = torch.zeros(batch, dtype=torch.bool, device=device)
@@ -369,6 +376,7 @@ class Diffusion:
         guide_mask: torch.Tensor | None = None,
         guide_until: int = 0,
         guidance_until: int = 0,
+        deep_reuse: int = 0,
     ) -> torch.Tensor:
         """Draw x0 (B, 2, T, P) in [-1, 1] for the batch of conditions.
 
@@ -384,6 +392,9 @@ class Diffusion:
         the conditions.
         Guidance applies while the timestep is >= guidance_until; the steps below run the
         conditional pass alone (guidance matters most for the coarse shape, decided early).
+        deep_reuse: this many of the quietest steps (the last, the third-last, ...) reuse the
+        deep features the network computed at the step before them (`DeepFeatures`) and run
+        only its outermost level.
         """
         if sampler not in ("ddim", "dpm", "unipc"):
             raise ValueError(f"unknown sampler {sampler!r} (use 'ddim', 'dpm' or 'unipc')")
@@ -401,6 +412,8 @@ class Diffusion:
             if painting is not None
         ]
         ts = self.timesteps(steps)
+        reused = set(range(len(ts) - 1, 0, -2)[:deep_reuse])  # each after a computed step
+        deep = DeepFeatures() if reused else None
         x = self._paint_all(_noise(shape, generator, device), paints, ts[0], generator)
         previous_x0: torch.Tensor | None = None
         previous_lambda = 0.0
@@ -413,7 +426,9 @@ class Diffusion:
             ab_prev = self.alphas_cumprod[t_prev].to(device) if t_prev >= 0 else torch.ones(())
             ab_prev = ab_prev.to(device)
             scale = guidance if t >= guidance_until else 1.0
-            pred = self.guided_prediction(model, x, t, cond, scale)
+            if deep is not None:
+                deep.reuse = i in reused
+            pred = self.guided_prediction(model, x, t, cond, scale, deep)
             x0, eps = self.split_prediction(pred, x, ab)
             if clip_x0:
                 x0 = x0.clamp(-1.0, 1.0)

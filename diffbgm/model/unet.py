@@ -9,6 +9,7 @@ which also has the only self-attention (the coarsest grid is where it is cheap).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -67,6 +68,21 @@ class ResBlock(nn.Module):
         h = h + self.emb(F.silu(emb))[:, :, None, None]
         h = self.conv2(self.dropout(F.silu(self.norm2(h))))
         return self.skip(x) + h
+
+
+@dataclass
+class DeepFeatures:
+    """The UNet's deep part, kept from one call for the next (DeepCache, Ma et al. 2024).
+
+    Between two close timesteps the coarse levels change little, while the outermost level
+    holds most of the detail. A call with `reuse` set (and a kept value of the same batch)
+    runs only the outermost level and takes everything below it from the kept value; any other
+    call computes the whole network and keeps its deep part in `value`: (B, C1, T, P') at the
+    outermost level's resolution (C1: the second level's channels), as the up path hands it
+    to that level."""
+
+    value: torch.Tensor | None = None
+    reuse: bool = False
 
 
 class Level(nn.Module):
@@ -164,11 +180,13 @@ class Denoiser(nn.Module):
         cond: Conditions,
         drop: torch.Tensor | None = None,
         guidance: torch.Tensor | None = None,
+        deep: DeepFeatures | None = None,
     ) -> torch.Tensor:
         """x_t (B, 2, T, P), t (B,) long, drop (B,) bool (True = unconditional) -> (B, 2, T, P).
 
         guidance (B,) float: the classifier-free guidance scale the output stands for, read
         only by a model with `guidance_embedding` (None = 1, the conditional prediction).
+        deep: keep the deep part's output there, or reuse it (`DeepFeatures`).
         T must be a multiple of config.time_factor; P is padded internally.
         """
         cfg = self.config
@@ -202,28 +220,46 @@ class Denoiser(nn.Module):
 
         h = self.input(h)
         skips = [h]
-        for lvl, level in enumerate(self.down):
-            h, outputs = self._run_level(level, h, emb, tokens, masks[2**lvl], skips=None)
-            skips += outputs
-            if lvl < len(self.downsample):
-                h = self.downsample[lvl](h)
-                skips.append(h)
+        h, outputs = self._run_level(self.down[0], h, emb, tokens, masks[1], skips=None)
+        skips += outputs
+        kept = None if deep is None or not deep.reuse else deep.value
+        if kept is not None and kept.shape[0] == batch:
+            h = kept.to(h.dtype)  # (B, C1, T, P'): the up path's input to the outermost level
+        else:
+            h = self._deep(h, emb, tokens, masks, skips)
+            if deep is not None:
+                deep.value = h
+        h, _ = self._run_level(self.up[-1], h, emb, tokens, masks[1], skips=skips)
+        out = self.output(F.silu(self.out_norm(h)))
+        return out[..., :pitches]
 
-        coarsest = masks[cfg.time_factor]
+    def _deep(
+        self,
+        h: torch.Tensor,
+        emb: torch.Tensor,
+        tokens: torch.Tensor,
+        masks: dict[int, torch.Tensor],
+        skips: list[torch.Tensor],
+    ) -> torch.Tensor:
+        """Everything below the outermost level: (B, C1, T, P') from the outermost level's
+        down output to the up path's input to that level. `skips` gains and loses the deep
+        levels' skips (it ends as it began)."""
+        for lvl in range(1, len(self.down)):
+            h = self.downsample[lvl - 1](h)
+            skips.append(h)
+            h, outputs = self._run_level(self.down[lvl], h, emb, tokens, masks[2**lvl], None)
+            skips += outputs
+        coarsest = masks[self.config.time_factor]
         h = self.mid_res1(h, emb)
         h = self.mid_self(h)
         h = self.mid_cross(h, tokens, coarsest)
         h = self.mid_res2(h, emb)
-
         n_levels = len(self.up)
-        for i, level in enumerate(self.up):
+        for i, level in enumerate(self.up[:-1]):
             lvl = n_levels - 1 - i
             h, _ = self._run_level(level, h, emb, tokens, masks[2**lvl], skips=skips)
-            if lvl > 0:
-                h = self.upsample[i](F.interpolate(h, scale_factor=2.0, mode="nearest"))
-
-        out = self.output(F.silu(self.out_norm(h)))
-        return out[..., :pitches]
+            h = self.upsample[i](F.interpolate(h, scale_factor=2.0, mode="nearest"))
+        return h
 
     @staticmethod
     def _run_level(
