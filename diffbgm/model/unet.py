@@ -75,7 +75,7 @@ class DeepFeatures:
     """The UNet's deep part, kept from one call for the next (DeepCache, Ma et al. 2024).
 
     Between two close timesteps the coarse levels change little, while the outermost level
-    holds most of the detail. A call with `reuse` set (and a kept value of the same batch)
+    holds most of the detail. A call with `reuse` set (and a kept value of its batch and size)
     runs only the outermost level and takes everything below it from the kept value; any other
     call computes the whole network and keeps its deep part in `value`: (B, C1, T, P') at the
     outermost level's resolution (C1: the second level's channels), as the up path hands it
@@ -223,7 +223,7 @@ class Denoiser(nn.Module):
         h, outputs = self._run_level(self.down[0], h, emb, tokens, masks[1], skips=None)
         skips += outputs
         kept = None if deep is None or not deep.reuse else deep.value
-        if kept is not None and kept.shape[0] == batch:
+        if kept is not None and kept.shape[0] == batch and kept.shape[2:] == h.shape[2:]:
             h = kept.to(h.dtype)  # (B, C1, T, P'): the up path's input to the outermost level
         else:
             h = self._deep(h, emb, tokens, masks, skips)
