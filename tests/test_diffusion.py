@@ -308,6 +308,61 @@ def test_deep_reuse_runs_the_quietest_steps_on_kept_deep_features(memorised: Mem
     assert not torch.equal(sample, plain)  # the reused steps did run on kept features
 
 
+def test_without_the_final_call_the_roll_is_the_last_noisy_steps_x0(memorised: Memorised) -> None:
+    m = memorised
+    calls: list[int] = []
+    hook = m.model.register_forward_hook(lambda _m, args, _out: calls.append(int(args[1][0])))
+    try:
+        sample = m.diffusion.sample(
+            m.model, m.cond, torch.Generator().manual_seed(1), steps=9, sampler="unipc",
+            guidance=1.0, final_call=False,
+        )  # fmt: skip
+    finally:
+        hook.remove()
+    assert m.diffusion.sampling_timesteps(9) == [999, 874, 749, 624, 500, 375, 250, 125, 0]
+    assert calls == [999, 874, 749, 624, 500, 375, 250, 125]  # no call at t = 0
+    assert onset_f1(sample[0], m.x0[0]) >= 0.9  # still the memorised window
+    plain = m.diffusion.sample(
+        m.model, m.cond, torch.Generator().manual_seed(1), steps=9, sampler="unipc", guidance=1.0
+    )
+    assert not torch.equal(sample, plain)
+    # the x0 predicted at t = 125, clipped: x0 lies in [-1, 1] and the t = 0 call only nudges it
+    assert sample.abs().max() <= 1.0
+    assert float((sample - plain).abs().mean()) < 0.05
+    assert m.diffusion.sampling_timesteps(1, final_call=False) == [0]  # nothing left to drop
+
+
+@pytest.mark.parametrize("sampler", ["unipc", "dpm", "ddim"])
+def test_calls_the_paintings_overwrite_are_skipped_bit_for_bit(
+    memorised: Memorised, sampler: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    m = memorised
+    known_mask = torch.zeros_like(m.x0)
+    known_mask[:, :, :16] = 1  # the overlap with the window before
+    recalled = torch.roll(m.x0, 3, dims=-1)  # an earlier phrase's music, guiding the rest
+
+    def sample() -> tuple[torch.Tensor, list[int]]:
+        calls: list[int] = []
+        hook = m.model.register_forward_hook(lambda _m, args, _o: calls.append(int(args[1][0])))
+        try:
+            x = m.diffusion.sample(
+                m.model, m.cond, torch.Generator().manual_seed(1), steps=9, sampler=sampler,
+                guidance=1.0, known=m.x0, known_mask=known_mask, guide=recalled,
+                guide_mask=1 - known_mask, guide_until=200,
+            )  # fmt: skip
+        finally:
+            hook.remove()
+        return x, calls
+
+    skipping, calls = sample()
+    # painted all over after t = 874 ... 250; the call at 375 feeds the first free step
+    assert calls == [375, 250, 125, 0]
+    monkeypatch.setattr(Diffusion, "_unused_calls", classmethod(lambda *_args: set()))
+    every, all_calls = sample()
+    assert all_calls == [999, 874, 749, 624, 500, 375, 250, 125, 0]
+    assert torch.equal(skipping, every)
+
+
 def test_sampling_is_deterministic_and_in_range(memorised: Memorised) -> None:
     m = memorised
     first = m.diffusion.sample(m.model, m.cond, torch.Generator().manual_seed(7), steps=10)

@@ -109,6 +109,11 @@ class GenerationConfig:
         0,
         1000,
     )
+    final_call: bool = _knob(
+        True,
+        "call the network once more at t = 0 on the finished roll (the grid's last point); "
+        "off: the roll is the x0 predicted at the last noisy step, one call fewer a window",
+    )
     max_window_steps: int = _knob(
         0,
         "> the model's window: windows may grow up to this many 16th steps (fewer overlaps "

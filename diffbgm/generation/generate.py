@@ -136,6 +136,7 @@ def generate_roll(
             window_batch=config.window_batch,
             max_window_steps=config.max_window_steps,
             deep_reuse=config.deep_reuse,
+            final_call=config.final_call,
         )
     notes = decode(raw, conditions, config, calibration, decode_rules)
     if known is not None:

@@ -159,6 +159,7 @@ def sample_piece(
     window_batch: int = 1,
     max_window_steps: int = 0,
     deep_reuse: int = 0,
+    final_call: bool = True,
 ) -> np.ndarray:
     """Sample a whole piece -> float32 (2, T_total, P) in [-1, 1] (onset, sustain).
 
@@ -200,7 +201,7 @@ def sample_piece(
         model, diffusion, piece, config, generator, lengths, starts, rounds, roll, keep, done,
         steps=steps, guidance=guidance, progress=progress, sampler=sampler, guide=guide,
         guidance_until=guidance_until, window_batch=window_batch if batched else 1,
-        deep_reuse=deep_reuse,
+        deep_reuse=deep_reuse, final_call=final_call,
     )  # fmt: skip
 
 
@@ -225,6 +226,7 @@ def _sample_rounds(
     guidance_until: int,
     window_batch: int,
     deep_reuse: int = 0,
+    final_call: bool = True,
 ) -> np.ndarray:
     """Sample the windows (starts[i], lengths[i] steps) round by round (a round's windows are
     independent), up to window_batch of them per network call (windows of one length: the
@@ -232,7 +234,8 @@ def _sample_rounds(
     total, pitches = roll.shape[1], config.n_pitches
     window_generators = _window_generators(generator, len(starts))
     todo = {i for i, s in enumerate(starts) if not keep[:, s : s + lengths[i]].all()}
-    n_denoise, finished = len(todo) * steps, 0
+    calls = len(diffusion.sampling_timesteps(steps, final_call))  # network calls a window
+    n_denoise, finished = len(todo) * calls, 0
     for members in rounds:
         pending = []
         for i in members:
@@ -271,13 +274,14 @@ def _sample_rounds(
                 guide_until=guide.until_t if guide is not None else 0,
                 guidance_until=guidance_until,
                 deep_reuse=deep_reuse,
+                final_call=final_call,
             )
             values = x.float().cpu().numpy()  # (B, 2, W, P)
             for row, i in enumerate(chunk):
                 start, end = starts[i], min(starts[i] + window, total)
                 roll[:, start:end] = values[row, :, : end - start]
                 done[start:end] = True
-            finished += steps * len(chunk)
+            finished += calls * len(chunk)
     return roll
 
 

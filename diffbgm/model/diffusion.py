@@ -321,6 +321,17 @@ class Diffusion:
         grid = np.linspace(0, self.num_train_steps - 1, steps).round().astype(int)
         return sorted({int(v) for v in grid}, reverse=True)
 
+    def sampling_timesteps(self, steps: int, final_call: bool = True) -> list[int]:
+        """The timesteps a sampler of `steps` calls the network at: `timesteps(steps)`, without
+        its last point t = 0 when final_call is off. The roll is then the x0 predicted at the
+        last noisy timestep (the ODE's end point, as DPM-Solver and UniPC end in diffusers),
+        one network call fewer; on it the call at t = 0 only nudges the roll by
+        sqrt(1 - alpha_bar_0) (about 3 %) of the network output and corrects the step before."""
+        ts = self.timesteps(steps)
+        if not final_call and len(ts) > 1 and ts[-1] == 0:
+            return ts[:-1]
+        return ts
+
     def guided_prediction(
         self,
         model: nn.Module,
@@ -377,6 +388,7 @@ class Diffusion:
         guide_until: int = 0,
         guidance_until: int = 0,
         deep_reuse: int = 0,
+        final_call: bool = True,
     ) -> torch.Tensor:
         """Draw x0 (B, 2, T, P) in [-1, 1] for the batch of conditions.
 
@@ -395,6 +407,9 @@ class Diffusion:
         deep_reuse: this many of the quietest steps (the last, the third-last, ...) reuse the
         deep features the network computed at the step before them (`DeepFeatures`) and run
         only its outermost level.
+        final_call: False skips the network call at t = 0 (`sampling_timesteps`).
+        A call whose result the paintings overwrite is not made (`_unused_calls`: most of a
+        recalled window's noisy steps); the sample is the same bit for bit.
         """
         if sampler not in ("ddim", "dpm", "unipc"):
             raise ValueError(f"unknown sampler {sampler!r} (use 'ddim', 'dpm' or 'unipc')")
@@ -411,10 +426,13 @@ class Diffusion:
             )
             if painting is not None
         ]
-        ts = self.timesteps(steps)
+        ts = self.sampling_timesteps(steps, final_call)
         reused = set(range(len(ts) - 1, 0, -2)[:deep_reuse])  # each after a computed step
         deep = DeepFeatures() if reused else None
         x = self._paint_all(_noise(shape, generator, device), paints, ts[0], generator)
+        unused = (
+            self._unused_calls(paints, ts, x, reused) if eta == 0 or sampler != "ddim" else set()
+        )
         previous_x0: torch.Tensor | None = None
         previous_lambda = 0.0
         # UniC needs the last step's start: (x, its ab, x0 there), the x0 before that and the
@@ -425,6 +443,12 @@ class Diffusion:
             ab = self.alphas_cumprod[t].to(device)
             ab_prev = self.alphas_cumprod[t_prev].to(device) if t_prev >= 0 else torch.ones(())
             ab_prev = ab_prev.to(device)
+            if i in unused:  # every painting overwrites what this call would decide
+                x = self._paint_all(x, paints, t_prev, generator)
+                previous_x0, corrector, previous_lambda = None, None, _half_log_snr(ab)
+                if progress is not None:
+                    progress(i + 1, len(ts))
+                continue
             scale = guidance if t >= guidance_until else 1.0
             if deep is not None:
                 deep.reuse = i in reused
@@ -443,7 +467,8 @@ class Diffusion:
             elif sampler == "ddim":
                 x = self._ddim_step(x0, eps, ab, ab_prev, eta, generator)
             else:
-                use_second_order = previous_x0 is not None and i < len(ts) - 2
+                # first order into t = 0 (the grid's last point, where x0 is taken as it is)
+                use_second_order = previous_x0 is not None and t_prev > 0
                 if sampler == "unipc":
                     earlier = previous_x0 if use_second_order else None
                     corrector = _CorrectorState(x, ab, x0, earlier, previous_lambda)
@@ -498,6 +523,25 @@ class Diffusion:
             data = (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * previous_x0
         x_next = (sigma_prev / sigma) * x - alpha_prev * math.expm1(-h) * data
         return x_next, lam
+
+    @classmethod
+    def _unused_calls(
+        cls,
+        paints: list[tuple[torch.Tensor, torch.Tensor, int]],
+        ts: list[int],
+        x: torch.Tensor,
+        reused: set[int],
+    ) -> set[int]:
+        """The steps whose network call cannot change the sample: those after which the
+        paintings overwrite all of x (a window wholly kept or recalled, at the steps where the
+        recall still paints) and after whose next step they do too. Such a call's x0 reaches
+        only the next step (its second-order predictor and its corrector), whose own result
+        is overwritten as well, so skipping it leaves the sample bit for bit as it was. A call
+        whose deep features the next step reuses is kept."""
+        covered = [bool(cls._painted_where(paints, t, x).all()) for t in [*ts[1:], -1]]
+        return {
+            i for i in range(len(ts) - 1) if covered[i] and covered[i + 1] and i + 1 not in reused
+        }
 
     @staticmethod
     def _painted_where(
