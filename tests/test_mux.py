@@ -114,6 +114,8 @@ def test_the_track_is_encoded_idle_and_copied_into_the_mp4(vp8_clip: Path, tmp_p
     assert os.sched_getscheduler(job.pid) == os.SCHED_IDLE
     track = job.result()
     assert probe_video(track).video_codec == "h264" and not probe_video(track).has_audio
+    settings = track.read_bytes()  # x264 writes its options into the stream (an SEI)
+    assert b"rc=cqp" in settings and b" qp=23" in settings  # one constant quantiser
     out = mux_music(
         vp8_clip,
         music,
