@@ -73,11 +73,11 @@ def test_shipped_checkpoints_store_every_knob() -> None:
 def test_a_shipped_distilled_model_names_a_shipped_teacher_with_its_settings() -> None:
     """e2e.py's baseline and the evaluation's comparisons run the teacher of a distilled model:
     it must ship beside it (a repo-relative path), be undistilled, and share its settings but
-    the sampler's grid (steps, and whether it calls the network at t = 0) and the onset
-    threshold that goes with it: the student was held to its own output when it was given
-    fewer calls (sessions 14 and 16), and the teacher keeps the settings its own tables were
-    made with."""
-    own = {"steps", "onset_threshold", "final_call"}
+    the sampler's grid (steps, and whether it calls the network at t = 0) and the decode
+    settings that go with it (the onset threshold; the groove, which gives back the GPS the
+    fewer calls lost): the student was held to its own output when it was given fewer calls
+    (sessions 14 and 16), and the teacher keeps the settings its own tables were made with."""
+    own = {"steps", "onset_threshold", "final_call", "groove"}
     configs = _shipped_configs()
     for name, config in configs.items():
         if not config["model"].get("guidance_embedding"):
