@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -26,17 +25,13 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-CLIP = REPO.parent / "shared" / "data" / "videos" / "big_buck_bunny_0_30.webm"
+sys.path.append(str(REPO / "benchmarks"))  # last: nothing here shadows a library
+
+from e2e import CLIP, cpu_seconds  # noqa: E402
+
 # The last commit before issue 20's work began (2026-11-30 01:49): the code the issue's
 # 23.3 s was measured with.
 ISSUE_20_FILED = "cce049a"
-
-
-def cpu_seconds() -> float:
-    """CPU seconds of this process and its reaped children."""
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def compose_runs(video: Path, runs: int, model: str | None) -> dict[str, list[float]]:
@@ -60,7 +55,7 @@ def run_side(code: Path, video: Path, runs: int, model: str | None) -> dict[str,
     """compose_runs in a child process whose `diffbgm` is the one in `code`."""
     script = (
         f"import sys, json; sys.path.insert(0, {str(code)!r}); "
-        f"sys.path.insert(1, {str(REPO / 'benchmarks')!r}); "
+        f"sys.path.append({str(REPO / 'benchmarks')!r}); "
         "from since_rev import compose_runs; from pathlib import Path; "
         f"print(json.dumps(compose_runs(Path({str(video)!r}), {runs}, {model!r})))"
     )

@@ -225,8 +225,8 @@ def _sample_rounds(
     guide: RecallGuide | None,
     guidance_until: int,
     window_batch: int,
-    deep_reuse: int = 0,
-    final_call: bool = True,
+    deep_reuse: int,
+    final_call: bool,
 ) -> np.ndarray:
     """Sample the windows (starts[i], lengths[i] steps) round by round (a round's windows are
     independent), up to window_batch of them per network call (windows of one length: the
@@ -234,7 +234,7 @@ def _sample_rounds(
     total, pitches = roll.shape[1], config.n_pitches
     window_generators = _window_generators(generator, len(starts))
     todo = {i for i, s in enumerate(starts) if not keep[:, s : s + lengths[i]].all()}
-    calls = len(diffusion.sampling_timesteps(steps, final_call))  # network calls a window
+    calls = len(diffusion.sampling_timesteps(steps, final_call))  # steps a window (skipped too)
     n_denoise, finished = len(todo) * calls, 0
     for members in rounds:
         pending = []

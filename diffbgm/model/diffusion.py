@@ -445,7 +445,7 @@ class Diffusion:
             ab_prev = ab_prev.to(device)
             if i in unused:  # every painting overwrites what this call would decide
                 x = self._paint_all(x, paints, t_prev, generator)
-                previous_x0, corrector, previous_lambda = None, None, _half_log_snr(ab)
+                previous_x0, corrector = None, None  # (previous_lambda: read only with them)
                 if progress is not None:
                     progress(i + 1, len(ts))
                 continue

@@ -104,13 +104,13 @@ def video_can_be_copied(info: VideoInfo | None, duration_s: float) -> bool:
 # upload within 0.9 dB of CRF 23's on six of eight videos, 2.6-3.1 dB lower on two flat ones
 # where both are above 46 dB) for 0-22 % less CPU (the 30 s clip: 3.91 -> 3.05 CPU s), at
 # -52 % to +21 % of CRF 23's size (docs/video.md, "Muxing").
-PICTURE_ARGS = ["-c:v", "libx264", "-preset", "ultrafast", "-qp", "23", "-pix_fmt", "yuv420p"]
+PICTURE_ARGS = ("-c:v", "libx264", "-preset", "ultrafast", "-qp", "23", "-pix_fmt", "yuv420p")
 
 
 def _video_codec_args(copy: bool, info: VideoInfo | None) -> list[str]:
     if copy and info is not None:
         return ["-c:v", "copy", *COPYABLE_CODECS[info.video_codec]]
-    encode = PICTURE_ARGS
+    encode = [*PICTURE_ARGS]
     if info is not None and _even_size(info):
         return encode  # the padding filter would still copy every frame: 6 % of the encode
     return [*encode, "-vf", EVEN_SIZE_FILTER]
