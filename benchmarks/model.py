@@ -21,7 +21,7 @@ import torch
 
 from diffbgm.model.conditions import two_segment_conditions
 from diffbgm.model.config import ModelConfig, preset
-from diffbgm.model.diffusion import Diffusion
+from diffbgm.model.diffusion import Diffusion, SamplerSettings
 from diffbgm.model.unet import Denoiser, count_parameters
 
 
@@ -55,10 +55,11 @@ def sample_seconds(config: ModelConfig, bf16: bool, steps: int = 50) -> float:
     model = Denoiser(config).eval()
     diffusion = Diffusion(config.diffusion)
     cond = two_segment_conditions(config, 1)
+    warm_up, timed = SamplerSettings(steps=2), SamplerSettings(steps=steps, guidance=3.0)
     with autocast(bf16):
-        diffusion.sample(model, cond, torch.Generator().manual_seed(0), steps=2)  # warm-up
+        diffusion.sample(model, cond, torch.Generator().manual_seed(0), warm_up)
         start = time.perf_counter()
-        diffusion.sample(model, cond, torch.Generator().manual_seed(0), steps=steps, guidance=3.0)
+        diffusion.sample(model, cond, torch.Generator().manual_seed(0), timed)
     return time.perf_counter() - start
 
 

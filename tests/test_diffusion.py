@@ -11,7 +11,7 @@ from torch import nn
 
 from diffbgm.model.conditions import Conditions, two_segment_conditions
 from diffbgm.model.config import DiffusionConfig, ModelConfig, preset
-from diffbgm.model.diffusion import Diffusion, make_alphas_cumprod
+from diffbgm.model.diffusion import Diffusion, SamplerSettings, make_alphas_cumprod
 from diffbgm.model.unet import Denoiser
 
 # C - F - G - C, one chord per half bar: a bass note held 8 steps, two upper chord tones
@@ -187,21 +187,30 @@ def test_tiny_model_memorises_one_window(memorised: Memorised) -> None:
     assert memorised.final_loss < 0.1
     for seed in (1, 2):
         sample = memorised.diffusion.sample(
-            memorised.model, memorised.cond, torch.Generator().manual_seed(seed), steps=50
+            memorised.model,
+            memorised.cond,
+            torch.Generator().manual_seed(seed),
+            SamplerSettings(steps=50),
         )
         assert onset_f1(sample[0], memorised.x0[0]) >= 0.9
 
 
 def test_dpm_solver_samples_the_memorised_window(memorised: Memorised) -> None:
     sample = memorised.diffusion.sample(
-        memorised.model, memorised.cond, torch.Generator().manual_seed(1), steps=20, sampler="dpm"
+        memorised.model,
+        memorised.cond,
+        torch.Generator().manual_seed(1),
+        SamplerSettings(steps=20, sampler="dpm"),
     )
     assert onset_f1(sample[0], memorised.x0[0]) >= 0.9
 
 
 def test_unipc_samples_the_memorised_window(memorised: Memorised) -> None:
     sample = memorised.diffusion.sample(
-        memorised.model, memorised.cond, torch.Generator().manual_seed(1), steps=12, sampler="unipc"
+        memorised.model,
+        memorised.cond,
+        torch.Generator().manual_seed(1),
+        SamplerSettings(steps=12, sampler="unipc"),
     )
     assert onset_f1(sample[0], memorised.x0[0]) >= 0.9
 
@@ -244,10 +253,8 @@ def test_unipc_is_closer_to_the_exact_ode_solution_than_dpm_solver() -> None:
     for steps in (8, 10, 15):
         error = {}
         for sampler in ("ddim", "dpm", "unipc"):
-            sample = diffusion.sample(
-                model, cond, torch.Generator().manual_seed(0), steps=steps, guidance=1.0,
-                sampler=sampler, clip_x0=False,
-            )  # fmt: skip
+            settings = SamplerSettings(steps=steps, guidance=1.0, sampler=sampler, clip_x0=False)
+            sample = diffusion.sample(model, cond, torch.Generator().manual_seed(0), settings)
             error[sampler] = float((sample - exact).abs().mean())
         assert error["unipc"] < error["dpm"] < error["ddim"], (steps, error)
 
@@ -294,16 +301,17 @@ def test_deep_reuse_runs_the_quietest_steps_on_kept_deep_features(memorised: Mem
 
     hook = m.model.register_forward_hook(record, with_kwargs=True)
     try:
-        sample = m.diffusion.sample(
-            m.model, m.cond, torch.Generator().manual_seed(1), steps=12, sampler="unipc",
-            guidance=1.0, deep_reuse=2,
-        )  # fmt: skip
+        settings = SamplerSettings(steps=12, sampler="unipc", guidance=1.0, deep_reuse=2)
+        sample = m.diffusion.sample(m.model, m.cond, torch.Generator().manual_seed(1), settings)
     finally:
         hook.remove()
     assert reused == [False] * 9 + [True, False, True]  # the third-last and the last
     assert onset_f1(sample[0], m.x0[0]) >= 0.9  # still the memorised window
     plain = m.diffusion.sample(
-        m.model, m.cond, torch.Generator().manual_seed(1), steps=12, sampler="unipc", guidance=1.0
+        m.model,
+        m.cond,
+        torch.Generator().manual_seed(1),
+        SamplerSettings(steps=12, sampler="unipc", guidance=1.0),
     )
     assert not torch.equal(sample, plain)  # the reused steps did run on kept features
 
@@ -313,17 +321,18 @@ def test_without_the_final_call_the_roll_is_the_last_noisy_steps_x0(memorised: M
     calls: list[int] = []
     hook = m.model.register_forward_hook(lambda _m, args, _out: calls.append(int(args[1][0])))
     try:
-        sample = m.diffusion.sample(
-            m.model, m.cond, torch.Generator().manual_seed(1), steps=9, sampler="unipc",
-            guidance=1.0, final_call=False,
-        )  # fmt: skip
+        settings = SamplerSettings(steps=9, sampler="unipc", guidance=1.0, final_call=False)
+        sample = m.diffusion.sample(m.model, m.cond, torch.Generator().manual_seed(1), settings)
     finally:
         hook.remove()
     assert m.diffusion.sampling_timesteps(9) == [999, 874, 749, 624, 500, 375, 250, 125, 0]
     assert calls == [999, 874, 749, 624, 500, 375, 250, 125]  # no call at t = 0
     assert onset_f1(sample[0], m.x0[0]) >= 0.9  # still the memorised window
     plain = m.diffusion.sample(
-        m.model, m.cond, torch.Generator().manual_seed(1), steps=9, sampler="unipc", guidance=1.0
+        m.model,
+        m.cond,
+        torch.Generator().manual_seed(1),
+        SamplerSettings(steps=9, sampler="unipc", guidance=1.0),
     )
     assert not torch.equal(sample, plain)
     # the x0 predicted at t = 125, clipped: x0 lies in [-1, 1] and the t = 0 call only nudges it
@@ -346,8 +355,9 @@ def test_calls_the_paintings_overwrite_are_skipped_bit_for_bit(
         hook = m.model.register_forward_hook(lambda _m, args, _o: calls.append(int(args[1][0])))
         try:
             x = m.diffusion.sample(
-                m.model, m.cond, torch.Generator().manual_seed(1), steps=9, sampler=sampler,
-                guidance=1.0, known=m.x0, known_mask=known_mask, guide=recalled,
+                m.model, m.cond, torch.Generator().manual_seed(1),
+                SamplerSettings(steps=9, sampler=sampler, guidance=1.0),
+                known=m.x0, known_mask=known_mask, guide=recalled,
                 guide_mask=1 - known_mask, guide_until=200,
             )  # fmt: skip
         finally:
@@ -365,9 +375,10 @@ def test_calls_the_paintings_overwrite_are_skipped_bit_for_bit(
 
 def test_sampling_is_deterministic_and_in_range(memorised: Memorised) -> None:
     m = memorised
-    first = m.diffusion.sample(m.model, m.cond, torch.Generator().manual_seed(7), steps=10)
-    again = m.diffusion.sample(m.model, m.cond, torch.Generator().manual_seed(7), steps=10)
-    other = m.diffusion.sample(m.model, m.cond, torch.Generator().manual_seed(8), steps=10)
+    ten = SamplerSettings(steps=10)
+    first = m.diffusion.sample(m.model, m.cond, torch.Generator().manual_seed(7), ten)
+    again = m.diffusion.sample(m.model, m.cond, torch.Generator().manual_seed(7), ten)
+    other = m.diffusion.sample(m.model, m.cond, torch.Generator().manual_seed(8), ten)
     assert torch.equal(first, again)
     assert not torch.equal(first, other)
     assert first.abs().max() <= 1.0
@@ -380,11 +391,15 @@ def test_guidance_runs_one_batched_forward_per_step(memorised: Memorised) -> Non
     done: list[tuple[int, int]] = []
     try:
         m.diffusion.sample(
-            m.model, m.cond, None, steps=6, guidance=3.0, progress=lambda i, n: done.append((i, n))
+            m.model,
+            m.cond,
+            None,
+            SamplerSettings(steps=6, guidance=3.0),
+            progress=lambda i, n: done.append((i, n)),
         )
         assert batches == [2] * 6
         batches.clear()
-        m.diffusion.sample(m.model, m.cond, None, steps=6, guidance=1.0)
+        m.diffusion.sample(m.model, m.cond, None, SamplerSettings(steps=6, guidance=1.0))
         assert batches == [1] * 6
     finally:
         hook.remove()
@@ -402,10 +417,9 @@ def test_in_painting_keeps_the_known_region_exactly(memorised: Memorised) -> Non
             m.model,
             m.cond,
             torch.Generator().manual_seed(3),
-            steps=20,
+            SamplerSettings(steps=20, sampler=sampler),
             known=known,
             known_mask=keep,
-            sampler=sampler,
         )
         assert torch.equal(sample[:, :, : steps // 2], known[:, :, : steps // 2])
         # the free half is still the memorised music
@@ -422,8 +436,8 @@ def test_ancestral_sampling_with_all_train_steps_runs() -> None:
     cond = single_segment_conditions(config, torch.zeros(1, 1, config.window_steps, 8), 1)
     diffusion = Diffusion(config.diffusion)
     gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
-    a = diffusion.sample(model, cond, gen(), steps=40, eta=1.0)
-    b = diffusion.sample(model, cond, gen(), steps=40, eta=1.0)
+    a = diffusion.sample(model, cond, gen(), SamplerSettings(steps=40, eta=1.0))
+    b = diffusion.sample(model, cond, gen(), SamplerSettings(steps=40, eta=1.0))
     assert torch.equal(a, b) and a.shape == (1, 2, config.window_steps, 8)
 
 
@@ -437,7 +451,9 @@ def test_tiny_model_memorises_a_full_88_key_window() -> None:
     finally:
         torch.set_num_threads(threads)
     for seed in (1, 2):
-        sample = m.diffusion.sample(m.model, m.cond, torch.Generator().manual_seed(seed), steps=50)
+        sample = m.diffusion.sample(
+            m.model, m.cond, torch.Generator().manual_seed(seed), SamplerSettings(steps=50)
+        )
         assert onset_f1(sample[0], m.x0[0]) >= 0.9
 
 
@@ -499,7 +515,10 @@ def test_guidance_distillation_learns_the_guided_output_in_one_pass(
     hook = student.register_forward_hook(lambda _mod, args, _out: batches.append(args[0].shape[0]))
     try:
         sample = m.diffusion.sample(
-            student, m.cond, torch.Generator().manual_seed(0), steps=10, guidance=3.0, sampler="dpm"
+            student,
+            m.cond,
+            torch.Generator().manual_seed(0),
+            SamplerSettings(steps=10, guidance=3.0, sampler="dpm"),
         )
     finally:
         hook.remove()
@@ -587,6 +606,9 @@ def test_step_distillation_teaches_few_ddim_steps(memorised: Memorised) -> None:
     print(f"step distillation loss {before:.4f} -> {after:.4f}")
     assert after < 0.5 * before
     sample = m.diffusion.sample(
-        student, m.cond, torch.Generator().manual_seed(0), steps=4, guidance=1.0, sampler="ddim"
+        student,
+        m.cond,
+        torch.Generator().manual_seed(0),
+        SamplerSettings(steps=4, guidance=1.0, sampler="ddim"),
     )
     assert onset_f1(sample, m.x0) >= 0.9

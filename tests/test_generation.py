@@ -383,3 +383,16 @@ def test_a_compact_setting_changes_sampler_steps_and_knobs() -> None:
         base.with_setting("dpm:15:no_such_knob=1")
     with pytest.raises(GenerationError, match="sampler must be one of"):
         base.with_setting("euler:15")
+
+
+def test_sampler_settings_carry_the_configs_sampler_knobs() -> None:
+    from diffbgm.model.diffusion import SamplerSettings
+
+    config = GenerationConfig().with_setting("unipc:9:guidance_share=0.75:final_call=false")
+    settings = config.sampler_settings(num_train_steps=1000)
+    assert settings == SamplerSettings(
+        steps=9, guidance=config.guidance, sampler="unipc", guidance_until=250, final_call=False
+    )
+    assert GenerationConfig().sampler_settings(1000).guidance_until == 0  # guided throughout
+    with pytest.raises(ValueError, match="unknown sampler 'euler'"):
+        SamplerSettings(sampler="euler")

@@ -10,7 +10,7 @@ from diffbgm.generation.recall import RecallGuide, recall_map
 from diffbgm.generation.windows import sample_piece
 from diffbgm.model.conditions import PieceConditions
 from diffbgm.model.config import ModelConfig, preset
-from diffbgm.model.diffusion import Diffusion
+from diffbgm.model.diffusion import Diffusion, SamplerSettings
 from diffbgm.model.unet import Denoiser
 from trainer.dataset import phrase_recalls
 from trainer.sample import crop_piece
@@ -155,8 +155,7 @@ def sample(
         piece,
         config,
         torch.Generator().manual_seed(3),
-        steps=8,
-        guidance=2.0,
+        SamplerSettings(steps=8, guidance=2.0),
         guide=RecallGuide.build(piece, strength, config.diffusion.num_train_steps, onsets_per_bar),
     )
 
@@ -203,7 +202,11 @@ def test_guide_needs_its_mask(setup: tuple[Denoiser, ModelConfig]) -> None:
     )
     with pytest.raises(ValueError, match="guide"):
         Diffusion(config.diffusion).sample(
-            model, cond, None, steps=2, guide=torch.zeros(1, 2, config.window_steps, 16)
+            model,
+            cond,
+            None,
+            SamplerSettings(steps=2),
+            guide=torch.zeros(1, 2, config.window_steps, 16),
         )
 
 

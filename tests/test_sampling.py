@@ -17,7 +17,7 @@ from diffbgm.generation.windows import (
 )
 from diffbgm.model.conditions import PieceConditions
 from diffbgm.model.config import ModelConfig, preset
-from diffbgm.model.diffusion import Diffusion
+from diffbgm.model.diffusion import Diffusion, SamplerSettings
 from diffbgm.model.unet import Denoiser
 
 
@@ -123,7 +123,7 @@ def test_longer_windows_cover_the_piece_with_fewer_calls_unless_segments_forbid(
             make_piece(96, n_segments),
             config,
             torch.Generator().manual_seed(0),
-            steps=2,
+            SamplerSettings(steps=2),
             max_window_steps=64,
         )
         assert roll.shape == (2, 96, 16)
@@ -145,8 +145,8 @@ def test_overlaps_are_in_painted_from_the_previous_window(
         piece,
         config,
         torch.Generator().manual_seed(0),
+        SamplerSettings(steps=4),
         overlap_steps=8,
-        steps=4,
         progress=lambda i, n: progress.append((i, n)),
     )
     assert roll.shape == (2, 80, 16) and roll.dtype == np.float32
@@ -166,8 +166,9 @@ def test_sample_piece_is_deterministic(setup: tuple[Denoiser, ModelConfig]) -> N
     model, config = setup
     diffusion = Diffusion(config.diffusion)
     piece = make_piece(48, 2)
-    a = sample_piece(model, diffusion, piece, config, torch.Generator().manual_seed(4), steps=3)
-    b = sample_piece(model, diffusion, piece, config, torch.Generator().manual_seed(4), steps=3)
+    three = SamplerSettings(steps=3)
+    a = sample_piece(model, diffusion, piece, config, torch.Generator().manual_seed(4), three)
+    b = sample_piece(model, diffusion, piece, config, torch.Generator().manual_seed(4), three)
     np.testing.assert_array_equal(a, b)
 
 
@@ -175,7 +176,9 @@ def test_regenerating_one_segment_keeps_the_rest(setup: tuple[Denoiser, ModelCon
     model, config = setup
     spy = SpyDiffusion(config)
     piece = make_piece(96, 3)
-    old = sample_piece(model, spy, piece, config, torch.Generator().manual_seed(0), steps=3)
+    old = sample_piece(
+        model, spy, piece, config, torch.Generator().manual_seed(0), SamplerSettings(steps=3)
+    )
     n_first = len(spy.calls)
     keep = piece.segment_ids != 2  # redo the last segment only (steps 64..95)
     new = sample_piece(
@@ -184,7 +187,7 @@ def test_regenerating_one_segment_keeps_the_rest(setup: tuple[Denoiser, ModelCon
         piece,
         config,
         torch.Generator().manual_seed(1),
-        steps=3,
+        SamplerSettings(steps=3),
         known_roll=old,
         known_mask=keep,
     )
@@ -226,8 +229,8 @@ def test_batched_windows_in_paint_both_neighbours_and_keep_known_music(
         piece,
         config,
         torch.Generator().manual_seed(0),
+        SamplerSettings(steps=4),
         overlap_steps=8,
-        steps=4,
         window_batch=8,
         progress=lambda i, n: progress.append((i, n)),
     )
@@ -253,8 +256,8 @@ def test_batched_windows_in_paint_both_neighbours_and_keep_known_music(
         piece,
         config,
         torch.Generator().manual_seed(1),
+        SamplerSettings(steps=3),
         overlap_steps=8,
-        steps=3,
         known_roll=roll,
         known_mask=keep,
         window_batch=8,
@@ -352,20 +355,16 @@ def test_guidance_share_runs_the_quiet_steps_without_the_unconditional_pass(
     piece = make_piece(32, 1)
     batches: list[int] = []
     hook = model.register_forward_hook(lambda _m, args, _out: batches.append(args[0].shape[0]))
-    try:
-        sample_piece(model, diffusion, piece, config, torch.Generator().manual_seed(0), steps=5)
-        full = list(batches)
+
+    def batch_sizes(settings: SamplerSettings) -> list[int]:
         batches.clear()
-        sample_piece(
-            model,
-            diffusion,
-            piece,
-            config,
-            torch.Generator().manual_seed(0),
-            steps=5,
-            guidance_until=500,  # timesteps 999, 749 guided; 500 too (>=); 250, 0 not
-        )
-        limited = list(batches)
+        sample_piece(model, diffusion, piece, config, torch.Generator().manual_seed(0), settings)
+        return list(batches)
+
+    try:
+        full = batch_sizes(SamplerSettings(steps=5))
+        # timesteps 999, 749 guided; 500 too (>=); 250, 0 not
+        limited = batch_sizes(SamplerSettings(steps=5, guidance_until=500))
     finally:
         hook.remove()
     assert full == [2, 2, 2, 2, 2]  # conditional + unconditional in one call
@@ -390,19 +389,19 @@ def test_each_window_draws_its_own_noise_whatever_the_steps_or_batching(
     model, config = setup
     piece = make_piece(96, 3)  # windows at 0, 16, 32, 48, 64
 
-    def window_seeds(**kwargs: int) -> dict[int, int]:
+    def window_seeds(steps: int) -> dict[int, int]:
         spy = SeedSpy(config)
-        sample_piece(model, spy, piece, config, torch.Generator().manual_seed(5), **kwargs)
+        generator = torch.Generator().manual_seed(5)
+        sample_piece(model, spy, piece, config, generator, SamplerSettings(steps=steps))
         flat = [seed for call in spy.seeds for seed in call]
         assert len(flat) == len(set(flat)) == 5  # every window once, each its own stream
-        return dict(enumerate(flat)) if kwargs.get("window_batch", 1) == 1 else {}
+        return dict(enumerate(flat))
 
     left_to_right = window_seeds(steps=3)
     assert window_seeds(steps=6) == left_to_right  # another step count: the same noise
     spy = SeedSpy(config)
-    sample_piece(
-        model, spy, piece, config, torch.Generator().manual_seed(5), steps=3, window_batch=4
-    )
+    generator = torch.Generator().manual_seed(5)
+    sample_piece(model, spy, piece, config, generator, SamplerSettings(steps=3), window_batch=4)
     # batched in two passes (windows 0, 2, 4 first; 1 and 3 only where something is left):
     # each window keeps its own seed
     assert spy.seeds[0] == [left_to_right[0], left_to_right[2], left_to_right[4]]

@@ -16,9 +16,12 @@ from __future__ import annotations
 import argparse
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Literal, TypeVar, cast
 
 from diffbgm.errors import GenerationError
+
+if TYPE_CHECKING:
+    from diffbgm.model.diffusion import SamplerSettings
 
 Sampler = Literal["ddim", "dpm", "unipc"]
 SAMPLERS: tuple[str, ...] = ("ddim", "dpm", "unipc")
@@ -183,6 +186,20 @@ class GenerationConfig:
 
     def to_dict(self) -> dict[str, KnobValue]:
         return asdict(self)
+
+    def sampler_settings(self, num_train_steps: int) -> SamplerSettings:
+        """The knobs the sampler reads, for a schedule of num_train_steps timesteps (the
+        guidance share becomes the timestep guidance stops at)."""
+        from diffbgm.model.diffusion import SamplerSettings  # torch: only when sampling
+
+        return SamplerSettings(
+            steps=self.steps,
+            guidance=self.guidance,
+            sampler=self.sampler,
+            guidance_until=round((1.0 - self.guidance_share) * num_train_steps),
+            deep_reuse=self.deep_reuse,
+            final_call=self.final_call,
+        )
 
 
 def _coerce(name: str, value: object, kind: type) -> KnobValue:

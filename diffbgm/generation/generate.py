@@ -124,19 +124,14 @@ def generate_roll(
             conditions,
             model.config,
             generator,
+            config.sampler_settings(diffusion.num_train_steps),
             overlap_steps=config.overlap_steps,
-            steps=config.steps,
-            guidance=config.guidance,
             known_roll=None if known is None else known.roll,
             known_mask=None if known is None else known.mask,
             progress=progress,
-            sampler=config.sampler,
             guide=guide,
-            guidance_until=round((1.0 - config.guidance_share) * diffusion.num_train_steps),
             window_batch=config.window_batch,
             max_window_steps=config.max_window_steps,
-            deep_reuse=config.deep_reuse,
-            final_call=config.final_call,
         )
     notes = decode(raw, conditions, config, calibration, decode_rules)
     if known is not None:

@@ -30,7 +30,7 @@ from torch import nn
 from diffbgm.generation.recall import RecallGuide
 from diffbgm.model.conditions import PieceConditions, stack_windows
 from diffbgm.model.config import ModelConfig
-from diffbgm.model.diffusion import Diffusion
+from diffbgm.model.diffusion import Diffusion, SamplerSettings
 
 
 def window_starts(n_steps: int, window_steps: int, overlap_steps: int) -> list[int]:
@@ -146,30 +146,26 @@ def sample_piece(
     piece: PieceConditions,
     config: ModelConfig,
     generator: torch.Generator | None,
+    settings: SamplerSettings = SamplerSettings(),
+    *,
     window_steps: int | None = None,
     overlap_steps: int = 16,
-    steps: int = 50,
-    guidance: float = 3.0,
     known_roll: np.ndarray | None = None,
     known_mask: np.ndarray | None = None,
     progress: Callable[[int, int], None] | None = None,
-    sampler: str = "ddim",
     guide: RecallGuide | None = None,
-    guidance_until: int = 0,
     window_batch: int = 1,
     max_window_steps: int = 0,
-    deep_reuse: int = 0,
-    final_call: bool = True,
 ) -> np.ndarray:
     """Sample a whole piece -> float32 (2, T_total, P) in [-1, 1] (onset, sustain).
 
+    settings: the sampler's knobs, the same for every window (`SamplerSettings`).
     window_steps defaults to config.window_steps (16th steps; a multiple of the UNet's time
     factor); with max_window_steps above it (and windows one by one), windows of up to that
     many steps are laid out by `window_spans`. overlap_steps (default one bar) are in-painted
     from the previous window.
     known_roll (2, T_total, P) with known_mask (1 = keep) keeps part of an existing piece.
     guide: where returning phrases take their music from (None: no recall).
-    guidance_until: guidance applies at timesteps >= this one only (0: at every step).
     window_batch: 1 = left to right, one window per call; more = two-pass rounds, up to this
     many windows per call (needs overlap_steps <= half a window, else left to right).
     progress(done, total) counts denoising steps over all windows that are sampled.
@@ -199,9 +195,8 @@ def sample_piece(
         rounds = [[i] for i in range(len(starts))]  # left to right, one window a call
     return _sample_rounds(
         model, diffusion, piece, config, generator, lengths, starts, rounds, roll, keep, done,
-        steps=steps, guidance=guidance, progress=progress, sampler=sampler, guide=guide,
-        guidance_until=guidance_until, window_batch=window_batch if batched else 1,
-        deep_reuse=deep_reuse, final_call=final_call,
+        settings=settings, progress=progress, guide=guide,
+        window_batch=window_batch if batched else 1,
     )  # fmt: skip
 
 
@@ -218,15 +213,10 @@ def _sample_rounds(
     keep: np.ndarray,
     done: np.ndarray,
     *,
-    steps: int,
-    guidance: float,
+    settings: SamplerSettings,
     progress: Callable[[int, int], None] | None,
-    sampler: str,
     guide: RecallGuide | None,
-    guidance_until: int,
     window_batch: int,
-    deep_reuse: int,
-    final_call: bool,
 ) -> np.ndarray:
     """Sample the windows (starts[i], lengths[i] steps) round by round (a round's windows are
     independent), up to window_batch of them per network call (windows of one length: the
@@ -234,7 +224,8 @@ def _sample_rounds(
     total, pitches = roll.shape[1], config.n_pitches
     window_generators = _window_generators(generator, len(starts))
     todo = {i for i, s in enumerate(starts) if not keep[:, s : s + lengths[i]].all()}
-    calls = len(diffusion.sampling_timesteps(steps, final_call))  # steps a window (skipped too)
+    # denoising steps a window (skipped ones too)
+    calls = len(diffusion.sampling_timesteps(settings.steps, settings.final_call))
     n_denoise, finished = len(todo) * calls, 0
     for members in rounds:
         pending = []
@@ -263,18 +254,13 @@ def _sample_rounds(
                 model,
                 cond,
                 None if window_generators is None else [window_generators[i] for i in chunk],
-                steps=steps,
-                guidance=guidance,
+                settings=settings,
                 known=torch.from_numpy(known),
                 known_mask=torch.from_numpy(known_mask),
                 progress=report,
-                sampler=sampler,
                 guide=None if guided is None else torch.from_numpy(guided),
                 guide_mask=None if guided_mask is None else torch.from_numpy(guided_mask),
                 guide_until=guide.until_t if guide is not None else 0,
-                guidance_until=guidance_until,
-                deep_reuse=deep_reuse,
-                final_call=final_call,
             )
             values = x.float().cpu().numpy()  # (B, 2, W, P)
             for row, i in enumerate(chunk):

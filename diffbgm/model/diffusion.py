@@ -87,6 +87,41 @@ def _painting(
 
 
 @dataclass(frozen=True)
+class SamplerSettings:
+    """The sampler's knobs: one object for every window of a piece, so a knob is added in one
+    place instead of threaded through each layer (`Diffusion.sample`, `sample_piece`).
+
+    steps: denoising steps, evenly spaced from the noisiest timestep to t = 0 (`timesteps`).
+    guidance: classifier-free guidance scale (1 = the conditional pass alone).
+    sampler: 'ddim' (eta = 0: deterministic given the generator; eta = 1 with steps = N is
+        ancestral DDPM), 'dpm' (DPM-Solver++ 2M, deterministic) or 'unipc' (the same
+        predictor, then each new point corrected with the network output computed there,
+        which costs no extra network call).
+    eta: how much fresh noise DDIM adds per step (0: none, 1: as DDPM); the others ignore it.
+    clip_x0: clip each predicted x0 to [-1, 1] and recompute eps from it.
+    guidance_until: guidance applies while the timestep is >= this; the steps below run the
+        conditional pass alone (guidance matters most for the coarse shape, decided early).
+    deep_reuse: this many of the quietest steps (the last, the third-last, ...) reuse the
+        deep features the network computed at the step before them (`DeepFeatures`) and run
+        only its outermost level.
+    final_call: False skips the network call at t = 0 (`sampling_timesteps`).
+    """
+
+    steps: int = 50
+    guidance: float = 3.0
+    sampler: str = "ddim"
+    eta: float = 0.0
+    clip_x0: bool = True
+    guidance_until: int = 0
+    deep_reuse: int = 0
+    final_call: bool = True
+
+    def __post_init__(self) -> None:
+        if self.sampler not in ("ddim", "dpm", "unipc"):
+            raise ValueError(f"unknown sampler {self.sampler!r} (use 'ddim', 'dpm' or 'unipc')")
+
+
+@dataclass(frozen=True)
 class LossTerms:
     """One training loss with what was drawn for it (tests check the drop rate through it)."""
 
@@ -375,44 +410,27 @@ class Diffusion:
         model: nn.Module,
         cond: Conditions,
         generator: Generators,
-        steps: int = 50,
-        guidance: float = 3.0,
-        eta: float = 0.0,
+        settings: SamplerSettings = SamplerSettings(),
+        *,
         known: torch.Tensor | None = None,
         known_mask: torch.Tensor | None = None,
         progress: ProgressFn | None = None,
-        clip_x0: bool = True,
-        sampler: str = "ddim",
         guide: torch.Tensor | None = None,
         guide_mask: torch.Tensor | None = None,
         guide_until: int = 0,
-        guidance_until: int = 0,
-        deep_reuse: int = 0,
-        final_call: bool = True,
     ) -> torch.Tensor:
-        """Draw x0 (B, 2, T, P) in [-1, 1] for the batch of conditions.
+        """Draw x0 (B, 2, T, P) in [-1, 1] for the batch of conditions, with the sampler,
+        steps and guidance of `settings` (`SamplerSettings`).
 
-        sampler 'ddim' (eta=0: deterministic given the generator; eta=1 with steps=N is
-        ancestral DDPM), 'dpm' (DPM-Solver++ 2M, deterministic) or 'unipc' (the same
-        predictor, then each new point corrected with the network output computed there,
-        which costs no extra network call). In-painting: where
-        known_mask (broadcastable to x, 1 = keep) is set, x is replaced after every step by
-        known noised to the next timestep, and by `known` itself at the end.
+        In-painting: where known_mask (broadcastable to x, 1 = keep) is set, x is replaced
+        after every step by known noised to the next timestep, and by `known` itself at the end.
         Guiding (SDEdit-like, used to recall earlier music): where guide_mask is set, x is
         replaced the same way by `guide`, but only while the timestep is >= guide_until; the
         steps below are free, so the coarse shape follows the guide and the details follow
         the conditions.
-        Guidance applies while the timestep is >= guidance_until; the steps below run the
-        conditional pass alone (guidance matters most for the coarse shape, decided early).
-        deep_reuse: this many of the quietest steps (the last, the third-last, ...) reuse the
-        deep features the network computed at the step before them (`DeepFeatures`) and run
-        only its outermost level.
-        final_call: False skips the network call at t = 0 (`sampling_timesteps`).
         A call whose result the paintings overwrite is not made (`_unused_calls`: most of a
         recalled window's noisy steps); the sample is the same bit for bit.
         """
-        if sampler not in ("ddim", "dpm", "unipc"):
-            raise ValueError(f"unknown sampler {sampler!r} (use 'ddim', 'dpm' or 'unipc')")
         device = next(model.parameters()).device
         batch, _, steps_t, pitches = cond.chord.shape
         shape = (batch, 2, steps_t, pitches)
@@ -426,13 +444,13 @@ class Diffusion:
             )
             if painting is not None
         ]
-        ts = self.sampling_timesteps(steps, final_call)
-        reused = set(range(len(ts) - 1, 0, -2)[:deep_reuse])  # each after a computed step
+        ts = self.sampling_timesteps(settings.steps, settings.final_call)
+        # each reused step follows a computed one
+        reused = set(range(len(ts) - 1, 0, -2)[: settings.deep_reuse])
         deep = DeepFeatures() if reused else None
         x = self._paint_all(_noise(shape, generator, device), paints, ts[0], generator)
-        unused = (
-            self._unused_calls(paints, ts, x, reused) if eta == 0 or sampler != "ddim" else set()
-        )
+        deterministic = settings.eta == 0 or settings.sampler != "ddim"
+        unused = self._unused_calls(paints, ts, x, reused) if deterministic else set()
         previous_x0: torch.Tensor | None = None
         previous_lambda = 0.0
         # UniC needs the last step's start: (x, its ab, x0 there), the x0 before that and the
@@ -449,12 +467,12 @@ class Diffusion:
                 if progress is not None:
                     progress(i + 1, len(ts))
                 continue
-            scale = guidance if t >= guidance_until else 1.0
+            scale = settings.guidance if t >= settings.guidance_until else 1.0
             if deep is not None:
                 deep.reuse = i in reused
             pred = self.guided_prediction(model, x, t, cond, scale, deep)
             x0, eps = self.split_prediction(pred, x, ab)
-            if clip_x0:
+            if settings.clip_x0:
                 x0 = x0.clamp(-1.0, 1.0)
                 eps = (x - ab.sqrt() * x0) / (1.0 - ab).sqrt()
             if corrector is not None and t_prev >= 0:
@@ -464,12 +482,12 @@ class Diffusion:
                 )
             if t_prev < 0:
                 x = x0
-            elif sampler == "ddim":
-                x = self._ddim_step(x0, eps, ab, ab_prev, eta, generator)
+            elif settings.sampler == "ddim":
+                x = self._ddim_step(x0, eps, ab, ab_prev, settings.eta, generator)
             else:
                 # first order into t = 0 (the grid's last point, where x0 is taken as it is)
                 use_second_order = previous_x0 is not None and t_prev > 0
-                if sampler == "unipc":
+                if settings.sampler == "unipc":
                     earlier = previous_x0 if use_second_order else None
                     corrector = _CorrectorState(x, ab, x0, earlier, previous_lambda)
                 x, previous_lambda = self._dpm_step(
