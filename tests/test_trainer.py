@@ -404,6 +404,28 @@ def test_warm_start_may_change_only_the_feature_selector(
     assert extra["train_step_total"] == 16 + 2 and extra["warm_start_from"] == str(exported)
 
 
+def test_warm_start_adds_a_pitch_embedding_at_zero(
+    tiny_cache: Path, trained_run: Path, tmp_path: Path
+) -> None:
+    """A checkpoint without the pitch embedding warm-starts a model with one: every other
+    weight is loaded, the embedding starts at zero (so the first loss is the parent's) and
+    training moves it; the export keeps it and says so in its config."""
+    exported = export_run(trained_run, tmp_path / "exported", dtype="fp32")
+    run = tmp_path / "rows"
+    run_training(
+        tiny_config(
+            tiny_cache, run, steps=2, lr=1e-2, init_from=str(exported),
+            model_overrides={"pitch_embedding": True},
+        )
+    )  # fmt: skip
+    assert losses(run)[0] < 0.8 * losses(trained_run)[0]
+    loaded = load_checkpoint(export_run(run, tmp_path / "shipped", dtype="fp32"))
+    assert loaded.config.pitch_embedding
+    weights = loaded.model.state_dict()
+    assert set(weights) - set(load_checkpoint(exported).model.state_dict()) == {"pitch_embedding"}
+    assert weights["pitch_embedding"].abs().max() > 0
+
+
 def test_guidance_distillation_run(tiny_cache: Path, trained_run: Path, tmp_path: Path) -> None:
     """`--distill-from` trains a student that takes the guidance scale, started from its
     teacher's weights; the exported checkpoint keeps the guidance embedding, and a student

@@ -329,16 +329,17 @@ class Trainer:
             "selector": "none",
             "selector_threshold": 0.0,
             "guidance_embedding": False,
+            "pitch_embedding": False,
         }
         if replace(loaded.config, **free) != replace(self.model_config, **free):
             raise CheckpointError(
                 f"{checkpoint} has a different model config than --preset/--set ask for "
-                "(only the feature selector and the guidance embedding may differ in a warm "
-                "start)"
+                "(only the feature selector, the guidance and the pitch embedding may differ in "
+                "a warm start)"
             )
         weights = loaded.model.state_dict()
         missing, unexpected = self.model.load_state_dict(weights, strict=False)
-        fresh = ("gate.", "guidance_mlp.")
+        fresh = ("gate.", "guidance_mlp.", "pitch_embedding")
         if unexpected or any(not name.startswith(fresh) for name in missing):
             raise CheckpointError(
                 f"{checkpoint}: weights do not fit the model (missing {missing}, "

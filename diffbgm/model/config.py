@@ -89,6 +89,11 @@ class ModelConfig:
     # output in one pass (a guidance-distilled student, Meng et al. 2023; `trainer train
     # --distill-from`), so guided sampling costs one network item per step instead of two.
     guidance_embedding: bool = False
+    # True: a learned embedding of each pitch row is added to the first feature map. The
+    # convolutions are translation-invariant and the chord channel marks pitch classes in
+    # every octave, so without it the network knows absolute pitch only from the zero padding
+    # at the keyboard's ends, and the register control (mean pitch) has little to act on.
+    pitch_embedding: bool = False
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
 
     def __post_init__(self) -> None:

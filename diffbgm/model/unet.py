@@ -132,6 +132,13 @@ class Denoiser(nn.Module):
             else None
         )
         self.input = nn.Conv2d(3, base, 3, padding=1)
+        # zero at first, so a warm start from a model without it predicts exactly as before
+        padded_pitches = config.n_pitches + (-config.n_pitches) % config.time_factor
+        self.pitch_embedding = (
+            nn.Parameter(torch.zeros(1, base, 1, padded_pitches))
+            if config.pitch_embedding
+            else None
+        )
 
         self.down: list[Level] = nn.ModuleList()  # type: ignore[assignment]
         self.downsample = nn.ModuleList()
@@ -218,7 +225,9 @@ class Denoiser(nn.Module):
             for lvl in range(len(cfg.channel_mults))
         }  # factor -> (B, T/factor, K)
 
-        h = self.input(h)
+        h = self.input(h)  # (B, C0, T, P+pad)
+        if self.pitch_embedding is not None:
+            h = h + self.pitch_embedding.to(h.dtype)
         skips = [h]
         h, outputs = self._run_level(self.down[0], h, emb, tokens, masks[1], skips=None)
         skips += outputs
