@@ -292,6 +292,19 @@ def test_evaluate_reports_metrics_controls_and_ablations(
     assert set(contrast.data["control"]) == {"generated", "real", SONG_CONTROLS}
 
 
+def test_register_spread_generates_every_segment_of_a_song(tiny_cache: Path) -> None:
+    """benchmarks/register_spread.py generates as the evaluation does and keeps every segment."""
+    from tests.scripts import load_script
+
+    spread = load_script("benchmarks/register_spread.py")
+    segments = spread.generate_segments(
+        str(REPO / "checkpoints" / "diffbgm-tiny"), str(tiny_cache), (801,), 8, True, 0
+    )
+    assert sum(s.bars for s in segments) == 8
+    assert all(s.song == 801 and 0.0 <= s.asked <= 1.0 for s in segments)
+    assert any(np.isfinite(s.got) for s in segments)
+
+
 def test_evaluation_in_worker_processes_gives_the_same_music(
     tiny_cache: Path, trained_run: Path
 ) -> None:
@@ -424,6 +437,22 @@ def test_warm_start_adds_a_pitch_embedding_at_zero(
     weights = loaded.model.state_dict()
     assert set(weights) - set(load_checkpoint(exported).model.state_dict()) == {"pitch_embedding"}
     assert weights["pitch_embedding"].abs().max() > 0
+
+
+def test_register_weight_adds_the_consistency_term(
+    tiny_cache: Path, trained_run: Path, tmp_path: Path
+) -> None:
+    """--register-weight adds the register-consistency term: same seed and weights, a larger
+    first loss."""
+    exported = export_run(trained_run, tmp_path / "exported", dtype="fp32")
+    plain, weighted = tmp_path / "plain", tmp_path / "weighted"
+    run_training(tiny_config(tiny_cache, plain, steps=1, init_from=str(exported)))
+    run_training(
+        tiny_config(tiny_cache, weighted, steps=1, init_from=str(exported), register_weight=1.0)
+    )
+    assert losses(weighted)[0] > losses(plain)[0]
+    args = build_parser().parse_args(["train", "--register-weight", "0.2"])
+    assert args.register_weight == 0.2
 
 
 def test_guidance_distillation_run(tiny_cache: Path, trained_run: Path, tmp_path: Path) -> None:

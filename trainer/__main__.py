@@ -112,6 +112,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         distill_max_scale=args.distill_scales[1],
         distill_steps=args.distill_steps,
         distill_substeps=args.distill_substeps,
+        register_weight=args.register_weight,
     )
     result = run_training(config, resume=args.resume)
     state = "stopped early" if result.stopped_early else "finished"
@@ -423,6 +424,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=4,
         metavar="K",
         help="teacher DPM-Solver++ steps per student step (with --distill-steps)",
+    )
+    train.add_argument(
+        "--register-weight",
+        type=float,
+        default=0.0,
+        metavar="W",
+        help="add W x the register-consistency term (mean onset pitch per segment of the "
+        "network's x0 estimate against the real notes') to the denoising loss",
     )
     train.set_defaults(func=cmd_train)
 

@@ -39,6 +39,7 @@ from trainer.distributed import (
     mean_over_ranks,
     shutdown,
 )
+from trainer.losses import register_consistency
 from trainer.run_state import RunState, find_run_state, load_run_state, save_run_state
 from trainer.runlog import RunLog
 from trainer.sources import DataBundle, load_data
@@ -92,6 +93,8 @@ class TrainConfig:
     # DDIM step of the model on a distill_steps grid learns distill_substeps of the teacher's.
     distill_steps: int = 0
     distill_substeps: int = 4
+    # > 0: add this times the register-consistency term to the denoising loss (trainer/losses.py)
+    register_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.batch < 1 or self.accum < 1 or self.batch % self.accum:
@@ -292,9 +295,13 @@ class Trainer:
         """The denoising loss, or with a teacher the guidance-distillation loss."""
         if self.teacher is None:
             # p_uncond is passed because the DDP wrapper hides model.config.
-            return self.diffusion.training_terms(
+            terms = self.diffusion.training_terms(
                 model, roll, cond, generator, self.model_config.p_uncond
-            ).loss
+            )
+            if self.config.register_weight <= 0 or terms.x0_pred is None:
+                return terms.loss
+            consistency = register_consistency(terms.x0_pred, roll, cond, terms.drop)
+            return terms.loss + self.config.register_weight * consistency
         scales = (self.config.distill_min_scale, self.config.distill_max_scale)
         if self.config.distill_steps:
             return self.diffusion.step_distillation_terms(

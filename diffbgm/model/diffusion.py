@@ -128,6 +128,7 @@ class LossTerms:
     loss: torch.Tensor  # scalar
     t: torch.Tensor  # (B,) long: the timesteps drawn
     drop: torch.Tensor  # (B,) bool: items trained as unconditional (classifier-free null)
+    x0_pred: torch.Tensor | None = None  # (B, 2, T, P) float: the network's estimate of x0
 
 
 class Diffusion:
@@ -203,7 +204,15 @@ class Diffusion:
         x_t = self.q_sample(x0, t, noise)
         pred = model(x_t, t, cond, drop).float()  # (B, 2, T, P)
         loss = self.weighted_mse(pred, self.target(x0.float(), noise, t))
-        return LossTerms(loss=loss, t=t, drop=drop)
+        return LossTerms(loss=loss, t=t, drop=drop, x0_pred=self.predicted_x0(pred, x_t, t))
+
+    def predicted_x0(self, pred: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Network outputs (B, ...) at timesteps t (B,) -> their estimates of x0 (B, ...)."""
+        a = _broadcast(self.sqrt_ab[t.cpu()], x_t)
+        s = _broadcast(self.sqrt_one_minus_ab[t.cpu()], x_t)
+        if self.config.prediction == "eps":
+            return (x_t - s * pred) / a
+        return a * x_t - s * pred
 
     def training_loss(
         self,
