@@ -453,6 +453,10 @@ def test_register_weight_adds_the_consistency_term(
     assert losses(weighted)[0] > losses(plain)[0]
     args = build_parser().parse_args(["train", "--register-weight", "0.2"])
     assert args.register_weight == 0.2
+    with pytest.raises(ValueError, match="must be >= 0"):
+        tiny_config(tiny_cache, plain, register_weight=-1.0)
+    with pytest.raises(ValueError, match="distillation run"):
+        tiny_config(tiny_cache, plain, register_weight=0.5, distill_from=str(exported))
 
 
 def test_guidance_distillation_run(tiny_cache: Path, trained_run: Path, tmp_path: Path) -> None:

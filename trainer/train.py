@@ -115,6 +115,13 @@ class TrainConfig:
             raise ValueError("distill_steps must be >= 0 and distill_substeps >= 1")
         if self.distill_steps and not self.distill_from:
             raise ValueError("--distill-steps needs --distill-from TEACHER")
+        if self.register_weight < 0:
+            raise ValueError("--register-weight must be >= 0")
+        if self.register_weight and self.distill_from:
+            raise ValueError(
+                "--register-weight adds to the denoising loss; a distillation run has none "
+                "(train the teacher with it)"
+            )
 
     @property
     def micro_batch(self) -> int:
