@@ -24,7 +24,9 @@ from diffbgm.checkpoint import load_checkpoint
 from diffbgm.controls import DYNAMIC_CONTROLS
 from diffbgm.generation.config import GenerationConfig
 from diffbgm.music.calibration import Calibration
+from trainer.__main__ import parse_song_range
 from trainer.evaluate import (
+    STEPS_PER_BAR,
     EvalOptions,
     _Generator,
     load_song_piece,
@@ -32,7 +34,6 @@ from trainer.evaluate import (
     segment_starts,
 )
 
-STEPS_PER_BAR = 16
 LENGTH_BANDS = ((0.0, 2.0), (2.0, 4.0), (4.0, float("inf")))  # bars
 
 
@@ -45,8 +46,8 @@ class Segment:
 
 
 def song_range(text: str) -> tuple[int, ...]:
-    first, _, last = text.partition("-")
-    return tuple(range(int(first), int(last or first) + 1))
+    """'801-830' (or '801-803,810') -> song numbers, as `trainer evaluate --songs` reads them."""
+    return tuple(parse_song_range(text))
 
 
 def generate_segments(

@@ -164,7 +164,8 @@ class Diffusion:
     def split_prediction(
         self, pred: torch.Tensor, x_t: torch.Tensor, ab: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Network output at signal fraction ab (scalar tensor) -> (x0, eps)."""
+        """Network output at signal fraction ab (a scalar, or one per item broadcast to x_t)
+        -> (x0, eps)."""
         a, s = ab.sqrt(), (1.0 - ab).sqrt()
         if self.config.prediction == "eps":
             return (x_t - s * pred) / a, pred
@@ -208,11 +209,7 @@ class Diffusion:
 
     def predicted_x0(self, pred: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Network outputs (B, ...) at timesteps t (B,) -> their estimates of x0 (B, ...)."""
-        a = _broadcast(self.sqrt_ab[t.cpu()], x_t)
-        s = _broadcast(self.sqrt_one_minus_ab[t.cpu()], x_t)
-        if self.config.prediction == "eps":
-            return (x_t - s * pred) / a
-        return a * x_t - s * pred
+        return self.split_prediction(pred, x_t, _broadcast(self.alphas_cumprod[t.cpu()], x_t))[0]
 
     def training_loss(
         self,
