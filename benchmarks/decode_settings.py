@@ -110,7 +110,7 @@ def main() -> None:
                 chords = song.conditions.chord_pcs
                 rows.append(piece_metrics(decoded.onset, decoded.sustain, chords, song.key))
                 accumulator.add(
-                    decoded.onset, song, loaded.config.pitch_low, calibration,
+                    decoded.onset, decoded.sustain, song, loaded.config.pitch_low, calibration,
                     defaults.boundary_threshold,
                 )  # fmt: skip
             label = f"{strength:g} | {groove:g} | {edge_bars}"
@@ -119,7 +119,12 @@ def main() -> None:
     real = _Accumulator()
     for song in songs:
         real.add(
-            song.onset, song, loaded.config.pitch_low, calibration, defaults.boundary_threshold
+            song.onset,
+            song.sustain,
+            song,
+            loaded.config.pitch_low,
+            calibration,
+            defaults.boundary_threshold,
         )
     real_rows = [piece_metrics(s.onset, s.sustain, s.conditions.chord_pcs, s.key) for s in songs]
     print(_row("real | – | –", aggregate(real_rows), real, names, controls))

@@ -32,7 +32,7 @@ METRICS = (
     "polyphony",
     "onsets_per_bar",
 )
-OBEDIENCE = ("register_obedience", "density_obedience")
+OBEDIENCE = ("register_obedience", "density_obedience", "polyphony_obedience")
 
 
 def per_song(run: dict) -> dict[str, dict[str, float]]:
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             cells.append(f"{of_mean:+.1f} % ± {error:.1f} [{per_song_mean:+.1f} %] (n={n})")
         print(f"| {metric} | " + " | ".join(cells) + " |")
     for name in OBEDIENCE:
-        base = reference["control"]["generated"].get(name)
+        base = reference["control"]["generated"].get(name, math.nan)  # older reports lack some
         cells = [f"{run['control']['generated'].get(name, math.nan):.3f}" for _, run in runs]
         print(f"| {name} (reference {base:.3f}) | " + " | ".join(cells) + " |")
     failed = 0

@@ -68,7 +68,8 @@ def main() -> None:
         for seed in range(args.seeds):
             options = ComposeOptions(seed=seed, generation=generation)
             plan = composer.plan(analysis, options, config)
-            onset = composer.compose_roll(plan, seed, composer.generation_config(options)).onset
+            roll = composer.compose_roll(plan, seed, composer.generation_config(options))
+            onset = roll.onset
             starts = segment_starts(plan.step_segment_ids(onset.shape[0]))
             for index, heard in boundary_changes(onset, starts, pitch_low, args.threshold):
                 same_shots = (
@@ -77,7 +78,9 @@ def main() -> None:
                 kind = "phrases" if same_shots else "cuts"
                 counts[kind][0] += heard
                 counts[kind][1] += 1
-            realised = realised_controls(onset, starts, pitch_low, composer.calibration)
+            realised = realised_controls(
+                onset, roll.sustain, starts, pitch_low, composer.calibration
+            )
             for name in DYNAMIC_CONTROLS:
                 if name in pairs:
                     pairs[name][0].extend(seg.dynamic[name] for seg in plan.segments)

@@ -277,6 +277,7 @@ def test_evaluate_reports_metrics_controls_and_ablations(
     assert real["bars"]["mean"] == 8
     # the real song realises its own controls: obedience of the reference is (near) perfect
     assert data["control"]["real"]["density_obedience"] > 0.9
+    assert data["control"]["real"]["polyphony_obedience"] > 0.9
 
     options = replace(options, musdr_si=False)  # the rest is about the model's switches
     no_sac = run_evaluation(replace(options, ablation="no-sac", out_json=None))
@@ -439,24 +440,26 @@ def test_warm_start_adds_a_pitch_embedding_at_zero(
     assert weights["pitch_embedding"].abs().max() > 0
 
 
-def test_register_weight_adds_the_consistency_term(
-    tiny_cache: Path, trained_run: Path, tmp_path: Path
+@pytest.mark.parametrize("term", ["register", "polyphony"])
+def test_consistency_weight_adds_its_term(
+    term: str, tiny_cache: Path, trained_run: Path, tmp_path: Path
 ) -> None:
-    """--register-weight adds the register-consistency term: same seed and weights, a larger
-    first loss."""
+    """--register-weight / --polyphony-weight add their consistency term: same seed and
+    weights, a larger first loss; negative weights and distillation runs are refused."""
+    field, flag = f"{term}_weight", f"--{term}-weight"
     exported = export_run(trained_run, tmp_path / "exported", dtype="fp32")
     plain, weighted = tmp_path / "plain", tmp_path / "weighted"
     run_training(tiny_config(tiny_cache, plain, steps=1, init_from=str(exported)))
     run_training(
-        tiny_config(tiny_cache, weighted, steps=1, init_from=str(exported), register_weight=1.0)
+        tiny_config(tiny_cache, weighted, steps=1, init_from=str(exported), **{field: 1.0})
     )
     assert losses(weighted)[0] > losses(plain)[0]
-    args = build_parser().parse_args(["train", "--register-weight", "0.2"])
-    assert args.register_weight == 0.2
-    with pytest.raises(ValueError, match="must be >= 0"):
-        tiny_config(tiny_cache, plain, register_weight=-1.0)
+    args = build_parser().parse_args(["train", flag, "0.2"])
+    assert getattr(args, field) == 0.2
+    with pytest.raises(ValueError, match=f"{flag} must be >= 0"):
+        tiny_config(tiny_cache, plain, **{field: -1.0})
     with pytest.raises(ValueError, match="distillation run"):
-        tiny_config(tiny_cache, plain, register_weight=0.5, distill_from=str(exported))
+        tiny_config(tiny_cache, plain, distill_from=str(exported), **{field: 0.5})
 
 
 def test_guidance_distillation_run(tiny_cache: Path, trained_run: Path, tmp_path: Path) -> None:

@@ -4,7 +4,8 @@ Each song's first `bars` bars are generated from its real chords, phrase segment
 per-segment controls (or its video features, BGM909), then compared with the same bars of
 the real song through diffbgm.metrics. Two more measures of whether the conditions are heard:
   * control obedience: Spearman correlation, over all segments of all songs, between the
-    requested per-segment density (register) quantile and the one realised by the notes;
+    requested per-segment density (register, polyphony) quantile and the one realised by the
+    notes;
   * boundary audibility: share of segment boundaries where the onset density changes by
     more than `boundary_threshold` (relative) or the mean register by more than
     `boundary_threshold` octaves, comparing the bar before with the bar after; and the same
@@ -72,6 +73,8 @@ ABLATIONS: tuple[str, ...] = ("none", "no-sac", "no-selector", "no-guidance")
 STEPS_PER_BAR = 16
 # A boundary "asks" for a change when density or register moves by at least this (quantile)
 ASKED_CONTRAST = 0.25
+# Controls whose obedience (Spearman, requested vs realised per segment) is reported.
+OBEYED_CONTROLS = ("density", "register", "polyphony")
 SONG_CONTROLS = "generated vs the song's controls"  # report key, with --cut-contrast only
 
 
@@ -133,20 +136,34 @@ def span_register(onset: np.ndarray, begin: int, end: int, pitch_low: int) -> fl
     return float(pitches.mean() + pitch_low) if pitches.size else math.nan
 
 
+def span_polyphony(sustain: np.ndarray, begin: int, end: int) -> float:
+    """Mean number of sounding pitches per step in steps [begin, end) (the polyphony control's
+    raw value: silent steps count as 0)."""
+    return float(sustain[begin:end].sum()) / max(end - begin, 1)
+
+
 def realised_controls(
-    onset: np.ndarray, starts: np.ndarray, pitch_low: int, calibration: Calibration
+    onset: np.ndarray,
+    sustain: np.ndarray,
+    starts: np.ndarray,
+    pitch_low: int,
+    calibration: Calibration,
 ) -> dict[str, np.ndarray]:
-    """Per-segment density and register of the notes, as POP909 quantiles (like the controls)."""
+    """Per-segment density, register and polyphony of the notes, as POP909 quantiles (like
+    the controls)."""
     ends = np.append(starts[1:], onset.shape[0])
-    density = [span_density(onset, a, b) for a, b in zip(starts, ends, strict=True)]
-    register = [span_register(onset, a, b, pitch_low) for a, b in zip(starts, ends, strict=True)]
+    spans = list(zip(starts, ends, strict=True))
+    density = [span_density(onset, a, b) for a, b in spans]
+    register = [span_register(onset, a, b, pitch_low) for a, b in spans]
     register_q = [
         math.nan if math.isnan(r) else float(calibration.to_quantile("register", r))
         for r in register
     ]
+    polyphony = np.asarray([span_polyphony(sustain, a, b) for a, b in spans])
     return {
         "density": np.asarray(calibration.to_quantile("density", np.asarray(density)), float),
         "register": np.asarray(register_q, dtype=np.float64),
+        "polyphony": np.asarray(calibration.to_quantile("polyphony", polyphony), float),
     }
 
 
@@ -221,8 +238,8 @@ class _Accumulator:
     """Per-segment control values and boundary counts of one kind of music (generated/real)."""
 
     def __init__(self) -> None:
-        self.requested: dict[str, list[np.ndarray]] = {"density": [], "register": []}
-        self.realised: dict[str, list[np.ndarray]] = {"density": [], "register": []}
+        self.requested: dict[str, list[np.ndarray]] = {name: [] for name in OBEYED_CONTROLS}
+        self.realised: dict[str, list[np.ndarray]] = {name: [] for name in OBEYED_CONTROLS}
         self.audible = 0
         self.boundaries = 0
         self.asked_audible = 0  # boundaries where the controls ask for a clear change
@@ -231,14 +248,15 @@ class _Accumulator:
     def add(
         self,
         onset: np.ndarray,
+        sustain: np.ndarray,
         song: SongPiece,
         pitch_low: int,
         calibration: Calibration,
         threshold: float,
     ) -> None:
         starts = segment_starts(song.conditions.segment_ids)
-        got = realised_controls(onset, starts, pitch_low, calibration)
-        for name in ("density", "register"):
+        got = realised_controls(onset, sustain, starts, pitch_low, calibration)
+        for name in OBEYED_CONTROLS:
             column = DYNAMIC_CONTROLS.index(name)
             self.requested[name].append(song.conditions.dynamic[:, column].astype(np.float64))
             self.realised[name].append(got[name])
@@ -259,7 +277,7 @@ class _Accumulator:
             "boundaries_asked": float(self.asked),
         }
         if has_controls:
-            for name in ("density", "register"):
+            for name in OBEYED_CONTROLS:
                 out[f"{name}_obedience"] = obedience(self.requested[name], self.realised[name])
         return out
 
@@ -531,14 +549,19 @@ def run_evaluation(options: EvalOptions) -> EvalReport:
             audio_jobs += [(gen_roll, song.tempo_bpm, spec), (real_roll, song.tempo_bpm, spec)]
             audio_targets += [gen_metrics, real_metrics]
         accumulators["generated"].add(
-            roll.onset, asked, spec.pitch_low, calibration, options.boundary_threshold
+            roll.onset, roll.sustain, asked, spec.pitch_low, calibration, options.boundary_threshold
         )
         if asked is not song:
             accumulators[SONG_CONTROLS].add(
-                roll.onset, song, spec.pitch_low, calibration, options.boundary_threshold
+                roll.onset,
+                roll.sustain,
+                song,
+                spec.pitch_low,
+                calibration,
+                options.boundary_threshold,
             )
         accumulators["real"].add(
-            song.onset, song, spec.pitch_low, calibration, options.boundary_threshold
+            song.onset, song.sustain, song, spec.pitch_low, calibration, options.boundary_threshold
         )
         per_song.append({"song": song_id, "generated": gen_metrics, "real": real_metrics})
         if options.midi_dir:
