@@ -394,5 +394,9 @@ def test_sampler_settings_carry_the_configs_sampler_knobs() -> None:
         steps=9, guidance=config.guidance, sampler="unipc", guidance_until=250, final_call=False
     )
     assert GenerationConfig().sampler_settings(1000).guidance_until == 0  # guided throughout
+    assert GenerationConfig().sampler_settings(1000).guidance_from is None
+    ceiling = config.with_overrides(guidance_ceiling=0.8).sampler_settings(1000)
+    assert ceiling.guidance_from == 800
+    assert [t for t in (999, 874, 799, 250, 249) if ceiling.guides_at(t)] == [799, 250]
     with pytest.raises(ValueError, match="unknown sampler 'euler'"):
         SamplerSettings(sampler="euler")

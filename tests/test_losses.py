@@ -1,4 +1,4 @@
-"""trainer/losses.py: the register- and polyphony-consistency terms on known rolls."""
+"""trainer/losses.py: the register-consistency term on known rolls."""
 
 from __future__ import annotations
 
@@ -6,13 +6,7 @@ import torch
 
 from diffbgm.model.conditions import two_segment_conditions
 from diffbgm.model.config import preset
-from trainer.losses import (
-    POLYPHONY_SCALE,
-    polyphony_consistency,
-    register_consistency,
-    segment_mean_per_step,
-    segment_mean_pitch,
-)
+from trainer.losses import register_consistency, segment_mean_pitch
 
 
 def test_segment_mean_pitch_weights_rows_by_onsets() -> None:
@@ -52,47 +46,3 @@ def test_register_consistency_has_a_gradient_toward_the_notes() -> None:
     # raises it
     low, high = guess.grad[0, 0, :, 30].sum(), guess.grad[0, 0, :, 60].sum()
     assert low < 0 < high
-
-
-def test_segment_mean_per_step_averages_over_each_segments_steps() -> None:
-    values = torch.tensor([[1.0, 3.0, 4.0, 4.0, 7.0]])
-    mean = segment_mean_per_step(values, torch.tensor([[0, 0, 1, 1, 1]]), 3)
-    assert torch.allclose(mean[0], torch.tensor([2.0, 5.0, 0.0]))
-
-
-def chords(config_steps: int, n_pitches: int, size: int) -> torch.Tensor:
-    """(1, 2, T, P) roll holding a `size`-note chord at every step (sustain channel)."""
-    x0 = -torch.ones(1, 2, config_steps, n_pitches)
-    x0[:, 1, :, 40 : 40 + size] = 1.0
-    x0[:, 0, ::4, 40 : 40 + size] = 1.0
-    return x0
-
-
-def test_polyphony_consistency_counts_extra_notes_weighted_by_signal() -> None:
-    config = preset("tiny")
-    cond = two_segment_conditions(config).index(slice(0, 1))
-    real = chords(config.window_steps, config.n_pitches, 3)
-    thick = chords(config.window_steps, config.n_pitches, 5)
-    keep, full = torch.zeros(1, dtype=torch.bool), torch.ones(1)
-    assert polyphony_consistency(10.0 * real, real, cond, keep, full) < 1e-6
-    two_more = polyphony_consistency(10.0 * thick, real, cond, keep, full)
-    assert torch.isclose(two_more, torch.tensor((2.0 / POLYPHONY_SCALE) ** 2), atol=1e-4)
-    # a noisy item (little signal) counts for less; an unconditional one not at all
-    assert torch.isclose(
-        polyphony_consistency(10.0 * thick, real, cond, keep, 0.25 * full), 0.25 * two_more
-    )
-    assert polyphony_consistency(10.0 * thick, real, cond, ~keep, full) == 0.0
-
-
-def test_polyphony_consistency_has_a_gradient_toward_thinner_chords() -> None:
-    config = preset("tiny")
-    cond = two_segment_conditions(config).index(slice(0, 1))
-    real = chords(config.window_steps, config.n_pitches, 2)
-    guess = (2.0 * chords(config.window_steps, config.n_pitches, 4)).requires_grad_(True)
-    polyphony_consistency(
-        guess, real, cond, torch.zeros(1, dtype=torch.bool), torch.ones(1)
-    ).backward()
-    assert guess.grad is not None
-    # too many notes sound: raising any sustain cell raises the loss; onsets are not judged
-    assert (guess.grad[0, 1] >= 0).all() and guess.grad[0, 1].sum() > 0
-    assert (guess.grad[0, 0] == 0).all()

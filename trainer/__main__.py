@@ -113,7 +113,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         distill_steps=args.distill_steps,
         distill_substeps=args.distill_substeps,
         register_weight=args.register_weight,
-        polyphony_weight=args.polyphony_weight,
     )
     result = run_training(config, resume=args.resume)
     state = "stopped early" if result.stopped_early else "finished"
@@ -433,15 +432,6 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="W",
         help="add W x the register-consistency term (mean onset pitch per segment of the "
         "network's x0 estimate against the real notes') to the denoising loss",
-    )
-    train.add_argument(
-        "--polyphony-weight",
-        type=float,
-        default=0.0,
-        metavar="W",
-        help="add W x the polyphony-consistency term (mean sounding pitches per step of each "
-        "segment of the x0 estimate against the real notes', weighted by the signal fraction) "
-        "to the denoising loss",
     )
     train.set_defaults(func=cmd_train)
 

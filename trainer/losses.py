@@ -6,12 +6,6 @@ network follows it loosely (Spearman 0.78 where density reaches 0.96;
 benchmarks/register_spread.py). The register-consistency term (after the cycle consistency of
 ControlNet++, Li et al. 2024) compares the mean onset pitch of each segment in the network's x0
 estimate with the one the real notes have, which the request was made from.
-
-The polyphony-consistency term does the same for the polyphony request (mean sounding pitches
-per 16th step): the network writes thicker chords than POP909 (polyphony +9 % of real at the
-shipped settings) though each window is conditioned on the real segment's polyphony. An x0
-estimate at high noise is a blur whose many faint cells add up to phantom notes, so items are
-weighted by their signal fraction alpha_bar(t): the term speaks where the estimate is sharp.
 """
 
 from __future__ import annotations
@@ -23,7 +17,6 @@ from diffbgm.model.conditions import Conditions
 
 ONSET_SHARPNESS = 6.0  # x0 is +1 at an onset and -1 elsewhere: sigmoid(6 x) is 0.998 / 0.002
 OCTAVE = 12.0
-POLYPHONY_SCALE = 2.0  # sounding pitches: a segment off by two notes a step costs 1
 
 
 def segment_mean_pitch(
@@ -53,32 +46,3 @@ def register_consistency(
     if not judged.any():
         return x0_pred.sum() * 0.0  # keeps the graph (DDP wants every step to have one)
     return ((predicted - real) / OCTAVE).square()[judged].mean()
-
-
-def segment_mean_per_step(
-    values: torch.Tensor, segment_ids: torch.Tensor, n_segments: int
-) -> torch.Tensor:
-    """(B, T) per-step values, (B, T) segment ids -> (B, S) mean over each segment's steps."""
-    member = F.one_hot(segment_ids, n_segments).to(values.dtype)  # (B, T, S)
-    return torch.einsum("bt,bts->bs", values, member) / member.sum(dim=1).clamp_min(1.0)
-
-
-def polyphony_consistency(
-    x0_pred: torch.Tensor,
-    x0: torch.Tensor,
-    cond: Conditions,
-    drop: torch.Tensor,
-    signal: torch.Tensor,
-) -> torch.Tensor:
-    """Squared difference, in POLYPHONY_SCALE pitches, between the predicted and the real mean
-    number of sounding pitches per step of every segment, weighted per item by `signal` (B,)
-    (alpha_bar of its timestep) and averaged over the segments of the conditional items."""
-    n_segments = cond.segment_mask.shape[1]
-    sounding = torch.sigmoid(ONSET_SHARPNESS * x0_pred[:, 1].float()).sum(dim=-1)  # (B, T)
-    predicted = segment_mean_per_step(sounding, cond.segment_ids, n_segments)
-    real = segment_mean_per_step((x0[:, 1] > 0).float().sum(dim=-1), cond.segment_ids, n_segments)
-    judged = cond.segment_mask & ~drop[:, None]  # (B, S)
-    if not judged.any():
-        return x0_pred.sum() * 0.0
-    error = ((predicted - real) / POLYPHONY_SCALE).square() * signal[:, None].float()
-    return error[judged].sum() / judged.sum()

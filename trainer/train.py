@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -39,13 +39,10 @@ from trainer.distributed import (
     mean_over_ranks,
     shutdown,
 )
-from trainer.losses import polyphony_consistency, register_consistency
+from trainer.losses import register_consistency
 from trainer.run_state import RunState, find_run_state, load_run_state, save_run_state
 from trainer.runlog import RunLog
 from trainer.sources import DataBundle, load_data
-
-if TYPE_CHECKING:
-    from diffbgm.model.diffusion import LossTerms
 
 STOP_FILE = "STOP"
 # Validation noise is drawn from this seed (plus the chunk index) so val losses are comparable.
@@ -98,8 +95,6 @@ class TrainConfig:
     distill_substeps: int = 4
     # > 0: add this times the register-consistency term to the denoising loss (trainer/losses.py)
     register_weight: float = 0.0
-    # > 0: add this times the polyphony-consistency term (trainer/losses.py)
-    polyphony_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.batch < 1 or self.accum < 1 or self.batch % self.accum:
@@ -120,17 +115,13 @@ class TrainConfig:
             raise ValueError("distill_steps must be >= 0 and distill_substeps >= 1")
         if self.distill_steps and not self.distill_from:
             raise ValueError("--distill-steps needs --distill-from TEACHER")
-        for flag, weight in (
-            ("--register-weight", self.register_weight),
-            ("--polyphony-weight", self.polyphony_weight),
-        ):
-            if weight < 0:
-                raise ValueError(f"{flag} must be >= 0")
-            if weight and self.distill_from:
-                raise ValueError(
-                    f"{flag} adds to the denoising loss; a distillation run has none "
-                    "(train the teacher with it)"
-                )
+        if self.register_weight < 0:
+            raise ValueError("--register-weight must be >= 0")
+        if self.register_weight and self.distill_from:
+            raise ValueError(
+                "--register-weight adds to the denoising loss; a distillation run has none "
+                "(train the teacher with it)"
+            )
 
     @property
     def micro_batch(self) -> int:
@@ -305,20 +296,6 @@ class Trainer:
             )
         return teacher.eval().requires_grad_(False)
 
-    def consistency(self, terms: LossTerms, roll: torch.Tensor, cond: Conditions) -> torch.Tensor:
-        """The weighted consistency terms (trainer/losses.py); 0 when none is asked for."""
-        total = torch.zeros((), device=roll.device)
-        if terms.x0_pred is None:
-            return total
-        if self.config.register_weight > 0:
-            register = register_consistency(terms.x0_pred, roll, cond, terms.drop)
-            total = total + self.config.register_weight * register
-        if self.config.polyphony_weight > 0:
-            signal = self.diffusion.alphas_cumprod.to(roll.device)[terms.t]
-            polyphony = polyphony_consistency(terms.x0_pred, roll, cond, terms.drop, signal)
-            total = total + self.config.polyphony_weight * polyphony
-        return total
-
     def loss(
         self, model: nn.Module, roll: torch.Tensor, cond: Conditions, generator: torch.Generator
     ) -> torch.Tensor:
@@ -328,7 +305,10 @@ class Trainer:
             terms = self.diffusion.training_terms(
                 model, roll, cond, generator, self.model_config.p_uncond
             )
-            return terms.loss + self.consistency(terms, roll, cond)
+            if self.config.register_weight <= 0 or terms.x0_pred is None:
+                return terms.loss
+            consistency = register_consistency(terms.x0_pred, roll, cond, terms.drop)
+            return terms.loss + self.config.register_weight * consistency
         scales = (self.config.distill_min_scale, self.config.distill_max_scale)
         if self.config.distill_steps:
             return self.diffusion.step_distillation_terms(

@@ -61,6 +61,14 @@ class GenerationConfig:
         0.0,
         1.0,
     )
+    guidance_ceiling: float = _knob(
+        1.0,
+        "0..1: guidance stops above this share of the noise schedule, so the noisiest steps "
+        "run the conditional pass alone (1 = guidance up to the noisiest step); guidance "
+        "there makes the first estimates commit to more notes (docs/evaluation.md)",
+        0.0,
+        1.0,
+    )
     onset_threshold: float = _knob(
         0.0, "onset channel value in [-1, 1] above which a note starts", -1.0, 1.0
     )
@@ -189,7 +197,7 @@ class GenerationConfig:
 
     def sampler_settings(self, num_train_steps: int) -> SamplerSettings:
         """The knobs the sampler reads, for a schedule of num_train_steps timesteps (the
-        guidance share becomes the timestep guidance stops at)."""
+        guidance share and ceiling become the timesteps guidance applies between)."""
         from diffbgm.model.diffusion import SamplerSettings  # torch: only when sampling
 
         return SamplerSettings(
@@ -197,6 +205,9 @@ class GenerationConfig:
             guidance=self.guidance,
             sampler=self.sampler,
             guidance_until=round((1.0 - self.guidance_share) * num_train_steps),
+            guidance_from=None
+            if self.guidance_ceiling >= 1.0
+            else round(self.guidance_ceiling * num_train_steps),
             deep_reuse=self.deep_reuse,
             final_call=self.final_call,
         )

@@ -101,6 +101,9 @@ class SamplerSettings:
     clip_x0: clip each predicted x0 to [-1, 1] and recompute eps from it.
     guidance_until: guidance applies while the timestep is >= this; the steps below run the
         conditional pass alone (guidance matters most for the coarse shape, decided early).
+    guidance_from: if set, guidance applies only while the timestep is < this too (a guidance
+        interval, Kynkaanniemi et al. 2024): at the noisiest steps guided estimates commit to
+        more notes than the conditional pass would.
     deep_reuse: this many of the quietest steps (the last, the third-last, ...) reuse the
         deep features the network computed at the step before them (`DeepFeatures`) and run
         only its outermost level.
@@ -113,8 +116,13 @@ class SamplerSettings:
     eta: float = 0.0
     clip_x0: bool = True
     guidance_until: int = 0
+    guidance_from: int | None = None
     deep_reuse: int = 0
     final_call: bool = True
+
+    def guides_at(self, t: int) -> bool:
+        """Whether timestep t is guided (between guidance_until and guidance_from)."""
+        return t >= self.guidance_until and (self.guidance_from is None or t < self.guidance_from)
 
     def __post_init__(self) -> None:
         if self.sampler not in ("ddim", "dpm", "unipc"):
@@ -473,7 +481,7 @@ class Diffusion:
                 if progress is not None:
                     progress(i + 1, len(ts))
                 continue
-            scale = settings.guidance if t >= settings.guidance_until else 1.0
+            scale = settings.guidance if settings.guides_at(t) else 1.0
             if deep is not None:
                 deep.reuse = i in reused
             pred = self.guided_prediction(model, x, t, cond, scale, deep)
