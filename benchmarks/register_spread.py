@@ -69,7 +69,10 @@ def generate_segments(
         roll = generator((index, song.conditions))
         starts = segment_starts(song.conditions.segment_ids)
         ends = np.append(starts[1:], roll.onset.shape[0])
-        got = realised_controls(roll.onset, starts, config.pitch_low, calibration)["register"]
+        realised = realised_controls(
+            roll.onset, roll.sustain, starts, config.pitch_low, calibration
+        )
+        got = realised["register"]
         asked = song.conditions.dynamic[:, column]
         segments += [
             Segment(number, (end - start) / STEPS_PER_BAR, float(asked[i]), float(got[i]))
