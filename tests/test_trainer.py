@@ -306,6 +306,25 @@ def test_register_spread_generates_every_segment_of_a_song(tiny_cache: Path) -> 
     assert any(np.isfinite(s.got) for s in segments)
 
 
+def test_guidance_counts_decodes_the_estimate_of_real_windows(tiny_cache: Path) -> None:
+    """benchmarks/guidance_counts.py: the real windows' counts, and at a nearly clean timestep
+    the tiny model's estimate (mostly its input) decodes to about as many notes."""
+    from tests.scripts import load_script
+
+    counts = load_script("benchmarks/guidance_counts.py")
+    model = str(REPO / "checkpoints" / "diffbgm-tiny")
+    real, levels = counts.measure(model, str(tiny_cache), (801,), (1, 900), 2.0, 0.5, 0.4, 8)
+    assert real.onsets > 0 and real.sounding >= real.onsets
+    assert [level.timestep for level in levels] == [1, 900]
+    quiet = levels[0]
+    assert quiet.signal > 0.99 > levels[1].signal
+    assert abs(quiet.conditional.sounding - real.sounding) < 0.1 * real.sounding
+    table = counts.report(real, levels, 2.0)
+    assert table.count("\n") == 4 and "| real windows |" in table
+    with pytest.raises(SystemExit, match="no validation windows"):
+        counts.measure(model, str(tiny_cache), (999,), (1,), 2.0, 0.5, 0.4, 8)
+
+
 def test_evaluation_in_worker_processes_gives_the_same_music(
     tiny_cache: Path, trained_run: Path
 ) -> None:
