@@ -3,10 +3,12 @@ without guidance, noise level by noise level.
 
     python benchmarks/guidance_counts.py --model checkpoints/diffbgm-small-teacher --songs 801-830
 
-Takes the 4-bar windows of the given validation songs (no augmentation), noises them to each
-timestep of --timesteps (a fixed seed per timestep), and decodes the network's estimate of the
-clean roll there (onset value > --onset-threshold, sustain value > --sustain-threshold) from
-the conditional pass alone and with guidance --guidance. Prints onsets and sounding pitches per
+Takes the model-sized windows (4 bars for the shipped models) of the given validation songs
+(no augmentation), noises them to each timestep of --timesteps (a fixed seed per timestep), and
+decodes the network's estimate of the clean roll there as generation decodes a roll
+(`decode_roll` with the model's onset and sustain thresholds unless given: a note starts at an
+onset and sounds while its sustain lasts) from the conditional pass alone and with guidance
+--guidance. Prints onsets and sounding pitches per
 16th step next to the real windows'. Where the conditional estimate matches the real counts at
 the quiet timesteps and guidance raises them at the noisy ones, the generated music's surplus
 of notes comes from guidance, not from what the network learned. A guidance-distilled model is
@@ -21,11 +23,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from diffbgm.checkpoint import load_checkpoint
+from diffbgm.generation.decoding import decode_roll
 from diffbgm.model.config import ModelConfig
 from diffbgm.model.diffusion import Diffusion
 from trainer.__main__ import parse_song_range
 from trainer.dataset import Pop909Windows, collate_windows
+from trainer.models import load_for_inference
 from trainer.sources import roll_spec_for, window_bars_for
 
 
@@ -39,6 +42,8 @@ class Counts:
 
 @dataclass(frozen=True)
 class NoiseLevel:
+    """The decoded estimates at one timestep."""
+
     timestep: int
     signal: float  # alpha_bar: the share of the clean roll in x_t
     conditional: Counts
@@ -57,9 +62,10 @@ def song_windows(data: str, songs: tuple[int, ...], config: ModelConfig) -> Pop9
 
 
 def decoded_counts(x0: torch.Tensor, onset_threshold: float, sustain_threshold: float) -> Counts:
-    """(B, 2, T, P) estimate -> onsets and sounding pitches per step."""
-    onsets = (x0[:, 0] > onset_threshold).float().sum(-1).mean()
-    sounding = (x0[:, 1] > sustain_threshold).float().sum(-1).mean()
+    """(B, 2, T, P) estimate -> onsets and sounding pitches per step of its decoded notes."""
+    rolls = [decode_roll(x.numpy(), onset_threshold, sustain_threshold) for x in x0.float()]
+    onsets = np.mean([roll.onset.sum(axis=1).mean() for roll in rolls])
+    sounding = np.mean([roll.sustain.sum(axis=1).mean() for roll in rolls])
     return Counts(float(onsets), float(sounding))
 
 
@@ -69,12 +75,17 @@ def measure(
     songs: tuple[int, ...],
     timesteps: tuple[int, ...],
     guidance: float,
-    onset_threshold: float,
-    sustain_threshold: float,
+    onset_threshold: float | None,
+    sustain_threshold: float | None,
     max_windows: int,
 ) -> tuple[Counts, list[NoiseLevel]]:
-    """(the real windows' counts, one NoiseLevel per timestep)."""
-    loaded = load_checkpoint(model_path)
+    """(the real windows' counts, one NoiseLevel per timestep); thresholds None: the model's."""
+    loaded = load_for_inference(model_path)
+    onset_threshold = (
+        loaded.generation.onset_threshold if onset_threshold is None else onset_threshold
+    )
+    if sustain_threshold is None:
+        sustain_threshold = loaded.generation.sustain_threshold
     model = loaded.model.eval()
     diffusion = Diffusion(loaded.config.diffusion)
     windows = song_windows(data, songs, loaded.config)
@@ -101,6 +112,7 @@ def measure(
 
 
 def report(real: Counts, levels: list[NoiseLevel], guidance: float) -> str:
+    """A Markdown table: one row per timestep, then the real windows."""
     lines = [
         f"| timestep | signal | onsets / step: conditional | guided (w = {guidance:g}) "
         "| sounding / step: conditional | guided |",
@@ -123,8 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--songs", type=parse_song_range, default=parse_song_range("801-830"))
     parser.add_argument("--timesteps", type=int, nargs="+", default=[100, 250, 400, 600, 800, 950])
     parser.add_argument("--guidance", type=float, default=2.0)
-    parser.add_argument("--onset-threshold", type=float, default=0.5)
-    parser.add_argument("--sustain-threshold", type=float, default=0.4)
+    parser.add_argument("--onset-threshold", type=float, help="default: the model's")
+    parser.add_argument("--sustain-threshold", type=float, help="default: the model's")
     parser.add_argument("--windows", type=int, default=96, help="at most this many windows")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)

@@ -21,6 +21,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from diffbgm.generation.config import GenerationConfig
+
 REPO = Path(__file__).resolve().parents[1]
 # Means compared in percent of the reference; the obedience figures (Spearman) in points.
 RELATIVE = ("pche", "gps", "chord_tone_ratio", "in_key_ratio", "polyphony", "onsets_per_bar")
@@ -74,14 +76,9 @@ def network_calls(setting: str) -> float:
     """Forward passes per window in units of one guided call (conditional + unconditional in
     one batch): steps without guidance run half the batch, counted as 0.6 of a call (measured:
     one item 36 ms, two 62 ms on this CPU, benchmarks/model.py)."""
-    sampler, steps, *knobs = setting.split(":")
-    share = 1.0
-    for knob in knobs:
-        name, value = knob.split("=")
-        if name == "guidance_share":
-            share = float(value)
-    n = int(steps)
-    guided = sum(1 for i in range(n) if _step_t(i, n) >= round((1 - share) * 1000))
+    settings = GenerationConfig().with_setting(setting).sampler_settings(1000)
+    n = settings.steps
+    guided = sum(1 for i in range(n) if settings.guides_at(_step_t(i, n)))
     return round(guided + 0.6 * (n - guided), 1)
 
 

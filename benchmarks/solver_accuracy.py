@@ -34,9 +34,9 @@ from trainer.sample import load_song_piece
 
 def network_calls(config: GenerationConfig, diffusion: Diffusion) -> int:
     """Forward passes per window in batch-1 units (a guided step costs two)."""
-    guided_from = round((1.0 - config.guidance_share) * diffusion.num_train_steps)
+    settings = config.sampler_settings(diffusion.num_train_steps)
     scale = 2 if config.guidance != 1.0 else 1
-    return sum(scale if t >= guided_from else 1 for t in diffusion.timesteps(config.steps))
+    return sum(scale if settings.guides_at(t) else 1 for t in diffusion.timesteps(config.steps))
 
 
 def f1(a: np.ndarray, b: np.ndarray) -> float:

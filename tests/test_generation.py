@@ -398,5 +398,7 @@ def test_sampler_settings_carry_the_configs_sampler_knobs() -> None:
     ceiling = config.with_overrides(guidance_ceiling=0.8).sampler_settings(1000)
     assert ceiling.guidance_from == 800
     assert [t for t in (999, 874, 799, 250, 249) if ceiling.guides_at(t)] == [799, 250]
+    with pytest.raises(GenerationError, match="leaves no step guided"):
+        config.with_overrides(guidance_ceiling=0.25)  # guided from 250: an empty interval
     with pytest.raises(ValueError, match="unknown sampler 'euler'"):
         SamplerSettings(sampler="euler")

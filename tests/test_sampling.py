@@ -365,7 +365,7 @@ def test_guidance_share_runs_the_quiet_steps_without_the_unconditional_pass(
         full = batch_sizes(SamplerSettings(steps=5))
         # timesteps 999, 749 guided; 500 too (>=); 250, 0 not
         limited = batch_sizes(SamplerSettings(steps=5, guidance_until=500))
-        # an interval: 999 is above the ceiling, 749 and 500 inside, 250 and 0 below
+        # an interval [500, 999): 999 is at the open end, 749 and 500 inside, 250 and 0 below
         interval = batch_sizes(SamplerSettings(steps=5, guidance_until=500, guidance_from=999))
     finally:
         hook.remove()

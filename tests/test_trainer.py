@@ -306,23 +306,46 @@ def test_register_spread_generates_every_segment_of_a_song(tiny_cache: Path) -> 
     assert any(np.isfinite(s.got) for s in segments)
 
 
+def test_realised_polyphony_counts_sounding_pitches_per_step_as_the_control_does() -> None:
+    """Per segment: sounding cells per step (silent steps count), as a calibration quantile of
+    the same raw value the polyphony control is made from."""
+    from diffbgm.music.calibration import Calibration
+    from trainer.evaluate import realised_controls
+
+    calibration = Calibration.load()
+    onset = np.zeros((32, 88), dtype=bool)
+    sustain = np.zeros((32, 88), dtype=bool)
+    onset[0, [40, 44, 47]] = True
+    sustain[0:8, [40, 44, 47]] = True  # segment 0: three notes for half of its 16 steps
+    onset[16, 40] = True
+    sustain[16:32, 40] = True  # segment 1: one note throughout
+    got = realised_controls(onset, sustain, np.array([0, 16]), 21, calibration)
+    expected = calibration.to_quantile("polyphony", np.array([1.5, 1.0]))
+    assert np.allclose(got["polyphony"], expected) and got["polyphony"][0] > got["polyphony"][1]
+
+
 def test_guidance_counts_decodes_the_estimate_of_real_windows(tiny_cache: Path) -> None:
-    """benchmarks/guidance_counts.py: the real windows' counts, and at a nearly clean timestep
-    the tiny model's estimate (mostly its input) decodes to about as many notes."""
+    """benchmarks/guidance_counts.py: the real windows' counts; at a nearly clean timestep the
+    tiny model's estimate (mostly its input) decodes to about as many notes, and at a noisy one
+    guidance makes it commit to more."""
     from tests.scripts import load_script
 
-    counts = load_script("benchmarks/guidance_counts.py")
+    script = load_script("benchmarks/guidance_counts.py")
     model = str(REPO / "checkpoints" / "diffbgm-tiny")
-    real, levels = counts.measure(model, str(tiny_cache), (801,), (1, 900), 2.0, 0.5, 0.4, 8)
+    real, levels = script.measure(model, str(tiny_cache), (801,), (1, 500), 4.0, None, None, 8)
     assert real.onsets > 0 and real.sounding >= real.onsets
-    assert [level.timestep for level in levels] == [1, 900]
-    quiet = levels[0]
-    assert quiet.signal > 0.99 > levels[1].signal
+    assert [level.timestep for level in levels] == [1, 500]
+    quiet, noisy = levels
+    assert quiet.signal > 0.99 > noisy.signal
     assert abs(quiet.conditional.sounding - real.sounding) < 0.1 * real.sounding
-    table = counts.report(real, levels, 2.0)
+    for counts in (noisy.conditional, noisy.guided):
+        assert 0 <= counts.onsets <= counts.sounding <= 88  # a decoded note sounds at its onset
+    # the guided column is its own pass, and it commits to more notes, as the shipped models'
+    assert noisy.guided.sounding > noisy.conditional.sounding
+    table = script.report(real, levels, 4.0)
     assert table.count("\n") == 4 and "| real windows |" in table
     with pytest.raises(SystemExit, match="no validation windows"):
-        counts.measure(model, str(tiny_cache), (999,), (1,), 2.0, 0.5, 0.4, 8)
+        script.measure(model, str(tiny_cache), (999,), (1,), 2.0, None, None, 8)
 
 
 def test_evaluation_in_worker_processes_gives_the_same_music(

@@ -454,8 +454,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="metrics of generated vs real music on validation songs",
         description="Generate each validation song's first bars from its real chords, phrase "
         "segments and controls, then compare metrics of generated and real music; also "
-        "control obedience (Spearman of requested vs realised density) and boundary "
-        "audibility. Prints a Markdown table.",
+        "control obedience (Spearman of requested vs realised density, register and "
+        "polyphony) and boundary audibility. Prints a Markdown table.",
     )
     _add_sampling_options(evaluate, default_bars=32)
     evaluate.add_argument(

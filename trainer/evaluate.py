@@ -74,7 +74,7 @@ STEPS_PER_BAR = 16
 # A boundary "asks" for a change when density or register moves by at least this (quantile)
 ASKED_CONTRAST = 0.25
 # Controls whose obedience (Spearman, requested vs realised per segment) is reported.
-OBEYED_CONTROLS = ("density", "register", "polyphony")
+OBEYED_CONTROLS: tuple[str, ...] = ("density", "register", "polyphony")
 SONG_CONTROLS = "generated vs the song's controls"  # report key, with --cut-contrast only
 
 

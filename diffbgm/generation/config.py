@@ -153,6 +153,13 @@ class GenerationConfig:
         for spec in fields(self):
             value = getattr(self, spec.name)
             _check(spec.name, value, spec.metadata, type(spec.default))
+        if self.guidance_ceiling < 1.0 and self.guidance_ceiling <= 1.0 - self.guidance_share:
+            raise GenerationError(
+                f"guidance_ceiling {self.guidance_ceiling:g} leaves no step guided with "
+                f"guidance_share {self.guidance_share:g} (guidance applies between "
+                f"{1.0 - self.guidance_share:g} and the ceiling of the noise schedule); use "
+                "guidance 1 for none"
+            )
 
     # --- building -------------------------------------------------------------------
     @classmethod
