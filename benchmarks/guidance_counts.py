@@ -50,15 +50,16 @@ class NoiseLevel:
     guided: Counts
 
 
-def song_windows(data: str, songs: tuple[int, ...], config: ModelConfig) -> Pop909Windows:
-    """The validation split's windows of the model's size, restricted to `songs` (no
-    augmentation)."""
+def song_windows(
+    data: str, songs: tuple[int, ...], config: ModelConfig
+) -> tuple[Pop909Windows, np.ndarray]:
+    """The validation split's windows of the model's size (no augmentation), and the item
+    numbers of those from `songs`."""
     spec = roll_spec_for(config)
     bars = window_bars_for(config, spec)
     windows = Pop909Windows(data, "valid", spec, bars, config.max_segments, augment=False)
     keep = [i for i, song in enumerate(windows.songs) if int(song.song_id) in songs]
-    windows.index = windows.index[np.isin(windows.index[:, 0], keep)]
-    return windows
+    return windows, np.flatnonzero(np.isin(windows.index[:, 0], keep))
 
 
 def decoded_counts(x0: torch.Tensor, onset_threshold: float, sustain_threshold: float) -> Counts:
@@ -81,18 +82,17 @@ def measure(
 ) -> tuple[Counts, list[NoiseLevel]]:
     """(the real windows' counts, one NoiseLevel per timestep); thresholds None: the model's."""
     loaded = load_for_inference(model_path)
-    onset_threshold = (
-        loaded.generation.onset_threshold if onset_threshold is None else onset_threshold
-    )
+    if onset_threshold is None:
+        onset_threshold = loaded.generation.onset_threshold
     if sustain_threshold is None:
         sustain_threshold = loaded.generation.sustain_threshold
     model = loaded.model.eval()
     diffusion = Diffusion(loaded.config.diffusion)
-    windows = song_windows(data, songs, loaded.config)
-    if len(windows) == 0:
+    windows, picks = song_windows(data, songs, loaded.config)
+    if len(picks) == 0:
         raise SystemExit(f"no validation windows of songs {songs[0]}-{songs[-1]} in {data}")
-    every = max(1, len(windows) // max_windows)
-    items = [windows[i] for i in range(0, len(windows), every)][:max_windows]
+    every = max(1, len(picks) // max_windows)
+    items = [windows[int(i)] for i in picks[::every][:max_windows]]
     roll, cond = collate_windows(items, windows.spec)
     real = decoded_counts(roll, 0.0, 0.0)
     levels = []
