@@ -526,6 +526,56 @@ def test_guidance_distillation_learns_the_guided_output_in_one_pass(
     assert onset_f1(sample, m.x0) >= 0.9
 
 
+class ExactStudent(nn.Module):
+    """A 'student' that outputs the teacher's conditional output plus channel weights
+    times its guidance update: the target a sustain share asks for, computed apart."""
+
+    def __init__(self, teacher: nn.Module, sustain_share: float) -> None:
+        super().__init__()
+        self.teacher, self.sustain_share = teacher, sustain_share
+        self.anchor = nn.Parameter(torch.zeros(()))  # something for backward to reach
+
+    def forward(self, x_t, t, cond, drop, guidance):  # type: ignore[no-untyped-def]
+        conditional = self.teacher(x_t, t, cond, torch.zeros_like(drop))
+        unconditional = self.teacher(x_t, t, cond, torch.ones_like(drop))
+        update = conditional - unconditional
+        onset_scale = guidance.reshape(-1, 1, 1) - 1.0
+        out = conditional.clone()
+        out[:, 0] += onset_scale * update[:, 0]
+        out[:, 1] += self.sustain_share * onset_scale * update[:, 1]
+        return out + 0.0 * self.anchor
+
+
+@pytest.mark.parametrize("share", [0.0, 0.5, 1.0])
+def test_distillation_target_guides_the_sustain_channel_by_its_share(
+    memorised: Memorised, share: float
+) -> None:
+    """With sustain_share s the target is the teacher's onsets guided at w and its sustain
+    at 1 + s (w - 1): a student that outputs exactly that has no loss, one made for
+    another share has some; shares outside [0, 1] are refused."""
+    m = memorised
+    batch = 4
+    x0 = m.x0.expand(batch, -1, -1, -1)
+    cond = Conditions(**{k: v.expand(batch, *v.shape[1:]) for k, v in vars(m.cond).items()})
+
+    def loss(student_share: float) -> float:
+        with torch.no_grad():
+            return m.diffusion.distillation_terms(
+                ExactStudent(m.model, student_share),
+                m.model,
+                x0,
+                cond,
+                (2.0, 3.0),
+                torch.Generator().manual_seed(1),
+                sustain_share=share,
+            ).loss.item()
+
+    assert loss(share) < 1e-10
+    assert loss(1.0 - share if share != 0.5 else 0.0) > 1e-6
+    with pytest.raises(ValueError, match="sustain_share"):
+        m.diffusion.distillation_terms(m.model, m.model, x0, cond, (1.0, 3.0), sustain_share=1.5)
+
+
 class FixedX0(nn.Module):
     """A 'network' whose x0 estimate is always `x0` (v-prediction), whatever it is given."""
 

@@ -110,6 +110,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         distill_from=args.distill_from,
         distill_min_scale=args.distill_scales[0],
         distill_max_scale=args.distill_scales[1],
+        distill_sustain_share=args.distill_sustain_share,
         distill_steps=args.distill_steps,
         distill_substeps=args.distill_substeps,
         register_weight=args.register_weight,
@@ -408,6 +409,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=(1.0, 3.0),
         metavar=("LOW", "HIGH"),
         help="guidance scales the student learns, drawn uniformly from [LOW, HIGH]",
+    )
+    train.add_argument(
+        "--distill-sustain-share",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="guidance distillation: the sustain channel of the target is guided at scale "
+        "1 + S (w - 1) while the onsets get w (0: the conditional sustain; sustain guidance "
+        "is what thickens the chords)",
     )
     train.add_argument(
         "--distill-steps",

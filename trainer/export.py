@@ -44,6 +44,9 @@ def training_summary(run_dir: Path, extra: dict[str, Any]) -> dict[str, Any]:
             train_config["distill_min_scale"],
             train_config["distill_max_scale"],
         ]
+        share = train_config.get("distill_sustain_share", 1.0)
+        if share != 1.0:
+            summary["distill_sustain_share"] = share
         if train_config.get("distill_steps"):
             summary["distill_steps"] = train_config["distill_steps"]
             summary["distill_substeps"] = train_config["distill_substeps"]
@@ -70,6 +73,9 @@ def _guidance_line(config: ModelConfig, summary: dict[str, Any]) -> str:
         teacher = summary.get("distilled_from", "a teacher")
         low, high = summary["distill_scales"]
         line = f"distilled from {teacher}: one network pass per step at scales {low} to {high}"
+        if "distill_sustain_share" in summary:
+            share = summary["distill_sustain_share"]
+            line += f" (the sustain channel guided at 1 + {share} (w - 1))"
         if summary.get("distill_steps"):
             line += (
                 f"; step-distilled: DDIM in exactly {summary['distill_steps']} steps, each "

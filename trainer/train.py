@@ -89,6 +89,8 @@ class TrainConfig:
     distill_from: str | None = None
     distill_min_scale: float = 1.0
     distill_max_scale: float = 3.0
+    # < 1: the sustain channel of the target guided at 1 + share (w - 1), the onsets at w
+    distill_sustain_share: float = 1.0
     # Step distillation (distill_steps > 0): the teacher is guidance-distilled already, and one
     # DDIM step of the model on a distill_steps grid learns distill_substeps of the teacher's.
     distill_steps: int = 0
@@ -111,6 +113,13 @@ class TrainConfig:
             raise ValueError("snapshot_every must be >= 0 (0 = no snapshots)")
         if not 1.0 <= self.distill_min_scale <= self.distill_max_scale:
             raise ValueError("need 1 <= distill_min_scale <= distill_max_scale")
+        if not 0.0 <= self.distill_sustain_share <= 1.0:
+            raise ValueError("--distill-sustain-share must be in [0, 1]")
+        if self.distill_sustain_share < 1.0 and (self.distill_steps or not self.distill_from):
+            raise ValueError(
+                "--distill-sustain-share shapes the guidance-distillation target: it needs "
+                "--distill-from and no --distill-steps"
+            )
         if self.distill_steps < 0 or self.distill_substeps < 1:
             raise ValueError("distill_steps must be >= 0 and distill_substeps >= 1")
         if self.distill_steps and not self.distill_from:
@@ -322,7 +331,7 @@ class Trainer:
                 generator,
             ).loss
         return self.diffusion.distillation_terms(
-            model, self.teacher, roll, cond, scales, generator
+            model, self.teacher, roll, cond, scales, generator, self.config.distill_sustain_share
         ).loss
 
     # ---- checkpoints -------------------------------------------------------------------
@@ -370,14 +379,21 @@ class Trainer:
             )
         # whether the run distils is fixed by guidance_embedding (compared above); the
         # scales its loss draws from must not change either
-        keys = ("distill_min_scale", "distill_max_scale", "distill_steps", "distill_substeps")
-        defaults = {"distill_steps": 0, "distill_substeps": 4}  # runs from before step distillation
+        keys = (
+            "distill_min_scale",
+            "distill_max_scale",
+            "distill_steps",
+            "distill_substeps",
+            "distill_sustain_share",
+        )
+        # runs from before step distillation and the sustain share
+        defaults = {"distill_steps": 0, "distill_substeps": 4, "distill_sustain_share": 1.0}
         before = tuple(state.train_config.get(key, defaults.get(key)) for key in keys)
         if self.config.distill_from and before != tuple(getattr(self.config, k) for k in keys):
             raise CheckpointError(
-                f"{self.run_dir / 'last'} was trained with another loss (scales, steps and "
-                f"substeps {before}); resume with the same --distill-scales, --distill-steps "
-                f"and --distill-substeps"
+                f"{self.run_dir / 'last'} was trained with another loss (scales, steps, "
+                f"substeps and sustain share {before}); resume with the same --distill-scales, "
+                f"--distill-steps, --distill-substeps and --distill-sustain-share"
             )
         self.model.load_state_dict(state.model)
         self.ema_model.load_state_dict(state.ema)

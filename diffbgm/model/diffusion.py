@@ -61,6 +61,14 @@ def _takes_guidance(model: nn.Module) -> bool:
     return bool(getattr(getattr(model, "config", None), "guidance_embedding", False))
 
 
+def channel_guidance(w: torch.Tensor, sustain_share: float) -> torch.Tensor:
+    """Scales w (B,) -> the weights (B, 2, 1, 1) of the guidance update (conditional minus
+    unconditional) added to the conditional output: w - 1 on the onset channel,
+    sustain_share (w - 1) on the sustain channel."""
+    onset = w - 1.0
+    return torch.stack([onset, sustain_share * onset], dim=1)[:, :, None, None]
+
+
 def _broadcast(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """(B,) -> (B, 1, 1, 1) on like's device, float32."""
     return values.to(device=like.device, dtype=torch.float32).reshape(-1, *[1] * (like.dim() - 1))
@@ -237,13 +245,20 @@ class Diffusion:
         cond: Conditions,
         scales: tuple[float, float],
         generator: torch.Generator | None = None,
+        sustain_share: float = 1.0,
     ) -> LossTerms:
         """Guidance distillation (Meng et al. 2023, stage one): at x_t ~ q(x_t | x0), the
         student, given a scale w ~ U[scales], learns the teacher's guided output at w.
 
-        The loss weights the channels as `training_terms` does; drop is all False (the
-        student is only ever asked for guided outputs; w = 1 is the conditional one).
+        sustain_share < 1 guides the sustain channel less than the onsets: at scale
+        1 + sustain_share (w - 1) (0: the conditional sustain). Guidance on the sustain
+        channel is what thickens the chords, on the onsets what gives the groove
+        (docs/evaluation.md, "Where the extra notes come from"). The loss weights the channels
+        as `training_terms` does; drop is all False (the student is only ever asked for
+        guided outputs; w = 1 is the conditional one).
         """
+        if not 0.0 <= sustain_share <= 1.0:
+            raise ValueError(f"sustain_share must be in [0, 1], got {sustain_share}")
         batch = x0.shape[0]
         device = x0.device
         gen_device = generator.device if generator is not None else torch.device("cpu")
@@ -261,7 +276,9 @@ class Diffusion:
                 torch.arange(2 * batch, device=device) >= batch,
             ).float()
             conditional, unconditional = both.chunk(2)
-            target = unconditional + _broadcast(w, conditional) * (conditional - unconditional)
+            target = conditional + channel_guidance(w, sustain_share) * (
+                conditional - unconditional
+            )
         no_drop = torch.zeros(batch, dtype=torch.bool, device=device)
         pred = student(x_t, t, cond, no_drop, w).float()
         return LossTerms(loss=self.weighted_mse(pred, target), t=t, drop=no_drop)
