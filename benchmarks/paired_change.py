@@ -31,6 +31,10 @@ METRICS = (
     "in_key_ratio",
     "polyphony",
     "onsets_per_bar",
+    # MusDr's audio SI: only in reports run without --no-musdr-si ("–" otherwise)
+    "si_musdr_short",
+    "si_musdr_mid",
+    "si_musdr_long",
 )
 OBEDIENCE = ("register_obedience", "density_obedience", "polyphony_obedience")
 

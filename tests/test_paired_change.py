@@ -39,3 +39,21 @@ def test_the_verdict_follows_the_chosen_rule(tmp_path: Path) -> None:
     assert paired.main([str(reference), str(candidate)]) == 0
     assert paired.main([str(reference), str(candidate), "--rule", "per-song"]) == 1
     assert paired.main([str(reference), str(candidate), "--tolerance", "0.001"]) == 0
+
+
+def test_musdr_si_is_judged_where_both_reports_have_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    reference, candidate = tmp_path / "ref.json", tmp_path / "cand.json"
+    with_si = _report([0.4, 0.5, 0.6])
+    for song in with_si["songs"]:
+        song["generated"]["si_musdr_mid"] = 0.4
+    reference.write_text(json.dumps(with_si))
+    for song in with_si["songs"]:
+        song["generated"]["si_musdr_mid"] = 0.3  # -25 %
+    candidate.write_text(json.dumps(with_si))
+    assert paired.main([str(reference), str(candidate)]) == 1
+    assert "| si_musdr_mid | -25.0 %" in capsys.readouterr().out
+    candidate.write_text(json.dumps(_report([0.4, 0.5, 0.6])))  # run with --no-musdr-si
+    assert paired.main([str(reference), str(candidate)]) == 0
+    assert "| si_musdr_mid | – |" in capsys.readouterr().out
