@@ -11,7 +11,12 @@ from torch import nn
 
 from diffbgm.model.conditions import Conditions, two_segment_conditions
 from diffbgm.model.config import DiffusionConfig, ModelConfig, preset
-from diffbgm.model.diffusion import Diffusion, SamplerSettings, make_alphas_cumprod
+from diffbgm.model.diffusion import (
+    Diffusion,
+    SamplerSettings,
+    channel_guidance,
+    make_alphas_cumprod,
+)
 from diffbgm.model.unet import Denoiser
 
 # C - F - G - C, one chord per half bar: a bass note held 8 steps, two upper chord tones
@@ -570,6 +575,10 @@ def test_distillation_target_guides_the_sustain_channel_by_its_share(
                 sustain_share=share,
             ).loss.item()
 
+    # share 1 is the plain guided target: w - 1 on both channels, i.e. u + w (c - u)
+    assert torch.equal(
+        channel_guidance(torch.tensor([3.0]), 1.0).flatten(), torch.tensor([2.0, 2.0])
+    )
     assert loss(share) < 1e-10
     assert loss(1.0 - share if share != 0.5 else 0.0) > 1e-6
     with pytest.raises(ValueError, match="sustain_share"):

@@ -75,7 +75,11 @@ def _guidance_line(config: ModelConfig, summary: dict[str, Any]) -> str:
         line = f"distilled from {teacher}: one network pass per step at scales {low} to {high}"
         if "distill_sustain_share" in summary:
             share = summary["distill_sustain_share"]
-            line += f" (the sustain channel guided at 1 + {share} (w - 1))"
+            line += (
+                " (the sustain channel unguided: the conditional pass)"
+                if share == 0
+                else f" (the sustain channel guided at 1 + {share} (w - 1))"
+            )
         if summary.get("distill_steps"):
             line += (
                 f"; step-distilled: DDIM in exactly {summary['distill_steps']} steps, each "
