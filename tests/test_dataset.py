@@ -147,3 +147,69 @@ def test_collate(cache_dir: Path) -> None:
     assert roll.shape == (16, 2, 64, 88) and roll.dtype == torch.float32
     assert cond.chord.shape == (16, 1, 64, 88) and cond.segment_ids.dtype == torch.long
     assert cond.dynamic.shape == (16, 8, 4) and cond.semantic.shape == (16, 8, 6)
+
+
+def test_windows_that_repeat_a_phrase_carry_the_music_they_repeat(cache_dir: Path) -> None:
+    """With `recall`, each window step that repeats music from before the window carries that
+    music (onset, sustain) and a 1 in the third channel; steps repeating nothing, or repeating
+    music of the window itself (the sampler would not have it yet), carry zeros."""
+    from diffbgm.generation.recall import recall_map
+
+    plain = Pop909Windows(cache_dir, "train", SPEC, augment=False)
+    windows = Pop909Windows(cache_dir, "train", SPEC, augment=False, recall=True)
+    assert windows.recall_maps is not None and "recalled" not in plain[0]
+    checked = 0
+    for item in range(len(windows)):
+        song_no, first_bar = (int(x) for x in windows.index[item])
+        song = windows.songs[song_no]
+        source, semitones = windows.recall_maps[song_no]
+        piece = piece_conditions_for_song(song, windows.calibration, spec=SPEC)
+        np.testing.assert_array_equal(source, recall_map(piece)[0])
+        start = int(song.bar_starts[first_bar])
+        src = source[start : start + windows.window_steps]
+        recalled = windows[item]["recalled"]
+        assert recalled is not None and recalled.shape == (3, windows.window_steps, SPEC.n_pitches)
+        earlier = (src >= 0) & (src < start)
+        np.testing.assert_array_equal(recalled[2, :, 0] == 1.0, earlier)
+        assert not recalled[:, ~earlier].any()
+        for step in np.flatnonzero(earlier & (semitones[start : start + len(src)] == 0)):
+            np.testing.assert_array_equal(recalled[0, step] == 1.0, song.onset[src[step]])
+            np.testing.assert_array_equal(recalled[1, step] == 1.0, song.sustain[src[step]])
+            checked += 1
+    assert checked > 100  # the songs do repeat their phrases
+    _, cond = collate_windows([windows[0], windows[1]], SPEC)
+    assert cond.recalled is not None and cond.recalled.shape == (2, 3, 64, SPEC.n_pitches)
+
+
+def test_augmented_recalled_music_moves_with_the_window_or_is_left_out(cache_dir: Path) -> None:
+    """Augmentation transposes the recalled music with the window's notes, and leaves it out
+    of about a quarter of the windows that have some (the sampler has none where recall is
+    off or its source is not composed yet)."""
+    from trainer.dataset import RECALL_DROP_PROBABILITY
+
+    exact = Pop909Windows(cache_dir, "train", SPEC, augment=False, recall=True)
+    augmented = Pop909Windows(cache_dir, "train", SPEC, augment=True, recall=True, seed=4)
+    kept = dropped = 0
+    for item in range(0, len(exact)):
+        reference = exact[item]["recalled"]
+        assert reference is not None
+        if not reference[2].any():
+            continue
+        window = augmented[item]
+        recalled = window["recalled"]
+        assert recalled is not None
+        if not recalled.any():
+            dropped += 1
+            continue
+        kept += 1
+        shifts = [
+            k
+            for k in range(-5, 6)
+            if np.array_equal(shift_pitch(exact[item]["roll"][0] > 0, k), window["roll"][0] > 0)
+        ]
+        assert any(np.array_equal(shift_pitch(reference[0], k), recalled[0]) for k in shifts), (
+            f"window {item}: the recalled music is not moved with the notes"
+        )
+        np.testing.assert_array_equal(recalled[2], reference[2])
+    share = dropped / (kept + dropped)
+    assert kept > 20 and abs(share - RECALL_DROP_PROBABILITY) < 0.15

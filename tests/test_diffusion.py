@@ -481,7 +481,9 @@ def test_guidance_distillation_learns_the_guided_output_in_one_pass(
     student = distillation_student(m.model)
     batch = 8
     x0 = m.x0.expand(batch, -1, -1, -1)
-    cond = Conditions(**{k: v.expand(batch, *v.shape[1:]) for k, v in vars(m.cond).items()})
+    cond = Conditions(
+        **{k: v if v is None else v.expand(batch, *v.shape[1:]) for k, v in vars(m.cond).items()}
+    )
     gen = torch.Generator().manual_seed(3)
     t = torch.randint(0, 1000, (batch,), generator=gen)
     x_t = m.diffusion.q_sample(x0, t, torch.randn(x0.shape, generator=gen))
@@ -561,7 +563,9 @@ def test_distillation_target_guides_the_sustain_channel_by_its_share(
     m = memorised
     batch = 4
     x0 = m.x0.expand(batch, -1, -1, -1)
-    cond = Conditions(**{k: v.expand(batch, *v.shape[1:]) for k, v in vars(m.cond).items()})
+    cond = Conditions(
+        **{k: v if v is None else v.expand(batch, *v.shape[1:]) for k, v in vars(m.cond).items()}
+    )
 
     def loss(student_share: float) -> float:
         with torch.no_grad():
@@ -648,7 +652,9 @@ def test_step_distillation_teaches_few_ddim_steps(memorised: Memorised) -> None:
     student = distillation_student(m.model)
     batch = 8
     x0 = m.x0.expand(batch, -1, -1, -1)
-    cond = Conditions(**{k: v.expand(batch, *v.shape[1:]) for k, v in vars(m.cond).items()})
+    cond = Conditions(
+        **{k: v if v is None else v.expand(batch, *v.shape[1:]) for k, v in vars(m.cond).items()}
+    )
     optimiser = torch.optim.AdamW(student.parameters(), lr=1e-3)
     train_gen = torch.Generator().manual_seed(0)
     losses = []

@@ -294,3 +294,47 @@ def test_pitch_embedding_starts_as_the_model_without_it_and_then_tells_pitches_a
         assert with_rows.pitch_embedding is not None
         with_rows.pitch_embedding.normal_(0.0, 1.0)
         assert shift_error(with_rows) > 0.2
+
+
+def test_recall_input_starts_as_the_model_without_it_and_then_hears_the_recalled_music() -> None:
+    """Added at zero, the recall input predicts exactly as the model without it, with or
+    without recalled music; trained (non-zero), the output follows the recalled music, and
+    the unconditional pass (drop) does not hear it, as it hears no other condition."""
+    torch.manual_seed(0)
+    config = preset("tiny")
+    plain = Denoiser(config).eval()
+    hearing = Denoiser(replace(config, recall_input=True)).eval()
+    missing, unexpected = hearing.load_state_dict(plain.state_dict(), strict=False)
+    assert sorted(missing) == ["recall_input.bias", "recall_input.weight"] and not unexpected
+    cond = two_segment_conditions(config)
+    recalled = (torch.rand(2, 3, config.window_steps, config.n_pitches) < 0.2).float()
+    heard = cond.with_(recalled=recalled)
+    x = torch.randn(2, 2, config.window_steps, config.n_pitches)
+    t = torch.tensor([700, 300])
+    drop = torch.tensor([True, False])
+    with torch.no_grad():
+        assert torch.equal(hearing(x, t, heard), plain(x, t, cond))
+        assert torch.equal(hearing(x, t, cond), plain(x, t, cond))
+        assert hearing.recall_input is not None
+        hearing.recall_input.weight.normal_(0.0, 0.5)
+        other = heard.with_(recalled=torch.roll(recalled, 5, dims=-1))
+        assert not torch.allclose(hearing(x, t, heard), hearing(x, t, other))
+        # silence recalled and nothing recalled are the same input
+        silent = heard.with_(recalled=torch.zeros_like(recalled))
+        assert torch.equal(hearing(x, t, silent), hearing(x, t, cond))
+        unconditional = hearing(x, t, heard, drop)[0]
+        assert torch.equal(unconditional, hearing(x, t, other, drop)[0])
+
+
+def test_conditions_with_and_without_recalled_music_batch_together() -> None:
+    """The guided sampler batches a window with another that recalls nothing: the missing
+    recalled music is zeros, and indexing or moving keeps it where it is."""
+    config = preset("tiny")
+    cond = two_segment_conditions(config)
+    recalled = torch.ones(2, 3, config.window_steps, config.n_pitches)
+    both = cond.with_(recalled=recalled).cat(cond)
+    assert both.recalled is not None and both.batch_size == 4
+    assert both.recalled[:2].eq(1).all() and both.recalled[2:].eq(0).all()
+    assert cond.cat(cond).recalled is None and cond.index(slice(0, 1)).recalled is None
+    first = both.index(slice(0, 1)).to("cpu")
+    assert first.recalled is not None and first.recalled.shape[0] == 1

@@ -237,3 +237,51 @@ def test_groove_bias_favours_the_places_most_bars_use() -> None:
     assert steady.onset[3 * BAR + 2].any()  # 0.9 - 0.1 still sounds: thinned, not erased
     with pytest.raises(ValueError, match="groove"):
         groove_bias(onset, ids, 0.5, -1.0)
+
+
+class HeardRecalls(Denoiser):
+    """A denoiser with the recall input that keeps the recalled music of every call."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config)
+        self.heard: list[torch.Tensor | None] = []
+
+    def forward(self, x_t, t, cond, drop=None, guidance=None, deep=None):  # type: ignore[no-untyped-def]
+        self.heard.append(None if cond.recalled is None else cond.recalled.clone())
+        return super().forward(x_t, t, cond, drop, guidance, deep)
+
+
+def test_a_network_with_the_recall_input_hears_the_source_and_strength_zero_paints_nothing() -> (
+    None
+):
+    """The sampler shows a `recall_input` network the final music of the phrase a window
+    repeats (its notes where the step recalls, 1 in the third channel), also at recall
+    strength 0, which then paints no step: the repeat is the network's own doing."""
+    from dataclasses import replace
+
+    torch.manual_seed(0)
+    config = replace(preset("tiny", n_pitches=16, pitch_low=60), recall_input=True)
+    model = HeardRecalls(config).eval()
+    piece = piece_with([2, 2], [-1, 0], roots=[0, 5])
+    guide = RecallGuide.build(piece, 0.0, config.diffusion.num_train_steps, keep_map=True)
+    assert (guide.source[2 * BAR :] >= 0).all()
+    roll = sample_piece(
+        model,
+        Diffusion(config.diffusion),
+        piece,
+        config,
+        torch.Generator().manual_seed(3),
+        SamplerSettings(steps=4, guidance=2.0),
+        overlap_steps=0,
+        guide=guide,
+    )
+    first_window, second_window = model.heard[0], model.heard[-1]
+    assert first_window is None  # nothing to recall yet
+    assert second_window is not None and second_window.shape == (2, 3, 2 * BAR, 16)
+    source = roll[:, guide.source[2 * BAR :]] > 0  # (2, T, P): what the first window wrote
+    np.testing.assert_array_equal(second_window[0, :2].numpy() == 1.0, source)
+    assert second_window[0, 2].eq(1).all()
+    # strength 0 paints nothing: the weights start at zero, so the repeat is not a copy
+    assert not np.array_equal(roll[:, 2 * BAR :], roll[:, : 2 * BAR])
+    # a network without the input is shown nothing, and at strength 0 no map is made
+    assert (RecallGuide.build(piece, 0.0, 1000).source == -1).all()

@@ -482,6 +482,33 @@ def test_warm_start_adds_a_pitch_embedding_at_zero(
     assert weights["pitch_embedding"].abs().max() > 0
 
 
+def test_warm_start_adds_the_recall_input_and_training_feeds_it(
+    tiny_cache: Path, trained_run: Path, tmp_path: Path
+) -> None:
+    """`--set recall_input=true` on a warm start: every other weight is loaded, the recall
+    input starts at zero, the training batches carry the music their repeats recall, and
+    training moves the new weights; the export keeps the input in its config."""
+    from trainer.sources import load_data
+
+    exported = export_run(trained_run, tmp_path / "exported", dtype="fp32")
+    config = tiny_config(
+        tiny_cache, tmp_path / "hears", steps=3, lr=1e-2, init_from=str(exported),
+        model_overrides={"recall_input": True},
+    )  # fmt: skip
+    data = load_data(config)
+    _, cond = data.collate([data.train[i] for i in range(len(data.train))])
+    assert cond.recalled is not None and cond.recalled[:, 2].any()
+    run_training(config)
+    loaded = load_checkpoint(export_run(Path(config.run), tmp_path / "shipped", dtype="fp32"))
+    assert loaded.config.recall_input
+    weights = loaded.model.state_dict()
+    added = set(weights) - set(load_checkpoint(exported).model.state_dict())
+    assert added == {"recall_input.weight", "recall_input.bias"}
+    assert weights["recall_input.weight"].abs().max() > 0
+    card = (tmp_path / "shipped" / "README.md").read_text()
+    assert "recalled music as an input: yes" in card
+
+
 def test_register_weight_adds_the_consistency_term(
     tiny_cache: Path, trained_run: Path, tmp_path: Path
 ) -> None:

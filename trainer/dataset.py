@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TypedDict
+from typing import Literal, NotRequired, TypedDict
 
 import numpy as np
 import torch
@@ -19,6 +19,7 @@ from torch.utils.data import Dataset
 
 from diffbgm.controls import DYNAMIC_CONTROLS, SEMANTIC_CONTROLS, key_features
 from diffbgm.errors import DiffBGMError
+from diffbgm.generation.recall import recall_input, recall_map, transposed_steps
 from diffbgm.model.conditions import Conditions, PieceConditions, WindowConditions, stack_windows
 from diffbgm.music.calibration import Calibration
 from diffbgm.music.pop909 import COLUMN, UNLABELLED, segment_raw_controls
@@ -27,6 +28,9 @@ from diffbgm.music.roll import RollSpec
 MAX_TRANSPOSE = 5  # semitones either way
 SUB_SEGMENT_BARS = (1, 4)  # length range of the pieces a phrase is cut into
 SPLIT_PROBABILITY = 0.5  # share of phrases cut into pieces when augmenting
+# share of training windows shown no recalled music although they repeat a phrase: the
+# sampler has none where the source is not composed yet, or where recall is switched off
+RECALL_DROP_PROBABILITY = 0.25
 
 Segment = tuple[int, int, str]  # first bar, end bar (exclusive), phrase letter
 
@@ -38,6 +42,8 @@ class WindowItem(TypedDict):
     cond: WindowConditions
     song_id: str
     bar: int  # the song's bar where the window starts
+    # (3, T, P) float32: the music its steps repeat (`Conditions.recalled`), or None
+    recalled: NotRequired[np.ndarray | None]
 
 
 @dataclass(frozen=True)
@@ -266,6 +272,7 @@ class Pop909Windows(Dataset):
         augment: bool = True,
         seed: int = 0,
         calibration: Calibration | None = None,
+        recall: bool = False,
     ) -> None:
         self.spec = spec or RollSpec()
         self.window_bars = window_bars
@@ -284,6 +291,15 @@ class Pop909Windows(Dataset):
                     f"{self.spec.n_pitches}: rebuild it with this spec"
                 )
         self.phrases = [song.phrase_segments() for song in self.songs]
+        # per song, (T,) the step each step repeats (-1: none) and by how many semitones
+        self.recall_maps = (
+            [
+                recall_map(piece_conditions_for_song(song, self.calibration, spec=self.spec))
+                for song in self.songs
+            ]
+            if recall
+            else None
+        )
         self.phrase_of_bar = [song.bar_segment for song in self.songs]
         starts = [
             regular_window_starts(song, window_bars, self.spec.steps_per_bar) for song in self.songs
@@ -332,15 +348,44 @@ class Pop909Windows(Dataset):
             onset, sustain = shift_pitch(onset, semitones), shift_pitch(sustain, semitones)
             piece = piece.transpose(semitones)
         roll = np.stack([onset, sustain]).astype(np.float32) * 2.0 - 1.0  # (2, T, P)
-        return WindowItem(
+        window_item = WindowItem(
             roll=roll,
             cond=piece.window(0, self.window_steps, self.max_segments),
             song_id=song.song_id,
             bar=first_bar,
         )
+        if self.recall_maps is not None:
+            recalled = recalled_music(song, *self.recall_maps[song_no], start, stop)
+            if rng is not None:
+                if rng.random() < RECALL_DROP_PROBABILITY:
+                    recalled[:] = 0.0
+                recalled[:2] = [shift_pitch(channel, semitones) for channel in recalled[:2]]
+            window_item["recalled"] = recalled
+        return window_item
+
+
+def recalled_music(
+    song: CachedSong, source: np.ndarray, semitones: np.ndarray, start: int, stop: int
+) -> np.ndarray:
+    """(3, stop - start, P) float32 network input (`recall_input`) of the window's steps that
+    repeat music from before the window (`source`, (T,) from `recall_map`): the sampler
+    shows a window only music that is already final, which is mostly earlier windows'."""
+    src = source[start:stop]
+    at = np.flatnonzero((src >= 0) & (src < start))
+    music = np.full((2, stop - start, song.onset.shape[1]), -1, dtype=np.int8)
+    if at.size:
+        notes = np.stack([song.onset[src[at]], song.sustain[src[at]]]).astype(np.int8) * 2 - 1
+        music[:, at] = transposed_steps(notes, semitones[start:stop][at])
+    where = np.zeros(stop - start, dtype=bool)
+    where[at] = True
+    return recall_input(music, where)
 
 
 def collate_windows(items: list[WindowItem], spec: RollSpec) -> tuple[torch.Tensor, Conditions]:
     """Items of Pop909Windows -> (roll (B, 2, T, P) float32, Conditions of the batch)."""
     rolls = torch.from_numpy(np.stack([item["roll"] for item in items]))
-    return rolls, stack_windows([item["cond"] for item in items], spec.pitch_low, spec.n_pitches)
+    cond = stack_windows([item["cond"] for item in items], spec.pitch_low, spec.n_pitches)
+    recalled = [item.get("recalled") for item in items]
+    if all(r is not None for r in recalled):
+        cond = cond.with_(recalled=torch.from_numpy(np.stack(recalled)))  # type: ignore[arg-type]
+    return rolls, cond

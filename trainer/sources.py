@@ -91,6 +91,7 @@ def load_data(config: TrainConfig) -> DataBundle:
             model_config.max_segments,
             config.augment,
             config.seed,
+            recall=model_config.recall_input,
         )
         valid = Pop909Windows(
             config.data,
@@ -101,6 +102,7 @@ def load_data(config: TrainConfig) -> DataBundle:
             False,
             0,
             train.calibration,
+            recall=model_config.recall_input,
         )
         reseed = train.set_epoch
     if len(train) == 0:

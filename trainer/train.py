@@ -343,7 +343,8 @@ class Trainer:
         The config must match except for the feature selector (mode and threshold), which
         only changes the attention masks and, for 'learned', adds a gate that starts fresh:
         that is how a trained model is moved to another selector without training from zero.
-        Likewise a guidance embedding may be added (it starts at zero: a distillation student).
+        Likewise a guidance embedding may be added (it starts at zero: a distillation student),
+        and so may the recall input (it starts at zero: the model predicts as before).
         """
         from diffbgm.checkpoint import load_checkpoint
 
@@ -353,16 +354,17 @@ class Trainer:
             "selector_threshold": 0.0,
             "guidance_embedding": False,
             "pitch_embedding": False,
+            "recall_input": False,
         }
         if replace(loaded.config, **free) != replace(self.model_config, **free):
             raise CheckpointError(
                 f"{checkpoint} has a different model config than --preset/--set ask for "
-                "(only the feature selector, the guidance and the pitch embedding may differ in "
-                "a warm start)"
+                "(only the feature selector, the guidance embedding, the pitch embedding and the "
+                "recall input may differ in a warm start)"
             )
         weights = loaded.model.state_dict()
         missing, unexpected = self.model.load_state_dict(weights, strict=False)
-        fresh = ("gate.", "guidance_mlp.", "pitch_embedding")
+        fresh = ("gate.", "guidance_mlp.", "pitch_embedding", "recall_input.")
         if unexpected or any(not name.startswith(fresh) for name in missing):
             raise CheckpointError(
                 f"{checkpoint}: weights do not fit the model (missing {missing}, "

@@ -109,7 +109,13 @@ def generate_roll(
     diffusion = Diffusion(model.config.diffusion)
     # edge bars: a returning phrase asked for another density plays it at its changing edges
     requested = requested_onsets_per_bar(conditions, calibration) if config.edge_bars > 0 else None
-    guide = RecallGuide.build(conditions, config.recall, diffusion.num_train_steps, requested)
+    guide = RecallGuide.build(
+        conditions,
+        config.recall,
+        diffusion.num_train_steps,
+        requested,
+        keep_map=model.config.recall_input,
+    )
     generator = torch.Generator().manual_seed(seed)
     device = next(model.model.parameters()).device
     # the convolutions' weights in the layout asked for (in place; cheap, idempotent): oneDNN's

@@ -159,7 +159,7 @@ def _best_transposition(target_pcs: np.ndarray, source_pcs: np.ndarray) -> int:
     return 0
 
 
-def _transposed(music: np.ndarray, semitones: np.ndarray) -> np.ndarray:
+def transposed_steps(music: np.ndarray, semitones: np.ndarray) -> np.ndarray:
     """(2, T, P) roll with step t moved up by semitones[t] (notes pushed off the range drop)."""
     out = np.full_like(music, SILENCE)
     pitches = music.shape[2]
@@ -172,6 +172,15 @@ def _transposed(music: np.ndarray, semitones: np.ndarray) -> np.ndarray:
     return out
 
 
+def recall_input(music: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """The network's view of recalled music (`Conditions.recalled`): (..., 2, W, P) music in
+    [-1, 1] and (..., W) bool, the steps that recall -> (..., 3, W, P) float32: onset and
+    sustain (values above 0) where a step recalls, and 1 at those steps in the third channel."""
+    steps = where.astype(np.float32)[..., None, :, None]  # (..., 1, W, 1)
+    notes = (music > 0).astype(np.float32) * steps  # (..., 2, W, P)
+    return np.concatenate([notes, np.broadcast_to(steps, notes[..., :1, :, :].shape)], axis=-3)
+
+
 @dataclass(frozen=True)
 class RecallGuide:
     """Where recalled music comes from, and until which diffusion step it guides.
@@ -182,7 +191,7 @@ class RecallGuide:
 
     source: np.ndarray  # (T,) source step of each step, -1 = not recalled
     semitones: np.ndarray  # (T,) transposition of the recalled music
-    until_t: int  # guide while the diffusion step t > until_t
+    until_t: int  # paint while the diffusion step t >= until_t (num_train_steps: never)
 
     @classmethod
     def build(
@@ -191,17 +200,24 @@ class RecallGuide:
         strength: float,
         num_train_steps: int,
         onsets_per_bar: np.ndarray | None = None,
+        keep_map: bool = False,
     ) -> RecallGuide:
         """The guide for a piece; with `onsets_per_bar` (each segment's requested density), a
-        returning phrase asked for another density leaves a changing edge unguided."""
+        returning phrase asked for another density leaves a changing edge unguided.
+
+        keep_map: map the recalls even at strength 0 (which then paints at no step), for a
+        network that takes the recalled music as an input (`ModelConfig.recall_input`)."""
         if not 0.0 <= strength <= 1.0:
             raise ValueError(f"recall strength must be in [0, 1], got {strength}")
-        if strength > 0:
+        if strength > 0 or keep_map:
             source, semitones = recall_map(piece, onsets_per_bar=onsets_per_bar)
         else:
             source = np.full(piece.n_steps, -1, dtype=np.int64)
             semitones = np.zeros(piece.n_steps, dtype=np.int64)
-        until_t = -1 if strength == 1.0 else round((1.0 - strength) * (num_train_steps - 1))
+        if strength == 0.0:
+            until_t = num_train_steps  # no timestep reaches it: nothing is painted
+        else:
+            until_t = -1 if strength == 1.0 else round((1.0 - strength) * (num_train_steps - 1))
         return cls(source, semitones, until_t)
 
     def for_window(
@@ -232,7 +248,7 @@ def _recalled_music(
         return None, None
     guide = np.full(window_keep.shape, SILENCE, dtype=np.float32)
     at = np.flatnonzero(guided)
-    guide[:, at] = _transposed(roll[:, src[at]], semitones[start:end][at])
+    guide[:, at] = transposed_steps(roll[:, src[at]], semitones[start:end][at])
     mask = np.zeros(window_keep.shape, dtype=bool)
     mask[:, at] = True
     return guide, mask

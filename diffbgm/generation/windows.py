@@ -5,7 +5,8 @@ A piece longer than one window is generated left to right. Each window after the
 `overlap_steps` steps from what is already there, so phrases continue across window borders.
 The same machinery regenerates one segment: pass the old roll as `known_roll` and a
 `known_mask` that is 1 everywhere except the steps to redo; windows with nothing to redo are
-copied, not sampled. A `RecallGuide` steers returning phrases toward the music they repeat.
+copied, not sampled. A `RecallGuide` steers returning phrases toward the music they repeat,
+and a network with `recall_input` is shown that music as well.
 
 With `window_batch` > 1 the windows are sampled in rounds instead, several per network call
 (a CPU does more work per second on a batch): first every other window, each on its own,
@@ -27,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from diffbgm.generation.recall import RecallGuide
+from diffbgm.generation.recall import RecallGuide, recall_input
 from diffbgm.model.conditions import PieceConditions, stack_windows
 from diffbgm.model.config import ModelConfig
 from diffbgm.model.diffusion import Diffusion, SamplerSettings
@@ -245,6 +246,10 @@ def _sample_rounds(
                 config.pitch_low,
                 pitches,
             )
+            if config.recall_input and guided is not None and guided_mask is not None:
+                # the network hears what it repeats, as in training (trainer.dataset)
+                recalled = recall_input(guided, np.asarray(guided_mask[:, 0].any(axis=-1)))
+                cond = cond.with_(recalled=torch.from_numpy(recalled))
 
             def report(step: int, _n: int, base: int = finished, size: int = len(chunk)) -> None:
                 if progress is not None:

@@ -7,8 +7,9 @@ S = segment slots in the window (max_segments), Dd / Ds / Dg = feature sizes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -25,21 +26,42 @@ class Conditions:
     dynamic: torch.Tensor  # (B, S, Dd) float: per-segment dynamic features ("how busy")
     semantic: torch.Tensor  # (B, S, Ds) float: per-segment semantic features ("what it is")
     global_: torch.Tensor  # (B, Dg) float: global features (key, ...)
+    # (B, 3, T, P) float {0,1} or None: the music each step repeats (onset, sustain of the
+    # earlier phrase's step it recalls) and, in the third channel, 1 where a step has such
+    # music; read only by a model with `recall_input` (None = nothing recalled)
+    recalled: torch.Tensor | None = None
 
     def to(self, device: torch.device | str) -> Conditions:
-        return Conditions(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+        return self._map(lambda value: value.to(device))
 
     def index(self, idx: torch.Tensor | slice) -> Conditions:
-        return Conditions(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
+        return self._map(lambda value: value[idx])
+
+    def _map(self, change: Callable[[torch.Tensor], torch.Tensor]) -> Conditions:
+        values: dict[str, Any] = {
+            name: None if value is None else change(value) for name, value in self._values().items()
+        }
+        return Conditions(**values)
 
     def cat(self, other: Conditions) -> Conditions:
-        """Batch-concatenate (used to run conditional and unconditional passes together)."""
-        return Conditions(
-            **{
-                f.name: torch.cat([getattr(self, f.name), getattr(other, f.name)])
-                for f in fields(self)
-            }
-        )
+        """Batch-concatenate (used to run conditional and unconditional passes together).
+        Where only one side has `recalled`, the other side's is all zeros (nothing recalled)."""
+        mine, theirs = self.with_recalled_filled(other), other.with_recalled_filled(self)
+        values: dict[str, Any] = {}
+        for name, value in mine._values().items():
+            other_value = theirs._values()[name]
+            values[name] = None if value is None else torch.cat([value, other_value])
+        return Conditions(**values)
+
+    def with_recalled_filled(self, like: Conditions) -> Conditions:
+        """These conditions with zeros as `recalled` where `like` has one and they do not."""
+        if self.recalled is not None or like.recalled is None:
+            return self
+        shape = (self.batch_size, *like.recalled.shape[1:])
+        return replace(self, recalled=like.recalled.new_zeros(shape))
+
+    def _values(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     def with_(self, **changes: torch.Tensor) -> Conditions:
         return replace(self, **changes)

@@ -94,6 +94,10 @@ class ModelConfig:
     # every octave, so without it the network knows absolute pitch only from the zero padding
     # at the keyboard's ends, and the register control (mean pitch) has little to act on.
     pitch_embedding: bool = False
+    # True: the network also takes the music a returning phrase repeats (`Conditions.recalled`:
+    # the earlier occurrence's notes, bar for bar, where the piece says a step repeats one), so
+    # repetition is learned from real songs instead of painted in at sampling only.
+    recall_input: bool = False
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
 
     def __post_init__(self) -> None:

@@ -1,9 +1,11 @@
 """The denoiser: a UNet over (time in 16th steps, pitch) with segment-aware cross-attention.
 
 Input: the noisy roll x_t (B, 2, T, P) (onset, sustain in [-1, 1]) concatenated with the
-chord-tone channel (B, 1, T, P). Each level halves time and pitch; cross-attention to the
-condition tokens sits at the levels in `config.attention_levels` and in the middle block,
-which also has the only self-attention (the coarsest grid is where it is cheap).
+chord-tone channel (B, 1, T, P); with `recall_input`, the music a returning phrase repeats
+(B, 3, T, P) joins the first feature map through a convolution of its own. Each level
+halves time and pitch; cross-attention to the condition tokens sits at the levels in
+`config.attention_levels` and in the middle block, which also has the only self-attention
+(the coarsest grid is where it is cheap).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from diffbgm.model.attention import (
 )
 from diffbgm.model.conditions import Conditions
 from diffbgm.model.config import ModelConfig
+
+RECALL_CHANNELS = 3  # onset and sustain of the recalled music, and where there is some
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -132,6 +136,13 @@ class Denoiser(nn.Module):
             else None
         )
         self.input = nn.Conv2d(3, base, 3, padding=1)
+        # the recalled music's channels; zero at first, so a warm start from a model without
+        # them predicts exactly as before and learns from there how much a repeat repeats
+        self.recall_input: nn.Conv2d | None = None
+        if config.recall_input:
+            self.recall_input = nn.Conv2d(RECALL_CHANNELS, base, 3, padding=1)
+            for weights in self.recall_input.parameters():
+                nn.init.zeros_(weights)
         # zero at first, so a warm start from a model without it predicts exactly as before
         padded_pitches = config.n_pitches + (-config.n_pitches) % config.time_factor
         self.pitch_embedding = (
@@ -226,6 +237,8 @@ class Denoiser(nn.Module):
         }  # factor -> (B, T/factor, K)
 
         h = self.input(h)  # (B, C0, T, P+pad)
+        if self.recall_input is not None:
+            h = h + self._recalled_features(cond, drop, pad, like=h)
         if self.pitch_embedding is not None:
             h = h + self.pitch_embedding.to(h.dtype)
         skips = [h]
@@ -241,6 +254,17 @@ class Denoiser(nn.Module):
         h, _ = self._run_level(self.up[-1], h, emb, tokens, masks[1], skips=skips)
         out = self.output(F.silu(self.out_norm(h)))
         return out[..., :pitches]
+
+    def _recalled_features(
+        self, cond: Conditions, drop: torch.Tensor, pad: int, like: torch.Tensor
+    ) -> torch.Tensor:
+        """(B, C0, T, P+pad) features of the recalled music; the unconditional pass (drop)
+        sees none, as it sees no other condition."""
+        assert self.recall_input is not None and self.recall_input.bias is not None
+        if cond.recalled is None:
+            return self.recall_input.bias.to(like.dtype)[None, :, None, None].expand_as(like)
+        recalled = cond.recalled.to(like.dtype) * (~drop).to(like.dtype)[:, None, None, None]
+        return self.recall_input(F.pad(recalled, (0, pad)))  # (B, 3, T, P+pad) in
 
     def _deep(
         self,
