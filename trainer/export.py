@@ -93,6 +93,7 @@ def full_model_card(
     config: ModelConfig, parameters: int, dtype: str, summary: dict[str, Any]
 ) -> str:
     """The model card of an exported run: what it is, how it was trained, how to load it."""
+    recall = "yes (a returning phrase hears the music it repeats)" if config.recall_input else "no"
     rows = "\n".join(
         f"| {key} | {json.dumps(value)} |" for key, value in summary.items() if value is not None
     )
@@ -108,20 +109,14 @@ selector, after *Diff-BGM: A Diffusion Model for Video Background Music Generati
 CVPR 2024). These are the exponential-moving-average weights of a `python -m trainer` run.
 
 - parameters: {parameters:,} (stored as {dtype}, loaded as float32)
-- window: {config.window_steps} sixteenth steps x {config.n_pitches} pitches from MIDI {
-        config.pitch_low
-    }
+- window: {config.window_steps} sixteenth steps x {config.n_pitches} pitches from MIDI {config.pitch_low}
 - conditions: chord-tone channel; per segment dynamic ({config.dynamic_dim}) and semantic
-  ({config.semantic_dim}) features; global ({config.global_dim}); up to {
-        config.max_segments
-    } segments per window
+  ({config.semantic_dim}) features; global ({config.global_dim}); up to {config.max_segments} segments per window
 - SAC: {config.sac}; selector: {config.selector} (threshold {config.selector_threshold} of
   {config.diffusion.num_train_steps} steps); condition dropout {config.p_uncond}
 - diffusion: {config.diffusion.beta_schedule} betas, {config.diffusion.prediction}-prediction
 - guidance: {_guidance_line(config, summary)}
-- recalled music as an input: {
-        "yes (a returning phrase hears the music it repeats)" if config.recall_input else "no"
-    }
+- recalled music as an input: {recall}
 
 ## Training
 
