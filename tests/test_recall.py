@@ -285,3 +285,33 @@ def test_a_network_with_the_recall_input_hears_the_source_and_strength_zero_pain
     assert not np.array_equal(roll[:, 2 * BAR :], roll[:, : 2 * BAR])
     # a network without the input is shown nothing, and at strength 0 no map is made
     assert (RecallGuide.build(piece, 0.0, 1000).source == -1).all()
+
+
+def test_the_recall_input_benchmark_tells_a_network_that_ignores_the_music() -> None:
+    """benchmarks/recall_input.py: a network whose recall input is still zero has the same
+    errors with the recalled music shown and hidden; the last column is the recalled notes'
+    own error against the real ones."""
+    from dataclasses import replace
+
+    from diffbgm.model.conditions import two_segment_conditions
+    from tests.scripts import load_script
+
+    bench = load_script("benchmarks/recall_input.py")
+    torch.manual_seed(0)
+    config = replace(preset("tiny"), recall_input=True)
+    model = Denoiser(config).eval()
+    cond = two_segment_conditions(config)
+    notes = (torch.rand(2, 2, config.window_steps, config.n_pitches) < 0.1).float()
+    where = torch.zeros(2, 1, config.window_steps, config.n_pitches)
+    where[:, :, 8:24] = 1.0
+    cond = cond.with_(recalled=torch.cat([notes * where, where], dim=1))
+    roll = torch.where(torch.rand(notes.shape) < 0.1, 1.0, -1.0)
+    rows = bench.recall_use(model, Diffusion(config.diffusion), roll, cond, [900, 300])
+    inside = where.bool().expand_as(roll)
+    expected = float(((notes * 2 - 1 - roll) ** 2)[inside].mean())
+    for row in rows:
+        assert row.to_real_with == row.to_real_without
+        assert row.to_recalled_with == row.to_recalled_without
+        assert row.recalled_to_real == pytest.approx(expected)
+    with pytest.raises(ValueError, match="no recalled music"):
+        bench.recall_use(model, Diffusion(config.diffusion), roll, cond.with_(recalled=None), [9])
