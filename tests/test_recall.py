@@ -147,8 +147,14 @@ def sample(
     piece: PieceConditions,
     strength: float,
     onsets_per_bar: np.ndarray | None = None,
+    *,
+    keep_map: bool = False,
+    overlap_steps: int = 16,
 ) -> np.ndarray:
     model, config = setup
+    guide = RecallGuide.build(
+        piece, strength, config.diffusion.num_train_steps, onsets_per_bar, keep_map=keep_map
+    )
     return sample_piece(
         model,
         Diffusion(config.diffusion),
@@ -156,7 +162,8 @@ def sample(
         config,
         torch.Generator().manual_seed(3),
         SamplerSettings(steps=8, guidance=2.0),
-        guide=RecallGuide.build(piece, strength, config.diffusion.num_train_steps, onsets_per_bar),
+        overlap_steps=overlap_steps,
+        guide=guide,
     )
 
 
@@ -263,23 +270,14 @@ def test_a_network_with_the_recall_input_hears_the_source_and_strength_zero_pain
     config = replace(preset("tiny", n_pitches=16, pitch_low=60), recall_input=True)
     model = HeardRecalls(config).eval()
     piece = piece_with([2, 2], [-1, 0], roots=[0, 5])
-    guide = RecallGuide.build(piece, 0.0, config.diffusion.num_train_steps, keep_map=True)
-    assert (guide.source[2 * BAR :] >= 0).all()
-    roll = sample_piece(
-        model,
-        Diffusion(config.diffusion),
-        piece,
-        config,
-        torch.Generator().manual_seed(3),
-        SamplerSettings(steps=4, guidance=2.0),
-        overlap_steps=0,
-        guide=guide,
-    )
+    source = RecallGuide.build(piece, 0.0, 1000, keep_map=True).source
+    assert (source[2 * BAR :] >= 0).all()
+    roll = sample(setup=(model, config), piece=piece, strength=0.0, keep_map=True, overlap_steps=0)
     first_window, second_window = model.heard[0], model.heard[-1]
     assert first_window is None  # nothing to recall yet
     assert second_window is not None and second_window.shape == (2, 3, 2 * BAR, 16)
-    source = roll[:, guide.source[2 * BAR :]] > 0  # (2, T, P): what the first window wrote
-    np.testing.assert_array_equal(second_window[0, :2].numpy() == 1.0, source)
+    first_music = roll[:, source[2 * BAR :]] > 0  # (2, T, P): what the first window wrote
+    np.testing.assert_array_equal(second_window[0, :2].numpy() == 1.0, first_music)
     assert second_window[0, 2].eq(1).all()
     # strength 0 paints nothing: the weights start at zero, so the repeat is not a copy
     assert not np.array_equal(roll[:, 2 * BAR :], roll[:, : 2 * BAR])
