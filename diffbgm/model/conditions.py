@@ -46,14 +46,17 @@ class Conditions:
     def cat(self, other: Conditions) -> Conditions:
         """Batch-concatenate (used to run conditional and unconditional passes together).
         Where only one side has `recalled`, the other side's is all zeros (nothing recalled)."""
-        mine, theirs = self.with_recalled_filled(other), other.with_recalled_filled(self)
-        values: dict[str, Any] = {}
-        for name, value in mine._values().items():
-            other_value = theirs._values()[name]
-            values[name] = None if value is None else torch.cat([value, other_value])
+        mine, theirs = (
+            self._recalled_filled(other)._values(),
+            other._recalled_filled(self)._values(),
+        )
+        values: dict[str, Any] = {
+            name: None if value is None else torch.cat([value, theirs[name]])
+            for name, value in mine.items()
+        }
         return Conditions(**values)
 
-    def with_recalled_filled(self, like: Conditions) -> Conditions:
+    def _recalled_filled(self, like: Conditions) -> Conditions:
         """These conditions with zeros as `recalled` where `like` has one and they do not."""
         if self.recalled is not None or like.recalled is None:
             return self
