@@ -525,8 +525,33 @@ def test_register_weight_adds_the_consistency_term(
     assert args.register_weight == 0.2
     with pytest.raises(ValueError, match="must be >= 0"):
         tiny_config(tiny_cache, plain, register_weight=-1.0)
-    with pytest.raises(ValueError, match="distillation run"):
-        tiny_config(tiny_cache, plain, register_weight=0.5, distill_from=str(exported))
+    with pytest.raises(ValueError, match="step distillation"):
+        tiny_config(
+            tiny_cache, plain, register_weight=0.5, distill_from=str(exported), distill_steps=4
+        )
+
+
+def test_register_weight_in_guidance_distillation(
+    tiny_cache: Path, trained_run: Path, tmp_path: Path
+) -> None:
+    """A guidance-distillation student can take the register-consistency term too: same seed,
+    teacher and start, a larger first loss."""
+    teacher = export_run(trained_run, tmp_path / "teacher", dtype="fp32")
+    losses_by_weight = []
+    for weight in (0.0, 1.0):
+        run = tmp_path / f"student_{weight:g}"
+        config = tiny_config(
+            tiny_cache,
+            run,
+            steps=1,
+            init_from=str(teacher),
+            distill_from=str(teacher),
+            model_overrides={"guidance_embedding": True},
+            register_weight=weight,
+        )
+        run_training(config)
+        losses_by_weight.append(losses(run)[0])
+    assert losses_by_weight[1] > losses_by_weight[0]
 
 
 def test_guidance_distillation_run(tiny_cache: Path, trained_run: Path, tmp_path: Path) -> None:

@@ -441,7 +441,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         metavar="W",
         help="add W x the register-consistency term (mean onset pitch per segment of the "
-        "network's x0 estimate against the real notes') to the denoising loss",
+        "network's x0 estimate against the real notes') to the denoising or the "
+        "guidance-distillation loss",
     )
     train.set_defaults(func=cmd_train)
 

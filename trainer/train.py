@@ -126,10 +126,10 @@ class TrainConfig:
             raise ValueError("--distill-steps needs --distill-from TEACHER")
         if self.register_weight < 0:
             raise ValueError("--register-weight must be >= 0")
-        if self.register_weight and self.distill_from:
+        if self.register_weight and self.distill_steps:
             raise ValueError(
-                "--register-weight adds to the denoising loss; a distillation run has none "
-                "(train the teacher with it)"
+                "--register-weight adds to the denoising or guidance-distillation loss; step "
+                "distillation has neither"
             )
 
     @property
@@ -308,18 +308,15 @@ class Trainer:
     def loss(
         self, model: nn.Module, roll: torch.Tensor, cond: Conditions, generator: torch.Generator
     ) -> torch.Tensor:
-        """The denoising loss, or with a teacher the guidance-distillation loss."""
+        """The denoising loss, or with a teacher the guidance-distillation loss; either with
+        the register-consistency term when `register_weight` > 0."""
+        scales = (self.config.distill_min_scale, self.config.distill_max_scale)
         if self.teacher is None:
             # p_uncond is passed because the DDP wrapper hides model.config.
             terms = self.diffusion.training_terms(
                 model, roll, cond, generator, self.model_config.p_uncond
             )
-            if self.config.register_weight <= 0 or terms.x0_pred is None:
-                return terms.loss
-            consistency = register_consistency(terms.x0_pred, roll, cond, terms.drop)
-            return terms.loss + self.config.register_weight * consistency
-        scales = (self.config.distill_min_scale, self.config.distill_max_scale)
-        if self.config.distill_steps:
+        elif self.config.distill_steps:
             return self.diffusion.step_distillation_terms(
                 model,
                 self.teacher,
@@ -330,9 +327,22 @@ class Trainer:
                 self.config.distill_substeps,
                 generator,
             ).loss
-        return self.diffusion.distillation_terms(
-            model, self.teacher, roll, cond, scales, generator, self.config.distill_sustain_share
-        ).loss
+        else:
+            # A student guided at w is still asked for the real notes' register: the term
+            # does not depend on how faithfully the teacher follows it.
+            terms = self.diffusion.distillation_terms(
+                model,
+                self.teacher,
+                roll,
+                cond,
+                scales,
+                generator,
+                self.config.distill_sustain_share,
+            )
+        if self.config.register_weight <= 0 or terms.x0_pred is None:
+            return terms.loss
+        consistency = register_consistency(terms.x0_pred, roll, cond, terms.drop)
+        return terms.loss + self.config.register_weight * consistency
 
     # ---- checkpoints -------------------------------------------------------------------
 

@@ -281,7 +281,12 @@ class Diffusion:
             )
         no_drop = torch.zeros(batch, dtype=torch.bool, device=device)
         pred = student(x_t, t, cond, no_drop, w).float()
-        return LossTerms(loss=self.weighted_mse(pred, target), t=t, drop=no_drop)
+        return LossTerms(
+            loss=self.weighted_mse(pred, target),
+            t=t,
+            drop=no_drop,
+            x0_pred=self.predicted_x0(pred, x_t, t),
+        )
 
     def step_distillation_terms(
         self,
@@ -337,7 +342,12 @@ class Diffusion:
             )
             target = torch.where(final, output_at_t, jump)
         pred = student(x_t, t, cond, no_drop, w).float()
-        return LossTerms(loss=self.weighted_mse(pred, target), t=t, drop=no_drop)
+        return LossTerms(
+            loss=self.weighted_mse(pred, target),
+            t=t,
+            drop=no_drop,
+            x0_pred=self.predicted_x0(pred, x_t, t),
+        )
 
     def _teacher_path(
         self,
