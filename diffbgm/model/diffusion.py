@@ -342,12 +342,7 @@ class Diffusion:
             )
             target = torch.where(final, output_at_t, jump)
         pred = student(x_t, t, cond, no_drop, w).float()
-        return LossTerms(
-            loss=self.weighted_mse(pred, target),
-            t=t,
-            drop=no_drop,
-            x0_pred=self.predicted_x0(pred, x_t, t),
-        )
+        return LossTerms(loss=self.weighted_mse(pred, target), t=t, drop=no_drop)
 
     def _teacher_path(
         self,
