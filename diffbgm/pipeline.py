@@ -23,6 +23,7 @@ import numpy as np
 
 from diffbgm.checkpoint import LoadedModel
 from diffbgm.conditioning import piece_conditions
+from diffbgm.device import sampling_precision
 from diffbgm.errors import DiffBGMError, PlanError
 from diffbgm.generation import (
     GeneratedRoll,
@@ -612,6 +613,7 @@ class Composer:
             sound=SoundReport(
                 self.soundfont.name, self.level.target_lufs, self.level.true_peak_dbtp
             ),
+            precision=sampling_precision(generation.bf16, self.device),
         )
 
     # --- regenerating one segment ---------------------------------------------------------

@@ -107,6 +107,8 @@ class Report:
     files: list[VariantFiles]
     regenerated_segment: int | None = None
     sound: SoundReport | None = None  # None in reports before it was recorded
+    # "bf16" or "fp32": what sampling computed in on this machine ("" in older reports)
+    precision: str = ""
     version: int = REPORT_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -130,6 +132,7 @@ class Report:
             "files": [vars(files) for files in self.files],
             "regenerated_segment": self.regenerated_segment,
             "sound": None if self.sound is None else vars(self.sound),
+            "precision": self.precision,
         }
 
     @classmethod
@@ -166,6 +169,7 @@ class Report:
             ],
             regenerated_segment=data.get("regenerated_segment"),
             sound=SoundReport.from_dict(data["sound"]) if data.get("sound") else None,
+            precision=str(data.get("precision", "")),
             version=REPORT_VERSION,
         )
 

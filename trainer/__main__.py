@@ -349,8 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--bf16",
         action=argparse.BooleanOptionalAction,
-        default=True,
-        help="bfloat16 autocast (default on; fast on CPUs with AMX)",
+        default=None,
+        help="bfloat16 autocast (default: where the hardware computes bf16 natively: CUDA, "
+        "x86 with AMX or AVX-512 BF16; emulated bf16 is many times slower than float32)",
     )
     train.add_argument("--val-every", type=int, default=500, help="steps between validations")
     train.add_argument("--val-windows", type=int, default=64, help="fixed validation windows")

@@ -40,6 +40,7 @@ import torch
 
 from diffbgm.checkpoint import LoadedModel
 from diffbgm.controls import DYNAMIC_CONTROLS
+from diffbgm.device import sampling_precision
 from diffbgm.errors import DiffBGMError
 from diffbgm.generation import GenerationConfig
 from diffbgm.metrics import MetricConfig, aggregate, piece_metrics, relative_change, spearman
@@ -596,6 +597,7 @@ def run_evaluation(options: EvalOptions) -> EvalReport:
         "options": asdict(options),
         "model": {"config": config.to_dict(), "extra": loaded.extra, "path": str(loaded.path)},
         "generation_used": generation.to_dict(),
+        "precision": sampling_precision(generation.bf16, next(loaded.model.parameters()).device),
         "summary": {
             "generated": {k: asdict(v) for k, v in generated.items()},
             "real": {k: asdict(v) for k, v in real.items()},

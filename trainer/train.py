@@ -28,6 +28,7 @@ from torch import nn
 from tqdm import tqdm
 
 from diffbgm.checkpoint import distilled_steps
+from diffbgm.device import native_bf16
 from diffbgm.errors import CheckpointError, DiffBGMError
 from diffbgm.model.conditions import Conditions
 from diffbgm.model.config import ModelConfig, preset
@@ -70,7 +71,8 @@ class TrainConfig:
     weight_decay: float = 0.01
     grad_clip: float = 1.0  # max global L2 norm of the gradient; 0 disables clipping
     ema_decay: float = 0.999
-    bf16: bool = True  # bfloat16 autocast (pays on CPUs with AMX and on recent GPUs)
+    # bfloat16 autocast; None: where the hardware computes it natively (diffbgm.device)
+    bf16: bool | None = None
     val_every: int = 500
     val_windows: int = 64  # fixed validation windows (same ones every time)
     ckpt_every: int = 200
@@ -197,8 +199,10 @@ def global_batch_indices(step: int, global_batch: int, n_items: int, seed: int) 
     return out
 
 
-def autocast_for(device: torch.device, bf16: bool) -> AbstractContextManager[Any]:
-    if not bf16:
+def autocast_for(device: torch.device, bf16: bool | None) -> AbstractContextManager[Any]:
+    """bf16 autocast when asked for, or (None) where `device` computes bf16 natively: an
+    emulated bf16 step costs many times a float32 one."""
+    if not (native_bf16(device) if bf16 is None else bf16):
         return nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 

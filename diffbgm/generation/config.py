@@ -147,7 +147,12 @@ class GenerationConfig:
         "channels-last convolutions while sampling (oneDNN: ~11 %% faster here; the notes may "
         "then differ with the torch thread count)",
     )
-    bf16: bool = _knob(True, "bfloat16 autocast while sampling (the schedule stays fp32)")
+    bf16: bool = _knob(
+        True,
+        "bfloat16 autocast while sampling where the hardware computes bf16 natively (CUDA, "
+        "x86 with AMX or AVX-512 BF16); elsewhere float32, which is many times faster there "
+        "(the schedule stays fp32)",
+    )
 
     def __post_init__(self) -> None:
         for spec in fields(self):

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from diffbgm.device import sampling_precision
 from diffbgm.errors import GenerationError
 from diffbgm.generation.config import GenerationConfig
 from diffbgm.generation.decoding import DecodedRoll, DecodeStep, decode
@@ -122,8 +123,10 @@ def generate_roll(
     # channels-last kernels were 10-15 % faster per call on this CPU (docs/pipeline.md)
     layout = torch.channels_last if config.channels_last else torch.contiguous_format
     model.model.to(memory_format=layout)  # type: ignore[call-overload]
-    # bf16 matmuls pay on CPUs with AMX; the schedule math inside stays in fp32.
-    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=config.bf16):
+    # bf16 pays where the hardware has it (AMX: 1.5x) and costs 26x where it is emulated
+    # (AVX2), so it is used only where native; the schedule math inside stays in fp32.
+    bf16 = sampling_precision(config.bf16, device) == "bf16"
+    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
         raw = sample_piece(
             model.model,
             diffusion,
