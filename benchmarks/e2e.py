@@ -153,6 +153,7 @@ def run_case(video: Path, model: str | None, runs: int, which: str) -> dict:
         "duration_s": report.plan.duration_s,
         "model": composer.model_id,
         "generation": report.generation.to_dict(),
+        "precision": report.precision,
         "threads": setting["threads"],
         "model_load_s": round(load_s, 2),
         "stages_s": report.timings_s,
@@ -174,6 +175,33 @@ def child(video: Path, model: str | None, runs: int, which: str) -> dict:
     if proc.returncode != 0:
         raise SystemExit(f"benchmark child failed:\n{proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def machine() -> dict[str, Any]:
+    """The CPU the figures belong to and the precision the shipped defaults sample in on it
+    (bf16 only where native: diffbgm.device.sampling_precision)."""
+    import platform
+
+    import torch
+
+    from diffbgm.device import native_bf16
+
+    name = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as info:
+            names = [
+                line.split(":", 1)[1].strip() for line in info if line.startswith("model name")
+            ]
+        name = names[0] if names else name
+    except OSError:
+        pass
+    cpu = torch.device("cpu")
+    return {
+        "cpu": name,
+        "cores": os.cpu_count(),
+        "vector_unit": torch.backends.cpu.get_cpu_capability(),
+        "native_bf16": native_bf16(cpu),
+    }
 
 
 def load_average() -> float:
@@ -204,7 +232,10 @@ def print_cases(title: str, cases: dict[str, dict]) -> None:
     first = next(iter(cases.values()))
     print(f"\n## {title}: {first['video']} ({first['duration_s']:.0f} s)")
     for which, case in cases.items():
-        print(f"{which}: model {case['model']} · {case['generation']} · threads {case['threads']}")
+        print(
+            f"{which}: model {case['model']} · {case['generation']} · threads {case['threads']}"
+            f" · precision {case.get('precision', '?')}"
+        )
     names = list(cases)
     both = names == ["baseline", "shipped"]
     header = "| stage | " + " | ".join(f"{n} s" for n in names) + (" | ratio |" if both else " |")
@@ -266,6 +297,7 @@ def main() -> None:
     order = [args.only] if args.only else ["baseline", "shipped"]
     load_at_start = load_average()
     print(f"load average at start: {load_at_start:.2f} (idle machine: < 0.5)")
+    print(f"machine: {machine()}")
     probe_at_start = speed_probe()
     print(f"speed probe at start: {probe_at_start:.3f} CPU s (lower = faster; speed_probe())")
     short = {w: child(args.video, args.model, 1 + args.warm_runs, w) for w in order}
@@ -286,6 +318,7 @@ def main() -> None:
             + f" --warm-runs {args.warm_runs}",
             "load_average_at_start": round(load_at_start, 2),
             "speed_probe_cpu_s": {"start": probe_at_start, "end": probe_at_end},
+            "machine": machine(),
             "defaults": {
                 "generation": short["shipped"]["generation"],
                 "threads": "auto",

@@ -202,8 +202,9 @@ def _add_device_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device",
         default=None,
-        help="where the model runs: auto (a CUDA GPU when torch sees one, with bf16; else the "
-        "CPU), cpu, cuda or cuda:N (default: $DIFFBGM_DEVICE, else auto)",
+        help="where the model runs: auto (a CUDA GPU when torch sees one, else the CPU), cpu, "
+        "cuda or cuda:N (default: $DIFFBGM_DEVICE, else auto); bf16 where the device computes "
+        "it natively, else fp32",
     )
 
 

@@ -229,8 +229,9 @@ class Composer:
         """Load a checkpoint folder or a Hugging Face Hub id; default: the shipped model.
 
         device: `auto` (CUDA when torch sees a GPU, else CPU), `cpu`, `cuda[:N]`; None reads
-        $DIFFBGM_DEVICE (default `auto`). On CUDA, sampling runs under bf16 autocast (the
-        generation config's `bf16`, on by default). clip, soundfont, level: see
+        $DIFFBGM_DEVICE (default `auto`). Sampling runs under bf16 autocast (the generation
+        config's `bf16`, on by default) where the device computes bf16 natively, in fp32
+        elsewhere (`diffbgm.device.sampling_precision`). clip, soundfont, level: see
         `Composer.__init__`."""
         from diffbgm.checkpoint import load_checkpoint
         from diffbgm.device import resolve_device

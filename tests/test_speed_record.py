@@ -83,3 +83,21 @@ def test_e2e_speed_probe_measures_a_fixed_encode() -> None:
     CPU seconds of a fixed x264 encode, more frames costing more."""
     few, more = E2E.speed_probe(frames=6, repeats=1), E2E.speed_probe(frames=48, repeats=1)
     assert 0 < few < more
+
+
+def test_speed_record_names_the_machine_and_the_precision_it_sampled_in() -> None:
+    """The dtype follows the hardware (bf16 only where native), so a figure belongs to a CPU:
+    the record says which, and the README row says the precision it was measured in."""
+    record = _record()
+    machine = record.get("machine") or {}
+    assert {"cpu", "cores", "vector_unit", "native_bf16"} <= set(machine), (
+        "docs/speed.json does not name the machine it was measured on: re-run "
+        "`python benchmarks/e2e.py --record docs/speed.json`"
+    )
+    precision = record["short"].get("precision")
+    assert precision == ("bf16" if machine["native_bf16"] else "fp32")
+    readme = (REPO / "README.md").read_text()
+    assert f"{machine['vector_unit']}, {precision}" in readme, (
+        f"the README's speed row does not say its CPU and precision ({machine['vector_unit']}, "
+        f"{precision})"
+    )

@@ -27,8 +27,8 @@ Environment variables (all optional):
 - DIFFBGM_CLIP: how shots are read: `auto` (default: CLIP ViT-B/32 from the Hugging Face cache,
   or downloaded once where the Hub answers; else picture statistics, with one log line), `off`,
   or a CLIP Hub id (org/name; hf-hub:org/name for open_clip) or folder (diffbgm.video.clip).
-- DIFFBGM_DEVICE: where the model runs: `auto` (default: a CUDA GPU when torch sees one, with
-  bf16; else the CPU), `cpu`, `cuda`, `cuda:N`.
+- DIFFBGM_DEVICE: where the model runs: `auto` (default: a CUDA GPU when torch sees one, else
+  the CPU), `cpu`, `cuda`, `cuda:N`; bf16 where the device computes it natively, else fp32.
 - DIFFBGM_SOUNDFONT: the soundfont the music is rendered with: `auto` (default: a full General
   MIDI soundfont when installed, FluidR3_GM of the fluid-soundfont-gm package; else TimGM6mb),
   `timgm6mb`, or a .sf2/.sf3 file (see diffbgm.music.render.find_soundfont).
