@@ -5,6 +5,9 @@ Why a rule of its own: the library, the CLI (`--device`) and the app (`DIFFBGM_D
 agree, and asking for CUDA where there is none must say so plainly instead of failing deep in
 torch. Sampling already follows the model's device (bf16 autocast on `device.type`, noise drawn
 on the CPU generator and moved), so a seed gives the same noise on every device.
+
+The same goes for the dtype: whether bf16 autocast pays depends on the hardware, so the rule
+lives here too (`native_bf16`, `sampling_precision`); the trainer uses it as well.
 """
 
 from __future__ import annotations
@@ -67,6 +70,6 @@ def native_bf16(device: torch.device) -> bool:
 
 
 def sampling_precision(bf16_wanted: bool, device: torch.device) -> str:
-    """ "bf16" or "fp32": the autocast dtype sampling uses on `device` when the generation
-    config asks for bf16 (`bf16_wanted`): bf16 only where the hardware computes it natively."""
+    """The dtype sampling computes in on `device`, "bf16" or "fp32", when the generation config
+    asks for bf16 or not (`bf16_wanted`): bf16 only where the hardware computes it natively."""
     return "bf16" if bf16_wanted and native_bf16(device) else "fp32"

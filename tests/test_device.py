@@ -69,3 +69,38 @@ def test_cli_has_device_and_clip_flags(no_cuda: None, tmp_path: Path, capsys) ->
     video.write_bytes(b"")
     assert main(["generate", str(video), "--out", str(tmp_path / "o"), "--device", "cuda"]) == 2
     assert "sees no CUDA GPU" in capsys.readouterr().err
+
+
+def test_bf16_only_where_the_hardware_computes_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Emulated bf16 made the compose 26x slower on an AVX2 CPU: sampling there runs in fp32."""
+    from diffbgm.device import native_bf16, sampling_precision
+
+    cpu = torch.device("cpu")
+    for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
+        monkeypatch.setattr(torch.cpu, name, lambda: False, raising=False)
+    assert not native_bf16(cpu) and sampling_precision(True, cpu) == "fp32"
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
+    assert native_bf16(cpu) and sampling_precision(True, cpu) == "bf16"
+    assert sampling_precision(False, cpu) == "fp32"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert sampling_precision(True, torch.device("cuda")) == "fp32"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert sampling_precision(True, torch.device("cuda")) == "bf16"
+
+
+def test_training_autocasts_where_native_unless_told(monkeypatch: pytest.MonkeyPatch) -> None:
+    from trainer.train import autocast_for
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr("trainer.train.native_bf16", lambda _device: False)
+    with autocast_for(cpu, None):
+        assert not torch.is_autocast_enabled("cpu")
+    with autocast_for(cpu, True):  # forced: emulated, but asked for
+        assert torch.get_autocast_dtype("cpu") == torch.bfloat16
+        assert torch.is_autocast_enabled("cpu")
+    monkeypatch.setattr("trainer.train.native_bf16", lambda _device: True)
+    with autocast_for(cpu, None):
+        assert torch.is_autocast_enabled("cpu")
+    with autocast_for(cpu, False):
+        assert not torch.is_autocast_enabled("cpu")

@@ -324,21 +324,6 @@ def test_example_score_is_byte_identical_to_the_pinned_one(bbb_video: Path, tmp_
     assert _score_hashes("diffbgm-tiny", ["0"], bbb_video, tmp_path) == {"0": pinned["0"]}
 
 
-def test_bf16_is_used_only_where_the_hardware_has_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Emulated bf16 made the compose 26x slower on an AVX2 CPU: sampling then runs in fp32."""
-    from diffbgm import device as devices
-
-    cpu = torch.device("cpu")
-    for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
-        monkeypatch.setattr(torch.cpu, name, lambda: False, raising=False)
-    assert not devices.native_bf16(cpu)
-    assert devices.sampling_precision(True, cpu) == "fp32"
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
-    assert devices.native_bf16(cpu)
-    assert devices.sampling_precision(True, cpu) == "bf16"
-    assert devices.sampling_precision(False, cpu) == "fp32"
-
-
 @pytest.mark.parametrize("native", [False, True])
 def test_sampling_autocasts_to_bf16_only_where_native(
     tiny, native: bool, monkeypatch: pytest.MonkeyPatch
