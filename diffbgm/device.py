@@ -57,8 +57,8 @@ def native_bf16(device: torch.device) -> bool:
 
     CUDA: as torch says. An x86 CPU: with AMX or AVX-512 BF16. Anywhere else bf16 autocast is
     emulated, and that is slow: on an AVX2-only AMD EPYC the compose stage of the 30 s clip took
-    66.8 s under bf16 autocast against 2.55 s in float32, where on an AMX Xeon bf16 was 1.5x
-    faster than float32 (docs/pipeline.md, "Compose stage: dtype and threads").
+    77.2 s under bf16 autocast against 3.1 s in float32 (one thread), where on an AMX Xeon bf16
+    was 1.5x faster than float32 (docs/pipeline.md, "Compose stage: dtype and threads").
     """
     if device.type == "cuda":
         return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())

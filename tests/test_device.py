@@ -72,7 +72,7 @@ def test_cli_has_device_and_clip_flags(no_cuda: None, tmp_path: Path, capsys) ->
 
 
 def test_bf16_only_where_the_hardware_computes_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Emulated bf16 made the compose 26x slower on an AVX2 CPU: sampling there runs in fp32."""
+    """Emulated bf16 made the compose 25-39x slower on an AVX2 CPU: sampling there runs in fp32."""
     from diffbgm.device import native_bf16, sampling_precision
 
     cpu = torch.device("cpu")

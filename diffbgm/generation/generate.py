@@ -123,7 +123,7 @@ def generate_roll(
     # channels-last kernels were 10-15 % faster per call on this CPU (docs/pipeline.md)
     layout = torch.channels_last if config.channels_last else torch.contiguous_format
     model.model.to(memory_format=layout)  # type: ignore[call-overload]
-    # bf16 pays where the hardware has it (AMX: 1.5x) and costs 26x where it is emulated
+    # bf16 pays where the hardware has it (AMX: 1.5x) and costs 25-39x where it is emulated
     # (AVX2), so it is used only where native; the schedule math inside stays in fp32.
     bf16 = sampling_precision(config.bf16, device) == "bf16"
     with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
