@@ -297,7 +297,8 @@ def main() -> None:
     order = [args.only] if args.only else ["baseline", "shipped"]
     load_at_start = load_average()
     print(f"load average at start: {load_at_start:.2f} (idle machine: < 0.5)")
-    print(f"machine: {machine()}")
+    measured_on = machine()
+    print(f"machine: {measured_on}")
     probe_at_start = speed_probe()
     print(f"speed probe at start: {probe_at_start:.3f} CPU s (lower = faster; speed_probe())")
     short = {w: child(args.video, args.model, 1 + args.warm_runs, w) for w in order}
@@ -318,7 +319,7 @@ def main() -> None:
             + f" --warm-runs {args.warm_runs}",
             "load_average_at_start": round(load_at_start, 2),
             "speed_probe_cpu_s": {"start": probe_at_start, "end": probe_at_end},
-            "machine": machine(),
+            "machine": measured_on,
             "defaults": {
                 "generation": short["shipped"]["generation"],
                 "threads": "auto",
