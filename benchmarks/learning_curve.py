@@ -80,9 +80,8 @@ def snapshot_metrics(options: EvalOptions) -> dict[str, Any]:
 
 
 def evaluate_snapshots(run: Path, args: argparse.Namespace, offset: int) -> list[dict[str, Any]]:
-    from concurrent.futures import ProcessPoolExecutor
-
     from trainer.__main__ import parse_song_range
+    from trainer.workers import worker_pool
 
     songs = parse_song_range(args.songs)
     points: list[tuple[int, Path]] = [
@@ -107,7 +106,7 @@ def evaluate_snapshots(run: Path, args: argparse.Namespace, offset: int) -> list
         songs=tuple(songs),
         bars=args.bars,
     )
-    with ProcessPoolExecutor(max_workers=args.workers) as pool:
+    with worker_pool(args.workers) as pool:
         futures = [
             pool.submit(snapshot_metrics, replace(base, model=str(folder))) for _, folder in points
         ]

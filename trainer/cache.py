@@ -36,6 +36,7 @@ from diffbgm.music.pop909 import (
     segment_raw_controls,
 )
 from diffbgm.music.roll import RollSpec
+from trainer.workers import die_with_parent
 
 LOG = logging.getLogger(__name__)
 DEFAULT_OUT = Path("data_cache/pop909")
@@ -148,7 +149,7 @@ def build_cache(
     started = time.perf_counter()
     jobs = [(source / song_id, out, spec) for song_id in ids]
     if workers > 1:
-        with get_context("fork").Pool(workers) as pool:
+        with get_context("fork").Pool(workers, die_with_parent, (os.getpid(),)) as pool:
             results = pool.map(cache_one, jobs, chunksize=8)
     else:
         results = [cache_one(job) for job in jobs]

@@ -27,10 +27,8 @@ from __future__ import annotations
 
 import json
 import math
-import multiprocessing
 import time
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -68,6 +66,7 @@ from trainer.sample import (
     song_generation,
     write_piece,
 )
+from trainer.workers import worker_pool
 
 Ablation = Literal["none", "no-sac", "no-selector", "no-guidance"]
 ABLATIONS: tuple[str, ...] = ("none", "no-sac", "no-selector", "no-guidance")
@@ -331,8 +330,7 @@ def _musdr_values(
     rendering and scape plot per piece)."""
     if workers <= 1 or len(jobs) <= 1:
         return [_musdr_job(job) for job in jobs]
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(min(workers, len(jobs)), context) as pool:
+    with worker_pool(min(workers, len(jobs))) as pool:
         return list(pool.map(_musdr_job, jobs))
 
 
@@ -481,8 +479,7 @@ def _generated_rolls(
     if options.workers <= 1 or len(jobs) <= 1:
         yield from map(generator, jobs)
         return
-    context = multiprocessing.get_context("spawn")  # no forked torch thread pools
-    with ProcessPoolExecutor(min(options.workers, len(jobs)), context) as pool:
+    with worker_pool(min(options.workers, len(jobs))) as pool:
         yield from pool.map(_generate_in_worker, [options] * len(jobs), jobs)
 
 

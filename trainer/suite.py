@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 from diffbgm.generation.config import KnobValue
 from diffbgm.metrics import metric_from
 from trainer.evaluate import EvalOptions, run_evaluation
+from trainer.workers import worker_pool
 
 # The paper's SI is MusDr's (audio, 3-8 s); the per-bar symbolic SI is another number.
 PAPER = {"pche": 2.840, "gps": 0.601, "si_musdr_short": 0.521}
@@ -175,7 +175,7 @@ def _fmt(value: Any) -> str:
 
 
 def run_suite(rows: list[SuiteRow], workers: int = 2, out_json: Path | None = None) -> str:
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with worker_pool(workers) as pool:
         results = list(pool.map(_run, rows))
     if out_json is not None:
         out_json.parent.mkdir(parents=True, exist_ok=True)
