@@ -51,6 +51,7 @@ BASELINE: dict[str, Any] = {
         "max_window_steps": 0,
         "window_batch": 1,
         "channels_last": False,
+        "onnx_runtime": False,  # torch ran the network then
     },
     "threads": 1,
 }
@@ -154,6 +155,7 @@ def run_case(video: Path, model: str | None, runs: int, which: str) -> dict:
         "model": composer.model_id,
         "generation": report.generation.to_dict(),
         "precision": report.precision,
+        "runtime": report.runtime,
         "threads": setting["threads"],
         "model_load_s": round(load_s, 2),
         "stages_s": report.timings_s,
@@ -234,7 +236,7 @@ def print_cases(title: str, cases: dict[str, dict]) -> None:
     for which, case in cases.items():
         print(
             f"{which}: model {case['model']} · {case['generation']} · threads {case['threads']}"
-            f" · precision {case.get('precision', '?')}"
+            f" · precision {case.get('precision', '?')} · runtime {case.get('runtime', '?')}"
         )
     names = list(cases)
     both = names == ["baseline", "shipped"]

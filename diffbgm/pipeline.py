@@ -32,6 +32,7 @@ from diffbgm.generation import (
     check_settings_for_model,
     generate_roll,
 )
+from diffbgm.model.onnx_runtime import sampling_runtime
 from diffbgm.music.calibration import Calibration
 from diffbgm.music.render import LevelConfig, find_soundfont
 from diffbgm.music.roll import RollSpec
@@ -593,6 +594,7 @@ class Composer:
         boundaries = [start for start, _ in plan.segment_bounds_s()[1:]]
         alignment = cut_alignment(cuts, boundaries, tolerance_s=60.0 / plan.tempo_bpm)
         total = sum(seconds.values())
+        precision = sampling_precision(generation.bf16, self.device)
         return Report(
             video=video.name,
             model_id=self.model_id,
@@ -614,7 +616,8 @@ class Composer:
             sound=SoundReport(
                 self.soundfont.name, self.level.target_lufs, self.level.true_peak_dbtp
             ),
-            precision=sampling_precision(generation.bf16, self.device),
+            precision=precision,
+            runtime=sampling_runtime(generation.onnx_runtime, precision, self.device),
         )
 
     # --- regenerating one segment ---------------------------------------------------------

@@ -109,6 +109,8 @@ class Report:
     sound: SoundReport | None = None  # None in reports before it was recorded
     # "bf16" or "fp32": what sampling computed in on this machine ("" in older reports)
     precision: str = ""
+    # "onnxruntime" or "torch": what was chosen to run the network ("" in older reports)
+    runtime: str = ""
     version: int = REPORT_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -133,6 +135,7 @@ class Report:
             "regenerated_segment": self.regenerated_segment,
             "sound": None if self.sound is None else vars(self.sound),
             "precision": self.precision,
+            "runtime": self.runtime,
         }
 
     @classmethod
@@ -170,6 +173,7 @@ class Report:
             regenerated_segment=data.get("regenerated_segment"),
             sound=SoundReport.from_dict(data["sound"]) if data.get("sound") else None,
             precision=str(data.get("precision", "")),
+            runtime=str(data.get("runtime", "")),
             version=REPORT_VERSION,
         )
 

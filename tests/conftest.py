@@ -11,6 +11,9 @@ REPO = Path(__file__).resolve().parents[1]
 # Composers default to CLIP `auto`, which downloads ~600 MB where the Hub answers: tests read shots
 # from picture statistics unless a test asks for CLIP itself (tests/test_clip.py).
 os.environ.setdefault("DIFFBGM_CLIP", "off")
+# The ONNX graphs sampling exports (diffbgm.model.onnx_runtime) go to pytest's own cache folder,
+# not the user's ~/.cache; kept between runs, so a run exports the shipped model at most once.
+os.environ.setdefault("DIFFBGM_ONNX_CACHE", str(REPO / ".pytest_cache" / "diffbgm-onnx"))
 
 
 def shared_data_dir() -> Path:

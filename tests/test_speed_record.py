@@ -29,6 +29,10 @@ def _record() -> dict:
 def test_speed_record_matches_the_shipped_generation_settings() -> None:
     shipped = json.loads(SHIPPED.read_text())["extra"]["generation"]
     measured = _record()["defaults"]["generation"]
+    assert set(measured) == set(GenerationConfig().to_dict()), (
+        "a generation knob was added or removed since the speed figures were measured: re-run "
+        "`python benchmarks/e2e.py --record docs/speed.json` and update the README"
+    )
     assert GenerationConfig.from_dict(measured) == GenerationConfig.from_dict(shipped), (
         "the shipped generation settings changed since the speed figures were measured: "
         "re-run `python benchmarks/e2e.py --record docs/speed.json` and update the README"
@@ -86,8 +90,9 @@ def test_e2e_speed_probe_measures_a_fixed_encode() -> None:
 
 
 def test_speed_record_names_the_machine_and_the_precision_it_sampled_in() -> None:
-    """The dtype follows the hardware (bf16 only where native), so a figure belongs to a CPU:
-    the record says which, and the README row says the precision it was measured in."""
+    """The dtype and the runtime follow the hardware (bf16 only where native, ONNX Runtime where
+    fp32), so a figure belongs to a CPU: the record says which, and the README row says the
+    precision and runtime it was measured with."""
     record = _record()
     machine = record.get("machine") or {}
     assert {"cpu", "cores", "vector_unit", "native_bf16"} <= set(machine), (
@@ -96,8 +101,11 @@ def test_speed_record_names_the_machine_and_the_precision_it_sampled_in() -> Non
     )
     precision = record["short"].get("precision")
     assert precision == ("bf16" if machine["native_bf16"] else "fp32")
-    readme = (REPO / "README.md").read_text()
-    assert f"{machine['vector_unit']}, {precision}" in readme, (
-        f"the README's speed row does not say its CPU and precision ({machine['vector_unit']}, "
-        f"{precision})"
+    runtime = record["short"].get("runtime")
+    assert runtime in ("torch", "onnxruntime"), (
+        "docs/speed.json does not say what ran the network: re-run the benchmark"
     )
+    label = f"{machine['vector_unit']}, {precision}"
+    label += " via ONNX Runtime" if runtime == "onnxruntime" else ""
+    readme = (REPO / "README.md").read_text()
+    assert label in readme, f"the README's speed row does not say its CPU and precision ({label})"

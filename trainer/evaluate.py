@@ -43,6 +43,7 @@ from diffbgm.errors import DiffBGMError
 from diffbgm.generation import GenerationConfig
 from diffbgm.metrics import MetricConfig, aggregate, piece_metrics, relative_change, spearman
 from diffbgm.model.conditions import PieceConditions
+from diffbgm.model.onnx_runtime import sampling_runtime
 from diffbgm.music.calibration import Calibration
 from diffbgm.music.roll import PianoRoll, RollSpec, roll_to_midi
 from diffbgm.outputs import VelocityMethod, velocities_from_controls
@@ -590,11 +591,14 @@ def run_evaluation(options: EvalOptions) -> EvalReport:
         markdown += "\n\n" + realism_markdown(realism, differences)
     if skipped:
         markdown += f"\n\nskipped {len(skipped)} songs: " + ", ".join(sorted(skipped))
+    device = next(loaded.model.parameters()).device
+    precision = sampling_precision(generation.bf16, device)
     data = {
         "options": asdict(options),
         "model": {"config": config.to_dict(), "extra": loaded.extra, "path": str(loaded.path)},
         "generation_used": generation.to_dict(),
-        "precision": sampling_precision(generation.bf16, next(loaded.model.parameters()).device),
+        "precision": precision,
+        "runtime": sampling_runtime(generation.onnx_runtime, precision, device),
         "summary": {
             "generated": {k: asdict(v) for k, v in generated.items()},
             "real": {k: asdict(v) for k, v in real.items()},

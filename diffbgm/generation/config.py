@@ -153,6 +153,12 @@ class GenerationConfig:
         "x86 with AMX or AVX-512 BF16); elsewhere float32, which is many times faster there "
         "(the schedule stays fp32)",
     )
+    onnx_runtime: bool = _knob(
+        True,
+        "run the network with ONNX Runtime where sampling is float32 on a CPU (1.4-1.5x "
+        "faster per call than torch on an AVX2 CPU; exported once per weights and cached in "
+        "$DIFFBGM_ONNX_CACHE or ~/.cache/diffbgm/onnx); torch elsewhere",
+    )
 
     def __post_init__(self) -> None:
         for spec in fields(self):

@@ -7,12 +7,14 @@ and in-painting included), then decode it with the rules the GenerationConfig sw
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+from torch import nn
 
 from diffbgm.device import sampling_precision
 from diffbgm.errors import GenerationError
@@ -23,11 +25,13 @@ from diffbgm.generation.requests import requested_onsets_per_bar
 from diffbgm.generation.windows import sample_piece
 from diffbgm.model.conditions import PieceConditions
 from diffbgm.model.diffusion import Diffusion
+from diffbgm.model.onnx_runtime import onnx_denoiser, sampling_runtime
 from diffbgm.music.calibration import Calibration
 
 if TYPE_CHECKING:
     from diffbgm.checkpoint import LoadedModel
 
+LOG = logging.getLogger(__name__)
 StepProgress = Callable[[int, int], None]
 
 
@@ -86,6 +90,20 @@ def check_settings_for_model(model: LoadedModel, config: GenerationConfig) -> No
         )
 
 
+def sampling_network(model: LoadedModel, config: GenerationConfig, precision: str) -> nn.Module:
+    """The denoiser as sampling runs it: ONNX Runtime where `sampling_runtime` picks it and the
+    graph can be exported, else the torch module (a failed export is logged, not raised: the
+    torch network makes the same music)."""
+    device = next(model.model.parameters()).device
+    if sampling_runtime(config.onnx_runtime, precision, device) == "torch":
+        return model.model
+    try:
+        return onnx_denoiser(model.model)
+    except Exception as exc:  # noqa: BLE001 - an exporter or cache failure must not stop a compose
+        LOG.warning("ONNX Runtime unavailable for this model (%s); sampling with torch", exc)
+        return model.model
+
+
 def generate_roll(
     model: LoadedModel,
     conditions: PieceConditions,
@@ -125,10 +143,11 @@ def generate_roll(
     model.model.to(memory_format=layout)  # type: ignore[call-overload]
     # bf16 pays where the hardware has it (AMX: 1.5x) and costs 25-39x where it is emulated
     # (AVX2), so it is used only where native; the schedule math inside stays in fp32.
-    bf16 = sampling_precision(config.bf16, device) == "bf16"
-    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
+    precision = sampling_precision(config.bf16, device)
+    network = sampling_network(model, config, precision)
+    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
         raw = sample_piece(
-            model.model,
+            network,
             diffusion,
             conditions,
             model.config,

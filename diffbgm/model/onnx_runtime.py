@@ -1,0 +1,227 @@
+"""The denoiser run by ONNX Runtime: where sampling is float32 on a CPU, 1.4-1.5x faster per
+network call than torch (AVX2 AMD EPYC, 2026-12-02: 92 against 141 ms at one thread, batch 1;
+`benchmarks/onnx_runtime.py`).
+
+Where the hardware computes bf16 natively, torch's bf16 autocast stays faster (an AMX Xeon,
+session 16: ONNX Runtime fp32 9-28 % slower per call), so `sampling_runtime` picks ONNX Runtime
+only for float32 sampling on a CPU. The graph is exported from the weights in memory once
+(torch's TorchScript exporter, about 4 s) and kept on disk under a key of the weights, the
+model config and the torch version, so a restart, a worker process or another checkpoint never
+reads a stale graph. A call the graph was not exported for (DeepCache reuse, a window longer
+than the model's) runs the torch denoiser instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import tempfile
+import warnings
+from dataclasses import fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from diffbgm.model.conditions import Conditions, two_segment_conditions
+
+if TYPE_CHECKING:
+    from diffbgm.model.config import ModelConfig
+    from diffbgm.model.unet import DeepFeatures, Denoiser
+
+LOG = logging.getLogger(__name__)
+CACHE_ENV = "DIFFBGM_ONNX_CACHE"
+OPSET = 17
+
+
+def onnx_runtime_installed() -> bool:
+    """onnxruntime to run the graph and onnx, which torch's exporter needs, both importable."""
+    return all(importlib.util.find_spec(name) is not None for name in ("onnxruntime", "onnx"))
+
+
+def sampling_runtime(onnx_wanted: bool, precision: str, device: torch.device) -> str:
+    """What runs the network while sampling: "onnxruntime" when the generation config wants it
+    (`onnx_runtime`), sampling is float32 on a CPU and ONNX Runtime is installed; else "torch"."""
+    if onnx_wanted and precision == "fp32" and device.type == "cpu" and onnx_runtime_installed():
+        return "onnxruntime"
+    return "torch"
+
+
+def cache_folder(env: dict[str, str] | None = None) -> Path:
+    """$DIFFBGM_ONNX_CACHE, else $XDG_CACHE_HOME/diffbgm/onnx, else ~/.cache/diffbgm/onnx."""
+    env = dict(os.environ) if env is None else env
+    if env.get(CACHE_ENV):
+        return Path(env[CACHE_ENV]).expanduser()
+    base = Path(env["XDG_CACHE_HOME"]) if env.get("XDG_CACHE_HOME") else Path.home() / ".cache"
+    return base / "diffbgm" / "onnx"
+
+
+# --- export ---------------------------------------------------------------------------------
+def condition_names(config: ModelConfig) -> list[str]:
+    """The Conditions fields the network reads (`recalled` only with `recall_input`)."""
+    names = [spec.name for spec in fields(Conditions)]
+    return names if config.recall_input else [n for n in names if n != "recalled"]
+
+
+def input_names(config: ModelConfig) -> list[str]:
+    """The graph's inputs, in order: x_t, t, the conditions, drop (and guidance)."""
+    names = ["x_t", "t", *condition_names(config), "drop"]
+    return [*names, "guidance"] if config.guidance_embedding else names
+
+
+class FlatInputs(nn.Module):
+    """The denoiser with flat tensor inputs named by `input_names` (the exporter cannot take
+    the Conditions dataclass)."""
+
+    def __init__(self, denoiser: Denoiser) -> None:
+        super().__init__()
+        self.denoiser = denoiser
+        self.names = input_names(denoiser.config)
+
+    def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+        named = dict(zip(self.names, tensors, strict=True))
+        cond = Conditions(**{name: named[name] for name in condition_names(self.denoiser.config)})
+        return self.denoiser(named["x_t"], named["t"], cond, named["drop"], named.get("guidance"))
+
+
+def example_inputs(config: ModelConfig, batch: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """Flat inputs: noise, a window cut into two segments (nothing recalled), drop, guidance."""
+    generator = torch.Generator().manual_seed(seed)
+    cond = two_segment_conditions(config, batch, seed)
+    if config.recall_input:
+        cond = cond.with_(recalled=torch.zeros(batch, 3, config.window_steps, config.n_pitches))
+    tensors: tuple[torch.Tensor, ...] = (
+        torch.randn(batch, 2, config.window_steps, config.n_pitches, generator=generator),
+        torch.full((batch,), 500, dtype=torch.long),
+        *(getattr(cond, name) for name in condition_names(config)),
+        torch.zeros(batch, dtype=torch.bool),
+    )
+    if config.guidance_embedding:
+        tensors += (torch.full((batch,), 2.0),)
+    return tensors
+
+
+def export_denoiser(denoiser: Denoiser, path: Path) -> None:
+    """Write the float32 denoiser as an ONNX graph for windows of the model's own length, with
+    the batch size left free."""
+    names = input_names(denoiser.config)
+    flat = FlatInputs(denoiser).eval()
+    with torch.no_grad(), warnings.catch_warnings():
+        # the tracer warns about the shapes it keeps constant (window length, head size)
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            flat,
+            example_inputs(denoiser.config, batch=2),
+            str(path),
+            input_names=names,
+            output_names=["out"],
+            dynamic_axes={name: {0: "batch"} for name in [*names, "out"]},
+            opset_version=OPSET,
+            dynamo=False,
+        )
+
+
+def graph_key(denoiser: Denoiser) -> str:
+    """A name for the graph of these weights under this config and torch version."""
+    digest = hashlib.sha256()
+    config = json.dumps(denoiser.config.to_dict(), sort_keys=True, default=str)
+    digest.update(f"{config}|torch {torch.__version__}|opset {OPSET}".encode())
+    for name, tensor in denoiser.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()[:24]
+
+
+def exported_graph(denoiser: Denoiser, folder: Path | None = None) -> Path:
+    """The graph file of this denoiser, exported into `folder` (default `cache_folder()`) the
+    first time; written under a temporary name and renamed, so concurrent processes never read
+    half a file."""
+    folder = folder or cache_folder()
+    path = folder / f"denoiser-{graph_key(denoiser)}.onnx"
+    if path.is_file():
+        return path
+    folder.mkdir(parents=True, exist_ok=True)
+    handle, partial = tempfile.mkstemp(dir=folder, suffix=".partial")
+    os.close(handle)
+    try:
+        export_denoiser(denoiser, Path(partial))
+        os.chmod(partial, 0o644)  # mkstemp's 0600 would hide a shared cache from other users
+        os.replace(partial, path)
+    finally:
+        Path(partial).unlink(missing_ok=True)
+    LOG.info("exported the denoiser to %s", path)
+    return path
+
+
+# --- running ------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=8)
+def _session(path: str, threads: int) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    # idle pool threads would spin on a core the background picture encode needs
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+
+class OnnxDenoiser(nn.Module):
+    """Called like the Denoiser; runs ONNX Runtime with as many threads as torch is set to use
+    (the app changes that count while it samples), the torch denoiser where the graph does not
+    fit the call. The outputs are bit-identical across thread counts (checked in the tests)."""
+
+    def __init__(self, denoiser: Denoiser, graph: Path) -> None:
+        super().__init__()
+        self.fallback = denoiser  # also gives parameters() its device, as the sampler expects
+        self.graph = str(graph)
+        self.names = input_names(denoiser.config)
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.fallback.config
+
+    def forward(
+        self,
+        x_t: torch.Tensor,
+        t: torch.Tensor,
+        cond: Conditions,
+        drop: torch.Tensor | None = None,
+        guidance: torch.Tensor | None = None,
+        deep: DeepFeatures | None = None,
+    ) -> torch.Tensor:
+        """x_t (B, 2, T, P) float32 -> (B, 2, T, P) float32, as Denoiser.forward."""
+        if deep is not None or x_t.shape[2] != self.config.window_steps or x_t.device.type != "cpu":
+            return self.fallback(x_t, t, cond, drop, guidance, deep)
+        batch = x_t.shape[0]
+        if drop is None:
+            drop = torch.zeros(batch, dtype=torch.bool)
+        if self.config.recall_input and cond.recalled is None:
+            cond = cond.with_(recalled=x_t.new_zeros(batch, 3, *x_t.shape[2:]))
+        values: dict[str, torch.Tensor | None] = {
+            "x_t": x_t.float(),
+            "t": t.long(),
+            **{name: getattr(cond, name) for name in condition_names(self.config)},
+            "drop": drop.bool(),
+            "guidance": torch.ones(batch) if guidance is None else guidance.float(),
+        }
+        feed = {name: _array(values[name]) for name in self.names}
+        session = _session(self.graph, max(1, torch.get_num_threads()))
+        (out,) = session.run(["out"], feed)
+        return torch.from_numpy(out)
+
+
+def _array(value: torch.Tensor | None) -> np.ndarray:
+    assert value is not None
+    return np.ascontiguousarray(value.detach().cpu().numpy())
+
+
+def onnx_denoiser(denoiser: Denoiser, folder: Path | None = None) -> OnnxDenoiser:
+    """The ONNX Runtime form of `denoiser` (exported on first use, then read from the cache)."""
+    return OnnxDenoiser(denoiser, exported_graph(denoiser, folder))
