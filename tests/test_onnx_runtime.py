@@ -162,3 +162,14 @@ def test_a_failed_export_samples_with_torch_and_says_why(
         roll = generate_roll(tiny, _piece(2, (0.5,)), GenerationConfig(steps=2), seed=0)
     assert roll.onset.shape[0] == 32
     assert "read-only cache folder" in caplog.text and "sampling with torch" in caplog.text
+
+
+def test_an_unwritable_cache_folder_falls_back_to_a_temporary_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocked = tmp_path / "file-not-folder"
+    blocked.write_text("")  # mkdir under a file fails whoever runs the test (root included)
+    fallback = tmp_path / "tmp"
+    monkeypatch.setattr(onnx_runtime.tempfile, "gettempdir", lambda: str(fallback))
+    path = exported_graph(_denoiser(), blocked / "onnx")
+    assert path.is_file() and path.parent.parent == fallback

@@ -139,14 +139,25 @@ def graph_key(denoiser: Denoiser) -> str:
 
 
 def exported_graph(denoiser: Denoiser, folder: Path | None = None) -> Path:
-    """The graph file of this denoiser, exported into `folder` (default `cache_folder()`) the
-    first time; written under a temporary name and renamed, so concurrent processes never read
-    half a file."""
+    """The graph file of this denoiser, exported into `folder` (default `cache_folder()`, or a
+    folder in the system's temporary directory where that cannot be written) the first time;
+    written under a temporary name and renamed, so concurrent processes never read half a
+    file."""
+    name = f"denoiser-{graph_key(denoiser)}.onnx"
     folder = folder or cache_folder()
-    path = folder / f"denoiser-{graph_key(denoiser)}.onnx"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        writable = os.access(folder, os.W_OK)
+    except OSError:
+        writable = False
+    if not writable and not (folder / name).is_file():
+        fallback = Path(tempfile.gettempdir()) / f"diffbgm-onnx-{os.getuid()}"
+        LOG.warning("cannot write the ONNX cache %s; using %s", folder, fallback)
+        folder = fallback
+        folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
     if path.is_file():
         return path
-    folder.mkdir(parents=True, exist_ok=True)
     handle, partial = tempfile.mkstemp(dir=folder, suffix=".partial")
     os.close(handle)
     try:
