@@ -173,3 +173,18 @@ def test_an_unwritable_cache_folder_falls_back_to_a_temporary_one(
     monkeypatch.setattr(onnx_runtime.tempfile, "gettempdir", lambda: str(fallback))
     path = exported_graph(_denoiser(), blocked / "onnx")
     assert path.is_file() and path.parent.parent == fallback
+
+
+def test_a_broken_graph_file_runs_the_call_on_torch(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    denoiser = _denoiser()
+    network = onnx_denoiser(denoiser, tmp_path)
+    Path(network.graph).write_bytes(b"not a graph")  # e.g. a disk that filled while writing
+    x_t, t, *_ = example_inputs(denoiser.config, batch=1)
+    cond = two_segment_conditions(denoiser.config, 1)
+    with torch.no_grad(), caplog.at_level(logging.WARNING):
+        out = network(x_t, t, cond)
+        expected = denoiser(x_t, t, cond)
+    assert torch.equal(out, expected) and "ONNX Runtime failed" in caplog.text
+    assert network.failed and not Path(network.graph).exists()  # re-exported by the next run

@@ -193,6 +193,7 @@ class OnnxDenoiser(nn.Module):
         self.fallback = denoiser  # also gives parameters() its device, as the sampler expects
         self.graph = str(graph)
         self.names = input_names(denoiser.config)
+        self.failed = False  # set when ONNX Runtime could not run the graph
 
     @property
     def config(self) -> ModelConfig:
@@ -208,7 +209,8 @@ class OnnxDenoiser(nn.Module):
         deep: DeepFeatures | None = None,
     ) -> torch.Tensor:
         """x_t (B, 2, T, P) float32 -> (B, 2, T, P) float32, as Denoiser.forward."""
-        if deep is not None or x_t.shape[2] != self.config.window_steps or x_t.device.type != "cpu":
+        fits = x_t.shape[2] == self.config.window_steps and x_t.device.type == "cpu"
+        if deep is not None or not fits or self.failed:
             return self.fallback(x_t, t, cond, drop, guidance, deep)
         batch = x_t.shape[0]
         if drop is None:
@@ -223,8 +225,15 @@ class OnnxDenoiser(nn.Module):
             "guidance": torch.ones(batch) if guidance is None else guidance.float(),
         }
         feed = {name: _array(values[name]) for name in self.names}
-        session = _session(self.graph, max(1, torch.get_num_threads()))
-        (out,) = session.run(["out"], feed)
+        try:
+            session = _session(self.graph, max(1, torch.get_num_threads()))
+            (out,) = session.run(["out"], feed)
+        except Exception as exc:  # noqa: BLE001 - a broken graph file or runtime must not end a compose
+            # torch from here on; the next process exports the graph afresh
+            LOG.warning("ONNX Runtime failed (%s); sampling goes on with torch", exc)
+            self.failed = True
+            Path(self.graph).unlink(missing_ok=True)
+            return self.fallback(x_t, t, cond, drop, guidance)
         return torch.from_numpy(out)
 
 
