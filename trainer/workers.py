@@ -12,6 +12,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 
 PARENT_POLL_S = 0.5
@@ -19,10 +20,9 @@ PARENT_POLL_S = 0.5
 
 def _exit_when_orphaned(parent_pid: int, poll_s: float) -> None:
     # A dead parent's children are handed to init (or a subreaper): the parent id changes.
-    stop = threading.Event()
-    while not stop.wait(poll_s):
-        if os.getppid() != parent_pid:
-            os._exit(1)  # no clean-up: whatever the task was writing belongs to a dead run
+    while os.getppid() == parent_pid:
+        time.sleep(poll_s)
+    os._exit(1)  # no clean-up: whatever the task was writing belongs to a dead run
 
 
 def die_with_parent(parent_pid: int, poll_s: float = PARENT_POLL_S) -> None:
