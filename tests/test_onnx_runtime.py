@@ -118,6 +118,30 @@ def test_the_graph_is_exported_once_per_weights_and_config(
     )
 
 
+def test_the_cache_keeps_recent_graphs_and_removes_old_ones(tmp_path: Path) -> None:
+    """Every new set of weights adds a 14 MB graph: after an export, graphs unused for
+    KEEP_DAYS go (beyond the KEEP_RECENT latest), and so do partial files of killed exports."""
+    import os
+
+    now = 1_000_000_000.0
+    day = 86400.0
+    ages = {f"denoiser-{i}.onnx": (i + 1) * 20 * day for i in range(7)}  # 20 ... 140 days
+    ages |= {"x.partial": 2 * 3600.0, "y.partial": 60.0, "notes.txt": 400 * day}
+    for name, age in ages.items():
+        (tmp_path / name).write_bytes(b"0")
+        os.utime(tmp_path / name, (now - age, now - age))
+    keep = tmp_path / "denoiser-6.onnx"  # the oldest, but the one just exported
+    removed = onnx_runtime.prune_cache(tmp_path, keep=keep, now=now)
+    assert sorted(p.name for p in removed) == ["denoiser-4.onnx", "denoiser-5.onnx", "x.partial"]
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == [*(f"denoiser-{i}.onnx" for i in (0, 1, 2, 3, 6)), "notes.txt", "y.partial"]
+    # a graph found in the cache counts as used now
+    old = _denoiser(seed=0)
+    path = exported_graph(old, tmp_path)
+    os.utime(path, (now, now))
+    assert exported_graph(old, tmp_path) == path and path.stat().st_mtime > now
+
+
 def test_the_cache_folder_follows_the_environment(tmp_path: Path) -> None:
     assert cache_folder({"DIFFBGM_ONNX_CACHE": str(tmp_path)}) == tmp_path
     assert cache_folder({"XDG_CACHE_HOME": "/x"}) == Path("/x/diffbgm/onnx")

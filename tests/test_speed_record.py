@@ -60,6 +60,9 @@ def test_readme_shows_the_recorded_figures() -> None:
     assert record["date"] in readme and short in readme, (
         f"README does not show the recorded speed ({short} on {record['date']})"
     )
+    if record.get("short_h264"):
+        copied = f"{record['short_h264']['wall_s']:.1f} s"
+        assert copied in readme, f"README does not show the H.264 clip's speed ({copied})"
     if record.get("long"):
         long_rtf = f"{record['long']['real_time_factor']:.3f}"
         assert long_rtf in readme, f"README does not show the 10-minute figure ({long_rtf})"
@@ -109,3 +112,21 @@ def test_speed_record_names_the_machine_and_the_precision_it_sampled_in() -> Non
     label += " via ONNX Runtime" if runtime == "onnxruntime" else ""
     readme = (REPO / "README.md").read_text()
     assert label in readme, f"the README's speed row does not say its CPU and precision ({label})"
+
+
+def test_e2e_h264_copy_is_copied_into_the_mp4(tmp_path: Path) -> None:
+    """The H.264 case re-encodes the clip once before timing it; the file it makes must be one
+    the composer copies (else the case would time a second re-encode, not the copy path)."""
+    import subprocess
+
+    from diffbgm.video.mux import ffmpeg_exe, video_can_be_copied
+    from diffbgm.video.probe import probe_video
+
+    vp8 = tmp_path / "clip.webm"
+    pattern = ["-f", "lavfi", "-i", "testsrc=size=160x120:rate=12", "-t", "2"]
+    command = [ffmpeg_exe(), "-y", "-nostdin", "-loglevel", "error", *pattern]
+    subprocess.run([*command, "-c:v", "libvpx", str(vp8)], check=True)
+    assert not video_can_be_copied(probe_video(vp8), 2.0)
+    info = probe_video(E2E.make_h264_copy(vp8, tmp_path))
+    assert info.video_codec == "h264"
+    assert video_can_be_copied(info, info.duration_s)

@@ -13,6 +13,7 @@ than the model's) runs the torch denoiser instead.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib.util
@@ -20,6 +21,7 @@ import json
 import logging
 import os
 import tempfile
+import time
 import warnings
 from dataclasses import fields
 from pathlib import Path
@@ -38,6 +40,13 @@ if TYPE_CHECKING:
 LOG = logging.getLogger(__name__)
 CACHE_ENV = "DIFFBGM_ONNX_CACHE"
 OPSET = 17
+# A graph is 14 MB (the small model) and every new set of weights or torch version adds one.
+# After an export the cache keeps every graph used within KEEP_DAYS and, beyond those, the
+# KEEP_RECENT most recently used; a graph in use is touched on every compose, so a running
+# server's graph is never the oldest. Partial files of an export that was killed go after an hour.
+KEEP_DAYS = 30
+KEEP_RECENT = 4
+STALE_PARTIAL_S = 3600.0
 
 
 def onnx_runtime_installed() -> bool:
@@ -157,6 +166,8 @@ def exported_graph(denoiser: Denoiser, folder: Path | None = None) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
     if path.is_file():
+        with contextlib.suppress(OSError):  # a read-only cache is still usable
+            os.utime(path)
         return path
     handle, partial = tempfile.mkstemp(dir=folder, suffix=".partial")
     os.close(handle)
@@ -167,7 +178,43 @@ def exported_graph(denoiser: Denoiser, folder: Path | None = None) -> Path:
     finally:
         Path(partial).unlink(missing_ok=True)
     LOG.info("exported the denoiser to %s", path)
+    for removed in prune_cache(folder, keep=path):
+        LOG.info("removed the unused graph %s", removed.name)
     return path
+
+
+def prune_cache(folder: Path, keep: Path, now: float | None = None) -> list[Path]:
+    """Remove the graphs in `folder` unused for KEEP_DAYS, except `keep` and the KEEP_RECENT
+    most recently used, and partial exports older than STALE_PARTIAL_S -> what was removed.
+    Best effort: a file another process removed first, or one that cannot be removed, is
+    skipped."""
+    now = time.time() if now is None else now
+
+    def last_used(path: Path) -> float | None:
+        try:
+            return path.stat().st_mtime
+        except OSError:
+            return None
+
+    graphs = [(t, g) for g in folder.glob("denoiser-*.onnx") if (t := last_used(g)) is not None]
+    graphs.sort(reverse=True)
+    doomed = [
+        graph
+        for rank, (used, graph) in enumerate(graphs)
+        if rank >= KEEP_RECENT and now - used > KEEP_DAYS * 86400 and graph != keep
+    ]
+    for partial in folder.glob("*.partial"):
+        used = last_used(partial)
+        if used is not None and now - used > STALE_PARTIAL_S:
+            doomed.append(partial)
+    removed = []
+    for path in doomed:
+        try:
+            path.unlink()
+        except OSError:
+            continue
+        removed.append(path)
+    return removed
 
 
 # --- running ------------------------------------------------------------------------------
