@@ -25,12 +25,12 @@ def test_register_consistency_counts_octaves_between_prediction_and_notes() -> N
     x0 = -torch.ones(2, 2, config.window_steps, config.n_pitches)
     x0[:, 0, ::4, 40] = 1.0
     confident = 10.0 * x0  # far beyond +-1: the soft onsets are the notes themselves
-    keep = torch.zeros(2, dtype=torch.bool)
-    assert register_consistency(confident, x0, cond, keep) < 1e-6
+    judged = torch.ones(2, dtype=torch.bool)
+    assert register_consistency(confident, x0, cond, judged) < 1e-6
     octave_up = torch.roll(confident, 12, dims=-1)
-    assert torch.isclose(register_consistency(octave_up, x0, cond, keep), torch.tensor(1.0))
-    # unconditional items are not judged: nothing is asked of them
-    assert register_consistency(octave_up, x0, cond, torch.ones(2, dtype=torch.bool)) == 0.0
+    assert torch.isclose(register_consistency(octave_up, x0, cond, judged), torch.tensor(1.0))
+    # items left unjudged (unconditional, or below --register-min-t) add nothing
+    assert register_consistency(octave_up, x0, cond, torch.zeros(2, dtype=torch.bool)) == 0.0
 
 
 def test_register_consistency_has_a_gradient_toward_the_notes() -> None:
@@ -40,7 +40,7 @@ def test_register_consistency_has_a_gradient_toward_the_notes() -> None:
     x0[:, 0, ::4, 40] = 1.0
     cond = cond.index(slice(0, 1))
     guess = (10.0 * torch.roll(x0, 5, dims=-1)).requires_grad_(True)
-    register_consistency(guess, x0, cond, torch.zeros(1, dtype=torch.bool)).backward()
+    register_consistency(guess, x0, cond, torch.ones(1, dtype=torch.bool)).backward()
     assert guess.grad is not None
     # the guess sits 5 rows too high: more onset on a low row lowers the loss, on a high row
     # raises it

@@ -521,10 +521,27 @@ def test_register_weight_adds_the_consistency_term(
         tiny_config(tiny_cache, weighted, steps=1, init_from=str(exported), register_weight=1.0)
     )
     assert losses(weighted)[0] > losses(plain)[0]
-    args = build_parser().parse_args(["train", "--register-weight", "0.2"])
-    assert args.register_weight == 0.2
+    # asked only above the last timestep, the term judges nothing: the plain loss again
+    above_all = tmp_path / "above_all"
+    run_training(
+        tiny_config(
+            tiny_cache,
+            above_all,
+            steps=1,
+            init_from=str(exported),
+            register_weight=1.0,
+            register_min_t=10_000,
+        )
+    )
+    assert losses(above_all)[0] == pytest.approx(losses(plain)[0], rel=1e-6)
+    args = build_parser().parse_args(
+        ["train", "--register-weight", "0.2", "--register-min-t", "200"]
+    )
+    assert (args.register_weight, args.register_min_t) == (0.2, 200)
     with pytest.raises(ValueError, match="must be >= 0"):
         tiny_config(tiny_cache, plain, register_weight=-1.0)
+    with pytest.raises(ValueError, match="min-t must be >= 0"):
+        tiny_config(tiny_cache, plain, register_weight=1.0, register_min_t=-1)
     with pytest.raises(ValueError, match="step distillation"):
         tiny_config(
             tiny_cache, plain, register_weight=0.5, distill_from=str(exported), distill_steps=4

@@ -114,6 +114,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         distill_steps=args.distill_steps,
         distill_substeps=args.distill_substeps,
         register_weight=args.register_weight,
+        register_min_t=args.register_min_t,
     )
     result = run_training(config, resume=args.resume)
     state = "stopped early" if result.stopped_early else "finished"
@@ -444,6 +445,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="add W x the register-consistency term (mean onset pitch per segment of the "
         "network's x0 estimate against the real notes') to the denoising or the "
         "guidance-distillation loss",
+    )
+    train.add_argument(
+        "--register-min-t",
+        type=int,
+        default=0,
+        metavar="T",
+        help="ask the register term only of items drawn at diffusion step >= T (of the "
+        "schedule's 1000): the sampler's quietest calls are left to the denoising loss",
     )
     train.set_defaults(func=cmd_train)
 

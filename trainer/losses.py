@@ -33,16 +33,17 @@ def segment_mean_pitch(
 
 
 def register_consistency(
-    x0_pred: torch.Tensor, x0: torch.Tensor, cond: Conditions, drop: torch.Tensor
+    x0_pred: torch.Tensor, x0: torch.Tensor, cond: Conditions, judged_items: torch.Tensor
 ) -> torch.Tensor:
     """Squared distance in octaves between the predicted and the real mean onset pitch of every
-    segment with real onsets, averaged over those segments of the conditional items."""
+    segment with real onsets, averaged over those segments of the `judged_items` ((B,) bool:
+    conditional items, at the noise levels the term is asked at)."""
     n_segments = cond.segment_mask.shape[1]
     predicted, _ = segment_mean_pitch(
         torch.sigmoid(ONSET_SHARPNESS * x0_pred[:, 0].float()), cond.segment_ids, n_segments
     )
     real, real_mass = segment_mean_pitch((x0[:, 0] > 0).float(), cond.segment_ids, n_segments)
-    judged = (real_mass >= 1.0) & cond.segment_mask & ~drop[:, None]  # (B, S)
+    judged = (real_mass >= 1.0) & cond.segment_mask & judged_items[:, None]  # (B, S)
     if not judged.any():
         return x0_pred.sum() * 0.0  # keeps the graph (DDP wants every step to have one)
     return ((predicted - real) / OCTAVE).square()[judged].mean()

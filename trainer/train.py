@@ -99,6 +99,9 @@ class TrainConfig:
     distill_substeps: int = 4
     # > 0: add this times the register-consistency term to the denoising loss (trainer/losses.py)
     register_weight: float = 0.0
+    # the term judges only items drawn at diffusion step t >= this: the sampler's last calls
+    # (below it) then keep what painting a repeated phrase gave them (docs/training.md)
+    register_min_t: int = 0
 
     def __post_init__(self) -> None:
         if self.batch < 1 or self.accum < 1 or self.batch % self.accum:
@@ -128,6 +131,8 @@ class TrainConfig:
             raise ValueError("--distill-steps needs --distill-from TEACHER")
         if self.register_weight < 0:
             raise ValueError("--register-weight must be >= 0")
+        if self.register_min_t < 0:
+            raise ValueError("--register-min-t must be >= 0")
         if self.register_weight and self.distill_steps:
             raise ValueError(
                 "--register-weight adds to the denoising or guidance-distillation loss; step "
@@ -345,7 +350,8 @@ class Trainer:
             )
         if self.config.register_weight <= 0 or terms.x0_pred is None:
             return terms.loss
-        consistency = register_consistency(terms.x0_pred, roll, cond, terms.drop)
+        judged = ~terms.drop & (terms.t >= self.config.register_min_t)  # (B,)
+        consistency = register_consistency(terms.x0_pred, roll, cond, judged)
         return terms.loss + self.config.register_weight * consistency
 
     # ---- checkpoints -------------------------------------------------------------------
