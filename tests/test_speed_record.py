@@ -56,12 +56,12 @@ def test_speed_record_matches_the_thread_rule() -> None:
 def test_readme_shows_the_recorded_figures() -> None:
     record = _record()
     readme = (REPO / "README.md").read_text()
-    short = f"{record['short']['wall_s']:.1f} s"
+    short = f"{record['short']['wall_s']:.2f} s"
     assert record["date"] in readme and short in readme, (
         f"README does not show the recorded speed ({short} on {record['date']})"
     )
     if record.get("short_h264"):
-        copied = f"{record['short_h264']['wall_s']:.1f} s"
+        copied = f"{record['short_h264']['wall_s']:.2f} s"
         assert copied in readme, f"README does not show the H.264 clip's speed ({copied})"
     if record.get("long"):
         long_rtf = f"{record['long']['real_time_factor']:.3f}"
