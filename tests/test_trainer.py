@@ -548,6 +548,40 @@ def test_register_weight_adds_the_consistency_term(
         )
 
 
+def test_density_weight_adds_the_consistency_term(
+    tiny_cache: Path, trained_run: Path, tmp_path: Path
+) -> None:
+    """--density-weight adds the density-consistency term: same seed and weights, a larger
+    first loss; above every timestep it judges nothing."""
+    exported = export_run(trained_run, tmp_path / "exported", dtype="fp32")
+    plain, weighted = tmp_path / "plain", tmp_path / "weighted"
+    run_training(tiny_config(tiny_cache, plain, steps=1, init_from=str(exported)))
+    run_training(
+        tiny_config(tiny_cache, weighted, steps=1, init_from=str(exported), density_weight=1.0)
+    )
+    assert losses(weighted)[0] > losses(plain)[0]
+    above_all = tmp_path / "above_all"
+    run_training(
+        tiny_config(
+            tiny_cache,
+            above_all,
+            steps=1,
+            init_from=str(exported),
+            density_weight=1.0,
+            density_min_t=10_000,
+        )
+    )
+    assert losses(above_all)[0] == pytest.approx(losses(plain)[0], rel=1e-6)
+    args = build_parser().parse_args(["train", "--density-weight", "0.1", "--density-min-t", "500"])
+    assert (args.density_weight, args.density_min_t) == (0.1, 500)
+    with pytest.raises(ValueError, match="density-min-t must be >= 0"):
+        tiny_config(tiny_cache, plain, density_weight=-1.0)
+    with pytest.raises(ValueError, match="step distillation"):
+        tiny_config(
+            tiny_cache, plain, density_weight=0.5, distill_from=str(exported), distill_steps=4
+        )
+
+
 def test_register_weight_in_guidance_distillation(
     tiny_cache: Path, trained_run: Path, tmp_path: Path
 ) -> None:

@@ -115,6 +115,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         distill_substeps=args.distill_substeps,
         register_weight=args.register_weight,
         register_min_t=args.register_min_t,
+        density_weight=args.density_weight,
+        density_min_t=args.density_min_t,
     )
     result = run_training(config, resume=args.resume)
     state = "stopped early" if result.stopped_early else "finished"
@@ -453,6 +455,21 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="T",
         help="ask the register term only of items drawn at diffusion step >= T (of the "
         "schedule's 1000): the sampler's quietest calls are left to the denoising loss",
+    )
+    train.add_argument(
+        "--density-weight",
+        type=float,
+        default=0.0,
+        metavar="W",
+        help="add W x the density-consistency term (onsets per step of each segment in the "
+        "network's x0 estimate against the real notes', on a log scale) to the loss",
+    )
+    train.add_argument(
+        "--density-min-t",
+        type=int,
+        default=0,
+        metavar="T",
+        help="ask the density term only of items drawn at diffusion step >= T",
     )
     train.set_defaults(func=cmd_train)
 

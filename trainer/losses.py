@@ -5,7 +5,9 @@ is the mean pitch of its onsets, a summary no single element of the roll carries
 network follows it loosely (Spearman 0.78 where density reaches 0.96;
 benchmarks/register_spread.py). The register-consistency term (after the cycle consistency of
 ControlNet++, Li et al. 2024) compares the mean onset pitch of each segment in the network's x0
-estimate with the one the real notes have, which the request was made from.
+estimate with the one the real notes have, which the request was made from. The
+density-consistency term does the same for how many onsets each segment holds: pulled towards
+one register, the network can meet the request by adding notes (docs/evaluation.md, session 25).
 """
 
 from __future__ import annotations
@@ -47,3 +49,31 @@ def register_consistency(
     if not judged.any():
         return x0_pred.sum() * 0.0  # keeps the graph (DDP wants every step to have one)
     return ((predicted - real) / OCTAVE).square()[judged].mean()
+
+
+def segment_onset_rate(
+    onset_weight: torch.Tensor, segment_ids: torch.Tensor, n_segments: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T, P) onset weights, (B, T) segment ids -> onsets per step (B, S), steps (B, S)."""
+    member = F.one_hot(segment_ids, n_segments).to(onset_weight.dtype)  # (B, T, S)
+    steps = member.sum(dim=1)  # (B, S)
+    mass = torch.einsum("btp,bts->bs", onset_weight, member)
+    return mass / steps.clamp_min(1.0), steps
+
+
+def density_consistency(
+    x0_pred: torch.Tensor, x0: torch.Tensor, cond: Conditions, judged_items: torch.Tensor
+) -> torch.Tensor:
+    """Squared distance between log(1 + onsets per step) of the prediction and of the real
+    notes in every segment of the window, averaged over the segments of the `judged_items`
+    ((B,) bool). The log makes one extra onset count less in a busy segment than in a sparse
+    one, as the density control (a quantile of onsets per bar) does."""
+    n_segments = cond.segment_mask.shape[1]
+    predicted, steps = segment_onset_rate(
+        torch.sigmoid(ONSET_SHARPNESS * x0_pred[:, 0].float()), cond.segment_ids, n_segments
+    )
+    real, _ = segment_onset_rate((x0[:, 0] > 0).float(), cond.segment_ids, n_segments)
+    judged = (steps >= 1.0) & cond.segment_mask & judged_items[:, None]  # (B, S)
+    if not judged.any():
+        return x0_pred.sum() * 0.0
+    return (torch.log1p(predicted) - torch.log1p(real)).square()[judged].mean()

@@ -40,7 +40,7 @@ from trainer.distributed import (
     mean_over_ranks,
     shutdown,
 )
-from trainer.losses import register_consistency
+from trainer.losses import density_consistency, register_consistency
 from trainer.run_state import RunState, find_run_state, load_run_state, save_run_state
 from trainer.runlog import RunLog
 from trainer.sources import DataBundle, load_data
@@ -102,6 +102,10 @@ class TrainConfig:
     # the term judges only items drawn at diffusion step t >= this: the sampler's last calls
     # (below it) then keep what painting a repeated phrase gave them (docs/training.md)
     register_min_t: int = 0
+    # > 0: add this times the density-consistency term (onsets per step of each segment, the
+    # prediction against the real notes), judged at diffusion steps >= density_min_t
+    density_weight: float = 0.0
+    density_min_t: int = 0
 
     def __post_init__(self) -> None:
         if self.batch < 1 or self.accum < 1 or self.batch % self.accum:
@@ -133,10 +137,12 @@ class TrainConfig:
             raise ValueError("--register-weight must be >= 0")
         if self.register_min_t < 0:
             raise ValueError("--register-min-t must be >= 0")
-        if self.register_weight and self.distill_steps:
+        if self.density_weight < 0 or self.density_min_t < 0:
+            raise ValueError("--density-weight and --density-min-t must be >= 0")
+        if (self.register_weight or self.density_weight) and self.distill_steps:
             raise ValueError(
-                "--register-weight adds to the denoising or guidance-distillation loss; step "
-                "distillation has neither"
+                "--register-weight and --density-weight add to the denoising or "
+                "guidance-distillation loss; step distillation has neither"
             )
 
     @property
@@ -318,7 +324,7 @@ class Trainer:
         self, model: nn.Module, roll: torch.Tensor, cond: Conditions, generator: torch.Generator
     ) -> torch.Tensor:
         """The denoising loss, or with a teacher the guidance-distillation loss; either with
-        the register-consistency term when `register_weight` > 0."""
+        the register- and density-consistency terms whose weights are > 0."""
         scales = (self.config.distill_min_scale, self.config.distill_max_scale)
         if self.teacher is None:
             # p_uncond is passed because the DDP wrapper hides model.config.
@@ -348,11 +354,18 @@ class Trainer:
                 generator,
                 self.config.distill_sustain_share,
             )
-        if self.config.register_weight <= 0 or terms.x0_pred is None:
-            return terms.loss
-        judged = ~terms.drop & (terms.t >= self.config.register_min_t)  # (B,)
-        consistency = register_consistency(terms.x0_pred, roll, cond, judged)
-        return terms.loss + self.config.register_weight * consistency
+        loss = terms.loss
+        if terms.x0_pred is None:
+            return loss
+        if self.config.register_weight > 0:
+            judged = ~terms.drop & (terms.t >= self.config.register_min_t)  # (B,)
+            consistency = register_consistency(terms.x0_pred, roll, cond, judged)
+            loss = loss + self.config.register_weight * consistency
+        if self.config.density_weight > 0:
+            judged = ~terms.drop & (terms.t >= self.config.density_min_t)  # (B,)
+            consistency = density_consistency(terms.x0_pred, roll, cond, judged)
+            loss = loss + self.config.density_weight * consistency
+        return loss
 
     # ---- checkpoints -------------------------------------------------------------------
 
