@@ -509,19 +509,21 @@ def test_warm_start_adds_the_recall_input_and_training_feeds_it(
     assert "recalled music as an input: yes" in card
 
 
-def test_register_weight_adds_the_consistency_term(
-    tiny_cache: Path, trained_run: Path, tmp_path: Path
+@pytest.mark.parametrize("term", ["register", "density"])
+def test_consistency_weight_adds_its_term(
+    term: str, tiny_cache: Path, trained_run: Path, tmp_path: Path
 ) -> None:
-    """--register-weight adds the register-consistency term: same seed and weights, a larger
-    first loss."""
+    """--register-weight / --density-weight add their consistency term: same seed and
+    weights, a larger first loss; asked only above every timestep (--*-min-t), the term
+    judges nothing and the loss is the plain one again."""
+    weight, min_t = f"{term}_weight", f"{term}_min_t"
     exported = export_run(trained_run, tmp_path / "exported", dtype="fp32")
     plain, weighted = tmp_path / "plain", tmp_path / "weighted"
     run_training(tiny_config(tiny_cache, plain, steps=1, init_from=str(exported)))
     run_training(
-        tiny_config(tiny_cache, weighted, steps=1, init_from=str(exported), register_weight=1.0)
+        tiny_config(tiny_cache, weighted, steps=1, init_from=str(exported), **{weight: 1.0})
     )
     assert losses(weighted)[0] > losses(plain)[0]
-    # asked only above the last timestep, the term judges nothing: the plain loss again
     above_all = tmp_path / "above_all"
     run_training(
         tiny_config(
@@ -529,57 +531,18 @@ def test_register_weight_adds_the_consistency_term(
             above_all,
             steps=1,
             init_from=str(exported),
-            register_weight=1.0,
-            register_min_t=10_000,
+            **{weight: 1.0, min_t: 10_000},
         )
     )
     assert losses(above_all)[0] == pytest.approx(losses(plain)[0], rel=1e-6)
-    args = build_parser().parse_args(
-        ["train", "--register-weight", "0.2", "--register-min-t", "200"]
-    )
-    assert (args.register_weight, args.register_min_t) == (0.2, 200)
+    args = build_parser().parse_args(["train", f"--{term}-weight", "0.2", f"--{term}-min-t", "200"])
+    assert (getattr(args, weight), getattr(args, min_t)) == (0.2, 200)
     with pytest.raises(ValueError, match="must be >= 0"):
-        tiny_config(tiny_cache, plain, register_weight=-1.0)
+        tiny_config(tiny_cache, plain, **{weight: -1.0})
     with pytest.raises(ValueError, match="min-t must be >= 0"):
-        tiny_config(tiny_cache, plain, register_weight=1.0, register_min_t=-1)
+        tiny_config(tiny_cache, plain, **{weight: 1.0, min_t: -1})
     with pytest.raises(ValueError, match="step distillation"):
-        tiny_config(
-            tiny_cache, plain, register_weight=0.5, distill_from=str(exported), distill_steps=4
-        )
-
-
-def test_density_weight_adds_the_consistency_term(
-    tiny_cache: Path, trained_run: Path, tmp_path: Path
-) -> None:
-    """--density-weight adds the density-consistency term: same seed and weights, a larger
-    first loss; above every timestep it judges nothing."""
-    exported = export_run(trained_run, tmp_path / "exported", dtype="fp32")
-    plain, weighted = tmp_path / "plain", tmp_path / "weighted"
-    run_training(tiny_config(tiny_cache, plain, steps=1, init_from=str(exported)))
-    run_training(
-        tiny_config(tiny_cache, weighted, steps=1, init_from=str(exported), density_weight=1.0)
-    )
-    assert losses(weighted)[0] > losses(plain)[0]
-    above_all = tmp_path / "above_all"
-    run_training(
-        tiny_config(
-            tiny_cache,
-            above_all,
-            steps=1,
-            init_from=str(exported),
-            density_weight=1.0,
-            density_min_t=10_000,
-        )
-    )
-    assert losses(above_all)[0] == pytest.approx(losses(plain)[0], rel=1e-6)
-    args = build_parser().parse_args(["train", "--density-weight", "0.1", "--density-min-t", "500"])
-    assert (args.density_weight, args.density_min_t) == (0.1, 500)
-    with pytest.raises(ValueError, match="density-min-t must be >= 0"):
-        tiny_config(tiny_cache, plain, density_weight=-1.0)
-    with pytest.raises(ValueError, match="step distillation"):
-        tiny_config(
-            tiny_cache, plain, density_weight=0.5, distill_from=str(exported), distill_steps=4
-        )
+        tiny_config(tiny_cache, plain, distill_from=str(exported), distill_steps=4, **{weight: 0.5})
 
 
 def test_register_weight_in_guidance_distillation(
