@@ -357,14 +357,14 @@ class Trainer:
         loss = terms.loss
         if terms.x0_pred is None:
             return loss
-        if self.config.register_weight > 0:
-            judged = ~terms.drop & (terms.t >= self.config.register_min_t)  # (B,)
-            consistency = register_consistency(terms.x0_pred, roll, cond, judged)
-            loss = loss + self.config.register_weight * consistency
-        if self.config.density_weight > 0:
-            judged = ~terms.drop & (terms.t >= self.config.density_min_t)  # (B,)
-            consistency = density_consistency(terms.x0_pred, roll, cond, judged)
-            loss = loss + self.config.density_weight * consistency
+        config = self.config
+        for weight, min_t, consistency in (
+            (config.register_weight, config.register_min_t, register_consistency),
+            (config.density_weight, config.density_min_t, density_consistency),
+        ):
+            if weight > 0:
+                judged = ~terms.drop & (terms.t >= min_t)  # (B,)
+                loss = loss + weight * consistency(terms.x0_pred, roll, cond, judged)
         return loss
 
     # ---- checkpoints -------------------------------------------------------------------
