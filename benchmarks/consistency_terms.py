@@ -1,0 +1,121 @@
+"""How large are the register- and density-consistency terms on a model's x0 estimate, by noise level?
+
+    python benchmarks/consistency_terms.py --model checkpoints/diffbgm-small
+
+Draws validation windows of the POP909 cache, noises them to each timestep, and asks the model
+(guided at `--guidance`; a guidance-distilled model takes the scale as its input) for its x0
+estimate. Prints, per timestep, the two training terms of trainer/losses.py on that estimate,
+and the estimate's soft onsets per step (sigmoid(6 x), as the density term counts them) next to
+the real windows'. Used to size `--register-weight` / `--density-weight` and to choose their
+`--*-min-t` (docs/evaluation.md, session 26).
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from diffbgm.checkpoint import load_checkpoint
+from diffbgm.model.diffusion import Diffusion
+from trainer.dataset import Pop909Windows, collate_windows
+from trainer.losses import (
+    ONSET_SHARPNESS,
+    density_consistency,
+    register_consistency,
+    segment_onset_rate,
+)
+
+
+@dataclass(frozen=True)
+class TermSizes:
+    timestep: int
+    register: float
+    density: float
+    estimated_rate: float  # soft onsets per step of the estimate, mean over segments
+    real_rate: float
+
+
+def measure(
+    model_path: str,
+    data: str,
+    timesteps: tuple[int, ...],
+    guidance: float,
+    n_windows: int,
+    seed: int = 0,
+) -> list[TermSizes]:
+    """One TermSizes per timestep, on `n_windows` validation windows drawn with `seed`."""
+    loaded = load_checkpoint(model_path)
+    model = loaded.model.float().eval()
+    diffusion = Diffusion(loaded.config.diffusion)
+    windows = Pop909Windows(data, "valid", augment=False)
+    if len(windows) == 0:
+        raise SystemExit(f"no validation windows in {data}")
+    picks = np.random.default_rng(seed).choice(
+        len(windows), min(n_windows, len(windows)), replace=False
+    )
+    roll, cond = collate_windows([windows[int(i)] for i in picks], windows.spec)
+    batch = roll.shape[0]
+    judged = torch.ones(batch, dtype=torch.bool)
+    n_segments = cond.segment_mask.shape[1]
+    real_rate, steps = segment_onset_rate((roll[:, 0] > 0).float(), cond.segment_ids, n_segments)
+    in_window = (steps >= 1.0) & cond.segment_mask  # (B, S)
+    sizes = []
+    with torch.no_grad():
+        for t in timesteps:
+            noise = torch.randn(roll.shape, generator=torch.Generator().manual_seed(seed + t))
+            ts = torch.full((batch,), t)
+            x_t = diffusion.q_sample(roll, ts, noise)
+            pred = diffusion.guided_prediction(model, x_t, t, cond, guidance)
+            x0 = diffusion.predicted_x0(pred, x_t, ts)
+            rate, _ = segment_onset_rate(
+                torch.sigmoid(ONSET_SHARPNESS * x0[:, 0]), cond.segment_ids, n_segments
+            )
+            sizes.append(
+                TermSizes(
+                    t,
+                    float(register_consistency(x0, roll, cond, judged)),
+                    float(density_consistency(x0, roll, cond, judged)),
+                    float(rate[in_window].mean()),
+                    float(real_rate[in_window].mean()),
+                )
+            )
+    return sizes
+
+
+def report(sizes: list[TermSizes], guidance: float) -> str:
+    """A Markdown table, one row per timestep."""
+    lines = [
+        f"| timestep | register term | density term | onsets / step: estimate (w = {guidance:g}) "
+        "| real |",
+        "|---|---|---|---|---|",
+    ]
+    for size in sizes:
+        lines.append(
+            f"| {size.timestep} | {size.register:.4f} | {size.density:.4f} "
+            f"| {size.estimated_rate:.3f} | {size.real_rate:.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="checkpoints/diffbgm-small")
+    parser.add_argument("--data", default="data_cache/pop909")
+    parser.add_argument("--timesteps", type=int, nargs="+", default=[50, 125, 250, 500, 750, 950])
+    parser.add_argument("--guidance", type=float, default=2.0)
+    parser.add_argument("--windows", type=int, default=48)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    torch.manual_seed(args.seed)
+    sizes = measure(
+        args.model, args.data, tuple(args.timesteps), args.guidance, args.windows, args.seed
+    )
+    print(report(sizes, args.guidance))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,39 @@
+"""benchmarks/consistency_terms.py on the tiny model and a three-song cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.scripts import load_script
+from trainer.losses import ONSET_SHARPNESS
+
+REPO = Path(__file__).resolve().parents[1]
+terms = load_script("benchmarks/consistency_terms.py")
+
+
+@pytest.fixture(scope="module")
+def tiny_cache(pop909_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from trainer.cache import build_cache
+
+    out = tmp_path_factory.mktemp("cache") / "pop909"
+    build_cache(pop909_dir, out, songs=["001", "801"], workers=1, calibration_path=None)
+    return out
+
+
+def test_terms_vanish_where_the_estimate_is_its_input_and_grow_with_noise(
+    tiny_cache: Path,
+) -> None:
+    model = str(REPO / "checkpoints" / "diffbgm-tiny")
+    quiet, noisy = terms.measure(model, str(tiny_cache), (1, 900), 2.0, 8)
+    assert quiet.real_rate == noisy.real_rate > 0
+    # at t = 1 the estimate is the real window itself, but its soft count has a floor: every
+    # silent row at -1 still counts sigmoid(-6) of an onset, 88 of them 0.22 a step
+    floor = 88 * float(torch.sigmoid(torch.tensor(-ONSET_SHARPNESS)))
+    assert quiet.estimated_rate - quiet.real_rate == pytest.approx(floor, abs=0.05)
+    assert quiet.register < 0.01 and quiet.density < 0.02
+    assert noisy.register + noisy.density > quiet.register + quiet.density
+    table = terms.report([quiet, noisy], 2.0)
+    assert table.count("\n") == 3 and "| 900 |" in table
