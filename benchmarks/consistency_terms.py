@@ -60,7 +60,10 @@ def measure(
     batch = roll.shape[0]
     judged = torch.ones(batch, dtype=torch.bool)
     n_segments = cond.segment_mask.shape[1]
-    real_rate, steps = segment_onset_rate((roll[:, 0] > 0).float(), cond.segment_ids, n_segments)
+    # counted through the same sigmoid as the estimate (and as the density term counts)
+    real_rate, steps = segment_onset_rate(
+        torch.sigmoid(ONSET_SHARPNESS * roll[:, 0]), cond.segment_ids, n_segments
+    )
     in_window = (steps >= 1.0) & cond.segment_mask  # (B, S)
     sizes = []
     with torch.no_grad():

@@ -65,14 +65,18 @@ def density_consistency(
     x0_pred: torch.Tensor, x0: torch.Tensor, cond: Conditions, judged_items: torch.Tensor
 ) -> torch.Tensor:
     """Squared distance between log(1 + onsets per step) of the prediction and of the real
-    notes in every segment of the window, averaged over the segments of the `judged_items`
+    notes, both counted softly, in every segment of the window, averaged over the segments of the `judged_items`
     ((B,) bool). The log makes one extra onset count less in a busy segment than in a sparse
     one, as the density control (a quantile of onsets per bar) does."""
     n_segments = cond.segment_mask.shape[1]
     predicted, steps = segment_onset_rate(
         torch.sigmoid(ONSET_SHARPNESS * x0_pred[:, 0].float()), cond.segment_ids, n_segments
     )
-    real, _ = segment_onset_rate((x0[:, 0] > 0).float(), cond.segment_ids, n_segments)
+    # the real notes are counted through the same sigmoid: its floor (88 silent rows at -1
+    # count 0.22 onsets a step) then cancels, so the exact answer scores zero
+    real, _ = segment_onset_rate(
+        torch.sigmoid(ONSET_SHARPNESS * x0[:, 0].float()), cond.segment_ids, n_segments
+    )
     judged = (steps >= 1.0) & cond.segment_mask & judged_items[:, None]  # (B, S)
     if not judged.any():
         return x0_pred.sum() * 0.0
