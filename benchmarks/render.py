@@ -40,16 +40,35 @@ PARTS = {"MELODY": ("melody", 73), "BRIDGE": ("bridge", 48), "PIANO": ("piano", 
 
 
 def baseline_renderer(ref: str, folder: Path) -> ModuleType:
-    """diffbgm/music/render.py as it was at git `ref`, loaded as a module of its own."""
-    source = subprocess.run(
-        ["git", "-C", str(REPO), "show", f"{ref}:diffbgm/music/render.py"],
+    """diffbgm/music/render.py as it was at git `ref`, loaded as a module of its own, with
+    the loudness meter of the same ref where it had one (the meter's API changed with the
+    block-resolution level)."""
+    source = git_show(ref, "diffbgm/music/render.py")
+    try:
+        meter = git_show(ref, "diffbgm/music/loudness.py")
+    except subprocess.CalledProcessError:
+        meter = None
+    if meter is not None:
+        load_module("loudness_baseline", meter, folder)
+        source = source.replace(
+            "from diffbgm.music.loudness import", "from loudness_baseline import"
+        )
+    return load_module("render_baseline", source, folder)
+
+
+def git_show(ref: str, path: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(REPO), "show", f"{ref}:{path}"],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    path = folder / "render_baseline.py"
+
+
+def load_module(name: str, source: str, folder: Path) -> ModuleType:
+    path = folder / f"{name}.py"
     path.write_text(source)
-    spec = importlib.util.spec_from_file_location("render_baseline", path)
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up while it loads

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import shutil
 import stat
+import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,15 @@ import soundfile
 
 from diffbgm.errors import RenderError
 from diffbgm.music import render
+from diffbgm.music.level import (
+    BlockGain,
+    LevelConfig,
+    apply_limiter,
+    level_gain,
+    measure_lufs,
+    true_peak,
+)
+from diffbgm.music.sources import ArrayAudio, RawAudio, stretches
 
 needs_fluidsynth = pytest.mark.skipif(
     shutil.which("fluidsynth") is None, reason="the fluidsynth binary is not installed"
@@ -42,10 +53,10 @@ def test_render_is_audible_long_enough_and_at_target_loudness(tmp_path: Path) ->
     assert soundfile.info(str(result.path)).subtype == "PCM_16"
     assert rate == 44100
     end = midi.get_end_time()
-    assert end - 0.1 <= audio.shape[0] / rate <= end + render.LevelConfig().tail_s
+    assert end - 0.1 <= audio.shape[0] / rate <= end + LevelConfig().tail_s
     assert result.duration_s == pytest.approx(audio.shape[0] / rate)
     assert np.max(np.abs(audio)) > 0.1
-    assert render.true_peak(audio) <= render.LevelConfig().ceiling
+    assert true_peak(audio) <= LevelConfig().ceiling
     measured = pyloudnorm.Meter(rate).integrated_loudness(audio)
     assert abs(measured - (-16.0)) < 1.0
     assert abs(result.lufs - (-16.0)) < 1.0
@@ -146,8 +157,8 @@ def test_missing_soundfont_and_unreadable_midi_are_clear_errors(tmp_path: Path) 
 def test_wrong_length_is_refused() -> None:
     audio = np.full((44100, 2), 0.1)
     with pytest.raises(RenderError, match="MIDI ends at 10.00 s"):
-        render.check_rendered(audio, 44100, midi_end_s=10.0, tail_s=4.0, source="x.mid")
-    render.check_rendered(audio, 44100, midi_end_s=0.5, tail_s=4.0, source="x.mid")
+        render.check_rendered(ArrayAudio(audio), 44100, 10.0, tail_s=4.0, source="x.mid")
+    render.check_rendered(ArrayAudio(audio), 44100, midi_end_s=0.5, tail_s=4.0, source="x.mid")
 
 
 def test_true_peak_sees_the_peaks_between_samples() -> None:
@@ -157,8 +168,8 @@ def test_true_peak_sees_the_peaks_between_samples() -> None:
     # at 0.707 while the wave between them reaches 1.0
     wave = np.sin(2 * np.pi * n / 4 + np.pi / 4)[:, None]
     assert np.max(np.abs(wave)) == pytest.approx(0.7071, abs=1e-3)
-    assert render.true_peak(wave, oversample=4) == pytest.approx(1.0, abs=0.02)
-    assert render.true_peak(wave, oversample=1) == pytest.approx(0.7071, abs=1e-3)
+    assert true_peak(wave, oversample=4) == pytest.approx(1.0, abs=0.02)
+    assert true_peak(wave, oversample=1) == pytest.approx(0.7071, abs=1e-3)
 
 
 def test_fast_loudness_equals_pyloudnorm() -> None:
@@ -168,7 +179,7 @@ def test_fast_loudness_equals_pyloudnorm() -> None:
     audio = np.stack([np.sin(2 * np.pi * 440 * t), rng.normal(0, 0.1, t.size)], axis=1)
     audio *= np.where(t < 2.0, 0.05, 0.5)[:, None]  # a quiet start: both gates matter
     expected = pyloudnorm.Meter(rate).integrated_loudness(audio)
-    assert render.measure_lufs(audio, rate) == pytest.approx(expected, abs=0.01)
+    assert measure_lufs(audio, rate) == pytest.approx(expected, abs=0.01)
 
 
 def test_level_reaches_the_streaming_target_under_the_true_peak_ceiling() -> None:
@@ -176,31 +187,61 @@ def test_level_reaches_the_streaming_target_under_the_true_peak_ceiling() -> Non
     rng = np.random.default_rng(1)
     t = np.arange(rate * 4) / rate
     audio = rng.normal(0, 0.05, (t.size, 2)) * np.where(t % 1.0 < 0.05, 20.0, 1.0)[:, None]
-    level = render.LevelConfig()
+    level = LevelConfig()
     assert (level.target_lufs, level.true_peak_dbtp) == (-14.0, -1.0)  # the streaming target
-    decided = render.level_gain(audio, rate, level)
-    scaled = audio * decided.gain[:, None]
-    assert render.true_peak(scaled) <= level.ceiling
-    assert decided.true_peak == pytest.approx(render.true_peak(scaled), rel=1e-6)
+    decided = level_gain(audio, rate, level)
+    scaled = audio * decided.gain.samples(0, audio.shape[0])[:, None]
+    assert true_peak(scaled) <= level.ceiling
+    assert decided.true_peak == pytest.approx(true_peak(scaled), rel=1e-6)
     assert decided.lufs == pytest.approx(
         pyloudnorm.Meter(rate).integrated_loudness(scaled), abs=0.01
     )
     assert abs(decided.lufs - level.target_lufs) < 0.5
-    quieter = render.level_gain(audio, rate, render.LevelConfig(target_lufs=-23.0))
+    quieter = level_gain(audio, rate, LevelConfig(target_lufs=-23.0))
     assert quieter.lufs == pytest.approx(-23.0, abs=0.2)
     with pytest.raises(RenderError, match="outside"):
-        render.LevelConfig(true_peak_dbtp=3.0)
+        LevelConfig(true_peak_dbtp=3.0)
 
 
 def test_limiter_keeps_peaks_under_the_ceiling_and_leaves_quiet_audio_alone() -> None:
     rate = 44100
     t = np.arange(rate) / rate
-    loud = (np.sin(2 * np.pi * 220 * t) * np.where(t > 0.5, 2.0, 0.5))[:, None]
-    limited = render.limit_peaks(loud, rate, ceiling=0.891, lookahead_s=0.005)
-    assert np.max(np.abs(limited)) <= 0.891 + 1e-9
-    assert np.allclose(limited[: rate // 4], loud[: rate // 4])  # far from the loud part
-    quiet = loud * 0.1
-    assert np.array_equal(render.limit_peaks(quiet, rate, 0.891, 0.005), quiet)
+    loud = np.sin(2 * np.pi * 220 * t) * np.where(t > 0.5, 2.0, 0.5)
+    gain = np.ones(rate, dtype=np.float32)
+    apply_limiter(gain, np.abs(loud).astype(np.float32), rate, ceiling=0.891, lookahead_s=0.005)
+    assert np.max(np.abs(loud * gain)) <= 0.891 + 1e-6
+    assert np.all(gain[: rate // 4] == 1.0)  # far from the loud part
+    assert np.all(np.abs(np.diff(gain)) < 0.01)  # it ramps, it does not jump
+    quiet = np.ones(rate, dtype=np.float32)
+    apply_limiter(quiet, 0.1 * np.abs(loud).astype(np.float32), rate, 0.891, 0.005)
+    assert np.all(quiet == 1.0)
+
+
+def test_block_gain_interpolates_between_block_centres_the_same_in_any_stretch() -> None:
+    gain = BlockGain(np.array([1.0, 0.5, 0.5, 1.0], dtype=np.float32), block=4, frames=16)
+    whole = gain.samples(0, 16)
+    assert whole[:2].tolist() == [1.0, 1.0]  # flat before the first centre (1.5)
+    assert whole[3] == pytest.approx(0.8125)  # 3/8 of the way from 1.0 (at 1.5) to 0.5 (5.5)
+    assert whole[14:].tolist() == [1.0, 1.0]  # flat after the last centre (13.5)
+    parts = np.concatenate([gain.samples(a, b) for a, b in ((0, 3), (3, 11), (11, 16))])
+    assert np.array_equal(parts, whole)
+    assert np.array_equal(gain.scaled(2.0).samples(0, 16), 2 * whole)
+
+
+def test_the_block_limiter_holds_the_ceiling_at_every_sample() -> None:
+    """Bursts 20 times louder than the rest, one sample wide and wider: the block peaks and
+    the 3-block dilation keep every interpolated sample gain under what that sample needs."""
+    rate = 44100
+    rng = np.random.default_rng(3)
+    audio = rng.normal(0, 0.05, (rate * 3, 2)).astype(np.float32)
+    for start, width in ((1000, 1), (30001, 7), (60000, 300), (90017, 33)):
+        audio[start : start + width] *= 20.0
+    level = LevelConfig()
+    decided = level_gain(audio, rate, level)
+    scaled = audio * decided.gain.samples(0, audio.shape[0])[:, None]
+    assert np.max(np.abs(scaled)) <= level.ceiling
+    assert true_peak(scaled) <= level.ceiling
+    assert decided.true_peak == pytest.approx(true_peak(scaled), rel=1e-6)
 
 
 def test_trim_or_pad_makes_exact_lengths(tmp_path: Path) -> None:
@@ -284,7 +325,7 @@ def test_stems_sum_to_the_mix_at_the_video_length(tmp_path: Path) -> None:
     residual = render.stem_residual_db(result.mix.path, list(result.stems.values()))
     assert residual <= -50.0
     assert abs(pyloudnorm.Meter(rate).integrated_loudness(mix) - (-14.0)) < 0.5
-    assert render.true_peak(mix) <= render.LevelConfig().ceiling
+    assert true_peak(mix) <= LevelConfig().ceiling
     assert result.soundfont == render.find_soundfont()
     assert set(result.timings_s) == {"synth", "level", "write"}
 
@@ -327,8 +368,52 @@ def test_stems_that_cancel_in_the_mix_lower_everything_alike() -> None:
     rate = 8000
     tone = np.sin(2 * np.pi * 440 * np.arange(rate) / rate)[:, None]
     stems = [0.9 * tone, -0.8 * tone]  # the mix is 0.1 * tone: levelled, each stem would clip
-    envelope = np.full((rate, 1), 5.0, dtype=np.float32)  # the mix's gain: 0.5 peak
-    scale = render.stems_headroom(stems, envelope, ceiling=0.891)
+    gain = BlockGain(np.full(rate // 32 + 1, 5.0, dtype=np.float32), 32, rate)  # 0.5 peak
+    scale = render.stems_headroom([ArrayAudio(s) for s in stems], gain, ceiling=0.891)
     assert scale == pytest.approx(0.891 / 4.5)
-    assert max(np.max(np.abs(s * envelope * scale)) for s in stems) <= 0.891 + 1e-6
-    assert render.stems_headroom([0.01 * tone, 0.02 * tone], envelope, 0.891) == 1.0
+    assert max(np.max(np.abs(s * 5.0 * scale)) for s in stems) <= 0.891 + 1e-6
+    quiet = [ArrayAudio(0.01 * tone), ArrayAudio(0.02 * tone)]
+    assert render.stems_headroom(quiet, gain, 0.891) == 1.0
+
+
+def traced_peak_mb(work: Callable[[], object]) -> float:
+    """Largest memory NumPy and Python held at once while `work` ran (tracemalloc)."""
+    tracemalloc.start()
+    try:
+        work()
+        return tracemalloc.get_traced_memory()[1] / 2**20
+    finally:
+        tracemalloc.stop()
+
+
+def test_the_level_reads_the_audio_without_holding_it(tmp_path: Path) -> None:
+    """90 s more audio (32 MB as float32 on disk) adds little to what setting its level holds:
+    a few values per 32-sample block (the old gain and peak envelope, one float32 each per
+    sample, added 32 MB, besides the audio held in memory)."""
+    rate = 44100
+    peaks = []
+    for seconds in (60, 150):
+        mix = RawAudio.silent(tmp_path / f"{seconds}.f32", seconds * rate, 2)
+        for start, stop in stretches(mix.frames, rate * 5):
+            mix.add(start, 0.1 * np.sin(np.arange(start, stop) / 7.0)[:, None].astype(np.float32))
+        peaks.append(traced_peak_mb(lambda mix=mix: level_gain(mix, rate, LevelConfig())))
+    assert peaks[1] - peaks[0] < 10.0, peaks
+
+
+@needs_fluidsynth
+def test_rendering_stems_does_not_hold_the_mix(tmp_path: Path) -> None:
+    """Two parts padded to 60 s and to 150 s: the 90 s more of mix, stems and gain stay on
+    disk (holding the mix, a stem and the per-sample gain and envelope, as before, added
+    127 MB)."""
+    peaks = []
+    for seconds in (60.0, 150.0):
+        folder = tmp_path / str(seconds)
+        peaks.append(
+            traced_peak_mb(
+                lambda folder=folder, seconds=seconds: render.render_stems(
+                    parts_piece(2.0), folder / "music.wav", folder / "stems", duration_s=seconds
+                )
+            )
+        )
+        assert soundfile.info(str(folder / "music.wav")).duration == seconds
+    assert peaks[1] - peaks[0] < 12.0, peaks

@@ -14,11 +14,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import numpy as np
 import pyloudnorm
 from scipy.signal import lfilter, lfilter_zi
+
+from diffbgm.music.sources import ArrayAudio, AudioSource
 
 BLOCK_S = 0.4  # gating block (BS.1770)
 HOPS_PER_BLOCK = 4  # 75 % overlap
@@ -46,7 +48,7 @@ def map_in_threads(
         return list(pool.map(work, items))
 
 
-def _hop_bounds(n_samples: int, sample_rate: int) -> np.ndarray:
+def hop_bounds(n_samples: int, sample_rate: int) -> np.ndarray:
     """Sample index where each 100 ms hop starts, laid out as pyloudnorm lays out its blocks."""
     seconds = n_samples / sample_rate
     n_blocks = int(np.round((seconds - BLOCK_S) / (BLOCK_S / HOPS_PER_BLOCK))) + 1
@@ -55,7 +57,7 @@ def _hop_bounds(n_samples: int, sample_rate: int) -> np.ndarray:
     return np.minimum(bounds, n_samples)
 
 
-def _hop_energies(channel: np.ndarray | _Scaled, bounds: np.ndarray, filters: list) -> np.ndarray:
+def _hop_energies(channel: _Scaled, bounds: np.ndarray, filters: list) -> np.ndarray:
     """Sum of squares of the K-weighted `channel` over each hop [bounds[k], bounds[k+1])."""
     states = [lfilter_zi(f.b, f.a) * 0.0 for f in filters]  # pyloudnorm starts from rest
     energies = np.zeros(len(bounds) - 1)
@@ -90,45 +92,53 @@ def integrated_loudness(audio: np.ndarray, sample_rate: int) -> float:
 CHUNK_SAMPLES = 1 << 18  # ~6 s at 44.1 kHz per chunk of the peak envelope and the limiter
 
 
-def hop_energies(audio: np.ndarray, sample_rate: int, gain: np.ndarray | None = None) -> np.ndarray:
+def hop_energies(
+    audio: np.ndarray | AudioSource, sample_rate: int, gain: GainCurve | None = None
+) -> np.ndarray:
     """(hops,) K-weighted energy of every 100 ms hop of audio * gain, summed over the channels
     with their BS.1770 weights; the blocks of `gated_loudness` are four consecutive hops.
 
-    gain: optional (samples,) gain applied a chunk at a time, so the scaled audio is never
-    held whole. Audio shorter than one block is measured with silence appended (silent blocks
-    are gated out)."""
-    if audio.ndim == 1:
-        audio = audio[:, None]
-    n_samples = max(audio.shape[0], int(BLOCK_S * sample_rate) + 1)
+    audio: (samples, channels) in memory or a source read a stretch at a time; gain: an
+    optional gain curve applied a stretch at a time, so the scaled audio is never held whole.
+    Audio shorter than one block is measured with silence appended (silent blocks are gated
+    out)."""
+    source = ArrayAudio(audio) if isinstance(audio, np.ndarray) else audio
+    n_samples = max(source.frames, int(BLOCK_S * sample_rate) + 1)
     filters = list(pyloudnorm.Meter(sample_rate)._filters.values())
-    bounds = _hop_bounds(n_samples, sample_rate)
+    bounds = hop_bounds(n_samples, sample_rate)
 
     def channel_energies(channel: int) -> np.ndarray:
-        source = audio[:, channel]
-        if audio.shape[0] < n_samples:
-            source = np.concatenate([source, np.zeros(n_samples - audio.shape[0])])
-        return _hop_energies(_Scaled(source, gain), bounds, filters)
+        return _hop_energies(_Scaled(source, channel, gain), bounds, filters)
 
     # the channels are filtered side by side (SciPy's lfilter releases the GIL) and summed in
     # channel order, as one after the other would sum them
     total = np.zeros(len(bounds) - 1)
-    for channel, energies in enumerate(map_in_threads(channel_energies, range(audio.shape[1]))):
+    for channel, energies in enumerate(map_in_threads(channel_energies, range(source.channels))):
         total += CHANNEL_GAINS[channel] * energies
     return total
 
 
-class _Scaled:
-    """channel[a:b] * gain[a:b] on demand (slices only), for _hop_energies."""
+class GainCurve(Protocol):
+    """A gain that can be read a stretch at a time (diffbgm.music.level.BlockGain)."""
 
-    def __init__(self, channel: np.ndarray, gain: np.ndarray | None) -> None:
-        self.channel, self.gain = channel, gain
+    def samples(self, start: int, stop: int) -> np.ndarray: ...
+
+
+class _Scaled:
+    """One channel of a source times the gain, as float64, on demand (slices only), for
+    _hop_energies; zeros past the source's end."""
+
+    def __init__(self, source: AudioSource, channel: int, gain: GainCurve | None) -> None:
+        self.source, self.channel, self.gain = source, channel, gain
 
     def __getitem__(self, part: slice) -> np.ndarray:
-        values = np.asarray(self.channel[part], dtype=np.float64)
+        start, stop = int(part.start), int(part.stop)
+        values = self.source.read(start, stop)[:, self.channel].astype(np.float64)
         if self.gain is None:
             return values
-        gain = np.asarray(self.gain[part], dtype=np.float64)
-        return values * np.pad(gain, (0, values.shape[0] - gain.shape[0]))
+        inside = max(0, min(stop, self.source.frames) - start)
+        values[:inside] *= self.gain.samples(start, start + inside)
+        return values
 
 
 def gated_loudness(hops: np.ndarray, sample_rate: int) -> float:
@@ -148,23 +158,6 @@ def gated_loudness(hops: np.ndarray, sample_rate: int) -> float:
         if kept.size == 0:
             return float("-inf")
         return float(-0.691 + 10.0 * np.log10(kept.mean()))
-
-
-def hop_mean_square(gain: np.ndarray, n_hops: int, sample_rate: int) -> np.ndarray:
-    """(hops,) mean of gain**2 over each 100 ms hop, a chunk at a time: how much a smooth gain
-    scales each hop's energy (exact for a gain constant over the hop)."""
-    n_samples = max(gain.shape[0], int(BLOCK_S * sample_rate) + 1)
-    bounds = np.minimum(_hop_bounds(n_samples, sample_rate)[: n_hops + 1], gain.shape[0])
-    out = np.ones(n_hops)
-    for first in range(0, n_hops, HOPS_PER_CHUNK):
-        last = min(first + HOPS_PER_CHUNK, n_hops)
-        part = np.square(gain[bounds[first] : bounds[last]], dtype=np.float64)
-        starts = bounds[first:last] - bounds[first]
-        lengths = np.diff(np.append(starts, part.size))
-        if part.size:
-            sums = np.add.reduceat(part, np.minimum(starts, part.size - 1))
-            out[first:last] = np.where(lengths > 0, sums / np.maximum(lengths, 1), 1.0)
-    return out
 
 
 def chunked(

@@ -7,8 +7,10 @@ the level. The result is checked (exit status, file present, not silent, as long
 brought to a target integrated loudness (ITU-R BS.1770 via pyloudnorm, default -14 LUFS) under
 a true-peak ceiling (4x oversampled, default -1 dBTP), and written as 16-bit PCM.
 
-Stems: every instrument is rendered alone and the mix is their sum; one gain envelope computed
-on the mix is applied to every stem, so the stems sum to the mix (docs/sound.md). The
+Stems: every instrument is rendered alone and the mix is their sum; one gain curve computed
+on the mix is applied to every stem, so the stems sum to the mix (docs/sound.md). The level
+itself is diffbgm.music.level; renders and the mix stay on disk and are read a stretch at a
+time, so memory does not grow with the length. The
 soundfont is a full General MIDI one from a Debian package when installed (FluidR3_GM), else
 TimGM6mb from pretty_midi's wheel; $DIFFBGM_SOUNDFONT picks another (find_soundfont).
 """
@@ -23,26 +25,18 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pretty_midi
 import soundfile
-from scipy.ndimage import minimum_filter1d, uniform_filter1d
-from scipy.signal import firwin, upfirdn
 
 from diffbgm.errors import RenderError
-from diffbgm.music.loudness import (
-    CHUNK_SAMPLES,
-    chunked,
-    gated_loudness,
-    hop_energies,
-    hop_mean_square,
-    map_in_threads,
-)
+from diffbgm.music.level import BlockGain, LevelConfig, level_gain
+from diffbgm.music.loudness import CHUNK_SAMPLES
+from diffbgm.music.sources import AudioSource, FadedAudio, RawAudio, WavAudio, stretches
 
 SILENCE_PEAK = 1e-4  # float full scale; FluidSynth output below this is treated as silence
 FADE_S = 0.5  # the fade-out of a render cut to the video's length
@@ -57,38 +51,6 @@ class RenderResult:
     duration_s: float
     lufs: float
     peak: float
-
-
-@dataclass(frozen=True)
-class LevelConfig:
-    """How the level is set: integrated loudness target and true-peak ceiling.
-
-    The defaults are the usual streaming target (-14 LUFS integrated, true peak at most
-    -1 dBTP). True peak is the peak of the signal oversampled `oversample` times (ITU-R
-    BS.1770-4 uses 4x): the peaks between samples that a DAC or a lossy encoder makes.
-    lookahead_s: the limiter's look-ahead; tail_s: how much longer than the MIDI the audio may
-    be (release tails, reverb); passes: gain/limit rounds (limiting lowers the loudness).
-    """
-
-    target_lufs: float = -14.0
-    true_peak_dbtp: float = -1.0
-    oversample: int = 4
-    lookahead_s: float = 0.005
-    tail_s: float = 12.0
-    passes: int = 4
-
-    def __post_init__(self) -> None:
-        if not -40.0 <= self.target_lufs <= -5.0:
-            raise RenderError(f"loudness target {self.target_lufs} LUFS is outside -40..-5")
-        if not -12.0 <= self.true_peak_dbtp <= 0.0:
-            raise RenderError(f"true-peak ceiling {self.true_peak_dbtp} dBTP is outside -12..0")
-        if self.oversample < 1:
-            raise RenderError(f"oversampling must be 1 or more, got {self.oversample}")
-
-    @property
-    def ceiling(self) -> float:
-        """The true-peak ceiling in full scale (-1 dBTP = 0.891)."""
-        return float(10 ** (self.true_peak_dbtp / 20))
 
 
 SOUNDFONT_ENV = "DIFFBGM_SOUNDFONT"
@@ -259,249 +221,11 @@ def _fluidsynth(
 
 
 def check_rendered(
-    audio: np.ndarray, sample_rate: int, midi_end_s: float, tail_s: float, source: str
+    audio: AudioSource, sample_rate: int, midi_end_s: float, tail_s: float, source: str
 ) -> None:
     """RenderError if the audio is silent or its length does not fit the MIDI's end time."""
-    peak = float(np.max(np.abs(audio))) if audio.size else 0.0
-    if peak < SILENCE_PEAK:
-        raise RenderError(
-            f"FluidSynth rendered silence for {source} (peak {peak:.1e}): "
-            "the MIDI has no audible notes or the soundfont lacks its instruments"
-        )
-    duration = audio.shape[0] / sample_rate
-    if not midi_end_s - 0.1 <= duration <= midi_end_s + tail_s:
-        raise RenderError(
-            f"FluidSynth rendered {duration:.2f} s for {source}, but the MIDI ends at "
-            f"{midi_end_s:.2f} s (allowed tail {tail_s:.1f} s)"
-        )
-
-
-# BS.1770-4 Annex 2 measures true peak with a 48-tap, 4-phase interpolator: 12 taps a phase.
-INTERPOLATION_TAPS_PER_PHASE = 12
-
-
-def interpolation_filter(oversample: int) -> np.ndarray:
-    """Low-pass FIR that interpolates a signal `oversample` times (windowed sinc, unit gain
-    at DC after the zero-stuffing)."""
-    taps = firwin(
-        INTERPOLATION_TAPS_PER_PHASE * oversample, 1.0 / oversample, window=("kaiser", 6.0)
-    )
-    return taps * oversample
-
-
-def _envelope_of(audio: np.ndarray, taps: np.ndarray | None, oversample: int) -> np.ndarray:
-    magnitude = np.zeros(audio.shape[0], dtype=np.float32)
-    delay = (INTERPOLATION_TAPS_PER_PHASE * oversample - 1) // 2  # the filter's group delay
-    for channel in range(audio.shape[1]):  # one contiguous channel at a time: 4x faster
-        samples = np.ascontiguousarray(audio[:, channel], dtype=np.float32)
-        np.maximum(magnitude, np.abs(samples), out=magnitude)
-        if taps is None:
-            continue
-        upsampled = np.abs(upfirdn(taps, samples, oversample)).astype(np.float32)[delay:]
-        for phase in range(oversample):  # the points from this sample up to the next one
-            points = upsampled[phase::oversample][: audio.shape[0]]
-            np.maximum(magnitude[: points.shape[0]], points, out=magnitude[: points.shape[0]])
-    return magnitude
-
-
-def peak_envelope(audio: np.ndarray, oversample: int = 1) -> np.ndarray:
-    """(samples,) float32: the largest magnitude over the channels at each sample and, with
-    oversample > 1, at the points up to the next sample of the signal interpolated
-    `oversample` times (the inter-sample peaks that true peak counts).
-
-    Computed a few seconds at a time with the interpolator's length of context on each side,
-    so the result is that of the whole signal while memory stays bounded (the 4x upsampled
-    float64 signal of ten minutes would be 850 MB a channel)."""
-    magnitude = np.zeros(audio.shape[0], dtype=np.float32)
-    if audio.shape[0] == 0:
-        return magnitude
-    taps = interpolation_filter(oversample).astype(np.float32) if oversample > 1 else None
-    reach = 0 if taps is None else taps.shape[0]
-    chunks = chunked(audio.shape[0], reach)
-    workers = max(1, min(len(chunks), os.cpu_count() or 1))
-
-    def run(group: list[tuple[int, int, int, int]]) -> None:
-        for lo, start, stop, hi in group:
-            part = _envelope_of(audio[lo:hi], taps, oversample)
-            magnitude[start:stop] = part[start - lo : stop - lo]
-
-    # contiguous runs of chunks in threads (SciPy's upfirdn releases the GIL); each chunk
-    # writes only its own samples, so the result does not depend on the split (ten minutes:
-    # 0.85 s on two cores where one took 2.0 s)
-    size = -(-len(chunks) // workers)
-    map_in_threads(run, [chunks[i : i + size] for i in range(0, len(chunks), size)], workers)
-    return magnitude
-
-
-def true_peak(audio: np.ndarray, oversample: int = 4) -> float:
-    """True peak of (samples, channels) audio in full scale (0 for empty audio)."""
-    envelope = peak_envelope(audio, oversample)
-    return float(envelope.max()) if envelope.size else 0.0
-
-
-def limiter_gain(
-    audio: np.ndarray,
-    sample_rate: int,
-    ceiling: float,
-    lookahead_s: float,
-    oversample: int = 1,
-    envelope: np.ndarray | None = None,
-) -> np.ndarray:
-    """(samples,) float32 look-ahead limiter gain so that the peaks of audio * gain stay <=
-    ceiling.
-
-    envelope: audio's peak_envelope when the caller has it. The gain each sample needs
-    (ceiling / its peak, at most 1) is spread by a sliding minimum over the look-ahead window
-    and then averaged over the same window; every averaged value is a minimum over a window
-    containing the sample, so the smoothed gain never exceeds what any sample needs, and it
-    ramps instead of jumping.
-    """
-    if envelope is None:
-        envelope = peak_envelope(audio, oversample)
-    gain = np.ones(envelope.shape[0], dtype=np.float32)
-    apply_limiter(gain, envelope, sample_rate, ceiling, lookahead_s)
-    return gain
-
-
-def apply_limiter(
-    gain: np.ndarray, envelope: np.ndarray, sample_rate: int, ceiling: float, lookahead_s: float
-) -> None:
-    """Multiply `gain` in place by the limiter gain (see limiter_gain) of audio whose peak
-    envelope scaled by `gain` is envelope * gain: the level loop's step, with no full-length
-    temporary. Chunked with a window of context on each side; a chunk's result is written
-    back only after the next chunk has read its context, so every chunk sees the gain as it
-    was (the result equals computing on the whole signal)."""
-    if envelope.size == 0:
-        return
-    window = max(1, int(round(lookahead_s * sample_rate)) | 1)  # odd: centred windows
-    pending: tuple[int, int, np.ndarray] | None = None
-    for lo, start, stop, hi in chunked(envelope.shape[0], window):
-        peaks = envelope[lo:hi] * gain[lo:hi]
-        if pending is not None:
-            gain[pending[0] : pending[1]] *= pending[2]
-            pending = None
-        if float(peaks.max()) <= ceiling:
-            continue
-        needed = np.minimum(
-            np.float32(1.0), np.float32(ceiling) / np.maximum(peaks, np.float32(1e-12))
-        )
-        smooth = uniform_filter1d(
-            minimum_filter1d(needed, window, mode="nearest"), window, mode="nearest"
-        )
-        # the minimum guards float rounding at window edges
-        pending = (start, stop, np.minimum(smooth, needed)[start - lo : stop - lo])
-    if pending is not None:
-        gain[pending[0] : pending[1]] *= pending[2]
-
-
-def limit_peaks(
-    audio: np.ndarray, sample_rate: int, ceiling: float, lookahead_s: float, oversample: int = 1
-) -> np.ndarray:
-    """Look-ahead peak limiter: |output| <= ceiling at every sample (and, with oversample > 1,
-    between samples); audio: (samples, channels)."""
-    gain = limiter_gain(audio, sample_rate, ceiling, lookahead_s, oversample)
-    if gain.min() >= 1.0:
-        return audio
-    return audio * gain[:, None].astype(audio.dtype)
-
-
-def measure_lufs(audio: np.ndarray, sample_rate: int, gain: np.ndarray | None = None) -> float:
-    """Integrated loudness (LUFS, ITU-R BS.1770, equal to pyloudnorm's) of (samples, channels)
-    audio scaled by the optional (samples,) gain, in bounded memory (diffbgm.music.loudness).
-
-    Gating needs at least one 400 ms block, so very short audio is measured with silence
-    appended (silent blocks are gated out, so this does not change the value).
-    """
-    return gated_loudness(hop_energies(audio, sample_rate, gain), sample_rate)
-
-
-# Headroom under the true-peak ceiling for what the limiter's smooth gain does between
-# samples and for 16-bit rounding (without it the written file measured -0.9999 dBTP).
-CEILING_MARGIN_DB = 0.05
-
-
-@dataclass(frozen=True)
-class Level:
-    """What level_gain decided: the (samples,) float32 gain, and the loudness (LUFS) and true
-    peak (full scale) of the audio scaled by it."""
-
-    gain: np.ndarray
-    lufs: float
-    true_peak: float
-
-
-def level_gain(audio: np.ndarray, sample_rate: int, level: LevelConfig) -> Level:
-    """The gain that brings audio to level.target_lufs under the true-peak ceiling.
-
-    Gain to the target, then limit; repeated because limiting lowers the loudness. One gain
-    envelope, so that applied alike to every stem of a mix the stems still sum to the mix.
-    The oversampled peak envelope and the K-weighted energy of every 100 ms hop are measured
-    once (the slow parts): the gain is smooth, so for the scaled audio the envelope scales with
-    it and each hop's energy with the hop's mean squared gain, an estimate; once it is on
-    target the scaled audio is measured exactly (streamed, with the gain applied a chunk at a
-    time) and corrected once more if needed. The loudness and true peak returned are those of
-    the scaled audio (the true peak re-measured around its loudest stretches). Memory: two
-    (samples,) float32 arrays besides the audio, whatever its length.
-    """
-    ceiling = level.ceiling * 10 ** (-CEILING_MARGIN_DB / 20)
-    # The two measurements are independent and SciPy's filters release the GIL: on two cores
-    # both together take the time of the longer (ten minutes: 1.9 s where one after the other
-    # took 2.7 s).
-    with ThreadPoolExecutor(max_workers=1) as side:
-        measured_hops = side.submit(hop_energies, audio, sample_rate)
-        envelope = peak_envelope(audio, level.oversample)
-        hops = measured_hops.result()
-    gain = np.ones(audio.shape[0], dtype=np.float32)
-    lufs = gated_loudness(hops, sample_rate)
-    for round_ in range(level.passes + 2):
-        if not np.isfinite(lufs):
-            break
-        gain *= np.float32(10 ** ((level.target_lufs - lufs) / 20))
-        apply_limiter(gain, envelope, sample_rate, ceiling, level.lookahead_s)
-        if round_ < level.passes:  # the estimate: each hop's energy times its mean gain**2
-            lufs = gated_loudness(hops * hop_mean_square(gain, hops.size, sample_rate), sample_rate)
-        if round_ >= level.passes - 1 or abs(lufs - level.target_lufs) < 0.1:
-            # the estimate is off where the limiter dips inside a hop: measure the scaled
-            # audio itself, and correct once more if that is still off
-            lufs = measure_lufs(audio, sample_rate, gain)
-            if abs(lufs - level.target_lufs) < 0.1 or round_ >= level.passes:
-                break
-    peak = scaled_true_peak(audio, gain, envelope, level.oversample)
-    if peak > ceiling:  # a last safety scale: the ceiling is a promise, the loudness a target
-        scale = ceiling / peak
-        gain *= np.float32(scale)
-        lufs += 20 * np.log10(scale)
-        peak = ceiling
-    return Level(gain, float(lufs), peak)
-
-
-# Where the estimate envelope * gain is this far under the result's largest estimate, the
-# true peak of the scaled audio cannot be the largest: the gain changes by far less than
-# this within the interpolator's 12 samples (limiter ramps last 5 ms).
-ESTIMATE_SLACK_DB = 1.0
-RECHECK_CONTEXT = 64  # samples on each side of a re-measured stretch (the filter's reach)
-
-
-def scaled_true_peak(
-    audio: np.ndarray, gain: np.ndarray, envelope: np.ndarray, oversample: int
-) -> float:
-    """True peak of audio * gain, measured exactly around the samples whose estimate
-    (envelope * gain) comes within ESTIMATE_SLACK_DB of the largest one: the rest cannot hold
-    the peak, and interpolating only the stretches around the loud samples is several times
-    faster than interpolating all of the audio again."""
-    estimate = envelope * gain
-    if estimate.size == 0:
-        return 0.0
-    loud = np.flatnonzero(estimate >= estimate.max() * 10 ** (-ESTIMATE_SLACK_DB / 20))
-    del estimate
-    breaks = np.flatnonzero(np.diff(loud) > 2 * RECHECK_CONTEXT)
-    starts = np.concatenate([[loud[0]], loud[breaks + 1]]) - RECHECK_CONTEXT
-    ends = np.concatenate([loud[breaks], [loud[-1]]]) + RECHECK_CONTEXT + 1
-    peak = 0.0
-    for start, end in zip(np.maximum(starts, 0), np.minimum(ends, audio.shape[0]), strict=True):
-        stretch = audio[start:end] * gain[start:end, None]
-        peak = max(peak, true_peak(stretch, oversample))
-    return peak
+    check_audible(audio, source)
+    check_length(audio.frames / sample_rate, midi_end_s, tail_s, source)
 
 
 def read_midi(midi: str | Path | pretty_midi.PrettyMIDI) -> tuple[pretty_midi.PrettyMIDI, str]:
@@ -515,41 +239,32 @@ def read_midi(midi: str | Path | pretty_midi.PrettyMIDI) -> tuple[pretty_midi.Pr
         raise RenderError(f"cannot read MIDI file {path}: {exc}") from exc
 
 
-def render_raw(
-    pm: pretty_midi.PrettyMIDI, soundfont: Path, sample_rate: int
-) -> tuple[np.ndarray, int]:
-    """FluidSynth's float output for one PrettyMIDI: (samples, 2) audio and its rate."""
-    with tempfile.TemporaryDirectory(prefix="diffbgm-render-") as tmp:
-        midi_path = Path(tmp) / "input.mid"
-        pm.write(str(midi_path))
-        raw_path = Path(tmp) / "raw.wav"
-        run_fluidsynth(midi_path, raw_path, soundfont, sample_rate)
-        audio, rate = soundfile.read(str(raw_path), dtype="float32", always_2d=True)
-    return audio, int(rate)
-
-
-def max_abs(audio: np.ndarray, gain: np.ndarray | None = None) -> float:
-    """Largest |audio * gain| (gain: (samples, 1) or None), a chunk at a time: no
-    full-length temporary."""
+def max_abs(audio: AudioSource, gain: BlockGain | None = None) -> float:
+    """Largest |audio * gain|, read a stretch at a time."""
     peak = 0.0
-    for start in range(0, audio.shape[0], CHUNK_SAMPLES):
-        part = audio[start : start + CHUNK_SAMPLES]
+    for start, stop in stretches(audio.frames, CHUNK_SAMPLES):
+        part = np.abs(audio.read(start, stop))
         if gain is not None:
-            part = part * gain[start : start + CHUNK_SAMPLES]
+            part *= gain.samples(start, stop)[:, None]
         if part.size:
-            peak = max(peak, float(np.max(np.abs(part))))
+            peak = max(peak, float(part.max()))
     return peak
 
 
-def write_pcm16(path: Path, audio: np.ndarray, sample_rate: int) -> None:
-    """16-bit PCM WAV, clipped to full scale and written a chunk at a time."""
+def write_pcm16(
+    path: Path, audio: AudioSource, sample_rate: int, gain: BlockGain | None = None
+) -> None:
+    """16-bit PCM WAV of audio * gain, clipped to full scale; read, scaled and written a
+    stretch at a time."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    channels = 1 if audio.ndim == 1 else audio.shape[1]
     with soundfile.SoundFile(
-        str(path), "w", samplerate=sample_rate, channels=channels, subtype="PCM_16"
+        str(path), "w", samplerate=sample_rate, channels=audio.channels, subtype="PCM_16"
     ) as handle:
-        for start in range(0, audio.shape[0], CHUNK_SAMPLES):
-            handle.write(np.clip(audio[start : start + CHUNK_SAMPLES], -1.0, 1.0))
+        for start, stop in stretches(audio.frames, CHUNK_SAMPLES):
+            part = audio.read(start, stop)
+            if gain is not None:
+                part = part * gain.samples(start, stop)[:, None]
+            handle.write(np.clip(part, -1.0, 1.0))
 
 
 def render_wav(
@@ -566,7 +281,8 @@ def render_wav(
     soundfont: a file; None = TimGM6mb (kept as the default here so that measurements made
     through this function, e.g. MusDr's SI, do not move; the app chooses with find_soundfont).
     Raises RenderError when FluidSynth is missing or fails, or its output is silent or of
-    the wrong length; MIDI files that cannot be read raise RenderError too.
+    the wrong length; MIDI files that cannot be read raise RenderError too. FluidSynth's
+    output stays on disk and is read a stretch at a time (diffbgm.music.level).
     """
     wav_path = Path(wav_path)
     font = Path(soundfont) if soundfont is not None else default_soundfont()
@@ -574,12 +290,18 @@ def render_wav(
     if target_lufs is not None:
         level = replace(level, target_lufs=target_lufs)
     pm, source = read_midi(midi)
-    audio, rate = render_raw(pm, font, sample_rate)
-    check_rendered(audio, rate, pm.get_end_time(), level.tail_s, source)
-    decided = level_gain(audio, rate, level)
-    audio = audio * decided.gain[:, None].astype(audio.dtype)
-    write_pcm16(wav_path, audio, rate)
-    return RenderResult(wav_path, audio.shape[0] / rate, decided.lufs, decided.true_peak)
+    with tempfile.TemporaryDirectory(prefix="diffbgm-render-") as tmp:
+        midi_path = Path(tmp) / "input.mid"
+        pm.write(str(midi_path))
+        raw_path = Path(tmp) / "raw.wav"
+        run_fluidsynth(midi_path, raw_path, font, sample_rate)
+        raw = WavAudio(raw_path)
+        rate = int(soundfile.info(str(raw_path)).samplerate)
+        check_rendered(raw, rate, pm.get_end_time(), level.tail_s, source)
+        decided = level_gain(raw, rate, level)
+        write_pcm16(wav_path, raw, rate, decided.gain)
+        frames = raw.frames
+    return RenderResult(wav_path, frames / rate, decided.lufs, decided.true_peak)
 
 
 @dataclass(frozen=True)
@@ -634,18 +356,18 @@ def render_stems(
     mix, to mix_path; all 16-bit, cut or padded to duration_s when given.
 
     Each instrument is rendered alone by FluidSynth; the mix is the sum of these renders; the
-    level (one gain and one limiter envelope, computed on the mix: loudness target, true-peak
-    ceiling) is applied alike to every stem, so the stem files sum to the mix file up to
-    16-bit rounding; where a stem levelled so would pass the ceiling (parts that cancel in the
-    mix), everything is lowered alike (stems_headroom) and the mix ends below the target.
+    level (one gain curve computed on the mix: loudness target, true-peak ceiling) is applied
+    alike to every stem, so the stem files sum to the mix file up to 16-bit rounding; where a
+    stem levelled so would pass the ceiling (parts that cancel in the mix), everything is
+    lowered alike (stems_headroom) and the mix ends below the target.
     soundfont: a file, or None for find_soundfont(). workers: FluidSynth runs at once
     (default: the CPU count). on_started() is called once the first renders run (the app
     engraves the sheet then); on_mix(mix_path) as soon as the mix is written, before the
     stems (the app starts muxing the video then).
 
-    Memory: FluidSynth's renders stay on disk and are read one at a time, so besides the mix
-    only one stem and the level's float32 arrays are held, whatever the number of parts (ten
-    minutes of two parts: ~0.8 GB, where holding every stem took 3 GB; docs/sound.md).
+    Memory does not grow with the length: FluidSynth's renders and the mix stay on disk and
+    are read a few seconds at a time; the level keeps a few values per 32-sample block
+    (diffbgm.music.level; docs/sound.md, "Memory: long videos").
     """
     clock: dict[str, float] = {}
     started = time.perf_counter()
@@ -662,48 +384,41 @@ def render_stems(
         try:
             if on_started is not None:
                 on_started()
-            mix, rate, rendered = _sum_renders(parts, raws, renders.wait, duration_s, source)
+            mix, rate, rendered = _sum_renders(
+                parts, raws, renders.wait, duration_s, source, Path(tmp) / "mix.f32"
+            )
         finally:
             renders.stop()
-        length = mix.shape[0]
         check_length(rendered / rate, pm.get_end_time(), level.tail_s, source)
         check_audible(mix, source)
+        fade = int(round(FADE_S * rate)) if rendered > mix.frames else 0
+        stems = [FadedAudio(WavAudio(path), mix.frames, min(fade, mix.frames)) for path in raws]
         clock["synth"] = time.perf_counter() - started
 
         started = time.perf_counter()
         decided = level_gain(mix, rate, level)
-        envelope = decided.gain[:, None]
-        lufs, peak = decided.lufs, decided.true_peak
+        gain, lufs, peak = decided.gain, decided.lufs, decided.true_peak
         if len(parts) > 1:
-            # one stem in memory at a time
-            scale = min(
-                stems_headroom([read_fitted(path, length, rendered, rate)], envelope, level.ceiling)
-                for path in raws
-            )
+            scale = stems_headroom(stems, gain, level.ceiling)
             if scale < 1.0:
-                envelope = envelope * np.float32(scale)
+                gain = gain.scaled(scale)
                 lufs, peak = lufs + 20 * math.log10(scale), peak * scale
-        mix *= envelope
         clock["level"] = time.perf_counter() - started
 
         started = time.perf_counter()
         mix_path, stems_dir = Path(mix_path), Path(stems_dir)
-        write_pcm16(mix_path, mix, rate)
-        del mix
+        write_pcm16(mix_path, mix, rate, gain)
         if on_mix is not None:
             on_mix(mix_path)
         files: dict[str, Path] = {}
         if len(parts) == 1:
             files[parts[0][0]] = mix_path
         else:
-            for (name, _), path in zip(parts, raws, strict=True):
+            for (name, _), stem in zip(parts, stems, strict=True):
                 files[name] = stems_dir / f"{name}.wav"
-                stem = read_fitted(path, length, rendered, rate)
-                stem *= envelope
-                write_pcm16(files[name], stem, rate)
-                del stem
+                write_pcm16(files[name], stem, rate, gain)
         clock["write"] = time.perf_counter() - started
-    result = RenderResult(mix_path, length / rate, lufs, peak)
+    result = RenderResult(mix_path, mix.frames / rate, lufs, peak)
     return StemsResult(result, files, font, clock)
 
 
@@ -713,15 +428,17 @@ def _sum_renders(
     wait: Callable[[int], None],
     duration_s: float | None,
     source: str,
-) -> tuple[np.ndarray, int, int]:
-    """The mix of FluidSynth's renders, its sample rate and the longest render's length.
+    mix_path: Path,
+) -> tuple[RawAudio, int, int]:
+    """The mix of FluidSynth's renders (a float32 file at mix_path), its sample rate and the
+    longest render's length.
 
-    Each part is read and added as soon as it and the parts before it are rendered, while the
-    longer renders still run (the accompaniment of ten minutes renders 2.5 s after the
-    melody). Whether the parts are cut with read_fitted's fade depends on the longest render,
-    known only at the end, so the last FADE_S of every part is kept aside and added last;
-    the additions, in part order, are those of reading every part after the last render, so
-    the mix is the same to the bit.
+    Each part is added, a few seconds at a time, as soon as it and the parts before it are
+    rendered, while the longer renders still run (the accompaniment of ten minutes renders
+    2.5 s after the melody). Whether the parts are cut with a fade depends on the longest
+    render, known only at the end, so the last FADE_S of every part is kept aside and added
+    last; the additions, in part order, are those of reading every part after the last
+    render, so the mix is the same to the bit.
     """
     wait(0)
     rate = int(soundfile.info(str(raws[0])).samplerate)
@@ -731,25 +448,30 @@ def _sum_renders(
     else:
         length = int(round(duration_s * rate))
     fade = min(length, int(round(FADE_S * rate)))
-    mix = np.zeros((length, 2), dtype=np.float32)
+    mix = RawAudio.silent(mix_path, length, 2)
     tails: list[np.ndarray] = []
     for index, ((name, _), path) in enumerate(zip(parts, raws, strict=True)):
         wait(index)
-        stem = read_fitted(path, length, length, rate)  # uncut: the fade comes at the end
-        peak = max_abs(stem)  # the cut part's peak can only be lower, and raw_peak decides
+        render = FadedAudio(WavAudio(path), length, 0)  # uncut: the fade comes at the end
+        peak = 0.0
+        for start, stop in stretches(length - fade, CHUNK_SAMPLES):
+            part = render.read(start, stop)
+            peak = max(peak, float(np.abs(part).max()))
+            mix.add(start, part)
+        tail = render.read(length - fade, length)
+        tails.append(tail)
+        peak = max(peak, float(np.abs(tail).max()) if tail.size else 0.0)
+        # the cut part's peak can only be lower, and raw_peak decides
         if peak < SILENCE_PEAK and raw_peak(path) < SILENCE_PEAK:
             raise RenderError(
                 f"FluidSynth rendered silence for the part {name!r} of {source} "
                 f"(peak {peak:.1e}): the soundfont lacks its instrument or its notes are silent"
             )
-        mix[: length - fade] += stem[: length - fade]
-        tails.append(stem[length - fade :].copy())
-        del stem
     rendered = max(soundfile.info(str(raw)).frames for raw in raws)
     for tail in tails:
         if fade > 0 and rendered > length:
             tail *= np.linspace(1.0, 0.0, fade, dtype=np.float32)[:, None]
-        mix[length - fade :] += tail
+        mix.add(length - fade, tail)
     return mix, rate, rendered
 
 
@@ -801,25 +523,6 @@ def start_render(
     return FluidSynthRun(midi_path, out, soundfont, sample_rate)
 
 
-def read_fitted(
-    path: Path, length: int, rendered: int, sample_rate: int, fade_s: float = FADE_S
-) -> np.ndarray:
-    """(length, 2) float32 of a FluidSynth render: cut (with fit_length's fade-out) or padded
-    with silence; `rendered` is the longest render's length, so every stem is cut alike."""
-    out = np.zeros((length, 2), dtype=np.float32)
-    with soundfile.SoundFile(str(path)) as handle:
-        handle.read(
-            frames=min(length, handle.frames),
-            dtype="float32",
-            always_2d=True,
-            out=out[: min(length, handle.frames)],
-        )
-    fade = min(length, int(round(fade_s * sample_rate)))
-    if fade > 0 and rendered > length:
-        out[length - fade :] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)[:, None]
-    return out
-
-
 def raw_peak(path: Path) -> float:
     """Largest magnitude of a whole render, read in blocks."""
     peak = 0.0
@@ -837,7 +540,7 @@ def check_length(duration_s: float, midi_end_s: float, tail_s: float, source: st
         )
 
 
-def check_audible(audio: np.ndarray, source: str) -> None:
+def check_audible(audio: AudioSource, source: str) -> None:
     """RenderError if the audio is silent."""
     peak = max_abs(audio)
     if peak < SILENCE_PEAK:
@@ -847,12 +550,13 @@ def check_audible(audio: np.ndarray, source: str) -> None:
         )
 
 
-def stems_headroom(stems: list[np.ndarray], envelope: np.ndarray, ceiling: float) -> float:
-    """The scale (at most 1) that keeps every stem, levelled by the mix's gain envelope, under
-    the ceiling at every sample. Parts can cancel in the mix (a bass note against a kick), so
-    a stem may be louder than the mix there; a stem beyond full scale would clip in its 16-bit
-    file and no longer sum to the mix, so the mix and all stems are lowered alike instead."""
-    loudest = max(max_abs(audio, envelope) for audio in stems)
+def stems_headroom(stems: Sequence[AudioSource], gain: BlockGain, ceiling: float) -> float:
+    """The scale (at most 1) that keeps every stem, levelled by the mix's gain, under the
+    ceiling at every sample. Parts can cancel in the mix (a bass note against a kick), so a
+    stem may be louder than the mix there; a stem beyond full scale would clip in its 16-bit
+    file and no longer sum to the mix, so the mix and all stems are lowered alike instead.
+    The stems are read one at a time, a stretch at a time."""
+    loudest = max(max_abs(audio, gain) for audio in stems)
     return min(1.0, ceiling / loudest) if loudest > 0 else 1.0
 
 

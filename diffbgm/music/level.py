@@ -1,0 +1,336 @@
+"""The level of a mix: a loudness target under a true-peak ceiling, in memory that does not
+grow with the length of the audio.
+
+The audio is read a stretch at a time from an AudioSource (in memory or on disk) in a few
+passes: one measures the K-weighted energy of every 100 ms hop (diffbgm.music.loudness) and
+the true-peak envelope, one value per block of LEVEL_BLOCK samples (the largest magnitude of
+the 4x interpolated signal in the block). The gain is decided on the blocks: a value per block,
+linearly interpolated between block centres when applied. A block's peak bounds every sample
+in it, so a limiter that keeps each block's (3-block dilated) peak under the ceiling keeps
+every sample under it. Ten minutes of 44.1 kHz audio are 827 k blocks: 3.3 MB a float32 array,
+where one value per sample took 106 MB.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.ndimage import maximum_filter1d, minimum_filter1d, uniform_filter1d
+from scipy.signal import firwin, upfirdn
+
+from diffbgm.errors import RenderError
+from diffbgm.music.loudness import (
+    CHUNK_SAMPLES,
+    chunked,
+    gated_loudness,
+    hop_bounds,
+    hop_energies,
+    map_in_threads,
+)
+from diffbgm.music.sources import ArrayAudio, AudioSource
+
+LEVEL_BLOCK = 32  # samples per peak and gain value (0.7 ms at 44.1 kHz)
+
+
+@dataclass(frozen=True)
+class LevelConfig:
+    """How the level is set: integrated loudness target and true-peak ceiling.
+
+    The defaults are the usual streaming target (-14 LUFS integrated, true peak at most
+    -1 dBTP). True peak is the peak of the signal oversampled `oversample` times (ITU-R
+    BS.1770-4 uses 4x): the peaks between samples that a DAC or a lossy encoder makes.
+    lookahead_s: the limiter's look-ahead; tail_s: how much longer than the MIDI the audio may
+    be (release tails, reverb); passes: gain/limit rounds (limiting lowers the loudness).
+    """
+
+    target_lufs: float = -14.0
+    true_peak_dbtp: float = -1.0
+    oversample: int = 4
+    lookahead_s: float = 0.005
+    tail_s: float = 12.0
+    passes: int = 4
+
+    def __post_init__(self) -> None:
+        if not -40.0 <= self.target_lufs <= -5.0:
+            raise RenderError(f"loudness target {self.target_lufs} LUFS is outside -40..-5")
+        if not -12.0 <= self.true_peak_dbtp <= 0.0:
+            raise RenderError(f"true-peak ceiling {self.true_peak_dbtp} dBTP is outside -12..0")
+        if self.oversample < 1:
+            raise RenderError(f"oversampling must be 1 or more, got {self.oversample}")
+
+    @property
+    def ceiling(self) -> float:
+        """The true-peak ceiling in full scale (-1 dBTP = 0.891)."""
+        return float(10 ** (self.true_peak_dbtp / 20))
+
+
+# --- true peak ---------------------------------------------------------------------------------
+
+# BS.1770-4 Annex 2 measures true peak with a 48-tap, 4-phase interpolator: 12 taps a phase.
+INTERPOLATION_TAPS_PER_PHASE = 12
+
+
+@functools.lru_cache(maxsize=8)
+def interpolation_filter(oversample: int) -> np.ndarray:
+    """Low-pass FIR that interpolates a signal `oversample` times (windowed sinc, unit gain
+    at DC after the zero-stuffing). Cached: the level measures many short stretches; callers
+    must not write to it."""
+    taps = firwin(
+        INTERPOLATION_TAPS_PER_PHASE * oversample, 1.0 / oversample, window=("kaiser", 6.0)
+    )
+    return taps * oversample
+
+
+def _envelope_of(audio: np.ndarray, taps: np.ndarray | None, oversample: int) -> np.ndarray:
+    """(samples,) largest magnitude over the channels at each sample and at the interpolated
+    points up to the next sample."""
+    magnitude = np.zeros(audio.shape[0], dtype=np.float32)
+    delay = (INTERPOLATION_TAPS_PER_PHASE * oversample - 1) // 2  # the filter's group delay
+    for channel in range(audio.shape[1]):  # one contiguous channel at a time: 4x faster
+        samples = np.ascontiguousarray(audio[:, channel], dtype=np.float32)
+        np.maximum(magnitude, np.abs(samples), out=magnitude)
+        if taps is None:
+            continue
+        upsampled = np.abs(upfirdn(taps, samples, oversample)).astype(np.float32)[delay:]
+        for phase in range(oversample):  # the points from this sample up to the next one
+            points = upsampled[phase::oversample][: audio.shape[0]]
+            np.maximum(magnitude[: points.shape[0]], points, out=magnitude[: points.shape[0]])
+    return magnitude
+
+
+def block_peaks(source: AudioSource, oversample: int = 4, block: int = LEVEL_BLOCK) -> np.ndarray:
+    """(ceil(frames / block),) float32: the largest magnitude, over the channels, of the
+    signal and (oversample > 1) of its interpolation, in each block of `block` samples.
+
+    Read and interpolated a few seconds at a time with the interpolator's length of context
+    on each side, so the result is that of the whole signal; contiguous runs of chunks go to
+    threads (SciPy's upfirdn releases the GIL)."""
+    n_blocks = -(-source.frames // block)
+    peaks = np.zeros(n_blocks, dtype=np.float32)
+    if n_blocks == 0:
+        return peaks
+    taps = interpolation_filter(oversample).astype(np.float32) if oversample > 1 else None
+    reach = 0 if taps is None else taps.shape[0]
+    size = CHUNK_SAMPLES - CHUNK_SAMPLES % block  # chunks start on block boundaries
+    chunks = chunked(source.frames, reach, size)
+    workers = max(1, min(len(chunks), os.cpu_count() or 1))
+
+    def run(group: list[tuple[int, int, int, int]]) -> None:
+        for lo, start, stop, hi in group:
+            magnitude = _envelope_of(source.read(lo, hi), taps, oversample)[start - lo : stop - lo]
+            padded = np.zeros(-(-magnitude.shape[0] // block) * block, dtype=np.float32)
+            padded[: magnitude.shape[0]] = magnitude
+            peaks[start // block : start // block + padded.shape[0] // block] = padded.reshape(
+                -1, block
+            ).max(axis=1)
+
+    # each chunk writes only its own blocks, so the result does not depend on the split
+    per_worker = -(-len(chunks) // workers)
+    groups = [chunks[i : i + per_worker] for i in range(0, len(chunks), per_worker)]
+    map_in_threads(run, groups, workers)
+    return peaks
+
+
+def true_peak(audio: np.ndarray | AudioSource, oversample: int = 4) -> float:
+    """True peak of (samples, channels) audio in full scale (0 for empty audio)."""
+    source = ArrayAudio(audio) if isinstance(audio, np.ndarray) else audio
+    peaks = block_peaks(source, oversample)
+    return float(peaks.max()) if peaks.size else 0.0
+
+
+# --- the gain ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BlockGain:
+    """A gain curve: one float32 value per block of `block` samples, at the block's centre,
+    linearly interpolated in between (held flat before the first centre and after the last)."""
+
+    values: np.ndarray
+    block: int
+    frames: int
+
+    def samples(self, start: int, stop: int) -> np.ndarray:
+        """(stop - start,) float32 gain at samples start .. stop - 1."""
+        first = max(0, start // self.block - 1)
+        last = min(self.values.shape[0], stop // self.block + 2)
+        centres = (np.arange(first, last) + 0.5) * self.block - 0.5
+        positions = np.arange(start, stop, dtype=np.float64)
+        return np.interp(positions, centres, self.values[first:last]).astype(np.float32)
+
+    def scaled(self, factor: float) -> BlockGain:
+        return BlockGain(self.values * np.float32(factor), self.block, self.frames)
+
+
+def apply_limiter(
+    gain: np.ndarray, envelope: np.ndarray, rate: float, ceiling: float, lookahead_s: float
+) -> None:
+    """Multiply `gain` in place so that envelope * gain <= ceiling everywhere, with a look-ahead
+    of `lookahead_s` (rate: values per second of `gain` and `envelope`).
+
+    The gain each value needs (ceiling / its peak, at most 1) is spread by a sliding minimum
+    over the look-ahead window and then averaged over the same window; every averaged value is
+    a minimum over a window containing the point, so the smoothed gain never exceeds what any
+    point needs, and it ramps instead of jumping. Chunked with a window of context on each
+    side; a chunk's result is written back only after the next chunk has read its context, so
+    every chunk sees the gain as it was (the result equals computing on the whole signal)."""
+    if envelope.size == 0:
+        return
+    window = max(1, int(round(lookahead_s * rate)) | 1)  # odd: centred windows
+    pending: tuple[int, int, np.ndarray] | None = None
+    for lo, start, stop, hi in chunked(envelope.shape[0], window):
+        peaks = envelope[lo:hi] * gain[lo:hi]
+        if pending is not None:
+            gain[pending[0] : pending[1]] *= pending[2]
+            pending = None
+        if float(peaks.max()) <= ceiling:
+            continue
+        needed = np.minimum(
+            np.float32(1.0), np.float32(ceiling) / np.maximum(peaks, np.float32(1e-12))
+        )
+        smooth = uniform_filter1d(
+            minimum_filter1d(needed, window, mode="nearest"), window, mode="nearest"
+        )
+        # the minimum guards float rounding at window edges
+        pending = (start, stop, np.minimum(smooth, needed)[start - lo : stop - lo])
+    if pending is not None:
+        gain[pending[0] : pending[1]] *= pending[2]
+
+
+def hop_mean_square(gain: BlockGain, n_hops: int, sample_rate: int) -> np.ndarray:
+    """(hops,) mean of gain**2 over the block centres in each 100 ms hop: how much the gain
+    scales each hop's energy (the level loop's estimate; exact for a gain constant over the
+    hop). A hop with no block centre keeps 1."""
+    n_samples = max(gain.frames, int(0.4 * sample_rate) + 1)
+    bounds = hop_bounds(n_samples, sample_rate)[: n_hops + 1]
+    centres = (np.arange(gain.values.shape[0]) + 0.5) * gain.block - 0.5
+    edges = np.searchsorted(centres, bounds)
+    squares = np.square(gain.values, dtype=np.float64)
+    sums = np.concatenate([[0.0], np.cumsum(squares)])
+    counts = np.diff(edges)
+    out = np.ones(n_hops)
+    filled = counts > 0
+    out[: counts.shape[0]][filled] = (sums[edges[1:]] - sums[edges[:-1]])[filled] / counts[filled]
+    return out
+
+
+def measure_lufs(
+    audio: np.ndarray | AudioSource, sample_rate: int, gain: BlockGain | None = None
+) -> float:
+    """Integrated loudness (LUFS, ITU-R BS.1770, equal to pyloudnorm's) of audio scaled by the
+    optional gain, in bounded memory (diffbgm.music.loudness).
+
+    Gating needs at least one 400 ms block, so very short audio is measured with silence
+    appended (silent blocks are gated out, so this does not change the value).
+    """
+    source = ArrayAudio(audio) if isinstance(audio, np.ndarray) else audio
+    return gated_loudness(hop_energies(source, sample_rate, gain), sample_rate)
+
+
+# Headroom under the true-peak ceiling for what the limiter's smooth gain does between
+# samples and for 16-bit rounding (without it the written file measured -0.9999 dBTP).
+CEILING_MARGIN_DB = 0.05
+
+
+@dataclass(frozen=True)
+class Level:
+    """What level_gain decided: the gain curve, and the loudness (LUFS) and true peak (full
+    scale) of the audio scaled by it."""
+
+    gain: BlockGain
+    lufs: float
+    true_peak: float
+
+
+def level_gain(audio: np.ndarray | AudioSource, sample_rate: int, level: LevelConfig) -> Level:
+    """The gain that brings audio to level.target_lufs under the true-peak ceiling.
+
+    Gain to the target, then limit; repeated because limiting lowers the loudness. One gain
+    curve, so that applied alike to every stem of a mix the stems still sum to the mix. The
+    block peaks and the K-weighted energy of every hop are measured once, side by side (the
+    slow parts; SciPy's filters release the GIL); the loop's estimate of the scaled audio's
+    loudness is each hop's energy times its mean squared gain; once on target the scaled audio
+    is measured exactly (streamed, the gain applied a stretch at a time) and corrected once
+    more if needed. The loudness and true peak returned are those of the scaled audio (the
+    true peak re-measured around its loudest stretches). Memory: a few arrays of one value
+    per block, whatever the length; the audio itself is only read.
+    """
+    source = ArrayAudio(audio) if isinstance(audio, np.ndarray) else audio
+    ceiling = level.ceiling * 10 ** (-CEILING_MARGIN_DB / 20)
+    with ThreadPoolExecutor(max_workers=1) as side:
+        measured_hops = side.submit(hop_energies, source, sample_rate)
+        peaks = block_peaks(source, level.oversample)
+        hops = measured_hops.result()
+    # a sample's gain is interpolated from its block's and a neighbour's: each block must be
+    # under the ceiling with its neighbours' peaks too
+    envelope = maximum_filter1d(peaks, 3, mode="nearest") if peaks.size else peaks
+    values = np.ones(peaks.shape[0], dtype=np.float32)
+    curve = BlockGain(values, LEVEL_BLOCK, source.frames)
+    lufs = gated_loudness(hops, sample_rate)
+    for round_ in range(level.passes + 2):
+        if not np.isfinite(lufs):
+            break
+        values *= np.float32(10 ** ((level.target_lufs - lufs) / 20))
+        apply_limiter(values, envelope, sample_rate / LEVEL_BLOCK, ceiling, level.lookahead_s)
+        if round_ < level.passes:
+            lufs = gated_loudness(
+                hops * hop_mean_square(curve, hops.size, sample_rate), sample_rate
+            )
+        if round_ >= level.passes - 1 or abs(lufs - level.target_lufs) < 0.1:
+            # the estimate is off where the limiter dips inside a hop: measure the scaled
+            # audio itself, and correct once more if that is still off
+            lufs = measure_lufs(source, sample_rate, curve)
+            if abs(lufs - level.target_lufs) < 0.1 or round_ >= level.passes:
+                break
+    peak = scaled_true_peak(source, curve, peaks, level.oversample)
+    if peak > ceiling:  # a last safety scale: the ceiling is a promise, the loudness a target
+        scale = ceiling / peak
+        curve = curve.scaled(scale)
+        lufs += 20 * np.log10(scale)
+        peak = ceiling
+    return Level(curve, float(lufs), peak)
+
+
+# Blocks whose estimated peak is this far under the largest estimate cannot hold the true peak
+# of the scaled audio: the gain changes by far less than this across a block and its
+# neighbours (limiter ramps last 5 ms).
+ESTIMATE_SLACK_DB = 1.0
+RECHECK_CONTEXT = 64  # samples on each side of a re-measured stretch (the filter's reach)
+
+
+def scaled_true_peak(
+    source: AudioSource, gain: BlockGain, peaks: np.ndarray, oversample: int
+) -> float:
+    """True peak of the audio scaled by `gain`, measured exactly around the blocks whose
+    estimate comes within ESTIMATE_SLACK_DB of the largest one (`peaks`: block_peaks of the
+    unscaled audio). A block's samples take gains between its neighbours' values, which bound
+    its estimate from above and below; interpolating only the stretches around the loud blocks
+    is several times faster than interpolating all of the audio again."""
+    if peaks.size == 0:
+        return 0.0
+    upper = peaks * maximum_filter1d(gain.values, 3, mode="nearest")
+    lower = peaks * minimum_filter1d(gain.values, 3, mode="nearest")
+    loud = np.flatnonzero(upper >= lower.max() * 10 ** (-ESTIMATE_SLACK_DB / 20))
+    # loud blocks closer than two contexts are measured as one stretch
+    breaks = np.flatnonzero(np.diff(loud) > 2 * RECHECK_CONTEXT // gain.block + 1)
+    run_starts = np.concatenate([[loud[0]], loud[breaks + 1]]) * gain.block
+    run_stops = (np.concatenate([loud[breaks], [loud[-1]]]) + 1) * gain.block
+    taps = interpolation_filter(oversample).astype(np.float32) if oversample > 1 else None
+    peak = 0.0
+    # one read of the audio per chunk that holds loud runs; each run is measured with its
+    # context, cut where the chunk's context ends
+    for lo, start, stop, hi in chunked(source.frames, RECHECK_CONTEXT):
+        inside = np.flatnonzero((run_starts < stop) & (run_stops > start))
+        if inside.size == 0:
+            continue
+        scaled = source.read(lo, hi) * gain.samples(lo, hi)[:, None]
+        for run in inside:
+            first = max(lo, int(run_starts[run]) - RECHECK_CONTEXT, start - RECHECK_CONTEXT)
+            last = min(hi, int(run_stops[run]) + RECHECK_CONTEXT, stop + RECHECK_CONTEXT)
+            envelope = _envelope_of(scaled[first - lo : last - lo], taps, oversample)
+            peak = max(peak, float(envelope.max()))
+    return peak
