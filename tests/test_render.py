@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import stat
+import time
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
@@ -95,6 +96,23 @@ def test_failing_fluidsynth_reports_its_exit_status(
     monkeypatch.setenv("PATH", str(fake.parent))
     with pytest.raises(RenderError, match=r"exit status 3.*synth exploded"):
         render.render_wav(short_piece(1.0), tmp_path / "x.wav")
+
+
+def test_a_render_that_hangs_is_killed_at_its_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = tmp_path / "bin" / "fluidsynth"
+    fake.parent.mkdir()
+    fake.write_text(f"#!/bin/sh\nexec {shutil.which('sleep')} 30\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", str(fake.parent))
+    short_piece(1.0).write(str(tmp_path / "x.mid"))
+    run = render.FluidSynthRun(tmp_path / "x.mid", tmp_path / "x.wav", Path("font.sf2"), 44100)
+    started = time.perf_counter()
+    with pytest.raises(RenderError, match="took longer than 0.3 s"):
+        run.wait(timeout_s=0.3)
+    assert time.perf_counter() - started < 10.0  # killed, not waited out
+    assert run._process.poll() is not None
 
 
 @needs_fluidsynth
@@ -226,6 +244,13 @@ def test_block_gain_interpolates_between_block_centres_the_same_in_any_stretch()
     parts = np.concatenate([gain.samples(a, b) for a, b in ((0, 3), (3, 11), (11, 16))])
     assert np.array_equal(parts, whole)
     assert np.array_equal(gain.scaled(2.0).samples(0, 16), 2 * whole)
+    # the same as NumPy's linear interpolation between the centres, at any length
+    values = np.random.default_rng(0).random(100).astype(np.float32)
+    longer = BlockGain(values, block=32, frames=3190)
+    centres = (np.arange(100) + 0.5) * 32 - 0.5
+    expected = np.interp(np.arange(3190), centres, values)
+    assert np.allclose(longer.samples(0, 3190), expected, atol=1e-6)
+    assert np.allclose(longer.samples(1601, 1700), expected[1601:1700], atol=1e-6)
 
 
 def test_the_block_limiter_holds_the_ceiling_at_every_sample() -> None:

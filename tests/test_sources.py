@@ -19,7 +19,7 @@ def test_every_source_reads_exact_stretches_with_zeros_past_the_end(tmp_path: Pa
     soundfile.write(str(tmp_path / "a.wav"), audio, 8000, subtype="FLOAT")
     raw = RawAudio.silent(tmp_path / "a.f32", 1000, 2)
     raw.add(0, audio)
-    for source in (ArrayAudio(audio), raw, WavAudio(tmp_path / "a.wav")):
+    for source in (ArrayAudio(audio), raw, WavAudio.of(tmp_path / "a.wav")):
         assert (source.frames, source.channels) == (1000, 2)
         assert np.array_equal(source.read(100, 300), audio[100:300])
         tail = source.read(900, 1100)

@@ -156,11 +156,21 @@ class BlockGain:
 
     def samples(self, start: int, stop: int) -> np.ndarray:
         """(stop - start,) float32 gain at samples start .. stop - 1."""
-        first = max(0, start // self.block - 1)
-        last = min(self.values.shape[0], stop // self.block + 2)
-        centres = (np.arange(first, last) + 0.5) * self.block - 0.5
-        positions = np.arange(start, stop, dtype=np.float64)
-        return np.interp(positions, centres, self.values[first:last]).astype(np.float32)
+        if stop <= start:
+            return np.zeros(0, dtype=np.float32)
+        first, last = start // self.block, (stop - 1) // self.block + 1
+        # the values of blocks first-1 .. last, the edges repeated (flat beyond the centres)
+        ends = self.values[np.clip(np.arange(first - 1, last + 1), 0, self.values.size - 1)]
+        # between two neighbouring centres lie `block` samples (the block is even), starting
+        # half a block before block `first`: one row of the ramp each
+        weight = (np.arange(self.block, dtype=np.float32) + 0.5) / self.block
+        curve = ends[:-1, None] + (ends[1:] - ends[:-1])[:, None] * weight[None, :]
+        base = first * self.block - self.block // 2
+        return curve.ravel()[start - base : stop - base]
+
+    def __post_init__(self) -> None:
+        if self.block % 2:
+            raise ValueError(f"the block must be even, got {self.block}")
 
     def scaled(self, factor: float) -> BlockGain:
         return BlockGain(self.values * np.float32(factor), self.block, self.frames)

@@ -24,6 +24,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -154,15 +155,23 @@ class FluidSynthRun:
 
     def wait(self, timeout_s: float = FLUIDSYNTH_TIMEOUT_S) -> None:
         """Until the render is written; RenderError if FluidSynth failed or took too long."""
-        try:
-            code = self._process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired as exc:
+        # a blocking wait with a watchdog: Popen.wait(timeout=...) polls, sleeping up to 50 ms
+        # between looks, which the compose waited for after every render had ended
+        timed_out = threading.Event()
+
+        def kill() -> None:
+            timed_out.set()
             self._process.kill()
-            self._process.wait()
+
+        watchdog = threading.Timer(timeout_s, kill)
+        watchdog.start()
+        try:
+            code = self._process.wait()
+        finally:
+            watchdog.cancel()
+        if timed_out.is_set():
             self._output.close()
-            raise RenderError(
-                f"FluidSynth took longer than {timeout_s:.0f} s on {self.midi_path}"
-            ) from exc
+            raise RenderError(f"FluidSynth took longer than {timeout_s:g} s on {self.midi_path}")
         self._output.seek(0)
         output = self._output.read()
         self._output.close()
@@ -295,13 +304,12 @@ def render_wav(
         pm.write(str(midi_path))
         raw_path = Path(tmp) / "raw.wav"
         run_fluidsynth(midi_path, raw_path, font, sample_rate)
-        raw = WavAudio(raw_path)
-        rate = int(soundfile.info(str(raw_path)).samplerate)
-        check_rendered(raw, rate, pm.get_end_time(), level.tail_s, source)
-        decided = level_gain(raw, rate, level)
-        write_pcm16(wav_path, raw, rate, decided.gain)
-        frames = raw.frames
-    return RenderResult(wav_path, frames / rate, decided.lufs, decided.true_peak)
+        raw = WavAudio.of(raw_path)
+        check_rendered(raw, raw.sample_rate, pm.get_end_time(), level.tail_s, source)
+        decided = level_gain(raw, raw.sample_rate, level)
+        write_pcm16(wav_path, raw, raw.sample_rate, decided.gain)
+    duration_s = raw.frames / raw.sample_rate
+    return RenderResult(wav_path, duration_s, decided.lufs, decided.true_peak)
 
 
 @dataclass(frozen=True)
@@ -392,7 +400,7 @@ def render_stems(
         check_length(rendered / rate, pm.get_end_time(), level.tail_s, source)
         check_audible(mix, source)
         fade = int(round(FADE_S * rate)) if rendered > mix.frames else 0
-        stems = [FadedAudio(WavAudio(path), mix.frames, min(fade, mix.frames)) for path in raws]
+        stems = [FadedAudio(WavAudio.of(path), mix.frames, min(fade, mix.frames)) for path in raws]
         clock["synth"] = time.perf_counter() - started
 
         started = time.perf_counter()
@@ -452,7 +460,7 @@ def _sum_renders(
     tails: list[np.ndarray] = []
     for index, ((name, _), path) in enumerate(zip(parts, raws, strict=True)):
         wait(index)
-        render = FadedAudio(WavAudio(path), length, 0)  # uncut: the fade comes at the end
+        render = FadedAudio(WavAudio.of(path), length, 0)  # uncut: the fade comes at the end
         peak = 0.0
         for start, stop in stretches(length - fade, CHUNK_SAMPLES):
             part = render.read(start, stop)

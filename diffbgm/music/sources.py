@@ -100,24 +100,25 @@ class RawAudio:
 
 @dataclass(frozen=True)
 class WavAudio:
-    """A sound file that libsndfile reads (FluidSynth's float WAVs)."""
+    """A sound file that libsndfile reads (FluidSynth's float WAVs); its length and channels
+    are read once, when made with `of`."""
 
     path: Path
+    frames: int
+    channels: int
+    sample_rate: int
 
-    @property
-    def frames(self) -> int:
-        return int(soundfile.info(str(self.path)).frames)
-
-    @property
-    def channels(self) -> int:
-        return int(soundfile.info(str(self.path)).channels)
+    @classmethod
+    def of(cls, path: Path) -> WavAudio:
+        info = soundfile.info(str(path))
+        return cls(path, int(info.frames), int(info.channels), int(info.samplerate))
 
     def read(self, start: int, stop: int) -> np.ndarray:
+        count = max(0, min(stop, self.frames) - start)
         with soundfile.SoundFile(str(self.path)) as handle:
-            count = max(0, min(stop, handle.frames) - start)
-            handle.seek(min(start, handle.frames))
+            handle.seek(min(start, self.frames))
             values = handle.read(frames=count, dtype="float32", always_2d=True)
-            return _padded(values, start, stop, handle.channels)
+        return _padded(values, start, stop, self.channels)
 
 
 @dataclass(frozen=True)
