@@ -28,11 +28,11 @@ def test_every_source_reads_exact_stretches_with_zeros_past_the_end(tmp_path: Pa
         assert source.read(1200, 1300).shape == (100, 2)
 
 
-def test_raw_audio_adds_in_place_and_starts_silent(tmp_path: Path) -> None:
+def test_raw_audio_writes_and_adds_in_place_and_starts_silent(tmp_path: Path) -> None:
     raw = RawAudio.silent(tmp_path / "mix.f32", 500, 2)
     assert not raw.read(0, 500).any()
     first, second = noise(500, 1), noise(300, 2)
-    raw.add(0, first)
+    raw.write(0, first)
     raw.add(100, second)
     expected = first.copy()
     expected[100:400] += second

