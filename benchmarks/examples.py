@@ -73,7 +73,7 @@ def part_statistics(result: Any) -> list[dict[str, Any]]:
     """Per part of score.mid: program, notes, median pitch, and its stem's loudness (LUFS)."""
     import soundfile
 
-    from diffbgm.music.render import measure_lufs
+    from diffbgm.music.level import measure_lufs
 
     variant = result.variants[0]
     rows = []
@@ -138,7 +138,7 @@ def _plain(value: Any) -> Any:
 def measure_mix(wav: Path) -> float:
     import soundfile
 
-    from diffbgm.music.render import measure_lufs
+    from diffbgm.music.level import measure_lufs
 
     audio, rate = soundfile.read(str(wav), always_2d=True)
     return measure_lufs(audio, rate)

@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         long_score(args.minutes).write(str(midi))
         figures = {}
         for which in (args.baseline_ref, "today"):
-            out = folder / which
+            out = folder / which.replace("/", "_")
             out.mkdir()
             run = subprocess.run(
                 [sys.executable, __file__, "--child", which, str(midi), str(out), str(seconds)],
@@ -118,9 +118,8 @@ def main(argv: list[str] | None = None) -> int:
                 cwd=REPO,
             )
             figures[which] = json.loads(run.stdout.strip().splitlines()[-1])
-        moved = difference_db(
-            folder / "today" / "music.wav", folder / args.baseline_ref / "music.wav"
-        )
+        baseline_mix = folder / args.baseline_ref.replace("/", "_") / "music.wav"
+        moved = difference_db(folder / "today" / "music.wav", baseline_mix)
     print(f"{args.minutes:g} minutes, two piano parts (POP909 001's first 30 s, repeated)")
     print(
         "| renderer | seconds (synth / level / write) | peak RSS MB | added by the render MB "

@@ -49,6 +49,8 @@ def test_faded_audio_cuts_and_fades_the_same_in_any_stretch() -> None:
     parts = np.concatenate([faded.read(a, b) for a, b in stretches(900, 333)])
     assert np.array_equal(parts, whole)
     assert np.array_equal(FadedAudio(ArrayAudio(audio), 1200, 0).read(0, 1200)[:1000], audio)
+    assert np.all(audio == 1.0)  # the source's own samples are left alone
+    assert np.array_equal(faded.read(700, 800), whole[700:800])  # read twice, faded once
 
 
 def test_stretches_cover_the_frames() -> None:

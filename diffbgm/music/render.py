@@ -170,7 +170,7 @@ class FluidSynthRun:
             code = self._process.wait()
         finally:
             watchdog.cancel()
-        if timed_out.is_set():
+        if timed_out.is_set() and code != 0:  # not a render that ended as the timer fired
             self._output.close()
             raise RenderError(f"FluidSynth took longer than {timeout_s:g} s on {self.midi_path}")
         self._output.seek(0)

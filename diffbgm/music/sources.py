@@ -147,6 +147,7 @@ class FadedAudio:
         lo, hi = max(start, fade_from), min(stop, self.frames)
         if self.fade > 0 and lo < hi:
             ramp = np.linspace(1.0, 0.0, self.fade, dtype=np.float32)
+            values = values.copy()  # a source may hand out a view of its own samples
             values[lo - start : hi - start] *= ramp[lo - fade_from : hi - fade_from, None]
         return values
 
