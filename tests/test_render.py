@@ -431,26 +431,27 @@ def traced_peak_mb(work: Callable[[], object]) -> float:
 
 
 def test_the_level_reads_the_audio_without_holding_it(tmp_path: Path) -> None:
-    """90 s more audio (32 MB as float32 on disk) adds little to what setting its level holds:
-    a few values per 32-sample block (the old gain and peak envelope, one float32 each per
-    sample, added 32 MB, besides the audio held in memory)."""
+    """Three minutes more audio (63 MB as float32 on disk) add little to what setting its
+    level holds: a few values per 32-sample block, about 12 MB, give or take the 6 MB by which
+    the peak moves with how the threads' chunks overlap (the old gain and peak envelope, one
+    float32 each per sample, added 63 MB, besides the audio held in memory)."""
     rate = 44100
     peaks = []
-    for seconds in (60, 150):
+    for seconds in (60, 240):
         mix = RawAudio.silent(tmp_path / f"{seconds}.f32", seconds * rate, 2)
         for start, stop in stretches(mix.frames, rate * 5):
             mix.add(start, 0.1 * np.sin(np.arange(start, stop) / 7.0)[:, None].astype(np.float32))
         peaks.append(traced_peak_mb(lambda mix=mix: level_gain(mix, rate, LevelConfig())))
-    assert peaks[1] - peaks[0] < 10.0, peaks
+    assert peaks[1] - peaks[0] < 25.0, peaks
 
 
 @needs_fluidsynth
 def test_rendering_stems_does_not_hold_the_mix(tmp_path: Path) -> None:
-    """Two parts padded to 60 s and to 150 s: the 90 s more of mix, stems and gain stay on
-    disk (holding the mix, a stem and the per-sample gain and envelope, as before, added
-    127 MB)."""
+    """Two parts padded to 60 s and to 240 s: the three minutes more of mix, stems and gain
+    stay on disk (5-7 MB more measured; holding the mix, a stem and the per-sample gain and
+    envelope, as before, added 190 MB)."""
     peaks = []
-    for seconds in (60.0, 150.0):
+    for seconds in (60.0, 240.0):
         folder = tmp_path / str(seconds)
         peaks.append(
             traced_peak_mb(
@@ -460,4 +461,4 @@ def test_rendering_stems_does_not_hold_the_mix(tmp_path: Path) -> None:
             )
         )
         assert soundfile.info(str(folder / "music.wav")).duration == seconds
-    assert peaks[1] - peaks[0] < 12.0, peaks
+    assert peaks[1] - peaks[0] < 30.0, peaks
