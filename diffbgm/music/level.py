@@ -31,7 +31,7 @@ from diffbgm.music.loudness import (
     hop_energies,
     map_in_threads,
 )
-from diffbgm.music.sources import ArrayAudio, AudioSource
+from diffbgm.music.sources import AudioSource, as_source
 
 LEVEL_BLOCK = 32  # samples per peak and gain value (0.7 ms at 44.1 kHz)
 
@@ -77,12 +77,12 @@ INTERPOLATION_TAPS_PER_PHASE = 12
 @functools.lru_cache(maxsize=8)
 def interpolation_filter(oversample: int) -> np.ndarray:
     """Low-pass FIR that interpolates a signal `oversample` times (windowed sinc, unit gain
-    at DC after the zero-stuffing). Cached: the level measures many short stretches; callers
-    must not write to it."""
+    at DC after the zero-stuffing), float32. Cached: the level measures many short stretches;
+    callers must not write to it."""
     taps = firwin(
         INTERPOLATION_TAPS_PER_PHASE * oversample, 1.0 / oversample, window=("kaiser", 6.0)
     )
-    return taps * oversample
+    return (taps * oversample).astype(np.float32)
 
 
 def _envelope_of(audio: np.ndarray, taps: np.ndarray | None, oversample: int) -> np.ndarray:
@@ -113,7 +113,7 @@ def block_peaks(source: AudioSource, oversample: int = 4, block: int = LEVEL_BLO
     peaks = np.zeros(n_blocks, dtype=np.float32)
     if n_blocks == 0:
         return peaks
-    taps = interpolation_filter(oversample).astype(np.float32) if oversample > 1 else None
+    taps = interpolation_filter(oversample) if oversample > 1 else None
     reach = 0 if taps is None else taps.shape[0]
     size = CHUNK_SAMPLES - CHUNK_SAMPLES % block  # chunks start on block boundaries
     chunks = chunked(source.frames, reach, size)
@@ -137,7 +137,7 @@ def block_peaks(source: AudioSource, oversample: int = 4, block: int = LEVEL_BLO
 
 def true_peak(audio: np.ndarray | AudioSource, oversample: int = 4) -> float:
     """True peak of (samples, channels) audio in full scale (0 for empty audio)."""
-    source = ArrayAudio(audio) if isinstance(audio, np.ndarray) else audio
+    source = as_source(audio)
     peaks = block_peaks(source, oversample)
     return float(peaks.max()) if peaks.size else 0.0
 
@@ -237,7 +237,7 @@ def measure_lufs(
     Gating needs at least one 400 ms block, so very short audio is measured with silence
     appended (silent blocks are gated out, so this does not change the value).
     """
-    source = ArrayAudio(audio) if isinstance(audio, np.ndarray) else audio
+    source = as_source(audio)
     return gated_loudness(hop_energies(source, sample_rate, gain), sample_rate)
 
 
@@ -269,7 +269,7 @@ def level_gain(audio: np.ndarray | AudioSource, sample_rate: int, level: LevelCo
     true peak re-measured around its loudest stretches). Memory: a few arrays of one value
     per block, whatever the length; the audio itself is only read.
     """
-    source = ArrayAudio(audio) if isinstance(audio, np.ndarray) else audio
+    source = as_source(audio)
     ceiling = level.ceiling * 10 ** (-CEILING_MARGIN_DB / 20)
     with ThreadPoolExecutor(max_workers=1) as side:
         measured_hops = side.submit(hop_energies, source, sample_rate)
@@ -329,7 +329,7 @@ def scaled_true_peak(
     breaks = np.flatnonzero(np.diff(loud) > 2 * RECHECK_CONTEXT // gain.block + 1)
     run_starts = np.concatenate([[loud[0]], loud[breaks + 1]]) * gain.block
     run_stops = (np.concatenate([loud[breaks], [loud[-1]]]) + 1) * gain.block
-    taps = interpolation_filter(oversample).astype(np.float32) if oversample > 1 else None
+    taps = interpolation_filter(oversample) if oversample > 1 else None
     peak = 0.0
     # one read of the audio per chunk that holds loud runs; each run is measured with its
     # context, cut where the chunk's context ends

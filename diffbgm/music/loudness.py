@@ -20,7 +20,7 @@ import numpy as np
 import pyloudnorm
 from scipy.signal import lfilter, lfilter_zi
 
-from diffbgm.music.sources import ArrayAudio, AudioSource
+from diffbgm.music.sources import AudioSource, as_source, stretches
 
 BLOCK_S = 0.4  # gating block (BS.1770)
 HOPS_PER_BLOCK = 4  # 75 % overlap
@@ -102,7 +102,7 @@ def hop_energies(
     optional gain curve applied a stretch at a time, so the scaled audio is never held whole.
     Audio shorter than one block is measured with silence appended (silent blocks are gated
     out)."""
-    source = ArrayAudio(audio) if isinstance(audio, np.ndarray) else audio
+    source = as_source(audio)
     n_samples = max(source.frames, int(BLOCK_S * sample_rate) + 1)
     filters = list(pyloudnorm.Meter(sample_rate)._filters.values())
     bounds = hop_bounds(n_samples, sample_rate)
@@ -166,11 +166,6 @@ def chunked(
     """(lo, start, stop, hi) per chunk: compute on [lo, hi) and keep [start, stop); `reach`
     samples of context on each side make a local filter's kept output exact."""
     return [
-        (
-            max(0, start - reach),
-            start,
-            min(n_samples, start + chunk),
-            min(n_samples, start + chunk + reach),
-        )
-        for start in range(0, n_samples, chunk)
+        (max(0, start - reach), start, stop, min(n_samples, stop + reach))
+        for start, stop in stretches(n_samples, chunk)
     ]

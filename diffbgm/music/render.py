@@ -476,8 +476,8 @@ def _sum_renders(
         tail = render.read(length - fade, length)
         tails.append(tail)
         peak = max(peak, float(np.abs(tail).max()) if tail.size else 0.0)
-        # the cut part's peak can only be lower, and raw_peak decides
-        if peak < SILENCE_PEAK and raw_peak(path) < SILENCE_PEAK:
+        # the cut part's peak can only be lower: the whole render decides
+        if peak < SILENCE_PEAK and max_abs(WavAudio.of(path)) < SILENCE_PEAK:
             raise RenderError(
                 f"FluidSynth rendered silence for the part {name!r} of {source} "
                 f"(peak {peak:.1e}): the soundfont lacks its instrument or its notes are silent"
@@ -536,14 +536,6 @@ def start_render(
     midi_path = out.with_suffix(".mid")
     pm.write(str(midi_path))
     return FluidSynthRun(midi_path, out, soundfont, sample_rate)
-
-
-def raw_peak(path: Path) -> float:
-    """Largest magnitude of a whole render, read in blocks."""
-    peak = 0.0
-    for block in soundfile.blocks(str(path), blocksize=CHUNK_SAMPLES, dtype="float32"):
-        peak = max(peak, float(np.max(np.abs(block))) if block.size else 0.0)
-    return peak
 
 
 def check_length(duration_s: float, midi_end_s: float, tail_s: float, source: str) -> None:

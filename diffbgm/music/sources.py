@@ -152,6 +152,11 @@ class FadedAudio:
         return values
 
 
+def as_source(audio: np.ndarray | AudioSource) -> AudioSource:
+    """An in-memory array as a source (ArrayAudio); a source as it is."""
+    return ArrayAudio(audio) if isinstance(audio, np.ndarray) else audio
+
+
 def stretches(frames: int, size: int) -> list[tuple[int, int]]:
     """[start, stop) of consecutive stretches of at most `size` frames covering `frames`."""
     return [(start, min(frames, start + size)) for start in range(0, frames, size)]
