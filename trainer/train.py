@@ -16,7 +16,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -32,6 +32,13 @@ from diffbgm.device import native_bf16
 from diffbgm.errors import CheckpointError, DiffBGMError
 from diffbgm.model.conditions import Conditions
 from diffbgm.model.config import ModelConfig, preset
+from trainer.batches import (
+    ShardBatches,
+    StepBatches,
+    derived_seed,
+    load_batch,
+    step_batches,
+)
 from trainer.distributed import (
     DistInfo,
     any_rank,
@@ -48,8 +55,6 @@ from trainer.sources import DataBundle, load_data
 STOP_FILE = "STOP"
 # Validation noise is drawn from this seed (plus the chunk index) so val losses are comparable.
 VALIDATION_SEED = 20240601
-
-Batch = tuple[torch.Tensor, Conditions]  # roll (B, 2, T, P), conditions of B windows
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,12 @@ class TrainConfig:
     augment: bool = True  # random transposition of training windows
     progress: bool = True  # tqdm bar on rank 0
     stop_after: int | None = None  # stop (with a checkpoint) after this many steps of this call
+    # stop (with a checkpoint) before this call's wall-clock time passes this budget: a lent
+    # GPU's minutes end with weights to copy back, not a killed run
+    max_minutes: float | None = None
+    # processes building batches ahead of the loop (0: the loop builds them; "auto" in the CLI:
+    # a few on a GPU, none on a CPU, where they would take the training's cores)
+    data_workers: int = 0
     init_from: str | None = None  # start from these checkpoint weights (fresh optimizer)
     snapshot_every: int = 0  # >0: every N steps also keep the EMA weights (bf16) for curves
     # Guidance distillation: a teacher checkpoint whose guided output (scale drawn uniformly
@@ -118,6 +129,10 @@ class TrainConfig:
             raise ValueError("ema_decay must be in [0, 1)")
         if min(self.steps, self.val_every, self.ckpt_every, self.log_every) < 1:
             raise ValueError("steps, val_every, ckpt_every and log_every must be >= 1")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise ValueError("--max-minutes must be > 0")
+        if self.data_workers < 0:
+            raise ValueError("--data-workers must be >= 0")
         if self.snapshot_every < 0:
             raise ValueError("snapshot_every must be >= 0 (0 = no snapshots)")
         if not 1.0 <= self.distill_min_scale <= self.distill_max_scale:
@@ -192,24 +207,6 @@ def update_ema(ema_model: nn.Module, model: nn.Module, decay: float) -> None:
         ema_buf.copy_(buf)
 
 
-def derived_seed(*parts: int) -> int:
-    """A 63-bit seed from integers, stable across processes and Python runs."""
-    return int(np.random.SeedSequence([abs(p) for p in parts]).generate_state(2, np.uint64)[0] >> 1)
-
-
-def global_batch_indices(step: int, global_batch: int, n_items: int, seed: int) -> np.ndarray:
-    """Dataset indices of step `step`'s global batch: epochs of seeded permutations, in order."""
-    first = step * global_batch
-    positions = np.arange(first, first + global_batch)
-    epochs = positions // n_items
-    out = np.empty(global_batch, dtype=np.int64)
-    for epoch in np.unique(epochs):
-        perm = np.random.default_rng([seed, int(epoch)]).permutation(n_items)
-        chosen = epochs == epoch
-        out[chosen] = perm[positions[chosen] % n_items]
-    return out
-
-
 def autocast_for(device: torch.device, bf16: bool | None) -> AbstractContextManager[Any]:
     """bf16 autocast when asked for, or (None) where `device` computes bf16 natively: an
     emulated bf16 step costs many times a float32 one."""
@@ -222,11 +219,6 @@ def build_model_config(config: TrainConfig, data: DataBundle) -> ModelConfig:
     """The preset, then the data's needs (e.g. BGM909 feature sizes), then the user's overrides."""
     overrides = {**data.model_overrides, **config.model_overrides}
     return preset(config.preset, **overrides)
-
-
-def _load_batch(data: DataBundle, split: Literal["train", "valid"], indices: np.ndarray) -> Batch:
-    source = data.train if split == "train" else data.valid
-    return data.collate([source[int(i)] for i in indices])
 
 
 class _StopRequest:
@@ -468,19 +460,16 @@ class Trainer:
 
     # ---- one step ----------------------------------------------------------------------
 
-    def _shards_of_step(self) -> Iterator[tuple[int, np.ndarray]]:
-        """(shard id, dataset indices) of this rank's micro-batches for the current step."""
+    def step_batches(self) -> StepBatches:
+        """What builds this rank's micro-batches of any step (see trainer/batches.py)."""
         cfg = self.config
-        n_shards = self.info.world_size * cfg.accum
-        indices = global_batch_indices(
-            self.step, n_shards * cfg.micro_batch, len(self.data.train), cfg.seed
+        return StepBatches(
+            self.data, cfg.seed, cfg.micro_batch, cfg.accum, self.info.rank, self.info.world_size
         )
-        for micro in range(cfg.accum):
-            shard = self.info.rank * cfg.accum + micro
-            yield shard, indices[shard * cfg.micro_batch : (shard + 1) * cfg.micro_batch]
 
-    def train_step(self) -> float:
-        """One optimizer step; returns the mean loss over the global batch."""
+    def train_step(self, batches: ShardBatches | None = None) -> float:
+        """One optimizer step on `batches` (this rank's micro-batches of this step; built here
+        when None); returns the mean loss over the global batch."""
         cfg = self.config
         self.model.train()
         lr = lr_at(self.step, cfg)
@@ -488,10 +477,10 @@ class Trainer:
             group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
         loss_sum = 0.0
-        for micro, (shard, indices) in enumerate(self._shards_of_step()):
+        if batches is None:
+            batches = self.step_batches()[self.step]
+        for micro, (shard, (roll, cond)) in enumerate(batches):
             seed = derived_seed(cfg.seed, self.step, shard)
-            self.data.reseed(seed)
-            roll, cond = _load_batch(self.data, "train", indices)
             roll, cond = roll.to(self.info.device), cond.to(self.info.device)
             torch.manual_seed(seed)  # anything in the model that draws from the global RNG
             generator = torch.Generator(device=self.info.device).manual_seed(seed)
@@ -531,7 +520,7 @@ class Trainer:
         total, count = 0.0, 0
         for chunk, start in enumerate(range(0, len(indices), self.config.micro_batch)):
             chunk_indices = indices[start : start + self.config.micro_batch]
-            roll, cond = _load_batch(self.data, "valid", chunk_indices)
+            roll, cond = load_batch(self.data, "valid", chunk_indices)
             roll, cond = roll.to(self.info.device), cond.to(self.info.device)
             seed = derived_seed(VALIDATION_SEED, chunk)
             torch.manual_seed(seed)
@@ -541,6 +530,40 @@ class Trainer:
             total += float(loss.float()) * len(chunk_indices)
             count += len(chunk_indices)
         return total / count
+
+
+class WallClockBudget:
+    """Whether another step and the checkpoint after it still fit into `minutes` of wall-clock
+    time counted from `started` (time.monotonic()); None: no budget.
+
+    The next step is assumed to take as long as the slowest of the last few, a validation as
+    long as the slowest so far, the checkpoint too (a first guess of 5 s before any)."""
+
+    def __init__(self, minutes: float | None, started: float, recent: int = 20) -> None:
+        self.deadline = None if minutes is None else started + 60.0 * minutes
+        self.step_seconds: list[float] = []
+        self.save_seconds = 5.0
+        self.saved_once = False
+        self.validation_seconds = 0.0
+        self.recent = recent
+
+    def stepped(self, seconds: float) -> None:
+        self.step_seconds = [*self.step_seconds[-(self.recent - 1) :], seconds]
+
+    def saved(self, seconds: float) -> None:
+        self.save_seconds = seconds if not self.saved_once else max(self.save_seconds, seconds)
+        self.saved_once = True
+
+    def validated(self, seconds: float) -> None:
+        self.validation_seconds = max(self.validation_seconds, seconds)
+
+    def would_pass(self, now: float | None = None, next_validates: bool = False) -> bool:
+        if self.deadline is None:
+            return False
+        needed = max(self.step_seconds, default=0.0) + self.save_seconds
+        if next_validates:
+            needed += self.validation_seconds
+        return (time.monotonic() if now is None else now) + needed > self.deadline
 
 
 def _stop_file_present(run_dir: Path) -> bool:
@@ -571,6 +594,7 @@ def run_training(config: TrainConfig, resume: bool = False) -> TrainResult:
 
 
 def _train(config: TrainConfig, resume: bool, info: DistInfo) -> TrainResult:
+    started = time.monotonic()  # the budget counts loading the data and the model too
     if config.threads > 0:
         torch.set_num_threads(config.threads)
     run_dir = Path(config.run)
@@ -596,11 +620,14 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> TrainResult:
     stopped_early = False
     first_step = trainer.step
     step_seconds = 0.0  # training time since the last log row (validation excluded)
+    budget = WallClockBudget(config.max_minutes, started)
+    batches = step_batches(trainer.step_batches(), trainer.step, config.steps, config.data_workers)
     try:
         while trainer.step < config.steps:
             tick = time.perf_counter()
-            loss = trainer.train_step()
+            loss = trainer.train_step(next(batches))
             step_seconds += time.perf_counter() - tick
+            budget.stepped(time.perf_counter() - tick)
             losses.append(loss)
             last_loss = loss
             step = trainer.step
@@ -609,8 +636,10 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> TrainResult:
             validate = step % config.val_every == 0 or step == config.steps
             values: dict[str, float | None] = {}
             if validate and info.is_main:
+                tick = time.perf_counter()
                 values["val_loss"] = trainer.validation_loss(trainer.model)
                 values["val_loss_ema"] = trainer.validation_loss(trainer.ema_model)
+                budget.validated(time.perf_counter() - tick)
                 val_ema = values["val_loss_ema"]
                 if val_ema is not None and (trainer.best_val is None or val_ema < trainer.best_val):
                     trainer.best_val = val_ema
@@ -625,9 +654,16 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> TrainResult:
             wants_stop = stop.requested or (info.is_main and _stop_file_present(run_dir))
             if config.stop_after is not None and step - first_step >= config.stop_after:
                 wants_stop = True
+            next_validates = (step + 1) % config.val_every == 0 or step + 1 == config.steps
+            if budget.would_pass(next_validates=next_validates):
+                wants_stop = True
+                if info.is_main:
+                    print("the --max-minutes budget ends before another step and a checkpoint")
             stopped_early = any_rank(wants_stop, info) and step < config.steps
             if step % config.ckpt_every == 0 or step == config.steps or stopped_early:
+                tick = time.perf_counter()
                 trainer.save()
+                budget.saved(time.perf_counter() - tick)
             if config.snapshot_every and step % config.snapshot_every == 0:
                 trainer.save_snapshot()
             if stopped_early:
@@ -636,6 +672,7 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> TrainResult:
                     print(f"stopped at step {step}; checkpoint in {run_dir / 'last'}")
                 break
     finally:
+        batches.close()  # the workers, if any, end here
         bar.close()
         restore_handlers()
         if log is not None:

@@ -12,9 +12,9 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pretty_midi
 
 from diffbgm.errors import AnnotationError, MidiError
 from diffbgm.music.chords import ChordSpan, chord_index_per_step, note_pc, parse_chord
@@ -25,6 +25,9 @@ from diffbgm.music.roll import (
     notes_to_roll,
     step_times_from_beats,
 )
+
+if TYPE_CHECKING:  # only annotations: the MIDI is read by diffbgm.music.roll.load_midi
+    import pretty_midi
 
 PHRASE_PATTERN = re.compile(r"([A-Za-z])(\d+)")
 UNLABELLED = "-"  # segment label of bars the phrase annotation does not cover

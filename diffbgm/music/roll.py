@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pretty_midi
 
 from diffbgm.errors import MidiError
+
+if TYPE_CHECKING:  # imported where MIDI is read or written: training needs no MIDI library
+    import pretty_midi
 
 DEFAULT_VELOCITY = 80
 
@@ -72,6 +75,8 @@ def step_times_from_beats(beat_times_s: np.ndarray, steps_per_beat: int) -> np.n
 
 def load_midi(midi: pretty_midi.PrettyMIDI | str | Path) -> pretty_midi.PrettyMIDI:
     """Read a MIDI file, turning every failure into a MidiError that names the file."""
+    import pretty_midi
+
     if isinstance(midi, pretty_midi.PrettyMIDI):
         return midi
     path = Path(midi)
@@ -114,7 +119,7 @@ def midi_to_roll(
     outside the pitch range, or starting more than half a step before the first step or
     after the grid ends, are dropped and counted in `dropped_notes`.
     """
-    label = name or (str(midi) if not isinstance(midi, pretty_midi.PrettyMIDI) else "MIDI")
+    label = name or (str(midi) if isinstance(midi, (str, Path)) else "MIDI")
     notes = _note_arrays(load_midi(midi))
     if notes.shape[0] == 0:
         raise MidiError(f"{label} has no notes")
@@ -205,6 +210,8 @@ def _notes_instrument(
     program: int,
     velocity: int | None,
 ) -> pretty_midi.Instrument:
+    import pretty_midi
+
     instrument = pretty_midi.Instrument(program=program, name="piano")
     for start, p, end in roll_to_notes(roll):
         stored = int(roll.velocity[start, p])
@@ -236,6 +243,8 @@ def roll_to_midi(
         raise MidiError(f"tempo must be positive, got {tempo_bpm} BPM")
     step_s = 60.0 / tempo_bpm / spec.steps_per_beat
     step_to_time = np.arange(roll.n_steps + 1) * step_s
+    import pretty_midi
+
     midi = pretty_midi.PrettyMIDI(initial_tempo=float(tempo_bpm))
     midi.instruments.append(_notes_instrument(roll, spec, step_to_time, program, velocity))
     return midi
@@ -257,6 +266,8 @@ def roll_to_midi_timed(
         raise MidiError(f"need one time per step: {times.shape[0]} times for {roll.n_steps} steps")
     step_s = float(np.median(np.diff(times)))
     step_to_time = np.append(times, times[-1] + (times[-1] - times[-2]))
+    import pretty_midi
+
     midi = pretty_midi.PrettyMIDI(initial_tempo=60.0 / (step_s * spec.steps_per_beat))
     midi.instruments.append(_notes_instrument(roll, spec, step_to_time, program, velocity))
     return midi
