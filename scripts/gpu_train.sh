@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# One prepared training run for a lent GPU machine (docs/training.md, "A lent GPU").
+#
+# Continues the shipped teacher on the POP909 cache for TEACHER_MINUTES, then distils the
+# shipped student from that teacher for STUDENT_MINUTES (the shipped recipe: guidance scales
+# 1-3, the sustain channel at share 0), each under `--max-minutes`, so the run ends with
+# weights however fast the machine is. What comes back fits the device tool's limits
+# (at most 8 files, 16 MiB each): both exported models (bf16, 7 MB each, config.json),
+# both runs' log.csv and env.txt. Compare them here before shipping anything
+# (docs/training.md says how).
+#
+# On the device tool:  run(command="bash scripts/gpu_train.sh", carry=["data_cache"])
+# Anywhere else:       OUT=out DEVICE=cpu TEACHER_MINUTES=1 STUDENT_MINUTES=1 bash scripts/gpu_train.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+OUT=${OUT:?set OUT to the folder that receives the results}
+PYTHON=${PYTHON:-python3}
+DEVICE=${DEVICE:-cuda}
+DATA=${DATA:-data_cache/pop909}
+TEACHER=${TEACHER:-checkpoints/diffbgm-small-teacher}
+STUDENT=${STUDENT:-checkpoints/diffbgm-small}
+TEACHER_MINUTES=${TEACHER_MINUTES:-4.5}
+STUDENT_MINUTES=${STUDENT_MINUTES:-3}
+BATCH=${BATCH:-256}
+TEACHER_LR=${TEACHER_LR:-2e-4}
+STUDENT_LR=${STUDENT_LR:-1e-4}
+VAL_EVERY=${VAL_EVERY:-250}
+WORK=${WORK:-$(mktemp -d)}  # run folders (with optimizer state: too large to send back)
+export PYTHONPATH=".${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+
+mkdir -p "$OUT"
+{
+    date -u
+    "$PYTHON" -c 'import sys, torch; print(sys.version.split()[0], "torch", torch.__version__,
+"cuda", torch.cuda.is_available() and torch.cuda.get_device_name(0))'
+    nproc
+    df -h /dev/shm 2>/dev/null | tail -1 || true
+} >"$OUT/env.txt" 2>&1
+cat "$OUT/env.txt"
+test -d "$DATA" || { echo "no POP909 cache at $DATA: carry data_cache" >&2; exit 2; }
+
+train() {  # run folder, minutes, extra arguments...
+    local run=$1 minutes=$2
+    shift 2
+    "$PYTHON" -m trainer train --device "$DEVICE" --preset small --data "$DATA" --run "$run" \
+        --steps 1000000 --batch "$BATCH" --schedule constant --warmup 50 \
+        --val-every "$VAL_EVERY" --ckpt-every 500 --log-every 20 --no-progress \
+        --set selector=learned --max-minutes "$minutes" "$@"
+}
+
+export_to() {  # run folder, destination (no model card: the device tool brings back 8 files)
+    "$PYTHON" -m trainer export "$1" "$2" --dtype bf16
+    rm -f "$2/README.md"
+}
+
+echo "== teacher: $TEACHER_MINUTES minutes from $TEACHER"
+train "$WORK/teacher" "$TEACHER_MINUTES" --init-from "$TEACHER" --lr "$TEACHER_LR"
+export_to "$WORK/teacher" "$OUT/teacher"
+cp "$WORK/teacher/log.csv" "$OUT/teacher_log.csv"
+
+echo "== student: $STUDENT_MINUTES minutes from $STUDENT, distilled from the new teacher"
+train "$WORK/student" "$STUDENT_MINUTES" --init-from "$STUDENT" --lr "$STUDENT_LR" \
+    --set guidance_embedding=true --distill-from "$OUT/teacher" --distill-scales 1 3 \
+    --distill-sustain-share 0
+export_to "$WORK/student" "$OUT/student"
+cp "$WORK/student/log.csv" "$OUT/student_log.csv"
+
+echo "== done: $(find "$OUT" -type f | wc -l) files in $OUT"
