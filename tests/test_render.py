@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import stat
+import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -462,3 +463,26 @@ def test_rendering_stems_does_not_hold_the_mix(tmp_path: Path) -> None:
         )
         assert soundfile.info(str(folder / "music.wav")).duration == seconds
     assert peaks[1] - peaks[0] < 30.0, peaks
+
+
+@needs_fluidsynth
+def test_renders_keep_their_scratch_beside_the_output_not_in_tmpdir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where $TMPDIR is a tmpfs its files are memory: FluidSynth's renders and the mix go to
+    a folder beside the output instead, removed afterwards."""
+    made: list[Path] = []
+    mkdtemp = tempfile.mkdtemp
+
+    def recorded(*args: object, **kwargs: object) -> str:
+        made.append(Path(mkdtemp(*args, **kwargs)))  # type: ignore[arg-type]
+        return str(made[-1])
+
+    monkeypatch.setattr(tempfile, "mkdtemp", recorded)
+    folder = tmp_path / "out"
+    stems = render.render_stems(parts_piece(2.0), folder / "music.wav", folder / "stems")
+    assert len(stems.stems) == 4 and stems.mix.path.is_file()
+    single = render.render_wav(parts_piece(1.0), folder / "solo.wav")
+    assert single.path.is_file()
+    assert len(made) == 2 and all(path.parent == folder for path in made)
+    assert sorted(path.name for path in folder.iterdir()) == ["music.wav", "solo.wav", "stems"]

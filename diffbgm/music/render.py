@@ -303,7 +303,9 @@ def render_wav(
     if target_lufs is not None:
         level = replace(level, target_lufs=target_lufs)
     pm, source = read_midi(midi)
-    with tempfile.TemporaryDirectory(prefix="diffbgm-render-") as tmp:
+    wav_path.parent.mkdir(parents=True, exist_ok=True)
+    # scratch beside the output, not in $TMPDIR: where that is a tmpfs, its files are memory
+    with tempfile.TemporaryDirectory(prefix="diffbgm-render-", dir=wav_path.parent) as tmp:
         midi_path = Path(tmp) / "input.mid"
         pm.write(str(midi_path))
         raw_path = Path(tmp) / "raw.wav"
@@ -390,7 +392,10 @@ def render_stems(
     if not parts:
         raise RenderError(f"FluidSynth rendered silence for {source}: the MIDI has no notes")
     n_workers = max(1, min(len(parts), workers or os.cpu_count() or 1))
-    with tempfile.TemporaryDirectory(prefix="diffbgm-stems-") as tmp:
+    Path(mix_path).parent.mkdir(parents=True, exist_ok=True)
+    # FluidSynth's renders and the mix (100 MB a part per 10 minutes) beside the outputs, not
+    # in $TMPDIR: where that is a tmpfs, its files are memory the process does not count
+    with tempfile.TemporaryDirectory(prefix="diffbgm-stems-", dir=Path(mix_path).parent) as tmp:
         raws = [Path(tmp) / f"{index}.wav" for index in range(len(parts))]
         renders = _PartRenders([solo for _, solo in parts], raws, font, sample_rate, n_workers)
         try:
