@@ -655,7 +655,7 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> TrainResult:
             if config.stop_after is not None and step - first_step >= config.stop_after:
                 wants_stop = True
             next_validates = (step + 1) % config.val_every == 0 or step + 1 == config.steps
-            if budget.would_pass(next_validates=next_validates):
+            if step < config.steps and budget.would_pass(next_validates=next_validates):
                 wants_stop = True
                 if info.is_main:
                     print("the --max-minutes budget ends before another step and a checkpoint")
