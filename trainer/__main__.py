@@ -77,7 +77,8 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 
 def resolve_data_workers(value: str, device: str) -> int:
-    """--data-workers: a count, or auto: min(8, cores - 1) where training runs on a GPU, else 0."""
+    """--data-workers: a count, or auto: where training runs on a GPU, min(8, cores - 1) shared
+    by the processes of this machine (torchrun's LOCAL_WORLD_SIZE), else 0."""
     if value != "auto":
         try:
             workers = int(value)
@@ -87,7 +88,10 @@ def resolve_data_workers(value: str, device: str) -> int:
     import torch
 
     on_gpu = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
-    return min(8, max((os.cpu_count() or 1) - 1, 0)) if on_gpu else 0
+    if not on_gpu:
+        return 0
+    ranks_here = max(int(os.environ.get("LOCAL_WORLD_SIZE", "1")), 1)
+    return min(8, max((os.cpu_count() or 1) - 1, 0) // ranks_here)
 
 
 def cmd_train(args: argparse.Namespace) -> int:

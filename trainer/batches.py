@@ -10,6 +10,9 @@ collate 256 windows.
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import threading
 from collections.abc import Generator
 from typing import Literal
 
@@ -91,33 +94,98 @@ def _as_built(item: ShardBatches) -> ShardBatches:
     return item  # the DataLoader's default conversion would not know Conditions
 
 
+def batch_bytes(item: ShardBatches) -> int:
+    """Bytes of the tensors of one step's batches (what a worker hands over in shared memory)."""
+    total = 0
+    for _, (roll, cond) in item:
+        total += roll.element_size() * roll.nelement()
+        for value in cond._values().values():
+            if value is not None:
+                total += value.element_size() * value.nelement()
+    return total
+
+
+def shared_memory_free(path: str = "/dev/shm") -> int | None:
+    """Free bytes of the shared-memory area the workers' tensors travel through (None: none
+    found, e.g. not Linux)."""
+    try:
+        stats = os.statvfs(path)
+    except OSError:
+        return None
+    return stats.f_bavail * stats.f_frsize
+
+
+# a DataLoader worker keeps up to this many steps' batches in flight
+PREFETCH_STEPS = 2
+# no batch from the workers for this long counts as a failure (the loop builds on): a dead
+# worker is noticed only then, and so is a hand-over lost to a full shared-memory area
+WORKER_TIMEOUT_S = 30.0
+
+
+def affordable_workers(wanted: int, one_step_bytes: int, free_bytes: int | None) -> int:
+    """At most `wanted` workers whose batches in flight fill at most half of the shared memory
+    that is free: a Docker default of 64 MB holds no 256-window batch (about 17 MB) per
+    worker, and a full area makes a worker's hand-over fail without a word."""
+    if free_bytes is None or one_step_bytes <= 0:
+        return wanted
+    return max(0, min(wanted, free_bytes // 2 // (PREFETCH_STEPS * one_step_bytes)))
+
+
 def step_batches(
-    batches: StepBatches, first_step: int, last_step: int, workers: int
+    batches: StepBatches,
+    first_step: int,
+    last_step: int,
+    workers: int,
+    timeout_s: float = WORKER_TIMEOUT_S,
 ) -> Generator[ShardBatches, None, None]:
     """The batches of steps first_step .. last_step - 1, in order.
 
-    workers > 0 builds them in that many processes, a few steps ahead. If the workers fail
-    (a shared-memory area too small for the tensors, say) the rest are built here, so a run
-    on a lent machine is slower rather than lost."""
-    steps = range(first_step, last_step)
-    if workers <= 0:
-        yield from (batches[step] for step in steps)
+    workers > 0 builds them in up to that many processes, a few steps ahead, as many as the
+    free shared memory holds. If the workers fail (one dies, or nothing comes for timeout_s),
+    the rest are built here, so a run on a lent machine is slower rather
+    than lost."""
+    if first_step >= last_step:
         return
+    first = batches[first_step]  # built here: its size says how many workers fit
+    yield first
+    done = first_step + 1
+    workers = affordable_workers(workers, batch_bytes(first), shared_memory_free())
+    if workers > 0 and done < last_step:
+        try:
+            for item in _from_workers(batches, done, last_step, workers, timeout_s):
+                yield item
+                done += 1
+        except (RuntimeError, OSError) as exc:  # a worker died, hung or could not start
+            LOG.warning("batch workers failed (%s); the loop builds from step %d on", exc, done)
+    yield from (batches[step] for step in range(done, last_step))
+
+
+def _from_workers(
+    batches: StepBatches, first_step: int, last_step: int, workers: int, timeout_s: float
+) -> Generator[ShardBatches, None, None]:
     loader = torch.utils.data.DataLoader(
         batches,
         batch_size=None,
-        sampler=steps,
+        sampler=range(first_step, last_step),
         num_workers=workers,
-        prefetch_factor=2,
+        prefetch_factor=PREFETCH_STEPS,
         collate_fn=_as_built,
+        timeout=timeout_s,
+        # the data bundle holds lambdas: fork, whatever a later Python's default start method
+        multiprocessing_context="fork",
     )
-    done = first_step
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGCHLD) if main_thread else None
+    iterator = iter(loader)
+    if main_thread:
+        # torch's SIGCHLD handler raises wherever the main thread is when a worker dies (in
+        # the middle of a checkpoint, say); without it the loader reports the death in next()
+        signal.signal(signal.SIGCHLD, previous if previous is not None else signal.SIG_DFL)
     try:
-        for item in loader:
-            yield item
-            done += 1
-    except RuntimeError as exc:  # a worker died; the steps it owed are built here
-        LOG.warning(
-            "batch workers failed (%s); building batches in the loop from step %d", exc, done
-        )
-        yield from (batches[step] for step in range(done, last_step))
+        yield from iterator
+    finally:
+        # the workers and their shared memory end here, not whenever the iterator is collected
+        # (an exception's traceback keeps it alive)
+        shutdown = getattr(iterator, "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()

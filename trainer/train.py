@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -537,18 +538,19 @@ class WallClockBudget:
     time counted from `started` (time.monotonic()); None: no budget.
 
     The next step is assumed to take as long as the slowest of the last few, a validation as
-    long as the slowest so far, the checkpoint too (a first guess of 5 s before any)."""
+    long as the slowest so far, the checkpoint too (a first guess of 5 s before any). The
+    clock starts when the training function does: the interpreter's start and `import torch`
+    (a few seconds) are outside it."""
 
     def __init__(self, minutes: float | None, started: float, recent: int = 20) -> None:
         self.deadline = None if minutes is None else started + 60.0 * minutes
-        self.step_seconds: list[float] = []
+        self.step_seconds: deque[float] = deque(maxlen=recent)
         self.save_seconds = 5.0
         self.saved_once = False
         self.validation_seconds = 0.0
-        self.recent = recent
 
     def stepped(self, seconds: float) -> None:
-        self.step_seconds = [*self.step_seconds[-(self.recent - 1) :], seconds]
+        self.step_seconds.append(seconds)
 
     def saved(self, seconds: float) -> None:
         self.save_seconds = seconds if not self.saved_once else max(self.save_seconds, seconds)
@@ -557,10 +559,13 @@ class WallClockBudget:
     def validated(self, seconds: float) -> None:
         self.validation_seconds = max(self.validation_seconds, seconds)
 
-    def would_pass(self, now: float | None = None, next_validates: bool = False) -> bool:
+    def would_pass(
+        self, now: float | None = None, next_validates: bool = False, saving_now: bool = False
+    ) -> bool:
+        """saving_now: a checkpoint is due before the next step anyway (it is counted too)."""
         if self.deadline is None:
             return False
-        needed = max(self.step_seconds, default=0.0) + self.save_seconds
+        needed = max(self.step_seconds, default=0.0) + self.save_seconds * (1 + saving_now)
         if next_validates:
             needed += self.validation_seconds
         return (time.monotonic() if now is None else now) + needed > self.deadline
@@ -655,7 +660,12 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> TrainResult:
             if config.stop_after is not None and step - first_step >= config.stop_after:
                 wants_stop = True
             next_validates = (step + 1) % config.val_every == 0 or step + 1 == config.steps
-            if step < config.steps and budget.would_pass(next_validates=next_validates):
+            saving_now = step % config.ckpt_every == 0 or bool(
+                config.snapshot_every and step % config.snapshot_every == 0
+            )
+            if step < config.steps and budget.would_pass(
+                next_validates=next_validates, saving_now=saving_now
+            ):
                 wants_stop = True
                 if info.is_main:
                     print("the --max-minutes budget ends before another step and a checkpoint")
