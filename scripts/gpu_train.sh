@@ -28,6 +28,7 @@ STUDENT_LR=${STUDENT_LR:-1e-4}
 # the shipped student's 400 CPU steps used 0.99; thousands of GPU steps average over more
 STUDENT_EMA=${STUDENT_EMA:-0.999}
 VAL_EVERY=${VAL_EVERY:-250}
+VAL_WINDOWS=${VAL_WINDOWS:-64}
 WORK=${WORK:-$(mktemp -d)}  # run folders (with optimizer state: too large to send back)
 export PYTHONPATH=".${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 
@@ -47,7 +48,7 @@ train() {  # run folder, minutes, extra arguments...
     shift 2
     "$PYTHON" -m trainer train --device "$DEVICE" --preset small --data "$DATA" --run "$run" \
         --steps 1000000 --batch "$BATCH" --schedule constant --warmup 50 \
-        --val-every "$VAL_EVERY" --ckpt-every 500 --log-every 20 --no-progress \
+        --val-every "$VAL_EVERY" --val-windows "$VAL_WINDOWS" --ckpt-every 500 --log-every 20 --no-progress \
         --set selector=learned --max-minutes "$minutes" "$@"
 }
 

@@ -35,6 +35,7 @@ def test_the_gpu_script_trains_both_models_within_its_budget(
         "STUDENT_MINUTES": "0.2",
         "BATCH": "2",
         "VAL_EVERY": "1",
+        "VAL_WINDOWS": "4",
         "WORK": str(tmp_path / "work"),
     }
     done = subprocess.run(
