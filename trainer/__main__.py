@@ -76,22 +76,14 @@ def cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
-def resolve_data_workers(value: str, device: str) -> int:
-    """--data-workers: a count, or auto: where training runs on a GPU, min(8, cores - 1) shared
-    by the processes of this machine (torchrun's LOCAL_WORLD_SIZE), else 0."""
-    if value != "auto":
-        try:
-            workers = int(value)
-        except ValueError:
-            raise DiffBGMError(f"--data-workers must be a number or auto, not {value!r}") from None
-        return workers
-    import torch
-
-    on_gpu = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
-    if not on_gpu:
-        return 0
-    ranks_here = max(int(os.environ.get("LOCAL_WORLD_SIZE", "1")), 1)
-    return min(8, max((os.cpu_count() or 1) - 1, 0) // ranks_here)
+def parse_data_workers(value: str) -> int | None:
+    """--data-workers: a count, or auto (None: trainer.batches.default_workers decides)."""
+    if value == "auto":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise DiffBGMError(f"--data-workers must be a number or auto, not {value!r}") from None
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -124,7 +116,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         stop_after=args.stop_after,
         max_minutes=args.max_minutes,
-        data_workers=resolve_data_workers(args.data_workers, args.device),
+        data_workers=parse_data_workers(args.data_workers),
         init_from=args.init_from,
         snapshot_every=args.snapshot_every,
         distill_from=args.distill_from,

@@ -122,6 +122,16 @@ PREFETCH_STEPS = 2
 WORKER_TIMEOUT_S = 30.0
 
 
+def default_workers(device: torch.device) -> int:
+    """Workers when none are asked for: on a GPU min(8, cores - 1), shared by the processes of
+    this machine (torchrun's LOCAL_WORLD_SIZE); on a CPU none, where they would take the
+    training's cores."""
+    if device.type != "cuda":
+        return 0
+    ranks_here = max(int(os.environ.get("LOCAL_WORLD_SIZE", "1")), 1)
+    return min(8, max((os.cpu_count() or 1) - 1, 0) // ranks_here)
+
+
 def affordable_workers(wanted: int, one_step_bytes: int, free_bytes: int | None) -> int:
     """At most `wanted` workers whose batches in flight fill at most half of the shared memory
     that is free: a Docker default of 64 MB holds no 256-window batch (about 17 MB) per
@@ -142,8 +152,7 @@ def step_batches(
 
     workers > 0 builds them in up to that many processes, a few steps ahead, as many as the
     free shared memory holds. If the workers fail (one dies, or nothing comes for timeout_s),
-    the rest are built here, so a run on a lent machine is slower rather
-    than lost."""
+    the rest are built here, so a run on a lent machine is slower rather than lost."""
     if first_step >= last_step:
         return
     first = batches[first_step]  # built here: its size says how many workers fit

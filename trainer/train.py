@@ -36,6 +36,7 @@ from diffbgm.model.config import ModelConfig, preset
 from trainer.batches import (
     ShardBatches,
     StepBatches,
+    default_workers,
     derived_seed,
     load_batch,
     step_batches,
@@ -92,9 +93,9 @@ class TrainConfig:
     # stop (with a checkpoint) before this call's wall-clock time passes this budget: a lent
     # GPU's minutes end with weights to copy back, not a killed run
     max_minutes: float | None = None
-    # processes building batches ahead of the loop (0: the loop builds them; "auto" in the CLI:
-    # a few on a GPU, none on a CPU, where they would take the training's cores)
-    data_workers: int = 0
+    # processes building batches ahead of the loop (0: the loop builds them; None: a few on a
+    # GPU, none on a CPU, where they would take the training's cores; batches.default_workers)
+    data_workers: int | None = None
     init_from: str | None = None  # start from these checkpoint weights (fresh optimizer)
     snapshot_every: int = 0  # >0: every N steps also keep the EMA weights (bf16) for curves
     # Guidance distillation: a teacher checkpoint whose guided output (scale drawn uniformly
@@ -132,7 +133,7 @@ class TrainConfig:
             raise ValueError("steps, val_every, ckpt_every and log_every must be >= 1")
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise ValueError("--max-minutes must be > 0")
-        if self.data_workers < 0:
+        if self.data_workers is not None and self.data_workers < 0:
             raise ValueError("--data-workers must be >= 0")
         if self.snapshot_every < 0:
             raise ValueError("snapshot_every must be >= 0 (0 = no snapshots)")
@@ -626,13 +627,15 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> TrainResult:
     first_step = trainer.step
     step_seconds = 0.0  # training time since the last log row (validation excluded)
     budget = WallClockBudget(config.max_minutes, started)
-    batches = step_batches(trainer.step_batches(), trainer.step, config.steps, config.data_workers)
+    workers = default_workers(info.device) if config.data_workers is None else config.data_workers
+    batches = step_batches(trainer.step_batches(), trainer.step, config.steps, workers)
     try:
         while trainer.step < config.steps:
             tick = time.perf_counter()
             loss = trainer.train_step(next(batches))
-            step_seconds += time.perf_counter() - tick
-            budget.stepped(time.perf_counter() - tick)
+            took = time.perf_counter() - tick
+            step_seconds += took
+            budget.stepped(took)
             losses.append(loss)
             last_loss = loss
             step = trainer.step
