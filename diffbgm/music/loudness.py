@@ -57,10 +57,14 @@ def hop_bounds(n_samples: int, sample_rate: int) -> np.ndarray:
     return np.minimum(bounds, n_samples)
 
 
-def _hop_energies(channel: _Scaled, bounds: np.ndarray, filters: list) -> np.ndarray:
-    """Sum of squares of the K-weighted `channel` over each hop [bounds[k], bounds[k+1])."""
+def _hop_energies(
+    channel: _Scaled, bounds: np.ndarray, filters: list, block: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sum of squares of the K-weighted `channel` over each hop [bounds[k], bounds[k+1]) and,
+    for block > 0, over each run of `block` samples from sample 0 (else an empty array)."""
     states = [lfilter_zi(f.b, f.a) * 0.0 for f in filters]  # pyloudnorm starts from rest
     energies = np.zeros(len(bounds) - 1)
+    blocks = np.zeros(-(-int(bounds[-1]) // block) if block else 0)
     for first in range(0, len(bounds) - 1, HOPS_PER_CHUNK):
         last = min(first + HOPS_PER_CHUNK, len(bounds) - 1)
         chunk = np.asarray(channel[bounds[first] : bounds[last]], dtype=np.float64)
@@ -74,7 +78,15 @@ def _hop_energies(channel: _Scaled, bounds: np.ndarray, filters: list) -> np.nda
             # reduceat gives x[i] alone for an empty hop (equal neighbouring bounds)
             sums[np.diff(np.append(starts, squares.size)) == 0] = 0.0
             energies[first:last] = sums
-    return energies
+            if block:
+                # the chunk starts inside a block: its first part adds to that block's sum
+                offset = int(bounds[first])
+                cuts = np.arange(-(-offset // block) * block, offset + squares.size, block)
+                first_block = offset // block
+                edges = np.concatenate([[offset], cuts[cuts > offset]]) - offset
+                parts = np.add.reduceat(squares, edges)
+                blocks[first_block : first_block + parts.size] += parts
+    return energies, blocks
 
 
 def integrated_loudness(audio: np.ndarray, sample_rate: int) -> float:
@@ -102,20 +114,36 @@ def hop_energies(
     optional gain curve applied a stretch at a time, so the scaled audio is never held whole.
     Audio shorter than one block is measured with silence appended (silent blocks are gated
     out)."""
+    return hop_and_block_energies(audio, sample_rate, gain)[0]
+
+
+def hop_and_block_energies(
+    audio: np.ndarray | AudioSource,
+    sample_rate: int,
+    gain: GainCurve | None = None,
+    block: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`hop_energies`, and (block > 0) the same weighted K-weighted energy of every run of
+    `block` samples from the start (the level weighs its gain by it), from one read of the
+    audio; for block 0 the second array is empty."""
     source = as_source(audio)
     n_samples = max(source.frames, int(BLOCK_S * sample_rate) + 1)
     filters = list(pyloudnorm.Meter(sample_rate)._filters.values())
     bounds = hop_bounds(n_samples, sample_rate)
 
-    def channel_energies(channel: int) -> np.ndarray:
-        return _hop_energies(_Scaled(source, channel, gain), bounds, filters)
+    def channel_energies(channel: int) -> tuple[np.ndarray, np.ndarray]:
+        return _hop_energies(_Scaled(source, channel, gain), bounds, filters, block)
 
     # the channels are filtered side by side (SciPy's lfilter releases the GIL) and summed in
     # channel order, as one after the other would sum them
-    total = np.zeros(len(bounds) - 1)
-    for channel, energies in enumerate(map_in_threads(channel_energies, range(source.channels))):
-        total += CHANNEL_GAINS[channel] * energies
-    return total
+    hops = np.zeros(len(bounds) - 1)
+    blocks = np.zeros(-(-int(bounds[-1]) // block) if block else 0)
+    for channel, (energies, in_blocks) in enumerate(
+        map_in_threads(channel_energies, range(source.channels))
+    ):
+        hops += CHANNEL_GAINS[channel] * energies
+        blocks += CHANNEL_GAINS[channel] * in_blocks
+    return hops, blocks
 
 
 class GainCurve(Protocol):
