@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
+from diffbgm.errors import GenerationError
+from diffbgm.generation.config import GenerationConfig
 from diffbgm.generation.decoding import decode_roll, density_matched_thresholds
 from diffbgm.generation.windows import (
     sample_piece,
@@ -421,3 +424,27 @@ def test_per_item_generators_draw_each_item_as_if_alone() -> None:
     assert torch.equal(together[1:], alone)
     with pytest.raises(ValueError, match="generators for a batch"):
         _noise((3, 4), [torch.Generator()], torch.device("cpu"))
+
+
+def test_stochastic_ddim_is_a_generation_setting_and_reproducible(
+    setup: tuple[Denoiser, ModelConfig],
+) -> None:
+    """`eta` reaches the sampler from the generation settings (and so from every CLI that
+    takes them); fresh noise each step, drawn from the piece's generator, so a seed still
+    gives the same music."""
+    model, config = setup
+    stochastic = GenerationConfig(sampler="ddim", steps=4, eta=1.0, guidance=1.0)
+    settings = stochastic.sampler_settings(config.diffusion.num_train_steps)
+    assert settings.eta == 1.0
+    assert GenerationConfig.from_dict({"eta": 0.5}).eta == 0.5
+    with pytest.raises(GenerationError, match="eta"):
+        GenerationConfig(eta=1.5)
+    diffusion = Diffusion(config.diffusion)
+    piece = make_piece(48, 2)
+
+    def draw(settings: SamplerSettings, seed: int) -> np.ndarray:
+        generator = torch.Generator().manual_seed(seed)
+        return sample_piece(model, diffusion, piece, config, generator, settings)
+
+    np.testing.assert_array_equal(draw(settings, 3), draw(settings, 3))
+    assert not np.array_equal(draw(settings, 3), draw(replace(settings, eta=0.0), 3))

@@ -52,6 +52,13 @@ class GenerationConfig:
         cast(Sampler, "ddim"), "DDIM, DPM-Solver++ (2M) or UniPC (2M + corrector)", choices=SAMPLERS
     )
     steps: int = _knob(25, "denoising steps", 1, 1000)
+    eta: float = _knob(
+        0.0,
+        "DDIM only: fresh noise added per step (0 = deterministic ODE sampling, 1 = as "
+        "ancestral DDPM; with many steps a slower, stochastic sampler)",
+        0.0,
+        1.0,
+    )
     guidance: float = _knob(3.0, "classifier-free guidance scale (1 = none)", 0.0, 20.0)
     guidance_share: float = _knob(
         1.0,
@@ -222,6 +229,7 @@ class GenerationConfig:
             steps=self.steps,
             guidance=self.guidance,
             sampler=self.sampler,
+            eta=self.eta,
             guidance_until=round((1.0 - self.guidance_share) * num_train_steps),
             guidance_from=None
             if self.guidance_ceiling >= 1.0
