@@ -439,6 +439,8 @@ def test_stochastic_ddim_is_a_generation_setting_and_reproducible(
     assert GenerationConfig.from_dict({"eta": 0.5}).eta == 0.5
     with pytest.raises(GenerationError, match="eta"):
         GenerationConfig(eta=1.5)
+    with pytest.raises(GenerationError, match="ddim or dpm"):
+        GenerationConfig(sampler="unipc", eta=1.0)
     diffusion = Diffusion(config.diffusion)
     piece = make_piece(48, 2)
 
@@ -446,5 +448,7 @@ def test_stochastic_ddim_is_a_generation_setting_and_reproducible(
         generator = torch.Generator().manual_seed(seed)
         return sample_piece(model, diffusion, piece, config, generator, settings)
 
-    np.testing.assert_array_equal(draw(settings, 3), draw(settings, 3))
-    assert not np.array_equal(draw(settings, 3), draw(replace(settings, eta=0.0), 3))
+    for sampler in ("ddim", "dpm"):
+        settings = replace(settings, sampler=sampler)
+        np.testing.assert_array_equal(draw(settings, 3), draw(settings, 3))
+        assert not np.array_equal(draw(settings, 3), draw(replace(settings, eta=0.0), 3))

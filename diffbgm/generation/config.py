@@ -54,8 +54,9 @@ class GenerationConfig:
     steps: int = _knob(25, "denoising steps", 1, 1000)
     eta: float = _knob(
         0.0,
-        "DDIM only: fresh noise added per step (0 = deterministic ODE sampling, 1 = as "
-        "ancestral DDPM; with many steps a slower, stochastic sampler)",
+        "fresh noise added per step by ddim (1 = ancestral DDPM) and dpm (1 = its SDE form); "
+        "0 = deterministic. Stochastic sampling needs more steps and is slower, but its music "
+        "is harder to tell from real (docs/evaluation.md); unipc takes only 0",
         0.0,
         1.0,
     )
@@ -171,6 +172,11 @@ class GenerationConfig:
         for spec in fields(self):
             value = getattr(self, spec.name)
             _check(spec.name, value, spec.metadata, type(spec.default))
+        if self.eta > 0 and self.sampler == "unipc":
+            raise GenerationError(
+                f"eta {self.eta:g} needs a stochastic sampler: use sampler ddim or dpm (UniPC's "
+                "corrector is deterministic)"
+            )
         if self.guidance_ceiling < 1.0 and self.guidance_ceiling <= 1.0 - self.guidance_share:
             raise GenerationError(
                 f"guidance_ceiling {self.guidance_ceiling:g} leaves no step guided with "

@@ -105,7 +105,8 @@ class SamplerSettings:
         ancestral DDPM), 'dpm' (DPM-Solver++ 2M, deterministic) or 'unipc' (the same
         predictor, then each new point corrected with the network output computed there,
         which costs no extra network call).
-    eta: how much fresh noise DDIM adds per step (0: none, 1: as DDPM); the others ignore it.
+    eta: how much fresh noise a step adds: DDIM (0: none, 1: as DDPM) and DPM-Solver++ (0: the
+        ODE solver, 1: its SDE form); UniPC's corrector assumes none, so it refuses eta > 0.
     clip_x0: clip each predicted x0 to [-1, 1] and recompute eps from it.
     guidance_until: guidance applies while the timestep is >= this; the steps below run the
         conditional pass alone (guidance matters most for the coarse shape, decided early).
@@ -135,6 +136,8 @@ class SamplerSettings:
     def __post_init__(self) -> None:
         if self.sampler not in ("ddim", "dpm", "unipc"):
             raise ValueError(f"unknown sampler {self.sampler!r} (use 'ddim', 'dpm' or 'unipc')")
+        if self.eta > 0 and self.sampler == "unipc":
+            raise ValueError("UniPC is deterministic: use eta 0, or ddim / dpm for eta > 0")
 
 
 @dataclass(frozen=True)
@@ -485,7 +488,7 @@ class Diffusion:
         reused = set(range(len(ts) - 1, 0, -2)[: settings.deep_reuse])
         deep = DeepFeatures() if reused else None
         x = self._paint_all(_noise(shape, generator, device), paints, ts[0], generator)
-        deterministic = settings.eta == 0 or settings.sampler != "ddim"
+        deterministic = settings.eta == 0 or settings.sampler == "unipc"
         unused = self._unused_calls(paints, ts, x, reused) if deterministic else set()
         previous_x0: torch.Tensor | None = None
         previous_lambda = 0.0
@@ -527,7 +530,14 @@ class Diffusion:
                     earlier = previous_x0 if use_second_order else None
                     corrector = _CorrectorState(x, ab, x0, earlier, previous_lambda)
                 x, previous_lambda = self._dpm_step(
-                    x, x0, ab, ab_prev, previous_x0 if use_second_order else None, previous_lambda
+                    x,
+                    x0,
+                    ab,
+                    ab_prev,
+                    previous_x0 if use_second_order else None,
+                    previous_lambda,
+                    settings.eta if settings.sampler == "dpm" else 0.0,
+                    generator,
                 )
                 previous_x0 = x0
             x = self._paint_all(x, paints, t_prev, generator)
@@ -560,8 +570,12 @@ class Diffusion:
         ab_prev: torch.Tensor,
         previous_x0: torch.Tensor | None,
         previous_lambda: float,
+        eta: float = 0.0,
+        generator: Generators = None,
     ) -> tuple[torch.Tensor, float]:
-        """One DPM-Solver++(2M) step (Lu et al. 2022, data prediction) from t to t_prev.
+        """One DPM-Solver++(2M) step (Lu et al. 2022, data prediction) from t to t_prev;
+        eta > 0: its SDE form (the same paper's SDE-DPM-Solver++, 1 = the reverse SDE), which
+        keeps a share 1 - e^(-2 eta h) of the step as fresh noise.
 
         Returns the new x and lambda_t (log alpha/sigma at t) for the next step's history.
         First order when there is no usable history (first step, and the final steps, where
@@ -575,7 +589,11 @@ class Diffusion:
         if previous_x0 is not None:
             r = (lam - previous_lambda) / h
             data = (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * previous_x0
-        x_next = (sigma_prev / sigma) * x - alpha_prev * math.expm1(-h) * data
+        kept = math.exp(-eta * h)  # 1 for the ODE: x carries all of its noise forward
+        x_next = (sigma_prev / sigma) * kept * x - alpha_prev * math.expm1(-(1 + eta) * h) * data
+        if eta > 0:
+            fresh = math.sqrt(-math.expm1(-2 * eta * h))
+            x_next = x_next + sigma_prev * fresh * _noise(tuple(x0.shape), generator, x0.device)
         return x_next, lam
 
     @classmethod
