@@ -443,6 +443,30 @@ def test_stems_that_cancel_in_the_mix_lower_everything_alike() -> None:
     assert render.stems_headroom(quiet, gain, 0.891) == 1.0
 
 
+def test_the_level_keeps_stems_under_the_ceiling_and_the_mix_on_target() -> None:
+    """A low tone in one stem, mostly cancelled by the other, under noise: levelled on the mix
+    alone, a stem would clip and the headroom check then lowered everything by 4.6 dB, to
+    -18.6 LUFS. With the stems' peaks in the limiter the mix is on target and no stem needs
+    lowering."""
+    rate = 44100
+    t = np.arange(rate * 6) / rate
+    tone = (np.sin(2 * np.pi * 110 * t) * (t % 2 < 1))[:, None]
+    noise = np.random.default_rng(0).normal(0, 0.02, (t.size, 2))
+    stems = [noise + 0.3 * tone, -0.25 * tone]
+    mix = stems[0] + stems[1]
+    level = LevelConfig()
+    sources = [ArrayAudio(stem) for stem in stems]
+    alone = level_gain(mix, rate, level)
+    assert render.stems_headroom(sources, alone.gain, level.ceiling) < 0.6
+    decided = level_gain(mix, rate, level, sources)
+    assert render.stems_headroom(sources, decided.gain, level.ceiling) == 1.0
+    gain = decided.gain.samples(0, mix.shape[0])[:, None]
+    assert max(float(np.abs(stem * gain).max()) for stem in stems) <= level.ceiling
+    measured = pyloudnorm.Meter(rate).integrated_loudness(mix * gain)
+    assert abs(measured - level.target_lufs) < LOUDNESS_TOLERANCE
+    assert true_peak(mix * gain) <= level.ceiling
+
+
 def traced_peak_mb(work: Callable[[], object]) -> float:
     """Largest memory NumPy and Python held at once while `work` ran (tracemalloc)."""
     tracemalloc.start()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -276,8 +276,17 @@ class Level:
     true_peak: float
 
 
-def level_gain(audio: np.ndarray | AudioSource, sample_rate: int, level: LevelConfig) -> Level:
-    """The gain that brings audio to level.target_lufs under the true-peak ceiling.
+def level_gain(
+    audio: np.ndarray | AudioSource,
+    sample_rate: int,
+    level: LevelConfig,
+    parts: Sequence[AudioSource] = (),
+) -> Level:
+    """The gain that brings audio to level.target_lufs under the true-peak ceiling, and (parts:
+    the stems that sum to it) each part scaled by the same gain under the ceiling at every
+    sample: parts can cancel in a mix, so a stem may peak above the mix, and a limiter that
+    watches only the mix would leave the stems to be lowered afterwards, the mix with them,
+    below its target.
 
     A gain in dB, then the limiter; limiting lowers the loudness, and by more the harder it
     limits, so the gain is searched for by the secant method on "loudness after limiting" (a
@@ -301,7 +310,11 @@ def level_gain(audio: np.ndarray | AudioSource, sample_rate: int, level: LevelCo
         hops, block_energies = measured.result()
     # a sample's gain is interpolated from its block's and a neighbour's: each block must be
     # under the ceiling with its neighbours' peaks too
-    envelope = maximum_filter1d(peaks, 3, mode="nearest") if peaks.size else peaks
+    watched = peaks.copy() if parts else peaks
+    for part in parts:  # sample peaks: a stem's file must not clip, and must sum to the mix
+        part_peaks = block_peaks(part, oversample=1)[: peaks.size]
+        np.maximum(watched[: part_peaks.size], part_peaks, out=watched[: part_peaks.size])
+    envelope = maximum_filter1d(watched, 3, mode="nearest") if peaks.size else peaks
     block_rate = sample_rate / LEVEL_BLOCK
 
     def limited(gain_db: float) -> BlockGain:

@@ -413,7 +413,7 @@ def render_stems(
         clock["synth"] = time.perf_counter() - started
 
         started = time.perf_counter()
-        decided = level_gain(mix, rate, level)
+        decided = level_gain(mix, rate, level, stems if len(parts) > 1 else ())
         gain, lufs, peak = decided.gain, decided.lufs, decided.true_peak
         if len(parts) > 1:
             scale = stems_headroom(stems, gain, level.ceiling)
