@@ -448,7 +448,16 @@ def test_stochastic_ddim_is_a_generation_setting_and_reproducible(
         generator = torch.Generator().manual_seed(seed)
         return sample_piece(model, diffusion, piece, config, generator, settings)
 
+    half = stochastic.with_overrides(noise_share=0.5)
+    assert half.sampler_settings(1000).noise_below == 500
+    assert settings.noise_below is None
     for sampler in ("ddim", "dpm"):
         settings = replace(settings, sampler=sampler)
+        ode = draw(replace(settings, eta=0.0), 3)
         np.testing.assert_array_equal(draw(settings, 3), draw(settings, 3))
-        assert not np.array_equal(draw(settings, 3), draw(replace(settings, eta=0.0), 3))
+        assert not np.array_equal(draw(settings, 3), ode)
+        # noise only below t = 0 is none at all; below the middle, some
+        np.testing.assert_array_equal(draw(replace(settings, noise_below=0), 3), ode)
+        quiet_end = draw(replace(settings, noise_below=500), 3)
+        assert not np.array_equal(quiet_end, ode)
+        assert not np.array_equal(quiet_end, draw(settings, 3))

@@ -60,6 +60,14 @@ class GenerationConfig:
         0.0,
         1.0,
     )
+    noise_share: float = _knob(
+        1.0,
+        "0..1: with eta > 0, fresh noise is added only on this share of the schedule, from "
+        "the quietest step (1 = every step); the noisier steps solve the ODE (fresh noise "
+        "there thins the music: docs/evaluation.md)",
+        0.0,
+        1.0,
+    )
     guidance: float = _knob(3.0, "classifier-free guidance scale (1 = none)", 0.0, 20.0)
     guidance_share: float = _knob(
         1.0,
@@ -236,6 +244,9 @@ class GenerationConfig:
             guidance=self.guidance,
             sampler=self.sampler,
             eta=self.eta,
+            noise_below=None
+            if self.noise_share >= 1.0
+            else round(self.noise_share * num_train_steps),
             guidance_until=round((1.0 - self.guidance_share) * num_train_steps),
             guidance_from=None
             if self.guidance_ceiling >= 1.0

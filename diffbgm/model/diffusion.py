@@ -107,6 +107,8 @@ class SamplerSettings:
         which costs no extra network call).
     eta: how much fresh noise a step adds: DDIM (0: none, 1: as DDPM) and DPM-Solver++ (0: the
         ODE solver, 1: its SDE form); UniPC's corrector assumes none, so it refuses eta > 0.
+    noise_below: if set, eta applies only at the steps from timesteps t < this (fresh noise at
+        the quiet end of the schedule only); the noisier steps solve the ODE.
     clip_x0: clip each predicted x0 to [-1, 1] and recompute eps from it.
     guidance_until: guidance applies while the timestep is >= this; the steps below run the
         conditional pass alone (guidance matters most for the coarse shape, decided early).
@@ -123,11 +125,16 @@ class SamplerSettings:
     guidance: float = 3.0
     sampler: str = "ddim"
     eta: float = 0.0
+    noise_below: int | None = None
     clip_x0: bool = True
     guidance_until: int = 0
     guidance_from: int | None = None
     deep_reuse: int = 0
     final_call: bool = True
+
+    def eta_at(self, t: int) -> float:
+        """The fresh-noise share of the step from timestep t."""
+        return self.eta if self.noise_below is None or t < self.noise_below else 0.0
 
     def guides_at(self, t: int) -> bool:
         """Whether timestep t is guided (between guidance_until and guidance_from)."""
@@ -522,7 +529,7 @@ class Diffusion:
             if t_prev < 0:
                 x = x0
             elif settings.sampler == "ddim":
-                x = self._ddim_step(x0, eps, ab, ab_prev, settings.eta, generator)
+                x = self._ddim_step(x0, eps, ab, ab_prev, settings.eta_at(t), generator)
             else:
                 # first order into t = 0 (the grid's last point, where x0 is taken as it is)
                 use_second_order = previous_x0 is not None and t_prev > 0
@@ -536,7 +543,7 @@ class Diffusion:
                     ab_prev,
                     previous_x0 if use_second_order else None,
                     previous_lambda,
-                    settings.eta if settings.sampler == "dpm" else 0.0,
+                    settings.eta_at(t) if settings.sampler == "dpm" else 0.0,
                     generator,
                 )
                 previous_x0 = x0
