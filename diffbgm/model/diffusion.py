@@ -495,7 +495,7 @@ class Diffusion:
         reused = set(range(len(ts) - 1, 0, -2)[: settings.deep_reuse])
         deep = DeepFeatures() if reused else None
         x = self._paint_all(_noise(shape, generator, device), paints, ts[0], generator)
-        deterministic = settings.eta == 0 or settings.sampler == "unipc"
+        deterministic = settings.eta == 0  # (UniPC refuses eta > 0)
         unused = self._unused_calls(paints, ts, x, reused) if deterministic else set()
         previous_x0: torch.Tensor | None = None
         previous_lambda = 0.0
@@ -543,7 +543,7 @@ class Diffusion:
                     ab_prev,
                     previous_x0 if use_second_order else None,
                     previous_lambda,
-                    settings.eta_at(t) if settings.sampler == "dpm" else 0.0,
+                    settings.eta_at(t),
                     generator,
                 )
                 previous_x0 = x0

@@ -228,23 +228,22 @@ def hop_mean_square(
     bounds = hop_bounds(n_samples, sample_rate)[: n_hops + 1]
     centres = (np.arange(gain.values.shape[0]) + 0.5) * gain.block - 0.5
     edges = np.searchsorted(centres, bounds)
+
+    def per_hop(values: np.ndarray) -> np.ndarray:
+        sums = np.concatenate([[0.0], np.cumsum(values)])
+        return sums[edges[1:]] - sums[edges[:-1]]
+
     squares = np.square(gain.values, dtype=np.float64)
-    counts = np.diff(edges).astype(np.float64)
-    totals = np.ones_like(squares)
-    if weights is not None:
-        totals = np.zeros_like(squares)
-        totals[: min(weights.size, totals.size)] = weights[: totals.size]
-        squares = squares * totals
-        weighed = np.concatenate([[0.0], np.cumsum(totals)])
-        counts = weighed[edges[1:]] - weighed[edges[:-1]]
-    sums = np.concatenate([[0.0], np.cumsum(squares)])
+    counts = np.diff(edges)
     out = np.ones(n_hops)
     filled = counts > 0
-    out[: counts.shape[0]][filled] = (sums[edges[1:]] - sums[edges[:-1]])[filled] / counts[filled]
-    if weights is not None:  # silent hops: the plain mean (their energy is 0 either way)
-        silent = np.flatnonzero(~filled & (np.diff(edges) > 0))
-        plain = hop_mean_square(gain, n_hops, sample_rate)
-        out[silent] = plain[silent]
+    out[: counts.shape[0]][filled] = per_hop(squares)[filled] / counts[filled]
+    if weights is not None:  # hops without energy keep the plain mean (theirs scales nothing)
+        energy = np.zeros_like(squares)
+        energy[: min(weights.size, energy.size)] = weights[: energy.size]
+        weighed = per_hop(energy)
+        heard = weighed > 0
+        out[: weighed.shape[0]][heard] = per_hop(squares * energy)[heard] / weighed[heard]
     return out
 
 
