@@ -431,16 +431,21 @@ def test_cli_sound_flags_are_checked_before_the_model_loads(
     assert not (tmp_path / "out").exists()
 
 
-def test_stems_that_cancel_in_the_mix_lower_everything_alike() -> None:
+def test_the_parts_peak_bounds_every_levelled_stem_sample() -> None:
+    """level_gain reports the stems' peak once levelled from its block peaks, without reading
+    them again; the bound holds at every sample (the gain is interpolated between blocks),
+    and a hard-limited stem sits just under the ceiling."""
     rate = 8000
-    tone = np.sin(2 * np.pi * 440 * np.arange(rate) / rate)[:, None]
+    t = np.arange(rate * 3) / rate
+    tone = np.sin(2 * np.pi * 440 * t)[:, None] * (1 + 3 * (t % 1 < 0.1))[:, None]
     stems = [0.9 * tone, -0.8 * tone]  # the mix is 0.1 * tone: levelled, each stem would clip
-    gain = BlockGain(np.full(rate // 32 + 1, 5.0, dtype=np.float32), 32, rate)  # 0.5 peak
-    scale = render.stems_headroom([ArrayAudio(s) for s in stems], gain, ceiling=0.891)
-    assert scale == pytest.approx(0.891 / 4.5)
-    assert max(np.max(np.abs(s * 5.0 * scale)) for s in stems) <= 0.891 + 1e-6
-    quiet = [ArrayAudio(0.01 * tone), ArrayAudio(0.02 * tone)]
-    assert render.stems_headroom(quiet, gain, 0.891) == 1.0
+    level = LevelConfig(target_lufs=-10.0)
+    decided = level_gain(stems[0] + stems[1], rate, level, [ArrayAudio(s) for s in stems])
+    gain = decided.gain.samples(0, tone.shape[0])[:, None]
+    loudest = max(float(np.abs(stem * gain).max()) for stem in stems)
+    assert loudest <= decided.parts_peak <= level.ceiling
+    assert decided.parts_peak < loudest * 1.05
+    assert level_gain(stems[0] + stems[1], rate, level).parts_peak == 0.0
 
 
 def test_the_level_keeps_stems_under_the_ceiling_and_the_mix_on_target() -> None:
@@ -456,12 +461,12 @@ def test_the_level_keeps_stems_under_the_ceiling_and_the_mix_on_target() -> None
     mix = stems[0] + stems[1]
     level = LevelConfig()
     sources = [ArrayAudio(stem) for stem in stems]
-    alone = level_gain(mix, rate, level)
-    assert render.stems_headroom(sources, alone.gain, level.ceiling) < 0.6
+    alone = level_gain(mix, rate, level).gain.samples(0, mix.shape[0])[:, None]
+    assert max(float(np.abs(stem * alone).max()) for stem in stems) > level.ceiling / 0.6
     decided = level_gain(mix, rate, level, sources)
-    assert render.stems_headroom(sources, decided.gain, level.ceiling) == 1.0
     gain = decided.gain.samples(0, mix.shape[0])[:, None]
-    assert max(float(np.abs(stem * gain).max()) for stem in stems) <= level.ceiling
+    assert max(float(np.abs(stem * gain).max()) for stem in stems) <= decided.parts_peak
+    assert decided.parts_peak <= level.ceiling
     measured = pyloudnorm.Meter(rate).integrated_loudness(mix * gain)
     assert abs(measured - level.target_lufs) < LOUDNESS_TOLERANCE
     assert true_peak(mix * gain) <= level.ceiling

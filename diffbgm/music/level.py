@@ -273,6 +273,7 @@ class Level:
     gain: BlockGain
     lufs: float
     true_peak: float
+    parts_peak: float = 0.0  # the parts' sample peak once scaled by gain, at most (0: none)
 
 
 def level_gain(
@@ -309,10 +310,11 @@ def level_gain(
         hops, block_energies = measured.result()
     # a sample's gain is interpolated from its block's and a neighbour's: each block must be
     # under the ceiling with its neighbours' peaks too
-    watched = peaks.copy() if parts else peaks
+    loudest_part = np.zeros_like(peaks)
     for part in parts:  # sample peaks: a stem's file must not clip, and must sum to the mix
         part_peaks = block_peaks(part, oversample=1)[: peaks.size]
-        np.maximum(watched[: part_peaks.size], part_peaks, out=watched[: part_peaks.size])
+        np.maximum(loudest_part[: part_peaks.size], part_peaks, out=loudest_part[: part_peaks.size])
+    watched = np.maximum(peaks, loudest_part) if parts else peaks
     envelope = maximum_filter1d(watched, 3, mode="nearest") if peaks.size else peaks
     block_rate = sample_rate / LEVEL_BLOCK
 
@@ -345,12 +347,27 @@ def level_gain(
                 best_curve, best_lufs = curve, lufs
         curve, lufs = best_curve, best_lufs
     peak = scaled_true_peak(source, curve, peaks, level.oversample)
-    if peak > ceiling:  # a last safety scale: the ceiling is a promise, the loudness a target
-        scale = ceiling / peak
+    parts_peak = _scaled_block_peak(loudest_part, curve)
+    if max(peak, parts_peak) > ceiling:
+        # a last safety scale: the ceiling is a promise, the loudness a target
+        scale = ceiling / max(peak, parts_peak)
         curve = curve.scaled(scale)
         lufs += 20 * np.log10(scale)
-        peak = ceiling
-    return Level(curve, float(lufs), peak)
+        peak, parts_peak = peak * scale, parts_peak * scale
+    return Level(curve, float(lufs), peak, parts_peak)
+
+
+def _scaled_block_peak(block_peak: np.ndarray, gain: BlockGain) -> float:
+    """An upper bound of |sample| x gain, from each block's sample peak: a sample's gain lies
+    between its block's value and a neighbour's (BlockGain interpolates between centres)."""
+    if not block_peak.size or not block_peak.any():
+        return 0.0
+    reach = maximum_filter1d(gain.values[: block_peak.size], 3, mode="nearest")
+    # the peaks and gains are float32: rounded, the product may fall a few ulps short
+    return float(np.max(block_peak[: reach.size] * reach)) * (1 + FLOAT32_SLACK)
+
+
+FLOAT32_SLACK = 2.0**-20
 
 
 LOUDNESS_TOLERANCE_LU = 0.1  # how far from the target the measured loudness may end

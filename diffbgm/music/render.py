@@ -26,7 +26,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -371,9 +371,9 @@ def render_stems(
 
     Each instrument is rendered alone by FluidSynth; the mix is the sum of these renders; the
     level (one gain curve computed on the mix: loudness target, true-peak ceiling) is applied
-    alike to every stem, so the stem files sum to the mix file up to 16-bit rounding; where a
-    stem levelled so would pass the ceiling (parts that cancel in the mix), everything is
-    lowered alike (stems_headroom) and the mix ends below the target.
+    alike to every stem, so the stem files sum to the mix file up to 16-bit rounding; its
+    limiter also watches every stem's peaks, since parts can cancel in the mix and a stem
+    then peaks above it (level_gain).
     soundfont: a file, or None for find_soundfont(). workers: FluidSynth runs at once
     (default: the CPU count). on_started() is called once the first renders run (the app
     engraves the sheet then); on_mix(mix_path) as soon as the mix is written, before the
@@ -413,13 +413,9 @@ def render_stems(
         clock["synth"] = time.perf_counter() - started
 
         started = time.perf_counter()
+        # the stems' peaks are watched by the limiter too: levelled alike, none clips
         decided = level_gain(mix, rate, level, stems if len(parts) > 1 else ())
         gain, lufs, peak = decided.gain, decided.lufs, decided.true_peak
-        if len(parts) > 1:
-            scale = stems_headroom(stems, gain, level.ceiling)
-            if scale < 1.0:
-                gain = gain.scaled(scale)
-                lufs, peak = lufs + 20 * math.log10(scale), peak * scale
         clock["level"] = time.perf_counter() - started
 
         started = time.perf_counter()
@@ -560,16 +556,6 @@ def check_audible(audio: AudioSource, source: str) -> None:
             f"FluidSynth rendered silence for {source} (peak {peak:.1e}): "
             "the MIDI has no audible notes or the soundfont lacks its instruments"
         )
-
-
-def stems_headroom(stems: Sequence[AudioSource], gain: BlockGain, ceiling: float) -> float:
-    """The scale (at most 1) that keeps every stem, levelled by the mix's gain, under the
-    ceiling at every sample. Parts can cancel in the mix (a bass note against a kick), so a
-    stem may be louder than the mix there; a stem beyond full scale would clip in its 16-bit
-    file and no longer sum to the mix, so the mix and all stems are lowered alike instead.
-    The stems are read one at a time, a stretch at a time."""
-    loudest = max(max_abs(audio, gain) for audio in stems)
-    return min(1.0, ceiling / loudest) if loudest > 0 else 1.0
 
 
 def stem_residual_db(mix_path: str | Path, stem_paths: list[Path]) -> float:
