@@ -357,6 +357,9 @@ def level_gain(
     return Level(curve, float(lufs), peak, parts_peak)
 
 
+FLOAT32_SLACK = 2.0**-20  # relative: a few float32 ulps
+
+
 def _scaled_block_peak(block_peak: np.ndarray, gain: BlockGain) -> float:
     """An upper bound of |sample| x gain, from each block's sample peak: a sample's gain lies
     between its block's value and a neighbour's (BlockGain interpolates between centres)."""
@@ -365,9 +368,6 @@ def _scaled_block_peak(block_peak: np.ndarray, gain: BlockGain) -> float:
     reach = maximum_filter1d(gain.values[: block_peak.size], 3, mode="nearest")
     # the peaks and gains are float32: rounded, the product may fall a few ulps short
     return float(np.max(block_peak[: reach.size] * reach)) * (1 + FLOAT32_SLACK)
-
-
-FLOAT32_SLACK = 2.0**-20
 
 
 LOUDNESS_TOLERANCE_LU = 0.1  # how far from the target the measured loudness may end

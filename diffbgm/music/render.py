@@ -249,13 +249,11 @@ def read_midi(midi: str | Path | pretty_midi.PrettyMIDI) -> tuple[pretty_midi.Pr
         raise RenderError(f"cannot read MIDI file {path}: {exc}") from exc
 
 
-def max_abs(audio: AudioSource, gain: BlockGain | None = None) -> float:
-    """Largest |audio * gain|, read a stretch at a time."""
+def max_abs(audio: AudioSource) -> float:
+    """Largest |sample|, read a stretch at a time."""
     peak = 0.0
     for start, stop in stretches(audio.frames, CHUNK_SAMPLES):
         part = np.abs(audio.read(start, stop))
-        if gain is not None:
-            part *= gain.samples(start, stop)[:, None]
         if part.size:
             peak = max(peak, float(part.max()))
     return peak
