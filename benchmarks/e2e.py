@@ -126,12 +126,20 @@ def stage_marker(marks: list[tuple[str, float]]) -> Callable[[int, int, str], No
 
 
 def weights_sha256(model: str | None) -> str | None:
-    """The measured network's identity: a new default model needs a new speed record."""
-    from diffbgm.checkpoint import WEIGHTS_NAME
+    """The measured networks' identity (the model's weights, and its weak model's where it
+    ships one: autoguidance calls it): a new default model needs a new speed record."""
+    from diffbgm.checkpoint import WEAK_FOLDER, WEIGHTS_NAME
     from diffbgm.pipeline import DEFAULT_MODEL
 
-    weights = (Path(model) if model else DEFAULT_MODEL) / WEIGHTS_NAME
-    return hashlib.sha256(weights.read_bytes()).hexdigest() if weights.exists() else None
+    folder = Path(model) if model else DEFAULT_MODEL
+    weights = folder / WEIGHTS_NAME
+    if not weights.exists():
+        return None
+    digest = hashlib.sha256(weights.read_bytes())
+    weak = folder / WEAK_FOLDER / WEIGHTS_NAME
+    if weak.exists():
+        digest.update(weak.read_bytes())
+    return digest.hexdigest()
 
 
 def run_case(video: Path, model: str | None, runs: int, which: str) -> dict:

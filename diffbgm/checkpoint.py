@@ -1,4 +1,6 @@
-"""Model checkpoints: a folder with config.json, model.safetensors and a README.md model card.
+"""Model checkpoints: a folder with config.json, model.safetensors and a README.md model card,
+and optionally a `weak/` folder holding a checkpoint of the weaker model that autoguidance
+pushes the predictions away from (`diffbgm.model.autoguidance`).
 
 Loaded from a local folder or a Hugging Face Hub id (through huggingface_hub's cache; with
 HF_HUB_OFFLINE=1 only the cache is used). Weights are safetensors only, never pickle.
@@ -9,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +20,14 @@ from safetensors.torch import load_file, save_file
 
 from diffbgm.errors import CheckpointError
 from diffbgm.generation.config import GenerationConfig
+from diffbgm.model.autoguidance import check_weak_model
 from diffbgm.model.config import ModelConfig
 from diffbgm.model.unet import Denoiser, count_parameters
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "README.md"
+WEAK_FOLDER = "weak"
 FORMAT = "diffbgm-checkpoint"
 FORMAT_VERSION = 1
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -38,6 +42,7 @@ class LoadedModel:
     config: ModelConfig
     extra: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    weak: LoadedModel | None = None  # the autoguidance model of the `weak/` folder, if any
 
     @property
     def guidance_range(self) -> tuple[float, float] | None:
@@ -135,7 +140,11 @@ def resolve_checkpoint(path_or_hub_id: str | Path) -> Path:
 
         folder = snapshot_download(
             repo_id=text,
-            allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, CARD_NAME],
+            allow_patterns=[
+                name
+                for file in (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME)
+                for name in (file, f"{WEAK_FOLDER}/{file}")
+            ],
             local_files_only=offline,
         )
     except Exception as exc:  # hub errors come in many types (HTTP, offline, missing cache)
@@ -188,8 +197,24 @@ def read_config(folder: Path) -> tuple[ModelConfig, dict[str, Any]]:
 
 
 def load_checkpoint(path_or_hub_id: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
-    """Load a checkpoint folder (or Hub id) into a float32 Denoiser in eval mode."""
+    """Load a checkpoint folder (or Hub id) into a float32 Denoiser in eval mode, with the
+    weak model of its `weak/` folder where it has one."""
     folder = resolve_checkpoint(path_or_hub_id)
+    weak = None
+    if (folder / WEAK_FOLDER / CONFIG_NAME).is_file():
+        weak = _load_folder(folder / WEAK_FOLDER, device)
+    loaded = _load_folder(folder, device)
+    if weak is not None:
+        try:
+            check_weak_model(loaded.config, weak.config)
+        except ValueError as exc:
+            raise CheckpointError(f"{folder / WEAK_FOLDER}: {exc}") from exc
+        loaded = replace(loaded, weak=weak)
+    return loaded
+
+
+def _load_folder(folder: Path, device: str | torch.device) -> LoadedModel:
+    """One checkpoint folder's config and weights (a `weak/` folder inside is not read)."""
     config, extra = read_config(folder)
     weights = folder / WEIGHTS_NAME
     if not weights.is_file():

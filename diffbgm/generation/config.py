@@ -85,6 +85,22 @@ class GenerationConfig:
         0.0,
         1.0,
     )
+    autoguidance: float = _knob(
+        1.0,
+        "autoguidance weight w (Karras et al. 2024): each prediction is pushed away from the "
+        "checkpoint's weak model (its weak/ folder) by (w - 1)(D - D_weak); 1 = off. Unlike "
+        "guidance it does not ask for more of the condition, so the chords stay less safe "
+        "(docs/evaluation.md)",
+        1.0,
+        10.0,
+    )
+    autoguidance_share: float = _knob(
+        1.0,
+        "0..1: autoguidance applies for this share of the noise schedule, from the noisiest "
+        "step; the quieter steps run the model alone (no weak-model call there)",
+        0.0,
+        1.0,
+    )
     onset_threshold: float = _knob(
         0.0, "onset channel value in [-1, 1] above which a note starts", -1.0, 1.0
     )

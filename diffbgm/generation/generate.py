@@ -23,9 +23,11 @@ from diffbgm.generation.decoding import DecodedRoll, DecodeStep, decode
 from diffbgm.generation.recall import RecallGuide
 from diffbgm.generation.requests import requested_onsets_per_bar
 from diffbgm.generation.windows import sample_piece
+from diffbgm.model.autoguidance import Autoguided
 from diffbgm.model.conditions import PieceConditions
 from diffbgm.model.diffusion import Diffusion
 from diffbgm.model.onnx_runtime import onnx_denoiser, sampling_runtime
+from diffbgm.model.unet import Denoiser
 from diffbgm.music.calibration import Calibration
 
 if TYPE_CHECKING:
@@ -81,6 +83,11 @@ def check_settings_for_model(model: LoadedModel, config: GenerationConfig) -> No
             f"{config.sampler} {config.steps}); use those, or its teacher "
             f"({model.extra.get('distilled_from', 'the undistilled model')}) for others"
         )
+    if config.autoguidance != 1.0 and model.weak is None:
+        raise GenerationError(
+            f"autoguidance {config.autoguidance:g} needs a weak model, and this checkpoint "
+            "has none (a weak/ folder beside its weights); use autoguidance 1"
+        )
     scales = model.guidance_range
     if scales is not None and not scales[0] <= config.guidance <= scales[1]:
         raise GenerationError(
@@ -93,15 +100,25 @@ def check_settings_for_model(model: LoadedModel, config: GenerationConfig) -> No
 def sampling_network(model: LoadedModel, config: GenerationConfig, precision: str) -> nn.Module:
     """The denoiser as sampling runs it: ONNX Runtime where `sampling_runtime` picks it and the
     graph can be exported, else the torch module (a failed export is logged, not raised: the
-    torch network makes the same music)."""
+    torch network makes the same music); with autoguidance, wrapped with the weak model."""
     device = next(model.model.parameters()).device
-    if sampling_runtime(config.onnx_runtime, precision, device) == "torch":
-        return model.model
+    runtime = sampling_runtime(config.onnx_runtime, precision, device)
+    network = _runtime_network(model.model, runtime)
+    if config.autoguidance == 1.0 or model.weak is None:
+        return network
+    weak = model.weak.model.to(device)
+    from_t = round((1.0 - config.autoguidance_share) * model.config.diffusion.num_train_steps)
+    return Autoguided(network, _runtime_network(weak, runtime), config.autoguidance, from_t)
+
+
+def _runtime_network(denoiser: Denoiser, runtime: str) -> nn.Module:
+    if runtime == "torch":
+        return denoiser
     try:
-        return onnx_denoiser(model.model)
+        return onnx_denoiser(denoiser)
     except Exception as exc:  # noqa: BLE001 - an exporter or cache failure must not stop a compose
         LOG.warning("ONNX Runtime unavailable for this model (%s); sampling with torch", exc)
-        return model.model
+        return denoiser
 
 
 def generate_roll(
