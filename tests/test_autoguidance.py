@@ -134,3 +134,12 @@ def test_the_weak_model_runs_where_the_model_runs(tmp_path: Path, tiny: LoadedMo
     assert isinstance(torch_network, Autoguided) and torch_network.weak is loaded.weak.model  # type: ignore[union-attr]
     unguided = sampling_network(loaded, replace(onnx, autoguidance=1.0), "fp32")
     assert isinstance(unguided, OnnxDenoiser)
+
+
+def test_the_shipped_model_carries_its_weak_model() -> None:
+    shipped = load_checkpoint(TINY.parent / "diffbgm-small")
+    assert shipped.weak is not None
+    weak = shipped.weak.config
+    assert (weak.base_channels, weak.d_cond) == (16, 64)
+    assert weak.diffusion == shipped.config.diffusion
+    assert "autoguidance" in shipped.weak.extra["role"]
