@@ -346,10 +346,14 @@ def test_without_the_final_call_the_roll_is_the_last_noisy_steps_x0(memorised: M
     assert m.diffusion.sampling_timesteps(1, final_call=False) == [0]  # nothing left to drop
 
 
-@pytest.mark.parametrize("sampler", ["unipc", "dpm", "ddim"])
+@pytest.mark.parametrize(
+    ("sampler", "eta"), [("unipc", 0.0), ("dpm", 0.0), ("ddim", 0.0), ("dpm", 1.0), ("ddim", 1.0)]
+)
 def test_calls_the_paintings_overwrite_are_skipped_bit_for_bit(
-    memorised: Memorised, sampler: str, monkeypatch: pytest.MonkeyPatch
+    memorised: Memorised, sampler: str, eta: float, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """With fresh noise too: a skipped step still draws its noise, so every later draw is the
+    same."""
     m = memorised
     known_mask = torch.zeros_like(m.x0)
     known_mask[:, :, :16] = 1  # the overlap with the window before
@@ -361,7 +365,7 @@ def test_calls_the_paintings_overwrite_are_skipped_bit_for_bit(
         try:
             x = m.diffusion.sample(
                 m.model, m.cond, torch.Generator().manual_seed(1),
-                SamplerSettings(steps=9, sampler=sampler, guidance=1.0),
+                SamplerSettings(steps=9, sampler=sampler, guidance=1.0, eta=eta),
                 known=m.x0, known_mask=known_mask, guide=recalled,
                 guide_mask=1 - known_mask, guide_until=200,
             )  # fmt: skip

@@ -475,7 +475,8 @@ class Diffusion:
         steps below are free, so the coarse shape follows the guide and the details follow
         the conditions.
         A call whose result the paintings overwrite is not made (`_unused_calls`: most of a
-        recalled window's noisy steps); the sample is the same bit for bit.
+        recalled window's noisy steps); the sample is the same bit for bit (a stochastic
+        step's fresh noise is drawn all the same, so later draws do not shift).
         """
         device = next(model.parameters()).device
         batch, _, steps_t, pitches = cond.chord.shape
@@ -495,8 +496,7 @@ class Diffusion:
         reused = set(range(len(ts) - 1, 0, -2)[: settings.deep_reuse])
         deep = DeepFeatures() if reused else None
         x = self._paint_all(_noise(shape, generator, device), paints, ts[0], generator)
-        deterministic = settings.eta == 0  # (UniPC refuses eta > 0)
-        unused = self._unused_calls(paints, ts, x, reused) if deterministic else set()
+        unused = self._unused_calls(paints, ts, x, reused)
         previous_x0: torch.Tensor | None = None
         previous_lambda = 0.0
         # UniC needs the last step's start: (x, its ab, x0 there), the x0 before that and the
@@ -508,6 +508,10 @@ class Diffusion:
             ab_prev = self.alphas_cumprod[t_prev].to(device) if t_prev >= 0 else torch.ones(())
             ab_prev = ab_prev.to(device)
             if i in unused:  # every painting overwrites what this call would decide
+                if t_prev >= 0 and settings.eta_at(t) > 0:
+                    # the step's fresh noise is drawn all the same, so the noise of every
+                    # later step (and painting) is what it would have been
+                    _noise(shape, generator, device)
                 x = self._paint_all(x, paints, t_prev, generator)
                 previous_x0, corrector = None, None  # (previous_lambda: read only with them)
                 if progress is not None:
