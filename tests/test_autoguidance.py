@@ -130,10 +130,12 @@ def test_the_weak_model_runs_where_the_model_runs(tmp_path: Path, tiny: LoadedMo
     network = sampling_network(loaded, onnx, "fp32")
     assert isinstance(network, Autoguided) and network.from_t == 500
     assert isinstance(network.network, OnnxDenoiser) and isinstance(network.weak, OnnxDenoiser)
+    # two sessions called in turn: neither pool may spin and take the cores from the other
+    assert not network.network.spinning and not network.weak.spinning
     torch_network = sampling_network(loaded, replace(onnx, onnx_runtime=False), "fp32")
     assert isinstance(torch_network, Autoguided) and torch_network.weak is loaded.weak.model  # type: ignore[union-attr]
     unguided = sampling_network(loaded, replace(onnx, autoguidance=1.0), "fp32")
-    assert isinstance(unguided, OnnxDenoiser)
+    assert isinstance(unguided, OnnxDenoiser) and unguided.spinning
 
 
 def test_the_shipped_model_carries_its_weak_model() -> None:

@@ -177,7 +177,9 @@ def test_generate_roll_samples_through_onnx_runtime_and_writes_the_same_notes(
 def test_a_failed_export_samples_with_torch_and_says_why(
     tiny: LoadedModel, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    def broken(_denoiser: Denoiser, _folder: Path | None = None) -> OnnxDenoiser:
+    def broken(
+        _denoiser: Denoiser, _folder: Path | None = None, spinning: bool = True
+    ) -> OnnxDenoiser:
         raise PermissionError("read-only cache folder")
 
     monkeypatch.setattr(generate_module, "onnx_denoiser", broken)
@@ -197,6 +199,22 @@ def test_an_unwritable_cache_folder_falls_back_to_a_temporary_one(
     monkeypatch.setattr(onnx_runtime.tempfile, "gettempdir", lambda: str(fallback))
     path = exported_graph(_denoiser(), blocked / "onnx")
     assert path.is_file() and path.parent.parent == fallback
+
+
+def test_a_session_without_spinning_computes_the_same(tmp_path: Path) -> None:
+    denoiser = _denoiser()
+    spinning = onnx_denoiser(denoiser, tmp_path)
+    quiet = onnx_denoiser(denoiser, tmp_path, spinning=False)
+    assert spinning.graph == quiet.graph  # one exported graph, two session options
+    x_t, t, *_ = example_inputs(denoiser.config, batch=2, seed=4)
+    cond = two_segment_conditions(denoiser.config, 2, seed=4)
+    with torch.no_grad():
+        assert torch.equal(spinning(x_t, t, cond), quiet(x_t, t, cond))
+    options = onnx_runtime._session(quiet.graph, 2, False).get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    default = onnx_runtime._session(spinning.graph, 2, True).get_session_options()
+    with pytest.raises(RuntimeError, match="allow_spinning"):  # unset: ONNX Runtime spins
+        default.get_session_config_entry("session.intra_op.allow_spinning")
 
 
 def test_a_broken_graph_file_runs_the_call_on_torch(

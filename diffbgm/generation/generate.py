@@ -103,19 +103,21 @@ def sampling_network(model: LoadedModel, config: GenerationConfig, precision: st
     torch network makes the same music); with autoguidance, wrapped with the weak model."""
     device = next(model.model.parameters()).device
     runtime = sampling_runtime(config.onnx_runtime, precision, device)
-    network = _runtime_network(model.model, runtime)
     if config.autoguidance == 1.0 or model.weak is None:
-        return network
+        return _runtime_network(model.model, runtime)
+    # two networks in turn: ONNX Runtime's pools must not spin between calls (onnx_runtime)
+    network = _runtime_network(model.model, runtime, spinning=False)
     weak = model.weak.model.to(device)
     from_t = round((1.0 - config.autoguidance_share) * model.config.diffusion.num_train_steps)
-    return Autoguided(network, _runtime_network(weak, runtime), config.autoguidance, from_t)
+    weak_network = _runtime_network(weak, runtime, spinning=False)
+    return Autoguided(network, weak_network, config.autoguidance, from_t)
 
 
-def _runtime_network(denoiser: Denoiser, runtime: str) -> nn.Module:
+def _runtime_network(denoiser: Denoiser, runtime: str, spinning: bool = True) -> nn.Module:
     if runtime == "torch":
         return denoiser
     try:
-        return onnx_denoiser(denoiser)
+        return onnx_denoiser(denoiser, spinning=spinning)
     except Exception as exc:  # noqa: BLE001 - an exporter or cache failure must not stop a compose
         LOG.warning("ONNX Runtime unavailable for this model (%s); sampling with torch", exc)
         return denoiser

@@ -219,7 +219,7 @@ def prune_cache(folder: Path, keep: Path, now: float | None = None) -> list[Path
 
 # --- running ------------------------------------------------------------------------------
 @functools.lru_cache(maxsize=8)
-def _session(path: str, threads: int) -> Any:
+def _session(path: str, threads: int, spinning: bool = True) -> Any:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -227,8 +227,14 @@ def _session(path: str, threads: int) -> Any:
     options.inter_op_num_threads = 1
     # Pool threads spin while they wait (ONNX Runtime's default). More than one thread runs
     # only when no background encode holds a core (`diffbgm.threads.SamplingThreads`), and
-    # there spinning measured faster and cheaper: the 30 s compose on 2 threads took 1.32-1.45 s
-    # and 2.6-2.9 CPU s against 1.47-2.09 s and 2.6-3.8 CPU s without (docs/model.md).
+    # there spinning measured faster and cheaper for one network: the 30 s compose on 2 threads
+    # took 1.32-1.45 s and 2.6-2.9 CPU s against 1.47-2.09 s and 2.6-3.8 CPU s without
+    # (docs/model.md). Two networks called in turn (autoguidance) each have their own pool,
+    # and one pool's threads still spinning after its call take the cores from the other's:
+    # the 7 s example's calls took 65-87 ms and 27-35 ms with spinning, 38-40 and 15-16 ms
+    # without (docs/model.md, "Two pools").
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
 
@@ -237,10 +243,11 @@ class OnnxDenoiser(nn.Module):
     (the app changes that count while it samples), the torch denoiser where the graph does not
     fit the call. The outputs are bit-identical across thread counts (checked in the tests)."""
 
-    def __init__(self, denoiser: Denoiser, graph: Path) -> None:
+    def __init__(self, denoiser: Denoiser, graph: Path, spinning: bool = True) -> None:
         super().__init__()
         self.fallback = denoiser  # also gives parameters() its device, as the sampler expects
         self.graph = str(graph)
+        self.spinning = spinning  # False where another network's session runs in turn
         self.names = input_names(denoiser.config)
         self.failed = False  # set when ONNX Runtime could not run the graph
 
@@ -275,7 +282,7 @@ class OnnxDenoiser(nn.Module):
         }
         feed = {name: _array(values[name]) for name in self.names}
         try:
-            session = _session(self.graph, max(1, torch.get_num_threads()))
+            session = _session(self.graph, max(1, torch.get_num_threads()), self.spinning)
             (out,) = session.run(["out"], feed)
         except Exception as exc:  # noqa: BLE001 - a broken graph file or runtime must not end a compose
             # torch from here on; the next process exports the graph afresh
@@ -291,6 +298,9 @@ def _array(value: torch.Tensor | None) -> np.ndarray:
     return np.ascontiguousarray(value.detach().cpu().numpy())
 
 
-def onnx_denoiser(denoiser: Denoiser, folder: Path | None = None) -> OnnxDenoiser:
-    """The ONNX Runtime form of `denoiser` (exported on first use, then read from the cache)."""
-    return OnnxDenoiser(denoiser, exported_graph(denoiser, folder))
+def onnx_denoiser(
+    denoiser: Denoiser, folder: Path | None = None, spinning: bool = True
+) -> OnnxDenoiser:
+    """The ONNX Runtime form of `denoiser` (exported on first use, then read from the cache);
+    `spinning` False where another network's session is called in turn with it."""
+    return OnnxDenoiser(denoiser, exported_graph(denoiser, folder), spinning)
