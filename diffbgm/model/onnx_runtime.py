@@ -231,8 +231,7 @@ def _session(path: str, threads: int, spinning: bool = True) -> Any:
     # took 1.32-1.45 s and 2.6-2.9 CPU s against 1.47-2.09 s and 2.6-3.8 CPU s without
     # (docs/model.md). Two networks called in turn (autoguidance) each have their own pool,
     # and one pool's threads still spinning after its call take the cores from the other's:
-    # the 7 s example's calls took 65-87 ms and 27-35 ms with spinning, 38-40 and 15-16 ms
-    # without (docs/model.md, "Two pools").
+    # there each call took about twice as long with spinning (docs/model.md, "Two pools").
     if not spinning:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
