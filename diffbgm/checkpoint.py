@@ -1,6 +1,7 @@
 """Model checkpoints: a folder with config.json, model.safetensors and a README.md model card,
 and optionally a `weak/` folder holding a checkpoint of the weaker model that autoguidance
-pushes the predictions away from (`diffbgm.model.autoguidance`).
+pushes the predictions away from (`diffbgm.model.autoguidance`) and a `critic.safetensors`
+window critic that picks among sampled candidates (`diffbgm.generation.critic`).
 
 Loaded from a local folder or a Hugging Face Hub id (through huggingface_hub's cache; with
 HF_HUB_OFFLINE=1 only the cache is used). Weights are safetensors only, never pickle.
@@ -20,6 +21,7 @@ from safetensors.torch import load_file, save_file
 
 from diffbgm.errors import CheckpointError
 from diffbgm.generation.config import GenerationConfig
+from diffbgm.generation.critic import CRITIC_NAME, WindowCritic
 from diffbgm.model.autoguidance import check_weak_model
 from diffbgm.model.config import ModelConfig
 from diffbgm.model.unet import Denoiser, count_parameters
@@ -43,6 +45,7 @@ class LoadedModel:
     extra: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
     weak: LoadedModel | None = None  # the autoguidance model of the `weak/` folder, if any
+    critic: WindowCritic | None = None  # the window critic of `critic.safetensors`, if any
 
     @property
     def guidance_range(self) -> tuple[float, float] | None:
@@ -141,9 +144,12 @@ def resolve_checkpoint(path_or_hub_id: str | Path) -> Path:
         folder = snapshot_download(
             repo_id=text,
             allow_patterns=[
-                name
-                for file in (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME)
-                for name in (file, f"{WEAK_FOLDER}/{file}")
+                CRITIC_NAME,
+                *(
+                    name
+                    for file in (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME)
+                    for name in (file, f"{WEAK_FOLDER}/{file}")
+                ),
             ],
             local_files_only=offline,
         )
@@ -204,6 +210,11 @@ def load_checkpoint(path_or_hub_id: str | Path, device: str | torch.device = "cp
     if (folder / WEAK_FOLDER / CONFIG_NAME).is_file():
         weak = _load_folder(folder / WEAK_FOLDER, device)
     loaded = _load_folder(folder, device)
+    if (folder / CRITIC_NAME).is_file():
+        try:
+            loaded = replace(loaded, critic=WindowCritic.load(folder / CRITIC_NAME))
+        except Exception as exc:  # safetensors raises its own error type for corrupt files
+            raise CheckpointError(f"{folder / CRITIC_NAME} cannot be read: {exc}") from exc
     if weak is not None:
         try:
             check_weak_model(loaded.config, weak.config)

@@ -277,6 +277,25 @@ def cmd_velocity(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_critic(args: argparse.Namespace) -> int:
+    from trainer.critic import CriticOptions, run_critic
+
+    options = CriticOptions(
+        model=args.model,
+        data=args.data,
+        songs=tuple(args.songs),
+        bars=args.bars,
+        seed=args.seed,
+        workers=args.workers,
+        trees=args.trees,
+        min_leaf=args.min_leaf,
+        features=args.features,
+        out=args.out,
+    )
+    run_critic(options)
+    return 0
+
+
 # ---------------------------------------------------------------------------- parser
 
 
@@ -647,6 +666,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     velocity.add_argument("--threads", type=int, default=1, help="torch threads")
     velocity.set_defaults(func=cmd_velocity)
+    critic = sub.add_parser(
+        "critic",
+        help="train the window critic that picks among sampled candidates (--candidates)",
+        description="Compose the first bars of training songs with the model, one candidate "
+        "a window, and fit a random forest telling its decoded sampler windows from the real "
+        "songs' (diffbgm.realism's note features); writes critic.safetensors into the "
+        "checkpoint folder (or --out). Never uses songs 801-859.",
+    )
+    critic.add_argument("--model", required=True, help="a checkpoint folder")
+    critic.add_argument("--data", default="data_cache/pop909", help="POP909 cache folder")
+    critic.add_argument(
+        "--songs", type=parse_song_range, default=parse_song_range("601-800"), help="e.g. 1-800"
+    )
+    critic.add_argument("--bars", type=int, default=32, help="first bars of each song")
+    critic.add_argument("--seed", type=int, default=0)
+    critic.add_argument("--workers", type=int, default=2, help="composing processes")
+    critic.add_argument("--trees", type=int, default=100)
+    critic.add_argument("--min-leaf", type=int, default=4, help="fewest windows in a leaf")
+    critic.add_argument(
+        "--features",
+        default="runs/critic/features.npz",
+        help="where the composed windows' features are kept (reused when the songs match)",
+    )
+    critic.add_argument("--out", help="file to write (default: MODEL/critic.safetensors)")
+    critic.set_defaults(func=cmd_critic)
     return parser
 
 

@@ -4,6 +4,7 @@ config.py    GenerationConfig: every sampling/decoding knob, its range and CLI f
 generate.py  generate_roll(model, conditions, config, seed, known, progress)
 windows.py   long pieces: window-by-window sampling with overlap in-painting
 recall.py    phrase recall: the recall map and the guide the sampler follows
+critic.py    the window critic: which of a window's sampled candidates looks most real
 decode.py    sampled values -> notes: decode rules (one class each) and the threshold cut
 requests.py  what segments ask for in notes (onsets per bar), shared by recall and decode
 """

@@ -174,6 +174,14 @@ class GenerationConfig:
         1,
         256,
     )
+    candidates: int = _knob(
+        1,
+        "> 1: sample each window this many times (one batch) and keep the candidate the "
+        "checkpoint's window critic rates most like real music (critic.safetensors; "
+        "costs about that many times the network's work)",
+        1,
+        16,
+    )
     channels_last: bool = _knob(
         False,
         "channels-last convolutions while sampling (oneDNN: ~11 %% faster here; the notes may "

@@ -22,7 +22,7 @@ from diffbgm.generation.config import GenerationConfig
 from diffbgm.generation.decoding import DecodedRoll, DecodeStep, decode
 from diffbgm.generation.recall import RecallGuide
 from diffbgm.generation.requests import requested_onsets_per_bar
-from diffbgm.generation.windows import sample_piece
+from diffbgm.generation.windows import CandidateChooser, sample_piece
 from diffbgm.model.autoguidance import Autoguided
 from diffbgm.model.conditions import PieceConditions
 from diffbgm.model.diffusion import Diffusion
@@ -83,6 +83,12 @@ def check_settings_for_model(model: LoadedModel, config: GenerationConfig) -> No
             f"{config.sampler} {config.steps}); use those, or its teacher "
             f"({model.extra.get('distilled_from', 'the undistilled model')}) for others"
         )
+    if config.candidates > 1 and model.critic is None:
+        raise GenerationError(
+            f"candidates {config.candidates} needs a window critic to choose among them, and "
+            "this checkpoint has none (critic.safetensors beside its weights; `python -m "
+            "trainer critic` trains one); use candidates 1"
+        )
     if config.autoguidance != 1.0 and model.weak is None:
         raise GenerationError(
             f"autoguidance {config.autoguidance:g} needs a weak model, and this checkpoint "
@@ -111,6 +117,19 @@ def sampling_network(model: LoadedModel, config: GenerationConfig, precision: st
     from_t = round((1.0 - config.autoguidance_share) * model.config.diffusion.num_train_steps)
     weak_network = _runtime_network(weak, runtime, spinning=False)
     return Autoguided(network, weak_network, config.autoguidance, from_t)
+
+
+def _chooser(model: LoadedModel, config: GenerationConfig) -> CandidateChooser | None:
+    """The window critic's choice among a window's candidates, decoded with the plain
+    thresholds (the decode rules need the whole piece), or None for one candidate."""
+    critic = model.critic
+    if config.candidates == 1 or critic is None:
+        return None
+
+    def choose(candidates: np.ndarray) -> int:
+        return critic.choose(candidates, config.onset_threshold, config.sustain_threshold)
+
+    return choose
 
 
 def _runtime_network(denoiser: Denoiser, runtime: str, spinning: bool = True) -> nn.Module:
@@ -179,6 +198,8 @@ def generate_roll(
             guide=guide,
             window_batch=config.window_batch,
             max_window_steps=config.max_window_steps,
+            candidates=config.candidates,
+            choose=_chooser(model, config),
         )
     notes = decode(raw, conditions, config, calibration, decode_rules)
     if known is not None:

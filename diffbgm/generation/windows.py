@@ -17,6 +17,10 @@ With `max_window_steps` the windows may be longer than the model's own (`window_
 of them, so less to sample. A window ends before a phrase that recalls music of the same
 window (a recall is guided by final music only) and holds no more segments than the model has
 slots for.
+
+With `candidates` > 1 every window is sampled that many times in one batch, from as many noise
+streams, and `choose` keeps one of them (the window critic, `diffbgm.generation.critic`); the
+next window in-paints from the kept one.
 """
 
 from __future__ import annotations
@@ -32,6 +36,9 @@ from diffbgm.generation.recall import RecallGuide, recall_input
 from diffbgm.model.conditions import PieceConditions, stack_windows
 from diffbgm.model.config import ModelConfig
 from diffbgm.model.diffusion import Diffusion, SamplerSettings
+
+# (N, 2, T, P) candidates of one window in [-1, 1] -> the index of the one to keep
+CandidateChooser = Callable[[np.ndarray], int]
 
 
 def window_starts(n_steps: int, window_steps: int, overlap_steps: int) -> list[int]:
@@ -157,6 +164,8 @@ def sample_piece(
     guide: RecallGuide | None = None,
     window_batch: int = 1,
     max_window_steps: int = 0,
+    candidates: int = 1,
+    choose: CandidateChooser | None = None,
 ) -> np.ndarray:
     """Sample a whole piece -> float32 (2, T_total, P) in [-1, 1] (onset, sustain).
 
@@ -170,7 +179,10 @@ def sample_piece(
     window_batch: 1 = left to right, one window per call; more = two-pass rounds, up to this
     many windows per call (needs overlap_steps <= half a window, else left to right).
     progress(done, total) counts denoising steps over all windows that are sampled.
+    candidates > 1 (with `choose`): each window sampled that many times, `choose` keeps one.
     """
+    if candidates > 1 and choose is None:
+        raise ValueError("candidates > 1 needs a chooser")
     total = piece.n_steps
     window = window_steps or config.window_steps
     shape = (2, total, config.n_pitches)
@@ -197,7 +209,7 @@ def sample_piece(
     return _sample_rounds(
         model, diffusion, piece, config, generator, lengths, starts, rounds, roll, keep, done,
         settings=settings, progress=progress, guide=guide,
-        window_batch=window_batch if batched else 1,
+        window_batch=window_batch if batched else 1, candidates=candidates, choose=choose,
     )  # fmt: skip
 
 
@@ -218,12 +230,14 @@ def _sample_rounds(
     progress: Callable[[int, int], None] | None,
     guide: RecallGuide | None,
     window_batch: int,
+    candidates: int = 1,
+    choose: CandidateChooser | None = None,
 ) -> np.ndarray:
     """Sample the windows (starts[i], lengths[i] steps) round by round (a round's windows are
     independent), up to window_batch of them per network call (windows of one length: the
     batched layout is uniform); the roll is filled in place and returned."""
     total, pitches = roll.shape[1], config.n_pitches
-    window_generators = _window_generators(generator, len(starts))
+    window_generators = _window_generators(generator, len(starts), candidates)
     todo = {i for i, s in enumerate(starts) if not keep[:, s : s + lengths[i]].all()}
     # denoising steps a window (skipped ones too)
     calls = len(diffusion.sampling_timesteps(settings.steps, settings.final_call))
@@ -238,11 +252,12 @@ def _sample_rounds(
         for at in range(0, len(pending), window_batch):
             chunk = pending[at : at + window_batch]
             window = lengths[chunk[0]]
+            rows = [i for i in chunk for _ in range(candidates)]  # a window's candidates in a row
             known, known_mask, guided, guided_mask = _chunk_paintings(
-                chunk, starts, window, roll, keep, done, guide, pitches
+                rows, starts, window, roll, keep, done, guide, pitches
             )
             cond = stack_windows(
-                [piece.window(starts[i], window, config.max_segments) for i in chunk],
+                [piece.window(starts[i], window, config.max_segments) for i in rows],
                 config.pitch_low,
                 pitches,
             )
@@ -258,7 +273,9 @@ def _sample_rounds(
             x = diffusion.sample(
                 model,
                 cond,
-                None if window_generators is None else [window_generators[i] for i in chunk],
+                None
+                if window_generators is None
+                else [g for i in chunk for g in window_generators[i]],
                 settings=settings,
                 known=torch.from_numpy(known),
                 known_mask=torch.from_numpy(known_mask),
@@ -267,19 +284,22 @@ def _sample_rounds(
                 guide_mask=None if guided_mask is None else torch.from_numpy(guided_mask),
                 guide_until=guide.until_t if guide is not None else 0,
             )
-            values = x.float().cpu().numpy()  # (B, 2, W, P)
-            for row, i in enumerate(chunk):
+            values = x.float().cpu().numpy()  # (B * candidates, 2, W, P)
+            for place, i in enumerate(chunk):
                 start, end = starts[i], min(starts[i] + window, total)
-                roll[:, start:end] = values[row, :, : end - start]
+                drawn = values[place * candidates : (place + 1) * candidates, :, : end - start]
+                kept = 0 if choose is None or candidates == 1 else choose(drawn)
+                roll[:, start:end] = drawn[kept]
                 done[start:end] = True
             finished += calls * len(chunk)
     return roll
 
 
 def _window_generators(
-    generator: torch.Generator | None, n_windows: int
-) -> list[torch.Generator] | None:
-    """One generator per window, seeded from `generator` before any window is sampled.
+    generator: torch.Generator | None, n_windows: int, candidates: int = 1
+) -> list[list[torch.Generator]] | None:
+    """`candidates` generators per window, seeded from `generator` before any window is
+    sampled; a window's first candidate draws the noise it draws with one candidate.
 
     A window's noise then depends on the seed and its index only: not on how many steps the
     sampler takes, nor on which windows share its network call. So two settings sampled with
@@ -289,7 +309,13 @@ def _window_generators(
     if generator is None:
         return None
     seeds = torch.randint(0, 2**62, (n_windows,), generator=generator, device=generator.device)
-    return [torch.Generator(generator.device).manual_seed(int(seed)) for seed in seeds]
+    more = torch.randint(
+        0, 2**62, (n_windows, candidates - 1), generator=generator, device=generator.device
+    )
+    return [
+        [torch.Generator(generator.device).manual_seed(int(seed)) for seed in (first, *others)]
+        for first, others in zip(seeds.tolist(), more.tolist(), strict=True)
+    ]
 
 
 def _chunk_paintings(
