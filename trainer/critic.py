@@ -97,15 +97,20 @@ def collect_windows(options: CriticOptions) -> dict[str, np.ndarray]:
     cached = Path(options.features)
     if cached.is_file():
         data = dict(np.load(cached))
-        if tuple(int(s) for s in np.unique(data["songs"])) == tuple(sorted(set(options.songs))):
+        if data["asked"].tolist() == sorted(set(options.songs)):
             print(f"features from {cached}")
             return data
     loaded = load_checkpoint(options.model)
     generation = replace(loaded.generation, candidates=1)
+    # songs the cache lacks (POP909 leaves some numbers out) are skipped, not an error
+    songs_dir = Path(options.data) / "songs"
     jobs = [
         _Job(options.model, generation, options.data, song, options.bars, options.seed + n)
         for n, song in enumerate(options.songs)
+        if (songs_dir / f"{song:03d}.npz").is_file()
     ]
+    if not jobs:
+        raise DiffBGMError(f"none of the songs is in the cache {options.data}")
     started = time.perf_counter()
     rows: list[tuple[np.ndarray, np.ndarray]] = []
     with worker_pool(max(1, options.workers)) as pool:
@@ -120,6 +125,7 @@ def collect_windows(options: CriticOptions) -> dict[str, np.ndarray]:
         "generated": np.concatenate([gen for gen, _ in rows]),
         "real": np.concatenate([real for _, real in rows]),
         "songs": songs,
+        "asked": np.asarray(sorted(set(options.songs))),
     }
     cached.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(cached, **data)
