@@ -11,7 +11,12 @@ import torch
 
 from diffbgm.checkpoint import load_checkpoint
 from diffbgm.errors import CheckpointError, DiffBGMError, GenerationError
-from diffbgm.generation.critic import CRITIC_NAME, WindowCritic, forest_from_sklearn
+from diffbgm.generation.critic import (
+    CRITIC_NAME,
+    AskedRegister,
+    WindowCritic,
+    forest_from_sklearn,
+)
 from diffbgm.generation.windows import sample_piece
 from diffbgm.model.config import preset
 from diffbgm.model.diffusion import Diffusion, SamplerSettings
@@ -78,6 +83,25 @@ def test_the_critic_keeps_the_candidate_that_looks_real() -> None:
     assert critic.choose(candidates[:1], 0.0, 0.0) == 0  # one candidate: nothing to rate
 
 
+def test_the_asked_register_steers_the_choice_between_real_looking_candidates() -> None:
+    critic = _notes_critic()
+    candidates = -np.ones((3, 2, 64, 88), np.float32)
+    candidates[0, :, ::4, 10:14] = 1.0  # chords: generated-looking, but in the asked register
+    candidates[1, :, ::4, 30] = 1.0  # single notes at MIDI 51
+    candidates[2, :, ::4, 70] = 1.0  # single notes at MIDI 91
+    segments = np.repeat([0, 1], 32)
+    high = AskedRegister(segments, np.full(64, 91.0), weight=1.0)
+    assert high.distance(candidates[2, 0] > 0, 21) == 0.0
+    assert high.distance(candidates[1, 0] > 0, 21) == pytest.approx(40 / 12)
+    assert critic.choose(candidates, 0.0, 0.0) == 1  # a tie of the forest: the first
+    assert critic.choose(candidates, 0.0, 0.0, high) == 2
+    assert critic.choose(candidates, 0.0, 0.0, AskedRegister(segments, high.pitch, 0.0)) == 1
+    # segments are judged apart: a segment asking 51, the other 91
+    split = AskedRegister(segments, np.repeat([51.0, 91.0], 32), weight=1.0)
+    assert split.distance(candidates[1, 0] > 0, 21) == pytest.approx(0.5 * 40 / 12)
+    assert split.distance(np.zeros((64, 88), bool), 21) == 0.0  # no notes: no distance
+
+
 def test_candidates_are_drawn_and_the_chosen_one_is_kept() -> None:
     torch.manual_seed(0)
     config = preset("tiny", n_pitches=16, pitch_low=60)
@@ -89,7 +113,8 @@ def test_candidates_are_drawn_and_the_chosen_one_is_kept() -> None:
     def sample(candidates: int, pick: int | None) -> tuple[np.ndarray, list[np.ndarray]]:
         seen: list[np.ndarray] = []
 
-        def choose(drawn: np.ndarray) -> int:
+        def choose(drawn: np.ndarray, start: int) -> int:
+            assert start == 16 * len(seen)  # the window's first step
             seen.append(drawn.copy())
             return pick if pick is not None else 0
 

@@ -182,6 +182,14 @@ class GenerationConfig:
         1,
         16,
     )
+    critic_register: float = _knob(
+        1.0,
+        "with candidates > 1: the critic's choice also weighs how far each candidate's mean "
+        "pitch lies from the register its segments ask for (this weight per octave, added to "
+        "the critic's P(generated)); 0 = realism alone, which follows the register less",
+        0.0,
+        100.0,
+    )
     channels_last: bool = _knob(
         False,
         "channels-last convolutions while sampling (oneDNN: ~11 %% faster here; the notes may "

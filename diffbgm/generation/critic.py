@@ -8,6 +8,10 @@ the sampler draws N candidates of a window from N noise streams, decodes each wi
 thresholds, and keeps the one this critic rates least likely to be generated (discriminator
 rejection sampling, Azadi et al. 2019, as a best-of-N choice).
 
+Realism alone drifts from what the video asks: choosing by it lowered register obedience from
+0.80 to 0.67 on songs 801-830 (4 candidates), so the choice also weighs each candidate's
+distance from the register its segments ask for (`AskedRegister`).
+
 The critic is a random forest over the realism test's note features (`diffbgm.realism`),
 trained by `python -m trainer critic` on generated and real windows of training songs, and
 stored as flat arrays in `critic.safetensors` beside the weights: no pickle, and a forest is
@@ -61,6 +65,29 @@ class Forest:
 
 
 @dataclass(frozen=True)
+class AskedRegister:
+    """The register a window's segments ask for, and how much distance from it counts."""
+
+    segment_ids: np.ndarray  # (T,) the segment of each step of the window
+    pitch: np.ndarray  # (T,) the mean MIDI pitch of onsets its segment's control asks for
+    weight: float  # added to P(generated) per octave of distance
+
+    def distance(self, onset: np.ndarray, pitch_low: int) -> float:
+        """Octaves between each segment's mean onset pitch and the asked one, averaged over
+        the window's segments weighted by their steps; segments without notes count 0."""
+        steps, pitches = np.nonzero(onset)
+        total, weights = 0.0, 0
+        for segment in np.unique(self.segment_ids):
+            inside = self.segment_ids[steps] == segment
+            span = self.segment_ids == segment
+            if inside.any():
+                mean_pitch = float(pitches[inside].mean()) + pitch_low
+                total += abs(mean_pitch - float(self.pitch[span].mean())) / 12.0 * span.sum()
+            weights += int(span.sum())
+        return total / max(weights, 1)
+
+
+@dataclass(frozen=True)
 class WindowCritic:
     """Rates decoded windows by how likely they are generated; picks the most real-looking."""
 
@@ -77,14 +104,24 @@ class WindowCritic:
         return self.forest.predict(np.stack(rows))
 
     def choose(
-        self, candidates: np.ndarray, onset_threshold: float, sustain_threshold: float
+        self,
+        candidates: np.ndarray,
+        onset_threshold: float,
+        sustain_threshold: float,
+        register: AskedRegister | None = None,
     ) -> int:
         """Index of the candidate (N, 2, T, P) in [-1, 1] that looks most real when decoded
-        with the plain thresholds (the first one on a tie, so N = 1 changes nothing)."""
+        with the plain thresholds, plus `register`'s weighted distance where given (the first
+        one on a tie, so N = 1 changes nothing)."""
         if candidates.shape[0] == 1:
             return 0
         decoded = [decode_roll(c, onset_threshold, sustain_threshold) for c in candidates]
         scores = self.p_generated([d.onset for d in decoded], [d.sustain for d in decoded])
+        if register is not None and register.weight > 0:
+            pitch_low = self.features.pitch_low
+            scores = scores + register.weight * np.array(
+                [register.distance(d.onset, pitch_low) for d in decoded]
+            )
         return int(np.argmin(scores))
 
     def save(self, path: str | Path) -> None:

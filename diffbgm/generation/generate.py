@@ -16,9 +16,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from diffbgm.controls import DYNAMIC_CONTROLS
 from diffbgm.device import sampling_precision
 from diffbgm.errors import GenerationError
 from diffbgm.generation.config import GenerationConfig
+from diffbgm.generation.critic import AskedRegister
 from diffbgm.generation.decoding import DecodedRoll, DecodeStep, decode
 from diffbgm.generation.recall import RecallGuide
 from diffbgm.generation.requests import requested_onsets_per_bar
@@ -119,15 +121,32 @@ def sampling_network(model: LoadedModel, config: GenerationConfig, precision: st
     return Autoguided(network, weak_network, config.autoguidance, from_t)
 
 
-def _chooser(model: LoadedModel, config: GenerationConfig) -> CandidateChooser | None:
+def _chooser(
+    model: LoadedModel,
+    config: GenerationConfig,
+    conditions: PieceConditions,
+    calibration: Calibration,
+) -> CandidateChooser | None:
     """The window critic's choice among a window's candidates, decoded with the plain
-    thresholds (the decode rules need the whole piece), or None for one candidate."""
+    thresholds (the decode rules need the whole piece), or None for one candidate. Where the
+    conditions carry the register control, the choice also keeps near the asked register."""
     critic = model.critic
     if config.candidates == 1 or critic is None:
         return None
+    asked_pitch = None
+    if conditions.dynamic.shape[1] == len(DYNAMIC_CONTROLS) and config.critic_register > 0:
+        column = DYNAMIC_CONTROLS.index("register")
+        asked = conditions.dynamic[conditions.segment_ids, column].astype(np.float64)
+        asked_pitch = np.asarray(calibration.to_raw("register", asked))  # (T,) MIDI pitch
 
-    def choose(candidates: np.ndarray) -> int:
-        return critic.choose(candidates, config.onset_threshold, config.sustain_threshold)
+    def choose(candidates: np.ndarray, start: int) -> int:
+        register = None
+        if asked_pitch is not None:
+            span = slice(start, start + candidates.shape[2])
+            register = AskedRegister(
+                conditions.segment_ids[span], asked_pitch[span], config.critic_register
+            )
+        return critic.choose(candidates, config.onset_threshold, config.sustain_threshold, register)
 
     return choose
 
@@ -199,7 +218,7 @@ def generate_roll(
             window_batch=config.window_batch,
             max_window_steps=config.max_window_steps,
             candidates=config.candidates,
-            choose=_chooser(model, config),
+            choose=_chooser(model, config, conditions, calibration),
         )
     notes = decode(raw, conditions, config, calibration, decode_rules)
     if known is not None:

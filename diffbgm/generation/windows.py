@@ -37,8 +37,9 @@ from diffbgm.model.conditions import PieceConditions, stack_windows
 from diffbgm.model.config import ModelConfig
 from diffbgm.model.diffusion import Diffusion, SamplerSettings
 
-# (N, 2, T, P) candidates of one window in [-1, 1] -> the index of the one to keep
-CandidateChooser = Callable[[np.ndarray], int]
+# (N, 2, T, P) candidates in [-1, 1] of the window starting at step `start`, start -> the
+# index of the one to keep
+CandidateChooser = Callable[[np.ndarray, int], int]
 
 
 def window_starts(n_steps: int, window_steps: int, overlap_steps: int) -> list[int]:
@@ -288,7 +289,7 @@ def _sample_rounds(
             for place, i in enumerate(chunk):
                 start, end = starts[i], min(starts[i] + window, total)
                 drawn = values[place * candidates : (place + 1) * candidates, :, : end - start]
-                kept = 0 if choose is None or candidates == 1 else choose(drawn)
+                kept = 0 if choose is None or candidates == 1 else choose(drawn, start)
                 roll[:, start:end] = drawn[kept]
                 done[start:end] = True
             finished += calls * len(chunk)
