@@ -22,15 +22,16 @@ def test_compose_needs_only_the_video_and_takes_integers_as_integers(tmp_path: P
     params = {p["parameter_name"]: p for p in compose["parameters"]}
     assert list(params) == [
         "video", "mood", "tempo_bpm", "key", "density", "seed",
-        "guidance", "steps", "variants", "audio", "recall", "arrangement",
+        "guidance", "steps", "variants", "audio", "recall", "arrangement", "candidates",
     ]  # fmt: skip
     required = [name for name, p in params.items() if not p["parameter_has_default"]]
     assert required == ["video"]
-    for name in ("seed", "steps", "variants"):
+    for name in ("seed", "steps", "variants", "candidates"):
         assert params[name]["type"]["type"] == "integer", name
     assert params["variants"]["parameter_default"] == 1
     assert params["guidance"]["parameter_default"] is None
     assert params["arrangement"]["parameter_default"] == "solo-piano"
+    assert params["candidates"]["parameter_default"] is None
 
 
 def test_every_output_of_compose_and_regenerate_is_labelled(tmp_path: Path) -> None:

@@ -168,3 +168,13 @@ def test_the_critic_is_never_trained_on_validation_songs(tmp_path: Path) -> None
     options = CriticOptions(model="checkpoints/diffbgm-tiny", songs=(799, 800, 801))
     with pytest.raises(DiffBGMError, match="validation songs"):
         collect_windows(options)
+
+
+def test_the_app_form_asks_for_candidates_within_the_knobs_limits() -> None:
+    from webapp.handlers import compose_options
+
+    form = ("", 0, "auto", 0, 0, None, None, 1, "duck", None, "solo-piano")
+    assert compose_options(*form, 4).generation == {"candidates": 4}
+    assert "candidates" not in compose_options(*form, None).generation  # the model's default
+    with pytest.raises(GenerationError, match="candidates"):
+        compose_options(*form, 40)

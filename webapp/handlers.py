@@ -377,6 +377,7 @@ def compose_options(
     audio: str | None,
     recall: float | None = None,
     arrangement: str | None = None,
+    candidates: float | None = None,
 ) -> ComposeOptions:
     """ComposeOptions from the form; 0 / empty / 'auto' mean "let the video decide" (an empty
     arrangement: the default, solo piano). The limits are the library's (ComposeOptions,
@@ -385,7 +386,12 @@ def compose_options(
         raise PlanError(f"audio must be one of {', '.join(AUDIO_CHOICES)}, not {audio!r}")
     if key and key != "auto" and key not in KEY_CHOICES:
         raise PlanError(f"unknown key {key!r}; choose e.g. 'D minor' or 'auto'")
-    generation = {"guidance": guidance, "steps": int(steps) if steps else None, "recall": recall}
+    generation = {
+        "guidance": guidance,
+        "steps": int(steps) if steps else None,
+        "recall": recall,
+        "candidates": int(candidates) if candidates else None,
+    }
     return ComposeOptions(
         seed=int(seed or 0),
         tempo_bpm=float(tempo_bpm) if tempo_bpm else None,
@@ -473,6 +479,7 @@ class Handlers:
         audio: str = "duck",
         recall: float | None = None,
         arrangement: str = DEFAULT_ARRANGEMENT,
+        candidates: float | None = None,
         request: gr.Request | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio injects it by default value
     ) -> tuple[Any, ...]:
@@ -487,7 +494,7 @@ class Handlers:
 
         options = compose_options(
             mood, tempo_bpm, key, density, seed, guidance, steps, variants, audio, recall,
-            arrangement,
+            arrangement, candidates,
         )  # fmt: skip
         client = client_id(request)
         self.gate.check_client(client)

@@ -102,6 +102,14 @@ def _compose_tab(handlers: Handlers, settings: AppSettings) -> None:
                         value=None,
                     )
                 )
+                candidates = quiet(
+                    gr.Number(
+                        label="Candidates per window 1-16: the window critic keeps the one most "
+                        "like real music (slower by about that factor; empty = model default)",
+                        value=None,
+                        precision=0,
+                    )
+                )
                 audio_mode = quiet(
                     gr.Radio(
                         list(AUDIO_CHOICES),
@@ -175,6 +183,7 @@ def _compose_tab(handlers: Handlers, settings: AppSettings) -> None:
             audio_mode,
             recall,
             arrangement,
+            candidates,
         ],
         outputs=outputs,
         api_name="compose",
