@@ -178,3 +178,12 @@ def test_the_app_form_asks_for_candidates_within_the_knobs_limits() -> None:
     assert "candidates" not in compose_options(*form, None).generation  # the model's default
     with pytest.raises(GenerationError, match="candidates"):
         compose_options(*form, 40)
+
+
+def test_the_shipped_model_carries_a_critic_trained_on_training_songs_only() -> None:
+    critic = WindowCritic.load(REPO / "checkpoints" / "diffbgm-small" / CRITIC_NAME)
+    assert critic.info["trained_on"].startswith("songs 601-800")
+    assert (
+        critic.features.pitch_low
+        == load_checkpoint(REPO / "checkpoints" / "diffbgm-small").config.pitch_low
+    )
