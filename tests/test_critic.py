@@ -191,6 +191,41 @@ def test_an_early_choice_finishes_only_the_kept_candidate_as_it_would_have_ended
     )
 
 
+def test_candidates_that_branch_late_share_their_first_calls() -> None:
+    torch.manual_seed(0)
+    config = preset("tiny", n_pitches=16, pitch_low=60)
+    model = _CountingCalls(Denoiser(config).eval())
+    diffusion = Diffusion(config.diffusion)
+    piece = make_piece(48, 2)  # windows at 0 and 16
+    settings = SamplerSettings(steps=4, sampler="dpm", eta=1.0, guidance=1.0)
+    seen: list[np.ndarray] = []
+
+    def choose(drawn: np.ndarray, start: int) -> int:
+        seen.append(drawn.copy())
+        return 0
+
+    single = sample_piece(
+        model, diffusion, piece, config, torch.Generator().manual_seed(7), settings
+    )  # fmt: skip
+    model.batches.clear()
+    branched = sample_piece(
+        model, diffusion, piece, config, torch.Generator().manual_seed(7), settings,
+        candidates=3, choose=choose, branch_at=0.5,
+    )  # fmt: skip
+    # half of the calls made once for the three candidates of a window, then three rows
+    assert model.batches == [1, 1, 3, 3] * 2
+    # the first candidate is the single sample; the others went their own way from there
+    np.testing.assert_allclose(branched, single, atol=1e-4)
+    assert all(not np.allclose(drawn[k], drawn[0]) for drawn in seen for k in (1, 2))
+    # a deterministic sampler after the branch would give three copies of one candidate
+    with pytest.raises(ValueError, match="no fresh noise"):
+        sample_piece(
+            model, diffusion, piece, config, torch.Generator().manual_seed(7),
+            SamplerSettings(steps=4, sampler="dpm", guidance=1.0),
+            candidates=3, choose=choose, branch_at=0.5,
+        )  # fmt: skip
+
+
 def test_a_checkpoint_loads_its_critic_and_candidates_need_one(tmp_path: Path) -> None:
     from diffbgm.generation import generate_roll
 
@@ -207,6 +242,11 @@ def test_a_checkpoint_loads_its_critic_and_candidates_need_one(tmp_path: Path) -
     loaded = load_checkpoint(folder)
     assert loaded.critic is not None
     assert generate_roll(loaded, piece, asked, 0).onset.shape == (32, loaded.config.n_pitches)
+    # candidates branching late differ by a stochastic sampler's noise only
+    branching = asked.with_overrides(branch_at=0.5, eta=1.0, sampler="dpm", steps=4)
+    assert generate_roll(loaded, piece, branching, 0).onset.shape == (32, loaded.config.n_pitches)
+    with pytest.raises(GenerationError, match="eta is 0"):
+        generate_roll(loaded, piece, branching.with_overrides(eta=0.0), 0)
     (folder / CRITIC_NAME).write_bytes(b"not safetensors")
     with pytest.raises(CheckpointError, match="cannot be read"):
         load_checkpoint(folder)

@@ -199,6 +199,14 @@ class GenerationConfig:
         0.05,
         1.0,
     )
+    branch_at: float = _knob(
+        0.0,
+        "with candidates > 1: the share of the sampler's calls a window's candidates share "
+        "(made once) before they branch, each going on with its own fresh noise (needs "
+        "eta > 0 after the branch); 0 = separate candidates from the first call",
+        0.0,
+        0.95,
+    )
     channels_last: bool = _knob(
         False,
         "channels-last convolutions while sampling (oneDNN: ~11 %% faster here; the notes may "

@@ -91,6 +91,12 @@ def check_settings_for_model(model: LoadedModel, config: GenerationConfig) -> No
             "this checkpoint has none (critic.safetensors beside its weights; `python -m "
             "trainer critic` trains one); use candidates 1"
         )
+    if config.candidates > 1 and config.branch_at > 0 and config.eta == 0:
+        raise GenerationError(
+            f"branch_at {config.branch_at:g} lets a window's candidates differ only by the "
+            "fresh noise of a stochastic sampler, and eta is 0: they would all be the same; "
+            "use eta > 0 or branch_at 0"
+        )
     if config.autoguidance != 1.0 and model.weak is None:
         raise GenerationError(
             f"autoguidance {config.autoguidance:g} needs a weak model, and this checkpoint "
@@ -220,6 +226,7 @@ def generate_roll(
             candidates=config.candidates,
             choose=_chooser(model, config, conditions, calibration),
             choose_at=config.choose_at,
+            branch_at=config.branch_at,
         )
     notes = decode(raw, conditions, config, calibration, decode_rules)
     if known is not None:

@@ -37,7 +37,7 @@ from torch import nn
 from diffbgm.generation.recall import RecallGuide, recall_input
 from diffbgm.model.conditions import PieceConditions, stack_windows
 from diffbgm.model.config import ModelConfig
-from diffbgm.model.diffusion import Diffusion, SamplerSettings, Selection
+from diffbgm.model.diffusion import Branching, Diffusion, SamplerSettings, Selection
 
 # (N, 2, T, P) candidates in [-1, 1] of the window starting at step `start`, start -> the
 # index of the one to keep
@@ -170,6 +170,7 @@ def sample_piece(
     candidates: int = 1,
     choose: CandidateChooser | None = None,
     choose_at: float = 1.0,
+    branch_at: float = 0.0,
 ) -> np.ndarray:
     """Sample a whole piece -> float32 (2, T_total, P) in [-1, 1] (onset, sustain).
 
@@ -184,7 +185,8 @@ def sample_piece(
     many windows per call (needs overlap_steps <= half a window, else left to right).
     progress(done, total) counts denoising steps over all windows that are sampled.
     candidates > 1 (with `choose`): each window sampled that many times, `choose` keeps one,
-    after `choose_at` (0-1] of the sampler's calls (1: among the finished candidates).
+    after `choose_at` (0-1] of the sampler's calls (1: among the finished candidates); they
+    share the first `branch_at` [0-1) of the calls and branch there (`Branching`).
     """
     if candidates > 1 and choose is None:
         raise ValueError("candidates > 1 needs a chooser")
@@ -215,7 +217,7 @@ def sample_piece(
         model, diffusion, piece, config, generator, lengths, starts, rounds, roll, keep, done,
         settings=settings, progress=progress, guide=guide,
         window_batch=window_batch if batched else 1, candidates=candidates, choose=choose,
-        choose_at=choose_at,
+        choose_at=choose_at, branch_at=branch_at,
     )  # fmt: skip
 
 
@@ -239,6 +241,7 @@ def _sample_rounds(
     candidates: int = 1,
     choose: CandidateChooser | None = None,
     choose_at: float = 1.0,
+    branch_at: float = 0.0,
 ) -> np.ndarray:
     """Sample the windows (starts[i], lengths[i] steps) round by round (a round's windows are
     independent), up to window_batch of them per network call (windows of one length: the
@@ -249,6 +252,7 @@ def _sample_rounds(
     # denoising steps a window (skipped ones too)
     calls = len(diffusion.sampling_timesteps(settings.steps, settings.final_call))
     choose_call = calls if choose_at >= 1.0 else max(0, math.ceil(choose_at * calls) - 1)
+    branching = Branching(math.ceil(branch_at * calls), candidates) if candidates > 1 else None
     n_denoise, finished = len(todo) * calls, 0
     for members in rounds:
         pending = []
@@ -294,6 +298,7 @@ def _sample_rounds(
                 select=None
                 if choose is None or candidates == 1
                 else Selection(choose_call, _keep_chosen(chunk, starts, window, total, choose)),
+                branch=branching,
             )
             values = x.float().cpu().numpy()  # (B, 2, W, P): the kept candidate of each window
             for place, i in enumerate(chunk):

@@ -165,6 +165,21 @@ class Selection:
 
 
 @dataclass(frozen=True)
+class Branching:
+    """Rows of a batch that share their first calls (candidates branching late).
+
+    The batch holds groups of `copies` rows with the same conditions (a window's candidates,
+    each with its own generator). The first `at` network calls are made for the first row of
+    each group only; before call `at` its sample is copied to the group's other rows, and from
+    there each row goes on with its own noise (a stochastic sampler's fresh noise is what
+    makes them differ). The first row is then the sample it would have been alone.
+    """
+
+    at: int
+    copies: int
+
+
+@dataclass(frozen=True)
 class LossTerms:
     """One training loss with what was drawn for it (tests check the drop rate through it)."""
 
@@ -482,6 +497,7 @@ class Diffusion:
         guide_mask: torch.Tensor | None = None,
         guide_until: int = 0,
         select: Selection | None = None,
+        branch: Branching | None = None,
     ) -> torch.Tensor:
         """Draw x0 (B, 2, T, P) in [-1, 1] for the batch of conditions, with the sampler,
         steps and guidance of `settings` (`SamplerSettings`); with `select`, only the rows
@@ -514,6 +530,14 @@ class Diffusion:
         # each reused step follows a computed one
         reused = set(range(len(ts) - 1, 0, -2)[: settings.deep_reuse])
         deep = DeepFeatures() if reused else None
+        whole = (cond, paints, generator, shape)
+        if branch is not None and branch.copies > 1 and branch.at > 0:
+            _check_branching(branch, batch, ts, settings)
+            firsts = list(range(0, batch, branch.copies))
+            cond, paints, generator = _keep_rows(firsts, cond, paints, generator)
+            shape = (len(firsts), *shape[1:])
+        else:
+            branch = None
         x = self._paint_all(_noise(shape, generator, device), paints, ts[0], generator)
         unused = self._unused_calls(paints, ts, x, reused)
         previous_x0: torch.Tensor | None = None
@@ -522,6 +546,15 @@ class Diffusion:
         # predictor's order
         corrector: _CorrectorState | None = None
         for i, t in enumerate(ts):
+            if branch is not None and i == branch.at:  # each row of a group goes its own way
+                copies = [r for r in range(x.shape[0]) for _ in range(branch.copies)]
+                x = x[copies]
+                previous_x0 = None if previous_x0 is None else previous_x0[copies]
+                corrector = None if corrector is None else corrector.rows(copies)
+                if deep is not None and deep.value is not None:
+                    deep.value = deep.value[copies]
+                cond, paints, generator, shape = whole
+                branch = None
             t_prev = ts[i + 1] if i + 1 < len(ts) else -1
             ab = self.alphas_cumprod[t].to(device)
             ab_prev = self.alphas_cumprod[t_prev].to(device) if t_prev >= 0 else torch.ones(())
@@ -711,6 +744,20 @@ class _CorrectorState:
         """The same state for some rows of the batch."""
         earlier = None if self.earlier_x0 is None else self.earlier_x0[rows]
         return _CorrectorState(self.x[rows], self.ab, self.x0[rows], earlier, self.earlier_lambda)
+
+
+def _check_branching(
+    branch: Branching, batch: int, ts: list[int], settings: SamplerSettings
+) -> None:
+    """ValueError where the groups do not fit the batch or the rows could not differ."""
+    if batch % branch.copies:
+        raise ValueError(f"a batch of {batch} is not made of groups of {branch.copies}")
+    # a step adds fresh noise only where eta > 0 and another step follows
+    if not any(settings.eta_at(t) > 0 for t in ts[branch.at : len(ts) - 1]):
+        raise ValueError(
+            "candidates that branch where the sampler adds no fresh noise would all be the "
+            "same: branch earlier, or sample with eta > 0"
+        )
 
 
 def _keep_rows(
