@@ -154,43 +154,6 @@ class _CountingCalls(torch.nn.Module):
         return self.network(x_t, *args, **kwargs)  # type: ignore[no-any-return]
 
 
-def test_an_early_choice_finishes_only_the_kept_candidate_as_it_would_have_ended() -> None:
-    torch.manual_seed(0)
-    config = preset("tiny", n_pitches=16, pitch_low=60)
-    model = _CountingCalls(Denoiser(config).eval())
-    diffusion = Diffusion(config.diffusion)
-    piece = make_piece(48, 2)  # windows at 0 and 16
-    # a stochastic sampler: the kept row must go on with its own noise stream
-    settings = SamplerSettings(steps=4, sampler="dpm", eta=1.0, guidance=1.0)
-
-    def sample(choose_at: float) -> tuple[np.ndarray, list[np.ndarray]]:
-        seen: list[np.ndarray] = []
-
-        def choose(drawn: np.ndarray, start: int) -> int:
-            seen.append(drawn.copy())
-            return 2 if start == 0 else 1
-
-        model.batches.clear()
-        roll = sample_piece(
-            model, diffusion, piece, config, torch.Generator().manual_seed(7), settings,
-            candidates=3, choose=choose, choose_at=choose_at,
-        )  # fmt: skip
-        return roll, seen
-
-    at_the_end, finished = sample(1.0)
-    assert model.batches == [3, 3, 3, 3] * 2
-    half_way, estimates = sample(0.5)
-    # two of four calls for all three candidates, then the kept one alone
-    assert model.batches == [3, 3, 1, 1] * 2
-    # the same candidates, chosen earlier: the kept ones end as they ended when all finished
-    np.testing.assert_allclose(half_way, at_the_end, atol=1e-4)
-    # the choice saw estimates, not the finished music; the known bar painted in
-    assert not np.allclose(estimates[0], finished[0], atol=1e-2)
-    np.testing.assert_allclose(
-        estimates[1][:, :, :16], np.broadcast_to(half_way[:, 16:32], (3, 2, 16, 16)), atol=1e-6
-    )
-
-
 def test_candidates_that_branch_late_share_their_first_calls() -> None:
     torch.manual_seed(0)
     config = preset("tiny", n_pitches=16, pitch_low=60)

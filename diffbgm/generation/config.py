@@ -190,15 +190,6 @@ class GenerationConfig:
         0.0,
         100.0,
     )
-    choose_at: float = _knob(
-        1.0,
-        "with candidates > 1: the share of the sampler's calls made for every candidate "
-        "before the critic chooses, on their x0 estimates there; only the kept one is "
-        "finished (1 = choose among the finished candidates; 0.5 with 4 candidates costs "
-        "about 2.5 times one instead of 4)",
-        0.05,
-        1.0,
-    )
     branch_at: float = _knob(
         0.0,
         "with candidates > 1: the share of the sampler's calls a window's candidates share "

@@ -225,7 +225,6 @@ def generate_roll(
             max_window_steps=config.max_window_steps,
             candidates=config.candidates,
             choose=_chooser(model, config, conditions, calibration),
-            choose_at=config.choose_at,
             branch_at=config.branch_at,
         )
     notes = decode(raw, conditions, config, calibration, decode_rules)

@@ -20,9 +20,9 @@ slots for.
 
 With `candidates` > 1 every window is sampled that many times in one batch, from as many noise
 streams, and `choose` keeps one of them (the window critic, `diffbgm.generation.critic`); the
-next window in-paints from the kept one. With `choose_at` < 1 it chooses part-way, on the
-candidates' x0 estimates after that share of the sampler's calls, and only the kept one is
-finished (`Selection`): fewer calls, a less informed choice.
+next window in-paints from the kept one. With `branch_at` > 0 the candidates share the
+sampler's first calls and branch there (`Branching`): a stochastic sampler's fresh noise
+makes them differ in detail, at a fraction of the calls.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from torch import nn
 from diffbgm.generation.recall import RecallGuide, recall_input
 from diffbgm.model.conditions import PieceConditions, stack_windows
 from diffbgm.model.config import ModelConfig
-from diffbgm.model.diffusion import Branching, Diffusion, SamplerSettings, Selection
+from diffbgm.model.diffusion import Branching, Diffusion, SamplerSettings
 
 # (N, 2, T, P) candidates in [-1, 1] of the window starting at step `start`, start -> the
 # index of the one to keep
@@ -169,7 +169,6 @@ def sample_piece(
     max_window_steps: int = 0,
     candidates: int = 1,
     choose: CandidateChooser | None = None,
-    choose_at: float = 1.0,
     branch_at: float = 0.0,
 ) -> np.ndarray:
     """Sample a whole piece -> float32 (2, T_total, P) in [-1, 1] (onset, sustain).
@@ -184,9 +183,9 @@ def sample_piece(
     window_batch: 1 = left to right, one window per call; more = two-pass rounds, up to this
     many windows per call (needs overlap_steps <= half a window, else left to right).
     progress(done, total) counts denoising steps over all windows that are sampled.
-    candidates > 1 (with `choose`): each window sampled that many times, `choose` keeps one,
-    after `choose_at` (0-1] of the sampler's calls (1: among the finished candidates); they
-    share the first `branch_at` [0-1) of the calls and branch there (`Branching`).
+    candidates > 1 (with `choose`): each window sampled that many times, `choose` keeps one;
+    they share the first `branch_at` [0-1) of the sampler's calls and branch there
+    (`Branching`).
     """
     if candidates > 1 and choose is None:
         raise ValueError("candidates > 1 needs a chooser")
@@ -217,7 +216,7 @@ def sample_piece(
         model, diffusion, piece, config, generator, lengths, starts, rounds, roll, keep, done,
         settings=settings, progress=progress, guide=guide,
         window_batch=window_batch if batched else 1, candidates=candidates, choose=choose,
-        choose_at=choose_at, branch_at=branch_at,
+        branch_at=branch_at,
     )  # fmt: skip
 
 
@@ -240,7 +239,6 @@ def _sample_rounds(
     window_batch: int,
     candidates: int = 1,
     choose: CandidateChooser | None = None,
-    choose_at: float = 1.0,
     branch_at: float = 0.0,
 ) -> np.ndarray:
     """Sample the windows (starts[i], lengths[i] steps) round by round (a round's windows are
@@ -251,7 +249,6 @@ def _sample_rounds(
     todo = {i for i, s in enumerate(starts) if not keep[:, s : s + lengths[i]].all()}
     # denoising steps a window (skipped ones too)
     calls = len(diffusion.sampling_timesteps(settings.steps, settings.final_call))
-    choose_call = calls if choose_at >= 1.0 else max(0, math.ceil(choose_at * calls) - 1)
     branching = Branching(math.ceil(branch_at * calls), candidates) if candidates > 1 else None
     n_denoise, finished = len(todo) * calls, 0
     for members in rounds:
@@ -295,37 +292,17 @@ def _sample_rounds(
                 guide=None if guided is None else torch.from_numpy(guided),
                 guide_mask=None if guided_mask is None else torch.from_numpy(guided_mask),
                 guide_until=guide.until_t if guide is not None else 0,
-                select=None
-                if choose is None or candidates == 1
-                else Selection(choose_call, _keep_chosen(chunk, starts, window, total, choose)),
                 branch=branching,
             )
-            values = x.float().cpu().numpy()  # (B, 2, W, P): the kept candidate of each window
+            values = x.float().cpu().numpy()  # (B * candidates, 2, W, P)
             for place, i in enumerate(chunk):
                 start, end = starts[i], min(starts[i] + window, total)
-                roll[:, start:end] = values[place, :, : end - start]
+                drawn = values[place * candidates : (place + 1) * candidates, :, : end - start]
+                kept = 0 if choose is None or candidates == 1 else choose(drawn, start)
+                roll[:, start:end] = drawn[kept]
                 done[start:end] = True
             finished += calls * len(chunk)
     return roll
-
-
-def _keep_chosen(
-    chunk: list[int], starts: list[int], window: int, total: int, choose: CandidateChooser
-) -> Callable[[torch.Tensor], list[int]]:
-    """The rows to keep of a chunk's candidates (each window's in a row): `choose`'s pick
-    for each window, shown the candidates' estimates cut to the piece's end."""
-
-    def keep(x0: torch.Tensor) -> list[int]:
-        values = x0.float().cpu().numpy()  # (B * candidates, 2, W, P)
-        candidates = values.shape[0] // len(chunk)
-        rows = []
-        for place, i in enumerate(chunk):
-            start, end = starts[i], min(starts[i] + window, total)
-            drawn = values[place * candidates : (place + 1) * candidates, :, : end - start]
-            rows.append(place * candidates + choose(drawn, start))
-        return rows
-
-    return keep
 
 
 def _window_generators(

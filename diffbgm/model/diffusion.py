@@ -148,23 +148,6 @@ class SamplerSettings:
 
 
 @dataclass(frozen=True)
-class Selection:
-    """Keep some rows of a batch part-way through sampling (best of N, chosen early).
-
-    After the network call at index `at` of the sampler's timesteps (or the first call made
-    after it; a skipped call has no estimate), `keep` gets the x0 estimated there with the
-    known music painted in, (B, 2, T, P), and returns the rows to go on with; the remaining
-    calls are made for those rows only. A row's sample is the one it would have been without
-    the others (its noise comes from its own generator), so choosing at the end is best-of-N
-    and choosing earlier trades the choice's sight for the calls it saves. `at` >= the
-    number of calls chooses among the finished samples.
-    """
-
-    at: int
-    keep: Callable[[torch.Tensor], list[int]]
-
-
-@dataclass(frozen=True)
 class Branching:
     """Rows of a batch that share their first calls (candidates branching late).
 
@@ -496,12 +479,11 @@ class Diffusion:
         guide: torch.Tensor | None = None,
         guide_mask: torch.Tensor | None = None,
         guide_until: int = 0,
-        select: Selection | None = None,
         branch: Branching | None = None,
     ) -> torch.Tensor:
         """Draw x0 (B, 2, T, P) in [-1, 1] for the batch of conditions, with the sampler,
-        steps and guidance of `settings` (`SamplerSettings`); with `select`, only the rows
-        it keeps (B' <= B, in its order).
+        steps and guidance of `settings` (`SamplerSettings`); with `branch`, groups of rows
+        share their first calls (`Branching`).
 
         In-painting: where known_mask (broadcastable to x, 1 = keep) is set, x is replaced
         after every step by known noised to the next timestep, and by `known` itself at the end.
@@ -577,16 +559,6 @@ class Diffusion:
             if settings.clip_x0:
                 x0 = x0.clamp(-1.0, 1.0)
                 eps = (x - ab.sqrt() * x0) / (1.0 - ab).sqrt()
-            if select is not None and i >= select.at:
-                rows = select.keep(self._paint_all(x0, paints, -1, None))
-                x, x0, eps = x[rows], x0[rows], eps[rows]
-                previous_x0 = None if previous_x0 is None else previous_x0[rows]
-                cond, paints, generator = _keep_rows(rows, cond, paints, generator)
-                corrector = None if corrector is None else corrector.rows(rows)
-                if deep is not None and deep.value is not None:
-                    deep.value = deep.value[rows]
-                shape = (len(rows), *shape[1:])
-                select = None
             if corrector is not None and t_prev >= 0:
                 # the painted parts stay as painted: they are given, not solved for
                 x = torch.where(
@@ -616,8 +588,6 @@ class Diffusion:
             x = self._paint_all(x, paints, t_prev, generator)
             if progress is not None:
                 progress(i + 1, len(ts))
-        if select is not None:  # chosen among the finished samples
-            x = x[select.keep(x)]
         return x
 
     def _ddim_step(
