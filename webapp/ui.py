@@ -105,7 +105,8 @@ def _compose_tab(handlers: Handlers, settings: AppSettings) -> None:
                 candidates = quiet(
                     gr.Number(
                         label="Candidates per window 1-16: the window critic keeps the one most "
-                        "like real music (slower by about that factor; empty = model default)",
+                        "like real music (slower: 4 take about 3 times as long; empty = model "
+                        "default)",
                         value=None,
                         precision=0,
                     )
