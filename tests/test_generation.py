@@ -80,11 +80,12 @@ def test_a_shipped_distilled_model_names_a_shipped_teacher_with_its_settings() -
     settings that go with it (the onset threshold; the groove, which gives back the GPS the
     fewer calls lost; the recall, which the student re-distilled on guided onsets alone chose
     with the groove in session 19; the sampler, its noise and the guidance, which session 31
-    replaced by autoguidance with the student's own weak model, which the teacher lacks): the
+    replaced by autoguidance with the student's own weak model, which the teacher lacks; where
+    the critic's candidates branch, which needs that stochastic sampler, session 36): the
     student was held to its own output when it was given fewer calls (sessions 14 and 16), and
     the teacher keeps the settings its own tables were made with."""
     own = {"steps", "onset_threshold", "final_call", "groove", "recall"}
-    own |= {"sampler", "eta", "guidance", "autoguidance", "autoguidance_share"}
+    own |= {"sampler", "eta", "guidance", "autoguidance", "autoguidance_share", "branch_at"}
     configs = _shipped_configs()
     for name, config in configs.items():
         if not config["model"].get("guidance_embedding"):
