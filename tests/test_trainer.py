@@ -135,11 +135,13 @@ def test_module_help_runs() -> None:
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    for command in ("cache", "train", "sample", "evaluate", "export", "velocity"):
+    for command in ("cache", "train", "sample", "evaluate", "export", "velocity", "selfdata"):
         assert command in result.stdout
 
 
-@pytest.mark.parametrize("command", ["cache", "train", "sample", "evaluate", "export", "velocity"])
+@pytest.mark.parametrize(
+    "command", ["cache", "train", "sample", "evaluate", "export", "velocity", "critic", "selfdata"]
+)
 def test_every_subcommand_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         build_parser().parse_args([command, "--help"])

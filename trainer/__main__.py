@@ -125,6 +125,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         distill_sustain_share=args.distill_sustain_share,
         distill_steps=args.distill_steps,
         distill_substeps=args.distill_substeps,
+        conditional_student=args.conditional_student,
         register_weight=args.register_weight,
         register_min_t=args.register_min_t,
         density_weight=args.density_weight,
@@ -297,6 +298,24 @@ def cmd_critic(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------- parser
+
+
+def cmd_selfdata(args: argparse.Namespace) -> int:
+    from trainer.selfdata import SelfDataOptions, build_self_data
+
+    options = SelfDataOptions(
+        model=args.model,
+        out=args.out,
+        data=args.data,
+        songs=tuple(args.songs),
+        bars=args.bars,
+        seed=args.seed,
+        workers=args.workers,
+        overrides=tuple(generation_overrides(args).items()),
+    )
+    out = build_self_data(options)
+    print(f"wrote {out}: train on it with --data {out} (e.g. --conditional-student)")
+    return 0
 
 
 def _add_sampling_options(parser: argparse.ArgumentParser, default_bars: int) -> None:
@@ -482,6 +501,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=4,
         metavar="K",
         help="teacher DPM-Solver++ steps per student step (with --distill-steps)",
+    )
+    train.add_argument(
+        "--conditional-student",
+        action="store_true",
+        help="fine-tune a guidance-distilled student (--init-from STUDENT) with the plain "
+        "denoising loss of its conditional output, e.g. on its own chosen music "
+        "(`trainer selfdata`)",
     )
     train.add_argument(
         "--register-weight",
@@ -691,6 +717,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     critic.add_argument("--out", help="file to write (default: MODEL/critic.safetensors)")
     critic.set_defaults(func=cmd_critic)
+    selfdata = sub.add_parser(
+        "selfdata",
+        help="a training cache of the model's own music (best-of-n with --candidates)",
+        description="Compose the first bars of training songs from their real conditions with "
+        "the model's settings (plus the generation flags; --candidates N lets the window "
+        "critic keep the best of N) and write them as a POP909 cache whose notes are the "
+        "composed ones and whose chords, phrases and controls are the real songs'. The valid "
+        "split is the real one. Never uses songs 801-859.",
+    )
+    selfdata.add_argument("--model", required=True, help="a checkpoint folder")
+    selfdata.add_argument("--out", required=True, help="cache folder to write")
+    selfdata.add_argument("--data", default="data_cache/pop909", help="POP909 cache folder")
+    selfdata.add_argument(
+        "--songs", type=parse_song_range, default=parse_song_range("1-150"), help="e.g. 1-600"
+    )
+    selfdata.add_argument("--bars", type=int, default=16, help="first bars of each song")
+    selfdata.add_argument("--seed", type=int, default=0)
+    selfdata.add_argument("--workers", type=int, default=2, help="composing processes")
+    add_generation_arguments(
+        selfdata.add_argument_group("generation (default: the model's settings)")
+    )
+    selfdata.set_defaults(func=cmd_selfdata)
     return parser
 
 

@@ -60,6 +60,11 @@ def training_summary(run_dir: Path, extra: dict[str, Any]) -> dict[str, Any]:
         parent_steps = parent.get("train_step_total", parent.get("train_step"))
         if parent_steps is not None and summary["train_step"] is not None:
             summary["train_step_total"] = int(parent_steps) + int(summary["train_step"])
+        if train_config.get("conditional_student"):
+            # the guidance embedding was learned by the parent's distillation and is kept
+            inherited = ("distilled_from", "distill_scales", "distill_sustain_share")
+            summary.update({key: parent[key] for key in inherited if key in parent})
+            summary["conditional_finetune_data"] = train_config.get("data")
     log_path = run_dir / "log.csv"
     if log_path.exists():
         rows = read_log(log_path)
@@ -71,7 +76,7 @@ def training_summary(run_dir: Path, extra: dict[str, Any]) -> dict[str, Any]:
 def _guidance_line(config: ModelConfig, summary: dict[str, Any]) -> str:
     if config.guidance_embedding:
         teacher = summary.get("distilled_from", "a teacher")
-        low, high = summary["distill_scales"]
+        low, high = summary.get("distill_scales", (1.0, 1.0))
         line = f"distilled from {teacher}: one network pass per step at scales {low} to {high}"
         if "distill_sustain_share" in summary:
             share = summary["distill_sustain_share"]
@@ -84,6 +89,11 @@ def _guidance_line(config: ModelConfig, summary: dict[str, Any]) -> str:
             line += (
                 f"; step-distilled: DDIM in exactly {summary['distill_steps']} steps, each "
                 f"learned from {summary['distill_substeps']} DPM-Solver++ steps of the teacher"
+            )
+        if "conditional_finetune_data" in summary:
+            line += (
+                "; then its conditional output (scale 1) fine-tuned with the plain denoising "
+                f"loss on {summary['conditional_finetune_data']}"
             )
         return line
     return "classifier-free (a conditional and an unconditional pass per guided step)"

@@ -110,6 +110,9 @@ class TrainConfig:
     # DDIM step of the model on a distill_steps grid learns distill_substeps of the teacher's.
     distill_steps: int = 0
     distill_substeps: int = 4
+    # a guidance-distilled student fine-tuned with the plain denoising loss of its conditional
+    # output (scale 1, never dropped): e.g. on its own chosen music (`trainer selfdata`)
+    conditional_student: bool = False
     # > 0: add this times the register-consistency term to the denoising loss (trainer/losses.py)
     register_weight: float = 0.0
     # the term judges only items drawn at diffusion step t >= this: the sampler's last calls
@@ -150,6 +153,11 @@ class TrainConfig:
             raise ValueError("distill_steps must be >= 0 and distill_substeps >= 1")
         if self.distill_steps and not self.distill_from:
             raise ValueError("--distill-steps needs --distill-from TEACHER")
+        if self.conditional_student and self.distill_from:
+            raise ValueError(
+                "--conditional-student trains on the data's notes, not on a teacher: "
+                "leave out --distill-from"
+            )
         if self.register_weight < 0:
             raise ValueError("--register-weight must be >= 0")
         if self.register_min_t < 0:
@@ -268,12 +276,17 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
-        if self.model_config.guidance_embedding != bool(config.distill_from):
+        wants_embedding = bool(config.distill_from) or config.conditional_student
+        if self.model_config.guidance_embedding != wants_embedding:
+            if config.conditional_student:
+                problem = "--conditional-student fine-tunes a guidance-distilled student"
+            elif config.distill_from:
+                problem = "--distill-from needs a student that takes the guidance scale"
+            else:
+                problem = "a guidance embedding is learned by distillation: add --distill-from"
             raise DiffBGMError(
-                "--distill-from needs a student that takes the guidance scale: "
-                "add --set guidance_embedding=true"
-                if config.distill_from
-                else "a guidance embedding is learned by distillation: add --distill-from TEACHER"
+                f"{problem}"
+                + (": add --set guidance_embedding=true" if wants_embedding else " TEACHER")
             )
         self.teacher = self._load_teacher() if config.distill_from else None
         self.step = 0
@@ -321,10 +334,10 @@ class Trainer:
         the register- and density-consistency terms whose weights are > 0."""
         scales = (self.config.distill_min_scale, self.config.distill_max_scale)
         if self.teacher is None:
-            # p_uncond is passed because the DDP wrapper hides model.config.
-            terms = self.diffusion.training_terms(
-                model, roll, cond, generator, self.model_config.p_uncond
-            )
+            # p_uncond is passed because the DDP wrapper hides model.config; a student is only
+            # ever asked for conditional outputs (no scale given: scale 1)
+            p_uncond = 0.0 if self.config.conditional_student else self.model_config.p_uncond
+            terms = self.diffusion.training_terms(model, roll, cond, generator, p_uncond)
         elif self.config.distill_steps:
             return self.diffusion.step_distillation_terms(
                 model,
