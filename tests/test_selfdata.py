@@ -66,6 +66,24 @@ def test_composed_notes_replace_the_real_ones_and_nothing_else() -> None:
         composed_song(arrays, onset[:16], sustain[:16])
 
 
+def tiny_config(cache: Path, run: Path, steps: int = 2, **changes: object) -> TrainConfig:
+    config = TrainConfig(
+        preset="tiny",
+        data=str(cache),
+        run=str(run),
+        steps=steps,
+        batch=4,
+        warmup_steps=1,
+        val_every=2,
+        val_windows=4,
+        ckpt_every=4,
+        log_every=1,
+        threads=1,
+        progress=False,
+    )
+    return replace(config, **changes)  # type: ignore[arg-type]
+
+
 @pytest.fixture(scope="module")
 def student(pop909_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(cache, student): a tiny teacher trained 8 steps, a student distilled from it 2 steps."""
@@ -74,20 +92,8 @@ def student(pop909_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple
     root = tmp_path_factory.mktemp("selfdata")
     cache = root / "pop909"
     build_cache(pop909_dir, cache, songs=SONGS, workers=1, calibration_path=None)
-    base = TrainConfig(
-        preset="tiny",
-        data=str(cache),
-        steps=8,
-        batch=4,
-        warmup_steps=2,
-        val_every=4,
-        val_windows=4,
-        ckpt_every=4,
-        log_every=1,
-        threads=1,
-        progress=False,
-    )
-    run_training(replace(base, run=str(root / "teacher")))
+    base = tiny_config(cache, root / "teacher", steps=8)
+    run_training(base)
     teacher = export_run(root / "teacher", root / "teacher_ckpt", dtype="fp32")
     distill = replace(
         base,
@@ -150,18 +156,9 @@ def test_a_conditional_student_learns_its_conditional_output_and_keeps_its_embed
         return original(self, model, x0, cond, generator, p_uncond)
 
     monkeypatch.setattr(Diffusion, "training_terms", spy)
-    config = TrainConfig(
-        preset="tiny",
-        data=str(cache),
-        run=str(tmp_path / "finetune"),
-        steps=2,
-        batch=4,
-        warmup_steps=1,
-        val_every=2,
-        val_windows=4,
-        log_every=1,
-        threads=1,
-        progress=False,
+    config = tiny_config(
+        cache,
+        tmp_path / "finetune",
         init_from=str(model),
         conditional_student=True,
         model_overrides={"guidance_embedding": True},

@@ -318,6 +318,18 @@ def cmd_selfdata(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_composing_options(parser: argparse.ArgumentParser, songs: str, bars: int) -> None:
+    """What `critic` and `selfdata` compose: a model, training songs, their first bars."""
+    parser.add_argument("--model", required=True, help="a checkpoint folder")
+    parser.add_argument("--data", default="data_cache/pop909", help="POP909 cache folder")
+    parser.add_argument(
+        "--songs", type=parse_song_range, default=parse_song_range(songs), help="e.g. 1-800"
+    )
+    parser.add_argument("--bars", type=int, default=bars, help="first bars of each song")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=2, help="composing processes")
+
+
 def _add_sampling_options(parser: argparse.ArgumentParser, default_bars: int) -> None:
     parser.add_argument(
         "--model",
@@ -700,14 +712,7 @@ def build_parser() -> argparse.ArgumentParser:
         "songs' (diffbgm.realism's note features); writes critic.safetensors into the "
         "checkpoint folder (or --out). Never uses songs 801-859.",
     )
-    critic.add_argument("--model", required=True, help="a checkpoint folder")
-    critic.add_argument("--data", default="data_cache/pop909", help="POP909 cache folder")
-    critic.add_argument(
-        "--songs", type=parse_song_range, default=parse_song_range("601-800"), help="e.g. 1-800"
-    )
-    critic.add_argument("--bars", type=int, default=32, help="first bars of each song")
-    critic.add_argument("--seed", type=int, default=0)
-    critic.add_argument("--workers", type=int, default=2, help="composing processes")
+    _add_composing_options(critic, songs="601-800", bars=32)
     critic.add_argument("--trees", type=int, default=100)
     critic.add_argument("--min-leaf", type=int, default=4, help="fewest windows in a leaf")
     critic.add_argument(
@@ -726,15 +731,8 @@ def build_parser() -> argparse.ArgumentParser:
         "composed ones and whose chords, phrases and controls are the real songs'. The valid "
         "split is the real one. Never uses songs 801-859.",
     )
-    selfdata.add_argument("--model", required=True, help="a checkpoint folder")
+    _add_composing_options(selfdata, songs="1-150", bars=16)
     selfdata.add_argument("--out", required=True, help="cache folder to write")
-    selfdata.add_argument("--data", default="data_cache/pop909", help="POP909 cache folder")
-    selfdata.add_argument(
-        "--songs", type=parse_song_range, default=parse_song_range("1-150"), help="e.g. 1-600"
-    )
-    selfdata.add_argument("--bars", type=int, default=16, help="first bars of each song")
-    selfdata.add_argument("--seed", type=int, default=0)
-    selfdata.add_argument("--workers", type=int, default=2, help="composing processes")
     add_generation_arguments(
         selfdata.add_argument_group("generation (default: the model's settings)")
     )

@@ -27,12 +27,12 @@ import torch
 
 from diffbgm.checkpoint import load_checkpoint
 from diffbgm.errors import DiffBGMError
-from diffbgm.generation import GenerationConfig, generate_roll
+from diffbgm.generation import generate_roll
 from diffbgm.generation.critic import CRITIC_NAME, WindowCritic, forest_from_sklearn
 from diffbgm.generation.decoding import decode_roll
 from diffbgm.generation.windows import window_starts
 from diffbgm.realism import RealismConfig, feature_names, two_sample_test, window_features
-from trainer.sample import load_song_piece
+from trainer.sample import SongJob, load_song_piece
 from trainer.workers import worker_pool
 
 
@@ -50,17 +50,7 @@ class CriticOptions:
     out: str | None = None  # default: the model folder's critic.safetensors
 
 
-@dataclass(frozen=True)
-class _Job:
-    model: str
-    generation: GenerationConfig
-    data: str
-    song: int
-    bars: int
-    seed: int
-
-
-def _song_windows(job: _Job) -> tuple[np.ndarray, np.ndarray]:
+def _song_windows(job: SongJob) -> tuple[np.ndarray, np.ndarray]:
     """(generated, real) feature rows of one song's sampler windows (windows with too few
     notes on either side are left out, as the realism test leaves them out)."""
     torch.set_num_threads(1)
@@ -105,7 +95,7 @@ def collect_windows(options: CriticOptions) -> dict[str, np.ndarray]:
     # songs the cache lacks (POP909 leaves some numbers out) are skipped, not an error
     songs_dir = Path(options.data) / "songs"
     jobs = [
-        _Job(options.model, generation, options.data, song, options.bars, options.seed + n)
+        SongJob(options.model, generation, options.data, song, options.bars, options.seed + n)
         for n, song in enumerate(options.songs)
         if (songs_dir / f"{song:03d}.npz").is_file()
     ]

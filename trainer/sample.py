@@ -95,6 +95,19 @@ def crop_piece(piece: PieceConditions, n_steps: int) -> PieceConditions:
     )
 
 
+@dataclass(frozen=True)
+class SongJob:
+    """One training song for a worker process to compose: the model folder, its settings and
+    the song's first `bars` bars (`trainer critic`, `trainer selfdata`)."""
+
+    model: str
+    generation: GenerationConfig
+    data: str
+    song: int
+    bars: int
+    seed: int
+
+
 def load_song_piece(
     cache_dir: Path, song_id: str, bars: int, config: ModelConfig, bgm909_dir: Path | None = None
 ) -> SongPiece:

@@ -30,8 +30,8 @@ import torch
 
 from diffbgm.checkpoint import load_checkpoint
 from diffbgm.errors import DiffBGMError
-from diffbgm.generation import GenerationConfig, generate_roll
-from trainer.sample import load_song_piece
+from diffbgm.generation import generate_roll
+from trainer.sample import SongJob, load_song_piece
 from trainer.workers import worker_pool
 
 # the cache's arrays with one row per 16th step, and those with one row per bar
@@ -49,16 +49,6 @@ class SelfDataOptions:
     seed: int = 0
     workers: int = 2
     overrides: tuple[tuple[str, Any], ...] = ()  # generation knobs over the model's own
-
-
-@dataclass(frozen=True)
-class _Job:
-    model: str
-    generation: GenerationConfig
-    data: str
-    song: int
-    bars: int
-    seed: int
 
 
 def cropped_song(
@@ -100,7 +90,7 @@ def composed_song(
     return out
 
 
-def _compose(job: _Job) -> dict[str, np.ndarray] | None:
+def _compose(job: SongJob) -> dict[str, np.ndarray] | None:
     """The song composed, or None where fewer than a window's bars are regular."""
     torch.set_num_threads(1)
     loaded = load_checkpoint(job.model)
@@ -133,7 +123,7 @@ def build_self_data(options: SelfDataOptions) -> Path:
     loaded = load_checkpoint(options.model)
     generation = replace(loaded.generation, **dict(options.overrides))
     jobs = [
-        _Job(options.model, generation, options.data, song, options.bars, options.seed + n)
+        SongJob(options.model, generation, options.data, song, options.bars, options.seed + n)
         for n, song in enumerate(options.songs)
         if f"{song:03d}" in cached
     ]
