@@ -76,8 +76,10 @@ def training_summary(run_dir: Path, extra: dict[str, Any]) -> dict[str, Any]:
 def _guidance_line(config: ModelConfig, summary: dict[str, Any]) -> str:
     if config.guidance_embedding:
         teacher = summary.get("distilled_from", "a teacher")
-        low, high = summary.get("distill_scales", (1.0, 1.0))
-        line = f"distilled from {teacher}: one network pass per step at scales {low} to {high}"
+        line = f"distilled from {teacher}: one network pass per step"
+        if "distill_scales" in summary:  # a parent that does not say has no range to copy
+            low, high = summary["distill_scales"]
+            line += f" at scales {low} to {high}"
         if "distill_sustain_share" in summary:
             share = summary["distill_sustain_share"]
             line += (

@@ -31,7 +31,7 @@ import torch
 from diffbgm.checkpoint import load_checkpoint
 from diffbgm.errors import DiffBGMError
 from diffbgm.generation import generate_roll
-from trainer.sample import SongJob, load_song_piece
+from trainer.sample import SongJob, load_song_piece, roll_spec_of
 from trainer.workers import worker_pool
 
 # the cache's arrays with one row per 16th step, and those with one row per bar
@@ -94,11 +94,12 @@ def _compose(job: SongJob) -> dict[str, np.ndarray] | None:
     """The song composed, or None where fewer than a window's bars are regular."""
     torch.set_num_threads(1)
     loaded = load_checkpoint(job.model)
+    steps_per_bar = roll_spec_of(loaded.config).steps_per_bar
     song_id = f"{job.song:03d}"
     with np.load(Path(job.data) / "songs" / f"{song_id}.npz") as data:
-        arrays = cropped_song({name: data[name] for name in data.files}, job.bars)
+        arrays = cropped_song({name: data[name] for name in data.files}, job.bars, steps_per_bar)
     bars = len(arrays["bar_starts"])
-    if bars * 16 < loaded.config.window_steps:
+    if bars * steps_per_bar < loaded.config.window_steps:
         return None
     piece = load_song_piece(Path(job.data), song_id, bars, loaded.config)
     notes = generate_roll(loaded, piece.conditions, job.generation, job.seed).notes

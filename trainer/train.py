@@ -278,16 +278,16 @@ class Trainer:
         )
         wants_embedding = bool(config.distill_from) or config.conditional_student
         if self.model_config.guidance_embedding != wants_embedding:
-            if config.conditional_student:
+            if not wants_embedding:
+                problem = (
+                    "a guidance embedding is learned by distillation: add --distill-from TEACHER"
+                )
+            elif config.conditional_student:
                 problem = "--conditional-student fine-tunes a guidance-distilled student"
-            elif config.distill_from:
-                problem = "--distill-from needs a student that takes the guidance scale"
             else:
-                problem = "a guidance embedding is learned by distillation: add --distill-from"
-            raise DiffBGMError(
-                f"{problem}"
-                + (": add --set guidance_embedding=true" if wants_embedding else " TEACHER")
-            )
+                problem = "--distill-from needs a student that takes the guidance scale"
+            fix = ": add --set guidance_embedding=true" if wants_embedding else ""
+            raise DiffBGMError(problem + fix)
         self.teacher = self._load_teacher() if config.distill_from else None
         self.step = 0
         self.best_val: float | None = None
