@@ -27,6 +27,9 @@ TEACHER_LR=${TEACHER_LR:-2e-4}
 STUDENT_LR=${STUDENT_LR:-1e-4}
 # the shipped student's 400 CPU steps used 0.99; thousands of GPU steps average over more
 STUDENT_EMA=${STUDENT_EMA:-0.999}
+TEACHER_EMA=${TEACHER_EMA:-0.999}
+# batch-building processes; empty: the trainer's default (min(8, cores - 1) on a GPU)
+DATA_WORKERS=${DATA_WORKERS:-}
 VAL_EVERY=${VAL_EVERY:-250}
 VAL_WINDOWS=${VAL_WINDOWS:-64}
 WORK=${WORK:-$(mktemp -d)}  # run folders (with optimizer state: too large to send back)
@@ -39,6 +42,7 @@ mkdir -p "$OUT"
 "cuda", torch.cuda.is_available() and torch.cuda.get_device_name(0))'
     nproc
     df -h /dev/shm 2>/dev/null | tail -1 || true
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || true
 } >"$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
 test -d "$DATA" || { echo "no POP909 cache at $DATA: carry data_cache" >&2; exit 2; }
@@ -49,7 +53,7 @@ train() {  # run folder, minutes, extra arguments...
     "$PYTHON" -m trainer train --device "$DEVICE" --preset small --data "$DATA" --run "$run" \
         --steps 1000000 --batch "$BATCH" --schedule constant --warmup 50 \
         --val-every "$VAL_EVERY" --val-windows "$VAL_WINDOWS" --ckpt-every 500 --log-every 20 --no-progress \
-        --set selector=learned --max-minutes "$minutes" "$@"
+        --set selector=learned --max-minutes "$minutes" ${DATA_WORKERS:+--data-workers "$DATA_WORKERS"} "$@"
 }
 
 export_to() {  # run folder, destination (no model card: the device tool brings back 8 files)
@@ -58,7 +62,8 @@ export_to() {  # run folder, destination (no model card: the device tool brings 
 }
 
 echo "== teacher: $TEACHER_MINUTES minutes from $TEACHER"
-train "$WORK/teacher" "$TEACHER_MINUTES" --init-from "$TEACHER" --lr "$TEACHER_LR"
+train "$WORK/teacher" "$TEACHER_MINUTES" --init-from "$TEACHER" --lr "$TEACHER_LR" \
+    --ema-decay "$TEACHER_EMA"
 export_to "$WORK/teacher" "$OUT/teacher"
 cp "$WORK/teacher/log.csv" "$OUT/teacher_log.csv"
 
