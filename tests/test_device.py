@@ -104,3 +104,15 @@ def test_training_autocasts_where_native_unless_told(monkeypatch: pytest.MonkeyP
         assert torch.is_autocast_enabled("cpu")
     with autocast_for(cpu, False):
         assert not torch.is_autocast_enabled("cpu")
+
+
+def test_training_lets_cudnn_pick_its_convolutions_on_a_gpu_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from trainer.train import tune_backend
+
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    tune_backend(torch.device("cpu"))
+    assert torch.backends.cudnn.benchmark is False
+    tune_backend(torch.device("cuda", 0))  # sets a flag only: no GPU needed
+    assert torch.backends.cudnn.benchmark is True

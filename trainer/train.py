@@ -217,6 +217,14 @@ def update_ema(ema_model: nn.Module, model: nn.Module, decay: float) -> None:
         ema_buf.copy_(buf)
 
 
+def tune_backend(device: torch.device) -> None:
+    """On a GPU let cuDNN time its convolution algorithms once per input shape and keep the
+    fastest: a run's shapes are fixed (the batch, the window), so the search pays once. Its
+    choice may differ from run to run, which costs bit-exact reruns only, not resumption."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+
 def autocast_for(device: torch.device, bf16: bool | None) -> AbstractContextManager[Any]:
     """bf16 autocast when asked for, or (None) where `device` computes bf16 natively: an
     emulated bf16 step costs many times a float32 one."""
@@ -614,6 +622,7 @@ def run_training(config: TrainConfig, resume: bool = False) -> TrainResult:
 
 def _train(config: TrainConfig, resume: bool, info: DistInfo) -> TrainResult:
     started = time.monotonic()  # the budget counts loading the data and the model too
+    tune_backend(info.device)
     if config.threads > 0:
         torch.set_num_threads(config.threads)
     run_dir = Path(config.run)
