@@ -6,7 +6,7 @@
 # 1-3, the sustain channel at share 0; EMA 0.999), each under `--max-minutes`, so the run ends with
 # weights however fast the machine is. What comes back fits the device tool's limits
 # (at most 8 files, 16 MiB each): both exported models (bf16, 7 MB each, config.json),
-# both runs' log.csv and env.txt. Compare them here before shipping anything
+# both runs' log.csv, the teacher's step profile and env.txt: eight, so tee nothing more. Compare them here before shipping anything
 # (docs/training.md says how).
 #
 # On the device tool:  run(command="bash scripts/gpu_train.sh", carry=["data_cache"])
@@ -30,6 +30,8 @@ STUDENT_EMA=${STUDENT_EMA:-0.999}
 TEACHER_EMA=${TEACHER_EMA:-0.999}
 # batch-building processes; empty: the trainer's default (min(8, cores - 1) on a GPU)
 DATA_WORKERS=${DATA_WORKERS:-}
+# teacher steps profiled into teacher_profile.txt (where a step's time goes; 0: none)
+PROFILE_STEPS=${PROFILE_STEPS:-20}
 VAL_EVERY=${VAL_EVERY:-250}
 VAL_WINDOWS=${VAL_WINDOWS:-64}
 WORK=${WORK:-$(mktemp -d)}  # run folders (with optimizer state: too large to send back)
@@ -63,9 +65,10 @@ export_to() {  # run folder, destination (no model card: the device tool brings 
 
 echo "== teacher: $TEACHER_MINUTES minutes from $TEACHER"
 train "$WORK/teacher" "$TEACHER_MINUTES" --init-from "$TEACHER" --lr "$TEACHER_LR" \
-    --ema-decay "$TEACHER_EMA"
+    --ema-decay "$TEACHER_EMA" --profile-steps "$PROFILE_STEPS"
 export_to "$WORK/teacher" "$OUT/teacher"
 cp "$WORK/teacher/log.csv" "$OUT/teacher_log.csv"
+if [ -f "$WORK/teacher/profile.txt" ]; then cp "$WORK/teacher/profile.txt" "$OUT/teacher_profile.txt"; fi
 
 echo "== student: $STUDENT_MINUTES minutes from $STUDENT, distilled from the new teacher"
 train "$WORK/student" "$STUDENT_MINUTES" --init-from "$STUDENT" --lr "$STUDENT_LR" \

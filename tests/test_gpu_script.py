@@ -31,11 +31,12 @@ def test_the_gpu_script_trains_both_models_within_its_budget(
         "PYTHON": sys.executable,
         "DEVICE": "cpu",
         "DATA": str(cache),
-        "TEACHER_MINUTES": "0.2",
+        "TEACHER_MINUTES": "0.35",
         "STUDENT_MINUTES": "0.2",
         "BATCH": "2",
         "VAL_EVERY": "1",
         "VAL_WINDOWS": "4",
+        "PROFILE_STEPS": "1",
         "WORK": str(tmp_path / "work"),
     }
     done = subprocess.run(
@@ -52,6 +53,7 @@ def test_the_gpu_script_trains_both_models_within_its_budget(
         "teacher/config.json",
         "teacher/model.safetensors",
         "teacher_log.csv",
+        "teacher_profile.txt",
     ]  # the device tool brings back at most 8 files, 16 MiB each
     assert all((out / name).stat().st_size < 16 * 2**20 for name in files)
     student = json.loads((out / "student" / "config.json").read_text())

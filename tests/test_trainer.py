@@ -826,3 +826,21 @@ def test_step_distillation_run(tiny_cache: Path, trained_run: Path, tmp_path: Pa
         run_training(replace(config, steps=6, distill_steps=2), resume=True)
     with pytest.raises(ValueError, match="needs --distill-from"):
         replace(config, distill_from=None)
+
+
+def test_profile_steps_write_where_the_time_went(tiny_cache: Path, tmp_path: Path) -> None:
+    """--profile-steps: the steps after the warm-up ones, profiled into RUN/profile.txt; the
+    run itself goes on to its end; a run that ends inside the window still writes it."""
+    from trainer.profiling import PROFILE_FILE
+
+    run = tmp_path / "profiled"
+    result = run_training(tiny_config(tiny_cache, run, steps=8, profile_steps=2))
+    assert result.step == 8 and not result.stopped_early
+    table = (run / PROFILE_FILE).read_text()
+    assert table.startswith("2 training steps on cpu")
+    assert "aten::convolution" in table or "aten::conv2d" in table  # the UNet's own ops
+    cut = tmp_path / "cut"
+    run_training(tiny_config(tiny_cache, cut, steps=5, profile_steps=10))  # ends at step 5
+    assert (cut / PROFILE_FILE).read_text().startswith("2 training steps on cpu")
+    with pytest.raises(ValueError, match="--profile-steps"):
+        TrainConfig(profile_steps=-1)

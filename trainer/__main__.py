@@ -130,6 +130,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         register_min_t=args.register_min_t,
         density_weight=args.density_weight,
         density_min_t=args.density_min_t,
+        profile_steps=args.profile_steps,
     )
     result = run_training(config, resume=args.resume)
     state = "stopped early" if result.stopped_early else "finished"
@@ -460,6 +461,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="checkpoint and stop before this call has run this many minutes (wall clock, "
         "data loading included): a time budget on a lent machine",
+    )
+    train.add_argument(
+        "--profile-steps",
+        type=int,
+        default=0,
+        help="profile this many steps (after a few warm-up ones) with torch.profiler into "
+        "RUN/profile.txt: where a step's time goes, on a GPU the device's time first",
     )
     train.add_argument(
         "--data-workers",

@@ -50,6 +50,7 @@ from trainer.distributed import (
     shutdown,
 )
 from trainer.losses import density_consistency, register_consistency
+from trainer.profiling import PROFILE_FILE, StepProfiler
 from trainer.run_state import RunState, find_run_state, load_run_state, save_run_state
 from trainer.runlog import RunLog
 from trainer.sources import DataBundle, load_data
@@ -122,6 +123,8 @@ class TrainConfig:
     # prediction against the real notes), judged at diffusion steps >= density_min_t
     density_weight: float = 0.0
     density_min_t: int = 0
+    # > 0: profile this many steps (after a few warm-up ones) into RUN/profile.txt
+    profile_steps: int = 0
 
     def __post_init__(self) -> None:
         if self.batch < 1 or self.accum < 1 or self.batch % self.accum:
@@ -138,6 +141,8 @@ class TrainConfig:
             raise ValueError("--max-minutes must be > 0")
         if self.data_workers is not None and self.data_workers < 0:
             raise ValueError("--data-workers must be >= 0")
+        if self.profile_steps < 0:
+            raise ValueError("--profile-steps must be >= 0")
         if self.snapshot_every < 0:
             raise ValueError("snapshot_every must be >= 0 (0 = no snapshots)")
         if not 1.0 <= self.distill_min_scale <= self.distill_max_scale:
@@ -651,11 +656,19 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> TrainResult:
     budget = WallClockBudget(config.max_minutes, started)
     workers = default_workers(info.device) if config.data_workers is None else config.data_workers
     batches = step_batches(trainer.step_batches(), trainer.step, config.steps, workers)
+    profiler = StepProfiler(
+        config.profile_steps if info.is_main else 0,
+        trainer.step,
+        info.device,
+        run_dir / PROFILE_FILE,
+    )
     try:
         while trainer.step < config.steps:
+            profiler.before_step(trainer.step)
             tick = time.perf_counter()
             loss = trainer.train_step(next(batches))
             took = time.perf_counter() - tick
+            profiler.after_step(trainer.step - 1)
             step_seconds += took
             budget.stepped(took)
             losses.append(loss)
@@ -707,6 +720,7 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> TrainResult:
                     print(f"stopped at step {step}; checkpoint in {run_dir / 'last'}")
                 break
     finally:
+        profiler.close()
         batches.close()  # the workers, if any, end here
         bar.close()
         restore_handlers()
