@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
 import subprocess
 import sys
 from dataclasses import replace
@@ -844,3 +845,27 @@ def test_profile_steps_write_where_the_time_went(tiny_cache: Path, tmp_path: Pat
     assert (cut / PROFILE_FILE).read_text().startswith("2 training steps on cpu")
     with pytest.raises(ValueError, match="--profile-steps"):
         TrainConfig(profile_steps=-1)
+
+
+def test_validation_loss_benchmark_scores_an_exported_run_as_its_log_did(
+    tiny_cache: Path, trained_run: Path, tmp_path: Path
+) -> None:
+    """benchmarks/validation_loss.py: the same windows and noise as the run's last validation
+    give the same EMA loss (the run may have autocast to bf16: a small tolerance); another
+    chunking draws other noise; a guidance-distilled student is refused."""
+    from tests.scripts import load_script
+
+    bench = load_script("benchmarks/validation_loss.py")
+    exported = export_run(trained_run, tmp_path / "exported", dtype="fp32")
+    logged = float(log_rows(trained_run)[-1]["val_loss_ema"])
+    same = bench.validation_loss(exported, str(tiny_cache), "tiny", windows=8, chunk=4)
+    assert same == pytest.approx(logged, rel=0.02)
+    other = bench.validation_loss(exported, str(tiny_cache), "tiny", windows=8, chunk=8)
+    assert other != pytest.approx(same, rel=1e-6)
+    student = tmp_path / "student"
+    shutil.copytree(exported, student)
+    meta = json.loads((student / "config.json").read_text())
+    meta["model"]["guidance_embedding"] = True
+    (student / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(SystemExit, match="guidance-distilled"):
+        bench.validation_loss(student, str(tiny_cache), "tiny", windows=8, chunk=4)

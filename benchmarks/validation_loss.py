@@ -1,0 +1,67 @@
+"""Denoising loss of checkpoints on the trainer's fixed validation windows and noise.
+
+    python benchmarks/validation_loss.py checkpoints/diffbgm-small-teacher RUN/exported \
+        --data data_cache/pop909 [--windows 64 --chunk 24]
+
+What `trainer train` logs as val_loss_ema, for weights that were trained elsewhere or at
+another batch size: the fixed noise is drawn per chunk of `--chunk` windows (the run's
+--batch), so only figures with the same windows and chunk compare. 64 and 24 are those of
+every CPU run's log. Float32 on the CPU. Guidance-distilled students are refused: their
+validation loss is the distillation loss against a teacher, which this does not load.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from diffbgm.checkpoint import read_config
+from trainer.distributed import init_distributed
+from trainer.sources import load_data
+from trainer.train import TrainConfig, Trainer
+
+
+def validation_loss(checkpoint: Path, data: str, preset: str, windows: int, chunk: int) -> float:
+    model_config, _ = read_config(checkpoint)
+    if model_config.guidance_embedding:
+        raise SystemExit(f"{checkpoint} is a guidance-distilled student: give its teacher")
+    config = TrainConfig(
+        preset=preset,
+        data=data,
+        init_from=str(checkpoint),
+        val_windows=windows,
+        batch=chunk,
+        device="cpu",
+        bf16=False,
+        model_overrides={
+            "selector": model_config.selector,
+            "selector_threshold": model_config.selector_threshold,
+        },
+    )
+    trainer = Trainer(config, init_distributed("cpu"), load_data(config))
+    trainer.initialise_from(str(checkpoint))
+    loss = trainer.validation_loss(trainer.ema_model)
+    if loss is None:
+        raise SystemExit(f"{data} has no validation windows")
+    return loss
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("checkpoints", nargs="+", type=Path)
+    parser.add_argument("--data", default="data_cache/pop909")
+    parser.add_argument("--preset", default="small", help="the checkpoints' preset")
+    parser.add_argument("--windows", type=int, default=64)
+    parser.add_argument("--chunk", type=int, default=24, help="the run's --batch")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    for checkpoint in args.checkpoints:
+        loss = validation_loss(checkpoint, args.data, args.preset, args.windows, args.chunk)
+        print(f"{checkpoint}: {loss:.5f} ({args.windows} windows, chunks of {args.chunk})")
+
+
+if __name__ == "__main__":
+    main()
