@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from scipy.stats import spearmanr
 
 from diffbgm.controls import DYNAMIC_CONTROLS, SEMANTIC_CONTROLS
 from diffbgm.model.conditions import Conditions
@@ -93,6 +94,30 @@ def test_transposition_moves_roll_chords_and_key_together(cache_dir: Path) -> No
             moved = shift_pitch(np.asarray(a["roll"])[channel] > 0, shift)
             np.testing.assert_array_equal(np.asarray(b["roll"])[channel] > 0, moved)
     assert len(shifts) > 3 and all(-5 <= s <= 5 for s in shifts)
+
+
+def test_a_transposed_window_asks_for_the_register_of_its_notes(cache_dir: Path) -> None:
+    # The register request of a training window is the mean pitch of its notes as they are
+    # after the random transposition; read from the song before it, the request was up to 5
+    # semitones off (more than half of POP909's spread of registers).
+    register = DYNAMIC_CONTROLS.index("register")
+    agreement = {}
+    for augment in (False, True):
+        data = Pop909Windows(cache_dir, "train", SPEC, augment=augment, seed=5)
+        asked, sounding = [], []
+        for i in range(0, len(data), 3):
+            item = data[i]
+            onsets = np.asarray(item["roll"])[0] > 0  # (T, P)
+            cond = item["cond"]
+            for slot in np.flatnonzero(cond.segment_mask):
+                pitches = np.nonzero(onsets[cond.segment_ids == slot])[1]
+                if (cond.segment_ids == slot).sum() >= 32 and len(pitches) >= 8:
+                    asked.append(cond.dynamic[slot, register])
+                    sounding.append(pitches.mean())
+        assert len(asked) > 30
+        agreement[augment] = spearmanr(asked, sounding)[0]
+    # (the request covers the segment's whole bars, the window only some of them)
+    assert agreement[False] > 0.8 and agreement[True] > agreement[False] - 0.05
 
 
 def test_segments_renumbered_and_controls_in_unit_range(cache_dir: Path) -> None:

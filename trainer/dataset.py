@@ -124,12 +124,20 @@ def load_split(cache_dir: str | Path, split: str) -> list[CachedSong]:
 
 
 def segment_features(
-    song: CachedSong, segment: Segment, calibration: Calibration, spec: RollSpec
+    song: CachedSong,
+    segment: Segment,
+    calibration: Calibration,
+    spec: RollSpec,
+    semitones: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(Dd,) dynamic and (Ds,) semantic controls of one run of bars, all in [0, 1]."""
+    """(Dd,) dynamic and (Ds,) semantic controls of one run of bars, all in [0, 1], of the
+    song's notes moved by `semitones` (a transposed training window must ask for the register
+    its notes have: a shift of up to 5 semitones is more than the spread between the 25th and
+    the 75th percentile of POP909's segment registers)."""
     first, end, letter = segment
     sums = song.bar_cumsum[end] - song.bar_cumsum[first]
     raw = segment_raw_controls(sums, spec.steps_per_bar)
+    raw["register"] += semitones
     silent = not np.isfinite(raw["velocity"])
     dynamic = {
         "density": calibration.to_quantile("density", raw["density"]),
@@ -159,17 +167,20 @@ def conditions_from_segments(
     n_steps: int,
     calibration: Calibration,
     spec: RollSpec,
+    semitones: int = 0,
 ) -> PieceConditions:
     """PieceConditions of steps [first_step, first_step + n_steps) cut into `segments`.
 
-    The segments must cover those steps, in order; their features use their full bars.
+    The segments must cover those steps, in order; their features use their full bars, and
+    their register is that of the notes moved by `semitones` (the chords are not moved: see
+    `PieceConditions.transpose`).
     """
     step_ids = np.zeros(n_steps, dtype=np.int64)
     dynamic, semantic = [], []
     for i, segment in enumerate(segments):
         a = max(song.bar_end_step(segment[0]) - first_step, 0)
         step_ids[a:] = i
-        dyn, sem = segment_features(song, segment, calibration, spec)
+        dyn, sem = segment_features(song, segment, calibration, spec, semitones)
         dynamic.append(dyn)
         semantic.append(sem)
     chords = song.chord_pcs[first_step : first_step + n_steps]
@@ -339,14 +350,12 @@ class Pop909Windows(Dataset):
         start = int(song.bar_starts[first_bar])
         stop = start + self.window_steps
         segments = self.window_segments(song_no, first_bar, rng)
+        semitones = 0 if rng is None else int(rng.integers(-MAX_TRANSPOSE, MAX_TRANSPOSE + 1))
         piece = conditions_from_segments(
-            song, segments, start, self.window_steps, self.calibration, self.spec
-        )
-        onset, sustain = song.onset[start:stop], song.sustain[start:stop]
-        if rng is not None:
-            semitones = int(rng.integers(-MAX_TRANSPOSE, MAX_TRANSPOSE + 1))
-            onset, sustain = shift_pitch(onset, semitones), shift_pitch(sustain, semitones)
-            piece = piece.transpose(semitones)
+            song, segments, start, self.window_steps, self.calibration, self.spec, semitones
+        ).transpose(semitones)
+        onset = shift_pitch(song.onset[start:stop], semitones)
+        sustain = shift_pitch(song.sustain[start:stop], semitones)
         roll = np.stack([onset, sustain]).astype(np.float32) * 2.0 - 1.0  # (2, T, P)
         window_item = WindowItem(
             roll=roll,
