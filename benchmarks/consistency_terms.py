@@ -1,13 +1,14 @@
-"""How large are the register- and density-consistency terms on a model's x0 estimate, by noise level?
+"""How large are the register-, density- and rhythm-consistency terms on a model's x0 estimate, by noise level?
 
     python benchmarks/consistency_terms.py --model checkpoints/diffbgm-small
 
 Draws validation windows of the POP909 cache, noises them to each timestep, and asks the model
 (guided at `--guidance`; a guidance-distilled model takes the scale as its input) for its x0
-estimate. Prints, per timestep, the two training terms of trainer/losses.py on that estimate,
-and the estimate's soft onsets per step (sigmoid(6 x), as the density term counts them) next to
-the real windows'. Used to size `--register-weight` / `--density-weight` and to choose their
-`--*-min-t` (docs/evaluation.md, session 26).
+estimate. Prints, per timestep, the three training terms of trainer/losses.py on that
+estimate, the estimate's soft onsets per step (sigmoid(6 x), as the density term counts them)
+and its share of onsets on the odd 16ths (as the rhythm term counts them), each next to the
+real windows'. Used to size `--register-weight` / `--density-weight` / `--rhythm-weight` and to
+choose their `--*-min-t` (docs/evaluation.md, sessions 26 and 43).
 """
 
 from __future__ import annotations
@@ -23,8 +24,12 @@ from diffbgm.model.diffusion import Diffusion
 from trainer.dataset import Pop909Windows, collate_windows
 from trainer.losses import (
     ONSET_SHARPNESS,
+    SILENT_ONSET,
+    STEPS_PER_BAR,
     density_consistency,
+    metric_profile,
     register_consistency,
+    rhythm_consistency,
     segment_onset_rate,
 )
 
@@ -36,6 +41,16 @@ class TermSizes:
     density: float
     estimated_rate: float  # soft onsets per step of the estimate, mean over segments
     real_rate: float
+    rhythm: float
+    estimated_odd_share: float  # share of the windows' onset mass on the odd 16ths
+    real_odd_share: float
+
+
+def odd_sixteenth_share(onset_weight: torch.Tensor) -> float:
+    """(B, T, P) onset weights -> the share of all their mass on the odd 16ths of the bar."""
+    profile, mass = metric_profile(onset_weight, STEPS_PER_BAR)
+    per_position = (profile * mass[:, None]).sum(dim=0)
+    return float(per_position[1::2].sum() / per_position.sum().clamp_min(1e-6))
 
 
 def measure(
@@ -65,6 +80,7 @@ def measure(
         torch.sigmoid(ONSET_SHARPNESS * roll[:, 0]), cond.segment_ids, n_segments
     )
     in_window = (steps >= 1.0) & cond.segment_mask  # (B, S)
+    real_odd = odd_sixteenth_share((roll[:, 0] > 0).float())
     sizes = []
     with torch.no_grad():
         for t in timesteps:
@@ -73,9 +89,8 @@ def measure(
             x_t = diffusion.q_sample(roll, ts, noise)
             pred = diffusion.guided_prediction(model, x_t, t, cond, guidance)
             x0 = diffusion.predicted_x0(pred, x_t, ts)
-            rate, _ = segment_onset_rate(
-                torch.sigmoid(ONSET_SHARPNESS * x0[:, 0]), cond.segment_ids, n_segments
-            )
+            soft_onsets = torch.sigmoid(ONSET_SHARPNESS * x0[:, 0])
+            rate, _ = segment_onset_rate(soft_onsets, cond.segment_ids, n_segments)
             sizes.append(
                 TermSizes(
                     t,
@@ -83,6 +98,9 @@ def measure(
                     float(density_consistency(x0, roll, cond, judged)),
                     float(rate[in_window].mean()),
                     float(real_rate[in_window].mean()),
+                    float(rhythm_consistency(x0, roll, cond, judged)),
+                    odd_sixteenth_share((soft_onsets - SILENT_ONSET).clamp_min(0.0)),
+                    real_odd,
                 )
             )
     return sizes
@@ -92,13 +110,14 @@ def report(sizes: list[TermSizes], guidance: float) -> str:
     """A Markdown table, one row per timestep."""
     lines = [
         f"| timestep | register term | density term | onsets / step: estimate (w = {guidance:g}) "
-        "| real |",
-        "|---|---|---|---|---|",
+        "| real | rhythm term | odd-16th share: estimate | real |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for size in sizes:
         lines.append(
             f"| {size.timestep} | {size.register:.4f} | {size.density:.4f} "
-            f"| {size.estimated_rate:.3f} | {size.real_rate:.3f} |"
+            f"| {size.estimated_rate:.3f} | {size.real_rate:.3f} | {size.rhythm:.4f} "
+            f"| {size.estimated_odd_share:.3f} | {size.real_odd_share:.3f} |"
         )
     return "\n".join(lines)
 

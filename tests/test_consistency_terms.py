@@ -36,5 +36,9 @@ def test_terms_vanish_where_the_estimate_is_its_input_and_grow_with_noise(
     assert quiet.estimated_rate == pytest.approx(quiet.real_rate, abs=0.02)
     assert quiet.register < 0.01 and quiet.density < 0.002
     assert noisy.register + noisy.density > quiet.register + quiet.density
+    # the rhythm term and the odd-16th share: the estimate at t = 1 is the real windows'
+    assert quiet.estimated_odd_share == pytest.approx(quiet.real_odd_share, abs=0.02)
+    assert quiet.real_odd_share == noisy.real_odd_share and 0 < quiet.real_odd_share < 1
+    assert quiet.rhythm < 0.01 < noisy.rhythm
     table = terms.report([quiet, noisy], 2.0)
     assert table.count("\n") == 3 and "| 900 |" in table

@@ -130,6 +130,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         register_min_t=args.register_min_t,
         density_weight=args.density_weight,
         density_min_t=args.density_min_t,
+        rhythm_weight=args.rhythm_weight,
+        rhythm_min_t=args.rhythm_min_t,
         profile_steps=args.profile_steps,
     )
     result = run_training(config, resume=args.resume)
@@ -560,6 +562,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         metavar="T",
         help="ask the density term only of items drawn at diffusion step >= T",
+    )
+    train.add_argument(
+        "--rhythm-weight",
+        type=float,
+        default=0.0,
+        metavar="W",
+        help="add W x the rhythm-consistency term (the share of onsets at each 16th of the bar "
+        "in the network's x0 estimate against the real notes', a Hellinger distance) to the loss",
+    )
+    train.add_argument(
+        "--rhythm-min-t",
+        type=int,
+        default=0,
+        metavar="T",
+        help="ask the rhythm term only of items drawn at diffusion step >= T",
     )
     train.set_defaults(func=cmd_train)
 

@@ -49,7 +49,7 @@ from trainer.distributed import (
     mean_over_ranks,
     shutdown,
 )
-from trainer.losses import density_consistency, register_consistency
+from trainer.losses import density_consistency, register_consistency, rhythm_consistency
 from trainer.profiling import PROFILE_FILE, StepProfiler
 from trainer.run_state import RunState, find_run_state, load_run_state, save_run_state
 from trainer.runlog import RunLog
@@ -123,6 +123,10 @@ class TrainConfig:
     # prediction against the real notes), judged at diffusion steps >= density_min_t
     density_weight: float = 0.0
     density_min_t: int = 0
+    # > 0: add this times the rhythm-consistency term (the share of onsets at each 16th of the
+    # bar, the prediction against the real notes), judged at diffusion steps >= rhythm_min_t
+    rhythm_weight: float = 0.0
+    rhythm_min_t: int = 0
     # > 0: profile this many steps (after a few warm-up ones) into RUN/profile.txt
     profile_steps: int = 0
 
@@ -169,10 +173,14 @@ class TrainConfig:
             raise ValueError("--register-min-t must be >= 0")
         if self.density_weight < 0 or self.density_min_t < 0:
             raise ValueError("--density-weight and --density-min-t must be >= 0")
-        if (self.register_weight or self.density_weight) and self.distill_steps:
+        if self.rhythm_weight < 0 or self.rhythm_min_t < 0:
+            raise ValueError("--rhythm-weight and --rhythm-min-t must be >= 0")
+        if (self.register_weight or self.density_weight or self.rhythm_weight) and (
+            self.distill_steps
+        ):
             raise ValueError(
-                "--register-weight and --density-weight add to the denoising or "
-                "guidance-distillation loss; step distillation has neither"
+                "--register-weight, --density-weight and --rhythm-weight add to the denoising "
+                "or guidance-distillation loss; step distillation has neither"
             )
 
     @property
@@ -344,7 +352,7 @@ class Trainer:
         self, model: nn.Module, roll: torch.Tensor, cond: Conditions, generator: torch.Generator
     ) -> torch.Tensor:
         """The denoising loss, or with a teacher the guidance-distillation loss; either with
-        the register- and density-consistency terms whose weights are > 0."""
+        the register-, density- and rhythm-consistency terms whose weights are > 0."""
         scales = (self.config.distill_min_scale, self.config.distill_max_scale)
         if self.teacher is None:
             # p_uncond is passed because the DDP wrapper hides model.config; a student is only
@@ -381,6 +389,7 @@ class Trainer:
         for weight, min_t, consistency in (
             (config.register_weight, config.register_min_t, register_consistency),
             (config.density_weight, config.density_min_t, density_consistency),
+            (config.rhythm_weight, config.rhythm_min_t, rhythm_consistency),
         ):
             if weight > 0:
                 judged = ~terms.drop & (terms.t >= min_t)  # (B,)
