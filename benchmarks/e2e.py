@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import hashlib
 import itertools
 import json
 import os
@@ -126,20 +125,11 @@ def stage_marker(marks: list[tuple[str, float]]) -> Callable[[int, int, str], No
 
 
 def weights_sha256(model: str | None) -> str | None:
-    """The measured networks' identity (the model's weights, and its weak model's where it
-    ships one: autoguidance calls it): a new default model needs a new speed record."""
-    from diffbgm.checkpoint import WEAK_FOLDER, WEIGHTS_NAME
+    """The measured networks' identity: a new default model needs a new speed record."""
+    from diffbgm.checkpoint import networks_sha256
     from diffbgm.pipeline import DEFAULT_MODEL
 
-    folder = Path(model) if model else DEFAULT_MODEL
-    weights = folder / WEIGHTS_NAME
-    if not weights.exists():
-        return None
-    digest = hashlib.sha256(weights.read_bytes())
-    weak = folder / WEAK_FOLDER / WEIGHTS_NAME
-    if weak.exists():
-        digest.update(weak.read_bytes())
-    return digest.hexdigest()
+    return networks_sha256(model or DEFAULT_MODEL)
 
 
 def run_case(video: Path, model: str | None, runs: int, which: str) -> dict:

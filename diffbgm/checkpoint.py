@@ -9,6 +9,7 @@ HF_HUB_OFFLINE=1 only the cache is used). Weights are safetensors only, never pi
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -249,3 +250,17 @@ def _load_folder(folder: Path, device: str | torch.device) -> LoadedModel:
         raise CheckpointError(f"{weights} does not match its config: {exc}") from exc
     model.to(device).eval()
     return LoadedModel(model=model, config=config, extra=extra, path=folder)
+
+
+def networks_sha256(folder: str | Path) -> str | None:
+    """The identity of the networks a checkpoint folder samples with: its weights, and its weak
+    model's where it ships one (autoguidance calls it). None where the folder has no weights
+    (e.g. a Hub id). A speed record or a critic's composed features belong to one identity."""
+    weights = Path(folder) / WEIGHTS_NAME
+    if not weights.is_file():
+        return None
+    digest = hashlib.sha256(weights.read_bytes())
+    weak = Path(folder) / WEAK_FOLDER / WEIGHTS_NAME
+    if weak.is_file():
+        digest.update(weak.read_bytes())
+    return digest.hexdigest()

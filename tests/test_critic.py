@@ -223,6 +223,42 @@ def test_the_critic_is_never_trained_on_validation_songs(tmp_path: Path) -> None
         collect_windows(options)
 
 
+def test_composed_features_are_reused_only_for_the_same_networks_and_settings(
+    pop909_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A critic learns one model's giveaways: the features kept from a run are read again for
+    the same model, and composed again once its weights or its generation settings change."""
+    from safetensors.torch import load_file, save_file
+
+    from trainer.cache import build_cache
+    from trainer.critic import CriticOptions, collect_windows
+
+    cache = tmp_path / "pop909"
+    build_cache(pop909_dir, cache, songs=["001"], workers=1, calibration_path=None)
+    model = tmp_path / "model"
+    shutil.copytree(REPO / "checkpoints" / "diffbgm-tiny", model)
+    options = CriticOptions(
+        model=str(model), data=str(cache), songs=(1,), bars=8, workers=1,
+        features=str(tmp_path / "features.npz"),
+    )  # fmt: skip
+    first = collect_windows(options)
+    assert len(first["generated"]) > 0
+    capsys.readouterr()
+    again = collect_windows(options)
+    assert "features from" in capsys.readouterr().out
+    assert np.array_equal(again["generated"], first["generated"])
+    # the same folder with other weights: composed again, not read from the file
+    weights = load_file(model / "model.safetensors")
+    save_file({name: value + 0.01 for name, value in weights.items()}, model / "model.safetensors")
+    collect_windows(options)
+    assert "composing again" in capsys.readouterr().out
+    collect_windows(options)
+    assert "features from" in capsys.readouterr().out
+    # another seed (the same weights as the file's): composed again
+    collect_windows(CriticOptions(**{**options.__dict__, "seed": 1}))
+    assert "composing again" in capsys.readouterr().out
+
+
 def test_the_app_form_asks_for_candidates_within_the_knobs_limits() -> None:
     from webapp.handlers import compose_options
 

@@ -13,21 +13,24 @@ the forest is written as `critic.safetensors` into the checkpoint folder
 candidates, 831-859 report.
 
 The features are kept in `--features` (an .npz): a rerun with other forest settings reads
-them instead of composing again.
+them instead of composing again, as long as the songs, the bars, the seed, the networks'
+weights and the generation settings are the ones they were composed with (a critic learns one
+model's giveaways: features of another model's music would train the wrong critic).
 """
 
 from __future__ import annotations
 
+import json
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from diffbgm.checkpoint import load_checkpoint
+from diffbgm.checkpoint import load_checkpoint, networks_sha256
 from diffbgm.errors import DiffBGMError
-from diffbgm.generation import generate_roll
+from diffbgm.generation import GenerationConfig, generate_roll
 from diffbgm.generation.critic import CRITIC_NAME, WindowCritic, forest_from_sklearn
 from diffbgm.generation.decoding import decode_roll
 from diffbgm.generation.windows import window_starts
@@ -75,6 +78,17 @@ def _song_windows(job: SongJob) -> tuple[np.ndarray, np.ndarray]:
     return np.reshape(generated, (-1, width)), np.reshape(real, (-1, width))
 
 
+def composition_identity(options: CriticOptions, generation: GenerationConfig) -> str | None:
+    """What the composed windows depend on besides the songs: the networks' weights, the
+    generation settings, the bars and the seed (None for a model without local weights,
+    whose music is then never taken from the cache)."""
+    networks = networks_sha256(options.model)
+    if networks is None:
+        return None
+    settings = json.dumps(asdict(generation), sort_keys=True)
+    return f"{networks} {options.bars} {options.seed} {settings}"
+
+
 def collect_windows(options: CriticOptions) -> dict[str, np.ndarray]:
     """Feature rows of generated and real windows and the song of each, composing the songs
     (in `options.workers` processes) unless `options.features` already holds them."""
@@ -84,14 +98,19 @@ def collect_windows(options: CriticOptions) -> dict[str, np.ndarray]:
             f"songs {held_out[0]}-{held_out[-1]} are validation songs (801-830 choose the "
             "settings, 831-859 report): train the critic on songs up to 800"
         )
-    cached = Path(options.features)
-    if cached.is_file():
-        data = dict(np.load(cached))
-        if data["asked"].tolist() == sorted(set(options.songs)):
-            print(f"features from {cached}")
-            return data
     loaded = load_checkpoint(options.model)
     generation = replace(loaded.generation, candidates=1)
+    composer = composition_identity(options, generation)
+    cached = Path(options.features)
+    if cached.is_file() and composer is not None:
+        data = dict(np.load(cached))
+        if (
+            data["asked"].tolist() == sorted(set(options.songs))
+            and str(data.get("composer", "")) == composer
+        ):
+            print(f"features from {cached}")
+            return data
+        print(f"{cached} holds other songs or another model's music: composing again")
     # songs the cache lacks (POP909 leaves some numbers out) are skipped, not an error
     songs_dir = Path(options.data) / "songs"
     jobs = [
@@ -116,6 +135,7 @@ def collect_windows(options: CriticOptions) -> dict[str, np.ndarray]:
         "real": np.concatenate([real for _, real in rows]),
         "songs": songs,
         "asked": np.asarray(sorted(set(options.songs))),
+        "composer": np.asarray(composer or ""),
     }
     cached.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(cached, **data)
