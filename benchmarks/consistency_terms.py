@@ -1,4 +1,4 @@
-"""How large are the register-, density- and rhythm-consistency terms on a model's x0 estimate, by noise level?
+"""How large are the consistency terms of trainer/losses.py on a model's x0 estimate, by noise level?
 
     python benchmarks/consistency_terms.py --model checkpoints/diffbgm-small
 
@@ -6,9 +6,12 @@ Draws validation windows of the POP909 cache, noises them to each timestep, and 
 (guided at `--guidance`; a guidance-distilled model takes the scale as its input) for its x0
 estimate. Prints, per timestep, the three training terms of trainer/losses.py on that
 estimate, the estimate's soft onsets per step (sigmoid(6 x), as the density term counts them)
-and its share of onsets on the odd 16ths (as the rhythm term counts them), each next to the
-real windows'. Used to size `--register-weight` / `--density-weight` / `--rhythm-weight` and to
-choose their `--*-min-t` (docs/evaluation.md, sessions 26 and 43).
+and its share of onsets on the odd 16ths (as the rhythm term counts them), the share of octaves
+and unisons among notes sounding together (as the voicing term counts them) and the mean
+spread of onset pitch per segment in semitones (as the spread term measures it), each next to
+the real windows'. Used to size `--register-weight` / `--density-weight` / `--rhythm-weight` /
+`--voicing-weight` / `--spread-weight` and to choose their `--*-min-t` (docs/evaluation.md,
+sessions 26, 43 and 44).
 """
 
 from __future__ import annotations
@@ -23,14 +26,19 @@ from diffbgm.checkpoint import load_checkpoint
 from diffbgm.model.diffusion import Diffusion
 from trainer.dataset import Pop909Windows, collate_windows
 from trainer.losses import (
+    MIN_SPREAD_ONSETS,
     ONSET_SHARPNESS,
-    SILENT_ONSET,
     STEPS_PER_BAR,
     density_consistency,
+    interval_profile,
     metric_profile,
     register_consistency,
     rhythm_consistency,
     segment_onset_rate,
+    segment_pitch_spread,
+    soft_notes,
+    spread_consistency,
+    voicing_consistency,
 )
 
 
@@ -44,6 +52,12 @@ class TermSizes:
     rhythm: float
     estimated_odd_share: float  # share of the windows' onset mass on the odd 16ths
     real_odd_share: float
+    voicing: float
+    estimated_octave_share: float  # share of co-sounding pairs an octave (or unison) apart
+    real_octave_share: float
+    spread: float
+    estimated_spread: float  # standard deviation of onset pitch per segment, semitones
+    real_spread: float
 
 
 def odd_sixteenth_share(onset_weight: torch.Tensor) -> float:
@@ -51,6 +65,13 @@ def odd_sixteenth_share(onset_weight: torch.Tensor) -> float:
     profile, mass = metric_profile(onset_weight, STEPS_PER_BAR)
     per_position = (profile * mass[:, None]).sum(dim=0)
     return float(per_position[1::2].sum() / per_position.sum().clamp_min(1e-6))
+
+
+def octave_share(sounding: torch.Tensor) -> float:
+    """(B, T, P) sounding weights -> the share of all co-sounding pairs in interval class 0."""
+    profile, mass = interval_profile(sounding)
+    per_class = (profile * mass[:, None]).sum(dim=0)
+    return float(per_class[0] / per_class.sum().clamp_min(1e-6))
 
 
 def measure(
@@ -81,6 +102,11 @@ def measure(
     )
     in_window = (steps >= 1.0) & cond.segment_mask  # (B, S)
     real_odd = odd_sixteenth_share((roll[:, 0] > 0).float())
+    real_octaves = octave_share((roll[:, 1] > 0).float())
+    real_spread, real_onsets = segment_pitch_spread(
+        (roll[:, 0] > 0).float(), cond.segment_ids, n_segments
+    )
+    spread_judged = (real_onsets >= MIN_SPREAD_ONSETS) & cond.segment_mask  # (B, S)
     sizes = []
     with torch.no_grad():
         for t in timesteps:
@@ -91,6 +117,7 @@ def measure(
             x0 = diffusion.predicted_x0(pred, x_t, ts)
             soft_onsets = torch.sigmoid(ONSET_SHARPNESS * x0[:, 0])
             rate, _ = segment_onset_rate(soft_onsets, cond.segment_ids, n_segments)
+            spread, _ = segment_pitch_spread(soft_notes(x0[:, 0]), cond.segment_ids, n_segments)
             sizes.append(
                 TermSizes(
                     t,
@@ -99,8 +126,14 @@ def measure(
                     float(rate[in_window].mean()),
                     float(real_rate[in_window].mean()),
                     float(rhythm_consistency(x0, roll, cond, judged)),
-                    odd_sixteenth_share((soft_onsets - SILENT_ONSET).clamp_min(0.0)),
+                    odd_sixteenth_share(soft_notes(x0[:, 0])),
                     real_odd,
+                    float(voicing_consistency(x0, roll, cond, judged)),
+                    octave_share(soft_notes(x0[:, 1])),
+                    real_octaves,
+                    float(spread_consistency(x0, roll, cond, judged)),
+                    float(spread[spread_judged].mean()),
+                    float(real_spread[spread_judged].mean()),
                 )
             )
     return sizes
@@ -110,14 +143,18 @@ def report(sizes: list[TermSizes], guidance: float) -> str:
     """A Markdown table, one row per timestep."""
     lines = [
         f"| timestep | register term | density term | onsets / step: estimate (w = {guidance:g}) "
-        "| real | rhythm term | odd-16th share: estimate | real |",
-        "|---|---|---|---|---|---|---|---|",
+        "| real | rhythm term | odd-16th share: estimate | real | voicing term "
+        "| octave share: estimate | real | spread term | spread: estimate | real |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for size in sizes:
         lines.append(
             f"| {size.timestep} | {size.register:.4f} | {size.density:.4f} "
             f"| {size.estimated_rate:.3f} | {size.real_rate:.3f} | {size.rhythm:.4f} "
-            f"| {size.estimated_odd_share:.3f} | {size.real_odd_share:.3f} |"
+            f"| {size.estimated_odd_share:.3f} | {size.real_odd_share:.3f} "
+            f"| {size.voicing:.4f} | {size.estimated_octave_share:.3f} "
+            f"| {size.real_octave_share:.3f} | {size.spread:.4f} "
+            f"| {size.estimated_spread:.2f} | {size.real_spread:.2f} |"
         )
     return "\n".join(lines)
 

@@ -40,5 +40,14 @@ def test_terms_vanish_where_the_estimate_is_its_input_and_grow_with_noise(
     assert quiet.estimated_odd_share == pytest.approx(quiet.real_odd_share, abs=0.02)
     assert quiet.real_odd_share == noisy.real_odd_share and 0 < quiet.real_odd_share < 1
     assert quiet.rhythm < 0.01 < noisy.rhythm
+    # the voicing and spread terms likewise vanish at t = 1 and grow with the noise
+    assert quiet.estimated_octave_share == pytest.approx(quiet.real_octave_share, abs=0.02)
+    assert 0 < quiet.real_octave_share < 1
+    # (the tiny model's estimate at t = 1 leaks a little onset mass over the silent rows,
+    # which widens its spread by about half a semitone)
+    assert quiet.estimated_spread == pytest.approx(quiet.real_spread, abs=1.0)
+    assert quiet.real_spread > 1
+    assert quiet.voicing < 0.01 < noisy.voicing
+    assert quiet.spread < 0.01 < noisy.spread
     table = terms.report([quiet, noisy], 2.0)
     assert table.count("\n") == 3 and "| 900 |" in table

@@ -1,4 +1,4 @@
-"""trainer/losses.py: the register-, density- and rhythm-consistency terms on known rolls."""
+"""trainer/losses.py: the consistency terms on known rolls."""
 
 from __future__ import annotations
 
@@ -10,11 +10,17 @@ from diffbgm.model.config import preset
 from trainer.losses import (
     SILENT_ONSET,
     density_consistency,
+    interval_class_map,
+    interval_profile,
     metric_profile,
     register_consistency,
     rhythm_consistency,
     segment_mean_pitch,
     segment_onset_rate,
+    segment_pitch_spread,
+    soft_notes,
+    spread_consistency,
+    voicing_consistency,
 )
 
 
@@ -156,3 +162,110 @@ def test_rhythm_consistency_pulls_onsets_toward_the_real_positions() -> None:
     rhythm_consistency(guess, real, cond, torch.ones(1, dtype=torch.bool)).backward()
     assert guess.grad is not None
     assert guess.grad[0, 0, 1::8, 45].max() < 0  # raising them lowers the loss
+
+
+def test_soft_notes_count_silent_cells_as_nothing() -> None:
+    channel = torch.tensor([-1.0, -3.0, 0.0, 1.0, 10.0])
+    weights = soft_notes(channel)
+    assert weights[0] == 0.0 and weights[1] == 0.0
+    assert 0.45 < weights[2] < 0.5 and weights[3] > 0.99 and weights[4] < 1.0
+
+
+def test_interval_class_map_folds_every_upward_interval_into_twelve_classes() -> None:
+    classes = interval_class_map(30)
+    assert classes.shape == (30, 30, 12)
+    assert classes[3, 15, 0] == 1.0 and classes[3, 10, 7] == 1.0 and classes[0, 29, 5] == 1.0
+    assert classes[15, 3].sum() == 0.0 and classes[4, 4].sum() == 0.0  # each pair once
+    assert classes.sum() == 30 * 29 / 2
+
+
+def test_interval_profile_counts_pairs_sounding_at_the_same_step() -> None:
+    sounding = torch.zeros(1, 4, 40)
+    sounding[0, 0, [10, 14, 17]] = 1.0  # a major triad: a major 3rd, a minor 3rd, a 5th
+    sounding[0, 1, [10, 22]] = 1.0  # an octave
+    sounding[0, 2, 30] = 1.0  # a single note: no pair
+    profile, mass = interval_profile(sounding)
+    assert mass.item() == 4.0
+    expected = torch.zeros(12)
+    expected[[0, 3, 4, 7]] = 0.25
+    assert torch.allclose(profile[0], expected)
+
+
+def test_voicing_consistency_sees_the_intervals_not_the_register_or_the_rhythm() -> None:
+    config = preset("tiny")
+    cond = two_segment_conditions(config)
+    real = -torch.ones(2, 2, config.window_steps, config.n_pitches)
+    real[:, 1, ::2, 40] = real[:, 1, ::2, 52] = real[:, 1, ::2, 47] = 1.0  # octave and a 5th
+    judged = torch.ones(2, dtype=torch.bool)
+    confident = 10.0 * real
+    assert voicing_consistency(confident, real, cond, judged) < 1e-6
+    # moved up a third, or to the odd steps: the same intervals
+    assert voicing_consistency(torch.roll(confident, 4, dims=-1), real, cond, judged) < 1e-6
+    assert voicing_consistency(torch.roll(confident, 1, dims=2), real, cond, judged) < 1e-6
+    # the octave closed to a major 7th: one of three pairs changes class
+    closed = confident.clone()
+    closed[:, 1, ::2, 52] = -10.0
+    closed[:, 1, ::2, 51] = 10.0
+    assert voicing_consistency(closed, real, cond, judged) > 0.2
+    assert voicing_consistency(closed, real, cond, torch.zeros(2, dtype=torch.bool)) == 0.0
+    # a window of single notes has no voicing to compare
+    melody = -torch.ones(2, 2, config.window_steps, config.n_pitches)
+    melody[:, 1, ::2, 40] = 1.0
+    assert voicing_consistency(closed, melody, cond, judged) == 0.0
+
+
+def test_voicing_consistency_pulls_toward_the_real_doublings() -> None:
+    config = preset("tiny")
+    cond = two_segment_conditions(config).index(slice(0, 1))
+    real = -torch.ones(1, 2, config.window_steps, config.n_pitches)
+    real[:, 1, :, 40] = real[:, 1, :, 52] = real[:, 1, :, 44] = 1.0  # bass, octave, third
+    guess = real.clone()
+    guess[:, 1, :, 52] = -0.5  # the octave only half there
+    guess.requires_grad_(True)
+    voicing_consistency(guess, real, cond, torch.ones(1, dtype=torch.bool)).backward()
+    assert guess.grad is not None
+    assert guess.grad[0, 1, :, 52].max() < 0  # sounding it lowers the loss
+
+
+def test_segment_pitch_spread_is_the_weighted_deviation_of_onset_pitch() -> None:
+    weight = torch.zeros(1, 4, 20)
+    weight[0, 0, 4] = weight[0, 1, 10] = 1.0  # segment 0: rows 4 and 10 -> deviation 3
+    weight[0, 2, 7] = 2.0  # segment 1: one pitch -> deviation 0 (up to the constant)
+    spread, mass = segment_pitch_spread(weight, torch.tensor([[0, 0, 1, 1]]), 3)
+    assert spread[0, 0].item() == pytest.approx(3.0, abs=1e-3)
+    assert spread[0, 1].item() == pytest.approx(0.0, abs=0.05)
+    assert torch.allclose(mass[0], torch.tensor([2.0, 2.0, 0.0]))
+
+
+def test_spread_consistency_sees_the_width_not_the_centre() -> None:
+    config = preset("tiny")
+    cond = two_segment_conditions(config)
+    real = -torch.ones(2, 2, config.window_steps, config.n_pitches)
+    real[:, 0, ::4, 30] = real[:, 0, ::4, 54] = 1.0  # two octaves apart: deviation one octave
+    judged = torch.ones(2, dtype=torch.bool)
+    confident = 10.0 * real
+    assert spread_consistency(confident, real, cond, judged) < 1e-6
+    # moved up, or at other steps: the same spread (the register term sees the move)
+    assert spread_consistency(torch.roll(confident, 5, dims=-1), real, cond, judged) < 1e-6
+    assert spread_consistency(torch.roll(confident, 2, dims=2), real, cond, judged) < 1e-6
+    # closed to one octave apart: half an octave narrower everywhere
+    closed = confident.clone()
+    closed[:, 0, ::4, 54] = -10.0
+    closed[:, 0, ::4, 42] = 10.0
+    assert spread_consistency(closed, real, cond, judged).item() == pytest.approx(0.25, abs=0.01)
+    assert spread_consistency(closed, real, cond, torch.zeros(2, dtype=torch.bool)) == 0.0
+
+
+def test_spread_consistency_has_a_gradient_toward_a_wider_voicing() -> None:
+    config = preset("tiny")
+    cond = two_segment_conditions(config).index(slice(0, 1))
+    real = -torch.ones(1, 2, config.window_steps, config.n_pitches)
+    real[:, 0, ::4, 30] = real[:, 0, ::4, 54] = 1.0
+    guess = real.clone()
+    guess[:, 0, ::4, 30] = -10.0  # the bass moved up next to the top note
+    guess[:, 0, ::4, 50] = 10.0
+    guess.requires_grad_(True)
+    spread_consistency(guess, real, cond, torch.ones(1, dtype=torch.bool)).backward()
+    assert guess.grad is not None
+    # a note far from the centre widens the segment: raising one there lowers the loss
+    assert guess.grad[0, 0, ::4, 20].max() < 0

@@ -653,11 +653,12 @@ def test_warm_start_adds_the_recall_input_and_training_feeds_it(
     assert "recalled music as an input: yes" in card
 
 
-@pytest.mark.parametrize("term", ["register", "density", "rhythm"])
+@pytest.mark.parametrize("term", ["register", "density", "rhythm", "voicing", "spread"])
 def test_consistency_weight_adds_its_term(
     term: str, tiny_cache: Path, trained_run: Path, tmp_path: Path
 ) -> None:
-    """--register-weight / --density-weight / --rhythm-weight add their consistency term: same seed and
+    """--register-weight / --density-weight / --rhythm-weight / --voicing-weight /
+    --spread-weight add their consistency term: same seed and
     weights, a larger first loss; asked only above every timestep (--*-min-t), the term
     judges nothing and the loss is the plain one again."""
     weight, min_t = f"{term}_weight", f"{term}_min_t"

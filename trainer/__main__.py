@@ -132,6 +132,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         density_min_t=args.density_min_t,
         rhythm_weight=args.rhythm_weight,
         rhythm_min_t=args.rhythm_min_t,
+        voicing_weight=args.voicing_weight,
+        voicing_min_t=args.voicing_min_t,
+        spread_weight=args.spread_weight,
+        spread_min_t=args.spread_min_t,
         profile_steps=args.profile_steps,
     )
     result = run_training(config, resume=args.resume)
@@ -577,6 +581,36 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         metavar="T",
         help="ask the rhythm term only of items drawn at diffusion step >= T",
+    )
+    train.add_argument(
+        "--voicing-weight",
+        type=float,
+        default=0.0,
+        metavar="W",
+        help="add W x the voicing-consistency term (the share of each interval class mod 12 "
+        "between notes sounding together, the x0 estimate against the real notes) to the loss",
+    )
+    train.add_argument(
+        "--voicing-min-t",
+        type=int,
+        default=0,
+        metavar="T",
+        help="ask the voicing term only of items drawn at diffusion step >= T",
+    )
+    train.add_argument(
+        "--spread-weight",
+        type=float,
+        default=0.0,
+        metavar="W",
+        help="add W x the spread-consistency term (each segment's standard deviation of onset "
+        "pitch, the x0 estimate against the real notes, in octaves) to the loss",
+    )
+    train.add_argument(
+        "--spread-min-t",
+        type=int,
+        default=0,
+        metavar="T",
+        help="ask the spread term only of items drawn at diffusion step >= T",
     )
     train.set_defaults(func=cmd_train)
 

@@ -11,9 +11,15 @@ one register, the network can meet the request by adding notes (docs/evaluation.
 The rhythm-consistency term compares where in the bar the onsets fall: generated music puts
 about half of real's share of onsets on the odd 16ths, at every sampler setting and with the
 decode steps off (docs/evaluation.md, session 33), so the metric profile is asked for directly.
+The voicing- and spread-consistency terms (session 44) do the same for the texture the realism
+test still separates on: the harmonic intervals between notes sounding together (generated
+music has fewer octave doublings and more thirds) and how far each segment's onsets spread
+around its mean pitch (generated music sits in a narrower range, with a lower top voice).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +32,25 @@ OCTAVE = 12.0
 SILENT_ONSET = float(torch.sigmoid(torch.tensor(-ONSET_SHARPNESS)))  # a silent cell's soft onset
 STEPS_PER_BAR = RollSpec().steps_per_bar  # training windows start on bar lines of 4/4
 MIN_RHYTHM_ONSETS = 4.0  # windows with fewer real onsets have no profile worth comparing
+MIN_VOICING_PAIRS = 16.0  # windows with fewer (pair, step) co-soundings have no voicing profile
+MIN_SPREAD_ONSETS = 3.0  # a segment with fewer real onsets has no spread worth comparing
+
+# (x0 estimate (B, 2, T, P), real x0 (B, 2, T, P), conditions, judged items (B,)) -> scalar
+ConsistencyTerm = Callable[[torch.Tensor, torch.Tensor, Conditions, torch.Tensor], torch.Tensor]
+
+
+def soft_notes(channel: torch.Tensor) -> torch.Tensor:
+    """A channel of an x0 estimate (+1 note, -1 none) -> soft note weights in [0, 1) with the
+    silent floor taken off: a cell at -1 counts 0, not sigmoid(-6), so that 88 silent rows
+    (0.22 notes a step) neither flatten a sparse window's profile nor widen its spread."""
+    return (torch.sigmoid(ONSET_SHARPNESS * channel.float()) - SILENT_ONSET).clamp_min(0.0)
+
+
+def squared_hellinger(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """(..., K) distributions -> (...) squared Hellinger distances (without the 1/2). Rare
+    classes weigh as much as a change of the same relative size in common ones; the epsilon
+    keeps sqrt's gradient finite where the prediction has no mass."""
+    return ((p + 1e-4).sqrt() - (q + 1e-4).sqrt()).square().sum(dim=-1)
 
 
 def segment_mean_pitch(
@@ -116,16 +141,77 @@ def rhythm_consistency(
     each) weigh as much as a change of the same relative size on the beats. `cond` is unused:
     the signature is the other terms' (the profile is the window's, not a segment's)."""
     del cond
-    # a silent cell's floor is taken off before counting, or the mass of 88 silent rows
-    # (0.22 onsets a step) would flatten the profile of a sparse window
-    predicted_weight = (
-        torch.sigmoid(ONSET_SHARPNESS * x0_pred[:, 0].float()) - SILENT_ONSET
-    ).clamp_min(0.0)
-    predicted, _ = metric_profile(predicted_weight, steps_per_bar)
+    predicted, _ = metric_profile(soft_notes(x0_pred[:, 0]), steps_per_bar)
     real, real_mass = metric_profile((x0[:, 0] > 0).float(), steps_per_bar)
     judged = judged_items & (real_mass >= MIN_RHYTHM_ONSETS)
     if not judged.any():
         return x0_pred.sum() * 0.0
-    # the epsilon keeps sqrt's gradient finite at a position the prediction leaves empty
-    distance = ((predicted + 1e-4).sqrt() - (real + 1e-4).sqrt()).square().sum(dim=-1)  # (B,)
-    return distance[judged].mean()
+    return squared_hellinger(predicted, real)[judged].mean()
+
+
+def interval_class_map(n_pitches: int, device: torch.device | None = None) -> torch.Tensor:
+    """(P, P, 12) indicator: row pair (p, q) with q > p falls in class (q - p) mod 12."""
+    rows = torch.arange(n_pitches, device=device)
+    gap = rows[None, :] - rows[:, None]  # (P, P): q - p
+    classes = F.one_hot(gap.remainder(12), 12).float()  # (P, P, 12)
+    return classes * (gap > 0).float()[..., None]
+
+
+def interval_profile(sounding: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T, P) sounding weights -> the share of co-sounding pairs (two notes at one step) in
+    each interval class mod 12 (B, 12), and the window's pair mass (B,)."""
+    together = torch.einsum("btp,btq->bpq", sounding, sounding)  # (B, P, P)
+    per_class = torch.einsum(
+        "bpq,pqk->bk", together, interval_class_map(sounding.shape[-1], sounding.device)
+    )
+    mass = per_class.sum(dim=-1)
+    return per_class / mass.clamp_min(1e-6)[:, None], mass
+
+
+def voicing_consistency(
+    x0_pred: torch.Tensor, x0: torch.Tensor, cond: Conditions, judged_items: torch.Tensor
+) -> torch.Tensor:
+    """Squared Hellinger distance between the interval-class profiles (octaves and unisons,
+    minor seconds, ..., major sevenths between notes sounding at the same step) of the
+    prediction's sustain channel and of the real notes, averaged over the `judged_items` ((B,)
+    bool) with at least MIN_VOICING_PAIRS real co-soundings. Like the rhythm term it judges
+    the whole window, so `cond` is unused."""
+    del cond
+    predicted, _ = interval_profile(soft_notes(x0_pred[:, 1]))
+    real, real_mass = interval_profile((x0[:, 1] > 0).float())
+    judged = judged_items & (real_mass >= MIN_VOICING_PAIRS)
+    if not judged.any():
+        return x0_pred.sum() * 0.0
+    return squared_hellinger(predicted, real)[judged].mean()
+
+
+def segment_pitch_spread(
+    onset_weight: torch.Tensor, segment_ids: torch.Tensor, n_segments: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T, P) onset weights, (B, T) segment ids -> the weighted standard deviation of onset
+    pitch in each segment (B, S), in rows, and the segment's onset mass (B, S)."""
+    mean, mass = segment_mean_pitch(onset_weight, segment_ids, n_segments)
+    member = F.one_hot(segment_ids, n_segments).to(onset_weight.dtype)  # (B, T, S)
+    rows = torch.arange(
+        onset_weight.shape[-1], device=onset_weight.device, dtype=onset_weight.dtype
+    )
+    square_sum = torch.einsum("btp,bts,p->bs", onset_weight, member, rows.square())
+    variance = (square_sum / mass.clamp_min(1e-6) - mean.square()).clamp_min(0.0)
+    # the small constant keeps sqrt's gradient finite for a segment of one pitch
+    return (variance + 1e-3).sqrt(), mass
+
+
+def spread_consistency(
+    x0_pred: torch.Tensor, x0: torch.Tensor, cond: Conditions, judged_items: torch.Tensor
+) -> torch.Tensor:
+    """Squared distance in octaves between the predicted and the real spread (standard
+    deviation of onset pitch) of every segment with at least MIN_SPREAD_ONSETS real onsets,
+    averaged over those segments of the `judged_items` ((B,) bool). The register term asks
+    for the segment's centre; this one for its width (bass and top voice apart)."""
+    n_segments = cond.segment_mask.shape[1]
+    predicted, _ = segment_pitch_spread(soft_notes(x0_pred[:, 0]), cond.segment_ids, n_segments)
+    real, real_mass = segment_pitch_spread((x0[:, 0] > 0).float(), cond.segment_ids, n_segments)
+    judged = (real_mass >= MIN_SPREAD_ONSETS) & cond.segment_mask & judged_items[:, None]
+    if not judged.any():
+        return x0_pred.sum() * 0.0
+    return ((predicted - real) / OCTAVE).square()[judged].mean()

@@ -49,7 +49,14 @@ from trainer.distributed import (
     mean_over_ranks,
     shutdown,
 )
-from trainer.losses import density_consistency, register_consistency, rhythm_consistency
+from trainer.losses import (
+    ConsistencyTerm,
+    density_consistency,
+    register_consistency,
+    rhythm_consistency,
+    spread_consistency,
+    voicing_consistency,
+)
 from trainer.profiling import PROFILE_FILE, StepProfiler
 from trainer.run_state import RunState, find_run_state, load_run_state, save_run_state
 from trainer.runlog import RunLog
@@ -127,6 +134,13 @@ class TrainConfig:
     # bar, the prediction against the real notes), judged at diffusion steps >= rhythm_min_t
     rhythm_weight: float = 0.0
     rhythm_min_t: int = 0
+    # > 0: add this times the voicing-consistency term (the interval classes between notes
+    # sounding together) and the spread-consistency term (each segment's spread of onset
+    # pitch), each judged at diffusion steps >= its min_t
+    voicing_weight: float = 0.0
+    voicing_min_t: int = 0
+    spread_weight: float = 0.0
+    spread_min_t: int = 0
     # > 0: profile this many steps (after a few warm-up ones) into RUN/profile.txt
     profile_steps: int = 0
 
@@ -173,15 +187,25 @@ class TrainConfig:
             raise ValueError("--register-min-t must be >= 0")
         if self.density_weight < 0 or self.density_min_t < 0:
             raise ValueError("--density-weight and --density-min-t must be >= 0")
-        if self.rhythm_weight < 0 or self.rhythm_min_t < 0:
-            raise ValueError("--rhythm-weight and --rhythm-min-t must be >= 0")
-        if (self.register_weight or self.density_weight or self.rhythm_weight) and (
-            self.distill_steps
-        ):
+        for name in ("rhythm", "voicing", "spread"):
+            if getattr(self, f"{name}_weight") < 0 or getattr(self, f"{name}_min_t") < 0:
+                raise ValueError(f"--{name}-weight and --{name}-min-t must be >= 0")
+        if self.distill_steps and any(weight for weight, _, _ in self.consistency_terms()):
             raise ValueError(
-                "--register-weight, --density-weight and --rhythm-weight add to the denoising "
-                "or guidance-distillation loss; step distillation has neither"
+                "the consistency terms (--register-weight, --density-weight, --rhythm-weight, "
+                "--voicing-weight, --spread-weight) add to the denoising or "
+                "guidance-distillation loss; step distillation has neither"
             )
+
+    def consistency_terms(self) -> list[tuple[float, int, ConsistencyTerm]]:
+        """(weight, min_t, term) of every consistency term, weighted 0 or not."""
+        return [
+            (self.register_weight, self.register_min_t, register_consistency),
+            (self.density_weight, self.density_min_t, density_consistency),
+            (self.rhythm_weight, self.rhythm_min_t, rhythm_consistency),
+            (self.voicing_weight, self.voicing_min_t, voicing_consistency),
+            (self.spread_weight, self.spread_min_t, spread_consistency),
+        ]
 
     @property
     def micro_batch(self) -> int:
@@ -352,7 +376,7 @@ class Trainer:
         self, model: nn.Module, roll: torch.Tensor, cond: Conditions, generator: torch.Generator
     ) -> torch.Tensor:
         """The denoising loss, or with a teacher the guidance-distillation loss; either with
-        the register-, density- and rhythm-consistency terms whose weights are > 0."""
+        the consistency terms (trainer/losses.py) whose weights are > 0."""
         scales = (self.config.distill_min_scale, self.config.distill_max_scale)
         if self.teacher is None:
             # p_uncond is passed because the DDP wrapper hides model.config; a student is only
@@ -385,12 +409,7 @@ class Trainer:
         loss = terms.loss
         if terms.x0_pred is None:
             return loss
-        config = self.config
-        for weight, min_t, consistency in (
-            (config.register_weight, config.register_min_t, register_consistency),
-            (config.density_weight, config.density_min_t, density_consistency),
-            (config.rhythm_weight, config.rhythm_min_t, rhythm_consistency),
-        ):
+        for weight, min_t, consistency in self.config.consistency_terms():
             if weight > 0:
                 judged = ~terms.drop & (terms.t >= min_t)  # (B,)
                 loss = loss + weight * consistency(terms.x0_pred, roll, cond, judged)
