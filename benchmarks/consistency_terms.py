@@ -8,9 +8,10 @@ estimate. Prints, per timestep, the three training terms of trainer/losses.py on
 estimate, the estimate's soft onsets per step (sigmoid(6 x), as the density term counts them)
 and its share of onsets on the odd 16ths (as the rhythm term counts them), the share of octaves
 and unisons among notes sounding together (as the voicing term counts them) and the mean
-spread of onset pitch per segment in semitones (as the spread term measures it), each next to
-the real windows'. Used to size `--register-weight` / `--density-weight` / `--rhythm-weight` /
-`--voicing-weight` / `--spread-weight` and to choose their `--*-min-t` (docs/evaluation.md,
+spread of onset pitch per segment in semitones (as the spread term measures it), the pitch-
+profile term and the expected share of onsets at C5 and above (counted as the pitch-profile
+term counts, as probabilities), each next to the real windows'. Used to size `--register-weight` / `--density-weight` / `--rhythm-weight` /
+`--voicing-weight` / `--spread-weight` / `--pitch-profile-weight` and to choose their `--*-min-t` (docs/evaluation.md,
 sessions 26, 43 and 44).
 """
 
@@ -24,6 +25,7 @@ import torch
 
 from diffbgm.checkpoint import load_checkpoint
 from diffbgm.model.diffusion import Diffusion
+from diffbgm.music.roll import RollSpec
 from trainer.dataset import Pop909Windows, collate_windows
 from trainer.losses import (
     MIN_SPREAD_ONSETS,
@@ -32,6 +34,9 @@ from trainer.losses import (
     density_consistency,
     interval_profile,
     metric_profile,
+    note_probability,
+    pitch_band_profile,
+    pitch_profile_consistency,
     register_consistency,
     rhythm_consistency,
     segment_onset_rate,
@@ -58,6 +63,9 @@ class TermSizes:
     spread: float
     estimated_spread: float  # standard deviation of onset pitch per segment, semitones
     real_spread: float
+    pitch_profile: float
+    estimated_top_band: float  # expected share of onsets at MIDI 72 (C5) and above
+    real_top_band: float
 
 
 def odd_sixteenth_share(onset_weight: torch.Tensor) -> float:
@@ -65,6 +73,13 @@ def odd_sixteenth_share(onset_weight: torch.Tensor) -> float:
     profile, mass = metric_profile(onset_weight, STEPS_PER_BAR)
     per_position = (profile * mass[:, None]).sum(dim=0)
     return float(per_position[1::2].sum() / per_position.sum().clamp_min(1e-6))
+
+
+def top_band_share(onset_weight: torch.Tensor) -> float:
+    """(B, T, P) onset weights -> the share of all their mass at MIDI 72 (C5) and above."""
+    profile, mass = pitch_band_profile(onset_weight, band=1)
+    per_pitch = (profile * mass[:, None]).sum(dim=0)
+    return float(per_pitch[72 - RollSpec().pitch_low :].sum() / per_pitch.sum().clamp_min(1e-6))
 
 
 def octave_share(sounding: torch.Tensor) -> float:
@@ -103,6 +118,7 @@ def measure(
     in_window = (steps >= 1.0) & cond.segment_mask  # (B, S)
     real_odd = odd_sixteenth_share((roll[:, 0] > 0).float())
     real_octaves = octave_share((roll[:, 1] > 0).float())
+    real_top = top_band_share((roll[:, 0] > 0).float())
     real_spread, real_onsets = segment_pitch_spread(
         (roll[:, 0] > 0).float(), cond.segment_ids, n_segments
     )
@@ -134,6 +150,9 @@ def measure(
                     float(spread_consistency(x0, roll, cond, judged)),
                     float(spread[spread_judged].mean()),
                     float(real_spread[spread_judged].mean()),
+                    float(pitch_profile_consistency(x0, roll, cond, judged)),
+                    top_band_share(note_probability(x0[:, 0])),
+                    real_top,
                 )
             )
     return sizes
@@ -144,8 +163,9 @@ def report(sizes: list[TermSizes], guidance: float) -> str:
     lines = [
         f"| timestep | register term | density term | onsets / step: estimate (w = {guidance:g}) "
         "| real | rhythm term | odd-16th share: estimate | real | voicing term "
-        "| octave share: estimate | real | spread term | spread: estimate | real |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| octave share: estimate | real | spread term | spread: estimate | real "
+        "| pitch-profile term | share at C5 and above: expected | real |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for size in sizes:
         lines.append(
@@ -154,7 +174,9 @@ def report(sizes: list[TermSizes], guidance: float) -> str:
             f"| {size.estimated_odd_share:.3f} | {size.real_odd_share:.3f} "
             f"| {size.voicing:.4f} | {size.estimated_octave_share:.3f} "
             f"| {size.real_octave_share:.3f} | {size.spread:.4f} "
-            f"| {size.estimated_spread:.2f} | {size.real_spread:.2f} |"
+            f"| {size.estimated_spread:.2f} | {size.real_spread:.2f} "
+            f"| {size.pitch_profile:.4f} | {size.estimated_top_band:.3f} "
+            f"| {size.real_top_band:.3f} |"
         )
     return "\n".join(lines)
 

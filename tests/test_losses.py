@@ -13,6 +13,9 @@ from trainer.losses import (
     interval_class_map,
     interval_profile,
     metric_profile,
+    note_probability,
+    pitch_band_profile,
+    pitch_profile_consistency,
     register_consistency,
     rhythm_consistency,
     segment_mean_pitch,
@@ -269,3 +272,53 @@ def test_spread_consistency_has_a_gradient_toward_a_wider_voicing() -> None:
     assert guess.grad is not None
     # a note far from the centre widens the segment: raising one there lowers the loss
     assert guess.grad[0, 0, ::4, 20].max() < 0
+
+
+def test_note_probability_is_linear_in_the_estimate() -> None:
+    channel = torch.tensor([-1.5, -1.0, -0.8, 0.0, 1.0, 2.0])
+    assert torch.allclose(note_probability(channel), torch.tensor([0.0, 0.0, 0.1, 0.5, 1.0, 1.0]))
+
+
+def test_pitch_band_profile_sums_onsets_by_band_of_the_keyboard() -> None:
+    weight = torch.zeros(1, 3, 14)  # 14 rows in bands of 6: 0-5, 6-11, 12-13 (padded)
+    weight[0, 0, 1] = weight[0, 1, 4] = 1.0
+    weight[0, 2, 7] = 1.0
+    weight[0, 2, 13] = 1.0
+    profile, mass = pitch_band_profile(weight, band=6)
+    assert mass.item() == 4.0
+    assert torch.allclose(profile[0], torch.tensor([0.5, 0.25, 0.25]))
+
+
+def test_pitch_profile_consistency_sees_the_range_not_the_rhythm() -> None:
+    config = preset("tiny")
+    cond = two_segment_conditions(config)
+    real = -torch.ones(2, 2, config.window_steps, config.n_pitches)
+    real[:, 0, ::4, 30] = real[:, 0, ::4, 54] = 1.0  # a bass and a top note
+    judged = torch.ones(2, dtype=torch.bool)
+    assert pitch_profile_consistency(real, real, cond, judged) < 1e-6
+    # the same notes at other steps: the same profile
+    assert pitch_profile_consistency(torch.roll(real, 1, dims=2), real, cond, judged) < 1e-6
+    # the top note brought down next to the bass: a different profile
+    narrower = real.clone()
+    narrower[:, 0, ::4, 54] = -1.0
+    narrower[:, 0, ::4, 36] = 1.0
+    assert pitch_profile_consistency(narrower, real, cond, judged) > 0.5
+    assert pitch_profile_consistency(narrower, real, cond, torch.zeros(2, dtype=torch.bool)) == 0
+
+
+def test_pitch_profile_consistency_counts_an_unsure_estimate_as_expected_notes() -> None:
+    config = preset("tiny")
+    cond = two_segment_conditions(config).index(slice(0, 1))
+    real = -torch.ones(1, 2, config.window_steps, config.n_pitches)
+    real[:, 0, ::4, 30] = real[:, 0, ::4, 54] = 1.0
+    # a noisy step's estimate: each note half likely (x = 0) still has the real profile ...
+    unsure = torch.where(real > 0, torch.zeros_like(real), real)
+    judged = torch.ones(1, dtype=torch.bool)
+    assert pitch_profile_consistency(unsure, real, cond, judged) < 1e-6
+    # ... and a top note less likely than the bass is pulled up
+    guess = unsure.clone()
+    guess[:, 0, ::4, 54] = -0.6
+    guess.requires_grad_(True)
+    pitch_profile_consistency(guess, real, cond, judged).backward()
+    assert guess.grad is not None
+    assert guess.grad[0, 0, ::4, 54].max() < 0 < guess.grad[0, 0, ::4, 30].min()

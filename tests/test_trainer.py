@@ -653,12 +653,14 @@ def test_warm_start_adds_the_recall_input_and_training_feeds_it(
     assert "recalled music as an input: yes" in card
 
 
-@pytest.mark.parametrize("term", ["register", "density", "rhythm", "voicing", "spread"])
+@pytest.mark.parametrize(
+    "term", ["register", "density", "rhythm", "voicing", "spread", "pitch_profile"]
+)
 def test_consistency_weight_adds_its_term(
     term: str, tiny_cache: Path, trained_run: Path, tmp_path: Path
 ) -> None:
     """--register-weight / --density-weight / --rhythm-weight / --voicing-weight /
-    --spread-weight add their consistency term: same seed and
+    --spread-weight / --pitch-profile-weight add their consistency term: same seed and
     weights, a larger first loss; asked only above every timestep (--*-min-t), the term
     judges nothing and the loss is the plain one again."""
     weight, min_t = f"{term}_weight", f"{term}_min_t"
@@ -680,7 +682,8 @@ def test_consistency_weight_adds_its_term(
         )
     )
     assert losses(above_all)[0] == pytest.approx(losses(plain)[0], rel=1e-6)
-    args = build_parser().parse_args(["train", f"--{term}-weight", "0.2", f"--{term}-min-t", "200"])
+    flag = term.replace("_", "-")
+    args = build_parser().parse_args(["train", f"--{flag}-weight", "0.2", f"--{flag}-min-t", "200"])
     assert (getattr(args, weight), getattr(args, min_t)) == (0.2, 200)
     with pytest.raises(ValueError, match="must be >= 0"):
         tiny_config(tiny_cache, plain, **{weight: -1.0})

@@ -136,6 +136,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         voicing_min_t=args.voicing_min_t,
         spread_weight=args.spread_weight,
         spread_min_t=args.spread_min_t,
+        pitch_profile_weight=args.pitch_profile_weight,
+        pitch_profile_min_t=args.pitch_profile_min_t,
         profile_steps=args.profile_steps,
     )
     result = run_training(config, resume=args.resume)
@@ -611,6 +613,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         metavar="T",
         help="ask the spread term only of items drawn at diffusion step >= T",
+    )
+    train.add_argument(
+        "--pitch-profile-weight",
+        type=float,
+        default=0.0,
+        metavar="W",
+        help="add W x the pitch-profile term (the share of onsets in each half-octave band, "
+        "the x0 estimate's expected count against the real notes', Hellinger) to the loss",
+    )
+    train.add_argument(
+        "--pitch-profile-min-t",
+        type=int,
+        default=0,
+        metavar="T",
+        help="ask the pitch-profile term only of items drawn at diffusion step >= T",
     )
     train.set_defaults(func=cmd_train)
 

@@ -34,9 +34,19 @@ STEPS_PER_BAR = RollSpec().steps_per_bar  # training windows start on bar lines 
 MIN_RHYTHM_ONSETS = 4.0  # windows with fewer real onsets have no profile worth comparing
 MIN_VOICING_PAIRS = 16.0  # windows with fewer (pair, step) co-soundings have no voicing profile
 MIN_SPREAD_ONSETS = 3.0  # a segment with fewer real onsets has no spread worth comparing
+PITCH_BAND = 6  # semitones per band of the pitch-profile term: 15 bands over the 88 keys
 
 # (x0 estimate (B, 2, T, P), real x0 (B, 2, T, P), conditions, judged items (B,)) -> scalar
 ConsistencyTerm = Callable[[torch.Tensor, torch.Tensor, Conditions, torch.Tensor], torch.Tensor]
+
+
+def note_probability(channel: torch.Tensor) -> torch.Tensor:
+    """A channel of an x0 estimate -> (x + 1) / 2 in [0, 1]. Where the estimate is the mean of
+    what the notes could be (E[x0 | x_t] for notes at +-1), this is each cell's probability of
+    a note, so a sum of it is the expected count: unlike `soft_notes` it does not drop the
+    unlikely notes of a noisy step's estimate (a cell at -0.8, a note one time in ten, counts
+    0.1 here and 0.006 through the sigmoid)."""
+    return ((channel.float() + 1.0) / 2.0).clamp(0.0, 1.0)
 
 
 def soft_notes(channel: torch.Tensor) -> torch.Tensor:
@@ -215,3 +225,34 @@ def spread_consistency(
     if not judged.any():
         return x0_pred.sum() * 0.0
     return ((predicted - real) / OCTAVE).square()[judged].mean()
+
+
+def pitch_band_profile(
+    onset_weight: torch.Tensor, band: int = PITCH_BAND
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T, P) onset weights -> the share of the window's onset mass in each band of `band`
+    semitones from the lowest key up (B, ceil(P / band)), and the onset mass (B,)."""
+    per_pitch = onset_weight.sum(dim=1)  # (B, P)
+    pad = (-per_pitch.shape[-1]) % band
+    per_band = F.pad(per_pitch, (0, pad)).reshape(per_pitch.shape[0], -1, band).sum(dim=-1)
+    mass = per_band.sum(dim=-1)
+    return per_band / mass.clamp_min(1e-6)[:, None], mass
+
+
+def pitch_profile_consistency(
+    x0_pred: torch.Tensor, x0: torch.Tensor, cond: Conditions, judged_items: torch.Tensor
+) -> torch.Tensor:
+    """Squared Hellinger distance between the pitch profiles (share of onsets in each band of
+    PITCH_BAND semitones) of the prediction and of the real notes, averaged over the
+    `judged_items` ((B,) bool) with at least MIN_RHYTHM_ONSETS real onsets. The estimate's
+    onsets are counted as probabilities (`note_probability`), so the profile of a noisy
+    step's estimate is the expected profile of the notes it could become, bass and top voice
+    included; the spread term's standard deviation of a blurred estimate is not (a squared
+    statistic of an average). `cond` is unused: the profile is the window's."""
+    del cond
+    predicted, _ = pitch_band_profile(note_probability(x0_pred[:, 0]))
+    real, real_mass = pitch_band_profile((x0[:, 0] > 0).float())
+    judged = judged_items & (real_mass >= MIN_RHYTHM_ONSETS)
+    if not judged.any():
+        return x0_pred.sum() * 0.0
+    return squared_hellinger(predicted, real)[judged].mean()

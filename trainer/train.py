@@ -52,6 +52,7 @@ from trainer.distributed import (
 from trainer.losses import (
     ConsistencyTerm,
     density_consistency,
+    pitch_profile_consistency,
     register_consistency,
     rhythm_consistency,
     spread_consistency,
@@ -141,6 +142,10 @@ class TrainConfig:
     voicing_min_t: int = 0
     spread_weight: float = 0.0
     spread_min_t: int = 0
+    # > 0: add this times the pitch-profile term (share of onsets in each half-octave band,
+    # the estimate counted as probabilities), judged at diffusion steps >= pitch_profile_min_t
+    pitch_profile_weight: float = 0.0
+    pitch_profile_min_t: int = 0
     # > 0: profile this many steps (after a few warm-up ones) into RUN/profile.txt
     profile_steps: int = 0
 
@@ -187,13 +192,15 @@ class TrainConfig:
             raise ValueError("--register-min-t must be >= 0")
         if self.density_weight < 0 or self.density_min_t < 0:
             raise ValueError("--density-weight and --density-min-t must be >= 0")
-        for name in ("rhythm", "voicing", "spread"):
+        for name in ("rhythm", "voicing", "spread", "pitch_profile"):
             if getattr(self, f"{name}_weight") < 0 or getattr(self, f"{name}_min_t") < 0:
-                raise ValueError(f"--{name}-weight and --{name}-min-t must be >= 0")
+                flag = name.replace("_", "-")
+                raise ValueError(f"--{flag}-weight and --{flag}-min-t must be >= 0")
         if self.distill_steps and any(weight for weight, _, _ in self.consistency_terms()):
             raise ValueError(
                 "the consistency terms (--register-weight, --density-weight, --rhythm-weight, "
-                "--voicing-weight, --spread-weight) add to the denoising or "
+                "--voicing-weight, --spread-weight, --pitch-profile-weight) add to the "
+                "denoising or "
                 "guidance-distillation loss; step distillation has neither"
             )
 
@@ -205,6 +212,7 @@ class TrainConfig:
             (self.rhythm_weight, self.rhythm_min_t, rhythm_consistency),
             (self.voicing_weight, self.voicing_min_t, voicing_consistency),
             (self.spread_weight, self.spread_min_t, spread_consistency),
+            (self.pitch_profile_weight, self.pitch_profile_min_t, pitch_profile_consistency),
         ]
 
     @property
