@@ -63,6 +63,23 @@ def squared_hellinger(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     return ((p + 1e-4).sqrt() - (q + 1e-4).sqrt()).square().sum(dim=-1)
 
 
+def judged_profile_distance(
+    predicted: torch.Tensor,
+    real: torch.Tensor,
+    real_mass: torch.Tensor,
+    judged_items: torch.Tensor,
+    min_mass: float,
+    x0_pred: torch.Tensor,
+) -> torch.Tensor:
+    """Mean squared Hellinger distance between (B, K) window profiles over the `judged_items`
+    whose real mass is at least `min_mass`; a zero that keeps `x0_pred`'s graph when none is
+    (DDP wants every step to have one)."""
+    judged = judged_items & (real_mass >= min_mass)
+    if not judged.any():
+        return x0_pred.sum() * 0.0
+    return squared_hellinger(predicted, real)[judged].mean()
+
+
 def segment_mean_pitch(
     onset_weight: torch.Tensor, segment_ids: torch.Tensor, n_segments: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -153,10 +170,9 @@ def rhythm_consistency(
     del cond
     predicted, _ = metric_profile(soft_notes(x0_pred[:, 0]), steps_per_bar)
     real, real_mass = metric_profile((x0[:, 0] > 0).float(), steps_per_bar)
-    judged = judged_items & (real_mass >= MIN_RHYTHM_ONSETS)
-    if not judged.any():
-        return x0_pred.sum() * 0.0
-    return squared_hellinger(predicted, real)[judged].mean()
+    return judged_profile_distance(
+        predicted, real, real_mass, judged_items, MIN_RHYTHM_ONSETS, x0_pred
+    )
 
 
 def interval_class_map(n_pitches: int, device: torch.device | None = None) -> torch.Tensor:
@@ -189,10 +205,9 @@ def voicing_consistency(
     del cond
     predicted, _ = interval_profile(soft_notes(x0_pred[:, 1]))
     real, real_mass = interval_profile((x0[:, 1] > 0).float())
-    judged = judged_items & (real_mass >= MIN_VOICING_PAIRS)
-    if not judged.any():
-        return x0_pred.sum() * 0.0
-    return squared_hellinger(predicted, real)[judged].mean()
+    return judged_profile_distance(
+        predicted, real, real_mass, judged_items, MIN_VOICING_PAIRS, x0_pred
+    )
 
 
 def segment_pitch_spread(
@@ -252,7 +267,6 @@ def pitch_profile_consistency(
     del cond
     predicted, _ = pitch_band_profile(note_probability(x0_pred[:, 0]))
     real, real_mass = pitch_band_profile((x0[:, 0] > 0).float())
-    judged = judged_items & (real_mass >= MIN_RHYTHM_ONSETS)
-    if not judged.any():
-        return x0_pred.sum() * 0.0
-    return squared_hellinger(predicted, real)[judged].mean()
+    return judged_profile_distance(
+        predicted, real, real_mass, judged_items, MIN_RHYTHM_ONSETS, x0_pred
+    )
