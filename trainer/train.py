@@ -186,13 +186,7 @@ class TrainConfig:
                 "--conditional-student trains on the data's notes, not on a teacher: "
                 "leave out --distill-from"
             )
-        if self.register_weight < 0:
-            raise ValueError("--register-weight must be >= 0")
-        if self.register_min_t < 0:
-            raise ValueError("--register-min-t must be >= 0")
-        if self.density_weight < 0 or self.density_min_t < 0:
-            raise ValueError("--density-weight and --density-min-t must be >= 0")
-        for name in ("rhythm", "voicing", "spread", "pitch_profile"):
+        for name in ("register", "density", "rhythm", "voicing", "spread", "pitch_profile"):
             if getattr(self, f"{name}_weight") < 0 or getattr(self, f"{name}_min_t") < 0:
                 flag = name.replace("_", "-")
                 raise ValueError(f"--{flag}-weight and --{flag}-min-t must be >= 0")
@@ -200,8 +194,7 @@ class TrainConfig:
             raise ValueError(
                 "the consistency terms (--register-weight, --density-weight, --rhythm-weight, "
                 "--voicing-weight, --spread-weight, --pitch-profile-weight) add to the "
-                "denoising or "
-                "guidance-distillation loss; step distillation has neither"
+                "denoising or guidance-distillation loss; step distillation has neither"
             )
 
     def consistency_terms(self) -> list[tuple[float, int, ConsistencyTerm]]:
