@@ -707,3 +707,27 @@ def test_stochastic_samplers_draw_the_data_distribution() -> None:
     assert not torch.equal(sde, draw("dpm", 0.0))
     with pytest.raises(ValueError, match="UniPC"):
         SamplerSettings(sampler="unipc", eta=1.0)
+
+
+def test_sample_with_grad_draws_the_same_sample_and_keeps_the_graph() -> None:
+    """`sample_with_grad` is `sample` bit for bit (the clip's straight-through gradient adds
+    exactly zero), keeps the graph of every call or, with last_calls, of the last ones only."""
+    config = preset("tiny", n_pitches=24, pitch_low=48)
+    torch.manual_seed(0)
+    model = Denoiser(config)
+    _, chord = chord_pattern(config)
+    cond = single_segment_conditions(config, chord, 2)
+    diffusion = Diffusion(config.diffusion)
+    settings = SamplerSettings(steps=6, sampler="dpm", eta=1.0, guidance=1.0, final_call=False)
+    drawn = diffusion.sample(model, cond, torch.Generator().manual_seed(3), settings)
+    kept = diffusion.sample_with_grad(model, cond, torch.Generator().manual_seed(3), settings)
+    assert torch.equal(drawn, kept) and kept.requires_grad
+    kept.sum().backward()
+    every_call = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+    assert every_call and any(float(g.abs().max()) > 0 for g in every_call)
+    model.zero_grad(set_to_none=True)
+    last = diffusion.sample_with_grad(model, cond, torch.Generator().manual_seed(3), settings, 1)
+    assert torch.equal(drawn, last)
+    last.sum().backward()
+    last_call = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+    assert any(not torch.allclose(a, b) for a, b in zip(every_call, last_call, strict=True))

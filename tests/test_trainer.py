@@ -693,6 +693,53 @@ def test_consistency_weight_adds_its_term(
         tiny_config(tiny_cache, plain, distill_from=str(exported), distill_steps=4, **{weight: 0.5})
 
 
+def test_texture_weight_adds_the_sampled_term(
+    tiny_cache: Path, trained_run: Path, tmp_path: Path
+) -> None:
+    """--texture-weight samples the first windows of each step with the checkpoint's sampler
+    and adds the texture gap: same seed and start, another first loss (the split-half estimate
+    may be of either sign), finite; the flags parse and bad values are refused."""
+    exported = export_run(trained_run, tmp_path / "exported", dtype="fp32")
+    plain, textured = tmp_path / "plain", tmp_path / "textured"
+    run_training(tiny_config(tiny_cache, plain, steps=1, init_from=str(exported)))
+    run_training(
+        tiny_config(
+            tiny_cache,
+            textured,
+            steps=1,
+            init_from=str(exported),
+            texture_weight=1.0,
+            texture_windows=4,
+        )
+    )
+    assert math.isfinite(losses(textured)[0])
+    assert losses(textured)[0] != pytest.approx(losses(plain)[0], rel=1e-6)
+    args = build_parser().parse_args(
+        ["train", "--texture-weight", "0.01", "--texture-windows", "6"]
+        + ["--texture-sampler-from", "ckpt"]
+    )
+    assert (args.texture_weight, args.texture_windows, args.texture_sampler_from) == (
+        0.01,
+        6,
+        "ckpt",
+    )
+    with pytest.raises(ValueError, match="--texture-weight must be >= 0"):
+        tiny_config(tiny_cache, plain, texture_weight=-1.0)
+    with pytest.raises(ValueError, match="--texture-windows >= 2"):
+        tiny_config(tiny_cache, plain, texture_weight=1.0, texture_windows=1)
+    with pytest.raises(ValueError, match="--texture-sampler-from"):
+        tiny_config(tiny_cache, plain, texture_weight=1.0)
+    with pytest.raises(ValueError, match="adds to the denoising"):
+        tiny_config(
+            tiny_cache,
+            plain,
+            init_from=str(exported),
+            distill_from=str(exported),
+            distill_steps=4,
+            texture_weight=1.0,
+        )
+
+
 def test_register_weight_in_guidance_distillation(
     tiny_cache: Path, trained_run: Path, tmp_path: Path
 ) -> None:

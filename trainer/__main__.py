@@ -138,6 +138,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         spread_min_t=args.spread_min_t,
         pitch_profile_weight=args.pitch_profile_weight,
         pitch_profile_min_t=args.pitch_profile_min_t,
+        texture_weight=args.texture_weight,
+        texture_windows=args.texture_windows,
+        texture_sampler_from=args.texture_sampler_from,
         profile_steps=args.profile_steps,
     )
     result = run_training(config, resume=args.resume)
@@ -628,6 +631,30 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         metavar="T",
         help="ask the pitch-profile term only of items drawn at diffusion step >= T",
+    )
+    train.add_argument(
+        "--texture-weight",
+        type=float,
+        default=0.0,
+        metavar="W",
+        help="add W x the sampled-texture term: each step samples a few windows with the "
+        "checkpoint's own sampler and weak model, gradients kept, and asks the mean of their "
+        "texture features (notes per onset, polyphony and its spread, pitch spread, bass, top "
+        "voice, octaves, odd 16ths) for the real windows' (trainer/sampled.py); costly",
+    )
+    train.add_argument(
+        "--texture-windows",
+        type=int,
+        default=8,
+        metavar="N",
+        help="windows the texture term samples per step (the first N of the batch; >= 2)",
+    )
+    train.add_argument(
+        "--texture-sampler-from",
+        default=None,
+        metavar="CHECKPOINT",
+        help="checkpoint whose generation settings and weak/ model the texture term samples "
+        "with (default: --init-from)",
     )
     train.set_defaults(func=cmd_train)
 

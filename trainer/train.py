@@ -61,6 +61,7 @@ from trainer.losses import (
 from trainer.profiling import PROFILE_FILE, StepProfiler
 from trainer.run_state import RunState, find_run_state, load_run_state, save_run_state
 from trainer.runlog import RunLog
+from trainer.sampled import SampledTexture
 from trainer.sources import DataBundle, load_data
 
 STOP_FILE = "STOP"
@@ -146,6 +147,13 @@ class TrainConfig:
     # the estimate counted as probabilities), judged at diffusion steps >= pitch_profile_min_t
     pitch_profile_weight: float = 0.0
     pitch_profile_min_t: int = 0
+    # > 0: add this times the sampled-texture term (trainer/sampled.py): the first
+    # texture_windows windows of a step sampled with the sampler and weak model of the
+    # checkpoint texture_sampler_from (default: init_from), their texture against the real
+    # windows'; training steps only (validation stays the other losses)
+    texture_weight: float = 0.0
+    texture_windows: int = 8
+    texture_sampler_from: str | None = None
     # > 0: profile this many steps (after a few warm-up ones) into RUN/profile.txt
     profile_steps: int = 0
 
@@ -190,6 +198,15 @@ class TrainConfig:
             if getattr(self, f"{name}_weight") < 0 or getattr(self, f"{name}_min_t") < 0:
                 flag = name.replace("_", "-")
                 raise ValueError(f"--{flag}-weight and --{flag}-min-t must be >= 0")
+        if self.texture_weight < 0 or self.texture_windows < 2:
+            raise ValueError("--texture-weight must be >= 0 and --texture-windows >= 2")
+        if self.texture_weight > 0 and not (self.texture_sampler_from or self.init_from):
+            raise ValueError(
+                "--texture-weight samples with a checkpoint's sampler and weak model: give "
+                "--texture-sampler-from CHECKPOINT (or --init-from one)"
+            )
+        if self.texture_weight > 0 and self.distill_steps:
+            raise ValueError("--texture-weight adds to the denoising or distillation loss")
         if self.distill_steps and any(weight for weight, _, _ in self.consistency_terms()):
             raise ValueError(
                 "the consistency terms (--register-weight, --density-weight, --rhythm-weight, "
@@ -335,6 +352,7 @@ class Trainer:
             fix = ": add --set guidance_embedding=true" if wants_embedding else ""
             raise DiffBGMError(problem + fix)
         self.teacher = self._load_teacher() if config.distill_from else None
+        self.texture = self._sampled_texture() if config.texture_weight > 0 else None
         self.step = 0
         self.best_val: float | None = None
         self.wrapped: nn.Module = self.model
@@ -373,6 +391,15 @@ class Trainer:
             )
         return teacher.eval().requires_grad_(False)
 
+    def _sampled_texture(self) -> SampledTexture:
+        from diffbgm.checkpoint import load_checkpoint
+
+        source = self.config.texture_sampler_from or self.config.init_from
+        assert source is not None
+        return SampledTexture.from_checkpoint(
+            load_checkpoint(source, self.info.device), self.config.texture_windows
+        )
+
     def loss(
         self, model: nn.Module, roll: torch.Tensor, cond: Conditions, generator: torch.Generator
     ) -> torch.Tensor:
@@ -408,12 +435,16 @@ class Trainer:
                 self.config.distill_sustain_share,
             )
         loss = terms.loss
-        if terms.x0_pred is None:
-            return loss
-        for weight, min_t, consistency in self.config.consistency_terms():
-            if weight > 0:
-                judged = ~terms.drop & (terms.t >= min_t)  # (B,)
-                loss = loss + weight * consistency(terms.x0_pred, roll, cond, judged)
+        if terms.x0_pred is not None:
+            for weight, min_t, consistency in self.config.consistency_terms():
+                if weight > 0:
+                    judged = ~terms.drop & (terms.t >= min_t)  # (B,)
+                    loss = loss + weight * consistency(terms.x0_pred, roll, cond, judged)
+        if self.texture is not None and torch.is_grad_enabled():
+            # a whole sampling run per step: training only, validation keeps the other terms
+            loss = loss + self.config.texture_weight * self.texture.loss(
+                model, roll, cond, generator
+            )
         return loss
 
     # ---- checkpoints -------------------------------------------------------------------

@@ -465,6 +465,25 @@ class Diffusion:
         conditional, unconditional = out.chunk(2)
         return unconditional + guidance * (conditional - unconditional)
 
+    def sample_with_grad(
+        self,
+        model: nn.Module,
+        cond: Conditions,
+        generator: Generators,
+        settings: SamplerSettings = SamplerSettings(),
+        last_calls: int | None = None,
+    ) -> torch.Tensor:
+        """`sample` with the autograd graph kept, for training on what the sampler writes
+        (trainer/sampled.py). The forward pass is `sample`'s bit for bit; the clip of each x0
+        estimate passes gradients straight through, since the sampler's estimates end near
+        +-1 and a true clip would cut the gradient of every cell the sampler has settled.
+        last_calls = K keeps the graph of the last K network calls only (DRaFT-K, Clark et
+        al. 2024): the gradient through the whole chain is orders of magnitude larger and
+        mostly noise, and the calls before run without a graph (cheaper)."""
+        return self._sample(
+            model, cond, generator, settings, straight_through=True, graph_calls=last_calls
+        )
+
     @torch.no_grad()
     def sample(
         self,
@@ -495,6 +514,39 @@ class Diffusion:
         recalled window's noisy steps); the sample is the same bit for bit (a stochastic
         step's fresh noise is drawn all the same, so later draws do not shift).
         """
+        return self._sample(
+            model,
+            cond,
+            generator,
+            settings,
+            known=known,
+            known_mask=known_mask,
+            progress=progress,
+            guide=guide,
+            guide_mask=guide_mask,
+            guide_until=guide_until,
+            branch=branch,
+        )
+
+    def _sample(
+        self,
+        model: nn.Module,
+        cond: Conditions,
+        generator: Generators,
+        settings: SamplerSettings,
+        *,
+        known: torch.Tensor | None = None,
+        known_mask: torch.Tensor | None = None,
+        progress: ProgressFn | None = None,
+        guide: torch.Tensor | None = None,
+        guide_mask: torch.Tensor | None = None,
+        guide_until: int = 0,
+        branch: Branching | None = None,
+        straight_through: bool = False,
+        graph_calls: int | None = None,
+    ) -> torch.Tensor:
+        """The sampling loop of `sample` and `sample_with_grad` (graph_calls: the graph of
+        only the last that many calls is kept; None: all)."""
         device = next(model.parameters()).device
         batch, _, steps_t, pitches = cond.chord.shape
         shape = (batch, 2, steps_t, pitches)
@@ -554,10 +606,16 @@ class Diffusion:
             scale = settings.guidance if settings.guides_at(t) else 1.0
             if deep is not None:
                 deep.reuse = i in reused
-            pred = self.guided_prediction(model, x, t, cond, scale, deep)
+            with_graph = graph_calls is None or i >= len(ts) - graph_calls
+            if not with_graph:
+                x = x.detach()
+            with torch.set_grad_enabled(torch.is_grad_enabled() and with_graph):
+                pred = self.guided_prediction(model, x, t, cond, scale, deep)
             x0, eps = self.split_prediction(pred, x, ab)
             if settings.clip_x0:
-                x0 = x0.clamp(-1.0, 1.0)
+                clipped = x0.clamp(-1.0, 1.0)
+                # (x0 - x0.detach()) is exactly 0: the value is the clip, the gradient x0's
+                x0 = clipped + (x0 - x0.detach()) if straight_through else clipped
                 eps = (x - ab.sqrt() * x0) / (1.0 - ab).sqrt()
             if corrector is not None and t_prev >= 0:
                 # the painted parts stay as painted: they are given, not solved for

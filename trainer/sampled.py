@@ -1,0 +1,218 @@
+"""A texture term judged on what the sampler writes, not on one step's x0 estimate.
+
+The consistency terms of trainer/losses.py compare the network's x0 estimate at one noise
+level with the real notes. That is sound for statistics linear in the notes (counts, shares
+of counts), and not for the texture the realism test still separates on: notes per onset,
+the spread of polyphony, octave doublings, the top voice. At the noisy steps, where the
+sampler settles the texture, the estimate is a blur, and a non-linear statistic of a blur is
+not the statistic of the music it turns into (docs/evaluation.md, session 44).
+
+So this term runs the model's own sampler (its steps, its stochastic solver, its autoguidance
+by the weak model) from noise to music with the autograd graph kept, the reward
+fine-tuning of DRaFT (Clark et al. 2024) with a distribution-level reward: the mean of a few
+window features over the sampled windows should be the mean over the real windows the
+conditions came from. The squared gap of two means is estimated without bias by the product
+of the gaps of two halves of the batch, gap_a * gap_b: its expectation is the squared gap
+(the halves are independent), and its gradient is the gradient of the squared gap, with no
+pull towards sampling every window alike (which a per-window squared error would add).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from diffbgm.checkpoint import LoadedModel
+from diffbgm.model.autoguidance import Autoguided
+from diffbgm.model.conditions import Conditions
+from diffbgm.model.diffusion import Diffusion, SamplerSettings
+from diffbgm.music.roll import RollSpec
+
+STEPS_PER_BAR = RollSpec().steps_per_bar
+OCTAVE = 12
+MIN_ONSETS = 4.0  # the realism test leaves out windows with fewer notes: so does the term
+
+TEXTURE_FEATURES: tuple[str, ...] = (
+    "onsets_per_bar",
+    "notes_per_onset_mean",
+    "note_length_mean",
+    "polyphony_mean",
+    "polyphony_std",
+    "pitch_mean",
+    "pitch_std",
+    "bass_mean",
+    "top_mean",
+    "octave_share",
+    "odd_sixteenth_share",
+)
+
+
+def _any_of(weights: torch.Tensor) -> torch.Tensor:
+    """(..., P) independent note probabilities -> (...) probability that at least one sounds."""
+    return 1.0 - torch.exp(torch.log1p(-weights.clamp(max=1.0 - 1e-6)).sum(dim=-1))
+
+
+def _extreme_pitch(onset: torch.Tensor, highest: bool) -> torch.Tensor:
+    """(B, T, P) onset probabilities -> (B, T) expected highest (or lowest) onset row of each
+    step, times the probability that the step has an onset (0 where none can be)."""
+    ordered = onset.flip(-1) if highest else onset
+    none_before = torch.exp(torch.cumsum(torch.log1p(-ordered.clamp(max=1.0 - 1e-6)), dim=-1))
+    first = ordered * torch.cat([torch.ones_like(none_before[..., :1]), none_before[..., :-1]], -1)
+    rows = torch.arange(onset.shape[-1], device=onset.device, dtype=onset.dtype)
+    if highest:
+        rows = rows.flip(0)
+    return (first * rows).sum(dim=-1)
+
+
+def soft_decoded(
+    roll: torch.Tensor, onset_threshold: float, sustain_threshold: float, temperature: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, 2, T, P) sampled rolls -> (B, T, P) onset and sustain probabilities: the decode's
+    cut at the thresholds, softened by a sigmoid of width `temperature`. A cell the sampler
+    settled at +-1 counts as the decode counts it (sigmoid(+-5) at width 0.1) and passes
+    almost no gradient; the cells near the cut, which a small change would flip, pass it."""
+    onset = torch.sigmoid((roll[:, 0].float() - onset_threshold) / temperature)
+    held = torch.sigmoid((roll[:, 1].float() - sustain_threshold) / temperature)
+    return onset, held
+
+
+def texture_features(
+    onset: torch.Tensor, held: torch.Tensor, pitch_low: int = 21
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T, P) onset and sustain probabilities -> (B, K) features in TEXTURE_FEATURES order,
+    and (B,) onset counts. On a binary roll they are the realism test's own statistics
+    (diffbgm/realism.py); on probabilities, those of independent notes, with a gradient.
+    Sounding = onset or sustain, as the test's `window_features` counts it."""
+    sounding = 1.0 - (1.0 - onset) * (1.0 - held)
+    batch, steps, pitches = onset.shape
+    tiny = 1e-6
+    n_onsets = onset.sum(dim=(1, 2))  # (B,)
+    onset_step = _any_of(onset)  # (B, T)
+    n_onset_steps = onset_step.sum(dim=1)
+    per_step = sounding.sum(dim=-1)  # (B, T) polyphony
+    busy = _any_of(sounding).sum(dim=1)
+    poly_mean = per_step.sum(dim=1) / busy.clamp_min(tiny)
+    poly_var = per_step.square().sum(dim=1) / busy.clamp_min(tiny) - poly_mean.square()
+    rows = torch.arange(pitches, device=onset.device, dtype=onset.dtype) + pitch_low
+    pitch_mean = torch.einsum("btp,p->b", onset, rows) / n_onsets.clamp_min(tiny)
+    pitch_var = torch.einsum("btp,p->b", onset, rows.square()) / n_onsets.clamp_min(tiny)
+    pitch_var = pitch_var - pitch_mean.square()
+    bass = _extreme_pitch(onset, highest=False).sum(dim=1) / n_onset_steps.clamp_min(tiny)
+    top = _extreme_pitch(onset, highest=True).sum(dim=1) / n_onset_steps.clamp_min(tiny)
+    # pairs of notes sounding together at the onset steps, and those an octave (or octaves) apart
+    pairs = (per_step.square() - sounding.square().sum(dim=-1)) / 2.0  # (B, T)
+    octaves = sum(
+        (sounding[..., :-gap] * sounding[..., gap:]).sum(dim=-1)
+        for gap in range(OCTAVE, pitches, OCTAVE)
+    )
+    assert isinstance(octaves, torch.Tensor)
+    octave_share = (onset_step * octaves).sum(dim=1) / (onset_step * pairs).sum(dim=1).clamp_min(
+        tiny
+    )
+    odd = (torch.arange(steps, device=onset.device) % STEPS_PER_BAR) % 2 == 1
+    odd_share = onset[:, odd].sum(dim=(1, 2)) / n_onsets.clamp_min(tiny)
+    bars = steps / STEPS_PER_BAR
+    features = torch.stack(
+        [
+            n_onsets / bars,
+            n_onsets / n_onset_steps.clamp_min(tiny),
+            sounding.sum(dim=(1, 2)) / n_onsets.clamp_min(tiny),  # steps sounding per note
+            poly_mean,
+            (poly_var.clamp_min(0.0) + 1e-4).sqrt(),
+            pitch_mean,
+            (pitch_var.clamp_min(0.0) + 1e-4).sqrt(),
+            bass + pitch_low,
+            top + pitch_low,
+            octave_share,
+            odd_share,
+        ],
+        dim=1,
+    )
+    return features, n_onsets
+
+
+def split_half_squared_gap(
+    sampled: torch.Tensor, real: torch.Tensor, scale: torch.Tensor
+) -> torch.Tensor:
+    """(N, K) features of sampled and of real windows (row i of each from the same
+    conditions), (K,) scales -> sum over features of the squared gap between their means in
+    scale units, estimated as gap_a * gap_b over two halves (even and odd rows): unbiased, and
+    its gradient is unbiased for the squared gap's (module docstring)."""
+    if sampled.shape[0] < 2:
+        raise ValueError("the split-half estimate needs at least two windows")
+    gaps = (sampled - real) / scale  # (N, K)
+    gap_a, gap_b = gaps[0::2].mean(dim=0), gaps[1::2].mean(dim=0)
+    return (gap_a * gap_b).sum()
+
+
+@dataclass
+class SampledTexture:
+    """The term: `loss(model, roll, cond, generator)` samples the first `windows` windows'
+    conditions with the model's sampler and compares their texture with the real rolls."""
+
+    diffusion: Diffusion
+    settings: SamplerSettings
+    weak: nn.Module | None  # the autoguidance weak model (frozen), or None
+    autoguidance: float
+    autoguidance_from_t: int
+    windows: int
+    onset_threshold: float
+    sustain_threshold: float
+    temperature: float = 0.1
+    last_calls: int | None = 1
+
+    @classmethod
+    def from_checkpoint(
+        cls, loaded: LoadedModel, windows: int, last_calls: int | None = 1
+    ) -> SampledTexture:
+        """The sampler, steps, autoguidance and decode thresholds the checkpoint ships with
+        (its generation settings and weak/ model)."""
+        generation = loaded.generation
+        diffusion = Diffusion(loaded.config.diffusion)
+        weak = None
+        if generation.autoguidance != 1.0 and loaded.weak is not None:
+            weak = loaded.weak.model.eval().requires_grad_(False)
+        from_t = round((1.0 - generation.autoguidance_share) * diffusion.num_train_steps)
+        return cls(
+            diffusion=diffusion,
+            settings=generation.sampler_settings(diffusion.num_train_steps),
+            weak=weak,
+            autoguidance=generation.autoguidance,
+            autoguidance_from_t=from_t,
+            windows=windows,
+            onset_threshold=generation.onset_threshold,
+            sustain_threshold=generation.sustain_threshold,
+            last_calls=last_calls,
+        )
+
+    def loss(
+        self, model: nn.Module, roll: torch.Tensor, cond: Conditions, generator: torch.Generator
+    ) -> torch.Tensor:
+        """Scalar: the split-half squared texture gap (features scaled by the real windows'
+        standard deviation over the whole batch); 0 with the graph kept when too few of the
+        windows have notes to judge."""
+        count = min(self.windows, roll.shape[0])
+        network: nn.Module = getattr(model, "module", model)  # the DDP wrapper hides config
+        if self.weak is not None:
+            network = Autoguided(
+                network, self.weak.to(roll.device), self.autoguidance, self.autoguidance_from_t
+            )
+        sampled = self.diffusion.sample_with_grad(
+            network, cond.index(slice(0, count)), generator, self.settings, self.last_calls
+        )
+        decoded = soft_decoded(
+            sampled, self.onset_threshold, self.sustain_threshold, self.temperature
+        )
+        sampled_features, _ = texture_features(*decoded)
+        real_features, real_onsets = texture_features(
+            (roll[:, 0] > 0).float(), (roll[:, 1] > 0).float()
+        )
+        scale = real_features[real_onsets >= MIN_ONSETS].std(dim=0).clamp_min(1e-3)
+        judged = real_onsets[:count] >= MIN_ONSETS
+        if int(judged.sum()) < 2 or not torch.isfinite(scale).all():
+            return sampled.sum() * 0.0
+        return split_half_squared_gap(
+            sampled_features[judged], real_features[:count][judged], scale.detach()
+        )
