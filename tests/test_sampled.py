@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 import torch
 
+from diffbgm.metrics import groove_patterns, grooving_pattern_similarity
 from diffbgm.realism import feature_names, window_features
 from trainer.sampled import (
     TEXTURE_FEATURES,
+    matched_thresholds,
     soft_decoded,
     split_half_squared_gap,
     texture_features,
@@ -50,8 +52,12 @@ def test_features_of_binary_rolls_are_the_realism_tests() -> None:
         mine = dict(zip(TEXTURE_FEATURES, features[row].tolist(), strict=True))
         assert float(onsets[row]) == window[0].sum()
         assert mine["odd_sixteenth_share"] == pytest.approx(odd, abs=1e-5)
+        patterns = groove_patterns(window[0])
+        if patterns.any(axis=1).all():  # GPS leaves empty bars out, the window's feature not
+            gps = grooving_pattern_similarity(window[0])
+            assert mine["groove_similarity"] == pytest.approx(gps, abs=1e-5)
         for name in TEXTURE_FEATURES:
-            if name != "odd_sixteenth_share":
+            if name not in ("odd_sixteenth_share", "groove_similarity"):
                 assert mine[name] == pytest.approx(reference[same_as[name]], abs=2e-3), name
 
 
@@ -95,3 +101,14 @@ def test_soft_decode_follows_the_cut() -> None:
     onset, held = soft_decoded(roll, onset_threshold=0.48, sustain_threshold=0.4, temperature=0.1)
     assert float(onset[0, 0, 0]) < 1e-6 and float(onset[0, 0, 1]) == pytest.approx(0.5)
     assert float(held[0, 0, 0]) > 0.99 and float(held[0, 0, 1]) == pytest.approx(0.5)
+
+
+def test_matched_thresholds_keep_the_asked_count_within_the_slack() -> None:
+    """The density match of the decode, per window: the soft cut keeps the asked number of
+    onsets where base +- slack allows, and stops at the band's edge where it does not."""
+    values = torch.linspace(-1.0, 1.0, 64 * 88).reshape(1, 64, 88).repeat(2, 1, 1)
+    counts = torch.tensor([1000.0, 5000.0])
+    cut = matched_thresholds(values, counts, base=0.48, slack=0.5, temperature=0.1)
+    kept = torch.sigmoid((values - cut[:, None, None]) / 0.1).sum(dim=(1, 2))
+    assert float(kept[0]) == pytest.approx(1000.0, rel=1e-3)
+    assert float(cut[1]) == pytest.approx(0.48 - 0.5, abs=1e-4)  # 5000 needs a lower cut

@@ -141,6 +141,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         texture_weight=args.texture_weight,
         texture_windows=args.texture_windows,
         texture_sampler_from=args.texture_sampler_from,
+        texture_calls=args.texture_calls,
         profile_steps=args.profile_steps,
     )
     result = run_training(config, resume=args.resume)
@@ -655,6 +656,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="CHECKPOINT",
         help="checkpoint whose generation settings and weak/ model the texture term samples "
         "with (default: --init-from)",
+    )
+    train.add_argument(
+        "--texture-calls",
+        type=int,
+        default=1,
+        metavar="K",
+        help="the texture term's gradient flows through the sampler's last K network calls "
+        "(0: all; through all of them it is orders of magnitude larger and mostly noise)",
     )
     train.set_defaults(func=cmd_train)
 

@@ -46,6 +46,10 @@ TEXTURE_FEATURES: tuple[str, ...] = (
     "top_mean",
     "octave_share",
     "odd_sixteenth_share",
+    "melodic_repeat_share",
+    "melodic_stepwise_share",
+    "melodic_leap_share",
+    "groove_similarity",
 )
 
 
@@ -54,26 +58,96 @@ def _any_of(weights: torch.Tensor) -> torch.Tensor:
     return 1.0 - torch.exp(torch.log1p(-weights.clamp(max=1.0 - 1e-6)).sum(dim=-1))
 
 
-def _extreme_pitch(onset: torch.Tensor, highest: bool) -> torch.Tensor:
-    """(B, T, P) onset probabilities -> (B, T) expected highest (or lowest) onset row of each
-    step, times the probability that the step has an onset (0 where none can be)."""
+def _first_sounding(onset: torch.Tensor, highest: bool) -> torch.Tensor:
+    """(B, T, P) onset probabilities -> (B, T, P) probability that row p holds the highest (or
+    lowest) onset of its step; a step's sum is the probability that it has an onset."""
     ordered = onset.flip(-1) if highest else onset
     none_before = torch.exp(torch.cumsum(torch.log1p(-ordered.clamp(max=1.0 - 1e-6)), dim=-1))
     first = ordered * torch.cat([torch.ones_like(none_before[..., :1]), none_before[..., :-1]], -1)
+    return first.flip(-1) if highest else first
+
+
+def _extreme_pitch(onset: torch.Tensor, highest: bool) -> torch.Tensor:
+    """(B, T, P) onset probabilities -> (B, T) expected highest (or lowest) onset row of each
+    step, times the probability that the step has an onset (0 where none can be)."""
     rows = torch.arange(onset.shape[-1], device=onset.device, dtype=onset.dtype)
-    if highest:
-        rows = rows.flip(0)
-    return (first * rows).sum(dim=-1)
+    return (_first_sounding(onset, highest) * rows).sum(dim=-1)
+
+
+def melodic_shares(onset: torch.Tensor) -> torch.Tensor:
+    """(B, T, P) onset probabilities -> (B, 3) shares of the top voice's moves between
+    successive onset steps that repeat the pitch, move by 1-2 semitones and leap by 5 or more
+    (the realism test's melodic features). The onset steps are those more likely than not to
+    have one (a choice, not differentiated); the top note of each is a distribution."""
+    first = _first_sounding(onset, highest=True)
+    any_onset = first.sum(dim=-1)  # (B, T)
+    top = first / any_onset.clamp_min(1e-6)[..., None]
+    rows = torch.arange(onset.shape[-1], device=onset.device)
+    apart = (rows[:, None] - rows[None, :]).abs()  # (P, P)
+    classes = torch.stack([apart == 0, (apart >= 1) & (apart <= 2), apart >= 5]).to(onset.dtype)
+    shares = []
+    for window in range(onset.shape[0]):
+        steps = torch.nonzero(any_onset[window].detach() > 0.5).flatten()
+        if steps.numel() < 2:
+            shares.append(onset.new_zeros(3))
+            continue
+        before, after = top[window, steps[:-1]], top[window, steps[1:]]  # (n, P)
+        moves = before[:, :, None] * after[:, None, :]  # (n, P, P)
+        shares.append(torch.einsum("npq,kpq->k", moves, classes) / (steps.numel() - 1))
+    return torch.stack(shares)
+
+
+def groove_similarity(onset_step: torch.Tensor) -> torch.Tensor:
+    """(B, T) probability of an onset at each step -> (B,) mean grooving similarity (1 - the
+    share of places in the bar where one bar has an onset and the other not) over the pairs
+    of the window's bars: GPS (diffbgm/metrics.py) within the window."""
+    bars = onset_step.reshape(onset_step.shape[0], -1, STEPS_PER_BAR)  # (B, N, 16)
+    n = bars.shape[1]
+    first, second = torch.triu_indices(n, n, offset=1, device=onset_step.device)
+    a, b = bars[:, first], bars[:, second]  # (B, pairs, 16)
+    differ = a * (1 - b) + b * (1 - a)
+    return 1.0 - differ.mean(dim=(1, 2))
+
+
+def matched_thresholds(
+    onset_values: torch.Tensor,
+    counts: torch.Tensor,
+    base: float,
+    slack: float,
+    temperature: float,
+    iterations: int = 30,
+) -> torch.Tensor:
+    """(B, T, P) onset values, (B,) wanted onset counts -> (B,) onset thresholds within
+    base +- slack whose soft cut keeps each window's count (the decode's density match,
+    diffbgm/generation/decoding.py, with the real window's count as the request). Found by
+    bisection, without a gradient: the cut is where the decode puts it, not a parameter."""
+    values = onset_values.detach().float()
+    low = torch.full_like(counts, base - slack, dtype=torch.float32)
+    high = torch.full_like(counts, base + slack, dtype=torch.float32)
+    for _ in range(iterations):
+        middle = (low + high) / 2
+        kept = torch.sigmoid((values - middle[:, None, None]) / temperature).sum(dim=(1, 2))
+        too_many = kept > counts
+        low = torch.where(too_many, middle, low)
+        high = torch.where(too_many, high, middle)
+    return (low + high) / 2
 
 
 def soft_decoded(
-    roll: torch.Tensor, onset_threshold: float, sustain_threshold: float, temperature: float
+    roll: torch.Tensor,
+    onset_threshold: float | torch.Tensor,
+    sustain_threshold: float,
+    temperature: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, 2, T, P) sampled rolls -> (B, T, P) onset and sustain probabilities: the decode's
-    cut at the thresholds, softened by a sigmoid of width `temperature`. A cell the sampler
-    settled at +-1 counts as the decode counts it (sigmoid(+-5) at width 0.1) and passes
-    almost no gradient; the cells near the cut, which a small change would flip, pass it."""
-    onset = torch.sigmoid((roll[:, 0].float() - onset_threshold) / temperature)
+    cut at the thresholds (the onset one a number or one per window, (B,)), softened by a
+    sigmoid of width `temperature`. A cell the sampler settled at +-1 counts as the decode
+    counts it (sigmoid(+-5) at width 0.1) and passes almost no gradient; the cells near the
+    cut, which a small change would flip, pass it."""
+    cut = torch.as_tensor(onset_threshold, dtype=torch.float32, device=roll.device)
+    if cut.ndim == 1:
+        cut = cut[:, None, None]
+    onset = torch.sigmoid((roll[:, 0].float() - cut) / temperature)
     held = torch.sigmoid((roll[:, 1].float() - sustain_threshold) / temperature)
     return onset, held
 
@@ -127,6 +201,8 @@ def texture_features(
             top + pitch_low,
             octave_share,
             odd_share,
+            *melodic_shares(onset).unbind(dim=1),
+            groove_similarity(onset_step),
         ],
         dim=1,
     )
@@ -162,6 +238,7 @@ class SampledTexture:
     sustain_threshold: float
     temperature: float = 0.1
     last_calls: int | None = 1
+    density_slack: float = 0.0  # > 0: each window cut as the decode's density match cuts it
 
     @classmethod
     def from_checkpoint(
@@ -185,6 +262,7 @@ class SampledTexture:
             onset_threshold=generation.onset_threshold,
             sustain_threshold=generation.sustain_threshold,
             last_calls=last_calls,
+            density_slack=generation.density_slack,
         )
 
     def loss(
@@ -202,13 +280,20 @@ class SampledTexture:
         sampled = self.diffusion.sample_with_grad(
             network, cond.index(slice(0, count)), generator, self.settings, self.last_calls
         )
-        decoded = soft_decoded(
-            sampled, self.onset_threshold, self.sustain_threshold, self.temperature
-        )
-        sampled_features, _ = texture_features(*decoded)
         real_features, real_onsets = texture_features(
             (roll[:, 0] > 0).float(), (roll[:, 1] > 0).float()
         )
+        cut: float | torch.Tensor = self.onset_threshold
+        if self.density_slack > 0:
+            cut = matched_thresholds(
+                sampled[:, 0],
+                real_onsets[:count],
+                self.onset_threshold,
+                self.density_slack,
+                self.temperature,
+            )
+        decoded = soft_decoded(sampled, cut, self.sustain_threshold, self.temperature)
+        sampled_features, _ = texture_features(*decoded)
         scale = real_features[real_onsets >= MIN_ONSETS].std(dim=0).clamp_min(1e-3)
         judged = real_onsets[:count] >= MIN_ONSETS
         if int(judged.sum()) < 2 or not torch.isfinite(scale).all():

@@ -154,6 +154,7 @@ class TrainConfig:
     texture_weight: float = 0.0
     texture_windows: int = 8
     texture_sampler_from: str | None = None
+    texture_calls: int = 1  # the graph of the sampler's last this many calls (0: all of them)
     # > 0: profile this many steps (after a few warm-up ones) into RUN/profile.txt
     profile_steps: int = 0
 
@@ -198,8 +199,10 @@ class TrainConfig:
             if getattr(self, f"{name}_weight") < 0 or getattr(self, f"{name}_min_t") < 0:
                 flag = name.replace("_", "-")
                 raise ValueError(f"--{flag}-weight and --{flag}-min-t must be >= 0")
-        if self.texture_weight < 0 or self.texture_windows < 2:
-            raise ValueError("--texture-weight must be >= 0 and --texture-windows >= 2")
+        if self.texture_weight < 0 or self.texture_windows < 2 or self.texture_calls < 0:
+            raise ValueError(
+                "--texture-weight must be >= 0, --texture-windows >= 2, --texture-calls >= 0"
+            )
         if self.texture_weight > 0 and not (self.texture_sampler_from or self.init_from):
             raise ValueError(
                 "--texture-weight samples with a checkpoint's sampler and weak model: give "
@@ -397,7 +400,9 @@ class Trainer:
         source = self.config.texture_sampler_from or self.config.init_from
         assert source is not None
         return SampledTexture.from_checkpoint(
-            load_checkpoint(source, self.info.device), self.config.texture_windows
+            load_checkpoint(source, self.info.device),
+            self.config.texture_windows,
+            self.config.texture_calls or None,
         )
 
     def loss(

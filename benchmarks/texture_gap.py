@@ -1,0 +1,96 @@
+"""How far is the texture of a model's sampled windows from the real windows', feature by feature?
+
+    python benchmarks/texture_gap.py --model checkpoints/diffbgm-small [--model OTHER ...]
+
+Samples 4-bar windows of validation songs (801-830 by default: the songs settings are chosen
+on) from their real conditions with each model's own sampler, steps and autoguidance, as the
+sampled-texture term of training does (`--texture-weight`, trainer/sampled.py), decodes them
+at the model's thresholds with no decode rule (the network alone), and prints for each of the
+term's features the real windows' mean and, per model, the gap in real standard deviations
+(the realism test's `d`), then the sum of the squared gaps. A minute or two per model: a
+quick look at whether a training run moved the texture on songs it was not trained on,
+before the full `trainer evaluate`. The same windows and noise for every model.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import torch
+
+from diffbgm.checkpoint import load_checkpoint
+from trainer.dataset import Pop909Windows, collate_windows
+from trainer.sampled import MIN_ONSETS, TEXTURE_FEATURES, SampledTexture, texture_features
+
+
+def song_range(text: str) -> tuple[int, int]:
+    first, _, last = text.partition("-")
+    return int(first), int(last or first)
+
+
+def sampled_features(
+    model_path: str, roll: torch.Tensor, cond: object, seed: int, chunk: int
+) -> torch.Tensor:
+    """(N, K) texture features of the windows the model samples from `cond`, decoded hard."""
+    loaded = load_checkpoint(model_path)
+    loaded.model.float().eval()
+    term = SampledTexture.from_checkpoint(loaded, windows=chunk)
+    network = loaded.model
+    if term.weak is not None:
+        from diffbgm.model.autoguidance import Autoguided
+
+        network = Autoguided(network, term.weak, term.autoguidance, term.autoguidance_from_t)
+    rows = []
+    for start in range(0, roll.shape[0], chunk):
+        part = cond.index(slice(start, start + chunk))  # type: ignore[attr-defined]
+        generator = torch.Generator().manual_seed(seed + start)
+        sampled = term.diffusion.sample(network, part, generator, term.settings)
+        onset = (sampled[:, 0] > term.onset_threshold).float()
+        held = (sampled[:, 1] > term.sustain_threshold).float()
+        rows.append(texture_features(onset, held)[0])
+    return torch.cat(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", action="append", required=True)
+    parser.add_argument("--data", default="data_cache/pop909")
+    parser.add_argument("--songs", default="801-830")
+    parser.add_argument("--windows", type=int, default=96)
+    parser.add_argument("--chunk", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    first, last = song_range(args.songs)
+    windows = Pop909Windows(args.data, "valid", augment=False)
+    songs = np.array([int(windows.songs[int(i)].song_id) for i in windows.index[:, 0]])
+    eligible = np.flatnonzero((songs >= first) & (songs <= last))
+    if eligible.size == 0:
+        raise SystemExit(f"no validation windows of songs {args.songs} in {args.data}")
+    picks = eligible[np.linspace(0, eligible.size - 1, min(args.windows, eligible.size)).astype(int)]
+    roll, cond = collate_windows([windows[int(i)] for i in picks], windows.spec)
+    real, onsets = texture_features((roll[:, 0] > 0).float(), (roll[:, 1] > 0).float())
+    judged = onsets >= MIN_ONSETS
+    scale = real[judged].std(dim=0).clamp_min(1e-6)
+    gaps = {}
+    for path in args.model:
+        with torch.no_grad():
+            sampled = sampled_features(path, roll, cond, args.seed, args.chunk)
+        gaps[path] = ((sampled[judged].mean(dim=0) - real[judged].mean(dim=0)) / scale).tolist()
+    print(f"{int(judged.sum())} windows of songs {args.songs}, seed {args.seed}; gap in real SDs")
+    header = "| feature | real mean | " + " | ".join(gaps) + " |"
+    print(header)
+    print("|---" * (2 + len(gaps)) + "|")
+    real_mean = real[judged].mean(dim=0).tolist()
+    for k, name in enumerate(TEXTURE_FEATURES):
+        cells = " | ".join(f"{gap[k]:+.2f}" for gap in gaps.values())
+        print(f"| {name} | {real_mean[k]:.3f} | {cells} |")
+    totals = " | ".join(f"{sum(g * g for g in gap):.3f}" for gap in gaps.values())
+    print(f"| sum of squares | | {totals} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
