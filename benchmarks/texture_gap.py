@@ -15,6 +15,7 @@ before the full `trainer evaluate`. The same windows and noise for every model.
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -52,6 +53,50 @@ def sampled_features(
     return torch.cat(rows)
 
 
+@dataclass(frozen=True)
+class TextureGaps:
+    windows: int  # windows judged (those with at least MIN_ONSETS real onsets)
+    real_mean: list[float]  # (K,) in TEXTURE_FEATURES order
+    gaps: dict[str, list[float]]  # model -> (K,) gap of its mean in real standard deviations
+
+
+def measure(
+    models: list[str], data: str, songs: str, n_windows: int, chunk: int, seed: int
+) -> TextureGaps:
+    """The same real windows (evenly spread over `songs`) and noise for every model."""
+    first, last = song_range(songs)
+    windows = Pop909Windows(data, "valid", augment=False)
+    song_numbers = np.array([int(windows.songs[int(i)].song_id) for i in windows.index[:, 0]])
+    eligible = np.flatnonzero((song_numbers >= first) & (song_numbers <= last))
+    if eligible.size == 0:
+        raise SystemExit(f"no validation windows of songs {songs} in {data}")
+    picks = eligible[np.linspace(0, eligible.size - 1, min(n_windows, eligible.size)).astype(int)]
+    roll, cond = collate_windows([windows[int(i)] for i in picks], windows.spec)
+    real, onsets = texture_features((roll[:, 0] > 0).float(), (roll[:, 1] > 0).float())
+    judged = onsets >= MIN_ONSETS
+    scale = real[judged].std(dim=0).clamp_min(1e-6)
+    gaps = {}
+    for path in models:
+        with torch.no_grad():
+            sampled = sampled_features(path, roll, cond, seed, chunk)
+        gaps[path] = ((sampled[judged].mean(dim=0) - real[judged].mean(dim=0)) / scale).tolist()
+    return TextureGaps(int(judged.sum()), real[judged].mean(dim=0).tolist(), gaps)
+
+
+def report(result: TextureGaps, songs: str, seed: int) -> str:
+    lines = [
+        f"{result.windows} windows of songs {songs}, seed {seed}; gap in real SDs",
+        "| feature | real mean | " + " | ".join(result.gaps) + " |",
+        "|---" * (2 + len(result.gaps)) + "|",
+    ]
+    for k, name in enumerate(TEXTURE_FEATURES):
+        cells = " | ".join(f"{gap[k]:+.2f}" for gap in result.gaps.values())
+        lines.append(f"| {name} | {result.real_mean[k]:.3f} | {cells} |")
+    totals = " | ".join(f"{sum(g * g for g in gap):.3f}" for gap in result.gaps.values())
+    lines.append(f"| sum of squares | | {totals} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", action="append", required=True)
@@ -63,32 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    first, last = song_range(args.songs)
-    windows = Pop909Windows(args.data, "valid", augment=False)
-    songs = np.array([int(windows.songs[int(i)].song_id) for i in windows.index[:, 0]])
-    eligible = np.flatnonzero((songs >= first) & (songs <= last))
-    if eligible.size == 0:
-        raise SystemExit(f"no validation windows of songs {args.songs} in {args.data}")
-    picks = eligible[np.linspace(0, eligible.size - 1, min(args.windows, eligible.size)).astype(int)]
-    roll, cond = collate_windows([windows[int(i)] for i in picks], windows.spec)
-    real, onsets = texture_features((roll[:, 0] > 0).float(), (roll[:, 1] > 0).float())
-    judged = onsets >= MIN_ONSETS
-    scale = real[judged].std(dim=0).clamp_min(1e-6)
-    gaps = {}
-    for path in args.model:
-        with torch.no_grad():
-            sampled = sampled_features(path, roll, cond, args.seed, args.chunk)
-        gaps[path] = ((sampled[judged].mean(dim=0) - real[judged].mean(dim=0)) / scale).tolist()
-    print(f"{int(judged.sum())} windows of songs {args.songs}, seed {args.seed}; gap in real SDs")
-    header = "| feature | real mean | " + " | ".join(gaps) + " |"
-    print(header)
-    print("|---" * (2 + len(gaps)) + "|")
-    real_mean = real[judged].mean(dim=0).tolist()
-    for k, name in enumerate(TEXTURE_FEATURES):
-        cells = " | ".join(f"{gap[k]:+.2f}" for gap in gaps.values())
-        print(f"| {name} | {real_mean[k]:.3f} | {cells} |")
-    totals = " | ".join(f"{sum(g * g for g in gap):.3f}" for gap in gaps.values())
-    print(f"| sum of squares | | {totals} |")
+    result = measure(args.model, args.data, args.songs, args.windows, args.chunk, args.seed)
+    print(report(result, args.songs, args.seed))
     return 0
 
 
