@@ -716,14 +716,15 @@ def test_texture_weight_adds_the_sampled_term(
     assert losses(textured)[0] != pytest.approx(losses(plain)[0], rel=1e-6)
     args = build_parser().parse_args(
         ["train", "--texture-weight", "0.01", "--texture-windows", "6"]
-        + ["--texture-sampler-from", "ckpt", "--texture-calls", "3"]
+        + ["--texture-sampler-from", "ckpt", "--texture-calls", "3", "--texture-density-cut"]
     )
     assert (
         args.texture_weight,
         args.texture_windows,
         args.texture_sampler_from,
         args.texture_calls,
-    ) == (0.01, 6, "ckpt", 3)
+        args.texture_density_cut,
+    ) == (0.01, 6, "ckpt", 3, True)
     with pytest.raises(ValueError, match="--texture-weight must be >= 0"):
         tiny_config(tiny_cache, plain, texture_weight=-1.0)
     with pytest.raises(ValueError, match="--texture-windows >= 2"):

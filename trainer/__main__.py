@@ -142,6 +142,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         texture_windows=args.texture_windows,
         texture_sampler_from=args.texture_sampler_from,
         texture_calls=args.texture_calls,
+        texture_density_cut=args.texture_density_cut,
         profile_steps=args.profile_steps,
     )
     result = run_training(config, resume=args.resume)
@@ -664,6 +665,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="K",
         help="the texture term's gradient flows through the sampler's last K network calls "
         "(0: all; through all of them it is orders of magnitude larger and mostly noise)",
+    )
+    train.add_argument(
+        "--texture-density-cut",
+        action="store_true",
+        help="the texture term cuts each sampled window's onsets to the real window's count "
+        "within the checkpoint's density slack, as the decode's density match would (off: "
+        "the fixed threshold; on, the network learned onsets the real decode cannot take back)",
     )
     train.set_defaults(func=cmd_train)
 

@@ -242,10 +242,16 @@ class SampledTexture:
 
     @classmethod
     def from_checkpoint(
-        cls, loaded: LoadedModel, windows: int, last_calls: int | None = 1
+        cls,
+        loaded: LoadedModel,
+        windows: int,
+        last_calls: int | None = 1,
+        density_cut: bool = False,
     ) -> SampledTexture:
         """The sampler, steps, autoguidance and decode thresholds the checkpoint ships with
-        (its generation settings and weak/ model)."""
+        (its generation settings and weak/ model); with `density_cut`, also its density
+        slack (each window cut to the real count, as the density match would; it let the
+        network add onsets the real decode cannot take back: docs/evaluation.md, session 45)."""
         generation = loaded.generation
         diffusion = Diffusion(loaded.config.diffusion)
         weak = None
@@ -262,7 +268,7 @@ class SampledTexture:
             onset_threshold=generation.onset_threshold,
             sustain_threshold=generation.sustain_threshold,
             last_calls=last_calls,
-            density_slack=generation.density_slack,
+            density_slack=generation.density_slack if density_cut else 0.0,
         )
 
     def loss(

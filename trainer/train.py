@@ -155,6 +155,7 @@ class TrainConfig:
     texture_windows: int = 8
     texture_sampler_from: str | None = None
     texture_calls: int = 1  # the graph of the sampler's last this many calls (0: all of them)
+    texture_density_cut: bool = False  # cut each sampled window to its real onset count
     # > 0: profile this many steps (after a few warm-up ones) into RUN/profile.txt
     profile_steps: int = 0
 
@@ -403,6 +404,7 @@ class Trainer:
             load_checkpoint(source, self.info.device),
             self.config.texture_windows,
             self.config.texture_calls or None,
+            self.config.texture_density_cut,
         )
 
     def loss(
