@@ -29,6 +29,16 @@ def pop909_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def two_song_cache(pop909_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A POP909 cache of one training song (001) and one validation song (801)."""
+    from trainer.cache import build_cache
+
+    out = tmp_path_factory.mktemp("two_song_cache") / "pop909"
+    build_cache(pop909_dir, out, songs=["001", "801"], workers=1, calibration_path=None)
+    return out
+
+
+@pytest.fixture(scope="session")
 def bbb_video() -> Path:
     path = shared_data_dir() / "videos" / "big_buck_bunny_0_30.webm"
     if not path.exists():

@@ -14,20 +14,11 @@ REPO = Path(__file__).resolve().parents[1]
 terms = load_script("benchmarks/consistency_terms.py")
 
 
-@pytest.fixture(scope="module")
-def tiny_cache(pop909_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from trainer.cache import build_cache
-
-    out = tmp_path_factory.mktemp("cache") / "pop909"
-    build_cache(pop909_dir, out, songs=["001", "801"], workers=1, calibration_path=None)
-    return out
-
-
 def test_terms_vanish_where_the_estimate_is_its_input_and_grow_with_noise(
-    tiny_cache: Path,
+    two_song_cache: Path,
 ) -> None:
     model = str(REPO / "checkpoints" / "diffbgm-tiny")
-    quiet, noisy = terms.measure(model, str(tiny_cache), (1, 900), 2.0, 8)
+    quiet, noisy = terms.measure(model, str(two_song_cache), (1, 900), 2.0, 8)
     assert quiet.real_rate == noisy.real_rate > 0
     # at t = 1 the estimate is the real window itself; both are counted through the same
     # sigmoid, so the soft count's floor (88 silent rows x sigmoid(-6) = 0.22 a step) cancels

@@ -13,19 +13,10 @@ REPO = Path(__file__).resolve().parents[1]
 texture_gap = load_script("benchmarks/texture_gap.py")
 
 
-@pytest.fixture(scope="module")
-def tiny_cache(pop909_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from trainer.cache import build_cache
-
-    out = tmp_path_factory.mktemp("cache") / "pop909"
-    build_cache(pop909_dir, out, songs=["001", "801"], workers=1, calibration_path=None)
-    return out
-
-
-def test_every_model_is_judged_on_the_same_windows_and_noise(tiny_cache: Path) -> None:
+def test_every_model_is_judged_on_the_same_windows_and_noise(two_song_cache: Path) -> None:
     model = str(REPO / "checkpoints" / "diffbgm-tiny")
-    result = texture_gap.measure([model], str(tiny_cache), "801", 6, 3, 0)
-    again = texture_gap.measure([model], str(tiny_cache), "801-801", 6, 3, 0)
+    result = texture_gap.measure([model], str(two_song_cache), "801", 6, 3, 0)
+    again = texture_gap.measure([model], str(two_song_cache), "801-801", 6, 3, 0)
     assert 0 < result.windows <= 6 and result.gaps == again.gaps
     assert len(result.gaps[model]) == len(result.real_mean) == len(TEXTURE_FEATURES)
     real = dict(zip(TEXTURE_FEATURES, result.real_mean, strict=True))
@@ -35,4 +26,4 @@ def test_every_model_is_judged_on_the_same_windows_and_noise(tiny_cache: Path) -
     total = sum(gap * gap for gap in result.gaps[model])
     assert table.splitlines()[-1] == f"| sum of squares | | {total:.3f} |"
     with pytest.raises(SystemExit, match="no validation windows"):
-        texture_gap.measure([model], str(tiny_cache), "850-859", 6, 3, 0)
+        texture_gap.measure([model], str(two_song_cache), "850-859", 6, 3, 0)
