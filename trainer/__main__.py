@@ -642,7 +642,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="add W x the sampled-texture term: each step samples a few windows with the "
         "checkpoint's own sampler and weak model, gradients kept, and asks the mean of their "
         "texture features (notes per onset, polyphony and its spread, pitch spread, bass, top "
-        "voice, octaves, odd 16ths) for the real windows' (trainer/sampled.py); costly",
+        "voice and its moves, octaves, odd 16ths, groove) for the real windows' "
+        "(trainer/sampled.py); about doubles a step",
     )
     train.add_argument(
         "--texture-windows",

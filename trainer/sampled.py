@@ -9,9 +9,11 @@ not the statistic of the music it turns into (docs/evaluation.md, session 44).
 
 So this term runs the model's own sampler (its steps, its stochastic solver, its autoguidance
 by the weak model) from noise to music with the autograd graph kept, the reward
-fine-tuning of DRaFT (Clark et al. 2024) with a distribution-level reward: the mean of a few
-window features over the sampled windows should be the mean over the real windows the
-conditions came from. The squared gap of two means is estimated without bias by the product
+fine-tuning of DRaFT (Clark et al. 2024) with a distribution-level reward: the mean of
+fifteen of the realism test's window features over the sampled windows should be the mean
+over the real windows the conditions came from. Measured (docs/evaluation.md, session 45):
+it moves the texture it judges; the music was nearer real on the songs the weight was
+chosen on and not on the songs reported, so no shipped model uses it. The squared gap of two means is estimated without bias by the product
 of the gaps of two halves of the batch, gap_a * gap_b: its expectation is the squared gap
 (the halves are independent), and its gradient is the gradient of the squared gap, with no
 pull towards sampling every window alike (which a per-window squared error would add).
