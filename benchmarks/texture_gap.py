@@ -21,13 +21,9 @@ import numpy as np
 import torch
 
 from diffbgm.checkpoint import load_checkpoint
+from trainer.__main__ import parse_song_range
 from trainer.dataset import Pop909Windows, collate_windows
 from trainer.sampled import MIN_ONSETS, TEXTURE_FEATURES, SampledTexture, texture_features
-
-
-def song_range(text: str) -> tuple[int, int]:
-    first, _, last = text.partition("-")
-    return int(first), int(last or first)
 
 
 def sampled_features(
@@ -37,11 +33,7 @@ def sampled_features(
     loaded = load_checkpoint(model_path)
     loaded.model.float().eval()
     term = SampledTexture.from_checkpoint(loaded, windows=chunk)
-    network = loaded.model
-    if term.weak is not None:
-        from diffbgm.model.autoguidance import Autoguided
-
-        network = Autoguided(network, term.weak, term.autoguidance, term.autoguidance_from_t)
+    network = term.sampling_network(loaded.model)
     rows = []
     for start in range(0, roll.shape[0], chunk):
         part = cond.index(slice(start, start + chunk))  # type: ignore[attr-defined]
@@ -64,10 +56,9 @@ def measure(
     models: list[str], data: str, songs: str, n_windows: int, chunk: int, seed: int
 ) -> TextureGaps:
     """The same real windows (evenly spread over `songs`) and noise for every model."""
-    first, last = song_range(songs)
     windows = Pop909Windows(data, "valid", augment=False)
     song_numbers = np.array([int(windows.songs[int(i)].song_id) for i in windows.index[:, 0]])
-    eligible = np.flatnonzero((song_numbers >= first) & (song_numbers <= last))
+    eligible = np.flatnonzero(np.isin(song_numbers, parse_song_range(songs)))
     if eligible.size == 0:
         raise SystemExit(f"no validation windows of songs {songs} in {data}")
     picks = eligible[np.linspace(0, eligible.size - 1, min(n_windows, eligible.size)).astype(int)]

@@ -273,6 +273,17 @@ class SampledTexture:
             density_slack=generation.density_slack if density_cut else 0.0,
         )
 
+    def sampling_network(self, model: nn.Module) -> nn.Module:
+        """`model` as the checkpoint samples with it: pushed away from the weak model where
+        autoguidance applies (the DDP wrapper, which hides the config, taken off)."""
+        network: nn.Module = getattr(model, "module", model)
+        if self.weak is None:
+            return network
+        device = next(network.parameters()).device
+        return Autoguided(
+            network, self.weak.to(device), self.autoguidance, self.autoguidance_from_t
+        )
+
     def loss(
         self, model: nn.Module, roll: torch.Tensor, cond: Conditions, generator: torch.Generator
     ) -> torch.Tensor:
@@ -280,11 +291,7 @@ class SampledTexture:
         standard deviation over the whole batch); 0 with the graph kept when too few of the
         windows have notes to judge."""
         count = min(self.windows, roll.shape[0])
-        network: nn.Module = getattr(model, "module", model)  # the DDP wrapper hides config
-        if self.weak is not None:
-            network = Autoguided(
-                network, self.weak.to(roll.device), self.autoguidance, self.autoguidance_from_t
-            )
+        network = self.sampling_network(model)
         sampled = self.diffusion.sample_with_grad(
             network, cond.index(slice(0, count)), generator, self.settings, self.last_calls
         )
