@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -66,6 +66,9 @@ class RealismConfig:
         windows with fewer than `min_onsets` notes are left out (silence is not music to judge).
     folds: cross-validation folds (fewer when there are fewer songs per class).
     seed: for fold assignment and the forest.
+    repeats: cross-validations with other fold assignments and forests (seeds seed,
+        seed + 1, ...), averaged: one split's accuracy moves by about 1.5 points with its
+        seed on 240 + 240 windows (docs/evaluation.md, "Choosing with the noise measured").
     """
 
     steps_per_bar: int = 16
@@ -75,6 +78,7 @@ class RealismConfig:
     folds: int = 5
     seed: int = 0
     trees: int = 200
+    repeats: int = 1
 
 
 def feature_names(with_velocity: bool) -> tuple[str, ...]:
@@ -227,6 +231,10 @@ class TwoSampleResult:
         large in a fold); std over the folds. top_features: (name, weight) of the features
         that separate most: standardised logistic coefficients (> 0: larger in B) or forest
         impurity importances, fitted on all windows.
+    per_song: song -> [A windows told right, A windows, B windows told right, B windows],
+        from the held-out predictions, summed over the repeats, so a comparison can resample
+        songs (`trainer compare`).
+    repeats: cross-validations averaged (accuracy: over all their folds).
     """
 
     classifier: str
@@ -237,6 +245,8 @@ class TwoSampleResult:
     windows_b: int
     songs: int
     top_features: list[tuple[str, float]] = field(default_factory=list)
+    per_song: dict[str, list[int]] = field(default_factory=dict)
+    repeats: int = 1
 
 
 def _classifier(kind: str, config: RealismConfig):  # type: ignore[no-untyped-def]
@@ -304,15 +314,21 @@ def two_sample_test(
     if np.unique(groups).size < 2 or len(sample_a) == 0 or len(sample_b) == 0:
         raise ValueError("the two-sample test needs windows of both samples from >= 2 songs")
     scores = []
-    for train, test in grouped_folds(y, groups, config.folds, config.seed):
-        if np.unique(y[train]).size < 2:
-            continue  # a fold whose training part holds one class says nothing
-        model = _classifier(classifier, config).fit(x[train], y[train])
-        predicted = model.predict(x[test])
-        if np.unique(y[test]).size < 2:
-            scores.append(float((predicted == y[test]).mean()))
-        else:
-            scores.append(float(balanced_accuracy_score(y[test], predicted)))
+    told = np.zeros(len(y), dtype=np.int64)  # held-out predictions right, over the repeats
+    judged = np.zeros(len(y), dtype=np.int64)
+    for repeat in range(max(1, config.repeats)):
+        split = replace(config, seed=config.seed + repeat)
+        for train, test in grouped_folds(y, groups, split.folds, split.seed):
+            if np.unique(y[train]).size < 2:
+                continue  # a fold whose training part holds one class says nothing
+            model = _classifier(classifier, split).fit(x[train], y[train])
+            predicted = model.predict(x[test])
+            told[test] += predicted == y[test]
+            judged[test] += 1
+            if np.unique(y[test]).size < 2:
+                scores.append(float((predicted == y[test]).mean()))
+            else:
+                scores.append(float(balanced_accuracy_score(y[test], predicted)))
     model = _classifier(classifier, config).fit(x, y)
     if classifier == "logistic":
         weights = np.asarray(model[-1].coef_[0])
@@ -328,7 +344,24 @@ def two_sample_test(
         windows_b=len(sample_b),
         songs=int(np.unique(groups).size),
         top_features=[(str(names[i]), float(weights[i])) for i in order],
+        per_song=_told_per_song(groups, y, told, judged),
+        repeats=max(1, config.repeats),
     )
+
+
+def _told_per_song(
+    groups: np.ndarray, labels: np.ndarray, told: np.ndarray, judged: np.ndarray
+) -> dict[str, list[int]]:
+    """song -> [A told right, A judged, B told right, B judged], counted over the held-out
+    predictions of every repeat."""
+    out: dict[str, list[int]] = {}
+    for song in np.unique(groups[judged > 0]):
+        counts = []
+        for label in (0, 1):
+            at = (groups == song) & (labels == label)
+            counts += [int(told[at].sum()), int(judged[at].sum())]
+        out[str(song)] = counts
+    return out
 
 
 @dataclass

@@ -118,6 +118,24 @@ def test_two_sample_test_is_chance_on_one_distribution_and_perfect_on_two() -> N
         assert len(told.top_features) == 5
 
 
+def test_two_sample_test_counts_held_out_windows_per_song() -> None:
+    rng = np.random.default_rng(2)
+    names = [f"f{i}" for i in range(6)]
+    a, ga = _sample(rng, [f"{i:03d}" for i in range(12)], 0.0)
+    b, gb = _sample(rng, [f"{i:03d}" for i in range(12)], 1.0)  # the same songs, shifted
+    result = two_sample_test(a, ga, b, gb, names, "logistic")
+    assert sorted(result.per_song) == [f"{i:03d}" for i in range(12)]
+    counts = np.array(list(result.per_song.values()))  # (songs, 4)
+    assert (counts[:, 1] == 8).all() and (counts[:, 3] == 8).all()  # every window held out once
+    assert (counts[:, 0] <= counts[:, 1]).all() and (counts[:, 2] <= counts[:, 3]).all()
+    # pooled over songs, the held-out counts give the balanced accuracy the folds average
+    pooled = 0.5 * (
+        counts[:, 0].sum() / counts[:, 1].sum() + counts[:, 2].sum() / counts[:, 3].sum()
+    )
+    assert pooled > 0.6
+    assert abs(pooled - result.accuracy) < 0.05
+
+
 def test_grouped_folds_never_put_a_song_in_train_and_test() -> None:
     # generated and real windows of the same song share the song's group
     groups = np.array([f"{s:03d}" for s in range(10) for _ in range(8)] * 2)

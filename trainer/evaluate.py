@@ -18,7 +18,9 @@ Two more measures, on by default (`--no-realism`, `--no-musdr-si` switch them of
     (diffbgm.realism), on notes alone and with velocities (generated: the velocities the app
     writes from the segments' velocity control, learned by default, `--velocity rule` for the
     old rule; real: POP909's performed ones), with real vs
-    real (even vs odd song numbers) as the floor;
+    real (even vs odd song numbers) as the floor; averaged over `--realism-repeats`
+    cross-validations (5), each with its own folds and forest, and with every song's held-out
+    counts kept for `python -m trainer compare`;
   * SI as MusDr computes it (diffbgm.musdr_si: the piece rendered by FluidSynth, 2 Hz chroma,
     seconds) as si_musdr_short/mid/long; the per-bar symbolic variant is si_bar_short/mid.
 """
@@ -96,6 +98,7 @@ class EvalOptions:
     cut_contrast: float = 0.0
     workers: int = 1  # > 1: generate in this many processes of one thread each
     realism: bool = True  # the classifier two-sample test (diffbgm.realism)
+    realism_repeats: int = 5  # cross-validations averaged (RealismConfig.repeats)
     musdr_si: bool = True  # SI as MusDr computes it, from FluidSynth audio (diffbgm.musdr_si)
     velocity: VelocityMethod = "learned"  # generated velocities: the app's model, or the old rule
 
@@ -338,8 +341,10 @@ def _musdr_values(
 class _RealismWindows:
     """4-bar window features of generated and real music, notes only and with velocities."""
 
-    def __init__(self, pitch_low: int, steps_per_bar: int) -> None:
-        self.config = RealismConfig(pitch_low=pitch_low, steps_per_bar=steps_per_bar)
+    def __init__(self, pitch_low: int, steps_per_bar: int, repeats: int = 1) -> None:
+        self.config = RealismConfig(
+            pitch_low=pitch_low, steps_per_bar=steps_per_bar, repeats=repeats
+        )
         self.sets = {
             (kind, variant): WindowSet(feature_names(variant == "with velocities"))
             for kind in ("generated", "real")
@@ -376,8 +381,14 @@ def realism_markdown(
 ) -> str:
     """Accuracy table (0.5 = indistinguishable), the features that separate most, and the
     note features whose means differ most (generated against real)."""
+    repeats = max(
+        (r.repeats for results in report.values() for rs in results.values() for r in rs.values()),
+        default=1,
+    )
     lines = [
         "### Realism: classifier two-sample test on 4-bar windows (0.5 = cannot tell apart)",
+        "",
+        f"Mean ± std over the folds of {repeats} cross-validation(s).",
         "",
         "| features | comparison | logistic regression | random forest | windows: real / other "
         "| songs |",
@@ -517,7 +528,11 @@ def run_evaluation(options: EvalOptions) -> EvalReport:
         songs.append((song, asked))
         jobs.append((n, asked.conditions))
     rolls = _generated_rolls(options, generator, jobs)
-    windows = _RealismWindows(spec.pitch_low, spec.steps_per_bar) if options.realism else None
+    windows = (
+        _RealismWindows(spec.pitch_low, spec.steps_per_bar, options.realism_repeats)
+        if options.realism
+        else None
+    )
     audio_jobs: list[tuple[PianoRoll, float, RollSpec]] = []  # MusDr SI, after generation
     audio_targets: list[dict[str, float]] = []
     for (song, asked), roll in zip(songs, rolls, strict=True):
