@@ -35,7 +35,7 @@ def _report(
     )
 
     def result(acc: float, songs: dict[str, list[int]]) -> dict[str, Any]:
-        return {"accuracy": acc, "std": 0.03, "folds": 5, "per_song": songs}
+        return {"accuracy": acc, "std": 0.03, "folds": 5, "per_song": songs, "repeats": 5}
 
     chance = {song: [20, 40, 20, 40] for song in forest}
     return {
@@ -152,9 +152,12 @@ def test_reports_without_per_song_counts_are_judged_over_the_seeds_alone() -> No
     reference = [_report(s, _forest(0.75, 0.05, rng)) for s in range(3)]
     candidate = [_report(s, _forest(0.68, 0.05, rng), model="c") for s in range(3)]
     for report in reference + candidate:  # as written before session 46
-        del report["realism"]["with velocities"]["generated vs real"]["forest"]["per_song"]
-    forest = _row(compare(reference, candidate), "realism forest")
+        forest_result = report["realism"]["with velocities"]["generated vs real"]["forest"]
+        del forest_result["per_song"], forest_result["repeats"]
+    comparison = compare(reference, candidate)
+    forest = _row(comparison, "realism forest")
     assert np.isnan(forest.song_p_nearer) and forest.verdict == "nearer"
+    assert len(comparison.notes) == 1 and "6 report(s)" in comparison.notes[0]
 
 
 def test_the_command_prints_the_table_and_writes_json(tmp_path: Path, capsys: Any) -> None:
@@ -172,6 +175,7 @@ def test_the_command_prints_the_table_and_writes_json(tmp_path: Path, capsys: An
     assert main([*argv, "--json", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "| realism forest |" in printed and "**choose the candidate**" in printed
+    assert "Note:" not in printed
     saved = json.loads(out.read_text())
     assert saved["chosen"] is True and saved["seeds"] == [0, 1, 2]
     assert (

@@ -221,6 +221,7 @@ class Comparison:
     tolerance: float
     chosen: bool
     reason: str
+    notes: list[str]
 
 
 def load_reports(paths: Sequence[str | Path]) -> list[Report]:
@@ -391,7 +392,24 @@ def compare(
             ("nearer real on " + ", ".join(nearer) + f"; no target further by > {tolerance:g}"),
         )
     seeds = [int(ref["options"]["seed"]) for ref, _ in pairs]
-    return Comparison(rows, seeds, alpha, tuple(primary), tolerance, chosen, reason)
+    notes = []
+    single = [report["_path"] for pair in pairs for report in pair if _realism_repeats(report) == 1]
+    if single:
+        notes.append(
+            f"{len(single)} report(s) judged realism with one cross-validation (before session "
+            "46, or --realism-repeats 1): one split's accuracy moves by about 1.5 points with "
+            "its seed, so their realism rows are noisier than the seeds alone show"
+        )
+    return Comparison(rows, seeds, alpha, tuple(primary), tolerance, chosen, reason, notes)
+
+
+def _realism_repeats(report: Report) -> int | None:
+    """Cross-validations the report's realism test averaged (1 before session 46)."""
+    try:
+        result = report["realism"]["with velocities"]["generated vs real"]["forest"]
+    except KeyError:
+        return None
+    return int(result.get("repeats", 1))
 
 
 def _number(value: float, digits: int = 1, signed: bool = False) -> str:
@@ -425,6 +443,7 @@ def markdown(comparison: Comparison) -> str:
         )
     decision = "choose the candidate" if comparison.chosen else "keep the reference"
     lines += ["", f"**{decision}**: {comparison.reason}."]
+    lines += [f"Note: {note}." for note in comparison.notes]
     return "\n".join(lines)
 
 
