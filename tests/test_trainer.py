@@ -437,6 +437,35 @@ def test_evaluate_reports_metrics_controls_and_ablations(
     assert set(contrast.data["control"]) == {"generated", "real", SONG_CONTROLS}
 
 
+def test_the_evaluation_realism_test_repeats_and_keeps_per_song_counts() -> None:
+    """What `trainer compare` reads: the repeats and every song's held-out counts, in JSON."""
+    from diffbgm.music.roll import PianoRoll
+    from trainer.evaluate import _RealismWindows
+
+    rng = np.random.default_rng(0)
+
+    def roll(density: float) -> PianoRoll:
+        onset = rng.random((256, 88)) < density  # 16 bars of 16 steps: four windows
+        velocity = np.where(onset, rng.integers(40, 100, onset.shape), 0).astype(np.uint8)
+        return PianoRoll(onset=onset, sustain=onset.copy(), velocity=velocity)
+
+    windows = _RealismWindows(pitch_low=21, steps_per_bar=16, repeats=3)
+    songs = [f"{n}" for n in range(801, 807)]
+    for song in songs:
+        for kind, density in (("real", 0.02), ("generated", 0.05)):
+            music = roll(density)
+            windows.add(kind, song, music, music.velocity.astype(np.float64))
+    report = windows.report()
+    told = report["with velocities"]["generated vs real"]["forest"]
+    assert told.repeats == 3 and told.folds == 3 * 5
+    assert sorted(told.per_song) == songs
+    # every window held out once per repeat: 4 windows x 3 repeats per song and class
+    assert all(counts[1] == counts[3] == 12 for counts in told.per_song.values())
+    assert told.accuracy > 0.9  # a density 2.5 times real is easy to tell
+    saved = json.loads(json.dumps(told.__dict__))
+    assert saved["per_song"]["801"][1] == 12
+
+
 def test_register_spread_generates_every_segment_of_a_song(tiny_cache: Path) -> None:
     """benchmarks/register_spread.py generates as the evaluation does and keeps every segment."""
     from tests.scripts import load_script
