@@ -68,7 +68,7 @@ class RealismConfig:
     seed: for fold assignment and the forest.
     repeats: cross-validations with other fold assignments and forests (seeds seed,
         seed + 1, ...), averaged: one split's accuracy moves by about 1.5 points with its
-        seed on 240 + 240 windows (docs/evaluation.md, "Choosing with the noise measured").
+        seed on 240 + 240 windows (docs/evaluation.md, "Choosing beyond the noise").
     """
 
     steps_per_bar: int = 16
