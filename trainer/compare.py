@@ -14,8 +14,9 @@ improvement (reference distance - candidate distance) is tested twice, one-sided
     measured size (80 % power);
   * over the songs: a bootstrap that resamples the songs, one draw for every report, so a
     gain that a few songs carry does not pass for one that would hold on other songs
-    (needs the per-song data that reports since session 46 keep; targets pooled over all
-    segments, the controls' Spearman, are judged over the seeds alone).
+    (from the per-song metrics every report has, and the realism test's per-song counts
+    that reports keep since session 46; the controls' Spearman, pooled over all segments,
+    is judged over the seeds alone).
 A target is "nearer" or "further" only where every test that can be made says so at
 `alpha`, else "noise". The candidate is chosen when one of the primary targets (the realism
 test's two classifiers) is nearer real and no target is further by more than `tolerance`
