@@ -1,4 +1,4 @@
-"""`python -m trainer cache|train|sample|evaluate|compare|suite|export|velocity|critic|selfdata`: train and study the Diff-BGM model.
+"""`python -m trainer cache|train|sample|evaluate|compare|targets|suite|export|velocity|critic|selfdata`: train and study the Diff-BGM model.
 
 Every subcommand has its own --help. Heavy modules are imported only by the subcommand that
 needs them, so `python -m trainer --help` is instant.
@@ -265,6 +265,22 @@ def cmd_compare(args: argparse.Namespace) -> int:
     print(markdown(comparison))
     if args.json:
         Path(args.json).write_text(json.dumps(to_json(comparison), indent=2), encoding="utf-8")
+        print(f"\nJSON written to {args.json}")
+    return 0
+
+
+def cmd_targets(args: argparse.Namespace) -> int:
+    from trainer.compare import load_reports
+    from trainer.targets import markdown, standings, to_json
+
+    try:
+        rows = standings(load_reports(args.reports), alpha=args.alpha)
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(markdown(rows, args.alpha))
+    if args.json:
+        Path(args.json).write_text(json.dumps(to_json(rows), indent=2), encoding="utf-8")
         print(f"\nJSON written to {args.json}")
     return 0
 
@@ -811,6 +827,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compare.add_argument("--json", default=None, help="also write the comparison here")
     compare.set_defaults(func=cmd_compare)
+
+    targets = sub.add_parser(
+        "targets",
+        help="where one model stands against issue 19's targets, with the seeds' and songs' noise",
+        description="Read `evaluate --json` reports of one model (same songs and bars, one per "
+        "seed) and judge each target of issue 19 by the mean over the reports and an interval "
+        "(a bootstrap over the songs, else a t-interval over the seeds): met when "
+        "the whole interval is inside the target's band, not met when none of it is, else "
+        "undecided.",
+    )
+    targets.add_argument("reports", nargs="+", help="evaluate reports, one per seed")
+    targets.add_argument(
+        "--alpha", type=float, default=0.05, help="each side of the interval (0.05: a 90 %% one)"
+    )
+    targets.add_argument("--json", default=None, help="also write the standings here")
+    targets.set_defaults(func=cmd_targets)
 
     suite = sub.add_parser(
         "suite",
