@@ -262,10 +262,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(markdown(comparison))
-    if args.json:
-        Path(args.json).write_text(json.dumps(to_json(comparison), indent=2), encoding="utf-8")
-        print(f"\nJSON written to {args.json}")
+    return _print_and_save(markdown(comparison), to_json(comparison), args.json)
+
+
+def _print_and_save(table: str, data: object, path: str | None) -> int:
+    """Print a study's Markdown table and, with a path, write its data there as JSON."""
+    print(table)
+    if path:
+        Path(path).write_text(json.dumps(data, indent=2), encoding="utf-8")
+        print(f"\nJSON written to {path}")
     return 0
 
 
@@ -278,11 +283,7 @@ def cmd_targets(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(markdown(rows, args.alpha))
-    if args.json:
-        Path(args.json).write_text(json.dumps(to_json(rows), indent=2), encoding="utf-8")
-        print(f"\nJSON written to {args.json}")
-    return 0
+    return _print_and_save(markdown(rows, args.alpha), to_json(rows), args.json)
 
 
 def cmd_suite(args: argparse.Namespace) -> int:
@@ -795,13 +796,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     compare = sub.add_parser(
         "compare",
-        help="is a candidate nearer real than the reference, beyond the seeds' spread?",
+        help="is a candidate nearer real than the reference, beyond the seeds' and songs' spread?",
         description="Pair `evaluate --json` reports of a reference and a candidate by seed "
         "(same songs, bars and seed) and judge each target of issue 19 (realism test, PCHE, "
-        "GPS, SI, chord tones, polyphony, onsets, control obedience) by a one-sided t-test "
-        "of the per-seed change in distance to real music; also how many seeds would tell a "
-        "change of the measured size. The candidate is chosen when a primary target is "
-        "nearer real and no target is further by more than --tolerance.",
+        "GPS, SI, chord tones, polyphony, onsets, control obedience) by the change of its "
+        "distance from real music, one-sided, over the seeds (paired t-test) and over the "
+        "songs (bootstrap); also how many seeds would tell a change of the measured size. "
+        "The candidate is chosen when a primary target is nearer real and no target is "
+        "further by more than --tolerance.",
     )
     compare.add_argument(
         "--reference", nargs="+", required=True, help="evaluate reports of the reference"
