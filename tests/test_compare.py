@@ -91,7 +91,7 @@ def test_a_gain_smaller_than_the_seeds_spread_is_noise() -> None:
     assert forest.verdict == "noise" and forest.p_nearer > 0.05
     assert forest.seeds_needed > 3
     assert not comparison.chosen
-    assert "no primary target nearer" in comparison.reason
+    assert "no primary target nearer real beyond" in comparison.reason
 
 
 def test_a_gain_from_a_few_songs_is_noise_over_the_songs() -> None:

@@ -358,9 +358,9 @@ def judge(
         verdict = "one pair"
     else:
         error, p_nearer, p_further, needed = _seed_test(gains, alpha)
-        # where the songs cannot be resampled, the seeds' test alone decides
-        nearer = p_nearer < alpha and not song_nearer >= alpha
-        further = p_further < alpha and not song_further >= alpha
+        # where the songs cannot be resampled (NaN), the seeds' test alone decides
+        nearer = p_nearer < alpha and (math.isnan(song_nearer) or song_nearer < alpha)
+        further = p_further < alpha and (math.isnan(song_further) or song_further < alpha)
         verdict = "nearer" if nearer else "further" if further else "noise"
     return Row(
         target.name,
@@ -404,7 +404,7 @@ def compare(
     elif further:
         chosen, reason = False, f"further from real by > {tolerance:g} on " + ", ".join(further)
     elif not nearer:
-        chosen, reason = False, "no primary target nearer real beyond the seeds' spread"
+        chosen, reason = False, "no primary target nearer real beyond the seeds' and songs' spread"
     else:
         chosen, reason = (
             True,
