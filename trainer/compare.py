@@ -45,15 +45,30 @@ SongValue = Callable[[np.ndarray, np.ndarray], np.ndarray]
 POWER = 0.8  # of the seeds-needed estimate
 # Report options a pair must share; the generation settings and the model may differ.
 PAIRED_OPTIONS = ("songs", "bars", "seed", "ablation", "cut_contrast", "velocity", "bgm909")
+REALISM_VARIANT = "with velocities"  # the realism test issue 19 sets its target on
 
 
-def _accuracy(variant: str, classifier: str) -> Callable[[Report], float | None]:
+def realism_result(report: Report, classifier: str) -> dict[str, Any] | None:
+    """The report's generated-vs-real result of one classifier (None: no realism test)."""
+    try:
+        result: dict[str, Any] = report["realism"][REALISM_VARIANT]["generated vs real"][classifier]
+    except KeyError:
+        return None
+    return result
+
+
+def differing_option(first: Report, second: Report, ignore: Sequence[str] = ()) -> str | None:
+    """The first of PAIRED_OPTIONS (less `ignore`) two reports differ in; None: none."""
+    for option in PAIRED_OPTIONS:
+        if option not in ignore and first["options"].get(option) != second["options"].get(option):
+            return option
+    return None
+
+
+def _accuracy(classifier: str) -> Callable[[Report], float | None]:
     def read(report: Report) -> float | None:
-        try:
-            result = report["realism"][variant]["generated vs real"][classifier]
-        except KeyError:
-            return None
-        return 100.0 * float(result["accuracy"])
+        result = realism_result(report, classifier)
+        return None if result is None else 100.0 * float(result["accuracy"])
 
     return read
 
@@ -73,13 +88,10 @@ def _gap_percent(metric: str) -> Callable[[Report], float | None]:
     return read
 
 
-def _accuracy_per_song(variant: str, classifier: str) -> SongReader:
+def _accuracy_per_song(classifier: str) -> SongReader:
     def read(report: Report) -> dict[str, np.ndarray] | None:
-        try:
-            result = report["realism"][variant]["generated vs real"][classifier]
-        except KeyError:
-            return None
-        per_song = result.get("per_song")  # reports before session 46 lack it
+        result = realism_result(report, classifier)
+        per_song = None if result is None else result.get("per_song")  # none before s. 46
         if not per_song:
             return None
         return {song: np.asarray(counts, dtype=np.float64) for song, counts in per_song.items()}
@@ -158,12 +170,11 @@ class Target:
 
 
 def _realism(name: str, classifier: str) -> Target:
-    variant = "with velocities"
     return Target(
         name,
-        _accuracy(variant, classifier),
+        _accuracy(classifier),
         "accuracy",
-        _accuracy_per_song(variant, classifier),
+        _accuracy_per_song(classifier),
         _accuracy_of_songs,
         band=(0.0, 65.0),  # issue 19: accuracy <= 0.65
     )
@@ -261,13 +272,13 @@ def pair_by_seed(
     pairs = []
     for seed in sorted(by_seed["reference"]):
         ref, cand = by_seed["reference"][seed], by_seed["candidate"][seed]
-        for option in PAIRED_OPTIONS:
-            if ref["options"].get(option) != cand["options"].get(option):
-                raise ValueError(
-                    f"seed {seed}: the reports differ in {option!r} "
-                    f"({ref['_path']} vs {cand['_path']}); a pair must differ only in the "
-                    "model or the generation settings"
-                )
+        option = differing_option(ref, cand)
+        if option is not None:
+            raise ValueError(
+                f"seed {seed}: the reports differ in {option!r} "
+                f"({ref['_path']} vs {cand['_path']}); a pair must differ only in the "
+                "model or the generation settings"
+            )
         pairs.append((ref, cand))
     if not pairs:
         raise ValueError("no reports to compare")
@@ -424,11 +435,8 @@ def compare(
 
 def _realism_repeats(report: Report) -> int | None:
     """Cross-validations the report's realism test averaged (1 before session 46)."""
-    try:
-        result = report["realism"]["with velocities"]["generated vs real"]["forest"]
-    except KeyError:
-        return None
-    return int(result.get("repeats", 1))
+    result = realism_result(report, "forest")
+    return None if result is None else int(result.get("repeats", 1))
 
 
 def _number(value: float, digits: int = 1, signed: bool = False) -> str:

@@ -13,10 +13,11 @@ fine-tuning of DRaFT (Clark et al. 2024) with a distribution-level reward: the m
 fifteen of the realism test's window features over the sampled windows should be the mean
 over the real windows the conditions came from. Measured (docs/evaluation.md, session 45):
 it moves the texture it judges; the music was nearer real on the songs the weight was
-chosen on and not on the songs reported, so no shipped model uses it. The squared gap of two means is estimated without bias by the product
-of the gaps of two halves of the batch, gap_a * gap_b: its expectation is the squared gap
-(the halves are independent), and its gradient is the gradient of the squared gap, with no
-pull towards sampling every window alike (which a per-window squared error would add).
+chosen on and not on the songs reported, so no shipped model uses it. The squared gap of
+two means is estimated without bias by the product of the gaps of two halves of the batch,
+gap_a * gap_b: its expectation is the squared gap (the halves are independent), and its
+gradient is the gradient of the squared gap, with no pull towards sampling every window
+alike (which a per-window squared error would add).
 """
 
 from __future__ import annotations

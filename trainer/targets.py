@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from trainer.compare import PAIRED_OPTIONS, TARGETS, Report, Target, resampled_values
+from trainer.compare import TARGETS, Report, Target, differing_option, resampled_values
 
 
 @dataclass(frozen=True)
@@ -44,13 +44,10 @@ def check_same_songs(reports: Sequence[Report]) -> None:
     """Reports of one model must be of the same songs and bars, each of its own seed."""
     if not reports:
         raise ValueError("no reports")
-    first = reports[0]["options"]
     for report in reports[1:]:
-        for option in PAIRED_OPTIONS:
-            if option != "seed" and report["options"].get(option) != first.get(option):
-                raise ValueError(
-                    f"{report['_path']} differs from {reports[0]['_path']} in {option!r}"
-                )
+        option = differing_option(reports[0], report, ignore=("seed",))
+        if option is not None:
+            raise ValueError(f"{report['_path']} differs from {reports[0]['_path']} in {option!r}")
     seeds = [report["options"]["seed"] for report in reports]
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"two reports of one seed among seeds {seeds}")
