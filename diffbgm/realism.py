@@ -404,9 +404,12 @@ class FeatureDifference:
     d: float
 
 
-def feature_differences(a: WindowSet, b: WindowSet, top: int = 10) -> list[FeatureDifference]:
-    """The `top` features whose means differ most between the windows of `a` and `b`, in
-    pooled standard deviations: what the classifiers can see, in the music's own units."""
+def feature_differences(
+    a: WindowSet, b: WindowSet, top: int | None = 10
+) -> list[FeatureDifference]:
+    """The `top` features (all with None) whose means differ most between the windows of `a`
+    and `b`, in pooled standard deviations: what the classifiers can see, in the music's own
+    units."""
     fa, fb = a.features, b.features
     if not len(fa) or not len(fb):
         return []

@@ -360,9 +360,13 @@ class _RealismWindows:
             self.sets[(kind, "with velocities")].add(song, windows)
 
     def differences(self) -> list[FeatureDifference]:
-        """The note features whose means differ most, generated (b) against real (a)."""
-        real, generated = self.sets[("real", "notes only")], self.sets[("generated", "notes only")]
-        return feature_differences(real, generated)
+        """Every feature, generated (b) against real (a), the most different first; with the
+        velocity features where both samples have velocities."""
+        variant = "with velocities"
+        if not (self.sets[("real", variant)].songs and self.sets[("generated", variant)].songs):
+            variant = "notes only"
+        real, generated = self.sets[("real", variant)], self.sets[("generated", variant)]
+        return feature_differences(real, generated, top=None)
 
     def report(self) -> dict[str, dict[str, dict[str, TwoSampleResult]]]:
         """{variant: {comparison: {classifier: result}}}; variants lacking windows left out."""
@@ -419,11 +423,15 @@ def realism_markdown(
     if differences:
         means = [
             "",
-            "Note features whose means differ most (d: generated - real, in pooled std):",
+            "Features whose means differ most (d: generated - real, in pooled std; all of them "
+            "in the JSON's realism_feature_means):",
             "",
             "| feature | generated | real | d |",
             "|---|---|---|---|",
-            *(f"| {f.name} | {f.mean_b:.3f} | {f.mean_a:.3f} | {f.d:+.2f} |" for f in differences),
+            *(
+                f"| {f.name} | {f.mean_b:.3f} | {f.mean_a:.3f} | {f.d:+.2f} |"
+                for f in differences[:10]
+            ),
         ]
     return "\n".join(lines + ["", "Features that separate most:", *notes, *means])
 
