@@ -27,7 +27,7 @@ from diffbgm.generation import (
     generate_roll,
     generation_overrides,
 )
-from diffbgm.generation.decoding import ChordThinning, DecodeContext, DecodeState, OffbeatLift
+from diffbgm.generation.decoding import DecodeContext, DecodeState
 from diffbgm.model.config import ModelConfig
 from diffbgm.music.calibration import Calibration
 
@@ -176,39 +176,6 @@ def test_decode_steps_follow_the_config_in_a_fixed_order() -> None:
     assert decode_steps(GenerationConfig()) == []
     steps = decode_steps(GenerationConfig(groove=0.1, density_slack=0.5, edge_bars=1))
     assert steps == [GrooveBias(0.1), DensityMatch(0.5, 1)]
-    every = GenerationConfig(
-        groove=0.1, offbeat_lift=0.1, chord_thinning=0.05, density_slack=0.5, edge_bars=1
-    )
-    assert decode_steps(every) == [
-        GrooveBias(0.1),
-        OffbeatLift(0.1),
-        ChordThinning(0.05),
-        DensityMatch(0.5, 1),
-    ]
-
-
-def _rule_context(piece_steps: int = 32) -> DecodeContext:
-    return DecodeContext(_piece(piece_steps // 16), 0.5, Calibration.load())
-
-
-def test_chord_thinning_drops_a_chords_least_certain_notes_first() -> None:
-    onsets = np.full((32, 88), -1.0)
-    onsets[0, [40, 44, 47, 52]] = [0.9, 0.62, 0.56, 0.7]  # a four-note chord
-    onsets[4, 30] = 0.55  # a single note, just above the cut
-    x = np.stack([onsets, np.full_like(onsets, -1.0)])
-    state = ChordThinning(0.05)(DecodeState(x, 0.5), _rule_context())
-    assert state.values.shape == x.shape and state.thresholds == 0.5
-    kept = np.flatnonzero(state.values[0, 0] > 0.5)
-    assert kept.tolist() == [40, 44, 52]  # 0.56 - 3 * 0.05 falls below; 0.62 - 2 * 0.05 stays
-    assert state.values[0, 4, 30] == 0.55  # a single note is the step's strongest: untouched
-    assert np.array_equal(state.values[1], x[1])  # sustain untouched
-
-
-def test_offbeat_lift_raises_only_the_odd_sixteenths() -> None:
-    x = np.zeros((2, 32, 88))
-    state = OffbeatLift(0.1)(DecodeState(x, 0.5), _rule_context())
-    assert np.allclose(state.values[0, 1::2], 0.1) and np.allclose(state.values[0, ::2], 0.0)
-    assert np.array_equal(state.values[1], x[1])
 
 
 def test_a_new_rule_is_one_class_passed_to_decode() -> None:

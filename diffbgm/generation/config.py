@@ -134,21 +134,6 @@ class GenerationConfig:
         0.0,
         2.0,
     )
-    chord_thinning: float = _knob(
-        0.0,
-        "> 0: at every step the k-th strongest onset value (k = 0, 1, ...) is lowered by this "
-        "times k, so a chord loses its least certain notes first (thinner voicings, as real "
-        "accompaniment plays; in onset-channel units, e.g. 0.05)",
-        0.0,
-        1.0,
-    )
-    offbeat_lift: float = _knob(
-        0.0,
-        "> 0: raise the onset values of the bar's odd 16ths by this much (the network plays "
-        "them about half as often as real POP909 accompaniment does; onset-channel units)",
-        0.0,
-        1.0,
-    )
     edge_bars: int = _knob(
         0,
         "> 0: where neighbouring segments ask for densities >= 25 %% apart, the N bars on either "

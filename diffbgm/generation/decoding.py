@@ -123,44 +123,6 @@ class GrooveBias:
 
 
 @dataclass(frozen=True)
-class OffbeatLift:
-    """Raises every onset value on the bar's odd 16ths (the second and fourth 16th of each
-    beat) by `lift`.
-
-    The network plays those places about half as often as real POP909 accompaniment (window
-    shares of their onsets 0.10 against 0.17 on songs 801-830), and the groove rule thins
-    them further, since few bars of a segment use them: syncopation is one of the things
-    that tells its music from real (docs/evaluation.md, session 47)."""
-
-    lift: float
-
-    def __call__(self, state: DecodeState, context: DecodeContext) -> DecodeState:
-        odd = np.arange(state.values.shape[1]) % 2 == 1
-        onsets = state.values[0] + np.where(odd, self.lift, 0.0)[:, None]
-        return DecodeState(np.stack([onsets, state.values[1]]), state.thresholds)
-
-
-@dataclass(frozen=True)
-class ChordThinning:
-    """Within each step, lowers the k-th strongest onset value (k = 0, 1, ...) by
-    `strength` * k: a chord keeps the notes the network is surest of and loses its least
-    certain ones first, while single notes are untouched.
-
-    The network's chords are thicker than real ones (2.28 notes per onset step against 2.08
-    on songs 801-830; the guided steps add notes); thinning them here, before the density
-    match, lets the request's onsets go to more steps instead (docs/evaluation.md,
-    session 47)."""
-
-    strength: float
-
-    def __call__(self, state: DecodeState, context: DecodeContext) -> DecodeState:
-        onsets = state.values[0]
-        rank = np.argsort(np.argsort(-onsets, axis=1, kind="stable"), axis=1, kind="stable")
-        thinned = onsets - self.strength * rank
-        return DecodeState(np.stack([thinned, state.values[1]]), state.thresholds)
-
-
-@dataclass(frozen=True)
 class DensityMatch:
     """Per segment, the onset threshold that keeps the onsets per bar its density asks for.
 
@@ -193,10 +155,6 @@ def decode_steps(config: GenerationConfig) -> list[DecodeStep]:
     steps: list[DecodeStep] = []
     if config.groove > 0:
         steps.append(GrooveBias(config.groove))
-    if config.offbeat_lift > 0:
-        steps.append(OffbeatLift(config.offbeat_lift))
-    if config.chord_thinning > 0:
-        steps.append(ChordThinning(config.chord_thinning))
     if config.density_slack > 0:
         steps.append(DensityMatch(config.density_slack, config.edge_bars))
     return steps
