@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 
 from diffbgm.realism import (
+    FEATURE_GROUPS,
     RealismConfig,
     WindowSet,
     feature_differences,
     feature_names,
+    group_tests,
     grouped_folds,
     note_lengths,
     piece_windows,
@@ -177,3 +179,30 @@ def test_feature_differences_name_the_shifted_features_in_their_own_units() -> N
     assert found[0].d == pytest.approx(-1.5, abs=0.25) and found[1].d == pytest.approx(0.8, abs=0.2)
     assert found[0].mean_b < found[0].mean_a
     assert feature_differences(real, WindowSet(names)) == []
+
+
+def test_feature_groups_cover_every_feature_once() -> None:
+    grouped = [name for members in FEATURE_GROUPS.values() for name in members]
+    assert sorted(grouped) == sorted(feature_names(True))
+
+
+def test_group_tests_find_the_aspect_that_gives_the_music_away() -> None:
+    """Generated windows that differ from real only in their melody: the melody alone is told
+    apart, every other group alone is chance, and without the melody nothing is told apart."""
+    rng = np.random.default_rng(3)
+    names = feature_names(True)
+    real, generated = WindowSet(names), WindowSet(names)
+    melody = [names.index(name) for name in FEATURE_GROUPS["melody"]]
+    for song in range(8):
+        real.add(f"{801 + song}", rng.normal(size=(20, len(names))))
+        fake = rng.normal(size=(20, len(names)))
+        fake[:, melody] += 2.0
+        generated.add(f"{801 + song}", fake)
+    results = {r.group: r for r in group_tests(real, generated, RealismConfig(trees=20))}
+    assert set(results) == set(FEATURE_GROUPS)
+    assert results["melody"].features == 4
+    assert min(results["melody"].alone.values()) > 0.9
+    assert max(results["melody"].without.values()) < 0.7
+    for group in ("rhythm", "register", "velocity"):
+        assert max(results[group].alone.values()) < 0.7
+        assert min(results[group].without.values()) > 0.85

@@ -405,6 +405,7 @@ def test_evaluate_reports_metrics_controls_and_ablations(
         bars=8,
         generation=GenerationConfig(steps=3),
         out_json=str(tmp_path / "eval.json"),
+        realism_groups=True,
     )
     report = run_evaluation(options)
     assert "| pche |" in report.markdown and "| density_obedience |" in report.markdown
@@ -417,6 +418,7 @@ def test_evaluate_reports_metrics_controls_and_ablations(
     means = {f["name"]: f for f in data["realism_feature_means"]}  # one song is enough here
     assert all({"mean_a", "mean_b", "d"} <= set(f) for f in means.values())
     assert {"velocity_std", "onset_pos_01"} <= set(means)  # every feature, velocities too
+    assert data["realism_groups"] == []  # per aspect needs two songs too (tests/test_realism.py)
     real = data["summary"]["real"]
     assert 0 < real["pche"]["mean"] < math.log2(12)
     assert real["bars"]["mean"] == 8

@@ -20,7 +20,9 @@ Two more measures, on by default (`--no-realism`, `--no-musdr-si` switch them of
     old rule; real: POP909's performed ones), with real vs
     real (even vs odd song numbers) as the floor; averaged over `--realism-repeats`
     cross-validations (5), each with its own folds and forest, and with every song's held-out
-    counts kept for `python -m trainer compare`;
+    counts kept for `python -m trainer compare`; with `--realism-groups` also per aspect of
+    the music (rhythm, texture, note lengths, register, harmony, melody, velocity): the test
+    on that group of features alone and on all the others;
   * SI as MusDr computes it (diffbgm.musdr_si: the piece rendered by FluidSynth, 2 Hz chroma,
     seconds) as si_musdr_short/mid/long; the per-bar symbolic variant is si_bar_short/mid.
 """
@@ -52,11 +54,13 @@ from diffbgm.outputs import VelocityMethod, velocities_from_controls
 from diffbgm.plan import PlanConfig, contrast_at_cuts
 from diffbgm.realism import (
     FeatureDifference,
+    GroupResult,
     RealismConfig,
     TwoSampleResult,
     WindowSet,
     feature_differences,
     feature_names,
+    group_tests,
     piece_windows,
     realism_report,
 )
@@ -99,6 +103,8 @@ class EvalOptions:
     workers: int = 1  # > 1: generate in this many processes of one thread each
     realism: bool = True  # the classifier two-sample test (diffbgm.realism)
     realism_repeats: int = 5  # cross-validations averaged (RealismConfig.repeats)
+    # the realism test per feature group too, alone and left out (diffbgm.realism.group_tests)
+    realism_groups: bool = False
     musdr_si: bool = True  # SI as MusDr computes it, from FluidSynth audio (diffbgm.musdr_si)
     velocity: VelocityMethod = "learned"  # generated velocities: the app's model, or the old rule
 
@@ -362,11 +368,25 @@ class _RealismWindows:
     def differences(self) -> list[FeatureDifference]:
         """Every feature, generated (b) against real (a), the most different first; with the
         velocity features where both samples have velocities."""
-        variant = "with velocities"
-        if not (self.sets[("real", variant)].songs and self.sets[("generated", variant)].songs):
-            variant = "notes only"
+        variant = self._fullest_variant()
         real, generated = self.sets[("real", variant)], self.sets[("generated", variant)]
         return feature_differences(real, generated, top=None)
+
+    def _fullest_variant(self) -> str:
+        """'with velocities' where both samples have them, else 'notes only'."""
+        variant = "with velocities"
+        if self.sets[("real", variant)].songs and self.sets[("generated", variant)].songs:
+            return variant
+        return "notes only"
+
+    def groups(self) -> list[GroupResult]:
+        """The generated-vs-real test per feature group (with velocities where both samples
+        have them); empty with fewer than two songs."""
+        variant = self._fullest_variant()
+        real, generated = self.sets[("real", variant)], self.sets[("generated", variant)]
+        if len(set(real.songs) | set(generated.songs)) < 2:
+            return []
+        return group_tests(real, generated, self.config)
 
     def report(self) -> dict[str, dict[str, dict[str, TwoSampleResult]]]:
         """{variant: {comparison: {classifier: result}}}; variants lacking windows left out."""
@@ -434,6 +454,21 @@ def realism_markdown(
             ),
         ]
     return "\n".join(lines + ["", "Features that separate most:", *notes, *means])
+
+
+def groups_markdown(groups: list[GroupResult]) -> str:
+    """The realism test per feature group: alone, and with every other feature."""
+    lines = [
+        "### Realism by aspect: the test on one feature group alone, and without it",
+        "",
+        "| group | features | alone: logistic / forest | without it: logistic / forest |",
+        "|---|---|---|---|",
+    ]
+    for g in groups:
+        alone = " / ".join(_format(g.alone[k]) for k in ("logistic", "forest"))
+        without = " / ".join(_format(g.without[k]) for k in ("logistic", "forest"))
+        lines.append(f"| {g.group} | {g.features} | {alone} | {without} |")
+    return "\n".join(lines)
 
 
 def _format(value: float) -> str:
@@ -610,8 +645,11 @@ def run_evaluation(options: EvalOptions) -> EvalReport:
     markdown = markdown_report(generated, real, control, title)
     realism = windows.report() if windows is not None else {}
     differences = windows.differences() if windows is not None else []
+    groups = windows.groups() if windows is not None and options.realism_groups else []
     if realism:
         markdown += "\n\n" + realism_markdown(realism, differences)
+    if groups:
+        markdown += "\n\n" + groups_markdown(groups)
     if skipped:
         markdown += f"\n\nskipped {len(skipped)} songs: " + ", ".join(sorted(skipped))
     device = next(loaded.model.parameters()).device
@@ -635,6 +673,7 @@ def run_evaluation(options: EvalOptions) -> EvalReport:
             for variant, comparisons in realism.items()
         },
         "realism_feature_means": [asdict(difference) for difference in differences],
+        "realism_groups": [asdict(group) for group in groups],
         "songs": per_song,
         "skipped": skipped,
         "seconds": round(time.perf_counter() - started, 2),
