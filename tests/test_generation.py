@@ -307,9 +307,13 @@ def _score_hashes(model: str, seeds: list[str], bbb_video: Path, tmp_path: Path)
 def _numerics() -> str:
     """The arithmetic a compose runs in on this machine, e.g. "bf16-AVX512" or "fp32-AVX2":
     the sampler's precision (bf16 only where native) and the CPU's vector unit, whose kernels
-    round differently. The pinned scores are kept per numerics."""
+    round differently; "-AMX" where bf16 runs on AMX tiles (an Intel Xeon's bf16 kernels wrote
+    other notes than an AMD EPYC's AVX-512 BF16 ones, session 47). The pinned scores are kept
+    per numerics."""
     precision = sampling_precision(True, torch.device("cpu"))
-    return f"{precision}-{torch.backends.cpu.get_cpu_capability()}"
+    numerics = f"{precision}-{torch.backends.cpu.get_cpu_capability()}"
+    amx = bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
+    return f"{numerics}-AMX" if precision == "bf16" and amx else numerics
 
 
 def _pinned(model: str) -> dict[str, str]:
