@@ -381,10 +381,10 @@ class _RealismWindows:
 
     def groups(self) -> list[GroupResult]:
         """The generated-vs-real test per feature group (with velocities where both samples
-        have them); empty with fewer than two songs."""
+        have them); empty without windows of both or with fewer than two songs."""
         variant = self._fullest_variant()
         real, generated = self.sets[("real", variant)], self.sets[("generated", variant)]
-        if len(set(real.songs) | set(generated.songs)) < 2:
+        if not real.songs or not generated.songs or len(set(real.songs) | set(generated.songs)) < 2:
             return []
         return group_tests(real, generated, self.config)
 
