@@ -480,6 +480,7 @@ def group_tests(
     """The generated-vs-real test of every FEATURE_GROUPS group the windows have, on that
     group alone and without it (both classifiers)."""
     names = list(real.names)
+    real_x, generated_x = real.features, generated.features  # each stacks its rows anew
     results = []
     for group, members in FEATURE_GROUPS.items():
         inside = [i for i, name in enumerate(names) if name in members]
@@ -490,9 +491,9 @@ def group_tests(
         for part, columns in (("alone", inside), ("without", outside)):
             for kind in CLASSIFIERS:
                 result = two_sample_test(
-                    real.features[:, columns],
+                    real_x[:, columns],
                     real.songs,
-                    generated.features[:, columns],
+                    generated_x[:, columns],
                     generated.songs,
                     [names[i] for i in columns],
                     kind,

@@ -10,9 +10,10 @@ onsets within 5 %; density and register Spearman >= 0.9) the mean over the repor
 interval, two-sided at 1 - 2 alpha: a bootstrap over the songs where the report keeps
 per-song data (each song's value moves with its seed as well, so the seeds' noise is in it;
 would the figure hold on other songs?), else a t-interval over the seeds (the controls'
-Spearman, pooled over segments; realism in reports before session 46). "met" when the whole interval lies in the band, "not met"
-when none of it does, else "undecided": a single seed's figure on a favourable side of a
-band is not a target met. One report without per-song data gets no interval and no verdict.
+Spearman, pooled over segments; realism in reports before session 46). "met" when the whole
+interval lies in the band, "not met" when none of it does, else "undecided": a single seed's
+figure on a favourable side of a band is not a target met. One report without per-song data
+gets no interval and no verdict.
 """
 
 from __future__ import annotations
@@ -71,8 +72,7 @@ def _interval(
     if n < 2:
         return math.nan, math.nan
     mean = sum(values) / n
-    spread = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    half = float(stats.t.ppf(1 - alpha, n - 1)) * spread / math.sqrt(n)
+    half = float(stats.t.ppf(1 - alpha, n - 1) * stats.sem(values))
     return mean - half, mean + half
 
 
