@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Literal, TypeVar, cast
 
+from diffbgm.controls import DYNAMIC_CONTROLS
 from diffbgm.errors import GenerationError
 
 if TYPE_CHECKING:
@@ -100,6 +101,27 @@ class GenerationConfig:
         "step; the quieter steps run the model alone (no weak-model call there)",
         0.0,
         1.0,
+    )
+    control_guidance: float = _knob(
+        1.0,
+        "control guidance weight w: at the quiet steps each prediction is pushed away from "
+        "the same network asked for a typical segment (the controls named by "
+        "control_guidance_controls at the POP909 median) by (w - 1)(D - D_typical), so the "
+        "music follows those controls more closely; 1 = off (one more pass a guided step)",
+        1.0,
+        10.0,
+    )
+    control_guidance_share: float = _knob(
+        0.5,
+        "0..1: control guidance applies for this share of the noise schedule, from the "
+        "quietest step, where the dynamic controls steer",
+        0.0,
+        1.0,
+    )
+    control_guidance_controls: str = _knob(
+        "register",
+        "the dynamic controls control guidance follows more closely, comma-separated "
+        "(density, velocity, register, polyphony)",
     )
     onset_threshold: float = _knob(
         0.0, "onset channel value in [-1, 1] above which a note starts", -1.0, 1.0
@@ -225,6 +247,17 @@ class GenerationConfig:
                 f"eta {self.eta:g} needs a stochastic sampler: use sampler ddim or dpm (UniPC's "
                 "corrector is deterministic)"
             )
+        unknown_controls = set(self.guided_controls) - set(DYNAMIC_CONTROLS)
+        if unknown_controls or not self.guided_controls:
+            raise GenerationError(
+                f"control_guidance_controls {self.control_guidance_controls!r} must name "
+                f"dynamic controls, comma-separated: {', '.join(DYNAMIC_CONTROLS)}"
+            )
+        if self.control_guidance != 1.0 and self.deep_reuse > 0:
+            raise GenerationError(
+                f"control_guidance {self.control_guidance:g} does not combine with deep_reuse "
+                f"{self.deep_reuse} (the reused features belong to one pass); use one of them"
+            )
         if self.guidance_ceiling < 1.0 and self.guidance_ceiling <= 1.0 - self.guidance_share:
             raise GenerationError(
                 f"guidance_ceiling {self.guidance_ceiling:g} leaves no step guided with "
@@ -232,6 +265,11 @@ class GenerationConfig:
                 f"{1.0 - self.guidance_share:g} and the ceiling of the noise schedule); use "
                 "guidance 1 for none"
             )
+
+    @property
+    def guided_controls(self) -> list[str]:
+        """The dynamic controls control guidance follows more closely, in the order named."""
+        return [name.strip() for name in self.control_guidance_controls.split(",") if name.strip()]
 
     # --- building -------------------------------------------------------------------
     @classmethod

@@ -27,6 +27,7 @@ from diffbgm.generation.requests import requested_onsets_per_bar
 from diffbgm.generation.windows import CandidateChooser, sample_piece
 from diffbgm.model.autoguidance import Autoguided
 from diffbgm.model.conditions import PieceConditions
+from diffbgm.model.control_guidance import ControlGuided
 from diffbgm.model.diffusion import Diffusion
 from diffbgm.model.onnx_runtime import onnx_denoiser, sampling_runtime
 from diffbgm.model.unet import Denoiser
@@ -102,6 +103,12 @@ def check_settings_for_model(model: LoadedModel, config: GenerationConfig) -> No
             f"autoguidance {config.autoguidance:g} needs a weak model, and this checkpoint "
             "has none (a weak/ folder beside its weights); use autoguidance 1"
         )
+    if config.control_guidance != 1.0 and model.config.dynamic_dim != len(DYNAMIC_CONTROLS):
+        raise GenerationError(
+            f"control guidance needs the {len(DYNAMIC_CONTROLS)} dynamic controls "
+            f"({', '.join(DYNAMIC_CONTROLS)}); this model takes {model.config.dynamic_dim}; "
+            "use control_guidance 1"
+        )
     scales = model.guidance_range
     if scales is not None and not scales[0] <= config.guidance <= scales[1]:
         raise GenerationError(
@@ -114,17 +121,25 @@ def check_settings_for_model(model: LoadedModel, config: GenerationConfig) -> No
 def sampling_network(model: LoadedModel, config: GenerationConfig, precision: str) -> nn.Module:
     """The denoiser as sampling runs it: ONNX Runtime where `sampling_runtime` picks it and the
     graph can be exported, else the torch module (a failed export is logged, not raised: the
-    torch network makes the same music); with autoguidance, wrapped with the weak model."""
+    torch network makes the same music); with autoguidance, wrapped with the weak model; with control
+    guidance, wrapped with its typical-segment pass."""
     device = next(model.model.parameters()).device
     runtime = sampling_runtime(config.onnx_runtime, precision, device)
+    num_train_steps = model.config.diffusion.num_train_steps
     if config.autoguidance == 1.0 or model.weak is None:
-        return _runtime_network(model.model, runtime)
-    # two networks in turn: ONNX Runtime's pools must not spin between calls (onnx_runtime)
-    network = _runtime_network(model.model, runtime, spinning=False)
-    weak = model.weak.model.to(device)
-    from_t = round((1.0 - config.autoguidance_share) * model.config.diffusion.num_train_steps)
-    weak_network = _runtime_network(weak, runtime, spinning=False)
-    return Autoguided(network, weak_network, config.autoguidance, from_t)
+        network = _runtime_network(model.model, runtime)
+    else:
+        # two networks in turn: ONNX Runtime's pools must not spin between calls (onnx_runtime)
+        strong = _runtime_network(model.model, runtime, spinning=False)
+        weak = model.weak.model.to(device)
+        from_t = round((1.0 - config.autoguidance_share) * num_train_steps)
+        weak_network = _runtime_network(weak, runtime, spinning=False)
+        network = Autoguided(strong, weak_network, config.autoguidance, from_t)
+    if config.control_guidance == 1.0:
+        return network
+    columns = [DYNAMIC_CONTROLS.index(name) for name in config.guided_controls]
+    below_t = round(config.control_guidance_share * num_train_steps)
+    return ControlGuided(network, config.control_guidance, below_t, columns)
 
 
 def _chooser(
