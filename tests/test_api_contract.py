@@ -23,6 +23,7 @@ def test_compose_needs_only_the_video_and_takes_integers_as_integers(tmp_path: P
     assert list(params) == [
         "video", "mood", "tempo_bpm", "key", "density", "seed",
         "guidance", "steps", "variants", "audio", "recall", "arrangement", "candidates",
+        "control_guidance",
     ]  # fmt: skip
     required = [name for name, p in params.items() if not p["parameter_has_default"]]
     assert required == ["video"]
@@ -32,6 +33,8 @@ def test_compose_needs_only_the_video_and_takes_integers_as_integers(tmp_path: P
     assert params["guidance"]["parameter_default"] is None
     assert params["arrangement"]["parameter_default"] == "solo-piano"
     assert params["candidates"]["parameter_default"] is None
+    assert params["control_guidance"]["parameter_default"] is None
+    assert params["control_guidance"]["type"]["type"] == "number"
 
 
 def test_every_output_of_compose_and_regenerate_is_labelled(tmp_path: Path) -> None:

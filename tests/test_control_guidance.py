@@ -115,3 +115,13 @@ def test_generation_guides_the_controls_only_when_asked(tiny: LoadedModel) -> No
     fewer = replace(tiny, config=replace(tiny.config, dynamic_dim=3))
     with pytest.raises(GenerationError, match="needs the 4 dynamic controls"):
         generate_roll(fewer, piece, replace(plain, control_guidance=2.0), seed=0)
+
+
+def test_the_app_form_asks_for_control_guidance_within_the_knobs_limits() -> None:
+    from webapp.handlers import compose_options
+
+    form = ("", 0, "auto", 0, 0, None, None, 1, "duck", None, "solo-piano", None)
+    assert compose_options(*form, 2.0).generation == {"control_guidance": 2.0}
+    assert "control_guidance" not in compose_options(*form, None).generation  # model default
+    with pytest.raises(GenerationError, match="control_guidance"):
+        compose_options(*form, 0.5)

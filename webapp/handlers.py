@@ -378,6 +378,7 @@ def compose_options(
     recall: float | None = None,
     arrangement: str | None = None,
     candidates: float | None = None,
+    control_guidance: float | None = None,
 ) -> ComposeOptions:
     """ComposeOptions from the form; 0 / empty / 'auto' mean "let the video decide" (an empty
     arrangement: the default, solo piano). The limits are the library's (ComposeOptions,
@@ -391,6 +392,7 @@ def compose_options(
         "steps": int(steps) if steps else None,
         "recall": recall,
         "candidates": int(candidates) if candidates else None,
+        "control_guidance": control_guidance or None,
     }
     return ComposeOptions(
         seed=int(seed or 0),
@@ -480,6 +482,7 @@ class Handlers:
         recall: float | None = None,
         arrangement: str = DEFAULT_ARRANGEMENT,
         candidates: float | None = None,
+        control_guidance: float | None = None,
         request: gr.Request | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio injects it by default value
     ) -> tuple[Any, ...]:
@@ -494,7 +497,7 @@ class Handlers:
 
         options = compose_options(
             mood, tempo_bpm, key, density, seed, guidance, steps, variants, audio, recall,
-            arrangement, candidates,
+            arrangement, candidates, control_guidance,
         )  # fmt: skip
         client = client_id(request)
         self.gate.check_client(client)

@@ -111,6 +111,14 @@ def _compose_tab(handlers: Handlers, settings: AppSettings) -> None:
                         precision=0,
                     )
                 )
+                control_guidance = quiet(
+                    gr.Number(
+                        label="Control guidance 1-10: how closely the music follows the "
+                        "register each shot asks for (1 = off; 2 adds about a sixth to the "
+                        "compose time; empty = model default)",
+                        value=None,
+                    )
+                )
                 audio_mode = quiet(
                     gr.Radio(
                         list(AUDIO_CHOICES),
@@ -185,6 +193,7 @@ def _compose_tab(handlers: Handlers, settings: AppSettings) -> None:
             recall,
             arrangement,
             candidates,
+            control_guidance,
         ],
         outputs=outputs,
         api_name="compose",
