@@ -16,7 +16,7 @@ from diffbgm.generation.generate import sampling_network
 from diffbgm.model.autoguidance import Autoguided
 from diffbgm.model.conditions import Conditions
 from diffbgm.model.control_guidance import TYPICAL_QUANTILE, ControlGuided
-from diffbgm.model.onnx_runtime import condition_names, example_inputs
+from diffbgm.model.onnx_runtime import OnnxDenoiser, condition_names, example_inputs
 from tests.test_generation import TINY, _piece
 
 REGISTER = DYNAMIC_CONTROLS.index("register")
@@ -125,3 +125,16 @@ def test_the_app_form_asks_for_control_guidance_within_the_knobs_limits() -> Non
     assert "control_guidance" not in compose_options(*form, None).generation  # model default
     with pytest.raises(GenerationError, match="control_guidance"):
         compose_options(*form, 0.5)
+
+
+def test_both_passes_run_as_one_batch_through_onnx_runtime_too(tiny: LoadedModel) -> None:
+    """Where sampling is float32 on a CPU the network is an ONNX Runtime session: the doubled
+    batch must go through it and give the torch module's push."""
+    config = GenerationConfig(control_guidance=2.0, onnx_runtime=True)
+    onnx = sampling_network(tiny, config, "fp32")
+    assert isinstance(onnx, ControlGuided) and isinstance(onnx.network, OnnxDenoiser)
+    torch_network = sampling_network(tiny, replace(config, onnx_runtime=False), "fp32")
+    x_t, t, cond = _inputs(tiny, [100, 400])
+    with torch.no_grad():
+        assert torch.allclose(onnx(x_t, t, cond), torch_network(x_t, t, cond), atol=1e-3)
+    assert not onnx.network.failed

@@ -121,8 +121,8 @@ def check_settings_for_model(model: LoadedModel, config: GenerationConfig) -> No
 def sampling_network(model: LoadedModel, config: GenerationConfig, precision: str) -> nn.Module:
     """The denoiser as sampling runs it: ONNX Runtime where `sampling_runtime` picks it and the
     graph can be exported, else the torch module (a failed export is logged, not raised: the
-    torch network makes the same music); with autoguidance, wrapped with the weak model; with control
-    guidance, wrapped with its typical-segment pass."""
+    torch network makes the same music); with autoguidance, wrapped with the weak model; with
+    control guidance, wrapped with its typical-segment pass (outermost)."""
     device = next(model.model.parameters()).device
     runtime = sampling_runtime(config.onnx_runtime, precision, device)
     num_train_steps = model.config.diffusion.num_train_steps
