@@ -15,10 +15,11 @@ from torch import nn
 
 from diffbgm.model.conditions import Conditions
 from diffbgm.model.config import DiffusionConfig, ModelConfig
+from diffbgm.model.guided import GuidedNetwork
 from diffbgm.model.unet import DeepFeatures
 
 
-class Autoguided(nn.Module):
+class Autoguided(GuidedNetwork):
     """Called like the Denoiser: the network's output pushed away from the weak network's by
     `weight` at timesteps t >= `from_t`; below, the network's output as it is.
 
@@ -29,18 +30,10 @@ class Autoguided(nn.Module):
     """
 
     def __init__(self, network: nn.Module, weak: nn.Module, weight: float, from_t: int) -> None:
-        super().__init__()
-        self.network = network  # its parameters() give the sampler its device
+        super().__init__(network)
         self.weak = weak
         self.weight = weight
         self.from_t = from_t
-
-    @property
-    def config(self) -> ModelConfig:
-        """The guided network's config (the sampler reads whether it takes a scale)."""
-        config = getattr(self.network, "config", None)
-        assert isinstance(config, ModelConfig)
-        return config
 
     def forward(
         self,

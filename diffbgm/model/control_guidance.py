@@ -14,13 +14,13 @@ import torch
 from torch import nn
 
 from diffbgm.model.conditions import Conditions
-from diffbgm.model.config import ModelConfig
+from diffbgm.model.guided import GuidedNetwork
 from diffbgm.model.unet import DeepFeatures
 
 TYPICAL_QUANTILE = 0.5  # a control at the median of POP909's training segments
 
 
-class ControlGuided(nn.Module):
+class ControlGuided(GuidedNetwork):
     """Called like the Denoiser: at timesteps t < `below_t` the network's output pushed away
     by `weight` from its output for the same input asked for a typical segment (the dynamic
     control `columns` at the median); at the noisier steps, the network's output as it is.
@@ -30,20 +30,12 @@ class ControlGuided(nn.Module):
     """
 
     def __init__(self, network: nn.Module, weight: float, below_t: int, columns: list[int]) -> None:
-        super().__init__()
+        super().__init__(network)
         if not columns:
             raise ValueError("control guidance needs at least one dynamic control column")
-        self.network = network  # its parameters() give the sampler its device
         self.weight = weight
         self.below_t = below_t
         self.columns = columns
-
-    @property
-    def config(self) -> ModelConfig:
-        """The guided network's config (the sampler reads whether it takes a scale)."""
-        config = getattr(self.network, "config", None)
-        assert isinstance(config, ModelConfig)
-        return config
 
     def typical(self, cond: Conditions) -> Conditions:
         """The same conditions with the guided controls of every segment at the median."""
