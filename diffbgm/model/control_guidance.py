@@ -1,11 +1,13 @@
 """Control guidance: follow a segment control more closely by guiding against a typical one.
 
-The network follows the register it is asked for at a Spearman of about 0.89 by itself
-(docs/evaluation.md); the rest is scatter at the quiet steps, where the dynamic controls steer.
-Guidance in the manner of classifier-free guidance, with the "unconditional" pass replaced by
-the same network asked for a typical segment (the chosen controls at their POP909 median,
-quantile 0.5): D + (w - 1)(D - D_typical). It amplifies only what the asked control changes
-from a typical segment, so the chords, the key and the other controls keep their weight.
+By itself the network follows the register it is asked for at a Spearman of about 0.89
+(docs/evaluation.md). Guidance in the manner of classifier-free guidance, with the
+"unconditional" pass replaced by the same network asked for a typical segment (the chosen
+controls at their POP909 median, quantile 0.5): D + (w - 1)(D - D_typical). It amplifies only
+what the asked control changes from a typical segment, so the chords, the key and the other
+controls keep their weight. Applied at the quiet steps, where the feature selector lets the
+dynamic controls steer (at every step it costs realism: docs/evaluation.md, "Control guidance
+for the register").
 """
 
 from __future__ import annotations
