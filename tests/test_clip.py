@@ -226,14 +226,15 @@ def test_auto_reads_the_default_model_from_the_cache_without_the_hub(
 
 def assert_same_features(got: list, want: list) -> None:  # type: ignore[type-arg]
     """Equal shot features, numbers up to float summation order (the flow's threads may add
-    in another order between two analyses of one file: seen in CI, 4e-13 apart)."""
+    in another order between two analyses of one file: seen in CI 4e-13 apart, and on a
+    loaded 2-core machine motion_change 3e-9 apart, relative)."""
     assert len(got) == len(want)
     for a, b in zip(got, want, strict=True):
         a_dict, b_dict = a.to_dict(), b.to_dict()
         assert a_dict.keys() == b_dict.keys()
         for key, value in a_dict.items():
             if isinstance(value, float):
-                assert value == pytest.approx(b_dict[key], rel=1e-9, abs=1e-12), key
+                assert value == pytest.approx(b_dict[key], rel=1e-6, abs=1e-12), key
             else:
                 assert value == b_dict[key], key
 

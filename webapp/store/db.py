@@ -9,6 +9,8 @@ instead of failing; PostgreSQL is for several app replicas.
 from __future__ import annotations
 
 import os
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +26,7 @@ ALEMBIC_INI = REPO_ROOT / "alembic.ini"
 MIGRATIONS_DIR = REPO_ROOT / "migrations"
 DATABASE_FILE_NAME = "diffbgm.db"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+WAL_ATTEMPTS = 20  # switching a new file to WAL: tries 50 ms, 100 ms, ... apart (9.5 s in all)
 # Any fixed 64-bit number; replicas starting together take this lock so one migrates at a time.
 POSTGRES_MIGRATION_LOCK_ID = 0x44494646_42474D31
 
@@ -60,13 +63,33 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys = ON")
-        cursor.execute("PRAGMA journal_mode = WAL")
+        _use_wal(cursor)
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def on_begin(connection: Any) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _use_wal(cursor: Any) -> None:
+    """Put the database file in WAL mode, which stays with the file once set.
+
+    Switching takes an exclusive lock, and SQLite may answer "database is locked" there at
+    once, without waiting out busy_timeout, when several replicas open a new file together
+    (seen in CI: one of three starting replicas failed). So a replica that finds the file
+    already in WAL leaves it, and a busy switch is tried again after a short wait.
+    """
+    for attempt in range(1, WAL_ATTEMPTS + 1):
+        try:
+            mode = cursor.execute("PRAGMA journal_mode").fetchone()[0]
+            if str(mode).lower() != "wal":
+                cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == WAL_ATTEMPTS:
+                raise
+            time.sleep(0.05 * attempt)
 
 
 def make_engine(url: str | None = None) -> Engine:
