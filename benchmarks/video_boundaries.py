@@ -10,7 +10,7 @@ different shots) and for phrase boundaries inside one long shot (which recall th
 first phrase and are not meant to contrast); per segment, the requested vs realised density
 and register quantiles (Spearman over all segments of all videos and seeds).
 `--cut-contrast 0` plans without the planner's contrast at cuts; `--recall` overrides the
-model's recall strength.
+model's recall strength, `--control-guidance` its control guidance weight.
 """
 
 from __future__ import annotations
@@ -42,6 +42,12 @@ def main() -> None:
     parser.add_argument("--threshold", type=float, default=0.25, help="audibility threshold")
     parser.add_argument("--cut-contrast", type=float, default=None, help="PlanConfig.cut_contrast")
     parser.add_argument("--recall", type=float, default=None, help="recall strength 0..1")
+    parser.add_argument(
+        "--control-guidance",
+        type=float,
+        default=None,
+        help="GenerationConfig.control_guidance (1 = off): push toward each segment's register",
+    )
     args = parser.parse_args()
 
     from dataclasses import replace
@@ -58,7 +64,11 @@ def main() -> None:
     if args.cut_contrast is not None:
         config = replace(config, cut_contrast=args.cut_contrast)
     pitch_low = composer.loaded.config.pitch_low
-    generation = {} if args.recall is None else {"recall": args.recall}
+    generation: dict[str, float] = {}
+    if args.recall is not None:
+        generation["recall"] = args.recall
+    if args.control_guidance is not None:
+        generation["control_guidance"] = args.control_guidance
     pairs: dict[str, tuple[list[float], list[float]]] = {"density": ([], []), "register": ([], [])}
     totals = {"cuts": [0, 0], "phrases": [0, 0]}
     for video in args.videos or default_videos():
