@@ -10,7 +10,8 @@ different shots) and for phrase boundaries inside one long shot (which recall th
 first phrase and are not meant to contrast); per segment, the requested vs realised density
 and register quantiles (Spearman over all segments of all videos and seeds).
 `--cut-contrast 0` plans without the planner's contrast at cuts; `--recall` overrides the
-model's recall strength, `--control-guidance` its control guidance weight.
+model's recall strength, `--control-guidance` its control guidance weight. The last line splits
+the register Spearman by segment length (under 1, 1-2, 2-4, from 4 bars).
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ def main() -> None:
     if args.control_guidance is not None:
         generation["control_guidance"] = args.control_guidance
     pairs: dict[str, tuple[list[float], list[float]]] = {"density": ([], []), "register": ([], [])}
+    lengths: list[int] = []  # steps of each segment, in the order of `pairs`
     totals = {"cuts": [0, 0], "phrases": [0, 0]}
     for video in args.videos or default_videos():
         analysis = analyze_video(video)
@@ -91,6 +93,7 @@ def main() -> None:
             realised = realised_controls(
                 onset, roll.sustain, starts, pitch_low, composer.calibration
             )
+            lengths.extend(np.diff(np.append(starts, onset.shape[0])).tolist())
             for name in DYNAMIC_CONTROLS:
                 if name in pairs:
                     pairs[name][0].extend(seg.dynamic[name] for seg in plan.segments)
@@ -114,6 +117,27 @@ def main() -> None:
         f"{_share(totals['phrases'])}; Spearman requested vs realised over "
         f"{len(pairs['density'][0])} segments: " + ", ".join(spearmans)
     )
+    print("register Spearman by segment length: " + _by_length(pairs["register"], lengths))
+
+
+def _by_length(pair: tuple[list[float], list[float]], lengths: list[int]) -> str:
+    """Requested vs realised Spearman for segments under 1, 1-2, 2-4 and from 4 bars."""
+    from diffbgm.metrics import spearman
+
+    req, real, steps = np.asarray(pair[0]), np.asarray(pair[1]), np.asarray(lengths)
+    parts = []
+    for low, high, label in (
+        (0, 16, "< 1 bar"),
+        (16, 32, "1-2"),
+        (32, 64, "2-4"),
+        (64, np.inf, ">= 4"),
+    ):
+        inside = (steps >= low) & (steps < high) & np.isfinite(real)
+        if inside.sum() > 3:
+            parts.append(f"{label} {spearman(req[inside], real[inside]):.3f} ({inside.sum()})")
+        else:
+            parts.append(f"{label} - ({inside.sum()})")
+    return ", ".join(parts)
 
 
 def _share(count: list[int]) -> str:
