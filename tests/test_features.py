@@ -17,9 +17,11 @@ from diffbgm.video.features import (
     blend_moods,
     frame_series,
     shot_features,
+    stretch_features,
     visual_mood,
 )
 from diffbgm.video.shots import detect_shots
+from diffbgm.video.synthetic import write_one_take_video
 from diffbgm.video.types import Shot, ShotFeatures, VideoAnalysis
 from tests.video_fixtures import SyntheticShot, write_video
 
@@ -94,8 +96,35 @@ def test_analyze_video_end_to_end(tmp_path: Path) -> None:
     assert analysis.thumbnails is not None and all(p.exists() for p in analysis.thumbnails)
     assert {"probe", "decode", "shots", "features", "thumbnails"} <= set(analysis.timings_s)
     assert seen == sorted(seen) and seen[-1] == 1.0
+    assert [s.features.shot_index for s in analysis.stretches] == [0, 1, 2]  # 1.5 s shots
     again = VideoAnalysis.from_dict(json.loads(json.dumps(analysis.to_dict())))
     assert again.to_dict() == analysis.to_dict()
+    older = analysis.to_dict()
+    del older["stretches"]  # a report written before stretches: whole shots only
+    assert VideoAnalysis.from_dict(older).stretches == []
+
+
+def test_a_take_is_measured_stretch_by_stretch(tmp_path: Path) -> None:
+    """One take, still for 8 s, then panning, then still: one shot whose stretches see the
+    pan where it is, while the shot's own row keeps the average of all its frames."""
+    path = write_one_take_video(tmp_path / "take.mp4", (0.0, 24.0, 0.0), part_s=8.0)
+    frames = decode_frames(path)
+    shots = detect_shots(frames)
+    assert len(shots) == 1
+    series = frame_series(frames)
+    stretches = stretch_features(series, shots)
+    assert len(stretches) == 12  # 24 s in stretches of 2 s
+    assert [s.start_s for s in stretches[1:]] == [s.end_s for s in stretches[:-1]]
+    assert stretches[0].start_s == shots[0].start_s and stretches[-1].end_s == shots[0].end_s
+    motion = [s.features.motion for s in stretches]
+    assert max(motion[:3] + motion[-3:]) < 0.02 < 0.15 < min(motion[5:7])
+    (whole,) = shot_features(series, shots)
+    assert min(motion) < whole.motion < max(motion)
+    # the pan shows other parts of one texture: brightness stays near, the motion changes
+    assert np.ptp([s.features.brightness for s in stretches]) < 0.06
+    # a shot's one stretch is the shot: the same row
+    (single,) = stretch_features(series, shots, stretch_s=100.0)
+    assert single.features == whole
 
 
 def test_analysis_of_the_shared_clip_is_fast_and_sane(bbb_video: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ from diffbgm.plan import (
     mood_tempo_bpm,
     replan_segment,
 )
-from diffbgm.video.types import Shot, ShotFeatures, VideoAnalysis, VideoInfo
+from diffbgm.video.types import Shot, ShotFeatures, StretchFeatures, VideoAnalysis, VideoInfo
 
 
 def synthetic_analysis(
@@ -319,6 +320,61 @@ def test_phrases_of_one_long_shot_alternate_and_never_loop_one_phrase(chord_mode
     )
     assert [seg.n_beats for seg in plan.segments] == [16] * 5  # 20 bars in 4-bar phrases
     assert [seg.recalls for seg in plan.segments] == [-1, -1, 0, 1, 0]  # A B A B A
+
+
+def one_take(motion: list[float], stretch_s: float = 2.0) -> VideoAnalysis:
+    """One shot measured in stretches of `stretch_s` seconds with the given motion each."""
+    analysis = synthetic_analysis([], len(motion) * stretch_s)
+    stretches = [
+        StretchFeatures(i * stretch_s, (i + 1) * stretch_s, replace(analysis.features[0], motion=m))
+        for i, m in enumerate(motion)
+    ]
+    return replace(analysis, stretches=stretches)
+
+
+def test_the_phrases_of_a_take_follow_what_each_shows(chord_model) -> None:
+    # 40 s at 120 BPM: five 4-bar phrases of 8 s; the camera moves from 16 s to 32 s
+    take = one_take([0.0] * 8 + [0.4] * 8 + [0.0] * 4)
+    overrides = PlanOverrides(tempo_bpm=120.0)
+    plan = make_plan(take, overrides, chord_model=chord_model)
+    assert [seg.n_beats for seg in plan.segments] == [16] * 5
+    for name in ("density", "polyphony"):
+        values = [seg.dynamic[name] for seg in plan.segments]
+        assert min(values[2:4]) > max(values[0], values[1], values[4]), name
+    # a moving phrase does not take up a still one's music; the take's last, still phrase
+    # takes up its first
+    assert [seg.recalls for seg in plan.segments] == [-1, -1, -1, -1, 0]
+    # the shot's average (the planner before, or an analysis without stretches): alike
+    # phrases in A B A B
+    for flat in (
+        make_plan(take, overrides, config=PlanConfig(within_shot_features=False),
+                  chord_model=chord_model),
+        make_plan(replace(take, stretches=[]), overrides, chord_model=chord_model),
+    ):  # fmt: skip
+        assert len({seg.dynamic["density"] for seg in flat.segments}) == 1
+        assert [seg.recalls for seg in flat.segments] == [-1, -1, 0, 1, 0]
+
+
+def test_a_steady_take_keeps_its_phrases_alike(chord_model) -> None:
+    take = one_take([0.2] * 20)
+    plan = make_plan(take, PlanOverrides(tempo_bpm=120.0), chord_model=chord_model)
+    assert len({seg.dynamic["density"] for seg in plan.segments}) == 1
+    assert [seg.recalls for seg in plan.segments] == [-1, -1, 0, 1, 0]
+
+
+def test_shots_inside_one_segment_keep_their_own_rows(chord_model) -> None:
+    """Stretches only speak for a shot split over several segments: a shot inside one
+    segment is its shot row, whatever its stretches say."""
+    analysis = synthetic_analysis([4.0, 8.0], 12.0, motion=[0.1, 0.3, 0.1])
+    noisy = [
+        StretchFeatures(float(t), float(t + 1), replace(analysis.features[t // 4], motion=0.9))
+        for t in range(12)
+    ]
+    overrides = PlanOverrides(tempo_bpm=120.0)
+    plan = make_plan(analysis, overrides, chord_model=chord_model)
+    with_stretches = make_plan(replace(analysis, stretches=noisy), overrides,
+                               chord_model=chord_model)  # fmt: skip
+    assert with_stretches == plan
 
 
 def test_neighbours_that_merely_look_alike_do_not_recall(chord_model) -> None:

@@ -48,6 +48,7 @@ from diffbgm.plan.inputs import (
     QuantileTables,
     ShotFeaturesLike,
     ShotLike,
+    StretchLike,
     VideoInfoLike,
 )
 from diffbgm.plan.planner import make_plan, replan_segment
@@ -77,6 +78,7 @@ __all__ = [
     "QuantileTables",
     "ShotFeaturesLike",
     "ShotLike",
+    "StretchLike",
     "VideoInfoLike",
     "apply_density",
     "blend_rank_absolute",

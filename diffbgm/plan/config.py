@@ -57,6 +57,10 @@ class PlanConfig:
     # moves until they do. 0 = follow the shots' features only.
     cut_contrast: float = 0.55
     recall_look_tolerance: float = 0.07
+    # A shot split over several segments (a long shot's phrases) gives each segment the
+    # features of the stretches it shows rather than the shot's average, so the music follows
+    # the picture within one take. False = whole shots only (as before session 50).
+    within_shot_features: bool = True
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ why.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -18,7 +19,7 @@ from diffbgm.errors import PlanError
 from diffbgm.music.harmony import ChordModel
 from diffbgm.plan.config import PlanConfig, PlanOverrides
 from diffbgm.plan.harmony import chord_statistics
-from diffbgm.plan.inputs import AnalysisLike, QuantileTables, ShotFeaturesLike
+from diffbgm.plan.inputs import AnalysisLike, QuantileTables, ShotFeaturesLike, StretchLike
 from diffbgm.plan.records import PlanChord
 
 _FEATURE_NAMES = (
@@ -35,15 +36,21 @@ _FEATURE_NAMES = (
 
 
 def segment_features(
-    analysis: AnalysisLike, spans_s: Sequence[tuple[float, float]]
+    analysis: AnalysisLike,
+    spans_s: Sequence[tuple[float, float]],
+    within_shots: bool = False,
 ) -> tuple[list[dict[str, float]], list[tuple[int, ...]]]:
     """Per segment span: features averaged over shots weighted by overlap, and the shots in it.
 
     A shot belongs to a segment when >= 30 % of the shot lies in it, or when it is the shot
-    that overlaps the segment most.
+    that overlaps the segment most. With `within_shots`, a shot that belongs to several
+    segments (a long shot split into phrases) gives each of them what it shows there: the
+    overlap-weighted mean of the shot's stretches inside the span (`analysis.stretches`),
+    instead of the shot's average; without stretches, the average.
     """
     features = {row.shot_index: row for row in analysis.features}
-    rows = []
+    durations = np.asarray([max(s.duration_s, 1e-6) for s in analysis.shots])
+    all_overlaps = []
     members = []
     for start, end in spans_s:
         overlaps = np.asarray(
@@ -52,19 +59,46 @@ def segment_features(
         if overlaps.sum() <= 0:  # a span past the last shot (pickup, last bar): use the nearest
             nearest = int(np.argmin([abs(s.start_s - start) for s in analysis.shots]))
             overlaps[nearest] = 1.0
-        durations = np.asarray([max(s.duration_s, 1e-6) for s in analysis.shots])
         inside = [
             analysis.shots[int(i)].index
             for i in np.nonzero((overlaps / durations >= 0.3) | (overlaps == overlaps.max()))[0]
         ]
         members.append(tuple(inside))
+        all_overlaps.append(overlaps)
+    stretches: dict[int, list[StretchLike]] = {}
+    if within_shots:
+        for stretch in analysis.stretches:
+            stretches.setdefault(stretch.features.shot_index, []).append(stretch)
+    shared = Counter(index for inside in members for index in inside)
+    rows = []
+    for (start, end), overlaps in zip(spans_s, all_overlaps, strict=True):
         weights = overlaps / overlaps.sum()
-        row: dict[str, float] = {}
-        for name in _FEATURE_NAMES:
-            values = [_feature(features.get(s.index), name) for s in analysis.shots]
-            row[name] = float(np.dot(weights, values))
-        rows.append(row)
+        per_shot = [
+            _stretch_mean(stretches[s.index], start, end)
+            if shared[s.index] > 1 and stretches.get(s.index) and weight > 0
+            else {name: _feature(features.get(s.index), name) for name in _FEATURE_NAMES}
+            for s, weight in zip(analysis.shots, weights, strict=True)
+        ]
+        rows.append(
+            {
+                name: float(np.dot(weights, [values[name] for values in per_shot]))
+                for name in _FEATURE_NAMES
+            }
+        )
     return rows, members
+
+
+def _stretch_mean(stretches: Sequence[StretchLike], start: float, end: float) -> dict[str, float]:
+    """The features of a shot's stretches within [start, end), weighted by overlap (the
+    nearest stretch when none overlaps)."""
+    overlaps = np.asarray([max(0.0, min(end, s.end_s) - max(start, s.start_s)) for s in stretches])
+    if overlaps.sum() <= 0:
+        overlaps[int(np.argmin([abs(s.start_s - start) for s in stretches]))] = 1.0
+    weights = overlaps / overlaps.sum()
+    return {
+        name: float(np.dot(weights, [_feature(s.features, name) for s in stretches]))
+        for name in _FEATURE_NAMES
+    }
 
 
 def _feature(row: ShotFeaturesLike | None, name: str) -> float:

@@ -80,6 +80,20 @@ class ShotFeaturesLike(Protocol):
     def arousal(self) -> float: ...
 
 
+class StretchLike(Protocol):
+    """A stretch of a few seconds of one shot and its feature row (`features.shot_index` is
+    the shot's)."""
+
+    @property
+    def start_s(self) -> float: ...
+
+    @property
+    def end_s(self) -> float: ...
+
+    @property
+    def features(self) -> ShotFeaturesLike: ...
+
+
 class VideoInfoLike(Protocol):
     """The video's length in seconds, and its path (named in error messages)."""
 
@@ -91,8 +105,9 @@ class VideoInfoLike(Protocol):
 
 
 class AnalysisLike(Protocol):
-    """An analysed video: its shots, one feature row per shot (some may lack one), and the
-    cut times (start of every shot after the first, seconds)."""
+    """An analysed video: its shots, one feature row per shot (some may lack one), the cut
+    times (start of every shot after the first, seconds), and every shot measured in
+    stretches of a few seconds (may be empty: then whole shots are used)."""
 
     @property
     def info(self) -> VideoInfoLike: ...
@@ -105,3 +120,6 @@ class AnalysisLike(Protocol):
 
     @property
     def cut_times_s(self) -> Sequence[float]: ...
+
+    @property
+    def stretches(self) -> Sequence[StretchLike]: ...

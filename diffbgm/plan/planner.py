@@ -88,7 +88,7 @@ def make_plan(
         (max(0.0, float(a)), min(duration, float(b)))
         for a, b in zip(edge_times[:-1], edge_times[1:], strict=True)
     ]
-    rows, members = segment_features(analysis, spans)
+    rows, members = segment_features(analysis, spans, cfg.within_shot_features)
     weights = np.asarray([b - a for a, b in spans]) / max(1e-9, sum(b - a for a, b in spans))
     if ovr.valence is not None:
         shift_mood(rows, weights, "valence", ovr.valence, -1.0, 1.0)

@@ -27,11 +27,13 @@ def plan_recalls(
     """For each segment, an earlier segment of the same scene whose music it takes up, or -1.
 
     - Phrases of one long shot alternate A B A B: phrase k of the shot takes up phrase k - 2
-      (the music behind it). Taking up the previous phrase would loop one phrase for as long
-      as the shot lasts.
+      (the music behind it) while the two still look alike (`rows`: what each phrase shows;
+      a take whose picture changes gets new music). Taking up the previous phrase would loop
+      one phrase for as long as the shot lasts.
     - A segment that looks like an earlier one it does not follow directly (a scene that
       comes back after something else; see PlanConfig.recall_*) takes up the most alike
-      (ties: the earliest).
+      (ties: the earliest). Phrases of the same shots are compared by their statistics, as
+      their shots' embeddings are the same.
     Only segments on bar lines take part, and a recall always points at a first occurrence,
     so a scene coming back three times brings back the same music each time. `embeddings`:
     per segment the mean CLIP embedding of its shots, or None.
@@ -42,7 +44,11 @@ def plan_recalls(
         if not on_bar[later]:
             continue
         two_back = later - 2
-        if two_back >= 0 and members[two_back] == members[later] == members[later - 1]:
+        if (
+            two_back >= 0
+            and members[two_back] == members[later] == members[later - 1]
+            and _look_gap(rows[later], rows[two_back], None, None, config) <= 1.0
+        ):
             if on_bar[two_back]:
                 recalls[later] = recalls[two_back] if recalls[two_back] >= 0 else two_back
             continue
@@ -50,8 +56,13 @@ def plan_recalls(
         for earlier in range(later - 1):  # not the segment it follows directly
             if not on_bar[earlier] or recalls[earlier] >= 0:
                 continue
+            same_shots = members[earlier] == members[later]
             gap = _look_gap(
-                rows[later], rows[earlier], embeddings[later], embeddings[earlier], config
+                rows[later],
+                rows[earlier],
+                None if same_shots else embeddings[later],
+                None if same_shots else embeddings[earlier],
+                config,
             )
             if gap < best_gap and gap <= 1.0:
                 recalls[later], best_gap = earlier, gap

@@ -12,7 +12,7 @@ import numpy as np
 
 from diffbgm.video.clip import STATISTICS, ClipLoader
 from diffbgm.video.decode import DecodedFrames, DecodeOptions, decode_frames
-from diffbgm.video.features import Mood, frame_series, shot_features
+from diffbgm.video.features import Mood, frame_series, shot_features, stretch_features
 from diffbgm.video.probe import ProbeLimits, probe_video
 from diffbgm.video.semantics import MoodTextEncoder
 from diffbgm.video.shots import TRANSNET_DECODE, ShotOptions, detect_shots, write_thumbnails
@@ -115,6 +115,7 @@ def analyze_video(
         series = frame_series(frames)
         moods = _semantic_moods(len(shots), image_moods, text_mood)
         features = shot_features(series, shots, embeddings, moods, options.semantic_weight, scenes)
+        stretches = stretch_features(series, shots, moods, options.semantic_weight)
     report(0.97, "features")
 
     thumbnails = None
@@ -129,6 +130,7 @@ def analyze_video(
         thumbnails=thumbnails,
         timings_s=clock.timings_s,
         semantics=semantics,
+        stretches=stretches,
     )
 
 

@@ -8,13 +8,13 @@ Farnebäck is both fast and stable; its magnitudes are converted back to the 160
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
 
 from diffbgm.video.decode import DecodedFrames
-from diffbgm.video.types import Shot, ShotFeatures
+from diffbgm.video.types import Shot, ShotFeatures, StretchFeatures
 
 # Mean optical-flow speed (pixels per second on a frame 160 px on its long side) that counts as
 # full motion (1.0): the picture content crossing half the frame in a second.
@@ -29,6 +29,8 @@ FLOW_LONG_SIDE = 80
 # intra-shot change event (a flash, a fast action, a whip pan).
 RHYTHM_PEAK_RATIO = 2.5
 RHYTHM_MIN_DIFF = 0.03
+# A shot is also measured in stretches of about this many seconds (`stretch_features`).
+STRETCH_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -133,41 +135,88 @@ def shot_features(
     """
     rows = []
     for shot in shots:
-        inside = _frames_in(series.times_s, shot)
-        # The frame difference across the cut itself belongs to no shot.
-        within = inside[1:] if inside.size > 1 else inside
-        dt = np.diff(series.times_s[inside]) if inside.size > 1 else np.array([1.0])
-        motion = np.clip(series.motion_px_s[within] / MOTION_FULL_SCALE_PX_PER_S, 0.0, 1.0)
-        brightness = series.brightness[inside]
-        mood = visual_mood(
-            brightness=float(brightness.mean()),
-            saturation=float(series.saturation[inside].mean()),
-            warmth=float(series.warmth[inside].mean()),
-            motion=float(motion.mean()),
-            contrast=float(series.contrast[inside].mean()),
-            cut_rate_per_s=1.0 / max(shot.duration_s, 1e-3),
+        row = _span_row(
+            series,
+            shot,
+            shot,
+            None if semantic_moods is None else semantic_moods[shot.index],
+            semantic_weight,
         )
-        extra = None if semantic_moods is None else semantic_moods[shot.index]
-        mood = blend_moods(mood, extra, semantic_weight)
         rows.append(
-            ShotFeatures(
-                shot_index=shot.index,
-                motion=float(motion.mean()),
-                motion_change=_rate_of_change(motion, dt, MOTION_CHANGE_FULL_SCALE_PER_S),
-                brightness=float(brightness.mean()),
-                brightness_change=_rate_of_change(
-                    brightness, dt, BRIGHTNESS_CHANGE_FULL_SCALE_PER_S
-                ),
-                saturation=float(series.saturation[inside].mean()),
-                colour_temperature=float(np.clip(series.warmth[inside].mean(), -1.0, 1.0)),
-                visual_rhythm=_change_events(series.difference[within], shot.duration_s),
+            replace(
+                row,
                 semantic=None if semantic is None else semantic[shot.index],
-                valence=mood.valence,
-                arousal=mood.arousal,
                 scenes=() if scenes is None else tuple(scenes[shot.index]),
             )
         )
     return rows
+
+
+def stretch_features(
+    series: FrameSeries,
+    shots: Sequence[Shot],
+    semantic_moods: Sequence[Mood | None] | None = None,
+    semantic_weight: float = 0.5,
+    stretch_s: float = STRETCH_S,
+) -> list[StretchFeatures]:
+    """Every shot cut into equal stretches of about `stretch_s` seconds (a shorter shot is one
+    stretch), each measured on its own frames, in time order.
+
+    A long shot is split into several phrases by the planner; their controls then follow what
+    each phrase shows (the picture starting to move halfway through a take), where the shot's
+    average would give every phrase the same. Mood: the stretch's picture blended with the
+    shot's semantic mood, at the shot's cut rate.
+    """
+    out = []
+    for shot in shots:
+        pieces = max(1, int(round(shot.duration_s / stretch_s)))
+        bounds = np.linspace(shot.start_s, shot.end_s, pieces + 1)
+        mood = None if semantic_moods is None else semantic_moods[shot.index]
+        for start, end in zip(bounds[:-1], bounds[1:], strict=True):
+            span = Shot(shot.index, float(start), float(end))
+            row = _span_row(series, shot, span, mood, semantic_weight)
+            out.append(StretchFeatures(float(start), float(end), row))
+    return out
+
+
+def _span_row(
+    series: FrameSeries,
+    shot: Shot,
+    span: Shot,
+    semantic_mood: Mood | None,
+    semantic_weight: float,
+) -> ShotFeatures:
+    """The feature row of the frames of `span`, a part of `shot` (or all of it), without the
+    semantic embedding and scene words. The frame difference across the cut itself belongs to
+    no shot, so a span that starts at the cut leaves out its first frame's motion."""
+    inside = _frames_in(series.times_s, span)
+    at_cut = span.start_s <= shot.start_s
+    within = inside[1:] if (inside.size > 1 and at_cut) else inside
+    dt = np.diff(series.times_s[inside]) if inside.size > 1 else np.array([1.0])
+    motion = np.clip(series.motion_px_s[within] / MOTION_FULL_SCALE_PX_PER_S, 0.0, 1.0)
+    brightness = series.brightness[inside]
+    mood = visual_mood(
+        brightness=float(brightness.mean()),
+        saturation=float(series.saturation[inside].mean()),
+        warmth=float(series.warmth[inside].mean()),
+        motion=float(motion.mean()),
+        contrast=float(series.contrast[inside].mean()),
+        cut_rate_per_s=1.0 / max(shot.duration_s, 1e-3),
+    )
+    mood = blend_moods(mood, semantic_mood, semantic_weight)
+    return ShotFeatures(
+        shot_index=shot.index,
+        motion=float(motion.mean()),
+        motion_change=_rate_of_change(motion, dt, MOTION_CHANGE_FULL_SCALE_PER_S),
+        brightness=float(brightness.mean()),
+        brightness_change=_rate_of_change(brightness, dt, BRIGHTNESS_CHANGE_FULL_SCALE_PER_S),
+        saturation=float(series.saturation[inside].mean()),
+        colour_temperature=float(np.clip(series.warmth[inside].mean(), -1.0, 1.0)),
+        visual_rhythm=_change_events(series.difference[within], span.duration_s),
+        semantic=None,
+        valence=mood.valence,
+        arousal=mood.arousal,
+    )
 
 
 def _frames_in(times_s: np.ndarray, shot: Shot) -> np.ndarray:

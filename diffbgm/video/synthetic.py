@@ -1,12 +1,15 @@
 """Small synthetic videos with known shots: for self-tests, tests and benchmarks.
 
-Flat-colour shots that change every `cut_every_s` seconds, with a white square moving across
-them, encoded as H.264 (160x120, 12 fps): the shot detector finds the cuts, the motion
-features see the square, and any install can make one without a media file at hand.
+`write_shots_video`: flat-colour shots that change every `cut_every_s` seconds, with a white
+square moving across them. `write_one_take_video`: one shot without a cut, a camera panning
+over a textured scene at a speed that changes part by part (still, then moving, ...). Both
+are H.264 (160x120 by default, 12 fps): the shot detector finds the cuts (or none), the
+motion features see the movement, and any install can make one without a media file at hand.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
 
@@ -32,6 +35,49 @@ def write_shots_video(
             frame[:] = SHOT_COLOURS[int(t // cut_every_s) % len(SHOT_COLOURS)]
             x = int(t * 60) % (width - 30)
             frame[45:75, x : x + 30] = 255
+            video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            video_frame.pts = index
+            for packet in stream.encode(video_frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def write_one_take_video(
+    path: Path,
+    speeds_px_s: Sequence[float] = (0.0, 60.0, 0.0),
+    part_s: float = 12.0,
+    fps: int = 12,
+    size: tuple[int, int] = (160, 120),
+    seed: int = 0,
+) -> Path:
+    """Write one take (no cut) to `path`: a pan across a fixed, seeded texture whose speed is
+    `speeds_px_s[i]` pixels per second during part i (each `part_s` seconds long); return it.
+
+    The texture is smooth noise plus soft blobs, so optical flow finds the pan and the
+    picture's brightness and colour stay alike throughout: only the motion changes.
+    """
+    import av
+    import cv2
+
+    width, height = size
+    rng = np.random.default_rng(seed)
+    scene_width = 4 * width
+    noise = rng.random((height // 24 + 2, scene_width // 24 + 2, 3)).astype(np.float32)
+    scene = cv2.resize(noise, (scene_width, height), interpolation=cv2.INTER_CUBIC)
+    scene = np.clip(60 + 140 * scene, 0, 255).astype(np.uint8)
+    offset = 0.0
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.time_base = Fraction(1, fps)
+        for index in range(int(round(len(speeds_px_s) * part_s * fps))):
+            part = min(int(index / (part_s * fps)), len(speeds_px_s) - 1)
+            offset += speeds_px_s[part] / fps
+            start = int(offset) % scene_width
+            columns = np.arange(start, start + width) % scene_width
+            frame: np.ndarray = np.ascontiguousarray(scene[:, columns], dtype=np.uint8)
             video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
             video_frame.pts = index
             for packet in stream.encode(video_frame):

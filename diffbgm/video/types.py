@@ -171,6 +171,32 @@ class ShotFeatures:
 
 
 @dataclass(frozen=True)
+class StretchFeatures:
+    """What a stretch of one shot looks like: the shot cut into pieces of a few seconds.
+
+    `features` is on ShotFeatures' scales, measured on the stretch's frames only (its
+    `shot_index` is the shot's; no semantic embedding or scene words: those belong to the
+    shot). The mood blends the stretch's picture with the shot's semantic mood, and its cut
+    rate is the shot's. A long shot's phrases take their controls from these (docs/plan.md).
+    """
+
+    start_s: float
+    end_s: float
+    features: ShotFeatures
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"start_s": self.start_s, "end_s": self.end_s, "features": self.features.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StretchFeatures:
+        return cls(
+            start_s=float(data["start_s"]),
+            end_s=float(data["end_s"]),
+            features=ShotFeatures.from_dict(data["features"]),
+        )
+
+
+@dataclass(frozen=True)
 class VideoAnalysis:
     """Everything the planner needs from a video: metadata, shots and one feature row per shot.
 
@@ -179,6 +205,8 @@ class VideoAnalysis:
     zero-shot mood and scene words; backend `transformers` or `open_clip`, e.g.
     "clip:transformers:openai/clip-vit-base-patch32") or "statistics" (picture statistics only;
     also what reports written before this field meant).
+    `stretches` cuts every shot into stretches of a few seconds, in time order (empty in
+    reports written before it: the planner then uses whole shots).
     """
 
     info: VideoInfo
@@ -187,6 +215,7 @@ class VideoAnalysis:
     thumbnails: list[Path] | None = None
     timings_s: dict[str, float] = field(default_factory=dict)
     semantics: str = "statistics"
+    stretches: list[StretchFeatures] = field(default_factory=list)
 
     @property
     def cut_times_s(self) -> list[float]:
@@ -201,6 +230,7 @@ class VideoAnalysis:
             "thumbnails": None if self.thumbnails is None else [str(p) for p in self.thumbnails],
             "timings_s": dict(self.timings_s),
             "semantics": self.semantics,
+            "stretches": [stretch.to_dict() for stretch in self.stretches],
         }
 
     @classmethod
@@ -213,4 +243,5 @@ class VideoAnalysis:
             thumbnails=None if thumbnails is None else [Path(p) for p in thumbnails],
             timings_s={str(k): float(v) for k, v in data.get("timings_s", {}).items()},
             semantics=str(data.get("semantics", "statistics")),
+            stretches=[StretchFeatures.from_dict(s) for s in data.get("stretches", ())],
         )
