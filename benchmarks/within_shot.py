@@ -4,13 +4,15 @@
 
 One-take videos without a cut (`diffbgm.video.synthetic.write_one_take_video`: a pan over a
 fixed texture whose speed changes part by part; brightness and colour stay alike) are
-analysed and planned like any upload; the planner splits the take into 4-bar phrases. Each
-phrase's plan is made twice: from the stretches it shows (`PlanConfig.within_shot_features`,
-the default) and from the shot's average (the planner before session 50). Per phrase it prints
-the picture's motion there, the requested density and the realised onsets per bar (mean over
-seeds, the shipped model and defaults); then, over all phrases, the Spearman correlation of
-the phrase's motion with its realised onsets per bar, and the realised onsets per bar of the
-moving phrases over the still ones.
+analysed and planned like any upload; the planner splits the take into phrases. Three plans
+each: the default (phrases start where the take turns, `PlanConfig.take_turns`, and take
+their controls from the stretches they show, `within_shot_features`); phrases on the fixed
+4-bar grid with the stretches' controls; and the planner before session 50 (the grid and the
+shot's average). Per phrase it prints the picture's motion there, the requested density and
+the realised onsets per bar (mean over seeds, the shipped model and defaults); then, over all
+phrases, the Spearman correlation of the phrase's motion with its realised onsets per bar,
+the realised onsets per bar of the moving phrases over the still ones, and how far each
+change of speed lies from the nearest phrase start (seconds).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default=None, help="checkpoint folder (default: shipped)")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--part-s", type=float, default=12.0, help="seconds per part")
+    parser.add_argument("--part-s", type=float, default=10.0, help="seconds per part")
     args = parser.parse_args()
 
     from diffbgm.metrics import spearman
@@ -46,21 +48,24 @@ def main() -> None:
     from trainer.evaluate import span_density
 
     composer = Composer.from_pretrained(args.model)
-    settings = {"stretches": PlanConfig(), "shot average": PlanConfig(within_shot_features=False)}
-    motion_all: list[float] = []
+    settings = {
+        "turns": PlanConfig(),
+        "4-bar grid": PlanConfig(take_turns=False),
+        "shot average": PlanConfig(take_turns=False, within_shot_features=False),
+    }
+    misses: dict[str, list[float]] = {name: [] for name in settings}
+    motion_all: dict[str, list[float]] = {name: [] for name in settings}
     played: dict[str, list[float]] = {name: [] for name in settings}
     with tempfile.TemporaryDirectory() as folder:
         for profile, speeds in PROFILES.items():
             path = write_one_take_video(Path(folder) / "take.mp4", speeds, args.part_s)
             analysis = analyze_video(path)
             print(f"{profile} ({len(analysis.shots)} shot(s), speeds {speeds} px/s):")
-            rows = None
             for name, config in settings.items():
                 options = ComposeOptions()
                 plan = composer.plan(analysis, replace(options, seed=0), config)
                 spans = plan.segment_bounds_s()
-                if rows is None:  # what each phrase shows, whatever the setting
-                    rows, _ = segment_features(analysis, spans, within_shots=True)
+                rows, _ = segment_features(analysis, spans, within_shots=True)  # what each shows
                 realised = np.zeros(len(plan.segments))
                 for seed in range(args.seeds):
                     seeded = replace(options, seed=seed)
@@ -73,23 +78,29 @@ def main() -> None:
                         realised[index] += span_density(roll.onset, inside[0], inside[-1] + 1)
                 realised /= args.seeds
                 played[name].extend(realised.tolist())
+                starts = np.asarray([a for a, _ in spans])
+                for change in args.part_s * np.arange(1, len(speeds)):
+                    misses[name].append(float(np.abs(starts - change).min()))
                 cells = ", ".join(
                     f"{row['motion']:.2f}/{seg.dynamic['density']:.2f}/{got:.1f}"
                     + ("" if seg.recalls < 0 else f" (recalls {seg.recalls})")
                     for row, seg, got in zip(rows, plan.segments, realised, strict=True)
                 )
                 print(f"  {name:12s} motion/requested/realised per phrase: {cells}")
-            assert rows is not None
-            motion_all.extend(row["motion"] for row in rows)
-    motion = np.asarray(motion_all)
-    still, moving = motion < STILL, motion > 0.1
+                print(
+                    f"  {'':12s} phrases start at (s): " + ", ".join(f"{a:.1f}" for a, _ in spans)
+                )
+                motion_all[name].extend(row["motion"] for row in rows)
     for name, values in played.items():
-        got = np.asarray(values)
+        got, motion = np.asarray(values), np.asarray(motion_all[name])
+        still, moving = motion < STILL, motion > 0.1
         ratio = got[moving].mean() / max(got[still].mean(), 1e-9)
         print(
             f"{name}: Spearman(motion, realised onsets per bar) over {len(got)} phrases "
             f"{spearman(motion, got):.3f}; moving / still phrases {got[moving].mean():.2f} / "
-            f"{got[still].mean():.2f} onsets per bar = {ratio:.2f}x"
+            f"{got[still].mean():.2f} onsets per bar = {ratio:.2f}x; a change of speed to the "
+            f"nearest phrase start: mean {np.mean(misses[name]):.2f} s, "
+            f"max {np.max(misses[name]):.2f} s"
         )
 
 

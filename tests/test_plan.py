@@ -336,7 +336,8 @@ def test_the_phrases_of_a_take_follow_what_each_shows(chord_model) -> None:
     # 40 s at 120 BPM: five 4-bar phrases of 8 s; the camera moves from 16 s to 32 s
     take = one_take([0.0] * 8 + [0.4] * 8 + [0.0] * 4)
     overrides = PlanOverrides(tempo_bpm=120.0)
-    plan = make_plan(take, overrides, chord_model=chord_model)
+    grid = PlanConfig(take_turns=False)  # phrases on the 4-bar grid; turns: the next test
+    plan = make_plan(take, overrides, config=grid, chord_model=chord_model)
     assert [seg.n_beats for seg in plan.segments] == [16] * 5
     for name in ("density", "polyphony"):
         values = [seg.dynamic[name] for seg in plan.segments]
@@ -347,12 +348,43 @@ def test_the_phrases_of_a_take_follow_what_each_shows(chord_model) -> None:
     # the shot's average (the planner before, or an analysis without stretches): alike
     # phrases in A B A B
     for flat in (
-        make_plan(take, overrides, config=PlanConfig(within_shot_features=False),
+        make_plan(take, overrides, config=replace(grid, within_shot_features=False),
                   chord_model=chord_model),
         make_plan(replace(take, stretches=[]), overrides, chord_model=chord_model),
     ):  # fmt: skip
         assert len({seg.dynamic["density"] for seg in flat.segments}) == 1
         assert [seg.recalls for seg in flat.segments] == [-1, -1, 0, 1, 0]
+
+
+def test_the_phrases_of_a_take_start_where_it_turns(chord_model) -> None:
+    # 48 s at 120 BPM (bars of 2 s): the camera moves from 14 s to 34 s
+    take = one_take([0.0] * 7 + [0.4] * 10 + [0.0] * 7)
+    overrides = PlanOverrides(tempo_bpm=120.0)
+    plan = make_plan(take, overrides, chord_model=chord_model)
+    starts = [seg.start_beat for seg in plan.segments]
+    assert 28 in starts and 68 in starts  # bars 7 and 17: 14 s and 34 s
+    assert all(start % 4 == 0 for start in starts)  # phrases start on downbeats
+    moving = [seg for seg in plan.segments if 28 <= seg.start_beat < 68]
+    still = [seg for seg in plan.segments if not 28 <= seg.start_beat < 68]
+    assert min(s.dynamic["density"] for s in moving) > max(s.dynamic["density"] for s in still)
+    assert plan.provenance["segments"] == "shots, and where long takes turn"
+    # the fixed grid puts its phrases at 0, 16, 32, ... beats, across the turns
+    grid = make_plan(take, overrides, config=PlanConfig(take_turns=False), chord_model=chord_model)
+    assert [seg.start_beat for seg in grid.segments] == [0, 16, 32, 48, 64, 80]
+    # a user's segment starts are kept as given
+    given = make_plan(take, PlanOverrides(tempo_bpm=120.0, segment_starts_s=(24.0,)),
+                      chord_model=chord_model)  # fmt: skip
+    assert 28 not in [seg.start_beat for seg in given.segments]
+
+
+def test_a_take_that_changes_slowly_keeps_the_4_bar_grid(chord_model) -> None:
+    # motion rising by 0.01 a stretch: no turn as large as the threshold anywhere
+    take = one_take([0.1 + 0.01 * i for i in range(24)])
+    plan = make_plan(take, PlanOverrides(tempo_bpm=120.0), chord_model=chord_model)
+    assert [seg.start_beat for seg in plan.segments] == [0, 16, 32, 48, 64, 80]
+    assert plan.provenance["segments"] == "shots"
+    density = [seg.dynamic["density"] for seg in plan.segments]
+    assert density == sorted(density) and density[0] < density[-1]
 
 
 def test_a_steady_take_keeps_its_phrases_alike(chord_model) -> None:

@@ -61,6 +61,13 @@ class PlanConfig:
     # features of the stretches it shows rather than the shot's average, so the music follows
     # the picture within one take. False = whole shots only (as before session 50).
     within_shot_features: bool = True
+    # A long take's phrases start where it turns (diffbgm.plan.takes) rather than on a fixed
+    # 4-bar grid: where its motion (as the density maps it, 0..1) or brightness, averaged over
+    # `turn_window` stretches either side, changes by this much. False = the fixed grid.
+    take_turns: bool = True
+    turn_motion: float = 0.2
+    turn_brightness: float = 0.15
+    turn_window: int = 2
 
 
 @dataclass(frozen=True)

@@ -121,7 +121,7 @@ def shift_mood(
         row[name] = float(np.clip(row[name] + shift, low, high))
 
 
-def _saturate(value: float, typical: float) -> float:
+def saturate(value: float, typical: float) -> float:
     """0 -> 0, typical -> 0.5, large -> 1: a scale-free map for non-negative measurements."""
     value = max(value, 0.0)
     return value / (value + typical) if typical > 0 else 0.5
@@ -156,8 +156,8 @@ def dynamic_controls(
     rows: Sequence[Mapping[str, float]], config: PlanConfig
 ) -> list[dict[str, float]]:
     """Video features -> dynamic controls (POP909 quantiles) per segment; see docs/plan.md."""
-    motion = np.asarray([_saturate(r["motion"], config.typical_motion) for r in rows])
-    rhythm = np.asarray([_saturate(r["visual_rhythm"], config.typical_visual_rhythm) for r in rows])
+    motion = np.asarray([saturate(r["motion"], config.typical_motion) for r in rows])
+    rhythm = np.asarray([saturate(r["visual_rhythm"], config.typical_visual_rhythm) for r in rows])
     arousal = np.asarray([float(np.clip(r["arousal"], 0, 1)) for r in rows])
     brightness = np.asarray([float(np.clip(r["brightness"], 0, 1)) for r in rows])
     valence = np.asarray([float(np.clip((r["valence"] + 1) / 2, 0, 1)) for r in rows])

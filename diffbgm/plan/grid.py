@@ -138,10 +138,21 @@ def _split_long(edges: list[int], max_bars: int, phrase_bars: int) -> list[int]:
 
 
 def segment_edges(
-    boundary_times_s: Sequence[float], grid: BarGrid, n_beats: int, config: PlanConfig
+    boundary_times_s: Sequence[float],
+    grid: BarGrid,
+    n_beats: int,
+    config: PlanConfig,
+    turn_times_s: Sequence[float] = (),
 ) -> list[int]:
-    """Segment boundaries in beats (first 0, last n_beats) for boundary times in seconds."""
+    """Segment boundaries in beats (first 0, last n_beats) for boundary times in seconds (cuts:
+    to a bar or beat line, `snap_to_beat`) and the turns of long takes (to the nearest bar
+    line: a phrase starts on a downbeat)."""
     snapped = [snap_to_beat(t, grid, config) for t in boundary_times_s]
+    beat_s = 60.0 / grid.tempo_bpm
+    snapped += [
+        int(round((t - grid.offset_s) / beat_s / BEATS_PER_BAR)) * BEATS_PER_BAR
+        for t in turn_times_s
+    ]
     edges = [0, *[b for b in snapped if 0 < b < n_beats], n_beats]
     edges = _merge_short(edges, config.min_segment_beats)
     return _split_long(edges, config.max_segment_bars, config.phrase_bars)

@@ -32,6 +32,7 @@ from diffbgm.plan.harmony import choose_key, chords_from_labels, generate_chords
 from diffbgm.plan.inputs import AnalysisLike, QuantileTables
 from diffbgm.plan.recall import plan_recalls, recall_chords, segment_embeddings
 from diffbgm.plan.records import BEATS_PER_BAR, MusicPlan, PlanKey, PlanSegment
+from diffbgm.plan.takes import take_turns
 
 
 def make_plan(
@@ -80,7 +81,14 @@ def make_plan(
     provenance["segments"] = "user" if ovr.segment_starts_s is not None else "shots"
     bar_s = 240.0 / grid.tempo_bpm
     n_bars = max(1, math.ceil((duration - grid.offset_s) / bar_s - 1e-9))
-    edges = segment_edges(boundaries, grid, n_bars * BEATS_PER_BAR, cfg)
+    turns = (
+        take_turns(analysis, cfg.max_segment_bars * bar_s, cfg)
+        if cfg.take_turns and ovr.segment_starts_s is None
+        else []
+    )
+    if turns:
+        provenance["segments"] = "shots, and where long takes turn"
+    edges = segment_edges(boundaries, grid, n_bars * BEATS_PER_BAR, cfg, turns)
 
     beat_s = 60.0 / grid.tempo_bpm
     edge_times = grid.offset_s + np.asarray(edges, dtype=np.float64) * beat_s
