@@ -377,6 +377,20 @@ def test_the_phrases_of_a_take_start_where_it_turns(chord_model) -> None:
     assert 28 not in [seg.start_beat for seg in given.segments]
 
 
+def test_the_tempo_search_puts_a_take_s_turn_on_a_bar_line(chord_model) -> None:
+    # a 52 s take that starts to move at 26 s (stretches of 2 s), no cut, no tempo given
+    take = one_take([0.0] * 13 + [0.5] * 13)
+    plan = make_plan(take, chord_model=chord_model)
+    starts = [plan.offset_s + seg.start_beat * 60.0 / plan.tempo_bpm for seg in plan.segments]
+    assert min(abs(t - 26.0) for t in starts) < 0.01
+    turn = next(seg for seg, t in zip(plan.segments, starts, strict=True) if abs(t - 26.0) < 0.01)
+    assert turn.start_beat % 4 == 0  # on a downbeat
+    # the fixed grid at the mood tempo does not reach it
+    grid = make_plan(take, config=PlanConfig(take_turns=False), chord_model=chord_model)
+    starts = [grid.offset_s + seg.start_beat * 60.0 / grid.tempo_bpm for seg in grid.segments]
+    assert min(abs(t - 26.0) for t in starts) > 0.5
+
+
 def test_a_take_that_changes_slowly_keeps_the_4_bar_grid(chord_model) -> None:
     # motion rising by 0.01 a stretch: no turn as large as the threshold anywhere
     take = one_take([0.1 + 0.01 * i for i in range(24)])
