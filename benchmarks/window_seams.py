@@ -74,6 +74,8 @@ def main() -> None:
         config = config.with_overrides(overlap_steps=args.overlap_steps)
     if config.window_batch != 1 or config.max_window_steps != 0:
         raise SystemExit("left-to-right windows of the model's length only (see the docstring)")
+    if loaded.config.window_steps % STEPS_PER_BAR or config.overlap_steps % STEPS_PER_BAR:
+        raise SystemExit("windows and overlaps of whole bars only")
     window_bars = loaded.config.window_steps // STEPS_PER_BAR
     overlap_bars = config.overlap_steps // STEPS_PER_BAR
     calibration = Calibration.load()

@@ -75,7 +75,8 @@ def main() -> None:
                     ids = plan.step_segment_ids(steps)
                     for index in range(len(plan.segments)):
                         inside = np.flatnonzero(ids == index)
-                        realised[index] += span_density(roll.onset, inside[0], inside[-1] + 1)
+                        if inside.size:  # a segment past the roll's end has no steps
+                            realised[index] += span_density(roll.onset, inside[0], inside[-1] + 1)
                 realised /= args.seeds
                 played[name].extend(realised.tolist())
                 starts = np.asarray([a for a, _ in spans])

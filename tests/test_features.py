@@ -102,6 +102,7 @@ def test_analyze_video_end_to_end(tmp_path: Path) -> None:
     older = analysis.to_dict()
     del older["stretches"]  # a report written before stretches: whole shots only
     assert VideoAnalysis.from_dict(older).stretches == []
+    assert VideoAnalysis.from_dict({**older, "stretches": None}).stretches == []
 
 
 def test_a_take_is_measured_stretch_by_stretch(tmp_path: Path) -> None:

@@ -391,6 +391,54 @@ def test_the_tempo_search_puts_a_take_s_turn_on_a_bar_line(chord_model) -> None:
     assert min(abs(t - 26.0) for t in starts) > 0.5
 
 
+def test_a_take_turning_after_cuts_leaves_the_cuts_on_their_bar_lines(chord_model) -> None:
+    # shots 0-8 s and 8-16 s, then a 32 s take that starts to move at 34 s
+    analysis = synthetic_analysis([8.0, 16.0], 48.0, motion=[0.15, 0.3, 0.0])
+    stretches = [
+        StretchFeatures(t, t + 2.0, replace(analysis.features[int(min(t // 8, 2))],
+                                            motion=0.5 if t >= 34.0 else 0.0))
+        for t in np.arange(0.0, 48.0, 2.0)
+    ]  # fmt: skip
+    take = replace(analysis, stretches=stretches)
+    plan = make_plan(take, chord_model=chord_model)
+    plain = make_plan(take, config=PlanConfig(take_turns=False), chord_model=chord_model)
+    assert plan.cut_residuals_s == plain.cut_residuals_s == (0.0, 0.0)
+    starts = [plan.offset_s + seg.start_beat * 60.0 / plan.tempo_bpm for seg in plan.segments]
+    assert 34.0 in [round(t, 6) for t in starts]
+
+
+def test_a_turn_never_pushes_a_cut_out() -> None:
+    from diffbgm.plan.grid import BarGrid, segment_edges
+
+    grid = BarGrid(tempo_bpm=60.0, offset_s=-0.5, cost=0.0)  # beats of 1 s
+    cuts = [30.0, 33.0]
+    assert segment_edges(cuts, grid, 48, PlanConfig()) == [0, 30, 34, 48]
+    # a turn at 26 s goes to the bar line at beat 28, two beats from the cut at beat 30:
+    # it is dropped rather than merged against the cut
+    assert segment_edges(cuts, grid, 48, PlanConfig(), turn_times_s=[26.0]) == [0, 30, 34, 48]
+    assert segment_edges(cuts, grid, 48, PlanConfig(), turn_times_s=[14.0]) == [0, 16, 30, 34, 48]
+
+
+def test_turns_are_the_strongest_changes_two_bars_apart() -> None:
+    from diffbgm.plan.takes import take_turns
+
+    # 40 s: still, moving from 10 s (faster from 12 s), still again from 30 s
+    motion = [0.0] * 5 + [0.3] + [0.6] * 9 + [0.0] * 5
+    take = one_take(motion)
+    # at bars of 2 s (a 40 s shot is longer than 8 bars): the start of the motion at 10 s is
+    # the strongest change; the step at 12 s is within two bars of it; the stop at 30 s is a turn
+    assert take_turns(take, 2.0, PlanConfig()) == [10.0, 30.0]
+    # 24 s apart at the least: only the stronger of the two, the stop
+    assert take_turns(take, 2.0, PlanConfig(turn_min_bars=12)) == [30.0]
+    # a shot no longer than 8 bars is not split, so it does not turn
+    assert take_turns(take, 5.0, PlanConfig()) == []
+    # a change in the first stretch is too near the start to be a turn, and keeps the turns
+    # two bars away (its echo in the 4 s means at 4 s is not one)
+    assert take_turns(one_take([0.0] + [0.6] * 19), 2.0, PlanConfig()) == []
+    with pytest.raises(ValueError, match="turn_window"):
+        PlanConfig(turn_window=0)
+
+
 def test_a_take_that_changes_slowly_keeps_the_4_bar_grid(chord_model) -> None:
     # motion rising by 0.01 a stretch: no turn as large as the threshold anywhere
     take = one_take([0.1 + 0.01 * i for i in range(24)])

@@ -68,6 +68,18 @@ class PlanConfig:
     turn_motion: float = 0.2
     turn_brightness: float = 0.15
     turn_window: int = 2
+    turn_min_bars: int = 2  # turns at least this far apart (a shaky take is not chopped up)
+    # A turn's weight in the tempo search, against a cut's 1 (a turn is known to 2 s).
+    turn_weight: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.turn_window < 1:
+            raise ValueError(f"turn_window must be at least 1 stretch, got {self.turn_window}")
+        for name in ("turn_motion", "turn_brightness"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if not self.turn_weight >= 0:
+            raise ValueError(f"turn_weight must not be negative, got {self.turn_weight}")
 
 
 @dataclass(frozen=True)

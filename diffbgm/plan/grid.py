@@ -59,13 +59,15 @@ def fit_bar_grid(
     target_bpm: float,
     config: PlanConfig | None = None,
     tempo_bpm: float | None = None,
+    weights: Sequence[float] | None = None,
 ) -> BarGrid:
     """Tempo and phase putting the cuts on bar lines (beat lines at a penalty), near target_bpm.
 
-    Cost = sum over cuts of min(bar residual^2, beat residual^2 + penalty^2), capped, plus the
-    video start weighted by `start_weight`, plus a soft prior on log2(tempo / target) outside
-    a dead zone. Candidate phases are those that put some cut exactly on a bar or beat line;
-    everything is evaluated at once as (tempi, phases, cuts) arrays.
+    Cost = sum over cuts of min(bar residual^2, beat residual^2 + penalty^2), capped, each
+    times its weight (`weights`, one per cut; default 1), plus the video start weighted by
+    `start_weight`, plus a soft prior on log2(tempo / target) outside a dead zone. Candidate
+    phases are those that put some cut exactly on a bar or beat line; everything is evaluated
+    at once as (tempi, phases, cuts) arrays.
     """
     cfg = config or PlanConfig()
     if tempo_bpm is not None:
@@ -81,7 +83,10 @@ def fit_bar_grid(
     phases = np.mod(phases, bar[:, None])  # (Nt, Np) in [0, bar)
     # float32 halves the memory traffic of the (Nt, Np, Nc) array; beats are small numbers.
     in_beats = ((cuts[None, None, :] - phases[:, :, None]) / beat[:, None, None]).astype(np.float32)
-    cost = _line_costs(in_beats, beat[:, None, None].astype(np.float32), cfg).sum(axis=2)
+    cut_costs = _line_costs(in_beats, beat[:, None, None].astype(np.float32), cfg)
+    if weights is not None:
+        cut_costs *= np.asarray(weights, dtype=np.float32)[None, None, :]
+    cost = cut_costs.sum(axis=2)
     start_cost = _line_costs(-phases / beat[:, None], beat[:, None], cfg)  # (Nt, Np)
     octaves = np.abs(np.log2(tempi / target_bpm))
     prior = cfg.tempo_prior_weight * np.maximum(octaves - cfg.tempo_prior_dead_zone, 0.0) ** 2
@@ -95,11 +100,17 @@ def fit_bar_grid(
     return BarGrid(tempo_bpm=float(tempi[t_idx]), offset_s=offset, cost=float(total[t_idx, p_idx]))
 
 
+def nearest_bar(time_s: float, grid: BarGrid) -> int:
+    """Beat index of the bar line nearest `time_s`."""
+    position = (time_s - grid.offset_s) * grid.tempo_bpm / 60.0  # beats from the grid origin
+    return int(round(position / BEATS_PER_BAR)) * BEATS_PER_BAR
+
+
 def snap_to_beat(time_s: float, grid: BarGrid, config: PlanConfig) -> int:
     """Beat index of the line a cut goes to: the nearest bar line if within tolerance, else beat."""
     beat_s = 60.0 / grid.tempo_bpm
     position = (time_s - grid.offset_s) / beat_s  # in beats from the grid origin
-    bar_beat = int(round(position / BEATS_PER_BAR)) * BEATS_PER_BAR
+    bar_beat = nearest_bar(time_s, grid)
     if abs(position - bar_beat) * beat_s <= config.bar_snap_tolerance_s:
         return bar_beat
     return int(round(position))
@@ -146,13 +157,13 @@ def segment_edges(
 ) -> list[int]:
     """Segment boundaries in beats (first 0, last n_beats) for boundary times in seconds (cuts:
     to a bar or beat line, `snap_to_beat`) and the turns of long takes (to the nearest bar
-    line: a phrase starts on a downbeat)."""
+    line: a phrase starts on a downbeat). A turn that lands within a segment's least length of
+    a cut or of either end is dropped, so merging short segments never removes a cut for it."""
     snapped = [snap_to_beat(t, grid, config) for t in boundary_times_s]
-    beat_s = 60.0 / grid.tempo_bpm
-    snapped += [
-        int(round((t - grid.offset_s) / beat_s / BEATS_PER_BAR)) * BEATS_PER_BAR
-        for t in turn_times_s
-    ]
+    fixed = [0, *snapped, n_beats]
+    for turn in sorted({nearest_bar(t, grid) for t in turn_times_s}):
+        if all(abs(turn - edge) >= config.min_segment_beats for edge in fixed):
+            snapped.append(turn)
     edges = [0, *[b for b in snapped if 0 < b < n_beats], n_beats]
     edges = _merge_short(edges, config.min_segment_beats)
     return _split_long(edges, config.max_segment_bars, config.phrase_bars)

@@ -73,12 +73,19 @@ def make_plan(
             tempo_prior_weight=cfg.tempo_prior_weight_user,
         )
     follow_turns = cfg.take_turns and ovr.segment_starts_s is None
-    # The turns of long takes (judged at the mood tempo's bars) join the cuts in the tempo
-    # search, so that the take's phrases can start on a bar line where it turns.
+    # The turns of long takes (judged at the bars of the asked or the mood tempo) join the
+    # cuts in the tempo search, at a lower weight: a turn is known to a stretch (2 s), a cut to
+    # a frame, so that the take's phrases can start on a bar line where it turns.
     early_turns = (
-        take_turns(analysis, cfg.max_segment_bars * 240.0 / target, cfg) if follow_turns else []
+        take_turns(analysis, 240.0 / (ovr.tempo_bpm or target), cfg) if follow_turns else []
     )
-    grid = fit_bar_grid([*boundaries, *early_turns], target, cfg, tempo_bpm=ovr.tempo_bpm)
+    grid = fit_bar_grid(
+        [*boundaries, *early_turns],
+        target,
+        cfg,
+        tempo_bpm=ovr.tempo_bpm,
+        weights=[1.0] * len(boundaries) + [cfg.turn_weight] * len(early_turns),
+    )
     provenance["tempo_bpm"] = (
         "user"
         if ovr.tempo_bpm is not None
@@ -87,7 +94,7 @@ def make_plan(
     provenance["segments"] = "user" if ovr.segment_starts_s is not None else "shots"
     bar_s = 240.0 / grid.tempo_bpm
     n_bars = max(1, math.ceil((duration - grid.offset_s) / bar_s - 1e-9))
-    turns = take_turns(analysis, cfg.max_segment_bars * bar_s, cfg) if follow_turns else []
+    turns = take_turns(analysis, bar_s, cfg) if follow_turns else []
     if turns:
         provenance["segments"] = "shots, and where long takes turn"
     edges = segment_edges(boundaries, grid, n_bars * BEATS_PER_BAR, cfg, turns)

@@ -44,13 +44,14 @@ def plan_recalls(
         if not on_bar[later]:
             continue
         two_back = later - 2
+        source = two_back if two_back < 0 or recalls[two_back] < 0 else recalls[two_back]
         if (
             two_back >= 0
             and members[two_back] == members[later] == members[later - 1]
-            and _look_gap(rows[later], rows[two_back], None, None, config) <= 1.0
+            and _look_gap(rows[later], rows[source], None, None, config) <= 1.0
         ):
             if on_bar[two_back]:
-                recalls[later] = recalls[two_back] if recalls[two_back] >= 0 else two_back
+                recalls[later] = source
             continue
         best_gap = math.inf
         for earlier in range(later - 1):  # not the segment it follows directly

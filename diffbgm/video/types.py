@@ -243,5 +243,5 @@ class VideoAnalysis:
             thumbnails=None if thumbnails is None else [Path(p) for p in thumbnails],
             timings_s={str(k): float(v) for k, v in data.get("timings_s", {}).items()},
             semantics=str(data.get("semantics", "statistics")),
-            stretches=[StretchFeatures.from_dict(s) for s in data.get("stretches", ())],
+            stretches=[StretchFeatures.from_dict(s) for s in data.get("stretches") or ()],
         )
