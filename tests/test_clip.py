@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -183,6 +184,38 @@ def test_different_videos_get_different_semantic_inputs(
     with_clip = piece_conditions(make_plan(red, seed=0), spec)
     without = piece_conditions(make_plan(plain, seed=0), spec)
     assert not np.array_equal(with_clip.dynamic, without.dynamic)
+
+
+def test_a_long_take_is_read_in_parts(
+    tiny_loader: ClipLoader, tiny_folder: Path, tmp_path: Path
+) -> None:
+    """A 32 s take is read at its middle frame (the shot's row) and once for each of its four
+    8 s parts; each stretch blends in the reading of the part it lies in."""
+    from diffbgm.video.analyze import take_parts
+    from diffbgm.video.synthetic import write_one_take_video
+
+    take = write_one_take_video(tmp_path / "take.mp4", (12.0, 12.0), part_s=16.0)
+    read = analyze_video(take, AnalysisOptions(clip=str(tiny_folder)), clip_loader=tiny_loader)
+    plain = analyze_video(take, AnalysisOptions())
+    (shot,) = read.shots
+    assert len(take_parts(shot)) == 4 and read.features[0].semantic is not None
+    # the visual half of each stretch's mood is the same with and without CLIP, so the
+    # difference is (half) the semantic mood of its part: one value per part, and not one
+    # value for the whole take
+    weight = AnalysisOptions().semantic_weight
+    semantic = [
+        round((r.features.valence - (1 - weight) * p.features.valence) / weight, 6)
+        for r, p in zip(read.stretches, plain.stretches, strict=True)
+    ]
+    by_part = [
+        {v for v, s in zip(semantic, read.stretches, strict=True)
+         if part.start_s <= (s.start_s + s.end_s) / 2 < part.end_s}
+        for part in take_parts(shot)
+    ]  # fmt: skip
+    assert all(len(values) == 1 for values in by_part)
+    assert len(set().union(*by_part)) > 1
+    # a shot shorter than two parts is read once
+    assert take_parts(replace(shot, end_s=shot.start_s + 10.0)) == []
 
 
 def test_analysis_options_alone_load_the_folder(tiny_folder: Path, videos: dict[str, Path]) -> None:

@@ -20,6 +20,11 @@ from diffbgm.video.types import Shot, VideoAnalysis, VideoInfo
 
 ProgressCallback = Callable[[float, str], None]
 
+# CLIP reads a long take once more for about every TAKE_READ_S seconds of it (at most
+# TAKE_READS times), besides its middle frame (`take_parts`).
+TAKE_READ_S = 8.0
+TAKE_READS = 16
+
 
 @dataclass(frozen=True)
 class AnalysisOptions:
@@ -95,15 +100,21 @@ def analyze_video(
     image_moods: list[Mood] | None = None
     scenes: list[tuple[str, ...]] | None = None
     semantics = STATISTICS
+    part_readings: dict[int, list[tuple[Shot, Mood]]] = {}  # CLIP's moods of a long take's parts
     loader = clip_loader or (ClipLoader(options.clip) if options.clip != "off" else None)
     if loader is not None and loader.setting != "off":
         with clock.stage("semantics"):
             reader = loader.get()
             if reader is not None:
-                readings = reader.read_shots([_middle_frame(frames, shot) for shot in shots])
-                embeddings = [r.embedding for r in readings]
-                image_moods = [r.mood for r in readings]
-                scenes = [r.scenes for r in readings]
+                parts = [part for shot in shots for part in take_parts(shot)]
+                readings = reader.read_shots(
+                    [_middle_frame(frames, span) for span in [*shots, *parts]]
+                )
+                embeddings = [r.embedding for r in readings[: len(shots)]]
+                image_moods = [r.mood for r in readings[: len(shots)]]
+                scenes = [r.scenes for r in readings[: len(shots)]]
+                for part, reading in zip(parts, readings[len(shots) :], strict=True):
+                    part_readings.setdefault(part.index, []).append((part, reading.mood))
                 semantics = f"clip:{reader.name}"
                 clock.timings_s["semantics_per_shot"] = reader.seconds_per_shot or 0.0
 
@@ -115,7 +126,13 @@ def analyze_video(
         series = frame_series(frames)
         moods = _semantic_moods(len(shots), image_moods, text_mood)
         features = shot_features(series, shots, embeddings, moods, options.semantic_weight, scenes)
-        stretches = stretch_features(series, shots, moods, options.semantic_weight)
+        part_moods = {
+            index: [(part, _blended(mood, text_mood)) for part, mood in found]
+            for index, found in part_readings.items()
+        }
+        stretches = stretch_features(
+            series, shots, moods, options.semantic_weight, part_moods=part_moods
+        )
     report(0.97, "features")
 
     thumbnails = None
@@ -145,13 +162,28 @@ def _semantic_moods(
     """Per-shot semantic mood: CLIP's reading of the shot and the user's text, averaged."""
     if image_moods is None and text_mood is None:
         return None
-    moods: list[Mood | None] = []
-    for index in range(n_shots):
-        parts = [m for m in (image_moods[index] if image_moods else None, text_mood) if m]
-        moods.append(
-            Mood(
-                valence=float(np.mean([m.valence for m in parts])),
-                arousal=float(np.mean([m.arousal for m in parts])),
-            )
-        )
-    return moods
+    return [_blended(image_moods[i] if image_moods else None, text_mood) for i in range(n_shots)]
+
+
+def _blended(image_mood: Mood | None, text_mood: Mood | None) -> Mood | None:
+    """The mean of CLIP's reading of a picture and the user's text, where there are any."""
+    parts = [m for m in (image_mood, text_mood) if m]
+    if not parts:
+        return None
+    return Mood(
+        valence=float(np.mean([m.valence for m in parts])),
+        arousal=float(np.mean([m.arousal for m in parts])),
+    )
+
+
+def take_parts(shot: Shot) -> list[Shot]:
+    """The parts of a long take that CLIP reads apart, besides its middle frame: equal spans
+    of about TAKE_READ_S seconds (no more than TAKE_READS), so that the stretches of a take
+    whose content changes (indoors, then outdoors) follow it; [] for a shorter shot."""
+    count = min(TAKE_READS, int(round(shot.duration_s / TAKE_READ_S)))
+    if count < 2:
+        return []
+    bounds = np.linspace(shot.start_s, shot.end_s, count + 1)
+    return [
+        Shot(shot.index, float(a), float(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+    ]

@@ -7,7 +7,7 @@ Farnebäck is both fast and stable; its magnitudes are converted back to the 160
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import cv2
@@ -158,21 +158,27 @@ def stretch_features(
     semantic_moods: Sequence[Mood | None] | None = None,
     semantic_weight: float = 0.5,
     stretch_s: float = STRETCH_S,
+    part_moods: Mapping[int, Sequence[tuple[Shot, Mood | None]]] | None = None,
 ) -> list[StretchFeatures]:
     """Every shot cut into equal stretches of about `stretch_s` seconds (a shorter shot is one
     stretch), each measured on its own frames, in time order.
 
     A long shot is split into several phrases by the planner; their controls then follow what
     each phrase shows (the picture starting to move halfway through a take), where the shot's
-    average would give every phrase the same. Mood: the stretch's picture blended with the
-    shot's semantic mood, at the shot's cut rate.
+    average would give every phrase the same. Mood: the stretch's picture blended with a
+    semantic mood, at the shot's cut rate: that of the part of the shot holding the stretch's
+    middle where `part_moods` reads the shot in parts (CLIP reads a long take more than once:
+    diffbgm.video.analyze), else the shot's.
     """
     out = []
     for shot in shots:
         pieces = max(1, int(round(shot.duration_s / stretch_s)))
         bounds = np.linspace(shot.start_s, shot.end_s, pieces + 1)
-        mood = None if semantic_moods is None else semantic_moods[shot.index]
+        shot_mood = None if semantic_moods is None else semantic_moods[shot.index]
+        parts = (part_moods or {}).get(shot.index, ())
         for start, end in zip(bounds[:-1], bounds[1:], strict=True):
+            middle = 0.5 * (start + end)
+            mood = next((m for part, m in parts if part.start_s <= middle < part.end_s), shot_mood)
             span = Shot(shot.index, float(start), float(end))
             row = _span_row(series, shot, span, mood, semantic_weight)
             out.append(StretchFeatures(float(start), float(end), row))
