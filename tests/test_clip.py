@@ -214,6 +214,18 @@ def test_a_long_take_is_read_in_parts(
     ]  # fmt: skip
     assert all(len(values) == 1 for values in by_part)
     assert len(set().union(*by_part)) > 1
+    # and it is that part's own reading, in order: CLIP's mood of the part's middle frame
+    from diffbgm.video.decode import decode_frames
+
+    frames = decode_frames(take)
+    middles = [
+        frames.rgb[int(np.argmin(np.abs(frames.times_s - (part.start_s + part.end_s) / 2)))]
+        for part in take_parts(shot)
+    ]
+    reader = tiny_loader.get()
+    assert reader is not None
+    expected = [round(r.mood.valence, 6) for r in reader.read_shots(middles)]
+    assert [values.pop() for values in by_part] == pytest.approx(expected, abs=1e-5)
     # a shot shorter than two parts is read once
     assert take_parts(replace(shot, end_s=shot.start_s + 10.0)) == []
 

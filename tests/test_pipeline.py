@@ -207,14 +207,14 @@ def test_the_video_is_muxed_while_the_stems_and_the_zip_are_written(
 def test_a_one_take_video_gets_busier_music_where_the_camera_moves(tmp_path: Path) -> None:
     """One take, still for 10 s, panning for 10 s, still again: the report's plan starts a
     phrase where the pan starts and where it stops, asks the panning phrase for the most
-    notes, and the shipped model plays more there (benchmarks/within_shot.py: 21 against
-    10-14 onsets per bar)."""
+    notes, and the shipped model plays more there (seed 0: 20.3 against 13.7 and 11.3 onsets
+    per bar; benchmarks/within_shot.py, three seeds: 21.3 against 14.2 and 10.2)."""
     import numpy as np
 
     from diffbgm.video.synthetic import write_one_take_video
 
     video = write_one_take_video(tmp_path / "take.mp4", (0.0, 24.0, 0.0), part_s=10.0)
-    result = Composer.from_pretrained()(video, tmp_path / "out")
+    result = Composer.from_pretrained(clip="off")(video, tmp_path / "out")
     plan, analysis = result.report.plan, result.report.analysis
     assert len(analysis.shots) == 1 and len(analysis.stretches) == 15
     assert plan.provenance["segments"] == "shots, and where long takes turn"
