@@ -439,6 +439,20 @@ def test_turns_are_the_strongest_changes_two_bars_apart() -> None:
         PlanConfig(turn_window=0)
 
 
+def test_the_still_phrases_around_a_pan_ask_for_the_same(chord_model) -> None:
+    # still (motion 0), a pan, still again (motion 0.002: the same to the eye)
+    take = one_take([0.0] * 5 + [0.4] * 5 + [0.002] * 5)
+    overrides = PlanOverrides(tempo_bpm=120.0)
+    plan = make_plan(take, overrides, chord_model=chord_model)
+    first, pan, last = plan.segments
+    assert first.dynamic == last.dynamic and pan.dynamic["density"] > first.dynamic["density"]
+    assert last.recalls == 0
+    # without the tie the rank blend sets them a rank apart
+    apart = make_plan(take, overrides, config=PlanConfig(take_tie=0.0), chord_model=chord_model)
+    first, _, last = apart.segments
+    assert abs(first.dynamic["density"] - last.dynamic["density"]) > 0.05
+
+
 def test_a_take_that_changes_slowly_keeps_the_4_bar_grid(chord_model) -> None:
     # motion rising by 0.01 a stretch: no turn as large as the threshold anywhere
     take = one_take([0.1 + 0.01 * i for i in range(24)])

@@ -71,6 +71,9 @@ class PlanConfig:
     turn_min_bars: int = 2  # turns at least this far apart (a shaky take is not chopped up)
     # A turn's weight in the tempo search, against a cut's 1 (a turn is known to 2 s).
     turn_weight: float = 0.5
+    # Phrases of one take whose absolute control values differ by less than this ask for the
+    # same (their mean): the rank blend would otherwise set near-equal phrases a rank apart.
+    take_tie: float = 0.02
 
     def __post_init__(self) -> None:
         if self.turn_window < 1:

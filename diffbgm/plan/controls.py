@@ -153,9 +153,15 @@ def blend_rank_absolute(absolute: np.ndarray, config: PlanConfig) -> np.ndarray:
 
 
 def dynamic_controls(
-    rows: Sequence[Mapping[str, float]], config: PlanConfig
+    rows: Sequence[Mapping[str, float]],
+    config: PlanConfig,
+    members: Sequence[tuple[int, ...]] | None = None,
 ) -> list[dict[str, float]]:
-    """Video features -> dynamic controls (POP909 quantiles) per segment; see docs/plan.md."""
+    """Video features -> dynamic controls (POP909 quantiles) per segment; see docs/plan.md.
+
+    With `members` (the shots of each segment), the phrases of one take whose absolute values
+    differ by less than `config.take_tie` share their mean before the rank blend, so two
+    phrases that show the same (a still camera before and after a pan) ask for the same."""
     motion = np.asarray([saturate(r["motion"], config.typical_motion) for r in rows])
     rhythm = np.asarray([saturate(r["visual_rhythm"], config.typical_visual_rhythm) for r in rows])
     arousal = np.asarray([float(np.clip(r["arousal"], 0, 1)) for r in rows])
@@ -169,6 +175,9 @@ def dynamic_controls(
         "register": 0.5 * brightness + 0.5 * valence,
         "polyphony": 0.5 * activity + 0.25 * saturation + 0.25 * arousal,
     }
+    if members is not None:
+        absolute = {name: tie_alike_phrases(values, members, config.take_tie)
+                    for name, values in absolute.items()}  # fmt: skip
     blended = {
         name: np.clip(blend_rank_absolute(absolute[name], config), 0.0, 1.0)
         for name in DYNAMIC_CONTROLS
@@ -177,6 +186,29 @@ def dynamic_controls(
         {name: round(float(blended[name][i]), 4) for name in DYNAMIC_CONTROLS}
         for i in range(len(rows))
     ]
+
+
+def tie_alike_phrases(
+    values: np.ndarray, members: Sequence[tuple[int, ...]], tie: float
+) -> np.ndarray:
+    """(N,) values where segments of the same shots whose values lie within `tie` of their
+    neighbours in value (a chain of such steps) all take the chain's mean; other segments,
+    and segments of shots of their own, keep theirs."""
+    out = values.astype(np.float64).copy()
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for index, shots in enumerate(members):
+        groups.setdefault(shots, []).append(index)
+    for indices in groups.values():
+        order = sorted(indices, key=lambda i: values[i])
+        chains = [[order[0]]]
+        for index in order[1:]:
+            if values[index] - values[chains[-1][-1]] < tie:
+                chains[-1].append(index)
+            else:
+                chains.append([index])
+        for chain in chains:
+            out[chain] = float(np.mean(values[chain]))
+    return out
 
 
 def contrast_at_cuts(

@@ -112,7 +112,7 @@ def make_plan(
     if ovr.arousal is not None:
         shift_mood(rows, weights, "arousal", ovr.arousal, 0.0, 1.0)
 
-    dynamic = dynamic_controls(rows, cfg)
+    dynamic = dynamic_controls(rows, cfg, members)
     if (ovr.density, ovr.segment_density) == (None, None):  # a user's density rules
         contrast_at_cuts(dynamic, members, cfg, calibration or Calibration.load())
     apply_density(dynamic, ovr)
