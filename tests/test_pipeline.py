@@ -207,8 +207,8 @@ def test_the_video_is_muxed_while_the_stems_and_the_zip_are_written(
 def test_a_one_take_video_gets_busier_music_where_the_camera_moves(tmp_path: Path) -> None:
     """One take, still for 10 s, panning for 10 s, still again: the report's plan starts a
     phrase where the pan starts and where it stops, asks the panning phrase for the most
-    notes, and the shipped model plays more there (seed 0: 20.3 against 13.7 and 11.3 onsets
-    per bar; benchmarks/within_shot.py, three seeds: 21.3 against 14.2 and 10.2)."""
+    notes, and the shipped model plays more there (seed 0: 21.7 against 12.7 and 12.7 onsets
+    per bar; benchmarks/within_shot.py, three seeds: 21.4 against 14.0 and 14.1)."""
     import numpy as np
 
     from diffbgm.video.synthetic import write_one_take_video
