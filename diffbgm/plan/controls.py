@@ -19,7 +19,13 @@ from diffbgm.errors import PlanError
 from diffbgm.music.harmony import ChordModel
 from diffbgm.plan.config import PlanConfig, PlanOverrides
 from diffbgm.plan.harmony import chord_statistics
-from diffbgm.plan.inputs import AnalysisLike, QuantileTables, ShotFeaturesLike, StretchLike
+from diffbgm.plan.inputs import (
+    AnalysisLike,
+    QuantileTables,
+    ShotFeaturesLike,
+    ShotLike,
+    StretchLike,
+)
 from diffbgm.plan.records import PlanChord
 
 _FEATURE_NAMES = (
@@ -53,12 +59,7 @@ def segment_features(
     all_overlaps = []
     members = []
     for start, end in spans_s:
-        overlaps = np.asarray(
-            [max(0.0, min(end, s.end_s) - max(start, s.start_s)) for s in analysis.shots]
-        )
-        if overlaps.sum() <= 0:  # a span past the last shot (pickup, last bar): use the nearest
-            nearest = int(np.argmin([abs(s.start_s - start) for s in analysis.shots]))
-            overlaps[nearest] = 1.0
+        overlaps = _overlaps(analysis.shots, start, end)
         inside = [
             analysis.shots[int(i)].index
             for i in np.nonzero((overlaps / durations >= 0.3) | (overlaps == overlaps.max()))[0]
@@ -88,12 +89,21 @@ def segment_features(
     return rows, members
 
 
+def _overlaps(
+    spans: Sequence[ShotLike] | Sequence[StretchLike], start: float, end: float
+) -> np.ndarray:
+    """(N,) seconds of each span inside [start, end); where none is (a pickup, a last bar past
+    the last shot), 1 for the span that starts nearest `start`."""
+    overlaps = np.asarray([max(0.0, min(end, s.end_s) - max(start, s.start_s)) for s in spans])
+    if overlaps.sum() <= 0:
+        overlaps[int(np.argmin([abs(s.start_s - start) for s in spans]))] = 1.0
+    return overlaps
+
+
 def _stretch_mean(stretches: Sequence[StretchLike], start: float, end: float) -> dict[str, float]:
     """The features of a shot's stretches within [start, end), weighted by overlap (the
     nearest stretch when none overlaps)."""
-    overlaps = np.asarray([max(0.0, min(end, s.end_s) - max(start, s.start_s)) for s in stretches])
-    if overlaps.sum() <= 0:
-        overlaps[int(np.argmin([abs(s.start_s - start) for s in stretches]))] = 1.0
+    overlaps = _overlaps(stretches, start, end)
     weights = overlaps / overlaps.sum()
     return {
         name: float(np.dot(weights, [_feature(s.features, name) for s in stretches]))

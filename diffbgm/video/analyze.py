@@ -12,7 +12,13 @@ import numpy as np
 
 from diffbgm.video.clip import STATISTICS, ClipLoader
 from diffbgm.video.decode import DecodedFrames, DecodeOptions, decode_frames
-from diffbgm.video.features import Mood, frame_series, shot_features, stretch_features
+from diffbgm.video.features import (
+    Mood,
+    equal_spans,
+    frame_series,
+    shot_features,
+    stretch_features,
+)
 from diffbgm.video.probe import ProbeLimits, probe_video
 from diffbgm.video.semantics import MoodTextEncoder
 from diffbgm.video.shots import TRANSNET_DECODE, ShotOptions, detect_shots, write_thumbnails
@@ -180,10 +186,5 @@ def take_parts(shot: Shot) -> list[Shot]:
     """The parts of a long take that CLIP reads apart, besides its middle frame: equal spans
     of about TAKE_READ_S seconds (no more than TAKE_READS), so that the stretches of a take
     whose content changes (indoors, then outdoors) follow it; [] for a shorter shot."""
-    count = min(TAKE_READS, int(round(shot.duration_s / TAKE_READ_S)))
-    if count < 2:
-        return []
-    bounds = np.linspace(shot.start_s, shot.end_s, count + 1)
-    return [
-        Shot(shot.index, float(a), float(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)
-    ]
+    parts = equal_spans(shot, TAKE_READ_S, TAKE_READS)
+    return parts if len(parts) > 1 else []

@@ -172,17 +172,26 @@ def stretch_features(
     """
     out = []
     for shot in shots:
-        pieces = max(1, int(round(shot.duration_s / stretch_s)))
-        bounds = np.linspace(shot.start_s, shot.end_s, pieces + 1)
         shot_mood = None if semantic_moods is None else semantic_moods[shot.index]
         parts = (part_moods or {}).get(shot.index, ())
-        for start, end in zip(bounds[:-1], bounds[1:], strict=True):
-            middle = 0.5 * (start + end)
+        for span in equal_spans(shot, stretch_s):
+            middle = 0.5 * (span.start_s + span.end_s)
             mood = next((m for part, m in parts if part.start_s <= middle < part.end_s), shot_mood)
-            span = Shot(shot.index, float(start), float(end))
             row = _span_row(series, shot, span, mood, semantic_weight)
-            out.append(StretchFeatures(float(start), float(end), row))
+            out.append(StretchFeatures(span.start_s, span.end_s, row))
     return out
+
+
+def equal_spans(shot: Shot, about_s: float, most: int | None = None) -> list[Shot]:
+    """`shot` cut into equal spans of about `about_s` seconds (at least one; at most `most`),
+    each a Shot with the shot's index."""
+    count = max(1, int(round(shot.duration_s / about_s)))
+    if most is not None:
+        count = min(count, most)
+    bounds = np.linspace(shot.start_s, shot.end_s, count + 1)
+    return [
+        Shot(shot.index, float(a), float(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+    ]
 
 
 def _span_row(
