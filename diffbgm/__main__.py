@@ -58,6 +58,24 @@ def _density(text: str) -> float:
     return value
 
 
+def _chords(text: str) -> tuple[str, ...] | None:
+    from diffbgm.options import parse_chords
+
+    try:
+        return parse_chords(text)
+    except DiffBGMError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _sections(text: str) -> tuple[float, ...] | None:
+    from diffbgm.options import parse_sections
+
+    try:
+        return parse_sections(text)
+    except DiffBGMError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m diffbgm",
@@ -93,6 +111,28 @@ def build_parser() -> argparse.ArgumentParser:
         type=_density,
         default=None,
         help="note density for every segment, 0..1 (0.5 = typical pop piano)",
+    )
+    structure = gen.add_argument_group("your own structure (default: from the video)")
+    structure.add_argument(
+        "--chords",
+        type=_chords,
+        default=None,
+        help="your chord progression, one chord per bar, repeated to fill the piece: "
+        "'C G Am F' or '| Dm7 | G7 | Cmaj7 | %% |' (%% repeats the bar before); the key "
+        "follows the chords unless --key is given (default: POP909's chord model)",
+    )
+    structure.add_argument(
+        "--sections",
+        type=_sections,
+        default=None,
+        help="where new sections of the music start, in seconds or m:ss: '0:12, 31.5' "
+        "(added to the shot cuts; the tempo puts them on bar lines first)",
+    )
+    structure.add_argument(
+        "--sections-only",
+        action="store_true",
+        help="the music changes at --sections only, not at the shot cuts (without "
+        "--sections: the music ignores the cuts and is phrased on its own)",
     )
     add_generation_arguments(gen.add_argument_group("generation (default: the model's settings)"))
     gen.add_argument(
@@ -237,6 +277,9 @@ def _generate(args: argparse.Namespace) -> int:
         shot_detector=args.shots,
         generation=generation_overrides(args),
         arrangement=args.arrangement,
+        chords=args.chords,
+        sections=args.sections,
+        sections_only=args.sections_only,
     )  # invalid options fail here, before the model loads
     soundfont, level = _sound_settings(args)
     composer = Composer.from_pretrained(

@@ -7,13 +7,17 @@ their ranges live in diffbgm.generation.config.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, get_args
 
 from diffbgm.arrange.presets import ARRANGEMENTS, DEFAULT_ARRANGEMENT
 from diffbgm.errors import PlanError
 from diffbgm.generation.config import GenerationConfig, KnobValue
+from diffbgm.music.chord_symbols import harte_label, parse_progression
+from diffbgm.music.chords import ChordError
 from diffbgm.video.mux import AUDIO_MODES, AudioMode
 from diffbgm.video.types import ShotMethod
 
@@ -23,6 +27,8 @@ TEMPO_RANGE_BPM = (40.0, 240.0)  # a tempo a user may ask for
 MAX_VARIANTS = 8
 MAX_SEED = 2**31 - 1
 MOOD_MAX_CHARS = 300
+MAX_CHORDS = 512  # bars of a user's progression (it repeats to fill a longer piece)
+MAX_SECTIONS = 256  # section starts a user may give
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,13 @@ class ComposeOptions:
     shot_detector: ShotMethod = "content"
     generation: Mapping[str, KnobValue] = field(default_factory=dict)
     arrangement: str = DEFAULT_ARRANGEMENT  # a name of diffbgm.arrange.presets.ARRANGEMENTS
+    # The user's own structure: a chord progression, one chord per bar, repeated to fill the
+    # piece (symbols such as "Am7" or Harte labels; kept as Harte labels), and times (s) where
+    # a section of the music starts: added to the shot cuts, or with sections_only instead of
+    # them (sections_only with no sections: the music ignores the cuts).
+    chords: tuple[str, ...] | None = None
+    sections: tuple[float, ...] | None = None
+    sections_only: bool = False
 
     def __post_init__(self) -> None:
         if not 0 <= self.seed <= MAX_SEED:
@@ -67,6 +80,19 @@ class ComposeOptions:
                 f"unknown arrangement {self.arrangement!r}; choose one of {', '.join(ARRANGEMENTS)}"
             )
         GenerationConfig().with_overrides(**self.generation)  # ranges checked now, not later
+        if self.chords is not None:
+            object.__setattr__(self, "chords", _chord_labels(self.chords))
+        if self.sections is not None:
+            object.__setattr__(self, "sections", _section_starts(self.sections))
+
+    def check_for_video(self, duration_s: float) -> None:
+        """Fail now, before any work, if a section starts at or after the video's end."""
+        late = [t for t in self.sections or () if t >= duration_s]
+        if late:
+            raise PlanError(
+                f"section starts must lie inside the video (0, {duration_s:.2f}) s: "
+                + ", ".join(f"{t:g}" for t in late)
+            )
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -80,6 +106,9 @@ class ComposeOptions:
             "shot_detector": self.shot_detector,
             "generation": dict(self.generation),
             "arrangement": self.arrangement,
+            "chords": None if self.chords is None else list(self.chords),
+            "sections": None if self.sections is None else list(self.sections),
+            "sections_only": self.sections_only,
         }
 
     @classmethod
@@ -92,4 +121,86 @@ class ComposeOptions:
             if data.get(name) is not None:
                 generation[name] = data[name]
         known = {f.name for f in fields(cls)} - {"generation"}
-        return cls(**{k: v for k, v in data.items() if k in known}, generation=generation)
+        values = {k: v for k, v in data.items() if k in known}
+        for name in ("chords", "sections"):  # JSON lists
+            if values.get(name) is not None:
+                values[name] = tuple(values[name])
+        return cls(**values, generation=generation)
+
+
+def _chord_labels(chords: Sequence[str]) -> tuple[str, ...]:
+    """The user's chords, checked, as Harte labels."""
+    if isinstance(chords, str):
+        raise PlanError("give the chords as a sequence of symbols, one per bar (parse_chords)")
+    if not 1 <= len(chords) <= MAX_CHORDS:
+        raise PlanError(f"give between 1 and {MAX_CHORDS} chords (one per bar), not {len(chords)}")
+    labels = []
+    for bar, symbol in enumerate(chords, start=1):
+        try:
+            label = harte_label(str(symbol))
+        except ChordError as exc:
+            raise PlanError(f"chord of bar {bar}: {exc}") from exc
+        if label == "N":
+            raise PlanError(f"bar {bar}: every bar needs a chord ({symbol!r} is no chord)")
+        labels.append(label)
+    return tuple(labels)
+
+
+def _section_starts(times: Sequence[float]) -> tuple[float, ...]:
+    """Section starts, checked and sorted; whether they lie inside the video is checked by the
+    planner, which knows its length."""
+    if len(times) > MAX_SECTIONS:
+        raise PlanError(f"give at most {MAX_SECTIONS} section starts, not {len(times)}")
+    values = []
+    for time in times:
+        if isinstance(time, bool) or not isinstance(time, int | float) or not math.isfinite(time):
+            raise PlanError(f"a section start must be a number of seconds, not {time!r}")
+        if time <= 0:
+            raise PlanError(f"a section starts after the video's start (0 s), not at {time:g} s")
+        values.append(float(time))
+    return tuple(sorted(set(values)))
+
+
+def parse_chords(text: str | None) -> tuple[str, ...] | None:
+    """A progression as typed ("C G Am F", "| Dm7 | G7 | Cmaj7 | % |"; one chord a bar, "%"
+    repeats the bar before) -> Harte labels; None for an empty text."""
+    if not text or not text.strip():
+        return None
+    if len(text) > MAX_CHORDS * 16:
+        raise PlanError(f"the chords text is longer than {MAX_CHORDS * 16} characters")
+    try:
+        return _chord_labels(parse_progression(text))
+    except ChordError as exc:
+        raise PlanError(str(exc)) from exc
+
+
+def parse_sections(text: str | None) -> tuple[float, ...] | None:
+    """Section starts as typed: seconds or m:ss (h:mm:ss), separated by commas, semicolons or
+    spaces ("12.5, 0:31, 1:02.5") -> seconds; None for an empty text."""
+    if not text or not text.strip():
+        return None
+    if len(text) > MAX_SECTIONS * 16:
+        raise PlanError(f"the section starts text is longer than {MAX_SECTIONS * 16} characters")
+    times = []
+    for item in re.split(r"[\s,;]+", text.strip()):
+        if item:
+            times.append(_seconds(item))
+    return _section_starts(times)
+
+
+def _seconds(item: str) -> float:
+    parts = item.split(":")
+    try:
+        if len(parts) > 3 or any(not part for part in parts):
+            raise ValueError(item)
+        numbers = [float(part) for part in parts]
+    except ValueError:
+        raise PlanError(
+            f"cannot read the time {item!r}: write seconds (12.5) or minutes:seconds (0:12.5)"
+        ) from None
+    if any(n < 0 for n in numbers) or any(n >= 60 for n in numbers[1:]):
+        raise PlanError(f"cannot read the time {item!r}: minutes and seconds run 0-59")
+    seconds = 0.0
+    for number in numbers:
+        seconds = seconds * 60 + number
+    return seconds

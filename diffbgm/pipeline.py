@@ -288,6 +288,7 @@ class Composer:
         generation = self.generation_config(options)
         check_settings_for_model(self.loaded, generation)  # so does this
         info = info or probe_video(video, self.limits)  # fails fast, with a clear VideoError
+        options.check_for_video(info.duration_s)
         with self._lock:
             return self._compose(
                 video, info, out_dir, options, generation, progress or _no_progress
@@ -390,14 +391,19 @@ class Composer:
         """The user's choices as PlanOverrides (validated: a bad key or tempo raises PlanError).
 
         A mood text sets the whole piece's valence and arousal (key mode, tempo, energy);
-        the shots keep their differences around it."""
+        the shots keep their differences around it. The user's sections are added to the shot
+        cuts, or replace them (sections_only)."""
         key = None if options.key in (None, "", "auto") else options.key
+        sections = options.sections or ()
         return PlanOverrides(
             tempo_bpm=options.tempo_bpm,
             key=key,
             density=options.density,
             valence=None if mood is None else float(mood.valence),
             arousal=None if mood is None else float(mood.arousal),
+            chords=options.chords,
+            segment_starts_s=sections if options.sections_only else None,
+            added_segment_starts_s=None if options.sections_only else sections or None,
         )
 
     def plan(

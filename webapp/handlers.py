@@ -21,10 +21,17 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import gradio as gr
+import numpy as np
 
 from diffbgm.arrange.presets import DEFAULT_ARRANGEMENT
 from diffbgm.errors import DiffBGMError, PlanError
-from diffbgm.options import MAX_SEED, MOOD_MAX_CHARS, ComposeOptions
+from diffbgm.options import (
+    MAX_SEED,
+    MOOD_MAX_CHARS,
+    ComposeOptions,
+    parse_chords,
+    parse_sections,
+)
 from diffbgm.result import Report, load_report
 from webapp import media
 from webapp.limits import AdminThrottle, ComposeGate, Ticket
@@ -297,6 +304,9 @@ def summary_markdown(report: Report) -> str:
         f"seeds {report.seeds}; composed in {report.timings_s.get('total', 0.0):.1f} s "
         f"(real-time factor {report.real_time_factor})",
     ]
+    structure = structure_line(report)
+    if structure:
+        lines.append(structure)
     if report.sound is not None:
         sound = report.sound
         lines.append(
@@ -304,6 +314,31 @@ def summary_markdown(report: Report) -> str:
             f"true peak at most {sound.true_peak_dbtp:g} dBTP"
         )
     return "\n\n".join(lines)
+
+
+def structure_line(report: Report) -> str | None:
+    """What the user fixed of the structure and where it landed: the chords, and for each
+    asked section start the segment boundary nearest it (a start is moved onto the beat)."""
+    options, plan = report.options, report.plan
+    parts = []
+    if options.chords:
+        parts.append(
+            f"your chords ({len(options.chords)} bars, repeated to fill; key from "
+            f"{'you' if plan.provenance.get('key') == 'user' else 'them'})"
+        )
+    if options.sections_only and not options.sections:
+        parts.append("no sections at the shot cuts (as you asked)")
+    elif options.sections:
+        boundaries = plan.segment_boundaries_s()[1:-1]
+        landed = [
+            f"{t:g} s at {boundaries[np.abs(boundaries - t).argmin()]:.2f} s"
+            if boundaries.size
+            else f"{t:g} s (merged away)"
+            for t in options.sections
+        ]
+        where = "instead of the shot cuts" if options.sections_only else "besides the shot cuts"
+        parts.append(f"your sections {where}: " + ", ".join(landed))
+    return "; ".join(parts) or None
 
 
 def _percent(value: float | None) -> str:
@@ -379,10 +414,14 @@ def compose_options(
     arrangement: str | None = None,
     candidates: float | None = None,
     control_guidance: float | None = None,
+    chords: str | None = None,
+    sections: str | None = None,
+    sections_only: bool | None = None,
 ) -> ComposeOptions:
     """ComposeOptions from the form; 0 / empty / 'auto' mean "let the video decide" (an empty
-    arrangement: the default, solo piano). The limits are the library's (ComposeOptions,
-    GenerationConfig): checked there, once."""
+    arrangement: the default, solo piano; empty chords and sections: from the video). The
+    limits are the library's (ComposeOptions, GenerationConfig, parse_chords, parse_sections):
+    checked there, once."""
     if audio not in AUDIO_CHOICES:
         raise PlanError(f"audio must be one of {', '.join(AUDIO_CHOICES)}, not {audio!r}")
     if key and key != "auto" and key not in KEY_CHOICES:
@@ -405,6 +444,9 @@ def compose_options(
         shot_detector="content",
         generation={name: value for name, value in generation.items() if value is not None},
         arrangement=arrangement or DEFAULT_ARRANGEMENT,
+        chords=parse_chords(chords),
+        sections=parse_sections(sections),
+        sections_only=bool(sections_only),
     )
 
 
@@ -483,6 +525,9 @@ class Handlers:
         arrangement: str = DEFAULT_ARRANGEMENT,
         candidates: float | None = None,
         control_guidance: float | None = None,
+        chords: str | None = None,
+        sections: str | None = None,
+        sections_only: bool | None = None,
         request: gr.Request | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio injects it by default value
     ) -> tuple[Any, ...]:
@@ -497,7 +542,7 @@ class Handlers:
 
         options = compose_options(
             mood, tempo_bpm, key, density, seed, guidance, steps, variants, audio, recall,
-            arrangement, candidates, control_guidance,
+            arrangement, candidates, control_guidance, chords, sections, sections_only,
         )  # fmt: skip
         client = client_id(request)
         self.gate.check_client(client)

@@ -80,6 +80,34 @@ def _compose_tab(handlers: Handlers, settings: AppSettings) -> None:
                     elem_id="arrangement",
                 )
             )
+            with gr.Accordion("Your own chords and sections", open=False):
+                chords = quiet(
+                    gr.Textbox(
+                        label="Chords, one per bar, repeated to fill the piece (empty = "
+                        "composed for you; the key follows them unless you choose one)",
+                        value="",
+                        placeholder="e.g. C G Am F, or | Dm7 | G7 | Cmaj7 | % |",
+                        elem_id="chords",
+                    ),
+                    text_only=True,
+                )
+                sections = quiet(
+                    gr.Textbox(
+                        label="New sections start at (seconds or m:ss; added to the shot cuts)",
+                        value="",
+                        placeholder="e.g. 0:12, 31.5",
+                        elem_id="sections",
+                    ),
+                    text_only=True,
+                )
+                sections_only = quiet(
+                    gr.Checkbox(
+                        label="Only there: ignore the shot cuts (with no times: the music "
+                        "runs on across the cuts)",
+                        value=False,
+                        elem_id="sections-only",
+                    )
+                )
             with gr.Accordion("More settings", open=False):
                 with gr.Row():
                     seed = quiet(gr.Number(label="Seed", value=0, precision=0))
@@ -194,6 +222,9 @@ def _compose_tab(handlers: Handlers, settings: AppSettings) -> None:
             arrangement,
             candidates,
             control_guidance,
+            chords,
+            sections,
+            sections_only,
         ],
         outputs=outputs,
         api_name="compose",

@@ -74,6 +74,9 @@ class PlanConfig:
     # Phrases of one take whose absolute control values differ by less than this ask for the
     # same (their mean): the rank blend would otherwise set near-equal phrases a rank apart.
     take_tie: float = 0.02
+    # A section start the user added to the cuts, against a cut's 1 in the tempo search: the
+    # user asked for a change there, so the tempo puts it on a bar line before any cut.
+    section_weight: float = 2.0
 
     def __post_init__(self) -> None:
         if self.turn_window < 1:
@@ -81,8 +84,9 @@ class PlanConfig:
         for name in ("turn_motion", "turn_brightness"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if not self.turn_weight >= 0:
-            raise ValueError(f"turn_weight must not be negative, got {self.turn_weight}")
+        for name in ("turn_weight", "section_weight"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)
@@ -94,7 +98,9 @@ class PlanOverrides:
     every segment; density_scale: multiplies the planned densities; segment_density: one
     density per segment (after merging and phrase splitting). chords: Harte labels, one per
     bar, repeated to fill the piece. segment_starts_s: where segments start (seconds),
-    replacing the shot cuts.
+    replacing the shot cuts (an empty tuple: no cuts at all, the piece is phrased on its own).
+    added_segment_starts_s: section starts (seconds) added to the shot cuts; the planner keeps
+    them over nearby cuts when a segment would be too short.
     """
 
     tempo_bpm: float | None = None
@@ -106,6 +112,7 @@ class PlanOverrides:
     segment_density: tuple[float, ...] | None = None
     chords: tuple[str, ...] | None = None
     segment_starts_s: tuple[float, ...] | None = None
+    added_segment_starts_s: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         _check_range("tempo_bpm", self.tempo_bpm, 40.0, 240.0)
@@ -126,6 +133,9 @@ class PlanOverrides:
                         raise PlanError(f"chord {i + 1} ({label!r}): give a chord, not 'N'")
                 except ChordError as exc:
                     raise PlanError(f"chord {i + 1} of the override: {exc}") from exc
+        for name in ("segment_starts_s", "added_segment_starts_s"):
+            if not all(math.isfinite(t) for t in getattr(self, name) or ()):
+                raise PlanError(f"override {name}: every section start must be a number of seconds")
 
 
 def _check_range(name: str, value: float | None, low: float, high: float) -> None:

@@ -8,7 +8,7 @@ positions in beats from the grid origin (see diffbgm.plan).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -116,8 +116,10 @@ def snap_to_beat(time_s: float, grid: BarGrid, config: PlanConfig) -> int:
     return int(round(position))
 
 
-def _merge_short(edges: list[int], min_beats: int) -> list[int]:
-    """Drop boundaries until every segment has >= min_beats (a short one joins its shorter neighbour)."""
+def _merge_short(edges: list[int], min_beats: int, kept: Collection[int] = ()) -> list[int]:
+    """Drop boundaries until every segment has >= min_beats (a short one joins its shorter
+    neighbour, unless the boundary that would go is in `kept` and the segment's other inner
+    boundary is not: then that one goes)."""
     edges = sorted(set(edges))
     while len(edges) > 2:
         lengths = np.diff(edges)
@@ -130,6 +132,9 @@ def _merge_short(edges: list[int], min_beats: int) -> list[int]:
             drop = shortest
         else:  # join the shorter neighbour, so merged segments stay balanced
             drop = shortest if lengths[shortest - 1] <= lengths[shortest + 1] else shortest + 1
+        other = shortest + 1 if drop == shortest else shortest  # the segment's other boundary
+        if edges[drop] in kept and 0 < other < len(edges) - 1 and edges[other] not in kept:
+            drop = other
         del edges[drop]
     return edges
 
@@ -154,18 +159,22 @@ def segment_edges(
     n_beats: int,
     config: PlanConfig,
     turn_times_s: Sequence[float] = (),
+    kept_times_s: Sequence[float] = (),
 ) -> list[int]:
     """Segment boundaries in beats (first 0, last n_beats) for boundary times in seconds (cuts:
     to a bar or beat line, `snap_to_beat`) and the turns of long takes (to the nearest bar
     line: a phrase starts on a downbeat). A turn that lands within a segment's least length of
-    a cut or of either end is dropped, so merging short segments never removes a cut for it."""
+    a cut or of either end is dropped, so merging short segments never removes a cut for it.
+    Boundaries at `kept_times_s` (among the boundary times: the user's section starts) are the
+    last a too-short segment gives up."""
     snapped = [snap_to_beat(t, grid, config) for t in boundary_times_s]
+    kept = {snap_to_beat(t, grid, config) for t in kept_times_s}
     fixed = [0, *snapped, n_beats]
     for turn in sorted({nearest_bar(t, grid) for t in turn_times_s}):
         if all(abs(turn - edge) >= config.min_segment_beats for edge in fixed):
             snapped.append(turn)
     edges = [0, *[b for b in snapped if 0 < b < n_beats], n_beats]
-    edges = _merge_short(edges, config.min_segment_beats)
+    edges = _merge_short(edges, config.min_segment_beats, kept)
     return _split_long(edges, config.max_segment_bars, config.phrase_bars)
 
 

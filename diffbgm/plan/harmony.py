@@ -7,12 +7,13 @@ model learned from. A user's chord labels replace the generated progression.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
 
 from diffbgm.music.chords import parse_chord
-from diffbgm.music.harmony import ChordModel, sample_progression, token_to_label
+from diffbgm.music.harmony import ChordModel, label_to_token, sample_progression, token_to_label
 from diffbgm.plan.config import PlanConfig
 from diffbgm.plan.records import BEATS_PER_BAR, MODES, PlanChord, PlanKey
 
@@ -35,6 +36,51 @@ def choose_key(
         return PlanKey(0, mode)
     weights = np.asarray([n for _, n in keys], dtype=np.float64)
     return keys[int(rng.choice(len(keys), p=weights / weights.sum()))][0]
+
+
+# Probability given to a chord the model never continues with (a token outside its tables):
+# rare enough that a key where the user's chords are all known wins, not so rare that one
+# borrowed chord decides the key alone.
+UNSEEN_CHORD_PROBABILITY = 1e-3
+# A progression tends to start or end on its key's tonic chord (the first thing a musician
+# checks); each of the two that is the tonic multiplies a key's odds by this.
+TONIC_EDGE_ODDS = 3.0
+TONIC_CLASSES = {"major": ("0:maj", "0:maj7"), "minor": ("0:min", "0:min7")}
+
+
+def key_from_chords(labels: Sequence[str], model: ChordModel) -> PlanKey:
+    """The key in which a user's progression (Harte labels, one per bar) is most likely.
+
+    Every one of the 24 keys is scored by the chord model's log-probability of the
+    progression's chord changes read in that key's degrees, plus the log share of POP909 songs
+    in its mode, and `TONIC_EDGE_ODDS` where the progression starts or ends on the key's tonic
+    chord. Which tonics POP909 happens to use is left out, so a progression and its
+    transposition get keys a transposition apart.
+    """
+    changes = [label for i, label in enumerate(labels) if i == 0 or label != labels[i - 1]]
+    songs = {
+        mode: 1 + sum(n for k, n in model.key_counts.items() if k.endswith(mode)) for mode in MODES
+    }
+    best: tuple[float, PlanKey] | None = None
+    for mode in MODES:
+        for tonic in range(12):
+            score = math.log(songs[mode] / sum(songs.values()))
+            history: list[str] = []
+            for label in changes:
+                token = label_to_token(label, tonic)
+                probability = (
+                    model.next_distribution(mode, history).get(token, 0.0) if token else 0.0
+                )
+                score += math.log(max(probability, UNSEEN_CHORD_PROBABILITY))
+                if token is not None:
+                    history.append(token)
+            for edge in {0, len(changes) - 1}:
+                if label_to_token(changes[edge], tonic) in TONIC_CLASSES[mode]:
+                    score += math.log(TONIC_EDGE_ODDS)
+            if best is None or score > best[0]:
+                best = (score, PlanKey(tonic, mode))
+    assert best is not None  # 24 keys were scored
+    return best[1]
 
 
 def chord_slots(

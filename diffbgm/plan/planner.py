@@ -28,7 +28,7 @@ from diffbgm.plan.controls import (
     shift_mood,
 )
 from diffbgm.plan.grid import cut_residuals, fit_bar_grid, mood_tempo_bpm, segment_edges
-from diffbgm.plan.harmony import choose_key, chords_from_labels, generate_chords
+from diffbgm.plan.harmony import choose_key, chords_from_labels, generate_chords, key_from_chords
 from diffbgm.plan.inputs import AnalysisLike, QuantileTables
 from diffbgm.plan.recall import plan_recalls, recall_chords, segment_embeddings
 from diffbgm.plan.records import BEATS_PER_BAR, MusicPlan, PlanKey, PlanSegment
@@ -58,13 +58,16 @@ def make_plan(
     valence = ovr.valence if ovr.valence is not None else whole[0]["valence"]
     arousal = ovr.arousal if ovr.arousal is not None else whole[0]["arousal"]
 
-    boundaries = (
-        list(ovr.segment_starts_s) if ovr.segment_starts_s is not None else analysis.cut_times_s
-    )
-    if ovr.segment_starts_s is not None and any(not 0 < t < duration for t in boundaries):
+    replaced = ovr.segment_starts_s is not None
+    added = list(ovr.added_segment_starts_s or ())
+    asked = [*(ovr.segment_starts_s or ()), *added]  # the user's section starts
+    if any(not 0 < t < duration for t in asked):
         raise PlanError(
-            f"segment starts must lie inside the video (0, {duration:.2f}) s: {boundaries}"
+            f"section starts must lie inside the video (0, {duration:.2f}) s: "
+            + ", ".join(f"{t:g}" for t in asked if not 0 < t < duration)
         )
+    cuts = list(ovr.segment_starts_s or ()) if replaced else list(analysis.cut_times_s)
+    boundaries = [*cuts, *added]
     target = mood_tempo_bpm(arousal, cfg)
     if ovr.arousal is not None:
         cfg = replace(
@@ -72,7 +75,7 @@ def make_plan(
             tempo_prior_dead_zone=cfg.tempo_prior_dead_zone_user,
             tempo_prior_weight=cfg.tempo_prior_weight_user,
         )
-    follow_turns = cfg.take_turns and ovr.segment_starts_s is None
+    follow_turns = cfg.take_turns and not replaced
     # The turns of long takes (judged at the bars of the asked or the mood tempo) join the
     # cuts in the tempo search, at a lower weight: a turn is known to a stretch (2 s), a cut to
     # a frame, so that the take's phrases can start on a bar line where it turns.
@@ -84,20 +87,20 @@ def make_plan(
         target,
         cfg,
         tempo_bpm=ovr.tempo_bpm,
-        weights=[1.0] * len(boundaries) + [cfg.turn_weight] * len(early_turns),
+        weights=[1.0] * len(cuts)
+        + [cfg.section_weight] * len(added)
+        + [cfg.turn_weight] * len(early_turns),
     )
     provenance["tempo_bpm"] = (
         "user"
         if ovr.tempo_bpm is not None
         else f"grid search near {target:.0f} BPM (arousal {arousal:.2f})"
     )
-    provenance["segments"] = "user" if ovr.segment_starts_s is not None else "shots"
     bar_s = 240.0 / grid.tempo_bpm
     n_bars = max(1, math.ceil((duration - grid.offset_s) / bar_s - 1e-9))
     turns = take_turns(analysis, bar_s, cfg) if follow_turns else []
-    if turns:
-        provenance["segments"] = "shots, and where long takes turn"
-    edges = segment_edges(boundaries, grid, n_bars * BEATS_PER_BAR, cfg, turns)
+    provenance["segments"] = segments_provenance(replaced, bool(added), bool(turns))
+    edges = segment_edges(boundaries, grid, n_bars * BEATS_PER_BAR, cfg, turns, kept_times_s=asked)
 
     beat_s = 60.0 / grid.tempo_bpm
     edge_times = grid.offset_s + np.asarray(edges, dtype=np.float64) * beat_s
@@ -122,8 +125,13 @@ def make_plan(
         else "video"
     )
 
-    key = PlanKey.parse(ovr.key) if ovr.key is not None else choose_key(valence, model, rng, cfg)
-    provenance["key"] = "user" if ovr.key is not None else f"mood (valence {valence:+.2f})"
+    if ovr.key is not None:
+        key, provenance["key"] = PlanKey.parse(ovr.key), "user"
+    elif ovr.chords is not None:
+        key, provenance["key"] = key_from_chords(ovr.chords, model), "the user's chords"
+    else:
+        key = choose_key(valence, model, rng, cfg)
+        provenance["key"] = f"mood (valence {valence:+.2f})"
     recalls = plan_recalls(edges, members, rows, segment_embeddings(analysis, members), cfg)
     provenance["recalls"] = "same shots or look-alike scenes"
     if ovr.chords is not None:
@@ -151,6 +159,18 @@ def make_plan(
         seed=seed,
         provenance=provenance,
     )
+
+
+def segments_provenance(replaced: bool, added: bool, turns: bool) -> str:
+    """Where the segment boundaries came from, for MusicPlan.provenance["segments"]."""
+    if replaced:
+        return "user"
+    parts = ["shots"]
+    if added:
+        parts.append("the user's section starts")
+    if turns:
+        parts.append("where long takes turn")
+    return ", and ".join(parts) if len(parts) < 3 else f"{parts[0]}, {parts[1]} and {parts[2]}"
 
 
 def replan_segment(
