@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from diffbgm.result import CompositionMetrics, Report, VariantFiles, write_repor
 from diffbgm.video.types import Shot, ShotFeatures, VideoAnalysis, VideoInfo
 from tests.app_server import ADMIN_TOKEN, running_app, tiny_model_missing_reason, write_test_video
 from webapp import media
-from webapp.handlers import STEM_SLOTS, ComposerHolder, Handlers, segment_table
+from webapp.handlers import STEM_SLOTS, ComposerHolder, Handlers, segment_table, structure_line
 from webapp.settings import AppSettings, SettingsError
 from webapp.ui import build_app, study_code_from_url
 
@@ -230,6 +231,38 @@ def test_library_errors_pass_through_and_unexpected_ones_are_generic(
         handlers.compose(None, *FORM)
 
 
+def test_the_users_chords_and_sections_reach_the_composer_and_the_summary(
+    tmp_path: Path, clip: Path
+) -> None:
+    composer = StandInComposer()
+    handlers, _ = _handlers(tmp_path, composer)
+    extra = (None, "solo-piano", None, None)  # recall, arrangement, candidates, control guidance
+    handlers.compose(str(clip), *FORM, *extra, "| Am | F | C | G7 |", "0:01.5", True)
+    options = composer.calls[-1][2]
+    assert options.chords == ("A:min", "F:maj", "C:maj", "G:7")
+    assert options.sections == (1.5,) and options.sections_only
+    handlers.compose(str(clip), *FORM, *extra, "", " ", False)
+    assert composer.calls[-1][2].chords is None and composer.calls[-1][2].sections is None
+    with pytest.raises(
+        gr.Error, match="cannot read the chord &#x27;H7&#x27;|cannot read the chord 'H7'"
+    ):
+        handlers.compose(str(clip), *FORM, *extra, "C H7", "", False)
+    with pytest.raises(gr.Error, match="cannot read the time"):
+        handlers.compose(str(clip), *FORM, *extra, "", "soon", False)
+    # the summary says what the user fixed and where the asked sections landed (the stand-in's
+    # plan: segments start at 0 and 4 s)
+    report = stand_in_report(0)
+    report = replace(
+        report, options=ComposeOptions(chords=("Am", "F"), sections=(3.5,), sections_only=True)
+    )
+    line = structure_line(report)
+    assert line == (
+        "your chords (2 bars, repeated to fill; key from them); "
+        "your sections instead of the shot cuts: 3.5 s at 4.00 s"
+    )
+    assert structure_line(stand_in_report(0)) is None
+
+
 def test_regenerate_writes_a_new_folder_and_refuses_foreign_paths(
     tmp_path: Path, clip: Path
 ) -> None:
@@ -385,6 +418,25 @@ def test_api_bad_upload_then_compose_works(app: Any, tmp_path: Path) -> None:
     assert {Path(p).suffix for p in downloads} >= {".mid", ".wav", ".mp4", ".json", ".zip"}
     assert "<svg" in sheet_view and len(stems) == STEM_SLOTS
     assert (app.data_dir / "outputs" / name / "report.json").is_file()
+
+
+@real_app
+def test_api_compose_with_the_users_chords_and_sections(app: Any, tmp_path: Path) -> None:
+    import json
+
+    from gradio_client import Client
+
+    client = Client(app.url, verbose=False)
+    video = write_test_video(tmp_path / "clip.mp4", seconds=4.0)
+    args = _compose_args(video, 0) | {"chords": "Dm7 G7 Cmaj7 %", "sections": "0:01.5"}
+    summary, *_, name, _, _ = client.predict(**args)[:11]
+    assert "your chords (4 bars" in summary and "your sections besides the shot cuts" in summary
+    report = json.loads((app.data_dir / "outputs" / name / "report.json").read_text())
+    assert report["options"]["chords"] == ["D:min7", "G:7", "C:maj7", "C:maj7"]
+    assert report["options"]["sections"] == [1.5]
+    plan = report["plan"]
+    assert plan["key"]["name"] == "C major" and plan["provenance"]["key"] == "the user's chords"
+    assert [chord["label"] for chord in plan["chords"][:2]] == ["D:min7", "G:7"]
 
 
 @real_app

@@ -58,10 +58,18 @@ def test_compose_then_rate_in_a_study(app: Any, page: Any, bbb_video: Path) -> N
     page.goto(app.url)
     expect(page.get_by_text("Diff-BGM · piano background music")).to_be_visible()
     page.locator("#video-in input[type=file]").set_input_files(str(bbb_video))
+    # the user's own chords and a section start, typed into the form
+    page.get_by_text("Your own chords and sections").click()
+    page.locator("#chords textarea, #chords input").first.fill("Am F C G")
+    page.locator("#sections textarea, #sections input").first.fill("0:20")
     page.locator("#compose-btn").click()
     gallery_images = page.locator("#shots img")
     expect(gallery_images.first).to_be_visible(timeout=COMPOSE_TIMEOUT_MS)
     expect(page.locator("#result-summary")).to_contain_text("BPM")
+    expect(page.locator("#result-summary")).to_contain_text("your chords (4 bars")
+    expect(page.locator("#result-summary")).to_contain_text(
+        "your sections besides the shot cuts: 20 s at"
+    )
     assert gallery_images.count() >= 2  # the clip has several shots
     expect(page.get_by_text("Shot 1 ·").first).to_be_attached()
     assert page.locator("#audio-out audio").count() >= 1
