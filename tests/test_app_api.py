@@ -249,6 +249,10 @@ def test_the_users_chords_and_sections_reach_the_composer_and_the_summary(
         handlers.compose(str(clip), *FORM, *extra, "C H7", "", False)
     with pytest.raises(gr.Error, match="cannot read the time"):
         handlers.compose(str(clip), *FORM, *extra, "", "soon", False)
+    calls = len(composer.calls)
+    with pytest.raises(gr.Error, match=r"inside the video \(0, 2.00\) s: 3"):
+        handlers.compose(str(clip), *FORM, *extra, "", "1, 3", False)  # the clip lasts 2 s
+    assert len(composer.calls) == calls  # refused before the compose queue
     # the summary says what the user fixed and where the asked sections landed (the stand-in's
     # plan: segments start at 0 and 4 s)
     report = stand_in_report(0)

@@ -550,6 +550,7 @@ class Handlers:
         with user_file_names(Path(video) if isinstance(video, str) and video else None, name):
             upload = media.check_upload(video, self.settings.max_upload_bytes)
             info = probe_video(upload, self.settings.probe_limits)
+        options.check_for_video(info.duration_s)  # a section past the end: refused at once
         media.touch(upload)  # in use: the upload sweep keeps it a while longer
         with (
             self.gate.place(client) as ticket,
