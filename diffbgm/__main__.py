@@ -76,6 +76,15 @@ def _sections(text: str) -> tuple[float, ...] | None:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _form(text: str) -> tuple[str, ...] | None:
+    from diffbgm.options import parse_form
+
+    try:
+        return parse_form(text)
+    except DiffBGMError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m diffbgm",
@@ -133,6 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="the music changes at --sections only, not at the shot cuts (without "
         "--sections: the music ignores the cuts and is phrased on its own)",
+    )
+    structure.add_argument(
+        "--form",
+        type=_form,
+        default=None,
+        help="a label per section, the opening first: 'A B A C' (or 'ABAC'); a section "
+        "labelled like an earlier one takes up its music (needs --sections: one label more "
+        "than section starts)",
     )
     add_generation_arguments(gen.add_argument_group("generation (default: the model's settings)"))
     gen.add_argument(
@@ -280,6 +297,7 @@ def _generate(args: argparse.Namespace) -> int:
         chords=args.chords,
         sections=args.sections,
         sections_only=args.sections_only,
+        form=args.form,
     )  # invalid options fail here, before the model loads
     soundfont, level = _sound_settings(args)
     composer = Composer.from_pretrained(

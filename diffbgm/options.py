@@ -56,6 +56,9 @@ class ComposeOptions:
     chords: tuple[str, ...] | None = None
     sections: tuple[float, ...] | None = None
     sections_only: bool = False
+    # One label per section, the opening first ("A", "B", "A"): a section labelled like an
+    # earlier one takes up its music. Needs sections; labels are kept in capitals.
+    form: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.seed <= MAX_SEED:
@@ -84,6 +87,8 @@ class ComposeOptions:
             object.__setattr__(self, "chords", _chord_labels(self.chords))
         if self.sections is not None:
             object.__setattr__(self, "sections", _section_starts(self.sections))
+        if self.form is not None:
+            object.__setattr__(self, "form", _form_labels(self.form, self.sections))
 
     def check_for_video(self, duration_s: float) -> None:
         """Fail now, before any work, if a section starts at or after the video's end."""
@@ -109,6 +114,7 @@ class ComposeOptions:
             "chords": None if self.chords is None else list(self.chords),
             "sections": None if self.sections is None else list(self.sections),
             "sections_only": self.sections_only,
+            "form": None if self.form is None else list(self.form),
         }
 
     @classmethod
@@ -122,7 +128,7 @@ class ComposeOptions:
                 generation[name] = data[name]
         known = {f.name for f in fields(cls)} - {"generation"}
         values = {k: v for k, v in data.items() if k in known}
-        for name in ("chords", "sections"):  # JSON lists
+        for name in ("chords", "sections", "form"):  # JSON lists
             if values.get(name) is not None:
                 values[name] = tuple(values[name])
         return cls(**values, generation=generation)
@@ -159,6 +165,40 @@ def _section_starts(times: Sequence[float]) -> tuple[float, ...]:
             raise PlanError(f"a section starts after the video's start (0 s), not at {time:g} s")
         values.append(float(time))
     return tuple(sorted(set(values)))
+
+
+FORM_LABEL = re.compile(r"^[A-Z0-9]{1,8}$")
+
+
+def _form_labels(form: Sequence[str], sections: tuple[float, ...] | None) -> tuple[str, ...]:
+    """The form's labels, checked against the sections they name, in capitals."""
+    if isinstance(form, str):
+        raise PlanError("give the form as a sequence of labels, one per section (parse_form)")
+    if sections is None:
+        raise PlanError("a form labels sections: give the section starts too")
+    labels = tuple(str(label).strip().upper() for label in form)
+    bad = [label for label in labels if not FORM_LABEL.match(label)]
+    if bad:
+        raise PlanError(f"form labels are letters or digits (up to 8), not {bad[0]!r}")
+    if len(labels) != len(sections) + 1:
+        raise PlanError(
+            f"the form has {len(labels)} labels for {len(sections) + 1} sections: one for the "
+            f"opening and one per section start ({len(sections)})"
+        )
+    return labels
+
+
+def parse_form(text: str | None) -> tuple[str, ...] | None:
+    """A form as typed: labels separated by spaces, commas or dashes ("A B A C", "A-B-A"), or
+    single letters run together ("ABAC") -> labels; None for an empty text."""
+    if not text or not text.strip():
+        return None
+    if len(text) > (MAX_SECTIONS + 1) * 9:
+        raise PlanError(f"the form is longer than {(MAX_SECTIONS + 1) * 9} characters")
+    items = [item for item in re.split(r"[\s,;\-–]+", text.strip()) if item]
+    if len(items) == 1 and items[0].isalpha():
+        items = list(items[0])  # "ABAC": one letter a section
+    return tuple(item.upper() for item in items)
 
 
 def parse_chords(text: str | None) -> tuple[str, ...] | None:

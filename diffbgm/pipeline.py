@@ -404,6 +404,7 @@ class Composer:
             chords=options.chords,
             segment_starts_s=sections if options.sections_only else None,
             added_segment_starts_s=None if options.sections_only else sections or None,
+            section_form=options.form,
         )
 
     def plan(

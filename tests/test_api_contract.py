@@ -23,7 +23,7 @@ def test_compose_needs_only_the_video_and_takes_integers_as_integers(tmp_path: P
     assert list(params) == [
         "video", "mood", "tempo_bpm", "key", "density", "seed",
         "guidance", "steps", "variants", "audio", "recall", "arrangement", "candidates",
-        "control_guidance", "chords", "sections", "sections_only",
+        "control_guidance", "chords", "sections", "sections_only", "form",
     ]  # fmt: skip
     required = [name for name, p in params.items() if not p["parameter_has_default"]]
     assert required == ["video"]
@@ -37,6 +37,7 @@ def test_compose_needs_only_the_video_and_takes_integers_as_integers(tmp_path: P
     assert params["control_guidance"]["type"]["type"] == "number"
     assert params["chords"]["parameter_default"] == params["sections"]["parameter_default"] == ""
     assert params["sections_only"]["parameter_default"] is False
+    assert params["form"]["parameter_default"] == ""
 
 
 def test_every_output_of_compose_and_regenerate_is_labelled(tmp_path: Path) -> None:

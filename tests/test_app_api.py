@@ -237,10 +237,12 @@ def test_the_users_chords_and_sections_reach_the_composer_and_the_summary(
     composer = StandInComposer()
     handlers, _ = _handlers(tmp_path, composer)
     extra = (None, "solo-piano", None, None)  # recall, arrangement, candidates, control guidance
-    handlers.compose(str(clip), *FORM, *extra, "| Am | F | C | G7 |", "0:01.5", True)
+    handlers.compose(str(clip), *FORM, *extra, "| Am | F | C | G7 |", "0:01.5", True, "a b")
     options = composer.calls[-1][2]
     assert options.chords == ("A:min", "F:maj", "C:maj", "G:7")
-    assert options.sections == (1.5,) and options.sections_only
+    assert options.sections == (1.5,) and options.sections_only and options.form == ("A", "B")
+    with pytest.raises(gr.Error, match="3 labels for 2 sections"):
+        handlers.compose(str(clip), *FORM, *extra, "", "1.5", False, "ABA")
     handlers.compose(str(clip), *FORM, *extra, "", " ", False)
     assert composer.calls[-1][2].chords is None and composer.calls[-1][2].sections is None
     with pytest.raises(
@@ -257,12 +259,15 @@ def test_the_users_chords_and_sections_reach_the_composer_and_the_summary(
     # plan: segments start at 0 and 4 s)
     report = stand_in_report(0)
     report = replace(
-        report, options=ComposeOptions(chords=("Am", "F"), sections=(3.5,), sections_only=True)
+        report,
+        options=ComposeOptions(
+            chords=("Am", "F"), sections=(3.5,), sections_only=True, form=("A", "B")
+        ),
     )
     line = structure_line(report)
     assert line == (
         "your chords (2 bars, repeated to fill; key from them); "
-        "your sections instead of the shot cuts: 3.5 s at 4.00 s"
+        "your sections instead of the shot cuts: 3.5 s at 4.00 s; form A B"
     )
     assert structure_line(stand_in_report(0)) is None
 
@@ -435,6 +440,20 @@ def test_api_compose_with_the_users_chords_and_sections(app: Any, tmp_path: Path
     args = _compose_args(video, 0) | {"chords": "Dm7 G7 Cmaj7 %", "sections": "0:01.5"}
     summary, *_, name, _, _ = client.predict(**args)[:11]
     assert "your chords (4 bars" in summary and "your sections besides the shot cuts" in summary
+    # a form over sections that only the user sets: the second section takes up the first's
+    # music (a 6 s clip, sections starting on downbeats at 120 BPM)
+    formed = _compose_args(write_test_video(tmp_path / "six.mp4", seconds=6.0), 0) | {
+        "tempo_bpm": 120,
+        "sections": "2, 4",
+        "sections_only": True,
+        "form": "A A B",
+    }
+    summary_formed, *_, formed_name, _, _ = client.predict(**formed)[:11]
+    assert "form A A B" in summary_formed
+    segments = json.loads((app.data_dir / "outputs" / formed_name / "report.json").read_text())[
+        "plan"
+    ]["segments"]
+    assert [segment["recalls"] for segment in segments] == [-1, 0, -1]
     report = json.loads((app.data_dir / "outputs" / name / "report.json").read_text())
     assert report["options"]["chords"] == ["D:min7", "G:7", "C:maj7", "C:maj7"]
     assert report["options"]["sections"] == [1.5]

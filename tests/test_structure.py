@@ -3,6 +3,8 @@ planner, the options, the command line and the app's form take them."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -11,10 +13,11 @@ from diffbgm.errors import PlanError
 from diffbgm.music.chord_symbols import harte_label, parse_progression
 from diffbgm.music.chords import ChordError, note_pc, parse_chord
 from diffbgm.music.harmony import ROOT_NAMES, load_chord_model
-from diffbgm.options import ComposeOptions, parse_chords, parse_sections
+from diffbgm.options import ComposeOptions, parse_chords, parse_form, parse_sections
 from diffbgm.plan import PlanKey, PlanOverrides, make_plan
 from diffbgm.plan.grid import _merge_short
 from diffbgm.plan.harmony import key_from_chords
+from diffbgm.plan.recall import form_recalls
 from tests.scripts import load_script
 from tests.test_plan import synthetic_analysis
 
@@ -222,6 +225,58 @@ def test_the_key_comes_from_the_users_chords_unless_the_user_names_one(chord_mod
     assert named.key_name == "C major" and named.provenance["key"] == "user"
 
 
+# --- the form ------------------------------------------------------------------------------
+
+
+def test_a_form_is_read_and_checked_against_the_sections() -> None:
+    assert parse_form("A B A C") == parse_form("ABAC") == parse_form("a-b-a-c")
+    assert parse_form("Intro, Verse, Verse") == ("INTRO", "VERSE", "VERSE")
+    assert parse_form("") is None
+    options = ComposeOptions(sections=(10.0, 20.0), form=("a", "b", "A"))
+    assert options.form == ("A", "B", "A")
+    assert ComposeOptions.from_dict(options.to_dict()) == options
+    with pytest.raises(PlanError, match="give the section starts too"):
+        ComposeOptions(form=("A", "B"))
+    with pytest.raises(PlanError, match="3 labels for 2 sections"):
+        ComposeOptions(sections=(10.0,), form=("A", "B", "A"))
+    with pytest.raises(PlanError, match="letters or digits"):
+        ComposeOptions(sections=(10.0,), form=("A", "B!"))
+
+
+def test_form_recalls_repeat_sections_segment_by_segment() -> None:
+    # segments (beats): 0-16 | 16-32 (A: two phrases), 32-48 (B), 48-64 | 64-80 | 80-96 (A: three)
+    edges = [0, 16, 32, 48, 64, 80, 96]
+    sections = [0, 0, 1, 2, 2, 2]
+    assert form_recalls(edges, sections, ("A", "B", "A")) == [-1, -1, -1, 0, 1, 0]
+    assert form_recalls(edges, sections, ("A", "B", "C")) == [-1] * 6  # nothing repeats
+    # a segment off the bar line (a cut inside a section) does not take part
+    assert form_recalls([0, 16, 34, 48], [0, 1, 2], ("A", "B", "A")) == [-1, -1, -1]
+    assert form_recalls([0, 16, 30, 48], [0, 1, 1], ("A", "A")) == [-1, 0, -1]
+    assert form_recalls([0, 16, 32, 48], [0, 1, 1], ("A", "A")) == [-1, 0, 0]  # looped
+
+
+def test_a_form_brings_back_the_music_and_chords_of_its_sections(chord_model) -> None:
+    analysis = synthetic_analysis([5.0, 13.0, 21.0], 32.0)
+    overrides = PlanOverrides(
+        tempo_bpm=120.0,
+        segment_starts_s=(8.0, 15.3, 24.9),  # no phase puts all three on 2 s bar lines
+        section_form=("A", "B", "A", "B"),
+    )
+    plan = make_plan(analysis, overrides, chord_model=chord_model)
+    starts = plan.segment_boundaries_s()[1:-1]
+    assert np.abs(starts - [8.0, 15.3, 24.9]).max() <= 1.0  # within half a bar
+    assert all(seg.start_beat % 4 == 0 for seg in plan.segments)  # each on a downbeat
+    without_form = replace(overrides, section_form=None)
+    beats = [seg.start_beat for seg in make_plan(analysis, without_form).segments]
+    assert any(beat % 4 for beat in beats)  # as cuts go: on a beat line
+    assert [seg.recalls for seg in plan.segments] == [-1, -1, 0, 1]
+    assert plan.provenance["recalls"] == "the user's form"
+    labels = {chord.bar: chord.label for chord in plan.chords if chord.beat == 0}
+    assert [labels.get(bar) for bar in range(8, 12)] == [labels.get(bar) for bar in range(0, 4)]
+    with pytest.raises(PlanError, match="2 labels for 4 sections"):
+        PlanOverrides(segment_starts_s=(8.3, 15.9, 24.2), section_form=("A", "B"))
+
+
 # --- the command line --------------------------------------------------------------------
 
 
@@ -230,12 +285,16 @@ def test_the_key_comes_from_the_users_chords_unless_the_user_names_one(chord_mod
     [
         (["--chords", "C H7"], "cannot read the chord 'H7'"),
         (["--sections", "0:99"], "run 0-59"),
+        (["--sections", "3", "--form", "A B C"], "3 labels for 2 sections"),
     ],
 )
 def test_the_command_line_refuses_bad_structure_before_any_work(
     capsys: pytest.CaptureFixture[str], tmp_path, flags: list[str], message: str
 ) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        cli_main(["generate", str(tmp_path / "none.mp4"), "--out", str(tmp_path / "o"), *flags])
-    assert exit_info.value.code == 2
+    argv = ["generate", str(tmp_path / "none.mp4"), "--out", str(tmp_path / "o"), *flags]
+    try:
+        code = cli_main(argv)  # refused by ComposeOptions: "error: ...", exit status 2
+    except SystemExit as exit_info:  # refused by argparse while reading the flag
+        code = int(str(exit_info.code))
+    assert code == 2
     assert message in capsys.readouterr().err

@@ -30,6 +30,7 @@ from diffbgm.options import (
     MOOD_MAX_CHARS,
     ComposeOptions,
     parse_chords,
+    parse_form,
     parse_sections,
 )
 from diffbgm.result import Report, load_report
@@ -338,6 +339,8 @@ def structure_line(report: Report) -> str | None:
         ]
         where = "instead of the shot cuts" if options.sections_only else "besides the shot cuts"
         parts.append(f"your sections {where}: " + ", ".join(landed))
+    if options.form:
+        parts.append(f"form {' '.join(options.form)}")
     return "; ".join(parts) or None
 
 
@@ -417,6 +420,7 @@ def compose_options(
     chords: str | None = None,
     sections: str | None = None,
     sections_only: bool | None = None,
+    form: str | None = None,
 ) -> ComposeOptions:
     """ComposeOptions from the form; 0 / empty / 'auto' mean "let the video decide" (an empty
     arrangement: the default, solo piano; empty chords and sections: from the video). The
@@ -447,6 +451,7 @@ def compose_options(
         chords=parse_chords(chords),
         sections=parse_sections(sections),
         sections_only=bool(sections_only),
+        form=parse_form(form),
     )
 
 
@@ -528,6 +533,7 @@ class Handlers:
         chords: str | None = None,
         sections: str | None = None,
         sections_only: bool | None = None,
+        form: str | None = None,
         request: gr.Request | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio injects it by default value
     ) -> tuple[Any, ...]:
@@ -542,7 +548,7 @@ class Handlers:
 
         options = compose_options(
             mood, tempo_bpm, key, density, seed, guidance, steps, variants, audio, recall,
-            arrangement, candidates, control_guidance, chords, sections, sections_only,
+            arrangement, candidates, control_guidance, chords, sections, sections_only, form,
         )  # fmt: skip
         client = client_id(request)
         self.gate.check_client(client)

@@ -108,6 +108,16 @@ def _compose_tab(handlers: Handlers, settings: AppSettings) -> None:
                         elem_id="sections-only",
                     )
                 )
+                form = quiet(
+                    gr.Textbox(
+                        label="Form: a letter per section, the opening first (A B A: the "
+                        "third section takes up the first one's music)",
+                        value="",
+                        placeholder="e.g. A B A C",
+                        elem_id="form",
+                    ),
+                    text_only=True,
+                )
             with gr.Accordion("More settings", open=False):
                 with gr.Row():
                     seed = quiet(gr.Number(label="Seed", value=0, precision=0))
@@ -225,6 +235,7 @@ def _compose_tab(handlers: Handlers, settings: AppSettings) -> None:
             chords,
             sections,
             sections_only,
+            form,
         ],
         outputs=outputs,
         api_name="compose",

@@ -100,7 +100,9 @@ class PlanOverrides:
     bar, repeated to fill the piece. segment_starts_s: where segments start (seconds),
     replacing the shot cuts (an empty tuple: no cuts at all, the piece is phrased on its own).
     added_segment_starts_s: section starts (seconds) added to the shot cuts; the planner keeps
-    them over nearby cuts when a segment would be too short.
+    them over nearby cuts when a segment would be too short. section_form: one label per
+    section of the user's (the opening, then one per start, in time order); a section
+    labelled like an earlier one takes up its music, and nothing else is recalled.
     """
 
     tempo_bpm: float | None = None
@@ -113,6 +115,7 @@ class PlanOverrides:
     chords: tuple[str, ...] | None = None
     segment_starts_s: tuple[float, ...] | None = None
     added_segment_starts_s: tuple[float, ...] | None = None
+    section_form: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         _check_range("tempo_bpm", self.tempo_bpm, 40.0, 240.0)
@@ -133,6 +136,13 @@ class PlanOverrides:
                         raise PlanError(f"chord {i + 1} ({label!r}): give a chord, not 'N'")
                 except ChordError as exc:
                     raise PlanError(f"chord {i + 1} of the override: {exc}") from exc
+        if self.section_form is not None:
+            starts = (self.segment_starts_s or ()) + (self.added_segment_starts_s or ())
+            if len(self.section_form) != len(set(starts)) + 1:
+                raise PlanError(
+                    f"the form has {len(self.section_form)} labels for {len(set(starts)) + 1} "
+                    "sections (the opening and one per section start)"
+                )
         for name in ("segment_starts_s", "added_segment_starts_s"):
             if not all(math.isfinite(t) for t in getattr(self, name) or ()):
                 raise PlanError(f"override {name}: every section start must be a number of seconds")

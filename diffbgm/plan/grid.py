@@ -159,22 +159,26 @@ def segment_edges(
     n_beats: int,
     config: PlanConfig,
     turn_times_s: Sequence[float] = (),
-    kept_times_s: Sequence[float] = (),
+    user_times_s: Sequence[float] = (),
+    user_on_downbeats: bool = False,
 ) -> list[int]:
     """Segment boundaries in beats (first 0, last n_beats) for boundary times in seconds (cuts:
     to a bar or beat line, `snap_to_beat`) and the turns of long takes (to the nearest bar
     line: a phrase starts on a downbeat). A turn that lands within a segment's least length of
     a cut or of either end is dropped, so merging short segments never removes a cut for it.
-    Boundaries at `kept_times_s` (among the boundary times: the user's section starts) are the
-    last a too-short segment gives up."""
-    snapped = [snap_to_beat(t, grid, config) for t in boundary_times_s]
-    kept = {snap_to_beat(t, grid, config) for t in kept_times_s}
+    The user's section starts (`user_times_s`) go where cuts go, or with `user_on_downbeats`
+    to the nearest bar line, and are the last boundaries a too-short segment gives up."""
+    kept = [
+        nearest_bar(t, grid) if user_on_downbeats else snap_to_beat(t, grid, config)
+        for t in user_times_s
+    ]
+    snapped = [snap_to_beat(t, grid, config) for t in boundary_times_s] + kept
     fixed = [0, *snapped, n_beats]
     for turn in sorted({nearest_bar(t, grid) for t in turn_times_s}):
         if all(abs(turn - edge) >= config.min_segment_beats for edge in fixed):
             snapped.append(turn)
     edges = [0, *[b for b in snapped if 0 < b < n_beats], n_beats]
-    edges = _merge_short(edges, config.min_segment_beats, kept)
+    edges = _merge_short(edges, config.min_segment_beats, set(kept))
     return _split_long(edges, config.max_segment_bars, config.phrase_bars)
 
 

@@ -30,7 +30,7 @@ from diffbgm.plan.controls import (
 from diffbgm.plan.grid import cut_residuals, fit_bar_grid, mood_tempo_bpm, segment_edges
 from diffbgm.plan.harmony import choose_key, chords_from_labels, generate_chords, key_from_chords
 from diffbgm.plan.inputs import AnalysisLike, QuantileTables
-from diffbgm.plan.recall import plan_recalls, recall_chords, segment_embeddings
+from diffbgm.plan.recall import form_recalls, plan_recalls, recall_chords, segment_embeddings
 from diffbgm.plan.records import BEATS_PER_BAR, MusicPlan, PlanKey, PlanSegment
 from diffbgm.plan.takes import take_turns
 
@@ -66,6 +66,8 @@ def make_plan(
             f"section starts must lie inside the video (0, {duration:.2f}) s: "
             + ", ".join(f"{t:g}" for t in asked if not 0 < t < duration)
         )
+    # the times the tempo search puts on lines: the shot cuts (or the user's starts instead),
+    # and the starts the user added
     cuts = list(ovr.segment_starts_s or ()) if replaced else list(analysis.cut_times_s)
     boundaries = [*cuts, *added]
     target = mood_tempo_bpm(arousal, cfg)
@@ -100,7 +102,16 @@ def make_plan(
     n_bars = max(1, math.ceil((duration - grid.offset_s) / bar_s - 1e-9))
     turns = take_turns(analysis, bar_s, cfg) if follow_turns else []
     provenance["segments"] = segments_provenance(replaced, bool(added), bool(turns))
-    edges = segment_edges(boundaries, grid, n_bars * BEATS_PER_BAR, cfg, turns, kept_times_s=asked)
+    # A form repeats sections bar for bar, so its sections start on downbeats.
+    edges = segment_edges(
+        [] if replaced else analysis.cut_times_s,
+        grid,
+        n_bars * BEATS_PER_BAR,
+        cfg,
+        turns,
+        user_times_s=asked,
+        user_on_downbeats=ovr.section_form is not None,
+    )
 
     beat_s = 60.0 / grid.tempo_bpm
     edge_times = grid.offset_s + np.asarray(edges, dtype=np.float64) * beat_s
@@ -132,8 +143,14 @@ def make_plan(
     else:
         key = choose_key(valence, model, rng, cfg)
         provenance["key"] = f"mood (valence {valence:+.2f})"
-    recalls = plan_recalls(edges, members, rows, segment_embeddings(analysis, members), cfg)
-    provenance["recalls"] = "same shots or look-alike scenes"
+    if ovr.section_form is not None:
+        middles = (edge_times[:-1] + edge_times[1:]) / 2
+        sections = np.searchsorted(np.sort(np.unique(asked)), middles, side="right")
+        recalls = form_recalls(edges, [int(s) for s in sections], ovr.section_form)
+        provenance["recalls"] = "the user's form"
+    else:
+        recalls = plan_recalls(edges, members, rows, segment_embeddings(analysis, members), cfg)
+        provenance["recalls"] = "same shots or look-alike scenes"
     if ovr.chords is not None:
         chords = chords_from_labels(ovr.chords, n_bars)
     else:

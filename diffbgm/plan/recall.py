@@ -70,6 +70,33 @@ def plan_recalls(
     return recalls
 
 
+def form_recalls(edges: Sequence[int], sections: Sequence[int], form: Sequence[str]) -> list[int]:
+    """Recalls from the user's form: a section labelled like an earlier one takes up its music.
+
+    edges: segment boundaries in beats; sections: each segment's section (0 = the opening);
+    form: one label per section. Segment k of a returning section recalls segment k of the
+    section that first had its label (in a loop where the return has more segments), where
+    both start on bar lines (the planner puts a form's sections on downbeats; a cut inside a
+    section may start a segment off the bar); everything else recalls nothing, as the user
+    gave the structure.
+    """
+    members: dict[int, list[int]] = {}
+    for segment, section in enumerate(sections):
+        members.setdefault(section, []).append(segment)
+    first: dict[str, int] = {}
+    recalls = [-1] * (len(edges) - 1)
+    for section, label in enumerate(form):
+        origin = first.setdefault(label, section)
+        sources = members.get(origin, [])
+        if origin == section or not sources:
+            continue
+        for k, segment in enumerate(members.get(section, [])):
+            source = sources[k % len(sources)]
+            if edges[segment] % BEATS_PER_BAR == 0 and edges[source] % BEATS_PER_BAR == 0:
+                recalls[segment] = source
+    return recalls
+
+
 def _look_gap(
     a: Mapping[str, float],
     b: Mapping[str, float],
