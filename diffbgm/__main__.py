@@ -327,6 +327,15 @@ def _generate(args: argparse.Namespace) -> int:
         bar.close()
         timings = result.report.timings_s
         print(f"{video.name}: {result.out_dir} ({timings['total']:.1f} s)")
+        if options.sections:
+            plan = result.report.plan
+            landed = [(t, plan.nearest_segment_start_s(t)) for t in options.sections]
+            print(
+                "  sections start at "
+                + ", ".join(
+                    f"{start:.2f} s (asked {t:g})" for t, start in landed if start is not None
+                )
+            )
     return 1 if failures else 0
 
 

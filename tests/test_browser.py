@@ -60,8 +60,12 @@ def test_compose_then_rate_in_a_study(app: Any, page: Any, bbb_video: Path) -> N
     page.locator("#video-in input[type=file]").set_input_files(str(bbb_video))
     # the user's own chords and a section start, typed into the form
     page.get_by_text("Your own chords and sections").click()
-    page.locator("#chords textarea, #chords input").first.fill("Am F C G")
-    page.locator("#sections textarea, #sections input").first.fill("0:20")
+    for box, text in (("#chords", "Am F C G"), ("#sections", "0:20")):
+        field = page.locator(f"{box} textarea, {box} input").first
+        expect(field).to_be_visible()  # the accordion has opened
+        field.fill(text)
+        field.press("Tab")  # Gradio takes a textbox's value on input and on blur
+        expect(field).to_have_value(text)
     page.locator("#compose-btn").click()
     gallery_images = page.locator("#shots img")
     expect(gallery_images.first).to_be_visible(timeout=COMPOSE_TIMEOUT_MS)

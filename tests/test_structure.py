@@ -265,6 +265,7 @@ def test_a_form_brings_back_the_music_and_chords_of_its_sections(chord_model) ->
     plan = make_plan(analysis, overrides, chord_model=chord_model)
     starts = plan.segment_boundaries_s()[1:-1]
     assert np.abs(starts - [8.0, 15.3, 24.9]).max() <= 1.0  # within half a bar
+    assert plan.nearest_segment_start_s(15.3) == pytest.approx(starts[1])
     assert all(seg.start_beat % 4 == 0 for seg in plan.segments)  # each on a downbeat
     without_form = replace(overrides, section_form=None)
     beats = [seg.start_beat for seg in make_plan(analysis, without_form).segments]

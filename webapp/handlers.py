@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import gradio as gr
-import numpy as np
 
 from diffbgm.arrange.presets import DEFAULT_ARRANGEMENT
 from diffbgm.errors import DiffBGMError, PlanError
@@ -330,18 +329,18 @@ def structure_line(report: Report) -> str | None:
     if options.sections_only and not options.sections:
         parts.append("no sections at the shot cuts (as you asked)")
     elif options.sections:
-        boundaries = plan.segment_boundaries_s()[1:-1]
-        landed = [
-            f"{t:g} s at {boundaries[np.abs(boundaries - t).argmin()]:.2f} s"
-            if boundaries.size
-            else f"{t:g} s (merged away)"
-            for t in options.sections
-        ]
+        landed = [_landed(t, plan.nearest_segment_start_s(t)) for t in options.sections]
         where = "instead of the shot cuts" if options.sections_only else "besides the shot cuts"
         parts.append(f"your sections {where}: " + ", ".join(landed))
     if options.form:
         parts.append(f"form {' '.join(options.form)}")
     return "; ".join(parts) or None
+
+
+def _landed(asked_s: float, start_s: float | None) -> str:
+    return (
+        f"{asked_s:g} s (merged away)" if start_s is None else f"{asked_s:g} s at {start_s:.2f} s"
+    )
 
 
 def _percent(value: float | None) -> str:

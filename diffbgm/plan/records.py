@@ -328,6 +328,12 @@ class MusicPlan:
         beats = [seg.start_beat for seg in self.segments] + [self.n_beats]
         return self.offset_s + np.asarray(beats, dtype=np.float64) * self.beat_s
 
+    def nearest_segment_start_s(self, time_s: float) -> float | None:
+        """The segment start (after the first) nearest `time_s`, in seconds; None with one
+        segment. Where an asked section start landed."""
+        starts = self.segment_boundaries_s()[1:-1]
+        return float(starts[np.abs(starts - time_s).argmin()]) if starts.size else None
+
     def segment_bounds_s(self) -> list[tuple[float, float]]:
         """(start_s, end_s) of every segment, clipped to the video [0, duration_s]."""
         edges = np.clip(self.segment_boundaries_s(), 0.0, self.duration_s)
