@@ -333,7 +333,10 @@ def _generate(args: argparse.Namespace) -> int:
             print(
                 "  sections start at "
                 + ", ".join(
-                    f"{start:.2f} s (asked {t:g})" for t, start in landed if start is not None
+                    f"{start:.2f} s (asked {t:g})"
+                    if start is not None
+                    else f"none for {t:g} s (merged with a neighbour)"
+                    for t, start in landed
                 )
             )
     return 1 if failures else 0

@@ -28,7 +28,9 @@ MAX_VARIANTS = 8
 MAX_SEED = 2**31 - 1
 MOOD_MAX_CHARS = 300
 MAX_CHORDS = 512  # bars of a user's progression (it repeats to fill a longer piece)
-MAX_SECTIONS = 256  # section starts a user may give
+# section starts a user may give: the tempo search's work grows with the square of the cuts
+# and starts (256 more on a long video's cuts: 1.7 GB for a moment), 64: under 0.3 GB
+MAX_SECTIONS = 64
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,8 @@ def _chord_labels(chords: Sequence[str]) -> tuple[str, ...]:
 def _section_starts(times: Sequence[float]) -> tuple[float, ...]:
     """Section starts, checked and sorted; whether they lie inside the video is checked by the
     planner, which knows its length."""
+    if isinstance(times, str | bytes) or not isinstance(times, Sequence):
+        raise PlanError("give the section starts as a sequence of seconds (parse_sections)")
     if len(times) > MAX_SECTIONS:
         raise PlanError(f"give at most {MAX_SECTIONS} section starts, not {len(times)}")
     values = []
@@ -176,7 +180,9 @@ def _form_labels(form: Sequence[str], sections: tuple[float, ...] | None) -> tup
         raise PlanError("give the form as a sequence of labels, one per section (parse_form)")
     if sections is None:
         raise PlanError("a form labels sections: give the section starts too")
-    labels = tuple(str(label).strip().upper() for label in form)
+    if any(not isinstance(label, str) for label in form):
+        raise PlanError("form labels are text: letters or digits (up to 8)")
+    labels = tuple(label.strip().upper() for label in form)
     bad = [label for label in labels if not FORM_LABEL.match(label)]
     if bad:
         raise PlanError(f"form labels are letters or digits (up to 8), not {bad[0]!r}")
@@ -238,6 +244,8 @@ def _seconds(item: str) -> float:
         raise PlanError(
             f"cannot read the time {item!r}: write seconds (12.5) or minutes:seconds (0:12.5)"
         ) from None
+    if item.startswith("-"):
+        raise PlanError(f"a section starts after the video's start (0 s), not at {item}")
     if any(n < 0 for n in numbers) or any(n >= 60 for n in numbers[1:]):
         raise PlanError(f"cannot read the time {item!r}: minutes and seconds run 0-59")
     seconds = 0.0

@@ -639,7 +639,8 @@ class Composer:
         progress: ProgressFn | None = None,
         info: VideoInfo | None = None,
     ) -> Result:
-        """Compose segment `segment_index` (from 0) again, keeping every other note.
+        """Compose segment `segment_index` (from 0) again, keeping every other note but those
+        of the segments that repeat it (`PlanSegment.recalls`), which follow its new music.
 
         Reads report.json and roll.npz from `result_dir`; the kept music is in-painted around
         the new segment so the joins stay smooth. Writes to `out_dir` (default: result_dir).
@@ -696,7 +697,14 @@ class Composer:
         analysis = replace(report.analysis, info=info)
         with np.load(roll_path) as saved:
             onset, sustain = saved["onset"], saved["sustain"]
-        keep = plan.step_segment_ids(onset.shape[0]) != segment_index
+        # The segments that repeat this one (a returning scene, a section of the user's form)
+        # are composed again with it and still follow it: a repeat keeps repeating.
+        redo = [segment_index] + (
+            [j for j, seg in enumerate(plan.segments) if seg.recalls == segment_index]
+            if report.generation.recall > 0 or self.loaded.config.recall_input
+            else []
+        )
+        keep = ~np.isin(plan.step_segment_ids(onset.shape[0]), redo)
         known = KnownMusic.from_notes(onset, sustain, keep)
         options = replace(report.options, seed=seed, variants=1)
         clock = _StageClock(progress, 4)

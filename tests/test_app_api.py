@@ -27,7 +27,15 @@ from diffbgm.result import CompositionMetrics, Report, VariantFiles, write_repor
 from diffbgm.video.types import Shot, ShotFeatures, VideoAnalysis, VideoInfo
 from tests.app_server import ADMIN_TOKEN, running_app, tiny_model_missing_reason, write_test_video
 from webapp import media
-from webapp.handlers import STEM_SLOTS, ComposerHolder, Handlers, segment_table, structure_line
+from webapp.handlers import (
+    STEM_SLOTS,
+    ComposerHolder,
+    Handlers,
+    regenerated_line,
+    segment_table,
+    structure_line,
+    summary_markdown,
+)
 from webapp.settings import AppSettings, SettingsError
 from webapp.ui import build_app, study_code_from_url
 
@@ -270,6 +278,22 @@ def test_the_users_chords_and_sections_reach_the_composer_and_the_summary(
         "your sections instead of the shot cuts: 3.5 s at 4.00 s; form A B"
     )
     assert structure_line(stand_in_report(0)) is None
+    # a regenerate names the segments it composed again: the one asked and its repeats
+    plain = stand_in_report(0)
+    repeating = list(plain.plan.segments)
+    repeating[1] = replace(repeating[1], recalls=0)
+    regenerated = replace(
+        plain,
+        plan=replace(plain.plan, segments=tuple(repeating)),
+        regenerated_segment=0,
+        generation=GenerationConfig(recall=0.5),
+    )
+    assert regenerated_line(regenerated, 0) == (
+        "segment 1 composed again with the segment repeating it (2)"
+    )
+    assert "segment 1 composed again with" in summary_markdown(regenerated)
+    no_recall = replace(regenerated, generation=GenerationConfig(recall=0.0))
+    assert regenerated_line(no_recall, 0) == "segment 1 composed again"
 
 
 def test_regenerate_writes_a_new_folder_and_refuses_foreign_paths(

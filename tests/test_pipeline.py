@@ -44,7 +44,9 @@ def tiny_composer() -> Composer:
 @pytest.fixture(scope="module")
 def bbb_result(tiny_composer: Composer, bbb_video: Path, tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("bbb") / "result"
-    options = ComposeOptions(seed=3, generation={"steps": 8}, arrangement="electric-piano-drums")
+    options = ComposeOptions(
+        seed=3, generation={"steps": 8, "recall": 0.5}, arrangement="electric-piano-drums"
+    )
     return tiny_composer(bbb_video, out, options)
 
 
@@ -105,6 +107,15 @@ def test_regenerate_changes_only_that_segment(
     tiny_composer.regenerate(bbb_result.out_dir, segment_index=2, seed=5, out_dir=tmp_path / "r2")
     again = MusicPlan.from_dict(json.loads((tmp_path / "r2" / "report.json").read_text())["plan"])
     assert again.segments[2].recalls == -1 and again.segments[0].recalls == -1
+    # the segment a later one repeats: both get new music, and the repeat still repeats it
+    tiny_composer.regenerate(bbb_result.out_dir, segment_index=0, seed=7, out_dir=tmp_path / "r3")
+    both = np.load(tmp_path / "r3" / "roll.npz")["onset"]
+    redone = np.isin(ids, [0, 2])
+    assert np.array_equal(before["onset"][~redone], both[~redone])
+    for segment in (0, 2):
+        assert not np.array_equal(before["onset"][ids == segment], both[ids == segment])
+    again = MusicPlan.from_dict(json.loads((tmp_path / "r3" / "report.json").read_text())["plan"])
+    assert again.segments[2].recalls == 0
 
 
 def test_a_failed_compose_stops_the_background_encoder(

@@ -17,7 +17,7 @@ from diffbgm.options import ComposeOptions, parse_chords, parse_form, parse_sect
 from diffbgm.plan import PlanKey, PlanOverrides, make_plan
 from diffbgm.plan.grid import _merge_short
 from diffbgm.plan.harmony import key_from_chords
-from diffbgm.plan.recall import form_recalls
+from diffbgm.plan.recall import form_segments
 from tests.scripts import load_script
 from tests.test_plan import synthetic_analysis
 
@@ -75,6 +75,29 @@ def test_an_unreadable_symbol_is_named_with_examples(symbol: str) -> None:
         harte_label(symbol)
 
 
+@pytest.mark.parametrize(
+    ("symbol", "label"),
+    [
+        ("E♭m7♭5", "Eb:hdim7"),
+        ("C7♯9", "C:7(#9)"),
+        ("C∆7", "C:maj7"),  # the increment sign some keyboards type for the triangle
+        ("CMaj7", "C:maj7"),
+        ("CMIN", "C:min"),
+        ("C7#11", "C:7(#11)"),
+        ("C7b5", "C:7(*5,b5)"),  # the flat fifth instead of the fifth
+        ("am", "A:min"),
+    ],
+)
+def test_other_spellings_of_the_same_chord(symbol: str, label: str) -> None:
+    assert harte_label(symbol) == label
+    assert parse_chord(harte_label("C7b5")).pitch_classes == {0, 4, 6, 10}
+
+
+def test_a_bare_lower_case_root_is_refused_as_ambiguous() -> None:
+    with pytest.raises(ChordError, match="write A for the major chord or Am for the minor"):
+        harte_label("a")
+
+
 def test_a_progression_reads_bars_and_repeat_signs() -> None:
     assert parse_progression("C G Am F") == ("C:maj", "G:maj", "A:min", "F:maj")
     assert parse_progression("| Dm7 | G7 | Cmaj7 | % |") == ("D:min7", "G:7", "C:maj7", "C:maj7")
@@ -83,6 +106,8 @@ def test_a_progression_reads_bars_and_repeat_signs() -> None:
         parse_progression("% C")
     with pytest.raises(ChordError, match="bar 2: every bar needs a chord"):
         parse_progression("C N.C. G")
+    with pytest.raises(ChordError, match="bar 3: cannot read the chord 'H7'"):
+        parse_progression("C G H7")
 
 
 # --- the key of a progression ------------------------------------------------------------------
@@ -115,6 +140,18 @@ def test_the_key_follows_the_chords_in_every_transposition(
     for shift in range(12):
         found = key_from_chords(_transposed(labels, shift), chord_model)
         assert found == PlanKey((expected.tonic_pc + shift) % 12, expected.mode), shift
+
+
+@pytest.mark.parametrize(
+    ("progression", "key"),
+    [
+        ("Em9 A13 Dmaj9", "D major"),  # 9ths and 13ths read as their sevenths
+        ("F#m9 B9 Emaj9 C#m9", "E major"),
+        ("E5 A5 B5", "E major"),  # power chords: major or minor, whichever fits
+    ],
+)
+def test_extended_and_power_chords_have_a_key(chord_model, progression: str, key: str) -> None:
+    assert key_from_chords(parse_progression(progression), chord_model).name == key
 
 
 def test_the_key_of_real_songs_is_found_from_their_first_chords(chord_model) -> None:
@@ -150,6 +187,7 @@ def test_section_times_are_read_in_seconds_and_minutes() -> None:
         ("0", "after the video's start"),
         ("1::2", "cannot read the time"),
         ("nan", "number of seconds"),
+        ("-1", "after the video's start"),
     ]:
         with pytest.raises(PlanError, match=message):
             parse_sections(bad)
@@ -171,6 +209,12 @@ def test_options_keep_chords_as_harte_labels_and_survive_the_report() -> None:
         ComposeOptions(chords=())
     with pytest.raises(PlanError, match="inside the video"):
         ComposeOptions(sections=(3.0, 12.0)).check_for_video(10.0)
+    with pytest.raises(PlanError, match="sequence of seconds"):
+        ComposeOptions(sections="12.5")  # type: ignore[arg-type]
+    with pytest.raises(PlanError, match="form labels are text"):
+        ComposeOptions(sections=(3.0,), form=("A", None))  # type: ignore[arg-type]
+    with pytest.raises(PlanError, match="number of seconds"):
+        PlanOverrides(added_segment_starts_s=("12",))  # type: ignore[arg-type]
     ComposeOptions(sections=(3.0,)).check_for_video(10.0)
 
 
@@ -199,6 +243,14 @@ def test_a_users_section_outlasts_a_cut_too_close_to_it(chord_model) -> None:
     assert _merge_short([0, 8, 10, 24], 4, kept={8}) == [0, 8, 24]
     assert _merge_short([0, 8, 10, 24], 4) == [0, 10, 24]
     assert _merge_short([0, 8, 10, 24], 4, kept={8, 10}) == [0, 10, 24]  # both asked: as before
+
+
+def test_a_start_that_falls_in_the_last_bar_is_reported_as_merged(chord_model) -> None:
+    analysis = synthetic_analysis([8.0], 32.0)
+    overrides = PlanOverrides(tempo_bpm=120.0, added_segment_starts_s=(16.0, 31.5))
+    plan = make_plan(analysis, overrides, chord_model=chord_model)
+    assert plan.nearest_segment_start_s(16.0) == pytest.approx(16.0, abs=0.5)
+    assert plan.nearest_segment_start_s(31.5) is None  # not "at 16 s"
 
 
 def test_sections_only_ignore_the_cuts(chord_model) -> None:
@@ -243,16 +295,20 @@ def test_a_form_is_read_and_checked_against_the_sections() -> None:
         ComposeOptions(sections=(10.0,), form=("A", "B!"))
 
 
-def test_form_recalls_repeat_sections_segment_by_segment() -> None:
-    # segments (beats): 0-16 | 16-32 (A: two phrases), 32-48 (B), 48-64 | 64-80 | 80-96 (A: three)
-    edges = [0, 16, 32, 48, 64, 80, 96]
-    sections = [0, 0, 1, 2, 2, 2]
-    assert form_recalls(edges, sections, ("A", "B", "A")) == [-1, -1, -1, 0, 1, 0]
-    assert form_recalls(edges, sections, ("A", "B", "C")) == [-1] * 6  # nothing repeats
-    # a segment off the bar line (a cut inside a section) does not take part
-    assert form_recalls([0, 16, 34, 48], [0, 1, 2], ("A", "B", "A")) == [-1, -1, -1]
-    assert form_recalls([0, 16, 30, 48], [0, 1, 1], ("A", "A")) == [-1, 0, -1]
-    assert form_recalls([0, 16, 32, 48], [0, 1, 1], ("A", "A")) == [-1, 0, 0]  # looped
+def test_a_returning_section_is_cut_as_its_first_occurrence_and_recalls_it_bar_for_bar() -> None:
+    # A: beats 0-32 as two phrases (16 + 16); B: 32-48; A again, 40 beats, cut by shot cuts
+    # at 52 and 70 and split at 64: it is cut as the first A was, looped, the cuts ignored
+    edges = [0, 16, 32, 48, 52, 64, 70, 88]
+    out, recalls = form_segments(edges, [32, 48], ("A", "B", "A"), min_beats=4)
+    assert out == [0, 16, 32, 48, 64, 80, 88]
+    assert recalls == [-1, -1, -1, 0, 1, 0]
+    # a shorter return plays the start of the first occurrence; a too-short tail joins in
+    out, recalls = form_segments([0, 16, 32, 40, 58], [32], ("A", "A"), min_beats=4)
+    assert (out, recalls) == ([0, 16, 32, 48, 58], [-1, -1, 0, 1])
+    out, recalls = form_segments([0, 16, 32, 50], [32], ("A", "A"), min_beats=4)
+    assert (out, recalls) == ([0, 16, 32, 50], [-1, -1, 0])  # 16 + 2: the 2 joins
+    # new labels keep their own segments and recall nothing
+    assert form_segments(edges, [32, 48], ("A", "B", "C"), 4) == (edges, [-1] * 7)
 
 
 def test_a_form_brings_back_the_music_and_chords_of_its_sections(chord_model) -> None:
@@ -263,19 +319,42 @@ def test_a_form_brings_back_the_music_and_chords_of_its_sections(chord_model) ->
         section_form=("A", "B", "A", "B"),
     )
     plan = make_plan(analysis, overrides, chord_model=chord_model)
-    starts = plan.segment_boundaries_s()[1:-1]
+    starts = plan.segment_boundaries_s()[1:4]  # the last B loops B: a segment more
     assert np.abs(starts - [8.0, 15.3, 24.9]).max() <= 1.0  # within half a bar
     assert plan.nearest_segment_start_s(15.3) == pytest.approx(starts[1])
     assert all(seg.start_beat % 4 == 0 for seg in plan.segments)  # each on a downbeat
     without_form = replace(overrides, section_form=None)
     beats = [seg.start_beat for seg in make_plan(analysis, without_form).segments]
     assert any(beat % 4 for beat in beats)  # as cuts go: on a beat line
-    assert [seg.recalls for seg in plan.segments] == [-1, -1, 0, 1]
+    assert [seg.recalls for seg in plan.segments] == [-1, -1, 0, 1, 1]
     assert plan.provenance["recalls"] == "the user's form"
     labels = {chord.bar: chord.label for chord in plan.chords if chord.beat == 0}
     assert [labels.get(bar) for bar in range(8, 12)] == [labels.get(bar) for bar in range(0, 4)]
     with pytest.raises(PlanError, match="2 labels for 4 sections"):
         PlanOverrides(segment_starts_s=(8.3, 15.9, 24.2), section_form=("A", "B"))
+    # sections that would share a bar: refused, naming them
+    tight = PlanOverrides(tempo_bpm=120.0, segment_starts_s=(8.0, 8.9), section_form=("A",) * 3)
+    with pytest.raises(PlanError, match="between 8 s and 8.9 s there is less than one"):
+        make_plan(analysis, tight, chord_model=chord_model)
+
+
+def test_a_return_with_cuts_inside_repeats_every_bar_of_its_first_occurrence(chord_model) -> None:
+    """The first A is cut at 4 s; the return (from 16 s) has a cut at 26 s of its own. The
+    return is cut as the first A was, so its bars follow the first A's one for one."""
+    analysis = synthetic_analysis([4.0, 26.0], 32.0)
+    overrides = PlanOverrides(
+        tempo_bpm=120.0, added_segment_starts_s=(16.0,), section_form=("A", "A")
+    )
+    plan = make_plan(analysis, overrides, chord_model=chord_model)
+    assert [(seg.start_beat, seg.recalls) for seg in plan.segments] == [
+        (0, -1),
+        (8, -1),
+        (32, 0),
+        (40, 1),
+    ]
+    labels = {chord.bar: chord.label for chord in plan.chords if chord.beat == 0}
+    # every bar but the last (which keeps its cadence) repeats its bar of the first A
+    assert [labels.get(bar) for bar in range(8, 15)] == [labels.get(bar) for bar in range(7)]
 
 
 # --- the command line --------------------------------------------------------------------

@@ -307,6 +307,8 @@ def summary_markdown(report: Report) -> str:
     structure = structure_line(report)
     if structure:
         lines.append(structure)
+    if report.regenerated_segment is not None:
+        lines.append(regenerated_line(report, report.regenerated_segment))
     if report.sound is not None:
         sound = report.sound
         lines.append(
@@ -337,10 +339,25 @@ def structure_line(report: Report) -> str | None:
     return "; ".join(parts) or None
 
 
+def regenerated_line(report: Report, segment: int) -> str:
+    """Which segments a regenerate composed again: the asked one and those repeating it
+    (diffbgm.pipeline.Composer.regenerate; none follow with the recall knob at 0)."""
+    repeats = [
+        seg.index + 1
+        for seg in report.plan.segments
+        if seg.recalls == segment and report.generation.recall > 0
+    ]
+    also = ""
+    if repeats:
+        numbers = ", ".join(str(n) for n in repeats)
+        also = f" with the segment{'s' if len(repeats) > 1 else ''} repeating it ({numbers})"
+    return f"segment {segment + 1} composed again{also}"
+
+
 def _landed(asked_s: float, start_s: float | None) -> str:
-    return (
-        f"{asked_s:g} s (merged away)" if start_s is None else f"{asked_s:g} s at {start_s:.2f} s"
-    )
+    if start_s is None:
+        return f"{asked_s:g} s (merged with a neighbour: too near another start or an end)"
+    return f"{asked_s:g} s at {start_s:.2f} s"
 
 
 def _percent(value: float | None) -> str:

@@ -91,10 +91,24 @@ SUFFIX_QUALITIES: dict[str, str] = {
     "9sus4": "sus4(b7,9)",
     "7b9": "7(b9)",
     "7#9": "7(#9)",
-    "7b5": "7(b5)",
+    "7b5": "7(*5,b5)",
+    "7(b5)": "7(*5,b5)",
+    "7(b9)": "7(b9)",
+    "7(#9)": "7(#9)",
+    "7#11": "7(#11)",
+    "7(#11)": "7(#11)",
+    "9sus": "sus4(b7,9)",
+    "(add9)": "maj(9)",
+    "add(9)": "maj(9)",
+    "mi7b5": "hdim7",
+    "mi7(b5)": "hdim7",
     "5": "5",
     "1": "1",
 }
+# Other ways of writing the same signs, as keyboards and fonts give them.
+SIGN_SPELLINGS = str.maketrans({"♯": "#", "♭": "b", "∆": "Δ", "º": "°", "Ø": "ø"})
+# Suffix words matched in any case ("CMaj7", "CMIN"); "M" and "m" alone stay apart.
+SUFFIX_WORDS = re.compile(r"maj|min|dim|aug|sus|add|dom", re.IGNORECASE)
 NO_CHORD_SYMBOLS = frozenset({"N", "NC", "N.C.", "N.C"})
 REPEAT_BAR = "%"  # a lead sheet's repeat-the-previous-bar sign
 SYMBOL_PATTERN = re.compile(
@@ -104,21 +118,34 @@ EXAMPLES = "C, Am, F#m7, Bbmaj7, G7sus4, Dm7b5, C/E or a Harte label such as A:m
 
 
 def _note(text: str) -> str:
-    return text[0].upper() + text[1:].replace("♯", "#").replace("♭", "b")
+    return text[0].upper() + text[1:]
+
+
+def _quality(suffix: str) -> str | None:
+    exact = SUFFIX_QUALITIES.get(suffix)
+    if exact is not None:
+        return exact
+    return SUFFIX_QUALITIES.get(SUFFIX_WORDS.sub(lambda word: word[0].lower(), suffix))
 
 
 def harte_label(symbol: str) -> str:
     """One chord symbol -> its Harte label; ChordError naming the symbol when it is none."""
-    text = symbol.strip()
+    text = symbol.strip().translate(SIGN_SPELLINGS)
     if text.upper() in NO_CHORD_SYMBOLS:
         return "N"
     if ":" in text:  # already Harte: check it
         parse_chord(text)
         return text
     match = SYMBOL_PATTERN.match(text)
-    quality = None if match is None else SUFFIX_QUALITIES.get(match["suffix"])
+    quality = None if match is None else _quality(match["suffix"])
     if match is None or quality is None:
         raise ChordError(f"cannot read the chord {symbol!r}; write chords like {EXAMPLES}")
+    if match["root"][0].islower() and not match["suffix"]:
+        # some charts write minor chords in lower case: say which is meant
+        raise ChordError(
+            f"the chord {symbol!r} is ambiguous: write {_note(match['root'])} for the major "
+            f"chord or {_note(match['root'])}m for the minor"
+        )
     label = f"{_note(match['root'])}:{quality}"
     if match["bass"] is not None:
         label += f"/{_note(match['bass'])}"
@@ -140,7 +167,10 @@ def parse_progression(text: str) -> tuple[str, ...]:
                 raise ChordError("a progression cannot start with '%' (repeat the bar before)")
             labels.append(labels[-1])
         else:
-            label = harte_label(symbol)
+            try:
+                label = harte_label(symbol)
+            except ChordError as exc:
+                raise ChordError(f"bar {len(labels) + 1}: {exc}") from exc
             if label == "N":
                 raise ChordError(
                     f"bar {len(labels) + 1}: every bar needs a chord ({symbol!r} is no chord)"

@@ -136,6 +136,12 @@ class PlanOverrides:
                         raise PlanError(f"chord {i + 1} ({label!r}): give a chord, not 'N'")
                 except ChordError as exc:
                     raise PlanError(f"chord {i + 1} of the override: {exc}") from exc
+        for name in ("segment_starts_s", "added_segment_starts_s"):
+            starts = getattr(self, name) or ()
+            if isinstance(starts, str) or not all(
+                isinstance(t, int | float) and math.isfinite(t) for t in starts
+            ):
+                raise PlanError(f"override {name}: every section start must be a number of seconds")
         if self.section_form is not None:
             starts = (self.segment_starts_s or ()) + (self.added_segment_starts_s or ())
             if len(self.section_form) != len(set(starts)) + 1:
@@ -143,9 +149,6 @@ class PlanOverrides:
                     f"the form has {len(self.section_form)} labels for {len(set(starts)) + 1} "
                     "sections (the opening and one per section start)"
                 )
-        for name in ("segment_starts_s", "added_segment_starts_s"):
-            if not all(math.isfinite(t) for t in getattr(self, name) or ()):
-                raise PlanError(f"override {name}: every section start must be a number of seconds")
 
 
 def _check_range(name: str, value: float | None, low: float, high: float) -> None:

@@ -48,11 +48,40 @@ TONIC_EDGE_ODDS = 3.0
 TONIC_CLASSES = {"major": ("0:maj", "0:maj7"), "minor": ("0:min", "0:min7")}
 
 
+# Chords the chord model has no class for, read as the class it has: a 9th, 11th or 13th
+# acts as its seventh chord; a power chord or a bare root may be major or minor.
+EXTENDED_CLASSES: dict[str, tuple[str, ...]] = {
+    "9": ("7",),
+    "11": ("7",),
+    "13": ("7",),
+    "maj9": ("maj7",),
+    "maj13": ("maj7",),
+    "min9": ("min7",),
+    "min11": ("min7",),
+    "min13": ("min7",),
+    "5": ("maj", "min"),
+    "1": ("maj", "min"),
+}
+
+
+def key_tokens(label: str, tonic_pc: int) -> tuple[str, ...]:
+    """The chord model's degree tokens a Harte label may stand for in a key (empty: none)."""
+    token = label_to_token(label, tonic_pc)
+    if token is not None:
+        return (token,)
+    chord = parse_chord(label)
+    if chord.root_pc is None:
+        return ()
+    degree = (chord.root_pc - tonic_pc) % 12
+    return tuple(f"{degree}:{q}" for q in EXTENDED_CLASSES.get(chord.quality, ()))
+
+
 def key_from_chords(labels: Sequence[str], model: ChordModel) -> PlanKey:
     """The key in which a user's progression (Harte labels, one per bar) is most likely.
 
     Every one of the 24 keys is scored by the chord model's log-probability of the
-    progression's chord changes read in that key's degrees, plus the log share of POP909 songs
+    progression's chord changes read in that key's degrees (an extended or power chord as the
+    likeliest class it may stand for, `EXTENDED_CLASSES`), plus the log share of POP909 songs
     in its mode, and `TONIC_EDGE_ODDS` where the progression starts or ends on the key's tonic
     chord. Which tonics POP909 happens to use is left out, so a progression and its
     transposition get keys a transposition apart.
@@ -66,16 +95,18 @@ def key_from_chords(labels: Sequence[str], model: ChordModel) -> PlanKey:
         for tonic in range(12):
             score = math.log(songs[mode] / sum(songs.values()))
             history: list[str] = []
+            read: list[str | None] = []  # each change as the token it was read as
             for label in changes:
-                token = label_to_token(label, tonic)
-                probability = (
-                    model.next_distribution(mode, history).get(token, 0.0) if token else 0.0
-                )
+                options = key_tokens(label, tonic)
+                known = model.next_distribution(mode, history) if options else {}
+                token = max(options, key=lambda t: known.get(t, 0.0), default=None)
+                probability = known.get(token, 0.0) if token is not None else 0.0
                 score += math.log(max(probability, UNSEEN_CHORD_PROBABILITY))
+                read.append(token)
                 if token is not None:
                     history.append(token)
             for edge in {0, len(changes) - 1}:
-                if label_to_token(changes[edge], tonic) in TONIC_CLASSES[mode]:
+                if read[edge] in TONIC_CLASSES[mode]:
                     score += math.log(TONIC_EDGE_ODDS)
             if best is None or score > best[0]:
                 best = (score, PlanKey(tonic, mode))

@@ -9,7 +9,7 @@ plan.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -27,10 +27,17 @@ from diffbgm.plan.controls import (
     semantic_controls,
     shift_mood,
 )
-from diffbgm.plan.grid import cut_residuals, fit_bar_grid, mood_tempo_bpm, segment_edges
+from diffbgm.plan.grid import (
+    BarGrid,
+    cut_residuals,
+    fit_bar_grid,
+    mood_tempo_bpm,
+    nearest_bar,
+    segment_edges,
+)
 from diffbgm.plan.harmony import choose_key, chords_from_labels, generate_chords, key_from_chords
 from diffbgm.plan.inputs import AnalysisLike, QuantileTables
-from diffbgm.plan.recall import form_recalls, plan_recalls, recall_chords, segment_embeddings
+from diffbgm.plan.recall import form_segments, plan_recalls, recall_chords, segment_embeddings
 from diffbgm.plan.records import BEATS_PER_BAR, MusicPlan, PlanKey, PlanSegment
 from diffbgm.plan.takes import take_turns
 
@@ -103,6 +110,10 @@ def make_plan(
     turns = take_turns(analysis, bar_s, cfg) if follow_turns else []
     provenance["segments"] = segments_provenance(replaced, bool(added), bool(turns))
     # A form repeats sections bar for bar, so its sections start on downbeats.
+    n_beats = n_bars * BEATS_PER_BAR
+    form_starts = (
+        form_section_beats(asked, grid, n_beats, cfg) if ovr.section_form is not None else []
+    )
     edges = segment_edges(
         [] if replaced else analysis.cut_times_s,
         grid,
@@ -112,6 +123,11 @@ def make_plan(
         user_times_s=asked,
         user_on_downbeats=ovr.section_form is not None,
     )
+    form_recall: list[int] | None = None
+    if ovr.section_form is not None:
+        edges, form_recall = form_segments(
+            edges, form_starts, ovr.section_form, cfg.min_segment_beats
+        )
 
     beat_s = 60.0 / grid.tempo_bpm
     edge_times = grid.offset_s + np.asarray(edges, dtype=np.float64) * beat_s
@@ -143,10 +159,8 @@ def make_plan(
     else:
         key = choose_key(valence, model, rng, cfg)
         provenance["key"] = f"mood (valence {valence:+.2f})"
-    if ovr.section_form is not None:
-        middles = (edge_times[:-1] + edge_times[1:]) / 2
-        sections = np.searchsorted(np.sort(np.unique(asked)), middles, side="right")
-        recalls = form_recalls(edges, [int(s) for s in sections], ovr.section_form)
+    if form_recall is not None:
+        recalls = form_recall
         provenance["recalls"] = "the user's form"
     else:
         recalls = plan_recalls(edges, members, rows, segment_embeddings(analysis, members), cfg)
@@ -176,6 +190,26 @@ def make_plan(
         seed=seed,
         provenance=provenance,
     )
+
+
+def form_section_beats(
+    starts_s: Sequence[float], grid: BarGrid, n_beats: int, config: PlanConfig
+) -> list[int]:
+    """The bar lines a form's sections start on; PlanError where a section would get less
+    than a bar (two starts in one bar, or a start in the first or last bar): a section of the
+    form would vanish."""
+    times = sorted(set(starts_s))
+    bounds = [0, *(nearest_bar(t, grid) for t in times), n_beats]
+    for i in range(len(bounds) - 1):
+        if bounds[i + 1] - bounds[i] < config.min_segment_beats:
+            left = "the video's start" if i == 0 else f"{times[i - 1]:g} s"
+            right = "the video's end" if i == len(times) else f"{times[i]:g} s"
+            raise PlanError(
+                f"with a form every section needs at least a bar: between {left} and {right} "
+                f"there is less than one at {grid.tempo_bpm:g} BPM (a bar is "
+                f"{240.0 / grid.tempo_bpm:.2f} s); move the section starts apart"
+            )
+    return bounds[1:-1]
 
 
 def segments_provenance(replaced: bool, added: bool, turns: bool) -> str:

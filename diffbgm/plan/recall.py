@@ -70,31 +70,53 @@ def plan_recalls(
     return recalls
 
 
-def form_recalls(edges: Sequence[int], sections: Sequence[int], form: Sequence[str]) -> list[int]:
-    """Recalls from the user's form: a section labelled like an earlier one takes up its music.
+def form_segments(
+    edges: Sequence[int], section_beats: Sequence[int], form: Sequence[str], min_beats: int
+) -> tuple[list[int], list[int]]:
+    """Segments and recalls for the user's form: a section labelled like an earlier one plays
+    that section again, bar for bar.
 
-    edges: segment boundaries in beats; sections: each segment's section (0 = the opening);
-    form: one label per section. Segment k of a returning section recalls segment k of the
-    section that first had its label (in a loop where the return has more segments), where
-    both start on bar lines (the planner puts a form's sections on downbeats; a cut inside a
-    section may start a segment off the bar); everything else recalls nothing, as the user
-    gave the structure.
+    edges: segment boundaries in beats (first 0, last the piece's end); section_beats: where
+    the user's sections start (on bar lines, increasing, inside the piece); form: one label per
+    section, the opening first. A section whose label is new keeps its segments; a returning
+    one is cut as its first occurrence was (looped where it is longer, cut short where it is
+    shorter; a tail shorter than `min_beats` joins the segment before it), ignoring the cuts
+    inside it, and each of its segments recalls the one at the same place in the first
+    occurrence. Nothing else recalls anything: the user gave the structure.
+    -> (edges, recalls).
     """
-    members: dict[int, list[int]] = {}
-    for segment, section in enumerate(sections):
-        members.setdefault(section, []).append(segment)
+    bounds = [0, *section_beats, edges[-1]]
     first: dict[str, int] = {}
-    recalls = [-1] * (len(edges) - 1)
+    out: list[int] = []
+    origin_of: list[int] = []  # per section: the section it repeats (itself when new)
     for section, label in enumerate(form):
+        start, end = bounds[section], bounds[section + 1]
         origin = first.setdefault(label, section)
-        sources = members.get(origin, [])
-        if origin == section or not sources:
-            continue
-        for k, segment in enumerate(members.get(section, [])):
-            source = sources[k % len(sources)]
-            if edges[segment] % BEATS_PER_BAR == 0 and edges[source] % BEATS_PER_BAR == 0:
-                recalls[segment] = source
-    return recalls
+        origin_of.append(origin)
+        if origin == section:
+            inner = [e for e in edges if start < e < end]
+        else:
+            o_start, o_end = bounds[origin], bounds[origin + 1]
+            pattern = [e - o_start for e in edges if o_start <= e < o_end]  # starts with 0
+            length = o_end - o_start
+            inner = sorted(
+                start + lap + offset
+                for lap in range(0, end - start, length)
+                for offset in pattern
+                if 0 < lap + offset < end - start
+            )
+            if inner and end - inner[-1] < min_beats:
+                inner.pop()
+        out.extend([start, *inner])
+    out.append(edges[-1])
+    recalls = [-1] * (len(out) - 1)
+    for i, edge in enumerate(out[:-1]):
+        section = max(k for k, b in enumerate(bounds[:-1]) if b <= edge)
+        origin = origin_of[section]
+        if origin != section:
+            length = bounds[origin + 1] - bounds[origin]
+            recalls[i] = out.index(bounds[origin] + (edge - bounds[section]) % length)
+    return out, recalls
 
 
 def _look_gap(

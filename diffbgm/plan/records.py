@@ -329,10 +329,14 @@ class MusicPlan:
         return self.offset_s + np.asarray(beats, dtype=np.float64) * self.beat_s
 
     def nearest_segment_start_s(self, time_s: float) -> float | None:
-        """The segment start (after the first) nearest `time_s`, in seconds; None with one
-        segment. Where an asked section start landed."""
+        """Where an asked section start landed: the segment start (after the first) within
+        half a bar of `time_s`, in seconds; None where there is none (the start was merged
+        away, or fell in the first or last bar)."""
         starts = self.segment_boundaries_s()[1:-1]
-        return float(starts[np.abs(starts - time_s).argmin()]) if starts.size else None
+        if not starts.size:
+            return None
+        nearest = float(starts[np.abs(starts - time_s).argmin()])
+        return nearest if abs(nearest - time_s) <= self.bar_s / 2 + 1e-9 else None
 
     def segment_bounds_s(self) -> list[tuple[float, float]]:
         """(start_s, end_s) of every segment, clipped to the video [0, duration_s]."""
