@@ -136,6 +136,40 @@ def test_chord_symbols_and_marks(tmp_path: Path) -> None:
     assert symbols[2].bass().name == "G"
 
 
+def test_chord_symbols_show_their_added_and_altered_tones(tmp_path: Path) -> None:
+    from music21 import converter, harmony
+
+    header = sheet.SheetHeader(
+        title="t",
+        tempo_bpm=90.0,
+        key_tonic_pc=0,
+        key_minor=False,
+        chords=[(0, "G:7(b9)"), (8, "C:maj(9)"), (16, "G:7(*5,b5)"), (24, "D:sus4(b7)")],
+        marks=[],
+    )
+    melody = np.array([(0, 32, 67)])
+    path = sheet.write_musicxml([sheet.SheetPart("m", melody)], header, tmp_path / "d.musicxml")
+    harmonies = ElementTree.parse(path).getroot().findall("part/measure/harmony")
+    degrees = [
+        [
+            (d.findtext("degree-value"), d.findtext("degree-alter"), d.findtext("degree-type"))
+            for d in h.findall("degree")
+        ]
+        for h in harmonies
+    ]
+    assert degrees == [
+        [("9", "-1", "add")],
+        [("9", "0", "add")],
+        [("5", "-1", "alter")],
+        [("7", "-1", "add")],
+    ]
+    # music21 reads the tones back: G7(b9) sounds Ab, G7(b5) a Db and no D
+    symbols = list(converter.parse(str(path)).recurse().getElementsByClass(harmony.ChordSymbol))
+    names = [{p.name for p in symbol.pitches} for symbol in symbols]
+    assert "A-" in names[0] and "D" in names[1]
+    assert "D-" in names[2] and "D" not in names[2]
+
+
 def test_two_staves_have_their_own_voices() -> None:
     piano = np.array([(0, 16, 72), (0, 4, 76), (0, 16, 40), (4, 8, 43), (0, 2, 36)])
     root = written([sheet.SheetPart("piano", piano)], C_MAJOR)

@@ -27,7 +27,7 @@ from xml.sax.saxutils import escape
 import numpy as np
 
 from diffbgm.errors import DiffBGMError
-from diffbgm.music.chords import parse_chord
+from diffbgm.music.chords import QUALITY_INTERVALS, Chord, parse_chord
 from diffbgm.music.sheet import (
     HARMONY_KINDS,
     SheetHeader,
@@ -262,7 +262,49 @@ def harmony_xml(
         step, alter = spelling[chord.bass_pc]
         text += f"<bass><bass-step>{step}</bass-step>"
         text += f"<bass-alter>{alter}</bass-alter></bass>" if alter else "</bass>"
+    for value, degree_alter, kind in chord_degrees(chord):
+        text += (
+            f"<degree><degree-value>{value}</degree-value><degree-alter>{degree_alter}"
+            f"</degree-alter><degree-type>{kind}</degree-type></degree>"
+        )
     return text + staff_tag + "</harmony>"
+
+
+# Semitones above the root -> (degree, alteration) of a tone added to a chord symbol
+ADDED_DEGREES = {
+    1: (9, -1),
+    2: (9, 0),
+    3: (9, 1),
+    5: (11, 0),
+    6: (11, 1),
+    8: (13, -1),
+    9: (13, 0),
+    10: (7, -1),
+    11: (7, 0),
+}
+# ... and of a tone the symbol's kind has but the chord leaves out
+REMOVED_DEGREES = {3: 3, 4: 3, 7: 5, 10: 7, 11: 7, 2: 9, 5: 11, 9: 13}
+
+
+def chord_degrees(chord: Chord) -> list[tuple[int, int, str]]:
+    """(degree, alteration, 'add' | 'alter' | 'subtract') for the tones a Harte label's
+    extensions add to or take from its shorthand (C:7(b9), C:7(*5,b5)), so the chord symbol
+    shows them; a slash chord's bass is not one of them."""
+    assert chord.root_pc is not None
+    root = chord.root_pc
+    base = {i % 12 for i in QUALITY_INTERVALS.get(chord.quality, (0, 4, 7))}
+    tones = {(pc - root) % 12 for pc in chord.pitch_classes}
+    if chord.bass_pc is not None and (chord.bass_pc - root) % 12 not in base:
+        tones.discard((chord.bass_pc - root) % 12)  # the bass of C/D is not an added ninth
+    added, removed = sorted(tones - base), sorted(base - tones)
+    degrees: list[tuple[int, int, str]] = []
+    if 7 in removed and added and added[0] in (6, 8):  # a flat or sharp fifth replaces the fifth
+        degrees.append((5, added[0] - 7, "alter"))
+        removed.remove(7)
+        added.remove(added[0])
+    degrees += [(*ADDED_DEGREES[i], "add") for i in added if i in ADDED_DEGREES]
+    degrees += [(REMOVED_DEGREES[i], 0, "subtract") for i in removed if i in REMOVED_DEGREES]
+    return degrees
 
 
 def _key_alters(fifths: int) -> dict[str, int]:
