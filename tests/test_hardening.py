@@ -529,6 +529,41 @@ def test_malformed_regenerate_requests_get_a_message_and_one_log_line(
     assert len(caplog.records[0].getMessage()) < 400
 
 
+@pytest.mark.parametrize(
+    ("chords", "sections", "form", "expected"),
+    [
+        ("C " * 20_000, "", "", "chords text is longer"),
+        ("C\x00G", "", "", "cannot read the chord"),
+        ("<script>alert(1)</script>", "", "", "cannot read the chord"),
+        ("", "1e400", "", "number of seconds"),
+        ("", "1" + ", 2" * 70, "", "at most 64 section starts"),
+        ("", "5", "A 🎵", "letters or digits"),
+        ("", "", "A B", "give the section starts too"),
+    ],
+)
+def test_hostile_chords_sections_and_forms_get_a_message_and_one_log_line(
+    tmp_path: Path,
+    clip: Path,
+    caplog: pytest.LogCaptureFixture,
+    chords: str,
+    sections: str,
+    form: str,
+    expected: str,
+) -> None:
+    composer = StandInComposer()
+    handlers, _ = _handlers(tmp_path, composer)
+    extra = (None, "solo-piano", None, None, chords, sections, False, form)
+    with (
+        caplog.at_level(logging.INFO, logger="diffbgm.webapp"),
+        pytest.raises(gr.Error, match=expected) as caught,
+    ):
+        handlers.compose(str(clip), *FORM, *extra)
+    assert "reference" not in caught.value.message and "<script>" not in caught.value.message
+    assert len(caplog.records) == 1 and caplog.records[0].exc_info is None
+    assert len(caplog.records[0].getMessage()) < 400
+    assert not composer.calls  # refused before any work
+
+
 def test_out_of_choice_and_missing_values_are_refused_quietly(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
