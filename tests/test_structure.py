@@ -265,6 +265,22 @@ def test_sections_only_ignore_the_cuts(chord_model) -> None:
         make_plan(analysis, PlanOverrides(added_segment_starts_s=(40.0,)), chord_model=chord_model)
 
 
+def test_the_users_progression_starts_again_with_each_section(chord_model) -> None:
+    analysis = synthetic_analysis([], 32.0)
+    chords = ("C:maj", "G:maj", "A:min", "F:maj")
+    overrides = PlanOverrides(
+        tempo_bpm=120.0, chords=chords, segment_starts_s=(8.0, 14.0), section_form=("A", "B", "A")
+    )
+    plan = make_plan(analysis, overrides, chord_model=chord_model)
+    assert plan.offset_s == 0.0  # 2 s bars: the sections start at bars 4 and 7
+    labels = [chord.label.split(":")[0] for chord in plan.chords]
+    assert labels[:11] == ["C", "G", "A", "F", "C", "G", "A", "C", "G", "A", "F"]
+    assert [seg.recalls for seg in plan.segments if seg.start_beat >= 28] == [0, 0, 0]
+    # without sections the progression loops from the first bar on
+    plain = make_plan(analysis, PlanOverrides(chords=chords), chord_model=chord_model)
+    assert [c.label for c in plain.chords[:8]] == [*chords, *chords]
+
+
 def test_the_key_comes_from_the_users_chords_unless_the_user_names_one(chord_model) -> None:
     analysis = synthetic_analysis([4.0, 8.0], 16.0, valence=0.9)  # a happy video: major
     chords = ("A:min", "D:min", "E:7", "A:min")

@@ -161,9 +161,20 @@ def generate_chords(
     ]
 
 
-def chords_from_labels(labels: Sequence[str], n_bars: int) -> list[PlanChord]:
-    """One chord per bar from the user's labels, repeated to fill `n_bars`."""
-    return [PlanChord(bar, 0, BEATS_PER_BAR, labels[bar % len(labels)]) for bar in range(n_bars)]
+def chords_from_labels(
+    labels: Sequence[str], n_bars: int, restart_bars: Sequence[int] = ()
+) -> list[PlanChord]:
+    """One chord per bar from the user's labels, repeated to fill `n_bars`; the progression
+    starts again at each of `restart_bars` (where the user's sections start), so every
+    section opens with its first chord and a repeated section has the same chords."""
+    chords = []
+    start = 0
+    restarts = set(restart_bars)
+    for bar in range(n_bars):
+        if bar in restarts:
+            start = bar
+        chords.append(PlanChord(bar, 0, BEATS_PER_BAR, labels[(bar - start) % len(labels)]))
+    return chords
 
 
 def chord_statistics(

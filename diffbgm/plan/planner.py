@@ -34,6 +34,7 @@ from diffbgm.plan.grid import (
     mood_tempo_bpm,
     nearest_bar,
     segment_edges,
+    snap_to_beat,
 )
 from diffbgm.plan.harmony import choose_key, chords_from_labels, generate_chords, key_from_chords
 from diffbgm.plan.inputs import AnalysisLike, QuantileTables
@@ -166,7 +167,10 @@ def make_plan(
         recalls = plan_recalls(edges, members, rows, segment_embeddings(analysis, members), cfg)
         provenance["recalls"] = "same shots or look-alike scenes"
     if ovr.chords is not None:
-        chords = chords_from_labels(ovr.chords, n_bars)
+        # the progression starts again with each of the user's sections (on its first full bar)
+        starts = form_starts or [snap_to_beat(t, grid, cfg) for t in asked]
+        restarts = sorted({-(-beat // BEATS_PER_BAR) for beat in starts})
+        chords = chords_from_labels(ovr.chords, n_bars, restarts)
     else:
         chords = generate_chords(edges, key, [d["density"] for d in dynamic], model, rng)
         chords = recall_chords(chords, edges, recalls)
