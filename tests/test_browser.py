@@ -51,21 +51,36 @@ def page() -> Iterator[Any]:
             browser.close()
 
 
+def fill_and_keep(page: Any, selector: str, text: str, tries: int = 5) -> None:
+    """Type `text` into a textbox and make sure it stays: a box just shown by an opening
+    accordion may be mounted again right after, which empties it (seen once in CI)."""
+    field = page.locator(selector).first
+    for _ in range(tries):
+        field.wait_for(state="visible")
+        field.fill(text)
+        field.press("Tab")  # Gradio takes a textbox's value on input and on blur
+        page.wait_for_timeout(500)
+        if field.input_value() == text:
+            return
+    raise AssertionError(f"{selector} did not keep {text!r}")
+
+
 def test_compose_then_rate_in_a_study(app: Any, page: Any, bbb_video: Path) -> None:
     from gradio_client import Client
     from playwright.sync_api import expect
 
     page.goto(app.url)
     expect(page.get_by_text("Diff-BGM · piano background music")).to_be_visible()
-    page.locator("#video-in input[type=file]").set_input_files(str(bbb_video))
-    # the user's own chords and a section start, typed into the form
+    # the user's own chords and a section start, typed into the form (and checked again
+    # after the upload, just before composing)
     page.get_by_text("Your own chords and sections").click()
-    for box, text in (("#chords", "Am F C G"), ("#sections", "0:20")):
-        field = page.locator(f"{box} textarea, {box} input").first
-        expect(field).to_be_visible()  # the accordion has opened
-        field.fill(text)
-        field.press("Tab")  # Gradio takes a textbox's value on input and on blur
-        expect(field).to_have_value(text)
+    typed = (("#chords", "Am F C G"), ("#sections", "0:20"))
+    for box, text in typed:
+        fill_and_keep(page, f"{box} textarea, {box} input", text)
+    page.locator("#video-in input[type=file]").set_input_files(str(bbb_video))
+    expect(page.locator("#video-in video")).to_be_attached(timeout=60_000)
+    for box, text in typed:
+        fill_and_keep(page, f"{box} textarea, {box} input", text)
     page.locator("#compose-btn").click()
     gallery_images = page.locator("#shots img")
     expect(gallery_images.first).to_be_visible(timeout=COMPOSE_TIMEOUT_MS)
