@@ -329,7 +329,8 @@ def _generate(args: argparse.Namespace) -> int:
         print(f"{video.name}: {result.out_dir} ({timings['total']:.1f} s)")
         if options.sections:
             plan = result.report.plan
-            landed = [(t, plan.nearest_segment_start_s(t)) for t in options.sections]
+            landings = plan.section_landings_s(options.sections)
+            landed = list(zip(options.sections, landings, strict=True))
             print(
                 "  sections start at "
                 + ", ".join(

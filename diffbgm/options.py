@@ -11,6 +11,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
+from numbers import Real
 from typing import Any, get_args
 
 from diffbgm.arrange.presets import ARRANGEMENTS, DEFAULT_ARRANGEMENT
@@ -161,9 +162,9 @@ def _section_starts(times: Sequence[float]) -> tuple[float, ...]:
         raise PlanError("give the section starts as a sequence of seconds (parse_sections)")
     if len(times) > MAX_SECTIONS:
         raise PlanError(f"give at most {MAX_SECTIONS} section starts, not {len(times)}")
-    values = []
+    values: list[float] = []
     for time in times:
-        if isinstance(time, bool) or not isinstance(time, int | float) or not math.isfinite(time):
+        if isinstance(time, bool) or not isinstance(time, Real) or not math.isfinite(time):
             raise PlanError(f"a section start must be a number of seconds, not {time!r}")
         if time <= 0:
             raise PlanError(f"a section starts after the video's start (0 s), not at {time:g} s")

@@ -483,7 +483,9 @@ def test_api_compose_with_the_users_chords_and_sections(app: Any, tmp_path: Path
     assert report["options"]["sections"] == [1.5]
     plan = report["plan"]
     assert plan["key"]["name"] == "C major" and plan["provenance"]["key"] == "the user's chords"
-    assert [chord["label"] for chord in plan["chords"][:2]] == ["D:min7", "G:7"]
+    # the progression, started again at the section's first full bar
+    labels = {chord["label"] for chord in plan["chords"]}
+    assert plan["chords"][0]["label"] == "D:min7" and labels <= {"D:min7", "G:7", "C:maj7"}
 
 
 @real_app

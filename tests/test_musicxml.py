@@ -8,6 +8,7 @@ import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from diffbgm.music import musicxml, sheet
 
@@ -168,6 +169,23 @@ def test_chord_symbols_show_their_added_and_altered_tones(tmp_path: Path) -> Non
     names = [{p.name for p in symbol.pitches} for symbol in symbols]
     assert "A-" in names[0] and "D" in names[1]
     assert "D-" in names[2] and "D" not in names[2]
+
+
+@pytest.mark.parametrize(
+    ("label", "kind", "degrees"),
+    [
+        ("C:7(*5,b5,b9)", "7", [(5, -1, "alter"), (9, -1, "add")]),
+        ("C:(1,b3,5)", "min", []),  # no shorthand: written as the one it sounds like
+        ("C:5(b3)", "5", [(3, -1, "add")]),
+        ("C:sus4(b7,9)", "sus4", [(7, -1, "add"), (9, 0, "add")]),  # in the degrees' order
+    ],
+)
+def test_chord_degrees_of_unusual_labels(label: str, kind: str, degrees: list) -> None:
+    from diffbgm.music.chords import parse_chord
+    from diffbgm.music.musicxml import chord_degrees, written_quality
+
+    chord = parse_chord(label)
+    assert written_quality(chord) == kind and chord_degrees(chord) == degrees
 
 
 def test_two_staves_have_their_own_voices() -> None:

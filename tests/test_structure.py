@@ -249,8 +249,16 @@ def test_a_start_that_falls_in_the_last_bar_is_reported_as_merged(chord_model) -
     analysis = synthetic_analysis([8.0], 32.0)
     overrides = PlanOverrides(tempo_bpm=120.0, added_segment_starts_s=(16.0, 31.5))
     plan = make_plan(analysis, overrides, chord_model=chord_model)
-    assert plan.nearest_segment_start_s(16.0) == pytest.approx(16.0, abs=0.5)
-    assert plan.nearest_segment_start_s(31.5) is None  # not "at 16 s"
+    at_16, at_31 = plan.section_landings_s([16.0, 31.5])
+    assert at_16 == pytest.approx(16.0, abs=0.5)
+    assert at_31 is None  # not "at 16 s"
+    # two starts a bar apart at most: one segment start, the nearer asked time has it
+    close = make_plan(
+        analysis,
+        PlanOverrides(tempo_bpm=120.0, added_segment_starts_s=(20.6, 20.0)),
+        chord_model=chord_model,
+    )
+    assert close.section_landings_s([20.6, 20.0]) == [None, pytest.approx(20.0)]
 
 
 def test_sections_only_ignore_the_cuts(chord_model) -> None:
@@ -279,6 +287,41 @@ def test_the_users_progression_starts_again_with_each_section(chord_model) -> No
     # without sections the progression loops from the first bar on
     plain = make_plan(analysis, PlanOverrides(chords=chords), chord_model=chord_model)
     assert [c.label for c in plain.chords[:8]] == [*chords, *chords]
+
+
+def test_a_looped_return_takes_its_first_occurrences_chords_lap_by_lap(chord_model) -> None:
+    """A two-bar A returning for four bars plays A twice, chords and all, though the user's
+    progression is four bars long."""
+    chords = ("C:maj", "G:maj", "A:min", "F:maj")
+    overrides = PlanOverrides(
+        tempo_bpm=120.0, chords=chords, segment_starts_s=(4.0, 8.0), section_form=("A", "B", "A")
+    )
+    plan = make_plan(synthetic_analysis([], 16.0), overrides, chord_model=chord_model)
+    assert [(seg.start_beat, seg.recalls) for seg in plan.segments] == [
+        (0, -1),
+        (8, -1),
+        (16, 0),
+        (24, 0),
+    ]
+    labels = [chord.label.split(":")[0] for chord in plan.chords]
+    assert labels[4:7] == ["C", "G", "C"]  # the last bar keeps the progression's cadence
+
+
+def test_a_merged_start_does_not_restart_the_progression(chord_model) -> None:
+    chords = ("C:maj", "G:maj", "A:min", "F:maj")
+    overrides = PlanOverrides(tempo_bpm=120.0, chords=chords, added_segment_starts_s=(8.0, 8.6))
+    plan = make_plan(synthetic_analysis([], 16.0), overrides, chord_model=chord_model)
+    labels = [chord.label.split(":")[0] for chord in plan.chords]
+    assert labels == ["C", "G", "A", "F", "C", "G", "A", "F"]
+
+
+def test_a_forms_opening_section_must_be_heard(chord_model) -> None:
+    overrides = PlanOverrides(
+        tempo_bpm=120.0, added_segment_starts_s=(0.1,), section_form=("A", "B")
+    )
+    with pytest.raises(PlanError, match="between the video's start and 0.1 s"):
+        make_plan(synthetic_analysis([], 16.0), overrides, chord_model=chord_model)
+    assert PlanOverrides(segment_starts_s=(np.float32(3.0),)).segment_starts_s  # numpy numbers
 
 
 def test_the_key_comes_from_the_users_chords_unless_the_user_names_one(chord_model) -> None:
@@ -337,7 +380,7 @@ def test_a_form_brings_back_the_music_and_chords_of_its_sections(chord_model) ->
     plan = make_plan(analysis, overrides, chord_model=chord_model)
     starts = plan.segment_boundaries_s()[1:4]  # the last B loops B: a segment more
     assert np.abs(starts - [8.0, 15.3, 24.9]).max() <= 1.0  # within half a bar
-    assert plan.nearest_segment_start_s(15.3) == pytest.approx(starts[1])
+    assert plan.section_landings_s([15.3])[0] == pytest.approx(starts[1])
     assert all(seg.start_beat % 4 == 0 for seg in plan.segments)  # each on a downbeat
     without_form = replace(overrides, section_form=None)
     beats = [seg.start_beat for seg in make_plan(analysis, without_form).segments]

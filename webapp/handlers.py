@@ -331,7 +331,8 @@ def structure_line(report: Report) -> str | None:
     if options.sections_only and not options.sections:
         parts.append("no sections at the shot cuts (as you asked)")
     elif options.sections:
-        landed = [_landed(t, plan.nearest_segment_start_s(t)) for t in options.sections]
+        landings = plan.section_landings_s(options.sections)
+        landed = [_landed(t, at) for t, at in zip(options.sections, landings, strict=True)]
         where = "instead of the shot cuts" if options.sections_only else "besides the shot cuts"
         parts.append(f"your sections {where}: " + ", ".join(landed))
     if options.form:

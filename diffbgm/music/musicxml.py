@@ -257,7 +257,7 @@ def harmony_xml(
     step, alter = spelling[chord.root_pc]
     text = f"<harmony><root><root-step>{step}</root-step>"
     text += f"<root-alter>{alter}</root-alter></root>" if alter else "</root>"
-    text += f"<kind>{HARMONY_KINDS.get(chord.quality, 'major')}</kind>"
+    text += f"<kind>{HARMONY_KINDS.get(written_quality(chord), 'major')}</kind>"
     if chord.bass_pc is not None and chord.bass_pc != chord.root_pc:
         step, alter = spelling[chord.bass_pc]
         text += f"<bass><bass-step>{step}</bass-step>"
@@ -272,6 +272,7 @@ def harmony_xml(
 
 # Semitones above the root -> (degree, alteration) of a tone added to a chord symbol
 ADDED_DEGREES = {
+    4: (3, 0),  # a third added to a suspended chord
     1: (9, -1),
     2: (9, 0),
     3: (9, 1),
@@ -286,25 +287,47 @@ ADDED_DEGREES = {
 REMOVED_DEGREES = {3: 3, 4: 3, 7: 5, 10: 7, 11: 7, 2: 9, 5: 11, 9: 13}
 
 
+def written_quality(chord: Chord) -> str:
+    """The shorthand a chord symbol is written with: the label's own, or for a label without
+    one (`C:(1,b3,5)`) the shorthand whose tones it shares most (fewest left over)."""
+    if chord.quality != "1" or chord.root_pc is None:
+        return chord.quality
+    tones = {(pc - chord.root_pc) % 12 for pc in chord.pitch_classes}
+    if tones == {0}:
+        return "1"
+    return max(
+        (q for q in QUALITY_INTERVALS if q != "1"),
+        key=lambda q: (
+            len(tones & set(QUALITY_INTERVALS[q])),
+            -len(set(QUALITY_INTERVALS[q]) - tones),
+        ),
+    )
+
+
 def chord_degrees(chord: Chord) -> list[tuple[int, int, str]]:
     """(degree, alteration, 'add' | 'alter' | 'subtract') for the tones a Harte label's
-    extensions add to or take from its shorthand (C:7(b9), C:7(*5,b5)), so the chord symbol
-    shows them; a slash chord's bass is not one of them."""
+    extensions add to or take from the shorthand it is written with (C:7(b9), C:7(*5,b5)), so
+    the chord symbol shows them, in the order of their degrees; a slash chord's bass is not
+    one of them."""
     assert chord.root_pc is not None
     root = chord.root_pc
-    base = {i % 12 for i in QUALITY_INTERVALS.get(chord.quality, (0, 4, 7))}
+    base = {i % 12 for i in QUALITY_INTERVALS.get(written_quality(chord), (0, 4, 7))}
     tones = {(pc - root) % 12 for pc in chord.pitch_classes}
     if chord.bass_pc is not None and (chord.bass_pc - root) % 12 not in base:
         tones.discard((chord.bass_pc - root) % 12)  # the bass of C/D is not an added ninth
     added, removed = sorted(tones - base), sorted(base - tones)
     degrees: list[tuple[int, int, str]] = []
-    if 7 in removed and added and added[0] in (6, 8):  # a flat or sharp fifth replaces the fifth
-        degrees.append((5, added[0] - 7, "alter"))
+    altered_fifth = [i for i in added if i in (6, 8)]
+    if 7 in removed and altered_fifth:  # a flat or sharp fifth replaces the fifth
+        degrees.append((5, altered_fifth[0] - 7, "alter"))
         removed.remove(7)
-        added.remove(added[0])
+        added.remove(altered_fifth[0])
+    if not base & {3, 4}:  # no third in the shorthand (C5, Csus4): 3 semitones are a b3
+        degrees += [(3, i - 4, "add") for i in added if i in (3, 4)]
+        added = [i for i in added if i not in (3, 4)]
     degrees += [(*ADDED_DEGREES[i], "add") for i in added if i in ADDED_DEGREES]
     degrees += [(REMOVED_DEGREES[i], 0, "subtract") for i in removed if i in REMOVED_DEGREES]
-    return degrees
+    return sorted(degrees, key=lambda degree: degree[0])
 
 
 def _key_alters(fifths: int) -> dict[str, int]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from numbers import Real
 
 from diffbgm.errors import PlanError
 from diffbgm.music.chords import ChordError, parse_chord
@@ -139,7 +140,7 @@ class PlanOverrides:
         for name in ("segment_starts_s", "added_segment_starts_s"):
             starts = getattr(self, name) or ()
             if isinstance(starts, str) or not all(
-                isinstance(t, int | float) and math.isfinite(t) for t in starts
+                isinstance(t, Real) and not isinstance(t, bool) and math.isfinite(t) for t in starts
             ):
                 raise PlanError(f"override {name}: every section start must be a number of seconds")
         if self.section_form is not None:

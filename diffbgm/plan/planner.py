@@ -113,7 +113,9 @@ def make_plan(
     # A form repeats sections bar for bar, so its sections start on downbeats.
     n_beats = n_bars * BEATS_PER_BAR
     form_starts = (
-        form_section_beats(asked, grid, n_beats, cfg) if ovr.section_form is not None else []
+        form_section_beats(asked, grid, n_beats, duration, cfg)
+        if ovr.section_form is not None
+        else []
     )
     edges = segment_edges(
         [] if replaced else analysis.cut_times_s,
@@ -167,10 +169,14 @@ def make_plan(
         recalls = plan_recalls(edges, members, rows, segment_embeddings(analysis, members), cfg)
         provenance["recalls"] = "same shots or look-alike scenes"
     if ovr.chords is not None:
-        # the progression starts again with each of the user's sections (on its first full bar)
+        # The progression starts again with each of the user's sections that starts a
+        # segment (on its first full bar); a form's returns then take their first
+        # occurrence's chords bar for bar, as their music does.
         starts = form_starts or [snap_to_beat(t, grid, cfg) for t in asked]
-        restarts = sorted({-(-beat // BEATS_PER_BAR) for beat in starts})
+        restarts = sorted({-(-beat // BEATS_PER_BAR) for beat in starts if beat in edges})
         chords = chords_from_labels(ovr.chords, n_bars, restarts)
+        if form_recall is not None:
+            chords = recall_chords(chords, edges, recalls)
     else:
         chords = generate_chords(edges, key, [d["density"] for d in dynamic], model, rng)
         chords = recall_chords(chords, edges, recalls)
@@ -197,15 +203,23 @@ def make_plan(
 
 
 def form_section_beats(
-    starts_s: Sequence[float], grid: BarGrid, n_beats: int, config: PlanConfig
+    starts_s: Sequence[float], grid: BarGrid, n_beats: int, duration_s: float, config: PlanConfig
 ) -> list[int]:
     """The bar lines a form's sections start on; PlanError where a section would get less
-    than a bar (two starts in one bar, or a start in the first or last bar): a section of the
-    form would vanish."""
+    than a bar (two starts in one bar, or a start in the first or last bar), or less than half
+    a bar of the video (the grid may start before the video): a section of the form would
+    vanish."""
     times = sorted(set(starts_s))
     bounds = [0, *(nearest_bar(t, grid) for t in times), n_beats]
+    beat_s = 60.0 / grid.tempo_bpm
+    heard = [  # each section's length in beats within the video (the grid may start before it)
+        (min(b * beat_s + grid.offset_s, duration_s) - max(a * beat_s + grid.offset_s, 0.0))
+        / beat_s
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+    ]
     for i in range(len(bounds) - 1):
-        if bounds[i + 1] - bounds[i] < config.min_segment_beats:
+        too_short = bounds[i + 1] - bounds[i] < config.min_segment_beats
+        if too_short or heard[i] < config.min_segment_beats / 2 - 1e-6:
             left = "the video's start" if i == 0 else f"{times[i - 1]:g} s"
             right = "the video's end" if i == len(times) else f"{times[i]:g} s"
             raise PlanError(

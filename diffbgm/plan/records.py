@@ -328,15 +328,22 @@ class MusicPlan:
         beats = [seg.start_beat for seg in self.segments] + [self.n_beats]
         return self.offset_s + np.asarray(beats, dtype=np.float64) * self.beat_s
 
-    def nearest_segment_start_s(self, time_s: float) -> float | None:
-        """Where an asked section start landed: the segment start (after the first) within
-        half a bar of `time_s`, in seconds; None where there is none (the start was merged
-        away, or fell in the first or last bar)."""
+    def section_landings_s(self, times_s: Sequence[float]) -> list[float | None]:
+        """Where asked section starts landed: for each time, the segment start (after the
+        first) within half a bar of it, in seconds; None where there is none (merged with a
+        neighbour, or in the first or last bar) or where a nearer asked time has that start."""
         starts = self.segment_boundaries_s()[1:-1]
-        if not starts.size:
-            return None
-        nearest = float(starts[np.abs(starts - time_s).argmin()])
-        return nearest if abs(nearest - time_s) <= self.bar_s / 2 + 1e-9 else None
+        found: list[float | None] = []
+        for time in times_s:
+            nearest = float(starts[np.abs(starts - time).argmin()]) if starts.size else np.inf
+            found.append(nearest if abs(nearest - time) <= self.bar_s / 2 + 1e-9 else None)
+        for i, start in enumerate(found):
+            if start is None:
+                continue
+            rivals = [j for j, other in enumerate(found) if other == start]
+            if i != min(rivals, key=lambda j: abs(times_s[j] - start)):
+                found[i] = None
+        return found
 
     def segment_bounds_s(self) -> list[tuple[float, float]]:
         """(start_s, end_s) of every segment, clipped to the video [0, duration_s]."""
