@@ -292,6 +292,8 @@ def test_the_users_chords_and_sections_reach_the_composer_and_the_summary(
         "segment 1 composed again with the segment repeating it (2)"
     )
     assert "segment 1 composed again with" in summary_markdown(regenerated)
+    columns, rows = segment_table(regenerated)
+    assert [row[columns.index("repeats")] for row in rows] == ["", "1"]
     no_recall = replace(regenerated, generation=GenerationConfig(recall=0.0))
     assert regenerated_line(no_recall, 0) == "segment 1 composed again"
 
@@ -336,7 +338,7 @@ def test_settings_from_env_and_bad_values() -> None:
 
 def test_segment_table_numbers_segments_from_one() -> None:
     columns, rows = segment_table(stand_in_report(0))
-    assert columns[:5] == ["segment", "start (s)", "end (s)", "bars", "shots"]
+    assert columns[:6] == ["segment", "start (s)", "end (s)", "bars", "shots", "repeats"]
     assert [row[0] for row in rows] == [1, 2]
 
 

@@ -256,20 +256,22 @@ def _rounded(value: Any) -> Any:
 
 def segment_table(report: Report) -> tuple[list[str], list[list[Any]]]:
     """(columns, rows) of the plan's segments, numbered from 1 as the Regenerate box expects:
-    times in seconds, length in bars, the shots each follows, then every control value."""
+    times in seconds, length in bars, the shots each follows, the segment whose music it
+    repeats (a returning scene, a form's return; empty: none), then every control value."""
     plan = report.plan
     if not plan.segments:
         return ["segment"], []
     controls = [*plan.segments[0].dynamic, *plan.segments[0].semantic]
-    columns = ["segment", "start (s)", "end (s)", "bars", "shots", *controls]
+    columns = ["segment", "start (s)", "end (s)", "bars", "shots", "repeats", *controls]
     rows = []
     for n, (segment, (start, end)) in enumerate(
         zip(plan.segments, plan.segment_bounds_s(), strict=True), start=1
     ):
         values = {**segment.dynamic, **segment.semantic}
         shots = ", ".join(str(i + 1) for i in segment.shot_indices)
+        repeats = "" if segment.recalls < 0 else str(segment.recalls + 1)
         rows.append(
-            [n, round(start, 2), round(end, 2), segment.n_bars, shots]
+            [n, round(start, 2), round(end, 2), segment.n_bars, shots, repeats]
             + [_rounded(values.get(name)) for name in controls]
         )
     return columns, rows
