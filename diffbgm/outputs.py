@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -190,10 +190,29 @@ def write_wav(
     return AudioFiles(rendered.mix.path, rendered.stems, rendered.soundfont)
 
 
+def section_marks(
+    plan: MusicPlan, sections: Sequence[float] | None, form: Sequence[str] | None
+) -> list[tuple[int, str]] | None:
+    """The user's form as rehearsal marks (beat, label): the opening's label at beat 0, each
+    other where its section landed; None without a form (the sheet marks segments)."""
+    if not form or sections is None:
+        return None
+    marks = [(0, form[0])]
+    for label, landed in zip(form[1:], plan.section_landings_s(sections), strict=True):
+        if landed is not None:
+            marks.append((round((landed - plan.offset_s) / plan.beat_s), label))
+    return marks
+
+
 def write_sheet(
-    score: Path | pretty_midi.PrettyMIDI, plan: MusicPlan, folder: Path, title: str
+    score: Path | pretty_midi.PrettyMIDI,
+    plan: MusicPlan,
+    folder: Path,
+    title: str,
+    marks: Sequence[tuple[int, str]] | None = None,
 ) -> tuple[Path, Path]:
-    """Sheet music of the score: score.musicxml and its engraving score.svg in `folder`.
+    """Sheet music of the score: score.musicxml and its engraving score.svg in `folder`
+    (`marks`: rehearsal marks as (beat, text), e.g. `section_marks`; default one a segment).
 
     score: the grid-exact score in video time, as a MIDI file or a PrettyMIDI (the arranger's
     `humanise=False` version, when score.mid itself is humanised). It is read on the plan's
@@ -204,7 +223,7 @@ def write_sheet(
     midi = (
         score if isinstance(score, pretty_midi.PrettyMIDI) else pretty_midi.PrettyMIDI(str(score))
     )
-    parts, header = sheet_from_midi(midi, plan, title)
+    parts, header = sheet_from_midi(midi, plan, title, marks)
     musicxml = write_musicxml(parts, header, folder / "score.musicxml")
     return musicxml, render_svg(musicxml, folder / "score.svg")
 

@@ -506,8 +506,9 @@ class Composer:
             def engrave() -> None:
                 # once FluidSynth runs: verovio holds the GIL while it engraves (over two
                 # seconds for ten minutes), which kept the renders from starting
+                marks = outputs.section_marks(plan, options.sections, options.form)
                 sheets.append(
-                    side.submit(outputs.write_sheet, written.grid, plan, folder, video.stem)
+                    side.submit(outputs.write_sheet, written.grid, plan, folder, video.stem, marks)
                 )
 
             def mux(wav: Path) -> Path:

@@ -480,6 +480,11 @@ def test_api_compose_with_the_users_chords_and_sections(app: Any, tmp_path: Path
         "plan"
     ]["segments"]
     assert [segment["recalls"] for segment in segments] == [-1, 0, -1]
+    # the sheet's rehearsal marks are the form's labels, where the sections start
+    from xml.etree import ElementTree
+
+    score = ElementTree.parse(app.data_dir / "outputs" / formed_name / "score.musicxml")
+    assert [mark.text for mark in score.getroot().iter("rehearsal")] == ["A", "A", "B"]
     report = json.loads((app.data_dir / "outputs" / name / "report.json").read_text())
     assert report["options"]["chords"] == ["D:min7", "G:7", "C:maj7", "C:maj7"]
     assert report["options"]["sections"] == [1.5]

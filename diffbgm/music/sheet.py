@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -119,9 +119,12 @@ class SheetHeader:
         return self.fifths >= 0
 
 
-def header_from_plan(plan: MusicPlan, title: str = "Diff-BGM") -> SheetHeader:
-    """Key, metre, tempo, the plan's chords and one rehearsal mark per segment (A, B, ...;
-    a segment that takes up an earlier one's music gets that letter with a prime)."""
+def header_from_plan(
+    plan: MusicPlan, title: str = "Diff-BGM", marks: Sequence[tuple[int, str]] | None = None
+) -> SheetHeader:
+    """Key, metre, tempo, the plan's chords and the rehearsal marks: `marks` ((beat, text),
+    e.g. the user's form) or one per segment (A, B, ...; a segment that takes up an earlier
+    one's music gets that letter with a prime)."""
     letters: list[str] = []
     for segment in plan.segments:
         if segment.recalls >= 0:
@@ -137,7 +140,9 @@ def header_from_plan(plan: MusicPlan, title: str = "Diff-BGM") -> SheetHeader:
         beats_per_bar=plan.beats_per_bar,
         steps_per_beat=steps,
         chords=[(c.start_beat * steps, c.label) for c in plan.chords],
-        marks=[(s.start_beat * steps, letters[i]) for i, s in enumerate(plan.segments)],
+        marks=[(s.start_beat * steps, letters[i]) for i, s in enumerate(plan.segments)]
+        if marks is None
+        else [(beat * steps, text) for beat, text in marks],
         n_bars=plan.n_bars,
     )
 
@@ -373,10 +378,14 @@ def _stack(pages: list[str]) -> str:
 
 
 def sheet_from_midi(
-    midi: pretty_midi.PrettyMIDI, plan: MusicPlan, title: str = "Diff-BGM"
+    midi: pretty_midi.PrettyMIDI,
+    plan: MusicPlan,
+    title: str = "Diff-BGM",
+    marks: Sequence[tuple[int, str]] | None = None,
 ) -> tuple[list[SheetPart], SheetHeader]:
-    """A score in video time (grid-exact) and its plan as sheet parts and header."""
-    header = header_from_plan(plan, title)
+    """A score in video time (grid-exact) and its plan as sheet parts and header (`marks`:
+    rehearsal marks as (beat, text) instead of one per segment)."""
+    header = header_from_plan(plan, title, marks)
     return parts_from_midi(midi, plan.offset_s, plan.tempo_bpm, header.steps_per_beat), header
 
 
