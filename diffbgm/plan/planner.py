@@ -120,7 +120,7 @@ def make_plan(
     edges = segment_edges(
         [] if replaced else analysis.cut_times_s,
         grid,
-        n_bars * BEATS_PER_BAR,
+        n_beats,
         cfg,
         turns,
         user_times_s=asked,
