@@ -6,9 +6,9 @@ import argparse
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from diffbgm.arrange.presets import ARRANGEMENTS, DEFAULT_ARRANGEMENT, PRESETS
 from diffbgm.errors import DiffBGMError
@@ -17,6 +17,8 @@ from diffbgm.threads import parse_threads
 
 if TYPE_CHECKING:
     from diffbgm.music.render import LevelConfig
+
+T = TypeVar("T")
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ogv", ".wmv"}
 
@@ -58,34 +60,21 @@ def _density(text: str) -> float:
     return value
 
 
-def _chords(text: str) -> tuple[str, ...] | None:
-    from diffbgm.options import parse_chords
+def _typed(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """An argparse type from one of diffbgm.options' parsers: its refusal as argparse's."""
 
-    try:
-        return parse_chords(text)
-    except DiffBGMError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    def read(text: str) -> T:
+        try:
+            return parse(text)
+        except DiffBGMError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
 
-
-def _sections(text: str) -> tuple[float, ...] | None:
-    from diffbgm.options import parse_sections
-
-    try:
-        return parse_sections(text)
-    except DiffBGMError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _form(text: str) -> tuple[str, ...] | None:
-    from diffbgm.options import parse_form
-
-    try:
-        return parse_form(text)
-    except DiffBGMError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    return read
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from diffbgm.options import parse_chords, parse_form, parse_sections
+
     parser = argparse.ArgumentParser(
         prog="python -m diffbgm",
         description="Compose background music for videos with the Diff-BGM model.",
@@ -124,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     structure = gen.add_argument_group("your own structure (default: from the video)")
     structure.add_argument(
         "--chords",
-        type=_chords,
+        type=_typed(parse_chords),
         default=None,
         help="your chord progression, one chord per bar, repeated to fill the piece: "
         "'C G Am F' or '| Dm7 | G7 | Cmaj7 | %% |' (%% repeats the bar before); the key "
@@ -132,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     structure.add_argument(
         "--sections",
-        type=_sections,
+        type=_typed(parse_sections),
         default=None,
         help="where new sections of the music start, in seconds or m:ss: '0:12, 31.5' "
         "(added to the shot cuts; the tempo puts them on bar lines first)",
@@ -145,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     structure.add_argument(
         "--form",
-        type=_form,
+        type=_typed(parse_form),
         default=None,
         help="a label per section, the opening first: 'A B A C' (or 'ABAC'); a section "
         "labelled like an earlier one takes up its music (needs --sections: one label more "

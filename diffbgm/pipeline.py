@@ -700,11 +700,8 @@ class Composer:
             onset, sustain = saved["onset"], saved["sustain"]
         # The segments that repeat this one (a returning scene, a section of the user's form)
         # are composed again with it and still follow it: a repeat keeps repeating.
-        redo = [segment_index] + (
-            [j for j, seg in enumerate(plan.segments) if seg.recalls == segment_index]
-            if report.generation.recall > 0 or self.loaded.config.recall_input
-            else []
-        )
+        follow = report.generation.recall > 0 or self.loaded.config.recall_input
+        redo = [segment_index, *(plan.repeats_of(segment_index) if follow else [])]
         keep = ~np.isin(plan.step_segment_ids(onset.shape[0]), redo)
         known = KnownMusic.from_notes(onset, sustain, keep)
         options = replace(report.options, seed=seed, variants=1)

@@ -345,11 +345,9 @@ def structure_line(report: Report) -> str | None:
 def regenerated_line(report: Report, segment: int) -> str:
     """Which segments a regenerate composed again: the asked one and those repeating it
     (diffbgm.pipeline.Composer.regenerate; none follow with the recall knob at 0)."""
-    repeats = [
-        seg.index + 1
-        for seg in report.plan.segments
-        if seg.recalls == segment and report.generation.recall > 0
-    ]
+    repeats = (
+        [n + 1 for n in report.plan.repeats_of(segment)] if report.generation.recall > 0 else []
+    )
     also = ""
     if repeats:
         numbers = ", ".join(str(n) for n in repeats)

@@ -7,6 +7,7 @@ the source's chords, and the sampler repeats the notes (diffbgm.model.sampling).
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Mapping, Sequence
 
@@ -111,7 +112,7 @@ def form_segments(
     out.append(edges[-1])
     recalls = [-1] * (len(out) - 1)
     for i, edge in enumerate(out[:-1]):
-        section = max(k for k, b in enumerate(bounds[:-1]) if b <= edge)
+        section = bisect.bisect_right(bounds, edge) - 1  # the section this segment starts in
         origin = origin_of[section]
         if origin != section:
             length = bounds[origin + 1] - bounds[origin]

@@ -328,6 +328,10 @@ class MusicPlan:
         beats = [seg.start_beat for seg in self.segments] + [self.n_beats]
         return self.offset_s + np.asarray(beats, dtype=np.float64) * self.beat_s
 
+    def repeats_of(self, segment: int) -> list[int]:
+        """The segments that take up `segment`'s music (their `recalls` point at it)."""
+        return [seg.index for seg in self.segments if seg.recalls == segment]
+
     def section_landings_s(self, times_s: Sequence[float]) -> list[float | None]:
         """Where asked section starts landed: for each time, the segment start (after the
         first) within half a bar of it, in seconds; None where there is none (merged with a
