@@ -29,8 +29,8 @@ MAX_VARIANTS = 8
 MAX_SEED = 2**31 - 1
 MOOD_MAX_CHARS = 300
 MAX_CHORDS = 512  # bars of a user's progression (it repeats to fill a longer piece)
-# section starts a user may give: the tempo search's work grows with the square of the cuts
-# and starts (256 more on a long video's cuts: 1.7 GB for a moment), 64: under 0.3 GB
+# section starts a user may give: the tempo search's arrays grow with the square of the
+# cuts and starts it puts on lines (docs/plan.md)
 MAX_SECTIONS = 64
 
 
