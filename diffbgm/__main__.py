@@ -73,7 +73,7 @@ def _typed(parse: Callable[[str], T]) -> Callable[[str], T]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from diffbgm.options import parse_chords, parse_form, parse_sections
+    from diffbgm.options import parse_chords, parse_form, parse_sections, parse_time
 
     parser = argparse.ArgumentParser(
         prog="python -m diffbgm",
@@ -139,6 +139,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="a label per section, the opening first: 'A B A C' (or 'ABAC'); a section "
         "labelled like an earlier one takes up its music (needs --sections: one label more "
         "than section starts)",
+    )
+    structure.add_argument(
+        "--music-start",
+        type=_typed(parse_time),
+        default=None,
+        metavar="TIME",
+        help="music over part of the video only: where it starts, in seconds or m:ss "
+        "(default: the video's start); the video's own sound is ducked only under the music",
+    )
+    structure.add_argument(
+        "--music-end",
+        type=_typed(parse_time),
+        default=None,
+        metavar="TIME",
+        help="where the music ends, in seconds or m:ss; its last bar ends there (within a "
+        "quarter of a second) (default: the video's end)",
     )
     add_generation_arguments(gen.add_argument_group("generation (default: the model's settings)"))
     gen.add_argument(
@@ -287,6 +303,8 @@ def _generate(args: argparse.Namespace) -> int:
         sections=args.sections,
         sections_only=args.sections_only,
         form=args.form,
+        music_start_s=args.music_start,
+        music_end_s=args.music_end,
     )  # invalid options fail here, before the model loads
     soundfont, level = _sound_settings(args)
     composer = Composer.from_pretrained(
@@ -316,6 +334,9 @@ def _generate(args: argparse.Namespace) -> int:
         bar.close()
         timings = result.report.timings_s
         print(f"{video.name}: {result.out_dir} ({timings['total']:.1f} s)")
+        if not result.report.plan.covers_whole_video:
+            first, last = result.report.plan.music_span_s
+            print(f"  music from {first:.2f} s to {last:.2f} s")
         if options.sections:
             plan = result.report.plan
             landings = plan.section_landings_s(options.sections)

@@ -19,6 +19,8 @@ from diffbgm.errors import PlanError
 from diffbgm.generation.config import GenerationConfig, KnobValue
 from diffbgm.music.chord_symbols import harte_label, parse_progression
 from diffbgm.music.chords import ChordError
+from diffbgm.plan.config import PlanOverrides
+from diffbgm.plan.planner import MIN_MUSIC_S, music_span
 from diffbgm.video.mux import AUDIO_MODES, AudioMode
 from diffbgm.video.types import ShotMethod
 
@@ -62,6 +64,9 @@ class ComposeOptions:
     # One label per section, the opening first ("A", "B", "A"): a section labelled like an
     # earlier one takes up its music. Needs sections; labels are kept in capitals.
     form: tuple[str, ...] | None = None
+    # The part of the video the music is for (seconds; None: from its start / to its end).
+    music_start_s: float | None = None
+    music_end_s: float | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.seed <= MAX_SEED:
@@ -92,15 +97,45 @@ class ComposeOptions:
             object.__setattr__(self, "sections", _section_starts(self.sections))
         if self.form is not None:
             object.__setattr__(self, "form", _form_labels(self.form, self.sections))
+        self._check_music_span()
+
+    def _check_music_span(self) -> None:
+        start, end = self.music_start_s, self.music_end_s
+        for name, value in (("start", start), ("end", end)):
+            if value is not None:
+                if isinstance(value, bool) or not isinstance(value, Real):
+                    raise PlanError(f"the music's {name} must be a number of seconds")
+                if not math.isfinite(value):
+                    raise PlanError(f"the music's {name} must be a number of seconds, not {value}")
+                if value < 0:
+                    raise PlanError(f"the music's {name} must be 0 s or later, not {value:g}")
+        first = 0.0 if start is None else float(start)
+        if end is not None and end - first < MIN_MUSIC_S:
+            raise PlanError(
+                f"the music would last {max(end - first, 0.0):g} s (from {first:g} to {end:g} s)"
+                f": give it at least {MIN_MUSIC_S:g} s"
+            )
+        outside = [t for t in self.sections or () if t <= first or (end is not None and t >= end)]
+        if outside and (start is not None or end is not None):
+            raise PlanError(
+                f"section starts must lie inside the music ({first:g}-"
+                f"{'the end' if end is None else f'{end:g} s'}): "
+                + ", ".join(f"{t:g}" for t in outside)
+            )
 
     def check_for_video(self, duration_s: float) -> None:
-        """Fail now, before any work, if a section starts at or after the video's end."""
+        """Fail now, before any work, if a section starts at or after the video's end, or the
+        music's part does not lie within the video."""
         late = [t for t in self.sections or () if t >= duration_s]
         if late:
             raise PlanError(
                 f"section starts must lie inside the video (0, {duration_s:.2f}) s: "
                 + ", ".join(f"{t:g}" for t in late)
             )
+        music_span(
+            PlanOverrides(music_start_s=self.music_start_s, music_end_s=self.music_end_s),
+            duration_s,
+        )
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -118,6 +153,8 @@ class ComposeOptions:
             "sections": None if self.sections is None else list(self.sections),
             "sections_only": self.sections_only,
             "form": None if self.form is None else list(self.form),
+            "music_start_s": self.music_start_s,
+            "music_end_s": self.music_end_s,
         }
 
     @classmethod
@@ -228,11 +265,32 @@ def parse_sections(text: str | None) -> tuple[float, ...] | None:
         return None
     if len(text) > MAX_SECTIONS * 16:
         raise PlanError(f"the section starts text is longer than {MAX_SECTIONS * 16} characters")
+    comma = DECIMAL_COMMA.search(text)
+    if comma:
+        raise PlanError(
+            f"{comma.group(0)!r}: write a decimal with a point ({comma.group(0).replace(',', '.')})"
+            f", and put a space after the comma between two times"
+        )
     times = []
     for item in re.split(r"[\s,;]+", text.strip()):
         if item:
             times.append(_seconds(item))
     return _section_starts(times)
+
+
+# A comma between digits with no space: a decimal comma ("12,5") or two times run together;
+# refused rather than guessed
+DECIMAL_COMMA = re.compile(r"[\d:.]*\d,\d[\d:.]*")
+
+
+def parse_time(text: str | None) -> float | None:
+    """One time as typed: seconds or m:ss (h:mm:ss) -> seconds; None for an empty text."""
+    if text is None or not text.strip():
+        return None
+    item = text.strip()
+    if len(item) > 16:
+        raise PlanError(f"cannot read the time {item[:16]!r}...: write seconds or m:ss")
+    return _seconds(item.replace(",", ".") if DECIMAL_COMMA.fullmatch(item) else item)
 
 
 def _seconds(item: str) -> float:
@@ -246,7 +304,7 @@ def _seconds(item: str) -> float:
             f"cannot read the time {item!r}: write seconds (12.5) or minutes:seconds (0:12.5)"
         ) from None
     if item.startswith("-"):
-        raise PlanError(f"a section starts after the video's start (0 s), not at {item}")
+        raise PlanError(f"times count from the video's start (0 s): {item} is before it")
     if any(n < 0 for n in numbers) or any(n >= 60 for n in numbers[1:]):
         raise PlanError(f"cannot read the time {item!r}: minutes and seconds run 0-59")
     seconds = 0.0

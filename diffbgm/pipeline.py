@@ -392,7 +392,7 @@ class Composer:
 
         A mood text sets the whole piece's valence and arousal (key mode, tempo, energy);
         the shots keep their differences around it. The user's sections are added to the shot
-        cuts, or replace them (sections_only)."""
+        cuts, or replace them (sections_only); the music may be asked for part of the video."""
         key = None if options.key in (None, "", "auto") else options.key
         sections = options.sections or ()
         return PlanOverrides(
@@ -405,6 +405,8 @@ class Composer:
             segment_starts_s=sections if options.sections_only else None,
             added_segment_starts_s=None if options.sections_only else sections or None,
             section_form=options.form,
+            music_start_s=options.music_start_s,
+            music_end_s=options.music_end_s,
         )
 
     def plan(
@@ -522,6 +524,7 @@ class Composer:
                     plan.duration_s,
                     audio=options.audio,
                     has_original_audio=bool(analysis.info.has_audio),
+                    music_span_s=None if plan.covers_whole_video else plan.music_span_s,
                 )
                 try:
                     if track is None:  # the upload's own H.264/HEVC stream, copied
@@ -598,7 +601,8 @@ class Composer:
     ) -> Report:
         from diffbgm.metrics import cut_alignment
 
-        cuts = analysis.cut_times_s
+        first, last = plan.music_span_s
+        cuts = [t for t in analysis.cut_times_s if first < t < last]  # the cuts under music
         boundaries = [start for start, _ in plan.segment_bounds_s()[1:]]
         alignment = cut_alignment(cuts, boundaries, tolerance_s=60.0 / plan.tempo_bpm)
         total = sum(seconds.values())

@@ -298,6 +298,38 @@ def test_the_users_chords_and_sections_reach_the_composer_and_the_summary(
     assert regenerated_line(no_recall, 0) == "segment 1 composed again"
 
 
+def test_the_music_span_reaches_the_composer_and_the_summary(tmp_path: Path, clip: Path) -> None:
+    composer = StandInComposer()
+    handlers, _ = _handlers(tmp_path, composer)
+    extra = (None, "solo-piano", None, None, "", "", False, "")  # ... through the form
+    handlers.compose(str(clip), *FORM, *extra, "0:00.0", "2,00")  # the clip lasts 2 s
+    options = composer.calls[-1][2]
+    assert (options.music_start_s, options.music_end_s) == (0.0, 2.0)
+    handlers.compose(str(clip), *FORM, *extra, " ", "")
+    assert (composer.calls[-1][2].music_start_s, composer.calls[-1][2].music_end_s) == (None, None)
+    calls = len(composer.calls)
+    for start, end, message in [
+        ("0:01", "", "would last 1 s"),  # 1 s of a 2 s clip
+        ("", "5", "cannot end at 5 s: the video lasts 2.00 s"),
+        ("later", "", "cannot read the time"),
+        ("1.5", "1", "would last 0 s"),
+    ]:
+        with pytest.raises(gr.Error, match=message):
+            handlers.compose(str(clip), *FORM, *extra, start, end)
+    assert len(composer.calls) == calls  # each refused before the compose queue
+    # the summary says where the music plays (the stand-in's 8 s video, music 2-6 s)
+    report = stand_in_report(0)
+    plan = MusicPlan.from_dict(
+        {**_plan_dict(2), "duration_s": 8.0, "offset_s": 2.0, "n_bars": 2, "music_start_s": 2.0}
+        | {"music_end_s": 6.0, "segments": _plan_dict(1)["segments"]}
+    )
+    spanned = replace(report, plan=plan, options=ComposeOptions(music_start_s=2.0, music_end_s=6.0))
+    assert structure_line(spanned) == (
+        "music from 0:02.00 to 0:06.00 only, the video's sound lowered under it"
+    )
+    assert segment_table(spanned)[1][0][1:3] == [2.0, 6.0]  # the segment in video time
+
+
 def test_regenerate_writes_a_new_folder_and_refuses_foreign_paths(
     tmp_path: Path, clip: Path
 ) -> None:
@@ -493,6 +525,24 @@ def test_api_compose_with_the_users_chords_and_sections(app: Any, tmp_path: Path
     # the progression, started again at the section's first full bar
     labels = {chord["label"] for chord in plan["chords"]}
     assert plan["chords"][0]["label"] == "D:min7" and labels <= {"D:min7", "G:7", "C:maj7"}
+
+
+@real_app
+def test_api_compose_for_part_of_the_video(app: Any, tmp_path: Path) -> None:
+    import json
+
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+
+    client = Client(app.url, verbose=False)
+    video = write_test_video(tmp_path / "clip.mp4", seconds=6.0)
+    args = _compose_args(video, 0) | {"tempo_bpm": 120, "music_start": "1", "music_end": "0:05"}
+    summary, *_, name, _, _ = client.predict(**args)[:11]
+    assert "music from 0:01.00 to 0:05.00 only" in summary
+    report = json.loads((app.data_dir / "outputs" / name / "report.json").read_text())
+    assert report["plan"]["music_start_s"] == 1.0 and report["plan"]["music_end_s"] == 5.0
+    with pytest.raises(AppError, match="cannot start at 7 s"):
+        client.predict(**(args | {"music_start": "7", "music_end": ""}))
 
 
 @real_app

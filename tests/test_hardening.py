@@ -564,6 +564,39 @@ def test_hostile_chords_sections_and_forms_get_a_message_and_one_log_line(
     assert not composer.calls  # refused before any work
 
 
+@pytest.mark.parametrize(
+    ("start", "end", "expected"),
+    [
+        ("1e400", "", "number of seconds, not inf"),
+        ("", "nan", "number of seconds, not nan"),
+        ("", "9" * 40, "write seconds or m:ss"),
+        ("<b>1</b>", "", "cannot read the time"),
+        ("0\x00:01", "", "cannot read the time"),
+        ("-0:01", "", "before it"),
+        ("99:99", "", "run 0-59"),
+    ],
+)
+def test_hostile_music_times_get_a_message_and_one_log_line(
+    tmp_path: Path,
+    clip: Path,
+    caplog: pytest.LogCaptureFixture,
+    start: str,
+    end: str,
+    expected: str,
+) -> None:
+    composer = StandInComposer()
+    handlers, _ = _handlers(tmp_path, composer)
+    extra = (None, "solo-piano", None, None, "", "", False, "", start, end)
+    with (
+        caplog.at_level(logging.INFO, logger="diffbgm.webapp"),
+        pytest.raises(gr.Error, match=expected) as caught,
+    ):
+        handlers.compose(str(clip), *FORM, *extra)
+    assert "<b>" not in caught.value.message
+    assert len(caplog.records) == 1 and caplog.records[0].exc_info is None
+    assert not composer.calls  # refused before any work
+
+
 def test_out_of_choice_and_missing_values_are_refused_quietly(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

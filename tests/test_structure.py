@@ -187,7 +187,9 @@ def test_section_times_are_read_in_seconds_and_minutes() -> None:
         ("0", "after the video's start"),
         ("1::2", "cannot read the time"),
         ("nan", "number of seconds"),
-        ("-1", "after the video's start"),
+        ("-1", "before it"),
+        ("12,5", "write a decimal with a point \\(12.5\\)"),
+        ("11.9,15.7", "a space after the comma"),
     ]:
         with pytest.raises(PlanError, match=message):
             parse_sections(bad)
@@ -319,7 +321,7 @@ def test_a_forms_opening_section_must_be_heard(chord_model) -> None:
     overrides = PlanOverrides(
         tempo_bpm=120.0, added_segment_starts_s=(0.1,), section_form=("A", "B")
     )
-    with pytest.raises(PlanError, match="between the video's start and 0.1 s"):
+    with pytest.raises(PlanError, match="between the music.s start and 0.1 s"):
         make_plan(synthetic_analysis([], 16.0), overrides, chord_model=chord_model)
     assert PlanOverrides(segment_starts_s=(np.float32(3.0),)).segment_starts_s  # numpy numbers
 

@@ -31,6 +31,7 @@ from diffbgm.options import (
     parse_chords,
     parse_form,
     parse_sections,
+    parse_time,
 )
 from diffbgm.result import Report, load_report
 from webapp import media
@@ -339,7 +340,19 @@ def structure_line(report: Report) -> str | None:
         parts.append(f"your sections {where}: " + ", ".join(landed))
     if options.form:
         parts.append(f"form {' '.join(options.form)}")
+    if not plan.covers_whole_video:
+        first, last = plan.music_span_s
+        parts.append(
+            f"music from {_clock(first)} to {_clock(last)} only"
+            + (", the video's sound lowered under it" if options.audio == "duck" else "")
+        )
     return "; ".join(parts) or None
+
+
+def _clock(seconds: float) -> str:
+    """12.34 -> '0:12.34' (how the times are typed)."""
+    minutes, rest = divmod(round(seconds, 2), 60.0)
+    return f"{int(minutes)}:{rest:05.2f}"
 
 
 def regenerated_line(report: Report, segment: int) -> str:
@@ -438,6 +451,8 @@ def compose_options(
     sections: str | None = None,
     sections_only: bool | None = None,
     form: str | None = None,
+    music_start: str | None = None,
+    music_end: str | None = None,
 ) -> ComposeOptions:
     """ComposeOptions from the form; 0 / empty / 'auto' mean "let the video decide" (an empty
     arrangement: the default, solo piano; empty chords and sections: from the video). The
@@ -469,6 +484,8 @@ def compose_options(
         sections=parse_sections(sections),
         sections_only=bool(sections_only),
         form=parse_form(form),
+        music_start_s=parse_time(music_start),
+        music_end_s=parse_time(music_end),
     )
 
 
@@ -551,6 +568,8 @@ class Handlers:
         sections: str | None = None,
         sections_only: bool | None = None,
         form: str | None = None,
+        music_start: str | None = None,
+        music_end: str | None = None,
         request: gr.Request | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio injects it by default value
     ) -> tuple[Any, ...]:
@@ -566,6 +585,7 @@ class Handlers:
         options = compose_options(
             mood, tempo_bpm, key, density, seed, guidance, steps, variants, audio, recall,
             arrangement, candidates, control_guidance, chords, sections, sections_only, form,
+            music_start, music_end,
         )  # fmt: skip
         client = client_id(request)
         self.gate.check_client(client)
@@ -573,7 +593,7 @@ class Handlers:
         with user_file_names(Path(video) if isinstance(video, str) and video else None, name):
             upload = media.check_upload(video, self.settings.max_upload_bytes)
             info = probe_video(upload, self.settings.probe_limits)
-        options.check_for_video(info.duration_s)  # a section past the end: refused at once
+        options.check_for_video(info.duration_s)  # a time past the end: refused at once
         media.touch(upload)  # in use: the upload sweep keeps it a while longer
         with (
             self.gate.place(client) as ticket,

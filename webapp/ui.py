@@ -81,6 +81,25 @@ def _compose_tab(handlers: Handlers, settings: AppSettings) -> None:
                 )
             )
             with gr.Accordion("Your own chords and sections", open=False):
+                with gr.Row():
+                    music_start = quiet(
+                        gr.Textbox(
+                            label="Music starts at (seconds or m:ss; empty = the video's start)",
+                            value="",
+                            placeholder="e.g. 0:04",
+                            elem_id="music-start",
+                        ),
+                        text_only=True,
+                    )
+                    music_end = quiet(
+                        gr.Textbox(
+                            label="Music ends at (empty = the video's end)",
+                            value="",
+                            placeholder="e.g. 0:28",
+                            elem_id="music-end",
+                        ),
+                        text_only=True,
+                    )
                 chords = quiet(
                     gr.Textbox(
                         label="Chords, one per bar, repeated to fill the piece (empty = "
@@ -236,6 +255,8 @@ def _compose_tab(handlers: Handlers, settings: AppSettings) -> None:
             sections,
             sections_only,
             form,
+            music_start,
+            music_end,
         ],
         outputs=outputs,
         api_name="compose",

@@ -3,7 +3,7 @@
 The contract other code relies on: every instrument is named after its stem (`melody`,
 `accompaniment`, `pad`, `bass`, `drums`) with its General MIDI program (or is_drum) set;
 `humanise=False` keeps every note on the grid (the sheet music reads that); the notes' times
-are the video's (shifted by `plan.offset_s`, cut at `plan.duration_s`, as write_midi did).
+are the video's (shifted by `plan.offset_s`, cut to the music's span `plan.music_span_s`).
 """
 
 from __future__ import annotations
@@ -53,14 +53,16 @@ def _notes_in_seconds(table: np.ndarray, step_s: float) -> list[pretty_midi.Note
 
 
 def to_video_time(instrument: pretty_midi.Instrument, plan: MusicPlan) -> None:
-    """Shift by the plan's offset and cut at the video's end, in place: notes shorter than
-    MIN_NOTE_S after the cut are dropped; a control change before the start takes effect at 0,
-    one after the end is dropped (a held pedal is lifted at the end)."""
+    """Shift by the plan's offset and cut to the music's span of the video, in place: notes
+    shorter than MIN_NOTE_S after the cut are dropped; a control change before the music
+    starts takes effect at its start, one after its end is dropped (a held pedal is lifted at
+    the end)."""
+    first, last = plan.music_span_s
     kept = []
     for note in instrument.notes:
-        # a note struck in the pickup before the video starts rings on into it
-        note.start = max(note.start + plan.offset_s, 0.0)
-        note.end = min(note.end + plan.offset_s, plan.duration_s)
+        # a note struck in the pickup before the music starts rings on into it
+        note.start = max(note.start + plan.offset_s, first)
+        note.end = min(note.end + plan.offset_s, last)
         if note.end - note.start > MIN_NOTE_S:
             kept.append(note)
     instrument.notes = kept
@@ -68,19 +70,19 @@ def to_video_time(instrument: pretty_midi.Instrument, plan: MusicPlan) -> None:
     changes = []
     for change in sorted(instrument.control_changes, key=lambda c: c.time):
         time = change.time + plan.offset_s
-        if time > plan.duration_s:
+        if time > last:
             continue
-        if time <= 0.0:
+        if time <= first:
             latest_before_start[change.number] = change
             continue
         changes.append(pretty_midi.ControlChange(change.number, change.value, time))
     starting = [
-        pretty_midi.ControlChange(c.number, c.value, 0.0) for c in latest_before_start.values()
+        pretty_midi.ControlChange(c.number, c.value, first) for c in latest_before_start.values()
     ]
     changes = starting + changes
     pedal = [c for c in changes if c.number == SUSTAIN]
     if pedal and pedal[-1].value >= 64:
-        changes.append(pretty_midi.ControlChange(SUSTAIN, 0, plan.duration_s))
+        changes.append(pretty_midi.ControlChange(SUSTAIN, 0, last))
     instrument.control_changes = changes
 
 

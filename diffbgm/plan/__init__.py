@@ -6,14 +6,17 @@ segments of whole beats that follow the shots, per-segment control values in the
 units (POP909 quantiles, see diffbgm.controls), a key and a chord progression. It is a plain
 dataclass that round-trips through JSON, and every field can be overridden by the user.
 
-Time conventions: seconds relative to the video start; the grid starts at `offset_s` (<= 0:
-a first bar that begins before the video is a pickup, its start is cut off); beats and bars
-count from 0 at `offset_s`; steps are 16th notes (4 per beat).
+Time conventions: seconds relative to the video start; the music sounds from `music_start_s`
+to `music_end_s` (the whole video unless the user chose a part); the grid starts at `offset_s`
+(at or up to a bar before the music's start: a first bar that begins before the music is a
+pickup, its start is cut off); beats and bars count from 0 at `offset_s`; steps are 16th
+notes (4 per beat).
 
 Modules: records (the plan and its JSON), config (PlanConfig, PlanOverrides), inputs (what
 the planner reads from a video analysis and a calibration, as Protocols), grid (tempo, bar
 grid, segments), controls (per-segment controls), harmony (key, chords), recall (returning
-scenes), planner (make_plan, replan_segment). The plan imports neither the model nor the
+scenes), span (the part of a video the music is for), planner (make_plan, music_span,
+replan_segment). The plan imports neither the model nor the
 video package: diffbgm.conditioning turns a plan into the model's conditions.
 """
 
@@ -51,7 +54,7 @@ from diffbgm.plan.inputs import (
     StretchLike,
     VideoInfoLike,
 )
-from diffbgm.plan.planner import make_plan, replan_segment
+from diffbgm.plan.planner import MIN_MUSIC_S, make_plan, music_span, replan_segment
 from diffbgm.plan.recall import plan_recalls, recall_chords, segment_embeddings
 from diffbgm.plan.records import (
     BEATS_PER_BAR,
@@ -93,6 +96,8 @@ __all__ = [
     "generate_chords",
     "intro_outro_flags",
     "make_plan",
+    "music_span",
+    "MIN_MUSIC_S",
     "mood_tempo_bpm",
     "plan_recalls",
     "recall_chords",

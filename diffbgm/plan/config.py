@@ -104,6 +104,9 @@ class PlanOverrides:
     them over nearby cuts when a segment would be too short. section_form: one label per
     section of the user's (the opening, then one per start, in time order); a section
     labelled like an earlier one takes up its music, and nothing else is recalled.
+    music_start_s / music_end_s: the part of the video the music is for (seconds; None: the
+    video's start / end); the plan is made for that part alone, and the music ends on a bar
+    line near a chosen end.
     """
 
     tempo_bpm: float | None = None
@@ -117,6 +120,8 @@ class PlanOverrides:
     segment_starts_s: tuple[float, ...] | None = None
     added_segment_starts_s: tuple[float, ...] | None = None
     section_form: tuple[str, ...] | None = None
+    music_start_s: float | None = None
+    music_end_s: float | None = None
 
     def __post_init__(self) -> None:
         _check_range("tempo_bpm", self.tempo_bpm, 40.0, 240.0)
@@ -143,6 +148,12 @@ class PlanOverrides:
                 isinstance(t, Real) and not isinstance(t, bool) and math.isfinite(t) for t in starts
             ):
                 raise PlanError(f"override {name}: every section start must be a number of seconds")
+        for name in ("music_start_s", "music_end_s"):
+            value = getattr(self, name)
+            if value is not None and not (
+                isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
+            ):
+                raise PlanError(f"override {name}: give a number of seconds, got {value!r}")
         if self.section_form is not None:
             starts = (self.segment_starts_s or ()) + (self.added_segment_starts_s or ())
             if len(self.section_form) != len(set(starts)) + 1:

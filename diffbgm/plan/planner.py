@@ -40,7 +40,10 @@ from diffbgm.plan.harmony import choose_key, chords_from_labels, generate_chords
 from diffbgm.plan.inputs import AnalysisLike, QuantileTables
 from diffbgm.plan.recall import form_segments, plan_recalls, recall_chords, segment_embeddings
 from diffbgm.plan.records import BEATS_PER_BAR, MusicPlan, PlanKey, PlanSegment
+from diffbgm.plan.span import analysis_within
 from diffbgm.plan.takes import take_turns
+
+MIN_MUSIC_S = 2.0  # the shortest part of a video a user may ask music for
 
 
 def make_plan(
@@ -51,14 +54,108 @@ def make_plan(
     config: PlanConfig | None = None,
     chord_model: ChordModel | None = None,
 ) -> MusicPlan:
-    """Plan the music for an analysed video. Same inputs and seed -> the same plan."""
-    cfg = config or PlanConfig()
+    """Plan the music for an analysed video. Same inputs and seed -> the same plan.
+
+    With a span of the video chosen (overrides.music_start_s / music_end_s) the plan is made
+    for that part as if it were the whole video, and placed back into video time."""
     ovr = overrides or PlanOverrides()
-    model = chord_model or load_chord_model()
-    rng = np.random.default_rng(seed)
     duration = float(analysis.info.duration_s)
     if not analysis.shots or duration <= 0:
         raise PlanError(f"{analysis.info.path}: the analysis has no shots or no duration")
+    start, end = music_span(ovr, duration)
+    if (start, end) == (0.0, duration):
+        return _plan(analysis, ovr, calibration, seed, config, chord_model)
+    asked = [*(ovr.segment_starts_s or ()), *(ovr.added_segment_starts_s or ())]
+    if any(not start < t < end for t in asked):
+        raise PlanError(
+            f"section starts must lie inside the music ({start:g}-{end:g} s): "
+            + ", ".join(f"{t:g}" for t in asked if not start < t < end)
+        )
+
+    def local(times: tuple[float, ...] | None) -> tuple[float, ...] | None:
+        return None if times is None else tuple(t - first for t in times)
+
+    def plan_from(first: float, grid: BarGrid | None = None) -> MusicPlan:
+        plan = _plan(
+            analysis_within(analysis, first, end),
+            replace(
+                ovr,
+                segment_starts_s=local(ovr.segment_starts_s),
+                added_segment_starts_s=local(ovr.added_segment_starts_s),
+            ),
+            calibration,
+            seed,
+            config,
+            chord_model,
+            start_line=ovr.music_start_s is not None,
+            end_line_room_s=duration - first if end < duration else None,
+            origin_s=first,
+            grid=grid,
+        )
+        provenance = {**plan.provenance, "music_span": "user"}
+        return replace(
+            plan,
+            offset_s=plan.offset_s + first,
+            duration_s=duration,
+            music_start_s=first,
+            music_end_s=first + plan.duration_s,
+            provenance=provenance,
+        )
+
+    first = start
+    plan = plan_from(first)
+    # A chosen start just before a bar line would open on a sliver of a bar: the music then
+    # starts on that line instead (planned again from there, on the same grid).
+    to_line = plan.offset_s + plan.bar_s - start
+    tolerance = (config or PlanConfig()).bar_snap_tolerance_s
+    if ovr.music_start_s is not None and plan.offset_s < start - 1e-9 and to_line <= tolerance:
+        asked_inside = all(start + to_line < t for t in asked)
+        if asked_inside and end - (start + to_line) >= MIN_MUSIC_S:
+            plan = plan_from(start + to_line, BarGrid(plan.tempo_bpm, 0.0, 0.0))
+    return plan
+
+
+def music_span(overrides: PlanOverrides, duration_s: float) -> tuple[float, float]:
+    """(start, end) of the music in the video: the whole video unless the user chose a part;
+    PlanError where the chosen part does not lie within the video or is too short for music."""
+    start = 0.0 if overrides.music_start_s is None else float(overrides.music_start_s)
+    end = duration_s if overrides.music_end_s is None else float(overrides.music_end_s)
+    if not 0.0 <= start < duration_s:
+        raise PlanError(
+            f"the music cannot start at {start:g} s: the video lasts {duration_s:.2f} s"
+        )
+    if end > duration_s + 1e-6:
+        raise PlanError(f"the music cannot end at {end:g} s: the video lasts {duration_s:.2f} s")
+    if end - start < MIN_MUSIC_S:
+        raise PlanError(
+            f"the music would last {max(end - start, 0.0):g} s (from {start:g} to {end:g} s): "
+            f"give it at least {MIN_MUSIC_S:g} s"
+        )
+    return start, min(end, duration_s)
+
+
+def _plan(
+    analysis: AnalysisLike,
+    ovr: PlanOverrides,
+    calibration: QuantileTables | None,
+    seed: int,
+    config: PlanConfig | None,
+    chord_model: ChordModel | None,
+    start_line: bool = False,
+    end_line_room_s: float | None = None,
+    origin_s: float = 0.0,
+    grid: BarGrid | None = None,
+) -> MusicPlan:
+    """make_plan for the whole of `analysis`. start_line: the user chose where the music
+    starts, so the start joins the tempo search at a section's weight. end_line_room_s: the
+    user chose where it ends: the end joins the tempo search and the music ends on the bar
+    line nearest it (within config.bar_snap_tolerance_s and this many seconds of the start);
+    origin_s: the video time of the analysis's start, for messages. grid: the tempo and bar
+    grid to use instead of searching for one."""
+    cfg = config or PlanConfig()
+    model = chord_model or load_chord_model()
+    rng = np.random.default_rng(seed)
+    duration = float(analysis.info.duration_s)
     provenance: dict[str, str] = {}
 
     # Mood of the whole video, duration-weighted over shots; user mood overrides shift it.
@@ -71,8 +168,9 @@ def make_plan(
     asked = [*(ovr.segment_starts_s or ()), *added]  # the user's section starts
     if any(not 0 < t < duration for t in asked):
         raise PlanError(
-            f"section starts must lie inside the video (0, {duration:.2f}) s: "
-            + ", ".join(f"{t:g}" for t in asked if not 0 < t < duration)
+            f"section starts must lie inside the video ({origin_s:g}, "
+            f"{origin_s + duration:.2f}) s: "
+            + ", ".join(f"{t + origin_s:g}" for t in asked if not 0 < t < duration)
         )
     # the times the tempo search puts on lines: the shot cuts (or the user's starts instead),
     # and the starts the user added
@@ -92,14 +190,16 @@ def make_plan(
     early_turns = (
         take_turns(analysis, 240.0 / (ovr.tempo_bpm or target), cfg) if follow_turns else []
     )
-    grid = fit_bar_grid(
-        [*boundaries, *early_turns],
+    ends = [0.0] * start_line + [duration] * (end_line_room_s is not None)
+    grid = grid or fit_bar_grid(
+        [*boundaries, *early_turns, *ends],
         target,
         cfg,
         tempo_bpm=ovr.tempo_bpm,
         weights=[1.0] * len(cuts)
         + [cfg.section_weight] * len(added)
-        + [cfg.turn_weight] * len(early_turns),
+        + [cfg.turn_weight] * len(early_turns)
+        + [cfg.section_weight] * len(ends),
     )
     provenance["tempo_bpm"] = (
         "user"
@@ -108,12 +208,19 @@ def make_plan(
     )
     bar_s = 240.0 / grid.tempo_bpm
     n_bars = max(1, math.ceil((duration - grid.offset_s) / bar_s - 1e-9))
+    if end_line_room_s is not None:
+        bars_to_line = round((duration - grid.offset_s) / bar_s)
+        line_s = grid.offset_s + bars_to_line * bar_s
+        near = abs(line_s - duration) <= cfg.bar_snap_tolerance_s
+        if bars_to_line >= 1 and near and line_s <= end_line_room_s:
+            # the music's last bar, its cadence, ends where the user wants the music to
+            n_bars, duration = bars_to_line, line_s
     turns = take_turns(analysis, bar_s, cfg) if follow_turns else []
     provenance["segments"] = segments_provenance(replaced, bool(added), bool(turns))
     # A form repeats sections bar for bar, so its sections start on downbeats.
     n_beats = n_bars * BEATS_PER_BAR
     form_starts = (
-        form_section_beats(asked, grid, n_beats, duration, cfg)
+        form_section_beats(asked, grid, n_beats, duration, cfg, origin_s)
         if ovr.section_form is not None
         else []
     )
@@ -203,12 +310,17 @@ def make_plan(
 
 
 def form_section_beats(
-    starts_s: Sequence[float], grid: BarGrid, n_beats: int, duration_s: float, config: PlanConfig
+    starts_s: Sequence[float],
+    grid: BarGrid,
+    n_beats: int,
+    duration_s: float,
+    config: PlanConfig,
+    origin_s: float = 0.0,
 ) -> list[int]:
     """The bar lines a form's sections start on; PlanError where a section would get less
     than a bar (two starts in one bar, or a start in the first or last bar), or less than half
     a bar of the video (the grid may start before the video): a section of the form would
-    vanish."""
+    vanish. origin_s: added to the times a message names (the music's start in the video)."""
     times = sorted(set(starts_s))
     bounds = [0, *(nearest_bar(t, grid) for t in times), n_beats]
     beat_s = 60.0 / grid.tempo_bpm
@@ -220,8 +332,8 @@ def form_section_beats(
     for i in range(len(bounds) - 1):
         too_short = bounds[i + 1] - bounds[i] < config.min_segment_beats
         if too_short or heard[i] < config.min_segment_beats / 2 - 1e-6:
-            left = "the video's start" if i == 0 else f"{times[i - 1]:g} s"
-            right = "the video's end" if i == len(times) else f"{times[i]:g} s"
+            left = "the music's start" if i == 0 else f"{times[i - 1] + origin_s:g} s"
+            right = "the music's end" if i == len(times) else f"{times[i] + origin_s:g} s"
             raise PlanError(
                 f"with a form every section needs at least a bar: between {left} and {right} "
                 f"there is less than one at {grid.tempo_bpm:g} BPM (a bar is "

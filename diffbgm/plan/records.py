@@ -235,7 +235,9 @@ class MusicPlan:
     `cut_residuals_s[i]`: cut i (start of shot i+1) minus the segment boundary it was snapped
     to, in seconds (when the cut's shot was merged away: minus the nearest boundary).
     `provenance`: for each planned part ("tempo_bpm", "key", ...) where it came from; "user"
-    marks an override.
+    marks an override. `duration_s` is the video's length; the music sounds from
+    `music_start_s` to `music_end_s` of it (the whole video unless the user chose a part:
+    None reads as `duration_s`), and the grid starts at most a bar before the music.
     """
 
     tempo_bpm: float
@@ -249,8 +251,12 @@ class MusicPlan:
     seed: int
     provenance: dict[str, str] = field(default_factory=dict)
     beats_per_bar: int = BEATS_PER_BAR
+    music_start_s: float = 0.0
+    music_end_s: float | None = None
 
     def __post_init__(self) -> None:
+        if self.music_end_s is None:
+            object.__setattr__(self, "music_end_s", float(self.duration_s))
         object.__setattr__(self, "segments", tuple(self.segments))
         object.__setattr__(self, "chords", tuple(self.chords))
         object.__setattr__(self, "cut_residuals_s", tuple(float(r) for r in self.cut_residuals_s))
@@ -260,12 +266,19 @@ class MusicPlan:
             raise PlanError(f"tempo {self.tempo_bpm} BPM is outside 30-300")
         if not self.duration_s > 0:
             raise PlanError(f"duration {self.duration_s} s must be positive")
-        if not -self.bar_s < self.offset_s <= 1e-9:
-            raise PlanError(f"offset {self.offset_s:.3f} s must lie in (-one bar, 0]")
-        if self.n_bars < 1 or self.offset_s + self.n_bars * self.bar_s < self.duration_s - 1e-6:
+        start, end = self.music_span_s
+        if not 0.0 <= start < end <= self.duration_s + 1e-6:
             raise PlanError(
-                f"{self.n_bars} bars at {self.tempo_bpm} BPM do not cover {self.duration_s:.2f} s"
+                f"the music's span {start:.2f}-{end:.2f} s must lie within the video "
+                f"(0-{self.duration_s:.2f} s) and last"
             )
+        if not start - self.bar_s < self.offset_s <= start + 1e-9:
+            raise PlanError(
+                f"offset {self.offset_s:.3f} s must lie in (-one bar, 0] of the music's start "
+                f"({start:.3f} s)"
+            )
+        if self.n_bars < 1 or self.offset_s + self.n_bars * self.bar_s < end - 1e-6:
+            raise PlanError(f"{self.n_bars} bars at {self.tempo_bpm} BPM do not cover {end:.2f} s")
         self._check_segments()
         self._check_chords()
 
@@ -302,6 +315,17 @@ class MusicPlan:
     @property
     def bar_s(self) -> float:
         return self.beat_s * self.beats_per_bar
+
+    @property
+    def music_span_s(self) -> tuple[float, float]:
+        """(start, end) of the music in video time."""
+        end = self.duration_s if self.music_end_s is None else self.music_end_s
+        return float(self.music_start_s), float(end)
+
+    @property
+    def covers_whole_video(self) -> bool:
+        start, end = self.music_span_s
+        return start <= 0.0 and end >= self.duration_s
 
     @property
     def n_beats(self) -> int:
@@ -350,8 +374,8 @@ class MusicPlan:
         return found
 
     def segment_bounds_s(self) -> list[tuple[float, float]]:
-        """(start_s, end_s) of every segment, clipped to the video [0, duration_s]."""
-        edges = np.clip(self.segment_boundaries_s(), 0.0, self.duration_s)
+        """(start_s, end_s) of every segment, clipped to the music's span in the video."""
+        edges = np.clip(self.segment_boundaries_s(), *self.music_span_s)
         return [(float(a), float(b)) for a, b in zip(edges[:-1], edges[1:], strict=True)]
 
     def step_segment_ids(self, n_steps: int | None = None, steps_per_beat: int = 4) -> np.ndarray:
@@ -379,6 +403,8 @@ class MusicPlan:
             "offset_s": self.offset_s,
             "n_bars": self.n_bars,
             "duration_s": self.duration_s,
+            "music_start_s": self.music_start_s,
+            "music_end_s": self.music_end_s,
             "key": {"tonic_pc": self.key.tonic_pc, "mode": self.key.mode, "name": self.key.name},
             "segments": [seg.to_dict() for seg in self.segments],
             "chords": [chord.to_dict() for chord in self.chords],
@@ -398,6 +424,10 @@ class MusicPlan:
                 offset_s=_float(data["offset_s"]),
                 n_bars=_int(data["n_bars"]),
                 duration_s=_float(data["duration_s"]),
+                music_start_s=_float(data.get("music_start_s", 0.0)),
+                music_end_s=None
+                if data.get("music_end_s") is None
+                else _float(data["music_end_s"]),
                 key=PlanKey(_int(key["tonic_pc"]), str(key["mode"])),
                 segments=tuple(
                     PlanSegment.from_dict(_mapping(s)) for s in _items(data["segments"])

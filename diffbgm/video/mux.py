@@ -20,6 +20,8 @@ AUDIO_MODES: tuple[str, ...] = ("keep", "duck", "replace")
 
 # Under "duck" the original sound stays audible but far below the music (-14 dB).
 DUCKED_ORIGINAL_GAIN = 0.2
+# With music over part of the video, the duck's ramp into and out of it.
+DUCK_RAMP_S = 0.5
 # H.264 in yuv420p needs even frame sizes of at least 2x2. Padding (never cropping) an odd
 # side by one black line gets there from any size, 1x1 included: a crop to even sizes
 # would turn a 1-pixel side into 0 and fail only at the very end of a composition.
@@ -41,25 +43,47 @@ def _ffmpeg_quiet() -> list[str]:
 
 
 def _sound_args(
-    mode: AudioMode, has_original_audio: bool, duration_s: float, rate: int | None = None
+    mode: AudioMode,
+    has_original_audio: bool,
+    duration_s: float,
+    rate: int | None = None,
+    music_span_s: tuple[float, float] | None = None,
 ) -> list[str]:
     """ffmpeg arguments that choose or mix the sound (input 0 = the video, 1 = the music) and
     map it as the output's audio stream. rate: the music's sample rate, which the video's own
-    sound is brought to before the mix (None: left to ffmpeg)."""
+    sound is brought to before the mix (None: left to ffmpeg). music_span_s: where the music
+    plays when it is not the whole video; "duck" then lowers the video's sound only there."""
     if mode == "replace" or not has_original_audio:
         return ["-map", "1:a:0"]
-    original_gain = 1.0 if mode == "keep" else DUCKED_ORIGINAL_GAIN
     resample = "" if rate is None else f"aresample={rate},"
     # the mix starts at time 0: amix takes its timestamps from the video's own sound, which
     # may start a few ms late (3 ms in the example clip), and the music belongs to the first
     # frame
     graph = (
-        f"[0:a:0]{resample}volume={original_gain},apad,atrim=0:{duration_s:.3f}[orig];"
+        f"[0:a:0]{resample}{_original_gain(mode, music_span_s)},apad,atrim=0:{duration_s:.3f}[orig];"
         f"[1:a:0]apad,atrim=0:{duration_s:.3f}[music];"
         "[orig][music]amix=inputs=2:duration=first:normalize=0,alimiter=limit=0.95,"
         "asetpts=N/SR/TB[mix]"
     )
     return ["-filter_complex", graph, "-map", "[mix]"]
+
+
+def _original_gain(mode: AudioMode, music_span_s: tuple[float, float] | None) -> str:
+    """The volume filter of the video's own sound: kept, or ducked under the music. With the
+    music over part of the video the duck ramps down DUCK_RAMP_S before the music starts and
+    back up over as long after it ends (a gain of 1 - depth x the ramps' product)."""
+    if mode == "keep":
+        return "volume=1.0"
+    if music_span_s is None:
+        return f"volume={DUCKED_ORIGINAL_GAIN}"
+    start, end = music_span_s
+    ramp = DUCK_RAMP_S
+    depth = 1.0 - DUCKED_ORIGINAL_GAIN
+    # quoted: the expression's commas would otherwise separate filters
+    return (
+        f"volume='1-{depth:g}*clip((t-{start - ramp:.3f})/{ramp:g},0,1)"
+        f"*clip(({end + ramp:.3f}-t)/{ramp:g},0,1)':eval=frame"
+    )
 
 
 def _ffmpeg_reason(stderr: str, *paths: Path) -> str:
@@ -130,6 +154,7 @@ def mux_music(
     timeout_s: float = 600.0,
     info: VideoInfo | None = None,
     video_track: Path | None = None,
+    music_span_s: tuple[float, float] | None = None,
 ) -> Path:
     """Write `out_path` (MP4, H.264/HEVC + AAC): the video with the music under it.
 
@@ -138,6 +163,7 @@ def mux_music(
     ...; MP4 players want H.264), padded to even sizes. `video_track`: that H.264 stream made
     already (`VideoTrackJob`, while the music was composed); it is copied. Both streams end at
     `duration_s`. Written to a temporary name first, so a failure never leaves a half-written MP4.
+    music_span_s: where the music plays, when not over the whole video (see `_sound_args`).
     """
     _check_audio_mode(audio)
     if video_track is not None:
@@ -150,7 +176,7 @@ def mux_music(
         codec_args = _video_codec_args(copy, info)
     arguments = [
         *["-i", str(video_path), "-i", str(music_wav), *video_args, "-map", picture],
-        *_sound_args(audio, has_original_audio, duration_s, _rate_of(music_wav)),
+        *_sound_args(audio, has_original_audio, duration_s, _rate_of(music_wav), music_span_s),
         *["-t", f"{duration_s:.3f}", *codec_args, *AAC_ARGS],
         *["-movflags", "+faststart"],
     ]
@@ -172,16 +198,18 @@ def encode_sound_track(
     audio: AudioMode = "duck",
     has_original_audio: bool = True,
     timeout_s: float = 600.0,
+    music_span_s: tuple[float, float] | None = None,
 ) -> Path:
     """Write `out_path` (.m4a): the MP4's sound alone, as `mux_music` would encode it (AAC;
-    the music, with the video's own sound under it as `audio` says).
+    the music, with the video's own sound under it as `audio` says, ducked only within
+    `music_span_s` when given).
 
     It needs no picture, so it is made as soon as the mix is written, while a background
     picture encode may still run; `join_tracks` then only copies both streams."""
     _check_audio_mode(audio)
     arguments = [
         *["-i", str(video_path), "-i", str(music_wav)],
-        *_sound_args(audio, has_original_audio, duration_s, _rate_of(music_wav)),
+        *_sound_args(audio, has_original_audio, duration_s, _rate_of(music_wav), music_span_s),
         *["-t", f"{duration_s:.3f}", *AAC_ARGS],
     ]
     task = f"encode the sound for '{video_path.name}'"
