@@ -153,8 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=_typed(parse_time),
         default=None,
         metavar="TIME",
-        help="where the music ends, in seconds or m:ss; its last bar ends there (within a "
-        "quarter of a second) (default: the video's end)",
+        help="where the music ends, in seconds or m:ss: on a bar line where the tempo allows, "
+        "else fading out there (default: the video's end)",
     )
     add_generation_arguments(gen.add_argument_group("generation (default: the model's settings)"))
     gen.add_argument(

@@ -261,4 +261,5 @@ def write_pianoroll(
         segment_bounds_s=plan.segment_bounds_s(),
         cut_times_s=analysis.cut_times_s,
         title=title,
+        video_duration_s=plan.duration_s,
     )

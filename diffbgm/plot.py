@@ -32,11 +32,14 @@ def plot_pianoroll(
     segment_bounds_s: Sequence[tuple[float, float]] = (),
     cut_times_s: Sequence[float] = (),
     title: str = "",
+    video_duration_s: float | None = None,
 ) -> Path:
     """Save a PNG of the roll (time in seconds on x, MIDI pitch on y).
 
     onset, sustain: (T, P) bool. step_times_s: (T,) start time of each 16th step (a regular
-    grid). Segments are shaded in alternating colours; shot cuts are drawn as red lines.
+    grid). Segments are shaded in alternating colours; shot cuts are drawn as red lines. The
+    time axis runs from the video's start to the later of the roll's and the video's end
+    (`video_duration_s`), so music over part of a video shows where it lies.
 
     The roll is one image, not a marker per note-step: a ten-minute roll has tens of
     thousands of them. A plain `Figure` (no pyplot) keeps this safe to call from a worker
@@ -65,7 +68,7 @@ def plot_pianoroll(
     for cut in cut_times_s:
         ax.axvline(cut, color=CUT_COLOUR, linewidth=1.2, zorder=4)
     end_s = start_s + n_steps * step_s if n_steps else 1.0
-    ax.set_xlim(0, end_s)
+    ax.set_xlim(0, max(end_s, video_duration_s or 0.0))
     ax.set_ylim(pitch_low, pitch_low + n_pitches)
     ax.set_xlabel("time (s)")
     ax.set_ylabel("MIDI pitch")

@@ -71,10 +71,10 @@ def test_compose_then_rate_in_a_study(app: Any, page: Any, bbb_video: Path) -> N
 
     page.goto(app.url)
     expect(page.get_by_text("Diff-BGM · piano background music")).to_be_visible()
-    # the user's own chords and a section start, typed into the form (and checked again
-    # after the upload, just before composing)
+    # the user's own chords, a section start and where the music ends, typed into the form
+    # (and checked again after the upload, just before composing)
     page.get_by_text("Your own chords and sections").click()
-    typed = (("#chords", "Am F C G"), ("#sections", "0:20"))
+    typed = (("#chords", "Am F C G"), ("#sections", "0:20"), ("#music-end", "0:27"))
     for box, text in typed:
         fill_and_keep(page, f"{box} textarea, {box} input", text)
     page.locator("#video-in input[type=file]").set_input_files(str(bbb_video))
@@ -89,6 +89,7 @@ def test_compose_then_rate_in_a_study(app: Any, page: Any, bbb_video: Path) -> N
     expect(page.locator("#result-summary")).to_contain_text(
         "your sections besides the shot cuts: 20 s at"
     )
+    expect(page.locator("#result-summary")).to_contain_text("music from 0:00.00 to 0:2")
     assert gallery_images.count() >= 2  # the clip has several shots
     expect(page.get_by_text("Shot 1 ·").first).to_be_attached()
     assert page.locator("#audio-out audio").count() >= 1

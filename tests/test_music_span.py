@@ -217,6 +217,33 @@ def test_the_score_is_cut_to_the_span(analysis, chord_model) -> None:
     assert [(c.time, c.value) for c in piano.control_changes] == [(start, 127), (end, 0)]
 
 
+def test_an_end_that_cuts_the_last_bar_fades_the_music_out(analysis, chord_model) -> None:
+    from diffbgm.arrange.score import END_FADE_S, fade_a_cut_ending
+
+    plan = make_plan(
+        analysis, PlanOverrides(music_start_s=5.0, music_end_s=24.0), chord_model=chord_model
+    )
+    grid_end = plan.offset_s + plan.n_bars * plan.bar_s
+    assert plan.music_span_s[1] == pytest.approx(grid_end)  # on its bar line: no fade
+
+    def volume_events(plan: MusicPlan) -> list[tuple[float, int]]:
+        piano = pretty_midi.Instrument(0)
+        piano.notes = [pretty_midi.Note(80, 60, plan.music_span_s[0], plan.music_span_s[1])]
+        piano.control_changes = [pretty_midi.ControlChange(7, 90, plan.music_span_s[0])]
+        fade_a_cut_ending(piano, plan)
+        return [(c.time, c.value) for c in piano.control_changes if c.number == 7]
+
+    assert volume_events(plan) == [(plan.music_span_s[0], 90)]
+    cut = MusicPlan.from_dict({**plan.to_dict(), "music_end_s": grid_end - 0.6})
+    events = volume_events(cut)
+    times, values = zip(*events[1:], strict=True)
+    assert times[-1] == pytest.approx(grid_end - 0.6) and values[-1] == 0
+    assert times[0] > grid_end - 0.6 - END_FADE_S
+    assert list(values) == sorted(values, reverse=True) and values[0] < 90
+    whole = make_plan(analysis, chord_model=chord_model)  # the render fades the video's end
+    assert volume_events(whole) == [(0.0, 90)]
+
+
 def _levels(path: Path, windows: list[tuple[float, float]]) -> list[float]:
     import av
 
@@ -284,8 +311,9 @@ def test_the_cli_composes_music_for_part_of_a_video(tmp_path: Path) -> None:
     assert 2.0 <= start <= 2.26 and abs(end - 7.5) <= 0.26
     midi = pretty_midi.PrettyMIDI(str(folder / "score.mid"))
     notes = [n for i in midi.instruments for n in i.notes]
-    assert notes and min(n.start for n in notes) >= start - 1e-6
-    assert max(n.end for n in notes) <= end + 1e-6
+    tick = 60.0 / plan.tempo_bpm / midi.resolution  # the MIDI file's rounding of times
+    assert notes and min(n.start for n in notes) >= start - tick
+    assert max(n.end for n in notes) <= end + tick
     audio, rate = sf.read(str(folder / "music.wav"))
     assert len(audio) / rate == pytest.approx(9.0, abs=0.3)  # in video time, the whole video
     assert np.abs(audio[: int(1.9 * rate)]).max() < 1e-3  # silent before the music

@@ -70,6 +70,19 @@ def humanise_notes(
     ]
 
 
+def fade_out_changes(
+    volume: int, end_s: float, fade_s: float, steps: int = 8
+) -> list[pretty_midi.ControlChange]:
+    """CC7 (volume) events that take a part from `volume` to silence over the `fade_s`
+    seconds before `end_s`, in `steps` steps (the last at end_s)."""
+    times = np.linspace(max(end_s - fade_s, 0.0), end_s, steps + 1)[1:]
+    levels = np.round(volume * (1.0 - np.arange(1, steps + 1) / steps)).astype(int)
+    return [
+        pretty_midi.ControlChange(VOLUME, int(level), float(time))
+        for time, level in zip(times, levels, strict=True)
+    ]
+
+
 def pedal_changes(
     change_times_s: list[float], end_s: float, pedal: Pedal
 ) -> list[tuple[float, int]]:

@@ -27,8 +27,10 @@ from diffbgm.arrange.parts import SplitConfig, split_parts
 from diffbgm.arrange.percussion import drum_notes
 from diffbgm.arrange.performance import (
     SUSTAIN,
+    VOLUME,
     Humanise,
     Pedal,
+    fade_out_changes,
     humanise_notes,
     mixer_changes,
     pedal_changes,
@@ -38,6 +40,7 @@ from diffbgm.music.roll import PianoRoll, RollSpec
 from diffbgm.plan.records import MusicPlan
 
 MIN_NOTE_S = 0.02  # notes cut shorter than this at the video's edges are dropped
+END_FADE_S = 1.0  # the fade-out of music whose chosen end cuts its last bar
 
 
 def _notes_in_seconds(table: np.ndarray, step_s: float) -> list[pretty_midi.Note]:
@@ -156,5 +159,20 @@ def arrange(
         midi.instruments.append(drums)
     for instrument in midi.instruments:
         to_video_time(instrument, plan)
+        fade_a_cut_ending(instrument, plan)
     midi.instruments = [inst for inst in midi.instruments if inst.notes]
     return midi
+
+
+def fade_a_cut_ending(instrument: pretty_midi.Instrument, plan: MusicPlan) -> None:
+    """Where the user's chosen end cuts the music's last bar short (its bar line did not come
+    near enough), fade the part out over the last END_FADE_S before it, in place, rather than
+    stop mid-phrase. (The video's own end gets the render's fade: diffbgm.music.render.)"""
+    _, last = plan.music_span_s
+    grid_end = plan.offset_s + plan.n_bars * plan.bar_s
+    if last >= plan.duration_s or grid_end <= last + 1e-6:
+        return
+    volumes = [c.value for c in instrument.control_changes if c.number == VOLUME and c.time < last]
+    start_volume = volumes[-1] if volumes else 100  # the General MIDI default
+    instrument.control_changes += fade_out_changes(start_volume, last, END_FADE_S)
+    instrument.control_changes.sort(key=lambda c: c.time)

@@ -78,6 +78,12 @@ class PlanConfig:
     # A section start the user added to the cuts, against a cut's 1 in the tempo search: the
     # user asked for a change there, so the tempo puts it on a bar line before any cut.
     section_weight: float = 2.0
+    # The start and end of music the user asked over part of the video, in the tempo search:
+    # where the music enters and where its last bar ends. Twice a section start's weight ends
+    # 24 of 35 spans of three videos on a bar line instead of 17 (at 2), starts 23 instead of
+    # 21, and keeps the cuts inside as near their lines
+    # (`python benchmarks/music_span.py --edges 2 4 8`, docs/plan.md).
+    span_edge_weight: float = 4.0
 
     def __post_init__(self) -> None:
         if self.turn_window < 1:
@@ -85,7 +91,7 @@ class PlanConfig:
         for name in ("turn_motion", "turn_brightness"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        for name in ("turn_weight", "section_weight"):
+        for name in ("turn_weight", "section_weight", "span_edge_weight"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
 

@@ -199,7 +199,7 @@ def _plan(
         weights=[1.0] * len(cuts)
         + [cfg.section_weight] * len(added)
         + [cfg.turn_weight] * len(early_turns)
-        + [cfg.section_weight] * len(ends),
+        + [cfg.span_edge_weight] * len(ends),
     )
     provenance["tempo_bpm"] = (
         "user"
