@@ -324,7 +324,9 @@ def test_the_music_span_reaches_the_composer_and_the_summary(tmp_path: Path, cli
         | {"music_end_s": 6.0, "segments": _plan_dict(1)["segments"]}
     )
     spanned = replace(report, plan=plan, options=ComposeOptions(music_start_s=2.0, music_end_s=6.0))
-    assert structure_line(spanned) == (
+    assert structure_line(spanned) == "music from 0:02.00 to 0:06.00 only"  # a silent video
+    with_sound = replace(spanned, video_info=replace(report.video_info, has_audio=True))
+    assert structure_line(with_sound) == (
         "music from 0:02.00 to 0:06.00 only, the video's sound lowered under it"
     )
     assert segment_table(spanned)[1][0][1:3] == [2.0, 6.0]  # the segment in video time

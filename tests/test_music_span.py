@@ -90,6 +90,7 @@ def test_a_span_past_the_video_is_refused_once_its_length_is_known() -> None:
         ComposeOptions(music_start_s=25.0).check_for_video(20.0)
     with pytest.raises(PlanError, match="cannot end at 21 s"):
         ComposeOptions(music_end_s=21.0).check_for_video(20.0)
+    ComposeOptions(music_end_s=20.5).check_for_video(20.0)  # the end, typed rounded up
     with pytest.raises(PlanError, match="would last 1 s"):
         ComposeOptions(music_start_s=19.0).check_for_video(20.0)
 
@@ -168,6 +169,35 @@ def test_sections_and_a_form_inside_the_span_count_in_video_time(analysis, chord
             PlanOverrides(music_start_s=5.0, music_end_s=24.0, added_segment_starts_s=(26.0,)),
             chord_model=chord_model,
         )
+
+
+def test_a_start_just_before_a_bar_line_moves_onto_it_with_the_sections_in_place(
+    chord_model,
+) -> None:
+    """Bar lines every 2 s (120 BPM; the cuts alone set the phase): music asked from 5.9 s
+    starts on the line at 6 s, planned again from there, and a section asked at 10.24 s
+    still goes to the bar line at 10 s (0.24 s away), as it would without the move."""
+    from diffbgm.plan import PlanConfig
+
+    cuts = synthetic_analysis([4.0, 8.0, 12.0, 16.0], 20.0)
+    config = PlanConfig(start_weight=0.0, section_weight=0.0, span_edge_weight=0.0)
+    plan = make_plan(
+        cuts,
+        PlanOverrides(tempo_bpm=120.0, music_start_s=5.9, added_segment_starts_s=(10.24,)),
+        chord_model=chord_model,
+        config=config,
+    )
+    assert plan.music_span_s == (pytest.approx(6.0), 20.0)
+    assert plan.offset_s == pytest.approx(6.0)
+    assert plan.section_landings_s([10.24]) == [pytest.approx(10.0)]
+
+
+def test_an_end_typed_a_little_past_the_video_is_its_end(analysis, chord_model) -> None:
+    ComposeOptions(music_end_s=30.4).check_for_video(30.0)
+    plan = make_plan(analysis, PlanOverrides(music_end_s=30.4), chord_model=chord_model)
+    assert plan.covers_whole_video
+    start_only = make_plan(analysis, PlanOverrides(music_start_s=21.1), chord_model=chord_model)
+    assert start_only.music_span_s[1] == 30.0  # exactly the video's end: no fade of our own
 
 
 def test_without_a_span_the_plan_is_the_whole_video(analysis, chord_model) -> None:

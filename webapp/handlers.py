@@ -344,7 +344,11 @@ def structure_line(report: Report) -> str | None:
         first, last = plan.music_span_s
         parts.append(
             f"music from {_clock(first)} to {_clock(last)} only"
-            + (", the video's sound lowered under it" if options.audio == "duck" else "")
+            + (
+                ", the video's sound lowered under it"
+                if options.audio == "duck" and report.video_info.has_audio
+                else ""
+            )
         )
     return "; ".join(parts) or None
 

@@ -170,7 +170,7 @@ def fade_a_cut_ending(instrument: pretty_midi.Instrument, plan: MusicPlan) -> No
     stop mid-phrase. (The video's own end gets the render's fade: diffbgm.music.render.)"""
     _, last = plan.music_span_s
     grid_end = plan.offset_s + plan.n_bars * plan.bar_s
-    if last >= plan.duration_s or grid_end <= last + 1e-6:
+    if last >= plan.duration_s - 1e-6 or grid_end <= last + 1e-6:
         return
     volumes = [c.value for c in instrument.control_changes if c.number == VOLUME and c.time < last]
     start_volume = volumes[-1] if volumes else 100  # the General MIDI default

@@ -44,6 +44,7 @@ from diffbgm.plan.span import analysis_within
 from diffbgm.plan.takes import take_turns
 
 MIN_MUSIC_S = 2.0  # the shortest part of a video a user may ask music for
+END_SLACK_S = 0.5  # a music end this far past the video's end reads as its end
 
 
 def make_plan(
@@ -72,10 +73,10 @@ def make_plan(
             + ", ".join(f"{t:g}" for t in asked if not start < t < end)
         )
 
-    def local(times: tuple[float, ...] | None) -> tuple[float, ...] | None:
-        return None if times is None else tuple(t - first for t in times)
-
     def plan_from(first: float, grid: BarGrid | None = None) -> MusicPlan:
+        def local(times: tuple[float, ...] | None) -> tuple[float, ...] | None:
+            return None if times is None else tuple(t - first for t in times)
+
         plan = _plan(
             analysis_within(analysis, first, end),
             replace(
@@ -93,17 +94,18 @@ def make_plan(
             grid=grid,
         )
         provenance = {**plan.provenance, "music_span": "user"}
+        snapped = abs(plan.duration_s - (end - first)) > 1e-9  # moved onto a bar line
         return replace(
             plan,
             offset_s=plan.offset_s + first,
             duration_s=duration,
             music_start_s=first,
-            music_end_s=first + plan.duration_s,
+            # `end` itself where it did not move: first + (end - first) may miss it by an ulp
+            music_end_s=min(first + plan.duration_s, duration) if snapped else end,
             provenance=provenance,
         )
 
-    first = start
-    plan = plan_from(first)
+    plan = plan_from(start)
     # A chosen start just before a bar line would open on a sliver of a bar: the music then
     # starts on that line instead (planned again from there, on the same grid).
     to_line = plan.offset_s + plan.bar_s - start
@@ -117,21 +119,23 @@ def make_plan(
 
 def music_span(overrides: PlanOverrides, duration_s: float) -> tuple[float, float]:
     """(start, end) of the music in the video: the whole video unless the user chose a part;
-    PlanError where the chosen part does not lie within the video or is too short for music."""
+    PlanError where the chosen part does not lie within the video or is too short for music.
+    An end up to END_SLACK_S past the video's end is its end (a length typed rounded up)."""
     start = 0.0 if overrides.music_start_s is None else float(overrides.music_start_s)
     end = duration_s if overrides.music_end_s is None else float(overrides.music_end_s)
     if not 0.0 <= start < duration_s:
         raise PlanError(
             f"the music cannot start at {start:g} s: the video lasts {duration_s:.2f} s"
         )
-    if end > duration_s + 1e-6:
+    if end > duration_s + END_SLACK_S:
         raise PlanError(f"the music cannot end at {end:g} s: the video lasts {duration_s:.2f} s")
+    end = min(end, duration_s)
     if end - start < MIN_MUSIC_S:
         raise PlanError(
             f"the music would last {max(end - start, 0.0):g} s (from {start:g} to {end:g} s): "
             f"give it at least {MIN_MUSIC_S:g} s"
         )
-    return start, min(end, duration_s)
+    return start, end
 
 
 def _plan(

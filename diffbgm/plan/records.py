@@ -233,7 +233,8 @@ class MusicPlan:
     """Tempo, bar grid, segments with controls, key and chords for one video.
 
     `cut_residuals_s[i]`: cut i (start of shot i+1) minus the segment boundary it was snapped
-    to, in seconds (when the cut's shot was merged away: minus the nearest boundary).
+    to, in seconds (when the cut's shot was merged away: minus the nearest boundary); with
+    music over part of the video, of the cuts inside that part only, in time order.
     `provenance`: for each planned part ("tempo_bpm", "key", ...) where it came from; "user"
     marks an override. `duration_s` is the video's length; the music sounds from
     `music_start_s` to `music_end_s` of it (the whole video unless the user chose a part:
@@ -424,7 +425,7 @@ class MusicPlan:
                 offset_s=_float(data["offset_s"]),
                 n_bars=_int(data["n_bars"]),
                 duration_s=_float(data["duration_s"]),
-                music_start_s=_float(data.get("music_start_s", 0.0)),
+                music_start_s=_float(data.get("music_start_s") or 0.0),
                 music_end_s=None
                 if data.get("music_end_s") is None
                 else _float(data["music_end_s"]),
