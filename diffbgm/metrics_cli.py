@@ -55,11 +55,20 @@ def midi_key(midi: pretty_midi.PrettyMIDI) -> tuple[int, bool] | None:
 
 
 def midi_file_roll(path: Path, spec: RollSpec) -> tuple[PianoRoll, pretty_midi.PrettyMIDI]:
-    """A MIDI file on its own beat grid, bars counted from its first downbeat."""
+    """A MIDI file on its own beat grid, bars counted from the bar of its first note (silent
+    bars before it left out) in quarter-note time: the app's score.mid opens with a lead-in
+    measure (k/16) before the music's first bar (diffbgm.arrange.timing), also left out."""
     midi = load_midi(path)
     beats = midi.get_beats()
     downbeats = midi.get_downbeats()
-    first = int(np.searchsorted(beats, downbeats[0])) if len(downbeats) else 0
+    quarters = [ts.time for ts in midi.time_signature_changes if ts.denominator == 4]
+    if quarters:
+        downbeats = downbeats[downbeats >= min(quarters) - 1e-6]
+    starts = [note.start for instrument in midi.instruments for note in instrument.notes]
+    if starts and len(downbeats):
+        before = downbeats[downbeats <= min(starts) + 1e-6]
+        downbeats = downbeats[downbeats >= before[-1] - 1e-6] if before.size else downbeats
+    first = int(np.searchsorted(beats, downbeats[0] - 1e-6)) if len(downbeats) else 0
     end = midi.get_end_time()
     if len(beats) - first < 2:
         raise MidiError(f"{path} is too short to measure (fewer than two beats)")

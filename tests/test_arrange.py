@@ -326,3 +326,44 @@ def test_every_preset_renders_audible_stems_of_the_video_length_that_sum_to_the_
         assert np.sqrt(np.mean(stem**2)) > 1e-3, f"{name}: {part} is silent"
     if len(result.stems) > 1:
         assert stem_residual_db(result.mix.path, list(result.stems.values())) <= -50.0
+
+
+@pytest.mark.parametrize("offset_bars", [-0.73, -0.02, 0.0, 0.4, 2.0, 2.31])
+def test_the_midi_files_bar_lines_are_the_musics(offset_bars: float, tmp_path: Path) -> None:
+    """Whatever the first downbeat (a pickup before the video's start, a start at 0, music
+    over part of the video starting bars in), score.mid's bar lines fall on the plan's bars
+    and its notes keep their times."""
+    from dataclasses import replace
+
+    from diffbgm.arrange.timing import bar_aligned_timing, first_downbeat_s
+
+    bar = 2.0  # 120 BPM
+    start = max(0.0, offset_bars * bar)
+    end = offset_bars * bar + 16.0  # the plan's 8 bars
+    plan = replace(
+        _plan(), offset_s=offset_bars * bar, duration_s=end, music_start_s=start, music_end_s=end
+    )
+    midi = pretty_midi.PrettyMIDI(initial_tempo=120.0)
+    bar_aligned_timing(midi, plan)
+    piano = pretty_midi.Instrument(0)
+    times = [start + 0.013, first_downbeat_s(plan), plan.offset_s + 7.5 * bar]
+    piano.notes = [pretty_midi.Note(80, 60, t, t + 0.2) for t in times]
+    midi.instruments.append(piano)
+    midi.write(str(tmp_path / "score.mid"))
+    back = pretty_midi.PrettyMIDI(str(tmp_path / "score.mid"))
+    music_bars = plan.bar_times_s()
+    music_bars = music_bars[music_bars >= first_downbeat_s(plan) - 1e-9]
+    downbeats = back.get_downbeats()
+    downbeats = downbeats[downbeats >= music_bars[0] - 1e-3]
+    assert len(downbeats) >= 5
+    assert np.allclose(downbeats[:5], music_bars[:5], atol=1e-3)
+    assert back.get_tempo_changes()[1][-1] == pytest.approx(120.0, rel=1e-4)
+    tick = 60.0 / 120.0 / back.resolution * 2  # the lead-in's ticks may be up to twice as long
+    starts = sorted(n.start for n in back.instruments[0].notes)
+    assert np.allclose(starts, sorted(times), atol=tick)
+    # `python -m diffbgm.metrics` counts bars from the music's first downbeat, not the lead-in
+    from diffbgm.metrics_cli import midi_file_roll
+    from diffbgm.music.roll import RollSpec
+
+    roll, _ = midi_file_roll(tmp_path / "score.mid", RollSpec())
+    assert roll.onset[0, 60 - RollSpec().pitch_low]

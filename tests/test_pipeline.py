@@ -55,8 +55,15 @@ def test_outputs_exist_and_agree(bbb_result, bbb_video: Path) -> None:
     plan = report["plan"]
     # MIDI: parses, carries the plan's tempo
     midi = pretty_midi.PrettyMIDI(str(bbb_result.midi_path))
-    _, tempi = midi.get_tempo_changes()
-    assert tempi[0] == pytest.approx(plan["tempo_bpm"], rel=1e-3)
+    _, tempi = midi.get_tempo_changes()  # a lead-in measure's, then the music's
+    assert tempi[-1] == pytest.approx(plan["tempo_bpm"], rel=1e-3)
+    bar_s = 240.0 / plan["tempo_bpm"]
+    music_bars = plan["offset_s"] + bar_s * np.arange(plan["n_bars"])
+    music_bars = music_bars[music_bars > 1e-3]
+    downbeats = midi.get_downbeats()  # the file's bar lines are the music's bars
+    downbeats = downbeats[downbeats >= music_bars[0] - 1e-3]
+    n = min(len(downbeats), len(music_bars))
+    assert n >= 10 and np.allclose(downbeats[:n], music_bars[:n], atol=2e-3)
     assert sum(len(i.notes) for i in midi.instruments) > 0
     # the chosen arrangement: named parts, drums included, recorded in the report
     names = [i.name for i in midi.instruments]
@@ -343,7 +350,7 @@ def test_shipped_model_end_to_end(bbb_video: Path, tmp_path: Path) -> None:
     audio, rate = sf.read(str(result.wav_path))
     assert len(audio) / rate == pytest.approx(30.0, abs=0.5)
     midi = pretty_midi.PrettyMIDI(str(result.midi_path))
-    assert midi.get_tempo_changes()[1][0] == pytest.approx(report.plan.tempo_bpm, rel=1e-3)
+    assert midi.get_tempo_changes()[1][-1] == pytest.approx(report.plan.tempo_bpm, rel=1e-3)
 
 
 @pytest.mark.slow

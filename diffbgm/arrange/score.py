@@ -36,6 +36,7 @@ from diffbgm.arrange.performance import (
     pedal_changes,
 )
 from diffbgm.arrange.presets import DEFAULT_ARRANGEMENT, PartName, PartStyle, get_preset
+from diffbgm.arrange.timing import bar_aligned_timing
 from diffbgm.music.roll import PianoRoll, RollSpec
 from diffbgm.plan.records import MusicPlan
 
@@ -133,6 +134,7 @@ def arrange(
     change_times = [s * step_s for s in harmony_changes(plan, spec.steps_per_beat)]
     piece_end_s = max(roll.n_steps, plan.n_steps(spec.steps_per_beat)) * step_s
     midi = pretty_midi.PrettyMIDI(initial_tempo=float(plan.tempo_bpm))
+    bar_aligned_timing(midi, plan)  # the file's bar lines on the music's
     for index, (name, table) in enumerate(tables.items()):
         style = styles[name]
         instrument = pretty_midi.Instrument(program=style.program, name=name)
