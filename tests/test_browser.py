@@ -73,7 +73,7 @@ def test_compose_then_rate_in_a_study(app: Any, page: Any, bbb_video: Path) -> N
     expect(page.get_by_text("Diff-BGM · piano background music")).to_be_visible()
     # the user's own chords, a section start and where the music ends, typed into the form
     # (and checked again after the upload, just before composing)
-    page.get_by_text("Your own chords and sections").click()
+    page.get_by_text("Where the music plays, your chords and sections").click()
     typed = (("#chords", "Am F C G"), ("#sections", "0:20"), ("#music-end", "0:27"))
     for box, text in typed:
         fill_and_keep(page, f"{box} textarea, {box} input", text)

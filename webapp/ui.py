@@ -80,7 +80,7 @@ def _compose_tab(handlers: Handlers, settings: AppSettings) -> None:
                     elem_id="arrangement",
                 )
             )
-            with gr.Accordion("Your own chords and sections", open=False):
+            with gr.Accordion("Where the music plays, your chords and sections", open=False):
                 with gr.Row():
                     music_start = quiet(
                         gr.Textbox(
