@@ -303,6 +303,14 @@ def test_the_videos_sound_is_ducked_only_under_the_music(tmp_path: Path) -> None
     tone = 0.1 / np.sqrt(2)
     assert whole == pytest.approx([0.2 * tone] * 3, rel=0.15)  # ducked throughout
     assert part == pytest.approx([tone, 0.2 * tone, tone], rel=0.15)  # only under the music
+    # an MPEG-TS starts its clock at 1.4 s: ffmpeg counts the duck's time from the file's start
+    from diffbgm.video.mux import ffmpeg_exe
+
+    ts = tmp_path / "tone.ts"
+    remux = [ffmpeg_exe(), "-y", "-loglevel", "error", "-i", str(clip), "-c:v", "copy", str(ts)]
+    subprocess.run(remux, check=True)
+    late_clock = encode_sound_track(ts, silence, tmp_path / "c.m4a", 6.0, music_span_s=(2.0, 4.0))
+    assert _levels(late_clock, windows) == pytest.approx([tone, 0.2 * tone, tone], rel=0.15)
 
 
 # --- the whole path -----------------------------------------------------------------------
