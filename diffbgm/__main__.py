@@ -170,9 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gen.add_argument(
         "--audio",
-        choices=["keep", "duck", "replace"],
+        choices=["keep", "duck", "replace", "dialogue"],
         default="duck",
-        help="the video's own sound: keep it, duck it under the music, or replace it",
+        help="the video's own sound: keep it, duck it under the music, replace it, or keep it "
+        "and lower the music while it is loud (dialogue: speech stays clear)",
     )
     gen.add_argument(
         "--shots", choices=["content", "transnetv2"], default="content", help="shot detector"

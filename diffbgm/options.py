@@ -83,7 +83,7 @@ class ComposeOptions:
         if not 1 <= self.variants <= MAX_VARIANTS:
             raise PlanError(f"variants must be between 1 and {MAX_VARIANTS}, got {self.variants}")
         if self.audio not in AUDIO_MODES:
-            raise PlanError(f"audio must be keep, duck or replace, got {self.audio!r}")
+            raise PlanError(f"audio must be one of {', '.join(AUDIO_MODES)}, got {self.audio!r}")
         if self.shot_detector not in SHOT_DETECTORS:
             raise PlanError(f"unknown shot detector {self.shot_detector!r}")
         if self.arrangement not in ARRANGEMENTS:

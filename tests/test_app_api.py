@@ -307,6 +307,8 @@ def test_the_music_span_reaches_the_composer_and_the_summary(tmp_path: Path, cli
     assert (options.music_start_s, options.music_end_s) == (0.0, 2.0)
     handlers.compose(str(clip), *FORM, *extra, " ", "")
     assert (composer.calls[-1][2].music_start_s, composer.calls[-1][2].music_end_s) == (None, None)
+    handlers.compose(str(clip), *FORM[:-1], "dialogue")  # the music dips under the video's sound
+    assert composer.calls[-1][2].audio == "dialogue"
     calls = len(composer.calls)
     for start, end, message in [
         ("0:01", "", "would last 1 s"),  # 1 s of a 2 s clip

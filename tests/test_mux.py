@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from diffbgm.errors import RenderError
 from diffbgm.video.mux import (
     VideoTrackJob,
     encode_sound_track,
+    ffmpeg_exe,
     join_tracks,
     mux_music,
     video_can_be_copied,
@@ -195,3 +197,55 @@ def test_a_failed_join_names_the_step_and_leaves_nothing(
     assert not (tmp_path / "video.mp4").exists() and not list(tmp_path.glob("*.partial*"))
     with pytest.raises(RenderError, match="unknown audio mode"):
         encode_sound_track(clip, music, tmp_path / "s.m4a", 3.0, audio="loud")  # type: ignore[arg-type]
+
+
+def _amplitude(sound: np.ndarray, rate: int, frequency: float, start: float, end: float) -> float:
+    """Amplitude of one sine frequency in a stretch of a mono signal (its projection)."""
+    piece = sound[int(start * rate) : int(end * rate)]
+    phase = 2 * np.pi * frequency * np.arange(piece.size) / rate
+    return float(2 * np.hypot((piece * np.sin(phase)).mean(), (piece * np.cos(phase)).mean()))
+
+
+def test_dialogue_lowers_the_music_only_while_the_video_speaks(tmp_path: Path) -> None:
+    """A 440 Hz "voice" sounding from 1 to 2 s and from 3 to 4 s under a steady 1 kHz "music":
+    with "dialogue" the music dips by about 11 dB while the voice sounds and comes back after;
+    the voice is as loud as with "keep"."""
+    import av
+
+    from tests.video_fixtures import SyntheticShot, write_video
+
+    rate = 44100
+    t = np.arange(6 * rate) / rate
+    speaking = ((t >= 1) & (t < 2)) | ((t >= 3) & (t < 4))
+    sf.write(tmp_path / "voice.wav", 0.2 * np.sin(2 * np.pi * 440 * t) * speaking, rate)
+    picture = write_video(tmp_path / "v.mp4", shots=[SyntheticShot(6.0, (90, 90, 90))])
+    talk = tmp_path / "talk.mp4"
+    subprocess.run(
+        [
+            ffmpeg_exe(), "-y", "-loglevel", "error", "-i", str(picture),
+            "-i", str(tmp_path / "voice.wav"), "-map", "0:v", "-map", "1:a", "-c:v", "copy",
+            "-c:a", "aac", "-b:a", "192k", str(talk),
+        ],
+        check=True,
+    )  # fmt: skip
+    music = tmp_path / "music.wav"
+    sf.write(music, np.stack([0.1 * np.sin(2 * np.pi * 1000 * t)] * 2, axis=1), rate)
+    heard = {}
+    for mode in ("keep", "dialogue"):
+        track = encode_sound_track(talk, music, tmp_path / f"{mode}.m4a", 6.0, audio=mode)
+        with av.open(str(track)) as container:
+            stream = container.streams.audio[0]
+            frames = [frame.to_ndarray() for frame in container.decode(stream)]
+            heard[mode] = (np.concatenate(frames, axis=1)[0], stream.rate)
+    sound, out_rate = heard["dialogue"]
+    quiet = [(0.3, 0.9), (2.5, 2.9), (4.6, 5.5)]  # the voice silent (2.5: 0.5 s after it)
+    spoken = [(1.3, 1.9), (3.3, 3.9)]
+    music_alone = [_amplitude(sound, out_rate, 1000, a, b) for a, b in quiet]
+    music_under = [_amplitude(sound, out_rate, 1000, a, b) for a, b in spoken]
+    assert min(music_alone) > 0.09
+    assert 20 * np.log10(max(music_under) / min(music_alone)) < -8.0
+    kept, kept_rate = heard["keep"]
+    for a, b in spoken:
+        voice = _amplitude(sound, out_rate, 440, a, b)
+        assert voice == pytest.approx(_amplitude(kept, kept_rate, 440, a, b), rel=0.05)
+        assert _amplitude(kept, kept_rate, 1000, a, b) > 0.09  # "keep" leaves the music alone

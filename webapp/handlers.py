@@ -56,7 +56,7 @@ KEY_TONICS = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 KEY_CHOICES: tuple[str, ...] = ("auto",) + tuple(
     f"{tonic} {mode}" for mode in ("major", "minor") for tonic in KEY_TONICS
 )
-AUDIO_CHOICES = ("duck", "keep", "replace")
+AUDIO_CHOICES = ("duck", "keep", "replace", "dialogue")
 GENERIC_ERROR = "Something went wrong on our side (reference {ref}). The app is still running; please try again."
 # An absolute path with at least one folder (optionally an FFmpeg `file:` URL): in a message
 # for people it is cut down to its last part, the file name.

@@ -180,7 +180,8 @@ def _compose_tab(handlers: Handlers, settings: AppSettings) -> None:
                     gr.Radio(
                         list(AUDIO_CHOICES),
                         value="duck",
-                        label="Original sound: duck, keep or replace",
+                        label="Original sound: duck (lowered under the music), keep, replace, "
+                        "or dialogue (kept; the music dips while it is loud, for speech)",
                     )
                 )
             compose_btn = gr.Button("Compose music", variant="primary", elem_id="compose-btn")
