@@ -331,6 +331,10 @@ def test_the_music_span_reaches_the_composer_and_the_summary(tmp_path: Path, cli
     assert structure_line(with_sound) == (
         "music from 0:02.00 to 0:06.00 only, the video's sound lowered under it"
     )
+    speech = replace(with_sound, options=replace(with_sound.options, audio="dialogue"))
+    assert structure_line(speech) == (
+        "music from 0:02.00 to 0:06.00 only, dipping under the video's sound"
+    )
     assert segment_table(spanned)[1][0][1:3] == [2.0, 6.0]  # the segment in video time
 
 

@@ -344,13 +344,19 @@ def structure_line(report: Report) -> str | None:
         first, last = plan.music_span_s
         parts.append(
             f"music from {_clock(first)} to {_clock(last)} only"
-            + (
-                ", the video's sound lowered under it"
-                if options.audio == "duck" and report.video_info.has_audio
-                else ""
-            )
+            + _under_the_music(options.audio, bool(report.video_info.has_audio))
         )
     return "; ".join(parts) or None
+
+
+def _under_the_music(audio: str, has_audio: bool) -> str:
+    if not has_audio:
+        return ""
+    if audio == "duck":
+        return ", the video's sound lowered under it"
+    if audio == "dialogue":
+        return ", dipping under the video's sound"
+    return ""
 
 
 def _clock(seconds: float) -> str:

@@ -35,18 +35,28 @@ def bar_aligned_timing(midi: pretty_midi.PrettyMIDI, plan: MusicPlan) -> None:
     lead_in = first_downbeat_s(plan)
     whole_bars = math.floor(lead_in / plan.bar_s + 1e-9)
     rest = lead_in - whole_bars * plan.bar_s
+    sixteenth = plan.bar_s / SIXTEENTHS_PER_BAR
+    k = round(rest / sixteenth)
+    if k == 0 and whole_bars >= 1 and rest >= MIN_LEAD_IN_S:
+        # a sliver under half a sixteenth joins the silent bar after it, which runs a little
+        # slower: a measure of its own would need a tempo many times the music's (7500 BPM for
+        # 2 ms), which DAWs cap and FluidSynth applies late (the piece played up to 7 ms early
+        # here with FluidR3, up to 84 ms in a review's renders)
+        whole_bars, rest, k = whole_bars - 1, rest + plan.bar_s, SIXTEENTHS_PER_BAR
     four_four = pretty_midi.TimeSignature(4, 4, 0.0)
-    if rest < MIN_LEAD_IN_S:
-        # whole bars or none: the music's own tempo from 0 already puts the lines there
+    if k == 0:
+        # whole bars or none (or a sliver before the first bar: the lines then miss the
+        # music's by less than a 32nd note): the music's own tempo from 0
         midi._tick_scales = [(0, music_scale)]  # noqa: SLF001 - pretty_midi has no tempo API
         midi.time_signature_changes = [four_four]
     else:
-        sixteenth = plan.bar_s / SIXTEENTHS_PER_BAR
-        k = max(1, round(rest / sixteenth))
+        # k/16 played at most twice and at least half as fast as the music: k >= 1 sixteenths
+        # for at least half a sixteenth's time, k = 16 for up to a bar and a half's
         short_ticks = k * quarter_ticks // 4
         midi._tick_scales = [(0, rest / short_ticks), (short_ticks, music_scale)]  # noqa: SLF001
+        first = (4, 4) if k == SIXTEENTHS_PER_BAR else (k, SIXTEENTHS_PER_BAR)
         midi.time_signature_changes = [
-            pretty_midi.TimeSignature(k, SIXTEENTHS_PER_BAR, 0.0),
+            pretty_midi.TimeSignature(*first, 0.0),
             pretty_midi.TimeSignature(4, 4, rest),
         ]
     midi._update_tick_to_time(0)  # noqa: SLF001 - rebuilds the tick -> time table
