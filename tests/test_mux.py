@@ -249,3 +249,38 @@ def test_dialogue_lowers_the_music_only_while_the_video_speaks(tmp_path: Path) -
         voice = _amplitude(sound, out_rate, 440, a, b)
         assert voice == pytest.approx(_amplitude(kept, kept_rate, 440, a, b), rel=0.05)
         assert _amplitude(kept, kept_rate, 1000, a, b) > 0.09  # "keep" leaves the music alone
+
+
+@pytest.mark.parametrize("mode", ["keep", "dialogue"])
+def test_a_sound_that_starts_after_the_picture_keeps_its_place(mode: str, tmp_path: Path) -> None:
+    """The video's sound starts 0.5 s after its picture (a burst 1 s into the sound, so 1.5 s
+    into the video): the mix pads the gap instead of pulling the sound to the start, and lasts
+    as long as the video."""
+    import av
+
+    from tests.video_fixtures import SyntheticShot, write_video
+
+    rate = 44100
+    t = np.arange(3 * rate) / rate
+    burst = (t >= 1.0) & (t < 1.1)
+    sf.write(tmp_path / "sound.wav", 0.3 * np.sin(2 * np.pi * 440 * t) * burst, rate)
+    picture = write_video(tmp_path / "v.mp4", shots=[SyntheticShot(4.0, (90, 90, 90))])
+    late = tmp_path / "late.mp4"
+    subprocess.run(
+        [
+            ffmpeg_exe(), "-y", "-loglevel", "error", "-i", str(picture), "-itsoffset", "0.5",
+            "-i", str(tmp_path / "sound.wav"), "-map", "0:v", "-map", "1:a", "-c:v", "copy",
+            "-c:a", "aac", str(late),
+        ],
+        check=True,
+    )  # fmt: skip
+    music = tmp_path / "music.wav"
+    sf.write(music, np.zeros((4 * rate, 2)), rate)
+    track = encode_sound_track(late, music, tmp_path / "mix.m4a", 4.0, audio=mode)
+    with av.open(str(track)) as container:
+        stream = container.streams.audio[0]
+        sound = np.concatenate([f.to_ndarray() for f in container.decode(stream)], axis=1)[0]
+        out_rate = stream.rate
+    heard = np.argmax(np.abs(sound) > 0.05) / out_rate
+    assert heard == pytest.approx(1.5, abs=0.02)
+    assert sound.size / out_rate == pytest.approx(4.0, abs=0.05)

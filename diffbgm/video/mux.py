@@ -63,7 +63,9 @@ def _sound_args(
     "dialogue" keeps the video's sound and lowers the music while that sound is loud."""
     if mode == "replace" or not has_original_audio:
         return ["-map", "1:a:0"]
-    resample = "" if rate is None else f"aresample={rate},"
+    # first_pts=0: a sound that starts after the picture is padded with silence from 0, so it
+    # keeps its place (asetpts after the mix would otherwise pull it to the start)
+    resample = "aresample=first_pts=0," if rate is None else f"aresample={rate}:first_pts=0,"
     if mode == "dialogue":  # the video's sound as it is; the music keyed down under it
         graph = (
             f"[0:a:0]{resample}apad,atrim=0:{duration_s:.3f},asplit=2[orig][key];"
