@@ -12,7 +12,7 @@ from __future__ import annotations
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -598,6 +598,7 @@ class Composer:
         files: list[VariantFiles],
         seconds: dict[str, float],
         regenerated_segment: int | None = None,
+        recomposed_segments: Sequence[int] = (),
     ) -> Report:
         from diffbgm.metrics import cut_alignment
 
@@ -625,6 +626,7 @@ class Composer:
             ),
             files=files,
             regenerated_segment=regenerated_segment,
+            recomposed_segments=tuple(recomposed_segments),
             sound=SoundReport(
                 self.soundfont.name, self.level.target_lufs, self.level.true_peak_dbtp
             ),
@@ -731,6 +733,7 @@ class Composer:
                 [_relative(files, work)],
                 clock.seconds,
                 regenerated_segment=segment_index,
+                recomposed_segments=redo,
             )
             write_report(new_report, work)
             write_source(work, source)

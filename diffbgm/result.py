@@ -106,6 +106,9 @@ class Report:
     metrics: CompositionMetrics
     files: list[VariantFiles]
     regenerated_segment: int | None = None
+    # the segments a regenerate composed again: the asked one, then those repeating it (empty
+    # in reports before it was recorded, and for a compose)
+    recomposed_segments: tuple[int, ...] = ()
     sound: SoundReport | None = None  # None in reports before it was recorded
     # "bf16" or "fp32": what sampling computed in on this machine ("" in older reports)
     precision: str = ""
@@ -133,6 +136,7 @@ class Report:
             },
             "files": [vars(files) for files in self.files],
             "regenerated_segment": self.regenerated_segment,
+            "recomposed_segments": list(self.recomposed_segments),
             "sound": None if self.sound is None else vars(self.sound),
             "precision": self.precision,
             "runtime": self.runtime,
@@ -171,6 +175,7 @@ class Report:
                 for n, f in enumerate(data.get("files", []))
             ],
             regenerated_segment=data.get("regenerated_segment"),
+            recomposed_segments=tuple(int(i) for i in data.get("recomposed_segments") or ()),
             sound=SoundReport.from_dict(data["sound"]) if data.get("sound") else None,
             precision=str(data.get("precision", "")),
             runtime=str(data.get("runtime", "")),

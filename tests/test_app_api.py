@@ -296,6 +296,11 @@ def test_the_users_chords_and_sections_reach_the_composer_and_the_summary(
     assert [row[columns.index("repeats")] for row in rows] == ["", "1"]
     no_recall = replace(regenerated, generation=GenerationConfig(recall=0.0))
     assert regenerated_line(no_recall, 0) == "segment 1 composed again"
+    # what the report records rules (a model with the recall input follows at recall 0 too)
+    recorded = replace(no_recall, recomposed_segments=(0, 1))
+    assert regenerated_line(recorded, 0) == (
+        "segment 1 composed again with the segment repeating it (2)"
+    )
 
 
 def test_the_music_span_reaches_the_composer_and_the_summary(tmp_path: Path, clip: Path) -> None:

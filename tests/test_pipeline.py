@@ -101,6 +101,7 @@ def test_regenerate_changes_only_that_segment(
 
     regenerated = json.loads((out / "report.json").read_text())
     assert regenerated["options"]["arrangement"] == "electric-piano-drums"  # kept
+    assert regenerated["recomposed_segments"] == [1]
     assert "drums" in [i.name for i in pretty_midi.PrettyMIDI(str(out / "score.mid")).instruments]
     plan = MusicPlan.from_dict(regenerated["plan"])
     ids = plan.step_segment_ids(before["onset"].shape[0])
@@ -121,8 +122,10 @@ def test_regenerate_changes_only_that_segment(
     assert np.array_equal(before["onset"][~redone], both[~redone])
     for segment in (0, 2):
         assert not np.array_equal(before["onset"][ids == segment], both[ids == segment])
-    again = MusicPlan.from_dict(json.loads((tmp_path / "r3" / "report.json").read_text())["plan"])
+    third = json.loads((tmp_path / "r3" / "report.json").read_text())
+    again = MusicPlan.from_dict(third["plan"])
     assert again.segments[2].recalls == 0
+    assert third["recomposed_segments"] == [0, 2]
 
 
 def test_a_failed_compose_stops_the_background_encoder(

@@ -366,11 +366,14 @@ def _clock(seconds: float) -> str:
 
 
 def regenerated_line(report: Report, segment: int) -> str:
-    """Which segments a regenerate composed again: the asked one and those repeating it
-    (diffbgm.pipeline.Composer.regenerate; none follow with the recall knob at 0)."""
-    repeats = (
-        [n + 1 for n in report.plan.repeats_of(segment)] if report.generation.recall > 0 else []
-    )
+    """Which segments a regenerate composed again: the asked one and those repeating it, as
+    the report records them (diffbgm.pipeline.Composer.regenerate); for a report from before
+    that record, those a recall above 0 makes follow."""
+    if report.recomposed_segments:
+        repeats = [n + 1 for n in report.recomposed_segments if n != segment]
+    else:
+        follow = report.generation.recall > 0
+        repeats = [n + 1 for n in report.plan.repeats_of(segment)] if follow else []
     also = ""
     if repeats:
         numbers = ", ".join(str(n) for n in repeats)
