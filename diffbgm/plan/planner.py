@@ -151,11 +151,12 @@ def _plan(
     grid: BarGrid | None = None,
 ) -> MusicPlan:
     """make_plan for the whole of `analysis`. start_line: the user chose where the music
-    starts, so the start joins the tempo search at a section's weight. end_line_room_s: the
-    user chose where it ends: the end joins the tempo search and the music ends on the bar
-    line nearest it (within config.bar_snap_tolerance_s and this many seconds of the start);
-    origin_s: the video time of the analysis's start, for messages. grid: the tempo and bar
-    grid to use instead of searching for one."""
+    starts, so the start joins the tempo search (at config.span_edge_weight). end_line_room_s:
+    the user chose where it ends, so the end joins the tempo search too, and the music ends on
+    the bar line nearest it where that line is within config.bar_snap_tolerance_s of it and
+    no later than end_line_room_s (the video's end, from the analysis's start). origin_s: the
+    video time of the analysis's start, for messages. grid: the tempo and bar grid to use
+    instead of searching for one."""
     cfg = config or PlanConfig()
     model = chord_model or load_chord_model()
     rng = np.random.default_rng(seed)
