@@ -465,3 +465,31 @@ def test_edge_bars_bring_the_bars_at_a_cut_toward_their_segments_request(
         checked += 1
     assert checked > 0
     assert not np.array_equal(whole, edges)  # the setting reaches the decoding
+
+
+def test_dialogue_keeps_the_videos_sound_and_lowers_the_music_under_it(
+    tiny_composer: Composer, tmp_path: Path
+) -> None:
+    """The same music composed for a video with a steady tone (-23 dBFS, above the dialogue
+    key's threshold), with "keep" and with "dialogue": the MP4's sound is quieter with
+    dialogue by what the music lost, while music.wav is the same."""
+    import av
+
+    from tests.video_fixtures import SyntheticShot, write_video
+
+    clip = write_video(
+        tmp_path / "tone.mp4",
+        shots=[SyntheticShot(3.0, (200, 40, 40), 0.0), SyntheticShot(3.0, (30, 60, 190), 160.0)],
+        with_audio=True,
+    )
+    levels, music = {}, {}
+    for mode in ("keep", "dialogue"):
+        options = ComposeOptions(seed=1, audio=mode, generation={"steps": 4})
+        result = tiny_composer(clip, tmp_path / mode, options)
+        with av.open(str(result.video_path)) as container:
+            stream = container.streams.audio[0]
+            sound = np.concatenate([f.to_ndarray() for f in container.decode(stream)], axis=1)
+        levels[mode] = 20 * np.log10(np.sqrt(np.mean(sound[:, stream.rate : 5 * stream.rate] ** 2)))
+        music[mode] = sf.read(str(result.wav_path))[0]
+    assert np.array_equal(music["keep"], music["dialogue"])
+    assert levels["dialogue"] < levels["keep"] - 1.5, levels
