@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import time
@@ -21,12 +22,51 @@ AUDIO_MODES: tuple[str, ...] = ("keep", "duck", "replace", "dialogue")
 # Under "duck" the original sound stays audible but far below the music (-14 dB).
 DUCKED_ORIGINAL_GAIN = 0.2
 # Under "dialogue" the video's sound stays as it is and keys a compressor on the music (what
-# editors call auto-ducking): above -30 dBFS (RMS) of the video's sound the music is turned
-# down by 7/8 of the excess (speech at -16 dBFS: about 12 dB), within 15 ms, and comes back
-# over 350 ms, so that it does not pump between words.
-DIALOGUE_COMPRESSOR = (
-    "sidechaincompress=threshold=0.0316:ratio=8:attack=15:release=350:knee=2.8:detection=rms"
-)
+# editors call auto-ducking): above a threshold of the video's sound (RMS) the music is turned
+# down by 7/8 of the excess, within 15 ms, and comes back over 350 ms, so that it does not
+# pump between words. The threshold follows the recording: 10 dB below its integrated
+# loudness (speech at -18 LUFS: -28 dBFS, and about 9 dB off the music while it is spoken),
+# within -50..-20 dBFS; -30 dBFS where the loudness cannot be measured.
+DIALOGUE_BELOW_LOUDNESS_DB = 10.0
+DIALOGUE_THRESHOLD_DBFS = (-50.0, -20.0)
+DIALOGUE_DEFAULT_THRESHOLD_DBFS = -30.0
+
+
+def dialogue_compressor(threshold_dbfs: float) -> str:
+    """The sidechaincompress filter of "dialogue" at a threshold (dBFS RMS of the key)."""
+    linear = 10.0 ** (threshold_dbfs / 20.0)
+    return (
+        f"sidechaincompress=threshold={linear:.6f}:ratio=8:attack=15:release=350:knee=2.8"
+        ":detection=rms"
+    )
+
+
+def dialogue_threshold_dbfs(loudness_lufs: float | None) -> float:
+    """Where "dialogue" starts lowering the music, from the video's sound's loudness."""
+    if loudness_lufs is None:
+        return DIALOGUE_DEFAULT_THRESHOLD_DBFS
+    low, high = DIALOGUE_THRESHOLD_DBFS
+    return min(max(loudness_lufs - DIALOGUE_BELOW_LOUDNESS_DB, low), high)
+
+
+def sound_loudness_lufs(video_path: Path, timeout_s: float = 300.0) -> float | None:
+    """Integrated loudness (ITU-R BS.1770, ffmpeg's ebur128) of a file's first sound stream;
+    None where ffmpeg cannot measure it (no sound above the gate, an unreadable stream)."""
+    command = [
+        ffmpeg_exe(), "-nostdin", "-hide_banner", "-i", str(video_path), "-map", "0:a:0",
+        "-af", "ebur128=framelog=quiet", "-f", "null", "-",
+    ]  # fmt: skip
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    found = re.findall(r"^\s*I:\s*(-?[\d.]+|-inf)\s*LUFS", done.stderr, flags=re.MULTILINE)
+    if done.returncode != 0 or not found or found[-1] == "-inf":
+        return None
+    value = float(found[-1])
+    return value if value > -70.0 else None
+
+
 # With music over part of the video, the duck's ramp into and out of it.
 DUCK_RAMP_S = 0.5
 # H.264 in yuv420p needs even frame sizes of at least 2x2. Padding (never cropping) an odd
@@ -55,12 +95,14 @@ def _sound_args(
     duration_s: float,
     rate: int | None = None,
     music_span_s: tuple[float, float] | None = None,
+    dialogue_threshold: float = DIALOGUE_DEFAULT_THRESHOLD_DBFS,
 ) -> list[str]:
     """ffmpeg arguments that choose or mix the sound (input 0 = the video, 1 = the music) and
     map it as the output's audio stream. rate: the music's sample rate, which the video's own
     sound is brought to before the mix (None: left to ffmpeg). music_span_s: where the music
     plays when it is not the whole video; "duck" then lowers the video's sound only there.
-    "dialogue" keeps the video's sound and lowers the music while that sound is loud."""
+    "dialogue" keeps the video's sound and lowers the music while that sound is above
+    `dialogue_threshold` (dBFS RMS)."""
     if mode == "replace" or not has_original_audio:
         return ["-map", "1:a:0"]
     # first_pts=0: a sound that starts after the picture is padded with silence from 0, so it
@@ -70,7 +112,7 @@ def _sound_args(
         graph = (
             f"[0:a:0]{resample}apad,atrim=0:{duration_s:.3f},asplit=2[orig][key];"
             f"[1:a:0]apad,atrim=0:{duration_s:.3f}[music];"
-            f"[music][key]{DIALOGUE_COMPRESSOR}[under];"
+            f"[music][key]{dialogue_compressor(dialogue_threshold)}[under];"
             "[orig][under]amix=inputs=2:duration=first:normalize=0,alimiter=limit=0.95,"
             "asetpts=N/SR/TB[mix]"
         )
@@ -195,7 +237,14 @@ def mux_music(
         codec_args = _video_codec_args(copy, info)
     arguments = [
         *["-i", str(video_path), "-i", str(music_wav), *video_args, "-map", picture],
-        *_sound_args(audio, has_original_audio, duration_s, _rate_of(music_wav), music_span_s),
+        *_sound_args(
+            audio,
+            has_original_audio,
+            duration_s,
+            _rate_of(music_wav),
+            music_span_s,
+            _threshold_for(audio, has_original_audio, video_path),
+        ),  # fmt: skip
         *["-t", f"{duration_s:.3f}", *codec_args, *AAC_ARGS],
         *["-movflags", "+faststart"],
     ]
@@ -228,7 +277,14 @@ def encode_sound_track(
     _check_audio_mode(audio)
     arguments = [
         *["-i", str(video_path), "-i", str(music_wav)],
-        *_sound_args(audio, has_original_audio, duration_s, _rate_of(music_wav), music_span_s),
+        *_sound_args(
+            audio,
+            has_original_audio,
+            duration_s,
+            _rate_of(music_wav),
+            music_span_s,
+            _threshold_for(audio, has_original_audio, video_path),
+        ),  # fmt: skip
         *["-t", f"{duration_s:.3f}", *AAC_ARGS],
     ]
     task = f"encode the sound for '{video_path.name}'"
@@ -254,6 +310,13 @@ def join_tracks(
     return _write_with_ffmpeg(
         arguments, out_path, timeout_s, "join the picture and the sound", picture, sound_track
     )
+
+
+def _threshold_for(audio: AudioMode, has_original_audio: bool, video_path: Path) -> float:
+    """The dialogue threshold for this video's sound (measured only when "dialogue" uses it)."""
+    if audio != "dialogue" or not has_original_audio:
+        return DIALOGUE_DEFAULT_THRESHOLD_DBFS
+    return dialogue_threshold_dbfs(sound_loudness_lufs(video_path))
 
 
 def _rate_of(music_wav: Path) -> int | None:
