@@ -237,14 +237,7 @@ def mux_music(
         codec_args = _video_codec_args(copy, info)
     arguments = [
         *["-i", str(video_path), "-i", str(music_wav), *video_args, "-map", picture],
-        *_sound_args(
-            audio,
-            has_original_audio,
-            duration_s,
-            _rate_of(music_wav),
-            music_span_s,
-            _threshold_for(audio, has_original_audio, video_path),
-        ),  # fmt: skip
+        *_mix_args(video_path, music_wav, duration_s, audio, has_original_audio, music_span_s),
         *["-t", f"{duration_s:.3f}", *codec_args, *AAC_ARGS],
         *["-movflags", "+faststart"],
     ]
@@ -277,14 +270,7 @@ def encode_sound_track(
     _check_audio_mode(audio)
     arguments = [
         *["-i", str(video_path), "-i", str(music_wav)],
-        *_sound_args(
-            audio,
-            has_original_audio,
-            duration_s,
-            _rate_of(music_wav),
-            music_span_s,
-            _threshold_for(audio, has_original_audio, video_path),
-        ),  # fmt: skip
+        *_mix_args(video_path, music_wav, duration_s, audio, has_original_audio, music_span_s),
         *["-t", f"{duration_s:.3f}", *AAC_ARGS],
     ]
     task = f"encode the sound for '{video_path.name}'"
@@ -312,11 +298,21 @@ def join_tracks(
     )
 
 
-def _threshold_for(audio: AudioMode, has_original_audio: bool, video_path: Path) -> float:
-    """The dialogue threshold for this video's sound (measured only when "dialogue" uses it)."""
-    if audio != "dialogue" or not has_original_audio:
-        return DIALOGUE_DEFAULT_THRESHOLD_DBFS
-    return dialogue_threshold_dbfs(sound_loudness_lufs(video_path))
+def _mix_args(
+    video_path: Path,
+    music_wav: Path,
+    duration_s: float,
+    audio: AudioMode,
+    has_original_audio: bool,
+    music_span_s: tuple[float, float] | None,
+) -> list[str]:
+    """`_sound_args` for these files: the music's rate read from its WAV, and for "dialogue"
+    the threshold measured from the video's sound (only then: it costs a pass over it)."""
+    threshold = DIALOGUE_DEFAULT_THRESHOLD_DBFS
+    if audio == "dialogue" and has_original_audio:
+        threshold = dialogue_threshold_dbfs(sound_loudness_lufs(video_path))
+    rate = _rate_of(music_wav)
+    return _sound_args(audio, has_original_audio, duration_s, rate, music_span_s, threshold)
 
 
 def _rate_of(music_wav: Path) -> int | None:
