@@ -14,6 +14,7 @@ from diffbgm.arrange.presets import ARRANGEMENTS, DEFAULT_ARRANGEMENT, PRESETS
 from diffbgm.errors import DiffBGMError
 from diffbgm.generation.config import add_generation_arguments, generation_overrides
 from diffbgm.threads import parse_threads
+from diffbgm.video.mux import AUDIO_MODES
 
 if TYPE_CHECKING:
     from diffbgm.music.render import LevelConfig
@@ -170,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gen.add_argument(
         "--audio",
-        choices=["keep", "duck", "replace", "dialogue"],
+        choices=list(AUDIO_MODES),
         default="duck",
         help="the video's own sound: keep it, duck it under the music, replace it, or keep it "
         "and lower the music while it is loud (dialogue: speech stays clear)",

@@ -20,7 +20,7 @@ from diffbgm.generation.config import GenerationConfig, KnobValue
 from diffbgm.music.chord_symbols import harte_label, parse_progression
 from diffbgm.music.chords import ChordError
 from diffbgm.plan.config import PlanOverrides
-from diffbgm.plan.planner import MIN_MUSIC_S, music_span
+from diffbgm.plan.planner import music_span
 from diffbgm.video.mux import AUDIO_MODES, AudioMode
 from diffbgm.video.types import ShotMethod
 
@@ -109,12 +109,9 @@ class ComposeOptions:
                     raise PlanError(f"the music's {name} must be a number of seconds, not {value}")
                 if value < 0:
                     raise PlanError(f"the music's {name} must be 0 s or later, not {value:g}")
+        # the checks that need no video: how long the part lasts (the rest once it is probed)
+        music_span(PlanOverrides(music_start_s=start, music_end_s=end), math.inf)
         first = 0.0 if start is None else float(start)
-        if end is not None and end - first < MIN_MUSIC_S:
-            raise PlanError(
-                f"the music would last {max(end - first, 0.0):g} s (from {first:g} to {end:g} s)"
-                f": give it at least {MIN_MUSIC_S:g} s"
-            )
         outside = [t for t in self.sections or () if t <= first or (end is not None and t >= end)]
         if outside and (start is not None or end is not None):
             raise PlanError(

@@ -34,6 +34,7 @@ from diffbgm.options import (
     parse_time,
 )
 from diffbgm.result import Report, load_report
+from diffbgm.video.mux import AUDIO_MODES
 from webapp import media
 from webapp.limits import AdminThrottle, ComposeGate, Ticket
 from webapp.settings import AppSettings
@@ -56,7 +57,8 @@ KEY_TONICS = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 KEY_CHOICES: tuple[str, ...] = ("auto",) + tuple(
     f"{tonic} {mode}" for mode in ("major", "minor") for tonic in KEY_TONICS
 )
-AUDIO_CHOICES = ("duck", "keep", "replace", "dialogue")
+# the library's sound modes, the default first
+AUDIO_CHOICES = ("duck", *(mode for mode in AUDIO_MODES if mode != "duck"))
 GENERIC_ERROR = "Something went wrong on our side (reference {ref}). The app is still running; please try again."
 # An absolute path with at least one folder (optionally an FFmpeg `file:` URL): in a message
 # for people it is cut down to its last part, the file name.

@@ -108,22 +108,20 @@ def _sound_args(
     # first_pts=0: a sound that starts after the picture is padded with silence from 0, so it
     # keeps its place (asetpts after the mix would otherwise pull it to the start)
     resample = "aresample=first_pts=0," if rate is None else f"aresample={rate}:first_pts=0,"
+    trim = f"apad,atrim=0:{duration_s:.3f}"
     if mode == "dialogue":  # the video's sound as it is; the music keyed down under it
-        graph = (
-            f"[0:a:0]{resample}apad,atrim=0:{duration_s:.3f},asplit=2[orig][key];"
-            f"[1:a:0]apad,atrim=0:{duration_s:.3f}[music];"
-            f"[music][key]{dialogue_compressor(dialogue_threshold)}[under];"
-            "[orig][under]amix=inputs=2:duration=first:normalize=0,alimiter=limit=0.95,"
-            "asetpts=N/SR/TB[mix]"
-        )
-        return ["-filter_complex", graph, "-map", "[mix]"]
+        original = f"[0:a:0]{resample}{trim},asplit=2[orig][key];"
+        music = f"[1:a:0]{trim}[dry];[dry][key]{dialogue_compressor(dialogue_threshold)}[music];"
+    else:
+        original = f"[0:a:0]{resample}{_original_gain(mode, music_span_s)},{trim}[orig];"
+        music = f"[1:a:0]{trim}[music];"
     # the mix starts at time 0: amix takes its timestamps from the video's own sound, which
     # may start a few ms late (3 ms in the example clip), and the music belongs to the first
     # frame
     graph = (
-        f"[0:a:0]{resample}{_original_gain(mode, music_span_s)},apad,atrim=0:{duration_s:.3f}[orig];"
-        f"[1:a:0]apad,atrim=0:{duration_s:.3f}[music];"
-        "[orig][music]amix=inputs=2:duration=first:normalize=0,alimiter=limit=0.95,"
+        original
+        + music
+        + "[orig][music]amix=inputs=2:duration=first:normalize=0,alimiter=limit=0.95,"
         "asetpts=N/SR/TB[mix]"
     )
     return ["-filter_complex", graph, "-map", "[mix]"]
