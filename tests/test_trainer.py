@@ -776,6 +776,69 @@ def test_texture_weight_adds_the_sampled_term(
         )
 
 
+def test_adversarial_term_trains_a_critic_beside_the_student(
+    tiny_cache: Path, trained_run: Path, tmp_path: Path
+) -> None:
+    """--adversarial-weight: during the warm-up only the critic learns (the student's loss is
+    the plain run's), then the student's loss takes the term; the critic's loss, accuracy and
+    the student's adversarial loss are logged; the critic and its optimizer are checkpointed,
+    and a stopped run resumes exactly; bad values and a run without a critic are refused."""
+    exported = export_run(trained_run, tmp_path / "exported", dtype="fp32")
+    plain = tmp_path / "plain"
+    run_training(tiny_config(tiny_cache, plain, steps=4, init_from=str(exported)))
+
+    def adversarial(run: Path, **changes: object) -> TrainConfig:
+        options: dict[str, object] = {
+            "steps": 4,
+            "init_from": str(exported),
+            "adversarial_weight": 1.0,
+            "adversarial_warmup": 2,
+            "texture_windows": 4,
+        }
+        return tiny_config(tiny_cache, run, **{**options, **changes})
+
+    straight = tmp_path / "straight"
+    run_training(adversarial(straight))
+    rows, plain_losses = log_rows(straight), losses(plain)
+    assert [float(r["loss"]) for r in rows[:2]] == plain_losses[:2]  # warm-up: critic only
+    assert float(rows[2]["loss"]) != pytest.approx(plain_losses[2], rel=1e-6)
+    for row in rows:
+        assert 0.0 <= float(row["critic_accuracy"]) <= 1.0
+        assert math.isfinite(float(row["critic_loss"]))
+    assert not rows[0]["adversarial_loss"] and float(rows[3]["adversarial_loss"]) > 0
+    assert float(rows[3]["adversarial_scale"]) > 0  # the gradient balanced against the rest
+    state = load_run_state(straight / "last")
+    assert any(name.startswith("critic.body") for name in state.aux)
+    assert any(name.startswith("critic_optimizer.") for name in state.aux)
+    assert state.extra["pool_fakes"][0] > 0 and state.extra["pool_reals"][0] > 0
+
+    interrupted = tmp_path / "interrupted"
+    run_training(adversarial(interrupted, stop_after=3))
+    run_training(adversarial(interrupted), resume=True)
+    assert losses(interrupted) == losses(straight)
+    resumed = load_run_state(interrupted / "last").aux
+    for name, tensor in state.aux.items():
+        assert torch.equal(tensor, resumed[name]), name
+
+    with pytest.raises(CheckpointError, match="holds no adversarial critic"):
+        run_training(adversarial(plain, steps=6), resume=True)
+    args = build_parser().parse_args(
+        ["train", "--adversarial-weight", "0.01", "--adversarial-lr", "1e-4"]
+        + ["--adversarial-warmup", "20"]
+    )
+    assert (args.adversarial_weight, args.adversarial_lr, args.adversarial_warmup) == (
+        0.01,
+        1e-4,
+        20,
+    )
+    with pytest.raises(ValueError, match="--adversarial-weight must be >= 0"):
+        tiny_config(tiny_cache, plain, adversarial_weight=-1.0)
+    with pytest.raises(ValueError, match="--adversarial-lr > 0"):
+        tiny_config(tiny_cache, plain, adversarial_weight=1.0, adversarial_lr=0.0)
+    with pytest.raises(ValueError, match="--texture-sampler-from"):
+        tiny_config(tiny_cache, plain, adversarial_weight=1.0)
+
+
 def test_register_weight_in_guidance_distillation(
     tiny_cache: Path, trained_run: Path, tmp_path: Path
 ) -> None:

@@ -143,6 +143,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         texture_sampler_from=args.texture_sampler_from,
         texture_calls=args.texture_calls,
         texture_density_cut=args.texture_density_cut,
+        adversarial_weight=args.adversarial_weight,
+        adversarial_lr=args.adversarial_lr,
+        adversarial_warmup=args.adversarial_warmup,
         profile_steps=args.profile_steps,
     )
     result = run_training(config, resume=args.resume)
@@ -726,6 +729,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="the texture term cuts each sampled window's onsets to the real window's count "
         "within the checkpoint's density slack, as the decode's density match would (off: "
         "the fixed threshold; on, the network learned onsets the real decode cannot take back)",
+    )
+    train.add_argument(
+        "--adversarial-weight",
+        type=float,
+        default=0.0,
+        metavar="W",
+        help="add the adversarial realism term, its gradient at the output layer W times the "
+        "other terms': each step samples --texture-windows windows as the checkpoint samples "
+        "them (--texture-sampler-from, --texture-calls), a small convolutional critic learns "
+        "them from the batch's real windows, and the student learns to write windows the "
+        "critic takes for real (trainer/adversarial.py)",
+    )
+    train.add_argument(
+        "--adversarial-lr",
+        type=float,
+        default=2e-4,
+        metavar="LR",
+        help="the adversarial critic's learning rate (Adam, betas 0.5 and 0.9)",
+    )
+    train.add_argument(
+        "--adversarial-warmup",
+        type=int,
+        default=50,
+        metavar="N",
+        help="for the first N steps of the run only the critic learns from the sampled windows",
     )
     train.set_defaults(func=cmd_train)
 

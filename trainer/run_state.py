@@ -5,6 +5,7 @@ Layout of RUN/last/ (no pickled Python objects anywhere):
     model.safetensors       the trained weights
     ema.safetensors         the exponential moving average of the weights (what gets exported)
     optimizer.safetensors   the optimizer's per-parameter tensors (AdamW moments, step counts)
+    aux.safetensors         only when something trains beside the model (the adversarial critic)
 
 Writes are atomic: the folder is written as RUN/last.tmp and renamed over RUN/last, so a run
 killed mid-save leaves the previous checkpoint intact (RUN/last.old is picked up if the kill
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from safetensors.torch import load_file, save_file
 from diffbgm.errors import CheckpointError
 
 STATE_VERSION = 1
+AUX_FILE = "aux.safetensors"
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,8 @@ class RunState:
     ema: dict[str, torch.Tensor]
     optimizer: dict[str, Any]  # torch optimizer state_dict
     extra: dict[str, Any]  # e.g. best validation loss so far
+    # tensors of helpers trained beside the model (the adversarial critic and its optimizer)
+    aux: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 def _cpu_copy(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -84,6 +88,8 @@ def save_run_state(run_dir: Path, state: RunState) -> Path:
     save_file(_cpu_copy(state.model), str(tmp / "model.safetensors"))
     save_file(_cpu_copy(state.ema), str(tmp / "ema.safetensors"))
     save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
+    if state.aux:
+        save_file(_cpu_copy(state.aux), str(tmp / AUX_FILE))
     meta = {
         "version": STATE_VERSION,
         "step": state.step,
@@ -117,6 +123,7 @@ def load_run_state(folder: Path) -> RunState:
         model = load_file(str(folder / "model.safetensors"))
         ema = load_file(str(folder / "ema.safetensors"))
         opt_tensors = load_file(str(folder / "optimizer.safetensors"))
+        aux = load_file(str(folder / AUX_FILE)) if (folder / AUX_FILE).exists() else {}
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"cannot read the run checkpoint in {folder}: {exc}") from exc
     if meta.get("version") != STATE_VERSION:
@@ -131,4 +138,5 @@ def load_run_state(folder: Path) -> RunState:
         ema=ema,
         optimizer=unflatten_optimizer_state(opt_tensors, meta["optimizer"]),
         extra=meta.get("extra", {}),
+        aux=aux,
     )

@@ -11,7 +11,19 @@ import math
 from pathlib import Path
 from typing import Any
 
-LOG_COLUMNS: tuple[str, ...] = ("step", "loss", "val_loss", "val_loss_ema", "lr", "sec_per_step")
+LOG_COLUMNS: tuple[str, ...] = (
+    "step",
+    "loss",
+    "val_loss",
+    "val_loss_ema",
+    "lr",
+    "sec_per_step",
+    # the adversarial term's critic and student (trainer/adversarial.py); empty without it
+    "critic_loss",
+    "critic_accuracy",
+    "adversarial_loss",
+    "adversarial_scale",
+)
 
 
 def _keep_rows_up_to(path: Path, last_step: int) -> None:

@@ -285,6 +285,25 @@ class SampledTexture:
             network, self.weak.to(device), self.autoguidance, self.autoguidance_from_t
         )
 
+    def sample(
+        self,
+        model: nn.Module,
+        cond: Conditions,
+        generator: torch.Generator,
+        windows: int | None = None,
+    ) -> torch.Tensor:
+        """(N, 2, T, P): the first `windows` (default: the term's) windows of the batch's
+        conditions sampled as the checkpoint samples them, the graph of the last `last_calls`
+        network calls kept (none when gradients are off)."""
+        count = min(windows or self.windows, cond.chord.shape[0])
+        return self.diffusion.sample_with_grad(
+            self.sampling_network(model),
+            cond.index(slice(0, count)),
+            generator,
+            self.settings,
+            self.last_calls,
+        )
+
     def loss(
         self, model: nn.Module, roll: torch.Tensor, cond: Conditions, generator: torch.Generator
     ) -> torch.Tensor:
@@ -292,10 +311,7 @@ class SampledTexture:
         standard deviation over the whole batch); 0 with the graph kept when too few of the
         windows have notes to judge."""
         count = min(self.windows, roll.shape[0])
-        network = self.sampling_network(model)
-        sampled = self.diffusion.sample_with_grad(
-            network, cond.index(slice(0, count)), generator, self.settings, self.last_calls
-        )
+        sampled = self.sample(model, cond, generator)
         real_features, real_onsets = texture_features(
             (roll[:, 0] > 0).float(), (roll[:, 1] > 0).float()
         )

@@ -33,6 +33,7 @@ from diffbgm.device import native_bf16
 from diffbgm.errors import CheckpointError, DiffBGMError
 from diffbgm.model.conditions import Conditions
 from diffbgm.model.config import ModelConfig, preset
+from trainer.adversarial import AdversarialRealism
 from trainer.batches import (
     ShardBatches,
     StepBatches,
@@ -156,6 +157,14 @@ class TrainConfig:
     texture_sampler_from: str | None = None
     texture_calls: int = 1  # the graph of the sampler's last this many calls (0: all of them)
     texture_density_cut: bool = False  # cut each sampled window to its real onset count
+    # > 0: add the adversarial realism term (trainer/adversarial.py), its gradient at the
+    # output layer this times the other terms': a critic learns the batch's real windows from
+    # the first texture_windows windows sampled as the checkpoint texture_sampler_from samples
+    # (the graph of the last texture_calls calls), and the student learns to write windows
+    # the critic takes for real; for the first adversarial_warmup steps only the critic learns
+    adversarial_weight: float = 0.0
+    adversarial_lr: float = 2e-4
+    adversarial_warmup: int = 50
     # > 0: profile this many steps (after a few warm-up ones) into RUN/profile.txt
     profile_steps: int = 0
 
@@ -211,6 +220,18 @@ class TrainConfig:
             )
         if self.texture_weight > 0 and self.distill_steps:
             raise ValueError("--texture-weight adds to the denoising or distillation loss")
+        if self.adversarial_weight < 0 or self.adversarial_lr <= 0 or self.adversarial_warmup < 0:
+            raise ValueError(
+                "--adversarial-weight must be >= 0, --adversarial-lr > 0 and "
+                "--adversarial-warmup >= 0"
+            )
+        if self.adversarial_weight > 0 and not (self.texture_sampler_from or self.init_from):
+            raise ValueError(
+                "--adversarial-weight samples with a checkpoint's sampler and weak model: give "
+                "--texture-sampler-from CHECKPOINT (or --init-from one)"
+            )
+        if self.adversarial_weight > 0 and self.distill_steps:
+            raise ValueError("--adversarial-weight adds to the denoising or distillation loss")
         if self.distill_steps and any(weight for weight, _, _ in self.consistency_terms()):
             raise ValueError(
                 "the consistency terms (--register-weight, --density-weight, --rhythm-weight, "
@@ -357,6 +378,11 @@ class Trainer:
             raise DiffBGMError(problem + fix)
         self.teacher = self._load_teacher() if config.distill_from else None
         self.texture = self._sampled_texture() if config.texture_weight > 0 else None
+        self.adversary = self._adversary() if config.adversarial_weight > 0 else None
+        if self.adversary is not None and info.is_distributed:
+            raise DiffBGMError(
+                "--adversarial-weight trains one critic per process: run it without torchrun"
+            )
         self.step = 0
         self.best_val: float | None = None
         self.wrapped: nn.Module = self.model
@@ -407,6 +433,17 @@ class Trainer:
             self.config.texture_density_cut,
         )
 
+    def _adversary(self) -> AdversarialRealism:
+        sampler = self._sampled_texture()
+        return AdversarialRealism.build(
+            sampler,
+            self.config.adversarial_lr,
+            self.config.adversarial_warmup,
+            self.config.seed + 1,
+            self.info.device,
+            (self.model_config.window_steps, self.model_config.n_pitches),
+        )
+
     def loss(
         self, model: nn.Module, roll: torch.Tensor, cond: Conditions, generator: torch.Generator
     ) -> torch.Tensor:
@@ -452,6 +489,12 @@ class Trainer:
             loss = loss + self.config.texture_weight * self.texture.loss(
                 model, roll, cond, generator
             )
+        if self.adversary is not None and torch.is_grad_enabled():
+            adversarial = self.adversary.loss(model, roll, cond, generator, self.step)
+            if adversarial.requires_grad:  # not during the critic's warm-up
+                output_layer = self.model.output.weight  # one process: model is self.model
+                scale = self.adversary.balance(loss, adversarial, output_layer)
+                loss = loss + self.config.adversarial_weight * scale * adversarial
         return loss
 
     # ---- checkpoints -------------------------------------------------------------------
@@ -521,12 +564,24 @@ class Trainer:
         self.ema_model.load_state_dict(state.ema)
         self.optimizer.load_state_dict(state.optimizer)
         self.step = state.step
+        if self.adversary is not None:
+            if not state.aux:
+                raise CheckpointError(
+                    f"{self.run_dir / 'last'} holds no adversarial critic: it was trained "
+                    "without --adversarial-weight"
+                )
+            self.adversary.restore(state.aux, state.extra)
         best = state.extra.get("best_val")
         self.best_val = None if best is None else float(best)
 
     def save(self) -> None:
         if not self.info.is_main:
             return
+        extra: dict[str, Any] = {"best_val": self.best_val, "world_size": self.info.world_size}
+        aux: dict[str, torch.Tensor] = {}
+        if self.adversary is not None:
+            aux, plain = self.adversary.state()
+            extra.update(plain)
         save_run_state(
             self.run_dir,
             RunState(
@@ -536,7 +591,8 @@ class Trainer:
                 model=self.model.state_dict(),
                 ema=self.ema_model.state_dict(),
                 optimizer=self.optimizer.state_dict(),
-                extra={"best_val": self.best_val, "world_size": self.info.world_size},
+                extra=extra,
+                aux=aux,
             ),
         )
 
@@ -754,6 +810,8 @@ def _train(config: TrainConfig, resume: bool, info: DistInfo) -> TrainResult:
                 if val_ema is not None and (trainer.best_val is None or val_ema < trainer.best_val):
                     trainer.best_val = val_ema
             if (step % config.log_every == 0 or validate) and log is not None:
+                if trainer.adversary is not None:
+                    values.update(trainer.adversary.stats.pop())
                 values.update(
                     loss=float(np.mean(losses)),
                     lr=lr_at(step - 1, config),
