@@ -22,8 +22,9 @@ A learned critic judges the whole window at once. Each training step:
    terms' times the term's weight (`balance`).
 
 The critic (`RollCritic`) is a four-layer convolutional net over the onset and sounding rolls
-and a pitch coordinate (so it sees the register), pooled by mean and max; its layers are
-spectrally normalised, which keeps its gradient bounded while the student chases it. For the
+and a pitch coordinate (so it sees the register), pooled by mean and max, beside a small net
+over the fifteen texture statistics of trainer/sampled.py; its layers are spectrally
+normalised, which keeps its gradient bounded while the student chases it. For the
 first `warmup` steps of a run only the critic learns, from the whole batch sampled without a
 graph, so that the student's first gradients come from a critic that already tells the two
 apart.

@@ -213,25 +213,23 @@ class TrainConfig:
             raise ValueError(
                 "--texture-weight must be >= 0, --texture-windows >= 2, --texture-calls >= 0"
             )
-        if self.texture_weight > 0 and not (self.texture_sampler_from or self.init_from):
-            raise ValueError(
-                "--texture-weight samples with a checkpoint's sampler and weak model: give "
-                "--texture-sampler-from CHECKPOINT (or --init-from one)"
-            )
-        if self.texture_weight > 0 and self.distill_steps:
-            raise ValueError("--texture-weight adds to the denoising or distillation loss")
         if self.adversarial_weight < 0 or self.adversarial_lr <= 0 or self.adversarial_warmup < 0:
             raise ValueError(
                 "--adversarial-weight must be >= 0, --adversarial-lr > 0 and "
                 "--adversarial-warmup >= 0"
             )
-        if self.adversarial_weight > 0 and not (self.texture_sampler_from or self.init_from):
-            raise ValueError(
-                "--adversarial-weight samples with a checkpoint's sampler and weak model: give "
-                "--texture-sampler-from CHECKPOINT (or --init-from one)"
-            )
-        if self.adversarial_weight > 0 and self.distill_steps:
-            raise ValueError("--adversarial-weight adds to the denoising or distillation loss")
+        for sampled_term in ("texture", "adversarial"):  # both sample as a checkpoint does
+            if getattr(self, f"{sampled_term}_weight") <= 0:
+                continue
+            if not (self.texture_sampler_from or self.init_from):
+                raise ValueError(
+                    f"--{sampled_term}-weight samples with a checkpoint's sampler and weak "
+                    "model: give --texture-sampler-from CHECKPOINT (or --init-from one)"
+                )
+            if self.distill_steps:
+                raise ValueError(
+                    f"--{sampled_term}-weight adds to the denoising or distillation loss"
+                )
         if self.distill_steps and any(weight for weight, _, _ in self.consistency_terms()):
             raise ValueError(
                 "the consistency terms (--register-weight, --density-weight, --rhythm-weight, "
