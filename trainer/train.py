@@ -432,7 +432,8 @@ class Trainer:
         )
 
     def _adversary(self) -> AdversarialRealism:
-        sampler = self._sampled_texture()
+        # the texture term, when on, already loaded the checkpoint it samples as
+        sampler = self.texture or self._sampled_texture()
         return AdversarialRealism.build(
             sampler,
             self.config.adversarial_lr,
