@@ -3,6 +3,7 @@ and the critic. Its place in training is tested in tests/test_trainer.py."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from trainer.adversarial import RollCritic, real_notes, straight_through_notes
@@ -41,12 +42,13 @@ def _windows(count: int, low: bool, generator: torch.Generator) -> torch.Tensor:
     return notes
 
 
-def test_critic_learns_to_tell_two_kinds_of_windows_apart() -> None:
+@pytest.mark.parametrize("statistics", ["texture", "realism"])
+def test_critic_learns_to_tell_two_kinds_of_windows_apart(statistics: str) -> None:
     """Trained as the term trains it (Adam, betas 0.5 and 0.9), the critic tells low chords
     from high ones on windows it has not seen: it sees the register through its pitch input."""
     torch.manual_seed(0)
     generator = torch.Generator().manual_seed(0)
-    critic = RollCritic(width=8)
+    critic = RollCritic(width=8, statistics=statistics)
     optimizer = torch.optim.Adam(critic.parameters(), lr=2e-3, betas=(0.5, 0.9))
     for _ in range(40):
         real, fake = _windows(8, True, generator), _windows(8, False, generator)
@@ -64,3 +66,8 @@ def test_critic_learns_to_tell_two_kinds_of_windows_apart() -> None:
             (critic(real, real) > 0).float().mean() + (critic(fake, fake) < 0).float().mean()
         ) / 2
     assert accuracy > 0.9
+
+
+def test_critic_refuses_unknown_statistics() -> None:
+    with pytest.raises(ValueError, match="unknown critic statistics"):
+        RollCritic(statistics="forest")

@@ -10,8 +10,11 @@ import torch
 from diffbgm.metrics import groove_patterns, grooving_pattern_similarity
 from diffbgm.realism import feature_names, window_features
 from trainer.sampled import (
+    REALISM_EXTRA_FEATURES,
+    REALISM_FEATURES,
     TEXTURE_FEATURES,
     matched_thresholds,
+    realism_features,
     soft_decoded,
     split_half_squared_gap,
     texture_features,
@@ -59,6 +62,33 @@ def test_features_of_binary_rolls_are_the_realism_tests() -> None:
         for name in TEXTURE_FEATURES:
             if name not in ("odd_sixteenth_share", "groove_similarity"):
                 assert mine[name] == pytest.approx(reference[same_as[name]], abs=2e-3), name
+
+
+def test_realism_features_of_binary_rolls_are_the_realism_tests() -> None:
+    rng = np.random.default_rng(1)
+    windows = np.stack([random_window(rng) for _ in range(5)])
+    onset = torch.from_numpy(windows[:, 0]).float()
+    features, _ = realism_features(onset, torch.from_numpy(windows[:, 1]).float())
+    texture, _ = texture_features(onset, torch.from_numpy(windows[:, 1]).float())
+    assert features.shape == (5, len(REALISM_FEATURES))
+    assert torch.equal(features[:, : len(TEXTURE_FEATURES)], texture)
+    names = feature_names(with_velocity=False)
+    for row, window in enumerate(windows):
+        reference = dict(zip(names, window_features(window[0], window[1]), strict=True))
+        mine = dict(zip(REALISM_FEATURES, features[row].tolist(), strict=True))
+        for name in REALISM_EXTRA_FEATURES:
+            assert mine[name] == pytest.approx(reference[name], abs=2e-3), name
+
+
+def test_realism_features_have_a_gradient_everywhere() -> None:
+    gen = torch.Generator().manual_seed(0)
+    onset = (0.4 * torch.rand(2, 32, 24, generator=gen)).requires_grad_(True)
+    held = 0.5 * torch.rand(2, 32, 24, generator=gen)
+    features, _ = realism_features(onset, held, pitch_low=0)
+    assert torch.isfinite(features).all()
+    for column in range(features.shape[1]):
+        (grad,) = torch.autograd.grad(features[:, column].sum(), onset, retain_graph=True)
+        assert torch.isfinite(grad).all() and grad.abs().sum() > 0, REALISM_FEATURES[column]
 
 
 def test_features_of_probabilities_are_those_of_independent_notes() -> None:

@@ -22,6 +22,7 @@ from trainer.__main__ import build_parser, main, parse_override, parse_song_rang
 from trainer.batches import global_batch_indices
 from trainer.export import export_run
 from trainer.run_state import flatten_optimizer_state, load_run_state, unflatten_optimizer_state
+from trainer.sampled import REALISM_FEATURES
 from trainer.train import (
     STOP_FILE,
     TrainConfig,
@@ -822,15 +823,27 @@ def test_adversarial_term_trains_a_critic_beside_the_student(
 
     with pytest.raises(CheckpointError, match="holds no adversarial critic"):
         run_training(adversarial(plain, steps=6), resume=True)
+    with pytest.raises(CheckpointError, match="--adversarial-statistics texture"):
+        run_training(adversarial(straight, steps=6, adversarial_statistics="realism"), resume=True)
+    realism = tmp_path / "realism"
+    run_training(adversarial(realism, adversarial_statistics="realism"))
+    first_layer = load_run_state(realism / "last").aux[
+        "critic.statistics.0.parametrizations.weight.original"
+    ]
+    assert first_layer.shape[1] == len(REALISM_FEATURES)
+    assert float(log_rows(realism)[3]["adversarial_loss"]) > 0
     args = build_parser().parse_args(
         ["train", "--adversarial-weight", "0.01", "--adversarial-lr", "1e-4"]
-        + ["--adversarial-warmup", "20"]
+        + ["--adversarial-warmup", "20", "--adversarial-statistics", "realism"]
     )
     assert (args.adversarial_weight, args.adversarial_lr, args.adversarial_warmup) == (
         0.01,
         1e-4,
         20,
     )
+    assert args.adversarial_statistics == "realism"
+    with pytest.raises(ValueError, match="--adversarial-statistics"):
+        tiny_config(tiny_cache, plain, adversarial_statistics="forest")
     with pytest.raises(ValueError, match="--adversarial-weight must be >= 0"):
         tiny_config(tiny_cache, plain, adversarial_weight=-1.0)
     with pytest.raises(ValueError, match="--adversarial-lr > 0"):

@@ -146,6 +146,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         adversarial_weight=args.adversarial_weight,
         adversarial_lr=args.adversarial_lr,
         adversarial_warmup=args.adversarial_warmup,
+        adversarial_statistics=args.adversarial_statistics,
         profile_steps=args.profile_steps,
     )
     result = run_training(config, resume=args.resume)
@@ -754,6 +755,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=50,
         metavar="N",
         help="for the first N steps of the run only the critic learns from the sampled windows",
+    )
+    train.add_argument(
+        "--adversarial-statistics",
+        choices=("texture", "realism"),
+        default="texture",
+        help="the statistics the critic reads beside its convolutions: the fifteen texture "
+        "statistics, or those and the rest of the realism test's note features (onset "
+        "positions, interval classes, ...: 48)",
     )
     train.set_defaults(func=cmd_train)
 

@@ -212,6 +212,80 @@ def texture_features(
     return features, n_onsets
 
 
+# The rest of the realism test's note features (diffbgm/realism.py), for the adversarial
+# critic's view: with TEXTURE_FEATURES, all of them but the note lengths' spread and shares
+# and the top voice's mean step.
+REALISM_EXTRA_FEATURES: tuple[str, ...] = (
+    *(f"onset_pos_{i:02d}" for i in range(STEPS_PER_BAR)),
+    *(f"harmonic_ic_{i:02d}" for i in range(OCTAVE)),
+    "notes_per_onset_std",
+    "single_note_onset_share",
+    "silent_step_share",
+    "pitch_min",
+    "pitch_max",
+)
+REALISM_FEATURES: tuple[str, ...] = TEXTURE_FEATURES + REALISM_EXTRA_FEATURES
+
+
+def _exactly_one(weights: torch.Tensor) -> torch.Tensor:
+    """(..., P) independent note probabilities -> (...) probability that exactly one sounds."""
+    log_none = torch.log1p(-weights.clamp(max=1.0 - 1e-6))  # (..., P)
+    others_none = torch.exp(log_none.sum(dim=-1, keepdim=True) - log_none)
+    return (weights * others_none).sum(dim=-1)
+
+
+def realism_features(
+    onset: torch.Tensor, held: torch.Tensor, pitch_low: int = 21
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T, P) onset and sustain probabilities -> (B, K) features in REALISM_FEATURES order
+    (the texture features, then the onset positions in the bar, the interval classes of the
+    notes sounding together at onset steps, the spread of chord sizes, single-note onsets,
+    silent steps and the lowest and highest note), and (B,) onset counts. On a binary roll
+    they are the realism test's own statistics; on probabilities, smooth stand-ins."""
+    texture, n_onsets = texture_features(onset, held, pitch_low)
+    sounding = 1.0 - (1.0 - onset) * (1.0 - held)
+    batch, steps, pitches = onset.shape
+    tiny = 1e-6
+    per_bar = onset.reshape(batch, -1, STEPS_PER_BAR, pitches).sum(dim=(1, 3))  # (B, 16)
+    positions = per_bar / n_onsets.clamp_min(tiny)[:, None]
+    onset_step = _any_of(onset)  # (B, T)
+    # pairs of notes sounding together at each step, by their distance in semitones mod 12
+    classes = [sounding.new_zeros(batch, steps) for _ in range(OCTAVE)]
+    for gap in range(1, pitches):
+        classes[gap % OCTAVE] = classes[gap % OCTAVE] + (
+            sounding[..., :-gap] * sounding[..., gap:]
+        ).sum(dim=-1)
+    intervals = torch.stack([(onset_step * c).sum(dim=1) for c in classes], dim=1)  # (B, 12)
+    intervals = intervals / intervals.sum(dim=1, keepdim=True).clamp_min(tiny)
+    n_onset_steps = onset_step.sum(dim=1).clamp_min(tiny)
+    chord = onset.sum(dim=-1)  # (B, T) notes struck per step
+    chord_mean = (onset_step * chord).sum(dim=1) / n_onset_steps
+    chord_var = (onset_step * chord.square()).sum(dim=1) / n_onset_steps - chord_mean.square()
+    single = _exactly_one(onset).sum(dim=1) / n_onset_steps
+    silent = 1.0 - _any_of(sounding).mean(dim=1)
+    present = onset.amax(dim=1, keepdim=True)  # (B, 1, P): pitches struck in the window
+    lowest = _extreme_pitch(present, highest=False)[:, 0] + pitch_low
+    highest = _extreme_pitch(present, highest=True)[:, 0] + pitch_low
+    extra = torch.cat(
+        [
+            positions,
+            intervals,
+            torch.stack(
+                [
+                    (chord_var.clamp_min(0.0) + 1e-4).sqrt(),
+                    single,
+                    silent,
+                    lowest,
+                    highest,
+                ],
+                dim=1,
+            ),
+        ],
+        dim=1,
+    )
+    return torch.cat([texture, extra], dim=1), n_onsets
+
+
 def split_half_squared_gap(
     sampled: torch.Tensor, real: torch.Tensor, scale: torch.Tensor
 ) -> torch.Tensor:

@@ -165,6 +165,7 @@ class TrainConfig:
     adversarial_weight: float = 0.0
     adversarial_lr: float = 2e-4
     adversarial_warmup: int = 50
+    adversarial_statistics: str = "texture"  # or "realism" (trainer/adversarial.py)
     # > 0: profile this many steps (after a few warm-up ones) into RUN/profile.txt
     profile_steps: int = 0
 
@@ -218,6 +219,8 @@ class TrainConfig:
                 "--adversarial-weight must be >= 0, --adversarial-lr > 0 and "
                 "--adversarial-warmup >= 0"
             )
+        if self.adversarial_statistics not in ("texture", "realism"):
+            raise ValueError("--adversarial-statistics must be texture or realism")
         for sampled_term in ("texture", "adversarial"):  # both sample as a checkpoint does
             if getattr(self, f"{sampled_term}_weight") <= 0:
                 continue
@@ -438,6 +441,7 @@ class Trainer:
             sampler,
             self.config.adversarial_lr,
             self.config.adversarial_warmup,
+            self.config.adversarial_statistics,
             self.config.seed + 1,
             self.info.device,
             (self.model_config.window_steps, self.model_config.n_pitches),
@@ -568,6 +572,12 @@ class Trainer:
                 raise CheckpointError(
                     f"{self.run_dir / 'last'} holds no adversarial critic: it was trained "
                     "without --adversarial-weight"
+                )
+            saved_statistics = state.train_config.get("adversarial_statistics", "texture")
+            if saved_statistics != self.config.adversarial_statistics:
+                raise CheckpointError(
+                    f"{self.run_dir / 'last'} holds a critic of the {saved_statistics} "
+                    f"statistics: resume with --adversarial-statistics {saved_statistics}"
                 )
             self.adversary.restore(state.aux, state.extra)
         best = state.extra.get("best_val")
