@@ -33,7 +33,7 @@ from diffbgm.device import native_bf16
 from diffbgm.errors import CheckpointError, DiffBGMError
 from diffbgm.model.conditions import Conditions
 from diffbgm.model.config import ModelConfig, preset
-from trainer.adversarial import AdversarialRealism
+from trainer.adversarial import CRITIC_STATISTICS, AdversarialRealism
 from trainer.batches import (
     ShardBatches,
     StepBatches,
@@ -219,8 +219,10 @@ class TrainConfig:
                 "--adversarial-weight must be >= 0, --adversarial-lr > 0 and "
                 "--adversarial-warmup >= 0"
             )
-        if self.adversarial_statistics not in ("texture", "realism"):
-            raise ValueError("--adversarial-statistics must be texture or realism")
+        if self.adversarial_statistics not in CRITIC_STATISTICS:
+            raise ValueError(
+                f"--adversarial-statistics must be one of {', '.join(CRITIC_STATISTICS)}"
+            )
         for sampled_term in ("texture", "adversarial"):  # both sample as a checkpoint does
             if getattr(self, f"{sampled_term}_weight") <= 0:
                 continue
