@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,13 +15,16 @@ from scipy.stats import spearmanr
 from diffbgm.controls import DYNAMIC_CONTROLS, SEMANTIC_CONTROLS
 from diffbgm.model.conditions import Conditions
 from diffbgm.music.roll import RollSpec
+from tests.scripts import load_script
 from trainer.cache import build_cache
 from trainer.dataset import (
     Pop909Windows,
     collate_windows,
+    load_cached_song,
     load_split,
     piece_conditions_for_song,
     shift_pitch,
+    velocity_spread,
 )
 
 SPEC = RollSpec()
@@ -238,3 +243,35 @@ def test_augmented_recalled_music_moves_with_the_window_or_is_left_out(cache_dir
         np.testing.assert_array_equal(recalled[2], reference[2])
     share = dropped / (kept + dropped)
     assert kept > 20 and abs(share - RECALL_DROP_PROBABILITY) < 0.15
+
+
+def test_velocity_spread_is_the_median_spread_of_four_bar_windows(cache_dir: Path) -> None:
+    song = load_cached_song(next((cache_dir / "songs").glob("*.npz")))
+    assert 0.0 < velocity_spread(song) < 40.0  # a real performance
+    steps = 3 * 64 + 40  # three whole windows; the trailing 40 steps are no window
+    onset = np.zeros((steps, song.onset.shape[1]), dtype=bool)
+    onset[::2, 40] = True
+    velocity = np.zeros(onset.shape, dtype=np.uint8)
+    for window, half in enumerate((0, 10, 20)):  # alternating 80 -/+ half: std = half
+        rows = np.arange(window * 64, window * 64 + 64, 2)
+        velocity[rows, 40] = np.where(np.arange(rows.size) % 2 == 0, 80 - half, 80 + half)
+    velocity[192::2, 40] = np.arange(20) * 6 + 1  # the partial window would spread widely
+    played = replace(song, onset=onset, sustain=onset.copy(), velocity=velocity)
+    assert velocity_spread(played) == pytest.approx(10.0)
+    sparse = velocity.copy()
+    sparse[128:192] = 0
+    sparse_onset = onset.copy()
+    sparse_onset[128:192] = False
+    sparse_onset[[128, 130, 132], 40] = True  # three notes: too few to judge a window
+    sparse[[128, 130, 132], 40] = (10, 70, 127)
+    assert velocity_spread(replace(played, onset=sparse_onset, velocity=sparse)) == pytest.approx(
+        5.0
+    )  # the median of 0 and 10
+    assert math.isnan(velocity_spread(replace(song, velocity=None)))
+
+
+def test_performance_styles_counts_evenly_played_songs_by_range() -> None:
+    styles = load_script("benchmarks/performance_styles.py")
+    spreads = {5: 6.0, 50: 15.0, 120: 8.9, 805: 5.0, 806: 19.0, 840: 6.0, 841: float("nan")}
+    table = styles.even_share_table(spreads, threshold=9.0)
+    assert table == [("001-100", 1, 2), ("101-200", 1, 1), ("801-830", 1, 2), ("831-859", 1, 1)]

@@ -111,6 +111,28 @@ def load_cached_song(path: str | Path) -> CachedSong:
         raise DiffBGMError(f"cannot read cached song {file}: {exc}") from exc
 
 
+# POP909's performances fall into two groups by how much the velocity of the notes varies:
+# even (a song's median 4-bar spread about 5-8) and wide (about 13-20), few songs between,
+# and whole runs of song numbers in one group (docs/evaluation.md, "Two ways of playing").
+# A song of at most this spread counts as evenly played.
+EVEN_VELOCITY_SPREAD = 9.0
+
+
+def velocity_spread(song: CachedSong, window_steps: int = 64, min_notes: int = 4) -> float:
+    """How widely the song is played: the median over its 4-bar windows (from step 0, not
+    overlapping) of the standard deviation of the performed onset velocities, in MIDI units.
+    Windows with fewer than `min_notes` notes are left out; NaN without velocities or windows."""
+    if song.velocity is None:
+        return float("nan")
+    spreads = []
+    for start in range(0, song.n_steps - window_steps + 1, window_steps):
+        struck = song.onset[start : start + window_steps]
+        values = song.velocity[start : start + window_steps][struck].astype(np.float64)
+        if values.size >= min_notes:
+            spreads.append(float(values.std()))
+    return float(np.median(spreads)) if spreads else float("nan")
+
+
 def load_split(cache_dir: str | Path, split: str) -> list[CachedSong]:
     """All cached songs of a split ('train' or 'valid') listed in the cache's index.json."""
     folder = Path(cache_dir)
