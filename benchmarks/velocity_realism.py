@@ -20,12 +20,15 @@ scaled by S), and runs the evaluation's realism test (diffbgm.realism, both clas
 notes only and with velocities) against the real songs' performed velocities, plus
 velocity statistics (mean, std, distinct values per 4-bar window, mean |change| between
 consecutive onset steps) and the Spearman correlation of each segment's velocity control
-with the mean velocity of its notes.
+with the mean velocity of its notes. `--playing even` (or `wide`) judges only the songs
+played that way (trainer.dataset.velocity_spread; docs/evaluation.md, "Two ways of
+playing"); `--repeats 5` averages five cross-validations as `trainer evaluate` does.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -37,9 +40,23 @@ if TYPE_CHECKING:
     from diffbgm.velocity import VelocityModel
 
 
+PLAYING = ("all", "even", "wide")
+
+
 def song_numbers(text: str) -> list[int]:
     first, _, last = text.partition("-")
     return list(range(int(first), int(last or first) + 1))
+
+
+def played(spread: float, playing: str) -> bool:
+    """Whether a song of this velocity spread is played the way `playing` asks."""
+    from trainer.dataset import EVEN_VELOCITY_SPREAD
+
+    if playing == "all":
+        return True
+    if math.isnan(spread):
+        return False  # no performed velocities: played neither way
+    return (spread <= EVEN_VELOCITY_SPREAD) == (playing == "even")
 
 
 def cmd_sample(args: argparse.Namespace) -> None:
@@ -182,13 +199,14 @@ def cmd_compare(args: argparse.Namespace) -> None:
         piece_windows,
         realism_report,
     )
+    from trainer.dataset import load_cached_song, velocity_spread
     from trainer.models import load_for_inference
     from trainer.sample import load_song_piece
 
     config = load_for_inference(args.model).config
     cache = Path(args.data)
     calibration = Calibration.load(cache / "calibration.json")
-    realism_config = RealismConfig(pitch_low=config.pitch_low)
+    realism_config = RealismConfig(pitch_low=config.pitch_low, repeats=args.repeats)
     column = DYNAMIC_CONTROLS.index("velocity")
     models: dict[str | None, VelocityModel] = {}
     names = {v: feature_names(v) for v in (False, True)}
@@ -220,6 +238,10 @@ def cmd_compare(args: argparse.Namespace) -> None:
 
     for number in song_numbers(args.songs):
         song_id = f"{number:03d}"
+        if args.playing != "all":
+            spread = velocity_spread(load_cached_song(cache / "songs" / f"{song_id}.npz"))
+            if not played(spread, args.playing):
+                continue
         song = load_song_piece(cache, song_id, args.bars, config)
         assert song.velocity is not None
         segment_ids = song.conditions.segment_ids
@@ -260,7 +282,10 @@ def cmd_compare(args: argparse.Namespace) -> None:
             add_stats(variant, velocity, onset, segment_ids, segment_velocity)
     source = args.midi or args.rolls
     notes = f"generated notes from {source}" if source else "the real notes"
-    print(f"### Velocity realism on {notes}, songs {args.songs}, {args.bars} bars\n")
+    which = (
+        "" if args.playing == "all" else f" played {args.playing}ly ({len(real_sets[True].rows)})"
+    )
+    print(f"### Velocity realism on {notes}, songs {args.songs}{which}, {args.bars} bars\n")
     print("| velocities | features | logistic | forest | top features (logistic; forest) |")
     print("|---|---|---|---|---|")
     variants_notes = (False, True) if source else (True,)
@@ -328,6 +353,16 @@ def main() -> None:
         action="append",
         required=True,
         help="rule | learned | learned:FOLDER | learned@SCALE/MODE (residual scale, shared-velocity weight); repeatable",
+    )
+    compare.add_argument(
+        "--playing",
+        choices=PLAYING,
+        default="all",
+        help="judge only the songs played this way (velocity spread at most / over "
+        "trainer.dataset.EVEN_VELOCITY_SPREAD; docs/evaluation.md, 'Two ways of playing')",
+    )
+    compare.add_argument(
+        "--repeats", type=int, default=1, help="cross-validations averaged (evaluate uses 5)"
     )
     compare.set_defaults(func=cmd_compare)
     args = parser.parse_args()

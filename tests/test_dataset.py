@@ -18,6 +18,7 @@ from diffbgm.music.roll import RollSpec
 from tests.scripts import load_script
 from trainer.cache import build_cache
 from trainer.dataset import (
+    EVEN_VELOCITY_SPREAD,
     Pop909Windows,
     collate_windows,
     load_cached_song,
@@ -275,3 +276,13 @@ def test_performance_styles_counts_evenly_played_songs_by_range() -> None:
     spreads = {5: 6.0, 50: 15.0, 120: 8.9, 805: 5.0, 806: 19.0, 840: 6.0, 841: float("nan")}
     table = styles.even_share_table(spreads, threshold=9.0)
     assert table == [("001-100", 1, 2), ("101-200", 1, 1), ("801-830", 1, 2), ("831-859", 1, 1)]
+
+
+def test_velocity_realism_judges_the_songs_played_one_way() -> None:
+    realism = load_script("benchmarks/velocity_realism.py")
+    assert realism.played(6.0, "even") and not realism.played(6.0, "wide")
+    assert realism.played(15.0, "wide") and not realism.played(15.0, "even")
+    assert realism.played(EVEN_VELOCITY_SPREAD, "even")  # the limit itself is even
+    nan = float("nan")  # a song without performed velocities
+    assert realism.played(nan, "all")
+    assert not realism.played(nan, "even") and not realism.played(nan, "wide")
