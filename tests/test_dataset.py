@@ -21,6 +21,7 @@ from trainer.dataset import (
     EVEN_VELOCITY_SPREAD,
     Pop909Windows,
     collate_windows,
+    is_played,
     load_cached_song,
     load_split,
     piece_conditions_for_song,
@@ -286,3 +287,15 @@ def test_velocity_realism_judges_the_songs_played_one_way() -> None:
     nan = float("nan")  # a song without performed velocities
     assert realism.played(nan, "all")
     assert not realism.played(nan, "even") and not realism.played(nan, "wide")
+
+
+def test_is_played_sorts_songs_by_their_velocity_spread(cache_dir: Path) -> None:
+    song = load_cached_song(next((cache_dir / "songs").glob("*.npz")))
+    wide = velocity_spread(song) > EVEN_VELOCITY_SPREAD
+    assert is_played(song, "all")
+    assert is_played(song, "wide") == wide and is_played(song, "even") == (not wide)
+    unknown = replace(song, velocity=None)
+    assert is_played(unknown, "all") and not is_played(unknown, "even")
+    assert not is_played(unknown, "wide")
+    with pytest.raises(ValueError, match="playing must be one of"):
+        is_played(song, "loud")

@@ -1032,3 +1032,23 @@ def test_validation_loss_benchmark_scores_an_exported_run_as_its_log_did(
     (student / "config.json").write_text(json.dumps(meta))
     with pytest.raises(SystemExit, match="guidance-distilled"):
         bench.validation_loss(student, str(tiny_cache), "tiny", windows=8, chunk=4)
+
+
+def test_playing_trains_on_the_songs_performed_one_way(tiny_cache: Path, tmp_path: Path) -> None:
+    from trainer.dataset import load_split, velocity_spread
+    from trainer.sources import load_data
+
+    songs = load_split(tiny_cache, "train")
+    assert [s.song_id for s in songs] == ["001", "002"]
+    assert all(velocity_spread(s) > 9.0 for s in songs)  # both played with wide dynamics
+    wide = load_data(tiny_config(tiny_cache, tmp_path / "wide", playing="wide"))
+    everything = load_data(tiny_config(tiny_cache, tmp_path / "all"))
+    assert len(wide.train) == len(everything.train) > 0
+    assert len(wide.valid) == len(everything.valid) > 0  # validation keeps every song
+    with pytest.raises(DiffBGMError, match="played evenly"):
+        load_data(tiny_config(tiny_cache, tmp_path / "even", playing="even"))
+    with pytest.raises(ValueError, match="--playing must be one of"):
+        tiny_config(tiny_cache, tmp_path / "bad", playing="loud")
+    with pytest.raises(ValueError, match="leave it out with --bgm909"):
+        tiny_config(tiny_cache, tmp_path / "bgm", playing="even", bgm909=str(tmp_path))
+    assert build_parser().parse_args(["train", "--playing", "even"]).playing == "even"

@@ -113,6 +113,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         threads=args.threads,
         device=args.device,
         augment=args.augment,
+        playing=args.playing,
         progress=not args.no_progress,
         stop_after=args.stop_after,
         max_minutes=args.max_minutes,
@@ -507,6 +508,13 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="random transposition of training windows",
+    )
+    train.add_argument(
+        "--playing",
+        choices=("all", "even", "wide"),
+        default="all",
+        help="train on the POP909 songs performed this way only: even or wide velocity "
+        "spread (docs/evaluation.md, 'Two ways of playing'); validation keeps every song",
     )
     train.add_argument(
         "--set",

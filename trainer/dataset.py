@@ -133,6 +133,23 @@ def velocity_spread(song: CachedSong, window_steps: int = 64, min_notes: int = 4
     return float(np.median(spreads)) if spreads else float("nan")
 
 
+PLAYING = ("all", "even", "wide")
+
+
+def is_played(song: CachedSong, playing: str) -> bool:
+    """Whether the song is performed the way `playing` names: "all" takes every song, "even"
+    those of velocity spread at most EVEN_VELOCITY_SPREAD, "wide" those above it (a song
+    without performed velocities is neither)."""
+    if playing not in PLAYING:
+        raise ValueError(f"playing must be one of {', '.join(PLAYING)}, got {playing!r}")
+    if playing == "all":
+        return True
+    spread = velocity_spread(song)
+    if np.isnan(spread):
+        return False
+    return bool(spread <= EVEN_VELOCITY_SPREAD) == (playing == "even")
+
+
 def load_split(cache_dir: str | Path, split: str) -> list[CachedSong]:
     """All cached songs of a split ('train' or 'valid') listed in the cache's index.json."""
     folder = Path(cache_dir)
@@ -293,6 +310,7 @@ class Pop909Windows(Dataset):
     song_id, bar). Windows span only regular 16-step bars. With `augment`, each item is
     transposed by a random -5..+5 semitones and its phrases randomly cut into 1-4 bar
     pieces; the random draws depend on (seed, epoch, index), so call `set_epoch` each epoch.
+    `playing` ("even", "wide"): only the songs of the split played that way (`is_played`).
     """
 
     def __init__(
@@ -306,6 +324,7 @@ class Pop909Windows(Dataset):
         seed: int = 0,
         calibration: Calibration | None = None,
         recall: bool = False,
+        playing: str = "all",
     ) -> None:
         self.spec = spec or RollSpec()
         self.window_bars = window_bars
@@ -316,7 +335,7 @@ class Pop909Windows(Dataset):
         self.epoch = 0
         cache = Path(cache_dir)
         self.calibration = calibration or Calibration.load(cache / "calibration.json")
-        self.songs = load_split(cache, split)
+        self.songs = [song for song in load_split(cache, split) if is_played(song, playing)]
         for song in self.songs:
             if song.onset.shape[1] != self.spec.n_pitches:
                 raise DiffBGMError(

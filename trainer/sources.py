@@ -92,6 +92,7 @@ def load_data(config: TrainConfig) -> DataBundle:
             config.augment,
             config.seed,
             recall=model_config.recall_input,
+            playing=config.playing,
         )
         valid = Pop909Windows(
             config.data,
@@ -107,6 +108,8 @@ def load_data(config: TrainConfig) -> DataBundle:
         reseed = train.set_epoch
     if len(train) == 0:
         where = f"{config.data} with features in {config.bgm909}" if config.bgm909 else config.data
+        if config.playing != "all":
+            where += f" among the songs played {config.playing}ly (--playing)"
         raise DiffBGMError(f"no training windows of {bars} bars in {where}")
     return DataBundle(
         train=train,

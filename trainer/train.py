@@ -42,6 +42,7 @@ from trainer.batches import (
     load_batch,
     step_batches,
 )
+from trainer.dataset import PLAYING
 from trainer.distributed import (
     DistInfo,
     any_rank,
@@ -78,6 +79,9 @@ class TrainConfig:
     data: str = "data_cache/pop909"  # POP909 cache folder (from `python -m trainer cache`)
     run: str = "runs/small"  # run folder: log.csv, last/ (checkpoint), README of the run
     bgm909: str | None = None  # BGM909 feature folder: train on video features instead
+    # "even" / "wide": train on the POP909 songs played that way only (trainer.dataset.
+    # is_played; docs/evaluation.md, "Two ways of playing"); validation keeps every song
+    playing: str = "all"
     model_overrides: dict[str, Any] = field(default_factory=dict)  # ModelConfig fields
     steps: int = 20_000
     batch: int = 32  # windows per rank per step (global batch = batch * world size)
@@ -219,6 +223,10 @@ class TrainConfig:
                 "--adversarial-weight must be >= 0, --adversarial-lr > 0 and "
                 "--adversarial-warmup >= 0"
             )
+        if self.playing not in PLAYING:
+            raise ValueError(f"--playing must be one of {', '.join(PLAYING)}")
+        if self.playing != "all" and self.bgm909:
+            raise ValueError("--playing chooses POP909 songs: leave it out with --bgm909")
         if self.adversarial_statistics not in CRITIC_STATISTICS:
             raise ValueError(
                 f"--adversarial-statistics must be one of {', '.join(CRITIC_STATISTICS)}"
