@@ -21,14 +21,13 @@ notes only and with velocities) against the real songs' performed velocities, pl
 velocity statistics (mean, std, distinct values per 4-bar window, mean |change| between
 consecutive onset steps) and the Spearman correlation of each segment's velocity control
 with the mean velocity of its notes. `--playing even` (or `wide`) judges only the songs
-played that way (trainer.dataset.velocity_spread; docs/evaluation.md, "Two ways of
+played that way (trainer.dataset.is_played; docs/evaluation.md, "Two ways of
 playing"); `--repeats 5` averages five cross-validations as `trainer evaluate` does.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,23 +39,9 @@ if TYPE_CHECKING:
     from diffbgm.velocity import VelocityModel
 
 
-PLAYING = ("all", "even", "wide")
-
-
 def song_numbers(text: str) -> list[int]:
     first, _, last = text.partition("-")
     return list(range(int(first), int(last or first) + 1))
-
-
-def played(spread: float, playing: str) -> bool:
-    """Whether a song of this velocity spread is played the way `playing` asks."""
-    from trainer.dataset import EVEN_VELOCITY_SPREAD
-
-    if playing == "all":
-        return True
-    if math.isnan(spread):
-        return False  # no performed velocities: played neither way
-    return (spread <= EVEN_VELOCITY_SPREAD) == (playing == "even")
 
 
 def cmd_sample(args: argparse.Namespace) -> None:
@@ -199,7 +184,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
         piece_windows,
         realism_report,
     )
-    from trainer.dataset import load_cached_song, velocity_spread
+    from trainer.dataset import is_played, load_cached_song
     from trainer.models import load_for_inference
     from trainer.sample import load_song_piece
 
@@ -238,10 +223,9 @@ def cmd_compare(args: argparse.Namespace) -> None:
 
     for number in song_numbers(args.songs):
         song_id = f"{number:03d}"
-        if args.playing != "all":
-            spread = velocity_spread(load_cached_song(cache / "songs" / f"{song_id}.npz"))
-            if not played(spread, args.playing):
-                continue
+        cached = cache / "songs" / f"{song_id}.npz"
+        if args.playing != "all" and not is_played(load_cached_song(cached), args.playing):
+            continue
         song = load_song_piece(cache, song_id, args.bars, config)
         assert song.velocity is not None
         segment_ids = song.conditions.segment_ids
@@ -356,10 +340,10 @@ def main() -> None:
     )
     compare.add_argument(
         "--playing",
-        choices=PLAYING,
+        choices=("all", "even", "wide"),
         default="all",
-        help="judge only the songs played this way (velocity spread at most / over "
-        "trainer.dataset.EVEN_VELOCITY_SPREAD; docs/evaluation.md, 'Two ways of playing')",
+        help="judge only the songs played this way (trainer.dataset.is_played; "
+        "docs/evaluation.md, 'Two ways of playing')",
     )
     compare.add_argument(
         "--repeats", type=int, default=1, help="cross-validations averaged (evaluate uses 5)"

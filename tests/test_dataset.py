@@ -279,16 +279,6 @@ def test_performance_styles_counts_evenly_played_songs_by_range() -> None:
     assert table == [("001-100", 1, 2), ("101-200", 1, 1), ("801-830", 1, 2), ("831-859", 1, 1)]
 
 
-def test_velocity_realism_judges_the_songs_played_one_way() -> None:
-    realism = load_script("benchmarks/velocity_realism.py")
-    assert realism.played(6.0, "even") and not realism.played(6.0, "wide")
-    assert realism.played(15.0, "wide") and not realism.played(15.0, "even")
-    assert realism.played(EVEN_VELOCITY_SPREAD, "even")  # the limit itself is even
-    nan = float("nan")  # a song without performed velocities
-    assert realism.played(nan, "all")
-    assert not realism.played(nan, "even") and not realism.played(nan, "wide")
-
-
 def test_is_played_sorts_songs_by_their_velocity_spread(cache_dir: Path) -> None:
     song = load_cached_song(next((cache_dir / "songs").glob("*.npz")))
     wide = velocity_spread(song) > EVEN_VELOCITY_SPREAD
