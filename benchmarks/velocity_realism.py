@@ -107,9 +107,10 @@ def variant_velocities(
     segment_velocity: np.ndarray,
     calibration: Calibration,
     models: dict[str | None, VelocityModel],
+    playing: str = "even",
 ) -> np.ndarray:
     """The velocities one variant gives these notes (learned: seeded by the notes, as the
-    app does)."""
+    app does, and told the real song's way of playing, as the evaluation does)."""
     from dataclasses import replace
 
     from diffbgm.outputs import notes_seed, velocities_from_controls
@@ -140,6 +141,7 @@ def variant_velocities(
         calibration,
         notes_seed(onset),
         model=model,
+        playing=playing,
     )
 
 
@@ -223,8 +225,8 @@ def cmd_compare(args: argparse.Namespace) -> None:
 
     for number in song_numbers(args.songs):
         song_id = f"{number:03d}"
-        cached = cache / "songs" / f"{song_id}.npz"
-        if args.playing != "all" and not is_played(load_cached_song(cached), args.playing):
+        cached = load_cached_song(cache / "songs" / f"{song_id}.npz")
+        if args.playing != "all" and not is_played(cached, args.playing):
             continue
         song = load_song_piece(cache, song_id, args.bars, config)
         assert song.velocity is not None
@@ -258,7 +260,14 @@ def cmd_compare(args: argparse.Namespace) -> None:
         add_stats("real", song.velocity, song.onset, segment_ids, segment_velocity)
         for variant in args.variant:
             velocity = variant_velocities(
-                variant, onset, sustain, segment_ids, segment_velocity, calibration, models
+                variant,
+                onset,
+                sustain,
+                segment_ids,
+                segment_velocity,
+                calibration,
+                models,
+                song.playing,
             )
             windows = piece_windows(onset, sustain, velocity, realism_config)
             gen_sets[(variant, True)].add(song_id, windows)

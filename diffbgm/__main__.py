@@ -14,6 +14,7 @@ from diffbgm.arrange.presets import ARRANGEMENTS, DEFAULT_ARRANGEMENT, PRESETS
 from diffbgm.errors import DiffBGMError
 from diffbgm.generation.config import add_generation_arguments, generation_overrides
 from diffbgm.threads import parse_threads
+from diffbgm.velocity import DEFAULT_PLAYING, PLAYINGS
 from diffbgm.video.mux import AUDIO_MODES
 
 if TYPE_CHECKING:
@@ -187,6 +188,13 @@ def build_parser() -> argparse.ArgumentParser:
         + "; ".join(f"{name} ({preset.description})" for name, preset in PRESETS.items()),
     )
     gen.add_argument(
+        "--playing",
+        choices=PLAYINGS,
+        default=DEFAULT_PLAYING,
+        help="how the piano is played: even (steady dynamics, the default) or wide "
+        "(expressive: louder and softer notes), the two ways POP909 is performed",
+    )
+    gen.add_argument(
         "--threads",
         type=parse_threads,
         default="auto",
@@ -301,6 +309,7 @@ def _generate(args: argparse.Namespace) -> int:
         shot_detector=args.shots,
         generation=generation_overrides(args),
         arrangement=args.arrangement,
+        playing=args.playing,
         chords=args.chords,
         sections=args.sections,
         sections_only=args.sections_only,

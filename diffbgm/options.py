@@ -21,6 +21,7 @@ from diffbgm.music.chord_symbols import harte_label, parse_progression
 from diffbgm.music.chords import ChordError
 from diffbgm.plan.config import PlanOverrides
 from diffbgm.plan.planner import music_span
+from diffbgm.velocity import DEFAULT_PLAYING, PLAYINGS
 from diffbgm.video.mux import AUDIO_MODES, AudioMode
 from diffbgm.video.types import ShotMethod
 
@@ -54,6 +55,9 @@ class ComposeOptions:
     shot_detector: ShotMethod = "content"
     generation: Mapping[str, KnobValue] = field(default_factory=dict)
     arrangement: str = DEFAULT_ARRANGEMENT  # a name of diffbgm.arrange.presets.ARRANGEMENTS
+    # How the piano is played: "even" (steady dynamics) or "wide" (expressive), the two ways
+    # POP909 is performed; the velocity model draws the notes' loudness that way.
+    playing: str = DEFAULT_PLAYING
     # The user's own structure: a chord progression, one chord per bar, repeated to fill the
     # piece (symbols such as "Am7" or Harte labels; kept as Harte labels), and times (s) where
     # a section of the music starts: added to the shot cuts, or with sections_only instead of
@@ -86,6 +90,10 @@ class ComposeOptions:
             raise PlanError(f"audio must be one of {', '.join(AUDIO_MODES)}, got {self.audio!r}")
         if self.shot_detector not in SHOT_DETECTORS:
             raise PlanError(f"unknown shot detector {self.shot_detector!r}")
+        if self.playing not in PLAYINGS:
+            raise PlanError(
+                f"unknown way of playing {self.playing!r}; choose one of {', '.join(PLAYINGS)}"
+            )
         if self.arrangement not in ARRANGEMENTS:
             raise PlanError(
                 f"unknown arrangement {self.arrangement!r}; choose one of {', '.join(ARRANGEMENTS)}"
@@ -146,6 +154,7 @@ class ComposeOptions:
             "shot_detector": self.shot_detector,
             "generation": dict(self.generation),
             "arrangement": self.arrangement,
+            "playing": self.playing,
             "chords": None if self.chords is None else list(self.chords),
             "sections": None if self.sections is None else list(self.sections),
             "sections_only": self.sections_only,
@@ -158,7 +167,8 @@ class ComposeOptions:
     def from_dict(cls, data: Mapping[str, Any]) -> ComposeOptions:
         """From report.json; reports before version 2 kept some generation knobs at the top
         level (guidance, steps, onset_threshold, recall); reports written before arrangements
-        existed have none (the default, solo piano, is what they played)."""
+        existed have none (the default, solo piano, is what they played); reports written
+        before the way of playing existed have none (the default, even)."""
         generation = dict(data.get("generation") or {})
         for name in ("guidance", "steps", "onset_threshold", "recall"):
             if data.get(name) is not None:

@@ -21,6 +21,7 @@ from diffbgm.arrange import DEFAULT_ARRANGEMENT, arrange
 from diffbgm.music.calibration import Calibration
 from diffbgm.music.roll import PianoRoll, RollSpec
 from diffbgm.plan import MusicPlan
+from diffbgm.velocity import DEFAULT_PLAYING
 from diffbgm.video.types import VideoAnalysis
 
 if TYPE_CHECKING:
@@ -68,6 +69,7 @@ def velocities_from_controls(
     method: VelocityMethod = "learned",
     pitch_low: int = 21,
     model: VelocityModel | None = None,
+    playing: str = DEFAULT_PLAYING,
 ) -> np.ndarray:
     """(T, P) uint8 MIDI velocity per onset (0 elsewhere).
 
@@ -77,7 +79,8 @@ def velocities_from_controls(
     context and draws its velocity around the segment's loudness, reproducibly per `seed`
     (None: a seed taken from the notes); `rule`: the old fixed rule. One function for the
     app's files and the evaluation's realism test (trainer/evaluate.py), so both hear the
-    same velocities. `model`: an already loaded velocity model (default: the shipped one).
+    same velocities. `model`: an already loaded velocity model (default: the shipped one);
+    `playing`: evenly or with wide dynamics (diffbgm.velocity.PLAYINGS; the rule ignores it).
     """
     if method == "rule":
         return rule_velocities(onset, step_segment, segment_velocity, calibration)
@@ -95,6 +98,7 @@ def velocities_from_controls(
         segments,
         notes_seed(onset) if seed is None else seed,
         pitch_low,
+        playing=playing,
     )
 
 
@@ -105,8 +109,10 @@ def velocities(
     calibration: Calibration,
     seed: int | None = None,
     pitch_low: int = 21,
+    playing: str = DEFAULT_PLAYING,
 ) -> np.ndarray:
-    """(T, P) uint8 MIDI velocity per onset from each segment's velocity control (learned)."""
+    """(T, P) uint8 MIDI velocity per onset from each segment's velocity control (learned),
+    played `playing` (evenly or with wide dynamics)."""
     segment_velocity = np.array([seg.dynamic["velocity"] for seg in plan.segments], float)
     return velocities_from_controls(
         onset,
@@ -116,6 +122,7 @@ def velocities(
         calibration,
         seed,
         pitch_low=pitch_low,
+        playing=playing,
     )
 
 
@@ -137,13 +144,16 @@ def write_midi(
     arrangement: str = DEFAULT_ARRANGEMENT,
     seed: int = 0,
     humanise: bool = True,
+    playing: str = DEFAULT_PLAYING,
 ) -> Score:
     """The arranged score in video time (diffbgm.arrange): one named track per part, shifted
     by the plan's offset and cut at the video's end; `seed` makes the humanisation
-    reproducible. Also returns the arrangement without humanisation (grid-exact notes)."""
-    roll = PianoRoll(
-        onset, sustain, velocities(onset, sustain, plan, calibration, pitch_low=spec.pitch_low)
+    reproducible; `playing`: the velocities evenly or with wide dynamics. Also returns the
+    arrangement without humanisation (grid-exact notes)."""
+    loudness = velocities(
+        onset, sustain, plan, calibration, pitch_low=spec.pitch_low, playing=playing
     )
+    roll = PianoRoll(onset, sustain, loudness)
     midi = arrange(roll, plan, spec, arrangement, seed=seed, humanise=humanise)
     midi.write(str(path))
     grid = arrange(roll, plan, spec, arrangement, seed=seed, humanise=False) if humanise else midi

@@ -500,6 +500,7 @@ class Composer:
                     folder / "score.mid",
                     arrangement=options.arrangement,
                     seed=seed,
+                    playing=options.playing,
                 ),
             )
             midi = written.path

@@ -4,8 +4,8 @@ A generated roll has notes but no dynamics. A small network, trained on POP909's
 velocities (`python -m trainer velocity`), reads each onset in its context — pitch, place in
 the bar, chord size and the note's place in the chord (top, bass), length, how busy the
 music around it is, the top voice's melodic step — with the segment's velocity control
-(the plan's loudness, in MIDI units through the calibration) and predicts a mean and a
-spread. Velocities are drawn from that with a seeded residual whose shape and
+(the plan's loudness, in MIDI units through the calibration) and the piece's way of playing
+(evenly or with wide dynamics, PLAYINGS) and predicts a mean and a spread. Velocities are drawn from that with a seeded residual whose shape and
 piece-to-piece width were measured on real songs, and per 4 bars one velocity that a share
 of the notes take (as in real songs), so that loudness varies from note to note the way a
 performance does while each segment keeps the loudness the plan asks for.
@@ -49,7 +49,15 @@ FEATURE_NAMES: tuple[str, ...] = (
     "top_step",  # |interval| from the previous top note, for a top note, / 12, capped at 1
     "segment_bars_in",  # bars since the segment began / 8, capped at 1
     "segment_share",  # place in the segment, 0 at its start to 1 at its end
+    "wide_playing",  # 1: the piece is played with wide dynamics, 0: evenly (PLAYINGS)
 )
+
+# How a piece is played. POP909's performances come two ways: evenly (the velocities of a
+# 4-bar window spread by 5-8) or with wide dynamics (13-20); docs/evaluation.md, "Two ways of
+# playing". The evaluation passes the real song's way; the app asks the user (even: steady,
+# the way of the newest POP909 songs).
+PLAYINGS: tuple[str, ...] = ("even", "wide")
+DEFAULT_PLAYING = "even"
 
 
 N_LEVELS = 101  # quantile tables: 0 %, 1 %, ..., 100 %
@@ -191,12 +199,16 @@ def note_features(
     step_control: np.ndarray,
     step_segment: np.ndarray,
     pitch_low: int = 21,
+    playing: str = DEFAULT_PLAYING,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(steps, pitches, features) of every onset, in step then pitch order.
 
     step_control: (T,) the velocity control of every step in MIDI units (the segment's
-    control through the calibration); step_segment: (T,) segment index of every step.
+    control through the calibration); step_segment: (T,) segment index of every step;
+    playing: how the piece is played, one of PLAYINGS.
     """
+    if playing not in PLAYINGS:
+        raise ValueError(f"playing must be one of {', '.join(PLAYINGS)}, got {playing!r}")
     on = np.asarray(onset, dtype=bool)
     sounding = on | np.asarray(sustain, dtype=bool)
     n_steps = on.shape[0]
@@ -268,6 +280,7 @@ def note_features(
         np.minimum(top_step / 12.0, 1.0),
         np.minimum(into / STEPS_PER_BAR / 8.0, 1.0),
         into / span,
+        np.full(n_notes, 1.0 if playing == "wide" else 0.0),
     ]
     features = np.stack(columns, axis=1) if n_notes else np.zeros((0, len(FEATURE_NAMES)))
     return steps, pitches, features.astype(np.float32)
@@ -283,8 +296,12 @@ class VelocityModel:
     scale: np.ndarray  # (F,)
 
     def predict(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(mean, spread) of every note's velocity, in MIDI units."""
-        x = (np.asarray(features, dtype=np.float32) - self.mean) / self.scale
+        """(mean, spread) of every note's velocity, in MIDI units, from (notes, FEATURE_NAMES)
+        features. A model trained before an input existed reads only the columns it knows."""
+        x = np.asarray(features, dtype=np.float32)
+        if tuple(self.config.features) != FEATURE_NAMES:
+            x = x[:, [FEATURE_NAMES.index(name) for name in self.config.features]]
+        x = (x - self.mean) / self.scale
         for index, (matrix, bias) in enumerate(self.weights):
             x = x @ matrix + bias
             if index < len(self.weights) - 1:
@@ -302,10 +319,12 @@ class VelocityModel:
         seed: int,
         pitch_low: int = 21,
         residual: ResidualConfig | None = None,
+        playing: str = DEFAULT_PLAYING,
     ) -> np.ndarray:
-        """(T, P) uint8 MIDI velocities at the onsets (0 elsewhere), reproducible per seed."""
+        """(T, P) uint8 MIDI velocities at the onsets (0 elsewhere), reproducible per seed;
+        `playing`: evenly or with wide dynamics (PLAYINGS)."""
         steps, pitches, features = note_features(
-            onset, sustain, step_control, step_segment, pitch_low
+            onset, sustain, step_control, step_segment, pitch_low, playing
         )
         out = np.zeros(np.asarray(onset).shape, dtype=np.uint8)
         if steps.size == 0:
@@ -345,8 +364,12 @@ def load_velocity_model(folder: str | Path | None = None) -> VelocityModel:
         tensors = load_file(str(path / "model.safetensors"))
     except (OSError, ValueError, TypeError) as exc:
         raise DiffBGMError(f"cannot read the velocity model in {path}: {exc}") from exc
-    if tuple(config.features) != FEATURE_NAMES:
-        raise DiffBGMError(f"{path}: the velocity model was trained on other features")
+    unknown = sorted(set(config.features) - set(FEATURE_NAMES))
+    if unknown:
+        raise DiffBGMError(
+            f"{path}: the velocity model reads features this version does not compute: "
+            + ", ".join(unknown)
+        )
     layers = len(config.hidden) + 1
     weights = [(tensors[f"layer{i}.weight"], tensors[f"layer{i}.bias"]) for i in range(layers)]
     return VelocityModel(config, weights, tensors["feature_mean"], tensors["feature_scale"])

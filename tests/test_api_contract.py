@@ -24,7 +24,7 @@ def test_compose_needs_only_the_video_and_takes_integers_as_integers(tmp_path: P
         "video", "mood", "tempo_bpm", "key", "density", "seed",
         "guidance", "steps", "variants", "audio", "recall", "arrangement", "candidates",
         "control_guidance", "chords", "sections", "sections_only", "form", "music_start",
-        "music_end",
+        "music_end", "playing",
     ]  # fmt: skip
     required = [name for name, p in params.items() if not p["parameter_has_default"]]
     assert required == ["video"]
@@ -41,6 +41,7 @@ def test_compose_needs_only_the_video_and_takes_integers_as_integers(tmp_path: P
     assert params["form"]["parameter_default"] == ""
     assert params["music_start"]["parameter_default"] == params["music_end"]["parameter_default"]
     assert params["music_end"]["parameter_default"] == ""
+    assert params["playing"]["parameter_default"] == "even"
 
 
 def test_every_output_of_compose_and_regenerate_is_labelled(tmp_path: Path) -> None:

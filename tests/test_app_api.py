@@ -259,6 +259,15 @@ def test_the_users_chords_and_sections_reach_the_composer_and_the_summary(
         handlers.compose(str(clip), *FORM, *extra, "C H7", "", False)
     with pytest.raises(gr.Error, match="cannot read the time"):
         handlers.compose(str(clip), *FORM, *extra, "", "soon", False)
+    # the way of playing, the last input (an older client that leaves it out gets "even")
+    handlers.compose(str(clip), *FORM, *extra, "", "", False, "", "", "", "wide")
+    assert composer.calls[-1][2].playing == "wide"
+    handlers.compose(str(clip), *FORM, *extra, "", "", False)
+    assert composer.calls[-1][2].playing == "even"
+    with pytest.raises(
+        gr.Error, match="unknown way of playing 'loud'|unknown way of playing &#x27;loud"
+    ):
+        handlers.compose(str(clip), *FORM, *extra, "", "", False, "", "", "", "loud")
     calls = len(composer.calls)
     with pytest.raises(gr.Error, match=r"inside the video \(0, 2.00\) s: 3"):
         handlers.compose(str(clip), *FORM, *extra, "", "1, 3", False)  # the clip lasts 2 s

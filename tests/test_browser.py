@@ -1,5 +1,6 @@
-"""The web app in a real headless Chromium: compose the 30 s clip, see the shot timeline, the
-audio player and the engraved sheet music, then take part in a listening study and rate an item.
+"""The web app in a real headless Chromium: compose the 30 s clip (with the user's chords,
+sections, end and way of playing), see the shot timeline, the audio player and the engraved
+sheet music, then take part in a listening study and rate an item.
 
 Needs /usr/bin/chromium (driven by Playwright from pip; never `playwright install`) and the
 tiny test checkpoint. Screenshots go to test-artifacts/ (git-ignored) for a human look.
@@ -81,6 +82,7 @@ def test_compose_then_rate_in_a_study(app: Any, page: Any, bbb_video: Path) -> N
     expect(page.locator("#video-in video")).to_be_attached(timeout=60_000)
     for box, text in typed:
         fill_and_keep(page, f"{box} textarea, {box} input", text)
+    page.locator("#playing label", has_text="wide").click()  # expressive dynamics
     page.locator("#compose-btn").click()
     gallery_images = page.locator("#shots img")
     expect(gallery_images.first).to_be_visible(timeout=COMPOSE_TIMEOUT_MS)
@@ -90,6 +92,7 @@ def test_compose_then_rate_in_a_study(app: Any, page: Any, bbb_video: Path) -> N
         "your sections besides the shot cuts: 20 s at"
     )
     expect(page.locator("#result-summary")).to_contain_text("music from 0:00.00 to 0:2")
+    expect(page.locator("#result-summary")).to_contain_text("wide dynamics")
     assert gallery_images.count() >= 2  # the clip has several shots
     expect(page.get_by_text("Shot 1 ·").first).to_be_attached()
     assert page.locator("#audio-out audio").count() >= 1

@@ -27,6 +27,7 @@ from trainer.dataset import (
     piece_conditions_for_song,
     shift_pitch,
     velocity_spread,
+    way_of_playing,
 )
 
 SPEC = RollSpec()
@@ -289,3 +290,6 @@ def test_is_played_sorts_songs_by_their_velocity_spread(cache_dir: Path) -> None
     assert not is_played(unknown, "wide")
     with pytest.raises(ValueError, match="playing must be one of"):
         is_played(song, "loud")
+    # the velocity model's condition: one of the two ways, "even" without velocities
+    assert way_of_playing(song) == ("wide" if wide else "even")
+    assert way_of_playing(unknown) == "even"

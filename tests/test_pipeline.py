@@ -45,7 +45,10 @@ def tiny_composer() -> Composer:
 def bbb_result(tiny_composer: Composer, bbb_video: Path, tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("bbb") / "result"
     options = ComposeOptions(
-        seed=3, generation={"steps": 8, "recall": 0.5}, arrangement="electric-piano-drums"
+        seed=3,
+        generation={"steps": 8, "recall": 0.5},
+        arrangement="electric-piano-drums",
+        playing="wide",
     )
     return tiny_composer(bbb_video, out, options)
 
@@ -69,6 +72,7 @@ def test_outputs_exist_and_agree(bbb_result, bbb_video: Path) -> None:
     names = [i.name for i in midi.instruments]
     assert names[:2] == ["melody", "accompaniment"] and "drums" in names, names
     assert report["options"]["arrangement"] == "electric-piano-drums"
+    assert report["options"]["playing"] == "wide"
     # WAV: as long as the video, not silent
     audio, rate = sf.read(str(bbb_result.wav_path))
     assert len(audio) / rate == pytest.approx(30.0, abs=0.5)
@@ -101,6 +105,7 @@ def test_regenerate_changes_only_that_segment(
 
     regenerated = json.loads((out / "report.json").read_text())
     assert regenerated["options"]["arrangement"] == "electric-piano-drums"  # kept
+    assert regenerated["options"]["playing"] == "wide"
     assert regenerated["recomposed_segments"] == [1]
     assert "drums" in [i.name for i in pretty_midi.PrettyMIDI(str(out / "score.mid")).instruments]
     plan = MusicPlan.from_dict(regenerated["plan"])

@@ -11,7 +11,9 @@ import pytest
 from diffbgm.music.calibration import Calibration, quantile_levels
 from diffbgm.outputs import notes_seed, rule_velocities, velocities_from_controls
 from diffbgm.velocity import (
+    DEFAULT_PLAYING,
     FEATURE_NAMES,
+    PLAYINGS,
     ResidualConfig,
     load_velocity_model,
     note_features,
@@ -178,3 +180,109 @@ def test_a_training_step_runs_and_the_model_round_trips(tmp_path: Path) -> None:
     # a rerun with the same epochs resumes from last/ and trains no further
     again, _ = train_velocity(train, notes(3), config, tmp_path / "run", log=False)
     assert np.allclose(again.predict(features)[0], model.predict(features)[0], atol=1e-5)
+
+
+# --- the way of playing -------------------------------------------------------------------
+
+
+def test_the_way_of_playing_is_an_input_of_every_note() -> None:
+    onset, sustain = small_piece(bars=2)
+    control, segments = np.full(onset.shape[0], 80.0), np.zeros(onset.shape[0], dtype=np.int64)
+    column = FEATURE_NAMES.index("wide_playing")
+    _, _, even = note_features(onset, sustain, control, segments)  # even by default
+    _, _, wide = note_features(onset, sustain, control, segments, playing="wide")
+    assert (even[:, column] == 0).all() and (wide[:, column] == 1).all()
+    others = [i for i in range(len(FEATURE_NAMES)) if i != column]
+    assert np.array_equal(even[:, others], wide[:, others])
+    with pytest.raises(ValueError, match="playing must be one of even, wide"):
+        note_features(onset, sustain, control, segments, playing="loud")
+
+
+def test_the_shipped_model_plays_wide_with_wider_windows_at_the_same_loudness() -> None:
+    """Played with wide dynamics, the same notes' 4-bar windows spread further (POP909: 13-20
+    against 5-8) around the same level (the segment's velocity control)."""
+    model = load_velocity_model()
+    onset, sustain = small_piece(bars=32)
+    control, segments = np.full(onset.shape[0], 78.0), np.zeros(onset.shape[0], dtype=np.int64)
+    spreads, levels = {}, {}
+    for playing in PLAYINGS:
+        windows = [
+            model.velocities(onset, sustain, control, segments, seed, playing=playing)
+            for seed in range(4)
+        ]
+        spreads[playing] = np.median(
+            [v[s : s + 64][onset[s : s + 64]].std() for v in windows for s in range(0, 512, 64)]
+        )
+        levels[playing] = np.mean([v[onset].mean() for v in windows])
+    assert spreads["even"] + 3 < spreads["wide"], spreads
+    assert 3 < spreads["even"] < 10, spreads
+    assert abs(levels["even"] - levels["wide"]) < 6, levels
+
+
+def test_the_app_and_the_score_pass_the_way_of_playing() -> None:
+    onset, sustain = small_piece(bars=16)
+    segments, level = np.zeros(onset.shape[0], dtype=np.int64), np.array([0.5])
+    even = velocities_from_controls(onset, sustain, segments, level, CALIBRATION)
+    wide = velocities_from_controls(onset, sustain, segments, level, CALIBRATION, playing="wide")
+    assert even[onset].std() < wide[onset].std()
+    same = velocities_from_controls(onset, sustain, segments, level, CALIBRATION, playing="even")
+    assert np.array_equal(even, same)  # "even" is the default
+
+
+def test_options_and_the_cli_take_a_way_of_playing() -> None:
+    from diffbgm.__main__ import build_parser
+    from diffbgm.errors import PlanError
+    from diffbgm.options import ComposeOptions
+    from webapp.handlers import compose_options
+
+    assert ComposeOptions().playing == DEFAULT_PLAYING == "even"
+    options = ComposeOptions(playing="wide")
+    assert ComposeOptions.from_dict(options.to_dict()) == options
+    old = {k: v for k, v in options.to_dict().items() if k != "playing"}
+    assert ComposeOptions.from_dict(old).playing == "even"  # reports from before
+    with pytest.raises(PlanError, match="unknown way of playing 'loud'; choose one of even, wide"):
+        ComposeOptions(playing="loud")
+    parser = build_parser()
+    base = ["generate", "v.mp4", "--out", "o"]
+    assert parser.parse_args(base).playing == "even"
+    assert parser.parse_args([*base, "--playing", "wide"]).playing == "wide"
+    with pytest.raises(SystemExit):
+        parser.parse_args([*base, "--playing", "loud"])
+    form = ("", 0, "auto", 0, 0, None, None, 1, "duck")
+    assert compose_options(*form).playing == "even"
+    assert compose_options(*form, *[None] * 10, "wide").playing == "wide"
+
+
+def test_a_model_from_before_an_input_existed_still_loads(tmp_path: Path) -> None:
+    """A velocity model trained on fewer features (the shipped one before `wide_playing`)
+    reads only its own columns; one that names a feature this version lacks is refused."""
+    from dataclasses import replace
+
+    from diffbgm.errors import DiffBGMError
+    from diffbgm.velocity import VelocityConfig, VelocityModel
+
+    known = FEATURE_NAMES[:-1]
+    rng = np.random.default_rng(0)
+    weights = [
+        (rng.normal(0, 0.1, (len(known), 8)).astype(np.float32), np.zeros(8, np.float32)),
+        (rng.normal(0, 0.1, (8, 2)).astype(np.float32), np.zeros(2, np.float32)),
+    ]
+    old = VelocityModel(
+        VelocityConfig(hidden=(8,), features=known),
+        weights,
+        np.zeros(len(known), np.float32),
+        np.ones(len(known), np.float32),
+    )
+    save_velocity_model(old, tmp_path / "old")
+    loaded = load_velocity_model(tmp_path / "old")
+    onset, sustain = small_piece(bars=2)
+    control, segments = np.full(onset.shape[0], 80.0), np.zeros(onset.shape[0], dtype=np.int64)
+    _, _, features = note_features(onset, sustain, control, segments, playing="wide")
+    hidden = np.maximum(features[:, :-1] @ weights[0][0], 0) @ weights[1][0]
+    assert np.allclose(loaded.predict(features)[0], hidden[:, 0] * 20 + 80, atol=1e-4)
+    save_velocity_model(
+        replace(old, config=VelocityConfig(hidden=(8,), features=(*known[:-1], "pedal"))),
+        tmp_path / "future",
+    )
+    with pytest.raises(DiffBGMError, match="features this version does not compute: pedal"):
+        load_velocity_model(tmp_path / "future")

@@ -970,7 +970,7 @@ def build_parser() -> argparse.ArgumentParser:
     velocity.add_argument(
         "--residual-scale",
         type=float,
-        default=0.4,
+        default=1.0,
         help="multiplies the sampled residual (stored with the model; chosen on 801-830)",
     )
     velocity.add_argument(

@@ -150,6 +150,12 @@ def is_played(song: CachedSong, playing: str) -> bool:
     return bool(spread <= EVEN_VELOCITY_SPREAD) == (playing == "even")
 
 
+def way_of_playing(song: CachedSong) -> str:
+    """ "even" or "wide" (diffbgm.velocity.PLAYINGS): how the song is performed, the condition
+    the velocity model is trained and evaluated with; "even" for a song without velocities."""
+    return "wide" if is_played(song, "wide") else "even"
+
+
 def load_split(cache_dir: str | Path, split: str) -> list[CachedSong]:
     """All cached songs of a split ('train' or 'valid') listed in the cache's index.json."""
     folder = Path(cache_dir)

@@ -298,10 +298,12 @@ def app_velocities(
     conditions: PieceConditions,
     calibration: Calibration,
     method: VelocityMethod = "learned",
+    playing: str = "even",
 ) -> np.ndarray:
     """The velocities the app would write for a generated roll (the roll itself has none):
     the velocity model (or the old rule) on each segment's velocity control, seeded by the
-    notes as in the app."""
+    notes as in the app; `playing`: the real song's way of playing, passed as its controls
+    are (docs/evaluation.md, "Two ways of playing")."""
     column = DYNAMIC_CONTROLS.index("velocity")
     return velocities_from_controls(
         onset,
@@ -310,6 +312,7 @@ def app_velocities(
         conditions.dynamic[:, column],
         calibration,
         method=method,
+        playing=playing,
     )
 
 
@@ -586,7 +589,12 @@ def run_evaluation(options: EvalOptions) -> EvalReport:
         # generated: the velocities the app would write; real: the performed ones
         gen_velocity = (
             app_velocities(
-                roll.onset, roll.sustain, asked.conditions, calibration, options.velocity
+                roll.onset,
+                roll.sustain,
+                asked.conditions,
+                calibration,
+                options.velocity,
+                song.playing,
             )
             if has_controls
             else None

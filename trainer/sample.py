@@ -23,7 +23,12 @@ from diffbgm.model.conditions import PieceConditions
 from diffbgm.model.config import ModelConfig
 from diffbgm.music.calibration import Calibration
 from diffbgm.music.roll import PianoRoll, RollSpec, roll_to_midi
-from trainer.dataset import CachedSong, load_cached_song, piece_conditions_for_song
+from trainer.dataset import (
+    CachedSong,
+    load_cached_song,
+    piece_conditions_for_song,
+    way_of_playing,
+)
 from trainer.models import load_for_inference
 
 # Triads (root offset from the tonic, minor?) of the major and natural minor scales.
@@ -42,6 +47,7 @@ class SongPiece:
     tempo_bpm: float
     key: tuple[int, bool]  # tonic pitch class, minor
     velocity: np.ndarray | None = None  # (T, P) uint8 performed velocities, if cached
+    playing: str = "even"  # how the whole song is performed (trainer.dataset.way_of_playing)
 
 
 @dataclass(frozen=True)
@@ -137,6 +143,7 @@ def load_song_piece(
         tempo_bpm=song.tempo_bpm,
         key=(song.key_tonic_pc, song.key_minor),
         velocity=None if song.velocity is None else song.velocity[:n_steps],
+        playing=way_of_playing(song),
     )
 
 

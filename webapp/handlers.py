@@ -34,6 +34,7 @@ from diffbgm.options import (
     parse_time,
 )
 from diffbgm.result import Report, load_report
+from diffbgm.velocity import DEFAULT_PLAYING
 from diffbgm.video.mux import AUDIO_MODES
 from webapp import media
 from webapp.limits import AdminThrottle, ComposeGate, Ticket
@@ -305,7 +306,7 @@ def summary_markdown(report: Report) -> str:
         f"{len(report.analysis.shots)} shots (read by {report.analysis.semantics}) -> "
         f"{metrics.n_segments} music segments; "
         f"cut alignment {_percent(metrics.cut_alignment)}",
-        f"arranged for **{report.options.arrangement}**; "
+        f"arranged for **{report.options.arrangement}**, {report.options.playing} dynamics; "
         f"seeds {report.seeds}; composed in {report.timings_s.get('total', 0.0):.1f} s "
         f"(real-time factor {report.real_time_factor})",
     ]
@@ -468,9 +469,11 @@ def compose_options(
     form: str | None = None,
     music_start: str | None = None,
     music_end: str | None = None,
+    playing: str | None = None,
 ) -> ComposeOptions:
     """ComposeOptions from the form; 0 / empty / 'auto' mean "let the video decide" (an empty
-    arrangement: the default, solo piano; empty chords and sections: from the video). The
+    arrangement: the default, solo piano; an empty way of playing: even; empty chords and
+    sections: from the video). The
     limits are the library's (ComposeOptions, GenerationConfig, parse_chords, parse_sections):
     checked there, once."""
     if audio not in AUDIO_CHOICES:
@@ -495,6 +498,7 @@ def compose_options(
         shot_detector="content",
         generation={name: value for name, value in generation.items() if value is not None},
         arrangement=arrangement or DEFAULT_ARRANGEMENT,
+        playing=playing or DEFAULT_PLAYING,
         chords=parse_chords(chords),
         sections=parse_sections(sections),
         sections_only=bool(sections_only),
@@ -585,6 +589,7 @@ class Handlers:
         form: str | None = None,
         music_start: str | None = None,
         music_end: str | None = None,
+        playing: str | None = None,
         request: gr.Request | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio injects it by default value
     ) -> tuple[Any, ...]:
@@ -600,7 +605,7 @@ class Handlers:
         options = compose_options(
             mood, tempo_bpm, key, density, seed, guidance, steps, variants, audio, recall,
             arrangement, candidates, control_guidance, chords, sections, sections_only, form,
-            music_start, music_end,
+            music_start, music_end, playing,
         )  # fmt: skip
         client = client_id(request)
         self.gate.check_client(client)

@@ -13,6 +13,7 @@ from typing import Any
 import gradio as gr
 
 from diffbgm.arrange.presets import ARRANGEMENTS, DEFAULT_ARRANGEMENT, PRESETS
+from diffbgm.velocity import DEFAULT_PLAYING, PLAYINGS
 from webapp.components import quiet
 from webapp.handlers import AUDIO_CHOICES, KEY_CHOICES, SHOT_COLUMNS, STEM_SLOTS, Handlers
 from webapp.health import Health
@@ -24,6 +25,10 @@ from webapp.settings import ADMIN_TOKEN_MIN_LENGTH, EXAMPLE_LABELS, AppSettings
 COMPOSE_GROUP = "compose"
 STUDY_GROUP = "study"
 ADMIN_GROUP = "admin"
+PLAYING_LABELS = {
+    "even": "even: steady dynamics",
+    "wide": "wide: expressive, louder and softer notes",
+}
 
 INTRO = """# Diff-BGM · piano background music for your video
 Upload a clip: the app finds its shots, plans music whose sections change where the shots
@@ -78,6 +83,14 @@ def _compose_tab(handlers: Handlers, settings: AppSettings) -> None:
                     value=DEFAULT_ARRANGEMENT,
                     label="Arrangement (instruments)",
                     elem_id="arrangement",
+                )
+            )
+            playing = quiet(
+                gr.Radio(
+                    [(PLAYING_LABELS[name], name) for name in PLAYINGS],
+                    value=DEFAULT_PLAYING,
+                    label="Playing (how loud and soft the notes are)",
+                    elem_id="playing",
                 )
             )
             with gr.Accordion("Where the music plays, your chords and sections", open=False):
@@ -258,6 +271,7 @@ def _compose_tab(handlers: Handlers, settings: AppSettings) -> None:
             form,
             music_start,
             music_end,
+            playing,
         ],
         outputs=outputs,
         api_name="compose",
