@@ -15,9 +15,10 @@ on one thread); velocity models only decide velocities, so every variant is judg
 same notes.
 
 `compare` gives the generated notes each variant's velocities (`rule`: the fixed rule;
-`learned`: the shipped velocity model, `learned:PATH` another one, `learned@S` its residual
-scaled by S), and runs the evaluation's realism test (diffbgm.realism, both classifiers,
-notes only and with velocities) against the real songs' performed velocities, plus
+`learned`: the shipped velocity model, `learned:PATH` another one, `learned@S/M` with the
+residual of the song's way of playing scaled by S and shared-velocity weight M, so with
+`--playing even` the settings of evenly played pieces are the ones tried), and runs the
+evaluation's realism test (diffbgm.realism, both classifiers, notes only and with velocities) against the real songs' performed velocities, plus
 velocity statistics (mean, std, distinct values per 4-bar window, mean |change| between
 consecutive onset steps) and the Spearman correlation of each segment's velocity control
 with the mean velocity of its notes. `--playing even` (or `wide`) judges only the songs
@@ -129,10 +130,16 @@ def variant_velocities(
     if folder not in models:
         models[folder] = load_velocity_model(folder)
     model = models[folder]
-    residual = model.config.residual
+    # the settings change the residual of this song's way of playing
+    residual = model.config.residual_for(playing)
     residual = replace(residual, scale=residual.scale if scale is None else scale)
     residual = replace(residual, mode_weight=residual.mode_weight if weight is None else weight)
-    model = replace(model, config=replace(model.config, residual=residual))
+    which = (
+        "wide_residual"
+        if model.config.wide_residual is not None and playing == "wide"
+        else "residual"
+    )
+    model = replace(model, config=replace(model.config, **{which: residual}))
     return velocities_from_controls(
         onset,
         sustain,

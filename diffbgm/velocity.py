@@ -125,50 +125,84 @@ class ResidualConfig:
 
 @dataclass(frozen=True)
 class VelocityConfig:
-    """The network's shape and the residual it samples with (stored in config.json)."""
+    """The network's shape and the residuals it samples with (stored in config.json).
+
+    residual: how evenly played pieces are sampled (and every piece, for a model without the
+    way of playing or without wide_residual); wide_residual: pieces played with wide
+    dynamics. Each is measured on the training songs played that way, and its settings are
+    chosen on the validation songs played that way."""
 
     hidden: tuple[int, ...] = (64, 64)
     residual: ResidualConfig = field(default_factory=ResidualConfig)
     features: tuple[str, ...] = FEATURE_NAMES
     meta: dict[str, object] = field(default_factory=dict)
+    wide_residual: ResidualConfig | None = None
+
+    def residual_for(self, playing: str) -> ResidualConfig:
+        """The residual a piece played `playing` is sampled with."""
+        if playing == "wide" and self.wide_residual is not None:
+            return self.wide_residual
+        return self.residual
 
     def to_dict(self) -> dict[str, object]:
         data = asdict(self)
         data["hidden"] = list(self.hidden)
         data["features"] = list(self.features)
-        data["residual"] = {
-            "shape": [round(v, 5) for v in self.residual.shape],
-            "piece_scale": [round(v, 5) for v in self.residual.piece_scale],
-            "mode_share": [round(v, 5) for v in self.residual.mode_share],
-            "mode_offset": [round(v, 5) for v in self.residual.mode_offset],
-            "scale": self.residual.scale,
-            "mode_weight": self.residual.mode_weight,
-        }
+        data["residual"] = _residual_dict(self.residual)
+        if self.wide_residual is None:
+            del data["wide_residual"]
+        else:
+            data["wide_residual"] = _residual_dict(self.wide_residual)
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> VelocityConfig:
         residual = data.get("residual", {})
+        wide = data.get("wide_residual")
         hidden = data.get("hidden", (64, 64))
         features = data.get("features", FEATURE_NAMES)
         meta = data.get("meta", {})
         if not isinstance(residual, dict) or not isinstance(meta, dict):
             raise ValueError("velocity config: 'residual' and 'meta' must be objects")
+        if wide is not None and not isinstance(wide, dict):
+            raise ValueError("velocity config: 'wide_residual' must be an object")
         if not isinstance(hidden, list | tuple) or not isinstance(features, list | tuple):
             raise ValueError("velocity config: 'hidden' and 'features' must be lists")
         return cls(
             hidden=tuple(int(h) for h in hidden),
-            residual=ResidualConfig(
-                shape=tuple(float(v) for v in residual.get("shape", ())),
-                piece_scale=tuple(float(v) for v in residual.get("piece_scale", ())),
-                mode_share=tuple(float(v) for v in residual.get("mode_share", ())),
-                mode_offset=tuple(float(v) for v in residual.get("mode_offset", ())),
-                scale=float(residual.get("scale", 1.0)),
-                mode_weight=float(residual.get("mode_weight", 1.0)),
-            ),
+            residual=_residual_from(residual),
             features=tuple(str(f) for f in features),
             meta=dict(meta),
+            wide_residual=None if wide is None else _residual_from(wide),
         )
+
+
+def _residual_dict(residual: ResidualConfig) -> dict[str, object]:
+    return {
+        "shape": [round(v, 5) for v in residual.shape],
+        "piece_scale": [round(v, 5) for v in residual.piece_scale],
+        "mode_share": [round(v, 5) for v in residual.mode_share],
+        "mode_offset": [round(v, 5) for v in residual.mode_offset],
+        "scale": residual.scale,
+        "mode_weight": residual.mode_weight,
+    }
+
+
+def _residual_from(data: dict[str, object]) -> ResidualConfig:
+    def values(name: str) -> tuple[float, ...]:
+        stored = data.get(name, ())
+        if not isinstance(stored, list | tuple):
+            raise ValueError(f"velocity config: residual '{name}' must be a list")
+        return tuple(float(v) for v in stored)
+
+    return ResidualConfig(
+        shape=values("shape"),
+        piece_scale=values("piece_scale"),
+        mode_share=values("mode_share"),
+        mode_offset=values("mode_offset"),
+        scale=float(data.get("scale", 1.0)),  # type: ignore[arg-type]
+        mode_weight=float(data.get("mode_weight", 1.0)),  # type: ignore[arg-type]
+    )
 
 
 def note_lengths(onset: np.ndarray, sustain: np.ndarray) -> np.ndarray:
@@ -330,7 +364,7 @@ class VelocityModel:
         if steps.size == 0:
             return out
         mean, spread = self.predict(features)
-        how = residual or self.config.residual
+        how = residual or self.config.residual_for(playing)
         values = np.rint(how.sample(mean, spread, steps, np.random.default_rng(seed)))
         out[steps, pitches] = np.clip(values, 1, 127).astype(np.uint8)
         return out

@@ -172,6 +172,7 @@ def test_a_training_step_runs_and_the_model_round_trips(tmp_path: Path) -> None:
     assert np.isfinite(figures["valid_nll"])
     assert len(model.config.residual.shape) == 101
     assert model.config.residual.scale == config.residual_scale
+    assert model.config.wide_residual is not None  # measured on the wide songs, or as even
     assert (tmp_path / "run" / "last" / "state.json").is_file()
     save_velocity_model(model, tmp_path / "model")
     loaded = load_velocity_model(tmp_path / "model")
@@ -286,3 +287,32 @@ def test_a_model_from_before_an_input_existed_still_loads(tmp_path: Path) -> Non
     )
     with pytest.raises(DiffBGMError, match="features this version does not compute: pedal"):
         load_velocity_model(tmp_path / "future")
+
+
+def test_each_way_of_playing_samples_with_its_own_residual(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from diffbgm.velocity import VelocityConfig
+
+    even = ResidualConfig(mode_share=(0.2,) * 101, scale=1.0, mode_weight=2.0)
+    wide = ResidualConfig(mode_share=(0.1,) * 101, scale=0.8, mode_weight=3.0)
+    config = VelocityConfig(residual=even, wide_residual=wide)
+    assert config.residual_for("even") == even and config.residual_for("wide") == wide
+    assert VelocityConfig.from_dict(config.to_dict()) == config  # stored in config.json
+    older = VelocityConfig(residual=even)  # a model from before: one residual for both
+    assert older.residual_for("wide") == even and "wide_residual" not in older.to_dict()
+    assert VelocityConfig.from_dict(older.to_dict()) == older
+    # the shipped model's sampling follows the piece's way of playing
+    model = load_velocity_model()
+    assert model.config.wide_residual is not None
+    onset, sustain = small_piece(bars=8)
+    control, segments = np.full(onset.shape[0], 80.0), np.zeros(onset.shape[0], dtype=np.int64)
+    flat_wide = replace(model.config, wide_residual=ResidualConfig(scale=0.0))
+    flat = replace(model, config=flat_wide)
+    played = flat.velocities(onset, sustain, control, segments, 0, playing="wide")[onset]
+    assert (
+        np.unique(played).size
+        < np.unique(
+            flat.velocities(onset, sustain, control, segments, 0, playing="even")[onset]
+        ).size
+    )

@@ -340,6 +340,8 @@ def cmd_velocity(args: argparse.Namespace) -> int:
         max_train_notes=args.max_train_notes,
         residual_scale=args.residual_scale,
         mode_weight=args.mode_weight,
+        wide_residual_scale=args.wide_residual_scale,
+        wide_mode_weight=args.wide_mode_weight,
     )
     songs = parse_song_range(args.train_songs)
     out = None if args.out == "none" else Path(args.out)
@@ -971,14 +973,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--residual-scale",
         type=float,
         default=1.0,
-        help="multiplies the sampled residual (stored with the model; chosen on 801-830)",
+        help="multiplies the sampled residual of evenly played pieces (stored with the model; "
+        "chosen on the evenly played songs of 801-830)",
     )
     velocity.add_argument(
         "--mode-weight",
         type=float,
-        default=3.0,
-        help="multiplies the measured share of notes that share one velocity per 4 bars "
-        "(stored with the model; chosen on 801-830)",
+        default=1.5,
+        help="multiplies the measured share of notes that share one velocity per 4 bars, "
+        "evenly played pieces (stored with the model; chosen on 801-830)",
+    )
+    velocity.add_argument(
+        "--wide-residual-scale",
+        type=float,
+        default=1.4,
+        help="--residual-scale for pieces played with wide dynamics (chosen on the widely "
+        "played songs of 801-830)",
+    )
+    velocity.add_argument(
+        "--wide-mode-weight",
+        type=float,
+        default=4.0,
+        help="--mode-weight for pieces played with wide dynamics (chosen on 801-830)",
     )
     velocity.add_argument("--threads", type=int, default=1, help="torch threads")
     velocity.set_defaults(func=cmd_velocity)

@@ -64,13 +64,14 @@ class VelocityTrainConfig:
     lr: float = 2e-3
     seed: int = 0
     max_train_notes: int = 0  # > 0: a random subset of this many training notes
-    # Sampling settings stored with the model, chosen on songs 801-830 with
-    # benchmarks/velocity_realism.py (docs/evaluation.md, "Learned velocities" and "The way
-    # of playing as an input"): with the way of playing an input the residual is drawn as
-    # measured (before it, when the spread mixed both ways, at 0.4 of it); real 4-bar blocks
-    # have more notes sharing one velocity than the measured share gives.
+    # Sampling settings stored with the model, one pair per way of playing, each chosen on
+    # the songs of 801-830 played that way with benchmarks/velocity_realism.py --playing
+    # (docs/evaluation.md, "The way of playing as an input"); the residual and the share of
+    # notes on one velocity are measured on the training songs played that way.
     residual_scale: float = 1.0
-    mode_weight: float = 3.0
+    mode_weight: float = 1.5
+    wide_residual_scale: float = 1.4
+    wide_mode_weight: float = 4.0
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,11 @@ def song_notes(song: CachedSong, calibration: Calibration, spec: RollSpec) -> No
         song=np.full(steps.size, int(song.song_id)),
         step=steps,
     )
+
+
+def subset(notes: NoteSet, keep: np.ndarray) -> NoteSet:
+    """The notes where `keep` (a boolean mask over them) holds."""
+    return NoteSet(notes.features[keep], notes.velocity[keep], notes.song[keep], notes.step[keep])
 
 
 def concat(sets: list[NoteSet]) -> NoteSet:
@@ -340,7 +346,9 @@ def train_velocity(
             )
     velocity_config = VelocityConfig(hidden=config.hidden)
     model = to_velocity_model(network.eval(), velocity_config, mean, scale)
-    residual = measured_residual(model, train)
+    wide = train.features[:, FEATURE_NAMES.index("wide_playing")] > 0.5
+    residual = measured_residual(model, subset(train, ~wide))
+    wide_residual = measured_residual(model, subset(train, wide)) if wide.any() else residual
     chord_correlation, step_correlation = residual_correlations(
         (valid.velocity - model.predict(valid.features)[0]) / model.predict(valid.features)[1],
         valid,
@@ -360,13 +368,19 @@ def train_velocity(
         "residual_correlation_same_step": chord_correlation,
         "residual_correlation_next_step": step_correlation,
         "piece_scale_median": residual.piece_scale[N_LEVELS // 2],
+        "wide_piece_scale_median": wide_residual.piece_scale[N_LEVELS // 2],
+        "train_songs_even": float(np.unique(train.song[~wide]).size),
+        "train_songs_wide": float(np.unique(train.song[wide]).size),
     }
     meta: dict[str, object] = {
         "training": {**vars(config), "hidden": list(config.hidden)},
         "validation": figures,
     }
     residual = replace(residual, scale=config.residual_scale, mode_weight=config.mode_weight)
-    config_out = replace(velocity_config, residual=residual, meta=meta)
+    wide_residual = replace(
+        wide_residual, scale=config.wide_residual_scale, mode_weight=config.wide_mode_weight
+    )
+    config_out = replace(velocity_config, residual=residual, wide_residual=wide_residual, meta=meta)
     return replace(model, config=config_out), figures
 
 
