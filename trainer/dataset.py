@@ -151,7 +151,7 @@ def is_played(song: CachedSong, playing: str) -> bool:
 
 
 def way_of_playing(song: CachedSong) -> str:
-    """ "even" or "wide" (diffbgm.velocity.PLAYINGS): how the song is performed, the condition
+    """How the song is performed, "even" or "wide" (diffbgm.velocity.PLAYINGS): the condition
     the velocity model is trained and evaluated with; "even" for a song without velocities."""
     return "wide" if is_played(song, "wide") else "even"
 

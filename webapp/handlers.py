@@ -473,9 +473,8 @@ def compose_options(
 ) -> ComposeOptions:
     """ComposeOptions from the form; 0 / empty / 'auto' mean "let the video decide" (an empty
     arrangement: the default, solo piano; an empty way of playing: even; empty chords and
-    sections: from the video). The
-    limits are the library's (ComposeOptions, GenerationConfig, parse_chords, parse_sections):
-    checked there, once."""
+    sections: from the video). The limits are the library's (ComposeOptions,
+    GenerationConfig, parse_chords, parse_sections): checked there, once."""
     if audio not in AUDIO_CHOICES:
         raise PlanError(f"audio must be one of {', '.join(AUDIO_CHOICES)}, not {audio!r}")
     if key and key != "auto" and key not in KEY_CHOICES:
