@@ -22,7 +22,7 @@ evaluation's realism test (diffbgm.realism, both classifiers, notes only and wit
 velocity statistics (mean, std, distinct values per 4-bar window, mean |change| between
 consecutive onset steps) and the Spearman correlation of each segment's velocity control
 with the mean velocity of its notes. `--playing even` (or `wide`) judges only the songs
-played that way (trainer.dataset.is_played; docs/evaluation.md, "Two ways of
+played that way (trainer.dataset.way_of_playing; docs/evaluation.md, "Two ways of
 playing"); `--repeats 5` averages five cross-validations as `trainer evaluate` does.
 """
 
@@ -134,12 +134,7 @@ def variant_velocities(
     residual = model.config.residual_for(playing)
     residual = replace(residual, scale=residual.scale if scale is None else scale)
     residual = replace(residual, mode_weight=residual.mode_weight if weight is None else weight)
-    which = (
-        "wide_residual"
-        if model.config.wide_residual is not None and playing == "wide"
-        else "residual"
-    )
-    model = replace(model, config=replace(model.config, **{which: residual}))
+    model = replace(model, config=model.config.with_residual_for(playing, residual))
     return velocities_from_controls(
         onset,
         sustain,
@@ -193,7 +188,6 @@ def cmd_compare(args: argparse.Namespace) -> None:
         piece_windows,
         realism_report,
     )
-    from trainer.dataset import is_played, load_cached_song
     from trainer.models import load_for_inference
     from trainer.sample import load_song_piece
 
@@ -232,10 +226,9 @@ def cmd_compare(args: argparse.Namespace) -> None:
 
     for number in song_numbers(args.songs):
         song_id = f"{number:03d}"
-        cached = load_cached_song(cache / "songs" / f"{song_id}.npz")
-        if args.playing != "all" and not is_played(cached, args.playing):
-            continue
         song = load_song_piece(cache, song_id, args.bars, config)
+        if args.playing != "all" and song.playing != args.playing:
+            continue
         assert song.velocity is not None
         segment_ids = song.conditions.segment_ids
         segment_velocity = song.conditions.dynamic[:, column].astype(np.float64)
@@ -358,7 +351,7 @@ def main() -> None:
         "--playing",
         choices=("all", "even", "wide"),
         default="all",
-        help="judge only the songs played this way (trainer.dataset.is_played; "
+        help="judge only the songs played this way (trainer.dataset.way_of_playing; "
         "docs/evaluation.md, 'Two ways of playing')",
     )
     compare.add_argument(

@@ -17,7 +17,7 @@ training code lives in trainer/velocity.py. No torch, no MIDI library here.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -143,6 +143,12 @@ class VelocityConfig:
         if playing == "wide" and self.wide_residual is not None:
             return self.wide_residual
         return self.residual
+
+    def with_residual_for(self, playing: str, residual: ResidualConfig) -> VelocityConfig:
+        """This config with the residual that `playing` samples with replaced."""
+        if playing == "wide" and self.wide_residual is not None:
+            return replace(self, wide_residual=residual)
+        return replace(self, residual=residual)
 
     def to_dict(self) -> dict[str, object]:
         data = asdict(self)

@@ -24,6 +24,7 @@ from diffbgm.model.conditions import Conditions, PieceConditions, WindowConditio
 from diffbgm.music.calibration import Calibration
 from diffbgm.music.pop909 import COLUMN, UNLABELLED, segment_raw_controls
 from diffbgm.music.roll import RollSpec
+from diffbgm.velocity import PLAYINGS
 
 MAX_TRANSPOSE = 5  # semitones either way
 SUB_SEGMENT_BARS = (1, 4)  # length range of the pieces a phrase is cut into
@@ -133,7 +134,7 @@ def velocity_spread(song: CachedSong, window_steps: int = 64, min_notes: int = 4
     return float(np.median(spreads)) if spreads else float("nan")
 
 
-PLAYING = ("all", "even", "wide")
+PLAYING = ("all", *PLAYINGS)  # the training songs to keep: every song, or one way
 
 
 def is_played(song: CachedSong, playing: str) -> bool:

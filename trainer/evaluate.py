@@ -64,6 +64,7 @@ from diffbgm.realism import (
     piece_windows,
     realism_report,
 )
+from diffbgm.velocity import DEFAULT_PLAYING
 from trainer.models import load_for_inference, with_inference_switches
 from trainer.sample import (
     SongPiece,
@@ -298,7 +299,7 @@ def app_velocities(
     conditions: PieceConditions,
     calibration: Calibration,
     method: VelocityMethod = "learned",
-    playing: str = "even",
+    playing: str = DEFAULT_PLAYING,
 ) -> np.ndarray:
     """The velocities the app would write for a generated roll (the roll itself has none):
     the velocity model (or the old rule) on each segment's velocity control, seeded by the

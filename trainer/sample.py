@@ -23,6 +23,7 @@ from diffbgm.model.conditions import PieceConditions
 from diffbgm.model.config import ModelConfig
 from diffbgm.music.calibration import Calibration
 from diffbgm.music.roll import PianoRoll, RollSpec, roll_to_midi
+from diffbgm.velocity import DEFAULT_PLAYING
 from trainer.dataset import (
     CachedSong,
     load_cached_song,
@@ -47,7 +48,9 @@ class SongPiece:
     tempo_bpm: float
     key: tuple[int, bool]  # tonic pitch class, minor
     velocity: np.ndarray | None = None  # (T, P) uint8 performed velocities, if cached
-    playing: str = "even"  # how the whole song is performed (trainer.dataset.way_of_playing)
+    playing: str = (
+        DEFAULT_PLAYING  # how the whole song is performed (trainer.dataset.way_of_playing)
+    )
 
 
 @dataclass(frozen=True)
