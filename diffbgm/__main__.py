@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from diffbgm.arrange.presets import ARRANGEMENTS, DEFAULT_ARRANGEMENT, PRESETS
+from diffbgm.controls import DEFAULT_PLAYING, PLAYINGS
 from diffbgm.errors import DiffBGMError
 from diffbgm.generation.config import add_generation_arguments, generation_overrides
 from diffbgm.threads import parse_threads
-from diffbgm.velocity import DEFAULT_PLAYING, PLAYINGS
 from diffbgm.video.mux import AUDIO_MODES
 
 if TYPE_CHECKING:

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from diffbgm.controls import DYNAMIC_CONTROLS, SEMANTIC_CONTROLS, key_features
+from diffbgm.controls import DEFAULT_PLAYING, DYNAMIC_CONTROLS, SEMANTIC_CONTROLS, global_features
 from diffbgm.model.conditions import PieceConditions
 from diffbgm.music.chords import parse_chord
 from diffbgm.music.roll import RollSpec
 from diffbgm.plan import MusicPlan
 
 
-def piece_conditions(plan: MusicPlan, spec: RollSpec | None = None) -> PieceConditions:
-    """The plan as the model's whole-piece conditions (controls in the controls.py order)."""
+def piece_conditions(
+    plan: MusicPlan, spec: RollSpec | None = None, playing: str = DEFAULT_PLAYING
+) -> PieceConditions:
+    """The plan as the model's whole-piece conditions (controls in the controls.py order),
+    for a piece played `playing` (controls.PLAYINGS)."""
     steps_per_beat = (spec or RollSpec()).steps_per_beat
     dynamic = [[seg.dynamic[name] for name in DYNAMIC_CONTROLS] for seg in plan.segments]
     semantic = [[seg.semantic[name] for name in SEMANTIC_CONTROLS] for seg in plan.segments]
@@ -27,7 +30,9 @@ def piece_conditions(plan: MusicPlan, spec: RollSpec | None = None) -> PieceCond
         segment_ids=plan.step_segment_ids(steps_per_beat=steps_per_beat),
         dynamic=np.asarray(dynamic, dtype=np.float32),
         semantic=np.asarray(semantic, dtype=np.float32),
-        global_=np.asarray(key_features(plan.key.tonic_pc, plan.key.minor), dtype=np.float32),
+        global_=np.asarray(
+            global_features(plan.key.tonic_pc, plan.key.minor, playing), dtype=np.float32
+        ),
         recalls=np.asarray([seg.recalls for seg in plan.segments], dtype=np.int64),
     )
 

@@ -31,8 +31,16 @@ SEMANTIC_CONTROLS: tuple[str, ...] = (
     "position",  # segment start / piece length, in [0, 1]: where in the piece we are
 )
 
-# Global tokens, visible to every music frame: the key.
+# Global tokens, visible to every music frame: the key, then the way the piece is played.
 N_KEY_FEATURES = 14  # tonic pitch class one-hot (12) + mode one-hot (major, minor)
+# POP909's performances come two ways: evenly (the velocities of a 4-bar window spread by 5-8)
+# or with wide dynamics (13-20), and the notes differ with them (docs/evaluation.md, "Two ways
+# of playing"). The evaluation passes the real song's way; the app asks the user.
+PLAYINGS: tuple[str, ...] = ("even", "wide")
+DEFAULT_PLAYING = "even"
+# key + wide playing (1) or even (0). A model reads the first ModelConfig.global_dim of them,
+# so one built before the way of playing was an input reads the key alone.
+N_GLOBAL_FEATURES = N_KEY_FEATURES + 1
 
 
 def key_features(tonic_pc: int, minor: bool) -> list[float]:
@@ -41,6 +49,14 @@ def key_features(tonic_pc: int, minor: bool) -> list[float]:
     vec[tonic_pc % 12] = 1.0
     vec[13 if minor else 12] = 1.0
     return vec
+
+
+def global_features(tonic_pc: int, minor: bool, playing: str = DEFAULT_PLAYING) -> list[float]:
+    """The piece's global vector, length N_GLOBAL_FEATURES: the key, then 1 if the piece is
+    played with wide dynamics (0 evenly)."""
+    if playing not in PLAYINGS:
+        raise ValueError(f"playing must be one of {', '.join(PLAYINGS)}, got {playing!r}")
+    return [*key_features(tonic_pc, minor), float(playing == "wide")]
 
 
 def relative_change(a: float, b: float) -> float:

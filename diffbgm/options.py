@@ -15,13 +15,13 @@ from numbers import Real
 from typing import Any, get_args
 
 from diffbgm.arrange.presets import ARRANGEMENTS, DEFAULT_ARRANGEMENT
+from diffbgm.controls import DEFAULT_PLAYING, PLAYINGS
 from diffbgm.errors import PlanError
 from diffbgm.generation.config import GenerationConfig, KnobValue
 from diffbgm.music.chord_symbols import harte_label, parse_progression
 from diffbgm.music.chords import ChordError
 from diffbgm.plan.config import PlanOverrides
 from diffbgm.plan.planner import music_span
-from diffbgm.velocity import DEFAULT_PLAYING, PLAYINGS
 from diffbgm.video.mux import AUDIO_MODES, AudioMode
 from diffbgm.video.types import ShotMethod
 

@@ -18,10 +18,10 @@ import numpy as np
 import pretty_midi
 
 from diffbgm.arrange import DEFAULT_ARRANGEMENT, arrange
+from diffbgm.controls import DEFAULT_PLAYING
 from diffbgm.music.calibration import Calibration
 from diffbgm.music.roll import PianoRoll, RollSpec
 from diffbgm.plan import MusicPlan
-from diffbgm.velocity import DEFAULT_PLAYING
 from diffbgm.video.types import VideoAnalysis
 
 if TYPE_CHECKING:

@@ -23,6 +23,7 @@ import numpy as np
 
 from diffbgm.checkpoint import LoadedModel
 from diffbgm.conditioning import piece_conditions
+from diffbgm.controls import DEFAULT_PLAYING
 from diffbgm.device import sampling_precision
 from diffbgm.errors import DiffBGMError, PlanError
 from diffbgm.generation import (
@@ -437,9 +438,12 @@ class Composer:
         generation: GenerationConfig,
         known: KnownMusic | None = None,
         progress: Callable[[int, int], None] | None = None,
+        playing: str = DEFAULT_PLAYING,
     ) -> GeneratedRoll:
-        """The plan's music as notes (generate_roll with this composer's model)."""
-        conditions = piece_conditions(plan, self.spec)
+        """The plan's music as notes (generate_roll with this composer's model), played
+        `playing` (controls.PLAYINGS: a model with the way of playing as an input writes
+        notes for it)."""
+        conditions = piece_conditions(plan, self.spec, playing)
         return generate_roll(
             self.loaded,
             conditions,
@@ -477,7 +481,12 @@ class Composer:
         roll = clock.run(
             "compose",
             lambda: self.compose_roll(
-                plan, seed, generation, known, None if threads is None else threads.on_progress
+                plan,
+                seed,
+                generation,
+                known,
+                None if threads is None else threads.on_progress,
+                options.playing,
             ),
         )
         if threads is not None:

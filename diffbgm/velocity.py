@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from diffbgm.controls import DEFAULT_PLAYING, PLAYINGS
+
 DEFAULT_DIR = Path(__file__).resolve().parent / "assets" / "velocity"
 STEPS_PER_BAR = 16
 MAX_LENGTH = 32  # note lengths beyond two bars count as two bars
@@ -51,13 +53,6 @@ FEATURE_NAMES: tuple[str, ...] = (
     "segment_share",  # place in the segment, 0 at its start to 1 at its end
     "wide_playing",  # 1: the piece is played with wide dynamics, 0: evenly (PLAYINGS)
 )
-
-# How a piece is played. POP909's performances come two ways: evenly (the velocities of a
-# 4-bar window spread by 5-8) or with wide dynamics (13-20); docs/evaluation.md, "Two ways of
-# playing". The evaluation passes the real song's way; the app asks the user (even: steady,
-# the way of the newest POP909 songs).
-PLAYINGS: tuple[str, ...] = ("even", "wide")
-DEFAULT_PLAYING = "even"
 
 
 N_LEVELS = 101  # quantile tables: 0 %, 1 %, ..., 100 %

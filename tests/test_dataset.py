@@ -12,7 +12,7 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 
-from diffbgm.controls import DYNAMIC_CONTROLS, SEMANTIC_CONTROLS
+from diffbgm.controls import DYNAMIC_CONTROLS, N_GLOBAL_FEATURES, SEMANTIC_CONTROLS
 from diffbgm.model.conditions import Conditions
 from diffbgm.music.roll import RollSpec
 from tests.scripts import load_script
@@ -293,3 +293,16 @@ def test_is_played_sorts_songs_by_their_velocity_spread(cache_dir: Path) -> None
     # the velocity model's condition: one of the two ways, "even" without velocities
     assert way_of_playing(song) == ("wide" if wide else "even")
     assert way_of_playing(unknown) == "even"
+
+
+def test_a_songs_conditions_carry_its_way_of_playing(cache_dir: Path) -> None:
+    """The note network is told how the song is played, as the velocity model is: the last
+    global feature is 1 for a widely played song, 0 for an evenly played one."""
+    data = Pop909Windows(cache_dir, "train", SPEC, augment=False)
+    for song in data.songs:
+        piece = piece_conditions_for_song(song, data.calibration)
+        assert piece.global_.shape == (N_GLOBAL_FEATURES,)
+        assert piece.global_[-1] == float(way_of_playing(song) == "wide")
+        evenly = piece_conditions_for_song(replace(song, velocity=None), data.calibration)
+        assert evenly.global_[-1] == 0.0
+        assert np.array_equal(evenly.global_[:-1], piece.global_[:-1])

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from diffbgm.conditioning import piece_conditions
-from diffbgm.controls import DYNAMIC_CONTROLS, SEMANTIC_CONTROLS, key_features
+from diffbgm.controls import DYNAMIC_CONTROLS, SEMANTIC_CONTROLS, global_features
 from diffbgm.errors import PlanError
 from diffbgm.music.chords import parse_chord
 from diffbgm.music.harmony import load_chord_model
@@ -136,7 +136,7 @@ def test_piece_conditions_follow_the_plan(chord_model) -> None:
     assert piece.segment_ids.shape == (n_steps,)
     assert piece.dynamic.shape == (len(plan.segments), len(DYNAMIC_CONTROLS))
     assert piece.semantic.shape == (len(plan.segments), len(SEMANTIC_CONTROLS))
-    assert list(piece.global_) == key_features(plan.key.tonic_pc, plan.key.minor)
+    assert list(piece.global_) == global_features(plan.key.tonic_pc, plan.key.minor)
     assert np.all(np.diff(piece.segment_ids) >= 0)
     for chord in plan.chords:
         start = chord.start_beat * 4
@@ -531,3 +531,17 @@ def test_every_cut_asks_for_an_audible_change(chord_model) -> None:
         analysis, PlanOverrides(tempo_bpm=120.0, density=0.5), chord_model=chord_model
     )
     assert {s.dynamic["density"] for s in fixed.segments} == {0.5}
+
+
+def test_the_plan_conditions_carry_the_users_way_of_playing() -> None:
+    plan = make_plan(synthetic_analysis([4.0], 8.0), seed=0)
+    even = piece_conditions(plan, RollSpec())
+    wide = piece_conditions(plan, RollSpec(), "wide")
+    assert list(even.global_) == global_features(plan.key.tonic_pc, plan.key.minor)
+    assert even.global_[-1] == 0.0 and wide.global_[-1] == 1.0
+    assert np.array_equal(even.global_[:-1], wide.global_[:-1])
+    # transposing moves the key and keeps the way of playing
+    moved = wide.transpose(2)
+    assert moved.global_[-1] == 1.0 and np.array_equal(
+        moved.global_[:12], np.roll(wide.global_[:12], 2)
+    )

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from diffbgm.checkpoint import load_checkpoint
+from diffbgm.controls import N_GLOBAL_FEATURES
 from diffbgm.errors import CheckpointError, DiffBGMError
 from diffbgm.generation import GenerationConfig
 from trainer.__main__ import build_parser, main, parse_override, parse_song_range
@@ -684,6 +685,41 @@ def test_warm_start_adds_the_recall_input_and_training_feeds_it(
     assert weights["recall_input.weight"].abs().max() > 0
     card = (tmp_path / "shipped" / "README.md").read_text()
     assert "recalled music as an input: yes" in card
+
+
+def test_warm_start_adds_the_way_of_playing_at_zero(
+    tiny_cache: Path, trained_run: Path, tmp_path: Path
+) -> None:
+    """`--set global_dim=15` on a warm start from a model that reads the key alone: every
+    weight is loaded, the way of playing's column starts at zero, the batches carry each
+    song's way and training moves the column; the export's card says what it reads."""
+    from trainer.dataset import way_of_playing
+    from trainer.sources import load_data
+
+    exported = export_run(trained_run, tmp_path / "exported", dtype="fp32")
+    config = tiny_config(
+        tiny_cache, tmp_path / "plays", steps=2, lr=1e-2, init_from=str(exported),
+        model_overrides={"global_dim": N_GLOBAL_FEATURES},
+    )  # fmt: skip
+    data = load_data(config)
+    _, cond = data.collate([data.train[i] for i in range(len(data.train))])
+    wide = [way_of_playing(song) == "wide" for song in data.train.songs]
+    assert cond.global_.shape[1] == N_GLOBAL_FEATURES and any(wide)
+    assert set(cond.global_[:, -1].tolist()) == {float(w) for w in wide}
+    run_training(config)
+    assert losses(Path(config.run))[0] < 0.8 * losses(trained_run)[0]
+    loaded = load_checkpoint(export_run(Path(config.run), tmp_path / "shipped", dtype="fp32"))
+    assert loaded.config.global_dim == N_GLOBAL_FEATURES
+    weight = loaded.model.state_dict()["tokens.global_proj.weight"]
+    assert weight.shape[1] == N_GLOBAL_FEATURES and weight[:, -1].abs().max() > 0
+    card = (tmp_path / "shipped" / "README.md").read_text()
+    assert "global (15: the key and the way of playing)" in card
+    with pytest.raises(DiffBGMError, match="different model config"):
+        run_training(
+            tiny_config(
+                tiny_cache, tmp_path / "shrinks", steps=1, init_from=str(tmp_path / "shipped"),
+            )
+        )  # fmt: skip
 
 
 @pytest.mark.parametrize(

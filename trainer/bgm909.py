@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from diffbgm.controls import key_features
+from diffbgm.controls import global_features
 from diffbgm.model.conditions import PieceConditions
 from diffbgm.music.roll import RollSpec
 from trainer.bgm909_features import (
@@ -32,6 +32,7 @@ from trainer.dataset import (
     load_split,
     regular_window_starts,
     shift_pitch,
+    way_of_playing,
 )
 
 # The model sizes the BGM909 features need (a preset override).
@@ -60,7 +61,10 @@ def with_video(song: CachedSong, bgm909_dir: Path, steps_per_beat: int = 4) -> B
         segment_ids=video.segment_ids,
         dynamic=video.dynamic,
         semantic=video.semantic,
-        global_=np.asarray(key_features(song.key_tonic_pc, song.key_minor), dtype=np.float32),
+        global_=np.asarray(
+            global_features(song.key_tonic_pc, song.key_minor, way_of_playing(song)),
+            dtype=np.float32,
+        ),
     )
     return Bgm909Song(song, piece)
 

@@ -17,14 +17,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from diffbgm.controls import DYNAMIC_CONTROLS, SEMANTIC_CONTROLS, key_features
+from diffbgm.controls import DYNAMIC_CONTROLS, PLAYINGS, SEMANTIC_CONTROLS, global_features
 from diffbgm.errors import DiffBGMError
 from diffbgm.generation.recall import recall_input, recall_map, transposed_steps
 from diffbgm.model.conditions import Conditions, PieceConditions, WindowConditions, stack_windows
 from diffbgm.music.calibration import Calibration
 from diffbgm.music.pop909 import COLUMN, UNLABELLED, segment_raw_controls
 from diffbgm.music.roll import RollSpec
-from diffbgm.velocity import PLAYINGS
 
 MAX_TRANSPOSE = 5  # semitones either way
 SUB_SEGMENT_BARS = (1, 4)  # length range of the pieces a phrase is cut into
@@ -235,7 +234,10 @@ def conditions_from_segments(
         segment_ids=step_ids,
         dynamic=np.stack(dynamic),
         semantic=np.stack(semantic),
-        global_=np.asarray(key_features(song.key_tonic_pc, song.key_minor), dtype=np.float32),
+        global_=np.asarray(
+            global_features(song.key_tonic_pc, song.key_minor, way_of_playing(song)),
+            dtype=np.float32,
+        ),
         recalls=phrase_recalls([letter for _, _, letter in segments]),
     )
 

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from diffbgm.checkpoint import LoadedModel
-from diffbgm.controls import DYNAMIC_CONTROLS
+from diffbgm.controls import DEFAULT_PLAYING, DYNAMIC_CONTROLS
 from diffbgm.device import sampling_precision
 from diffbgm.errors import DiffBGMError
 from diffbgm.generation import GenerationConfig
@@ -64,7 +64,6 @@ from diffbgm.realism import (
     piece_windows,
     realism_report,
 )
-from diffbgm.velocity import DEFAULT_PLAYING
 from trainer.models import load_for_inference, with_inference_switches
 from trainer.sample import (
     SongPiece,

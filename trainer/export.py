@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from diffbgm.checkpoint import CARD_NAME, read_config, save_checkpoint
+from diffbgm.controls import N_GLOBAL_FEATURES, N_KEY_FEATURES
 from diffbgm.errors import CheckpointError
 from diffbgm.generation.config import GenerationConfig
 from diffbgm.model.config import ModelConfig
@@ -73,6 +74,13 @@ def training_summary(run_dir: Path, extra: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
+def _global_reads(config: ModelConfig) -> str:
+    """What the global features are, by their number."""
+    if config.global_dim == N_GLOBAL_FEATURES:
+        return "the key and the way of playing"
+    return "the key" if config.global_dim == N_KEY_FEATURES else "per the data"
+
+
 def _guidance_line(config: ModelConfig, summary: dict[str, Any]) -> str:
     if config.guidance_embedding:
         teacher = summary.get("distilled_from", "a teacher")
@@ -123,7 +131,8 @@ CVPR 2024). These are the exponential-moving-average weights of a `python -m tra
 - parameters: {parameters:,} (stored as {dtype}, loaded as float32)
 - window: {config.window_steps} sixteenth steps x {config.n_pitches} pitches from MIDI {config.pitch_low}
 - conditions: chord-tone channel; per segment dynamic ({config.dynamic_dim}) and semantic
-  ({config.semantic_dim}) features; global ({config.global_dim}); up to {config.max_segments} segments per window
+  ({config.semantic_dim}) features; global ({config.global_dim}: {_global_reads(config)}); up to
+  {config.max_segments} segments per window
 - SAC: {config.sac}; selector: {config.selector} (threshold {config.selector_threshold} of
   {config.diffusion.num_train_steps} steps); condition dropout {config.p_uncond}
 - diffusion: {config.diffusion.beta_schedule} betas, {config.diffusion.prediction}-prediction

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from diffbgm.checkpoint import LoadedModel
-from diffbgm.controls import DYNAMIC_CONTROLS, SEMANTIC_CONTROLS, key_features
+from diffbgm.controls import DEFAULT_PLAYING, DYNAMIC_CONTROLS, SEMANTIC_CONTROLS, global_features
 from diffbgm.errors import DiffBGMError
 from diffbgm.generation import GenerationConfig, generate_roll
 from diffbgm.generation.config import KnobValue
@@ -23,7 +23,6 @@ from diffbgm.model.conditions import PieceConditions
 from diffbgm.model.config import ModelConfig
 from diffbgm.music.calibration import Calibration
 from diffbgm.music.roll import PianoRoll, RollSpec, roll_to_midi
-from diffbgm.velocity import DEFAULT_PLAYING
 from trainer.dataset import (
     CachedSong,
     load_cached_song,
@@ -190,8 +189,8 @@ def random_piece(config: ModelConfig, bars: int, rng: np.random.Generator) -> Pi
     else:
         semantic = rng.normal(size=(n_segments, config.semantic_dim))
     global_ = np.zeros(config.global_dim, dtype=np.float32)
-    key = key_features(tonic, minor)
-    global_[: min(len(key), config.global_dim)] = key[: config.global_dim]
+    known = global_features(tonic, minor)
+    global_[: min(len(known), config.global_dim)] = known[: config.global_dim]
     return PieceConditions(
         chord_pcs=chord_pcs,
         segment_ids=segment_ids.astype(np.int64),

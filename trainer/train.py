@@ -29,6 +29,7 @@ from torch import nn
 from tqdm import tqdm
 
 from diffbgm.checkpoint import distilled_steps
+from diffbgm.controls import N_GLOBAL_FEATURES, N_KEY_FEATURES
 from diffbgm.device import native_bf16
 from diffbgm.errors import CheckpointError, DiffBGMError
 from diffbgm.model.conditions import Conditions
@@ -356,6 +357,22 @@ def _install_stop_handlers(stop: _StopRequest) -> Callable[[], None]:
     return restore
 
 
+GLOBAL_WEIGHT = "tokens.global_proj.weight"  # the projection of the global features
+
+
+def with_zero_global_columns(
+    weights: dict[str, torch.Tensor], global_dim: int
+) -> dict[str, torch.Tensor]:
+    """Weights of a model reading fewer global features, widened to `global_dim` with zero
+    weights on the new features, so the widened model predicts as the old one did."""
+    grown = dict(weights)
+    old = weights[GLOBAL_WEIGHT]  # (d_cond, old global_dim)
+    grown[GLOBAL_WEIGHT] = torch.cat(
+        [old, old.new_zeros(old.shape[0], global_dim - old.shape[1])], dim=1
+    )
+    return grown
+
+
 class Trainer:
     """One training run on this rank. Use `run_training(config)` rather than this directly."""
 
@@ -520,7 +537,9 @@ class Trainer:
         only changes the attention masks and, for 'learned', adds a gate that starts fresh:
         that is how a trained model is moved to another selector without training from zero.
         Likewise a guidance embedding may be added (it starts at zero: a distillation student),
-        and so may the recall input (it starts at zero: the model predicts as before).
+        and so may the recall input (it starts at zero: the model predicts as before) and the
+        way of playing as a global feature (global_dim N_KEY_FEATURES -> N_GLOBAL_FEATURES:
+        its weights start at zero, so the model predicts as before).
         """
         from diffbgm.checkpoint import load_checkpoint
 
@@ -532,13 +551,21 @@ class Trainer:
             "pitch_embedding": False,
             "recall_input": False,
         }
+        grows_global = (loaded.config.global_dim, self.model_config.global_dim) == (
+            N_KEY_FEATURES,
+            N_GLOBAL_FEATURES,
+        )
+        if grows_global:
+            free["global_dim"] = N_GLOBAL_FEATURES
         if replace(loaded.config, **free) != replace(self.model_config, **free):
             raise CheckpointError(
                 f"{checkpoint} has a different model config than --preset/--set ask for "
                 "(only the feature selector, the guidance embedding, the pitch embedding and the "
-                "recall input may differ in a warm start)"
+                "recall input may differ in a warm start, and the way of playing be added)"
             )
         weights = loaded.model.state_dict()
+        if grows_global:
+            weights = with_zero_global_columns(weights, N_GLOBAL_FEATURES)
         missing, unexpected = self.model.load_state_dict(weights, strict=False)
         fresh = ("gate.", "guidance_mlp.", "pitch_embedding", "recall_input.")
         if unexpected or any(not name.startswith(fresh) for name in missing):

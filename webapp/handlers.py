@@ -23,6 +23,7 @@ from typing import Any, ParamSpec, TypeVar
 import gradio as gr
 
 from diffbgm.arrange.presets import DEFAULT_ARRANGEMENT
+from diffbgm.controls import DEFAULT_PLAYING
 from diffbgm.errors import DiffBGMError, PlanError
 from diffbgm.options import (
     MAX_SEED,
@@ -34,7 +35,6 @@ from diffbgm.options import (
     parse_time,
 )
 from diffbgm.result import Report, load_report
-from diffbgm.velocity import DEFAULT_PLAYING
 from diffbgm.video.mux import AUDIO_MODES
 from webapp import media
 from webapp.limits import AdminThrottle, ComposeGate, Ticket

@@ -13,7 +13,7 @@ from typing import Any
 import gradio as gr
 
 from diffbgm.arrange.presets import ARRANGEMENTS, DEFAULT_ARRANGEMENT, PRESETS
-from diffbgm.velocity import DEFAULT_PLAYING, PLAYINGS
+from diffbgm.controls import DEFAULT_PLAYING, PLAYINGS
 from webapp.components import quiet
 from webapp.handlers import AUDIO_CHOICES, KEY_CHOICES, SHOT_COLUMNS, STEM_SLOTS, Handlers
 from webapp.health import Health

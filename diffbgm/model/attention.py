@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from diffbgm.model.conditions import Conditions
+from diffbgm.model.conditions import Conditions, model_global
 from diffbgm.model.config import ModelConfig
 
 
@@ -151,6 +151,7 @@ class ConditionTokens(nn.Module):
         self.max_segments = config.max_segments
         self.dynamic_proj = nn.Linear(config.dynamic_dim, d)
         self.semantic_proj = nn.Linear(config.semantic_dim, d)
+        self.global_dim = config.global_dim
         self.global_proj = nn.Linear(config.global_dim, d)
         self.slot_embedding = nn.Parameter(torch.randn(config.max_segments, d) * 0.02)
         self.always_token = nn.Parameter(torch.randn(d) * 0.02)
@@ -164,7 +165,7 @@ class ConditionTokens(nn.Module):
         slots = self.slot_embedding[None]  # (1, S, d)
         dynamic = self.dynamic_proj(cond.dynamic) + slots  # (B, S, d)
         semantic = self.semantic_proj(cond.semantic) + slots  # (B, S, d)
-        glob = self.global_proj(cond.global_)[:, None]  # (B, 1, d)
+        glob = self.global_proj(model_global(cond.global_, self.global_dim))[:, None]  # (B, 1, d)
         dropped = drop[:, None, None]
         dynamic = torch.where(dropped, self.null_dynamic.to(dynamic.dtype), dynamic)
         semantic = torch.where(dropped, self.null_semantic.to(semantic.dtype), semantic)

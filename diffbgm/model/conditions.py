@@ -152,6 +152,18 @@ class WindowConditions:
     global_: np.ndarray  # (Dg,)
 
 
+def model_global(global_: torch.Tensor, global_dim: int) -> torch.Tensor:
+    """(B, Dg) -> (B, global_dim): the global features a model reads. Conditions carry the
+    key and the way of playing (controls.N_GLOBAL_FEATURES); a model built before the way of
+    playing was an input reads the key alone."""
+    if global_.shape[-1] < global_dim:
+        raise ValueError(
+            f"the model reads {global_dim} global features, the conditions have "
+            f"{global_.shape[-1]} (build them with diffbgm.controls.global_features)"
+        )
+    return global_[..., :global_dim]
+
+
 def chord_roll(chord_pcs: np.ndarray, pitch_low: int, n_pitches: int) -> np.ndarray:
     """(T, 12) pitch-class sets -> (T, n_pitches) chord-tone mask on the roll's pitch axis."""
     pitch_classes = (pitch_low + np.arange(n_pitches)) % 12

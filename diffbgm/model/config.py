@@ -78,6 +78,8 @@ class ModelConfig:
     n_heads: int = 4
     dynamic_dim: int = len(DYNAMIC_CONTROLS)
     semantic_dim: int = len(SEMANTIC_CONTROLS)
+    # the global features read (diffbgm.controls.global_features): N_KEY_FEATURES the key
+    # alone, N_GLOBAL_FEATURES the key and the way the piece is played
     global_dim: int = N_KEY_FEATURES
     max_segments: int = 8
     sac: bool = True  # False = every frame sees every real segment's tokens (the ablation)

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from diffbgm.model.conditions import Conditions, two_segment_conditions
+from diffbgm.model.conditions import Conditions, model_global, two_segment_conditions
 
 if TYPE_CHECKING:
     from diffbgm.model.config import ModelConfig
@@ -272,6 +272,7 @@ class OnnxDenoiser(nn.Module):
             drop = torch.zeros(batch, dtype=torch.bool)
         if self.config.recall_input and cond.recalled is None:
             cond = cond.with_(recalled=x_t.new_zeros(batch, 3, *x_t.shape[2:]))
+        cond = cond.with_(global_=model_global(cond.global_, self.config.global_dim))
         values: dict[str, torch.Tensor | None] = {
             "x_t": x_t.float(),
             "t": t.long(),
