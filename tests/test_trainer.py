@@ -19,6 +19,8 @@ from diffbgm.checkpoint import load_checkpoint
 from diffbgm.controls import N_GLOBAL_FEATURES
 from diffbgm.errors import CheckpointError, DiffBGMError
 from diffbgm.generation import GenerationConfig
+from diffbgm.model.config import preset
+from diffbgm.model.unet import Denoiser
 from trainer.__main__ import build_parser, main, parse_override, parse_song_range
 from trainer.batches import global_batch_indices
 from trainer.export import export_run
@@ -687,6 +689,27 @@ def test_warm_start_adds_the_recall_input_and_training_feeds_it(
     assert "recalled music as an input: yes" in card
 
 
+def test_lr_scales_give_named_parameters_their_own_rate() -> None:
+    from trainer.train import parameter_groups
+
+    model = Denoiser(preset("tiny"))
+    groups = parameter_groups(model, {"tokens.global_proj": 10.0})
+    assert [g["lr_scale"] for g in groups] == [1.0, 10.0]
+    scaled = {id(p) for p in groups[1]["params"]}
+    projection = model.tokens.global_proj
+    assert scaled == {id(projection.weight), id(projection.bias)}
+    assert len(groups[0]["params"]) + 2 == len(list(model.parameters()))
+    assert [g["lr_scale"] for g in parameter_groups(model, {})] == [1.0]
+    with pytest.raises(DiffBGMError, match="no model parameter is named tokens.nothing"):
+        parameter_groups(model, {"tokens.nothing": 2.0})
+    base = ["train", "--data", "d", "--run", "r"]
+    args = build_parser().parse_args([*base, "--lr-scale", "tokens.global_proj=10"])
+    assert args.lr_scale == [("tokens.global_proj", 10.0)]
+    for bad in ("tokens=0", "tokens=x", "=3"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args([*base, "--lr-scale", bad])
+
+
 def test_warm_start_adds_the_way_of_playing_at_zero(
     tiny_cache: Path, trained_run: Path, tmp_path: Path
 ) -> None:
@@ -698,8 +721,9 @@ def test_warm_start_adds_the_way_of_playing_at_zero(
 
     exported = export_run(trained_run, tmp_path / "exported", dtype="fp32")
     config = tiny_config(
-        tiny_cache, tmp_path / "plays", steps=2, lr=1e-2, init_from=str(exported),
+        tiny_cache, tmp_path / "plays", steps=2, lr=1e-3, init_from=str(exported),
         model_overrides={"global_dim": N_GLOBAL_FEATURES},
+        lr_scales={"tokens.global_proj": 10.0},
     )  # fmt: skip
     data = load_data(config)
     _, cond = data.collate([data.train[i] for i in range(len(data.train))])
@@ -714,6 +738,9 @@ def test_warm_start_adds_the_way_of_playing_at_zero(
     assert weight.shape[1] == N_GLOBAL_FEATURES and weight[:, -1].abs().max() > 0
     card = (tmp_path / "shipped" / "README.md").read_text()
     assert "global (15: the key and the way of playing)" in card
+    # the projection learned at ten times the rate; resuming must keep the scales
+    with pytest.raises(DiffBGMError, match="resume with the same --lr-scale"):
+        run_training(replace(config, steps=3, lr_scales={}), resume=True)
     with pytest.raises(DiffBGMError, match="different model config"):
         run_training(
             tiny_config(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -61,6 +62,18 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
+def parse_lr_scale(text: str) -> tuple[str, float]:
+    """'tokens.global_proj=10' -> ('tokens.global_proj', 10.0)."""
+    prefix, _, raw = text.partition("=")
+    try:
+        scale = float(raw)
+    except ValueError:
+        scale = math.nan
+    if not prefix.strip() or not math.isfinite(scale) or scale <= 0:
+        raise argparse.ArgumentTypeError(f"expected PREFIX=SCALE with SCALE > 0, got {text!r}")
+    return prefix.strip(), scale
+
+
 # ---------------------------------------------------------------------------- subcommands
 
 
@@ -99,6 +112,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         batch=args.batch,
         accum=args.accum,
         lr=args.lr,
+        lr_scales=dict(args.lr_scale or []),
         warmup_steps=args.warmup,
         schedule=args.schedule,
         weight_decay=args.weight_decay,
@@ -480,6 +494,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--accum", type=int, default=1, help="micro-batches per step per process")
     train.add_argument("--lr", type=float, default=3e-4, help="peak learning rate (AdamW)")
+    train.add_argument(
+        "--lr-scale",
+        type=parse_lr_scale,
+        action="append",
+        metavar="PREFIX=SCALE",
+        help="parameters whose name starts with PREFIX learn at the learning rate times SCALE, "
+        "e.g. --lr-scale tokens.global_proj=10 for an input added in a warm start",
+    )
     train.add_argument("--warmup", type=int, default=500, help="linear warm-up steps")
     train.add_argument("--schedule", choices=("cosine", "constant"), default="cosine")
     train.add_argument("--weight-decay", type=float, default=0.01)

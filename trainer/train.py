@@ -92,6 +92,10 @@ class TrainConfig:
     schedule: Literal["cosine", "constant"] = "cosine"
     min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio at the last step
     weight_decay: float = 0.01
+    # parameter name prefix -> learning-rate multiplier: an input added to a trained network
+    # (a zero column of the global projection) learns at the network's fine-tuning rate far
+    # too slowly to be used (docs/training.md, "The way of playing as an input")
+    lr_scales: dict[str, float] = field(default_factory=dict)
     grad_clip: float = 1.0  # max global L2 norm of the gradient; 0 disables clipping
     ema_decay: float = 0.999
     # bfloat16 autocast; None: where the hardware computes it natively (diffbgm.device)
@@ -357,6 +361,20 @@ def _install_stop_handlers(stop: _StopRequest) -> Callable[[], None]:
     return restore
 
 
+def parameter_groups(model: nn.Module, lr_scales: dict[str, float]) -> list[dict[str, Any]]:
+    """AdamW parameter groups: the parameters named with a prefix of `lr_scales` learn at the
+    learning rate times its scale (the first prefix that fits), every other one at the rate."""
+    named = list(model.named_parameters())
+    unused = [p for p in lr_scales if not any(name.startswith(p) for name, _ in named)]
+    if unused:
+        raise DiffBGMError(f"--lr-scale: no model parameter is named {', '.join(unused)}...")
+    groups: dict[float, list[nn.Parameter]] = {}
+    for name, parameter in named:
+        scale = next((s for p, s in lr_scales.items() if name.startswith(p)), 1.0)
+        groups.setdefault(scale, []).append(parameter)
+    return [{"params": params, "lr_scale": scale} for scale, params in groups.items()]
+
+
 GLOBAL_WEIGHT = "tokens.global_proj.weight"  # the projection of the global features
 
 
@@ -390,7 +408,9 @@ class Trainer:
         self.ema_model = copy.deepcopy(self.model).requires_grad_(False)
         self.diffusion = Diffusion(self.model_config.diffusion)
         self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+            parameter_groups(self.model, config.lr_scales),
+            lr=config.lr,
+            weight_decay=config.weight_decay,
         )
         wants_embedding = bool(config.distill_from) or config.conditional_student
         if self.model_config.guidance_embedding != wants_embedding:
@@ -600,6 +620,12 @@ class Trainer:
                 f"substeps and sustain share {before}); resume with the same --distill-scales, "
                 f"--distill-steps, --distill-substeps and --distill-sustain-share"
             )
+        scales_before = state.train_config.get("lr_scales", {})
+        if scales_before != self.config.lr_scales:
+            raise CheckpointError(
+                f"{self.run_dir / 'last'} was trained with learning-rate scales "
+                f"{scales_before or 'none'}; resume with the same --lr-scale options"
+            )
         self.model.load_state_dict(state.model)
         self.ema_model.load_state_dict(state.ema)
         self.optimizer.load_state_dict(state.optimizer)
@@ -671,7 +697,7 @@ class Trainer:
         self.model.train()
         lr = lr_at(self.step, cfg)
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)  # runs saved before: no scale
         self.optimizer.zero_grad(set_to_none=True)
         loss_sum = 0.0
         if batches is None:
