@@ -716,7 +716,7 @@ def test_warm_start_adds_the_way_of_playing_at_zero(
     """`--set global_dim=15` on a warm start from a model that reads the key alone: every
     weight is loaded, the way of playing's column starts at zero, the batches carry each
     song's way and training moves the column; the export's card says what it reads."""
-    from trainer.dataset import way_of_playing
+    from trainer.dataset import load_split, way_of_playing
     from trainer.sources import load_data
 
     exported = export_run(trained_run, tmp_path / "exported", dtype="fp32")
@@ -727,7 +727,7 @@ def test_warm_start_adds_the_way_of_playing_at_zero(
     )  # fmt: skip
     data = load_data(config)
     _, cond = data.collate([data.train[i] for i in range(len(data.train))])
-    wide = [way_of_playing(song) == "wide" for song in data.train.songs]
+    wide = [way_of_playing(song) == "wide" for song in load_split(tiny_cache, "train")]
     assert cond.global_.shape[1] == N_GLOBAL_FEATURES and any(wide)
     assert set(cond.global_[:, -1].tolist()) == {float(w) for w in wide}
     run_training(config)
