@@ -1,13 +1,17 @@
 """Denoising loss of checkpoints on the trainer's fixed validation windows and noise.
 
     python benchmarks/validation_loss.py checkpoints/diffbgm-small-teacher RUN/exported \
-        --data data_cache/pop909 [--windows 64 --chunk 24]
+        --data data_cache/pop909 [--windows 64 --chunk 24] [--playing flipped]
 
 What `trainer train` logs as val_loss_ema, for weights that were trained elsewhere or at
 another batch size: the fixed noise is drawn per chunk of `--chunk` windows (the run's
 --batch), so only figures with the same windows and chunk compare. 64 and 24 are those of
 every CPU run's log. Float32 on the CPU. Guidance-distilled students are refused: their
 validation loss is the distillation loss against a teacher, which this does not load.
+
+`--playing` tells a network that reads the way of playing (`global_dim` 15) something else
+than each song's own way: `flipped` (even for wide and wide for even), `even` or `wide` for
+every window. The loss it adds over `song` (the default) is what the input is worth to it.
 """
 
 from __future__ import annotations
@@ -18,12 +22,29 @@ from pathlib import Path
 import torch
 
 from diffbgm.checkpoint import read_config
+from diffbgm.model.conditions import Conditions
 from trainer.distributed import init_distributed
 from trainer.sources import load_data
 from trainer.train import TrainConfig, Trainer
 
+PLAYING_PROBES = ("song", "flipped", "even", "wide")
 
-def validation_loss(checkpoint: Path, data: str, preset: str, windows: int, chunk: int) -> float:
+
+def told_playing(cond: Conditions, playing: str) -> Conditions:
+    """The conditions with the way of playing (the last global feature) told as `playing`."""
+    told = cond.global_.clone()
+    if playing == "flipped":
+        told[:, -1] = 1 - told[:, -1]
+    elif playing in ("even", "wide"):
+        told[:, -1] = float(playing == "wide")
+    elif playing != "song":
+        raise ValueError(f"playing must be one of {', '.join(PLAYING_PROBES)}, got {playing!r}")
+    return cond.with_(global_=told)
+
+
+def validation_loss(
+    checkpoint: Path, data: str, preset: str, windows: int, chunk: int, playing: str = "song"
+) -> float:
     model_config, _ = read_config(checkpoint)
     if model_config.guidance_embedding:
         raise SystemExit(f"{checkpoint} is a guidance-distilled student: give its teacher")
@@ -38,11 +59,12 @@ def validation_loss(checkpoint: Path, data: str, preset: str, windows: int, chun
         model_overrides={
             "selector": model_config.selector,
             "selector_threshold": model_config.selector_threshold,
+            "global_dim": model_config.global_dim,
         },
     )
     trainer = Trainer(config, init_distributed("cpu"), load_data(config))
     trainer.initialise_from(str(checkpoint))
-    loss = trainer.validation_loss(trainer.ema_model)
+    loss = trainer.validation_loss(trainer.ema_model, lambda cond: told_playing(cond, playing))
     if loss is None:
         raise SystemExit(f"{data} has no validation windows")
     return loss
@@ -56,11 +78,19 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=64)
     parser.add_argument("--chunk", type=int, default=24, help="the run's --batch")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--playing", choices=PLAYING_PROBES, default="song", help="the way of playing told"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     for checkpoint in args.checkpoints:
-        loss = validation_loss(checkpoint, args.data, args.preset, args.windows, args.chunk)
-        print(f"{checkpoint}: {loss:.5f} ({args.windows} windows, chunks of {args.chunk})")
+        loss = validation_loss(
+            checkpoint, args.data, args.preset, args.windows, args.chunk, args.playing
+        )
+        print(
+            f"{checkpoint}: {loss:.5f} ({args.windows} windows, chunks of {args.chunk}, "
+            f"playing told: {args.playing})"
+        )
 
 
 if __name__ == "__main__":

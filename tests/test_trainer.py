@@ -716,6 +716,7 @@ def test_warm_start_adds_the_way_of_playing_at_zero(
     """`--set global_dim=15` on a warm start from a model that reads the key alone: every
     weight is loaded, the way of playing's column starts at zero, the batches carry each
     song's way and training moves the column; the export's card says what it reads."""
+    from tests.scripts import load_script
     from trainer.dataset import load_split, way_of_playing
     from trainer.sources import load_data
 
@@ -738,6 +739,13 @@ def test_warm_start_adds_the_way_of_playing_at_zero(
     assert weight.shape[1] == N_GLOBAL_FEATURES and weight[:, -1].abs().max() > 0
     card = (tmp_path / "shipped" / "README.md").read_text()
     assert "global (15: the key and the way of playing)" in card
+    # one that reads it does: benchmarks/validation_loss.py tells it the other way
+    bench = load_script("benchmarks/validation_loss.py")
+    as_played = bench.validation_loss(tmp_path / "shipped", str(tiny_cache), "tiny", 8, 4)
+    flipped = bench.validation_loss(
+        tmp_path / "shipped", str(tiny_cache), "tiny", 8, 4, playing="flipped"
+    )
+    assert flipped != as_played
     # the projection learned at ten times the rate; resuming must keep the scales
     with pytest.raises(DiffBGMError, match="resume with the same --lr-scale"):
         run_training(replace(config, steps=3, lr_scales={}), resume=True)
@@ -1088,6 +1096,9 @@ def test_validation_loss_benchmark_scores_an_exported_run_as_its_log_did(
     assert same == pytest.approx(logged, rel=0.02)
     other = bench.validation_loss(exported, str(tiny_cache), "tiny", windows=8, chunk=8)
     assert other != pytest.approx(same, rel=1e-6)
+    # a network that reads the key alone does not hear the way of playing
+    told = bench.validation_loss(exported, str(tiny_cache), "tiny", 8, 4, playing="flipped")
+    assert told == same
     student = tmp_path / "student"
     shutil.copytree(exported, student)
     meta = json.loads((student / "config.json").read_text())

@@ -734,8 +734,11 @@ class Trainer:
         return np.unique(np.linspace(0, n_valid - 1, count).round().astype(np.int64))
 
     @torch.no_grad()
-    def validation_loss(self, model: nn.Module) -> float | None:
-        """Mean loss of `model` on the fixed validation windows with fixed noise (None: no data)."""
+    def validation_loss(
+        self, model: nn.Module, change: Callable[[Conditions], Conditions] | None = None
+    ) -> float | None:
+        """Mean loss of `model` on the fixed validation windows with fixed noise (None: no data).
+        `change`: the windows' conditions changed so, to measure what an input is worth."""
         if len(self.data.valid) == 0:
             return None
         model.eval()
@@ -744,6 +747,8 @@ class Trainer:
         for chunk, start in enumerate(range(0, len(indices), self.config.micro_batch)):
             chunk_indices = indices[start : start + self.config.micro_batch]
             roll, cond = load_batch(self.data, "valid", chunk_indices)
+            if change is not None:
+                cond = change(cond)
             roll, cond = roll.to(self.info.device), cond.to(self.info.device)
             seed = derived_seed(VALIDATION_SEED, chunk)
             torch.manual_seed(seed)
