@@ -70,7 +70,7 @@ def test_item_shapes_and_values(cache_dir: Path) -> None:
     assert cond.chord_pcs.shape == (64, 12) and cond.segment_ids.shape == (64,)
     assert cond.dynamic.shape == (8, len(DYNAMIC_CONTROLS))
     assert cond.semantic.shape == (8, len(SEMANTIC_CONTROLS))
-    assert cond.global_.shape == (14,)
+    assert cond.global_.shape == (N_GLOBAL_FEATURES,)  # the key, the way of playing
 
 
 def test_windows_start_on_regular_bar_lines(cache_dir: Path) -> None:

@@ -367,7 +367,7 @@ def parameter_groups(model: nn.Module, lr_scales: dict[str, float]) -> list[dict
     named = list(model.named_parameters())
     unused = [p for p in lr_scales if not any(name.startswith(p) for name, _ in named)]
     if unused:
-        raise DiffBGMError(f"--lr-scale: no model parameter is named {', '.join(unused)}...")
+        raise DiffBGMError(f"--lr-scale: no model parameter's name starts with {', '.join(unused)}")
     groups: dict[float, list[nn.Parameter]] = {}
     for name, parameter in named:
         scale = next((s for p, s in lr_scales.items() if name.startswith(p)), 1.0)
