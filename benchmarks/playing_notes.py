@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from diffbgm.controls import PLAYING_FEATURE
 from diffbgm.music.calibration import Calibration
 from trainer.models import load_for_inference
 from trainer.sample import generate, load_song_piece, song_generation
@@ -47,7 +48,7 @@ def main() -> None:
         onsets = []
         for wide in (0.0, 1.0):
             told = song.conditions.global_.copy()
-            told[-1] = wide
+            told[PLAYING_FEATURE] = wide
             piece = replace(song.conditions, global_=told)
             onsets.append(generate(loaded, piece, config, args.seed, calibration).onset)
         even, widely = onsets

@@ -21,7 +21,7 @@ def piece_conditions(
     plan: MusicPlan, spec: RollSpec | None = None, playing: str = DEFAULT_PLAYING
 ) -> PieceConditions:
     """The plan as the model's whole-piece conditions (controls in the controls.py order),
-    for a piece played `playing` (controls.PLAYINGS)."""
+    for a piece played `playing` (controls.PLAYINGS) at the plan's tempo."""
     steps_per_beat = (spec or RollSpec()).steps_per_beat
     dynamic = [[seg.dynamic[name] for name in DYNAMIC_CONTROLS] for seg in plan.segments]
     semantic = [[seg.semantic[name] for name in SEMANTIC_CONTROLS] for seg in plan.segments]
@@ -31,7 +31,8 @@ def piece_conditions(
         dynamic=np.asarray(dynamic, dtype=np.float32),
         semantic=np.asarray(semantic, dtype=np.float32),
         global_=np.asarray(
-            global_features(plan.key.tonic_pc, plan.key.minor, playing), dtype=np.float32
+            global_features(plan.key.tonic_pc, plan.key.minor, playing, plan.tempo_bpm),
+            dtype=np.float32,
         ),
         recalls=np.asarray([seg.recalls for seg in plan.segments], dtype=np.int64),
     )

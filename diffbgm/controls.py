@@ -13,6 +13,8 @@ may not import the metrics.
 
 from __future__ import annotations
 
+import math
+
 # Per segment, "how busy": these steer the late (fine) denoising steps.
 DYNAMIC_CONTROLS: tuple[str, ...] = (
     "density",  # onsets per bar, as a POP909 quantile
@@ -31,16 +33,23 @@ SEMANTIC_CONTROLS: tuple[str, ...] = (
     "position",  # segment start / piece length, in [0, 1]: where in the piece we are
 )
 
-# Global tokens, visible to every music frame: the key, then the way the piece is played.
+# Global tokens, visible to every music frame: the key, the way the piece is played, its tempo.
 N_KEY_FEATURES = 14  # tonic pitch class one-hot (12) + mode one-hot (major, minor)
 # POP909's performances come two ways: evenly (the velocities of a 4-bar window spread by 5-8)
 # or with wide dynamics (13-20), and the notes differ with them (docs/evaluation.md, "Two ways
 # of playing"). The evaluation passes the real song's way; the app asks the user.
 PLAYINGS: tuple[str, ...] = ("even", "wide")
 DEFAULT_PLAYING = "even"
-# key + wide playing (1) or even (0). A model reads the first ModelConfig.global_dim of them,
-# so one built before the way of playing was an input reads the key alone.
-N_GLOBAL_FEATURES = N_KEY_FEATURES + 1
+# The roll's grid is the 16th of a beat at any tempo, so without the tempo a network cannot tell
+# a ballad at 60 BPM, which POP909 fills with 16th-note figures (a third of its onsets on the
+# odd 16ths), from a song at 120, which moves in 8ths (a twentieth): docs/evaluation.md, "The
+# tempo as an input". The feature is log2(tempo / 90 BPM), clipped to [-1, 1] (45-180 BPM).
+TEMPO_CENTRE_BPM = 90.0
+# key + wide playing (1) or even (0) + tempo. A model reads the first ModelConfig.global_dim of
+# them, so one built before an input existed reads the features before it alone.
+N_GLOBAL_FEATURES = N_KEY_FEATURES + 2
+PLAYING_FEATURE = N_KEY_FEATURES  # where each sits in the global vector
+TEMPO_FEATURE = N_KEY_FEATURES + 1
 
 
 def key_features(tonic_pc: int, minor: bool) -> list[float]:
@@ -51,12 +60,21 @@ def key_features(tonic_pc: int, minor: bool) -> list[float]:
     return vec
 
 
-def global_features(tonic_pc: int, minor: bool, playing: str = DEFAULT_PLAYING) -> list[float]:
+def tempo_feature(tempo_bpm: float) -> float:
+    """log2(tempo / TEMPO_CENTRE_BPM), clipped to [-1, 1]: 0 at 90 BPM, -1 at 45, +1 at 180."""
+    if not math.isfinite(tempo_bpm) or tempo_bpm <= 0:
+        raise ValueError(f"tempo must be a positive number of beats per minute, got {tempo_bpm}")
+    return float(min(max(math.log2(tempo_bpm / TEMPO_CENTRE_BPM), -1.0), 1.0))
+
+
+def global_features(
+    tonic_pc: int, minor: bool, playing: str = DEFAULT_PLAYING, tempo_bpm: float = TEMPO_CENTRE_BPM
+) -> list[float]:
     """The piece's global vector, length N_GLOBAL_FEATURES: the key, then 1 if the piece is
-    played with wide dynamics (0 evenly)."""
+    played with wide dynamics (0 evenly), then `tempo_feature(tempo_bpm)`."""
     if playing not in PLAYINGS:
         raise ValueError(f"playing must be one of {', '.join(PLAYINGS)}, got {playing!r}")
-    return [*key_features(tonic_pc, minor), float(playing == "wide")]
+    return [*key_features(tonic_pc, minor), float(playing == "wide"), tempo_feature(tempo_bpm)]
 
 
 def relative_change(a: float, b: float) -> float:

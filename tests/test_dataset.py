@@ -12,7 +12,14 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 
-from diffbgm.controls import DYNAMIC_CONTROLS, N_GLOBAL_FEATURES, SEMANTIC_CONTROLS
+from diffbgm.controls import (
+    DYNAMIC_CONTROLS,
+    N_GLOBAL_FEATURES,
+    PLAYING_FEATURE,
+    SEMANTIC_CONTROLS,
+    TEMPO_FEATURE,
+    tempo_feature,
+)
 from diffbgm.model.conditions import Conditions
 from diffbgm.music.roll import RollSpec
 from tests.scripts import load_script
@@ -70,7 +77,7 @@ def test_item_shapes_and_values(cache_dir: Path) -> None:
     assert cond.chord_pcs.shape == (64, 12) and cond.segment_ids.shape == (64,)
     assert cond.dynamic.shape == (8, len(DYNAMIC_CONTROLS))
     assert cond.semantic.shape == (8, len(SEMANTIC_CONTROLS))
-    assert cond.global_.shape == (N_GLOBAL_FEATURES,)  # the key, the way of playing
+    assert cond.global_.shape == (N_GLOBAL_FEATURES,)  # the key, the way of playing, the tempo
 
 
 def test_windows_start_on_regular_bar_lines(cache_dir: Path) -> None:
@@ -295,14 +302,22 @@ def test_is_played_sorts_songs_by_their_velocity_spread(cache_dir: Path) -> None
     assert way_of_playing(unknown) == "even"
 
 
-def test_a_songs_conditions_carry_its_way_of_playing(cache_dir: Path) -> None:
-    """The note network is told how the song is played, as the velocity model is: the last
-    global feature is 1 for a widely played song, 0 for an evenly played one."""
+def test_a_songs_conditions_carry_its_way_of_playing_and_tempo(cache_dir: Path) -> None:
+    """The note network is told how the song is played, as the velocity model is (1 for a
+    widely played song, 0 for an evenly played one), and at what tempo."""
     data = Pop909Windows(cache_dir, "train", SPEC, augment=False)
     for song in data.songs:
         piece = piece_conditions_for_song(song, data.calibration)
         assert piece.global_.shape == (N_GLOBAL_FEATURES,)
-        assert piece.global_[-1] == float(way_of_playing(song) == "wide")
+        assert piece.global_[PLAYING_FEATURE] == float(way_of_playing(song) == "wide")
+        assert piece.global_[TEMPO_FEATURE] == pytest.approx(tempo_feature(song.tempo_bpm))
         evenly = piece_conditions_for_song(replace(song, velocity=None), data.calibration)
-        assert evenly.global_[-1] == 0.0
-        assert np.array_equal(evenly.global_[:-1], piece.global_[:-1])
+        assert evenly.global_[PLAYING_FEATURE] == 0.0
+        others = np.arange(N_GLOBAL_FEATURES) != PLAYING_FEATURE
+        assert np.array_equal(evenly.global_[others], piece.global_[others])
+        slower = piece_conditions_for_song(
+            replace(song, tempo_bpm=song.tempo_bpm / 2), data.calibration
+        )
+        assert slower.global_[TEMPO_FEATURE] == pytest.approx(
+            max(tempo_feature(song.tempo_bpm) - 1.0, -1.0)
+        )

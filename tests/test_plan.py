@@ -9,7 +9,16 @@ import numpy as np
 import pytest
 
 from diffbgm.conditioning import piece_conditions
-from diffbgm.controls import DYNAMIC_CONTROLS, SEMANTIC_CONTROLS, global_features
+from diffbgm.controls import (
+    DYNAMIC_CONTROLS,
+    N_GLOBAL_FEATURES,
+    N_KEY_FEATURES,
+    PLAYING_FEATURE,
+    SEMANTIC_CONTROLS,
+    TEMPO_FEATURE,
+    global_features,
+    tempo_feature,
+)
 from diffbgm.errors import PlanError
 from diffbgm.music.chords import parse_chord
 from diffbgm.music.harmony import load_chord_model
@@ -136,7 +145,9 @@ def test_piece_conditions_follow_the_plan(chord_model) -> None:
     assert piece.segment_ids.shape == (n_steps,)
     assert piece.dynamic.shape == (len(plan.segments), len(DYNAMIC_CONTROLS))
     assert piece.semantic.shape == (len(plan.segments), len(SEMANTIC_CONTROLS))
-    assert list(piece.global_) == global_features(plan.key.tonic_pc, plan.key.minor)
+    assert list(piece.global_) == global_features(
+        plan.key.tonic_pc, plan.key.minor, tempo_bpm=plan.tempo_bpm
+    )
     assert np.all(np.diff(piece.segment_ids) >= 0)
     for chord in plan.chords:
         start = chord.start_beat * 4
@@ -537,11 +548,24 @@ def test_the_plan_conditions_carry_the_users_way_of_playing() -> None:
     plan = make_plan(synthetic_analysis([4.0], 8.0), seed=0)
     even = piece_conditions(plan, RollSpec())
     wide = piece_conditions(plan, RollSpec(), "wide")
-    assert list(even.global_) == global_features(plan.key.tonic_pc, plan.key.minor)
-    assert even.global_[-1] == 0.0 and wide.global_[-1] == 1.0
-    assert np.array_equal(even.global_[:-1], wide.global_[:-1])
-    # transposing moves the key and keeps the way of playing
-    moved = wide.transpose(2)
-    assert moved.global_[-1] == 1.0 and np.array_equal(
-        moved.global_[:12], np.roll(wide.global_[:12], 2)
+    assert list(even.global_) == global_features(
+        plan.key.tonic_pc, plan.key.minor, tempo_bpm=plan.tempo_bpm
     )
+    assert even.global_[PLAYING_FEATURE] == 0.0 and wide.global_[PLAYING_FEATURE] == 1.0
+    others = np.arange(N_GLOBAL_FEATURES) != PLAYING_FEATURE
+    assert np.array_equal(even.global_[others], wide.global_[others])
+    # transposing moves the key and keeps the way of playing and the tempo
+    moved = wide.transpose(2)
+    assert np.array_equal(moved.global_[N_KEY_FEATURES:], wide.global_[N_KEY_FEATURES:])
+    assert np.array_equal(moved.global_[:12], np.roll(wide.global_[:12], 2))
+
+
+def test_the_plan_conditions_carry_its_tempo() -> None:
+    """The roll's 16th is a beat's quarter at any tempo: the network is told the plan's tempo
+    (docs/evaluation.md, "The tempo as an input")."""
+    analysis = synthetic_analysis([4.0], 8.0)
+    for bpm in (60.0, 90.0, 150.0):
+        plan = make_plan(analysis, PlanOverrides(tempo_bpm=bpm), seed=0)
+        piece = piece_conditions(plan, RollSpec())
+        assert plan.tempo_bpm == bpm
+        assert piece.global_[TEMPO_FEATURE] == pytest.approx(tempo_feature(bpm))

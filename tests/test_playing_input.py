@@ -1,6 +1,6 @@
-"""The way of playing (even or wide dynamics) as an input of the note network: the global
-features carry it after the key, a model reads as many of them as its config says, and a
-model from before the input warm-starts with it at zero."""
+"""The way of playing (even or wide dynamics) and the tempo as inputs of the note network: the
+global features carry them after the key, a model reads as many of them as its config says,
+and a model from before an input warm-starts with it at zero."""
 
 from __future__ import annotations
 
@@ -9,7 +9,15 @@ from dataclasses import replace
 import pytest
 import torch
 
-from diffbgm.controls import N_GLOBAL_FEATURES, N_KEY_FEATURES, global_features, key_features
+from diffbgm.controls import (
+    N_GLOBAL_FEATURES,
+    N_KEY_FEATURES,
+    PLAYING_FEATURE,
+    TEMPO_FEATURE,
+    global_features,
+    key_features,
+    tempo_feature,
+)
 from diffbgm.model.conditions import model_global, two_segment_conditions
 from diffbgm.model.config import preset
 from diffbgm.model.unet import Denoiser
@@ -18,18 +26,33 @@ from trainer.train import with_zero_global_columns
 
 def test_global_features_are_the_key_then_the_way_of_playing() -> None:
     even = global_features(3, minor=True)
-    assert len(even) == N_GLOBAL_FEATURES == N_KEY_FEATURES + 1
-    assert even[:N_KEY_FEATURES] == key_features(3, minor=True) and even[-1] == 0.0
-    assert global_features(3, minor=True, playing="wide")[-1] == 1.0
+    assert len(even) == N_GLOBAL_FEATURES == N_KEY_FEATURES + 2  # the tempo last
+    assert PLAYING_FEATURE == N_KEY_FEATURES
+    assert even[:N_KEY_FEATURES] == key_features(3, minor=True) and even[PLAYING_FEATURE] == 0.0
+    assert global_features(3, minor=True, playing="wide")[PLAYING_FEATURE] == 1.0
     with pytest.raises(ValueError, match="playing must be one of even, wide"):
         global_features(3, minor=True, playing="loud")
+
+
+def test_the_tempo_is_octaves_from_90_bpm_clipped_to_one() -> None:
+    assert TEMPO_FEATURE == N_GLOBAL_FEATURES - 1
+    assert tempo_feature(90.0) == 0.0
+    assert tempo_feature(45.0) == -1.0 and tempo_feature(180.0) == 1.0
+    assert tempo_feature(60.0) == pytest.approx(-0.585, abs=1e-3)
+    assert tempo_feature(20.0) == -1.0 and tempo_feature(300.0) == 1.0
+    assert global_features(0, False, tempo_bpm=120.0)[TEMPO_FEATURE] == tempo_feature(120.0)
+    assert global_features(0, False)[TEMPO_FEATURE] == 0.0  # unstated: the centre
+    for bad in (0.0, -60.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="tempo must be a positive number"):
+            tempo_feature(bad)
 
 
 def test_a_model_reads_as_many_global_features_as_its_config_says() -> None:
     both = torch.tensor([[*global_features(0, False, "wide")]])
     assert model_global(both, N_KEY_FEATURES).shape == (1, N_KEY_FEATURES)
     assert torch.equal(model_global(both, N_GLOBAL_FEATURES), both)
-    with pytest.raises(ValueError, match="reads 15 global features, the conditions have 14"):
+    assert torch.equal(model_global(both, PLAYING_FEATURE + 1), both[:, : PLAYING_FEATURE + 1])
+    with pytest.raises(ValueError, match="reads 16 global features, the conditions have 14"):
         model_global(both[:, :N_KEY_FEATURES], N_GLOBAL_FEATURES)
 
 
@@ -53,11 +76,27 @@ def test_a_model_before_the_input_ignores_it_and_widens_to_the_same_predictions(
     torch.manual_seed(0)
     old = Denoiser(preset("tiny")).eval()
     assert torch.equal(outputs(old, "even"), outputs(old, "wide"))
-    widened = Denoiser(replace(preset("tiny"), global_dim=N_GLOBAL_FEATURES)).eval()
-    widened.load_state_dict(with_zero_global_columns(old.state_dict(), N_GLOBAL_FEATURES))
+    reads_playing = PLAYING_FEATURE + 1
+    widened = Denoiser(replace(preset("tiny"), global_dim=reads_playing)).eval()
+    widened.load_state_dict(with_zero_global_columns(old.state_dict(), reads_playing))
     for playing in ("even", "wide"):
         assert torch.allclose(outputs(widened, playing), outputs(old, playing), atol=1e-6)
     # once its new weights move, the widened model writes for the way of playing
     with torch.no_grad():
-        widened.tokens.global_proj.weight[:, -1] = 0.5
+        widened.tokens.global_proj.weight[:, PLAYING_FEATURE] = 0.5
     assert not torch.allclose(outputs(widened, "even"), outputs(widened, "wide"))
+
+
+def test_random_conditions_carry_the_tempo_they_are_played_at() -> None:
+    import numpy as np
+
+    from trainer.sample import RANDOM_PIECE_TEMPO_BPM, random_piece
+
+    reads_all = replace(preset("tiny"), global_dim=N_GLOBAL_FEATURES)
+    slow = random_piece(reads_all, 4, np.random.default_rng(0), tempo_bpm=60.0)
+    assert slow.global_[TEMPO_FEATURE] == pytest.approx(tempo_feature(60.0))
+    usual = random_piece(reads_all, 4, np.random.default_rng(0))
+    assert usual.global_[TEMPO_FEATURE] == pytest.approx(tempo_feature(RANDOM_PIECE_TEMPO_BPM))
+    assert random_piece(preset("tiny"), 4, np.random.default_rng(0)).global_.shape == (
+        N_KEY_FEATURES,
+    )

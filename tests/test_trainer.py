@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from diffbgm.checkpoint import load_checkpoint
-from diffbgm.controls import N_GLOBAL_FEATURES
+from diffbgm.controls import N_GLOBAL_FEATURES, PLAYING_FEATURE, TEMPO_FEATURE, tempo_feature
 from diffbgm.errors import CheckpointError, DiffBGMError
 from diffbgm.generation import GenerationConfig
 from diffbgm.model.config import preset
@@ -710,12 +710,13 @@ def test_lr_scales_give_named_parameters_their_own_rate() -> None:
             build_parser().parse_args([*base, "--lr-scale", bad])
 
 
-def test_warm_start_adds_the_way_of_playing_at_zero(
+def test_warm_start_adds_the_way_of_playing_and_the_tempo_at_zero(
     tiny_cache: Path, trained_run: Path, tmp_path: Path
 ) -> None:
-    """`--set global_dim=15` on a warm start from a model that reads the key alone: every
-    weight is loaded, the way of playing's column starts at zero, the batches carry each
-    song's way and training moves the column; the export's card says what it reads."""
+    """`--set global_dim=16` on a warm start from a model that reads the key alone: every
+    weight is loaded, the way of playing's and the tempo's columns start at zero, the batches
+    carry each song's way and tempo and training moves the columns; the export's card says
+    what it reads."""
     from tests.scripts import load_script
     from trainer.dataset import load_split, way_of_playing
     from trainer.sources import load_data
@@ -729,16 +730,21 @@ def test_warm_start_adds_the_way_of_playing_at_zero(
     data = load_data(config)
     _, cond = data.collate([data.train[i] for i in range(len(data.train))])
     wide = [way_of_playing(song) == "wide" for song in load_split(tiny_cache, "train")]
+    tempos = [tempo_feature(song.tempo_bpm) for song in load_split(tiny_cache, "train")]
     assert cond.global_.shape[1] == N_GLOBAL_FEATURES and any(wide)
-    assert set(cond.global_[:, -1].tolist()) == {float(w) for w in wide}
+    assert set(cond.global_[:, PLAYING_FEATURE].tolist()) == {float(w) for w in wide}
+    assert set(cond.global_[:, TEMPO_FEATURE].tolist()) == set(
+        torch.tensor(tempos, dtype=torch.float32).tolist()
+    )
     run_training(config)
     assert losses(Path(config.run))[0] < 0.8 * losses(trained_run)[0]
     loaded = load_checkpoint(export_run(Path(config.run), tmp_path / "shipped", dtype="fp32"))
     assert loaded.config.global_dim == N_GLOBAL_FEATURES
     weight = loaded.model.state_dict()["tokens.global_proj.weight"]
-    assert weight.shape[1] == N_GLOBAL_FEATURES and weight[:, -1].abs().max() > 0
+    assert weight.shape[1] == N_GLOBAL_FEATURES
+    assert weight[:, PLAYING_FEATURE].abs().max() > 0 and weight[:, TEMPO_FEATURE].abs().max() > 0
     card = (tmp_path / "shipped" / "README.md").read_text()
-    assert "global (15: the key and the way of playing)" in card
+    assert "global (16: the key, the way of playing and the tempo)" in card
     # one that reads it does: benchmarks/validation_loss.py tells it the other way
     bench = load_script("benchmarks/validation_loss.py")
     as_played = bench.validation_loss(tmp_path / "shipped", str(tiny_cache), "tiny", 8, 4)
@@ -746,6 +752,10 @@ def test_warm_start_adds_the_way_of_playing_at_zero(
         tmp_path / "shipped", str(tiny_cache), "tiny", 8, 4, playing="flipped"
     )
     assert flipped != as_played
+    doubled = bench.validation_loss(
+        tmp_path / "shipped", str(tiny_cache), "tiny", 8, 4, tempo="double"
+    )
+    assert doubled != as_played
     # the projection learned at ten times the rate; resuming must keep the scales
     with pytest.raises(DiffBGMError, match="resume with the same --lr-scale"):
         run_training(replace(config, steps=3, lr_scales={}), resume=True)
@@ -1098,6 +1108,8 @@ def test_validation_loss_benchmark_scores_an_exported_run_as_its_log_did(
     assert other != pytest.approx(same, rel=1e-6)
     # a network that reads the key alone does not hear the way of playing
     told = bench.validation_loss(exported, str(tiny_cache), "tiny", 8, 4, playing="flipped")
+    assert told == same
+    told = bench.validation_loss(exported, str(tiny_cache), "tiny", 8, 4, tempo="half")
     assert told == same
     student = tmp_path / "student"
     shutil.copytree(exported, student)

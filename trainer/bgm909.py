@@ -62,7 +62,9 @@ def with_video(song: CachedSong, bgm909_dir: Path, steps_per_beat: int = 4) -> B
         dynamic=video.dynamic,
         semantic=video.semantic,
         global_=np.asarray(
-            global_features(song.key_tonic_pc, song.key_minor, way_of_playing(song)),
+            global_features(
+                song.key_tonic_pc, song.key_minor, way_of_playing(song), song.tempo_bpm
+            ),
             dtype=np.float32,
         ),
     )

@@ -235,7 +235,9 @@ def conditions_from_segments(
         dynamic=np.stack(dynamic),
         semantic=np.stack(semantic),
         global_=np.asarray(
-            global_features(song.key_tonic_pc, song.key_minor, way_of_playing(song)),
+            global_features(
+                song.key_tonic_pc, song.key_minor, way_of_playing(song), song.tempo_bpm
+            ),
             dtype=np.float32,
         ),
         recalls=phrase_recalls([letter for _, _, letter in segments]),

@@ -76,9 +76,12 @@ def training_summary(run_dir: Path, extra: dict[str, Any]) -> dict[str, Any]:
 
 def _global_reads(config: ModelConfig) -> str:
     """What the global features are, by their number."""
-    if config.global_dim == N_GLOBAL_FEATURES:
-        return "the key and the way of playing"
-    return "the key" if config.global_dim == N_KEY_FEATURES else "per the data"
+    reads = {
+        N_KEY_FEATURES: "the key",
+        N_KEY_FEATURES + 1: "the key and the way of playing",
+        N_GLOBAL_FEATURES: "the key, the way of playing and the tempo",
+    }
+    return reads.get(config.global_dim, "per the data")
 
 
 def _guidance_line(config: ModelConfig, summary: dict[str, Any]) -> str:

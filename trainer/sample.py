@@ -9,13 +9,20 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from diffbgm.checkpoint import LoadedModel
-from diffbgm.controls import DEFAULT_PLAYING, DYNAMIC_CONTROLS, SEMANTIC_CONTROLS, global_features
+from diffbgm.controls import (
+    DEFAULT_PLAYING,
+    DYNAMIC_CONTROLS,
+    SEMANTIC_CONTROLS,
+    TEMPO_FEATURE,
+    global_features,
+    tempo_feature,
+)
 from diffbgm.errors import DiffBGMError
 from diffbgm.generation import GenerationConfig, generate_roll
 from diffbgm.generation.config import KnobValue
@@ -32,6 +39,7 @@ from trainer.dataset import (
 from trainer.models import load_for_inference
 
 # Triads (root offset from the tonic, minor?) of the major and natural minor scales.
+RANDOM_PIECE_TEMPO_BPM = 120.0  # what random conditions are told and rendered at
 MAJOR_TRIADS = ((0, False), (2, True), (4, True), (5, False), (7, False), (9, True))
 MINOR_TRIADS = ((0, True), (3, False), (5, True), (7, True), (8, False), (10, False))
 
@@ -149,10 +157,15 @@ def load_song_piece(
     )
 
 
-def random_piece(config: ModelConfig, bars: int, rng: np.random.Generator) -> PieceConditions:
-    """Random but musical conditions: a key, a diatonic triad per bar, segments of 2-4 bars
-    with random controls. Feature sizes other than the POP909 controls (BGM909 models) get
-    standard-normal features."""
+def random_piece(
+    config: ModelConfig,
+    bars: int,
+    rng: np.random.Generator,
+    tempo_bpm: float = RANDOM_PIECE_TEMPO_BPM,
+) -> PieceConditions:
+    """Random but musical conditions at `tempo_bpm`: a key, a diatonic triad per bar, segments
+    of 2-4 bars with random controls. Feature sizes other than the POP909 controls (BGM909
+    models) get standard-normal features."""
     steps_per_bar = 16
     tonic, minor = int(rng.integers(12)), bool(rng.random() < 0.4)
     triads = MINOR_TRIADS if minor else MAJOR_TRIADS
@@ -189,7 +202,7 @@ def random_piece(config: ModelConfig, bars: int, rng: np.random.Generator) -> Pi
     else:
         semantic = rng.normal(size=(n_segments, config.semantic_dim))
     global_ = np.zeros(config.global_dim, dtype=np.float32)
-    known = global_features(tonic, minor)
+    known = global_features(tonic, minor, tempo_bpm=tempo_bpm)
     global_[: min(len(known), config.global_dim)] = known[: config.global_dim]
     return PieceConditions(
         chord_pcs=chord_pcs,
@@ -254,13 +267,18 @@ def sample_to_folder(options: SampleOptions) -> list[Path]:
         song = load_song_piece(
             Path(options.data), f"{song_number:03d}", options.bars, loaded.config, bgm909
         )
-        roll = generate(loaded, song.conditions, config, options.seed + n, calibration)
         tempo = options.tempo_bpm or song.tempo_bpm
+        conditions = song.conditions
+        if options.tempo_bpm:  # the network is told the tempo the music will be played at
+            features = conditions.global_.copy()
+            features[TEMPO_FEATURE] = tempo_feature(tempo)
+            conditions = replace(conditions, global_=features)
+        roll = generate(loaded, conditions, config, options.seed + n, calibration)
         written += write_piece(roll, spec, tempo, out / f"song{song.song_id}", options.wav)
     rng = np.random.default_rng(options.seed)
     for n in range(options.n_random):
-        piece = random_piece(loaded.config, options.bars, rng)
+        tempo = options.tempo_bpm or RANDOM_PIECE_TEMPO_BPM
+        piece = random_piece(loaded.config, options.bars, rng, tempo)
         roll = generate(loaded, piece, config, options.seed + 1000 + n, calibration)
-        tempo = options.tempo_bpm or 120.0
         written += write_piece(roll, spec, tempo, out / f"random{n:03d}", options.wav)
     return written

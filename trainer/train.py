@@ -557,9 +557,10 @@ class Trainer:
         only changes the attention masks and, for 'learned', adds a gate that starts fresh:
         that is how a trained model is moved to another selector without training from zero.
         Likewise a guidance embedding may be added (it starts at zero: a distillation student),
-        and so may the recall input (it starts at zero: the model predicts as before) and the
-        way of playing as a global feature (global_dim N_KEY_FEATURES -> N_GLOBAL_FEATURES:
-        its weights start at zero, so the model predicts as before).
+        and so may the recall input (it starts at zero: the model predicts as before) and
+        global features after the ones it reads (global_dim grown up to N_GLOBAL_FEATURES: the
+        way of playing, the tempo; their weights start at zero, so the model predicts as
+        before).
         """
         from diffbgm.checkpoint import load_checkpoint
 
@@ -571,21 +572,23 @@ class Trainer:
             "pitch_embedding": False,
             "recall_input": False,
         }
-        grows_global = (loaded.config.global_dim, self.model_config.global_dim) == (
-            N_KEY_FEATURES,
-            N_GLOBAL_FEATURES,
+        grows_global = (
+            N_KEY_FEATURES
+            <= loaded.config.global_dim
+            < self.model_config.global_dim
+            <= N_GLOBAL_FEATURES
         )
         if grows_global:
-            free["global_dim"] = N_GLOBAL_FEATURES
+            free["global_dim"] = self.model_config.global_dim
         if replace(loaded.config, **free) != replace(self.model_config, **free):
             raise CheckpointError(
                 f"{checkpoint} has a different model config than --preset/--set ask for "
                 "(only the feature selector, the guidance embedding, the pitch embedding and the "
-                "recall input may differ in a warm start, and the way of playing be added)"
+                "recall input may differ in a warm start, and global features be added)"
             )
         weights = loaded.model.state_dict()
         if grows_global:
-            weights = with_zero_global_columns(weights, N_GLOBAL_FEATURES)
+            weights = with_zero_global_columns(weights, self.model_config.global_dim)
         missing, unexpected = self.model.load_state_dict(weights, strict=False)
         fresh = ("gate.", "guidance_mlp.", "pitch_embedding", "recall_input.")
         if unexpected or any(not name.startswith(fresh) for name in missing):

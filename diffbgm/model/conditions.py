@@ -154,8 +154,8 @@ class WindowConditions:
 
 def model_global(global_: torch.Tensor, global_dim: int) -> torch.Tensor:
     """(B, Dg) -> (B, global_dim): the global features a model reads. Conditions carry the
-    key and the way of playing (controls.N_GLOBAL_FEATURES); a model built before the way of
-    playing was an input reads the key alone."""
+    key, the way of playing and the tempo (controls.N_GLOBAL_FEATURES); a model built
+    before an input existed reads the features before it alone."""
     if global_.shape[-1] < global_dim:
         raise ValueError(
             f"the model reads {global_dim} global features, the conditions have "

@@ -79,7 +79,7 @@ class ModelConfig:
     dynamic_dim: int = len(DYNAMIC_CONTROLS)
     semantic_dim: int = len(SEMANTIC_CONTROLS)
     # the global features read (diffbgm.controls.global_features): N_KEY_FEATURES the key
-    # alone, N_GLOBAL_FEATURES the key and the way the piece is played
+    # alone, then the way the piece is played, then its tempo (N_GLOBAL_FEATURES: all three)
     global_dim: int = N_KEY_FEATURES
     max_segments: int = 8
     sac: bool = True  # False = every frame sees every real segment's tokens (the ablation)

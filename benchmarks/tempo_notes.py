@@ -1,0 +1,81 @@
+"""What a network writes when it is told another tempo: the 16th-note figures of slow songs.
+
+    python benchmarks/tempo_notes.py CHECKPOINT --songs 843 846 854 [--bars 16 --seed 0] \
+        [--tempos song 60 120]
+
+The roll's grid is the 16th of a beat at any tempo. POP909's slow songs put a third of their
+onsets on the odd 16ths (16th-note figures), its fast ones a twentieth (docs/evaluation.md,
+"The tempo as an input"). For a network that reads the tempo (`global_dim` 16), each song's
+first bars are generated as `trainer evaluate` does, told each of `--tempos` (`song`: its own)
+with the same seed, and the share of onsets on the odd 16ths, the onsets per bar and the notes
+per onset step are printed beside the real song's. A network that does not read the tempo
+writes the same notes whatever it is told.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from diffbgm.controls import TEMPO_FEATURE, tempo_feature
+from diffbgm.music.calibration import Calibration
+from trainer.models import load_for_inference
+from trainer.sample import generate, load_song_piece, song_generation
+
+STEPS_PER_BAR = 16
+
+
+def odd_16th_share(onset: np.ndarray) -> float:
+    """Share of the onsets on the odd 16ths of the bar (the roll starts on a downbeat)."""
+    steps = np.nonzero(onset)[0]
+    return float((steps % 2 == 1).mean()) if steps.size else 0.0
+
+
+def describe(onset: np.ndarray) -> str:
+    onset = np.asarray(onset, dtype=bool)
+    bars = max(onset.shape[0] / STEPS_PER_BAR, 1e-9)
+    per_step = onset.sum() / max(1, onset.any(axis=1).sum())
+    return f"{odd_16th_share(onset):.3f} / {onset.sum() / bars:.1f} / {per_step:.2f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("checkpoint")
+    parser.add_argument("--songs", nargs="+", default=["843", "846", "854"])
+    parser.add_argument("--data", default="data_cache/pop909")
+    parser.add_argument("--bars", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--tempos", nargs="+", default=["song", "60", "120"], help="'song' or beats per minute"
+    )
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    loaded = load_for_inference(args.checkpoint)
+    config = song_generation(loaded.generation, None)
+    calibration = Calibration.load()
+    told = " | ".join(f"told {t}" for t in args.tempos)
+    print("odd-16th share of onsets / onsets per bar / notes per onset step")
+    print(f"| song | tempo | real | {told} |")
+    print("|---|---|---|" + "---|" * len(args.tempos))
+    for song_id in args.songs:
+        song = load_song_piece(Path(args.data), song_id, args.bars, loaded.config)
+        cells = []
+        for tempo in args.tempos:
+            bpm = song.tempo_bpm if tempo == "song" else float(tempo)
+            features = song.conditions.global_.copy()
+            features[TEMPO_FEATURE] = tempo_feature(bpm)
+            piece = replace(song.conditions, global_=features)
+            cells.append(describe(generate(loaded, piece, config, args.seed, calibration).onset))
+        print(
+            f"| {song_id} | {song.tempo_bpm:g} | {describe(song.onset)} | {' | '.join(cells)} |",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
