@@ -15,17 +15,13 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from diffbgm.controls import PLAYING_FEATURE
+from diffbgm.metrics import notes_per_onset_step
 from diffbgm.music.calibration import Calibration
 from trainer.models import load_for_inference
 from trainer.sample import generate, load_song_piece, song_generation
-
-
-def notes_per_onset_step(onset: np.ndarray) -> float:
-    return float(onset.sum() / max(1, onset.any(axis=1).sum()))
 
 
 def main() -> None:

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from diffbgm.controls import TEMPO_FEATURE, tempo_feature
+from diffbgm.metrics import notes_per_onset_step, odd_16th_share
 from diffbgm.music.calibration import Calibration
 from trainer.models import load_for_inference
 from trainer.sample import generate, load_song_piece, song_generation
@@ -29,16 +30,10 @@ from trainer.sample import generate, load_song_piece, song_generation
 STEPS_PER_BAR = 16
 
 
-def odd_16th_share(onset: np.ndarray) -> float:
-    """Share of the onsets on the odd 16ths of the bar (the roll starts on a downbeat)."""
-    steps = np.nonzero(onset)[0]
-    return float((steps % 2 == 1).mean()) if steps.size else 0.0
-
-
 def describe(onset: np.ndarray) -> str:
     onset = np.asarray(onset, dtype=bool)
     bars = max(onset.shape[0] / STEPS_PER_BAR, 1e-9)
-    per_step = onset.sum() / max(1, onset.any(axis=1).sum())
+    per_step = notes_per_onset_step(onset)
     return f"{odd_16th_share(onset):.3f} / {onset.sum() / bars:.1f} / {per_step:.2f}"
 
 

@@ -453,6 +453,20 @@ def onsets_per_bar(onset: np.ndarray, steps_per_bar: int = 16) -> float:
     return float(on.sum() / (on.shape[0] // steps_per_bar))
 
 
+def notes_per_onset_step(onset: np.ndarray) -> float:
+    """Notes struck per step that strikes any (the chord size); 0 if none."""
+    on = as_binary("onset", onset)
+    return float(on.sum() / max(1, on.any(axis=1).sum()))
+
+
+def odd_16th_share(onset: np.ndarray) -> float:
+    """Share of the onsets on the odd 16ths (the roll's step 0 on a beat); 0 if none. Slow
+    songs fill these with 16th-note figures, fast ones hardly touch them (docs/evaluation.md,
+    "The tempo as an input")."""
+    steps = np.nonzero(as_binary("onset", onset))[0]
+    return float((steps % 2 == 1).mean()) if steps.size else 0.0
+
+
 # --------------------------------------------------------------------------- video alignment
 
 

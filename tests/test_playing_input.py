@@ -100,3 +100,29 @@ def test_random_conditions_carry_the_tempo_they_are_played_at() -> None:
     assert random_piece(preset("tiny"), 4, np.random.default_rng(0)).global_.shape == (
         N_KEY_FEATURES,
     )
+
+
+def test_tempo_rhythm_counts_odd_16ths_and_the_forests_songs(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    import numpy as np
+
+    from diffbgm.metrics import notes_per_onset_step, odd_16th_share
+    from tests.scripts import load_script
+
+    bench = load_script("benchmarks/tempo_rhythm.py")
+    onset = np.zeros((32, 88), dtype=bool)
+    onset[[0, 1, 3, 4], 40] = True  # two of four onsets on odd 16ths
+    onset[[0, 4], 44] = True  # chords on the even ones: 2 of 6
+    assert odd_16th_share(onset) == pytest.approx(2 / 6)
+    assert notes_per_onset_step(onset) == pytest.approx(6 / 4)
+    assert odd_16th_share(np.zeros((16, 88), dtype=bool)) == 0.0
+    per_song = {"843": [10, 10, 6, 10], "851": [1, 10, 9, 10]}
+    reports = []
+    for n, song in enumerate((per_song, {"843": [0, 10, 10, 10]})):
+        path = tmp_path / f"r{n}.json"
+        realism = {"forest": {"per_song": song}}
+        path.write_text(json.dumps({"realism": {"notes only": {"generated vs real": realism}}}))
+        reports.append(path)
+    accuracy = bench.forest_accuracy(reports)
+    assert accuracy == {"843": pytest.approx((0.8 + 0.5) / 2), "851": pytest.approx(0.5)}

@@ -1,0 +1,115 @@
+"""The 16th-note figures of slow songs: real against generated, by tempo, song by song.
+
+    python benchmarks/tempo_rhythm.py --songs 1-800                 # real songs by tempo
+    python benchmarks/tempo_rhythm.py --songs 831-859 --midi DIR_S0 DIR_S1 ... \
+        --reports EVAL_S0.json EVAL_S1.json ...
+
+The roll's grid is the 16th of a beat whatever the tempo, so a slow song's 16th-note figures
+and a fast song's 8th notes look alike to a network that is not told the tempo. For every
+song (its first `--bars` bars, as `trainer evaluate` takes them): the tempo, the share of its
+onsets on the odd 16ths of the bar and the notes per onset step, real and, with `--midi`
+(folders of song<ID>.mid written by `trainer evaluate --midi-dir`, one per seed), generated;
+with `--reports` (that evaluation's JSON files) also how often the realism test's forest told
+the song's windows right (notes only, both kinds of window). Then the same by tempo band, and
+the correlation of that accuracy with the gap in odd-16th share (docs/evaluation.md, "The
+tempo as an input").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from diffbgm.metrics import notes_per_onset_step, odd_16th_share
+from trainer.__main__ import parse_song_range
+
+TEMPO_BANDS = ((0.0, 66.0), (66.0, 76.0), (76.0, 90.0), (90.0, 1000.0))
+
+
+def forest_accuracy(reports: list[Path]) -> dict[str, float]:
+    """Song -> share of its windows (generated and real) the forest told right, over reports."""
+    told: dict[str, list[float]] = {}
+    for path in reports:
+        realism = json.loads(path.read_text())["realism"]["notes only"]["generated vs real"]
+        for song, (gen_right, gen, real_right, real) in realism["forest"]["per_song"].items():
+            told.setdefault(song, []).append((gen_right + real_right) / max(1, gen + real))
+    return {song: float(np.mean(values)) for song, values in told.items()}
+
+
+def main() -> None:
+    from diffbgm.errors import DiffBGMError
+    from diffbgm.music.roll import RollSpec, midi_to_roll
+    from trainer.models import load_for_inference
+    from trainer.sample import load_song_piece
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--songs", type=parse_song_range, default=parse_song_range("831-859"))
+    parser.add_argument("--data", default="data_cache/pop909")
+    parser.add_argument("--model", default="checkpoints/diffbgm-small", help="for its roll spec")
+    parser.add_argument("--bars", type=int, default=32)
+    parser.add_argument("--midi", nargs="*", type=Path, default=[])
+    parser.add_argument("--reports", nargs="*", type=Path, default=[])
+    args = parser.parse_args()
+    config = load_for_inference(args.model).config
+    spec = RollSpec(pitch_low=config.pitch_low, n_pitches=config.n_pitches)
+    accuracy = forest_accuracy(args.reports)
+    rows = []
+    for number in args.songs:
+        song_id = f"{number:03d}"
+        try:
+            song = load_song_piece(Path(args.data), song_id, args.bars, config)
+        except DiffBGMError as exc:
+            print(f"{song_id}: skipped ({exc})")
+            continue
+        grid = np.arange(song.onset.shape[0]) * 60.0 / song.tempo_bpm / 4
+        generated = [
+            midi_to_roll(folder / f"song{song_id}.mid", grid, spec).onset
+            for folder in args.midi
+            if (folder / f"song{song_id}.mid").is_file()
+        ]
+        rows.append(
+            (
+                song_id,
+                song.tempo_bpm,
+                odd_16th_share(song.onset),
+                notes_per_onset_step(song.onset),
+                np.mean([odd_16th_share(g) for g in generated]) if generated else np.nan,
+                np.mean([notes_per_onset_step(g) for g in generated]) if generated else np.nan,
+                accuracy.get(song_id, np.nan),
+            )
+        )
+    table = np.array([row[1:] for row in rows], dtype=np.float64).reshape(len(rows), 6)
+    print(
+        "| song | tempo | odd 16ths real / generated | notes per onset step real / generated | forest |"
+    )
+    print("|---|---|---|---|---|")
+    for song_id, tempo, odd, per_step, gen_odd, gen_per_step, told in rows:
+        print(
+            f"| {song_id} | {tempo:g} | {odd:.3f} / {gen_odd:.3f} | "
+            f"{per_step:.2f} / {gen_per_step:.2f} | {told:.2f} |"
+        )
+    print("\n| tempo (BPM) | songs | odd 16ths real / generated | forest |")
+    print("|---|---|---|---|")
+    for low, high in TEMPO_BANDS:
+        band = table[(table[:, 0] >= low) & (table[:, 0] < high)]
+        if len(band):
+            means = [np.nanmean(c) if np.isfinite(c).any() else np.nan for c in band.T]
+            print(
+                f"| {low:g}-{high:g} | {len(band)} | {means[1]:.3f} / {means[3]:.3f} | {means[5]:.2f} |"
+            )
+    gap = table[:, 1] - table[:, 3]
+    known = np.isfinite(gap) & np.isfinite(table[:, 5])
+    if known.sum() > 2:
+        correlation = np.corrcoef(gap[known], table[known, 5])[0, 1]
+        print(f"\ncorrelation of the forest's accuracy with the odd-16th gap: {correlation:.2f}")
+    slow = np.log(table[:, 0])
+    print(
+        f"correlation of log tempo with the real odd-16th share: {np.corrcoef(slow, table[:, 1])[0, 1]:.2f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
