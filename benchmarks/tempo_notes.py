@@ -1,7 +1,7 @@
 """What a network writes when it is told another tempo: the 16th-note figures of slow songs.
 
     python benchmarks/tempo_notes.py CHECKPOINT --songs 843 846 854 [--bars 16 --seed 0] \
-        [--tempos song 60 120]
+        [--tempos song 60 120] [--setting ddim:100:eta=1:guidance=1:groove=0:density_slack=0]
 
 The roll's grid is the 16th of a beat at any tempo. POP909's slow songs put a third of their
 onsets on the odd 16ths (16th-note figures), its fast ones a twentieth (docs/evaluation.md,
@@ -9,7 +9,9 @@ onsets on the odd 16ths (16th-note figures), its fast ones a twentieth (docs/eva
 first bars are generated as `trainer evaluate` does, told each of `--tempos` (`song`: its own)
 with the same seed, and the share of onsets on the odd 16ths, the onsets per bar and the notes
 per onset step are printed beside the real song's. A network that does not read the tempo
-writes the same notes whatever it is told.
+writes the same notes whatever it is told. `--setting` samples with other generation settings
+(`GenerationConfig.with_setting`'s 'sampler:steps[:knob=value...]'; e.g. ancestral sampling
+without guidance or decode rules, to see what the network itself writes).
 """
 
 from __future__ import annotations
@@ -48,10 +50,14 @@ def main() -> None:
     parser.add_argument(
         "--tempos", nargs="+", default=["song", "60", "120"], help="'song' or beats per minute"
     )
+    parser.add_argument("--setting", help="sampler:steps[:knob=value...] (default: the model's)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     loaded = load_for_inference(args.checkpoint)
-    config = song_generation(loaded.generation, None)
+    generation = loaded.generation
+    if args.setting:
+        generation = generation.with_setting(args.setting)
+    config = song_generation(generation, None)
     calibration = Calibration.load()
     told = " | ".join(f"told {t}" for t in args.tempos)
     print("odd-16th share of onsets / onsets per bar / notes per onset step")
