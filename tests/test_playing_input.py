@@ -126,3 +126,25 @@ def test_tempo_rhythm_counts_odd_16ths_and_the_forests_songs(tmp_path) -> None: 
         reports.append(path)
     accuracy = bench.forest_accuracy(reports)
     assert accuracy == {"843": pytest.approx((0.8 + 0.5) / 2), "851": pytest.approx(0.5)}
+
+
+def test_probes_tell_another_tempo_and_way_of_playing() -> None:
+    from trainer.probes import told_playing, told_tempo
+
+    cond = two_segment_conditions(replace(preset("tiny"), global_dim=N_GLOBAL_FEATURES), batch=2)
+    rows = [global_features(0, False, "wide", 60.0), global_features(0, False, "even", 150.0)]
+    cond = cond.with_(global_=torch.tensor(rows))
+    assert told_tempo(cond, "song").global_.equal(cond.global_)
+    assert told_tempo(cond, "centre").global_[:, TEMPO_FEATURE].tolist() == [0.0, 0.0]
+    doubled = told_tempo(cond, "double").global_[:, TEMPO_FEATURE]
+    assert doubled.tolist() == pytest.approx([tempo_feature(120.0), 1.0])  # 300 BPM: clipped
+    halved = told_tempo(cond, "half").global_[:, TEMPO_FEATURE]
+    assert halved.tolist() == pytest.approx([-1.0, tempo_feature(75.0)])  # 30 BPM: clipped
+    flipped = told_playing(cond, "flipped").global_
+    assert flipped[:, PLAYING_FEATURE].tolist() == [0.0, 1.0]
+    assert flipped[:, TEMPO_FEATURE].equal(cond.global_[:, TEMPO_FEATURE])
+    assert told_playing(cond, "wide").global_[:, PLAYING_FEATURE].tolist() == [1.0, 1.0]
+    with pytest.raises(ValueError, match="tempo must be one of"):
+        told_tempo(cond, "fast")
+    with pytest.raises(ValueError, match="playing must be one of"):
+        told_playing(cond, "loud")
