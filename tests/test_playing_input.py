@@ -97,8 +97,9 @@ def test_random_conditions_carry_the_tempo_they_are_played_at() -> None:
     assert slow.global_[TEMPO_FEATURE] == pytest.approx(tempo_feature(60.0))
     usual = random_piece(reads_all, 4, np.random.default_rng(0))
     assert usual.global_[TEMPO_FEATURE] == pytest.approx(tempo_feature(RANDOM_PIECE_TEMPO_BPM))
+    # a model that reads the key alone gets every feature, as from a song, and reads the key
     assert random_piece(preset("tiny"), 4, np.random.default_rng(0)).global_.shape == (
-        N_KEY_FEATURES,
+        N_GLOBAL_FEATURES,
     )
 
 

@@ -397,6 +397,35 @@ def test_sample_writes_midi_for_songs_and_random_conditions(
         assert midi.get_end_time() <= 16 * 60 / tempo + 1e-6  # 4 bars of 4 beats
 
 
+def test_sample_tells_the_network_the_tempo_it_renders_at(
+    tiny_cache: Path, trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`trainer sample --tempo`: a song's conditions carry that tempo instead of its own, and
+    random conditions carry the tempo they are rendered at (docs/training.md, "The tempo as an
+    input")."""
+    import trainer.sample as sample
+    from trainer.dataset import load_cached_song
+
+    told: list[float] = []
+    real_generate = sample.generate
+
+    def recording(loaded, piece, *args, **kwargs):  # type: ignore[no-untyped-def]
+        told.append(float(piece.global_[TEMPO_FEATURE]))
+        return real_generate(loaded, piece, *args, **kwargs)
+
+    monkeypatch.setattr(sample, "generate", recording)
+    options = sample.SampleOptions(
+        model=str(trained_run), data=str(tiny_cache), out=str(tmp_path / "own"), songs=(801,),
+        n_random=1, bars=2, generation=GenerationConfig(steps=2),
+    )  # fmt: skip
+    sample.sample_to_folder(options)
+    song_tempo = load_cached_song(tiny_cache / "songs" / "801.npz").tempo_bpm
+    assert told == pytest.approx([tempo_feature(song_tempo), tempo_feature(120.0)])
+    told.clear()
+    sample.sample_to_folder(replace(options, out=str(tmp_path / "slow"), tempo_bpm=60.0))
+    assert told == pytest.approx([tempo_feature(60.0)] * 2)
+
+
 def test_evaluate_reports_metrics_controls_and_ablations(
     tiny_cache: Path, trained_run: Path, tmp_path: Path
 ) -> None:

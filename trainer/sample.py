@@ -38,8 +38,8 @@ from trainer.dataset import (
 )
 from trainer.models import load_for_inference
 
-# Triads (root offset from the tonic, minor?) of the major and natural minor scales.
 RANDOM_PIECE_TEMPO_BPM = 120.0  # what random conditions are told and rendered at
+# Triads (root offset from the tonic, minor?) of the major and natural minor scales.
 MAJOR_TRIADS = ((0, False), (2, True), (4, True), (5, False), (7, False), (9, True))
 MINOR_TRIADS = ((0, True), (3, False), (5, True), (7, True), (8, False), (10, False))
 
@@ -201,9 +201,11 @@ def random_piece(
         )
     else:
         semantic = rng.normal(size=(n_segments, config.semantic_dim))
-    global_ = np.zeros(config.global_dim, dtype=np.float32)
+    # every global feature, as a song's or a plan's conditions carry them (the model reads the
+    # first config.global_dim); zeros after them for a model that reads more
     known = global_features(tonic, minor, tempo_bpm=tempo_bpm)
-    global_[: min(len(known), config.global_dim)] = known[: config.global_dim]
+    global_ = np.zeros(max(config.global_dim, len(known)), dtype=np.float32)
+    global_[: len(known)] = known
     return PieceConditions(
         chord_pcs=chord_pcs,
         segment_ids=segment_ids.astype(np.int64),
