@@ -796,6 +796,33 @@ def test_warm_start_adds_the_way_of_playing_and_the_tempo_at_zero(
         )  # fmt: skip
 
 
+def test_warm_start_grows_a_network_that_reads_the_way_of_playing_by_the_tempo(
+    tiny_cache: Path, trained_run: Path, tmp_path: Path
+) -> None:
+    """A network that reads the key and the way of playing (15) grows to read the tempo too:
+    its weights are kept, the tempo's column starts at zero."""
+    from trainer.train import GLOBAL_WEIGHT
+
+    exported = export_run(trained_run, tmp_path / "exported", dtype="fp32")
+    plays = tiny_config(
+        tiny_cache, tmp_path / "plays", steps=1, init_from=str(exported),
+        model_overrides={"global_dim": PLAYING_FEATURE + 1},
+    )  # fmt: skip
+    run_training(plays)
+    fifteen = export_run(tmp_path / "plays", tmp_path / "fifteen", dtype="fp32")
+    before = load_checkpoint(fifteen).model.state_dict()[GLOBAL_WEIGHT]
+    grown = tiny_config(
+        tiny_cache, tmp_path / "grown", steps=1, lr=1e-12, init_from=str(fifteen),
+        model_overrides={"global_dim": N_GLOBAL_FEATURES},
+    )  # fmt: skip
+    run_training(grown)
+    after = load_checkpoint(export_run(tmp_path / "grown", tmp_path / "sixteen", dtype="fp32"))
+    weight = after.model.state_dict()[GLOBAL_WEIGHT]
+    assert after.config.global_dim == N_GLOBAL_FEATURES
+    assert torch.allclose(weight[:, : PLAYING_FEATURE + 1], before, atol=1e-6)
+    assert weight[:, TEMPO_FEATURE].abs().max() < 1e-6
+
+
 @pytest.mark.parametrize(
     "term", ["register", "density", "rhythm", "voicing", "spread", "pitch_profile"]
 )
