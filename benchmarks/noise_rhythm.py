@@ -10,7 +10,7 @@ the bar (soft: (x0 + 1) / 2; cut: x0 > 0) against the real windows', and how man
 onsets on the odd and on the even 16ths the cut estimate keeps. A network that knows which
 songs fill the odd 16ths keeps their share at the noisy levels, where the notes are not yet
 visible; `--tempo` tells a network that reads the tempo something else than each song's own
-(benchmarks/validation_loss.py's probes), to see whether that is what it knows it from
+(trainer/probes.py), to see whether that is what it knows it from
 (docs/evaluation.md, "The tempo as an input").
 """
 
