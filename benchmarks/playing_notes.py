@@ -12,7 +12,6 @@ that reads the key alone writes the same notes both times (0.00 changed).
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -43,9 +42,7 @@ def main() -> None:
         song = load_song_piece(Path(args.data), song_id, args.bars, loaded.config)
         onsets = []
         for wide in (0.0, 1.0):
-            told = song.conditions.global_.copy()
-            told[PLAYING_FEATURE] = wide
-            piece = replace(song.conditions, global_=told)
+            piece = song.conditions.with_global_feature(PLAYING_FEATURE, wide)
             onsets.append(generate(loaded, piece, config, args.seed, calibration).onset)
         even, widely = onsets
         changed = (even != widely).sum() / max(1, (even | widely).sum())

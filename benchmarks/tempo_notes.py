@@ -17,7 +17,6 @@ without guidance or decode rules, to see what the network itself writes).
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -68,9 +67,7 @@ def main() -> None:
         cells = []
         for tempo in args.tempos:
             bpm = song.tempo_bpm if tempo == "song" else float(tempo)
-            features = song.conditions.global_.copy()
-            features[TEMPO_FEATURE] = tempo_feature(bpm)
-            piece = replace(song.conditions, global_=features)
+            piece = song.conditions.with_global_feature(TEMPO_FEATURE, tempo_feature(bpm))
             cells.append(describe(generate(loaded, piece, config, args.seed, calibration).onset))
         print(
             f"| {song_id} | {song.tempo_bpm:g} | {describe(song.onset)} | {' | '.join(cells)} |",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -272,9 +272,7 @@ def sample_to_folder(options: SampleOptions) -> list[Path]:
         tempo = options.tempo_bpm or song.tempo_bpm
         conditions = song.conditions
         if options.tempo_bpm:  # the network is told the tempo the music will be played at
-            features = conditions.global_.copy()
-            features[TEMPO_FEATURE] = tempo_feature(tempo)
-            conditions = replace(conditions, global_=features)
+            conditions = conditions.with_global_feature(TEMPO_FEATURE, tempo_feature(tempo))
         roll = generate(loaded, conditions, config, options.seed + n, calibration)
         written += write_piece(roll, spec, tempo, out / f"song{song.song_id}", options.wav)
     rng = np.random.default_rng(options.seed)

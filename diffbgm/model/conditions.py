@@ -132,6 +132,12 @@ class PieceConditions:
         mask[:n_slots] = True
         return WindowConditions(pcs, local, mask, dyn, sem, self.global_.astype(np.float32))
 
+    def with_global_feature(self, index: int, value: float) -> PieceConditions:
+        """A copy with global feature `index` (e.g. controls.TEMPO_FEATURE) set to `value`."""
+        glob = self.global_.copy()
+        glob[index] = value
+        return replace(self, global_=glob)
+
     def transpose(self, semitones: int) -> PieceConditions:
         """Shift the chords by `semitones`; a key one-hot in global_[:12] moves with them."""
         glob = self.global_.copy()
