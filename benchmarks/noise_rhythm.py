@@ -1,7 +1,8 @@
 """Where the odd 16ths are lost: a network's estimate of real windows, noise level by noise level.
 
     python benchmarks/noise_rhythm.py checkpoints/diffbgm-small-teacher --split train \
-        --songs 379 311 775 393 [--windows 24 --tempo song|centre|double|half]
+        --songs 379 311 775 393 [--windows 24 --tempo song|centre|double|half] \
+        [--figuration song|typical|none|most]
 
 Real windows of the given songs (the cache's, bar-aligned, as training reads them) are noised
 to each level t and the network (a teacher: the conditional prediction) estimates the clean
@@ -9,8 +10,8 @@ roll from them. Printed per t: the share of the estimate's onset mass on the odd
 the bar (soft: (x0 + 1) / 2; cut: x0 > 0) against the real windows', and how many of the real
 onsets on the odd and on the even 16ths the cut estimate keeps. A network that knows which
 songs fill the odd 16ths keeps their share at the noisy levels, where the notes are not yet
-visible; `--tempo` tells a network that reads the tempo something else than each song's own
-(trainer/probes.py), to see whether that is what it knows it from
+visible; `--tempo` (`--figuration`) tells a network that reads the tempo (the figuration) something else
+than each song's own (trainer/probes.py), to see whether that is what it knows it from
 (docs/evaluation.md, "The tempo as an input").
 """
 
@@ -24,7 +25,7 @@ from diffbgm.checkpoint import load_checkpoint
 from diffbgm.model.diffusion import Diffusion
 from diffbgm.music.roll import RollSpec
 from trainer.dataset import Pop909Windows, collate_windows
-from trainer.probes import TEMPO_PROBES, told_tempo
+from trainer.probes import FIGURATION_PROBES, TEMPO_PROBES, told_figuration, told_tempo
 
 NOISE_LEVELS = (50, 150, 300, 500, 700, 900)
 
@@ -46,6 +47,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--tempo", choices=TEMPO_PROBES, default="song", help="the tempo told")
+    parser.add_argument(
+        "--figuration", choices=FIGURATION_PROBES, default="song", help="the figuration told"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     loaded = load_checkpoint(args.checkpoint)
@@ -61,10 +65,13 @@ def main() -> None:
         raise SystemExit(f"none of {', '.join(args.songs)} in the {args.split} split")
     chosen = chosen[:: max(1, len(chosen) // args.windows)][: args.windows]
     roll, cond = collate_windows([windows[i] for i in chosen], spec)
-    cond = told_tempo(cond, args.tempo)
+    cond = told_figuration(told_tempo(cond, args.tempo), args.figuration)
     real = (roll[:, 0] > 0).float()  # (B, T, P)
     odd = (torch.arange(real.shape[1]) % 2 == 1).float()[None, :, None]
-    print(f"{len(chosen)} windows of {', '.join(sorted(wanted))}; tempo told: {args.tempo}")
+    print(
+        f"{len(chosen)} windows of {', '.join(sorted(wanted))}; tempo told: {args.tempo}; "
+        f"figuration told: {args.figuration}"
+    )
     print(f"real: odd-16th share {odd_mass_share(real):.3f}, {int(real.sum())} onsets")
     print(
         "| t | odd share, soft / cut | onsets cut | real odd onsets kept | real even onsets kept |"

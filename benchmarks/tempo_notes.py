@@ -1,7 +1,8 @@
-"""What a network writes when it is told another tempo: the 16th-note figures of slow songs.
+"""What a network writes when it is told another tempo or figuration: slow songs' 16th notes.
 
     python benchmarks/tempo_notes.py CHECKPOINT --songs 843 846 854 [--bars 16 --seed 0] \
-        [--tempos song 60 120] [--setting ddim:100:eta=1:guidance=1:groove=0:density_slack=0]
+        [--tempos song 60 120] [--figurations 0 0.3 0.5] \
+        [--setting ddim:100:eta=1:guidance=1:groove=0:density_slack=0]
 
 The roll's grid is the 16th of a beat at any tempo. POP909's slow songs put a third of their
 onsets on the odd 16ths (16th-note figures), its fast ones a twentieth (docs/evaluation.md,
@@ -9,7 +10,9 @@ onsets on the odd 16ths (16th-note figures), its fast ones a twentieth (docs/eva
 first bars are generated as `trainer evaluate` does, told each of `--tempos` (`song`: its own)
 with the same seed, and the share of onsets on the odd 16ths, the onsets per bar and the notes
 per onset step are printed beside the real song's. A network that does not read the tempo
-writes the same notes whatever it is told. `--setting` samples with other generation settings
+writes the same notes whatever it is told. `--figurations` adds columns told each share of
+onsets on the odd 16ths (a network with `global_dim` 17; the tempo its own), `typical` the share
+typical of the song's tempo (what the app tells). `--setting` samples with other generation settings
 (`GenerationConfig.with_setting`'s 'sampler:steps[:knob=value...]'; e.g. ancestral sampling
 without guidance or decode rules, to see what the network itself writes).
 """
@@ -22,7 +25,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from diffbgm.controls import TEMPO_FEATURE, tempo_feature
+from diffbgm.controls import (
+    FIGURATION_FEATURE,
+    TEMPO_FEATURE,
+    figuration_feature,
+    tempo_feature,
+    typical_figuration,
+)
 from diffbgm.metrics import notes_per_onset_step, odd_16th_share
 from diffbgm.music.calibration import Calibration
 from trainer.models import load_for_inference
@@ -49,6 +58,9 @@ def main() -> None:
     parser.add_argument(
         "--tempos", nargs="+", default=["song", "60", "120"], help="'song' or beats per minute"
     )
+    parser.add_argument(
+        "--figurations", nargs="*", default=[], help="'typical' or a share of odd-16th onsets"
+    )
     parser.add_argument("--setting", help="sampler:steps[:knob=value...] (default: the model's)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -58,16 +70,24 @@ def main() -> None:
         generation = generation.with_setting(args.setting)
     config = song_generation(generation, None)
     calibration = Calibration.load()
-    told = " | ".join(f"told {t}" for t in args.tempos)
+    told = [f"told {t}" for t in args.tempos] + [f"told share {f}" for f in args.figurations]
     print("odd-16th share of onsets / onsets per bar / notes per onset step")
-    print(f"| song | tempo | real | {told} |")
-    print("|---|---|---|" + "---|" * len(args.tempos))
+    print(f"| song | tempo | real | {' | '.join(told)} |")
+    print("|---|---|---|" + "---|" * len(told))
     for song_id in args.songs:
         song = load_song_piece(Path(args.data), song_id, args.bars, loaded.config)
         cells = []
         for tempo in args.tempos:
             bpm = song.tempo_bpm if tempo == "song" else float(tempo)
             piece = song.conditions.with_global_feature(TEMPO_FEATURE, tempo_feature(bpm))
+            cells.append(describe(generate(loaded, piece, config, args.seed, calibration).onset))
+        for figuration in args.figurations:
+            share = (
+                typical_figuration(song.tempo_bpm) if figuration == "typical" else float(figuration)
+            )
+            piece = song.conditions.with_global_feature(
+                FIGURATION_FEATURE, figuration_feature(share)
+            )
             cells.append(describe(generate(loaded, piece, config, args.seed, calibration).onset))
         print(
             f"| {song_id} | {song.tempo_bpm:g} | {describe(song.onset)} | {' | '.join(cells)} |",

@@ -1,7 +1,8 @@
 """Denoising loss of checkpoints on the trainer's fixed validation windows and noise.
 
     python benchmarks/validation_loss.py checkpoints/diffbgm-small-teacher RUN/exported \
-        --data data_cache/pop909 [--windows 64 --chunk 24] [--playing flipped] [--tempo centre]
+        --data data_cache/pop909 [--windows 64 --chunk 24] [--playing flipped] [--tempo centre] \
+        [--figuration typical]
 
 What `trainer train` logs as val_loss_ema, for weights that were trained elsewhere or at
 another batch size: the fixed noise is drawn per chunk of `--chunk` windows (the run's
@@ -13,7 +14,9 @@ validation loss is the distillation loss against a teacher, which this does not 
 than each song's own way: `flipped` (even for wide and wide for even), `even` or `wide` for
 every window. The loss it adds over `song` (the default) is what the input is worth to it.
 `--tempo` does the same for a network that reads the tempo (`global_dim` 16): `centre` tells
-every window 90 BPM, `double` and `half` each song's tempo doubled or halved.
+every window 90 BPM, `double` and `half` each song's tempo doubled or halved. `--figuration`
+for a network that reads the figuration (`global_dim` 17): `typical` tells each song the share
+of odd-16th onsets typical of its tempo (what the app tells), `none` 0, `most` the most.
 """
 
 from __future__ import annotations
@@ -25,7 +28,14 @@ import torch
 
 from diffbgm.checkpoint import read_config
 from trainer.distributed import init_distributed
-from trainer.probes import PLAYING_PROBES, TEMPO_PROBES, told_playing, told_tempo
+from trainer.probes import (
+    FIGURATION_PROBES,
+    PLAYING_PROBES,
+    TEMPO_PROBES,
+    told_figuration,
+    told_playing,
+    told_tempo,
+)
 from trainer.sources import load_data
 from trainer.train import TrainConfig, Trainer
 
@@ -38,6 +48,7 @@ def validation_loss(
     chunk: int,
     playing: str = "song",
     tempo: str = "song",
+    figuration: str = "song",
 ) -> float:
     model_config, _ = read_config(checkpoint)
     if model_config.guidance_embedding:
@@ -59,7 +70,8 @@ def validation_loss(
     trainer = Trainer(config, init_distributed("cpu"), load_data(config))
     trainer.initialise_from(str(checkpoint))
     loss = trainer.validation_loss(
-        trainer.ema_model, lambda cond: told_tempo(told_playing(cond, playing), tempo)
+        trainer.ema_model,
+        lambda cond: told_figuration(told_tempo(told_playing(cond, playing), tempo), figuration),
     )
     if loss is None:
         raise SystemExit(f"{data} has no validation windows")
@@ -78,15 +90,26 @@ def main() -> None:
         "--playing", choices=PLAYING_PROBES, default="song", help="the way of playing told"
     )
     parser.add_argument("--tempo", choices=TEMPO_PROBES, default="song", help="the tempo told")
+    parser.add_argument(
+        "--figuration", choices=FIGURATION_PROBES, default="song", help="the figuration told"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     for checkpoint in args.checkpoints:
         loss = validation_loss(
-            checkpoint, args.data, args.preset, args.windows, args.chunk, args.playing, args.tempo
+            checkpoint,
+            args.data,
+            args.preset,
+            args.windows,
+            args.chunk,
+            args.playing,
+            args.tempo,
+            args.figuration,
         )
         print(
             f"{checkpoint}: {loss:.5f} ({args.windows} windows, chunks of {args.chunk}, "
-            f"playing told: {args.playing}, tempo told: {args.tempo})"
+            f"playing told: {args.playing}, tempo told: {args.tempo}, "
+            f"figuration told: {args.figuration})"
         )
 
 

@@ -21,7 +21,8 @@ def piece_conditions(
     plan: MusicPlan, spec: RollSpec | None = None, playing: str = DEFAULT_PLAYING
 ) -> PieceConditions:
     """The plan as the model's whole-piece conditions (controls in the controls.py order),
-    for a piece played `playing` (controls.PLAYINGS) at the plan's tempo."""
+    for a piece played `playing` (controls.PLAYINGS) at the plan's tempo, with the figuration
+    typical of that tempo (controls.typical_figuration)."""
     steps_per_beat = (spec or RollSpec()).steps_per_beat
     dynamic = [[seg.dynamic[name] for name in DYNAMIC_CONTROLS] for seg in plan.segments]
     semantic = [[seg.semantic[name] for name in SEMANTIC_CONTROLS] for seg in plan.segments]

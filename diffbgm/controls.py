@@ -33,7 +33,8 @@ SEMANTIC_CONTROLS: tuple[str, ...] = (
     "position",  # segment start / piece length, in [0, 1]: where in the piece we are
 )
 
-# Global tokens, visible to every music frame: the key, the way the piece is played, its tempo.
+# Global tokens, visible to every music frame: the key, the way the piece is played, its tempo
+# and its figuration.
 N_KEY_FEATURES = 14  # tonic pitch class one-hot (12) + mode one-hot (major, minor)
 # POP909's performances come two ways: evenly (the velocities of a 4-bar window spread by 5-8)
 # or with wide dynamics (13-20), and the notes differ with them (docs/evaluation.md, "Two ways
@@ -45,11 +46,21 @@ DEFAULT_PLAYING = "even"
 # odd 16ths), from a song at 120, which moves in 8ths (a twentieth): docs/evaluation.md, "The
 # tempo as an input". The feature is log2(tempo / 90 BPM), clipped to [-1, 1] (45-180 BPM).
 TEMPO_CENTRE_BPM = 90.0
-# key + wide playing (1) or even (0) + tempo. A model reads the first ModelConfig.global_dim of
-# them, so one built before an input existed reads the features before it alone.
-N_GLOBAL_FEATURES = N_KEY_FEATURES + 2
+# The tempo alone did not teach a network to write those figures (session 58), so the piece
+# also says how figured it is: the share of its onsets on the odd 16ths (metrics.odd_16th_share
+# of the whole song; a song's predicts its 4-bar windows' at r = 0.82). The app, which has no
+# song, takes the share typical of its tempo: the least-squares line over POP909's training
+# songs, share = 0.129 - 0.269 * log2(tempo / 90 BPM) (r = 0.68; python
+# benchmarks/figuration_tempo.py prints the fit), clipped to [0, FIGURATION_MAX].
+FIGURATION_AT_CENTRE = 0.129
+FIGURATION_PER_OCTAVE = -0.269
+FIGURATION_MAX = 0.6  # the most figured training song: 0.615
+# key + wide playing (1) or even (0) + tempo + figuration. A model reads the first
+# ModelConfig.global_dim of them, so one built before an input existed reads those before it.
+N_GLOBAL_FEATURES = N_KEY_FEATURES + 3
 PLAYING_FEATURE = N_KEY_FEATURES  # where each sits in the global vector
 TEMPO_FEATURE = N_KEY_FEATURES + 1
+FIGURATION_FEATURE = N_KEY_FEATURES + 2
 
 
 def key_features(tonic_pc: int, minor: bool) -> list[float]:
@@ -67,14 +78,40 @@ def tempo_feature(tempo_bpm: float) -> float:
     return float(min(max(math.log2(tempo_bpm / TEMPO_CENTRE_BPM), -1.0), 1.0))
 
 
+def typical_figuration(tempo_bpm: float) -> float:
+    """The share of onsets on the odd 16ths typical of a POP909 song at this tempo (0.29 at
+    60 BPM, 0.13 at 90, 0.02 at 120), in [0, FIGURATION_MAX]."""
+    share = FIGURATION_AT_CENTRE + FIGURATION_PER_OCTAVE * tempo_feature(tempo_bpm)
+    return float(min(max(share, 0.0), FIGURATION_MAX))
+
+
+def figuration_feature(share: float) -> float:
+    """The figuration as the network reads it: the share of onsets on the odd 16ths, in
+    [0, FIGURATION_MAX]."""
+    if not math.isfinite(share) or share < 0:
+        raise ValueError(f"figuration must be a share of onsets in [0, 1], got {share}")
+    return float(min(share, FIGURATION_MAX))
+
+
 def global_features(
-    tonic_pc: int, minor: bool, playing: str = DEFAULT_PLAYING, tempo_bpm: float = TEMPO_CENTRE_BPM
+    tonic_pc: int,
+    minor: bool,
+    playing: str = DEFAULT_PLAYING,
+    tempo_bpm: float = TEMPO_CENTRE_BPM,
+    figuration: float | None = None,
 ) -> list[float]:
     """The piece's global vector, length N_GLOBAL_FEATURES: the key, then 1 if the piece is
-    played with wide dynamics (0 evenly), then `tempo_feature(tempo_bpm)`."""
+    played with wide dynamics (0 evenly), then `tempo_feature(tempo_bpm)`, then the figuration
+    (`figuration_feature`; None takes `typical_figuration(tempo_bpm)`)."""
     if playing not in PLAYINGS:
         raise ValueError(f"playing must be one of {', '.join(PLAYINGS)}, got {playing!r}")
-    return [*key_features(tonic_pc, minor), float(playing == "wide"), tempo_feature(tempo_bpm)]
+    share = typical_figuration(tempo_bpm) if figuration is None else figuration
+    return [
+        *key_features(tonic_pc, minor),
+        float(playing == "wide"),
+        tempo_feature(tempo_bpm),
+        figuration_feature(share),
+    ]
 
 
 def relative_change(a: float, b: float) -> float:

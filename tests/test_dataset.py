@@ -14,12 +14,15 @@ from scipy.stats import spearmanr
 
 from diffbgm.controls import (
     DYNAMIC_CONTROLS,
+    FIGURATION_FEATURE,
+    FIGURATION_MAX,
     N_GLOBAL_FEATURES,
     PLAYING_FEATURE,
     SEMANTIC_CONTROLS,
     TEMPO_FEATURE,
     tempo_feature,
 )
+from diffbgm.metrics import odd_16th_share
 from diffbgm.model.conditions import Conditions
 from diffbgm.music.roll import RollSpec
 from tests.scripts import load_script
@@ -302,9 +305,12 @@ def test_is_played_sorts_songs_by_their_velocity_spread(cache_dir: Path) -> None
     assert way_of_playing(unknown) == "even"
 
 
-def test_a_songs_conditions_carry_its_way_of_playing_and_tempo(cache_dir: Path) -> None:
+def test_a_songs_conditions_carry_its_way_of_playing_tempo_and_figuration(
+    cache_dir: Path,
+) -> None:
     """The note network is told how the song is played, as the velocity model is (1 for a
-    widely played song, 0 for an evenly played one), and at what tempo."""
+    widely played song, 0 for an evenly played one), at what tempo, and how much of it moves
+    in 16th-note figures (its own share of onsets on the odd 16ths, whatever its tempo)."""
     data = Pop909Windows(cache_dir, "train", SPEC, augment=False)
     for song in data.songs:
         piece = piece_conditions_for_song(song, data.calibration)
@@ -321,3 +327,10 @@ def test_a_songs_conditions_carry_its_way_of_playing_and_tempo(cache_dir: Path) 
         assert slower.global_[TEMPO_FEATURE] == pytest.approx(
             max(tempo_feature(song.tempo_bpm) - 1.0, -1.0)
         )
+        assert piece.global_[FIGURATION_FEATURE] == pytest.approx(odd_16th_share(song.onset))
+        assert slower.global_[FIGURATION_FEATURE] == piece.global_[FIGURATION_FEATURE]
+    figured = data.songs[0]
+    onset = np.zeros_like(figured.onset)
+    onset[1::2, 40] = True  # every onset on an odd 16th
+    busy = piece_conditions_for_song(replace(figured, onset=onset), data.calibration)
+    assert busy.global_[FIGURATION_FEATURE] == pytest.approx(FIGURATION_MAX)

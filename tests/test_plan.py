@@ -11,6 +11,7 @@ import pytest
 from diffbgm.conditioning import piece_conditions
 from diffbgm.controls import (
     DYNAMIC_CONTROLS,
+    FIGURATION_FEATURE,
     N_GLOBAL_FEATURES,
     N_KEY_FEATURES,
     PLAYING_FEATURE,
@@ -18,6 +19,7 @@ from diffbgm.controls import (
     TEMPO_FEATURE,
     global_features,
     tempo_feature,
+    typical_figuration,
 )
 from diffbgm.errors import PlanError
 from diffbgm.music.chords import parse_chord
@@ -548,8 +550,8 @@ def test_the_plan_conditions_carry_the_users_way_of_playing() -> None:
     plan = make_plan(synthetic_analysis([4.0], 8.0), seed=0)
     even = piece_conditions(plan, RollSpec())
     wide = piece_conditions(plan, RollSpec(), "wide")
-    assert list(even.global_) == global_features(
-        plan.key.tonic_pc, plan.key.minor, tempo_bpm=plan.tempo_bpm
+    assert list(even.global_) == pytest.approx(
+        global_features(plan.key.tonic_pc, plan.key.minor, tempo_bpm=plan.tempo_bpm)
     )
     assert even.global_[PLAYING_FEATURE] == 0.0 and wide.global_[PLAYING_FEATURE] == 1.0
     others = np.arange(N_GLOBAL_FEATURES) != PLAYING_FEATURE
@@ -560,12 +562,14 @@ def test_the_plan_conditions_carry_the_users_way_of_playing() -> None:
     assert np.array_equal(moved.global_[:12], np.roll(wide.global_[:12], 2))
 
 
-def test_the_plan_conditions_carry_its_tempo() -> None:
+def test_the_plan_conditions_carry_its_tempo_and_the_figuration_typical_of_it() -> None:
     """The roll's 16th is a beat's quarter at any tempo: the network is told the plan's tempo
-    (docs/evaluation.md, "The tempo as an input")."""
+    (docs/evaluation.md, "The tempo as an input") and, as the app has no song to take it
+    from, the share of 16th-note figures typical of POP909 songs at that tempo."""
     analysis = synthetic_analysis([4.0], 8.0)
     for bpm in (60.0, 90.0, 150.0):
         plan = make_plan(analysis, PlanOverrides(tempo_bpm=bpm), seed=0)
         piece = piece_conditions(plan, RollSpec())
         assert plan.tempo_bpm == bpm
         assert piece.global_[TEMPO_FEATURE] == pytest.approx(tempo_feature(bpm))
+        assert piece.global_[FIGURATION_FEATURE] == pytest.approx(typical_figuration(bpm))

@@ -1,5 +1,5 @@
-"""The way of playing (even or wide dynamics) and the tempo as inputs of the note network: the
-global features carry them after the key, a model reads as many of them as its config says,
+"""The way of playing (even or wide dynamics), the tempo and the figuration as inputs of the
+note network: the global features carry them after the key, a model reads as many of them as its config says,
 and a model from before an input warm-starts with it at zero."""
 
 from __future__ import annotations
@@ -10,13 +10,17 @@ import pytest
 import torch
 
 from diffbgm.controls import (
+    FIGURATION_FEATURE,
+    FIGURATION_MAX,
     N_GLOBAL_FEATURES,
     N_KEY_FEATURES,
     PLAYING_FEATURE,
     TEMPO_FEATURE,
+    figuration_feature,
     global_features,
     key_features,
     tempo_feature,
+    typical_figuration,
 )
 from diffbgm.model.conditions import model_global, two_segment_conditions
 from diffbgm.model.config import preset
@@ -26,7 +30,7 @@ from trainer.train import with_zero_global_columns
 
 def test_global_features_are_the_key_then_the_way_of_playing() -> None:
     even = global_features(3, minor=True)
-    assert len(even) == N_GLOBAL_FEATURES == N_KEY_FEATURES + 2  # the tempo last
+    assert len(even) == N_GLOBAL_FEATURES == N_KEY_FEATURES + 3  # the figuration last
     assert PLAYING_FEATURE == N_KEY_FEATURES
     assert even[:N_KEY_FEATURES] == key_features(3, minor=True) and even[PLAYING_FEATURE] == 0.0
     assert global_features(3, minor=True, playing="wide")[PLAYING_FEATURE] == 1.0
@@ -35,7 +39,7 @@ def test_global_features_are_the_key_then_the_way_of_playing() -> None:
 
 
 def test_the_tempo_is_octaves_from_90_bpm_clipped_to_one() -> None:
-    assert TEMPO_FEATURE == N_GLOBAL_FEATURES - 1
+    assert TEMPO_FEATURE == PLAYING_FEATURE + 1
     assert tempo_feature(90.0) == 0.0
     assert tempo_feature(45.0) == -1.0 and tempo_feature(180.0) == 1.0
     assert tempo_feature(60.0) == pytest.approx(-0.585, abs=1e-3)
@@ -47,12 +51,32 @@ def test_the_tempo_is_octaves_from_90_bpm_clipped_to_one() -> None:
             tempo_feature(bad)
 
 
+def test_the_figuration_is_the_songs_share_or_the_one_typical_of_its_tempo() -> None:
+    assert FIGURATION_FEATURE == TEMPO_FEATURE + 1 == N_GLOBAL_FEATURES - 1
+    # POP909's training songs: slow ones put about 0.3 of their onsets on the odd 16ths, songs
+    # at 120 BPM hardly any
+    assert typical_figuration(60.0) == pytest.approx(0.286, abs=1e-3)
+    assert typical_figuration(90.0) == pytest.approx(0.129)
+    assert typical_figuration(120.0) == pytest.approx(0.017, abs=1e-3)
+    assert typical_figuration(180.0) == 0.0  # the line would go below zero
+    assert typical_figuration(40.0) <= FIGURATION_MAX
+    assert global_features(0, False, tempo_bpm=60.0)[FIGURATION_FEATURE] == pytest.approx(
+        typical_figuration(60.0)
+    )  # unstated: typical of the tempo
+    told = global_features(0, False, tempo_bpm=60.0, figuration=0.45)
+    assert told[FIGURATION_FEATURE] == 0.45 and told[TEMPO_FEATURE] == tempo_feature(60.0)
+    assert figuration_feature(0.9) == FIGURATION_MAX
+    for bad in (-0.1, float("nan")):
+        with pytest.raises(ValueError, match="figuration must be a share"):
+            figuration_feature(bad)
+
+
 def test_a_model_reads_as_many_global_features_as_its_config_says() -> None:
     both = torch.tensor([[*global_features(0, False, "wide")]])
     assert model_global(both, N_KEY_FEATURES).shape == (1, N_KEY_FEATURES)
     assert torch.equal(model_global(both, N_GLOBAL_FEATURES), both)
     assert torch.equal(model_global(both, PLAYING_FEATURE + 1), both[:, : PLAYING_FEATURE + 1])
-    with pytest.raises(ValueError, match="reads 16 global features, the conditions have 14"):
+    with pytest.raises(ValueError, match="reads 17 global features, the conditions have 14"):
         model_global(both[:, :N_KEY_FEATURES], N_GLOBAL_FEATURES)
 
 
@@ -129,8 +153,8 @@ def test_tempo_rhythm_counts_odd_16ths_and_the_forests_songs(tmp_path) -> None: 
     assert accuracy == {"843": pytest.approx((0.8 + 0.5) / 2), "851": pytest.approx(0.5)}
 
 
-def test_probes_tell_another_tempo_and_way_of_playing() -> None:
-    from trainer.probes import told_playing, told_tempo
+def test_probes_tell_another_tempo_figuration_and_way_of_playing() -> None:
+    from trainer.probes import told_figuration, told_playing, told_tempo
 
     cond = two_segment_conditions(replace(preset("tiny"), global_dim=N_GLOBAL_FEATURES), batch=2)
     rows = [global_features(0, False, "wide", 60.0), global_features(0, False, "even", 150.0)]
@@ -149,3 +173,16 @@ def test_probes_tell_another_tempo_and_way_of_playing() -> None:
         told_tempo(cond, "fast")
     with pytest.raises(ValueError, match="playing must be one of"):
         told_playing(cond, "loud")
+    rows[0][FIGURATION_FEATURE] = 0.5  # a slow song more figured than most
+    cond = cond.with_(global_=torch.tensor(rows))
+    assert told_figuration(cond, "song").global_.equal(cond.global_)
+    typical = told_figuration(cond, "typical").global_
+    assert typical[:, FIGURATION_FEATURE].tolist() == pytest.approx(
+        [typical_figuration(60.0), typical_figuration(150.0)]
+    )
+    assert typical[:, :FIGURATION_FEATURE].equal(cond.global_[:, :FIGURATION_FEATURE])
+    assert told_figuration(cond, "none").global_[:, FIGURATION_FEATURE].tolist() == [0.0, 0.0]
+    most = told_figuration(cond, "most").global_[:, FIGURATION_FEATURE]
+    assert most.tolist() == pytest.approx([FIGURATION_MAX] * 2)
+    with pytest.raises(ValueError, match="figuration must be one of"):
+        told_figuration(cond, "busy")

@@ -16,7 +16,13 @@ import pytest
 import torch
 
 from diffbgm.checkpoint import load_checkpoint
-from diffbgm.controls import N_GLOBAL_FEATURES, PLAYING_FEATURE, TEMPO_FEATURE, tempo_feature
+from diffbgm.controls import (
+    FIGURATION_FEATURE,
+    N_GLOBAL_FEATURES,
+    PLAYING_FEATURE,
+    TEMPO_FEATURE,
+    tempo_feature,
+)
 from diffbgm.errors import CheckpointError, DiffBGMError
 from diffbgm.generation import GenerationConfig
 from diffbgm.model.config import preset
@@ -739,13 +745,13 @@ def test_lr_scales_give_named_parameters_their_own_rate() -> None:
             build_parser().parse_args([*base, "--lr-scale", bad])
 
 
-def test_warm_start_adds_the_way_of_playing_and_the_tempo_at_zero(
+def test_warm_start_adds_the_way_of_playing_the_tempo_and_the_figuration_at_zero(
     tiny_cache: Path, trained_run: Path, tmp_path: Path
 ) -> None:
-    """`--set global_dim=16` on a warm start from a model that reads the key alone: every
-    weight is loaded, the way of playing's and the tempo's columns start at zero, the batches
-    carry each song's way and tempo and training moves the columns; the export's card says
-    what it reads."""
+    """`--set global_dim=17` on a warm start from a model that reads the key alone: every
+    weight is loaded, the way of playing's, the tempo's and the figuration's columns start at
+    zero, the batches carry each song's way, tempo and figuration and training moves the
+    columns; the export's card says what it reads."""
     from tests.scripts import load_script
     from trainer.dataset import load_split, way_of_playing
     from trainer.sources import load_data
@@ -760,10 +766,14 @@ def test_warm_start_adds_the_way_of_playing_and_the_tempo_at_zero(
     _, cond = data.collate([data.train[i] for i in range(len(data.train))])
     wide = [way_of_playing(song) == "wide" for song in load_split(tiny_cache, "train")]
     tempos = [tempo_feature(song.tempo_bpm) for song in load_split(tiny_cache, "train")]
+    figurations = [song.figuration for song in load_split(tiny_cache, "train")]
     assert cond.global_.shape[1] == N_GLOBAL_FEATURES and any(wide)
     assert set(cond.global_[:, PLAYING_FEATURE].tolist()) == {float(w) for w in wide}
     assert set(cond.global_[:, TEMPO_FEATURE].tolist()) == set(
         torch.tensor(tempos, dtype=torch.float32).tolist()
+    )
+    assert set(cond.global_[:, FIGURATION_FEATURE].tolist()) == set(
+        torch.tensor(figurations, dtype=torch.float32).tolist()
     )
     run_training(config)
     assert losses(Path(config.run))[0] < 0.8 * losses(trained_run)[0]
@@ -771,9 +781,10 @@ def test_warm_start_adds_the_way_of_playing_and_the_tempo_at_zero(
     assert loaded.config.global_dim == N_GLOBAL_FEATURES
     weight = loaded.model.state_dict()["tokens.global_proj.weight"]
     assert weight.shape[1] == N_GLOBAL_FEATURES
-    assert weight[:, PLAYING_FEATURE].abs().max() > 0 and weight[:, TEMPO_FEATURE].abs().max() > 0
+    for feature in (PLAYING_FEATURE, TEMPO_FEATURE, FIGURATION_FEATURE):
+        assert weight[:, feature].abs().max() > 0
     card = (tmp_path / "shipped" / "README.md").read_text()
-    assert "global (16: the key, the way of playing and the tempo)" in card
+    assert "global (17: the key, the way of playing, the tempo and the figuration)" in card
     # one that reads it does: benchmarks/validation_loss.py tells it the other way
     bench = load_script("benchmarks/validation_loss.py")
     as_played = bench.validation_loss(tmp_path / "shipped", str(tiny_cache), "tiny", 8, 4)
@@ -785,6 +796,10 @@ def test_warm_start_adds_the_way_of_playing_and_the_tempo_at_zero(
         tmp_path / "shipped", str(tiny_cache), "tiny", 8, 4, tempo="double"
     )
     assert doubled != as_played
+    unfigured = bench.validation_loss(
+        tmp_path / "shipped", str(tiny_cache), "tiny", 8, 4, figuration="none"
+    )
+    assert unfigured != as_played
     # the projection learned at ten times the rate; resuming must keep the scales
     with pytest.raises(DiffBGMError, match="resume with the same --lr-scale"):
         run_training(replace(config, steps=3, lr_scales={}), resume=True)
@@ -799,8 +814,8 @@ def test_warm_start_adds_the_way_of_playing_and_the_tempo_at_zero(
 def test_warm_start_grows_a_network_that_reads_the_way_of_playing_by_the_tempo(
     tiny_cache: Path, trained_run: Path, tmp_path: Path
 ) -> None:
-    """A network that reads the key and the way of playing (15) grows to read the tempo too:
-    its weights are kept, the tempo's column starts at zero."""
+    """A network that reads the key and the way of playing (15) grows to read the tempo and
+    the figuration too: its weights are kept, the new columns start at zero."""
     from trainer.train import GLOBAL_WEIGHT
 
     exported = export_run(trained_run, tmp_path / "exported", dtype="fp32")
@@ -816,11 +831,11 @@ def test_warm_start_grows_a_network_that_reads_the_way_of_playing_by_the_tempo(
         model_overrides={"global_dim": N_GLOBAL_FEATURES},
     )  # fmt: skip
     run_training(grown)
-    after = load_checkpoint(export_run(tmp_path / "grown", tmp_path / "sixteen", dtype="fp32"))
+    after = load_checkpoint(export_run(tmp_path / "grown", tmp_path / "seventeen", dtype="fp32"))
     weight = after.model.state_dict()[GLOBAL_WEIGHT]
     assert after.config.global_dim == N_GLOBAL_FEATURES
     assert torch.allclose(weight[:, : PLAYING_FEATURE + 1], before, atol=1e-6)
-    assert weight[:, TEMPO_FEATURE].abs().max() < 1e-6
+    assert weight[:, TEMPO_FEATURE:].abs().max() < 1e-6
 
 
 @pytest.mark.parametrize(

@@ -260,6 +260,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         realism_groups=args.realism_groups,
         musdr_si=args.musdr_si,
         velocity=args.velocity,
+        figuration=args.figuration,
     )
     report = run_evaluation(options)
     print(report.markdown)
@@ -866,6 +867,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="also run the realism test per aspect of the music (rhythm, texture, note "
         "lengths, register, harmony, melody, velocity), on that group of features alone and "
         "on all the others: which aspect gives the music away (about 2 min more on 30 songs)",
+    )
+    evaluate.add_argument(
+        "--figuration",
+        choices=("song", "typical"),
+        default="song",
+        help="the figuration a network that reads it (global_dim 17) is told: the real song's "
+        "share of onsets on the odd 16ths, as its controls are, or the share typical of its "
+        "tempo, as the app tells",
     )
     evaluate.add_argument("--json", default=None, help="write the full report here")
     evaluate.add_argument("--midi-dir", default=None, help="also write the generated MIDI here")

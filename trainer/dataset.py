@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Literal, NotRequired, TypedDict
 
@@ -20,6 +21,7 @@ from torch.utils.data import Dataset
 from diffbgm.controls import DYNAMIC_CONTROLS, PLAYINGS, SEMANTIC_CONTROLS, global_features
 from diffbgm.errors import DiffBGMError
 from diffbgm.generation.recall import recall_input, recall_map, transposed_steps
+from diffbgm.metrics import odd_16th_share
 from diffbgm.model.conditions import Conditions, PieceConditions, WindowConditions, stack_windows
 from diffbgm.music.calibration import Calibration
 from diffbgm.music.pop909 import COLUMN, UNLABELLED, segment_raw_controls
@@ -67,6 +69,11 @@ class CachedSong:
     @property
     def n_steps(self) -> int:
         return int(self.onset.shape[0])
+
+    @cached_property
+    def figuration(self) -> float:
+        """Share of the song's onsets on the odd 16ths (diffbgm.controls, the figuration)."""
+        return odd_16th_share(self.onset)
 
     @property
     def n_bars(self) -> int:
@@ -236,7 +243,11 @@ def conditions_from_segments(
         semantic=np.stack(semantic),
         global_=np.asarray(
             global_features(
-                song.key_tonic_pc, song.key_minor, way_of_playing(song), song.tempo_bpm
+                song.key_tonic_pc,
+                song.key_minor,
+                way_of_playing(song),
+                song.tempo_bpm,
+                song.figuration,
             ),
             dtype=np.float32,
         ),

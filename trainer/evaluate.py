@@ -41,7 +41,13 @@ import numpy as np
 import torch
 
 from diffbgm.checkpoint import LoadedModel
-from diffbgm.controls import DEFAULT_PLAYING, DYNAMIC_CONTROLS
+from diffbgm.controls import (
+    DEFAULT_PLAYING,
+    DYNAMIC_CONTROLS,
+    FIGURATION_FEATURE,
+    figuration_feature,
+    typical_figuration,
+)
 from diffbgm.device import sampling_precision
 from diffbgm.errors import DiffBGMError
 from diffbgm.generation import GenerationConfig
@@ -107,6 +113,9 @@ class EvalOptions:
     realism_groups: bool = False
     musdr_si: bool = True  # SI as MusDr computes it, from FluidSynth audio (diffbgm.musdr_si)
     velocity: VelocityMethod = "learned"  # generated velocities: the app's model, or the old rule
+    # the figuration told (diffbgm.controls): the real song's, as its controls are, or the
+    # share typical of its tempo, as the app tells (a network with global_dim 17 reads it)
+    figuration: Literal["song", "typical"] = "song"
 
 
 @dataclass(frozen=True)
@@ -569,8 +578,15 @@ def run_evaluation(options: EvalOptions) -> EvalReport:
             skipped[song_id] = str(exc)
             continue
         asked = song
+        if options.figuration == "typical":
+            typical = figuration_feature(typical_figuration(song.tempo_bpm))
+            asked = replace(
+                song, conditions=song.conditions.with_global_feature(FIGURATION_FEATURE, typical)
+            )
         if cut_contrast > 0:
-            asked = replace(song, conditions=contrasted(song.conditions, cut_contrast, calibration))
+            asked = replace(
+                asked, conditions=contrasted(asked.conditions, cut_contrast, calibration)
+            )
         songs.append((song, asked))
         jobs.append((n, asked.conditions))
     rolls = _generated_rolls(options, generator, jobs)
@@ -648,6 +664,8 @@ def run_evaluation(options: EvalOptions) -> EvalReport:
         f"{generation.steps} {generation.sampler} steps, guidance {generation.guidance}, "
         f"onset threshold {generation.onset_threshold}"
     )
+    if options.figuration != "song":
+        title += f", figuration {options.figuration} for the tempo"
     if SONG_CONTROLS in accumulators:
         title += f", cut contrast {options.cut_contrast} at every boundary"
     markdown = markdown_report(generated, real, control, title)

@@ -79,7 +79,8 @@ def _global_reads(config: ModelConfig) -> str:
     reads = {
         N_KEY_FEATURES: "the key",
         N_KEY_FEATURES + 1: "the key and the way of playing",
-        N_GLOBAL_FEATURES: "the key, the way of playing and the tempo",
+        N_KEY_FEATURES + 2: "the key, the way of playing and the tempo",
+        N_GLOBAL_FEATURES: "the key, the way of playing, the tempo and the figuration",
     }
     return reads.get(config.global_dim, "per the data")
 

@@ -1,15 +1,25 @@
 """Conditions told something else than the truth, to measure what an input is worth to a
 network: how much worse it predicts, or how differently it writes, when told another way of
-playing or another tempo than each song's own (benchmarks/validation_loss.py,
+playing, another tempo or another figuration than each song's own (benchmarks/validation_loss.py,
 benchmarks/noise_rhythm.py)."""
 
 from __future__ import annotations
 
-from diffbgm.controls import PLAYING_FEATURE, TEMPO_CENTRE_BPM, TEMPO_FEATURE, tempo_feature
+from diffbgm.controls import (
+    FIGURATION_AT_CENTRE,
+    FIGURATION_FEATURE,
+    FIGURATION_MAX,
+    FIGURATION_PER_OCTAVE,
+    PLAYING_FEATURE,
+    TEMPO_CENTRE_BPM,
+    TEMPO_FEATURE,
+    tempo_feature,
+)
 from diffbgm.model.conditions import Conditions
 
 PLAYING_PROBES = ("song", "flipped", "even", "wide")
 TEMPO_PROBES = ("song", "centre", "double", "half")
+FIGURATION_PROBES = ("song", "typical", "none", "most")
 
 
 def told_playing(cond: Conditions, playing: str) -> Conditions:
@@ -35,4 +45,20 @@ def told_tempo(cond: Conditions, tempo: str) -> Conditions:
         told[:, TEMPO_FEATURE] = (told[:, TEMPO_FEATURE] + shift).clamp(-1.0, 1.0)
     elif tempo != "song":
         raise ValueError(f"tempo must be one of {', '.join(TEMPO_PROBES)}, got {tempo!r}")
+    return cond.with_(global_=told)
+
+
+def told_figuration(cond: Conditions, figuration: str) -> Conditions:
+    """The conditions with the figuration told as `figuration`: `typical` the share typical of
+    each piece's tempo (what the app tells), `none` 0, `most` FIGURATION_MAX."""
+    told = cond.global_.clone()
+    if figuration == "typical":
+        typical = FIGURATION_AT_CENTRE + FIGURATION_PER_OCTAVE * told[:, TEMPO_FEATURE]
+        told[:, FIGURATION_FEATURE] = typical.clamp(0.0, FIGURATION_MAX)
+    elif figuration in ("none", "most"):
+        told[:, FIGURATION_FEATURE] = 0.0 if figuration == "none" else FIGURATION_MAX
+    elif figuration != "song":
+        raise ValueError(
+            f"figuration must be one of {', '.join(FIGURATION_PROBES)}, got {figuration!r}"
+        )
     return cond.with_(global_=told)

@@ -79,7 +79,8 @@ class ModelConfig:
     dynamic_dim: int = len(DYNAMIC_CONTROLS)
     semantic_dim: int = len(SEMANTIC_CONTROLS)
     # the global features read (diffbgm.controls.global_features): N_KEY_FEATURES the key
-    # alone, then the way the piece is played, then its tempo (N_GLOBAL_FEATURES: all three)
+    # alone, then the way the piece is played, its tempo and its figuration (N_GLOBAL_FEATURES:
+    # all four)
     global_dim: int = N_KEY_FEATURES
     max_segments: int = 8
     sac: bool = True  # False = every frame sees every real segment's tokens (the ablation)
