@@ -724,25 +724,6 @@ def test_warm_start_adds_the_recall_input_and_training_feeds_it(
     assert "recalled music as an input: yes" in card
 
 
-def test_x0_weight_cap_lightens_the_runs_loss(
-    tiny_cache: Path, trained_run: Path, tmp_path: Path
-) -> None:
-    """--x0-weight-cap reaches the denoising loss: at cap 1 every item of a v-predicting
-    network weighs less than in the plain loss (1 / (1 + SNR)), so the same first step's loss
-    is smaller; a cap below 1 is refused."""
-    exported = export_run(trained_run, tmp_path / "exported", dtype="fp32")
-    plain, capped = tmp_path / "plain", tmp_path / "capped"
-    run_training(tiny_config(tiny_cache, plain, steps=1, init_from=str(exported)))
-    run_training(
-        tiny_config(tiny_cache, capped, steps=1, init_from=str(exported), x0_weight_cap=1.0)
-    )
-    assert losses(capped)[0] < losses(plain)[0]
-    base = ["train", "--data", "d", "--run", "r"]
-    assert build_parser().parse_args([*base, "--x0-weight-cap", "5"]).x0_weight_cap == 5.0
-    with pytest.raises(ValueError, match="x0-weight-cap must be >= 1"):
-        tiny_config(tiny_cache, plain, x0_weight_cap=0.5)
-
-
 def test_lr_scales_give_named_parameters_their_own_rate() -> None:
     from trainer.train import parameter_groups
 

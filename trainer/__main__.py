@@ -147,7 +147,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         density_min_t=args.density_min_t,
         rhythm_weight=args.rhythm_weight,
         rhythm_min_t=args.rhythm_min_t,
-        x0_weight_cap=args.x0_weight_cap,
         voicing_weight=args.voicing_weight,
         voicing_min_t=args.voicing_min_t,
         spread_weight=args.spread_weight,
@@ -503,15 +502,6 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PREFIX=SCALE",
         help="parameters whose name starts with PREFIX learn at the learning rate times SCALE, "
         "e.g. --lr-scale tokens.global_proj=10 for an input added in a warm start",
-    )
-    train.add_argument(
-        "--x0-weight-cap",
-        type=float,
-        default=0.0,
-        metavar="CAP",
-        help="cap the denoising loss's weight of an x0 error (1 + SNR for v) at CAP, e.g. 5 "
-        "(min-SNR weighting): the noisy levels, where a window's rhythm is settled, weigh more "
-        "against the quiet ones; 0 (default): the plain loss",
     )
     train.add_argument("--warmup", type=int, default=500, help="linear warm-up steps")
     train.add_argument("--schedule", choices=("cosine", "constant"), default="cosine")

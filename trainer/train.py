@@ -97,10 +97,6 @@ class TrainConfig:
     # too slowly to be used (docs/training.md, "The way of playing as an input")
     lr_scales: dict[str, float] = field(default_factory=dict)
     grad_clip: float = 1.0  # max global L2 norm of the gradient; 0 disables clipping
-    # > 0: cap the denoising loss's weight of an x0 error at this (min-SNR weighting,
-    # Diffusion.capped_weights), so the noisy levels weigh more against the quiet ones; the
-    # run's own val_loss is then capped too (benchmarks/validation_loss.py gives the plain one)
-    x0_weight_cap: float = 0.0
     ema_decay: float = 0.999
     # bfloat16 autocast; None: where the hardware computes it natively (diffbgm.device)
     bf16: bool | None = None
@@ -201,8 +197,6 @@ class TrainConfig:
             raise ValueError("--profile-steps must be >= 0")
         if self.snapshot_every < 0:
             raise ValueError("snapshot_every must be >= 0 (0 = no snapshots)")
-        if self.x0_weight_cap != 0 and not self.x0_weight_cap >= 1:
-            raise ValueError("--x0-weight-cap must be >= 1 (0 = no cap)")
         if not 1.0 <= self.distill_min_scale <= self.distill_max_scale:
             raise ValueError("need 1 <= distill_min_scale <= distill_max_scale")
         if not 0.0 <= self.distill_sustain_share <= 1.0:
@@ -510,8 +504,7 @@ class Trainer:
             # p_uncond is passed because the DDP wrapper hides model.config; a student is only
             # ever asked for conditional outputs (no scale given: scale 1)
             p_uncond = 0.0 if self.config.conditional_student else self.model_config.p_uncond
-            cap = self.config.x0_weight_cap or None
-            terms = self.diffusion.training_terms(model, roll, cond, generator, p_uncond, cap)
+            terms = self.diffusion.training_terms(model, roll, cond, generator, p_uncond)
         elif self.config.distill_steps:
             return self.diffusion.step_distillation_terms(
                 model,

@@ -214,28 +214,12 @@ class Diffusion:
 
     # ---- training ------------------------------------------------------------------------
 
-    def weighted_mse(
-        self, pred: torch.Tensor, target: torch.Tensor, item_weights: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def weighted_mse(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Mean squared error over (B, 2, T, P), the onset channel weighted by
-        config.onset_loss_weight against the sustain channel (weights normalised to mean 1),
-        each item by `item_weights` ((B,)) when given."""
+        config.onset_loss_weight against the sustain channel (weights normalised to mean 1)."""
         weights = torch.tensor([self.config.onset_loss_weight, 1.0], device=pred.device)
         weights = (weights / weights.mean())[None, :, None, None]
-        if item_weights is not None:
-            weights = weights * item_weights[:, None, None, None]
         return ((pred - target).square() * weights).mean()
-
-    def capped_weights(self, t: torch.Tensor, x0_weight_cap: float) -> torch.Tensor:
-        """(B,) timesteps -> the per-item weights that cap the loss's weight of an x0 error at
-        `x0_weight_cap` (min-SNR weighting, Hang et al. 2023). The plain loss weighs an error
-        of the implied x0 by 1 + SNR (v) or SNR (eps): up to a thousand times more at the
-        quiet levels, where the notes are visible, than at the noisy ones, where a window's
-        rhythm and texture are settled; capped, the noisy levels get a larger share."""
-        ab = self.alphas_cumprod[t.cpu()].double()
-        snr = ab / (1.0 - ab)
-        implied = snr + 1.0 if self.config.prediction == "v" else snr
-        return (implied.clamp(max=x0_weight_cap) / implied).float().to(t.device)
 
     def training_terms(
         self,
@@ -244,13 +228,11 @@ class Diffusion:
         cond: Conditions,
         generator: torch.Generator | None = None,
         p_uncond: float | None = None,
-        x0_weight_cap: float | None = None,
     ) -> LossTerms:
         """Loss with t ~ U{0..N-1} and drop ~ Bernoulli(p_uncond) per item.
 
         p_uncond defaults to model.config.p_uncond. The loss is the MSE over every element,
-        the onset channel weighted by config.onset_loss_weight (weights normalised to mean 1),
-        each item by `capped_weights(t, x0_weight_cap)` when a cap is given.
+        the onset channel weighted by config.onset_loss_weight (weights normalised to mean 1).
         """
         batch = x0.shape[0]
         device = x0.device
@@ -263,8 +245,7 @@ class Diffusion:
         t, drop = t.to(device), drop.to(device)
         x_t = self.q_sample(x0, t, noise)
         pred = model(x_t, t, cond, drop).float()  # (B, 2, T, P)
-        item_weights = None if x0_weight_cap is None else self.capped_weights(t, x0_weight_cap)
-        loss = self.weighted_mse(pred, self.target(x0.float(), noise, t), item_weights)
+        loss = self.weighted_mse(pred, self.target(x0.float(), noise, t))
         return LossTerms(loss=loss, t=t, drop=drop, x0_pred=self.predicted_x0(pred, x_t, t))
 
     def predicted_x0(self, pred: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
