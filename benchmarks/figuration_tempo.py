@@ -38,9 +38,9 @@ def main() -> None:
         if split == "train":
             slope, centre = np.polyfit([tempo_feature(bpm) for bpm in tempo], share, 1)
             print(
-                f"fit on {len(songs)} training songs: share = {centre:.3f} + {slope:.3f} * "
-                f"log2(tempo / 90)  (the app: {FIGURATION_AT_CENTRE} + "
-                f"{FIGURATION_PER_OCTAVE} * ...)"
+                f"fit on {len(songs)} training songs: share = {centre:.3f} {slope:+.3f} * "
+                f"log2(tempo / 90)  (the app: {FIGURATION_AT_CENTRE} {FIGURATION_PER_OCTAVE:+} "
+                "* ...)"
             )
         typical = np.array([typical_figuration(bpm) for bpm in tempo])
         r = np.corrcoef(typical, share)[0, 1]

@@ -334,3 +334,18 @@ def test_a_songs_conditions_carry_its_way_of_playing_tempo_and_figuration(
     onset[1::2, 40] = True  # every onset on an odd 16th
     busy = piece_conditions_for_song(replace(figured, onset=onset), data.calibration)
     assert busy.global_[FIGURATION_FEATURE] == pytest.approx(FIGURATION_MAX)
+
+
+def test_figuration_tempo_fits_the_line_the_app_tells(
+    cache_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """benchmarks/figuration_tempo.py fits share against log2(tempo / 90) on the training songs
+    and prints each split's songs beside the app's line."""
+    from tests.scripts import load_script
+
+    bench = load_script("benchmarks/figuration_tempo.py")
+    monkeypatch.setattr("sys.argv", ["figuration_tempo.py", "--data", str(cache_dir)])
+    bench.main()
+    out = capsys.readouterr().out
+    assert "fit on 3 training songs: share = " in out and "(the app: 0.129 -0.269" in out
+    assert "train: 3 songs" in out and "valid: 2 songs" in out
