@@ -477,6 +477,14 @@ def test_evaluate_reports_metrics_controls_and_ablations(
     assert "cut contrast 0.55" in contrast.markdown
     assert "| density_obedience (the song's own controls) |" in contrast.markdown
     assert set(contrast.data["control"]) == {"generated", "real", SONG_CONTROLS}
+    # the figuration typical of each song's tempo, as the app tells, alone and with contrast
+    typical = run_evaluation(replace(options, figuration="typical", out_json=None))
+    assert "figuration typical for the tempo" in typical.markdown
+    assert set(typical.data["control"]) == {"generated", "real"}
+    both = run_evaluation(replace(options, figuration="typical", cut_contrast=0.55, out_json=None))
+    assert set(both.data["control"]) == {"generated", "real", SONG_CONTROLS}
+    args = build_parser().parse_args(["evaluate", "--model", "m", "--figuration", "typical"])
+    assert args.figuration == "typical"
 
 
 def test_the_evaluation_realism_test_repeats_and_keeps_per_song_counts() -> None:

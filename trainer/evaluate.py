@@ -632,7 +632,7 @@ def run_evaluation(options: EvalOptions) -> EvalReport:
         accumulators["generated"].add(
             roll.onset, roll.sustain, asked, spec.pitch_low, calibration, options.boundary_threshold
         )
-        if asked is not song:
+        if SONG_CONTROLS in accumulators:
             accumulators[SONG_CONTROLS].add(
                 roll.onset,
                 roll.sustain,
