@@ -8,13 +8,14 @@ The roll's grid is the 16th of a beat at any tempo. POP909's slow songs put a th
 onsets on the odd 16ths (16th-note figures), its fast ones a twentieth (docs/evaluation.md,
 "The tempo as an input"). For a network that reads the tempo (`global_dim` 16), each song's
 first bars are generated as `trainer evaluate` does, told each of `--tempos` (`song`: its own)
-with the same seed, and the share of onsets on the odd 16ths, the onsets per bar and the notes
-per onset step are printed beside the real song's. A network that does not read the tempo
-writes the same notes whatever it is told. `--figurations` adds columns told each share of
-onsets on the odd 16ths (a network with `global_dim` 17; the tempo its own), `typical` the share
-typical of the song's tempo (what the app tells). `--setting` samples with other generation settings
-(`GenerationConfig.with_setting`'s 'sampler:steps[:knob=value...]'; e.g. ancestral sampling
-without guidance or decode rules, to see what the network itself writes).
+with the same seed, and the share of onsets on the odd 16ths, the onsets per bar, the notes
+per onset step and the notes sounding per 16th are printed beside the real song's. A network
+that does not read the tempo writes the same notes whatever it is told. `--figurations` adds
+columns told each share of onsets on the odd 16ths (a network with `global_dim` 17; the tempo
+its own), `typical` the share typical of the song's tempo (what the app tells). `--setting`
+samples with other generation settings (`GenerationConfig.with_setting`'s
+'sampler:steps[:knob=value...]'; e.g. ancestral sampling without guidance or decode rules, to
+see what the network itself writes).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from diffbgm.controls import (
     tempo_feature,
     typical_figuration,
 )
-from diffbgm.metrics import notes_per_onset_step, odd_16th_share
+from diffbgm.metrics import notes_per_onset_step, odd_16th_share, polyphony
 from diffbgm.music.calibration import Calibration
 from trainer.models import load_for_inference
 from trainer.sample import generate, load_song_piece, song_generation
@@ -40,11 +41,14 @@ from trainer.sample import generate, load_song_piece, song_generation
 STEPS_PER_BAR = 16
 
 
-def describe(onset: np.ndarray) -> str:
+def describe(onset: np.ndarray, sustain: np.ndarray) -> str:
     onset = np.asarray(onset, dtype=bool)
     bars = max(onset.shape[0] / STEPS_PER_BAR, 1e-9)
     per_step = notes_per_onset_step(onset)
-    return f"{odd_16th_share(onset):.3f} / {onset.sum() / bars:.1f} / {per_step:.2f}"
+    sounding = polyphony(onset, np.asarray(sustain, dtype=bool))
+    return (
+        f"{odd_16th_share(onset):.3f} / {onset.sum() / bars:.1f} / {per_step:.2f} / {sounding:.2f}"
+    )
 
 
 def main() -> None:
@@ -71,7 +75,10 @@ def main() -> None:
     config = song_generation(generation, None)
     calibration = Calibration.load()
     told = [f"told {t}" for t in args.tempos] + [f"told share {f}" for f in args.figurations]
-    print("odd-16th share of onsets / onsets per bar / notes per onset step")
+    print(
+        "odd-16th share of onsets / onsets per bar / notes per onset step / notes sounding per "
+        "16th (polyphony)"
+    )
     print(f"| song | tempo | real | {' | '.join(told)} |")
     print("|---|---|---|" + "---|" * len(told))
     for song_id in args.songs:
@@ -80,7 +87,8 @@ def main() -> None:
         for tempo in args.tempos:
             bpm = song.tempo_bpm if tempo == "song" else float(tempo)
             piece = song.conditions.with_global_feature(TEMPO_FEATURE, tempo_feature(bpm))
-            cells.append(describe(generate(loaded, piece, config, args.seed, calibration).onset))
+            roll = generate(loaded, piece, config, args.seed, calibration)
+            cells.append(describe(roll.onset, roll.sustain))
         for figuration in args.figurations:
             share = (
                 typical_figuration(song.tempo_bpm) if figuration == "typical" else float(figuration)
@@ -88,9 +96,10 @@ def main() -> None:
             piece = song.conditions.with_global_feature(
                 FIGURATION_FEATURE, figuration_feature(share)
             )
-            cells.append(describe(generate(loaded, piece, config, args.seed, calibration).onset))
+            roll = generate(loaded, piece, config, args.seed, calibration)
+            cells.append(describe(roll.onset, roll.sustain))
         print(
-            f"| {song_id} | {song.tempo_bpm:g} | {describe(song.onset)} | {' | '.join(cells)} |",
+            f"| {song_id} | {song.tempo_bpm:g} | {describe(song.onset, song.sustain)} | {' | '.join(cells)} |",
             flush=True,
         )
 

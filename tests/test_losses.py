@@ -16,6 +16,7 @@ from trainer.losses import (
     note_probability,
     pitch_band_profile,
     pitch_profile_consistency,
+    polyphony_consistency,
     register_consistency,
     rhythm_consistency,
     segment_mean_pitch,
@@ -105,6 +106,31 @@ def test_density_consistency_has_a_gradient_against_extra_onsets() -> None:
     density_consistency(guess, x0, cond, torch.ones(1, dtype=torch.bool)).backward()
     assert guess.grad is not None
     assert guess.grad[0, 0, ::2, 50].min() > 0  # lowering them lowers the loss
+
+
+def test_polyphony_consistency_sees_notes_held_short_not_where_they_start() -> None:
+    """The figures of a slow song held under the pedal against the same onsets let go at
+    once: the same onsets (the density and rhythm terms see no difference), fewer notes
+    sounding per step (the polyphony term does)."""
+    config = preset("tiny")
+    cond = two_segment_conditions(config)
+    held = -torch.ones(2, 2, config.window_steps, config.n_pitches)
+    for step, pitch in zip(range(0, config.window_steps, 2), [40, 44, 47, 52] * 64, strict=False):
+        held[:, 0, step, pitch] = 1.0
+        held[:, 1, step + 1 : step + 8, pitch] = 1.0  # held for eight 16ths
+    short = held.clone()
+    short[:, 1] = -1.0  # every note let go after its 16th
+    short[:, 1, 1::2] = torch.where(held[:, 0, ::2] > 0, 1.0, -1.0)  # held one more 16th
+    judged = torch.ones(2, dtype=torch.bool)
+    assert polyphony_consistency(held, held, cond, judged) < 1e-10
+    assert density_consistency(short, held, cond, judged) < 1e-10
+    assert rhythm_consistency(short, held, cond, judged) < 1e-10
+    assert polyphony_consistency(short, held, cond, judged) > 0.05
+    assert polyphony_consistency(short, held, cond, torch.zeros(2, dtype=torch.bool)) == 0.0
+    guess = short.clone().requires_grad_(True)
+    polyphony_consistency(guess, held, cond, judged).backward()
+    assert guess.grad is not None
+    assert guess.grad[:, 1].min() < 0  # holding a note longer lowers the loss
 
 
 def test_metric_profile_sums_onsets_by_position_in_the_bar() -> None:

@@ -847,15 +847,15 @@ def test_warm_start_grows_a_network_that_reads_the_way_of_playing_by_the_tempo(
 
 
 @pytest.mark.parametrize(
-    "term", ["register", "density", "rhythm", "voicing", "spread", "pitch_profile"]
+    "term", ["register", "density", "polyphony", "rhythm", "voicing", "spread", "pitch_profile"]
 )
 def test_consistency_weight_adds_its_term(
     term: str, tiny_cache: Path, trained_run: Path, tmp_path: Path
 ) -> None:
-    """--register-weight / --density-weight / --rhythm-weight / --voicing-weight /
-    --spread-weight / --pitch-profile-weight add their consistency term: same seed and
-    weights, a larger first loss; asked only above every timestep (--*-min-t), the term
-    judges nothing and the loss is the plain one again."""
+    """--register-weight / --density-weight / --polyphony-weight / --rhythm-weight /
+    --voicing-weight / --spread-weight / --pitch-profile-weight add their consistency term:
+    same seed and weights, a larger first loss; asked only above every timestep (--*-min-t),
+    the term judges nothing and the loss is the plain one again."""
     weight, min_t = f"{term}_weight", f"{term}_min_t"
     exported = export_run(trained_run, tmp_path / "exported", dtype="fp32")
     plain, weighted = tmp_path / "plain", tmp_path / "weighted"

@@ -145,6 +145,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         register_min_t=args.register_min_t,
         density_weight=args.density_weight,
         density_min_t=args.density_min_t,
+        polyphony_weight=args.polyphony_weight,
+        polyphony_min_t=args.polyphony_min_t,
         rhythm_weight=args.rhythm_weight,
         rhythm_min_t=args.rhythm_min_t,
         voicing_weight=args.voicing_weight,
@@ -663,6 +665,22 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         metavar="T",
         help="ask the density term only of items drawn at diffusion step >= T",
+    )
+    train.add_argument(
+        "--polyphony-weight",
+        type=float,
+        default=0.0,
+        metavar="W",
+        help="add W x the polyphony-consistency term (notes sounding per step of each segment, "
+        "struck or held, in the network's x0 estimate against the real notes', on a log scale) "
+        "to the loss: holds the notes as long as the real ones",
+    )
+    train.add_argument(
+        "--polyphony-min-t",
+        type=int,
+        default=0,
+        metavar="T",
+        help="ask the polyphony term only of items drawn at diffusion step >= T",
     )
     train.add_argument(
         "--rhythm-weight",

@@ -120,26 +120,54 @@ def segment_onset_rate(
     return mass / steps.clamp_min(1.0), steps
 
 
+def segment_rate_distance(
+    predicted_weight: torch.Tensor,
+    real_weight: torch.Tensor,
+    cond: Conditions,
+    judged_items: torch.Tensor,
+) -> torch.Tensor:
+    """Squared distance between log(1 + count per step) of two (B, T, P) soft note weights in
+    every segment of the window, averaged over the segments of the `judged_items` ((B,) bool).
+    The log makes one extra note count less in a busy segment than in a sparse one, as the
+    controls (quantiles) do."""
+    n_segments = cond.segment_mask.shape[1]
+    predicted, steps = segment_onset_rate(predicted_weight, cond.segment_ids, n_segments)
+    real, _ = segment_onset_rate(real_weight, cond.segment_ids, n_segments)
+    judged = (steps >= 1.0) & cond.segment_mask & judged_items[:, None]  # (B, S)
+    if not judged.any():
+        return predicted_weight.sum() * 0.0
+    return (torch.log1p(predicted) - torch.log1p(real)).square()[judged].mean()
+
+
 def density_consistency(
     x0_pred: torch.Tensor, x0: torch.Tensor, cond: Conditions, judged_items: torch.Tensor
 ) -> torch.Tensor:
-    """Squared distance between log(1 + onsets per step) of the prediction and of the real
-    notes, both counted softly, in every segment of the window, averaged over the segments of the `judged_items`
-    ((B,) bool). The log makes one extra onset count less in a busy segment than in a sparse
-    one, as the density control (a quantile of onsets per bar) does."""
-    n_segments = cond.segment_mask.shape[1]
-    predicted, steps = segment_onset_rate(
-        torch.sigmoid(ONSET_SHARPNESS * x0_pred[:, 0].float()), cond.segment_ids, n_segments
-    )
+    """`segment_rate_distance` of the onsets per step, of the prediction and of the real
+    notes, both counted softly; the density control is a quantile of onsets per bar."""
     # the real notes are counted through the same sigmoid: its floor (88 silent rows at -1
     # count 0.22 onsets a step) then cancels, so the exact answer scores zero
-    real, _ = segment_onset_rate(
-        torch.sigmoid(ONSET_SHARPNESS * x0[:, 0].float()), cond.segment_ids, n_segments
+    return segment_rate_distance(
+        torch.sigmoid(ONSET_SHARPNESS * x0_pred[:, 0].float()),
+        torch.sigmoid(ONSET_SHARPNESS * x0[:, 0].float()),
+        cond,
+        judged_items,
     )
-    judged = (steps >= 1.0) & cond.segment_mask & judged_items[:, None]  # (B, S)
-    if not judged.any():
-        return x0_pred.sum() * 0.0
-    return (torch.log1p(predicted) - torch.log1p(real)).square()[judged].mean()
+
+
+def sounding_weight(x0: torch.Tensor) -> torch.Tensor:
+    """(B, 2, T, P) onset and sustain channels in [-1, 1] -> (B, T, P) soft weight of a note
+    sounding (struck or held) at each cell."""
+    struck, held = torch.sigmoid(ONSET_SHARPNESS * x0.float()).unbind(dim=1)
+    return 1.0 - (1.0 - struck) * (1.0 - held)
+
+
+def polyphony_consistency(
+    x0_pred: torch.Tensor, x0: torch.Tensor, cond: Conditions, judged_items: torch.Tensor
+) -> torch.Tensor:
+    """`segment_rate_distance` of the notes sounding per step (struck or held), of the
+    prediction and of the real notes: asks that notes be held as long as the real ones are,
+    which the rhythm term, counting where onsets sit, does not."""
+    return segment_rate_distance(sounding_weight(x0_pred), sounding_weight(x0), cond, judged_items)
 
 
 def metric_profile(

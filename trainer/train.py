@@ -56,6 +56,7 @@ from trainer.losses import (
     ConsistencyTerm,
     density_consistency,
     pitch_profile_consistency,
+    polyphony_consistency,
     register_consistency,
     rhythm_consistency,
     spread_consistency,
@@ -142,6 +143,10 @@ class TrainConfig:
     # prediction against the real notes), judged at diffusion steps >= density_min_t
     density_weight: float = 0.0
     density_min_t: int = 0
+    # > 0: add this times the polyphony-consistency term (notes sounding per step of each
+    # segment, struck or held, the prediction against the real notes), at steps >= min_t
+    polyphony_weight: float = 0.0
+    polyphony_min_t: int = 0
     # > 0: add this times the rhythm-consistency term (the share of onsets at each 16th of the
     # bar, the prediction against the real notes), judged at diffusion steps >= rhythm_min_t
     rhythm_weight: float = 0.0
@@ -215,7 +220,15 @@ class TrainConfig:
                 "--conditional-student trains on the data's notes, not on a teacher: "
                 "leave out --distill-from"
             )
-        for name in ("register", "density", "rhythm", "voicing", "spread", "pitch_profile"):
+        for name in (
+            "register",
+            "density",
+            "polyphony",
+            "rhythm",
+            "voicing",
+            "spread",
+            "pitch_profile",
+        ):
             if getattr(self, f"{name}_weight") < 0 or getattr(self, f"{name}_min_t") < 0:
                 flag = name.replace("_", "-")
                 raise ValueError(f"--{flag}-weight and --{flag}-min-t must be >= 0")
@@ -250,7 +263,8 @@ class TrainConfig:
                 )
         if self.distill_steps and any(weight for weight, _, _ in self.consistency_terms()):
             raise ValueError(
-                "the consistency terms (--register-weight, --density-weight, --rhythm-weight, "
+                "the consistency terms (--register-weight, --density-weight, "
+                "--polyphony-weight, --rhythm-weight, "
                 "--voicing-weight, --spread-weight, --pitch-profile-weight) add to the "
                 "denoising or guidance-distillation loss; step distillation has neither"
             )
@@ -260,6 +274,7 @@ class TrainConfig:
         return [
             (self.register_weight, self.register_min_t, register_consistency),
             (self.density_weight, self.density_min_t, density_consistency),
+            (self.polyphony_weight, self.polyphony_min_t, polyphony_consistency),
             (self.rhythm_weight, self.rhythm_min_t, rhythm_consistency),
             (self.voicing_weight, self.voicing_min_t, voicing_consistency),
             (self.spread_weight, self.spread_min_t, spread_consistency),
