@@ -160,8 +160,8 @@ class WindowConditions:
 
 def model_global(global_: torch.Tensor, global_dim: int) -> torch.Tensor:
     """(B, Dg) -> (B, global_dim): the global features a model reads. Conditions carry the
-    key, the way of playing, the tempo and the figuration (controls.N_GLOBAL_FEATURES); a model built
-    before an input existed reads the features before it alone."""
+    key, the way of playing, the tempo and the figuration (controls.N_GLOBAL_FEATURES); a
+    model built before an input existed reads the features before it alone."""
     if global_.shape[-1] < global_dim:
         raise ValueError(
             f"the model reads {global_dim} global features, the conditions have "
