@@ -10,9 +10,9 @@ roll from them. Printed per t: the share of the estimate's onset mass on the odd
 the bar (soft: (x0 + 1) / 2; cut: x0 > 0) against the real windows', and how many of the real
 onsets on the odd and on the even 16ths the cut estimate keeps. A network that knows which
 songs fill the odd 16ths keeps their share at the noisy levels, where the notes are not yet
-visible; `--tempo` (`--figuration`) tells a network that reads the tempo (the figuration) something else
-than each song's own (trainer/probes.py), to see whether that is what it knows it from
-(docs/evaluation.md, "The tempo as an input").
+visible; `--tempo` (`--figuration`) tells a network that reads the tempo (the figuration)
+something else than each song's own (trainer/probes.py), to see whether that is what it knows
+it from (docs/evaluation.md, "The tempo as an input", "The figuration as an input").
 """
 
 from __future__ import annotations
