@@ -81,7 +81,13 @@ def tempo_feature(tempo_bpm: float) -> float:
 def typical_figuration(tempo_bpm: float) -> float:
     """The share of onsets on the odd 16ths typical of a POP909 song at this tempo (0.29 at
     60 BPM, 0.13 at 90, 0.02 at 120), in [0, FIGURATION_MAX]."""
-    share = FIGURATION_AT_CENTRE + FIGURATION_PER_OCTAVE * tempo_feature(tempo_bpm)
+    return typical_figuration_of_feature(tempo_feature(tempo_bpm))
+
+
+def typical_figuration_of_feature(tempo: float) -> float:
+    """`typical_figuration` of a tempo already given as its feature (`tempo_feature`), as a
+    network's conditions carry it."""
+    share = FIGURATION_AT_CENTRE + FIGURATION_PER_OCTAVE * tempo
     return float(min(max(share, 0.0), FIGURATION_MAX))
 
 

@@ -5,15 +5,16 @@ benchmarks/noise_rhythm.py)."""
 
 from __future__ import annotations
 
+import torch
+
 from diffbgm.controls import (
-    FIGURATION_AT_CENTRE,
     FIGURATION_FEATURE,
     FIGURATION_MAX,
-    FIGURATION_PER_OCTAVE,
     PLAYING_FEATURE,
     TEMPO_CENTRE_BPM,
     TEMPO_FEATURE,
     tempo_feature,
+    typical_figuration_of_feature,
 )
 from diffbgm.model.conditions import Conditions
 
@@ -53,8 +54,12 @@ def told_figuration(cond: Conditions, figuration: str) -> Conditions:
     each piece's tempo (what the app tells), `none` 0, `most` FIGURATION_MAX."""
     told = cond.global_.clone()
     if figuration == "typical":
-        typical = FIGURATION_AT_CENTRE + FIGURATION_PER_OCTAVE * told[:, TEMPO_FEATURE]
-        told[:, FIGURATION_FEATURE] = typical.clamp(0.0, FIGURATION_MAX)
+        tempos = told[:, TEMPO_FEATURE].tolist()
+        told[:, FIGURATION_FEATURE] = torch.tensor(
+            [typical_figuration_of_feature(tempo) for tempo in tempos],
+            dtype=told.dtype,
+            device=told.device,
+        )
     elif figuration in ("none", "most"):
         told[:, FIGURATION_FEATURE] = 0.0 if figuration == "none" else FIGURATION_MAX
     elif figuration != "song":
