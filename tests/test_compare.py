@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from trainer.__main__ import main
-from trainer.compare import compare, pair_by_seed
+from trainer.compare import compare, markdown, pair_by_seed
 
 SONGS = [f"{n:03d}" for n in range(801, 831)]
 
@@ -191,3 +191,46 @@ def test_the_command_prints_the_table_and_writes_json(tmp_path: Path, capsys: An
         == 2
     )
     assert main([*argv, "--primary", "nonsense"]) == 2
+    assert main([*argv, "--features", "0"]) == 0
+
+
+def _with_feature_means(report: dict[str, Any], d: dict[str, float]) -> dict[str, Any]:
+    """The report with realism_feature_means of effect sizes `d` (real mean 1.0 each)."""
+    report["realism_feature_means"] = [
+        {"name": name, "mean_a": 1.0, "mean_b": 1.0 + value, "d": value}
+        for name, value in d.items()
+    ]
+    return report
+
+
+def test_the_features_furthest_from_real_on_either_side_are_listed() -> None:
+    rng = np.random.default_rng(7)
+    reference = [
+        _with_feature_means(
+            _report(s, _forest(0.7, 0.05, rng)),
+            {"polyphony": 0.1 * s, "odd_16ths": -0.6, "octaves": 0.2, "old": 0.9},
+        )
+        for s in range(2)
+    ]
+    candidate = [
+        _with_feature_means(
+            _report(s, _forest(0.7, 0.05, rng), model="c"),
+            {"polyphony": -0.5, "odd_16ths": -0.1, "octaves": 0.2},
+        )
+        for s in range(2)
+    ]
+    comparison = compare(reference, candidate, features=2)
+    # ranked by the larger |d| of the two sides; "old" is missing from the candidate's reports
+    assert [shift.feature for shift in comparison.features] == ["odd_16ths", "polyphony"]
+    odd, poly = comparison.features
+    assert (odd.reference_d, odd.candidate_d, odd.real) == (-0.6, -0.1, 1.0)
+    assert poly.reference_d == pytest.approx(0.05) and poly.candidate_d == -0.5
+    table = markdown(comparison)
+    assert "| odd_16ths | 1.000 | -0.60 | -0.10 |" in table
+    assert "| octaves |" not in table
+    assert compare(reference, candidate, features=0).features == []
+    assert "What gives the music away" not in markdown(compare(reference, candidate, features=0))
+    # reports written before the feature means existed: no table, the judgement as before
+    for report in reference:
+        del report["realism_feature_means"]
+    assert compare(reference, candidate).features == []

@@ -281,6 +281,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             alpha=args.alpha,
             primary=args.primary,
             tolerance=args.tolerance,
+            features=args.features,
         )
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -930,6 +931,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=1.0,
         help="a target further from real by at most this much (points, or percent of real) "
         "on average does not stop the choice",
+    )
+    compare.add_argument(
+        "--features",
+        type=int,
+        default=10,
+        metavar="N",
+        help="also list the N features of the realism test furthest from real on either side, "
+        "with their effect size for the reference and the candidate (0: none)",
     )
     compare.add_argument("--json", default=None, help="also write the comparison here")
     compare.set_defaults(func=cmd_compare)

@@ -32,7 +32,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -232,6 +232,19 @@ class Row:
 
 
 @dataclass(frozen=True)
+class FeatureShift:
+    """One feature of the realism test: how far the generated windows' mean sits from the
+    real windows' (d, in pooled standard deviations, + = larger in generated), on average
+    over the paired seeds, for each side. What gives the music away, and whether the
+    candidate moved it."""
+
+    feature: str
+    real: float  # the real windows' mean
+    reference_d: float
+    candidate_d: float
+
+
+@dataclass(frozen=True)
 class Comparison:
     rows: list[Row]
     seeds: list[int]
@@ -241,6 +254,7 @@ class Comparison:
     chosen: bool
     reason: str
     notes: list[str]
+    features: list[FeatureShift] = field(default_factory=list)
 
 
 def load_reports(paths: Sequence[str | Path]) -> list[Report]:
@@ -390,16 +404,47 @@ def judge(
     )
 
 
+def feature_shifts(pairs: Sequence[tuple[Report, Report]], count: int) -> list[FeatureShift]:
+    """The `count` realism-test features whose generated mean sits furthest from real on
+    either side (the larger |d|), from the reports' realism_feature_means; features missing
+    from a report (one written before they existed) are left out."""
+    if count <= 0:
+        return []
+    tables = [
+        [{row["name"]: row for row in report.get("realism_feature_means", [])} for report in pair]
+        for pair in pairs
+    ]
+    names = set.intersection(*(set(table) for pair in tables for table in pair))
+    shifts = []
+    for name in names:
+        reference = [pair[0][name] for pair in tables]
+        candidate = [pair[1][name] for pair in tables]
+        shifts.append(
+            FeatureShift(
+                feature=name,
+                real=float(np.mean([row["mean_a"] for row in reference + candidate])),
+                reference_d=float(np.mean([row["d"] for row in reference])),
+                candidate_d=float(np.mean([row["d"] for row in candidate])),
+            )
+        )
+    shifts.sort(
+        key=lambda shift: (-max(abs(shift.reference_d), abs(shift.candidate_d)), shift.feature)
+    )
+    return shifts[:count]
+
+
 def compare(
     reference: Sequence[Report],
     candidate: Sequence[Report],
     alpha: float = 0.05,
     primary: Sequence[str] = DEFAULT_PRIMARY,
     tolerance: float = 1.0,
+    features: int = 10,
 ) -> Comparison:
     """Judge every target; choose the candidate when a primary target is nearer real and
     no target is further by more than `tolerance` (points or percent of real) on average,
-    each test at one-sided level alpha."""
+    each test at one-sided level alpha. Also list the `features` realism-test features
+    furthest from real on either side (`feature_shifts`)."""
     known = {target.name for target in TARGETS}
     unknown = sorted(set(primary) - known)
     if unknown:
@@ -430,7 +475,17 @@ def compare(
             "46, or --realism-repeats 1): one split's accuracy moves by about 1.5 points with "
             "its seed, so their realism rows are noisier than the seeds alone show"
         )
-    return Comparison(rows, seeds, alpha, tuple(primary), tolerance, chosen, reason, notes)
+    return Comparison(
+        rows,
+        seeds,
+        alpha,
+        tuple(primary),
+        tolerance,
+        chosen,
+        reason,
+        notes,
+        feature_shifts(pairs, features),
+    )
 
 
 def _realism_repeats(report: Report) -> int | None:
@@ -471,6 +526,21 @@ def markdown(comparison: Comparison) -> str:
     decision = "choose the candidate" if comparison.chosen else "keep the reference"
     lines += ["", f"**{decision}**: {comparison.reason}."]
     lines += [f"Note: {note}." for note in comparison.notes]
+    if comparison.features:
+        lines += [
+            "",
+            "What gives the music away, feature by feature (d: generated - real in pooled "
+            "standard deviations, mean over the seeds; the features furthest from real on "
+            "either side):",
+            "",
+            "| feature | real mean | reference d | candidate d |",
+            "|---|---|---|---|",
+            *(
+                f"| {shift.feature} | {shift.real:.3f} | {shift.reference_d:+.2f} | "
+                f"{shift.candidate_d:+.2f} |"
+                for shift in comparison.features
+            ),
+        ]
     return "\n".join(lines)
 
 
