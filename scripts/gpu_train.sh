@@ -11,6 +11,12 @@
 #
 # On the device tool:  run(command="bash scripts/gpu_train.sh", carry=["data_cache"])
 # Anywhere else:       OUT=out DEVICE=cpu TEACHER_MINUTES=1 STUDENT_MINUTES=1 bash scripts/gpu_train.sh
+#
+# TEACHER=none trains the teacher from random weights instead; TEACHER_ARGS and STUDENT_ARGS
+# add `trainer train` arguments to each run, e.g. a teacher that reads the figuration from its
+# first step (docs/training.md, "A lent GPU"):
+#   TEACHER=none TEACHER_ARGS="--set global_dim=17" \
+#   STUDENT_ARGS="--set global_dim=17 --lr-scale tokens.global_proj=30" bash scripts/gpu_train.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +28,8 @@ TEACHER=${TEACHER:-checkpoints/diffbgm-small-teacher}
 STUDENT=${STUDENT:-checkpoints/diffbgm-small}
 TEACHER_MINUTES=${TEACHER_MINUTES:-4}
 STUDENT_MINUTES=${STUDENT_MINUTES:-3}
+TEACHER_ARGS=${TEACHER_ARGS:-}  # more `trainer train` arguments, split on spaces
+STUDENT_ARGS=${STUDENT_ARGS:-}
 BATCH=${BATCH:-256}
 TEACHER_LR=${TEACHER_LR:-2e-4}
 STUDENT_LR=${STUDENT_LR:-1e-4}
@@ -63,17 +71,21 @@ export_to() {  # run folder, destination (no model card: the device tool brings 
     rm -f "$2/README.md"
 }
 
-echo "== teacher: $TEACHER_MINUTES minutes from $TEACHER"
-train "$WORK/teacher" "$TEACHER_MINUTES" --init-from "$TEACHER" --lr "$TEACHER_LR" \
-    --ema-decay "$TEACHER_EMA" --profile-steps "$PROFILE_STEPS"
+teacher_start=(--init-from "$TEACHER")
+if [ "$TEACHER" = none ]; then teacher_start=(); fi
+echo "== teacher: $TEACHER_MINUTES minutes from ${TEACHER/#none/random weights} $TEACHER_ARGS"
+# shellcheck disable=SC2086  # the extra arguments are meant to split
+train "$WORK/teacher" "$TEACHER_MINUTES" "${teacher_start[@]}" --lr "$TEACHER_LR" \
+    --ema-decay "$TEACHER_EMA" --profile-steps "$PROFILE_STEPS" $TEACHER_ARGS
 export_to "$WORK/teacher" "$OUT/teacher"
 cp "$WORK/teacher/log.csv" "$OUT/teacher_log.csv"
 if [ -f "$WORK/teacher/profile.txt" ]; then cp "$WORK/teacher/profile.txt" "$OUT/teacher_profile.txt"; fi
 
-echo "== student: $STUDENT_MINUTES minutes from $STUDENT, distilled from the new teacher"
+echo "== student: $STUDENT_MINUTES minutes from $STUDENT, distilled from the new teacher $STUDENT_ARGS"
+# shellcheck disable=SC2086
 train "$WORK/student" "$STUDENT_MINUTES" --init-from "$STUDENT" --lr "$STUDENT_LR" \
     --set guidance_embedding=true --distill-from "$OUT/teacher" --distill-scales 1 3 \
-    --distill-sustain-share 0 --ema-decay "$STUDENT_EMA"
+    --distill-sustain-share 0 --ema-decay "$STUDENT_EMA" $STUDENT_ARGS
 export_to "$WORK/student" "$OUT/student"
 cp "$WORK/student/log.csv" "$OUT/student_log.csv"
 

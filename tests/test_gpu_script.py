@@ -17,8 +17,22 @@ SONGS = ["001", "002", "801"]  # two training songs, one validation song
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    "teacher, teacher_args, student_args, global_dim",
+    [
+        ("", "", "", 14),  # the shipped teacher continued
+        # a teacher that reads the figuration from its first step, and its student grown to it
+        ("none", "--set global_dim=17", "--set global_dim=17 --lr-scale tokens.global_proj=30", 17),
+    ],
+    ids=["continued", "figuration-from-scratch"],
+)
 def test_the_gpu_script_trains_both_models_within_its_budget(
-    pop909_dir: Path, tmp_path: Path
+    pop909_dir: Path,
+    tmp_path: Path,
+    teacher: str,
+    teacher_args: str,
+    student_args: str,
+    global_dim: int,
 ) -> None:
     from trainer.cache import build_cache
 
@@ -38,6 +52,9 @@ def test_the_gpu_script_trains_both_models_within_its_budget(
         "VAL_WINDOWS": "4",
         "PROFILE_STEPS": "1",
         "WORK": str(tmp_path / "work"),
+        "TEACHER_ARGS": teacher_args,
+        "STUDENT_ARGS": student_args,
+        **({"TEACHER": teacher} if teacher else {}),
     }
     done = subprocess.run(
         ["bash", "scripts/gpu_train.sh"], cwd=REPO, env=env, capture_output=True, text=True,
@@ -58,6 +75,9 @@ def test_the_gpu_script_trains_both_models_within_its_budget(
     assert all((out / name).stat().st_size < 16 * 2**20 for name in files)
     student = json.loads((out / "student" / "config.json").read_text())
     assert student["model"]["guidance_embedding"] is True
+    teacher_config = json.loads((out / "teacher" / "config.json").read_text())
+    assert teacher_config["model"]["global_dim"] == student["model"]["global_dim"] == global_dim
+    assert ("random weights" in done.stdout) == (teacher == "none")
     assert student["extra"]["distilled_from"] == str(out / "teacher")
     for log in ("teacher_log.csv", "student_log.csv"):
         with (out / log).open(newline="") as handle:
