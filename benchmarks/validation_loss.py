@@ -22,11 +22,13 @@ of odd-16th onsets typical of its tempo (what the app tells), `none` 0, `most` t
 from __future__ import annotations
 
 import argparse
+from dataclasses import fields
 from pathlib import Path
 
 import torch
 
 from diffbgm.checkpoint import read_config
+from diffbgm.model.config import preset as model_preset
 from trainer.distributed import init_distributed
 from trainer.probes import (
     FIGURATION_PROBES,
@@ -51,6 +53,7 @@ def validation_loss(
     figuration: str = "song",
 ) -> float:
     model_config, _ = read_config(checkpoint)
+    named = model_preset(preset)
     if model_config.guidance_embedding:
         raise SystemExit(f"{checkpoint} is a guidance-distilled student: give its teacher")
     config = TrainConfig(
@@ -61,10 +64,11 @@ def validation_loss(
         batch=chunk,
         device="cpu",
         bf16=False,
+        # every field in which the checkpoint differs from the preset (a --set of its run)
         model_overrides={
-            "selector": model_config.selector,
-            "selector_threshold": model_config.selector_threshold,
-            "global_dim": model_config.global_dim,
+            field.name: getattr(model_config, field.name)
+            for field in fields(model_config)
+            if getattr(model_config, field.name) != getattr(named, field.name)
         },
     )
     trainer = Trainer(config, init_distributed("cpu"), load_data(config))

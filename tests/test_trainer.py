@@ -819,6 +819,24 @@ def test_warm_start_adds_the_way_of_playing_the_tempo_and_the_figuration_at_zero
         )  # fmt: skip
 
 
+def test_the_validation_benchmark_reads_a_network_narrower_than_its_preset(
+    tiny_cache: Path, tmp_path: Path
+) -> None:
+    """benchmarks/validation_loss.py builds the network the checkpoint's run asked for with
+    --set (here a narrower one), not the bare preset, and gives the run's own validation loss."""
+    from tests.scripts import load_script
+
+    config = tiny_config(
+        tiny_cache, tmp_path / "narrow", steps=2, val_every=2, model_overrides={"base_channels": 8}
+    )
+    run_training(config)
+    exported = export_run(Path(config.run), tmp_path / "narrow_export", dtype="fp32")
+    bench = load_script("benchmarks/validation_loss.py")
+    loss = bench.validation_loss(exported, str(tiny_cache), "tiny", 8, 4)
+    logged = float(log_rows(Path(config.run))[-1]["val_loss_ema"])
+    assert loss == pytest.approx(logged, rel=1e-4)
+
+
 def test_warm_start_grows_a_network_that_reads_the_way_of_playing_by_the_tempo(
     tiny_cache: Path, trained_run: Path, tmp_path: Path
 ) -> None:
