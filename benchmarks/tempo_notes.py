@@ -83,19 +83,21 @@ def main() -> None:
     print("|---|---|---|" + "---|" * len(told))
     for song_id in args.songs:
         song = load_song_piece(Path(args.data), song_id, args.bars, loaded.config)
+        told_features = [
+            (TEMPO_FEATURE, tempo_feature(song.tempo_bpm if tempo == "song" else float(tempo)))
+            for tempo in args.tempos
+        ] + [
+            (
+                FIGURATION_FEATURE,
+                figuration_feature(
+                    typical_figuration(song.tempo_bpm) if share == "typical" else float(share)
+                ),
+            )
+            for share in args.figurations
+        ]
         cells = []
-        for tempo in args.tempos:
-            bpm = song.tempo_bpm if tempo == "song" else float(tempo)
-            piece = song.conditions.with_global_feature(TEMPO_FEATURE, tempo_feature(bpm))
-            roll = generate(loaded, piece, config, args.seed, calibration)
-            cells.append(describe(roll.onset, roll.sustain))
-        for figuration in args.figurations:
-            share = (
-                typical_figuration(song.tempo_bpm) if figuration == "typical" else float(figuration)
-            )
-            piece = song.conditions.with_global_feature(
-                FIGURATION_FEATURE, figuration_feature(share)
-            )
+        for feature, value in told_features:
+            piece = song.conditions.with_global_feature(feature, value)
             roll = generate(loaded, piece, config, args.seed, calibration)
             cells.append(describe(roll.onset, roll.sustain))
         print(

@@ -71,6 +71,17 @@ from trainer.sources import DataBundle, load_data
 STOP_FILE = "STOP"
 # Validation noise is drawn from this seed (plus the chunk index) so val losses are comparable.
 VALIDATION_SEED = 20240601
+# The consistency terms of trainer/losses.py by name: TrainConfig has a `{name}_weight` and a
+# `{name}_min_t` for each, and `trainer train` a --{name}-weight and a --{name}-min-t.
+CONSISTENCY_TERMS: dict[str, ConsistencyTerm] = {
+    "register": register_consistency,
+    "density": density_consistency,
+    "polyphony": polyphony_consistency,
+    "rhythm": rhythm_consistency,
+    "voicing": voicing_consistency,
+    "spread": spread_consistency,
+    "pitch_profile": pitch_profile_consistency,
+}
 
 
 @dataclass(frozen=True)
@@ -220,15 +231,7 @@ class TrainConfig:
                 "--conditional-student trains on the data's notes, not on a teacher: "
                 "leave out --distill-from"
             )
-        for name in (
-            "register",
-            "density",
-            "polyphony",
-            "rhythm",
-            "voicing",
-            "spread",
-            "pitch_profile",
-        ):
+        for name in CONSISTENCY_TERMS:
             if getattr(self, f"{name}_weight") < 0 or getattr(self, f"{name}_min_t") < 0:
                 flag = name.replace("_", "-")
                 raise ValueError(f"--{flag}-weight and --{flag}-min-t must be >= 0")
@@ -262,23 +265,17 @@ class TrainConfig:
                     f"--{sampled_term}-weight adds to the denoising or distillation loss"
                 )
         if self.distill_steps and any(weight for weight, _, _ in self.consistency_terms()):
+            flags = ", ".join(f"--{name.replace('_', '-')}-weight" for name in CONSISTENCY_TERMS)
             raise ValueError(
-                "the consistency terms (--register-weight, --density-weight, "
-                "--polyphony-weight, --rhythm-weight, "
-                "--voicing-weight, --spread-weight, --pitch-profile-weight) add to the "
-                "denoising or guidance-distillation loss; step distillation has neither"
+                f"the consistency terms ({flags}) add to the denoising or guidance-distillation "
+                "loss; step distillation has neither"
             )
 
     def consistency_terms(self) -> list[tuple[float, int, ConsistencyTerm]]:
         """(weight, min_t, term) of every consistency term, weighted 0 or not."""
         return [
-            (self.register_weight, self.register_min_t, register_consistency),
-            (self.density_weight, self.density_min_t, density_consistency),
-            (self.polyphony_weight, self.polyphony_min_t, polyphony_consistency),
-            (self.rhythm_weight, self.rhythm_min_t, rhythm_consistency),
-            (self.voicing_weight, self.voicing_min_t, voicing_consistency),
-            (self.spread_weight, self.spread_min_t, spread_consistency),
-            (self.pitch_profile_weight, self.pitch_profile_min_t, pitch_profile_consistency),
+            (getattr(self, f"{name}_weight"), getattr(self, f"{name}_min_t"), term)
+            for name, term in CONSISTENCY_TERMS.items()
         ]
 
     @property
