@@ -164,6 +164,16 @@ class GenerationConfig:
         0,
         8,
     )
+    double_time_from: float = _knob(
+        0.0,
+        "> 0: a piece that asks for at least this share of its onsets on the odd 16ths (its "
+        "figuration: a song's own, a plan's the share typical of its tempo) is composed in "
+        "double time, every beat written as two, so that its 16th-note figures are the "
+        "network's 8ths (twice the sampling work), then put back on its own grid "
+        '(docs/evaluation.md, "Double time"); 0 = off',
+        0.0,
+        1.0,
+    )
     deep_reuse: int = _knob(
         0,
         "this many of the quietest steps (the last, the third-last, ...) reuse the deep "

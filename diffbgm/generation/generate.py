@@ -22,6 +22,13 @@ from diffbgm.errors import GenerationError
 from diffbgm.generation.config import GenerationConfig
 from diffbgm.generation.critic import AskedRegister
 from diffbgm.generation.decoding import DecodedRoll, DecodeStep, decode
+from diffbgm.generation.double_time import (
+    composes_in_double_time,
+    doubled_conditions,
+    doubled_known,
+    halved_notes,
+    halved_raw,
+)
 from diffbgm.generation.recall import RecallGuide
 from diffbgm.generation.requests import requested_onsets_per_bar
 from diffbgm.generation.windows import CandidateChooser, sample_piece
@@ -203,6 +210,40 @@ def generate_roll(
     """
     check_settings_for_model(model, config)
     calibration = calibration or Calibration.load()
+    doubled = composes_in_double_time(conditions, config.double_time_from)
+    if not doubled:
+        raw, notes = _compose(
+            model, conditions, config, seed, known, progress, calibration, decode_rules
+        )
+    else:
+        long_known = None if known is None else KnownMusic(*doubled_known(known.roll, known.mask))
+        long_conditions = doubled_conditions(conditions, calibration)
+        raw, notes = _compose(
+            model, long_conditions, config, seed, long_known, progress, calibration, decode_rules
+        )
+        raw, notes = halved_raw(raw), halved_notes(notes)
+    if known is not None:
+        # Decoding looks at neighbours (a sustain needs its onset), so re-decoding could move
+        # notes at the edges of the kept music: keep the kept part bit for bit.
+        keep = np.broadcast_to(np.asarray(known.mask, dtype=bool), known.roll.shape)
+        notes = DecodedRoll(
+            onset=np.where(keep[0], known.roll[0] > 0, notes.onset),
+            sustain=np.where(keep[1], known.roll[1] > 0, notes.sustain),
+        )
+    return GeneratedRoll(raw=raw, notes=notes)
+
+
+def _compose(
+    model: LoadedModel,
+    conditions: PieceConditions,
+    config: GenerationConfig,
+    seed: int,
+    known: KnownMusic | None,
+    progress: StepProgress | None,
+    calibration: Calibration,
+    decode_rules: list[DecodeStep] | None,
+) -> tuple[np.ndarray, DecodedRoll]:
+    """Sample the piece window by window and decode it: (raw (2, T, P), notes)."""
     diffusion = Diffusion(model.config.diffusion)
     # edge bars: a returning phrase asked for another density plays it at its changing edges
     requested = requested_onsets_per_bar(conditions, calibration) if config.edge_bars > 0 else None
@@ -242,13 +283,4 @@ def generate_roll(
             choose=_chooser(model, config, conditions, calibration),
             branch_at=config.branch_at,
         )
-    notes = decode(raw, conditions, config, calibration, decode_rules)
-    if known is not None:
-        # Decoding looks at neighbours (a sustain needs its onset), so re-decoding could move
-        # notes at the edges of the kept music: keep the kept part bit for bit.
-        keep = np.broadcast_to(np.asarray(known.mask, dtype=bool), known.roll.shape)
-        notes = DecodedRoll(
-            onset=np.where(keep[0], known.roll[0] > 0, notes.onset),
-            sustain=np.where(keep[1], known.roll[1] > 0, notes.sustain),
-        )
-    return GeneratedRoll(raw=raw, notes=notes)
+    return raw, decode(raw, conditions, config, calibration, decode_rules)

@@ -1,0 +1,196 @@
+"""Double time: a slow piece composed with every beat written as two, then put back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from diffbgm.controls import (
+    DYNAMIC_CONTROLS,
+    FIGURATION_FEATURE,
+    SEMANTIC_CONTROLS,
+    TEMPO_FEATURE,
+    global_features,
+    tempo_feature,
+    typical_figuration,
+)
+from diffbgm.generation import GenerationConfig, KnownMusic, generate_roll
+from diffbgm.generation.decoding import DecodedRoll
+from diffbgm.generation.double_time import (
+    composes_in_double_time,
+    doubled_conditions,
+    doubled_known,
+    halved_notes,
+    halved_raw,
+    piece_figuration,
+    piece_tempo_bpm,
+)
+from diffbgm.model.conditions import PieceConditions
+from diffbgm.music.calibration import Calibration
+
+REPO = Path(__file__).resolve().parents[1]
+DENSITY = DYNAMIC_CONTROLS.index("density")
+REGISTER = DYNAMIC_CONTROLS.index("register")
+HARMONIC_RHYTHM = SEMANTIC_CONTROLS.index("harmonic_rhythm")
+
+
+def _piece(figuration: float | None, tempo_bpm: float = 60.0, n_bars: int = 4) -> PieceConditions:
+    """Two segments of two bars; the global features of a song at `tempo_bpm` with
+    `figuration` of its onsets on the odd 16ths (None: an old plan that tells neither)."""
+    steps = n_bars * 16
+    chords = np.zeros((steps, 12), dtype=np.float32)
+    chords[: steps // 2, [0, 4, 7]] = 1.0  # C major, then A minor
+    chords[steps // 2 :, [9, 0, 4]] = 1.0
+    dynamic = np.array([[0.3, 0.5, 0.6, 0.5], [0.8, 0.5, 0.4, 0.5]], dtype=np.float32)
+    semantic = np.full((2, len(SEMANTIC_CONTROLS)), 0.5, dtype=np.float32)
+    global_ = np.asarray(
+        global_features(0, False, tempo_bpm=tempo_bpm, figuration=figuration or 0.0),
+        dtype=np.float32,
+    )
+    if figuration is None:
+        global_ = global_[:TEMPO_FEATURE]  # the key and the way of playing only
+    return PieceConditions(
+        chord_pcs=chords,
+        segment_ids=np.repeat([0, 1], steps // 2).astype(np.int64),
+        dynamic=dynamic,
+        semantic=semantic,
+        global_=global_,
+        recalls=np.array([-1, 0]),
+    )
+
+
+def test_only_a_piece_asking_for_enough_figures_is_composed_in_double_time() -> None:
+    assert piece_tempo_bpm(_piece(0.4, 60.0)) == pytest.approx(60.0)
+    assert piece_figuration(_piece(0.4)) == pytest.approx(0.4)
+    assert composes_in_double_time(_piece(0.4), 0.25)
+    assert composes_in_double_time(_piece(0.25), 0.25)
+    assert not composes_in_double_time(_piece(0.1), 0.25)
+    assert not composes_in_double_time(_piece(0.4), 0.0)  # off
+    assert piece_figuration(_piece(None)) is None and piece_tempo_bpm(_piece(None)) is None
+    assert not composes_in_double_time(_piece(None), 0.25)
+
+
+def test_doubled_conditions_last_twice_as_long_and_ask_for_half_the_events_a_bar() -> None:
+    calibration = Calibration.load()
+    piece = _piece(0.4, 60.0)
+    long = doubled_conditions(piece, calibration)
+    assert long.n_steps == 2 * piece.n_steps
+    assert np.array_equal(long.chord_pcs[::2], piece.chord_pcs)
+    assert np.array_equal(long.chord_pcs[1::2], piece.chord_pcs)
+    assert np.array_equal(long.segment_ids[1::2], piece.segment_ids)
+    asked = calibration.to_raw("density", piece.dynamic[:, DENSITY].astype(np.float64))
+    told = calibration.to_raw("density", long.dynamic[:, DENSITY].astype(np.float64))
+    assert np.allclose(told, np.asarray(asked) / 2, rtol=1e-3)
+    changes = calibration.to_raw("harmonic_rhythm", piece.semantic[:, HARMONIC_RHYTHM])
+    halved = calibration.to_raw("harmonic_rhythm", long.semantic[:, HARMONIC_RHYTHM])
+    assert np.all(np.asarray(halved) < np.asarray(changes))
+    # per step or per note: the register, the key, the recalls keep their values
+    assert np.array_equal(long.dynamic[:, REGISTER], piece.dynamic[:, REGISTER])
+    assert np.array_equal(long.global_[:TEMPO_FEATURE], piece.global_[:TEMPO_FEATURE])
+    assert long.global_[TEMPO_FEATURE] == pytest.approx(tempo_feature(120.0))
+    assert long.global_[FIGURATION_FEATURE] == pytest.approx(typical_figuration(120.0))
+    assert long.recalls is not None and piece.recalls is not None
+    assert np.array_equal(long.recalls, piece.recalls)
+
+
+def _notes(steps: int, notes: list[tuple[int, int, int]]) -> DecodedRoll:
+    onset = np.zeros((steps, 88), dtype=bool)
+    sustain = np.zeros_like(onset)
+    for start, end, pitch in notes:
+        onset[start, pitch] = True
+        sustain[start:end, pitch] = True
+    return DecodedRoll(onset, sustain)
+
+
+def test_halved_notes_keep_their_place_and_length_on_the_piece_grid() -> None:
+    composed = _notes(
+        32,
+        [
+            (0, 4, 40),  # a quarter of the composed grid: an 8th of the piece
+            (2, 3, 52),  # the composed 8th off-beat: the piece's odd 16th
+            (15, 17, 60),  # between two steps of the piece: to the earlier one
+            (16, 24, 60),  # the next note of that pitch, on the beat
+            (20, 21, 64),  # two composed 16ths of a pitch that start together on the piece
+            (21, 26, 64),  # grid: one note, the longer
+        ],
+    )
+    assert halved_notes(composed).notes() == [
+        (0, 2, 40),
+        (1, 2, 52),
+        (7, 8, 60),
+        (8, 12, 60),
+        (10, 13, 64),
+    ]
+
+
+def test_known_music_doubled_and_halved_is_the_same_music() -> None:
+    music = _notes(16, [(0, 4, 40), (1, 2, 52), (3, 4, 52), (6, 16, 70), (15, 16, 30)])
+    keep = np.zeros(16, dtype=bool)
+    keep[:8] = True
+    known = KnownMusic.from_notes(music.onset, music.sustain, keep)
+    roll, mask = doubled_known(known.roll, known.mask)
+    assert roll.shape == (2, 32, 88) and mask.shape == (2, 32, 88)
+    assert mask[:, :16].all() and not mask[:, 16:].any()
+    long = DecodedRoll(roll[0] > 0, roll[1] > 0)
+    assert halved_notes(long).notes() == music.notes()
+    step_mask = doubled_known(known.roll, keep.astype(np.float32))[1]
+    assert np.array_equal(step_mask, np.repeat(keep, 2).astype(np.float32))
+
+
+def test_halved_raw_takes_the_larger_value_of_each_pair() -> None:
+    raw = np.full((2, 6, 88), -1.0, dtype=np.float32)
+    raw[0, 1, 5] = 0.7
+    raw[1, 4, 5] = 0.2
+    halved = halved_raw(raw)
+    assert halved.shape == (2, 3, 88)
+    assert halved[0, 0, 5] == pytest.approx(0.7) and halved[1, 2, 5] == pytest.approx(0.2)
+    assert (halved[:, 1] == -1.0).all()
+
+
+@pytest.fixture(scope="module")
+def tiny():  # type: ignore[no-untyped-def]
+    from diffbgm.checkpoint import load_checkpoint
+
+    return load_checkpoint(str(REPO / "checkpoints" / "diffbgm-tiny"))
+
+
+def test_a_figured_piece_is_composed_twice_as_long_and_comes_back_on_its_grid(tiny) -> None:  # type: ignore[no-untyped-def]
+    piece = _piece(0.4)
+    plain = tiny.generation.with_overrides(steps=3, double_time_from=0.0)
+    doubled = plain.with_overrides(double_time_from=0.25)
+    calls: dict[str, list[int]] = {"plain": [], "doubled": []}
+    normal = generate_roll(
+        tiny, piece, plain, seed=2, progress=lambda d, t: calls["plain"].append(t)
+    )
+    figured = generate_roll(
+        tiny, piece, doubled, seed=2, progress=lambda d, t: calls["doubled"].append(t)
+    )
+    assert figured.onset.shape == normal.onset.shape == (piece.n_steps, 88)
+    assert figured.raw.shape == normal.raw.shape
+    assert calls["doubled"][-1] > calls["plain"][-1]  # more windows sampled
+    assert not np.array_equal(figured.onset, normal.onset)
+    # a piece asking for fewer figures is not doubled by the same setting
+    plainer = _piece(0.1)
+    assert np.array_equal(
+        generate_roll(tiny, plainer, doubled, seed=2).onset,
+        generate_roll(tiny, plainer, plain, seed=2).onset,
+    )
+
+
+def test_known_music_is_kept_bit_for_bit_in_double_time(tiny) -> None:  # type: ignore[no-untyped-def]
+    piece = _piece(0.4)
+    config = tiny.generation.with_overrides(steps=3, double_time_from=0.25)
+    first = generate_roll(tiny, piece, config, seed=4)
+    keep = np.ones(piece.n_steps, dtype=bool)
+    keep[16:32] = False
+    known = KnownMusic.from_notes(first.onset, first.sustain, keep)
+    redone = generate_roll(tiny, piece, config, seed=9, known=known)
+    assert np.array_equal(redone.onset[keep], first.onset[keep])
+    assert np.array_equal(redone.sustain[keep], first.sustain[keep])
+
+
+def test_the_setting_is_a_generation_knob() -> None:
+    assert GenerationConfig().double_time_from == 0.0
+    assert GenerationConfig().with_setting("dpm:10:double_time_from=0.3").double_time_from == 0.3
