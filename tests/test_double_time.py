@@ -194,3 +194,18 @@ def test_known_music_is_kept_bit_for_bit_in_double_time(tiny) -> None:  # type: 
 def test_the_setting_is_a_generation_knob() -> None:
     assert GenerationConfig().double_time_from == 0.0
     assert GenerationConfig().with_setting("dpm:10:double_time_from=0.3").double_time_from == 0.3
+
+
+def test_the_figured_songs_benchmark_counts_each_group_of_songs_apart() -> None:
+    from tests.scripts import load_script
+
+    bench = load_script("benchmarks/figured_songs.py")
+    per_song = {"843": [10, 10, 6, 10], "851": [1, 10, 9, 10], "852": [5, 10, 5, 10]}
+    realism = {
+        kind: {"generated vs real": {c: {"per_song": per_song} for c in bench.CLASSIFIERS}}
+        for kind in bench.KINDS
+    }
+    told = bench.told_by_group({"realism": realism}, figured={"843", "852"})
+    assert set(told) == {(k, c) for k in bench.KINDS for c in bench.CLASSIFIERS}
+    figured, rest = told[("with velocities", "forest")]
+    assert figured == pytest.approx((16 + 10) / 40) and rest == pytest.approx(10 / 20)
