@@ -179,18 +179,6 @@ def test_a_figured_piece_is_composed_twice_as_long_and_comes_back_on_its_grid(ti
     )
 
 
-def test_known_music_is_kept_bit_for_bit_in_double_time(tiny) -> None:  # type: ignore[no-untyped-def]
-    piece = _piece(0.4)
-    config = tiny.generation.with_overrides(steps=3, double_time_from=0.25)
-    first = generate_roll(tiny, piece, config, seed=4)
-    keep = np.ones(piece.n_steps, dtype=bool)
-    keep[16:32] = False
-    known = KnownMusic.from_notes(first.onset, first.sustain, keep)
-    redone = generate_roll(tiny, piece, config, seed=9, known=known)
-    assert np.array_equal(redone.onset[keep], first.onset[keep])
-    assert np.array_equal(redone.sustain[keep], first.sustain[keep])
-
-
 def test_the_setting_is_a_generation_knob() -> None:
     assert GenerationConfig().double_time_from == 0.0
     assert GenerationConfig().with_setting("dpm:10:double_time_from=0.3").double_time_from == 0.3

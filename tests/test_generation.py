@@ -226,9 +226,18 @@ def tiny():  # type: ignore[no-untyped-def]
     return load_checkpoint(str(TINY))
 
 
-def test_generate_roll_is_seeded_and_keeps_known_music_bit_for_bit(tiny) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("double_time", [False, True])
+def test_generate_roll_is_seeded_and_keeps_known_music_bit_for_bit(tiny, double_time) -> None:  # type: ignore[no-untyped-def]
+    """Also for a piece composed in double time (diffbgm/generation/double_time.py): the kept
+    music is stretched to the composed grid, and re-imposed on the piece's own."""
+    from diffbgm.controls import global_features
+
     piece = _piece(4, (0.5, 0.5))
     config = tiny.generation.with_overrides(steps=3)
+    if double_time:
+        figured = global_features(0, False, tempo_bpm=60.0, figuration=0.4)
+        piece = replace(piece, global_=np.asarray(figured, dtype=np.float32))
+        config = config.with_overrides(double_time_from=0.25)
     seen: list[tuple[int, int]] = []
     first = generate_roll(tiny, piece, config, seed=4, progress=lambda d, t: seen.append((d, t)))
     again = generate_roll(tiny, piece, config, seed=4)
