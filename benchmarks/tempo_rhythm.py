@@ -13,6 +13,11 @@ with `--reports` (that evaluation's JSON files) also how often the realism test'
 the song's windows right (notes only, both kinds of window). Then the same by tempo band, and
 the correlation of that accuracy with the gap in odd-16th share (docs/evaluation.md, "The
 tempo as an input").
+
+With `--features NAME ...` (the realism test's note features, `diffbgm.realism`), also their
+mean over the songs' 4-bar windows by tempo band, real and generated, and the difference in
+pooled standard deviations: what gives the music away at each tempo (docs/evaluation.md,
+"Double time": the slow songs' rhythm and chord sizes, the fast songs' register).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from diffbgm.metrics import notes_per_onset_step, odd_16th_share
+from diffbgm.realism import feature_names, piece_windows
 from trainer.__main__ import parse_song_range
 
 TEMPO_BANDS = ((0.0, 66.0), (66.0, 76.0), (76.0, 90.0), (90.0, 1000.0))
@@ -39,6 +45,38 @@ def forest_accuracy(reports: list[Path]) -> dict[str, float]:
     return {song: float(np.mean(values)) for song, values in told.items()}
 
 
+def band_of(tempo_bpm: float) -> tuple[float, float]:
+    return next(band for band in TEMPO_BANDS if band[0] <= tempo_bpm < band[1])
+
+
+def feature_table(
+    names: list[str],
+    real: dict[tuple[float, float], list[np.ndarray]],
+    generated: dict[tuple[float, float], list[np.ndarray]],
+) -> list[str]:
+    """Markdown rows: per feature and tempo band, the real and generated window means and the
+    difference in pooled standard deviations (windows of (n, features) arrays per band)."""
+    columns = [feature_names(False).index(name) for name in names]
+    rows = ["| feature | tempo (BPM) | windows real / generated | real | generated | d |"]
+    rows.append("|---|---|---|---|---|---|")
+    for name, column in zip(names, columns, strict=True):
+        for band in TEMPO_BANDS:
+            if not real.get(band):
+                continue
+            ours = np.concatenate(real[band])[:, column]
+            theirs = np.concatenate(generated[band])[:, column] if generated.get(band) else None
+            cells = f"| {name} | {band[0]:g}-{band[1]:g} | {ours.size} / "
+            if theirs is None or not theirs.size:
+                rows.append(cells + f"0 | {ours.mean():.3f} | – | – |")
+                continue
+            pooled = np.sqrt((ours.var() + theirs.var()) / 2.0)
+            d = (theirs.mean() - ours.mean()) / pooled if pooled > 0 else 0.0
+            rows.append(
+                cells + f"{theirs.size} | {ours.mean():.3f} | {theirs.mean():.3f} | {d:+.2f} |"
+            )
+    return rows
+
+
 def main() -> None:
     from diffbgm.errors import DiffBGMError
     from diffbgm.music.roll import RollSpec, midi_to_roll
@@ -52,7 +90,15 @@ def main() -> None:
     parser.add_argument("--bars", type=int, default=32)
     parser.add_argument("--midi", nargs="*", type=Path, default=[])
     parser.add_argument("--reports", nargs="*", type=Path, default=[])
+    parser.add_argument(
+        "--features", nargs="*", default=[], help="realism note features to show by tempo band"
+    )
     args = parser.parse_args()
+    unknown = sorted(set(args.features) - set(feature_names(False)))
+    if unknown:
+        parser.error(f"unknown features {unknown}; known: {', '.join(feature_names(False))}")
+    real_windows: dict[tuple[float, float], list[np.ndarray]] = {}
+    generated_windows: dict[tuple[float, float], list[np.ndarray]] = {}
     config = load_for_inference(args.model).config
     spec = RollSpec(pitch_low=config.pitch_low, n_pitches=config.n_pitches)
     accuracy = forest_accuracy(args.reports)
@@ -65,11 +111,18 @@ def main() -> None:
             print(f"{song_id}: skipped ({exc})")
             continue
         grid = np.arange(song.onset.shape[0]) * 60.0 / song.tempo_bpm / 4
-        generated = [
-            midi_to_roll(folder / f"song{song_id}.mid", grid, spec).onset
+        rolls = [
+            midi_to_roll(folder / f"song{song_id}.mid", grid, spec)
             for folder in args.midi
             if (folder / f"song{song_id}.mid").is_file()
         ]
+        generated = [roll.onset for roll in rolls]
+        if args.features:
+            tempo_band = band_of(song.tempo_bpm)
+            real_windows.setdefault(tempo_band, []).append(piece_windows(song.onset, song.sustain))
+            generated_windows.setdefault(tempo_band, []).extend(
+                piece_windows(roll.onset, roll.sustain) for roll in rolls
+            )
         rows.append(
             (
                 song_id,
@@ -109,6 +162,8 @@ def main() -> None:
     print(
         f"correlation of log tempo with the real odd-16th share: {np.corrcoef(slow, table[:, 1])[0, 1]:.2f}"
     )
+    if args.features:
+        print("\n" + "\n".join(feature_table(args.features, real_windows, generated_windows)))
 
 
 if __name__ == "__main__":

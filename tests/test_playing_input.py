@@ -153,6 +153,30 @@ def test_tempo_rhythm_counts_odd_16ths_and_the_forests_songs(tmp_path) -> None: 
     assert accuracy == {"843": pytest.approx((0.8 + 0.5) / 2), "851": pytest.approx(0.5)}
 
 
+def test_tempo_rhythm_shows_features_by_tempo_band() -> None:
+    import numpy as np
+
+    from diffbgm.realism import feature_names
+    from tests.scripts import load_script
+
+    bench = load_script("benchmarks/tempo_rhythm.py")
+    assert bench.band_of(60.0) == (0.0, 66.0) and bench.band_of(120.0) == (90.0, 1000.0)
+    column = feature_names(False).index("top_mean")
+    width = len(feature_names(False))
+    real = np.zeros((4, width))
+    real[:, column] = [66.0, 68.0, 67.0, 69.0]
+    lower = real.copy()
+    lower[:, column] -= 2.0
+    rows = bench.feature_table(["top_mean"], {(90.0, 1000.0): [real]}, {(90.0, 1000.0): [lower]})
+    assert len(rows) == 3  # the header, its rule, the one band with windows
+    cells = [cell.strip() for cell in rows[2].split("|")[1:-1]]
+    assert cells[:3] == ["top_mean", "90-1000", "4 / 4"]
+    assert float(cells[3]) == pytest.approx(67.5) and float(cells[4]) == pytest.approx(65.5)
+    assert float(cells[5]) == pytest.approx(-2.0 / np.sqrt(1.25), abs=0.01)
+    only_real = bench.feature_table(["top_mean"], {(0.0, 66.0): [real]}, {})
+    assert only_real[2] == "| top_mean | 0-66 | 4 / 0 | 67.500 | – | – |"
+
+
 def test_probes_tell_another_tempo_figuration_and_way_of_playing() -> None:
     from trainer.probes import told_figuration, told_playing, told_tempo
 
