@@ -95,6 +95,22 @@ def test_doubled_conditions_last_twice_as_long_and_ask_for_half_the_events_a_bar
     assert np.array_equal(long.recalls, piece.recalls)
 
 
+def test_segment_features_that_are_not_pop909_controls_are_only_stretched() -> None:
+    """A BGM909 model's segments carry video features, not per-bar counts."""
+    from dataclasses import replace
+
+    rng = np.random.default_rng(0)
+    piece = replace(
+        _piece(0.4),
+        dynamic=rng.random((2, 512)).astype(np.float32),
+        semantic=rng.random((2, 768)).astype(np.float32),
+    )
+    long = doubled_conditions(piece, Calibration.load())
+    assert np.array_equal(long.dynamic, piece.dynamic)
+    assert np.array_equal(long.semantic, piece.semantic)
+    assert long.n_steps == 2 * piece.n_steps
+
+
 def _notes(steps: int, notes: list[tuple[int, int, int]]) -> DecodedRoll:
     onset = np.zeros((steps, 88), dtype=bool)
     sustain = np.zeros_like(onset)

@@ -65,17 +65,19 @@ def doubled_conditions(conditions: PieceConditions, calibration: Calibration) ->
     """The piece's conditions with each step written as FACTOR steps: chords and segments last
     FACTOR times as many steps; the controls that count events per bar ask for 1/FACTOR of
     them (their raw value through `calibration`), the rest are per step or per note and keep
-    their value; the tempo (for a network that reads it) is FACTOR times the piece's."""
+    their value; the tempo (for a network that reads it) is FACTOR times the piece's.
+    Segment features that are not POP909's controls (a BGM909 model's video features) are
+    kept as they are."""
     dynamic = conditions.dynamic.astype(np.float64, copy=True)  # (N, Dd)
     semantic = conditions.semantic.astype(np.float64, copy=True)  # (N, Ds)
     for controls, names, values in (
         (DYNAMIC_CONTROLS, DYNAMIC_PER_BAR, dynamic),
         (SEMANTIC_CONTROLS, SEMANTIC_PER_BAR, semantic),
     ):
+        if values.shape[1] != len(controls):
+            continue
         for name in names:
             column = controls.index(name)
-            if column >= values.shape[1]:
-                continue
             raw = np.asarray(calibration.to_raw(name, values[:, column]), dtype=np.float64)
             values[:, column] = calibration.to_quantile(name, raw / FACTOR)
     global_ = conditions.global_.astype(np.float64, copy=True)
