@@ -68,20 +68,18 @@ def main() -> None:
         f"{len(figured)} of {len(songs)} songs ask for at least {args.least:g} of their onsets "
         f"on the odd 16ths: {', '.join(sorted(figured))}"
     )
+    reference_told = [told_by_group(report, figured) for report in reports]
+    candidate_told = [told_by_group(report, figured) for report in candidates]
     print("\n| kind | classifier | figured songs | the rest |")
     print("|---|---|---|---|")
     for kind in KINDS:
         for classifier in CLASSIFIERS:
             cells = []
             for group in (0, 1):
-                ref = np.array(
-                    [told_by_group(r, figured)[(kind, classifier)][group] for r in reports]
-                )
+                ref = np.array([told[(kind, classifier)][group] for told in reference_told])
                 text = f"{100 * ref.mean():.1f}"
                 if candidates:
-                    cand = np.array(
-                        [told_by_group(c, figured)[(kind, classifier)][group] for c in candidates]
-                    )
+                    cand = np.array([told[(kind, classifier)][group] for told in candidate_told])
                     change = 100 * (cand - ref)
                     text += (
                         f" → {100 * cand.mean():.1f} ({change.mean():+.1f}; a seed "

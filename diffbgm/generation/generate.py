@@ -211,16 +211,12 @@ def generate_roll(
     check_settings_for_model(model, config)
     calibration = calibration or Calibration.load()
     doubled = composes_in_double_time(conditions, config.double_time_from)
-    if not doubled:
-        raw, notes = _compose(
-            model, conditions, config, seed, known, progress, calibration, decode_rules
-        )
-    else:
-        long_known = None if known is None else KnownMusic(*doubled_known(known.roll, known.mask))
-        long_conditions = doubled_conditions(conditions, calibration)
-        raw, notes = _compose(
-            model, long_conditions, config, seed, long_known, progress, calibration, decode_rules
-        )
+    composed, kept = conditions, known
+    if doubled:
+        composed = doubled_conditions(conditions, calibration)
+        kept = None if known is None else KnownMusic(*doubled_known(known.roll, known.mask))
+    raw, notes = _compose(model, composed, config, seed, kept, progress, calibration, decode_rules)
+    if doubled:
         raw, notes = halved_raw(raw), halved_notes(notes)
     if known is not None:
         # Decoding looks at neighbours (a sustain needs its onset), so re-decoding could move
