@@ -138,3 +138,33 @@ def test_both_passes_run_as_one_batch_through_onnx_runtime_too(tiny: LoadedModel
     with torch.no_grad():
         assert torch.allclose(onnx(x_t, t, cond), torch_network(x_t, t, cond), atol=1e-3)
     assert not onnx.network.failed
+
+
+def test_the_spread_guidance_benchmark_pushes_up_above_the_centre_and_down_below(
+    tiny: LoadedModel,
+) -> None:
+    from diffbgm.music.calibration import Calibration
+    from tests.scripts import load_script
+
+    bench = load_script("benchmarks/spread_guidance.py")
+    x_t, t, cond = _inputs(tiny, [100, 900])
+    table = Calibration.load().table("register")
+    guided = bench.SpreadGuided(tiny.model, 1.0, 500, REGISTER, table, shift=0.1)
+    upper = guided.upper_mask(cond, x_t.shape[-1])  # (B, 1, T, P)
+    assert upper.shape == (2, 1, x_t.shape[2], x_t.shape[3])
+    centre = float(np.interp(0.9, np.linspace(0, 1, len(table)), table)) - tiny.config.pitch_low
+    assert (
+        float(upper[0, 0, 0, int(centre) + 8]) > 0.9 > 0.1 > float(upper[0, 0, 0, int(centre) - 8])
+    )
+    with torch.no_grad():
+        out = guided(x_t, t, cond)
+        asked = tiny.model(x_t, t, cond).float()
+        up = tiny.model(x_t, t, guided.shifted(cond, 0.1)).float()
+        down = tiny.model(x_t, t, guided.shifted(cond, -0.1)).float()
+    expected = upper * up + (1 - upper) * down  # weight 1: each side takes its pass
+    assert torch.allclose(out[0], expected[0], atol=1e-4)
+    assert torch.allclose(out[1], asked[1], atol=1e-5)  # t = 900 >= 500: the network alone
+    assert float(guided.shifted(cond, 0.5).dynamic[..., REGISTER].max()) == 1.0  # clamped
+    off = bench.SpreadGuided(tiny.model, 0.0, 1000, REGISTER, table)
+    with torch.no_grad():
+        assert torch.equal(off(x_t, t, cond), asked)

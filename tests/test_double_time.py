@@ -213,3 +213,27 @@ def test_the_figured_songs_benchmark_counts_each_group_of_songs_apart() -> None:
     assert set(told) == {(k, c) for k in bench.KINDS for c in bench.CLASSIFIERS}
     figured, rest = told[("with velocities", "forest")]
     assert figured == pytest.approx((16 + 10) / 40) and rest == pytest.approx(10 / 20)
+
+
+def test_beat_positions_tells_8ths_16th_figures_and_triplets_apart() -> None:
+    from tests.scripts import load_script
+
+    bench = load_script("benchmarks/beat_positions.py")
+
+    def roll(steps_in_beat: tuple[int, ...], beats: int = 16) -> np.ndarray:
+        onset = np.zeros((beats * 4, 88), dtype=bool)
+        for beat in range(beats):
+            for k in steps_in_beat:
+                onset[beat * 4 + k, 40 + k] = True
+        return onset
+
+    eighths = bench.beat_position_shares(roll((0, 2)))
+    assert eighths == pytest.approx([0.5, 0.0, 0.5, 0.0])
+    assert bench.beat_feel(eighths) == "8ths"
+    sixteenths = bench.beat_position_shares(roll((0, 1, 2, 3)))
+    assert bench.beat_feel(sixteenths) == "16ths"
+    # triplet 8ths (0, 1/3, 2/3 of a beat) land on steps 0, 1 and 3
+    triplets = bench.beat_position_shares(roll((0, 1, 3)))
+    assert triplets == pytest.approx([1 / 3, 1 / 3, 0.0, 1 / 3])
+    assert bench.beat_feel(triplets) == "triplets"
+    assert bench.beat_position_shares(np.zeros((8, 88), dtype=bool)).sum() == 0.0

@@ -1235,3 +1235,25 @@ def test_playing_trains_on_the_songs_performed_one_way(tiny_cache: Path, tmp_pat
     with pytest.raises(ValueError, match="leave it out with --bgm909"):
         tiny_config(tiny_cache, tmp_path / "bgm", playing="even", bgm909=str(tmp_path))
     assert build_parser().parse_args(["train", "--playing", "even"]).playing == "even"
+
+
+def test_figured_from_trains_on_the_songs_in_16th_note_figures(
+    tiny_cache: Path, tmp_path: Path
+) -> None:
+    from trainer.dataset import load_split
+    from trainer.sources import load_data
+
+    figurations = sorted(song.figuration for song in load_split(tiny_cache, "train"))
+    everything = load_data(tiny_config(tiny_cache, tmp_path / "all"))
+    between = (figurations[0] + figurations[-1]) / 2
+    assert figurations[0] < between < figurations[-1]  # the two songs differ
+    figured = load_data(tiny_config(tiny_cache, tmp_path / "figured", figured_from=between))
+    assert 0 < len(figured.train) < len(everything.train)
+    assert len(figured.valid) == len(everything.valid)  # validation keeps every song
+    with pytest.raises(DiffBGMError, match="--figured-from"):
+        load_data(tiny_config(tiny_cache, tmp_path / "none", figured_from=figurations[-1] + 0.01))
+    with pytest.raises(ValueError, match="--figured-from must be in"):
+        tiny_config(tiny_cache, tmp_path / "bad", figured_from=1.5)
+    with pytest.raises(ValueError, match="leave it out with --bgm909"):
+        tiny_config(tiny_cache, tmp_path / "bgm", figured_from=0.2, bgm909=str(tmp_path))
+    assert build_parser().parse_args(["train", "--figured-from", "0.25"]).figured_from == 0.25

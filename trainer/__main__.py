@@ -128,6 +128,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         device=args.device,
         augment=args.augment,
         playing=args.playing,
+        figured_from=args.figured_from,
         progress=not args.no_progress,
         stop_after=args.stop_after,
         max_minutes=args.max_minutes,
@@ -543,6 +544,15 @@ def build_parser() -> argparse.ArgumentParser:
         default="all",
         help="train on the POP909 songs performed this way only: even or wide velocity "
         "spread (docs/evaluation.md, 'Two ways of playing'); validation keeps every song",
+    )
+    train.add_argument(
+        "--figured-from",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="train on the POP909 songs with at least this share of their onsets on the odd "
+        "16ths only (slow songs in 16th-note figures; docs/evaluation.md, 'A teacher of the "
+        "figured songs'); 0 = every song; validation keeps every song",
     )
     train.add_argument(
         "--set",

@@ -333,6 +333,7 @@ class Pop909Windows(Dataset):
     transposed by a random -5..+5 semitones and its phrases randomly cut into 1-4 bar
     pieces; the random draws depend on (seed, epoch, index), so call `set_epoch` each epoch.
     `playing` ("even", "wide"): only the songs of the split played that way (`is_played`).
+    `figured_from` > 0: only the songs with at least that figuration (`CachedSong.figuration`).
     """
 
     def __init__(
@@ -347,6 +348,7 @@ class Pop909Windows(Dataset):
         calibration: Calibration | None = None,
         recall: bool = False,
         playing: str = "all",
+        figured_from: float = 0.0,
     ) -> None:
         self.spec = spec or RollSpec()
         self.window_bars = window_bars
@@ -357,7 +359,11 @@ class Pop909Windows(Dataset):
         self.epoch = 0
         cache = Path(cache_dir)
         self.calibration = calibration or Calibration.load(cache / "calibration.json")
-        self.songs = [song for song in load_split(cache, split) if is_played(song, playing)]
+        self.songs = [
+            song
+            for song in load_split(cache, split)
+            if is_played(song, playing) and song.figuration >= figured_from
+        ]
         for song in self.songs:
             if song.onset.shape[1] != self.spec.n_pitches:
                 raise DiffBGMError(

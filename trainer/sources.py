@@ -93,6 +93,7 @@ def load_data(config: TrainConfig) -> DataBundle:
             config.seed,
             recall=model_config.recall_input,
             playing=config.playing,
+            figured_from=config.figured_from,
         )
         valid = Pop909Windows(
             config.data,
@@ -110,6 +111,10 @@ def load_data(config: TrainConfig) -> DataBundle:
         where = f"{config.data} with features in {config.bgm909}" if config.bgm909 else config.data
         if config.playing != "all":
             where += f" among the songs played {config.playing}ly (--playing)"
+        if config.figured_from > 0:
+            where += (
+                f" among the songs of figuration at least {config.figured_from:g} (--figured-from)"
+            )
         raise DiffBGMError(f"no training windows of {bars} bars in {where}")
     return DataBundle(
         train=train,

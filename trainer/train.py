@@ -95,6 +95,9 @@ class TrainConfig:
     # "even" / "wide": train on the POP909 songs played that way only (trainer.dataset.
     # is_played; docs/evaluation.md, "Two ways of playing"); validation keeps every song
     playing: str = "all"
+    # > 0: train on the POP909 songs with at least this share of their onsets on the odd 16ths
+    # only (their figuration; docs/evaluation.md, "A teacher of the figured songs")
+    figured_from: float = 0.0
     model_overrides: dict[str, Any] = field(default_factory=dict)  # ModelConfig fields
     steps: int = 20_000
     batch: int = 32  # windows per rank per step (global batch = batch * world size)
@@ -248,6 +251,10 @@ class TrainConfig:
             raise ValueError(f"--playing must be one of {', '.join(PLAYING)}")
         if self.playing != "all" and self.bgm909:
             raise ValueError("--playing chooses POP909 songs: leave it out with --bgm909")
+        if not 0.0 <= self.figured_from < 1.0:
+            raise ValueError("--figured-from must be in [0, 1)")
+        if self.figured_from > 0 and self.bgm909:
+            raise ValueError("--figured-from chooses POP909 songs: leave it out with --bgm909")
         if self.adversarial_statistics not in CRITIC_STATISTICS:
             raise ValueError(
                 f"--adversarial-statistics must be one of {', '.join(CRITIC_STATISTICS)}"
