@@ -1,7 +1,10 @@
 """Model checkpoints: a folder with config.json, model.safetensors and a README.md model card,
 and optionally a `weak/` folder holding a checkpoint of the weaker model that autoguidance
-pushes the predictions away from (`diffbgm.model.autoguidance`) and a `critic.safetensors`
-window critic that picks among sampled candidates (`diffbgm.generation.critic`).
+pushes the predictions away from (`diffbgm.model.autoguidance`), a `critic.safetensors`
+window critic that picks among sampled candidates (`diffbgm.generation.critic`) and a
+`figured/` folder holding a network of the songs in 16th-note figures, which composes the
+pieces that ask for them where `GenerationConfig.figured_network_from` says so (it samples
+with the parent's settings, weak model and critic).
 
 Loaded from a local folder or a Hugging Face Hub id (through huggingface_hub's cache; with
 HF_HUB_OFFLINE=1 only the cache is used). Weights are safetensors only, never pickle.
@@ -31,6 +34,7 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "README.md"
 WEAK_FOLDER = "weak"
+FIGURED_FOLDER = "figured"
 FORMAT = "diffbgm-checkpoint"
 FORMAT_VERSION = 1
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -47,6 +51,7 @@ class LoadedModel:
     path: Path | None = None
     weak: LoadedModel | None = None  # the autoguidance model of the `weak/` folder, if any
     critic: WindowCritic | None = None  # the window critic of `critic.safetensors`, if any
+    figured: LoadedModel | None = None  # the network of the `figured/` folder, if any
 
     @property
     def guidance_range(self) -> tuple[float, float] | None:
@@ -222,7 +227,28 @@ def load_checkpoint(path_or_hub_id: str | Path, device: str | torch.device = "cp
         except ValueError as exc:
             raise CheckpointError(f"{folder / WEAK_FOLDER}: {exc}") from exc
         loaded = replace(loaded, weak=weak)
+    if (folder / FIGURED_FOLDER / CONFIG_NAME).is_file():
+        loaded = replace(loaded, figured=_figured_network(folder / FIGURED_FOLDER, loaded, device))
     return loaded
+
+
+def _figured_network(folder: Path, parent: LoadedModel, device: str | torch.device) -> LoadedModel:
+    """The `figured/` network, with the parent's weak model and critic: it must read the same
+    conditions and write the same roll as the parent, so that it can stand in for it."""
+    figured = _load_folder(folder, device)
+    for name in ("n_pitches", "pitch_low", "max_segments", "dynamic_dim", "semantic_dim"):
+        if getattr(figured.config, name) != getattr(parent.config, name):
+            raise CheckpointError(
+                f"{folder}: {name} {getattr(figured.config, name)} differs from the parent "
+                f"network's {getattr(parent.config, name)}; a figured network must stand in "
+                "for the parent"
+            )
+    if parent.weak is not None:
+        try:
+            check_weak_model(figured.config, parent.weak.config)
+        except ValueError as exc:
+            raise CheckpointError(f"{folder}: the parent's weak model: {exc}") from exc
+    return replace(figured, weak=parent.weak, critic=parent.critic)
 
 
 def _load_folder(folder: Path, device: str | torch.device) -> LoadedModel:
@@ -253,9 +279,11 @@ def _load_folder(folder: Path, device: str | torch.device) -> LoadedModel:
 
 
 def networks_sha256(folder: str | Path) -> str | None:
-    """The identity of the networks a checkpoint folder samples with: its weights, and its weak
-    model's where it ships one (autoguidance calls it). None where the folder has no weights
-    (e.g. a Hub id). A speed record or a critic's composed features belong to one identity."""
+    """The identity of the networks a checkpoint folder samples with by default: its weights,
+    and its weak model's where it ships one (autoguidance calls it); a `figured/` network,
+    which composes only where a knob asks, is not part of it. None where the folder has no
+    weights (e.g. a Hub id). A speed record or a critic's composed features belong to one
+    identity."""
     weights = Path(folder) / WEIGHTS_NAME
     if not weights.is_file():
         return None

@@ -1,7 +1,9 @@
-"""Double time: a slow piece composed with every beat written as two, then put back."""
+"""Pieces in 16th-note figures: double time (every beat written as two, then put back), the
+figured network, and the benchmarks that find such songs."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +18,11 @@ from diffbgm.controls import (
     tempo_feature,
     typical_figuration,
 )
+from diffbgm.errors import GenerationError
 from diffbgm.generation import GenerationConfig, KnownMusic, generate_roll
 from diffbgm.generation.decoding import DecodedRoll
 from diffbgm.generation.double_time import (
-    composes_in_double_time,
+    asks_for_figures,
     doubled_conditions,
     doubled_known,
     halved_notes,
@@ -64,12 +67,12 @@ def _piece(figuration: float | None, tempo_bpm: float = 60.0, n_bars: int = 4) -
 def test_only_a_piece_asking_for_enough_figures_is_composed_in_double_time() -> None:
     assert piece_tempo_bpm(_piece(0.4, 60.0)) == pytest.approx(60.0)
     assert piece_figuration(_piece(0.4)) == pytest.approx(0.4)
-    assert composes_in_double_time(_piece(0.4), 0.25)
-    assert composes_in_double_time(_piece(0.25), 0.25)
-    assert not composes_in_double_time(_piece(0.1), 0.25)
-    assert not composes_in_double_time(_piece(0.4), 0.0)  # off
+    assert asks_for_figures(_piece(0.4), 0.25)
+    assert asks_for_figures(_piece(0.25), 0.25)
+    assert not asks_for_figures(_piece(0.1), 0.25)
+    assert not asks_for_figures(_piece(0.4), 0.0)  # off
     assert piece_figuration(_piece(None)) is None and piece_tempo_bpm(_piece(None)) is None
-    assert not composes_in_double_time(_piece(None), 0.25)
+    assert not asks_for_figures(_piece(None), 0.25)
 
 
 def test_doubled_conditions_last_twice_as_long_and_ask_for_half_the_events_a_bar() -> None:
@@ -237,3 +240,66 @@ def test_beat_positions_tells_8ths_16th_figures_and_triplets_apart() -> None:
     assert triplets == pytest.approx([1 / 3, 1 / 3, 0.0, 1 / 3])
     assert bench.beat_feel(triplets) == "triplets"
     assert bench.beat_position_shares(np.zeros((8, 88), dtype=bool)).sum() == 0.0
+
+
+def _with_figured_network(tmp_path: Path, changed: bool = True) -> Path:
+    """The tiny checkpoint with a figured/ network: its own weights, nudged where `changed`."""
+    import shutil
+
+    import torch
+
+    from diffbgm.checkpoint import FIGURED_FOLDER, load_checkpoint, save_checkpoint
+    from tests.test_generation import TINY
+
+    folder = tmp_path / "tiny-with-figured"
+    shutil.copytree(TINY, folder)
+    tiny = load_checkpoint(TINY)
+    if changed:
+        with torch.no_grad():
+            for parameter in tiny.model.parameters():
+                parameter.add_(0.05 * torch.randn_like(parameter))
+    save_checkpoint(folder / FIGURED_FOLDER, tiny.model, tiny.config, tiny.extra)
+    return folder
+
+
+def test_a_figured_piece_is_composed_by_the_figured_network_where_asked(tmp_path: Path) -> None:
+    from diffbgm.checkpoint import load_checkpoint, networks_sha256
+    from tests.test_generation import TINY
+
+    folder = _with_figured_network(tmp_path)
+    loaded = load_checkpoint(folder)
+    assert loaded.figured is not None and loaded.figured.weak is loaded.weak
+    assert networks_sha256(folder) == networks_sha256(TINY)  # the default networks alike
+    config = GenerationConfig(steps=4, figured_network_from=0.25)
+    plain = replace(config, figured_network_from=0.0)
+    figured, slow_plain = _piece(0.4), _piece(0.1)
+
+    def notes(model, piece, settings):  # type: ignore[no-untyped-def]
+        return generate_roll(model, piece, settings, seed=3).notes.onset
+
+    own = load_checkpoint(TINY)
+    # a figured piece: the figured network's music; a plainer one or the knob off: the parent's
+    assert not np.array_equal(notes(loaded, figured, config), notes(own, figured, plain))
+    assert np.array_equal(notes(loaded, figured, plain), notes(own, figured, plain))
+    assert np.array_equal(notes(loaded, slow_plain, config), notes(own, slow_plain, plain))
+    with pytest.raises(GenerationError, match="needs a figured network"):
+        generate_roll(own, figured, config, seed=3)
+    from trainer.evaluate import apply_ablation
+
+    ablated, _ = apply_ablation(loaded, "no-sac", config)  # an ablation switches both networks
+    assert ablated.figured is not None and not ablated.figured.config.sac
+
+
+def test_a_figured_network_must_read_what_its_parent_reads(tmp_path: Path) -> None:
+    import json
+
+    from diffbgm.checkpoint import FIGURED_FOLDER, load_checkpoint
+    from diffbgm.errors import CheckpointError
+
+    folder = _with_figured_network(tmp_path, changed=False)
+    meta_path = folder / FIGURED_FOLDER / "config.json"
+    meta = json.loads(meta_path.read_text())
+    meta["model"]["pitch_low"] += 1  # notes a semitone off: not the parent's roll
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="pitch_low"):
+        load_checkpoint(folder)

@@ -53,6 +53,7 @@ from diffbgm.errors import DiffBGMError
 from diffbgm.generation import GenerationConfig
 from diffbgm.metrics import MetricConfig, aggregate, piece_metrics, relative_change, spearman
 from diffbgm.model.conditions import PieceConditions
+from diffbgm.model.config import SelectorMode
 from diffbgm.model.onnx_runtime import sampling_runtime
 from diffbgm.music.calibration import Calibration
 from diffbgm.music.roll import PianoRoll, RollSpec, roll_to_midi
@@ -130,10 +131,14 @@ def apply_ablation(
     """The model and generation settings an ablation runs with."""
     if ablation not in ABLATIONS:
         raise DiffBGMError(f"unknown ablation {ablation!r}; choose one of {', '.join(ABLATIONS)}")
-    if ablation == "no-sac":
-        return with_inference_switches(loaded, sac=False, selector=None), config
-    if ablation == "no-selector":
-        return with_inference_switches(loaded, sac=loaded.config.sac, selector="none"), config
+    if ablation in ("no-sac", "no-selector"):
+        sac = False if ablation == "no-sac" else loaded.config.sac
+        selector: SelectorMode | None = None if ablation == "no-sac" else "none"
+        ablated = with_inference_switches(loaded, sac=sac, selector=selector)
+        if loaded.figured is not None:  # the figured network stands in for the parent: alike
+            figured = with_inference_switches(loaded.figured, sac=sac, selector=selector)
+            ablated = replace(ablated, figured=figured)
+        return ablated, config
     if ablation == "no-guidance":
         return loaded, config.with_overrides(guidance=1.0)
     return loaded, config

@@ -174,6 +174,15 @@ class GenerationConfig:
         0.0,
         1.0,
     )
+    figured_network_from: float = _knob(
+        0.0,
+        "> 0: a piece that asks for at least this share of its onsets on the odd 16ths (its "
+        "figuration: a song's own, a plan's the share typical of its tempo) is composed by "
+        "the checkpoint's figured network (its figured/ folder: a network of POP909's songs in "
+        '16th-note figures; docs/evaluation.md, "A network of the figured songs"); 0 = off',
+        0.0,
+        1.0,
+    )
     deep_reuse: int = _knob(
         0,
         "this many of the quietest steps (the last, the third-last, ...) reuse the deep "

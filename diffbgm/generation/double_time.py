@@ -54,9 +54,10 @@ def piece_figuration(conditions: PieceConditions) -> float | None:
     return float(conditions.global_[FIGURATION_FEATURE])
 
 
-def composes_in_double_time(conditions: PieceConditions, from_figuration: float) -> bool:
+def asks_for_figures(conditions: PieceConditions, from_figuration: float) -> bool:
     """Does the piece ask for at least `from_figuration` of its onsets on the odd 16ths
-    (0: never)? A piece that tells no figuration is composed on its own grid."""
+    (0: never)? The gate of double time and of the figured network; a piece that tells no
+    figuration is composed on its own grid, by the checkpoint's own network."""
     figuration = piece_figuration(conditions)
     return from_figuration > 0 and figuration is not None and figuration >= from_figuration
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -23,7 +23,7 @@ from diffbgm.generation.config import GenerationConfig
 from diffbgm.generation.critic import AskedRegister
 from diffbgm.generation.decoding import DecodedRoll, DecodeStep, decode
 from diffbgm.generation.double_time import (
-    composes_in_double_time,
+    asks_for_figures,
     doubled_conditions,
     doubled_known,
     halved_notes,
@@ -84,14 +84,21 @@ class GeneratedRoll:
 
 def check_settings_for_model(model: LoadedModel, config: GenerationConfig) -> None:
     """Raise GenerationError for settings these weights cannot honour: a guidance scale
-    outside the scales a guidance-distilled network learned, or a step-distilled network
-    asked for another sampler or step count than the one it learned."""
+    outside the scales a guidance-distilled network learned, a step-distilled network
+    asked for another sampler or step count than the one it learned, or a knob that needs a
+    companion the checkpoint does not ship (a weak model, a critic, a figured network)."""
     steps = model.distilled_steps
     if steps and (config.sampler != "ddim" or config.steps != steps):
         raise GenerationError(
             f"this step-distilled model samples with DDIM in exactly {steps} steps (asked: "
             f"{config.sampler} {config.steps}); use those, or its teacher "
             f"({model.extra.get('distilled_from', 'the undistilled model')}) for others"
+        )
+    if config.figured_network_from > 0 and model.figured is None:
+        raise GenerationError(
+            f"figured_network_from {config.figured_network_from:g} needs a figured network, "
+            f"and this checkpoint has none (a figured/ folder beside its weights; "
+            'docs/evaluation.md, "A network of the figured songs"); use figured_network_from 0'
         )
     if config.candidates > 1 and model.critic is None:
         raise GenerationError(
@@ -189,6 +196,18 @@ def _runtime_network(denoiser: Denoiser, runtime: str, spinning: bool = True) ->
         return denoiser
 
 
+def composing_network(
+    model: LoadedModel, conditions: PieceConditions, config: GenerationConfig
+) -> LoadedModel:
+    """The checkpoint's figured network for a piece that asks for at least
+    `figured_network_from` of its onsets on the odd 16ths, else its own network."""
+    if model.figured is None or not asks_for_figures(conditions, config.figured_network_from):
+        return model
+    # the figured network samples with the parent's settings; it has no figured network itself
+    check_settings_for_model(model.figured, replace(config, figured_network_from=0.0))
+    return model.figured
+
+
 def generate_roll(
     model: LoadedModel,
     conditions: PieceConditions,
@@ -210,7 +229,8 @@ def generate_roll(
     """
     check_settings_for_model(model, config)
     calibration = calibration or Calibration.load()
-    doubled = composes_in_double_time(conditions, config.double_time_from)
+    model = composing_network(model, conditions, config)
+    doubled = asks_for_figures(conditions, config.double_time_from)
     composed, kept = conditions, known
     if doubled:
         composed = doubled_conditions(conditions, calibration)
