@@ -51,12 +51,7 @@ def main() -> None:
     import sys
 
     sys.path.insert(0, str(Path(__file__).parent))
-    from tempo_rhythm import forest_accuracy
-
-    from diffbgm.errors import DiffBGMError
-    from diffbgm.music.roll import RollSpec, midi_to_roll
-    from trainer.models import load_for_inference
-    from trainer.sample import load_song_piece
+    from tempo_rhythm import forest_accuracy, songs_and_generated
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--songs", type=parse_song_range, default=parse_song_range("831-859"))
@@ -66,23 +61,12 @@ def main() -> None:
     parser.add_argument("--midi", nargs="*", type=Path, default=[])
     parser.add_argument("--reports", nargs="*", type=Path, default=[])
     args = parser.parse_args()
-    config = load_for_inference(args.model).config
-    spec = RollSpec(pitch_low=config.pitch_low, n_pitches=config.n_pitches)
     told = forest_accuracy(args.reports)
     rows: list[tuple[str, float, str, np.ndarray, np.ndarray, float]] = []
-    for number in args.songs:
-        song_id = f"{number:03d}"
-        try:
-            song = load_song_piece(Path(args.data), song_id, args.bars, config)
-        except DiffBGMError as exc:
-            print(f"{song_id}: skipped ({exc})")
-            continue
-        grid = np.arange(song.onset.shape[0]) * 60.0 / song.tempo_bpm / 4
-        generated = [
-            beat_position_shares(midi_to_roll(folder / f"song{song_id}.mid", grid, spec).onset)
-            for folder in args.midi
-            if (folder / f"song{song_id}.mid").is_file()
-        ]
+    for song_id, song, rolls in songs_and_generated(
+        args.songs, Path(args.data), args.bars, args.model, args.midi
+    ):
+        generated = [beat_position_shares(roll.onset) for roll in rolls]
         real = beat_position_shares(song.onset)
         mean_generated = np.mean(generated, axis=0) if generated else np.full(4, np.nan)
         right = told.get(song_id, np.nan)

@@ -24,13 +24,19 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from diffbgm.metrics import notes_per_onset_step, odd_16th_share
 from diffbgm.realism import feature_names, piece_windows
 from trainer.__main__ import parse_song_range
+
+if TYPE_CHECKING:
+    from diffbgm.music.roll import PianoRoll
+    from trainer.sample import SongPiece
 
 TEMPO_BANDS = ((0.0, 66.0), (66.0, 76.0), (76.0, 90.0), (90.0, 1000.0))
 
@@ -77,12 +83,33 @@ def feature_table(
     return rows
 
 
-def main() -> None:
+def songs_and_generated(
+    songs: list[int], data: Path, bars: int, model: str, midi: list[Path]
+) -> Iterator[tuple[str, SongPiece, list[PianoRoll]]]:
+    """Each cached song's first `bars` bars (as `trainer evaluate` takes them), with its
+    generated music read from the MIDI folders (song<ID>.mid, on the song's own grid; the
+    model's config gives the roll's pitches). A song the cache cannot give is reported and
+    skipped."""
     from diffbgm.errors import DiffBGMError
     from diffbgm.music.roll import RollSpec, midi_to_roll
     from trainer.models import load_for_inference
     from trainer.sample import load_song_piece
 
+    config = load_for_inference(model).config
+    spec = RollSpec(pitch_low=config.pitch_low, n_pitches=config.n_pitches)
+    for number in songs:
+        song_id = f"{number:03d}"
+        try:
+            song = load_song_piece(data, song_id, bars, config)
+        except DiffBGMError as exc:
+            print(f"{song_id}: skipped ({exc})")
+            continue
+        grid = np.arange(song.onset.shape[0]) * 60.0 / song.tempo_bpm / 4
+        files = [folder / f"song{song_id}.mid" for folder in midi]
+        yield song_id, song, [midi_to_roll(file, grid, spec) for file in files if file.is_file()]
+
+
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--songs", type=parse_song_range, default=parse_song_range("831-859"))
     parser.add_argument("--data", default="data_cache/pop909")
@@ -99,23 +126,11 @@ def main() -> None:
         parser.error(f"unknown features {unknown}; known: {', '.join(feature_names(False))}")
     real_windows: dict[tuple[float, float], list[np.ndarray]] = {}
     generated_windows: dict[tuple[float, float], list[np.ndarray]] = {}
-    config = load_for_inference(args.model).config
-    spec = RollSpec(pitch_low=config.pitch_low, n_pitches=config.n_pitches)
     accuracy = forest_accuracy(args.reports)
     rows = []
-    for number in args.songs:
-        song_id = f"{number:03d}"
-        try:
-            song = load_song_piece(Path(args.data), song_id, args.bars, config)
-        except DiffBGMError as exc:
-            print(f"{song_id}: skipped ({exc})")
-            continue
-        grid = np.arange(song.onset.shape[0]) * 60.0 / song.tempo_bpm / 4
-        rolls = [
-            midi_to_roll(folder / f"song{song_id}.mid", grid, spec)
-            for folder in args.midi
-            if (folder / f"song{song_id}.mid").is_file()
-        ]
+    for song_id, song, rolls in songs_and_generated(
+        args.songs, Path(args.data), args.bars, args.model, args.midi
+    ):
         generated = [roll.onset for roll in rolls]
         if args.features:
             tempo_band = band_of(song.tempo_bpm)
