@@ -20,8 +20,6 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.__main__ import parse_song_range
-
 STEPS_PER_BEAT = 4
 FEELS = ("8ths", "16ths", "triplets")
 # A song in triplets puts at least this share of its onsets on steps 1 and 3 together...
@@ -51,15 +49,10 @@ def main() -> None:
     import sys
 
     sys.path.insert(0, str(Path(__file__).parent))
-    from tempo_rhythm import forest_accuracy, songs_and_generated
+    from tempo_rhythm import add_song_arguments, forest_accuracy, songs_and_generated
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--songs", type=parse_song_range, default=parse_song_range("831-859"))
-    parser.add_argument("--data", default="data_cache/pop909")
-    parser.add_argument("--model", default="checkpoints/diffbgm-small", help="for its roll spec")
-    parser.add_argument("--bars", type=int, default=32)
-    parser.add_argument("--midi", nargs="*", type=Path, default=[])
-    parser.add_argument("--reports", nargs="*", type=Path, default=[])
+    add_song_arguments(parser)
     args = parser.parse_args()
     told = forest_accuracy(args.reports)
     rows: list[tuple[str, float, str, np.ndarray, np.ndarray, float]] = []

@@ -95,16 +95,8 @@ class SpreadGuided(GuidedNetwork):
         guided_here = t < self.below_t  # (B,)
         if self.weight == 0.0 or not bool(guided_here.any()):
             return self.network(x_t, t, cond, drop, guidance).float()
-        tripled_drop = None if drop is None else torch.cat([drop, drop, drop])
-        tripled_scale = None if guidance is None else torch.cat([guidance, guidance, guidance])
-        passes = self.network(
-            torch.cat([x_t, x_t, x_t]),
-            torch.cat([t, t, t]),
-            cond.cat(self.shifted(cond, self.shift)).cat(self.shifted(cond, -self.shift)),
-            tripled_drop,
-            tripled_scale,
-        ).float()
-        out, up, down = passes.chunk(3)  # (B, 2, T, P) each
+        conds = [cond, self.shifted(cond, self.shift), self.shifted(cond, -self.shift)]
+        out, up, down = self.passes(x_t, t, conds, drop, guidance)  # (B, 2, T, P) each
         upper = self.upper_mask(cond, x_t.shape[-1])
         pushed = out + self.weight * (upper * (up - out) + (1.0 - upper) * (down - out))
         return torch.where(guided_here[:, None, None, None], pushed, out)

@@ -109,14 +109,20 @@ def songs_and_generated(
         yield song_id, song, [midi_to_roll(file, grid, spec) for file in files if file.is_file()]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def add_song_arguments(parser: argparse.ArgumentParser) -> None:
+    """--songs, --data, --model, --bars, --midi and --reports, as `songs_and_generated` and
+    `forest_accuracy` read them."""
     parser.add_argument("--songs", type=parse_song_range, default=parse_song_range("831-859"))
     parser.add_argument("--data", default="data_cache/pop909")
     parser.add_argument("--model", default="checkpoints/diffbgm-small", help="for its roll spec")
     parser.add_argument("--bars", type=int, default=32)
     parser.add_argument("--midi", nargs="*", type=Path, default=[])
     parser.add_argument("--reports", nargs="*", type=Path, default=[])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_song_arguments(parser)
     parser.add_argument(
         "--features", nargs="*", default=[], help="realism note features to show by tempo band"
     )

@@ -60,15 +60,6 @@ class ControlGuided(GuidedNetwork):
         guided_here = t < self.below_t  # (B,)
         if self.weight == 1.0 or not bool(guided_here.any()):
             return self.network(x_t, t, cond, drop, guidance).float()
-        doubled_drop = None if drop is None else torch.cat([drop, drop])
-        doubled_scale = None if guidance is None else torch.cat([guidance, guidance])
-        both = self.network(
-            torch.cat([x_t, x_t]),
-            torch.cat([t, t]),
-            cond.cat(self.typical(cond)),
-            doubled_drop,
-            doubled_scale,
-        ).float()
-        out, typical = both.chunk(2)  # (B, 2, T, P) each
+        out, typical = self.passes(x_t, t, [cond, self.typical(cond)], drop, guidance)
         pushed = out + (self.weight - 1.0) * (out - typical)
         return torch.where(guided_here[:, None, None, None], pushed, out)
