@@ -106,7 +106,9 @@ def main() -> None:
             accumulator = _Accumulator()
             rows = []
             for x, song in zip(rolls, songs, strict=True):
-                decoded = decode(x, song.conditions, config, calibration)
+                decoded = decode(
+                    x, song.conditions, config, calibration, pitch_low=loaded.config.pitch_low
+                )
                 chords = song.conditions.chord_pcs
                 rows.append(piece_metrics(decoded.onset, decoded.sustain, chords, song.key))
                 accumulator.add(

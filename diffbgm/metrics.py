@@ -27,6 +27,7 @@ from scipy.stats import rankdata
 # relative_change lives with the controls (the plan uses it too); importers of it from here
 # keep working.
 from diffbgm.controls import relative_change as relative_change
+from diffbgm.controls import scale_pitch_classes as scale_pitch_classes
 
 # The per-bar symbolic structureness was reported as "si_short"/"si_mid" before MusDr's own
 # SI (diffbgm.musdr_si, "si_musdr_*") was measured; it is a different number (DESIGN.md) and
@@ -48,11 +49,6 @@ def metric_from(values: Mapping[str, object], name: str) -> object:
         if new == name and old in values:
             return values[old]
     raise KeyError(name)
-
-
-# Diatonic pitch classes relative to the tonic.
-MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)
-NATURAL_MINOR_SCALE = (0, 2, 3, 5, 7, 8, 10)
 
 
 @dataclass(frozen=True)
@@ -407,14 +403,6 @@ def chord_tone_ratio(onset: np.ndarray, chord_pcs: np.ndarray, pitch_low: int = 
     if total == 0:
         return math.nan
     return float((per_pc * chords[has_chord]).sum() / total)
-
-
-def scale_pitch_classes(tonic_pc: int, minor: bool) -> np.ndarray:
-    """(12,) bool: the diatonic scale (major, or natural minor) of the key."""
-    mask = np.zeros(12, dtype=bool)
-    degrees = NATURAL_MINOR_SCALE if minor else MAJOR_SCALE
-    mask[[(tonic_pc + d) % 12 for d in degrees]] = True
-    return mask
 
 
 def in_key_ratio(onset: np.ndarray, key: tuple[int, bool], pitch_low: int = 21) -> float:

@@ -14,12 +14,14 @@ import numpy as np
 import pytest
 import torch
 
+from diffbgm.controls import key_features
 from diffbgm.device import sampling_precision
 from diffbgm.errors import GenerationError
 from diffbgm.generation import (
     DensityMatch,
     GenerationConfig,
     GrooveBias,
+    KeyFilter,
     KnownMusic,
     add_generation_arguments,
     decode,
@@ -27,7 +29,11 @@ from diffbgm.generation import (
     generate_roll,
     generation_overrides,
 )
-from diffbgm.generation.decoding import DecodeContext, DecodeState
+from diffbgm.generation.decoding import (
+    DecodeContext,
+    DecodeState,
+    pitches_outside_key_and_chord,
+)
 from diffbgm.model.config import ModelConfig
 from diffbgm.music.calibration import Calibration
 
@@ -81,11 +87,13 @@ def test_a_shipped_distilled_model_names_a_shipped_teacher_with_its_settings() -
     fewer calls lost; the recall, which the student re-distilled on guided onsets alone chose
     with the groove in session 19; the sampler, its noise and the guidance, which session 31
     replaced by autoguidance with the student's own weak model, which the teacher lacks; where
-    the critic's candidates branch, which needs that stochastic sampler, session 36): the
+    the critic's candidates branch, which needs that stochastic sampler, session 36; the key
+    filter, chosen on the student's own music in session 63): the
     student was held to its own output when it was given fewer calls (sessions 14 and 16), and
     the teacher keeps the settings its own tables were made with."""
     own = {"steps", "onset_threshold", "final_call", "groove", "recall"}
     own |= {"sampler", "eta", "guidance", "autoguidance", "autoguidance_share", "branch_at"}
+    own |= {"key_filter"}
     configs = _shipped_configs()
     for name, config in configs.items():
         if not config["model"].get("guidance_embedding"):
@@ -176,6 +184,51 @@ def test_decode_steps_follow_the_config_in_a_fixed_order() -> None:
     assert decode_steps(GenerationConfig()) == []
     steps = decode_steps(GenerationConfig(groove=0.1, density_slack=0.5, edge_bars=1))
     assert steps == [GrooveBias(0.1), DensityMatch(0.5, 1)]
+    steps = decode_steps(GenerationConfig(key_filter=True, groove=0.1), pitch_low=24)
+    assert steps == [KeyFilter(24), GrooveBias(0.1)]
+
+
+def _keyed_piece(tonic_pc: int, minor: bool, chord: tuple[int, ...]):  # type: ignore[no-untyped-def]
+    """Four bars in the key, one chord (pitch classes) throughout."""
+    piece = _piece()
+    chord_pcs = np.zeros_like(piece.chord_pcs)
+    chord_pcs[:, list(chord)] = 1.0
+    global_ = np.zeros_like(piece.global_)
+    global_[:14] = key_features(tonic_pc, minor)
+    return replace(piece, chord_pcs=chord_pcs, global_=global_)
+
+
+def test_pitches_outside_the_key_and_the_chord() -> None:
+    # C major over an E major chord (E G# B): G# is the chord's, F# and C# are neither's
+    outside = pitches_outside_key_and_chord(_keyed_piece(0, False, (4, 8, 11)), 88, 21)
+    assert outside is not None and outside.shape == (64, 88)
+    midi = 21 + np.flatnonzero(outside[0])
+    assert sorted({int(p) % 12 for p in midi}) == [1, 3, 6, 10]
+    # A minor keeps its leading tone (G#) with any chord
+    minor = pitches_outside_key_and_chord(_keyed_piece(9, True, (9, 0, 4)), 88, 21)
+    assert minor is not None
+    assert sorted({int(p) % 12 for p in 21 + np.flatnonzero(minor[0])}) == [1, 3, 6, 10]
+    # no key in the conditions (a BGM909 model's): nothing is judged
+    assert pitches_outside_key_and_chord(_piece(), 88, 21) is None
+
+
+def test_key_filter_drops_notes_outside_key_and_chord_and_keeps_the_rest() -> None:
+    piece = _keyed_piece(0, False, (0, 4, 7))  # C major, a C chord
+    x = np.full((2, piece.n_steps, 88), -1.0, dtype=np.float32)
+    for step, midi in [(0, 60), (0, 64), (4, 62), (8, 66), (12, 61)]:  # C E D F# C#
+        x[0, step, midi - 21] = 1.0
+        x[1, step : step + 4, midi - 21] = 1.0
+    plain = decode(x, piece, GenerationConfig(), Calibration.load())
+    filtered = decode(x, piece, GenerationConfig(key_filter=True), Calibration.load())
+    assert sorted(21 + p for _, _, p in plain.notes()) == [60, 61, 62, 64, 66]
+    assert sorted(21 + p for _, _, p in filtered.notes()) == [60, 62, 64]
+    # the kept notes are the same notes, held as long
+    kept = {n for n in plain.notes() if 21 + n[2] in (60, 62, 64)}
+    assert set(filtered.notes()) == kept
+    # without a key in the conditions the filter leaves the music alone
+    keyless = replace(piece, global_=np.zeros_like(piece.global_))
+    same = decode(x, keyless, GenerationConfig(key_filter=True), Calibration.load())
+    assert same.notes() == plain.notes()
 
 
 def test_a_new_rule_is_one_class_passed_to_decode() -> None:

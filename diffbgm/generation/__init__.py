@@ -5,7 +5,7 @@ generate.py  generate_roll(model, conditions, config, seed, known, progress)
 windows.py   long pieces: window-by-window sampling with overlap in-painting
 recall.py    phrase recall: the recall map and the guide the sampler follows
 critic.py    the window critic: which of a window's sampled candidates looks most real
-decode.py    sampled values -> notes: decode rules (one class each) and the threshold cut
+decoding.py  sampled values -> notes: decode rules (one class each) and the threshold cut
 requests.py  what segments ask for in notes (onsets per bar), shared by recall and decode
 """
 
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
         DecodeStep,
         DensityMatch,
         GrooveBias,
+        KeyFilter,
         decode,
         decode_roll,
         decode_steps,
@@ -40,6 +41,7 @@ _LAZY = {
     "DecodeStep": "decoding",
     "DensityMatch": "decoding",
     "GrooveBias": "decoding",
+    "KeyFilter": "decoding",
     "decode": "decoding",
     "decode_roll": "decoding",
     "decode_steps": "decoding",
@@ -65,6 +67,7 @@ __all__ = [
     "GeneratedRoll",
     "GenerationConfig",
     "GrooveBias",
+    "KeyFilter",
     "KnownMusic",
     "add_generation_arguments",
     "check_settings_for_model",

@@ -149,6 +149,13 @@ class GenerationConfig:
         0.0,
         1.0,
     )
+    key_filter: bool = _knob(
+        False,
+        "write no note that is neither in the piece's key (major, or natural minor with its "
+        "leading tone) nor in the chord sounding with it: the network writes such notes 2.7x "
+        'as often as POP909 (docs/evaluation.md, "Notes outside the key and the chord"); '
+        "a piece whose conditions carry no key is left as it is",
+    )
     groove: float = _knob(
         0.0,
         "> 0: nudge onset values toward the rhythm pattern most bars of the segment use "

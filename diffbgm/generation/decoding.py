@@ -4,7 +4,8 @@ The sampler gives values in [-1, 1] per (channel, step, pitch); notes are where 
 channel passes a threshold. Each rule between the two is one class: it may move onset values
 or set per-step thresholds, and says in its docstring what it does and what measured gain
 justifies it. `decode_steps(config)` builds the list a GenerationConfig asks for, in a fixed
-order (groove first: it changes the values the density match counts). Adding a rule is one
+order (the key filter first, then the groove: each changes the values the density match
+counts). Adding a rule is one
 class here, one field of GenerationConfig and one test.
 """
 
@@ -16,6 +17,7 @@ from typing import NamedTuple, Protocol
 
 import numpy as np
 
+from diffbgm.controls import N_KEY_FEATURES, scale_pitch_classes
 from diffbgm.generation.config import GenerationConfig
 from diffbgm.generation.requests import apart_from_neighbours, requested_onsets_per_bar
 from diffbgm.model.conditions import PieceConditions
@@ -105,6 +107,48 @@ class DecodeStep(Protocol):
 
 
 @dataclass(frozen=True)
+class KeyFilter:
+    """Writes no note whose pitch class is neither in the key nor in the chord sounding.
+
+    The onset values of such pitches are put below any threshold before the other rules run,
+    so the density match fills the bar from the notes that remain. In the key: the major
+    scale, or the natural minor with its leading tone (the dominant's third). Measured on
+    songs 801-830 (docs/evaluation.md, "Notes outside the key and the chord"): the network
+    writes 0.41 % of its notes there against POP909's 0.18 %, and each one flattens the pitch
+    classes' histogram, so PCHE goes from +1.9 to +1.2 % of real with the realism test
+    unchanged."""
+
+    pitch_low: int
+
+    def __call__(self, state: DecodeState, context: DecodeContext) -> DecodeState:
+        outside = pitches_outside_key_and_chord(
+            context.piece, state.values.shape[2], self.pitch_low
+        )
+        if outside is None:
+            return state
+        onsets = np.where(outside, np.minimum(state.values[0], -1.0), state.values[0])
+        return DecodeState(np.stack([onsets, state.values[1]]), state.thresholds)
+
+
+def pitches_outside_key_and_chord(
+    piece: PieceConditions, n_pitches: int, pitch_low: int
+) -> np.ndarray | None:
+    """(T, P) bool: pitches in neither the piece's key nor the chord sounding at each step;
+    None when the piece's global features carry no key (a BGM909 model's)."""
+    key = np.asarray(piece.global_, dtype=np.float64)[:N_KEY_FEATURES]
+    if key.shape[0] < N_KEY_FEATURES or key[:12].max() <= 0:
+        return None
+    minor = bool(key[13] > key[12])
+    tonic = int(np.argmax(key[:12]))
+    in_key = scale_pitch_classes(tonic, minor)
+    if minor:
+        in_key[(tonic + 11) % 12] = True
+    pitch_classes = (pitch_low + np.arange(n_pitches)) % 12
+    chord = np.asarray(piece.chord_pcs)[:, pitch_classes] > 0  # (T, P)
+    return ~in_key[pitch_classes][None, :] & ~chord
+
+
+@dataclass(frozen=True)
 class GrooveBias:
     """Nudges each onset value toward the segment's common rhythm pattern.
 
@@ -150,9 +194,12 @@ class DensityMatch:
         return DecodeState(state.values, thresholds)
 
 
-def decode_steps(config: GenerationConfig) -> list[DecodeStep]:
-    """The rules `config` switches on, in the order they apply."""
+def decode_steps(config: GenerationConfig, pitch_low: int = 21) -> list[DecodeStep]:
+    """The rules `config` switches on, in the order they apply (pitch row 0 is MIDI
+    `pitch_low`)."""
     steps: list[DecodeStep] = []
+    if config.key_filter:
+        steps.append(KeyFilter(pitch_low))
     if config.groove > 0:
         steps.append(GrooveBias(config.groove))
     if config.density_slack > 0:
@@ -166,12 +213,13 @@ def decode(
     config: GenerationConfig,
     calibration: Calibration,
     steps: list[DecodeStep] | None = None,
+    pitch_low: int = 21,
 ) -> DecodedRoll:
     """A sampled piece (2, T, P) -> notes: the rules of `config` (or `steps`), then the cut at
-    the onset and sustain thresholds."""
+    the onset and sustain thresholds. Pitch row 0 of `x` is MIDI `pitch_low`."""
     context = DecodeContext(piece, config.onset_threshold, calibration)
     state = DecodeState(values=x, thresholds=config.onset_threshold)
-    for step in decode_steps(config) if steps is None else steps:
+    for step in decode_steps(config, pitch_low) if steps is None else steps:
         state = step(state, context)
     return decode_roll(state.values, state.thresholds, config.sustain_threshold)
 

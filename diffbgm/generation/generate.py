@@ -299,4 +299,5 @@ def _compose(
             choose=_chooser(model, config, conditions, calibration),
             branch_at=config.branch_at,
         )
-    return raw, decode(raw, conditions, config, calibration, decode_rules)
+    notes = decode(raw, conditions, config, calibration, decode_rules, model.config.pitch_low)
+    return raw, notes
