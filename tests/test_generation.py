@@ -231,6 +231,20 @@ def test_key_filter_drops_notes_outside_key_and_chord_and_keeps_the_rest() -> No
     assert same.notes() == plain.notes()
 
 
+def test_the_outside_key_benchmark_counts_the_notes_the_filter_drops() -> None:
+    from tests.scripts import load_script
+
+    bench = load_script("benchmarks/outside_key.py")
+    piece = _keyed_piece(0, False, (0, 4, 7))  # C major, a C chord
+    onset = np.zeros((piece.n_steps, 88), dtype=bool)
+    onset[0, [60 - 21, 64 - 21, 66 - 21]] = True  # C E F#
+    onset[8, [62 - 21, 61 - 21]] = True  # D C#
+    outside = bench.outside_notes(onset, piece, 21)
+    assert sorted(21 + p for p in np.flatnonzero(outside.any(axis=0))) == [61, 66]
+    keyless = replace(piece, global_=np.zeros_like(piece.global_))
+    assert not bench.outside_notes(onset, keyless, 21).any()
+
+
 def test_a_new_rule_is_one_class_passed_to_decode() -> None:
     """A rule sees the state and the piece and returns a new state: here, one that silences
     the first bar, run after the config's own rules."""
