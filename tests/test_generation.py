@@ -208,7 +208,7 @@ def test_pitches_outside_the_key_and_the_chord() -> None:
     minor = pitches_outside_key_and_chord(_keyed_piece(9, True, (9, 0, 4)), 88, 21)
     assert minor is not None
     assert sorted({int(p) % 12 for p in 21 + np.flatnonzero(minor[0])}) == [1, 3, 6, 10]
-    # no key in the conditions (a BGM909 model's): nothing is judged
+    # no key in the conditions (all-zero key features): nothing is judged
     assert pitches_outside_key_and_chord(_piece(), 88, 21) is None
 
 

@@ -134,7 +134,7 @@ def pitches_outside_key_and_chord(
     piece: PieceConditions, n_pitches: int, pitch_low: int
 ) -> np.ndarray | None:
     """(T, P) bool: pitches in neither the piece's key nor the chord sounding at each step;
-    None when the piece's global features carry no key (a BGM909 model's)."""
+    None when the piece's global features carry no key (all zero)."""
     key = np.asarray(piece.global_, dtype=np.float64)[:N_KEY_FEATURES]
     if key.shape[0] < N_KEY_FEATURES or key[:12].max() <= 0:
         return None
