@@ -225,6 +225,11 @@ def test_key_filter_drops_notes_outside_key_and_chord_and_keeps_the_rest() -> No
     # the kept notes are the same notes, held as long
     kept = {n for n in plain.notes() if 21 + n[2] in (60, 62, 64)}
     assert set(filtered.notes()) == kept
+    # no threshold the other rules can reach brings them back
+    loose = GenerationConfig(key_filter=True, density_slack=2.0, groove=2.0, onset_threshold=-1.0)
+    assert not {61, 66} & {
+        21 + p for _, _, p in decode(x, piece, loose, Calibration.load()).notes()
+    }
     # without a key in the conditions the filter leaves the music alone
     keyless = replace(piece, global_=np.zeros_like(piece.global_))
     same = decode(x, keyless, GenerationConfig(key_filter=True), Calibration.load())

@@ -24,6 +24,10 @@ from diffbgm.model.conditions import PieceConditions
 from diffbgm.music.calibration import Calibration
 
 STEPS_PER_BAR = 16
+# An onset value no threshold reaches: thresholds stay within a few units of 0 (a base in
+# [-1, 1], a slack of at most 2, a groove bias of at most 2), so a rule that silences a note
+# sets this rather than -1.
+SILENCED = -1e6
 
 
 class DecodedRoll(NamedTuple):
@@ -126,7 +130,7 @@ class KeyFilter:
         )
         if outside is None:
             return state
-        onsets = np.where(outside, np.minimum(state.values[0], -1.0), state.values[0])
+        onsets = np.where(outside, SILENCED, state.values[0])
         return DecodeState(np.stack([onsets, state.values[1]]), state.thresholds)
 
 
