@@ -8,15 +8,12 @@ live in the calibration file written when the training cache is built.
 
 `relative_change` is here, not in diffbgm.metrics, because the plan (contrast at cuts), the
 sampler (edge contrast) and the evaluation must measure a change of level alike, and the plan
-may not import the metrics. The key's scale (`scale_pitch_classes`) is here for the same
-reason: the metrics count notes in it and the decoding's key filter keeps notes to it.
+may not import the metrics.
 """
 
 from __future__ import annotations
 
 import math
-
-import numpy as np
 
 # Per segment, "how busy": these steer the late (fine) denoising steps.
 DYNAMIC_CONTROLS: tuple[str, ...] = (
@@ -64,19 +61,6 @@ N_GLOBAL_FEATURES = N_KEY_FEATURES + 3
 PLAYING_FEATURE = N_KEY_FEATURES  # where each sits in the global vector
 TEMPO_FEATURE = N_KEY_FEATURES + 1
 FIGURATION_FEATURE = N_KEY_FEATURES + 2
-
-
-# Diatonic pitch classes relative to the tonic.
-MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)
-NATURAL_MINOR_SCALE = (0, 2, 3, 5, 7, 8, 10)
-
-
-def scale_pitch_classes(tonic_pc: int, minor: bool) -> np.ndarray:
-    """(12,) bool: the diatonic scale (major, or natural minor) of the key."""
-    mask = np.zeros(12, dtype=bool)
-    degrees = NATURAL_MINOR_SCALE if minor else MAJOR_SCALE
-    mask[[(tonic_pc + d) % 12 for d in degrees]] = True
-    return mask
 
 
 def key_features(tonic_pc: int, minor: bool) -> list[float]:

@@ -27,7 +27,7 @@ from scipy.stats import rankdata
 # relative_change lives with the controls (the plan uses it too); importers of it from here
 # keep working.
 from diffbgm.controls import relative_change as relative_change
-from diffbgm.controls import scale_pitch_classes as scale_pitch_classes
+from diffbgm.music.chords import scale_pitch_classes as scale_pitch_classes
 
 # The per-bar symbolic structureness was reported as "si_short"/"si_mid" before MusDr's own
 # SI (diffbgm.musdr_si, "si_musdr_*") was measured; it is a different number (DESIGN.md) and

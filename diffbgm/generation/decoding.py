@@ -17,11 +17,12 @@ from typing import NamedTuple, Protocol
 
 import numpy as np
 
-from diffbgm.controls import N_KEY_FEATURES, scale_pitch_classes
+from diffbgm.controls import N_KEY_FEATURES
 from diffbgm.generation.config import GenerationConfig
 from diffbgm.generation.requests import apart_from_neighbours, requested_onsets_per_bar
 from diffbgm.model.conditions import PieceConditions
 from diffbgm.music.calibration import Calibration
+from diffbgm.music.chords import scale_pitch_classes
 
 STEPS_PER_BAR = 16
 # An onset value no threshold reaches: thresholds stay within a few units of 0 (a base in

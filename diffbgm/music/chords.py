@@ -15,6 +15,18 @@ import numpy as np
 from diffbgm.errors import AnnotationError
 from diffbgm.music.roll import nearest_step
 
+# Diatonic pitch classes relative to the tonic.
+MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)
+NATURAL_MINOR_SCALE = (0, 2, 3, 5, 7, 8, 10)
+
+
+def scale_pitch_classes(tonic_pc: int, minor: bool) -> np.ndarray:
+    """(12,) bool: the diatonic scale (major, or natural minor) of the key."""
+    mask = np.zeros(12, dtype=bool)
+    degrees = NATURAL_MINOR_SCALE if minor else MAJOR_SCALE
+    mask[[(tonic_pc + d) % 12 for d in degrees]] = True
+    return mask
+
 
 class ChordError(AnnotationError):
     """A chord label cannot be parsed."""
