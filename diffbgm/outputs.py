@@ -32,6 +32,7 @@ STEMS_FOLDER = "stems"
 
 
 VelocityMethod = Literal["learned", "rule"]
+RecallSteps = tuple[np.ndarray, np.ndarray]  # (T,) source step or -1, (T,) semitones
 VELOCITY_METHODS: tuple[str, ...] = ("learned", "rule")
 
 
@@ -70,6 +71,7 @@ def velocities_from_controls(
     pitch_low: int = 21,
     model: VelocityModel | None = None,
     playing: str = DEFAULT_PLAYING,
+    recalled: RecallSteps | None = None,
 ) -> np.ndarray:
     """(T, P) uint8 MIDI velocity per onset (0 elsewhere).
 
@@ -80,7 +82,10 @@ def velocities_from_controls(
     (None: a seed taken from the notes); `rule`: the old fixed rule. One function for the
     app's files and the evaluation's realism test (trainer/evaluate.py), so both hear the
     same velocities. `model`: an already loaded velocity model (default: the shipped one);
-    `playing`: evenly or with wide dynamics (diffbgm.velocity.PLAYINGS; the rule ignores it).
+    `playing`: evenly or with wide dynamics (diffbgm.velocity.PLAYINGS; the rule ignores it);
+    `recalled`: the generation's recall map ((T,) source step or -1, (T,) semitones;
+    `GeneratedRoll.recalled`), so that a recalled phrase is played as the phrase it repeats
+    (the rule ignores it).
     """
     if method == "rule":
         return rule_velocities(onset, step_segment, segment_velocity, calibration)
@@ -99,6 +104,7 @@ def velocities_from_controls(
         notes_seed(onset) if seed is None else seed,
         pitch_low,
         playing=playing,
+        recalled=recalled,
     )
 
 
@@ -110,9 +116,11 @@ def velocities(
     seed: int | None = None,
     pitch_low: int = 21,
     playing: str = DEFAULT_PLAYING,
+    recalled: RecallSteps | None = None,
 ) -> np.ndarray:
     """(T, P) uint8 MIDI velocity per onset from each segment's velocity control (learned),
-    played `playing` (evenly or with wide dynamics)."""
+    played `playing` (evenly or with wide dynamics), recalled phrases as the phrases they
+    repeat (`recalled`: the generation's recall map)."""
     segment_velocity = np.array([seg.dynamic["velocity"] for seg in plan.segments], float)
     return velocities_from_controls(
         onset,
@@ -123,6 +131,7 @@ def velocities(
         seed,
         pitch_low=pitch_low,
         playing=playing,
+        recalled=recalled,
     )
 
 
@@ -145,13 +154,21 @@ def write_midi(
     seed: int = 0,
     humanise: bool = True,
     playing: str = DEFAULT_PLAYING,
+    recalled: RecallSteps | None = None,
 ) -> Score:
     """The arranged score in video time (diffbgm.arrange): one named track per part, shifted
     by the plan's offset and cut at the video's end; `seed` makes the humanisation
-    reproducible; `playing`: the velocities evenly or with wide dynamics. Also returns the
-    arrangement without humanisation (grid-exact notes)."""
+    reproducible; `playing`: the velocities evenly or with wide dynamics; `recalled`: the
+    generation's recall map (recalled phrases played as the phrases they repeat). Also
+    returns the arrangement without humanisation (grid-exact notes)."""
     loudness = velocities(
-        onset, sustain, plan, calibration, pitch_low=spec.pitch_low, playing=playing
+        onset,
+        sustain,
+        plan,
+        calibration,
+        pitch_low=spec.pitch_low,
+        playing=playing,
+        recalled=recalled,
     )
     roll = PianoRoll(onset, sustain, loudness)
     midi = arrange(roll, plan, spec, arrangement, seed=seed, humanise=humanise)

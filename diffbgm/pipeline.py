@@ -510,6 +510,7 @@ class Composer:
                     arrangement=options.arrangement,
                     seed=seed,
                     playing=options.playing,
+                    recalled=roll.recalled,
                 ),
             )
             midi = written.path

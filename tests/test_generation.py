@@ -419,6 +419,23 @@ def test_example_score_is_byte_identical_to_the_pinned_one(bbb_video: Path, tmp_
     assert _score_hashes("diffbgm-tiny", ["0"], bbb_video, tmp_path) == {"0": pinned["0"]}
 
 
+def test_a_generated_roll_says_where_its_music_was_recalled_from(tiny) -> None:  # type: ignore[no-untyped-def]
+    from diffbgm.generation.generate import recalled_steps
+    from diffbgm.generation.recall import recall_map
+
+    piece = replace(_piece(4, (0.5, 0.5)), recalls=np.array([-1, 0]))
+    roll = generate_roll(tiny, piece, GenerationConfig(steps=2, recall=0.5), seed=0)
+    assert roll.recalled is not None
+    source, semitones = roll.recalled
+    expected_source, expected_shift = recall_map(piece)
+    np.testing.assert_array_equal(source, expected_source)
+    np.testing.assert_array_equal(semitones, expected_shift)
+    assert (source[32:] == np.arange(32)).all() and (source[:32] == -1).all()
+    # recall off: nothing was recalled, so no note echoes another's velocity
+    off = recalled_steps(tiny, piece, GenerationConfig(recall=0.0), Calibration.load())
+    assert (off[0] == -1).all()
+
+
 @pytest.mark.parametrize("native", [False, True])
 def test_sampling_autocasts_to_bf16_only_where_native(
     tiny, native: bool, monkeypatch: pytest.MonkeyPatch

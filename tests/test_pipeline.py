@@ -162,6 +162,35 @@ def test_a_failed_compose_stops_the_background_encoder(
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".diffbgm-")]
 
 
+def test_the_score_plays_recalled_phrases_from_the_generations_recall_map(
+    tiny_composer: Composer, bbb_video: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from diffbgm import outputs
+    from diffbgm.generation import GeneratedRoll
+    from diffbgm.generation.decoding import DecodedRoll
+
+    maps: list[object] = []
+    compose_roll = tiny_composer.compose_roll
+
+    def composed(*args: object, **kwargs: object) -> GeneratedRoll:
+        roll = compose_roll(*args, **kwargs)  # type: ignore[arg-type]
+        n_steps = roll.onset.shape[0]
+        recalled = (np.arange(n_steps) - 16, np.zeros(n_steps, dtype=np.int64))
+        return GeneratedRoll(roll.raw, DecodedRoll(roll.onset, roll.sustain), recalled)
+
+    def written(*_args: object, **kwargs: object) -> None:
+        maps.append(kwargs.get("recalled"))
+        raise RuntimeError("stop after the score")
+
+    monkeypatch.setattr(tiny_composer, "compose_roll", composed)
+    monkeypatch.setattr(outputs, "write_midi", written)
+    with pytest.raises(RuntimeError, match="stop after the score"):
+        tiny_composer(bbb_video, tmp_path / "out", ComposeOptions(generation={"steps": 2}))
+    assert len(maps) == 1 and isinstance(maps[0], tuple)
+    source, _ = maps[0]
+    assert source[16] == 0 and source[-1] == source.size - 17
+
+
 @pytest.mark.parametrize(("codec", "encoded"), [("libvpx", True), ("libx264", False)])
 def test_sampling_leaves_a_core_to_the_background_encoder(
     tiny_composer: Composer,

@@ -485,6 +485,13 @@ def test_evaluate_reports_metrics_controls_and_ablations(
     assert set(both.data["control"]) == {"generated", "real", SONG_CONTROLS}
     args = build_parser().parse_args(["evaluate", "--model", "m", "--figuration", "typical"])
     assert args.figuration == "typical"
+    # the velocities as the app writes them (recalled phrases echoed), or drawn afresh
+    assert args.velocity_echo is True
+    args = build_parser().parse_args(["evaluate", "--model", "m", "--no-velocity-echo"])
+    assert args.velocity_echo is False
+    fresh = run_evaluation(replace(options, velocity_echo=False, out_json=None))
+    assert "recalled phrases' velocities drawn afresh" in fresh.markdown
+    assert "velocities drawn afresh" not in report.markdown
 
 
 def test_the_evaluation_realism_test_repeats_and_keeps_per_song_counts() -> None:

@@ -316,3 +316,84 @@ def test_each_way_of_playing_samples_with_its_own_residual(tmp_path: Path) -> No
             flat.velocities(onset, sustain, control, segments, 0, playing="even")[onset]
         ).size
     )
+
+
+def test_echo_sources_find_the_note_each_recalled_note_repeats() -> None:
+    from diffbgm.velocity import echo_sources
+
+    onset = np.zeros((8, 12), dtype=bool)
+    onset[0, [2, 5]] = True  # the source phrase
+    onset[4, [4, 7, 9]] = True  # recalled two semitones up: 2 -> 4, 5 -> 7; 9 is new
+    onset[6, 0] = True  # recalled from step 1, where nothing is struck
+    source_step = np.array([-1, -1, -1, -1, 0, -1, 1, -1])
+    semitones = np.array([0, 0, 0, 0, 2, 0, 0, 0])
+    steps, pitches = np.nonzero(onset)
+    sources = echo_sources(steps, pitches, source_step, semitones, onset.shape[1])
+    # notes in step then pitch order: (0,2) (0,5) (4,4) (4,7) (4,9) (6,0)
+    assert sources.tolist() == [-1, -1, 0, 1, -1, -1]
+    # a transposition that moves the source pitch off the range finds nothing
+    down = np.where(source_step >= 0, -11, 0)
+    assert (echo_sources(steps, pitches, source_step, down, onset.shape[1]) == -1).all()
+
+
+def test_a_recalled_note_keeps_its_sources_accent_on_its_own_loudness() -> None:
+    from diffbgm.velocity import echo_recalled
+
+    values = np.array([70.0, 90.0, 60.0, 60.0])
+    mean = np.array([75.0, 80.0, 65.0, 85.0])
+    sources = np.array([-1, -1, 1, 2])  # note 2 repeats note 1, note 3 repeats note 2
+    echoed = echo_recalled(values, mean, sources)
+    assert echoed[:2].tolist() == [70.0, 90.0]  # notes that repeat nothing keep their draw
+    assert echoed[2] == 90.0 - 80.0 + 65.0  # +10 over its own mean, as its source
+    assert echoed[3] == echoed[2] - 65.0 + 85.0  # a repeat of a repeat: the accent carries
+    assert values.tolist() == [70.0, 90.0, 60.0, 60.0]  # the input is not changed
+
+
+def test_a_recalled_phrase_is_played_as_the_phrase_it_repeats() -> None:
+    model = load_velocity_model()
+    onset, sustain = small_piece(bars=8, seed=5)
+    half = onset.shape[0] // 2
+    onset[half:], sustain[half:] = onset[:half], sustain[:half]  # the second half repeats
+    segments = np.repeat([0, 1], half)
+    control = np.where(segments == 0, 70.0, 90.0)  # ... louder
+    source_step = np.where(segments == 1, np.arange(onset.shape[0]) - half, -1)
+    recalled = (source_step, np.zeros(onset.shape[0], dtype=np.int64))
+    plain = model.velocities(onset, sustain, control, segments, seed=2)
+    echoed = model.velocities(onset, sustain, control, segments, seed=2, recalled=recalled)
+    assert np.array_equal(plain[:half], echoed[:half])  # the first playing is drawn as before
+    steps, _, features = note_features(onset, sustain, control, segments)
+    mean, _ = model.predict(features)
+    residual = echoed[onset].astype(float) - mean
+    first, second = residual[steps < half], residual[steps >= half]
+    assert np.abs(first - second).max() <= 1.0  # the same accents, up to rounding
+    # ... at the loudness the second segment asks for
+    assert echoed[half:][onset[half:]].mean() > echoed[:half][onset[:half]].mean() + 10
+    # drawn on their own, the two playings' accents differ
+    plain_residual = plain[onset].astype(float) - mean
+    assert np.abs(plain_residual[steps < half] - plain_residual[steps >= half]).max() > 5
+
+
+def test_the_app_and_the_evaluation_pass_the_recall_map_to_the_velocities() -> None:
+    onset, sustain = small_piece(bars=8, seed=5)
+    half = onset.shape[0] // 2
+    onset[half:], sustain[half:] = onset[:half], sustain[:half]
+    segments = np.repeat([0, 1], half)
+    level = np.array([0.5, 0.5])
+    recalled = (
+        np.where(segments == 1, np.arange(onset.shape[0]) - half, -1),
+        np.zeros(onset.shape[0], dtype=np.int64),
+    )
+    plain = velocities_from_controls(onset, sustain, segments, level, CALIBRATION)
+    echoed = velocities_from_controls(
+        onset, sustain, segments, level, CALIBRATION, recalled=recalled
+    )
+    assert np.array_equal(plain[:half], echoed[:half])
+    assert not np.array_equal(plain[half:], echoed[half:])
+    # the rule has no residual to echo
+    rule = velocities_from_controls(onset, sustain, segments, level, CALIBRATION, method="rule")
+    assert np.array_equal(
+        rule,
+        velocities_from_controls(
+            onset, sustain, segments, level, CALIBRATION, method="rule", recalled=recalled
+        ),
+    )

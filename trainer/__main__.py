@@ -263,6 +263,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         realism_groups=args.realism_groups,
         musdr_si=args.musdr_si,
         velocity=args.velocity,
+        velocity_echo=args.velocity_echo,
         figuration=args.figuration,
     )
     report = run_evaluation(options)
@@ -889,6 +890,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="learned",
         help="velocities of the generated music in the realism test and the MusDr audio: the "
         "app's velocity model (learned) or the old fixed rule",
+    )
+    evaluate.add_argument(
+        "--velocity-echo",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the learned velocities play a recalled phrase as the phrase it repeats, as the "
+        "app does (--no-velocity-echo: every note drawn on its own, as before session 64)",
     )
     evaluate.add_argument(
         "--realism-groups",

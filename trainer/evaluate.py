@@ -50,7 +50,7 @@ from diffbgm.controls import (
 )
 from diffbgm.device import sampling_precision
 from diffbgm.errors import DiffBGMError
-from diffbgm.generation import GenerationConfig
+from diffbgm.generation import GenerationConfig, recalled_steps
 from diffbgm.metrics import MetricConfig, aggregate, piece_metrics, relative_change, spearman
 from diffbgm.model.conditions import PieceConditions
 from diffbgm.model.config import SelectorMode
@@ -114,6 +114,8 @@ class EvalOptions:
     realism_groups: bool = False
     musdr_si: bool = True  # SI as MusDr computes it, from FluidSynth audio (diffbgm.musdr_si)
     velocity: VelocityMethod = "learned"  # generated velocities: the app's model, or the old rule
+    # the learned velocities play a recalled phrase as the phrase it repeats, as the app does
+    velocity_echo: bool = True
     # the figuration told (diffbgm.controls): the real song's, as its controls are, or the
     # share typical of its tempo, as the app tells (a network with global_dim 17 reads it)
     figuration: Literal["song", "typical"] = "song"
@@ -313,11 +315,13 @@ def app_velocities(
     calibration: Calibration,
     method: VelocityMethod = "learned",
     playing: str = DEFAULT_PLAYING,
+    recalled: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """The velocities the app would write for a generated roll (the roll itself has none):
     the velocity model (or the old rule) on each segment's velocity control, seeded by the
     notes as in the app; `playing`: the real song's way of playing, passed as its controls
-    are (docs/evaluation.md, "Two ways of playing")."""
+    are (docs/evaluation.md, "Two ways of playing"); `recalled`: the generation's recall map
+    (recalled phrases played as the phrases they repeat, as in the app)."""
     column = DYNAMIC_CONTROLS.index("velocity")
     return velocities_from_controls(
         onset,
@@ -327,6 +331,7 @@ def app_velocities(
         calibration,
         method=method,
         playing=playing,
+        recalled=recalled,
     )
 
 
@@ -616,6 +621,11 @@ def run_evaluation(options: EvalOptions) -> EvalReport:
                 calibration,
                 options.velocity,
                 song.playing,
+                recalled_steps(
+                    generator.loaded, asked.conditions, generation, generator.calibration
+                )
+                if options.velocity_echo
+                else None,
             )
             if has_controls
             else None
@@ -671,6 +681,10 @@ def run_evaluation(options: EvalOptions) -> EvalReport:
     )
     if options.figuration != "song":
         title += f", figuration {options.figuration} for the tempo"
+    if options.velocity == "rule":
+        title += ", velocities by the old rule"
+    elif not options.velocity_echo:
+        title += ", recalled phrases' velocities drawn afresh"
     if SONG_CONTROLS in accumulators:
         title += f", cut contrast {options.cut_contrast} at every boundary"
     markdown = markdown_report(generated, real, control, title)

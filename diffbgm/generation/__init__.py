@@ -1,7 +1,7 @@
 """Generation: one typed config, one code path (`generate_roll`), decode rules as steps.
 
 config.py    GenerationConfig: every sampling/decoding knob, its range and CLI flag
-generate.py  generate_roll(model, conditions, config, seed, known, progress)
+generate.py  generate_roll(model, conditions, config, seed, known, progress); recalled_steps
 windows.py   long pieces: window-by-window sampling with overlap in-painting
 recall.py    phrase recall: the recall map and the guide the sampler follows
 critic.py    the window critic: which of a window's sampled candidates looks most real
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         KnownMusic,
         check_settings_for_model,
         generate_roll,
+        recalled_steps,
     )
 
 # The config is light (command lines read it for --help); the rest imports torch, on first use.
@@ -49,6 +50,7 @@ _LAZY = {
     "KnownMusic": "generate",
     "generate_roll": "generate",
     "check_settings_for_model": "generate",
+    "recalled_steps": "generate",
 }
 
 
@@ -76,4 +78,5 @@ __all__ = [
     "decode_steps",
     "generate_roll",
     "generation_overrides",
+    "recalled_steps",
 ]

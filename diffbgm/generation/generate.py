@@ -72,6 +72,9 @@ class GeneratedRoll:
 
     raw: np.ndarray  # (2, T, P) float32 in [-1, 1], as the sampler left it
     notes: DecodedRoll  # (T, P) bool onset and sustain
+    # where each step's music was recalled from: (T,) source step or -1, (T,) semitones
+    # (the velocities play a recalled phrase as the phrase it repeats)
+    recalled: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def onset(self) -> np.ndarray:
@@ -246,7 +249,43 @@ def generate_roll(
             onset=np.where(keep[0], known.roll[0] > 0, notes.onset),
             sustain=np.where(keep[1], known.roll[1] > 0, notes.sustain),
         )
-    return GeneratedRoll(raw=raw, notes=notes)
+    return GeneratedRoll(
+        raw=raw, notes=notes, recalled=recalled_steps(model, conditions, config, calibration)
+    )
+
+
+def recalled_steps(
+    model: LoadedModel,
+    conditions: PieceConditions,
+    config: GenerationConfig,
+    calibration: Calibration,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Where each step of the piece composed with `config` recalls its music from: (T,)
+    source step or -1 and (T,) semitones, the map the sampler's recall guide follows (all -1
+    where recall is off)."""
+    model = composing_network(model, conditions, config)
+    guide = _recall_guide(
+        model, conditions, config, calibration, model.config.diffusion.num_train_steps
+    )
+    return guide.source, guide.semitones
+
+
+def _recall_guide(
+    model: LoadedModel,
+    conditions: PieceConditions,
+    config: GenerationConfig,
+    calibration: Calibration,
+    num_train_steps: int,
+) -> RecallGuide:
+    # edge bars: a returning phrase asked for another density plays it at its changing edges
+    requested = requested_onsets_per_bar(conditions, calibration) if config.edge_bars > 0 else None
+    return RecallGuide.build(
+        conditions,
+        config.recall,
+        num_train_steps,
+        requested,
+        keep_map=model.config.recall_input,
+    )
 
 
 def _compose(
@@ -261,15 +300,7 @@ def _compose(
 ) -> tuple[np.ndarray, DecodedRoll]:
     """Sample the piece window by window and decode it: (raw (2, T, P), notes)."""
     diffusion = Diffusion(model.config.diffusion)
-    # edge bars: a returning phrase asked for another density plays it at its changing edges
-    requested = requested_onsets_per_bar(conditions, calibration) if config.edge_bars > 0 else None
-    guide = RecallGuide.build(
-        conditions,
-        config.recall,
-        diffusion.num_train_steps,
-        requested,
-        keep_map=model.config.recall_input,
-    )
+    guide = _recall_guide(model, conditions, config, calibration, diffusion.num_train_steps)
     generator = torch.Generator().manual_seed(seed)
     device = next(model.model.parameters()).device
     # the convolutions' weights in the layout asked for (in place; cheap, idempotent): oneDNN's
