@@ -313,3 +313,87 @@ def test_the_recall_input_benchmark_tells_a_network_that_ignores_the_music() -> 
         assert row.recalled_to_real == pytest.approx(expected)
     with pytest.raises(ValueError, match="no recalled music"):
         bench.recall_use(model, Diffusion(config.diffusion), roll, cond.with_(recalled=None), [9])
+
+
+def test_inner_recall_follows_the_bar_four_before_inside_a_phrase_where_chords_agree() -> None:
+    from diffbgm.generation.recall import inner_recall_steps
+
+    # one 10-bar phrase over a 4-bar chord loop, but bar 9 leaves the loop; then a 3-bar one
+    roots = [0, 5, 7, 0, 0, 5, 7, 0, 0, 2, 0, 0, 0]
+    piece = piece_from([10 * BAR, 3 * BAR], None, roots)
+    source = np.full(piece.n_steps, -1)
+    inner = inner_recall_steps(piece, source, lag_bars=4)
+    by_bar = inner.reshape(-1, BAR)
+    assert by_bar.all(axis=1).tolist() == [False] * 4 + [True] * 5 + [False] * 4
+    assert (by_bar.any(axis=1) == by_bar.all(axis=1)).all()  # whole bars
+    assert not by_bar[9].any()  # its chord (D) is not the one four bars before (C)
+    # a bar another phrase's recall covers keeps that recall
+    source[5 * BAR : 6 * BAR] = 0
+    assert not inner_recall_steps(piece, source, lag_bars=4)[5 * BAR : 6 * BAR].any()
+    # lag 2: from the third bar of a phrase on
+    two = inner_recall_steps(piece, np.full(piece.n_steps, -1), lag_bars=2).reshape(-1, BAR)
+    assert two.all(axis=1)[10:].tolist() == [False, False, True]
+
+
+def test_inner_recall_guides_with_its_own_strength() -> None:
+    piece = piece_with([2, 8, 2], [-1, -1, 0], roots=[0, 5])  # the last phrase recalls the first
+    plain = RecallGuide.build(piece, 0.9, 1000)
+    guide = RecallGuide.build(piece, 0.9, 1000, inner_strength=0.5, inner_bars=4)
+    assert guide.inner is not None
+    # the phrase recall is as it was; bars 4.. of the long phrase follow the bar four before
+    recalled = plain.source >= 0
+    assert recalled[10 * BAR :].all()
+    np.testing.assert_array_equal(guide.source[recalled], plain.source[recalled])
+    steps = np.flatnonzero(guide.inner)
+    np.testing.assert_array_equal(steps, np.arange(6 * BAR, 10 * BAR))
+    assert (guide.source[steps] == steps - 4 * BAR).all()
+    assert not (guide.inner & recalled).any()
+    until = guide.until_steps(0, piece.n_steps)
+    assert set(until[recalled]) == {plain.until_t} and set(until[guide.inner]) == {500}
+    assert (until[:BAR] == plain.until_t).all()  # steps that recall nothing: never painted
+    assert guide.until_steps(piece.n_steps - BAR, 2 * BAR).shape == (2 * BAR,)
+    with pytest.raises(ValueError, match="inner recall must be in"):
+        RecallGuide.build(piece, 0.9, 1000, inner_strength=1.5)
+
+
+def test_inner_recall_at_full_strength_repeats_the_phrases_first_bars(
+    setup: tuple[Denoiser, ModelConfig],
+) -> None:
+    model, config = setup
+    piece = piece_with([4], None, roots=[0, 5])  # one 4-bar phrase; `tiny` windows: 2 bars
+    diffusion = Diffusion(config.diffusion)
+
+    def sample_with(inner_strength: float) -> np.ndarray:
+        guide = RecallGuide.build(
+            piece, 0.0, config.diffusion.num_train_steps,
+            inner_strength=inner_strength, inner_bars=2,
+        )  # fmt: skip
+        return sample_piece(
+            model, diffusion, piece, config, torch.Generator().manual_seed(3),
+            SamplerSettings(steps=8, guidance=2.0), overlap_steps=0, guide=guide,
+        )  # fmt: skip
+
+    free, copied, loose = sample_with(0.0), sample_with(1.0), sample_with(0.5)
+    assert not np.array_equal(free[:, 2 * BAR :], free[:, : 2 * BAR])
+    np.testing.assert_array_equal(copied[:, 2 * BAR :], copied[:, : 2 * BAR])
+
+    def distance(roll: np.ndarray) -> float:
+        return float(np.abs(roll[:, 2 * BAR :] - roll[:, : 2 * BAR]).mean())
+
+    assert distance(copied) < distance(loose) < distance(free)
+
+
+def test_the_phrase_repeats_benchmark_measures_repeats_inside_and_across_phrases() -> None:
+    from tests.scripts import load_script
+
+    bench = load_script("benchmarks/phrase_repeats.py")
+    piece = piece_with([4, 4], [-1, 0], roots=[0])
+    onset = np.zeros((piece.n_steps, 12), dtype=bool)
+    onset[0, 2] = onset[2 * BAR, 2] = True  # bar 2 repeats bar 0
+    onset[BAR, 5] = onset[3 * BAR + 1, 5] = True  # bar 3 does not repeat bar 1
+    onset[4 * BAR :] = onset[: 4 * BAR]  # the second phrase recalls the first, note for note
+    shares = bench.inner_shares(onset, piece.segment_ids)
+    assert shares[2] == [1.0, 0.0, 1.0, 0.0]  # two pairs in each phrase
+    assert shares[4] == []  # no phrase is longer than four bars
+    assert len(shares[1]) == 6 and max(shares[1]) == 0.0
+    assert bench.recalled_shares(onset, piece) == [1.0, 1.0, 1.0, 1.0]

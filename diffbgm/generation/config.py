@@ -149,6 +149,20 @@ class GenerationConfig:
         0.0,
         1.0,
     )
+    inner_recall: float = _knob(
+        0.0,
+        "0..1: inside a phrase, a bar follows the bar inner_recall_bars before it (where "
+        "their chords agree) for this share of the noise schedule, as a repeated phrase "
+        "follows its first occurrence (0 = off)",
+        0.0,
+        1.0,
+    )
+    inner_recall_bars: int = _knob(
+        4,
+        "the distance in bars of inner_recall's repeats",
+        1,
+        16,
+    )
     key_filter: bool = _knob(
         False,
         "write no note that is neither in the piece's key (major, or natural minor with its "

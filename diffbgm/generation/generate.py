@@ -285,6 +285,8 @@ def _recall_guide(
         num_train_steps,
         requested,
         keep_map=model.config.recall_input,
+        inner_strength=config.inner_recall,
+        inner_bars=config.inner_recall_bars,
     )
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from diffbgm.generation.requests import apart_from_neighbours, clearly_apart
 from diffbgm.model.conditions import PieceConditions
 
+STEPS_PER_BAR = 16
 SILENCE = -1.0  # roll value of "no onset / not sounding" in the model's [-1, 1] space
 TRANSPOSE_MIN_AGREEMENT = 0.8  # share of chord tones a transposed recall must match
 TRANSPOSE_MARGIN = 0.3  # ... and by how much it must beat the untransposed recall
@@ -80,6 +81,35 @@ def recall_map(
                 source[edge] = -1
                 shift[edge] = 0
     return source, shift
+
+
+def inner_recall_steps(
+    piece: PieceConditions, source: np.ndarray, lag_bars: int, steps_per_bar: int = STEPS_PER_BAR
+) -> np.ndarray:
+    """(T,) bool: the steps that follow the step lag_bars earlier in their own segment, bar
+    by bar: a bar lag_bars or more into its segment, none of whose steps another phrase's
+    recall covers (`source`, from `recall_map`: -1 = not recalled), whose chords agree with
+    the earlier bar's on RECALL_MIN_CHORD_AGREEMENT of their tones.
+
+    Real phrases repeat their own bars loosely: inside POP909's phrases a bar shares a quarter
+    of its (pitch, step) onsets with the bar four before it, the network's a tenth
+    (docs/evaluation.md, "Inner recall")."""
+    lag = lag_bars * steps_per_bar
+    steps = np.arange(piece.n_steps)
+    inner = np.zeros(piece.n_steps, dtype=bool)
+    for segment in np.unique(piece.segment_ids):
+        at = steps[piece.segment_ids == segment]
+        start = int(at[0])
+        for bar_start in range(start + lag, int(at[-1]) + 1, steps_per_bar):
+            bar = np.arange(bar_start, min(bar_start + steps_per_bar, int(at[-1]) + 1))
+            if (source[bar] >= 0).any():
+                continue
+            if (
+                _agreement(piece.chord_pcs[bar], piece.chord_pcs[bar - lag])
+                >= RECALL_MIN_CHORD_AGREEMENT
+            ):
+                inner[bar] = True
+    return inner
 
 
 def _changed_edges(
@@ -187,11 +217,15 @@ class RecallGuide:
 
     strength in [0, 1] is the share of the noise schedule (from the noisy end) in which a
     recalling segment is guided by its source's music: 0 = off, 1 = an exact copy (the final
-    step is guided too)."""
+    step is guided too). Inner recall: a bar inside a phrase guided by the bar `inner_bars`
+    before it, with a strength of its own (a looser repeat than a returning phrase's)."""
 
     source: np.ndarray  # (T,) source step of each step, -1 = not recalled
     semitones: np.ndarray  # (T,) transposition of the recalled music
     until_t: int  # paint while the diffusion step t >= until_t (num_train_steps: never)
+    # steps that follow a bar of their own phrase (inner recall) and their until_t
+    inner: np.ndarray | None = None
+    inner_until_t: int = 0
 
     @classmethod
     def build(
@@ -201,24 +235,40 @@ class RecallGuide:
         num_train_steps: int,
         onsets_per_bar: np.ndarray | None = None,
         keep_map: bool = False,
+        inner_strength: float = 0.0,
+        inner_bars: int = 4,
     ) -> RecallGuide:
         """The guide for a piece; with `onsets_per_bar` (each segment's requested density), a
         returning phrase asked for another density leaves a changing edge unguided.
 
         keep_map: map the recalls even at strength 0 (which then paints at no step), for a
-        network that takes the recalled music as an input (`ModelConfig.recall_input`)."""
-        if not 0.0 <= strength <= 1.0:
-            raise ValueError(f"recall strength must be in [0, 1], got {strength}")
+        network that takes the recalled music as an input (`ModelConfig.recall_input`).
+        inner_strength > 0: the bars of a phrase that no other phrase's recall covers follow
+        the bar `inner_bars` before them where their chords agree (`inner_recall_steps`)."""
+        for name, value in (("recall strength", strength), ("inner recall", inner_strength)):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {value}")
         if strength > 0 or keep_map:
             source, semitones = recall_map(piece, onsets_per_bar=onsets_per_bar)
         else:
             source = np.full(piece.n_steps, -1, dtype=np.int64)
             semitones = np.zeros(piece.n_steps, dtype=np.int64)
-        if strength == 0.0:
-            until_t = num_train_steps  # no timestep reaches it: nothing is painted
-        else:
-            until_t = -1 if strength == 1.0 else round((1.0 - strength) * (num_train_steps - 1))
-        return cls(source, semitones, until_t)
+        until_t = _until(strength, num_train_steps)
+        if inner_strength <= 0:
+            return cls(source, semitones, until_t)
+        inner = inner_recall_steps(piece, source, inner_bars)
+        lag = inner_bars * STEPS_PER_BAR
+        source = np.where(inner, np.arange(piece.n_steps) - lag, source)
+        semitones = np.where(inner, 0, semitones)
+        return cls(source, semitones, until_t, inner, _until(inner_strength, num_train_steps))
+
+    def until_steps(self, start: int, width: int) -> np.ndarray:
+        """(width,) the until_t of each step of the window at `start`."""
+        until = np.full(width, self.until_t, dtype=np.int64)
+        if self.inner is not None:
+            part = self.inner[start : start + width]
+            until[: part.size][part] = self.inner_until_t
+        return until
 
     def for_window(
         self, roll: np.ndarray, done: np.ndarray, start: int, window_keep: np.ndarray
@@ -226,6 +276,12 @@ class RecallGuide:
         """The guide of the window at `start`: (2, W, P) recalled music and its mask, or
         (None, None). Only steps still to be sampled whose source is already final are guided."""
         return _recalled_music(roll, self.source, self.semitones, done, start, window_keep)
+
+
+def _until(strength: float, num_train_steps: int) -> int:
+    if strength == 0.0:
+        return num_train_steps  # no timestep reaches it: nothing is painted
+    return -1 if strength == 1.0 else round((1.0 - strength) * (num_train_steps - 1))
 
 
 def _recalled_music(

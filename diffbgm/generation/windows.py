@@ -262,7 +262,7 @@ def _sample_rounds(
             chunk = pending[at : at + window_batch]
             window = lengths[chunk[0]]
             rows = [i for i in chunk for _ in range(candidates)]  # a window's candidates in a row
-            known, known_mask, guided, guided_mask = _chunk_paintings(
+            known, known_mask, guided, guided_mask, guided_until = _chunk_paintings(
                 rows, starts, window, roll, keep, done, guide, pitches
             )
             cond = stack_windows(
@@ -291,7 +291,7 @@ def _sample_rounds(
                 progress=report,
                 guide=None if guided is None else torch.from_numpy(guided),
                 guide_mask=None if guided_mask is None else torch.from_numpy(guided_mask),
-                guide_until=guide.until_t if guide is not None else 0,
+                guide_until=0 if guided_until is None else torch.from_numpy(guided_until),
                 branch=branching,
             )
             values = x.float().cpu().numpy()  # (B * candidates, 2, W, P)
@@ -337,11 +337,13 @@ def _chunk_paintings(
     done: np.ndarray,
     guide: RecallGuide | None,
     pitches: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """(B, 2, W, P) known music and mask (kept or final already) and recall guide and mask
-    (None where no window of the chunk recalls anything) of a chunk of windows."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """(B, 2, W, P) known music and mask (kept or final already), recall guide and mask and
+    (B, 1, W, 1) each step's until_t (None where no window of the chunk recalls anything) of a
+    chunk of windows."""
     total = roll.shape[1]
     knowns, masks, guides, guide_masks = [], [], [], []
+    untils: list[np.ndarray] = []
     for i in chunk:
         start, end = starts[i], min(starts[i] + window, total)
         window_keep = np.zeros((2, window, pitches), dtype=bool)
@@ -355,6 +357,9 @@ def _chunk_paintings(
         masks.append(window_keep)
         guides.append(np.zeros_like(known) if music is None else music)
         guide_masks.append(np.zeros_like(window_keep) if where is None else where)
+        if guide is not None:
+            untils.append(guide.until_steps(start, window))
     if not any(mask.any() for mask in guide_masks):
-        return np.stack(knowns), np.stack(masks), None, None
-    return np.stack(knowns), np.stack(masks), np.stack(guides), np.stack(guide_masks)
+        return np.stack(knowns), np.stack(masks), None, None, None
+    until = np.stack(untils)[:, None, :, None]  # (B, 1, W, 1)
+    return np.stack(knowns), np.stack(masks), np.stack(guides), np.stack(guide_masks), until

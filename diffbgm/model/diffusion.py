@@ -74,14 +74,17 @@ def _broadcast(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return values.to(device=like.device, dtype=torch.float32).reshape(-1, *[1] * (like.dim() - 1))
 
 
+Until = int | torch.Tensor  # a painting acts while t >= until (per step: (B, 1, W, 1))
+
+
 def _painting(
     name: str,
     values: torch.Tensor | None,
     mask: torch.Tensor | None,
-    until: int,
+    until: Until,
     shape: tuple[int, ...],
     device: torch.device,
-) -> tuple[torch.Tensor, torch.Tensor, int] | None:
+) -> tuple[torch.Tensor, torch.Tensor, Until] | None:
     """`name` and `name_mask` as (float32 values, bool mask of x's shape, until), or None."""
     if (values is None) != (mask is None):
         raise ValueError(f"painting needs both `{name}` and `{name}_mask`")
@@ -90,8 +93,15 @@ def _painting(
     return (
         values.to(device=device, dtype=torch.float32),
         mask.to(device).bool().expand(shape),
-        until,
+        until if isinstance(until, int) else until.to(device),
     )
+
+
+def _active(painted: torch.Tensor, until: Until, t: int) -> torch.Tensor | None:
+    """Where a painting acts at timestep t (None: nowhere); `until` per step or one value."""
+    if isinstance(until, int):
+        return painted if t >= until else None
+    return painted & (t >= until)
 
 
 @dataclass(frozen=True)
@@ -497,7 +507,7 @@ class Diffusion:
         progress: ProgressFn | None = None,
         guide: torch.Tensor | None = None,
         guide_mask: torch.Tensor | None = None,
-        guide_until: int = 0,
+        guide_until: Until = 0,
         branch: Branching | None = None,
     ) -> torch.Tensor:
         """Draw x0 (B, 2, T, P) in [-1, 1] for the batch of conditions, with the sampler,
@@ -540,7 +550,7 @@ class Diffusion:
         progress: ProgressFn | None = None,
         guide: torch.Tensor | None = None,
         guide_mask: torch.Tensor | None = None,
-        guide_until: int = 0,
+        guide_until: Until = 0,
         branch: Branching | None = None,
         straight_through: bool = False,
         graph_calls: int | None = None,
@@ -702,7 +712,7 @@ class Diffusion:
     @classmethod
     def _unused_calls(
         cls,
-        paints: list[tuple[torch.Tensor, torch.Tensor, int]],
+        paints: list[tuple[torch.Tensor, torch.Tensor, Until]],
         ts: list[int],
         x: torch.Tensor,
         reused: set[int],
@@ -720,26 +730,28 @@ class Diffusion:
 
     @staticmethod
     def _painted_where(
-        paints: list[tuple[torch.Tensor, torch.Tensor, int]], t: int, x: torch.Tensor
+        paints: list[tuple[torch.Tensor, torch.Tensor, Until]], t: int, x: torch.Tensor
     ) -> torch.Tensor:
         """Bool mask of x's shape: where a painting active at timestep t set x."""
         where = torch.zeros(x.shape, dtype=torch.bool, device=x.device)
         for _, painted, until in paints:
-            if t >= until:
-                where = where | painted
+            active = _active(painted, until, t)
+            if active is not None:
+                where = where | active
         return where
 
     def _paint_all(
         self,
         x: torch.Tensor,
-        paints: list[tuple[torch.Tensor, torch.Tensor, int]],
+        paints: list[tuple[torch.Tensor, torch.Tensor, Until]],
         t: int,
         generator: Generators,
     ) -> torch.Tensor:
         """Apply every painting still active at timestep t (t < 0: the end), in order."""
         for values, where, until in paints:
-            if t >= until:
-                x = self._paint(x, values, where, t, generator)
+            active = _active(where, until, t)
+            if active is not None:
+                x = self._paint(x, values, active, t, generator)
         return x
 
     def _paint(
@@ -791,12 +803,15 @@ def _check_branching(
 def _keep_rows(
     rows: list[int],
     cond: Conditions,
-    paints: list[tuple[torch.Tensor, torch.Tensor, int]],
+    paints: list[tuple[torch.Tensor, torch.Tensor, Until]],
     generator: Generators,
-) -> tuple[Conditions, list[tuple[torch.Tensor, torch.Tensor, int]], Generators]:
+) -> tuple[Conditions, list[tuple[torch.Tensor, torch.Tensor, Until]], Generators]:
     """The conditions, paintings and (per-row) generators of the kept rows."""
     index = torch.tensor(rows, dtype=torch.long)
-    kept_paints = [(values[index], where[index], until) for values, where, until in paints]
+    kept_paints = [
+        (values[index], where[index], until if isinstance(until, int) else until[index])
+        for values, where, until in paints
+    ]
     if isinstance(generator, Sequence):
         generator = [generator[r] for r in rows]
     return cond.index(index), kept_paints, generator
