@@ -88,12 +88,13 @@ def test_a_shipped_distilled_model_names_a_shipped_teacher_with_its_settings() -
     with the groove in session 19; the sampler, its noise and the guidance, which session 31
     replaced by autoguidance with the student's own weak model, which the teacher lacks; where
     the critic's candidates branch, which needs that stochastic sampler, session 36; the key
-    filter, chosen on the student's own music in session 63): the
+    filter, chosen on the student's own music in session 63, and the inner recall, in session
+    64): the
     student was held to its own output when it was given fewer calls (sessions 14 and 16), and
     the teacher keeps the settings its own tables were made with."""
     own = {"steps", "onset_threshold", "final_call", "groove", "recall"}
     own |= {"sampler", "eta", "guidance", "autoguidance", "autoguidance_share", "branch_at"}
-    own |= {"key_filter"}
+    own |= {"key_filter", "inner_recall"}
     configs = _shipped_configs()
     for name, config in configs.items():
         if not config["model"].get("guidance_embedding"):
