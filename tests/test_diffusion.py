@@ -382,6 +382,40 @@ def test_calls_the_paintings_overwrite_are_skipped_bit_for_bit(
     assert torch.equal(skipping, every)
 
 
+@pytest.mark.parametrize("eta", [0.0, 1.0])
+def test_a_per_step_until_paints_as_one_value_does(memorised: Memorised, eta: float) -> None:
+    """The recall guide's until per step (inner recall): the same until everywhere samples bit
+    for bit as the one value; until beyond every timestep paints nothing and draws no noise
+    for it, so the sample is the unguided one; a step painted to the end is the guide."""
+    m = memorised
+    steps = m.x0.shape[2]
+    quarter, half = steps // 4, steps // 2
+    guide_mask = torch.zeros_like(m.x0)
+    guide_mask[:, :, quarter:] = 1
+    recalled = torch.roll(m.x0, 3, dims=-1)
+
+    def sample(until: int | torch.Tensor | None) -> torch.Tensor:
+        return m.diffusion.sample(
+            m.model, m.cond, torch.Generator().manual_seed(1),
+            SamplerSettings(steps=9, sampler="dpm", guidance=1.0, eta=eta),
+            guide=None if until is None else recalled,
+            guide_mask=None if until is None else guide_mask,
+            guide_until=0 if until is None else until,
+        )  # fmt: skip
+
+    def per_step(values: list[int]) -> torch.Tensor:
+        until = torch.tensor(values, dtype=torch.long).repeat_interleave(steps // len(values))
+        return until.view(1, 1, steps, 1).expand(m.x0.shape[0], 1, steps, 1)
+
+    assert torch.equal(sample(300), sample(per_step([300])))
+    never = m.diffusion.num_train_steps
+    assert torch.equal(sample(None), sample(per_step([never])))
+    mixed = sample(per_step([never, -1]))  # the first half never painted, the second to the end
+    assert torch.equal(mixed[:, :, half:], recalled[:, :, half:])
+    assert not torch.equal(mixed[:, :, quarter:half], recalled[:, :, quarter:half])
+    assert not torch.equal(mixed, sample(per_step([300, -1])))
+
+
 def test_sampling_is_deterministic_and_in_range(memorised: Memorised) -> None:
     m = memorised
     ten = SamplerSettings(steps=10)

@@ -98,10 +98,13 @@ def _painting(
 
 
 def _active(painted: torch.Tensor, until: Until, t: int) -> torch.Tensor | None:
-    """Where a painting acts at timestep t (None: nowhere); `until` per step or one value."""
+    """Where a painting acts at timestep t (None: nowhere); `until` per step or one value.
+    None where no step is painted, so that no noise is drawn for it: a painting that acts
+    nowhere leaves the generator where it was, as a scalar `until` always did."""
     if isinstance(until, int):
         return painted if t >= until else None
-    return painted & (t >= until)
+    active = painted & (t >= until)
+    return active if bool(active.any()) else None
 
 
 @dataclass(frozen=True)
