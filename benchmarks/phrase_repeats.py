@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from diffbgm.generation.recall import recall_map
+from diffbgm.generation.recall import SILENCE, recall_map, transposed_steps
 from diffbgm.model.conditions import PieceConditions
 
 try:
@@ -57,14 +57,9 @@ def recalled_shares(onset: np.ndarray, piece: PieceConditions) -> list[float]:
         steps = np.arange(start, start + STEPS_PER_BAR)
         if (source[steps] < 0).any() or not onset[source[steps]].any() and not onset[steps].any():
             continue
-        recalled = np.zeros_like(onset[steps])
-        for row, (step, semitones) in enumerate(zip(source[steps], shift[steps], strict=True)):
-            moved = np.roll(onset[step], semitones)
-            if semitones > 0:
-                moved[:semitones] = False
-            elif semitones < 0:
-                moved[semitones:] = False
-            recalled[row] = moved
+        # the sampler's own transposition of recalled music, on a one-channel roll in [-1, 1]
+        there = np.where(onset[source[steps]], 1.0, SILENCE)[None]  # (1, bar, P)
+        recalled = transposed_steps(there, shift[steps])[0] > 0
         shares.append(jaccard(onset[steps], recalled))
     return shares
 
