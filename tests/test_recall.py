@@ -322,17 +322,41 @@ def test_inner_recall_follows_the_bar_four_before_inside_a_phrase_where_chords_a
     roots = [0, 5, 7, 0, 0, 5, 7, 0, 0, 2, 0, 0, 0]
     piece = piece_from([10 * BAR, 3 * BAR], None, roots)
     source = np.full(piece.n_steps, -1)
-    inner = inner_recall_steps(piece, source, lag_bars=4)
+    follows = inner_recall_steps(piece, source, lag_bars=4)
+    inner = follows >= 0
+    assert (follows[inner] == np.flatnonzero(inner) - 4 * BAR).all()
     by_bar = inner.reshape(-1, BAR)
     assert by_bar.all(axis=1).tolist() == [False] * 4 + [True] * 5 + [False] * 4
     assert (by_bar.any(axis=1) == by_bar.all(axis=1)).all()  # whole bars
     assert not by_bar[9].any()  # its chord (D) is not the one four bars before (C)
     # a bar another phrase's recall covers keeps that recall
     source[5 * BAR : 6 * BAR] = 0
-    assert not inner_recall_steps(piece, source, lag_bars=4)[5 * BAR : 6 * BAR].any()
+    assert (inner_recall_steps(piece, source, lag_bars=4)[5 * BAR : 6 * BAR] == -1).all()
     # lag 2: from the third bar of a phrase on
     two = inner_recall_steps(piece, np.full(piece.n_steps, -1), lag_bars=2).reshape(-1, BAR)
-    assert two.all(axis=1)[10:].tolist() == [False, False, True]
+    assert (two >= 0).all(axis=1)[10:].tolist() == [False, False, True]
+
+
+def test_inner_recall_prefers_the_near_bar_where_an_earlier_window_wrote_it() -> None:
+    from diffbgm.generation.recall import inner_recall_steps
+    from diffbgm.generation.windows import written_by
+
+    piece = piece_from([10 * BAR], None, [0, 5] * 5)  # one phrase over a 2-bar chord loop
+    none = np.full(piece.n_steps, -1)
+    # windows of 4 bars, 1 bar overlap: they write bars 0-3, 4-6, 7-9
+    writer = written_by(piece.n_steps, 4 * BAR, BAR)
+    assert writer.reshape(-1, BAR)[:, 0].tolist() == [0, 0, 0, 0, 1, 1, 1, 2, 2, 2]
+    lag = inner_recall_steps(piece, none, 4, near_bars=2, written_by=writer).reshape(-1, BAR)
+    lag = np.where(lag[:, 0] >= 0, np.arange(10) - lag[:, 0] // BAR, 0)
+    # bars 2-3: their own window writes the bar two before, and the bar four before is
+    # outside the phrase; bar 4's near bar (2) is final, bar 6's (4) is not: the far one
+    assert lag.tolist() == [0, 0, 0, 0, 2, 2, 4, 2, 2, 4]
+    # without a window layout every earlier bar counts as final
+    free = inner_recall_steps(piece, none, 4, near_bars=2).reshape(-1, BAR)[:, 0]
+    assert (np.arange(2, 10) - free[2:] // BAR == 2).all()
+    # the far bar's chords must agree too: a 3-bar loop agrees with no bar two or four before
+    piece = piece_from([10 * BAR], None, [0, 5, 7] * 4)
+    assert (inner_recall_steps(piece, none, 4, near_bars=2, written_by=writer) == -1).all()
 
 
 def test_inner_recall_guides_with_its_own_strength() -> None:

@@ -163,6 +163,14 @@ class GenerationConfig:
         1,
         16,
     )
+    inner_recall_near_bars: int = _knob(
+        0,
+        "> 0: with inner_recall, a bar follows the bar this many bars before it instead, "
+        "where that bar is written by an earlier window (a guide follows final music only) "
+        "and their chords agree; 0 = only inner_recall_bars",
+        0,
+        16,
+    )
     key_filter: bool = _knob(
         False,
         "write no note that is neither in the piece's key (major, or natural minor with its "

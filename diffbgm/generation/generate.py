@@ -31,7 +31,7 @@ from diffbgm.generation.double_time import (
 )
 from diffbgm.generation.recall import RecallGuide
 from diffbgm.generation.requests import requested_onsets_per_bar
-from diffbgm.generation.windows import CandidateChooser, sample_piece
+from diffbgm.generation.windows import CandidateChooser, sample_piece, written_by
 from diffbgm.model.autoguidance import Autoguided
 from diffbgm.model.conditions import PieceConditions
 from diffbgm.model.control_guidance import ControlGuided
@@ -287,6 +287,8 @@ def _recall_guide(
         keep_map=model.config.recall_input,
         inner_strength=config.inner_recall,
         inner_bars=config.inner_recall_bars,
+        inner_near_bars=config.inner_recall_near_bars,
+        written_by=written_by(conditions.n_steps, model.config.window_steps, config.overlap_steps),
     )
 
 

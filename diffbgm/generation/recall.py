@@ -84,32 +84,49 @@ def recall_map(
 
 
 def inner_recall_steps(
-    piece: PieceConditions, source: np.ndarray, lag_bars: int, steps_per_bar: int = STEPS_PER_BAR
+    piece: PieceConditions,
+    source: np.ndarray,
+    lag_bars: int,
+    steps_per_bar: int = STEPS_PER_BAR,
+    near_bars: int = 0,
+    written_by: np.ndarray | None = None,
 ) -> np.ndarray:
-    """(T,) bool: the steps that follow the step lag_bars earlier in their own segment, bar
-    by bar: a bar lag_bars or more into its segment, none of whose steps another phrase's
-    recall covers (`source`, from `recall_map`: -1 = not recalled), whose chords agree with
-    the earlier bar's on RECALL_MIN_CHORD_AGREEMENT of their tones.
+    """(T,) the step each step follows inside its own segment, or -1, bar by bar: a bar
+    lag_bars or more into its segment, none of whose steps another phrase's recall covers
+    (`source`, from `recall_map`: -1 = not recalled), whose chords agree with the earlier
+    bar's on RECALL_MIN_CHORD_AGREEMENT of their tones, follows the bar lag_bars before it.
+
+    near_bars > 0: a bar follows the bar near_bars before it instead where that bar
+    qualifies the same way and is final when the bar is sampled: written by an earlier
+    window (`written_by`, (T,) the window that samples each step; None: every earlier step
+    counts as final). Such a bar may be fewer than lag_bars into its segment.
 
     Real phrases repeat their own bars loosely: inside POP909's phrases a bar shares a quarter
-    of its (pitch, step) onsets with the bar four before it, the network's a tenth
-    (docs/evaluation.md, "Inner recall")."""
-    lag = lag_bars * steps_per_bar
+    of its (pitch, step) onsets with the bar four before it, the network's a tenth, and a
+    sixth with the bar two before it (docs/evaluation.md, "Inner recall")."""
     steps = np.arange(piece.n_steps)
-    inner = np.zeros(piece.n_steps, dtype=bool)
+    follows = np.full(piece.n_steps, -1, dtype=np.int64)
+    lags = [lag for lag in (near_bars, lag_bars) if lag > 0]
     for segment in np.unique(piece.segment_ids):
         at = steps[piece.segment_ids == segment]
-        start = int(at[0])
-        for bar_start in range(start + lag, int(at[-1]) + 1, steps_per_bar):
-            bar = np.arange(bar_start, min(bar_start + steps_per_bar, int(at[-1]) + 1))
+        start, last = int(at[0]), int(at[-1])
+        for bar_start in range(start + min(lags) * steps_per_bar, last + 1, steps_per_bar):
+            bar = np.arange(bar_start, min(bar_start + steps_per_bar, last + 1))
             if (source[bar] >= 0).any():
                 continue
-            if (
-                _agreement(piece.chord_pcs[bar], piece.chord_pcs[bar - lag])
-                >= RECALL_MIN_CHORD_AGREEMENT
-            ):
-                inner[bar] = True
-    return inner
+            for lag_bars_here in lags:
+                earlier = bar - lag_bars_here * steps_per_bar
+                if earlier[0] < start:
+                    continue
+                if written_by is not None and written_by[earlier].max() >= written_by[bar].min():
+                    continue  # not final yet when this bar is sampled
+                if (
+                    _agreement(piece.chord_pcs[bar], piece.chord_pcs[earlier])
+                    >= RECALL_MIN_CHORD_AGREEMENT
+                ):
+                    follows[bar] = earlier
+                    break
+    return follows
 
 
 def _changed_edges(
@@ -237,6 +254,8 @@ class RecallGuide:
         keep_map: bool = False,
         inner_strength: float = 0.0,
         inner_bars: int = 4,
+        inner_near_bars: int = 0,
+        written_by: np.ndarray | None = None,
     ) -> RecallGuide:
         """The guide for a piece; with `onsets_per_bar` (each segment's requested density), a
         returning phrase asked for another density leaves a changing edge unguided.
@@ -244,7 +263,9 @@ class RecallGuide:
         keep_map: map the recalls even at strength 0 (which then paints at no step), for a
         network that takes the recalled music as an input (`ModelConfig.recall_input`).
         inner_strength > 0: the bars of a phrase that no other phrase's recall covers follow
-        the bar `inner_bars` before them where their chords agree (`inner_recall_steps`)."""
+        the bar `inner_bars` before them where their chords agree, or the bar
+        `inner_near_bars` before them where it is written by an earlier window (`written_by`)
+        (`inner_recall_steps`)."""
         for name, value in (("recall strength", strength), ("inner recall", inner_strength)):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
@@ -256,9 +277,11 @@ class RecallGuide:
         until_t = _until(strength, num_train_steps)
         if inner_strength <= 0:
             return cls(source, semitones, until_t)
-        inner = inner_recall_steps(piece, source, inner_bars)
-        lag = inner_bars * STEPS_PER_BAR
-        source = np.where(inner, np.arange(piece.n_steps) - lag, source)
+        follows = inner_recall_steps(
+            piece, source, inner_bars, near_bars=inner_near_bars, written_by=written_by
+        )
+        inner = follows >= 0
+        source = np.where(inner, follows, source)
         semitones = np.where(inner, 0, semitones)
         return cls(source, semitones, until_t, inner, _until(inner_strength, num_train_steps))
 

@@ -55,6 +55,16 @@ def window_starts(n_steps: int, window_steps: int, overlap_steps: int) -> list[i
     return starts
 
 
+def written_by(n_steps: int, window_steps: int, overlap_steps: int) -> np.ndarray:
+    """(n_steps,) the index of the window that samples each step when windows are sampled
+    left to right (`window_starts`): a step written by an earlier window is final when a
+    later one is sampled, so a recall guide can follow it."""
+    writer = np.zeros(n_steps, dtype=np.int64)
+    for index, start in enumerate(window_starts(n_steps, window_steps, overlap_steps)[1:], 1):
+        writer[start + overlap_steps :] = index
+    return writer
+
+
 def window_spans(
     n_steps: int,
     shortest: int,
