@@ -437,29 +437,32 @@ def test_a_generated_roll_says_where_its_music_was_recalled_from(tiny) -> None: 
     assert (off[0] == -1).all()
 
 
-def test_inner_recall_follows_the_near_bar_only_where_an_earlier_window_wrote_it(tiny) -> None:  # type: ignore[no-untyped-def]
+def test_inner_recall_follows_the_near_bar_where_the_far_one_is_out_of_reach(tiny) -> None:  # type: ignore[no-untyped-def]
     # tiny windows: 2 bars, one bar of overlap, so after the first window each writes one bar
     piece = _piece(8, (0.5,))
     config = GenerationConfig(
-        steps=2, inner_recall=0.5, inner_recall_bars=2, inner_recall_near_bars=1
+        steps=2, inner_recall=0.5, inner_recall_bars=3, inner_recall_near_bars=1
     )
     roll = generate_roll(tiny, piece, config, seed=0)
     assert roll.recalled is not None
     source = roll.recalled[0].reshape(8, 16)
     steps = np.arange(8 * 16).reshape(8, 16)
-    # bar 1's bar before is written by its own window; bar 2 on follow the bar before
+    # bar 1's bar before is written by its own window; bar 2 is too early for the bar three
+    # before and follows the bar before; bars 3 on follow the bar three before
     assert (source[:2] == -1).all()
-    np.testing.assert_array_equal(source[2:], steps[2:] - 16)
-    # without the near bars: the bar two before, from bar 2 on
+    np.testing.assert_array_equal(source[2], steps[1])
+    np.testing.assert_array_equal(source[3:], steps[3:] - 48)
     far = generate_roll(tiny, piece, replace(config, inner_recall_near_bars=0), seed=0)
     assert far.recalled is not None
-    np.testing.assert_array_equal(far.recalled[0].reshape(8, 16)[2:], steps[2:] - 32)
-    # the sampler follows that map: at full strength each bar from bar 2 on copies the one
-    # before, so bars 1-7 are one bar
+    assert (far.recalled[0].reshape(8, 16)[:3] == -1).all()
+    # the sampler follows that map: at full strength bars 3 and 6 copy bar 0, the rest bar 1
     copied = generate_roll(tiny, piece, replace(config, inner_recall=1.0), seed=0).raw
-    for bar in range(2, 8):
-        np.testing.assert_array_equal(copied[:, bar * 16 : (bar + 1) * 16], copied[:, 16:32])
-    assert not np.array_equal(copied[:, :16], copied[:, 16:32])
+    bars = [copied[:, bar * 16 : (bar + 1) * 16] for bar in range(8)]
+    for bar in (3, 6):
+        np.testing.assert_array_equal(bars[bar], bars[0])
+    for bar in (2, 4, 5, 7):
+        np.testing.assert_array_equal(bars[bar], bars[1])
+    assert not np.array_equal(bars[0], bars[1])
 
 
 @pytest.mark.parametrize("native", [False, True])

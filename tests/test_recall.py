@@ -337,26 +337,30 @@ def test_inner_recall_follows_the_bar_four_before_inside_a_phrase_where_chords_a
     assert (two >= 0).all(axis=1)[10:].tolist() == [False, False, True]
 
 
-def test_inner_recall_prefers_the_near_bar_where_an_earlier_window_wrote_it() -> None:
+def test_inner_recall_takes_the_near_bar_where_the_far_one_cannot_be_followed() -> None:
     from diffbgm.generation.recall import inner_recall_steps
     from diffbgm.generation.windows import written_by
 
-    piece = piece_from([10 * BAR], None, [0, 5] * 5)  # one phrase over a 2-bar chord loop
+    # a 4-bar phrase, then a 6-bar one whose bar 8 leaves the chords of the bar four before
+    piece = piece_from([4 * BAR, 6 * BAR], None, [0, 0, 0, 0, 0, 5, 7, 5, 7, 5])
     none = np.full(piece.n_steps, -1)
     # windows of 4 bars, 1 bar overlap: they write bars 0-3, 4-6, 7-9
     writer = written_by(piece.n_steps, 4 * BAR, BAR)
     assert writer.reshape(-1, BAR)[:, 0].tolist() == [0, 0, 0, 0, 1, 1, 1, 2, 2, 2]
-    lag = inner_recall_steps(piece, none, 4, near_bars=2, written_by=writer).reshape(-1, BAR)
-    lag = np.where(lag[:, 0] >= 0, np.arange(10) - lag[:, 0] // BAR, 0)
-    # bars 2-3: their own window writes the bar two before, and the bar four before is
-    # outside the phrase; bar 4's near bar (2) is final, bar 6's (4) is not: the far one
-    assert lag.tolist() == [0, 0, 0, 0, 2, 2, 4, 2, 2, 4]
+
+    def lags(follows: np.ndarray) -> list[int]:
+        first = follows.reshape(-1, BAR)[:, 0]
+        return np.where(first >= 0, np.arange(10) - first // BAR, 0).tolist()
+
+    # bars 2-3 and 6: the bar two before is written by their own window, so not yet final;
+    # bar 7 is too early for the bar four before; bar 8's chords leave it (bar 4), not bar 6's
+    assert lags(inner_recall_steps(piece, none, 4, near_bars=2, written_by=writer)) == [
+        0, 0, 0, 0, 0, 0, 0, 2, 2, 4,
+    ]  # fmt: skip
     # without a window layout every earlier bar counts as final
-    free = inner_recall_steps(piece, none, 4, near_bars=2).reshape(-1, BAR)[:, 0]
-    assert (np.arange(2, 10) - free[2:] // BAR == 2).all()
-    # the far bar's chords must agree too: a 3-bar loop agrees with no bar two or four before
-    piece = piece_from([10 * BAR], None, [0, 5, 7] * 4)
-    assert (inner_recall_steps(piece, none, 4, near_bars=2, written_by=writer) == -1).all()
+    assert lags(inner_recall_steps(piece, none, 4, near_bars=2)) == [0, 0, 2, 2, 0, 0, 0, 2, 2, 4]
+    # without the near bars only bar 9 follows
+    assert lags(inner_recall_steps(piece, none, 4, written_by=writer)) == [0] * 9 + [4]
 
 
 def test_inner_recall_guides_with_its_own_strength() -> None:

@@ -165,9 +165,10 @@ class GenerationConfig:
     )
     inner_recall_near_bars: int = _knob(
         0,
-        "> 0: with inner_recall, a bar follows the bar this many bars before it instead, "
-        "where that bar is written by an earlier window (a guide follows final music only) "
-        "and their chords agree; 0 = only inner_recall_bars",
+        "> 0: with inner_recall, a bar that cannot follow the bar inner_recall_bars before it "
+        "(too early in its phrase, or their chords disagree) follows the bar this many bars "
+        "before it, where an earlier window wrote that bar (a guide follows final music only) "
+        "and their chords agree; 0 = off",
         0,
         16,
     )

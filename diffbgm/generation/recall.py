@@ -96,17 +96,18 @@ def inner_recall_steps(
     (`source`, from `recall_map`: -1 = not recalled), whose chords agree with the earlier
     bar's on RECALL_MIN_CHORD_AGREEMENT of their tones, follows the bar lag_bars before it.
 
-    near_bars > 0: a bar follows the bar near_bars before it instead where that bar
-    qualifies the same way and is final when the bar is sampled: written by an earlier
-    window (`written_by`, (T,) the window that samples each step; None: every earlier step
-    counts as final). Such a bar may be fewer than lag_bars into its segment.
+    near_bars > 0: a bar that cannot follow the bar lag_bars before it (too early in its
+    segment, or their chords disagree) follows the bar near_bars before it where that bar
+    qualifies the same way. Either source must be final when the bar is sampled: written by
+    an earlier window (`written_by`, (T,) the window that samples each step; None: every
+    earlier step counts as final).
 
     Real phrases repeat their own bars loosely: inside POP909's phrases a bar shares a quarter
     of its (pitch, step) onsets with the bar four before it, the network's a tenth, and a
     sixth with the bar two before it (docs/evaluation.md, "Inner recall")."""
     steps = np.arange(piece.n_steps)
     follows = np.full(piece.n_steps, -1, dtype=np.int64)
-    lags = [lag for lag in (near_bars, lag_bars) if lag > 0]
+    lags = [lag for lag in (lag_bars, near_bars) if lag > 0]
     for segment in np.unique(piece.segment_ids):
         at = steps[piece.segment_ids == segment]
         start, last = int(at[0]), int(at[-1])
@@ -264,8 +265,8 @@ class RecallGuide:
         network that takes the recalled music as an input (`ModelConfig.recall_input`).
         inner_strength > 0: the bars of a phrase that no other phrase's recall covers follow
         the bar `inner_bars` before them where their chords agree, or the bar
-        `inner_near_bars` before them where it is written by an earlier window (`written_by`)
-        (`inner_recall_steps`)."""
+        `inner_near_bars` before them where the first cannot be followed (`written_by`: the
+        window that writes each step; `inner_recall_steps`)."""
         for name, value in (("recall strength", strength), ("inner recall", inner_strength)):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
