@@ -89,12 +89,12 @@ def test_a_shipped_distilled_model_names_a_shipped_teacher_with_its_settings() -
     replaced by autoguidance with the student's own weak model, which the teacher lacks; where
     the critic's candidates branch, which needs that stochastic sampler, session 36; the key
     filter, chosen on the student's own music in session 63, and the inner recall, in session
-    64): the
+    64; its near bars, session 65, are an option): the
     student was held to its own output when it was given fewer calls (sessions 14 and 16), and
     the teacher keeps the settings its own tables were made with."""
     own = {"steps", "onset_threshold", "final_call", "groove", "recall"}
     own |= {"sampler", "eta", "guidance", "autoguidance", "autoguidance_share", "branch_at"}
-    own |= {"key_filter", "inner_recall"}
+    own |= {"key_filter", "inner_recall", "inner_recall_near_bars"}
     configs = _shipped_configs()
     for name, config in configs.items():
         if not config["model"].get("guidance_embedding"):
