@@ -234,3 +234,44 @@ def test_the_features_furthest_from_real_on_either_side_are_listed() -> None:
     for report in reference:
         del report["realism_feature_means"]
     assert compare(reference, candidate).features == []
+
+
+def _with_metric(report: dict[str, Any], metric: str, generated: float) -> dict[str, Any]:
+    """The report with a per-song metric: every song `generated`, real 1.0."""
+    report["summary"]["generated"][metric] = {"mean": generated}
+    report["summary"]["real"][metric] = {"mean": 1.0}
+    for song in report["songs"]:
+        song["generated"][metric] = generated
+        song["real"][metric] = 1.0
+    return report
+
+
+def test_si_bar_stops_a_choice_only_where_musdr_si_was_not_judged() -> None:
+    rng = np.random.default_rng(8)
+    reference = [
+        _with_metric(_report(s, _forest(0.75, 0.05, rng)), "si_bar_mid", 0.95) for s in range(4)
+    ]
+    # the forest 7 points nearer real, SI-bar mid 3 points further (-5 % -> -8 % of real)
+    candidate = [
+        _with_metric(
+            _report(s, _forest(0.68, 0.05, rng), model="c"), "si_bar_mid", 0.92 - 0.001 * s
+        )
+        for s in range(4)
+    ]
+    alone = compare(reference, candidate)
+    assert _row(alone, "SI-bar mid").verdict == "further"
+    assert not alone.chosen and "SI-bar mid" in alone.reason
+    # with MusDr's SI in every report (unmoved), MusDr's SI decides and SI-bar is a note
+    for report in reference + candidate:
+        _with_metric(report, "si_musdr_mid", 0.96)
+    both = compare(reference, candidate)
+    assert _row(both, "MusDr SI mid").verdict != "further"
+    assert _row(both, "SI-bar mid").verdict == "further"
+    assert both.chosen, both.reason
+    assert any("SI-bar mid is further by 3.1, not a veto" in note for note in both.notes)
+    assert "Note: SI-bar mid is further" in markdown(both)
+    # MusDr's SI further itself still stops the choice
+    for report in candidate:
+        _with_metric(report, "si_musdr_mid", 0.90 - 0.001 * int(report["options"]["seed"]))
+    worse = compare(reference, candidate)
+    assert not worse.chosen and "MusDr SI mid" in worse.reason
