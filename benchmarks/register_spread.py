@@ -66,7 +66,7 @@ def generate_segments(
     segments: list[Segment] = []
     for index, number in enumerate(songs):
         song = load_song_piece(Path(data), f"{number:03d}", bars, config, None)
-        roll = generator((index, song.conditions))
+        roll, _ = generator((index, song.conditions))
         starts = segment_starts(song.conditions.segment_ids)
         ends = np.append(starts[1:], roll.onset.shape[0])
         realised = realised_controls(

@@ -27,6 +27,7 @@ from diffbgm.generation.double_time import (
     doubled_known,
     halved_notes,
     halved_raw,
+    halved_recall,
     piece_figuration,
     piece_tempo_bpm,
 )
@@ -303,3 +304,18 @@ def test_a_figured_network_must_read_what_its_parent_reads(tmp_path: Path) -> No
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="pitch_low"):
         load_checkpoint(folder)
+
+
+def test_the_recall_record_is_halved_as_the_notes_are() -> None:
+    # composed steps 8-11 recall 0-3 (up 2) and step 12 recalls 5; 13 composed steps are a
+    # piece of 7 (its last step has one composed step)
+    source = np.full(13, -1, dtype=np.int64)
+    source[8:12] = np.arange(4)
+    source[12] = 5
+    semitones = np.where(source >= 0, 2, 0)
+    halved, shift = halved_recall(source, semitones)
+    np.testing.assert_array_equal(halved, [-1, -1, -1, -1, 0, 1, 2])
+    np.testing.assert_array_equal(shift, [0, 0, 0, 0, 2, 2, 2])
+    late = np.full(4, -1, dtype=np.int64)
+    late[3] = 1  # only the second composed step of piece step 1 recalls
+    np.testing.assert_array_equal(halved_recall(late, np.zeros(4, dtype=np.int64))[0], [-1, 0])

@@ -465,6 +465,42 @@ def test_inner_recall_follows_the_near_bar_where_the_far_one_is_out_of_reach(tin
     assert not np.array_equal(bars[0], bars[1])
 
 
+def test_a_roll_names_only_the_recalls_its_layout_let_the_sampler_follow(tiny) -> None:  # type: ignore[no-untyped-def]
+    from diffbgm.generation.generate import recalled_steps
+
+    # two-pass windows of two bars: an even window writes both its bars at once, so its
+    # second bar cannot follow its first as the left-to-right plan foresees (bars 3, 5, 7;
+    # bar 1 follows nothing: the first window writes bars 0 and 1 in either layout);
+    # the roll names what was followed
+    piece = _piece(8, (0.5,))
+    config = GenerationConfig(steps=2, inner_recall=1.0, inner_recall_bars=1, window_batch=4)
+    roll = generate_roll(tiny, piece, config, seed=0)
+    assert roll.recalled is not None
+    followed = roll.recalled[0]
+    planned = recalled_steps(tiny, piece, config, Calibration.load())[0]
+    steered = followed >= 0
+    assert steered.any() and (followed[steered] == planned[steered]).all()
+    bars = np.arange(piece.n_steps) // 16
+    np.testing.assert_array_equal(steered, np.isin(bars, (2, 4, 6)))
+    assert (planned[np.isin(bars, (3, 5, 7))] >= 0).all()
+    # at full strength every step the roll names copies its source
+    np.testing.assert_array_equal(roll.raw[:, steered], roll.raw[:, followed[steered]])
+    # regenerating: the kept music recalls what the plan says, the redone part what it followed
+    keep = np.zeros(piece.n_steps, dtype=bool)
+    keep[: 5 * 16] = True
+    again = generate_roll(
+        tiny,
+        piece,
+        replace(config, window_batch=1),
+        seed=1,
+        known=KnownMusic.from_notes(roll.onset, roll.sustain, keep),
+    )
+    assert again.recalled is not None
+    left_to_right = recalled_steps(tiny, piece, replace(config, window_batch=1), Calibration.load())
+    np.testing.assert_array_equal(again.recalled[0][keep], left_to_right[0][keep])
+    np.testing.assert_array_equal(again.recalled[0][~keep], left_to_right[0][~keep])
+
+
 @pytest.mark.parametrize("native", [False, True])
 def test_sampling_autocasts_to_bf16_only_where_native(
     tiny, native: bool, monkeypatch: pytest.MonkeyPatch

@@ -461,3 +461,36 @@ def test_stochastic_ddim_is_a_generation_setting_and_reproducible(
         quiet_end = draw(replace(settings, noise_below=500), 3)
         assert not np.array_equal(quiet_end, ode)
         assert not np.array_equal(quiet_end, draw(settings, 3))
+
+
+@pytest.mark.parametrize("window_batch", [1, 8])
+def test_followed_records_the_steps_the_recall_guide_steered(
+    setup: tuple[Denoiser, ModelConfig], window_batch: int
+) -> None:
+    from diffbgm.generation.recall import RecallGuide
+
+    model, config = setup
+    piece = make_piece(128, 3)
+    source = np.full(128, -1, dtype=np.int64)
+    source[64:72] = np.arange(8, 16)  # music of the first window: final before step 64's
+    source[88:96] = np.arange(82, 90)  # music of its own window: never final in time
+    # until_t -1: a guided step is painted to the last call, so it copies its source
+    guide = RecallGuide(source, np.zeros(128, dtype=np.int64), until_t=-1)
+    followed = np.full(128, 7, dtype=np.int64)  # stale values are cleared
+    roll = sample_piece(
+        model,
+        Diffusion(config.diffusion),
+        piece,
+        config,
+        torch.Generator().manual_seed(0),
+        SamplerSettings(steps=3),
+        overlap_steps=8,
+        guide=guide,
+        window_batch=window_batch,
+        followed=followed,
+    )
+    np.testing.assert_array_equal(followed[64:72], np.arange(8, 16))
+    np.testing.assert_array_equal(roll[:, 64:72], roll[:, 8:16])
+    assert (followed[88:96] == -1).all()
+    assert not np.array_equal(roll[:, 88:96], roll[:, 82:90])
+    assert (np.delete(followed, np.arange(64, 72)) == -1).all()

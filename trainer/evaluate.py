@@ -50,7 +50,7 @@ from diffbgm.controls import (
 )
 from diffbgm.device import sampling_precision
 from diffbgm.errors import DiffBGMError
-from diffbgm.generation import GenerationConfig, recalled_steps
+from diffbgm.generation import GenerationConfig, generate_roll
 from diffbgm.metrics import MetricConfig, aggregate, piece_metrics, relative_change, spearman
 from diffbgm.model.conditions import PieceConditions
 from diffbgm.model.config import SelectorMode
@@ -74,7 +74,6 @@ from diffbgm.realism import (
 from trainer.models import load_for_inference, with_inference_switches
 from trainer.sample import (
     SongPiece,
-    generate,
     load_song_piece,
     roll_spec_of,
     song_generation,
@@ -522,6 +521,10 @@ def markdown_report(
     return "\n".join(lines)
 
 
+# a song's generated notes (no velocities yet) and where its steps recalled their music from
+_Generated = tuple[PianoRoll, "tuple[np.ndarray, np.ndarray] | None"]
+
+
 class _Generator:
     """Generates one song's roll from its conditions with the evaluation's model and settings.
 
@@ -537,22 +540,33 @@ class _Generator:
         self.calibration = Calibration.load()  # the shipped one (decoding), read once
         self.options = options
 
-    def __call__(self, job: tuple[int, PieceConditions]) -> PianoRoll:
+    def __call__(self, job: tuple[int, PieceConditions]) -> _Generated:
         index, conditions = job
-        return generate(
-            self.loaded, conditions, self.config, self.options.seed + index, self.calibration
+        generated = generate_roll(
+            self.loaded,
+            conditions,
+            self.config,
+            self.options.seed + index,
+            calibration=self.calibration,
         )
+        roll = PianoRoll(
+            onset=generated.onset,
+            sustain=generated.sustain,
+            velocity=np.zeros(generated.onset.shape, dtype=np.uint8),
+        )
+        return roll, generated.recalled
 
 
-def _generate_in_worker(options: EvalOptions, job: tuple[int, PieceConditions]) -> PianoRoll:
+def _generate_in_worker(options: EvalOptions, job: tuple[int, PieceConditions]) -> _Generated:
     # The model is loaded per song: well under a second against tens of seconds of sampling.
     return _Generator(options, threads=1)(job)
 
 
 def _generated_rolls(
     options: EvalOptions, generator: _Generator, jobs: list[tuple[int, PieceConditions]]
-) -> Iterator[PianoRoll]:
-    """The jobs' rolls in order: here, or in `options.workers` processes of one thread each."""
+) -> Iterator[_Generated]:
+    """The jobs' rolls and recall records in order: here, or in `options.workers` processes
+    of one thread each."""
     if options.workers <= 1 or len(jobs) <= 1:
         yield from map(generator, jobs)
         return
@@ -607,7 +621,7 @@ def run_evaluation(options: EvalOptions) -> EvalReport:
     )
     audio_jobs: list[tuple[PianoRoll, float, RollSpec]] = []  # MusDr SI, after generation
     audio_targets: list[dict[str, float]] = []
-    for (song, asked), roll in zip(songs, rolls, strict=True):
+    for (song, asked), (roll, recalled) in zip(songs, rolls, strict=True):
         song_id = song.song_id
         chords = song.conditions.chord_pcs
         gen_metrics = piece_metrics(roll.onset, roll.sustain, chords, song.key, metric_config)
@@ -621,11 +635,7 @@ def run_evaluation(options: EvalOptions) -> EvalReport:
                 calibration,
                 options.velocity,
                 song.playing,
-                recalled_steps(
-                    generator.loaded, asked.conditions, generation, generator.calibration
-                )
-                if options.velocity_echo
-                else None,
+                recalled if options.velocity_echo else None,
             )
             if has_controls
             else None

@@ -134,3 +134,20 @@ def halved_raw(raw: np.ndarray) -> np.ndarray:
     if steps < raw.shape[1]:
         halved = np.concatenate([halved, raw[:, steps:]], axis=1)
     return halved
+
+
+def halved_recall(source: np.ndarray, semitones: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A composed piece's recall record ((FACTOR * T,) source step or -1, semitones) on the
+    piece's grid: step t recalls from where the first of its composed steps that recalls
+    does, halved as `halved_notes` halves a note's start."""
+    steps = math.ceil(source.shape[0] / FACTOR)
+    padded = np.full(steps * FACTOR, -1, dtype=np.int64)
+    padded[: source.shape[0]] = source
+    moved = np.zeros(steps * FACTOR, dtype=np.int64)
+    moved[: semitones.shape[0]] = semitones
+    pairs, shifts = padded.reshape(steps, FACTOR), moved.reshape(steps, FACTOR)
+    first = np.argmax(pairs >= 0, axis=1)  # (T,) 0 where none recalls (then -1 below)
+    rows = np.arange(steps)
+    chosen = pairs[rows, first]
+    halved = np.where(chosen >= 0, chosen // FACTOR, -1)
+    return halved, np.where(halved >= 0, shifts[rows, first], 0)

@@ -28,6 +28,7 @@ from diffbgm.generation.double_time import (
     doubled_known,
     halved_notes,
     halved_raw,
+    halved_recall,
 )
 from diffbgm.generation.recall import RecallGuide
 from diffbgm.generation.requests import requested_onsets_per_bar
@@ -238,9 +239,11 @@ def generate_roll(
     if doubled:
         composed = doubled_conditions(conditions, calibration)
         kept = None if known is None else KnownMusic(*doubled_known(known.roll, known.mask))
-    raw, notes = _compose(model, composed, config, seed, kept, progress, calibration, decode_rules)
+    raw, notes, recalled = _compose(
+        model, composed, config, seed, kept, progress, calibration, decode_rules
+    )
     if doubled:
-        raw, notes = halved_raw(raw), halved_notes(notes)
+        raw, notes, recalled = halved_raw(raw), halved_notes(notes), halved_recall(*recalled)
     if known is not None:
         # Decoding looks at neighbours (a sustain needs its onset), so re-decoding could move
         # notes at the edges of the kept music: keep the kept part bit for bit.
@@ -249,9 +252,14 @@ def generate_roll(
             onset=np.where(keep[0], known.roll[0] > 0, notes.onset),
             sustain=np.where(keep[1], known.roll[1] > 0, notes.sustain),
         )
-    return GeneratedRoll(
-        raw=raw, notes=notes, recalled=recalled_steps(model, conditions, config, calibration)
-    )
+        # kept music was not sampled now: it recalls what the plan says it does
+        kept_steps = keep.all(axis=(0, 2))
+        planned = recalled_steps(model, conditions, config, calibration)
+        recalled = (
+            np.where(kept_steps, planned[0], recalled[0]),
+            np.where(kept_steps, planned[1], recalled[1]),
+        )
+    return GeneratedRoll(raw=raw, notes=notes, recalled=recalled)
 
 
 def recalled_steps(
@@ -260,9 +268,11 @@ def recalled_steps(
     config: GenerationConfig,
     calibration: Calibration,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Where each step of the piece composed with `config` recalls its music from: (T,)
-    source step or -1 and (T,) semitones, the map the sampler's recall guide follows (all -1
-    where recall is off)."""
+    """Where each step of the piece composed with `config` is planned to recall its music
+    from: (T,) source step or -1 and (T,) semitones, the map the sampler's recall guide is
+    built from (all -1 where recall is off). What a composed piece did follow is its
+    `GeneratedRoll.recalled`: in the default left-to-right layout the same map; in others a
+    step whose source was not yet final when its window was sampled is left out."""
     model = composing_network(model, conditions, config)
     guide = _recall_guide(
         model, conditions, config, calibration, model.config.diffusion.num_train_steps
@@ -301,11 +311,13 @@ def _compose(
     progress: StepProgress | None,
     calibration: Calibration,
     decode_rules: list[DecodeStep] | None,
-) -> tuple[np.ndarray, DecodedRoll]:
-    """Sample the piece window by window and decode it: (raw (2, T, P), notes)."""
+) -> tuple[np.ndarray, DecodedRoll, tuple[np.ndarray, np.ndarray]]:
+    """Sample the piece window by window and decode it: (raw (2, T, P), notes, and what the
+    recall guide steered: (T,) source step or -1, (T,) semitones)."""
     diffusion = Diffusion(model.config.diffusion)
     guide = _recall_guide(model, conditions, config, calibration, diffusion.num_train_steps)
     generator = torch.Generator().manual_seed(seed)
+    followed = np.full(conditions.n_steps, -1, dtype=np.int64)
     device = next(model.model.parameters()).device
     # the convolutions' weights in the layout asked for (in place; cheap, idempotent): oneDNN's
     # channels-last kernels were 10-15 % faster per call on this CPU (docs/pipeline.md)
@@ -333,6 +345,7 @@ def _compose(
             candidates=config.candidates,
             choose=_chooser(model, config, conditions, calibration),
             branch_at=config.branch_at,
+            followed=followed,
         )
     notes = decode(raw, conditions, config, calibration, decode_rules, model.config.pitch_low)
-    return raw, notes
+    return raw, notes, (followed, np.where(followed >= 0, guide.semitones, 0))

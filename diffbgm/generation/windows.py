@@ -180,6 +180,7 @@ def sample_piece(
     candidates: int = 1,
     choose: CandidateChooser | None = None,
     branch_at: float = 0.0,
+    followed: np.ndarray | None = None,
 ) -> np.ndarray:
     """Sample a whole piece -> float32 (2, T_total, P) in [-1, 1] (onset, sustain).
 
@@ -196,6 +197,10 @@ def sample_piece(
     candidates > 1 (with `choose`): each window sampled that many times, `choose` keeps one;
     they share the first `branch_at` [0-1) of the sampler's calls and branch there
     (`Branching`).
+    followed: a (T_total,) int array, filled in place: the source step (`guide.source`) of
+    each step the recall guide steered, -1 at the others. Which steps a guide can follow
+    depends on the layout (a source must be final when its recalling window is sampled), so
+    this is the record of what the sampler did, in any layout.
     """
     if candidates > 1 and choose is None:
         raise ValueError("candidates > 1 needs a chooser")
@@ -226,7 +231,7 @@ def sample_piece(
         model, diffusion, piece, config, generator, lengths, starts, rounds, roll, keep, done,
         settings=settings, progress=progress, guide=guide,
         window_batch=window_batch if batched else 1, candidates=candidates, choose=choose,
-        branch_at=branch_at,
+        branch_at=branch_at, followed=followed,
     )  # fmt: skip
 
 
@@ -250,10 +255,14 @@ def _sample_rounds(
     candidates: int = 1,
     choose: CandidateChooser | None = None,
     branch_at: float = 0.0,
+    followed: np.ndarray | None = None,
 ) -> np.ndarray:
     """Sample the windows (starts[i], lengths[i] steps) round by round (a round's windows are
     independent), up to window_batch of them per network call (windows of one length: the
-    batched layout is uniform); the roll is filled in place and returned."""
+    batched layout is uniform); the roll is filled in place and returned, and `followed`
+    (if given) records the steps the recall guide steered (`sample_piece`)."""
+    if followed is not None:
+        followed[:] = -1
     total, pitches = roll.shape[1], config.n_pitches
     window_generators = _window_generators(generator, len(starts), candidates)
     todo = {i for i, s in enumerate(starts) if not keep[:, s : s + lengths[i]].all()}
@@ -311,6 +320,11 @@ def _sample_rounds(
                 kept = 0 if choose is None or candidates == 1 else choose(drawn, start)
                 roll[:, start:end] = drawn[kept]
                 done[start:end] = True
+                if followed is not None and guided_mask is not None and guide is not None:
+                    steered = start + np.flatnonzero(
+                        guided_mask[place * candidates, 0, : end - start].any(axis=-1)
+                    )
+                    followed[steered] = guide.source[steered]
             finished += calls * len(chunk)
     return roll
 
