@@ -466,18 +466,10 @@ def compare(
     nearer = [row.target for row in rows if row.target in primary and row.verdict == "nearer"]
     judged = {row.target for row in rows}
     stand_in = {target.name: target.stands_in_for for target in TARGETS}
-    outweighed = [  # further, but the target it stands in for was judged itself
-        row
-        for row in rows
-        if row.verdict == "further"
-        and -row.improvement > tolerance
-        and stand_in.get(row.target) in judged
-    ]
-    further = [
-        row.target
-        for row in rows
-        if row.verdict == "further" and -row.improvement > tolerance and row not in outweighed
-    ]
+    beyond = [row for row in rows if row.verdict == "further" and -row.improvement > tolerance]
+    # a stand-in further while the target it stands in for was judged itself: a note
+    outweighed = [row for row in beyond if stand_in.get(row.target) in judged]
+    further = [row.target for row in beyond if row not in outweighed]
     if len(pairs) < 2:
         chosen, reason = False, "one pair of reports: no seed-to-seed spread to judge by"
     elif further:

@@ -75,6 +75,7 @@ from trainer.models import load_for_inference, with_inference_switches
 from trainer.sample import (
     SongPiece,
     load_song_piece,
+    notes_roll,
     roll_spec_of,
     song_generation,
     write_piece,
@@ -549,12 +550,7 @@ class _Generator:
             self.options.seed + index,
             calibration=self.calibration,
         )
-        roll = PianoRoll(
-            onset=generated.onset,
-            sustain=generated.sustain,
-            velocity=np.zeros(generated.onset.shape, dtype=np.uint8),
-        )
-        return roll, generated.recalled
+        return notes_roll(generated.notes), generated.recalled
 
 
 def _generate_in_worker(options: EvalOptions, job: tuple[int, PieceConditions]) -> _Generated:

@@ -26,6 +26,7 @@ from diffbgm.controls import (
 from diffbgm.errors import DiffBGMError
 from diffbgm.generation import GenerationConfig, generate_roll
 from diffbgm.generation.config import KnobValue
+from diffbgm.generation.decoding import DecodedRoll
 from diffbgm.model.conditions import PieceConditions
 from diffbgm.model.config import ModelConfig
 from diffbgm.music.calibration import Calibration
@@ -225,7 +226,11 @@ def generate(
     """A whole piece through diffbgm.generation.generate_roll, as a PianoRoll. No velocity
     channel is generated: roll_to_midi then plays the default velocity. Pass `calibration`
     (the shipped one) when generating many pieces, so it is read once."""
-    notes = generate_roll(loaded, piece, config, seed, calibration=calibration).notes
+    return notes_roll(generate_roll(loaded, piece, config, seed, calibration=calibration).notes)
+
+
+def notes_roll(notes: DecodedRoll) -> PianoRoll:
+    """Decoded notes as a PianoRoll without velocities (roll_to_midi plays the default)."""
     return PianoRoll(
         onset=notes.onset,
         sustain=notes.sustain,
