@@ -1264,3 +1264,13 @@ def test_figured_from_trains_on_the_songs_in_16th_note_figures(
     with pytest.raises(ValueError, match="leave it out with --bgm909"):
         tiny_config(tiny_cache, tmp_path / "bgm", figured_from=0.2, bgm909=str(tmp_path))
     assert build_parser().parse_args(["train", "--figured-from", "0.25"]).figured_from == 0.25
+    plain = load_data(tiny_config(tiny_cache, tmp_path / "plain", figured_below=between))
+    assert len(plain.train) + len(figured.train) == len(everything.train)  # the two halves
+    assert len(plain.valid) == len(everything.valid)
+    with pytest.raises(DiffBGMError, match="--figured-below"):
+        load_data(tiny_config(tiny_cache, tmp_path / "none2", figured_below=figurations[0]))
+    with pytest.raises(ValueError, match="must be above --figured-from"):
+        tiny_config(tiny_cache, tmp_path / "empty", figured_from=0.3, figured_below=0.3)
+    with pytest.raises(ValueError, match="--figured-below must be in"):
+        tiny_config(tiny_cache, tmp_path / "bad2", figured_below=0.0)
+    assert build_parser().parse_args(["train", "--figured-below", "0.25"]).figured_below == 0.25

@@ -129,6 +129,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         augment=args.augment,
         playing=args.playing,
         figured_from=args.figured_from,
+        figured_below=args.figured_below,
         progress=not args.no_progress,
         stop_after=args.stop_after,
         max_minutes=args.max_minutes,
@@ -554,6 +555,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="train on the POP909 songs with at least this share of their onsets on the odd "
         "16ths only (slow songs in 16th-note figures; docs/evaluation.md, 'A teacher of the "
         "figured songs'); 0 = every song; validation keeps every song",
+    )
+    train.add_argument(
+        "--figured-below",
+        type=float,
+        default=1.0,
+        metavar="F",
+        help="train on the POP909 songs with less than this share of their onsets on the odd "
+        "16ths only (the songs --figured-from F leaves out: a network of the plain songs); "
+        "1 = every song; validation keeps every song",
     )
     train.add_argument(
         "--set",

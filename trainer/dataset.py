@@ -333,7 +333,8 @@ class Pop909Windows(Dataset):
     transposed by a random -5..+5 semitones and its phrases randomly cut into 1-4 bar
     pieces; the random draws depend on (seed, epoch, index), so call `set_epoch` each epoch.
     `playing` ("even", "wide"): only the songs of the split played that way (`is_played`).
-    `figured_from` > 0: only the songs with at least that figuration (`CachedSong.figuration`).
+    `figured_from` > 0: only the songs with at least that figuration (`CachedSong.figuration`);
+    `figured_below` < 1: only the songs with less.
     """
 
     def __init__(
@@ -349,6 +350,7 @@ class Pop909Windows(Dataset):
         recall: bool = False,
         playing: str = "all",
         figured_from: float = 0.0,
+        figured_below: float = 1.0,
     ) -> None:
         self.spec = spec or RollSpec()
         self.window_bars = window_bars
@@ -362,7 +364,7 @@ class Pop909Windows(Dataset):
         self.songs = [
             song
             for song in load_split(cache, split)
-            if is_played(song, playing) and song.figuration >= figured_from
+            if is_played(song, playing) and figured_from <= song.figuration < figured_below
         ]
         for song in self.songs:
             if song.onset.shape[1] != self.spec.n_pitches:

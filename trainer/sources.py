@@ -94,6 +94,7 @@ def load_data(config: TrainConfig) -> DataBundle:
             recall=model_config.recall_input,
             playing=config.playing,
             figured_from=config.figured_from,
+            figured_below=config.figured_below,
         )
         valid = Pop909Windows(
             config.data,
@@ -114,6 +115,10 @@ def load_data(config: TrainConfig) -> DataBundle:
         if config.figured_from > 0:
             where += (
                 f" among the songs of figuration at least {config.figured_from:g} (--figured-from)"
+            )
+        if config.figured_below < 1:
+            where += (
+                f" among the songs of figuration below {config.figured_below:g} (--figured-below)"
             )
         raise DiffBGMError(f"no training windows of {bars} bars in {where}")
     return DataBundle(

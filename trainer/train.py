@@ -98,6 +98,8 @@ class TrainConfig:
     # > 0: train on the POP909 songs with at least this share of their onsets on the odd 16ths
     # only (their figuration; docs/evaluation.md, "A teacher of the figured songs")
     figured_from: float = 0.0
+    # < 1: the songs with less figuration than this only (the plain songs: the other half)
+    figured_below: float = 1.0
     model_overrides: dict[str, Any] = field(default_factory=dict)  # ModelConfig fields
     steps: int = 20_000
     batch: int = 32  # windows per rank per step (global batch = batch * world size)
@@ -255,6 +257,12 @@ class TrainConfig:
             raise ValueError("--figured-from must be in [0, 1)")
         if self.figured_from > 0 and self.bgm909:
             raise ValueError("--figured-from chooses POP909 songs: leave it out with --bgm909")
+        if not 0.0 < self.figured_below <= 1.0:
+            raise ValueError("--figured-below must be in (0, 1]")
+        if self.figured_below <= self.figured_from:
+            raise ValueError("--figured-below must be above --figured-from: no song would be left")
+        if self.figured_below < 1 and self.bgm909:
+            raise ValueError("--figured-below chooses POP909 songs: leave it out with --bgm909")
         if self.adversarial_statistics not in CRITIC_STATISTICS:
             raise ValueError(
                 f"--adversarial-statistics must be one of {', '.join(CRITIC_STATISTICS)}"
