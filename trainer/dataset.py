@@ -364,7 +364,9 @@ class Pop909Windows(Dataset):
         self.songs = [
             song
             for song in load_split(cache, split)
-            if is_played(song, playing) and figured_from <= song.figuration < figured_below
+            if is_played(song, playing)
+            and song.figuration >= figured_from
+            and (figured_below >= 1.0 or song.figuration < figured_below)  # 1: no upper bound
         ]
         for song in self.songs:
             if song.onset.shape[1] != self.spec.n_pitches:
